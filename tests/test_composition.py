@@ -92,7 +92,10 @@ def test_optax_masked_around_ham_is_wrong_and_mask_argument_is_right():
   chex.assert_trees_all_close(optax.apply_updates(p, u)["b"], p["b"] - 0.1 * g["b"])
   # ... or optax.partition with an explicit optimizer for each group.
   part = optax.partition(
-    {"ham": ham_optax.ham_sgd(0.1, alpha=5.0, mask=lambda q: jax.tree.map(lambda _: True, q)), "sgd": optax.sgd(0.1)},
+    {
+      "ham": ham_optax.ham_sgd(0.1, alpha=5.0, mask=lambda q: jax.tree.map(lambda _: True, q)),
+      "sgd": optax.sgd(0.1),
+    },
     {"w": "ham", "b": "sgd"},
   )
   u2, _ = part.update(g, part.init(p), p)
