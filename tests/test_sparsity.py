@@ -440,3 +440,46 @@ def test_bad_input_errors():
     sp.apply_masks(other, state)
   with pytest.raises(ValueError, match="leaves"):
     sp.apply_masks({"a": jnp.ones((2, 2))}, state)
+
+
+def test_str_layers():
+  from flax import nnx
+
+  w = np.array([[0.5, -0.02], [-0.3, 0.001]], np.float32)
+  s = -3.0
+  thr = 1.0 / (1.0 + np.exp(-s))
+  expected = np.sign(w) * np.maximum(np.abs(w) - thr, 0.0)
+  np.testing.assert_allclose(sp.str_sparse_weight(jnp.asarray(w), jnp.asarray(s)), expected, rtol=1e-6)
+
+  rngs = nnx.Rngs(0)
+  dense = sp.STRDense(8, 4, threshold_init=-2.0, rngs=rngs)
+  conv = sp.STRConv(3, 5, (3, 3), strides=2, rngs=rngs)
+  x = jax.random.normal(jax.random.key(0), (2, 8))
+  ref = np.asarray(x) @ np.asarray(sp.str_sparse_weight(dense.kernel[...], dense.threshold[...]))
+  np.testing.assert_allclose(dense(x), ref, rtol=1e-5, atol=1e-6)
+  assert conv(jnp.ones((2, 8, 8, 3))).shape == (2, 4, 4, 5)
+  with pytest.raises(ValueError, match="kernel_size"):
+    sp.STRConv(3, 5, (3,), rngs=rngs)
+
+  # The threshold is learned: its gradient is nonzero, and weight decay on it (towards sigma(0) = 1/2) sparsifies.
+  model = nnx.Sequential(sp.STRDense(8, 16, rngs=rngs), jax.nn.relu, sp.STRDense(16, 1, rngs=rngs))
+  y = jnp.sum(x, axis=1, keepdims=True)
+
+  def loss_fn(m):
+    return jnp.mean((m(x) - y) ** 2)
+
+  grads = nnx.grad(loss_fn)(model)
+  assert float(jnp.abs(grads.layers[0].threshold[...])) > 0
+  tx = ham_optax.ham(optax.adamw(0.05, weight_decay=0.5), 0.05, alpha=1.0)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+  @nnx.jit
+  def step(model, opt):
+    opt.update(model, nnx.grad(loss_fn)(model))
+
+  before = float(jnp.mean(model.layers[0].sparse_kernel() == 0))
+  for _ in range(30):
+    step(model, opt)
+  after = float(jnp.mean(model.layers[0].sparse_kernel() == 0))
+  assert float(model.layers[0].threshold[...]) > -5.0
+  assert after > before

@@ -9,6 +9,7 @@ weights are exactly zero after every step.
 - :func:`magnitude_pruning`: gradual magnitude pruning with Zhu & Gupta's cubic schedule (global or per layer).
 - :func:`acdc`: alternating compressed/decompressed training.
 - :func:`rigl`: drop smallest-magnitude, grow largest-gradient weights every ``update_every`` steps.
+- :class:`STRDense`, :class:`STRConv`: Soft Threshold Reparameterization layers (flax NNX), learned sparsity.
 - :func:`get_masks`, :func:`apply_masks`: read the masks from any (nested) optimizer state; zero pruned weights.
 """
 
@@ -24,8 +25,11 @@ from ham_optax.sparsity._methods import (
   rigl,
   rigl_drop_fraction,
 )
+from ham_optax.sparsity._str import STRConv, STRDense, str_sparse_weight
 
 __all__ = [
+  "STRConv",
+  "STRDense",
   "SparsifierState",
   "acdc",
   "acdc_is_sparse",
@@ -39,4 +43,5 @@ __all__ = [
   "random_pruning",
   "rigl",
   "rigl_drop_fraction",
+  "str_sparse_weight",
 ]
