@@ -267,7 +267,7 @@ def _rigl_reference(params, grads, masks, zeta):
       np.asarray(m).ravel(),
     )
     a = int(m.sum())
-    n_drop = int(np.round(np.float32(zeta) * np.float32(a)))
+    n_drop = int(np.round(zeta * a))
     keep_order = np.argsort(-np.where(m, p, -np.inf), kind="stable")
     keep = np.zeros_like(m)
     keep[keep_order[: a - n_drop]] = True

@@ -79,9 +79,9 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
   return value
 
 
-def n_zeros(sparsity: Any, n: int) -> jax.Array:
-  """``round(sparsity * n)`` (round half to even) as int32; jit-friendly for a traced ``sparsity``."""
-  return jnp.round(jnp.asarray(sparsity, jnp.float32) * n).astype(jnp.int32)
+def n_zeros(sparsity: float, n: int) -> int:
+  """``round(sparsity * n)`` in float64 on the host (round half to even, as ``numpy.round``)."""
+  return int(np.round(float(sparsity) * n))
 
 
 def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
@@ -109,10 +109,11 @@ def global_top_k_masks(scores: Sequence[jax.Array], n_keep: jax.Array | int) -> 
 def magnitude_masks(
   values: Sequence[jax.Array],
   old_masks: Sequence[jax.Array],
-  sparsity: Any,
+  zeros: jax.Array | int | Sequence[jax.Array | int],
   scope: str,
 ) -> list[jax.Array]:
-  """Top-|value| masks with ``round(sparsity * n)`` zeros, per layer or over all layers together.
+  """Top-|value| masks with exactly ``zeros`` pruned entries over all layers (``scope="global"``, one count)
+  or per layer (``scope="layer"``, one count per layer). Counts may be traced.
 
   Weights outside ``old_masks`` rank below every active weight (score -1 < |x|), so when the sparsity grows
   the new mask is a subset of the old one (gradual magnitude pruning never revives a pruned weight).
@@ -122,8 +123,8 @@ def magnitude_masks(
   ]
   if scope == "global":
     total = sum(int(v.size) for v in values)
-    return global_top_k_masks(scores, total - n_zeros(sparsity, total))
-  return [top_k_mask(s, s.size - n_zeros(sparsity, s.size)) for s in scores]
+    return global_top_k_masks(scores, total - zeros)
+  return [top_k_mask(s, s.size - z) for s, z in zip(scores, zeros, strict=True)]
 
 
 # A mask rule: (count, params, grads, proposal, old_masks) -> (new_masks, zero_new), lists over prunable leaves

@@ -8,6 +8,7 @@ sparsifier returns ``updates`` with ``params + updates = mask * x_half``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -118,20 +119,38 @@ def magnitude_pruning(
     raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
   frequency = _core.check_int(frequency, "frequency", 1)
   _core.check_choice(scope, "scope", _SCOPES)
-  schedule = gmp_schedule(
-    sparsity, begin_step=begin_step, end_step=end_step, initial_sparsity=initial_sparsity
-  )
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
+
+  # The schedule only matters at the (static) update steps: tabulate the zero counts there on the host in
+  # float64, so the counts are exactly round(s_t * n) even for layers with more than 2**24 weights.
+  update_steps = sorted({*range(begin_step, end_step + 1, frequency), end_step})
+  s_table = [
+    float(
+      initial_sparsity
+      + (sparsity - initial_sparsity) * (1 - (1 - (t - begin_step) / (end_step - begin_step)) ** 3)
+    )
+    for t in update_steps
+  ]
 
   def mask_rule(count, params, grads, proposal, old):
     del params, grads
     t = count
     is_update = (t >= begin_step) & (t <= end_step) & (((t - begin_step) % frequency == 0) | (t == end_step))
+    idx = jnp.where(
+      t == end_step, len(update_steps) - 1, jnp.clip((t - begin_step) // frequency, 0, len(update_steps) - 1)
+    )
+    if scope == "global":
+      total = sum(int(p.size) for p in proposal)
+      zeros = jnp.asarray([_core.n_zeros(s_t, total) for s_t in s_table], jnp.int32)[idx]
+    else:
+      zeros = [
+        jnp.asarray([_core.n_zeros(s_t, int(p.size)) for s_t in s_table], jnp.int32)[idx] for p in proposal
+      ]
     new = jax.lax.cond(
       is_update,
-      lambda: _core.magnitude_masks(proposal, old, schedule(t), scope),
+      lambda: _core.magnitude_masks(proposal, old, zeros, scope),
       lambda: list(old),
     )
     return new, False
@@ -242,9 +261,13 @@ def acdc(
     sparse_before = (count > 0) & acdc_is_sparse(count - 1, warmup, phase, final_start)
     ones = [jnp.ones(p.shape, bool) for p in proposal]
     dense_masks = [jnp.ones(p.shape, bool) for p in proposal]
+    if scope == "global":
+      zeros = _core.n_zeros(sparsity, sum(int(p.size) for p in proposal))
+    else:
+      zeros = [_core.n_zeros(sparsity, int(p.size)) for p in proposal]
     new = jax.lax.cond(
       sparse_now & ~sparse_before,
-      lambda: _core.magnitude_masks(proposal, ones, sparsity, scope),
+      lambda: _core.magnitude_masks(proposal, ones, zeros, scope),
       lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: dense_masks),
     )
     return new, False
@@ -311,12 +334,17 @@ def rigl(
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return _random_masks(leaves, sparsity, distribution, seed)
 
+  update_steps = list(range(update_every, end_step, update_every))
+  zetas = [0.5 * drop_fraction * (1.0 + math.cos(math.pi * t / end_step)) for t in update_steps]
+
   def drop_and_grow(count, params, grads, old):
-    zeta = rigl_drop_fraction(count, drop_fraction, end_step)
+    # Drop counts round(zeta_t * a) tabulated on the host in float64 (a = active weights, fixed per layer).
+    idx = jnp.clip(count // update_every - 1, 0, max(len(update_steps) - 1, 0))
+    active = _distributions.layer_zero_counts([tuple(p.shape) for p in params], sparsity, distribution)
     new = []
-    for p, g, m in zip(params, grads, old, strict=True):
-      n_active = jnp.sum(m, dtype=jnp.int32)
-      k = jnp.round(zeta * n_active.astype(jnp.float32)).astype(jnp.int32)
+    for p, g, m, z in zip(params, grads, old, active, strict=True):
+      n_active = p.size - z
+      k = jnp.asarray([_core.n_zeros(zeta, n_active) for zeta in zetas] or [0], jnp.int32)[idx]
       keep = _core.top_k_mask(jnp.where(m, jnp.abs(p).astype(jnp.float32), -jnp.inf), n_active - k)
       grow_scores = jnp.where(keep, -jnp.inf, jnp.abs(g).astype(jnp.float32))
       grow = _core.top_k_mask(grow_scores, k)
