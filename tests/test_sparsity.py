@@ -130,6 +130,10 @@ def test_random_pruning_exact_counts(distribution, s):
     assert expected == [round(s * np.prod(SHAPES[k])) for k in PRUNABLE]
   else:
     assert sum(expected) == round(s * N_TOTAL)
+    # Each layer's count is the ERK ideal (1 - d_l) * n_l rounded down or up.
+    dens = _erk_reference([SHAPES[k] for k in PRUNABLE], 1 - s) if s > 0 else [1.0] * len(PRUNABLE)
+    ideal = [(1 - d) * np.prod(SHAPES[k]) for d, k in zip(dens, PRUNABLE, strict=True)]
+    assert all(np.floor(i) - 1e-9 <= z <= np.ceil(i) + 1e-9 for i, z in zip(ideal, expected, strict=True))
   assert bool(masks["bias"])  # non-prunable leaf: scalar True
   pruned = sp.apply_masks(params, state)
   assert _zeros(pruned) == zeros
