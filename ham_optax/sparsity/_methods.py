@@ -8,7 +8,6 @@ sparsifier returns ``updates`` with ``params + updates = mask * x_half``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -18,6 +17,7 @@ import optax
 from ham_optax.sparsity import _core, _distributions
 
 _SCOPES = ("global", "layer")
+_MAX_TABLE = 4096  # longest GMP schedule (in mask updates) whose zero counts are tabulated on the host
 
 
 def _random_masks(leaves: list[jax.Array], sparsity: float, distribution: str, seed: int) -> list[jax.Array]:
@@ -123,31 +123,34 @@ def magnitude_pruning(
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
 
-  # The schedule only matters at the (static) update steps: tabulate the zero counts there on the host in
-  # float64, so the counts are exactly round(s_t * n) even for layers with more than 2**24 weights.
-  update_steps = sorted({*range(begin_step, end_step + 1, frequency), end_step})
-  s_table = [
-    float(
-      initial_sparsity
-      + (sparsity - initial_sparsity) * (1 - (1 - (t - begin_step) / (end_step - begin_step)) ** 3)
-    )
-    for t in update_steps
-  ]
+  # The schedule only matters at the (static) update steps. With at most _MAX_TABLE of them, the zero counts are
+  # tabulated on the host in float64 (exactly round(s_t * n), whatever the layer size); longer schedules compute
+  # round(s_t * n) on device in float32 (off by one only where float32 rounding crosses a .5 boundary).
+  n_updates = (end_step - begin_step) // frequency + 1 + int((end_step - begin_step) % frequency != 0)
+  schedule = gmp_schedule(
+    sparsity, begin_step=begin_step, end_step=end_step, initial_sparsity=initial_sparsity
+  )
+  if n_updates <= _MAX_TABLE:
+    update_steps = sorted({*range(begin_step, end_step + 1, frequency), end_step})
+    s_table = [
+      sparsity + (initial_sparsity - sparsity) * (1 - (t - begin_step) / (end_step - begin_step)) ** 3
+      for t in update_steps
+    ]
+
+  def zero_count(t: jax.Array, n: int) -> jax.Array:
+    if n_updates > _MAX_TABLE:
+      return jnp.round(schedule(t).astype(jnp.float32) * n).astype(jnp.int32)
+    idx = jnp.where(t == end_step, n_updates - 1, jnp.clip((t - begin_step) // frequency, 0, n_updates - 1))
+    return jnp.asarray([_core.n_zeros(s_t, n) for s_t in s_table], jnp.int32)[idx]
 
   def mask_rule(count, params, grads, proposal, old):
     del params, grads
     t = count
     is_update = (t >= begin_step) & (t <= end_step) & (((t - begin_step) % frequency == 0) | (t == end_step))
-    idx = jnp.where(
-      t == end_step, len(update_steps) - 1, jnp.clip((t - begin_step) // frequency, 0, len(update_steps) - 1)
-    )
     if scope == "global":
-      total = sum(int(p.size) for p in proposal)
-      zeros = jnp.asarray([_core.n_zeros(s_t, total) for s_t in s_table], jnp.int32)[idx]
+      zeros = zero_count(t, sum(int(p.size) for p in proposal))
     else:
-      zeros = [
-        jnp.asarray([_core.n_zeros(s_t, int(p.size)) for s_t in s_table], jnp.int32)[idx] for p in proposal
-      ]
+      zeros = [zero_count(t, int(p.size)) for p in proposal]
     new = jax.lax.cond(
       is_update,
       lambda: _core.magnitude_masks(proposal, old, zeros, scope),
@@ -334,17 +337,13 @@ def rigl(
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return _random_masks(leaves, sparsity, distribution, seed)
 
-  update_steps = list(range(update_every, end_step, update_every))
-  zetas = [0.5 * drop_fraction * (1.0 + math.cos(math.pi * t / end_step)) for t in update_steps]
-
   def drop_and_grow(count, params, grads, old):
-    # Drop counts round(zeta_t * a) tabulated on the host in float64 (a = active weights, fixed per layer).
-    idx = jnp.clip(count // update_every - 1, 0, max(len(update_steps) - 1, 0))
-    active = _distributions.layer_zero_counts([tuple(p.shape) for p in params], sparsity, distribution)
+    # The drop count k = round(zeta_t * a) is computed in float32; the active count a is exact either way.
+    zeta = rigl_drop_fraction(count, drop_fraction, end_step)
     new = []
-    for p, g, m, z in zip(params, grads, old, active, strict=True):
-      n_active = p.size - z
-      k = jnp.asarray([_core.n_zeros(zeta, n_active) for zeta in zetas] or [0], jnp.int32)[idx]
+    for p, g, m in zip(params, grads, old, strict=True):
+      n_active = jnp.sum(m, dtype=jnp.int32)
+      k = jnp.round(zeta * n_active.astype(jnp.float32)).astype(jnp.int32)
       keep = _core.top_k_mask(jnp.where(m, jnp.abs(p).astype(jnp.float32), -jnp.inf), n_active - k)
       grow_scores = jnp.where(keep, -jnp.inf, jnp.abs(g).astype(jnp.float32))
       grow = _core.top_k_mask(grow_scores, k)
