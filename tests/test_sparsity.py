@@ -489,3 +489,24 @@ def test_str_layers():
   after = float(jnp.mean(model.layers[0].sparse_kernel() == 0))
   assert float(model.layers[0].threshold[...]) > -5.0
   assert after > before
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 37, 99, 100])
+def test_top_k_mask_exact_with_ties_matches_stable_argsort(k):
+  from ham_optax.sparsity import _core
+
+  rng = np.random.default_rng(k)
+  scores = np.round(rng.normal(size=(10, 10)) * 2).astype(np.float32)  # many ties
+  scores[0, :3] = -np.inf
+  scores[1, :2] = np.inf
+  order = np.argsort(-scores.ravel(), kind="stable")
+  expected = np.zeros(100, bool)
+  expected[order[:k]] = True
+  got = jax.jit(_core.top_k_mask)(jnp.asarray(scores), k)
+  np.testing.assert_array_equal(np.asarray(got).ravel(), expected)
+  # Tiny and huge magnitudes, negative values: the bisection covers the whole float32 range.
+  wide = jnp.asarray([3e38, -3e38, 1e-30, -1e-30, 0.0, 1.0, -1.0, 7.5], jnp.float32)
+  ref = np.argsort(-np.asarray(wide), kind="stable")[: k % 9]
+  want = np.zeros(8, bool)
+  want[ref] = True
+  np.testing.assert_array_equal(_core.top_k_mask(wide, k % 9), want)
