@@ -86,7 +86,8 @@ def n_zeros(sparsity: float, n: int) -> int:
 
 def _ordered_key(x: jax.Array) -> jax.Array:
   """Maps float32 to uint32 preserving order (NaN -> -inf, -0.0 -> +0.0), so thresholds can be bisected."""
-  x = jnp.where(jnp.isnan(x), -jnp.inf, x.astype(jnp.float32)) + 0.0
+  x = x.astype(jnp.float32)
+  x = jnp.where(jnp.isnan(x), -jnp.inf, jnp.where(x == 0, jnp.float32(0.0), x))
   bits = jax.lax.bitcast_convert_type(x, jnp.int32)
   key = jnp.where(bits >= 0, bits, bits ^ jnp.int32(0x7FFFFFFF))
   return jax.lax.bitcast_convert_type(key, jnp.uint32) ^ jnp.uint32(0x80000000)
