@@ -151,10 +151,12 @@ def magnitude_masks(
   return [top_k_mask(s, s.size - z) for s, z in zip(scores, zeros, strict=True)]
 
 
-# A mask rule: (count, params, grads, proposal, old_masks) -> (new_masks, zero_new), lists over prunable leaves
+# A mask rule: (count, params, grads, proposal_fn, old_masks) -> (new_masks, zero_new), lists over prunable leaves
+# (``proposal_fn()`` returns params + inner_updates; call it inside the mask-update branch so that steps without
+# a mask update do not materialise it)
 # only. ``zero_new`` says whether weights that become active in this step start at exactly 0 (RigL).
 MaskRule = Callable[
-  [jax.Array, list[jax.Array], list[jax.Array], list[jax.Array], list[jax.Array]],
+  [jax.Array, list[jax.Array], list[jax.Array], Callable[[], list[jax.Array]], list[jax.Array]],
   tuple[list[jax.Array], bool],
 ]
 InitRule = Callable[[list[jax.Array]], list[jax.Array]]
@@ -219,8 +221,11 @@ def sparsifier(
       new, zero_new = old, False
     else:
       pruned_p = [p_leaves[i] for i in idx]
-      proposal = [p_leaves[i] + u_leaves[i] for i in idx]
-      new, zero_new = mask_rule(state.count, pruned_p, [g_leaves[i] for i in idx], proposal, old)
+
+      def proposal_fn():
+        return [p_leaves[i] + u_leaves[i] for i in idx]
+
+      new, zero_new = mask_rule(state.count, pruned_p, [g_leaves[i] for i in idx], proposal_fn, old)
     out_u = list(u_leaves)
     out_m = list(m_leaves)
     for j, i in enumerate(idx):

@@ -143,17 +143,17 @@ def magnitude_pruning(
     idx = jnp.where(t == end_step, n_updates - 1, jnp.clip((t - begin_step) // frequency, 0, n_updates - 1))
     return jnp.asarray([_core.n_zeros(s_t, n) for s_t in s_table], jnp.int32)[idx]
 
-  def mask_rule(count, params, grads, proposal, old):
-    del params, grads
+  def mask_rule(count, params, grads, proposal_fn, old):
+    del grads
     t = count
     is_update = (t >= begin_step) & (t <= end_step) & (((t - begin_step) % frequency == 0) | (t == end_step))
     if scope == "global":
-      zeros = zero_count(t, sum(int(p.size) for p in proposal))
+      zeros = zero_count(t, sum(int(p.size) for p in params))
     else:
-      zeros = [zero_count(t, int(p.size)) for p in proposal]
+      zeros = [zero_count(t, int(p.size)) for p in params]
     new = jax.lax.cond(
       is_update,
-      lambda: _core.magnitude_masks(proposal, old, zeros, scope),
+      lambda: _core.magnitude_masks(proposal_fn(), old, zeros, scope),
       lambda: list(old),
     )
     return new, False
@@ -258,19 +258,19 @@ def acdc(
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
 
-  def mask_rule(count, params, grads, proposal, old):
-    del params, grads
+  def mask_rule(count, params, grads, proposal_fn, old):
+    del grads
     sparse_now = acdc_is_sparse(count, warmup, phase, final_start)
     sparse_before = (count > 0) & acdc_is_sparse(count - 1, warmup, phase, final_start)
-    ones = [jnp.ones(p.shape, bool) for p in proposal]
-    dense_masks = [jnp.ones(p.shape, bool) for p in proposal]
+    ones = [jnp.ones(p.shape, bool) for p in params]
+    dense_masks = [jnp.ones(p.shape, bool) for p in params]
     if scope == "global":
-      zeros = _core.n_zeros(sparsity, sum(int(p.size) for p in proposal))
+      zeros = _core.n_zeros(sparsity, sum(int(p.size) for p in params))
     else:
-      zeros = [_core.n_zeros(sparsity, int(p.size)) for p in proposal]
+      zeros = [_core.n_zeros(sparsity, int(p.size)) for p in params]
     new = jax.lax.cond(
       sparse_now & ~sparse_before,
-      lambda: _core.magnitude_masks(proposal, ones, zeros, scope),
+      lambda: _core.magnitude_masks(proposal_fn(), ones, zeros, scope),
       lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: dense_masks),
     )
     return new, False
@@ -350,8 +350,8 @@ def rigl(
       new.append(keep | grow)
     return new
 
-  def mask_rule(count, params, grads, proposal, old):
-    del proposal
+  def mask_rule(count, params, grads, proposal_fn, old):
+    del proposal_fn
     is_update = (count > 0) & (count < end_step) & (count % update_every == 0)
     new = jax.lax.cond(is_update, lambda: drop_and_grow(count, params, grads, old), lambda: list(old))
     return new, True
