@@ -518,3 +518,33 @@ def test_top_k_mask_exact_with_ties_matches_stable_argsort(k):
   want = np.zeros(8, bool)
   want[ref] = True
   np.testing.assert_array_equal(_core.top_k_mask(wide, k % 9), want)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_dtype_and_state_structure_are_stable(dtype):
+  params = jax.tree.map(lambda p: p.astype(dtype), _params())
+  tx = sp.magnitude_pruning(
+    ham_optax.ham(optax.sgd(0.05), 0.05, alpha=1.0), 0.5, begin_step=0, end_step=2, initial_sparsity=0.5
+  )
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+
+  @jax.jit
+  def two_branches(pred, state):
+    # optax's bar: the state keeps its shapes/dtypes, so update works inside lax.cond.
+    return jax.lax.cond(
+      pred, lambda s: tx.update(grads, s, params), lambda s: tx.update(grads, s, params), state
+    )
+
+  updates, new_state = two_branches(True, state)
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state), strict=True):
+    assert a.shape == b.shape and a.dtype == b.dtype
+  for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params), strict=True):
+    assert u.dtype == p.dtype
+  new_params = optax.apply_updates(params, updates)
+  masks = sp.get_masks(new_state)
+  assert sum(int((~masks[k]).sum()) for k in PRUNABLE) == round(0.5 * N_TOTAL)
+  for k in PRUNABLE:
+    assert new_params[k].dtype == dtype
+    np.testing.assert_array_equal(np.asarray(new_params[k].astype(jnp.float32))[~np.asarray(masks[k])], 0.0)
