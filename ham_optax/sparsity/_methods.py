@@ -46,6 +46,8 @@ def random_pruning(
   ``"uniform"``: :math:`z_l = \mathrm{round}(s\,n_l)`; ``"erk"``: Erdős–Rényi-Kernel densities
   :math:`d_l \propto \sum_i k_i / \prod_i k_i` over the layer's shape :math:`k`, capped at 1 with the budget
   redistributed (Evci et al. 2020), rounded so that :math:`\sum_l z_l = \mathrm{round}(s\sum_l n_l)` exactly.
+  (ERK gives small layers, and any selected 1-D leaf, where :math:`\sum_i k_i / \prod_i k_i` is large, density
+  1 first; use ``"uniform"`` to prune every layer equally.)
   Every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
 
   Call :func:`~ham_optax.sparsity.apply_masks` once after ``init`` so training starts sparse. HAM's paper
