@@ -64,7 +64,7 @@ class CNN1D(nnx.Module):
       ]
     )
     out_len = length
-    for i in range(1, len(channels)):
+    for _ in range(1, len(channels)):
       out_len = -(-out_len // 2)  # SAME padding, stride 2
     self.dense = nnx.Linear(out_len * chans[-1], hidden, rngs=rngs)
     self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
