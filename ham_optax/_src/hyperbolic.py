@@ -71,7 +71,13 @@ def _mirror_leaf(
     norm = jnp.sqrt(jnp.sum(jnp.square(x_half * growth)))
     scale = jnp.minimum(1.0, max_weight_norm / jnp.maximum(norm, jnp.finfo(cdtype).tiny))
     factor = jnp.where(scale < 1.0, growth * scale - 1.0, jnp.expm1(e))
-  return (u_c + x_half * factor).astype(p.dtype)
+  delta = u_c + x_half * factor
+  big = jnp.finfo(p.dtype).max
+  if big < jnp.finfo(cdtype).max:
+    # float16 (and smaller): x_half * e^c can exceed the dtype's range although every input is finite.
+    # Saturate the new weight instead of returning inf (the sign is unchanged, zeros stay zero).
+    delta = jnp.clip(p_c + delta, -big, big) - p_c
+  return delta.astype(p.dtype)
 
 
 def mirror_updates(
