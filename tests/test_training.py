@@ -125,9 +125,18 @@ def test_resnet18_is_the_cifar_resnet18():
 )
 def test_one_short_epoch(model, dataset, width, tiny_mnist1d):
   ds = tiny_mnist1d if dataset == "mnist1d" else data_lib.load_digits()
-  ds = dataclasses.replace(ds, x_val=ds.x_val[:32], y_val=ds.y_val[:32], x_test=ds.x_test[:32], y_test=ds.y_test[:32])
+  ds = dataclasses.replace(
+    ds, x_val=ds.x_val[:32], y_val=ds.y_val[:32], x_test=ds.x_test[:32], y_test=ds.y_test[:32]
+  )
   config = Config(
-    dataset=dataset, model=model, width=width, epochs=1, batch_size=8, max_steps=2, num_train=64, progress=False
+    dataset=dataset,
+    model=model,
+    width=width,
+    epochs=1,
+    batch_size=8,
+    max_steps=2,
+    num_train=64,
+    progress=False,
   )
   init = models.create_model(model, ds.input_shape, ds.num_classes, seed=0, width=width)
   results = train_and_evaluate(config, ds, return_model=True)
@@ -155,16 +164,24 @@ def test_resnet18_batchnorm_modes():
   stats_after = jax.tree.map(np.asarray, nnx.as_pure(nnx.state(model, nnx.BatchStat)))
   assert eval_logits.shape == train_logits.shape == (6, 10)
   assert not np.allclose(eval_logits, train_logits)
-  changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stats_before), jax.tree.leaves(stats_after))]
-  assert len(changed) == 2 * 20 and all(changed)  # mean and var of 20 BatchNorms (stem, 16 convs, 3 shortcuts)
+  changed = [
+    not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stats_before), jax.tree.leaves(stats_after), strict=True)
+  ]
+  assert len(changed) == 2 * 20 and all(
+    changed
+  )  # mean and var of 20 BatchNorms (stem, 16 convs, 3 shortcuts)
 
 
 def test_ham_changes_training(tiny_mnist1d):
   base = Config(width=32, epochs=1, batch_size=16, max_steps=3, num_train=64, progress=False)
   plain = train_and_evaluate(base, tiny_mnist1d, return_model=True)["model"]
   ham = train_and_evaluate(base.replace(ham=True, alpha=10.0), tiny_mnist1d, return_model=True)["model"]
-  kernels = [(a, b) for a, b in zip(jax.tree.leaves(_params(plain)), jax.tree.leaves(_params(ham))) if a.ndim >= 2]
-  biases = [(a, b) for a, b in zip(jax.tree.leaves(_params(plain)), jax.tree.leaves(_params(ham))) if a.ndim < 2]
+  kernels = [
+    (a, b) for a, b in zip(jax.tree.leaves(_params(plain)), jax.tree.leaves(_params(ham)), strict=True) if a.ndim >= 2
+  ]
+  biases = [
+    (a, b) for a, b in zip(jax.tree.leaves(_params(plain)), jax.tree.leaves(_params(ham)), strict=True) if a.ndim < 2
+  ]
   assert all(not np.allclose(a, b) for a, b in kernels)
   assert all(np.all(np.isfinite(b)) for _, b in biases)
 
@@ -176,7 +193,17 @@ def test_cli_smoke(tmp_path, monkeypatch, capsys):
   monkeypatch.setenv("HAM_OPTAX_CACHE", str(tmp_path / "cache"))
   out = tmp_path / "run"
   argv = ["train", "--dataset", "digits", "--width", "16", "--epochs", "2", "--seeds", "1"]
-  argv += ["--max-steps", "2", "--batch-size", "32", "--sparsifier", "none", "--out", str(out), "--no-progress"]
+  argv += [
+    "--max-steps",
+    "2",
+    "--batch-size",
+    "32",
+    "--sparsifier",
+    "none",
+    "--out",
+    str(out),
+    "--no-progress",
+  ]
   assert main(argv) == 0
   printed = capsys.readouterr().out
   assert "| dense |" in printed and "| dense+HAM | 10 |" in printed
@@ -198,7 +225,11 @@ def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d):
   assert len(halted["history"]) == 1 and not halted["completed"]
   resumed = train_and_evaluate(config.replace(checkpoint_dir=ckpt), tiny_mnist1d, return_model=True)
   assert resumed["completed"] and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
-  for a, b in zip(jax.tree.leaves(_params(straight["model"])), jax.tree.leaves(_params(resumed["model"])), strict=True):
+  for a, b in zip(
+    jax.tree.leaves(_params(straight["model"])), jax.tree.leaves(_params(resumed["model"])), strict=True
+  ):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
   for key in ("train_loss", "val_acc", "test_acc", "sign_flips"):
-    assert [h[key] for h in straight["history"]] == pytest.approx([h[key] for h in resumed["history"]], abs=1e-6)
+    assert [h[key] for h in straight["history"]] == pytest.approx(
+      [h[key] for h in resumed["history"]], abs=1e-6
+    )

@@ -28,13 +28,16 @@ from ham_optax.training import data as data_lib
 from ham_optax.training import models
 from ham_optax.training.configs.default import Config
 
-__all__ = ["make_optimizer", "train_and_evaluate", "train_step", "weight_leaves"]
+__all__ = ["evaluate", "make_optimizer", "train_and_evaluate", "train_step"]
 
 
-def weight_leaves(params: Any) -> list[jax.Array]:
-  """The weight tensors (ndim >= 2: dense / conv kernels) of a parameter pytree: the leaves HAM
-  and the sparsifiers act on, and over which sparsity and sign flips are reported."""
-  return [leaf for leaf in jax.tree.leaves(params) if jnp.ndim(leaf) >= 2]
+@jax.jit
+def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
+  """Sparsity and sign-flip fraction versus ``reference`` of the weight tensors (ndim >= 2: the
+  leaves HAM and the sparsifiers act on), via :mod:`ham_optax.metrics`."""
+  from ham_optax import metrics
+
+  return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
 
 
 def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> optax.ScalarOrSchedule:
@@ -187,8 +190,6 @@ def train_and_evaluate(
     and the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips``, ``train_time_s``.
     The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
   """
-  from ham_optax import metrics
-
   config.validate()
   if dataset is None:
     dataset = data_lib.load_dataset(config.dataset)
@@ -249,7 +250,7 @@ def train_and_evaluate(
     state, (losses, accs) = run_epoch(state, jnp.asarray(xs), jnp.asarray(ys))
     nnx.update((model, optimizer), state)
     params = nnx.as_pure(nnx.state(model, nnx.Param))
-    weights, ref_weights = weight_leaves(params), weight_leaves(reference)
+    weight_sparsity, flips = _weight_stats(params, reference)
     val = evaluate(model, dataset.x_val, dataset.y_val)
     test = evaluate(model, dataset.x_test, dataset.y_test)
     record = {
@@ -261,8 +262,8 @@ def train_and_evaluate(
       "val_acc": val["acc"],
       "test_loss": test["loss"],
       "test_acc": test["acc"],
-      "sparsity": float(metrics.sparsity(weights)),
-      "sign_flips": float(metrics.sign_flips(weights, ref_weights)),
+      "sparsity": float(weight_sparsity),
+      "sign_flips": float(flips),
       "time_s": time.perf_counter() - t0,
     }
     history.append(record)
