@@ -118,8 +118,8 @@ def test_resnet18_is_the_cifar_resnet18():
   [
     ("mlp", "mnist1d", 32),
     ("cnn1d", "mnist1d", 8),
-    # Compiling ResNet-18's backward pass alone takes ~20 s on a busy 2-core CPU: the full epoch is
-    # in the slow set; test_resnet18_batchnorm_modes covers the model in the default run.
+    # Initialising and compiling ResNet-18 (even at width 4 on 8x8 inputs) takes 20-60 s on a busy
+    # 2-core CPU: both ResNet-18 runs are in the slow set; its shapes are checked in the default run.
     pytest.param("resnet18", "digits", 4, marks=pytest.mark.slow),
   ],
 )
@@ -152,6 +152,7 @@ def test_one_short_epoch(model, dataset, width, tiny_mnist1d):
     assert any(np.any(np.asarray(x) != 0) for x in jax.tree.leaves(stats))
 
 
+@pytest.mark.slow
 def test_resnet18_batchnorm_modes():
   model = models.create_model("resnet18", (8, 8, 1), 10, width=4)
   x = np.random.default_rng(0).normal(size=(6, 8, 8, 1)).astype(np.float32)
@@ -165,25 +166,12 @@ def test_resnet18_batchnorm_modes():
   assert eval_logits.shape == train_logits.shape == (6, 10)
   assert not np.allclose(eval_logits, train_logits)
   changed = [
-    not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(stats_before), jax.tree.leaves(stats_after), strict=True)
+    not np.array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(stats_before), jax.tree.leaves(stats_after), strict=True)
   ]
   assert len(changed) == 2 * 20 and all(
     changed
   )  # mean and var of 20 BatchNorms (stem, 16 convs, 3 shortcuts)
-
-
-def test_ham_changes_training(tiny_mnist1d):
-  base = Config(width=32, epochs=1, batch_size=16, max_steps=3, num_train=64, progress=False)
-  plain = train_and_evaluate(base, tiny_mnist1d, return_model=True)["model"]
-  ham = train_and_evaluate(base.replace(ham=True, alpha=10.0), tiny_mnist1d, return_model=True)["model"]
-  kernels = [
-    (a, b) for a, b in zip(jax.tree.leaves(_params(plain)), jax.tree.leaves(_params(ham)), strict=True) if a.ndim >= 2
-  ]
-  biases = [
-    (a, b) for a, b in zip(jax.tree.leaves(_params(plain)), jax.tree.leaves(_params(ham)), strict=True) if a.ndim < 2
-  ]
-  assert all(not np.allclose(a, b) for a, b in kernels)
-  assert all(np.all(np.isfinite(b)) for _, b in biases)
 
 
 # ------------------------------------------------------------------------------ CLI and resume
@@ -210,6 +198,8 @@ def test_cli_smoke(tmp_path, monkeypatch, capsys):
   payload = json.loads((out / "results.json").read_text())
   assert [r["method"] for r in payload["runs"]] == ["dense", "dense+HAM"]
   assert all(len(r["history"]) == 2 for r in payload["runs"])
+  plain, ham = ([h["train_loss"] for h in r["history"]] for r in payload["runs"])
+  assert plain != ham  # HAM changed the training trajectory
   assert [row["method"] for row in payload["summary"]] == ["dense", "dense+HAM"]
   for name in ("runs.csv", "summary.csv", "summary.md", "curves.png"):
     assert (out / name).stat().st_size > 0
@@ -218,7 +208,9 @@ def test_cli_smoke(tmp_path, monkeypatch, capsys):
 
 
 def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d):
-  config = Config(width=32, epochs=3, batch_size=16, max_steps=3, num_train=64, ham=True, progress=False)
+  config = Config(
+    width=32, epochs=3, batch_size=16, max_steps=3, num_train=64, ham=True, sparsifier="rigl", progress=False
+  )
   straight = train_and_evaluate(config, tiny_mnist1d, return_model=True)
   ckpt = str(tmp_path / "ckpt")
   halted = train_and_evaluate(config.replace(checkpoint_dir=ckpt, halt_after_epochs=1), tiny_mnist1d)
