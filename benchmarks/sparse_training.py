@@ -52,8 +52,8 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--batch-size", type=int, default=128)
   p.add_argument("--seeds", type=int, default=5)
   p.add_argument("--tuning-seeds", type=int, default=2)
-  p.add_argument("--lrs", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4])
-  p.add_argument("--alphas", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0, 100.0])
+  p.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8, 1.6])
+  p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
   p.add_argument("--betas", type=float, nargs="+", default=[1e-3, 1e-2])
   p.add_argument(
     "--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds, small grid"
