@@ -45,6 +45,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
       {
         "method": method,
         "seeds": len(runs),
+        "lr": runs[0]["config"]["learning_rate"],
         "alpha": runs[0]["config"]["alpha"] if runs[0]["config"]["ham"] else None,
         "beta": runs[0]["config"]["beta"] if runs[0]["config"]["ham"] else None,
         "val_acc_mean": val_m,
@@ -62,14 +63,14 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   """A markdown table: method, test accuracy (%) mean ± std, val accuracy, sparsity, sign flips."""
   lines = [
-    "| method | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | seeds |",
-    "|---|---|---|---|---|---|---|---|",
+    "| method | lr | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | seeds |",
+    "|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
     alpha = "-" if r["alpha"] is None else f"{r['alpha']:g}"
     beta = "-" if r["beta"] is None else f"{r['beta']:g}"
     lines.append(
-      f"| {r['method']} | {alpha} | {beta} | {100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} "
+      f"| {r['method']} | {r['lr']:g} | {alpha} | {beta} | {100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} "
       f"| {100 * r['val_acc_mean']:.2f} ± {100 * r['val_acc_std']:.2f} | {r['sparsity']:.3f} "
       f"| {100 * r['sign_flips']:.2f} % | {r['seeds']} |"
     )
