@@ -232,10 +232,18 @@ def test_cli_defaults_use_validation_tuned_hyperparameters():
   from ham_optax.training.configs.default import tuned_hyperparameters
 
   configs = configs_from_args(build_parser().parse_args([]))  # `ham-optax` with no arguments
-  assert [c.method for c in configs] == ["dense"] * 5 + ["dense+HAM"] * 5 + ["random"] * 5 + ["random+HAM"] * 5
+  assert [c.method for c in configs] == ["dense"] * 5 + ["dense+HAM"] * 5 + ["random"] * 5 + [
+    "random+HAM"
+  ] * 5
   assert all(c.dataset == "mnist1d" and c.model == "mlp" and c.sparsity == 0.9 for c in configs)
   for c in configs:
     expected = tuned_hyperparameters("mnist1d", "mlp", "sgd", c.sparsifier)
-    assert (c.learning_rate, c.alpha, c.beta) == (expected["learning_rate"], expected["alpha"], expected["beta"])
-  overridden = configs_from_args(build_parser().parse_args(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"]))
+    assert (c.learning_rate, c.alpha, c.beta) == (
+      expected["learning_rate"],
+      expected["alpha"],
+      expected["beta"],
+    )
+  overridden = configs_from_args(
+    build_parser().parse_args(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"])
+  )
   assert {(c.learning_rate, c.alpha, c.beta) for c in overridden} == {(0.3, 2.0, Config().beta)}

@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
   g = parser.add_argument_group("optimizer")
   g.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
   g.add_argument(
-    "--lr", type=float, default=None, help=f"peak learning rate (default: tuned value, else {d.learning_rate})"
+    "--lr",
+    type=float,
+    default=None,
+    help=f"peak learning rate (default: tuned value, else {d.learning_rate})",
   )
   g.add_argument("--momentum", type=float, default=d.momentum)
   g.add_argument("--weight-decay", type=float, default=d.weight_decay)
@@ -66,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
   g = parser.add_argument_group("HAM")
   g.add_argument("--ham", default="both", choices=["off", "on", "both"], help="baseline, HAM, or both")
   g.add_argument(
-    "--alpha", type=float, default=None, help=f"HAM alpha, keep alpha*lr*|g| << 1 (default: tuned, else {d.alpha})"
+    "--alpha",
+    type=float,
+    default=None,
+    help=f"HAM alpha, keep alpha*lr*|g| << 1 (default: tuned, else {d.alpha})",
   )
-  g.add_argument("--beta", type=float, default=None, help=f"HAM multiplicative decay (default: tuned, else {d.beta})")
+  g.add_argument(
+    "--beta", type=float, default=None, help=f"HAM multiplicative decay (default: tuned, else {d.beta})"
+  )
   g = parser.add_argument_group("sparsity")
   g.add_argument(
     "--sparsifier", nargs="+", default=["none", "random"], choices=SPARSIFIERS, help="one or more sparsifiers"

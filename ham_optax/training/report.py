@@ -116,7 +116,8 @@ def save_results(
 
 
 def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
-  """Validation and test accuracy per epoch, mean ± std over seeds, one line per method."""
+  """Validation and test accuracy per epoch, mean ± std over seeds: one colour per sparsifier,
+  dashed for the baseline, solid with HAM."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -125,6 +126,8 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
   methods: dict[str, list[dict[str, Any]]] = {}
   for r in results:
     methods.setdefault(r["method"], []).append(r)
+  bases = list(dict.fromkeys(m.removesuffix("+HAM") for m in methods))
+  colors = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
   for ax, key, title in zip(axes, ("val_acc", "test_acc"), ("validation", "test"), strict=True):
     for method, runs in methods.items():
@@ -135,8 +138,9 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
       epochs = np.arange(1, n + 1)
       mean, std = curves.mean(0), curves.std(0)
       style = "-" if method.endswith("+HAM") else "--"
-      (line,) = ax.plot(epochs, mean, style, label=method)
-      ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+      color = colors[method.removesuffix("+HAM")]
+      ax.plot(epochs, mean, style, color=color, label=method)
+      ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.1)
     ax.set_title(f"{title} accuracy")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
