@@ -1,0 +1,118 @@
+"""Leaf selection for HAM's mirror step (which tensors are "weights").
+
+The paper applies the hyperbolic step to weight tensors only (conv, dense and embedding kernels) and lets biases
+and normalisation scales take the inner update alone. A mask is resolved once per trace into a tuple of Python
+bools aligned with the params' leaves, so the selection is static and costs nothing at run time.
+
+We write this small resolver ourselves instead of reusing `optax.masked` because HAM must *not* replace masked-out
+leaves by `optax.MaskedNode` (they still receive the inner update) and because mismatches must name the offending
+path instead of surfacing as a tree-structure error deep inside `jax.tree.map`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MaskOrFn = Any | Callable[[Any], Any] | None
+
+
+def default_mask(params: Any) -> Any:
+  """The default selection: floating-point leaves with ``ndim >= 2`` (kernels, not biases or scales)."""
+  return jax.tree.map(lambda p: bool(jnp.ndim(p) >= 2 and _is_float(p)), params)
+
+
+def _is_float(x: Any) -> bool:
+  return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
+def is_mask_callable(mask: MaskOrFn) -> bool:
+  """Same rule as `optax.masked`: a mask is a function if it (or all its leaves) are callable."""
+  if mask is None:
+    return False
+  leaves = jax.tree.leaves(jax.tree.map(callable, mask))
+  return len(leaves) > 0 and all(leaves)
+
+
+def _paths(tree: Any) -> list[tuple]:
+  return [path for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _explain_mismatch(mask_tree: Any, params: Any) -> str:
+  """Names the first path where `mask_tree` is not a prefix of `params`."""
+  mask_paths = _paths(mask_tree)
+  param_paths = _paths(params)
+  for mp in mask_paths:
+    if not any(pp[: len(mp)] == mp for pp in param_paths):
+      return f"mask entry {jax.tree_util.keystr(mp)!r} has no matching parameter"
+  for pp in param_paths:
+    if not any(pp[: len(mp)] == mp for mp in mask_paths):
+      return f"parameter {jax.tree_util.keystr(pp)!r} has no entry in the mask"
+  return "the container types of mask and params differ"
+
+
+def _to_static_bool(value: Any, path: str) -> bool:
+  try:
+    arr = np.asarray(value)
+  except jax.errors.TracerArrayConversionError as e:
+    raise TypeError(
+      f"HAM mask entry at {path!r} is a traced array; mask entries must be Python bools "
+      "(decide the selection from shapes/dtypes/names, not from parameter values)."
+    ) from e
+  if arr.shape != () or arr.dtype != np.bool_:
+    raise TypeError(
+      f"HAM mask entry at {path!r} must be a bool, got {type(value).__name__} "
+      f"with dtype {arr.dtype} and shape {arr.shape}."
+    )
+  return bool(arr)
+
+
+def resolve_mask(mask: MaskOrFn, params: Any) -> tuple[bool, ...]:
+  """Resolves `mask` against `params` into one static bool per params leaf.
+
+  Args:
+    mask: ``None`` (use :func:`default_mask`), a pytree of bools with the structure of ``params`` or a prefix of
+      it (a bool at an inner node applies to the whole subtree, as in `optax.masked`), or a callable
+      ``params -> such a pytree``.
+    params: the parameters (or anything with their structure, e.g. the gradients).
+
+  Returns:
+    A tuple of bools, aligned with ``jax.tree.leaves(params)``.
+
+  Raises:
+    ValueError: when the mask's structure does not match the params (the message names the path).
+    TypeError: when a mask entry is not a bool, or selects a non-floating-point leaf.
+  """
+  if mask is None:
+    mask_tree = default_mask(params)
+  elif is_mask_callable(mask):
+    mask_tree = mask(params)
+  else:
+    mask_tree = mask
+  try:
+    full = jax.tree.map(
+      lambda m, sub: jax.tree.map(lambda _: m, sub),
+      mask_tree,
+      params,
+    )
+  except (ValueError, TypeError) as e:
+    raise ValueError(
+      f"HAM mask does not match the params' structure: {_explain_mismatch(mask_tree, params)}."
+    ) from e
+  flat_mask = jax.tree_util.tree_flatten_with_path(full)[0]
+  flat_params = jax.tree.leaves(params)
+  selected = []
+  for (path, m), p in zip(flat_mask, flat_params, strict=True):
+    name = jax.tree_util.keystr(path)
+    on = _to_static_bool(m, name)
+    if on and not _is_float(p):
+      raise TypeError(
+        f"HAM mask selects parameter {name!r} of dtype {jnp.result_type(p)}; the mirror step "
+        "only applies to floating-point leaves. Exclude it from the mask."
+      )
+    selected.append(on)
+  return tuple(selected)

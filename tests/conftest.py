@@ -1,0 +1,20 @@
+"""Shared pytest configuration: fast hypothesis profiles, and the x64 flag restored after every test."""
+
+import os
+
+import jax
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+  "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_x64():
+  before = jax.config.read("jax_enable_x64")
+  yield
+  jax.config.update("jax_enable_x64", before)

@@ -1,0 +1,264 @@
+"""Behaviour of ham / hyperbolic_step / aliases: reductions, decay, clamp, masks and bad input."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ham_optax
+
+
+def _params():
+  return {
+    "dense": {"kernel": jnp.array([[0.5, -1.0, 0.0], [2.0, -0.25, 1e-3]]), "bias": jnp.array([0.1, -0.2, 0.3])},
+    "norm": {"scale": jnp.ones(3)},
+  }
+
+
+def _grads(params, seed=0):
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(jax.tree.leaves(params)))
+  leaves, treedef = jax.tree.flatten(params)
+  return jax.tree.unflatten(treedef, [jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)])
+
+
+def _run(tx, params, steps=10):
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for k in range(steps):
+    u, state = update(_grads(params, k), state, params)
+    params = optax.apply_updates(params, u)
+  return params
+
+
+@pytest.mark.parametrize(
+  "make",
+  [lambda: optax.sgd(0.1), lambda: optax.sgd(0.1, momentum=0.9), lambda: optax.adam(1e-2), lambda: optax.adamw(1e-2)],
+  ids=["sgd", "momentum", "adam", "adamw"],
+)
+def test_alpha_beta_zero_is_the_inner_optimizer_bit_for_bit(make):
+  params = _params()
+  got = _run(ham_optax.ham(make(), 0.1, alpha=0.0, beta=0.0), params)
+  want = _run(make(), params)
+  chex.assert_trees_all_equal(got, want)
+
+
+def test_beta_alone_is_multiplicative_decay_on_masked_leaves():
+  params = _params()
+  lr, beta, steps = 0.1, 0.5, 7
+  tx = ham_optax.ham(optax.sgd(lr), lr, alpha=0.0, beta=beta)
+  state = tx.init(params)
+  x = params
+  zero = jax.tree.map(jnp.zeros_like, params)
+  for _ in range(steps):
+    u, state = tx.update(zero, state, x)
+    x = optax.apply_updates(x, u)
+  np.testing.assert_allclose(
+    x["dense"]["kernel"], params["dense"]["kernel"] * np.exp(-lr * beta * steps), rtol=1e-6
+  )
+  chex.assert_trees_all_equal(x["dense"]["bias"], params["dense"]["bias"])  # rank 1: not in the default mask
+  chex.assert_trees_all_equal(x["norm"]["scale"], params["norm"]["scale"])
+
+
+def test_hand_built_chain_equals_ham():
+  params = _params()
+  lr = optax.cosine_decay_schedule(0.1, 20)
+  ham_tx = ham_optax.ham(optax.sgd(lr, momentum=0.9), lr, alpha=5.0, beta=0.01)
+  chain = optax.chain(optax.sgd(lr, momentum=0.9), ham_optax.hyperbolic_step(lr, alpha=5.0, beta=0.01))
+  s1, s2 = ham_tx.init(params), chain.init(params)
+  p1 = p2 = params
+  for k in range(5):
+    g = _grads(params, k)
+    u1, s1 = ham_tx.update(g, s1, p1)
+    u2, s2 = chain.update(g, s2, p2, grad=g)
+    p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+  chex.assert_trees_all_close(p1, p2, rtol=0, atol=0)
+
+
+def test_aliases_share_the_learning_rate():
+  params = _params()
+  lr = optax.linear_schedule(0.1, 0.01, 10)
+  pairs = [
+    (ham_optax.ham_sgd(lr, 0.9, alpha=3.0), ham_optax.ham(optax.sgd(lr, 0.9), lr, 3.0)),
+    (ham_optax.ham_adam(lr, alpha=3.0), ham_optax.ham(optax.adam(lr), lr, 3.0)),
+    (
+      ham_optax.ham_adamw(lr, weight_decay=0.1, alpha=3.0),
+      ham_optax.ham(optax.adamw(lr, weight_decay=0.1), lr, 3.0),
+    ),
+  ]
+  for a, b in pairs:
+    chex.assert_trees_all_equal(_run(a, params, 4), _run(b, params, 4))
+
+
+def test_exponent_is_clamped_for_huge_gradients():
+  p = {"w": jnp.array([[1.0, -1.0, 2.0]])}
+  g = {"w": jnp.array([[-1e30, -1e30, 1e30]])}
+  step = ham_optax.hyperbolic_step(0.1, alpha=200.0, beta=0.0, max_exponent=3.0)
+  u, _ = step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad=g)
+  new = p["w"] + u["w"]
+  # sign(x)*g = -1e30 for the first entry (grows by e^3), +1e30 for the others (shrink by e^-3).
+  np.testing.assert_allclose(new, [[np.exp(3.0), -np.exp(-3.0), 2 * np.exp(-3.0)]], rtol=1e-6)
+
+
+def test_zeros_stay_zero_and_signs_are_kept():
+  p = {"w": jnp.array([[0.0, 1e-30, -1e-30, 3.0, -3.0]])}
+  g = {"w": jnp.array([[5.0, -7.0, 7.0, -2.0, 2.0]])}
+  step = ham_optax.hyperbolic_step(0.5, alpha=50.0)
+  u, _ = step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad=g)
+  new = p["w"] + u["w"]
+  assert new[0, 0] == 0.0
+  np.testing.assert_array_equal(np.sign(new), np.sign(p["w"]))
+
+
+def test_max_weight_norm_clips_each_tensor():
+  p = {"a": jnp.full((4, 4), 10.0), "b": jnp.full((2, 2), 0.1)}
+  g = jax.tree.map(jnp.zeros_like, p)
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=1.0, beta=0.0, max_weight_norm=5.0)
+  u, _ = tx.update(g, tx.init(p), p)
+  new = optax.apply_updates(p, u)
+  np.testing.assert_allclose(jnp.linalg.norm(new["a"]), 5.0, rtol=1e-6)
+  chex.assert_trees_all_close(new["b"], p["b"])  # already under the cap: untouched
+
+
+def test_float16_saturates_instead_of_overflowing():
+  p = {"w": jnp.array([[60000.0, -60000.0, 1.0]], jnp.float16)}
+  g = {"w": jnp.array([[-1.0, 1.0, 0.0]], jnp.float16)}
+  step = ham_optax.hyperbolic_step(1.0, alpha=100.0, beta=0.0)
+  u, _ = step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad=g)
+  new = optax.apply_updates(p, u)
+  assert new["w"].dtype == jnp.float16
+  assert bool(jnp.all(jnp.isfinite(new["w"])))
+  np.testing.assert_array_equal(np.sign(new["w"]), np.sign(p["w"]))
+
+
+def test_sign_from_variants_differ_only_when_the_inner_step_flips_a_sign():
+  p = {"w": jnp.array([[0.05, 1.0]])}
+  g = {"w": jnp.array([[1.0, 1.0]])}  # sgd(0.1) moves 0.05 -> -0.05 (a flip) and 1.0 -> 0.9 (no flip)
+  a = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=2.0, beta=0.0)
+  b = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=2.0, beta=0.0, sign_from="x")
+  ua, _ = a.update(g, a.init(p), p)
+  ub, _ = b.update(g, b.init(p), p)
+  xa, xb = p["w"] + ua["w"], p["w"] + ub["w"]
+  np.testing.assert_allclose(xa[0, 1], xb[0, 1], rtol=1e-7)
+  np.testing.assert_allclose(xa[0, 0], -0.05 * np.exp(-0.1 * 2.0 * -1.0), rtol=1e-6)  # HYP*: sign(x_half) = -1
+  np.testing.assert_allclose(xb[0, 0], -0.05 * np.exp(-0.1 * 2.0 * 1.0), rtol=1e-6)  # GD;HYP: sign(x) = +1
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+  ("kwargs", "exc", "match"),
+  [
+    ({"learning_rate": -0.1}, ValueError, "learning_rate must be >= 0"),
+    ({"learning_rate": float("nan")}, ValueError, "learning_rate must be finite"),
+    ({"learning_rate": float("inf")}, ValueError, "learning_rate must be finite"),
+    ({"learning_rate": True}, TypeError, "learning_rate must be a number"),
+    ({"learning_rate": "0.1"}, TypeError, "learning_rate must be a number"),
+    ({"alpha": float("inf")}, ValueError, "alpha must be finite"),
+    ({"beta": float("nan")}, ValueError, "beta must be finite"),
+    ({"max_exponent": 0.0}, ValueError, "max_exponent must be > 0"),
+    ({"max_exponent": -1.0}, ValueError, "max_exponent must be > 0"),
+    ({"max_weight_norm": 0.0}, ValueError, "max_weight_norm must be > 0"),
+    ({"sign_from": "before"}, ValueError, "sign_from must be"),
+    ({"alpha": jnp.ones(3)}, ValueError, "alpha must be a scalar"),
+  ],
+)
+def test_bad_hyperparameters_fail_at_construction(kwargs, exc, match):
+  args = {"learning_rate": 0.1, **kwargs}
+  with pytest.raises(exc, match=match):
+    ham_optax.ham(optax.sgd(0.1), **args)
+  with pytest.raises(exc, match=match):
+    ham_optax.hyperbolic_step(**args)
+
+
+def test_negative_alpha_is_allowed():
+  ham_optax.ham(optax.sgd(0.1), 0.1, alpha=-5.0)  # the paper uses negative alpha on heterophilic graphs
+
+
+@pytest.mark.parametrize("bad", [None, 0.1, optax.sgd, lambda g: g, (1, 2)])
+def test_inner_must_be_a_gradient_transformation(bad):
+  with pytest.raises(TypeError, match="GradientTransformation"):
+    ham_optax.ham(bad, 0.1)
+
+
+def test_params_none_is_rejected():
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1)
+  p = _params()
+  with pytest.raises(ValueError, match="not passing `params`"):
+    tx.update(p, tx.init(p))
+  step = ham_optax.hyperbolic_step(0.1)
+  with pytest.raises(ValueError, match="not passing `params`"):
+    step.update(p, step.init(p), grad=p)
+
+
+def test_hyperbolic_step_without_grad_says_how_to_fix_it():
+  step = ham_optax.hyperbolic_step(0.1)
+  p = _params()
+  with pytest.raises(ValueError, match="needs the raw gradient"):
+    step.update(p, step.init(p), p)
+
+
+def test_mask_structure_mismatch_names_the_path():
+  p = _params()
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, mask={"dense": {"kernel": True, "bias": False}})
+  with pytest.raises(ValueError, match=r"parameter \"?\['norm'\]"):
+    tx.update(p, tx.init(p), p)
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, mask={"dense": True, "norm": True, "extra": True})
+  with pytest.raises(ValueError, match=r"mask entry \"?\['extra'\]"):
+    tx.update(p, tx.init(p), p)
+
+
+def test_mask_prefix_and_callable_forms():
+  p = _params()
+  prefix = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=5.0, mask={"dense": True, "norm": False})
+  full = ham_optax.ham(
+    optax.sgd(0.1),
+    0.1,
+    alpha=5.0,
+    mask=lambda params: {"dense": {"kernel": True, "bias": True}, "norm": {"scale": False}},
+  )
+  chex.assert_trees_all_equal(_run(prefix, p, 3), _run(full, p, 3))
+  base = _run(optax.sgd(0.1), p, 3)
+  got = _run(prefix, p, 3)
+  chex.assert_trees_all_equal(got["norm"], base["norm"])  # masked out: plain inner update
+  assert not np.allclose(got["dense"]["bias"], base["dense"]["bias"])  # masked in: mirror step applied
+
+
+def test_mask_selecting_an_integer_leaf_is_a_type_error():
+  p = {"w": jnp.ones((2, 2)), "steps": jnp.zeros((2, 2), jnp.int32)}
+  tx = ham_optax.hyperbolic_step(0.1, mask={"w": True, "steps": True})
+  with pytest.raises(TypeError, match=r"\['steps'\].*int32"):
+    tx.update(p, tx.init(p), p, grad=p)
+  # The default mask skips non-float leaves silently.
+  default = ham_optax.hyperbolic_step(0.1)
+  default.update(p, default.init(p), p, grad=jax.tree.map(jnp.zeros_like, p))
+
+
+def test_mask_entries_must_be_bools():
+  p = {"w": jnp.ones((2, 2))}
+  tx = ham_optax.hyperbolic_step(0.1, mask={"w": "yes"})
+  with pytest.raises(TypeError, match="must be a bool"):
+    tx.update(p, tx.init(p), p, grad=p)
+
+
+def test_grad_with_wrong_structure_or_shape_fails_at_trace_time():
+  p = _params()
+  step = ham_optax.hyperbolic_step(0.1)
+  bad_shape = jax.tree.map(lambda x: jnp.zeros((*x.shape, 1)), p)
+  with pytest.raises(AssertionError):
+    jax.jit(step.update)(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad=bad_shape)
+  with pytest.raises(AssertionError):
+    step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad={"dense": p["dense"]})
+
+
+def test_state_holds_only_a_count_and_the_inner_state():
+  p = _params()
+  state = ham_optax.ham(optax.adam(1e-3), 1e-3).init(p)
+  assert isinstance(state, ham_optax.HamState)
+  assert state._fields == ("count", "inner_state")
+  extra = sum(x.nbytes for x in jax.tree.leaves(state)) - sum(
+    x.nbytes for x in jax.tree.leaves(optax.adam(1e-3).init(p))
+  )
+  assert extra == 4  # one int32 counter
