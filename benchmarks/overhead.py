@@ -449,7 +449,7 @@ def _training_models():
   specs = {
     "MLP": (lambda r: tm.MLP(40, 10, rngs=r), (40,), 128),
     "CNN1D": (lambda r: tm.CNN1D(40, 10, rngs=r), (40,), 128),
-    "ResNet18": (lambda r: tm.ResNet18(10, rngs=r), (32, 32, 3), 32),
+    "ResNet18": (lambda r: tm.ResNet18(10, rngs=r), (32, 32, 3), 16),
   }
   return specs, "ham_optax.training.models"
 
@@ -497,7 +497,8 @@ def bench_train_step(reps: int, number: int, only: list[str] | None = None) -> d
         runners[k] = _Loop(compiled, (params, rest, state), (x, y))
         for _ in range(2):
           runners[k]()
-      times = interleaved(runners, reps, number)
+      big = mres["n_params"] > 1_000_000  # ResNet-18: ~1 s a step on 2 cores, so fewer repetitions
+      times = interleaved(runners, max(5, reps // 3) if big else reps, 1 if big else number)
       res: dict[str, Any] = {"variants": summarize_all(times)}
       res.update(summarize(times, "inner", "ham"))
       res["extra_state_bytes"] = stats["ham"]["opt_state_bytes"] - stats["inner"]["opt_state_bytes"]
@@ -656,6 +657,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     "devices": [str(d) for d in jax.devices()],
     "platform": platform.platform(),
     "cpu_count": os.cpu_count(),
+    "loadavg_at_start": list(os.getloadavg()),
     "jax": jax.__version__,
     "optax": optax.__version__,
     "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -678,8 +680,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ImportError as e:
       print(f"  torch peer skipped: {e}", flush=True)
     else:
-      results["torch_peer"] = torch_peer.bench(shapes, reps=max(3, args.reps // 3))
+      results["torch_peer"] = torch_peer.bench(shapes, reps=max(3, args.reps // 4), number=1)
 
+  results["loadavg_at_end"] = list(os.getloadavg())
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "overhead.json"), "w") as f:
     json.dump(results, f, indent=1)
