@@ -196,18 +196,22 @@ def interleaved(
 ) -> dict[str, list[float]]:
   """Times each runner ``number`` times per repetition, in a shuffled order each repetition.
 
-  Returns per-repetition seconds per call for each runner.
+  Returns per-repetition wall-clock seconds per call for each runner.
+  Process CPU seconds per call (all threads; less sensitive to other tenants than wall time) are stored
+  under ``"<name>:cpu"`` keys.
   """
   rng = np.random.default_rng(seed)
   names = list(runners)
   out: dict[str, list[float]] = {n: [] for n in names}
+  out.update({f"{n}:cpu": [] for n in names})
   for _ in range(reps):
     for i in rng.permutation(len(names)):
       n = names[i]
-      t0 = time.perf_counter()
+      t0, c0 = time.perf_counter(), time.process_time()
       for _ in range(number):
         runners[n]()
       out[n].append((time.perf_counter() - t0) / number)
+      out[f"{n}:cpu"].append((time.process_time() - c0) / number)
   return out
 
 
@@ -216,6 +220,8 @@ def summarize_all(times: dict[str, list[float]], base: str = "inner") -> dict[st
   a = np.asarray(times[base])
   out: dict[str, Any] = {}
   for k, v in times.items():
+    if k.endswith(":cpu"):
+      continue
     b = np.asarray(v)
     paired = b / a
     out[k] = {
@@ -224,6 +230,11 @@ def summarize_all(times: dict[str, list[float]], base: str = "inner") -> dict[st
       "ratio_median": float(np.median(paired)),
       "ratio_iqr": [float(np.percentile(paired, 25)), float(np.percentile(paired, 75))],
     }
+    if f"{k}:cpu" in times:
+      cpu = np.asarray(times[f"{k}:cpu"]) / np.asarray(times[f"{base}:cpu"])
+      out[k]["cpu_ms"] = 1e3 * float(np.median(times[f"{k}:cpu"]))
+      out[k]["cpu_ratio_median"] = float(np.median(cpu))
+      out[k]["cpu_ratio_iqr"] = [float(np.percentile(cpu, 25)), float(np.percentile(cpu, 75))]
   return out
 
 
@@ -308,7 +319,12 @@ class _Loop:
 
 def _print_row(label: str, summ: dict[str, Any]) -> None:
   parts = [
-    f"{k} {v['median_ms']:.2f} ms" + ("" if k == "inner" else f" (x{v['ratio_median']:.3f})")
+    f"{k} {v['median_ms']:.2f} ms"
+    + (
+      ""
+      if k == "inner"
+      else f" (x{v['ratio_median']:.3f}; cpu time x{v.get('cpu_ratio_median', float('nan')):.3f})"
+    )
     for k, v in summ.items()
   ]
   print(f"  {label}: " + ", ".join(parts), flush=True)
@@ -379,7 +395,7 @@ def bench_roofline(shapes, reps: int, number: int) -> dict[str, Any]:
     r.fn = (lambda f: lambda a, b: (f(a, b),))(r.fn)
     r()
   times = interleaved(runners, reps, number)
-  med = {k: float(np.median(v)) for k, v in times.items()}
+  med = {k: float(np.median(v)) for k, v in times.items() if not k.endswith(":cpu")}
 
   # Compute-bound exp throughput: 100 dependent exps over a cache-resident 1 MiB vector (both cores).
   x = jax.random.normal(jax.random.key(0), (1 << 18,)) * 0.05
@@ -697,9 +713,8 @@ def table(results: dict[str, Any]) -> str:
   def cell(v):
     if v is None:
       return "-"
-    return (
-      f"{v['median_ms']:.2f} ({v['ratio_median']:.3f}x [{v['ratio_iqr'][0]:.2f}, {v['ratio_iqr'][1]:.2f}])"
-    )
+    cpu = f"; cpu {v['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in v else ""
+    return f"{v['median_ms']:.2f} ({v['ratio_median']:.2f}x [{v['ratio_iqr'][0]:.2f}, {v['ratio_iqr'][1]:.2f}]{cpu})"
 
   rows = [
     "| what | inner (ms) | ham(inner), core as is | ham(inner), exp patch | m*w (spred) | extra state (B) |",
