@@ -43,12 +43,13 @@ _SCRIPT = textwrap.dedent(
   def put(tree):
     return {k: jax.device_put(v, shard[k]) for k, v in tree.items()}
 
-  def sharding_like_params(state, params):
-    # Optimizer-state leaves with a param's shape inherit that param's sharding (as a user would place them).
-    by_shape = {}
-    for k, v in params.items():
-      by_shape.setdefault(v.shape, v.sharding)
-    return jax.tree.map(lambda s: jax.device_put(s, by_shape.get(s.shape, NamedSharding(mesh, P()))), state)
+  by_shape = {s: shard[k] for k, (s, _) in specs.items()}
+
+  def state_sharded_like_params(state):
+    # Every optimizer-state leaf with a param's shape (momentum, Adam moments) must carry that param's sharding.
+    return all(
+      a.sharding.is_equivalent_to(by_shape[a.shape], a.ndim) for a in jax.tree.leaves(state) if a.shape in by_shape
+    )
 
   sched = optax.cosine_decay_schedule(0.05, 100)
   cases = {
@@ -69,8 +70,8 @@ _SCRIPT = textwrap.dedent(
       p1, s1 = jax.jit(step)(p1, s1, g)
     # 8 devices
     p8 = put(params)
-    s8 = sharding_like_params(tx.init(p8), p8)
-    state_in = jax.tree.map(lambda a: a.sharding, s8)
+    s8 = tx.init(p8)  # eager init: zeros_like keeps each param's sharding
+    init_ok = state_sharded_like_params(s8)
     jstep = jax.jit(step)
     hlo = jstep.lower(p8, s8, put(grads[0])).compile().as_text()
     for g in grads:
@@ -81,9 +82,8 @@ _SCRIPT = textwrap.dedent(
       "params_keep_sharding": {
         k: bool(p8[k].sharding.is_equivalent_to(shard[k], p8[k].ndim)) for k in params
       },
-      "state_keeps_sharding": all(
-        a.sharding.is_equivalent_to(b, a.ndim) for a, b in zip(jax.tree.leaves(s8), jax.tree.leaves(state_in))
-      ),
+      "state_sharded_after_init": init_ok,
+      "state_keeps_sharding": state_sharded_like_params(s8),
       "collectives": sorted(set(m.group(0) for m in COLLECTIVE.finditer(hlo))),
       "hlo_has_sharded_shapes": "f32[16,16]" in hlo,  # dense (64, 32) over a 4x2 mesh
     }
@@ -94,7 +94,7 @@ _SCRIPT = textwrap.dedent(
   counts = {}
   for label, tx in {"inner": inner, "ham": ham_optax.ham(inner, 0.05, alpha=20.0)}.items():
     p8 = put(params)
-    s8 = sharding_like_params(tx.init(p8), p8)
+    s8 = tx.init(p8)
 
     def step(p, s, g, tx=tx):
       u, s = tx.update(g, s, p)
@@ -140,6 +140,7 @@ def test_sharded_update_equals_single_device(report, case):
 def test_every_leaf_keeps_its_sharding(report, case):
   r = report[case]
   assert all(r["params_keep_sharding"].values()), r["params_keep_sharding"]
+  assert r["state_sharded_after_init"]
   assert r["state_keeps_sharding"]
   assert r["hlo_has_sharded_shapes"], "the compiled program does not work on per-device shards"
 
