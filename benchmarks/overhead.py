@@ -643,7 +643,10 @@ def plot(results: dict[str, Any], path: str) -> None:
   ax.set_yticks(y, labels, fontsize=8)
   ax.set_xscale("log")
   ax.axvline(1.0, color="k", lw=0.8)
-  ax.set_xlabel("time with HAM / time of the bare inner optimizer (median of paired ratios; bars: IQR)")
+  ax.set_xlabel("time / bare inner optimizer's time (median paired ratio, bars: IQR)", fontsize=8)
+  ax.set_xlim(
+    0.5, 2.5 * max([1.0] + [p["paired_ratio_median"] for p in peer.values() if isinstance(p, dict)])
+  )
   ax.set_title(
     f"HAM overhead on {results.get('devices', ['?'])[0]} ({results.get('cpu_count')} CPUs)", fontsize=9
   )

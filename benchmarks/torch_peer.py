@@ -122,6 +122,18 @@ def bench(shapes, reps: int = 11, number: int = 2, threads: int = 2, seed: int =
 
 
 if __name__ == "__main__":
+  import argparse
+  import json
+  import os
+
   from overhead import resnet50_shapes  # same directory
 
-  bench(resnet50_shapes())
+  ap = argparse.ArgumentParser(description="published HAM wrapper semantics vs bare torch step")
+  ap.add_argument("--reps", type=int, default=15)
+  ap.add_argument("--out", default=None, help="write the results as JSON here")
+  args = ap.parse_args()
+  res = bench(resnet50_shapes(), reps=args.reps, number=1)
+  res["loadavg"] = list(os.getloadavg())
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(res, f, indent=1)
