@@ -12,7 +12,10 @@ import ham_optax
 
 def _params():
   return {
-    "dense": {"kernel": jnp.array([[0.5, -1.0, 0.0], [2.0, -0.25, 1e-3]]), "bias": jnp.array([0.1, -0.2, 0.3])},
+    "dense": {
+      "kernel": jnp.array([[0.5, -1.0, 0.0], [2.0, -0.25, 1e-3]]),
+      "bias": jnp.array([0.1, -0.2, 0.3]),
+    },
     "norm": {"scale": jnp.ones(3)},
   }
 
@@ -20,7 +23,9 @@ def _params():
 def _grads(params, seed=0):
   keys = jax.random.split(jax.random.PRNGKey(seed), len(jax.tree.leaves(params)))
   leaves, treedef = jax.tree.flatten(params)
-  return jax.tree.unflatten(treedef, [jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)])
+  return jax.tree.unflatten(
+    treedef, [jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)]
+  )
 
 
 def _run(tx, params, steps=10):
@@ -34,7 +39,12 @@ def _run(tx, params, steps=10):
 
 @pytest.mark.parametrize(
   "make",
-  [lambda: optax.sgd(0.1), lambda: optax.sgd(0.1, momentum=0.9), lambda: optax.adam(1e-2), lambda: optax.adamw(1e-2)],
+  [
+    lambda: optax.sgd(0.1),
+    lambda: optax.sgd(0.1, momentum=0.9),
+    lambda: optax.adam(1e-2),
+    lambda: optax.adamw(1e-2),
+  ],
   ids=["sgd", "momentum", "adam", "adamw"],
 )
 def test_alpha_beta_zero_is_the_inner_optimizer_bit_for_bit(make):
@@ -141,7 +151,9 @@ def test_sign_from_variants_differ_only_when_the_inner_step_flips_a_sign():
   ub, _ = b.update(g, b.init(p), p)
   xa, xb = p["w"] + ua["w"], p["w"] + ub["w"]
   np.testing.assert_allclose(xa[0, 1], xb[0, 1], rtol=1e-7)
-  np.testing.assert_allclose(xa[0, 0], -0.05 * np.exp(-0.1 * 2.0 * -1.0), rtol=1e-6)  # HYP*: sign(x_half) = -1
+  np.testing.assert_allclose(
+    xa[0, 0], -0.05 * np.exp(-0.1 * 2.0 * -1.0), rtol=1e-6
+  )  # HYP*: sign(x_half) = -1
   np.testing.assert_allclose(xb[0, 0], -0.05 * np.exp(-0.1 * 2.0 * 1.0), rtol=1e-6)  # GD;HYP: sign(x) = +1
 
 

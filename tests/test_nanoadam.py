@@ -80,10 +80,11 @@ def test_fraction_one_is_adam():
   a, b = nanoadam(1e-2, 1.0, 3), optax.adam(1e-2)
   sa, sb = a.init(params), b.init(params)
   pa = pb = params
+  upa, upb = jax.jit(a.update), jax.jit(b.update)
   for _ in range(7):
     g = {"k": jnp.asarray(rng.normal(size=(4, 4)), jnp.float32)}
-    ua, sa = a.update(g, sa, pa)
-    ub, sb = b.update(g, sb, pb)
+    ua, sa = upa(g, sa, pa)
+    ub, sb = upb(g, sb, pb)
     pa, pb = optax.apply_updates(pa, ua), optax.apply_updates(pb, ub)
   np.testing.assert_allclose(np.asarray(pa["k"]), np.asarray(pb["k"]), rtol=1e-5, atol=1e-6)
 
@@ -114,8 +115,9 @@ def test_refresh_moves_selection_and_inject_hyperparams():
   g = {"k": -jnp.ones((2, 2))}  # grows the selected weight
   p = params
   sel = []
+  update = jax.jit(tx.update)
   for _ in range(4):
-    u, s = tx.update(g, s, p)
+    u, s = update(g, s, p)
     sel.append(np.flatnonzero(np.asarray(u["k"]).ravel()).tolist())
     p = optax.apply_updates(p, u)
   # step 0 and 1 update entry 0 (0.01 -> ~1.01); at step 2 entry 1 (1.0) is smallest

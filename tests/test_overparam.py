@@ -204,14 +204,15 @@ def test_external_change_is_refactorised_keeping_balance():
   zero[0] = True
   pruned = {"k": jnp.where(jnp.asarray(zero), 0.0, params["k"])}
   grads = {"k": jnp.zeros((5, 4))}
-  u, state = tx.update(grads, state, pruned)
+  update = jax.jit(tx.update)
+  u, state = update(grads, state, pruned)
   m, w = np.asarray(state.m["k"]), np.asarray(state.w["k"])
   np.testing.assert_allclose(m * w, np.asarray(pruned["k"]), atol=1e-6)
   np.testing.assert_allclose(m * m - w * w, 0.3, atol=1e-5)  # balance kept everywhere
   assert np.all(w[0] == 0) and np.allclose(m[0], np.sqrt(0.3))
   np.testing.assert_allclose(np.asarray(u["k"]), 0.0, atol=1e-6)
   # a pruned entry regrows when its gradient is non-zero (w = 0, m != 0 -> dL/dw = g * m)
-  u2, _ = tx.update({"k": jnp.ones((5, 4))}, state, pruned)
+  u2, _ = update({"k": jnp.ones((5, 4))}, state, pruned)
   assert np.all(np.asarray(u2["k"])[0] < 0)
 
 
@@ -220,9 +221,10 @@ def test_sign_in_rescale_resets_balance_and_keeps_x():
   params = {"k": jnp.asarray(rng.normal(size=(6, 3)) * 0.1, jnp.float32)}
   tx = op.sign_in(optax.sgd(0.05), rescale_every=2, balance=1.0, weight_decay=0.5)
   state = tx.init(params)
+  update = jax.jit(tx.update)
   for k in range(4):
     g = {"k": jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)}
-    u, state = tx.update(g, state, params)
+    u, state = update(g, state, params)
     params = optax.apply_updates(params, u)
     m, w = np.asarray(state.m["k"]), np.asarray(state.w["k"])
     np.testing.assert_allclose(m * w, np.asarray(params["k"]), rtol=1e-5, atol=1e-7)
@@ -242,8 +244,9 @@ def test_sign_in_flips_sign_where_balanced_overparam_cannot():
     (op.sign_in(optax.sgd(0.1), rescale_every=1), True),
   ]:
     p, s = params, tx.init(params)
+    update = jax.jit(tx.update)
     for _ in range(20):
-      u, s = tx.update(g, s, p)
+      u, s = update(g, s, p)
       p = optax.apply_updates(p, u)
     assert bool(jnp.all(p["k"] < 0)) == flips
 
@@ -270,14 +273,15 @@ def test_multisteps_and_jit_cond_stable():
   tx = optax.MultiSteps(op.spred(optax.sgd(0.1), 0.01), every_k_schedule=2)
   state = tx.init(params)
   g = {"k": jnp.full((3, 2), 0.5)}
-  u, state = jax.jit(tx.update)(g, state, params)
+  update = jax.jit(tx.update)
+  u, state = update(g, state, params)
   np.testing.assert_array_equal(np.asarray(u["k"]), 0.0)
-  u, state = jax.jit(tx.update)(g, state, params)
+  u, state = update(g, state, params)
   # balanced m = w = 1: m' = w' = 1 - 0.1 (0.5 + 0.01) = 0.949
   np.testing.assert_allclose(np.asarray(u["k"]), 0.949**2 - 1.0, rtol=1e-5)
   inner = op.pointwise_overparam(optax.adam(1e-2), weight_decay=1e-3)
   s0 = inner.init(params)
-  s1 = jax.lax.cond(True, lambda s: inner.update(g, s, params)[1], lambda s: s, s0)
+  s1 = jax.jit(lambda s: jax.lax.cond(True, lambda s: inner.update(g, s, params)[1], lambda s: s, s))(s0)
   chex_ok = jax.tree.map(lambda a, b: (a.shape, a.dtype) == (b.shape, b.dtype), s0, s1)
   assert all(jax.tree.leaves(chex_ok))
 
