@@ -1,0 +1,592 @@
+"""HAM's implicit bias on underdetermined regression (paper arXiv:2506.02630, Sec. 4 and App. D.1).
+
+Problem: ``min_x 0.5 * ||Z x - y||^2`` with ``Z`` of shape ``(d, n) = (40, 100)`` (entries N(0, 1/d)),
+``y = Z x*`` for a ``k = 5``-sparse ground truth ``x*`` (N(0, 1) entries on a random support) and a small
+random initialisation ``x0 = init_scale * N(0, I)`` (``init_scale = 1e-3``). Every method interpolates in
+the limit; *which* interpolant it picks is its implicit bias.
+
+Methods (a dict, ``METHODS``, so other optimizers can be added as rows):
+
+- ``GD``: ``optax.sgd``; the limit is the Euclidean projection of ``x0`` (pseudo-inverse).
+- ``HAM a=.. (HYP*)`` / ``(GD;HYP)``: ``ham_optax.ham(optax.sgd(lr), lr, alpha, beta=0,
+  sign_from="x_half" | "x")`` on the 1-D parameter vector (explicit all-True mask); the limit as
+  ``lr -> 0`` is the Bregman projection ``argmin_{Zx=y} D_{R_alpha}(x, x0)``.
+- ``m*w``: plain GD on ``(m, w)`` with ``x = m * w``, initialised at the same ``x0`` with
+  ``m0**2 - w0**2 = gamma`` (``gamma = init_scale``): ``m0 = sqrt((gamma + sqrt(gamma**2 + 4 x0**2)) / 2)``,
+  ``w0 = x0 / m0``. Its limit as ``lr -> 0`` is the hyperbolic-entropy Bregman projection.
+
+Learning rates come from the linearised stability bound at the limit point ``x_lim``:
+``lr = c / (L * max_i g^{-1}(x_lim)_i)`` with ``L = ||Z||_2^2`` and the method's inverse metric
+(``1`` for GD, ``1 + alpha |x|`` for HAM, ``2|x| + gamma`` for m*w). Each method runs for a continuous
+time ``T`` (``steps = T / lr``).
+
+Outputs (``benchmarks/results/implicit_bias/``): ``results.json`` and the figures
+``l1_vs_alpha.png``, ``distance_vs_steps.png``, ``gap_vs_lr.png``, ``inverse_metrics.png``,
+``recovery.png``. Run ``python benchmarks/implicit_bias.py`` (full) or ``--fast`` (CI smoke, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import ham_optax
+from ham_optax import geometry
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "implicit_bias"
+
+
+# ---------------------------------------------------------------------------------------------
+# Problem.
+# ---------------------------------------------------------------------------------------------
+
+
+class Problem(NamedTuple):
+  """An underdetermined sparse regression instance (float64 NumPy arrays)."""
+
+  Z: np.ndarray  # (d, n)
+  y: np.ndarray  # (d,)
+  x_star: np.ndarray  # (n,), k-sparse
+  x0: np.ndarray  # (n,), small random init
+
+
+def make_problem(seed: int, n: int = 100, d: int = 40, k: int = 5, init_scale: float = 1e-3) -> Problem:
+  """Draws ``Z ~ N(0, 1/d)``, a ``k``-sparse ``x*`` with N(0, 1) entries, ``y = Z x*``, ``x0 ~ init_scale N(0, 1)``."""
+  rng = np.random.default_rng(seed)
+  Z = rng.normal(size=(d, n)) / math.sqrt(d)
+  x_star = np.zeros(n)
+  x_star[rng.choice(n, size=k, replace=False)] = rng.normal(size=k)
+  x0 = init_scale * rng.normal(size=n)
+  return Problem(Z, Z @ x_star, x_star, x0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One optimizer row of the study.
+
+  Attributes:
+    label: name printed in tables and legends.
+    tx: ``lr -> optax transformation`` acting on the params pytree.
+    init: ``x0 -> params`` (jnp, float64).
+    to_x: ``params -> x`` (the regression vector).
+    limit: ``problem -> x`` the predicted ``lr -> 0`` limit (a float64 reference solution).
+    inverse_metric: ``x -> g^{-1}(x)`` (NumPy), used to pick a stable learning rate.
+    alpha: HAM's alpha (``None`` for non-HAM rows), for plots.
+  """
+
+  label: str
+  tx: Callable[[float], optax.GradientTransformation]
+  init: Callable[[jax.Array], Any]
+  to_x: Callable[[Any], jax.Array]
+  limit: Callable[[Problem], np.ndarray]
+  inverse_metric: Callable[[np.ndarray], np.ndarray]
+  alpha: float | None = None
+  sign_from: str | None = None
+
+
+def _all_true(params: Any) -> Any:
+  return jax.tree.map(lambda _: True, params)
+
+
+def gd_method() -> Method:
+  return Method(
+    label="GD",
+    tx=optax.sgd,
+    init=lambda x0: x0,
+    to_x=lambda p: p,
+    limit=lambda pb: geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0),
+    inverse_metric=np.ones_like,
+  )
+
+
+def ham_method(alpha: float, sign_from: str = "x_half") -> Method:
+  variant = "HYP*" if sign_from == "x_half" else "GD;HYP"
+  return Method(
+    label=f"HAM a={alpha:g} ({variant})",
+    tx=lambda lr: ham_optax.ham(
+      optax.sgd(lr), lr, alpha=alpha, beta=0.0, mask=_all_true, sign_from=sign_from
+    ),
+    init=lambda x0: x0,
+    to_x=lambda p: p,
+    limit=lambda pb: geometry.bregman_projection(pb.Z, pb.y, pb.x0, alpha).x,
+    inverse_metric=lambda x: 1 + alpha * np.abs(x),
+    alpha=alpha,
+    sign_from=sign_from,
+  )
+
+
+def mw_init(x0: jax.Array, gamma: float) -> dict[str, jax.Array]:
+  """``(m0, w0)`` with ``m0 * w0 = x0`` and ``m0**2 - w0**2 = gamma``."""
+  m0 = jnp.sqrt((gamma + jnp.sqrt(gamma**2 + 4 * x0**2)) / 2)
+  return {"m": m0, "w": x0 / m0}
+
+
+def mw_method(gamma: float) -> Method:
+  return Method(
+    label=f"m*w g={gamma:g}",
+    tx=optax.sgd,
+    init=functools.partial(mw_init, gamma=gamma),
+    to_x=lambda p: p["m"] * p["w"],
+    limit=lambda pb: geometry.bregman_projection(pb.Z, pb.y, pb.x0, gamma=gamma).x,
+    inverse_metric=lambda x: np.sqrt(4 * x**2 + gamma**2),
+  )
+
+
+def default_methods(alphas: tuple[float, ...], gamma: float) -> dict[str, Method]:
+  methods = [gd_method()]
+  for sign_from in ("x_half", "x"):
+    methods += [ham_method(a, sign_from) for a in alphas]
+  methods.append(mw_method(gamma))
+  return {m.label: m for m in methods}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running (jit + lax.scan; vmap over problems).
+# ---------------------------------------------------------------------------------------------
+
+
+def _loss(method: Method, Z: jax.Array, y: jax.Array, params: Any) -> jax.Array:
+  r = Z @ method.to_x(params) - y
+  return 0.5 * jnp.dot(r, r)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "lr"))
+def _init(method: Method, x0: jax.Array, lr: float) -> Any:
+  params = method.init(x0)
+  return params, method.tx(lr).init(params)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "lr", "steps_per_record", "n_records"))
+def _advance(
+  method: Method, Z: jax.Array, y: jax.Array, carry: Any, lr: float, steps_per_record: int, n_records: int
+) -> tuple[Any, jax.Array]:
+  """``n_records * steps_per_record`` optimizer steps under ``lax.scan``; returns x every ``steps_per_record``."""
+  tx = method.tx(lr)
+
+  def step(carry, _):
+    params, state = carry
+    grads = jax.grad(functools.partial(_loss, method, Z, y))(params)
+    updates, state = tx.update(grads, state, params)
+    return (optax.apply_updates(params, updates), state), None
+
+  def chunk(carry, _):
+    carry, _ = jax.lax.scan(step, carry, None, length=steps_per_record)
+    return carry, method.to_x(carry[0])
+
+  return jax.lax.scan(chunk, carry, None, length=n_records)
+
+
+class Trajectory(NamedTuple):
+  xs: np.ndarray  # (records, n)
+  steps: np.ndarray  # (records,) step count of each record
+  converged_at: int | None  # first recorded step with ||Zx - y|| <= tol * ||y||
+
+
+def run(
+  method: Method,
+  pb: Problem,
+  lr: float,
+  max_steps: int,
+  record_every: int,
+  tol: float = 1e-10,
+  records_per_call: int = 50,
+) -> Trajectory:
+  """Runs until ``||Zx - y|| <= tol ||y||`` (checked every ``record_every`` steps) or ``max_steps``."""
+  Z, y = jnp.asarray(pb.Z), jnp.asarray(pb.y)
+  carry = _init(method, jnp.asarray(pb.x0), float(lr))
+  xs: list[np.ndarray] = []
+  threshold = tol * np.linalg.norm(pb.y)
+  converged_at = None
+  while len(xs) * record_every < max_steps and converged_at is None:
+    carry, chunk = _advance(method, Z, y, carry, float(lr), int(record_every), int(records_per_call))
+    for x in np.asarray(chunk):
+      xs.append(x)
+      if np.linalg.norm(pb.Z @ x - pb.y) <= threshold:
+        converged_at = len(xs) * record_every
+        break
+  return Trajectory(np.stack(xs), record_every * np.arange(1, len(xs) + 1), converged_at)
+
+
+def run_batch(
+  method: Method, problems: list[Problem], lr: float, max_steps: int, chunk_steps: int, tol: float = 1e-10
+) -> tuple[np.ndarray, int]:
+  """Final iterates for a batch of same-shaped problems (vmapped), shape ``(B, n)``, and the steps taken.
+
+  Runs in chunks of ``chunk_steps`` until every problem has ``||Zx - y|| <= tol ||y||`` or ``max_steps``.
+  """
+  Z, y, x0 = (jnp.asarray(np.stack(a)) for a in zip(*[(p.Z, p.y, p.x0) for p in problems], strict=True))
+  carry = jax.vmap(lambda x: _init(method, x, float(lr)))(x0)
+  advance = jax.jit(jax.vmap(lambda Z, y, c: _advance(method, Z, y, c, float(lr), int(chunk_steps), 1)))
+  steps = 0
+  while steps < max_steps:
+    carry, xs = advance(Z, y, carry)
+    steps += chunk_steps
+    xs = np.asarray(xs[:, -1])
+    res = np.linalg.norm(np.einsum("bdn,bn->bd", np.asarray(Z), xs) - np.asarray(y), axis=1)
+    if np.all(res <= tol * np.linalg.norm(np.asarray(y), axis=1)):
+      break
+  return xs, steps
+
+
+def stable_lr(method: Method, pb: Problem, x_lim: np.ndarray, c: float) -> float:
+  """``c / (||Z||_2^2 * max g^{-1}(x))`` over the initial point and the limit (linearised stability)."""
+  L = float(np.linalg.norm(pb.Z, 2) ** 2)
+  scale = max(np.max(method.inverse_metric(x_lim)), np.max(method.inverse_metric(pb.x0)))
+  return c / (L * scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Study.
+# ---------------------------------------------------------------------------------------------
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _downsample(steps: np.ndarray, values: list[float], n: int = 150) -> tuple[list[int], list[float]]:
+  """At most ~n log-spaced points of a curve (for results.json and plots)."""
+  idx = np.unique(np.round(np.geomspace(1, len(steps), n)).astype(int) - 1)
+  return [int(steps[i]) for i in idx], [values[i] for i in idx]
+
+
+def main_table(
+  pb: Problem, methods: dict[str, Method], c: float, max_steps: int, record_time: float
+) -> dict[str, Any]:
+  """Runs every method to convergence (or ``max_steps``) and compares its limit with the references."""
+  x_l2 = geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0)
+  x_bp = geometry.basis_pursuit(pb.Z, pb.y)
+  rows = {}
+  for label, m in methods.items():
+    x_lim = m.limit(pb)
+    lr = stable_lr(m, pb, x_lim, c)
+    t0 = time.perf_counter()
+    traj = run(m, pb, lr, max_steps, record_every=max(1, math.ceil(record_time / lr)))
+    seconds = time.perf_counter() - t0
+    x = traj.xs[-1]
+    curve_steps, curve = _downsample(traj.steps, [_rel(xi, pb.x_star) for xi in traj.xs])
+    rows[label] = {
+      "alpha": m.alpha,
+      "sign_from": m.sign_from,
+      "lr": lr,
+      "steps": int(traj.steps[-1]),
+      "converged_at": traj.converged_at,
+      "seconds": seconds,
+      "residual": float(np.linalg.norm(pb.Z @ x - pb.y)),
+      "l1": float(np.abs(x).sum()),
+      "l1_limit": float(np.abs(x_lim).sum()),
+      "rel_gap_to_limit": _rel(x, x_lim),
+      "rel_dist_to_l2": _rel(x, x_l2),
+      "rel_dist_to_bp": _rel(x, x_bp),
+      "rel_dist_to_truth": _rel(x, pb.x_star),
+      "dist_to_truth_curve": curve,
+      "record_steps": curve_steps,
+    }
+  return {
+    "l1_l2_interpolant": float(np.abs(x_l2).sum()),
+    "l1_basis_pursuit": float(np.abs(x_bp).sum()),
+    "l1_truth": float(np.abs(pb.x_star).sum()),
+    "rows": rows,
+  }
+
+
+def print_table(table: dict[str, Any]) -> None:
+  print(
+    f"\nL1 norms: truth {table['l1_truth']:.4f}, basis pursuit {table['l1_basis_pursuit']:.4f}, "
+    f"min-L2 interpolant {table['l1_l2_interpolant']:.4f}"
+  )
+  head = (
+    f"{'method':<22}{'lr':>10}{'steps':>9}{'|Zx-y|':>10}{'L1':>8}{'L1 lim':>8}"
+    f"{'gap lim':>10}{'to L2':>9}{'to BP':>9}{'to x*':>9}{'sec':>7}"
+  )
+  print(head)
+  print("-" * len(head))
+  for label, r in table["rows"].items():
+    print(
+      f"{label:<22}{r['lr']:>10.2e}{r['steps']:>9d}{r['residual']:>10.1e}{r['l1']:>8.3f}{r['l1_limit']:>8.3f}"
+      f"{r['rel_gap_to_limit']:>10.2e}{r['rel_dist_to_l2']:>9.3f}{r['rel_dist_to_bp']:>9.3f}"
+      f"{r['rel_dist_to_truth']:>9.3f}{r['seconds']:>7.1f}"
+    )
+  print(
+    "(gap lim: ||x - x_lim|| / ||x_lim|| with x_lim the predicted lr->0 limit: pseudo-inverse for GD, "
+    "Bregman projection for HAM and m*w; to L2/BP/x*: relative distance to the min-L2 interpolant, "
+    "basis pursuit, ground truth)"
+  )
+
+
+def gap_vs_lr(
+  pb: Problem, alphas: tuple[float, ...], cs: tuple[float, ...], max_steps: int, record_time: float
+) -> dict[str, Any]:
+  """Relative gap between HAM's limit and the Bregman projection for decreasing learning rates."""
+  out = {}
+  for sign_from in ("x_half", "x"):
+    for a in alphas:
+      m = ham_method(a, sign_from)
+      x_lim = m.limit(pb)
+      lrs, gaps = [], []
+      for c in cs:
+        lr = stable_lr(m, pb, x_lim, c)
+        x = run(m, pb, lr, max_steps, record_every=max(1, math.ceil(record_time / lr))).xs[-1]
+        lrs.append(lr)
+        gaps.append(_rel(x, x_lim))
+      slope = float(np.polyfit(np.log(lrs), np.log(gaps), 1)[0])
+      out[m.label] = {"alpha": a, "sign_from": sign_from, "lr": lrs, "gap": gaps, "loglog_slope": slope}
+  return out
+
+
+def l1_vs_alpha(pb: Problem, alpha_grid: np.ndarray) -> dict[str, Any]:
+  """L1 norm of the Bregman projection (HAM's lr -> 0 limit) over a fine alpha grid."""
+  return {
+    "alpha": alpha_grid.tolist(),
+    "l1": [float(np.abs(geometry.bregman_projection(pb.Z, pb.y, pb.x0, a).x).sum()) for a in alpha_grid],
+  }
+
+
+def recovery(
+  methods: dict[str, Method],
+  ds: tuple[int, ...],
+  trials: int,
+  c: float,
+  max_steps: int,
+  record_time: float,
+  tol: float,
+  init_scale: float,
+) -> dict[str, Any]:
+  """Fraction of random 5-sparse ground truths recovered (``||x - x*|| <= tol ||x*||``) against ``d``."""
+  out: dict[str, Any] = {"d": list(ds), "tol": tol, "trials": trials, "fraction": {}, "median_rel_err": {}}
+  labels = [*methods, "basis pursuit (LP)"]
+  for label in labels:
+    out["fraction"][label] = []
+    out["median_rel_err"][label] = []
+  for d in ds:
+    problems = [make_problem(10_000 + 97 * d + t, d=d, init_scale=init_scale) for t in range(trials)]
+    for label, m in methods.items():
+      # One learning rate per batch: the most conservative over its problems.
+      lr = min(stable_lr(m, pb, m.limit(pb), c) for pb in problems)
+      xs, _ = run_batch(m, problems, lr, max_steps, chunk_steps=max(1, math.ceil(20 * record_time / lr)))
+      errs = [_rel(x, pb.x_star) for x, pb in zip(xs, problems, strict=True)]
+      out["fraction"][label].append(float(np.mean(np.array(errs) <= tol)))
+      out["median_rel_err"][label].append(float(np.median(errs)))
+    errs = [_rel(geometry.basis_pursuit(pb.Z, pb.y), pb.x_star) for pb in problems]
+    out["fraction"]["basis pursuit (LP)"].append(float(np.mean(np.array(errs) <= tol)))
+    out["median_rel_err"]["basis pursuit (LP)"].append(float(np.median(errs)))
+    print(f"  recovery d={d}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in out["fraction"].items()))
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures.
+# ---------------------------------------------------------------------------------------------
+
+
+def _plt():
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Path]:
+  plt = _plt()
+  paths = []
+  table = results["table"]
+  rows = table["rows"]
+  dpi = 90
+
+  # 1. L1 norm against alpha.
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  curve = results["l1_vs_alpha"]
+  ax.semilogx(curve["alpha"], curve["l1"], "k-", lw=1, label="Bregman projection (lr -> 0 limit)")
+  for sign_from, marker in (("x_half", "o"), ("x", "s")):
+    pts = [(r["alpha"], r["l1"]) for r in rows.values() if r["sign_from"] == sign_from]
+    if pts:
+      a, l1 = zip(*pts, strict=True)
+      ax.semilogx(
+        a, l1, marker, ls="none", mfc="none", label=f"HAM {'HYP*' if sign_from == 'x_half' else 'GD;HYP'}"
+      )
+  ax.axhline(table["l1_l2_interpolant"], color="C2", ls="--", label="GD / min-L2 interpolant")
+  ax.axhline(table["l1_basis_pursuit"], color="C3", ls=":", label="basis pursuit (min L1)")
+  for label, r in rows.items():
+    if label.startswith("m*w"):
+      ax.axhline(r["l1"], color="C4", ls="-.", label=label)
+  ax.set_xlabel("alpha")
+  ax.set_ylabel("||x_limit||_1")
+  ax.set_title("HAM's limit: L1 norm falls as alpha grows")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(out_dir / "l1_vs_alpha.png")
+  fig.savefig(paths[-1], dpi=dpi)
+  plt.close(fig)
+
+  # 2. Distance to ground truth against steps (and against continuous time lr * steps).
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for i, (label, r) in enumerate(rows.items()):
+    if r["sign_from"] == "x":
+      continue  # GD;HYP overlaps HYP* here; both are in results.json
+    steps = np.array(r["record_steps"])
+    style = dict(label=label, color=f"C{i % 10}")
+    axes[0].loglog(steps, r["dist_to_truth_curve"], **style)
+    axes[1].semilogy(steps * r["lr"], r["dist_to_truth_curve"], **style)
+  axes[0].set_xlabel("steps")
+  axes[1].set_xlabel("continuous time t = lr * steps")
+  for ax in axes:
+    ax.set_ylabel("||x - x*|| / ||x*||")
+  axes[0].set_title("distance to the sparse ground truth")
+  axes[1].legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(out_dir / "distance_vs_steps.png")
+  fig.savefig(paths[-1], dpi=dpi)
+  plt.close(fig)
+
+  # 3. Gap to the Bregman projection against learning rate.
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for i, (label, r) in enumerate(results["gap_vs_lr"].items()):
+    ls = "-" if r["sign_from"] == "x_half" else "--"
+    ax.loglog(
+      r["lr"],
+      r["gap"],
+      marker="o",
+      ls=ls,
+      color=f"C{i % len(results['gap_vs_lr']) // 2}",
+      label=f"{label} (slope {r['loglog_slope']:.2f})",
+    )
+  ax.set_xlabel("learning rate")
+  ax.set_ylabel("||x_lr - x_Bregman|| / ||x_Bregman||")
+  ax.set_title("discrete HAM -> Bregman projection, first order in lr")
+  ax.legend(fontsize=6)
+  fig.tight_layout()
+  paths.append(out_dir / "gap_vs_lr.png")
+  fig.savefig(paths[-1], dpi=dpi)
+  plt.close(fig)
+
+  # 4. Inverse metrics (the paper's Figure 1).
+  x = np.linspace(-1, 1, 401)
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  ax.plot(x, np.asarray(geometry.inverse_metric_gd(x)), "k-", label="GD: 1")
+  for a in (1.0, 3.0):
+    ax.plot(x, np.asarray(geometry.inverse_metric_ham(x, a)), label=f"HAM: 1 + {a:g}|x|")
+  for g in (0.1, 0.01):
+    ax.plot(x, np.asarray(geometry.inverse_metric_mw(x, g)), ls="--", label=f"m*w: sqrt(4x^2 + {g:g}^2)")
+  ax.set_xlabel("x")
+  ax.set_ylabel("inverse metric g^{-1}(x)")
+  ax.set_title("HAM's inverse metric stays >= 1; m*w's vanishes at 0")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(out_dir / "inverse_metrics.png")
+  fig.savefig(paths[-1], dpi=dpi)
+  plt.close(fig)
+
+  # 5. Recovery curve.
+  rec = results.get("recovery")
+  if rec:
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, frac in rec["fraction"].items():
+      ax.plot(rec["d"], frac, marker="o", label=label)
+    ax.set_xlabel("number of samples d (n = 100 features, 5-sparse truth)")
+    ax.set_ylabel(f"fraction recovered (rel. err <= {rec['tol']:g})")
+    ax.set_title(f"sparse recovery, {rec['trials']} random problems per d")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / "recovery.png")
+    fig.savefig(paths[-1], dpi=dpi)
+    plt.close(fig)
+  return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI.
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--fast", action="store_true", help="small settings for tests / CI smoke (seconds)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
+  parser.add_argument("--no-plots", action="store_true")
+  args = parser.parse_args(argv)
+
+  jax.config.update("jax_enable_x64", True)
+  init_scale, rec_tol = 1e-3, 0.1
+  if args.fast:
+    alphas, c, max_steps, record_time = (1.0, 10.0), 0.5, 200_000, 0.25
+    gap_alphas, gap_cs = (10.0,), (0.2, 0.1)
+    rec_ds, rec_trials, rec_alphas = (20, 40), 4, (10.0,)
+  else:
+    alphas, c, max_steps, record_time = (1.0, 10.0, 100.0, 1000.0), 0.5, 3_000_000, 0.25
+    gap_alphas, gap_cs = (1.0, 10.0, 100.0), (0.4, 0.2, 0.1, 0.05, 0.025)
+    rec_ds, rec_trials, rec_alphas = (10, 20, 30, 40, 50, 60, 80), 20, (100.0, 1000.0)
+
+  pb = make_problem(args.seed, init_scale=init_scale)
+  methods = default_methods(alphas, gamma=init_scale)
+  t0 = time.perf_counter()
+  table = main_table(pb, methods, c, max_steps, record_time)
+  print_table(table)
+
+  gaps = gap_vs_lr(pb, gap_alphas, gap_cs, max_steps, record_time)
+  print("\nGap to the Bregman projection against learning rate (relative):")
+  for label, r in gaps.items():
+    cells = "  ".join(f"lr={lr:.1e}: {g:.2e}" for lr, g in zip(r["lr"], r["gap"], strict=True))
+    print(f"  {label:<22} {cells}  (log-log slope {r['loglog_slope']:.2f})")
+
+  curve = l1_vs_alpha(pb, np.logspace(-2, 4, 25))
+  rec_methods = {
+    k: v for k, v in methods.items() if v.alpha is None or (v.sign_from == "x_half" and v.alpha in rec_alphas)
+  }
+  print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {rec_tol:g} ||x*||):")
+  rec = recovery(
+    rec_methods, rec_ds, rec_trials, c, max_steps, record_time, tol=rec_tol, init_scale=init_scale
+  )
+
+  results = {
+    "config": {
+      "fast": args.fast,
+      "seed": args.seed,
+      "n": 100,
+      "d": 40,
+      "k": 5,
+      "init_scale": init_scale,
+      "gamma_mw": init_scale,
+      "c": c,
+      "max_steps": max_steps,
+      "record_time": record_time,
+      "jax": jax.__version__,
+      "optax": optax.__version__,
+    },
+    "table": table,
+    "gap_vs_lr": gaps,
+    "l1_vs_alpha": curve,
+    "recovery": rec,
+    "seconds": time.perf_counter() - t0,
+  }
+  args.out.mkdir(parents=True, exist_ok=True)
+  with open(args.out / "results.json", "w") as f:
+    json.dump(results, f, indent=1)
+  if not args.no_plots:
+    for p in plot_all(results, args.out):
+      print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")
+  print(f"saved {args.out / 'results.json'}; total {results['seconds']:.1f} s")
+  return results
+
+
+if __name__ == "__main__":
+  main()
