@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ham_optax._src import masking
+
 __all__ = ["NanoAdamState", "nanoadam", "selected_count"]
 
 
@@ -78,26 +80,12 @@ def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool, hi_
 
 
 def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
-  if mask is None:
-    return jax.tree.map(
-      lambda p: bool(jnp.ndim(p) >= 2 and jnp.issubdtype(jnp.result_type(p), jnp.floating)), params
-    )
-  if callable(mask):
-    mask = mask(params)
-
-  def expand(b, sub):
-    if not isinstance(b, (bool, np.bool_)):
-      raise TypeError(f"nanoadam: `mask` leaves must be static Python bools, got {type(b).__name__}.")
-    return jax.tree.map(lambda _: bool(b), sub)
-
+  """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
   try:
-    full = jax.tree.map(expand, mask, params)
-  except ValueError as e:
-    raise ValueError("nanoadam: `mask` must have the structure of params (or a prefix of it).") from e
-  for b, p in zip(jax.tree.leaves(full), jax.tree.leaves(params), strict=True):
-    if b and not jnp.issubdtype(jnp.result_type(p), jnp.floating):
-      raise ValueError(f"nanoadam: `mask` selects a non-floating leaf (dtype {jnp.result_type(p)}).")
-  return full
+    flags = masking.resolve_mask(mask, params)
+  except (ValueError, TypeError) as e:
+    raise type(e)(f"nanoadam: {e}") from e
+  return jax.tree.unflatten(jax.tree.structure(params), flags)
 
 
 def _smallest(x: jax.Array, k: int) -> jax.Array:

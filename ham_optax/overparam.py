@@ -76,6 +76,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ham_optax._src import masking
+
 __all__ = [
   "OverparamState",
   "factorize",
@@ -140,36 +142,13 @@ def factorize(
   return (s_m * abs_m).astype(x.dtype), (s_m * s_x * abs_w).astype(x.dtype)
 
 
-def _resolve_mask(mask: MaskOrFn | None, params: optax.Params) -> optax.Params:
-  """Returns a pytree of Python bools with the structure of ``params``."""
-  if mask is None:
-    return jax.tree.map(
-      lambda p: bool(jnp.ndim(p) >= 2 and jnp.issubdtype(jnp.result_type(p), jnp.floating)),
-      params,
-    )
-  if callable(mask):
-    mask = mask(params)
-
-  def expand(b, sub):
-    if not isinstance(b, (bool, np.bool_)):
-      raise TypeError(
-        f"pointwise_overparam: `mask` leaves must be static Python bools, got {type(b).__name__}."
-      )
-    return jax.tree.map(lambda _: bool(b), sub)
-
+def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
+  """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
   try:
-    full = jax.tree.map(expand, mask, params)
-  except ValueError as e:
-    raise ValueError(
-      "pointwise_overparam: `mask` must have the structure of params (or a prefix of it)."
-    ) from e
-  for b, p in zip(jax.tree.leaves(full), jax.tree.leaves(params), strict=True):
-    if b and not jnp.issubdtype(jnp.result_type(p), jnp.floating):
-      raise ValueError(
-        "pointwise_overparam: `mask` selects a non-floating leaf "
-        f"(dtype {jnp.result_type(p)}); only floating parameters can be factorised."
-      )
-  return full
+    flags = masking.resolve_mask(mask, params)
+  except (ValueError, TypeError) as e:
+    raise type(e)(f"pointwise_overparam: {e}") from e
+  return jax.tree.unflatten(jax.tree.structure(params), flags)
 
 
 def _check_nonneg(name: str, value: optax.ScalarOrSchedule) -> None:

@@ -144,5 +144,5 @@ def test_bad_hyperparameters_raise():
   tx = nanoadam(1e-3)
   with pytest.raises(ValueError, match="params"):
     tx.update({"k": jnp.ones((2, 2))}, tx.init({"k": jnp.ones((2, 2))}), None)
-  with pytest.raises(ValueError, match="non-floating"):
+  with pytest.raises(TypeError, match="nanoadam: .*floating-point"):
     nanoadam(1e-3, mask={"i": True}).init({"i": jnp.ones((2, 2), jnp.int32)})

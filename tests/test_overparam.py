@@ -319,10 +319,12 @@ def test_bad_hyperparameters_raise():
     op.sign_in(sgd, None)
   params = {"k": jnp.ones((2, 2)), "i": jnp.ones((2, 2), jnp.int32)}
   tx = op.pointwise_overparam(sgd, mask={"k": True, "i": True})
-  with pytest.raises(ValueError, match="non-floating"):
+  with pytest.raises(TypeError, match="pointwise_overparam: .*floating-point"):
     tx.init(params)
-  with pytest.raises(TypeError, match="bools"):
+  with pytest.raises(TypeError, match="must be a bool"):
     op.pointwise_overparam(sgd, mask={"k": 1, "i": 0}).init(params)
+  with pytest.raises(ValueError, match="'extra'"):
+    op.pointwise_overparam(sgd, mask={"k": True, "i": False, "extra": True}).init(params)
   tx = op.spred(sgd, 0.1)
   with pytest.raises(ValueError):
     tx.update({"k": jnp.ones((2, 2))}, tx.init({"k": jnp.ones((2, 2))}), None)
