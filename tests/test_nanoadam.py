@@ -146,3 +146,13 @@ def test_bad_hyperparameters_raise():
     tx.update({"k": jnp.ones((2, 2))}, tx.init({"k": jnp.ones((2, 2))}), None)
   with pytest.raises(TypeError, match="nanoadam: .*floating-point"):
     nanoadam(1e-3, mask={"i": True}).init({"i": jnp.ones((2, 2), jnp.int32)})
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_dtypes_preserved(dtype):
+  params = {"k": jnp.ones((4, 4), dtype), "b": jnp.zeros((4,), dtype)}
+  tx = nanoadam(1e-2, 0.25, 2)
+  s = tx.init(params)
+  u, s = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), s, params)
+  assert all(a.dtype == dtype for a in jax.tree.leaves(u))
+  assert int((np.asarray(u["k"], np.float32) != 0).sum()) == 4

@@ -328,3 +328,13 @@ def test_bad_hyperparameters_raise():
   tx = op.spred(sgd, 0.1)
   with pytest.raises(ValueError):
     tx.update({"k": jnp.ones((2, 2))}, tx.init({"k": jnp.ones((2, 2))}), None)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_dtypes_preserved(dtype):
+  params = {"k": jnp.ones((3, 2), dtype), "b": jnp.zeros((2,), dtype)}
+  for tx in (op.spred(optax.adam(1e-2), 1e-3), op.sign_in(optax.sgd(0.1), 2)):
+    s = tx.init(params)
+    u, s = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), s, params)
+    assert all(a.dtype == dtype for a in jax.tree.leaves(u))
+    assert s.m["k"].dtype == dtype and s.w["k"].dtype == dtype
