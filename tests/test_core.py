@@ -274,3 +274,16 @@ def test_state_holds_only_a_count_and_the_inner_state():
     x.nbytes for x in jax.tree.leaves(optax.adam(1e-3).init(p))
   )
   assert extra == 4  # one int32 counter
+
+
+def test_alpha_and_beta_accept_schedules():
+  p = _params()
+  beta = optax.piecewise_constant_schedule(0.5, {3: 0.0})  # decay switched off from step 3
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=optax.constant_schedule(0.0), beta=beta)
+  s = tx.init(p)
+  zero = jax.tree.map(jnp.zeros_like, p)
+  x = p
+  for _ in range(6):
+    u, s = jax.jit(tx.update)(zero, s, x)
+    x = optax.apply_updates(x, u)
+  np.testing.assert_allclose(x["dense"]["kernel"], p["dense"]["kernel"] * np.exp(-0.1 * 0.5 * 3), rtol=1e-6)

@@ -21,8 +21,8 @@ class HamState(NamedTuple):
 def ham(
   inner: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
-  alpha: float = 200.0,
-  beta: float = 1e-3,
+  alpha: optax.ScalarOrSchedule = 200.0,
+  beta: optax.ScalarOrSchedule = 1e-3,
   *,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,
@@ -58,7 +58,8 @@ def ham(
       Both count steps from 0, so a schedule is evaluated at the same step count.
     alpha: strength of the hyperbolic geometry. Default 200 matches the published wrapper (ResNets, SGD lr 0.1);
       the step is stable while ``alpha * lr * |g|`` stays well below 1.
-    beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3).
+    beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3). ``alpha`` and
+      ``beta`` may also be optax schedules of the step count (e.g. to switch the decay off late in training).
     mask: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of bools, or a callable ``params -> pytree``.
     max_exponent: clip of the exponent (> 0); the published wrapper uses 5.
     max_weight_norm: optional per-tensor L2 norm cap after the step (published wrapper: 1000); off by default.

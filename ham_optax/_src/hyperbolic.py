@@ -31,8 +31,8 @@ def check_mirror_args(
 ) -> None:
   """Construction-time validation shared by :func:`hyperbolic_step` and :func:`ham_optax.ham`."""
   checks.check_scalar(learning_rate, "learning_rate", non_negative=True, schedule_ok=True)
-  checks.check_scalar(alpha, "alpha")
-  checks.check_scalar(beta, "beta")
+  checks.check_scalar(alpha, "alpha", schedule_ok=True)
+  checks.check_scalar(beta, "beta", schedule_ok=True)
   checks.check_scalar(max_exponent, "max_exponent", positive=True)
   if max_weight_norm is not None:
     checks.check_scalar(max_weight_norm, "max_weight_norm", positive=True)
@@ -113,8 +113,8 @@ def mirror_updates(
 
 def hyperbolic_step(
   learning_rate: optax.ScalarOrSchedule,
-  alpha: float = 200.0,
-  beta: float = 1e-3,
+  alpha: optax.ScalarOrSchedule = 200.0,
+  beta: optax.ScalarOrSchedule = 1e-3,
   *,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,
@@ -150,8 +150,8 @@ def hyperbolic_step(
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are
       evaluated at the same step count (this transform counts its own updates from 0).
     alpha: strength of the hyperbolic geometry (paper default 200 for ResNets with SGD lr 0.1; any finite value,
-      negative values reverse the bias).
-    beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step.
+      negative values reverse the bias), or a schedule of the step count.
+    beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, or a schedule (e.g. to switch it off).
     mask: which leaves the step applies to: ``None`` for floating-point leaves with ``ndim >= 2``; a pytree of
       bools (same structure as params, or a prefix) or a callable ``params -> pytree``. Other leaves pass their
       incoming update through unchanged.
@@ -181,14 +181,14 @@ def hyperbolic_step(
         "hyperbolic_step needs the raw gradient: call update(updates, state, params, grad=grads), "
         "or use ham_optax.ham(inner, ...), which passes it for you."
       )
-    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    lr, a, b = (h(state.count) if callable(h) else h for h in (learning_rate, alpha, beta))
     new_updates = mirror_updates(
       updates,
       grad,
       params,
       lr,
-      alpha,
-      beta,
+      a,
+      b,
       mask=mask,
       max_exponent=max_exponent,
       max_weight_norm=max_weight_norm,
