@@ -17,7 +17,8 @@ so they can be passed wherever optax accepts a schedule:
 * ``optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=sched)``
   (``optax.adamw`` itself only takes a float ``weight_decay``);
 * ``optax.add_decayed_weights`` has no schedule argument either; use ``inject_hyperparams``;
-* ``optax.inject_hyperparams(ham_optax.ham, static_args=("mask",))(inner, lr, beta=sched)``;
+* ``ham_optax.ham(inner, lr, beta=sched)`` (or under ``optax.inject_hyperparams(ham_optax.ham,
+  static_args=("mask",))``);
 * ``weight_decay=`` of :func:`ham_optax.overparam.pointwise_overparam` (evaluated at the
   wrapper's own step count).
 """
