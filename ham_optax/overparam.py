@@ -411,7 +411,8 @@ def pilot(
 
   Choices made here (the paper's exact schedule and initialisation constants were not
   available to us): the default initial balance ``m^2 - w^2 = 1`` (``m ~ 1``, ``w ~ x``
-  for small weights: the L2 end), and the decay is on until ``switch_step`` (``None``: never
+  for small weights: the L2 end, where the inverse metric ``sqrt(c^2 + 4x^2)`` does not
+  vanish at 0, so signs can still flip), and the decay is on until ``switch_step`` (``None``: never
   switched off; pass any optax schedule as ``weight_decay`` for other shapes, e.g. a
   ramp built with ``optax.linear_schedule`` and :func:`ham_optax.schedules.switch_off`).
 
