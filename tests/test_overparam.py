@@ -374,3 +374,25 @@ def test_flax_nnx_optimizer_keeps_params_equal_to_m_times_w():
     rtol=1e-5,
     atol=1e-6,
   )
+
+
+def test_factorize_property():
+  from hypothesis import given
+  from hypothesis import strategies as st
+
+  floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+
+  @given(st.lists(floats, min_size=8, max_size=8), st.floats(-10, 10, allow_nan=False), st.booleans())
+  def check(xs, c, neg_m):
+    x = np.asarray(xs, np.float64)
+    m, w = op.factorize(jnp.asarray(x), c, sign_m=-jnp.ones_like(x) if neg_m else None)
+    m, w = np.asarray(m), np.asarray(w)
+    np.testing.assert_allclose(m * w, x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m * m - w * w, c, atol=1e-9 * (1 + np.abs(x).max()))
+    big = np.abs(m) if c >= 0 else np.abs(w)
+    assert np.all(big >= np.abs(m if c < 0 else w) - 1e-12)  # the dominant factor carries the balance
+    if neg_m:
+      assert np.all(m <= 0)
+
+  jax.config.update("jax_enable_x64", True)  # restored by the conftest fixture
+  check()
