@@ -1,0 +1,162 @@
+"""Sparse training with and without HAM at small scale (MNIST-1D or sklearn digits, MLP, CPU).
+
+Methods: {dense, random pruning at init (PaI, ERK), gradual magnitude pruning (GMP), AC/DC, RigL}
+x {baseline, HAM}, at ``--sparsity`` (default 0.9) of the weight tensors. Inner optimizer: SGD with
+momentum 0.9, weight decay 5e-4, cosine learning-rate schedule (see
+``ham_optax.training.configs.default``).
+
+Protocol (all selection on the fixed *validation* split, never on test):
+
+1. baseline: for each sparsifier pick the learning rate from ``--lrs`` by mean final validation
+   accuracy over the tuning seeds;
+2. HAM: at that learning rate, pick ``(alpha, beta)`` from ``--alphas`` x ``--betas`` the same way;
+3. final: train every method on ``--seeds`` fresh seeds (0, 1, ...; the tuning seeds are 1000+) and
+   report test accuracy mean ± std (sample std over seeds).
+
+Writes ``results.json`` (every run, histories, the tuning grid and choices), ``runs.csv``,
+``summary.csv``, ``summary.md``, ``tuning.csv`` and ``curves.png`` under ``--out`` and prints the
+markdown table. ``--fast`` is a 2-minute smoke version (small grid, few epochs, 2 seeds).
+
+  python benchmarks/sparse_training.py                      # full: mnist1d, 5 seeds
+  python benchmarks/sparse_training.py --dataset digits --out benchmarks/results/sparse_training_digits
+  python benchmarks/sparse_training.py --fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ham_optax.training import data as data_lib
+from ham_optax.training import report
+from ham_optax.training.configs.default import Config
+from ham_optax.training.train import train_and_evaluate
+
+SPARSIFIERS = ("none", "random", "magnitude", "acdc", "rigl")
+TUNING_SEED0 = 1000
+
+
+def _parse(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--dataset", default="mnist1d", choices=["mnist1d", "digits"])
+  p.add_argument("--model", default="mlp", choices=["mlp", "cnn1d"])
+  p.add_argument("--sparsifiers", nargs="+", default=list(SPARSIFIERS), choices=SPARSIFIERS)
+  p.add_argument("--sparsity", type=float, default=0.9)
+  p.add_argument("--epochs", type=int, default=30)
+  p.add_argument("--batch-size", type=int, default=128)
+  p.add_argument("--seeds", type=int, default=5)
+  p.add_argument("--tuning-seeds", type=int, default=2)
+  p.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8, 1.6])
+  p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+  p.add_argument("--betas", type=float, nargs="+", default=[1e-3, 1e-2])
+  p.add_argument(
+    "--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds, small grid"
+  )
+  p.add_argument("--out", default=None, help="default benchmarks/results/sparse_training[_DATASET][_fast]")
+  args = p.parse_args(argv)
+  if args.fast:
+    args.epochs, args.seeds, args.tuning_seeds = 5, 2, 1
+    args.lrs, args.alphas, args.betas = [0.1], [3.0, 30.0], [1e-3]
+  if args.out is None:
+    suffix = ("" if args.dataset == "mnist1d" else f"_{args.dataset}") + ("_fast" if args.fast else "")
+    args.out = str(Path(__file__).parent / "results" / f"sparse_training{suffix}")
+  return args
+
+
+def main(argv=None) -> None:
+  args = _parse(argv)
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  dataset = data_lib.load_dataset(args.dataset)
+  base = Config(
+    dataset=args.dataset,
+    model=args.model,
+    epochs=args.epochs,
+    batch_size=args.batch_size,
+    sparsity=args.sparsity,
+    progress=False,
+  )
+  tuning_seeds = [TUNING_SEED0 + i for i in range(args.tuning_seeds)]
+  tuning_rows, choices, final = [], {}, []
+  t0 = time.perf_counter()
+
+  def run(config):
+    r = train_and_evaluate(config, dataset)
+    print(
+      f"[{time.perf_counter() - t0:7.0f}s] {config.method:14s} lr={config.learning_rate:g} "
+      f"alpha={config.alpha:g} beta={config.beta:g} seed={config.seed}: val {r['val_acc']:.4f} "
+      f"test {r['test_acc']:.4f} sparsity {r['sparsity']:.3f}",
+      flush=True,
+    )
+    return r
+
+  def tune(configs):
+    scores = []
+    for config in configs:
+      vals = [run(config.replace(seed=s))["val_acc"] for s in tuning_seeds]
+      score = float(np.mean(vals))
+      tuning_rows.append(
+        {
+          "method": config.method,
+          "lr": config.learning_rate,
+          "alpha": config.alpha if config.ham else "",
+          "beta": config.beta if config.ham else "",
+          "val_acc_mean": score,
+        }
+      )
+      scores.append(score)
+    return configs[int(np.argmax(scores))]
+
+  for sparsifier in args.sparsifiers:
+    cfg = base.replace(sparsifier=sparsifier)
+    best_base = tune([cfg.replace(learning_rate=lr) for lr in args.lrs])
+    best_ham = tune(
+      [best_base.replace(ham=True, alpha=a, beta=b) for a, b in itertools.product(args.alphas, args.betas)]
+    )
+    choices[sparsifier] = {
+      "lr": best_base.learning_rate,
+      "alpha": best_ham.alpha,
+      "beta": best_ham.beta,
+    }
+    for config in (best_base, best_ham):
+      for seed in range(args.seeds):
+        final.append(run(config.replace(seed=seed)))
+    # Save after every sparsifier so a partial run still leaves results behind.
+    with (out / "tuning.csv").open("w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=list(tuning_rows[0]))
+      writer.writeheader()
+      writer.writerows(tuning_rows)
+    extra = {
+      "argv": vars(args),
+      "choices": choices,
+      "tuning": tuning_rows,
+      "tuning_seeds": tuning_seeds,
+      "wall_time_s": time.perf_counter() - t0,
+    }
+    report.save_results(final, out, extra=extra)
+
+  rows = report.summarize(final)
+  by_method = {r["method"]: r for r in rows}
+  print(
+    f"\n{args.dataset} / {args.model}, sparsity {args.sparsity}, {args.epochs} epochs, {args.seeds} seeds"
+  )
+  print(report.markdown_table(rows))
+  print("\nHAM - baseline (test accuracy, points):")
+  for sparsifier in args.sparsifiers:
+    name = "dense" if sparsifier == "none" else sparsifier
+    diff = 100 * (by_method[f"{name}+HAM"]["test_acc_mean"] - by_method[name]["test_acc_mean"])
+    print(
+      f"  {name:10s} {diff:+.2f}  (lr {choices[sparsifier]['lr']:g}, alpha {choices[sparsifier]['alpha']:g}, beta {choices[sparsifier]['beta']:g})"
+    )
+  print(f"\nwall time {time.perf_counter() - t0:.0f} s; results in {out}")
+  (out / "choices.json").write_text(json.dumps(choices, indent=1))
+
+
+if __name__ == "__main__":
+  main()

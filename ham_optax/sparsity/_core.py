@@ -1,0 +1,280 @@
+"""Shared machinery of the sparsifiers: state, the projecting wrapper, top-k masks, mask look-up.
+
+Every sparsifier wraps an inner optax transform (typically ``ham_optax.ham(...)``). The inner chain proposes new
+parameters ``x_half = params + inner_updates``; the wrapper then projects them onto the current binary mask, so
+that ``params + updates = mask * x_half`` and pruned weights are exactly zero after every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ham_optax._src import masking
+
+PrunableOrFn = Any | Callable[[Any], Any] | None
+
+_NO_PARAMS_MSG = (
+  "You are using a sparsifier that needs the current parameters, but `params` was not passed to "
+  "`update`. Call `tx.update(grads, opt_state, params)`."
+)
+
+
+class SparsifierState(NamedTuple):
+  """State of every sparsifier in :mod:`ham_optax.sparsity`.
+
+  Attributes:
+    count: int32 scalar, the number of ``update`` calls so far (the step the next update belongs to).
+    masks: a pytree with the structure of the params. A prunable leaf holds a ``bool`` array of the leaf's
+      shape (``True`` = weight is active); a non-prunable leaf holds the scalar ``True`` (cheap, and it
+      broadcasts, so ``jnp.where(mask, x, 0)`` works on every leaf).
+    inner_state: the wrapped optimizer's state.
+  """
+
+  count: chex.Array
+  masks: Any
+  inner_state: optax.OptState
+
+
+def resolve_prunable(prunable: PrunableOrFn, params: Any) -> tuple[bool, ...]:
+  """One static bool per ``jax.tree.leaves(params)`` entry: is that leaf pruned?
+
+  ``None`` selects floating-point leaves with ``ndim >= 2`` (HAM's default mask); otherwise a pytree of bools
+  (the params' structure or a prefix of it) or a callable ``params -> such a pytree``.
+  """
+  try:
+    return masking.resolve_mask(prunable, params)
+  except (ValueError, TypeError) as e:
+    msg = str(e).replace("HAM mask", "`prunable`")
+    raise type(e)(msg) from e
+
+
+def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:
+  """Validates a target sparsity: a real number in ``[0, 1)``."""
+  if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.integer, np.floating)):
+    raise TypeError(f"{name} must be a Python float in [0, 1), got {type(sparsity).__name__}.")
+  s = float(sparsity)
+  if not (0.0 <= s < 1.0):
+    raise ValueError(f"{name} must lie in [0, 1) (1 would prune every weight), got {s}.")
+  return s
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
+  if value < minimum:
+    raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+  return int(value)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
+  return value
+
+
+def n_zeros(sparsity: Any, n: int) -> jax.Array:
+  """``round(sparsity * n)`` (round half to even) as int32; jit-friendly for a traced ``sparsity``."""
+  return jnp.round(jnp.asarray(sparsity, jnp.float32) * n).astype(jnp.int32)
+
+
+def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
+  """Bool mask of ``scores``' shape with exactly ``n_keep`` True entries at the largest scores.
+
+  Ties are broken by position (stable sort), so the count is exact even when many scores are equal (e.g. the
+  zeros of already-pruned weights). ``n_keep`` may be traced. NaN scores rank last.
+  """
+  flat = scores.reshape(-1)
+  order = jnp.argsort(-flat, stable=True)
+  keep_sorted = jnp.arange(flat.size) < n_keep
+  return jnp.zeros(flat.shape, bool).at[order].set(keep_sorted).reshape(scores.shape)
+
+
+def global_top_k_masks(scores: Sequence[jax.Array], n_keep: jax.Array | int) -> list[jax.Array]:
+  """:func:`top_k_mask` over the concatenation of several tensors, split back to their shapes."""
+  if not scores:
+    return []
+  flat = jnp.concatenate([s.reshape(-1).astype(jnp.float32) for s in scores])
+  mask = top_k_mask(flat, n_keep)
+  sizes = np.cumsum([s.size for s in scores])[:-1]
+  return [m.reshape(s.shape) for m, s in zip(jnp.split(mask, sizes), scores, strict=True)]
+
+
+def magnitude_masks(
+  values: Sequence[jax.Array],
+  old_masks: Sequence[jax.Array],
+  sparsity: Any,
+  scope: str,
+) -> list[jax.Array]:
+  """Top-|value| masks with ``round(sparsity * n)`` zeros, per layer or over all layers together.
+
+  Weights outside ``old_masks`` rank below every active weight (score -1 < |x|), so when the sparsity grows
+  the new mask is a subset of the old one (gradual magnitude pruning never revives a pruned weight).
+  """
+  scores = [
+    jnp.where(m, jnp.abs(v).astype(jnp.float32), -1.0) for v, m in zip(values, old_masks, strict=True)
+  ]
+  if scope == "global":
+    total = sum(int(v.size) for v in values)
+    return global_top_k_masks(scores, total - n_zeros(sparsity, total))
+  return [top_k_mask(s, s.size - n_zeros(sparsity, s.size)) for s in scores]
+
+
+# A mask rule: (count, params, grads, proposal, old_masks) -> (new_masks, zero_new), lists over prunable leaves
+# only. ``zero_new`` says whether weights that become active in this step start at exactly 0 (RigL).
+MaskRule = Callable[
+  [jax.Array, list[jax.Array], list[jax.Array], list[jax.Array], list[jax.Array]],
+  tuple[list[jax.Array], bool],
+]
+InitRule = Callable[[list[jax.Array]], list[jax.Array]]
+
+
+def sparsifier(
+  inner: optax.GradientTransformation,
+  prunable: PrunableOrFn,
+  init_rule: InitRule,
+  mask_rule: MaskRule | None,
+) -> optax.GradientTransformationExtraArgs:
+  """Builds a sparsifier: run ``inner``, update the masks with ``mask_rule``, project onto the masks.
+
+  ``updates = where(mask, inner_updates, -params)`` on prunable leaves (so ``params + updates`` equals
+  ``mask * (params + inner_updates)`` and pruned entries are exactly 0.0), ``inner_updates`` unchanged elsewhere.
+  """
+  inner = optax.with_extra_args_support(inner)
+
+  def init_fn(params: optax.Params) -> SparsifierState:
+    flags = resolve_prunable(prunable, params)
+    leaves, treedef = jax.tree.flatten(params)
+    pruned = [p for p, f in zip(leaves, flags, strict=True) if f]
+    new = iter(init_rule(pruned))
+    masks = [next(new) if f else jnp.ones((), bool) for f in flags]
+    return SparsifierState(
+      count=jnp.zeros([], jnp.int32),
+      masks=jax.tree.unflatten(treedef, masks),
+      inner_state=inner.init(params),
+    )
+
+  def update_fn(
+    updates: optax.Updates,
+    state: SparsifierState,
+    params: optax.Params | None = None,
+    **extra_args: Any,
+  ) -> tuple[optax.Updates, SparsifierState]:
+    if params is None:
+      raise ValueError(_NO_PARAMS_MSG)
+    flags = resolve_prunable(prunable, params)
+    p_leaves = jax.tree.leaves(params)
+    g_leaves = jax.tree.leaves(updates)
+    m_leaves, m_treedef = jax.tree.flatten(state.masks)
+    if not (len(p_leaves) == len(g_leaves) == len(m_leaves)):
+      raise ValueError(
+        f"Sparsifier masks do not match the params: {len(m_leaves)} mask leaves, {len(p_leaves)} params, "
+        f"{len(g_leaves)} updates. Re-initialise the optimizer state for these params."
+      )
+    for i, (p, m, f) in enumerate(zip(p_leaves, m_leaves, flags, strict=True)):
+      expected = p.shape if f else ()
+      if m.shape != expected:
+        raise ValueError(
+          f"Sparsifier mask for parameter leaf {i} has shape {m.shape}, expected {expected} "
+          f"(param shape {p.shape}, prunable={f})."
+        )
+
+    inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
+    u_leaves, u_treedef = jax.tree.flatten(inner_updates)
+
+    idx = [i for i, f in enumerate(flags) if f]
+    old = [m_leaves[i] for i in idx]
+    if mask_rule is None or not idx:
+      new, zero_new = old, False
+    else:
+      pruned_p = [p_leaves[i] for i in idx]
+      proposal = [p_leaves[i] + u_leaves[i] for i in idx]
+      new, zero_new = mask_rule(state.count, pruned_p, [g_leaves[i] for i in idx], proposal, old)
+    out_u = list(u_leaves)
+    out_m = list(m_leaves)
+    for j, i in enumerate(idx):
+      active = new[j] & old[j] if zero_new else new[j]
+      out_u[i] = jnp.where(active, u_leaves[i], -p_leaves[i]).astype(u_leaves[i].dtype)
+      out_m[i] = new[j]
+    new_state = SparsifierState(
+      count=optax.safe_increment(state.count),
+      masks=jax.tree.unflatten(m_treedef, out_m),
+      inner_state=inner_state,
+    )
+    return jax.tree.unflatten(u_treedef, out_u), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _unwrap(tree: Any) -> Any:
+  """Strips flax NNX ``Variable`` wrappers (e.g. ``nnx.Optimizer``'s ``OptArray``) if flax is installed."""
+  try:
+    from flax import nnx
+  except ImportError:  # pragma: no cover - flax is a dependency, but keep the core optax-only.
+    return tree
+  return (
+    nnx.as_pure(tree)
+    if isinstance(tree, nnx.State)
+    else jax.tree.map(
+      lambda v: v.get_value() if isinstance(v, nnx.Variable) else v,
+      tree,
+      is_leaf=lambda v: isinstance(v, nnx.Variable),
+    )
+  )
+
+
+def get_masks(opt_state: Any) -> Any:
+  """Returns the mask pytree of the (single) sparsifier inside ``opt_state``.
+
+  The sparsifier state is found anywhere in a nested optax state (``optax.chain``, ``inject_hyperparams``,
+  ``MultiSteps``, ...). A ``flax.nnx.Optimizer`` (or its ``opt_state``) is accepted too; NNX variable wrappers
+  are stripped. Prunable leaves hold bool arrays (``True`` = active), the others the scalar ``True``.
+
+  Raises:
+    ValueError: if ``opt_state`` holds no sparsifier state, or more than one.
+  """
+  if hasattr(opt_state, "opt_state") and not isinstance(opt_state, tuple):
+    opt_state = opt_state.opt_state
+  found = [
+    x
+    for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, SparsifierState))
+    if isinstance(x, SparsifierState)
+  ]
+  if not found:
+    raise ValueError(
+      "No sparsifier state found in opt_state: build the optimizer with a ham_optax.sparsity sparsifier "
+      "(random_pruning, magnitude_pruning, acdc or rigl)."
+    )
+  if len(found) > 1:
+    raise ValueError(f"opt_state holds {len(found)} sparsifier states; get_masks needs exactly one.")
+  return _unwrap(found[0].masks)
+
+
+def apply_masks(params: Any, opt_state: Any) -> Any:
+  """Returns ``params`` with every pruned weight set to exactly zero.
+
+  Call it once after ``tx.init(params)`` so that a mask drawn at init (random pruning, RigL) is in force from
+  step 0; afterwards every sparsifier update keeps pruned weights at zero by itself. Accepts plain pytrees and
+  NNX states (``nnx.state(model, nnx.Param)``; the result can be passed to ``nnx.update(model, ...)``).
+
+  Raises:
+    ValueError: if the masks do not match ``params`` (number of leaves or shapes).
+  """
+  mask_leaves = jax.tree.leaves(get_masks(opt_state))
+  p_leaves, treedef = jax.tree.flatten(params)
+  if len(mask_leaves) != len(p_leaves):
+    raise ValueError(f"Masks have {len(mask_leaves)} leaves but params have {len(p_leaves)}.")
+  out = []
+  for i, (m, p) in enumerate(zip(mask_leaves, p_leaves, strict=True)):
+    if m.shape not in ((), jnp.shape(p)):
+      raise ValueError(
+        f"Mask leaf {i} has shape {m.shape}, which does not match parameter shape {jnp.shape(p)}."
+      )
+    out.append(jnp.where(m, p, jnp.zeros_like(p)))
+  return jax.tree.unflatten(treedef, out)

@@ -1,0 +1,72 @@
+"""Per-layer sparsity distributions: uniform and Erdős–Rényi-Kernel (ERK).
+
+ERK (Evci et al., "Rigging the Lottery", ICML 2020, following Mocanu et al. 2018) gives layer ``l`` with shape
+``(k_1, ..., k_r, n_in, n_out)`` a density proportional to ``sum(shape) / prod(shape)``, scaled so the total number
+of active weights meets the global budget; a layer whose density would exceed 1 is kept dense and the budget is
+redistributed over the others (repeated until no density exceeds 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ham_optax.sparsity import _core
+
+DISTRIBUTIONS = ("erk", "uniform")
+
+
+def erk_densities(shapes: Sequence[tuple[int, ...]], density: float) -> list[float]:
+  """Real-valued ERK densities (each in (0, 1]) whose size-weighted mean is ``density``."""
+  sizes = np.array([float(np.prod(s)) for s in shapes])
+  raw = np.array([float(np.sum(s)) / float(np.prod(s)) for s in shapes])
+  dense = np.zeros(len(shapes), bool)
+  if density >= 1.0:
+    return [1.0] * len(shapes)
+  while True:
+    budget = density * sizes.sum() - sizes[dense].sum()
+    divisor = (raw[~dense] * sizes[~dense]).sum()
+    eps = budget / divisor
+    probs = eps * raw
+    over = (~dense) & (probs > 1.0)
+    if not over.any():
+      return [1.0 if d else float(p) for d, p in zip(dense, probs, strict=True)]
+    # Like RigL's reference code: make the layer(s) with the largest raw density dense, then rescale.
+    dense |= (~dense) & (raw == raw[~dense].max())
+
+
+def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distribution: str) -> list[int]:
+  """Number of pruned weights per layer.
+
+  ``"uniform"``: ``round(sparsity * n_l)`` in every layer. ``"erk"``: the ERK ideal ``(1 - d_l) * n_l`` rounded
+  down or up (largest remainder) so that the total is exactly ``round(sparsity * sum_l n_l)``.
+  """
+  sparsity = _core.check_sparsity(sparsity)
+  _core.check_choice(distribution, "distribution", DISTRIBUTIONS)
+  sizes = [int(np.prod(s)) for s in shapes]
+  if distribution == "uniform":
+    return [int(np.round(sparsity * n)) for n in sizes]
+  if not sizes:
+    return []
+  ideal = np.array([(1.0 - d) * n for d, n in zip(erk_densities(shapes, 1.0 - sparsity), sizes, strict=True)])
+  ideal = np.clip(ideal, 0.0, np.array(sizes, float))
+  counts = np.floor(ideal + 1e-9).astype(np.int64)
+  target = int(np.round(sparsity * sum(sizes)))
+  frac = ideal - counts
+  # Hand out the remaining zeros to the largest fractional parts (never beyond a layer's size), or take back.
+  order = np.argsort(-frac, kind="stable")
+  remaining = target - int(counts.sum())
+  while remaining != 0:
+    step = 1 if remaining > 0 else -1
+    changed = False
+    for i in order if step > 0 else order[::-1]:
+      if remaining == 0:
+        break
+      if 0 <= counts[i] + step <= sizes[i]:
+        counts[i] += step
+        remaining -= step
+        changed = True
+    if not changed:  # pragma: no cover - cannot happen for 0 <= target <= sum(sizes).
+      raise AssertionError("could not distribute the zero budget")
+  return [int(c) for c in counts]

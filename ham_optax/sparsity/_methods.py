@@ -1,0 +1,332 @@
+"""The sparsifiers: random pruning at init, gradual magnitude pruning, AC/DC and RigL.
+
+All four share :class:`~ham_optax.sparsity.SparsifierState` and the projection of
+:func:`ham_optax.sparsity._core.sparsifier`. Compose as ``sparsifier(ham(inner_opt, ...))``: the inner chain,
+including HAM's mirror step, proposes ``x_half = params + inner_updates`` from the dense gradient, and the
+sparsifier returns ``updates`` with ``params + updates = mask * x_half``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ham_optax.sparsity import _core, _distributions
+
+_SCOPES = ("global", "layer")
+
+
+def _random_masks(leaves: list[jax.Array], sparsity: float, distribution: str, seed: int) -> list[jax.Array]:
+  """Masks with exactly the distribution's number of zeros per layer, at uniformly random positions."""
+  zeros = _distributions.layer_zero_counts([tuple(p.shape) for p in leaves], sparsity, distribution)
+  key = jax.random.key(seed)
+  masks = []
+  for i, (p, z) in enumerate(zip(leaves, zeros, strict=True)):
+    perm = jax.random.permutation(jax.random.fold_in(key, i), p.size)
+    flat = jnp.zeros(p.size, bool).at[perm[: p.size - z]].set(True)
+    masks.append(flat.reshape(p.shape))
+  return masks
+
+
+def random_pruning(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  distribution: str = "erk",
+  seed: int = 0,
+  prunable: _core.PrunableOrFn = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Random pruning at initialisation (PaI): a fixed random mask per layer, drawn once in ``init``.
+
+  Layer :math:`l` with :math:`n_l` weights gets :math:`z_l` zeros at uniformly random positions:
+  ``"uniform"``: :math:`z_l = \mathrm{round}(s\,n_l)`; ``"erk"``: Erdős–Rényi-Kernel densities
+  :math:`d_l \propto \sum_i k_i / \prod_i k_i` over the layer's shape :math:`k`, capped at 1 with the budget
+  redistributed (Evci et al. 2020), rounded so that :math:`\sum_l z_l = \mathrm{round}(s\sum_l n_l)` exactly.
+  Every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
+
+  Call :func:`~ham_optax.sparsity.apply_masks` once after ``init`` so training starts sparse. HAM's paper
+  (Jacobs et al., ICLR 2026, arXiv:2506.02630, Table 2) pairs HAM with this baseline:
+  ``random_pruning(ham(optax.sgd(lr, 0.9), lr), 0.9)``.
+
+  Args:
+    inner: the optimizer proposing new params (e.g. ``ham_optax.ham(optax.sgd(0.1, 0.9), 0.1)``).
+    sparsity: target fraction of pruned weights among prunable leaves, in ``[0, 1)``.
+    distribution: ``"erk"`` or ``"uniform"``.
+    seed: seed of the random masks (static int).
+    prunable: which leaves are pruned: ``None`` (floating leaves with ``ndim >= 2``), a bool pytree or a
+      callable ``params -> bool pytree``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
+  """
+  sparsity = _core.check_sparsity(sparsity)
+  _core.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
+  seed = _core.check_int(seed, "seed", 0)
+  return _core.sparsifier(
+    inner, prunable, lambda leaves: _random_masks(leaves, sparsity, distribution, seed), None
+  )
+
+
+def magnitude_pruning(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  begin_step: int,
+  end_step: int,
+  frequency: int = 100,
+  initial_sparsity: float = 0.0,
+  scope: str = "global",
+  prunable: _core.PrunableOrFn = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Gradual magnitude pruning (GMP) with Zhu & Gupta's cubic schedule (arXiv:1710.01878).
+
+  The target sparsity at step :math:`t` is
+
+  .. math::
+    s_t = s_f + (s_i - s_f)\Big(1 - \frac{\min(\max(t - t_0, 0), T)}{T}\Big)^3,\qquad T = t_{end} - t_0
+
+  (``optax.polynomial_schedule`` with power 3). At steps :math:`t_0, t_0 + \Delta t, \dots` up to and including
+  :math:`t_{end}` (always included, even when :math:`T` is not a multiple of :math:`\Delta t`), the mask keeps
+  the largest-magnitude entries of the proposed params :math:`x_{1/2} = x + \mathrm{inner}(g)`, with exactly
+  :math:`\mathrm{round}(s_t n)` zeros per layer (``scope="layer"``) or over all prunable weights together
+  (``scope="global"``). Pruned weights never come back (masks are nested). Before :math:`t_0` training is dense;
+  after :math:`t_{end}` the final mask stays fixed.
+
+  Args:
+    inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
+    sparsity: final sparsity :math:`s_f` in ``[0, 1)``.
+    begin_step: :math:`t_0`, first pruning step (``>= 0``).
+    end_step: :math:`t_{end} > t_0`, the step at which :math:`s_f` is reached.
+    frequency: :math:`\Delta t >= 1`, steps between mask updates.
+    initial_sparsity: :math:`s_i \in [0, s_f]`, the sparsity applied at :math:`t_0`.
+    scope: ``"global"`` (one magnitude threshold for all prunable leaves) or ``"layer"``.
+    prunable: which leaves are pruned (see :func:`random_pruning`).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
+  """
+  sparsity = _core.check_sparsity(sparsity)
+  initial_sparsity = _core.check_sparsity(initial_sparsity, "initial_sparsity")
+  if initial_sparsity > sparsity:
+    raise ValueError(f"initial_sparsity ({initial_sparsity}) must not exceed sparsity ({sparsity}).")
+  begin_step = _core.check_int(begin_step, "begin_step", 0)
+  end_step = _core.check_int(end_step, "end_step", 0)
+  if end_step <= begin_step:
+    raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
+  frequency = _core.check_int(frequency, "frequency", 1)
+  _core.check_choice(scope, "scope", _SCOPES)
+  schedule = gmp_schedule(
+    sparsity, begin_step=begin_step, end_step=end_step, initial_sparsity=initial_sparsity
+  )
+
+  def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
+    return [jnp.ones(p.shape, bool) for p in leaves]
+
+  def mask_rule(count, params, grads, proposal, old):
+    del params, grads
+    t = count
+    is_update = (t >= begin_step) & (t <= end_step) & (((t - begin_step) % frequency == 0) | (t == end_step))
+    new = jax.lax.cond(
+      is_update,
+      lambda: _core.magnitude_masks(proposal, old, schedule(t), scope),
+      lambda: list(old),
+    )
+    return new, False
+
+  return _core.sparsifier(inner, prunable, init_rule, mask_rule)
+
+
+def gmp_schedule(
+  sparsity: float, *, begin_step: int, end_step: int, initial_sparsity: float = 0.0
+) -> optax.Schedule:
+  """The cubic sparsity schedule of :func:`magnitude_pruning` as an optax schedule ``step -> s_t``."""
+  return optax.polynomial_schedule(
+    init_value=initial_sparsity,
+    end_value=sparsity,
+    power=3,
+    transition_steps=end_step - begin_step,
+    transition_begin=begin_step,
+  )
+
+
+def acdc_phases(
+  total_steps: int,
+  *,
+  dense_warmup_fraction: float = 0.1,
+  phase_steps: int | None = None,
+  final_sparse_fraction: float = 0.1,
+) -> tuple[int, int, int]:
+  """Validated AC/DC schedule constants ``(warmup_steps, phase_steps, final_start)``.
+
+  ``warmup_steps = round(dense_warmup_fraction * total_steps)``, ``final_start = total_steps -
+  round(final_sparse_fraction * total_steps)``, ``phase_steps`` defaults to ``max(1, round(0.05 * total_steps))``.
+  """
+  total_steps = _core.check_int(total_steps, "total_steps", 1)
+  for name, v in (
+    ("dense_warmup_fraction", dense_warmup_fraction),
+    ("final_sparse_fraction", final_sparse_fraction),
+  ):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+      raise ValueError(f"{name} must be a float in [0, 1), got {v!r}.")
+  warmup = round(dense_warmup_fraction * total_steps)
+  final_start = total_steps - round(final_sparse_fraction * total_steps)
+  if warmup > final_start:
+    raise ValueError(
+      f"dense_warmup_fraction + final_sparse_fraction ({dense_warmup_fraction} + {final_sparse_fraction}) "
+      "must not exceed 1: the schedule would end before it begins."
+    )
+  if phase_steps is None:
+    phase_steps = max(1, round(0.05 * total_steps))
+  phase_steps = _core.check_int(phase_steps, "phase_steps", 1)
+  return warmup, phase_steps, final_start
+
+
+def acdc_is_sparse(step: Any, warmup: int, phase_steps: int, final_start: int) -> Any:
+  """Whether step ``step`` of AC/DC is in a sparse (compressed) phase; works on ints and traced arrays."""
+  alternating = (step >= warmup) & (((step - warmup) // phase_steps) % 2 == 0)
+  return (step >= final_start) | alternating
+
+
+def acdc(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  total_steps: int,
+  dense_warmup_fraction: float = 0.1,
+  phase_steps: int | None = None,
+  final_sparse_fraction: float = 0.1,
+  scope: str = "global",
+  prunable: _core.PrunableOrFn = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""AC/DC: alternating compressed / decompressed training (Peste et al., NeurIPS 2021, arXiv:2106.12379).
+
+  Steps :math:`[0, W)` are dense (warm-up, :math:`W = \mathrm{round}(w\,T)`); from :math:`W` the schedule
+  alternates sparse and dense phases of ``phase_steps`` steps each, starting sparse; steps
+  :math:`[T - \mathrm{round}(f\,T), \infty)` are sparse (final fine-tuning), so training ends sparse. On the first
+  step of each sparse phase the mask keeps the largest-magnitude entries of the proposed params
+  :math:`x_{1/2} = x + \mathrm{inner}(g)` with exactly :math:`\mathrm{round}(s\,n)` zeros (globally or per
+  layer); the mask stays fixed through the phase (pruned weights exactly 0). In dense phases the mask is all
+  ``True`` and pruned weights restart from 0. A sparse phase that runs into the final phase keeps its mask.
+
+  Args:
+    inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
+    sparsity: sparsity of the sparse phases, in ``[0, 1)``.
+    total_steps: :math:`T`, the length of training (``>= 1``).
+    dense_warmup_fraction: :math:`w \in [0, 1)`.
+    phase_steps: length of each alternating phase; default ``max(1, round(0.05 T))``.
+    final_sparse_fraction: :math:`f \in [0, 1)`, with :math:`w + f \le 1`.
+    scope: ``"global"`` (one magnitude threshold for all prunable leaves) or ``"layer"``.
+    prunable: which leaves are pruned (see :func:`random_pruning`).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
+  """
+  sparsity = _core.check_sparsity(sparsity)
+  warmup, phase, final_start = acdc_phases(
+    total_steps,
+    dense_warmup_fraction=dense_warmup_fraction,
+    phase_steps=phase_steps,
+    final_sparse_fraction=final_sparse_fraction,
+  )
+  _core.check_choice(scope, "scope", _SCOPES)
+
+  def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
+    return [jnp.ones(p.shape, bool) for p in leaves]
+
+  def mask_rule(count, params, grads, proposal, old):
+    del params, grads
+    sparse_now = acdc_is_sparse(count, warmup, phase, final_start)
+    sparse_before = (count > 0) & acdc_is_sparse(count - 1, warmup, phase, final_start)
+    ones = [jnp.ones(p.shape, bool) for p in proposal]
+    dense_masks = [jnp.ones(p.shape, bool) for p in proposal]
+    new = jax.lax.cond(
+      sparse_now & ~sparse_before,
+      lambda: _core.magnitude_masks(proposal, ones, sparsity, scope),
+      lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: dense_masks),
+    )
+    return new, False
+
+  return _core.sparsifier(inner, prunable, init_rule, mask_rule)
+
+
+def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int) -> Any:
+  r""":math:`\zeta_t = \frac{\zeta}{2}(1 + \cos(\pi t / T_{end}))` (cosine decay, RigL's default)."""
+  return 0.5 * drop_fraction * (1.0 + jnp.cos(jnp.pi * jnp.asarray(step, jnp.float32) / end_step))
+
+
+def rigl(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  update_every: int = 100,
+  end_step: int,
+  drop_fraction: float = 0.3,
+  distribution: str = "erk",
+  seed: int = 0,
+  prunable: _core.PrunableOrFn = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""RigL: sparse training with periodic drop-and-grow (Evci et al., "Rigging the Lottery", ICML 2020).
+
+  The initial mask is random with per-layer sparsities from ``distribution`` (as :func:`random_pruning`). At
+  every step :math:`t` with :math:`0 < t < T_{end}` and :math:`t \equiv 0 \pmod{\Delta T}`, in each layer with
+  :math:`a` active weights:
+
+  1. drop the :math:`k = \mathrm{round}(\zeta_t a)` active weights of smallest :math:`|x_t|`, with
+     :math:`\zeta_t = \frac{\zeta}{2}(1 + \cos(\pi t / T_{end}))`;
+  2. grow :math:`k` weights outside the kept set with the largest dense-gradient magnitude :math:`|g_t|` (the
+     ``updates`` this wrapper receives are the dense gradients);
+  3. newly grown weights start at exactly 0 (a weight dropped and regrown in the same step keeps its update).
+
+  The number of active weights per layer never changes, so the sparsity stays exact. Ties are broken by position.
+  The inner optimizer still takes its step with the dense gradient; the result is projected onto the new mask.
+
+  Args:
+    inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
+    sparsity: fraction of pruned prunable weights, in ``[0, 1)``.
+    update_every: :math:`\Delta T \ge 1`.
+    end_step: :math:`T_{end} \ge 1`; no mask updates from this step on (RigL uses ~75% of training).
+    drop_fraction: :math:`\zeta \in [0, 1]`.
+    distribution: ``"erk"`` or ``"uniform"`` per-layer sparsities.
+    seed: seed of the initial random masks.
+    prunable: which leaves are pruned (see :func:`random_pruning`).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
+  """
+  sparsity = _core.check_sparsity(sparsity)
+  update_every = _core.check_int(update_every, "update_every", 1)
+  end_step = _core.check_int(end_step, "end_step", 1)
+  if (
+    isinstance(drop_fraction, bool)
+    or not isinstance(drop_fraction, (int, float))
+    or not 0 <= drop_fraction <= 1
+  ):
+    raise ValueError(f"drop_fraction must be a float in [0, 1], got {drop_fraction!r}.")
+  _core.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
+  seed = _core.check_int(seed, "seed", 0)
+
+  def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
+    return _random_masks(leaves, sparsity, distribution, seed)
+
+  def drop_and_grow(count, params, grads, old):
+    zeta = rigl_drop_fraction(count, drop_fraction, end_step)
+    new = []
+    for p, g, m in zip(params, grads, old, strict=True):
+      n_active = jnp.sum(m, dtype=jnp.int32)
+      k = jnp.round(zeta * n_active.astype(jnp.float32)).astype(jnp.int32)
+      keep = _core.top_k_mask(jnp.where(m, jnp.abs(p).astype(jnp.float32), -jnp.inf), n_active - k)
+      grow_scores = jnp.where(keep, -jnp.inf, jnp.abs(g).astype(jnp.float32))
+      grow = _core.top_k_mask(grow_scores, k)
+      new.append(keep | grow)
+    return new
+
+  def mask_rule(count, params, grads, proposal, old):
+    del proposal
+    is_update = (count > 0) & (count < end_step) & (count % update_every == 0)
+    new = jax.lax.cond(is_update, lambda: drop_and_grow(count, params, grads, old), lambda: list(old))
+    return new, True
+
+  return _core.sparsifier(inner, prunable, init_rule, mask_rule)

@@ -1,0 +1,169 @@
+"""Flax NNX models for the HAM examples: an MLP, a 1-D CNN and a CIFAR-style ResNet-18.
+
+All models map a batch of examples to logits. Weight tensors (``kernel``, ndim >= 2) are the
+ones HAM and the sparsifiers act on by default; biases and BatchNorm scales are 1-D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = ["MLP", "CNN1D", "ResNet18", "MODELS", "create_model"]
+
+MODELS = ("mlp", "cnn1d", "resnet18")
+
+
+class MLP(nnx.Module):
+  """Fully connected ReLU network; flattens its input."""
+
+  def __init__(
+    self,
+    in_features: int,
+    num_classes: int,
+    hidden: Sequence[int] = (256, 256),
+    *,
+    rngs: nnx.Rngs,
+  ):
+    sizes = [in_features, *hidden]
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x.reshape(x.shape[0], -1)
+    for layer in self.layers:
+      x = jax.nn.relu(layer(x))
+    return self.head(x)
+
+
+class CNN1D(nnx.Module):
+  """1-D CNN for sequences such as MNIST-1D: conv/ReLU stack, then a dense head.
+
+  Input ``(batch, length)`` or ``(batch, length, channels)``.
+  """
+
+  def __init__(
+    self,
+    length: int,
+    num_classes: int,
+    channels: Sequence[int] = (32, 32, 32),
+    kernel_size: int = 5,
+    in_channels: int = 1,
+    hidden: int = 128,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    chans = [in_channels, *channels]
+    self.convs = nnx.List(
+      [
+        nnx.Conv(a, b, kernel_size=(kernel_size,), strides=(2,) if i else (1,), rngs=rngs)
+        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:], strict=True))
+      ]
+    )
+    out_len = length
+    for _ in range(1, len(channels)):
+      out_len = -(-out_len // 2)  # SAME padding, stride 2
+    self.dense = nnx.Linear(out_len * chans[-1], hidden, rngs=rngs)
+    self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if x.ndim == 2:
+      x = x[..., None]
+    for conv in self.convs:
+      x = jax.nn.relu(conv(x))
+    x = jax.nn.relu(self.dense(x.reshape(x.shape[0], -1)))
+    return self.head(x)
+
+
+class _BasicBlock(nnx.Module):
+  def __init__(self, cin: int, cout: int, stride: int, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=(stride, stride), padding=1, use_bias=False, rngs=rngs)
+    self.bn1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=1, use_bias=False, rngs=rngs)
+    self.bn2 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    if stride != 1 or cin != cout:
+      self.shortcut_conv = nnx.Conv(cin, cout, (1, 1), strides=(stride, stride), use_bias=False, rngs=rngs)
+      self.shortcut_bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    else:
+      self.shortcut_conv = None
+      self.shortcut_bn = None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    if self.shortcut_conv is not None:
+      x = self.shortcut_bn(self.shortcut_conv(x))
+    return jax.nn.relu(x + y)
+
+
+class ResNet18(nnx.Module):
+  """CIFAR-style ResNet-18 (He et al., 2016): 3x3 stem without max-pooling, four stages of two
+  BasicBlocks with widths ``width * (1, 2, 4, 8)``, BatchNorm, global average pooling.
+
+  ``width=64`` is the standard model (11.2 M parameters); small widths are for tests.
+  Input ``(batch, height, width, in_channels)``. Call ``model.train()`` / ``model.eval()`` to
+  switch BatchNorm between batch statistics and running averages.
+  """
+
+  def __init__(
+    self,
+    num_classes: int,
+    width: int = 64,
+    in_channels: int = 3,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    self.stem = nnx.Conv(in_channels, width, (3, 3), padding=1, use_bias=False, rngs=rngs)
+    self.stem_bn = nnx.BatchNorm(width, momentum=0.9, rngs=rngs)
+    blocks = []
+    cin = width
+    for stage, mult in enumerate((1, 2, 4, 8)):
+      cout = width * mult
+      for b in range(2):
+        stride = 2 if (stage > 0 and b == 0) else 1
+        blocks.append(_BasicBlock(cin, cout, stride, rngs=rngs))
+        cin = cout
+    self.blocks = nnx.List(blocks)
+    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = jax.nn.relu(self.stem_bn(self.stem(x)))
+    for block in self.blocks:
+      x = block(x)
+    return self.head(jnp.mean(x, axis=(1, 2)))
+
+
+def create_model(
+  name: str,
+  input_shape: tuple[int, ...],
+  num_classes: int,
+  *,
+  seed: int = 0,
+  width: int | None = None,
+) -> nnx.Module:
+  """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example).
+
+  ``width``: hidden size of the MLP (two layers), channels of the CNN1D, base width of the
+  ResNet-18; ``None`` picks each model's default.
+  """
+  rngs = nnx.Rngs(seed)
+  if name == "mlp":
+    in_features = 1
+    for d in input_shape:
+      in_features *= d
+    hidden = (256, 256) if width is None else (width, width)
+    return MLP(in_features, num_classes, hidden, rngs=rngs)
+  if name == "cnn1d":
+    if len(input_shape) not in (1, 2):
+      raise ValueError(f"cnn1d needs (length,) or (length, channels) inputs, got {input_shape}")
+    in_ch = 1 if len(input_shape) == 1 else input_shape[1]
+    channels = (32, 32, 32) if width is None else (width, width, width)
+    return CNN1D(input_shape[0], num_classes, channels, in_channels=in_ch, rngs=rngs)
+  if name == "resnet18":
+    if len(input_shape) != 3:
+      raise ValueError(f"resnet18 needs (height, width, channels) inputs, got {input_shape}")
+    return ResNet18(num_classes, width=64 if width is None else width, in_channels=input_shape[2], rngs=rngs)
+  raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")

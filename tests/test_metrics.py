@@ -1,0 +1,134 @@
+"""Tests of ham_optax.metrics against float64 NumPy renderings."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ham_optax
+from ham_optax import metrics
+from ham_optax import sparsity as sp
+
+
+def _params():
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(6, 5)).astype(np.float32)
+  w[w < -0.5] = 0.0  # some exact zeros
+  conv = rng.normal(scale=1e-3, size=(2, 2, 3, 4)).astype(np.float32)
+  return {
+    "w": jnp.asarray(w),
+    "conv": jnp.asarray(conv),
+    "b": jnp.asarray(rng.normal(size=(5,)), jnp.float32),
+  }
+
+
+def _np_selected(params):
+  # Default selection: float leaves with ndim >= 2, in tree order ("conv" < "w").
+  return {f"['{k}']": np.asarray(params[k], np.float64) for k in sorted(params) if np.ndim(params[k]) >= 2}
+
+
+def test_sparsity_matches_numpy_and_jits():
+  params = _params()
+  got = jax.jit(metrics.sparsity)(params)
+  sel = _np_selected(params)
+  assert set(got["per_layer"]) == set(sel) == {"['w']", "['conv']"}
+  for name, x in sel.items():
+    assert float(got["per_layer"][name]) == pytest.approx(np.mean(x == 0), abs=1e-7)
+  allx = np.concatenate([x.ravel() for x in sel.values()])
+  assert float(got["global"]) == pytest.approx(np.mean(allx == 0), abs=1e-7)
+  assert int(got["num_zeros"]) == int(np.sum(allx == 0)) > 0
+
+
+def test_sparsity_agrees_with_sparsifier_target():
+  params = _params()
+  tx = sp.random_pruning(optax.sgd(0.1), 0.75, distribution="uniform")
+  # Start from dense params so the only zeros are the pruned ones.
+  dense = jax.tree.map(lambda x: x + 10.0, params)
+  pruned = sp.apply_masks(dense, tx.init(dense))
+  got = metrics.sparsity(pruned)
+  assert float(got["per_layer"]["['w']"]) == pytest.approx(round(0.75 * 30) / 30)
+  assert float(got["per_layer"]["['conv']"]) == pytest.approx(round(0.75 * 48) / 48)
+  # A custom selection includes the bias (ndim 1).
+  assert "['b']" in metrics.sparsity(pruned, prunable=lambda p: {k: True for k in p})["per_layer"]
+
+
+def test_sign_flips_handles_zeros_explicitly():
+  ref = {"w": jnp.array([[1.0, -1.0, 0.0, 2.0], [0.5, -0.5, 3.0, 0.0]]), "b": jnp.array([1.0, -1.0])}
+  new = {"w": jnp.array([[-1.0, -2.0, -1.0, 0.0], [-0.5, 0.5, 3.0, 0.0]]), "b": jnp.array([-1.0, 1.0])}
+  got = jax.jit(metrics.sign_flips)(new, ref)
+  # Flips: (0,0) + -> -, (1,0) + -> -, (1,1) - -> +. Zero -> nonzero and nonzero -> zero are not flips.
+  assert int(got["count"]) == 3
+  assert int(got["per_layer"]["['w']"]) == 3
+  assert float(got["fraction"]) == pytest.approx(3 / 8)
+  both_nonzero = 5  # entries nonzero in both: (0,0), (0,1), (1,0), (1,1), (1,2)
+  assert float(got["fraction_of_nonzero"]) == pytest.approx(3 / both_nonzero)
+  assert "['b']" not in got["per_layer"]  # ndim 1: not selected by default
+
+
+def test_sign_flips_random_vs_numpy():
+  rng = np.random.default_rng(1)
+  a = {"k": jnp.asarray(rng.normal(size=(40, 30)), jnp.float32)}
+  b = {"k": jnp.asarray(np.where(rng.random((40, 30)) < 0.2, 0.0, rng.normal(size=(40, 30))), jnp.float32)}
+  got = metrics.sign_flips(b, a)
+  x, r = np.asarray(b["k"], np.float64), np.asarray(a["k"], np.float64)
+  expected = np.sum(((x > 0) & (r < 0)) | ((x < 0) & (r > 0)))
+  assert int(got["count"]) == expected
+  assert float(got["fraction"]) == pytest.approx(expected / x.size)
+  with pytest.raises(ValueError, match="shape"):
+    metrics.sign_flips({"k": jnp.ones((40, 31))}, a)
+  with pytest.raises(ValueError, match="leaves"):
+    metrics.sign_flips(a, {"k": a["k"], "extra": a["k"]})
+
+
+def test_fraction_near_zero_and_inverse_metric():
+  params = _params()
+  sel = _np_selected(params)
+  allx = np.concatenate([x.ravel() for x in sel.values()])
+  for tol in (0.0, 1e-3, 0.1):
+    got = jax.jit(metrics.fraction_near_zero, static_argnames="tol")(params, tol=tol)
+    assert float(got["global"]) == pytest.approx(np.mean(np.abs(allx) <= tol), abs=1e-7)
+    for name, x in sel.items():
+      assert float(got["per_layer"][name]) == pytest.approx(np.mean(np.abs(x) <= tol), abs=1e-7)
+  # conv has scale 1e-3: about 68% of it within 1e-3.
+  assert 0.4 < float(metrics.fraction_near_zero(params)["per_layer"]["['conv']"]) < 0.95
+  with pytest.raises(ValueError, match="tol"):
+    metrics.fraction_near_zero(params, tol=-1.0)
+
+  for alpha in (0.0, 1.0, 200.0):
+    got = jax.jit(metrics.mean_inverse_metric)(params, alpha)  # alpha may be traced
+    assert float(got["global"]) == pytest.approx(np.mean(1 + alpha * np.abs(allx)), rel=1e-6)
+    for name, x in sel.items():
+      assert float(got["per_layer"][name]) == pytest.approx(np.mean(1 + alpha * np.abs(x)), rel=1e-6)
+  with pytest.raises(TypeError, match="alpha"):
+    metrics.mean_inverse_metric(params, "200")
+
+
+def test_metrics_track_ham_training():
+  # During HAM training the mirror step never flips a sign; flips only come from the inner step.
+  params = _params()
+  target = jax.tree.map(lambda x: -x + 0.05, params)
+  loss = lambda p: sum(0.5 * jnp.sum((p[k] - target[k]) ** 2) for k in p)  # noqa: E731
+  tx = ham_optax.ham(optax.sgd(0.05), 0.05, alpha=5.0)
+
+  @jax.jit
+  def run(p):
+    def body(carry, _):
+      p, s = carry
+      u, s = tx.update(jax.grad(loss)(p), s, p)
+      return (optax.apply_updates(p, u), s), None
+
+    return jax.lax.scan(body, (p, tx.init(p)), length=30)[0][0]
+
+  p = run(params)
+  flips = metrics.sign_flips(p, params)
+  assert int(flips["count"]) > 0  # the targets have opposite signs, so some weights crossed zero
+  assert float(metrics.mean_inverse_metric(p, 5.0)["global"]) >= 1.0
+
+
+def test_empty_selection_gives_nan():
+  got = metrics.sparsity({"b": jnp.ones(3)})
+  assert got["per_layer"] == {}
+  assert np.isnan(float(got["global"]))

@@ -1,0 +1,485 @@
+"""Tests of ham_optax.sparsity: exact sparsity, pruned weights stay zero, schedules vs NumPy renderings, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ham_optax
+from ham_optax import sparsity as sp
+
+SHAPES = {"conv": (3, 3, 4, 8), "dense": (72, 16), "bias": (16,), "out": (16, 10)}
+PRUNABLE = ("conv", "dense", "out")  # ndim >= 2 (the default selection); "bias" is dense.
+N_TOTAL = sum(int(np.prod(SHAPES[k])) for k in PRUNABLE)
+
+
+def _params(seed: int = 0) -> dict[str, jax.Array]:
+  keys = jax.random.split(jax.random.key(seed), len(SHAPES))
+  return {
+    k: 0.5 * jax.random.normal(key, s) for key, (k, s) in zip(keys, sorted(SHAPES.items()), strict=True)
+  }
+
+
+TARGETS = _params(seed=1)
+
+
+def _loss(p: dict[str, jax.Array]) -> jax.Array:
+  # Separable quadratic: the gradient p - target is dense everywhere (also at pruned weights).
+  return sum(0.5 * jnp.sum((p[k] - TARGETS[k]) ** 2) for k in p)
+
+
+def _run(tx, steps: int, seed: int = 0, apply_first: bool = True):
+  """Runs `steps` jitted steps; returns the per-step (params, masks) after each step."""
+  params = _params(seed)
+  state = tx.init(params)
+  if apply_first:
+    params = sp.apply_masks(params, state)
+
+  @jax.jit
+  def step(p, s):
+    g = jax.grad(_loss)(p)
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  history = []
+  for _ in range(steps):
+    params, state = step(params, state)
+    history.append((params, sp.get_masks(state)))
+  return params, state, history
+
+
+def _zeros(p) -> dict[str, int]:
+  return {k: int(np.sum(np.asarray(p[k]) == 0)) for k in PRUNABLE}
+
+
+def _assert_pruned_zero(params, masks):
+  for k in SHAPES:
+    m = np.asarray(masks[k])
+    if k in PRUNABLE:
+      assert m.shape == SHAPES[k] and m.dtype == np.bool_
+      np.testing.assert_array_equal(np.asarray(params[k])[~m], 0.0)
+    else:
+      assert m.shape == () and bool(m)
+
+
+INNERS = {
+  "sgd": lambda: optax.sgd(0.05, momentum=0.9),
+  "adamw": lambda: optax.adamw(0.05, weight_decay=0.1),
+  "ham": lambda: ham_optax.ham(optax.sgd(0.05, momentum=0.9), 0.05, alpha=2.0, beta=1e-3),
+}
+
+METHODS = {
+  "random_erk": lambda inner: sp.random_pruning(inner, 0.8, distribution="erk", seed=3),
+  "random_uniform": lambda inner: sp.random_pruning(inner, 0.8, distribution="uniform"),
+  "gmp_global": lambda inner: sp.magnitude_pruning(inner, 0.8, begin_step=2, end_step=14, frequency=4),
+  "gmp_layer": lambda inner: sp.magnitude_pruning(
+    inner, 0.8, begin_step=0, end_step=10, frequency=3, initial_sparsity=0.2, scope="layer"
+  ),
+  "acdc": lambda inner: sp.acdc(inner, 0.8, total_steps=24, phase_steps=3),
+  "rigl": lambda inner: sp.rigl(inner, 0.8, update_every=3, end_step=18, drop_fraction=0.5),
+}
+
+
+# The full method x optimizer matrix; the plain-SGD column (the least likely to break the mask) is marked slow to
+# keep the default run short on a 2-core machine.
+MATRIX = [
+  pytest.param(m, i, marks=[pytest.mark.slow] if i == "sgd" else [], id=f"{m}-{i}")
+  for m in sorted(METHODS)
+  for i in sorted(INNERS)
+]
+
+
+@pytest.mark.parametrize(("method", "inner"), MATRIX)
+def test_pruned_weights_stay_zero_and_training_progresses(method, inner):
+  tx = METHODS[method](INNERS[inner]())
+  params, _, history = _run(tx, steps=24)
+  for p, m in history:
+    _assert_pruned_zero(p, m)
+  # Every method ends at exactly round(0.8 * n) zeros (globally; per layer for uniform/layer scope).
+  zeros = _zeros(params)
+  assert sum(zeros.values()) == pytest.approx(0.8 * N_TOTAL, abs=len(PRUNABLE))
+  if method in ("random_erk", "gmp_global", "acdc", "rigl"):
+    assert sum(zeros.values()) == round(0.8 * N_TOTAL)
+  if method in ("random_uniform", "gmp_layer"):
+    assert zeros == {k: round(0.8 * np.prod(SHAPES[k])) for k in PRUNABLE}
+  # The surviving weights trained: the loss restricted to them went down.
+  masks = history[-1][1]
+  init = sp.apply_masks(_params(), sp.random_pruning(optax.sgd(0.0), 0.0).init(_params()))
+  masked_loss = lambda p: sum(  # noqa: E731
+    0.5 * jnp.sum(jnp.where(masks[k], p[k] - TARGETS[k], 0.0) ** 2) for k in SHAPES
+  )
+  assert float(masked_loss(params)) < 0.5 * float(masked_loss(init))
+  assert all(bool(jnp.all(jnp.isfinite(v))) for v in params.values())
+
+
+@pytest.mark.parametrize(
+  ("distribution", "s"), [("erk", 0.0), ("erk", 0.9), ("erk", 0.99), ("uniform", 0.5), ("uniform", 0.99)]
+)
+def test_random_pruning_exact_counts(distribution, s):
+  tx = sp.random_pruning(optax.sgd(0.1), s, distribution=distribution, seed=7)
+  params = _params()
+  state = jax.jit(tx.init)(params)
+  masks = sp.get_masks(state)
+  zeros = {k: int(np.sum(~np.asarray(masks[k]))) for k in PRUNABLE}
+  expected = sp.layer_zero_counts([SHAPES[k] for k in PRUNABLE], s, distribution)
+  assert [zeros[k] for k in PRUNABLE] == expected
+  if distribution == "uniform":
+    assert expected == [round(s * np.prod(SHAPES[k])) for k in PRUNABLE]
+  else:
+    assert sum(expected) == round(s * N_TOTAL)
+  assert bool(masks["bias"])  # non-prunable leaf: scalar True
+  pruned = sp.apply_masks(params, state)
+  assert _zeros(pruned) == zeros
+  np.testing.assert_array_equal(pruned["bias"], params["bias"])
+
+
+def test_random_masks_depend_on_seed_and_are_spread():
+  params = _params()
+  m0 = sp.get_masks(sp.random_pruning(optax.sgd(0.1), 0.5, seed=0).init(params))["dense"]
+  m1 = sp.get_masks(sp.random_pruning(optax.sgd(0.1), 0.5, seed=1).init(params))["dense"]
+  assert not np.array_equal(m0, m1)
+  # Uniformly random positions: every row of a 72x16 kernel keeps some weights, none keeps all.
+  rows = np.asarray(m0).sum(axis=1)
+  assert rows.min() > 0 and rows.max() < 16
+
+
+def _erk_reference(shapes, density):
+  """Independent float64 rendering of ERK: solve for eps, then cap layers one by one at density 1."""
+  sizes = np.array([np.prod(s) for s in shapes], float)
+  raw = np.array([np.sum(s) / np.prod(s) for s in shapes], float)
+  dense = set()
+  while True:
+    free = [i for i in range(len(shapes)) if i not in dense]
+    eps = (density * sizes.sum() - sum(sizes[i] for i in dense)) / sum(raw[i] * sizes[i] for i in free)
+    worst = max(free, key=lambda i: raw[i])
+    if eps * raw[worst] <= 1:
+      return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
+    dense.add(worst)
+
+
+@pytest.mark.parametrize("density", [0.02, 0.1, 0.5, 0.9])
+def test_erk_densities_match_reference(density):
+  shapes = [(3, 3, 3, 16), (3, 3, 16, 32), (512, 256), (256, 10), (4, 2)]
+  got = np.array(sp.erk_densities(shapes, density))
+  ref = np.array(_erk_reference(shapes, density))
+  np.testing.assert_allclose(got, ref, rtol=1e-12)
+  sizes = np.array([np.prod(s) for s in shapes])
+  assert np.all(got <= 1.0) and np.all(got > 0)
+  np.testing.assert_allclose((got * sizes).sum(), density * sizes.sum(), rtol=1e-12)
+  # Uncapped layers have densities proportional to sum(shape)/prod(shape).
+  free = got < 1.0
+  raw = np.array([np.sum(s) / np.prod(s) for s in shapes])
+  ratio = got[free] / raw[free]
+  np.testing.assert_allclose(ratio, ratio[0], rtol=1e-12)
+  if density >= 0.5:
+    assert not free.all()  # the tiny (4, 2) layer is capped at density 1
+
+
+def _gmp_reference(steps, n, s_f, s_i, t0, t_end, freq):
+  """NumPy rendering of the number of zeros after each step (float64 cubic schedule)."""
+  out = []
+  last = None
+  for t in range(steps):
+    if t0 <= t <= t_end and ((t - t0) % freq == 0 or t == t_end):
+      last = t
+    if last is None:
+      out.append(0)
+    else:
+      frac = (last - t0) / (t_end - t0)
+      s_t = s_f + (s_i - s_f) * (1.0 - frac) ** 3
+      out.append(int(np.round(s_t * n)))
+  return out
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_gmp_follows_cubic_schedule(scope):
+  s_f, s_i, t0, t_end, freq = 0.9, 0.1, 3, 20, 4
+  tx = sp.magnitude_pruning(
+    optax.sgd(0.05), s_f, begin_step=t0, end_step=t_end, frequency=freq, initial_sparsity=s_i, scope=scope
+  )
+  _, _, history = _run(tx, steps=26)
+  if scope == "global":
+    expected = _gmp_reference(26, N_TOTAL, s_f, s_i, t0, t_end, freq)
+    got = [sum(int(np.sum(~np.asarray(m[k]))) for k in PRUNABLE) for _, m in history]
+    assert got == expected
+  else:
+    for k in PRUNABLE:
+      expected = _gmp_reference(26, int(np.prod(SHAPES[k])), s_f, s_i, t0, t_end, freq)
+      assert [int(np.sum(~np.asarray(m[k]))) for _, m in history] == expected
+  # Masks are nested: once pruned, a weight stays pruned.
+  for (_, m_prev), (_, m_next) in zip(history[:-1], history[1:], strict=True):
+    for k in PRUNABLE:
+      assert not np.any(np.asarray(m_next[k]) & ~np.asarray(m_prev[k]))
+  # The cubic schedule itself, against the closed form.
+  sched = sp.gmp_schedule(s_f, begin_step=t0, end_step=t_end, initial_sparsity=s_i)
+  for t in [0, 3, 7, 11, 20, 30]:
+    frac = min(max(t - t0, 0), t_end - t0) / (t_end - t0)
+    assert float(sched(t)) == pytest.approx(s_f + (s_i - s_f) * (1 - frac) ** 3, abs=1e-6)
+
+
+def test_gmp_prunes_smallest_magnitudes():
+  tx = sp.magnitude_pruning(optax.sgd(0.0), 0.5, begin_step=0, end_step=1, frequency=1, initial_sparsity=0.5)
+  params = _params()
+  _, _, history = _run(tx, steps=1)
+  p, m = history[0]
+  allw = np.concatenate([np.abs(np.asarray(params[k])).ravel() for k in PRUNABLE])
+  kept = np.concatenate([np.asarray(m[k]).ravel() for k in PRUNABLE])
+  assert kept.sum() == N_TOTAL - round(0.5 * N_TOTAL)
+  assert allw[kept].min() >= allw[~kept].max()
+
+
+def test_acdc_phases_are_where_they_should_be():
+  total, phase, s = 50, 4, 0.7
+  tx = sp.acdc(optax.sgd(0.05), s, total_steps=total, phase_steps=phase, dense_warmup_fraction=0.2)
+  _, _, history = _run(tx, steps=total + 3)
+  # Reference schedule by walking the phases: dense [0,10), then S D S D ... of 4 steps, sparse from 45 on.
+  warmup, final_start = 10, 45
+  ref, t, sparse = ["D"] * warmup, warmup, True
+  while t < final_start:
+    ref += ["S" if sparse else "D"] * phase
+    t += phase
+    sparse = not sparse
+  ref = ref[:final_start] + ["S"] * (total + 3 - final_start)
+  got = []
+  for _, m in history:
+    zeros = sum(int(np.sum(~np.asarray(m[k]))) for k in PRUNABLE)
+    assert zeros in (0, round(s * N_TOTAL))
+    got.append("S" if zeros else "D")
+  assert "".join(got) == "".join(ref)
+  # Within a sparse phase the mask is fixed; a new sparse phase recomputes it.
+  for t in range(1, len(history)):
+    if ref[t] == "S" and ref[t - 1] == "S":
+      for k in PRUNABLE:
+        np.testing.assert_array_equal(history[t][1][k], history[t - 1][1][k])
+  assert sp.acdc_phases(total, dense_warmup_fraction=0.2, phase_steps=phase) == (warmup, phase, final_start)
+
+
+def _rigl_reference(params, grads, masks, zeta):
+  """NumPy rendering of one drop-and-grow step (stable ties)."""
+  out = {}
+  for k, m in masks.items():
+    p, g, m = (
+      np.abs(np.asarray(params[k])).ravel(),
+      np.abs(np.asarray(grads[k])).ravel(),
+      np.asarray(m).ravel(),
+    )
+    a = int(m.sum())
+    n_drop = int(np.round(np.float32(zeta) * np.float32(a)))
+    keep_order = np.argsort(-np.where(m, p, -np.inf), kind="stable")
+    keep = np.zeros_like(m)
+    keep[keep_order[: a - n_drop]] = True
+    grow_order = np.argsort(-np.where(keep, -np.inf, g), kind="stable")
+    grow = np.zeros_like(m)
+    grow[grow_order[:n_drop]] = True
+    out[k] = (keep | grow).reshape(np.asarray(masks[k]).shape)
+  return out
+
+
+def test_rigl_drop_and_grow_matches_reference():
+  s, every, end, zeta = 0.8, 3, 15, 0.4
+  tx = sp.rigl(optax.sgd(0.05, momentum=0.9), s, update_every=every, end_step=end, drop_fraction=zeta)
+  params = _params()
+  state = tx.init(params)
+  params = sp.apply_masks(params, state)
+  step = jax.jit(tx.update)
+  grad_fn = jax.jit(jax.grad(_loss))
+  apply = jax.jit(optax.apply_updates)
+  n_active = {k: int(np.sum(np.asarray(sp.get_masks(state)[k]))) for k in PRUNABLE}
+  changed_steps = []
+  for t in range(21):
+    old = {k: np.asarray(sp.get_masks(state)[k]) for k in PRUNABLE}
+    g = grad_fn(params)
+    u, state = step(g, state, params)
+    new_params = apply(params, u)
+    new = {k: np.asarray(sp.get_masks(state)[k]) for k in PRUNABLE}
+    is_update = t > 0 and t < end and t % every == 0
+    if is_update:
+      zt = 0.5 * zeta * (1 + np.cos(np.pi * t / end))
+      ref = _rigl_reference(params, g, {k: old[k] for k in PRUNABLE}, zt)
+      for k in PRUNABLE:
+        np.testing.assert_array_equal(new[k], ref[k])
+    for k in PRUNABLE:
+      assert int(new[k].sum()) == n_active[k]  # active count preserved
+      grown = new[k] & ~old[k]
+      np.testing.assert_array_equal(np.asarray(new_params[k])[grown], 0.0)  # regrown weights start at 0
+      np.testing.assert_array_equal(np.asarray(new_params[k])[~new[k]], 0.0)
+      if not is_update:
+        np.testing.assert_array_equal(new[k], old[k])
+    if any(not np.array_equal(new[k], old[k]) for k in PRUNABLE):
+      changed_steps.append(t)
+    params = new_params
+  assert changed_steps == [3, 6, 9, 12]
+  # Regrown weights are trained from the following step on.
+  assert float(sp.rigl_drop_fraction(0, zeta, end)) == pytest.approx(zeta)
+  assert float(sp.rigl_drop_fraction(end, zeta, end)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_works_inside_nnx_optimizer():
+  from flax import nnx
+
+  class MLP(nnx.Module):
+    def __init__(self, rngs):
+      self.l1 = nnx.Linear(8, 32, rngs=rngs)
+      self.l2 = nnx.Linear(32, 3, rngs=rngs)
+
+    def __call__(self, x):
+      return self.l2(jax.nn.relu(self.l1(x)))
+
+  model = MLP(nnx.Rngs(0))
+  tx = sp.rigl(ham_optax.ham(optax.adam(1e-2), 1e-2, alpha=1.0), 0.75, update_every=2, end_step=8)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  nnx.update(model, sp.apply_masks(nnx.state(model, nnx.Param), opt))
+  x = jax.random.normal(jax.random.key(1), (64, 8))
+  y = jax.random.randint(jax.random.key(2), (64,), 0, 3)
+
+  @nnx.jit
+  def train_step(model, opt):
+    def loss_fn(m):
+      return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
+
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    opt.update(model, grads)
+    return loss
+
+  losses = [float(train_step(model, opt)) for _ in range(9)]
+  assert losses[-1] < losses[0]
+  masks = sp.get_masks(opt)
+  n = 8 * 32 + 32 * 3
+  kernels = [model.l1.kernel[...], model.l2.kernel[...]]
+  mks = [np.asarray(masks["l1"]["kernel"]), np.asarray(masks["l2"]["kernel"])]
+  assert sum(int((~m).sum()) for m in mks) == round(0.75 * n)
+  for w, m in zip(kernels, mks, strict=True):
+    np.testing.assert_array_equal(np.asarray(w)[~m], 0.0)
+  assert sp.get_masks(opt.opt_state)["l1"]["bias"].shape == ()
+
+
+def test_nested_states_and_get_masks():
+  params = _params()
+  tx = optax.MultiSteps(sp.random_pruning(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), 0.5), 2)
+  state = tx.init(params)
+  masks = sp.get_masks(state)
+  assert sum(int((~masks[k]).sum()) for k in PRUNABLE) == round(0.5 * N_TOTAL)
+  with pytest.raises(ValueError, match="No sparsifier state"):
+    sp.get_masks(optax.sgd(0.1).init(params))
+  two = optax.chain(sp.random_pruning(optax.sgd(0.1), 0.5), sp.random_pruning(optax.sgd(0.1), 0.5))
+  with pytest.raises(ValueError, match="2 sparsifier states"):
+    sp.get_masks(two.init(params))
+  # MultiSteps: the mask still holds on the emitting mini-steps.
+  params = sp.apply_masks(params, state)
+
+  @jax.jit
+  def step(p, s):
+    u, s = tx.update(jax.grad(_loss)(p), s, p)
+    return optax.apply_updates(p, u), s
+
+  for _ in range(4):
+    params, state = step(params, state)
+    _assert_pruned_zero(params, sp.get_masks(state))
+
+
+def test_custom_prunable_selection():
+  params = _params()
+  tx = sp.random_pruning(
+    optax.sgd(0.1),
+    0.5,
+    distribution="uniform",
+    prunable={"conv": False, "dense": True, "bias": True, "out": False},
+  )
+  masks = sp.get_masks(tx.init(params))
+  assert masks["conv"].shape == () and masks["out"].shape == ()
+  assert int((~masks["bias"]).sum()) == 8
+  tx2 = sp.random_pruning(optax.sgd(0.1), 0.5, prunable=lambda p: {k: k == "dense" for k in p})
+  assert sp.get_masks(tx2.init(params))["conv"].shape == ()
+
+
+def test_bad_input_errors():
+  sgd = optax.sgd(0.1)
+  params = _params()
+  for bad in (1.0, -0.1, 1.5):
+    with pytest.raises(ValueError, match=r"sparsity must lie in \[0, 1\)"):
+      sp.random_pruning(sgd, bad)
+  with pytest.raises(TypeError, match="sparsity must be a Python float"):
+    sp.rigl(sgd, "0.5", end_step=10)
+  with pytest.raises(ValueError, match="distribution must be one of"):
+    sp.random_pruning(sgd, 0.5, distribution="gaussian")
+  with pytest.raises(ValueError, match="end_step .* must be greater than begin_step"):
+    sp.magnitude_pruning(sgd, 0.5, begin_step=10, end_step=5)
+  with pytest.raises(ValueError, match="end_step .* must be greater than begin_step"):
+    sp.magnitude_pruning(sgd, 0.5, begin_step=10, end_step=10)
+  with pytest.raises(ValueError, match="initial_sparsity"):
+    sp.magnitude_pruning(sgd, 0.5, begin_step=0, end_step=10, initial_sparsity=0.6)
+  with pytest.raises(ValueError, match="frequency must be >= 1"):
+    sp.magnitude_pruning(sgd, 0.5, begin_step=0, end_step=10, frequency=0)
+  with pytest.raises(ValueError, match="scope must be one of"):
+    sp.magnitude_pruning(sgd, 0.5, begin_step=0, end_step=10, scope="tensor")
+  with pytest.raises(ValueError, match="schedule would end before it begins"):
+    sp.acdc(sgd, 0.5, total_steps=100, dense_warmup_fraction=0.6, final_sparse_fraction=0.5)
+  with pytest.raises(ValueError, match="total_steps must be >= 1"):
+    sp.acdc(sgd, 0.5, total_steps=0)
+  with pytest.raises(ValueError, match="drop_fraction"):
+    sp.rigl(sgd, 0.5, end_step=10, drop_fraction=1.5)
+  with pytest.raises(ValueError, match="update_every must be >= 1"):
+    sp.rigl(sgd, 0.5, end_step=10, update_every=0)
+  # Masks / selections that do not match the params.
+  tx = sp.random_pruning(sgd, 0.5, prunable={"conv": True, "dense": True})
+  with pytest.raises(ValueError, match="`prunable` does not match"):
+    tx.init(params)
+  with pytest.raises(TypeError, match="must be a bool"):
+    sp.random_pruning(sgd, 0.5, prunable={k: 1 for k in SHAPES}).init(params)
+  tx = sp.random_pruning(sgd, 0.5)
+  state = tx.init(params)
+  with pytest.raises(ValueError, match="params"):
+    tx.update(params, state, None)
+  other = {k: jnp.zeros((5, 5)) for k in SHAPES}
+  with pytest.raises(ValueError, match="mask for parameter leaf"):
+    tx.update(other, state, other)
+  with pytest.raises(ValueError, match="does not match parameter shape"):
+    sp.apply_masks(other, state)
+  with pytest.raises(ValueError, match="leaves"):
+    sp.apply_masks({"a": jnp.ones((2, 2))}, state)
+
+
+def test_str_layers():
+  from flax import nnx
+
+  w = np.array([[0.5, -0.02], [-0.3, 0.001]], np.float32)
+  s = -3.0
+  thr = 1.0 / (1.0 + np.exp(-s))
+  expected = np.sign(w) * np.maximum(np.abs(w) - thr, 0.0)
+  np.testing.assert_allclose(sp.str_sparse_weight(jnp.asarray(w), jnp.asarray(s)), expected, rtol=1e-6)
+
+  rngs = nnx.Rngs(0)
+  dense = sp.STRDense(8, 4, threshold_init=-2.0, rngs=rngs)
+  conv = sp.STRConv(3, 5, (3, 3), strides=2, rngs=rngs)
+  x = jax.random.normal(jax.random.key(0), (2, 8))
+  ref = np.asarray(x) @ np.asarray(sp.str_sparse_weight(dense.kernel[...], dense.threshold[...]))
+  np.testing.assert_allclose(dense(x), ref, rtol=1e-5, atol=1e-6)
+  assert conv(jnp.ones((2, 8, 8, 3))).shape == (2, 4, 4, 5)
+  with pytest.raises(ValueError, match="kernel_size"):
+    sp.STRConv(3, 5, (3,), rngs=rngs)
+
+  # The threshold is learned: its gradient is nonzero, and weight decay on it (towards sigma(0) = 1/2) sparsifies.
+  model = nnx.Sequential(sp.STRDense(8, 16, rngs=rngs), jax.nn.relu, sp.STRDense(16, 1, rngs=rngs))
+  y = jnp.sum(x, axis=1, keepdims=True)
+
+  def loss_fn(m):
+    return jnp.mean((m(x) - y) ** 2)
+
+  grads = nnx.grad(loss_fn)(model)
+  assert float(jnp.abs(grads.layers[0].threshold[...])) > 0
+  tx = ham_optax.ham(optax.adamw(0.05, weight_decay=0.5), 0.05, alpha=1.0)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+  @nnx.jit
+  def step(model, opt):
+    opt.update(model, nnx.grad(loss_fn)(model))
+
+  before = float(jnp.mean(model.layers[0].sparse_kernel() == 0))
+  for _ in range(30):
+    step(model, opt)
+  after = float(jnp.mean(model.layers[0].sparse_kernel() == 0))
+  assert float(model.layers[0].threshold[...]) > -5.0
+  assert after > before
