@@ -396,3 +396,36 @@ def test_factorize_property():
 
   jax.config.update("jax_enable_x64", True)  # restored by the conftest fixture
   check()
+
+
+@pytest.mark.slow  # ~25 s on the shared 2-core CPU (data generation + compiling the training loop)
+def test_training_sign_in_with_random_pruning_stays_sparse(tmp_path):
+  """The sparse-training row: random PaI (90 %) around sign_in keeps exactly the pruned weights at 0."""
+  import dataclasses
+
+  from ham_optax.training import data as data_lib
+  from ham_optax.training.configs.default import Config
+  from ham_optax.training.train import train_and_evaluate
+
+  ds = data_lib.load_mnist1d(num_samples=300, cache=tmp_path)
+  ds = dataclasses.replace(
+    ds, x_val=ds.x_val[:32], y_val=ds.y_val[:32], x_test=ds.x_test[:32], y_test=ds.y_test[:32]
+  )
+  config = Config(
+    width=16,
+    epochs=2,
+    batch_size=8,
+    max_steps=3,
+    num_train=64,
+    sparsifier="random",
+    sparsity=0.9,
+    sign_in=True,
+    sign_in_every=1,
+    progress=False,
+  )
+  assert config.method == "random+Sign-In"
+  r = train_and_evaluate(config, ds)
+  assert [h["step"] for h in r["history"]] == [3, 6] and np.isfinite(r["history"][-1]["train_loss"])
+  assert abs(r["sparsity"] - 0.9) < 0.01
+  with pytest.raises(ValueError, match="sign_in"):
+    Config(ham=True, sign_in=True).validate()
