@@ -61,9 +61,9 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument(
     "--sign-in-balances",
     type=float,
-    nargs="+",
+    nargs="*",
     default=[0.1, 1.0],
-    help="Sign-In rows (random PaI only): balances m^2 - w^2 to tune; empty list to skip",
+    help="Sign-In rows (random PaI only): balances m^2 - w^2 to tune; give none to skip",
   )
   p.add_argument("--sign-in-every", type=int, nargs="+", default=[1, 5], help="Sign-In reset period, epochs")
   p.add_argument(
