@@ -429,3 +429,34 @@ def test_training_sign_in_with_random_pruning_stays_sparse(tmp_path):
   assert abs(r["sparsity"] - 0.9) < 0.01
   with pytest.raises(ValueError, match="sign_in"):
     Config(ham=True, sign_in=True).validate()
+
+
+def test_wrapper_matches_hand_written_mw_gd_in_float64():
+  """pointwise_overparam(sgd) == plain GD on (m, w) with x = m * w (the implicit-bias benchmark's m*w row)."""
+  jax.config.update("jax_enable_x64", True)  # restored by the conftest fixture
+  rng = np.random.default_rng(7)
+  Z = rng.normal(size=(6, 15)) / np.sqrt(6)
+  y = Z @ np.where(rng.random(15) < 0.3, rng.normal(size=15), 0.0)
+  x0 = 1e-2 * rng.normal(size=15)
+  gamma, lr, steps = 0.05, 0.05, 300
+  Zj, yj = jnp.asarray(Z), jnp.asarray(y)
+
+  def loss_x(x):
+    r = Zj @ x - yj
+    return 0.5 * jnp.dot(r, r)
+
+  tx = op.pointwise_overparam(optax.sgd(lr), mask=lambda p: jax.tree.map(lambda _: True, p), init=gamma)
+
+  def body(_, carry):
+    x, s, mw = carry
+    u, s = tx.update(jax.grad(loss_x)(x), s, x)
+    gm, gw = jax.grad(lambda q: loss_x(q[0] * q[1]))(mw)
+    return optax.apply_updates(x, u), s, (mw[0] - lr * gm, mw[1] - lr * gw)
+
+  x = jnp.asarray(x0)
+  m0 = np.sqrt((gamma + np.sqrt(gamma**2 + 4 * x0**2)) / 2)  # the benchmark's mw_init, in NumPy
+  carry = (x, tx.init(x), (jnp.asarray(m0), jnp.asarray(x0 / m0)))
+  x, _, (m, w) = jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c))(carry)
+  assert x.dtype == jnp.float64
+  np.testing.assert_allclose(np.asarray(x), np.asarray(m * w), rtol=1e-10, atol=1e-13)
+  assert np.abs(np.asarray(x) - x0).max() > 1e-3  # it moved
