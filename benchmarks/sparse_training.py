@@ -69,6 +69,7 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument(
     "--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds, small grid"
   )
+  p.add_argument("--from-json", default=None, help="only print the tables of an earlier results.json")
   p.add_argument("--out", default=None, help="default benchmarks/results/sparse_training[_DATASET][_fast]")
   args = p.parse_args(argv)
   if args.fast:
@@ -81,8 +82,48 @@ def _parse(argv=None) -> argparse.Namespace:
   return args
 
 
+def _welch_p(a, b) -> float:
+  """Two-sided Welch t-test p-value (scipy), nan when scipy is missing or a group is constant."""
+  try:
+    from scipy import stats
+  except ImportError:  # pragma: no cover
+    return float("nan")
+  return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _print_summary(final, choices, sparsifiers, title) -> None:
+  rows = report.summarize(final)
+  print(f"\n{title}")
+  print(report.markdown_table(rows))
+  print("\nHAM - baseline, test accuracy (points), Welch t-test over seeds:")
+  for sparsifier in sparsifiers:
+    name = "dense" if sparsifier == "none" else sparsifier
+    base = [r["test_acc"] for r in final if r["method"] == name]
+    ham = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM"]
+    if not base or not ham:
+      continue
+    c = choices[sparsifier]
+    print(
+      f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_welch_p(ham, base):.3f}  "
+      f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})"
+    )
+    sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In"]
+    if sign_in:
+      print(
+        f"  {name:10s} {100 * (np.mean(sign_in) - np.mean(base)):+.2f}  p={_welch_p(sign_in, base):.3f}  "
+        f"Sign-In - baseline (balance {c['sign_in_balance']:g}, reset every {c['sign_in_every']} epochs)"
+      )
+
+
 def main(argv=None) -> None:
   args = _parse(argv)
+  if args.from_json:
+    payload = json.loads(Path(args.from_json).read_text())
+    sparsifiers = [s for s in SPARSIFIERS if s in payload["choices"]]
+    _print_summary(payload["runs"], payload["choices"], sparsifiers, f"from {args.from_json}")
+    extra = {k: v for k, v in payload.items() if k not in ("runs", "summary")}
+    report.save_results(payload["runs"], Path(args.from_json).parent, extra=extra)  # refresh tables and plot
+    return
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   dataset = data_lib.load_dataset(args.dataset)
@@ -166,25 +207,12 @@ def main(argv=None) -> None:
     }
     report.save_results(final, out, extra=extra)
 
-  rows = report.summarize(final)
-  by_method = {r["method"]: r for r in rows}
-  print(
-    f"\n{args.dataset} / {args.model}, sparsity {args.sparsity}, {args.epochs} epochs, {args.seeds} seeds"
+  _print_summary(
+    final,
+    choices,
+    args.sparsifiers,
+    f"{args.dataset} / {args.model}, sparsity {args.sparsity}, {args.epochs} epochs, {args.seeds} seeds",
   )
-  print(report.markdown_table(rows))
-  print("\nHAM - baseline (test accuracy, points):")
-  for sparsifier in args.sparsifiers:
-    name = "dense" if sparsifier == "none" else sparsifier
-    diff = 100 * (by_method[f"{name}+HAM"]["test_acc_mean"] - by_method[name]["test_acc_mean"])
-    print(
-      f"  {name:10s} {diff:+.2f}  (lr {choices[sparsifier]['lr']:g}, alpha {choices[sparsifier]['alpha']:g}, beta {choices[sparsifier]['beta']:g})"
-    )
-    if f"{name}+Sign-In" in by_method:
-      diff = 100 * (by_method[f"{name}+Sign-In"]["test_acc_mean"] - by_method[name]["test_acc_mean"])
-      print(
-        f"  {name:10s} {diff:+.2f}  Sign-In - baseline (balance {choices[sparsifier]['sign_in_balance']:g}, "
-        f"reset every {choices[sparsifier]['sign_in_every']} epochs)"
-      )
   print(f"\nwall time {time.perf_counter() - t0:.0f} s; results in {out}")
   (out / "choices.json").write_text(json.dumps(choices, indent=1))
 

@@ -130,6 +130,10 @@ def test_random_pruning_exact_counts(distribution, s):
     assert expected == [round(s * np.prod(SHAPES[k])) for k in PRUNABLE]
   else:
     assert sum(expected) == round(s * N_TOTAL)
+    # Each layer's count is the ERK ideal (1 - d_l) * n_l rounded down or up.
+    dens = _erk_reference([SHAPES[k] for k in PRUNABLE], 1 - s) if s > 0 else [1.0] * len(PRUNABLE)
+    ideal = [(1 - d) * np.prod(SHAPES[k]) for d, k in zip(dens, PRUNABLE, strict=True)]
+    assert all(np.floor(i) - 1e-9 <= z <= np.ceil(i) + 1e-9 for i, z in zip(ideal, expected, strict=True))
   assert bool(masks["bias"])  # non-prunable leaf: scalar True
   pruned = sp.apply_masks(params, state)
   assert _zeros(pruned) == zeros
@@ -194,8 +198,10 @@ def _gmp_reference(steps, n, s_f, s_i, t0, t_end, freq):
   return out
 
 
-@pytest.mark.parametrize("scope", ["global", "layer"])
-def test_gmp_follows_cubic_schedule(scope):
+@pytest.mark.parametrize(("scope", "table"), [("global", True), ("layer", True), ("global", False)])
+def test_gmp_follows_cubic_schedule(scope, table, monkeypatch):
+  if not table:  # force the on-device float32 path used for schedules with more than 4096 mask updates
+    monkeypatch.setattr(sp._methods, "_MAX_TABLE", 1)
   s_f, s_i, t0, t_end, freq = 0.9, 0.1, 3, 20, 4
   tx = sp.magnitude_pruning(
     optax.sgd(0.05), s_f, begin_step=t0, end_step=t_end, frequency=freq, initial_sparsity=s_i, scope=scope
@@ -483,3 +489,24 @@ def test_str_layers():
   after = float(jnp.mean(model.layers[0].sparse_kernel() == 0))
   assert float(model.layers[0].threshold[...]) > -5.0
   assert after > before
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 37, 99, 100])
+def test_top_k_mask_exact_with_ties_matches_stable_argsort(k):
+  from ham_optax.sparsity import _core
+
+  rng = np.random.default_rng(k)
+  scores = np.round(rng.normal(size=(10, 10)) * 2).astype(np.float32)  # many ties
+  scores[0, :3] = -np.inf
+  scores[1, :2] = np.inf
+  order = np.argsort(-scores.ravel(), kind="stable")
+  expected = np.zeros(100, bool)
+  expected[order[:k]] = True
+  got = jax.jit(_core.top_k_mask)(jnp.asarray(scores), k)
+  np.testing.assert_array_equal(np.asarray(got).ravel(), expected)
+  # Tiny and huge magnitudes, negative values: the bisection covers the whole float32 range.
+  wide = jnp.asarray([3e38, -3e38, 1e-30, -1e-30, 0.0, 1.0, -1.0, 7.5], jnp.float32)
+  ref = np.argsort(-np.asarray(wide), kind="stable")[: k % 9]
+  want = np.zeros(8, bool)
+  want[ref] = True
+  np.testing.assert_array_equal(_core.top_k_mask(wide, k % 9), want)

@@ -194,7 +194,7 @@ def test_cli_smoke(tmp_path, monkeypatch, capsys):
   ]
   assert main(argv) == 0
   printed = capsys.readouterr().out
-  assert "| dense |" in printed and "| dense+HAM | 10 |" in printed
+  assert "| dense |" in printed and "| dense+HAM |" in printed
   payload = json.loads((out / "results.json").read_text())
   assert [r["method"] for r in payload["runs"]] == ["dense", "dense+HAM"]
   assert all(len(r["history"]) == 2 for r in payload["runs"])
@@ -225,3 +225,25 @@ def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d):
     assert [h[key] for h in straight["history"]] == pytest.approx(
       [h[key] for h in resumed["history"]], abs=1e-6
     )
+
+
+def test_cli_defaults_use_validation_tuned_hyperparameters():
+  from ham_optax.training.cli import build_parser, configs_from_args
+  from ham_optax.training.configs.default import tuned_hyperparameters
+
+  configs = configs_from_args(build_parser().parse_args([]))  # `ham-optax` with no arguments
+  assert [c.method for c in configs] == ["dense"] * 5 + ["dense+HAM"] * 5 + ["random"] * 5 + [
+    "random+HAM"
+  ] * 5
+  assert all(c.dataset == "mnist1d" and c.model == "mlp" and c.sparsity == 0.9 for c in configs)
+  for c in configs:
+    expected = tuned_hyperparameters("mnist1d", "mlp", "sgd", c.sparsifier)
+    assert (c.learning_rate, c.alpha, c.beta) == (
+      expected["learning_rate"],
+      expected["alpha"],
+      expected["beta"],
+    )
+  overridden = configs_from_args(
+    build_parser().parse_args(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"])
+  )
+  assert {(c.learning_rate, c.alpha, c.beta) for c in overridden} == {(0.3, 2.0, Config().beta)}

@@ -17,6 +17,7 @@ import optax
 from ham_optax.sparsity import _core, _distributions
 
 _SCOPES = ("global", "layer")
+_MAX_TABLE = 4096  # longest GMP schedule (in mask updates) whose zero counts are tabulated on the host
 
 
 def _random_masks(leaves: list[jax.Array], sparsity: float, distribution: str, seed: int) -> list[jax.Array]:
@@ -118,20 +119,41 @@ def magnitude_pruning(
     raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
   frequency = _core.check_int(frequency, "frequency", 1)
   _core.check_choice(scope, "scope", _SCOPES)
-  schedule = gmp_schedule(
-    sparsity, begin_step=begin_step, end_step=end_step, initial_sparsity=initial_sparsity
-  )
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
+
+  # The schedule only matters at the (static) update steps. With at most _MAX_TABLE of them, the zero counts are
+  # tabulated on the host in float64 (exactly round(s_t * n), whatever the layer size); longer schedules compute
+  # round(s_t * n) on device in float32 (off by one only where float32 rounding crosses a .5 boundary).
+  n_updates = (end_step - begin_step) // frequency + 1 + int((end_step - begin_step) % frequency != 0)
+  schedule = gmp_schedule(
+    sparsity, begin_step=begin_step, end_step=end_step, initial_sparsity=initial_sparsity
+  )
+  if n_updates <= _MAX_TABLE:
+    update_steps = sorted({*range(begin_step, end_step + 1, frequency), end_step})
+    s_table = [
+      sparsity + (initial_sparsity - sparsity) * (1 - (t - begin_step) / (end_step - begin_step)) ** 3
+      for t in update_steps
+    ]
+
+  def zero_count(t: jax.Array, n: int) -> jax.Array:
+    if n_updates > _MAX_TABLE:
+      return jnp.round(schedule(t).astype(jnp.float32) * n).astype(jnp.int32)
+    idx = jnp.where(t == end_step, n_updates - 1, jnp.clip((t - begin_step) // frequency, 0, n_updates - 1))
+    return jnp.asarray([_core.n_zeros(s_t, n) for s_t in s_table], jnp.int32)[idx]
 
   def mask_rule(count, params, grads, proposal, old):
     del params, grads
     t = count
     is_update = (t >= begin_step) & (t <= end_step) & (((t - begin_step) % frequency == 0) | (t == end_step))
+    if scope == "global":
+      zeros = zero_count(t, sum(int(p.size) for p in proposal))
+    else:
+      zeros = [zero_count(t, int(p.size)) for p in proposal]
     new = jax.lax.cond(
       is_update,
-      lambda: _core.magnitude_masks(proposal, old, schedule(t), scope),
+      lambda: _core.magnitude_masks(proposal, old, zeros, scope),
       lambda: list(old),
     )
     return new, False
@@ -242,9 +264,13 @@ def acdc(
     sparse_before = (count > 0) & acdc_is_sparse(count - 1, warmup, phase, final_start)
     ones = [jnp.ones(p.shape, bool) for p in proposal]
     dense_masks = [jnp.ones(p.shape, bool) for p in proposal]
+    if scope == "global":
+      zeros = _core.n_zeros(sparsity, sum(int(p.size) for p in proposal))
+    else:
+      zeros = [_core.n_zeros(sparsity, int(p.size)) for p in proposal]
     new = jax.lax.cond(
       sparse_now & ~sparse_before,
-      lambda: _core.magnitude_masks(proposal, ones, sparsity, scope),
+      lambda: _core.magnitude_masks(proposal, ones, zeros, scope),
       lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: dense_masks),
     )
     return new, False
@@ -312,6 +338,7 @@ def rigl(
     return _random_masks(leaves, sparsity, distribution, seed)
 
   def drop_and_grow(count, params, grads, old):
+    # The drop count k = round(zeta_t * a) is computed in float32; the active count a is exact either way.
     zeta = rigl_drop_fraction(count, drop_fraction, end_step)
     new = []
     for p, g, m in zip(params, grads, old, strict=True):

@@ -1,7 +1,8 @@
 """Command-line entry point: ``ham-optax train [options]`` (or ``python -m ham_optax.training.cli``).
 
-With no arguments it runs the default comparison on MNIST-1D: baseline vs HAM, each dense and
-with 90 % random pruning at initialisation, over 5 seeds, and prints a table of test accuracy
+With no arguments it runs the default comparison on MNIST-1D (MLP, SGD + momentum, 30 epochs):
+baseline vs HAM, each dense and with 90 % random pruning at initialisation, over 5 seeds, with the
+learning rate / alpha / beta chosen on the validation split by ``benchmarks/sparse_training.py``, and prints a table of test accuracy
 (mean ± std over seeds), weight sparsity and sign flips versus initialisation. Results go to
 ``--out`` (default ``runs/<UTC timestamp>``): ``results.json``, ``runs.csv``, ``summary.csv``,
 ``summary.md`` and ``curves.png``.
@@ -16,7 +17,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ham_optax.training.configs.default import OPTIMIZERS, SCHEDULES, SPARSIFIERS, Config
+from ham_optax.training.configs.default import (
+  OPTIMIZERS,
+  SCHEDULES,
+  SPARSIFIERS,
+  Config,
+  tuned_hyperparameters,
+)
 
 __all__ = ["build_parser", "configs_from_args", "main"]
 
@@ -47,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--data-dir", default=None, help="TFDS data_dir for cifar10/cifar100")
   g = parser.add_argument_group("optimizer")
   g.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-  g.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate")
+  g.add_argument(
+    "--lr",
+    type=float,
+    default=None,
+    help=f"peak learning rate (default: tuned value, else {d.learning_rate})",
+  )
   g.add_argument("--momentum", type=float, default=d.momentum)
   g.add_argument("--weight-decay", type=float, default=d.weight_decay)
   g.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
@@ -56,8 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
   g.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
   g = parser.add_argument_group("HAM")
   g.add_argument("--ham", default="both", choices=["off", "on", "both"], help="baseline, HAM, or both")
-  g.add_argument("--alpha", type=float, default=d.alpha, help="HAM alpha (keep alpha*lr*|g| << 1)")
-  g.add_argument("--beta", type=float, default=d.beta, help="HAM multiplicative decay")
+  g.add_argument(
+    "--alpha",
+    type=float,
+    default=None,
+    help=f"HAM alpha, keep alpha*lr*|g| << 1 (default: tuned, else {d.alpha})",
+  )
+  g.add_argument(
+    "--beta", type=float, default=None, help=f"HAM multiplicative decay (default: tuned, else {d.beta})"
+  )
   g = parser.add_argument_group("sparsity")
   g.add_argument(
     "--sparsifier", nargs="+", default=["none", "random"], choices=SPARSIFIERS, help="one or more sparsifiers"
@@ -76,17 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configs_from_args(args: argparse.Namespace) -> list[Config]:
-  """The runs to make: every sparsifier x {baseline, HAM} x seed."""
+  """The runs to make: every sparsifier x {baseline, HAM} x seed.
+
+  Learning rate, alpha and beta not given on the command line come from
+  :data:`~ham_optax.training.configs.default.TUNED` (chosen on the validation split) when the
+  dataset / model / optimizer / sparsifier combination was tuned, else from :class:`Config`.
+  """
+  default = Config()
   hams = {"off": [False], "on": [True], "both": [False, True]}[args.ham]
   seeds = range(args.first_seed, args.first_seed + args.seeds)
   configs = []
   for sparsifier, ham, seed in itertools.product(args.sparsifier, hams, seeds):
+    tuned = tuned_hyperparameters(args.dataset, args.model, args.optimizer, sparsifier) or {}
+    hp = {
+      key: getattr(args, arg) if getattr(args, arg) is not None else tuned.get(key, getattr(default, key))
+      for key, arg in (("learning_rate", "lr"), ("alpha", "alpha"), ("beta", "beta"))
+    }
     config = Config(
       dataset=args.dataset,
       model=args.model,
       width=args.width,
       optimizer=args.optimizer,
-      learning_rate=args.lr,
+      learning_rate=hp["learning_rate"],
       momentum=args.momentum,
       weight_decay=args.weight_decay,
       schedule=args.schedule,
@@ -94,8 +124,8 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
       epochs=args.epochs,
       batch_size=args.batch_size,
       ham=ham,
-      alpha=args.alpha,
-      beta=args.beta,
+      alpha=hp["alpha"],
+      beta=hp["beta"],
       sparsifier=sparsifier,
       sparsity=args.sparsity,
       distribution=args.distribution,

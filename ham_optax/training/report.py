@@ -45,6 +45,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
       {
         "method": method,
         "seeds": len(runs),
+        "lr": runs[0]["config"]["learning_rate"],
         "alpha": runs[0]["config"]["alpha"] if runs[0]["config"]["ham"] else None,
         "beta": runs[0]["config"]["beta"] if runs[0]["config"]["ham"] else None,
         "val_acc_mean": val_m,
@@ -62,14 +63,14 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   """A markdown table: method, test accuracy (%) mean ± std, val accuracy, sparsity, sign flips."""
   lines = [
-    "| method | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | seeds |",
-    "|---|---|---|---|---|---|---|---|",
+    "| method | lr | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | seeds |",
+    "|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
     alpha = "-" if r["alpha"] is None else f"{r['alpha']:g}"
     beta = "-" if r["beta"] is None else f"{r['beta']:g}"
     lines.append(
-      f"| {r['method']} | {alpha} | {beta} | {100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} "
+      f"| {r['method']} | {r['lr']:g} | {alpha} | {beta} | {100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} "
       f"| {100 * r['val_acc_mean']:.2f} ± {100 * r['val_acc_std']:.2f} | {r['sparsity']:.3f} "
       f"| {100 * r['sign_flips']:.2f} % | {r['seeds']} |"
     )
@@ -115,7 +116,8 @@ def save_results(
 
 
 def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
-  """Validation and test accuracy per epoch, mean ± std over seeds, one line per method."""
+  """Validation and test accuracy per epoch, mean ± std over seeds: one colour per sparsifier,
+  dashed for the baseline, solid with HAM."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -124,6 +126,8 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
   methods: dict[str, list[dict[str, Any]]] = {}
   for r in results:
     methods.setdefault(r["method"], []).append(r)
+  bases = list(dict.fromkeys(m.removesuffix("+HAM") for m in methods))
+  colors = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
   fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
   for ax, key, title in zip(axes, ("val_acc", "test_acc"), ("validation", "test"), strict=True):
     for method, runs in methods.items():
@@ -134,8 +138,9 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
       epochs = np.arange(1, n + 1)
       mean, std = curves.mean(0), curves.std(0)
       style = "-" if method.endswith("+HAM") else "--"
-      (line,) = ax.plot(epochs, mean, style, label=method)
-      ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+      color = colors[method.removesuffix("+HAM")]
+      ax.plot(epochs, mean, style, color=color, label=method)
+      ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.1)
     ax.set_title(f"{title} accuracy")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
