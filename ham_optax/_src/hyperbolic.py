@@ -44,8 +44,9 @@ def _mirror_leaf(
   u: jax.Array,
   g: jax.Array,
   p: jax.Array,
-  lr_alpha: jax.Array,
-  lr_beta: jax.Array,
+  lr: Any,
+  alpha: Any,
+  beta: Any,
   max_exponent: Any,
   max_weight_norm: Any,
   sign_from: str,
@@ -57,6 +58,10 @@ def _mirror_leaf(
   full relative precision.
   """
   cdtype = jnp.promote_types(p.dtype, jnp.float32)
+  # Scalars in the compute dtype too: float64 params get a float64 step (XLA folds these per tensor for free).
+  lr_c = jnp.asarray(lr, cdtype)
+  lr_alpha = lr_c * jnp.asarray(alpha, cdtype)
+  lr_beta = lr_c * jnp.asarray(beta, cdtype)
   p_c = p.astype(cdtype)
   u_c = u.astype(cdtype)
   x_half = p_c + u_c
@@ -97,15 +102,12 @@ def mirror_updates(
   chex.assert_trees_all_equal_structs(params, grads, updates)
   chex.assert_trees_all_equal_shapes(params, grads, updates)
   selected = masking.resolve_mask(mask, params)
-  lr = jnp.asarray(learning_rate, jnp.float32)
-  lr_alpha = lr * jnp.asarray(alpha, jnp.float32)
-  lr_beta = lr * jnp.asarray(beta, jnp.float32)
 
   flat_u, treedef = jax.tree.flatten(updates)
   flat_g = treedef.flatten_up_to(grads)
   flat_p = treedef.flatten_up_to(params)
   out = [
-    _mirror_leaf(u, g, p, lr_alpha, lr_beta, max_exponent, max_weight_norm, sign_from) if on else u
+    _mirror_leaf(u, g, p, learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from) if on else u
     for u, g, p, on in zip(flat_u, flat_g, flat_p, selected, strict=True)
   ]
   return jax.tree.unflatten(treedef, out)
