@@ -17,8 +17,8 @@ Methods (a dict, ``METHODS``, so other optimizers can be added as rows):
 
 Learning rates come from the linearised stability bound at the limit point ``x_lim``:
 ``lr = c / (L * max_i g^{-1}(x_lim)_i)`` with ``L = ||Z||_2^2`` and the method's inverse metric
-(``1`` for GD, ``1 + alpha |x|`` for HAM, ``2|x| + gamma`` for m*w). Each method runs for a continuous
-time ``T`` (``steps = T / lr``).
+(``1`` for GD, ``1 + alpha |x|`` for HAM, ``sqrt(4x^2 + gamma^2)`` for m*w), ``c = 0.5``. Each method runs
+until ``||Zx - y|| <= 1e-10 ||y||`` (or ``max_steps``); the table's ``steps`` column is that step count.
 
 Outputs (``benchmarks/results/implicit_bias/``): ``results.json`` and the figures
 ``l1_vs_alpha.png``, ``distance_vs_steps.png``, ``gap_vs_lr.png``, ``inverse_metrics.png``,
@@ -228,10 +228,18 @@ def family_methods(gamma: float) -> dict[str, Method]:
   return {m.label: m for m in rows}
 
 
-def default_methods(alphas: tuple[float, ...], gamma: float) -> dict[str, Method]:
+def default_methods(alphas: tuple[float, ...], gamma: float, matched: bool = True) -> dict[str, Method]:
+  """GD, HAM (both sign variants) for each alpha, m*w; plus (``matched``) HAM HYP* at ``alpha = 4 / gamma``.
+
+  For ``|x| >> gamma`` and ``alpha |x| >> 1`` both mirror maps are ``~ log|x|`` up to scale:
+  ``(alpha / 2) * log(1 + alpha|x|) / alpha ~ 0.5 * arcsinh(2x / gamma)`` when ``alpha = 4 / gamma``, so that row
+  is HAM configured to mimic the m*w row's implicit bias.
+  """
   methods = [gd_method()]
   for sign_from in ("x_half", "x"):
     methods += [ham_method(a, sign_from) for a in alphas]
+  if matched:
+    methods.append(ham_method(4.0 / gamma))
   methods.append(mw_method(gamma))
   return {m.label: m for m in methods}
 
@@ -404,7 +412,7 @@ def print_table(table: dict[str, Any]) -> None:
       f"{r['rel_dist_to_truth']:>9.3f}{r['seconds']:>7.1f}"
     )
   print(
-    "(gap lim: ||x - x_lim|| / ||x_lim|| with x_lim the predicted lr->0 limit: pseudo-inverse for GD, "
+    "(steps: until ||Zx - y|| <= 1e-10 ||y||; gap lim: ||x - x_lim|| / ||x_lim|| with x_lim the predicted lr->0 limit: pseudo-inverse for GD, "
     "Bregman projection for HAM and m*w; to L2/BP/x*: relative distance to the min-L2 interpolant, "
     "basis pursuit, ground truth)"
   )
@@ -507,9 +515,12 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
   for label, r in rows.items():
     if label.startswith("m*w"):
       ax.axhline(r["l1"], color="C4", ls="-.", label=label)
+  scale = results["config"]["init_scale"]
+  ax.axvline(1 / scale, color="0.6", lw=0.8)
+  ax.text(1.1 / scale, ax.get_ylim()[1], " alpha = 1/init scale", fontsize=7, va="top", color="0.4")
   ax.set_xlabel("alpha")
   ax.set_ylabel("||x_limit||_1")
-  ax.set_title("HAM's limit: L1 norm falls as alpha grows")
+  ax.set_title("L1 norm of HAM's limit: falls with alpha while alpha|x0| is small")
   ax.legend(fontsize=7)
   fig.tight_layout()
   paths.append(out_dir / "l1_vs_alpha.png")
@@ -524,7 +535,7 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
     steps = np.array(r["record_steps"])
     style = dict(label=label, color=f"C{i % 10}")
     axes[0].loglog(steps, r["dist_to_truth_curve"], **style)
-    axes[1].semilogy(steps * r["lr"], r["dist_to_truth_curve"], **style)
+    axes[1].loglog(steps * r["lr"], r["dist_to_truth_curve"], **style)
   axes[0].set_xlabel("steps")
   axes[1].set_xlabel("continuous time t = lr * steps")
   for ax in axes:
@@ -538,15 +549,12 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
 
   # 3. Gap to the Bregman projection against learning rate.
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
-  for i, (label, r) in enumerate(results["gap_vs_lr"].items()):
+  gap_alphas = sorted({r["alpha"] for r in results["gap_vs_lr"].values()})
+  for label, r in results["gap_vs_lr"].items():
     ls = "-" if r["sign_from"] == "x_half" else "--"
+    color = f"C{gap_alphas.index(r['alpha'])}"
     ax.loglog(
-      r["lr"],
-      r["gap"],
-      marker="o",
-      ls=ls,
-      color=f"C{i % len(results['gap_vs_lr']) // 2}",
-      label=f"{label} (slope {r['loglog_slope']:.2f})",
+      r["lr"], r["gap"], marker="o", ls=ls, color=color, label=f"{label} (slope {r['loglog_slope']:.2f})"
     )
   ax.set_xlabel("learning rate")
   ax.set_ylabel("||x_lr - x_Bregman|| / ||x_Bregman||")
@@ -577,13 +585,16 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
   # 5. Recovery curve.
   rec = results.get("recovery")
   if rec:
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for label, frac in rec["fraction"].items():
-      ax.plot(rec["d"], frac, marker="o", label=label)
-    ax.set_xlabel("number of samples d (n = 100 features, 5-sparse truth)")
-    ax.set_ylabel(f"fraction recovered (rel. err <= {rec['tol']:g})")
-    ax.set_title(f"sparse recovery, {rec['trials']} random problems per d")
-    ax.legend(fontsize=7)
+      axes[0].plot(rec["d"], frac, marker="o", label=label)
+      axes[1].semilogy(rec["d"], np.maximum(rec["median_rel_err"][label], 1e-12), marker="o", label=label)
+    for ax in axes:
+      ax.set_xlabel("number of samples d (n = 100 features, 5-sparse truth)")
+    axes[0].set_ylabel(f"fraction with ||x - x*|| <= {rec['tol']:g} ||x*||")
+    axes[1].set_ylabel("median ||x - x*|| / ||x*||")
+    axes[0].set_title(f"sparse recovery, {rec['trials']} random problems per d")
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     paths.append(out_dir / "recovery.png")
     fig.savefig(paths[-1], dpi=dpi)
@@ -603,11 +614,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
   parser.add_argument("--no-plots", action="store_true")
   parser.add_argument(
+    "--replot",
+    action="store_true",
+    help="reload OUT/results.json, recompute the (cheap, solver-only) L1-vs-alpha curve and redraw the figures",
+  )
+  parser.add_argument(
     "--family-only", action="store_true", help="only the main table for GD, HAM a=10, m*w and the m*w family"
   )
   args = parser.parse_args(argv)
 
   jax.config.update("jax_enable_x64", True)
+  if args.replot:
+    results = json.loads((args.out / "results.json").read_text())
+    cfg = results["config"]
+    pb = make_problem(cfg["seed"], init_scale=cfg["init_scale"])
+    results["l1_vs_alpha"] = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    for p in plot_all(results, args.out):
+      print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")
+    return results
   init_scale, rec_tol = 1e-3, 0.1
   if args.fast:
     alphas, c, max_steps, record_time = (1.0, 10.0), 0.5, 200_000, 0.25
@@ -619,7 +644,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rec_ds, rec_trials, rec_alphas = (10, 20, 30, 40, 50, 60, 80), 20, (100.0, 1000.0)
 
   pb = make_problem(args.seed, init_scale=init_scale)
-  methods = default_methods(alphas, gamma=init_scale)
+  methods = default_methods(alphas, gamma=init_scale, matched=False)
   family = family_methods(gamma=init_scale)
   if args.family_only:  # the m*w family next to GD, HAM a=10 (HYP*) and the hand-written m*w row
     keep = {"GD", "HAM a=10 (HYP*)", f"m*w g={init_scale:g}"}
@@ -642,7 +667,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cells = "  ".join(f"lr={lr:.1e}: {g:.2e}" for lr, g in zip(r["lr"], r["gap"], strict=True))
     print(f"  {label:<22} {cells}  (log-log slope {r['loglog_slope']:.2f})")
 
-  curve = l1_vs_alpha(pb, np.logspace(-2, 4, 25))
+  curve = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
   rec_methods = {
     k: v
     for k, v in methods.items()
