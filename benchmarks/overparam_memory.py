@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 import ham_optax
-from ham_optax.nanoadam import nanoadam
+from ham_optax import nanoadam
 from ham_optax.overparam import spred, state_nbytes
 
 

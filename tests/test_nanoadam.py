@@ -1,4 +1,4 @@
-"""Tests for ham_optax.nanoadam against a float64 NumPy reference."""
+"""Tests for ham_optax.nanoadam (the optimizer) against a float64 NumPy reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from ham_optax.nanoadam import nanoadam, selected_count
+from ham_optax import nanoadam, selected_count
 from ham_optax.overparam import state_nbytes
 
 

@@ -1,8 +1,8 @@
 """NanoAdam vs Adam fine-tuning on a shifted MNIST-1D (pretrain on the standard data, fine-tune on a
 small, noisier, more sheared version). Reports new-task and old-task (forgetting) test accuracy.
 
-Usage: python notes/family_nanoadam_finetune.py tune
-       python notes/family_nanoadam_finetune.py final 1e-4 1e-3 0.1   # LR_ADAM LR_NANO FRACTION (seeds 0-2)
+Usage: python benchmarks/nanoadam_finetune.py tune
+       python benchmarks/nanoadam_finetune.py final 1e-4 1e-3 0.1   # LR_ADAM LR_NANO FRACTION (seeds 0-2)
 """
 
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from mnist1d.data import get_dataset_args, make_dataset
 
-from ham_optax.nanoadam import nanoadam
+from ham_optax import nanoadam
 
 
 def data(seed, n, **over):
