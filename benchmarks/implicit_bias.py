@@ -99,6 +99,7 @@ class Method:
   inverse_metric: Callable[[np.ndarray], np.ndarray]
   alpha: float | None = None
   sign_from: str | None = None
+  in_recovery: bool = True
 
 
 def _all_true(params: Any) -> Any:
@@ -147,6 +148,84 @@ def mw_method(gamma: float) -> Method:
     limit=lambda pb: geometry.bregman_projection(pb.Z, pb.y, pb.x0, gamma=gamma).x,
     inverse_metric=lambda x: np.sqrt(4 * x**2 + gamma**2),
   )
+
+
+def lasso_ista(Z: np.ndarray, y: np.ndarray, lam: float, iters: int = 100_000) -> np.ndarray:
+  """float64 ISTA for ``argmin_x 0.5 ||Z x - y||^2 + lam ||x||_1`` (spred's minimiser)."""
+  L = float(np.linalg.norm(Z, 2) ** 2)
+  x = np.zeros(Z.shape[1])
+  for _ in range(iters):
+    z = x - Z.T @ (Z @ x - y) / L
+    x = np.sign(z) * np.maximum(np.abs(z) - lam / L, 0.0)
+  return x
+
+
+def family_methods(gamma: float) -> dict[str, Method]:
+  """Rows for ham_optax.overparam (the m*w family HAM is compared against), all on ``x`` directly.
+
+  - ``m*w wrapper``: ``pointwise_overparam(sgd, init=gamma)``; same limit as the hand-written ``m*w`` row.
+  - ``spred``: constant decay ``lam`` on m and w; its limit is the LASSO solution (float64 ISTA), which
+    does not interpolate, so the row runs to ``max_steps``.
+  - ``PILoT``: balance 1 at init (L2 end), decay ``lam`` for continuous time ``T`` with
+    ``exp(-2 lam T) = gamma`` (balance shrinks to ~gamma), then off. No closed-form limit: the column
+    uses the m*w Bregman projection with ``gamma`` from ``x0`` as an approximate reference.
+  - ``Sign-In``: balance reset to ``gamma`` every ``rescale_time / lr`` steps, no decay. Without decay
+    plain GD on m*w conserves the balance up to O(lr^2), so its limit is the m*w one (a consistency row).
+  """
+  from ham_optax import overparam
+
+  def mw_limit(pb: Problem) -> np.ndarray:
+    return geometry.bregman_projection(pb.Z, pb.y, pb.x0, gamma=gamma).x
+
+  def mw_metric(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(4 * x**2 + gamma**2)
+
+  lam_spred, lam_pilot = 1e-3, 0.5
+  t_off = math.log(1.0 / gamma) / (2 * lam_pilot)
+  rescale_time = 5.0
+  rows = [
+    Method(
+      label=f"m*w wrapper g={gamma:g}",
+      tx=lambda lr: overparam.pointwise_overparam(optax.sgd(lr), mask=_all_true, init=gamma),
+      init=lambda x0: x0,
+      to_x=lambda p: p,
+      limit=mw_limit,
+      inverse_metric=mw_metric,
+      in_recovery=False,
+    ),
+    Method(
+      label=f"spred l={lam_spred:g}",
+      tx=lambda lr: overparam.spred(optax.sgd(lr), lam_spred, mask=_all_true),
+      init=lambda x0: x0,
+      to_x=lambda p: p,
+      limit=lambda pb: lasso_ista(pb.Z, pb.y, lam_spred),
+      inverse_metric=lambda x: 2 * np.abs(x) + gamma,
+      in_recovery=False,
+    ),
+    Method(
+      label=f"PILoT l={lam_pilot:g} T={t_off:.2g}",
+      tx=lambda lr: overparam.pilot(
+        optax.sgd(lr), lam_pilot, switch_step=round(t_off / lr), init=1.0, mask=_all_true
+      ),
+      init=lambda x0: x0,
+      to_x=lambda p: p,
+      limit=mw_limit,
+      inverse_metric=lambda x: np.sqrt(4 * x**2 + 1.0),
+      in_recovery=False,
+    ),
+    Method(
+      label=f"Sign-In g={gamma:g}",
+      tx=lambda lr: overparam.sign_in(
+        optax.sgd(lr), rescale_every=max(1, round(rescale_time / lr)), balance=gamma, mask=_all_true
+      ),
+      init=lambda x0: x0,
+      to_x=lambda p: p,
+      limit=mw_limit,
+      inverse_metric=mw_metric,
+      in_recovery=False,
+    ),
+  ]
+  return {m.label: m for m in rows}
 
 
 def default_methods(alphas: tuple[float, ...], gamma: float, matched: bool = True) -> dict[str, Method]:
@@ -539,6 +618,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     action="store_true",
     help="reload OUT/results.json, recompute the (cheap, solver-only) L1-vs-alpha curve and redraw the figures",
   )
+  parser.add_argument(
+    "--family-only", action="store_true", help="only the main table for GD, HAM a=10, m*w and the m*w family"
+  )
   args = parser.parse_args(argv)
 
   jax.config.update("jax_enable_x64", True)
@@ -563,6 +645,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
   pb = make_problem(args.seed, init_scale=init_scale)
   methods = default_methods(alphas, gamma=init_scale, matched=False)
+  family = family_methods(gamma=init_scale)
+  if args.family_only:  # the m*w family next to GD, HAM a=10 (HYP*) and the hand-written m*w row
+    keep = {"GD", "HAM a=10 (HYP*)", f"m*w g={init_scale:g}"}
+    methods = {k: v for k, v in methods.items() if k in keep}
+    methods.update(family)
+    table = main_table(make_problem(args.seed, init_scale=init_scale), methods, c, max_steps, record_time)
+    print_table(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / f"results_family_seed{args.seed}.json", "w") as f:
+      json.dump({"fast": args.fast, "seed": args.seed, "table": table}, f, indent=1)
+    return {"table": table}
+  methods.update(family)
   t0 = time.perf_counter()
   table = main_table(pb, methods, c, max_steps, record_time)
   print_table(table)
@@ -575,7 +669,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
   curve = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
   rec_methods = {
-    k: v for k, v in methods.items() if v.alpha is None or (v.sign_from == "x_half" and v.alpha in rec_alphas)
+    k: v
+    for k, v in methods.items()
+    if v.in_recovery and (v.alpha is None or (v.sign_from == "x_half" and v.alpha in rec_alphas))
   }
   print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {rec_tol:g} ||x*||):")
   rec = recovery(

@@ -1,7 +1,8 @@
 """Sparse training with and without HAM at small scale (MNIST-1D or sklearn digits, MLP, CPU).
 
 Methods: {dense, random pruning at init (PaI, ERK), gradual magnitude pruning (GMP), AC/DC, RigL}
-x {baseline, HAM}, at ``--sparsity`` (default 0.9) of the weight tensors. Inner optimizer: SGD with
+x {baseline, HAM}, plus random PaI + Sign-In (``ham_optax.overparam.sign_in``, as in the HAM paper's
+Table 2), at ``--sparsity`` (default 0.9) of the weight tensors. Inner optimizer: SGD with
 momentum 0.9, weight decay 5e-4, cosine learning-rate schedule (see
 ``ham_optax.training.configs.default``).
 
@@ -10,6 +11,8 @@ Protocol (all selection on the fixed *validation* split, never on test):
 1. baseline: for each sparsifier pick the learning rate from ``--lrs`` by mean final validation
    accuracy over the tuning seeds;
 2. HAM: at that learning rate, pick ``(alpha, beta)`` from ``--alphas`` x ``--betas`` the same way;
+   Sign-In (random PaI only): at that learning rate, pick the balance and reset period from
+   ``--sign-in-balances`` x ``--sign-in-every``;
 3. final: train every method on ``--seeds`` fresh seeds (0, 1, ...; the tuning seeds are 1000+) and
    report test accuracy mean ± std (sample std over seeds).
 
@@ -56,6 +59,14 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
   p.add_argument("--betas", type=float, nargs="+", default=[1e-3, 1e-2])
   p.add_argument(
+    "--sign-in-balances",
+    type=float,
+    nargs="*",
+    default=[0.1, 1.0],
+    help="Sign-In rows (random PaI only): balances m^2 - w^2 to tune; give none to skip",
+  )
+  p.add_argument("--sign-in-every", type=int, nargs="+", default=[1, 5], help="Sign-In reset period, epochs")
+  p.add_argument(
     "--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds, small grid"
   )
   p.add_argument("--from-json", default=None, help="only print the tables of an earlier results.json")
@@ -64,6 +75,7 @@ def _parse(argv=None) -> argparse.Namespace:
   if args.fast:
     args.epochs, args.seeds, args.tuning_seeds = 5, 2, 1
     args.lrs, args.alphas, args.betas = [0.1], [3.0, 30.0], [1e-3]
+    args.sign_in_balances, args.sign_in_every = [1.0], [1]
   if args.out is None:
     suffix = ("" if args.dataset == "mnist1d" else f"_{args.dataset}") + ("_fast" if args.fast else "")
     args.out = str(Path(__file__).parent / "results" / f"sparse_training{suffix}")
@@ -95,6 +107,12 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
       f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_welch_p(ham, base):.3f}  "
       f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})"
     )
+    sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In"]
+    if sign_in:
+      print(
+        f"  {name:10s} {100 * (np.mean(sign_in) - np.mean(base)):+.2f}  p={_welch_p(sign_in, base):.3f}  "
+        f"Sign-In - baseline (balance {c['sign_in_balance']:g}, reset every {c['sign_in_every']} epochs)"
+      )
 
 
 def main(argv=None) -> None:
@@ -142,6 +160,7 @@ def main(argv=None) -> None:
           "lr": config.learning_rate,
           "alpha": config.alpha if config.ham else "",
           "beta": config.beta if config.ham else "",
+          "sign_in": f"c={config.sign_in_balance:g},every={config.sign_in_every}" if config.sign_in else "",
           "val_acc_mean": score,
         }
       )
@@ -159,7 +178,19 @@ def main(argv=None) -> None:
       "alpha": best_ham.alpha,
       "beta": best_ham.beta,
     }
-    for config in (best_base, best_ham):
+    finals = [best_base, best_ham]
+    if sparsifier == "random" and args.sign_in_balances:
+      # Sign-In + random PaI next to HAM + random PaI (HAM paper, Table 2), same protocol.
+      best_sign_in = tune(
+        [
+          best_base.replace(sign_in=True, sign_in_balance=b, sign_in_every=e)
+          for b, e in itertools.product(args.sign_in_balances, args.sign_in_every)
+        ]
+      )
+      choices[sparsifier]["sign_in_balance"] = best_sign_in.sign_in_balance
+      choices[sparsifier]["sign_in_every"] = best_sign_in.sign_in_every
+      finals.append(best_sign_in)
+    for config in finals:
       for seed in range(args.seeds):
         final.append(run(config.replace(seed=seed)))
     # Save after every sparsifier so a partial run still leaves results behind.

@@ -2,22 +2,51 @@
 
 HAM (Jacobs, Gadhikar, Rubio-Madrigal, Burkholz, ICLR 2026, arXiv:2506.02630) alternates any optimizer's step with
 a multiplicative hyperbolic mirror step ``x <- x_half * exp(-lr * (alpha * sign(x_half) * g + beta))``.
+
+Public API:
+
+- the core: :func:`ham`, :func:`hyperbolic_step`, :func:`ham_sgd`, :func:`ham_adam`, :func:`ham_adamw`;
+- :mod:`ham_optax.geometry`: HAM's inverse metric, mirror map, potential, Bregman divergence and projection;
+- :mod:`ham_optax.sparsity`: random pruning at init, gradual magnitude pruning, AC/DC, RigL, STR layers;
+- :mod:`ham_optax.metrics`: sparsity, sign flips, weights near zero, mean inverse metric;
+- :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In); :func:`nanoadam`;
+- :mod:`ham_optax.schedules`: weight-decay (or beta) switch-off;
+- ``ham_optax.training`` (needs the ``examples`` extra): Flax models, data, the train loop and the ``ham-optax`` CLI.
 """
 
+from ham_optax import geometry, metrics, overparam, schedules, sparsity
 from ham_optax._src.aliases import ham_adam, ham_adamw, ham_sgd
 from ham_optax._src.ham import HamState, ham
 from ham_optax._src.hyperbolic import HyperbolicStepState, hyperbolic_step
 from ham_optax._src.masking import default_mask
+from ham_optax._src.nanoadam import NanoAdamState, nanoadam, selected_count
+from ham_optax.overparam import OverparamState, pilot, pointwise_overparam, sign_in, spred
+from ham_optax.schedules import switch_off, switch_off_fraction
 
 __version__ = "0.1.0"
 
 __all__ = [
   "HamState",
   "HyperbolicStepState",
+  "NanoAdamState",
+  "OverparamState",
   "default_mask",
+  "geometry",
   "ham",
   "ham_adam",
   "ham_adamw",
   "ham_sgd",
   "hyperbolic_step",
+  "metrics",
+  "nanoadam",
+  "overparam",
+  "pilot",
+  "pointwise_overparam",
+  "schedules",
+  "selected_count",
+  "sign_in",
+  "sparsity",
+  "spred",
+  "switch_off",
+  "switch_off_fraction",
 ]

@@ -50,7 +50,8 @@ def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> op
 
 
 def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
-  """``sparsifier(ham(inner))`` as configured; ``inner`` is SGD + momentum with weight decay, or AdamW.
+  """``sparsifier(ham(inner))`` (or ``sparsifier(sign_in(inner))``) as configured; ``inner`` is SGD +
+  momentum with weight decay, or AdamW.
 
   HAM (Jacobs et al., ICLR 2026, arXiv:2506.02630) reuses the inner optimizer's learning-rate
   schedule. Sparsifier schedules are expressed in steps: gradual magnitude pruning runs from 10 %
@@ -65,7 +66,13 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
     )
   else:
     inner = optax.adamw(lr, weight_decay=config.weight_decay)
-  tx = ham_optax.ham(inner, lr, config.alpha, config.beta) if config.ham else inner
+  if config.sign_in:
+    # Sign-In (Gadhikar, Jacobs et al., NeurIPS 2025): x = m * w, balance reset every few epochs.
+    from ham_optax.overparam import sign_in
+
+    tx = sign_in(inner, rescale_every=config.sign_in_every * steps_per_epoch, balance=config.sign_in_balance)
+  else:
+    tx = ham_optax.ham(inner, lr, config.alpha, config.beta) if config.ham else inner
   if config.sparsifier == "none":
     return tx
   from ham_optax import sparsity as sp

@@ -40,6 +40,10 @@ class Config:
   ham: bool = False
   alpha: float = 10.0
   beta: float = 1e-2
+  # Sign-In (ham_optax.overparam.sign_in): m * w with the balance reset every `sign_in_every` epochs
+  sign_in: bool = False
+  sign_in_every: int = 1
+  sign_in_balance: float = 1.0
   # sparsity
   sparsifier: str = "none"
   sparsity: float = 0.9
@@ -60,6 +64,8 @@ class Config:
   def method(self) -> str:
     """Short label such as ``random+HAM`` or ``dense``."""
     base = "dense" if self.sparsifier == "none" else self.sparsifier
+    if self.sign_in:
+      return f"{base}+Sign-In"
     return f"{base}+HAM" if self.ham else base
 
   def validate(self) -> None:
@@ -85,6 +91,9 @@ class Config:
         f"distribution must be 'erk' or 'uniform', got {self.distribution!r}",
       ),
       (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+      (not (self.ham and self.sign_in), "ham and sign_in are alternatives; set at most one"),
+      (self.sign_in_every >= 1, f"sign_in_every must be >= 1 (epochs), got {self.sign_in_every}"),
+      (self.sign_in_balance > 0, f"sign_in_balance must be > 0, got {self.sign_in_balance}"),
       (self.max_steps is None or self.max_steps >= 1, "max_steps must be None or >= 1"),
       (self.num_train is None or self.num_train >= 1, "num_train must be None or >= 1"),
       (

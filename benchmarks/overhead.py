@@ -1,0 +1,744 @@
+"""What HAM costs on top of its inner optimizer (issue 5).
+
+Measures, in one run and with A/B interleaved:
+
+1. ``update``: the jitted optimizer update (``tx.update`` + ``optax.apply_updates``, params and state
+   donated) of ``inner`` vs ``ham(inner)`` on a ResNet-50-shaped parameter tree (25.56 M floats, 161
+   leaves), for SGD+momentum and AdamW. Also XLA's cost and memory analysis of both compiled programs
+   (bytes accessed, transcendentals, fusions, peak memory) and the optimizer-state bytes.
+2. ``roofline``: what this machine can do at best: streaming bandwidth (a fused ``p + c*g`` pass) and
+   ``exp`` throughput, both over the same 25.56 M floats.
+3. ``train_step``: a full train step (forward, backward, update) of the Flax models of the training issue
+   (``ham_optax.training.models`` when importable, otherwise the small NNX models defined here), with
+   ``inner`` vs ``ham(inner)``.
+4. ``bf16``: the same update with bf16 parameters (speed), and the accuracy of HAM's ``exp(-lr*beta)``
+   decay in bf16 vs f32 master weights.
+5. ``torch_peer`` (only when ``torch`` imports): the published PyTorch wrapper's semantics vs a bare torch
+   step on the same shapes (see ``torch_peer.py``).
+
+Run (2-core CPU, about 10 minutes)::
+
+    PYTHONPATH=. python benchmarks/overhead.py --out benchmarks/results/overhead
+
+``--quick`` runs a few reps of everything (smoke test). Results: ``overhead.json`` and ``overhead.png`` in
+``--out``. Timings on a shared machine are noisy: every figure is a median over ``--reps`` interleaved
+repetitions, and ratios are medians of per-repetition paired ratios with their 25-75 % range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import ham_optax
+
+# --------------------------------------------------------------------------------------------------
+# Parameter trees
+# --------------------------------------------------------------------------------------------------
+
+
+def resnet50_shapes() -> list[tuple[str, tuple[int, ...]]]:
+  """Parameter shapes of torchvision's ResNet-50 (25,557,032 floats, 161 tensors), in JAX layout.
+
+  Conv kernels are HWIO, the classifier is (in, out); BatchNorm contributes a scale and a bias per
+  layer (running statistics are not parameters).
+  """
+  shapes: list[tuple[str, tuple[int, ...]]] = [
+    ("conv1", (7, 7, 3, 64)),
+    ("bn1.s", (64,)),
+    ("bn1.b", (64,)),
+  ]
+  cin = 64
+  for li, (width, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], start=1):
+    for bi in range(blocks):
+      p = f"layer{li}.{bi}"
+      for ci, (k, a, b) in enumerate([(1, cin, width), (3, width, width), (1, width, 4 * width)], 1):
+        shapes += [
+          (f"{p}.conv{ci}", (k, k, a, b)),
+          (f"{p}.bn{ci}.s", (b,)),
+          (f"{p}.bn{ci}.b", (b,)),
+        ]
+      if bi == 0:
+        shapes += [
+          (f"{p}.down", (1, 1, cin, 4 * width)),
+          (f"{p}.down_bn.s", (4 * width,)),
+          (f"{p}.down_bn.b", (4 * width,)),
+        ]
+      cin = 4 * width
+  shapes += [("fc.w", (2048, 1000)), ("fc.b", (1000,))]
+  return shapes
+
+
+def make_tree(shapes, dtype=jnp.float32, seed: int = 0) -> dict[str, jax.Array]:
+  """A dict of random arrays with the given shapes (weights ~ N(0, 0.05^2))."""
+  keys = jax.random.split(jax.random.key(seed), len(shapes))
+  return {n: (0.05 * jax.random.normal(k, s)).astype(dtype) for (n, s), k in zip(shapes, keys, strict=True)}
+
+
+def tree_bytes(tree) -> int:
+  return int(sum(x.nbytes for x in jax.tree.leaves(tree)))
+
+
+def tree_size(tree) -> int:
+  return int(sum(x.size for x in jax.tree.leaves(tree)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimizers under test
+# --------------------------------------------------------------------------------------------------
+
+LR = 0.1
+ALPHA = 200.0
+BETA = 1e-3
+
+
+def inner_optimizers(lr: float = LR) -> dict[str, optax.GradientTransformation]:
+  return {
+    "sgdm": optax.sgd(lr, momentum=0.9),
+    "adamw": optax.adamw(lr * 1e-2, weight_decay=1e-4),
+  }
+
+
+def with_ham(inner: optax.GradientTransformation, lr: float) -> optax.GradientTransformation:
+  # The mirror step uses the inner optimizer's learning rate (as the published wrapper does).
+  return ham_optax.ham(inner, lr, alpha=ALPHA, beta=BETA)
+
+
+def inner_lr(name: str) -> float:
+  return LR if name == "sgdm" else LR * 1e-2
+
+
+_PATCHED = None
+
+
+def patched_hyperbolic_module():
+  """A copy of the core's ``hyperbolic.py`` with the one change proposed in ``benchmarks/README.md``.
+
+  ``jnp.expm1(e)`` becomes ``(jnp.exp(e) - 1.0)``: XLA:CPU lowers ``expm1`` to a much slower routine than
+  ``exp`` (see the roofline section). Built from the installed source so that it measures exactly that one edit.
+  """
+  global _PATCHED
+  if _PATCHED is None:
+    import importlib.util
+    import types
+
+    from ham_optax._src import hyperbolic
+
+    src = open(hyperbolic.__file__).read()
+    n = src.count("jnp.expm1(e)")
+    if n == 0:
+      return None  # the core no longer uses expm1: nothing to patch
+    mod = types.ModuleType("ham_optax_hyperbolic_patched")
+    mod.__file__ = hyperbolic.__file__
+    exec(
+      compile(src.replace("jnp.expm1(e)", "(jnp.exp(e) - 1.0)"), "hyperbolic_patched.py", "exec"),
+      mod.__dict__,
+    )
+    _PATCHED = mod
+    del importlib
+  return _PATCHED
+
+
+def with_ham_patched(inner: optax.GradientTransformation, lr: float) -> optax.GradientTransformation | None:
+  """``ham(inner)`` built on :func:`patched_hyperbolic_module` (None if there is nothing to patch)."""
+  from unittest import mock
+
+  from ham_optax._src import ham as ham_mod
+
+  mod = patched_hyperbolic_module()
+  if mod is None:
+    return None
+  with mock.patch.object(ham_mod, "hyperbolic", mod):
+    return ham_mod.ham(inner, lr, alpha=ALPHA, beta=BETA)
+
+
+def variants(name: str, inner: optax.GradientTransformation, mw: bool = False) -> dict[str, Any]:
+  """inner, ham(inner) (the core as is), ham_exp (the proposed patch) and optionally m*w (spred)."""
+  lr = inner_lr(name)
+  out = {"inner": inner, "ham": with_ham(inner, lr)}
+  patched = with_ham_patched(inner, lr)
+  if patched is not None:
+    out["ham_exp"] = patched
+  if mw:
+    try:
+      from ham_optax import overparam
+    except ImportError:
+      pass
+    else:
+      out["mw_spred"] = overparam.spred(inner, 1e-4)
+  return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------------
+
+
+def _block(x):
+  jax.block_until_ready(x)
+  return x
+
+
+def interleaved(
+  runners: dict[str, Callable[[], None]], reps: int, number: int, seed: int = 0
+) -> dict[str, list[float]]:
+  """Times each runner ``number`` times per repetition, in a shuffled order each repetition.
+
+  Returns per-repetition wall-clock seconds per call for each runner.
+  Process CPU seconds per call (all threads; less sensitive to other tenants than wall time) are stored
+  under ``"<name>:cpu"`` keys.
+  """
+  rng = np.random.default_rng(seed)
+  names = list(runners)
+  out: dict[str, list[float]] = {n: [] for n in names}
+  out.update({f"{n}:cpu": [] for n in names})
+  for _ in range(reps):
+    for i in rng.permutation(len(names)):
+      n = names[i]
+      t0, c0 = time.perf_counter(), time.process_time()
+      for _ in range(number):
+        runners[n]()
+      out[n].append((time.perf_counter() - t0) / number)
+      out[f"{n}:cpu"].append((time.process_time() - c0) / number)
+  return out
+
+
+def summarize_all(times: dict[str, list[float]], base: str = "inner") -> dict[str, Any]:
+  """Per variant: median and IQR of seconds/call, and the median (IQR) of the per-repetition ratio to base."""
+  a = np.asarray(times[base])
+  out: dict[str, Any] = {}
+  for k, v in times.items():
+    if k.endswith(":cpu"):
+      continue
+    b = np.asarray(v)
+    paired = b / a
+    out[k] = {
+      "median_ms": 1e3 * float(np.median(b)),
+      "iqr_ms": [1e3 * float(np.percentile(b, 25)), 1e3 * float(np.percentile(b, 75))],
+      "ratio_median": float(np.median(paired)),
+      "ratio_iqr": [float(np.percentile(paired, 25)), float(np.percentile(paired, 75))],
+    }
+    if f"{k}:cpu" in times:
+      cpu = np.asarray(times[f"{k}:cpu"]) / np.asarray(times[f"{base}:cpu"])
+      out[k]["cpu_ms"] = 1e3 * float(np.median(times[f"{k}:cpu"]))
+      out[k]["cpu_ratio_median"] = float(np.median(cpu))
+      out[k]["cpu_ratio_iqr"] = [float(np.percentile(cpu, 25)), float(np.percentile(cpu, 75))]
+  return out
+
+
+def summarize(times: dict[str, list[float]], base: str, other: str) -> dict[str, Any]:
+  a, b = np.asarray(times[base]), np.asarray(times[other])
+  paired = b / a
+  return {
+    f"{base}_median_ms": 1e3 * float(np.median(a)),
+    f"{other}_median_ms": 1e3 * float(np.median(b)),
+    f"{base}_iqr_ms": [1e3 * float(np.percentile(a, 25)), 1e3 * float(np.percentile(a, 75))],
+    f"{other}_iqr_ms": [1e3 * float(np.percentile(b, 25)), 1e3 * float(np.percentile(b, 75))],
+    "ratio_of_medians": float(np.median(b) / np.median(a)),
+    "paired_ratio_median": float(np.median(paired)),
+    "paired_ratio_iqr": [float(np.percentile(paired, 25)), float(np.percentile(paired, 75))],
+    "reps": len(a),
+  }
+
+
+# --------------------------------------------------------------------------------------------------
+# Compiled-program analysis
+# --------------------------------------------------------------------------------------------------
+
+
+def compiled_stats(compiled) -> dict[str, Any]:
+  """XLA's own accounting of a compiled program: memory, cost model and fusion counts."""
+  out: dict[str, Any] = {}
+  mem = compiled.memory_analysis()
+  if mem is not None:
+    arg, res = int(mem.argument_size_in_bytes), int(mem.output_size_in_bytes)
+    alias, temp = int(mem.alias_size_in_bytes), int(mem.temp_size_in_bytes)
+    out["memory"] = {
+      "argument_bytes": arg,
+      "output_bytes": res,
+      "alias_bytes": alias,
+      "temp_bytes": temp,
+      # Live at once: inputs + outputs not aliased to inputs + scratch.
+      "peak_bytes": arg + res - alias + temp,
+    }
+  cost = compiled.cost_analysis()
+  if isinstance(cost, list):  # older jax returns one dict per program
+    cost = cost[0] if cost else {}
+  if cost:
+    out["cost"] = {k: float(cost[k]) for k in ("flops", "transcendentals", "bytes accessed") if k in cost}
+  text = compiled.as_text()
+  entry = text[text.find("ENTRY") :]
+  out["hlo"] = {
+    "fusions_in_entry": len(re.findall(r"= [^ ]+ fusion\(", entry)),
+    "exponential_ops": len(re.findall(r" exponential\(", text)),
+    "collectives": len(
+      re.findall(
+        r" (all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)(-start)?\(",
+        text,
+      )
+    ),
+  }
+  return out
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. Update-only benchmark
+# --------------------------------------------------------------------------------------------------
+
+
+def make_update_step(tx: optax.GradientTransformation):
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+class _Loop:
+  """Holds donated arguments and runs one compiled call per ``__call__``."""
+
+  def __init__(self, fn, carry, const):
+    self.fn, self.carry, self.const = fn, tuple(carry), tuple(const)
+
+  def __call__(self):
+    out = _block(self.fn(*self.carry, *self.const))
+    self.carry = out[: len(self.carry)]
+
+
+def _print_row(label: str, summ: dict[str, Any]) -> None:
+  parts = [
+    f"{k} {v['median_ms']:.2f} ms"
+    + (
+      ""
+      if k == "inner"
+      else f" (x{v['ratio_median']:.3f}; cpu time x{v.get('cpu_ratio_median', float('nan')):.3f})"
+    )
+    for k, v in summ.items()
+  ]
+  print(f"  {label}: " + ", ".join(parts), flush=True)
+
+
+def bench_update(shapes, reps: int, number: int, dtype=jnp.float32, mw: bool = True) -> dict[str, Any]:
+  params0 = make_tree(shapes, dtype, seed=0)
+  grads = jax.tree.map(lambda x: (1e-3 * jnp.sign(x) + 1e-4 * x).astype(dtype), make_tree(shapes, dtype, 1))
+  results: dict[str, Any] = {
+    "n_floats": tree_size(params0),
+    "n_leaves": len(shapes),
+    "dtype": str(np.dtype(dtype)),
+  }
+  for name, inner in inner_optimizers().items():
+    txs = variants(name, inner, mw=mw)
+    runners, stats = {}, {}
+    for k, tx in txs.items():
+      params = jax.tree.map(jnp.copy, params0)
+      state = tx.init(params)
+      compiled = make_update_step(tx).lower(params, state, grads).compile()
+      stats[k] = {"opt_state_bytes": tree_bytes(state), **compiled_stats(compiled)}
+      runners[k] = _Loop(compiled, (params, state), (grads,))
+      for _ in range(2):
+        runners[k]()  # warm-up
+    times = interleaved(runners, reps, number)
+    res: dict[str, Any] = {"variants": summarize_all(times)}
+    res.update(summarize(times, "inner", "ham"))
+    res["extra_state_bytes"] = stats["ham"]["opt_state_bytes"] - stats["inner"]["opt_state_bytes"]
+    res["compiled"] = stats
+    res["times_s"] = times
+    results[name] = res
+    _print_row(f"update {name} {np.dtype(dtype).name}", res["variants"])
+    print(
+      "    state bytes: "
+      + ", ".join(f"{k} {v['opt_state_bytes']}" for k, v in stats.items())
+      + " | peak bytes: "
+      + ", ".join(f"{k} {v.get('memory', {}).get('peak_bytes')}" for k, v in stats.items()),
+      flush=True,
+    )
+  return results
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Roofline: streaming bandwidth and exp throughput on the same number of floats
+# --------------------------------------------------------------------------------------------------
+
+
+def bench_roofline(shapes, reps: int, number: int) -> dict[str, Any]:
+  """In-place (donated) elementwise passes over the ResNet-50 tree, plus cache-resident exp throughput."""
+  p = make_tree(shapes, jnp.float32, 0)
+  g = jax.tree.map(lambda x: 0.4 * x, make_tree(shapes, jnp.float32, 1))
+  n = tree_size(p)
+
+  def inplace(fn):
+    return jax.jit(lambda p, g: jax.tree.map(fn, p, g), donate_argnums=(0,))
+
+  kernels = {
+    # p <- p - c*g: reads 2, writes 1 f32 array (12 bytes / element).
+    "axpy": lambda a, b: a - 0.1 * b,
+    # same traffic, plus a cheap (1 + e) / exp(e) / expm1(e) per element
+    "x_times_1pe": lambda a, b: a * (1.0 + jnp.clip(b, -5.0, 5.0)),
+    "x_times_exp": lambda a, b: a * jnp.exp(jnp.clip(b, -5.0, 5.0)),
+    "x_plus_x_expm1": lambda a, b: a + a * jnp.expm1(jnp.clip(b, -5.0, 5.0)),
+  }
+
+  runners = {k: _Loop(inplace(f), (jax.tree.map(jnp.copy, p),), (g,)) for k, f in kernels.items()}
+  for r in runners.values():
+    r.fn = (lambda f: lambda a, b: (f(a, b),))(r.fn)
+    r()
+  times = interleaved(runners, reps, number)
+  med = {k: float(np.median(v)) for k, v in times.items() if not k.endswith(":cpu")}
+
+  # Compute-bound exp throughput: 100 dependent exps over a cache-resident 1 MiB vector (both cores).
+  x = jax.random.normal(jax.random.key(0), (1 << 18,)) * 0.05
+  k_iter = 100
+  loops = {
+    "exp": jax.jit(lambda x: jax.lax.fori_loop(0, k_iter, lambda i, x: jnp.exp(-0.5 * x), x)),
+    "expm1": jax.jit(lambda x: jax.lax.fori_loop(0, k_iter, lambda i, x: jnp.expm1(-0.5 * x), x)),
+    "fma": jax.jit(lambda x: jax.lax.fori_loop(0, k_iter, lambda i, x: 0.3 - 0.5 * x, x)),
+  }
+  loop_t = {}
+  for k, f in loops.items():
+    _block(f(x))
+    ts = []
+    for _ in range(max(5, reps // 3)):
+      t0 = time.perf_counter()
+      _block(f(x))
+      ts.append(time.perf_counter() - t0)
+    loop_t[k] = float(np.median(ts))
+  out = {
+    "n_floats": n,
+    "ms": {k: 1e3 * v for k, v in med.items()},
+    "stream_GBps": 12 * n / med["axpy"] / 1e9,
+    "exp_extra_ns_per_elem_streaming": 1e9 * (med["x_times_exp"] - med["x_times_1pe"]) / n,
+    "expm1_extra_ns_per_elem_streaming": 1e9 * (med["x_plus_x_expm1"] - med["x_times_1pe"]) / n,
+    "cache_resident_Gelem_per_s": {k: x.size * k_iter / v / 1e9 for k, v in loop_t.items()},
+  }
+  print(
+    f"  roofline: stream {out['stream_GBps']:.1f} GB/s; "
+    + ", ".join(f"{k} {v:.1f} ms" for k, v in out["ms"].items())
+    + f"; extra per element: exp {out['exp_extra_ns_per_elem_streaming']:.2f} ns, "
+    f"expm1 {out['expm1_extra_ns_per_elem_streaming']:.2f} ns; cache-resident Gelem/s: "
+    + ", ".join(f"{k} {v:.2f}" for k, v in out["cache_resident_Gelem_per_s"].items()),
+    flush=True,
+  )
+  return out
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Full train step of Flax models
+# --------------------------------------------------------------------------------------------------
+
+
+def _local_models():
+  """A small NNX CNN, used only when ``ham_optax.training.models`` is not available."""
+  from flax import nnx
+
+  class SmallCNN(nnx.Module):
+    def __init__(self, *, rngs):
+      self.c1 = nnx.Conv(1, 32, (5,), rngs=rngs)
+      self.c2 = nnx.Conv(32, 32, (3,), rngs=rngs)
+      self.head = nnx.Linear(32, 10, rngs=rngs)
+
+    def __call__(self, x):
+      x = x[..., None] if x.ndim == 2 else x
+      x = nnx.relu(self.c2(nnx.relu(self.c1(x))))
+      return self.head(x.mean(axis=1))
+
+  return {"SmallCNN": (lambda r: SmallCNN(rngs=r), (40,), 128)}
+
+
+def _training_models():
+  """The training issue's models (``ham_optax.training.models``), at the sizes its configs use."""
+  try:
+    from ham_optax.training import models as tm
+  except ImportError:
+    return None, "local NNX model (ham_optax.training.models not importable)"
+  specs = {
+    "MLP": (lambda r: tm.MLP(40, 10, rngs=r), (40,), 128),
+    "CNN1D": (lambda r: tm.CNN1D(40, 10, rngs=r), (40,), 128),
+    "ResNet18": (lambda r: tm.ResNet18(10, rngs=r), (32, 32, 3), 16),
+  }
+  return specs, "ham_optax.training.models"
+
+
+def bench_train_step(reps: int, number: int, only: list[str] | None = None) -> dict[str, Any]:
+  from flax import nnx
+
+  specs, source = _training_models()
+  if specs is None:
+    specs = _local_models()
+  print(f"  train-step models: {source}", flush=True)
+  results: dict[str, Any] = {"models_source": source}
+  for mname, (factory, in_shape, batch) in specs.items():
+    if only and mname not in only:
+      continue
+    model = factory(nnx.Rngs(0))
+    graphdef, params0, rest0 = nnx.split(model, nnx.Param, ...)
+    kx, ky = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (batch, *in_shape))
+    y = jax.random.randint(ky, (batch,), 0, 10)
+
+    def loss_fn(m, x, y):
+      logits = m(x)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    mres: dict[str, Any] = {"n_params": tree_size(params0), "batch": batch, "input_shape": list(in_shape)}
+    for oname, inner in inner_optimizers().items():
+      txs = variants(oname, inner)
+      runners, stats = {}, {}
+      for k, tx in txs.items():
+
+        def step(params, rest, state, x, y, tx=tx, graphdef=graphdef):
+          m = nnx.merge(graphdef, params, rest)
+          m.train()
+          loss, grads = nnx.value_and_grad(loss_fn)(m, x, y)
+          params = nnx.state(m, nnx.Param)
+          updates, state = tx.update(grads, state, params)
+          _, _, rest = nnx.split(m, nnx.Param, ...)
+          return optax.apply_updates(params, updates), rest, state, loss
+
+        params, rest = jax.tree.map(jnp.copy, params0), jax.tree.map(jnp.copy, rest0)
+        state = tx.init(params)
+        compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(params, rest, state, x, y).compile()
+        stats[k] = {"opt_state_bytes": tree_bytes(state), **compiled_stats(compiled)}
+        runners[k] = _Loop(compiled, (params, rest, state), (x, y))
+        for _ in range(2):
+          runners[k]()
+      big = mres["n_params"] > 1_000_000  # ResNet-18: ~1 s a step on 2 cores, so fewer repetitions
+      times = interleaved(runners, max(5, reps // 3) if big else reps, 1 if big else number)
+      res: dict[str, Any] = {"variants": summarize_all(times)}
+      res.update(summarize(times, "inner", "ham"))
+      res["extra_state_bytes"] = stats["ham"]["opt_state_bytes"] - stats["inner"]["opt_state_bytes"]
+      res["compiled"] = stats
+      res["times_s"] = times
+      mres[oname] = res
+      _print_row(f"train {mname} {oname}", res["variants"])
+    results[mname] = mres
+  return results
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. bf16: speed and the accuracy of the decay
+# --------------------------------------------------------------------------------------------------
+
+
+def bench_bf16_decay(steps: int = 1000) -> dict[str, Any]:
+  """``steps`` beta-only HAM steps (zero gradient, lr=0.1, beta=1e-3: factor exp(-1e-4) per step).
+
+  Compares bf16 parameters updated in place with f32 master weights (cast to bf16 for use), against
+  the exact decay ``exp(-steps*lr*beta)``.
+  """
+  shapes = [("w", (512, 512))]
+  out: dict[str, Any] = {
+    "steps": steps,
+    "lr": LR,
+    "beta": BETA,
+    "exact_factor": float(np.exp(-steps * LR * BETA)),
+  }
+  for label, dtype in [("bf16_params", jnp.bfloat16), ("f32_master", jnp.float32)]:
+    p0 = make_tree(shapes, dtype, 0)
+    tx = ham_optax.ham(optax.sgd(LR), LR, alpha=ALPHA, beta=BETA)
+    zeros = jax.tree.map(jnp.zeros_like, p0)
+
+    @jax.jit
+    def run(p, tx=tx, zeros=zeros):
+      def body(_, c):
+        p, s = c
+        u, s = tx.update(zeros, s, p)
+        return optax.apply_updates(p, u), s
+
+      return jax.lax.fori_loop(0, steps, body, (p, tx.init(p)))[0]
+
+    one = jax.jit(lambda p, tx=tx, zeros=zeros: optax.apply_updates(p, tx.update(zeros, tx.init(p), p)[0]))
+    p1 = one(p0)
+    pk = run(p0)
+    w0 = np.asarray(p0["w"], np.float64)
+    wk = np.asarray(pk["w"].astype(jnp.bfloat16).astype(jnp.float32), np.float64)  # what the model sees
+    nz = w0 != 0
+    achieved = float(np.median(wk[nz] / w0[nz]))
+    out[label] = {
+      "frac_changed_after_1_step": float(np.mean(np.asarray(p1["w"] != p0["w"]))),
+      "median_factor_after_steps": achieved,
+      "decay_achieved_fraction": float((1 - achieved) / (1 - out["exact_factor"])),
+    }
+    print(
+      f"  bf16 decay [{label}]: changed after 1 step {out[label]['frac_changed_after_1_step']:.3f}, "
+      f"factor after {steps} steps {achieved:.5f} (exact {out['exact_factor']:.5f})",
+      flush=True,
+    )
+  return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Plot + main
+# --------------------------------------------------------------------------------------------------
+
+
+def _rows(results: dict[str, Any]):
+  """(label, section result) pairs in display order."""
+  for sec, what in [
+    ("update", "update, ResNet-50 tree, f32"),
+    ("update_bf16", "update, ResNet-50 tree, bf16"),
+  ]:
+    for o in ("sgdm", "adamw"):
+      if o in results.get(sec, {}):
+        yield f"{what}, {o}", results[sec][o]
+  for m, mres in results.get("train_step", {}).items():
+    if isinstance(mres, dict):
+      for o in ("sgdm", "adamw"):
+        if o in mres:
+          yield f"train step {m} (batch {mres['batch']}), {o}", mres[o]
+
+
+def plot(results: dict[str, Any], path: str) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  series = {"ham": ("ham(inner), core as is", "C0"), "ham_exp": ("ham(inner), exp patch", "C2")}
+  rows = list(_rows(results))
+  peer = results.get("torch_peer", {})
+  labels = [lbl for lbl, _ in rows] + [
+    f"torch published wrapper, {o}" for o in ("sgdm", "adamw") if o in peer
+  ]
+  if not labels:
+    return
+  fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.5))
+  y = np.arange(len(labels))
+  h = 0.38
+  for si, (key, (name, color)) in enumerate(series.items()):
+    vals, lo, hi, ys = [], [], [], []
+    for yi, (_, r) in enumerate(rows):
+      v = r.get("variants", {}).get(key)
+      if v:
+        vals.append(v["ratio_median"])
+        lo.append(v["ratio_median"] - v["ratio_iqr"][0])
+        hi.append(v["ratio_iqr"][1] - v["ratio_median"])
+        ys.append(yi + (si - 0.5) * h)
+    if vals:
+      ax.barh(ys, vals, height=h, xerr=[lo, hi], color=color, label=name)
+      for yy, v in zip(ys, vals, strict=True):
+        ax.text(v * 1.03, yy, f"{v:.2f}x", va="center", fontsize=7)
+  for k, o in enumerate(o for o in ("sgdm", "adamw") if o in peer):
+    r = peer[o]
+    yy = len(rows) + k
+    ax.barh(
+      [yy],
+      [r["paired_ratio_median"]],
+      height=h,
+      color="C3",
+      label="torch wrapper semantics" if k == 0 else None,
+    )
+    ax.text(r["paired_ratio_median"] * 1.03, yy, f"{r['paired_ratio_median']:.1f}x", va="center", fontsize=7)
+  ax.set_yticks(y, labels, fontsize=8)
+  ax.set_xscale("log")
+  ax.axvline(1.0, color="k", lw=0.8)
+  ax.set_xlabel("time / bare inner optimizer's time (median paired ratio, bars: IQR)", fontsize=8)
+  ax.set_xlim(
+    0.5, 2.5 * max([1.0] + [p["paired_ratio_median"] for p in peer.values() if isinstance(p, dict)])
+  )
+  ax.set_title(
+    f"HAM overhead on {results.get('devices', ['?'])[0]} ({results.get('cpu_count')} CPUs)", fontsize=9
+  )
+  ax.legend(fontsize=7, loc="lower right")
+  ax.invert_yaxis()
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--out", default="benchmarks/results/overhead")
+  ap.add_argument("--reps", type=int, default=31, help="interleaved repetitions for the update benchmark")
+  ap.add_argument("--number", type=int, default=3, help="calls per repetition")
+  ap.add_argument("--train-reps", type=int, default=21)
+  ap.add_argument("--models", nargs="*", default=None, help="subset of MLP CNN1D ResNet18")
+  ap.add_argument("--skip", nargs="*", default=[], help="sections to skip: update roofline train bf16 torch")
+  ap.add_argument("--quick", action="store_true", help="few reps of everything (smoke test)")
+  args = ap.parse_args(argv)
+  if args.quick:
+    args.reps, args.number, args.train_reps = 3, 1, 3
+
+  shapes = resnet50_shapes()
+  results: dict[str, Any] = {
+    "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+    "devices": [str(d) for d in jax.devices()],
+    "platform": platform.platform(),
+    "cpu_count": os.cpu_count(),
+    "loadavg_at_start": list(os.getloadavg()),
+    "jax": jax.__version__,
+    "optax": optax.__version__,
+    "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    "alpha": ALPHA,
+    "beta": BETA,
+  }
+  print(f"devices: {results['devices']}", flush=True)
+  if "update" not in args.skip:
+    results["update"] = bench_update(shapes, args.reps, args.number)
+  if "roofline" not in args.skip:
+    results["roofline"] = bench_roofline(shapes, args.reps, args.number)
+  if "train" not in args.skip:
+    results["train_step"] = bench_train_step(args.train_reps, 1 if args.quick else 2, args.models)
+  if "bf16" not in args.skip:
+    results["update_bf16"] = bench_update(shapes, max(3, args.reps // 2), args.number, jnp.bfloat16)
+    results["bf16_decay"] = bench_bf16_decay()
+  if "torch" not in args.skip:
+    try:
+      import torch_peer  # noqa: F401  (benchmarks/ is sys.path[0] when run as a script)
+    except ImportError as e:
+      print(f"  torch peer skipped: {e}", flush=True)
+    else:
+      results["torch_peer"] = torch_peer.bench(shapes, reps=max(3, args.reps // 4), number=1)
+
+  results["loadavg_at_end"] = list(os.getloadavg())
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "overhead.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  plot(results, os.path.join(args.out, "overhead.png"))
+  print(table(results))
+  return results
+
+
+def table(results: dict[str, Any]) -> str:
+  """Markdown table of the headline times and ratios (median over interleaved repetitions, ratio IQR)."""
+
+  def cell(v):
+    if v is None:
+      return "-"
+    cpu = f"; cpu {v['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in v else ""
+    return f"{v['median_ms']:.2f} ({v['ratio_median']:.2f}x [{v['ratio_iqr'][0]:.2f}, {v['ratio_iqr'][1]:.2f}]{cpu})"
+
+  rows = [
+    "| what | inner (ms) | ham(inner), core as is | ham(inner), exp patch | m*w (spred) | extra state (B) |",
+    "|---|---|---|---|---|---|",
+  ]
+  for label, r in _rows(results):
+    v = r["variants"]
+    rows.append(
+      f"| JAX {label} | {v['inner']['median_ms']:.2f} | {cell(v.get('ham'))} | {cell(v.get('ham_exp'))} | "
+      f"{cell(v.get('mw_spred'))} | {r['extra_state_bytes']} |"
+    )
+  for o in ("sgdm", "adamw"):
+    r = results.get("torch_peer", {}).get(o)
+    if r:
+      rows.append(
+        f"| torch, published-wrapper semantics, ResNet-50 tensors, {o} | {r['inner_median_ms']:.2f} | "
+        f"{r['ham_median_ms']:.2f} ({r['paired_ratio_median']:.2f}x [{r['paired_ratio_iqr'][0]:.2f}, "
+        f"{r['paired_ratio_iqr'][1]:.2f}]) | - | - | 0 |"
+      )
+  return "\n".join(rows)
+
+
+if __name__ == "__main__":
+  main()

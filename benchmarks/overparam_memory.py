@@ -1,0 +1,68 @@
+"""Optimizer-state memory: inner vs ham(inner) vs spred(inner) (m * w) vs NanoAdam.
+
+Counts bytes of ``tx.init(params)`` abstractly (``jax.eval_shape``, nothing allocated) for the
+parameter shapes of a CIFAR ResNet-18 (11.2M parameters, 100 classes). Run:
+
+    python benchmarks/overparam_memory.py
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import ham_optax
+from ham_optax import nanoadam
+from ham_optax.overparam import spred, state_nbytes
+
+
+def resnet18_shapes(num_classes: int = 100) -> dict[str, jax.ShapeDtypeStruct]:
+  """Parameter shapes of a CIFAR ResNet-18 (3x3 stem, 4 stages of 2 basic blocks, BN scales as 1-D)."""
+  f32 = jnp.float32
+  p = {"stem": jax.ShapeDtypeStruct((3, 3, 3, 64), f32), "stem_bn": jax.ShapeDtypeStruct((64,), f32)}
+  cin = 64
+  for s, cout in enumerate((64, 128, 256, 512)):
+    for b in range(2):
+      name = f"s{s}b{b}"
+      p[f"{name}_c1"] = jax.ShapeDtypeStruct((3, 3, cin, cout), f32)
+      p[f"{name}_c2"] = jax.ShapeDtypeStruct((3, 3, cout, cout), f32)
+      p[f"{name}_bn1"] = jax.ShapeDtypeStruct((cout,), f32)
+      p[f"{name}_bn2"] = jax.ShapeDtypeStruct((cout,), f32)
+      if cin != cout:
+        p[f"{name}_proj"] = jax.ShapeDtypeStruct((1, 1, cin, cout), f32)
+      cin = cout
+  p["fc"] = jax.ShapeDtypeStruct((512, num_classes), f32)
+  p["fc_b"] = jax.ShapeDtypeStruct((num_classes,), f32)
+  return p
+
+
+def main() -> None:
+  params = resnet18_shapes()
+  n = sum(x.size for x in jax.tree.leaves(params))
+  mib = 2.0**20
+  print(f"CIFAR ResNet-18 shapes: {n:,} parameters = {4 * n / mib:.1f} MiB (float32)\n")
+  print(
+    f"{'inner':<16}{'inner':>10}{'ham(inner)':>12}{'spred(inner)':>14}{'spred/inner':>13}{'(spred-ham)/params':>20}"
+  )
+  for name, inner in (
+    ("sgd", optax.sgd(0.1)),
+    ("sgd momentum", optax.sgd(0.1, momentum=0.9)),
+    ("adam", optax.adam(1e-3)),
+  ):
+    b = state_nbytes(inner, params)
+    h = state_nbytes(ham_optax.ham(inner, 0.1), params)
+    s = state_nbytes(spred(inner, 1e-4), params)
+    ratio = f"{s / b:.2f}x" if b > 64 else "-"
+    print(
+      f"{name:<16}{b / mib:>9.1f}M{h / mib:>11.1f}M{s / mib:>13.1f}M{ratio:>13}{(s - h) / (4 * n):>20.2f}"
+    )
+  a = state_nbytes(optax.adam(1e-4), params)
+  print()
+  for f in (0.05, 0.1, 0.2):
+    nb = state_nbytes(nanoadam(1e-4, f, 100), params)
+    print(f"nanoadam fraction={f:<5} {nb / mib:7.1f} MiB vs adam {a / mib:.1f} MiB ({a / nb:.1f}x smaller)")
+
+
+if __name__ == "__main__":
+  main()

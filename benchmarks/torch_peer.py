@@ -1,0 +1,139 @@
+"""The published PyTorch HAM wrapper's semantics, timed against a bare torch step (issue 5, item 2).
+
+Benchmark-only (``pip install torch==2.13.0``, the ``benchmark`` extra); never imported by ``ham_optax``
+or the default tests. ``overhead.py`` runs it when torch imports; alone::
+
+    python benchmarks/torch_peer.py
+
+``PeerHam`` renders the behaviour of the authors' ``HamOptimizerWrapper`` (described in
+``ham-method.md``) in our own code: after the inner ``step()`` it loops over tensors in Python and, per
+tensor,
+
+* skips it if its data or gradient holds NaN (``.isnan().any()`` -> Python bool: a host sync each),
+* for ndim >= 2: ``e = clamp(lr * (-alpha*sign(w)*g - beta), -5, 5)``, skips the tensor if ``e`` holds NaN
+  (sync), multiplies only the entries ``w != 0`` by ``exp(e)`` (boolean-mask gather/scatter), reverts to a
+  saved clone if the result holds NaN (sync),
+* clips the tensor's norm at ``max_weight_norm = 1000`` (a ``norm > c`` comparison: sync),
+
+then calls ``clip_grad_norm_(params, 20)`` on the group (after the step, so it does not affect it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class PeerHam:
+  """Per-tensor, host-synchronising HAM wrapper around a torch optimizer (published semantics)."""
+
+  def __init__(
+    self,
+    inner: torch.optim.Optimizer,
+    alpha=200.0,
+    beta=1e-3,
+    max_weight_norm=1000.0,
+    max_grad_norm=20.0,
+  ):
+    self.inner, self.alpha, self.beta = inner, alpha, beta
+    self.max_weight_norm, self.max_grad_norm = max_weight_norm, max_grad_norm
+
+  @torch.no_grad()
+  def step(self) -> None:
+    self.inner.step()
+    for group in self.inner.param_groups:
+      lr = group["lr"]
+      for p in group["params"]:
+        if p.grad is None:
+          continue
+        if bool(torch.isnan(p.data).any()) or bool(torch.isnan(p.grad).any()):
+          continue
+        if p.ndim >= 2:
+          saved = p.data.clone()
+          e = torch.clamp(lr * (-self.alpha * torch.sign(p.data) * p.grad - self.beta), -5.0, 5.0)
+          if bool(torch.isnan(e).any()):
+            continue
+          factor = torch.exp(e)
+          nz = p.data != 0
+          p.data[nz] = p.data[nz] * factor[nz]
+          if bool(torch.isnan(p.data).any()):
+            p.data = saved
+            continue
+        norm = torch.linalg.vector_norm(p.data)
+        if bool(norm > self.max_weight_norm):
+          p.data = p.data * (self.max_weight_norm / norm)
+      torch.nn.utils.clip_grad_norm_(group["params"], max_norm=self.max_grad_norm)
+
+
+def _make(shapes, seed: int):
+  g = torch.Generator().manual_seed(seed)
+  params = [torch.nn.Parameter(0.05 * torch.randn(s, generator=g)) for _, s in shapes]
+  for p in params:
+    p.grad = 1e-3 * torch.randn(p.shape, generator=g)
+  return params
+
+
+def bench(shapes, reps: int = 11, number: int = 2, threads: int = 2, seed: int = 0) -> dict[str, Any]:
+  """Interleaved timing of bare torch SGD-momentum / AdamW vs ``PeerHam`` around them."""
+  torch.set_num_threads(threads)
+  rng = np.random.default_rng(seed)
+  out: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+  makers = {
+    "sgdm": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+    "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=1e-4),
+  }
+  for name, mk in makers.items():
+    steppers = {"inner": mk(_make(shapes, 1)), "ham": PeerHam(mk(_make(shapes, 1)))}
+    for s in steppers.values():
+      s.step()  # builds optimizer state
+    times: dict[str, list[float]] = {k: [] for k in steppers}
+    keys = list(steppers)
+    for _ in range(reps):
+      for i in rng.permutation(len(keys)):
+        k = keys[i]
+        t0 = time.perf_counter()
+        for _ in range(number):
+          steppers[k].step()
+        times[k].append((time.perf_counter() - t0) / number)
+    a, b = np.asarray(times["inner"]), np.asarray(times["ham"])
+    paired = b / a
+    out[name] = {
+      "inner_median_ms": 1e3 * float(np.median(a)),
+      "ham_median_ms": 1e3 * float(np.median(b)),
+      "ratio_of_medians": float(np.median(b) / np.median(a)),
+      "paired_ratio_median": float(np.median(paired)),
+      "paired_ratio_iqr": [
+        float(np.percentile(paired, 25)),
+        float(np.percentile(paired, 75)),
+      ],
+      "reps": reps,
+      "times_s": times,
+    }
+    r = out[name]
+    print(
+      f"  torch peer {name:6s}: bare {r['inner_median_ms']:.1f} ms, wrapper {r['ham_median_ms']:.1f} ms, "
+      f"ratio {r['paired_ratio_median']:.2f} [{r['paired_ratio_iqr'][0]:.2f}, {r['paired_ratio_iqr'][1]:.2f}]",
+      flush=True,
+    )
+  return out
+
+
+if __name__ == "__main__":
+  import argparse
+  import json
+  import os
+
+  from overhead import resnet50_shapes  # same directory
+
+  ap = argparse.ArgumentParser(description="published HAM wrapper semantics vs bare torch step")
+  ap.add_argument("--reps", type=int, default=15)
+  ap.add_argument("--out", default=None, help="write the results as JSON here")
+  args = ap.parse_args()
+  res = bench(resnet50_shapes(), reps=args.reps, number=1)
+  res["loadavg"] = list(os.getloadavg())
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(res, f, indent=1)
