@@ -120,57 +120,9 @@ def inner_lr(name: str) -> float:
   return LR if name == "sgdm" else LR * 1e-2
 
 
-_PATCHED = None
-
-
-def patched_hyperbolic_module():
-  """A copy of the core's ``hyperbolic.py`` with the one change proposed in ``benchmarks/README.md``.
-
-  ``jnp.expm1(e)`` becomes ``(jnp.exp(e) - 1.0)``: XLA:CPU lowers ``expm1`` to a much slower routine than
-  ``exp`` (see the roofline section). Built from the installed source so that it measures exactly that one edit.
-  """
-  global _PATCHED
-  if _PATCHED is None:
-    import importlib.util
-    import types
-
-    from ham_optax._src import hyperbolic
-
-    src = open(hyperbolic.__file__).read()
-    n = src.count("jnp.expm1(e)")
-    if n == 0:
-      return None  # the core no longer uses expm1: nothing to patch
-    mod = types.ModuleType("ham_optax_hyperbolic_patched")
-    mod.__file__ = hyperbolic.__file__
-    exec(
-      compile(src.replace("jnp.expm1(e)", "(jnp.exp(e) - 1.0)"), "hyperbolic_patched.py", "exec"),
-      mod.__dict__,
-    )
-    _PATCHED = mod
-    del importlib
-  return _PATCHED
-
-
-def with_ham_patched(inner: optax.GradientTransformation, lr: float) -> optax.GradientTransformation | None:
-  """``ham(inner)`` built on :func:`patched_hyperbolic_module` (None if there is nothing to patch)."""
-  from unittest import mock
-
-  from ham_optax._src import ham as ham_mod
-
-  mod = patched_hyperbolic_module()
-  if mod is None:
-    return None
-  with mock.patch.object(ham_mod, "hyperbolic", mod):
-    return ham_mod.ham(inner, lr, alpha=ALPHA, beta=BETA)
-
-
 def variants(name: str, inner: optax.GradientTransformation, mw: bool = False) -> dict[str, Any]:
-  """inner, ham(inner) (the core as is), ham_exp (the proposed patch) and optionally m*w (spred)."""
-  lr = inner_lr(name)
-  out = {"inner": inner, "ham": with_ham(inner, lr)}
-  patched = with_ham_patched(inner, lr)
-  if patched is not None:
-    out["ham_exp"] = patched
+  """inner, ham(inner) and optionally m*w (spred)."""
+  out = {"inner": inner, "ham": with_ham(inner, inner_lr(name))}
   if mw:
     try:
       from ham_optax import overparam
@@ -605,7 +557,7 @@ def plot(results: dict[str, Any], path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  series = {"ham": ("ham(inner), core as is", "C0"), "ham_exp": ("ham(inner), exp patch", "C2")}
+  series = {"ham": ("ham(inner)", "C0")}
   rows = list(_rows(results))
   peer = results.get("torch_peer", {})
   labels = [lbl for lbl, _ in rows] + [
@@ -615,7 +567,7 @@ def plot(results: dict[str, Any], path: str) -> None:
     return
   fig, ax = plt.subplots(figsize=(8, 0.45 * len(labels) + 1.5))
   y = np.arange(len(labels))
-  h = 0.38
+  h = 0.6
   for si, (key, (name, color)) in enumerate(series.items()):
     vals, lo, hi, ys = [], [], [], []
     for yi, (_, r) in enumerate(rows):
@@ -624,7 +576,7 @@ def plot(results: dict[str, Any], path: str) -> None:
         vals.append(v["ratio_median"])
         lo.append(v["ratio_median"] - v["ratio_iqr"][0])
         hi.append(v["ratio_iqr"][1] - v["ratio_median"])
-        ys.append(yi + (si - 0.5) * h)
+        ys.append(yi + (si - (len(series) - 1) / 2) * h)
     if vals:
       ax.barh(ys, vals, height=h, xerr=[lo, hi], color=color, label=name)
       for yy, v in zip(ys, vals, strict=True):
@@ -720,13 +672,13 @@ def table(results: dict[str, Any]) -> str:
     return f"{v['median_ms']:.2f} ({v['ratio_median']:.2f}x [{v['ratio_iqr'][0]:.2f}, {v['ratio_iqr'][1]:.2f}]{cpu})"
 
   rows = [
-    "| what | inner (ms) | ham(inner), core as is | ham(inner), exp patch | m*w (spred) | extra state (B) |",
-    "|---|---|---|---|---|---|",
+    "| what | inner (ms) | ham(inner) | m*w (spred) | extra state (B) |",
+    "|---|---|---|---|---|",
   ]
   for label, r in _rows(results):
     v = r["variants"]
     rows.append(
-      f"| JAX {label} | {v['inner']['median_ms']:.2f} | {cell(v.get('ham'))} | {cell(v.get('ham_exp'))} | "
+      f"| JAX {label} | {v['inner']['median_ms']:.2f} | {cell(v.get('ham'))} | "
       f"{cell(v.get('mw_spred'))} | {r['extra_state_bytes']} |"
     )
   for o in ("sgdm", "adamw"):
@@ -735,7 +687,7 @@ def table(results: dict[str, Any]) -> str:
       rows.append(
         f"| torch, published-wrapper semantics, ResNet-50 tensors, {o} | {r['inner_median_ms']:.2f} | "
         f"{r['ham_median_ms']:.2f} ({r['paired_ratio_median']:.2f}x [{r['paired_ratio_iqr'][0]:.2f}, "
-        f"{r['paired_ratio_iqr'][1]:.2f}]) | - | - | 0 |"
+        f"{r['paired_ratio_iqr'][1]:.2f}]) | - | 0 |"
       )
   return "\n".join(rows)
 
