@@ -144,11 +144,7 @@ def factorize(
 
 def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
   """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
-  try:
-    flags = masking.resolve_mask(mask, params)
-  except (ValueError, TypeError) as e:
-    raise type(e)(f"pointwise_overparam: {e}") from e
-  return jax.tree.unflatten(jax.tree.structure(params), flags)
+  return masking.resolve_mask_tree(mask, params, "pointwise_overparam")
 
 
 def _check_nonneg(name: str, value: optax.ScalarOrSchedule) -> None:

@@ -116,3 +116,12 @@ def resolve_mask(mask: MaskOrFn, params: Any) -> tuple[bool, ...]:
       )
     selected.append(on)
   return tuple(selected)
+
+
+def resolve_mask_tree(mask: MaskOrFn, params: Any, owner: str) -> Any:
+  """:func:`resolve_mask` as a pytree of static bools shaped like ``params``; errors name ``owner``."""
+  try:
+    flags = resolve_mask(mask, params)
+  except (ValueError, TypeError) as e:
+    raise type(e)(f"{owner}: {e}") from e
+  return jax.tree.unflatten(jax.tree.structure(params), flags)

@@ -81,11 +81,7 @@ def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool, hi_
 
 def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
   """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
-  try:
-    flags = masking.resolve_mask(mask, params)
-  except (ValueError, TypeError) as e:
-    raise type(e)(f"nanoadam: {e}") from e
-  return jax.tree.unflatten(jax.tree.structure(params), flags)
+  return masking.resolve_mask_tree(mask, params, "nanoadam")
 
 
 def _smallest(x: jax.Array, k: int) -> jax.Array:
