@@ -114,7 +114,7 @@ TUNED: dict[tuple[str, str, str], dict[str, tuple[float, float, float]]] = {
   ("mnist1d", "mlp", "sgd"): {
     "none": (0.4, 10.0, 1e-2),
     "random": (0.8, 3.0, 1e-3),
-    "magnitude": (0.4, 0.3, 1e-2),
+    "magnitude": (0.4, 10.0, 1e-2),
     "acdc": (0.4, 10.0, 1e-2),
     "rigl": (0.8, 3.0, 1e-3),
   },
