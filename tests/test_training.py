@@ -247,3 +247,13 @@ def test_cli_defaults_use_validation_tuned_hyperparameters():
     build_parser().parse_args(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"])
   )
   assert {(c.learning_rate, c.alpha, c.beta) for c in overridden} == {(0.3, 2.0, Config().beta)}
+
+
+def test_cli_accepts_train_after_the_options():
+  from ham_optax.training.cli import _subcommand_first, build_parser
+
+  argv = _subcommand_first(["--sparsifier", "none", "random", "train", "--seeds", "2"])
+  args = build_parser().parse_args(argv)
+  assert args.sparsifier == ["none", "random"] and args.seeds == 2
+  assert _subcommand_first(["--out", "train"]) == ["--out", "train"]  # a directory called "train"
+  assert _subcommand_first(["train", "--seeds", "2"]) == ["train", "--seeds", "2"]

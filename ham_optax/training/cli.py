@@ -139,10 +139,25 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
   return configs
 
 
+_FREE_TEXT_OPTIONS = ("--out", "--data-dir")
+
+
+def _subcommand_first(argv: list[str]) -> list[str]:
+  """Moves a ``train`` given after the options to the front.
+
+  Otherwise a multi-value option before it (``--sparsifier none random train``) would swallow it as a value.
+  A ``train`` that is the value of a free-text option (``--out train``) is left where it is.
+  """
+  for i, token in enumerate(argv):
+    if token == "train" and i > 0 and argv[i - 1] not in _FREE_TEXT_OPTIONS:
+      return ["train", *argv[:i], *argv[i + 1 :]]
+  return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the comparison described by ``argv`` (default: ``sys.argv[1:]``); returns 0."""
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args = parser.parse_args(_subcommand_first(list(sys.argv[1:] if argv is None else argv)))
   try:
     configs = configs_from_args(args)
   except ValueError as e:
