@@ -20,8 +20,6 @@ from ham_optax._src.ham import HamState, ham
 from ham_optax._src.hyperbolic import HyperbolicStepState, hyperbolic_step
 from ham_optax._src.masking import default_mask
 from ham_optax._src.nanoadam import NanoAdamState, nanoadam, selected_count
-from ham_optax.overparam import OverparamState, pilot, pointwise_overparam, sign_in, spred
-from ham_optax.schedules import switch_off, switch_off_fraction
 
 __version__ = "0.1.0"
 
@@ -29,7 +27,6 @@ __all__ = [
   "HamState",
   "HyperbolicStepState",
   "NanoAdamState",
-  "OverparamState",
   "default_mask",
   "geometry",
   "ham",
@@ -40,13 +37,7 @@ __all__ = [
   "metrics",
   "nanoadam",
   "overparam",
-  "pilot",
-  "pointwise_overparam",
   "schedules",
   "selected_count",
-  "sign_in",
   "sparsity",
-  "spred",
-  "switch_off",
-  "switch_off_fraction",
 ]

@@ -10,6 +10,7 @@ import pytest
 
 import ham_optax
 from ham_optax import sparsity as sp
+from ham_optax._src.sparsity import methods as sparsity_methods
 
 SHAPES = {"conv": (3, 3, 4, 8), "dense": (72, 16), "bias": (16,), "out": (16, 10)}
 PRUNABLE = ("conv", "dense", "out")  # ndim >= 2 (the default selection); "bias" is dense.
@@ -203,7 +204,7 @@ def _gmp_reference(steps, n, s_f, s_i, t0, t_end, freq):
 @pytest.mark.parametrize(("scope", "table"), [("global", True), ("layer", True), ("global", False)])
 def test_gmp_follows_cubic_schedule(scope, table, monkeypatch):
   if not table:  # force the on-device float32 path used for schedules with more than 4096 mask updates
-    monkeypatch.setattr(sp._methods, "_MAX_TABLE", 1)
+    monkeypatch.setattr(sparsity_methods, "_MAX_TABLE", 1)
   s_f, s_i, t0, t_end, freq = 0.9, 0.1, 3, 20, 4
   tx = sp.magnitude_pruning(
     optax.sgd(0.05), s_f, begin_step=t0, end_step=t_end, frequency=freq, initial_sparsity=s_i, scope=scope
@@ -501,7 +502,7 @@ def test_str_layers():
 
 @pytest.mark.parametrize("k", [0, 1, 5, 37, 99, 100])
 def test_top_k_mask_exact_with_ties_matches_stable_argsort(k):
-  from ham_optax.sparsity import _core
+  from ham_optax._src.sparsity import core as _core
 
   rng = np.random.default_rng(k)
   scores = np.round(rng.normal(size=(10, 10)) * 2).astype(np.float32)  # many ties

@@ -1,7 +1,7 @@
 """The sparsifiers: random pruning at init, gradual magnitude pruning, AC/DC and RigL.
 
 All four share :class:`~ham_optax.sparsity.SparsifierState` and the projection of
-:func:`ham_optax.sparsity._core.sparsifier`. Compose as ``sparsifier(ham(inner_opt, ...))``: the inner chain,
+:func:`ham_optax._src.sparsity.core.sparsifier`. Compose as ``sparsifier(ham(inner_opt, ...))``: the inner chain,
 including HAM's mirror step, proposes ``x_half = params + inner_updates`` from the dense gradient, and the
 sparsifier returns ``updates`` with ``params + updates = mask * x_half``.
 """
@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ham_optax.sparsity import _core, _distributions
+from ham_optax._src.sparsity import core as _core
+from ham_optax._src.sparsity import distributions as _distributions
 
 _SCOPES = ("global", "layer")
 _MAX_TABLE = 4096  # longest GMP schedule (in mask updates) whose zero counts are tabulated on the host

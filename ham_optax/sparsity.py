@@ -13,9 +13,11 @@ weights are exactly zero after every step.
 - :func:`get_masks`, :func:`apply_masks`: read the masks from any (nested) optimizer state; zero pruned weights.
 """
 
-from ham_optax.sparsity._core import SparsifierState, apply_masks, get_masks
-from ham_optax.sparsity._distributions import erk_densities, layer_zero_counts
-from ham_optax.sparsity._methods import (
+from typing import TYPE_CHECKING
+
+from ham_optax._src.sparsity.core import SparsifierState, apply_masks, get_masks
+from ham_optax._src.sparsity.distributions import erk_densities, layer_zero_counts
+from ham_optax._src.sparsity.methods import (
   acdc,
   acdc_is_sparse,
   acdc_phases,
@@ -25,7 +27,21 @@ from ham_optax.sparsity._methods import (
   rigl,
   rigl_drop_fraction,
 )
-from ham_optax.sparsity._str import STRConv, STRDense, str_sparse_weight
+
+# The STR layers are Flax NNX modules; they are loaded on first access so that ``import ham_optax`` does not
+# import ``flax.nnx`` (PEP 562 module ``__getattr__``).
+_LAZY = {"STRConv", "STRDense", "str_sparse_weight"}
+if TYPE_CHECKING:
+  from ham_optax._src.sparsity.str_layers import STRConv, STRDense, str_sparse_weight
+
+
+def __getattr__(name: str):
+  if name in _LAZY:
+    from ham_optax._src.sparsity import str_layers  # noqa: PLC0415 - deferred on purpose, see above
+
+    return getattr(str_layers, name)
+  raise AttributeError(f"module 'ham_optax.sparsity' has no attribute {name!r}")
+
 
 __all__ = [
   "STRConv",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ham_optax.sparsity import _core
+from ham_optax._src.sparsity import core as _core
 
 DISTRIBUTIONS = ("erk", "uniform")
 

@@ -1,0 +1,241 @@
+"""Geometry and implicit bias of HAM: inverse metrics, mirror maps, potentials, Bregman projections.
+
+This module states, as runnable code, the geometry behind Hyperbolic Aware Minimization
+(HAM; Jacobs, Gadhikar, Rubio-Madrigal & Burkholz, "HAM: A Hyperbolic Step to Regulate Implicit
+Bias", ICLR 2026, arXiv:2506.02630, Section 4).
+
+With ``beta = 0`` and a vanishing learning rate, HAM (an inner gradient step followed by the
+hyperbolic step ``x <- x * exp(-eta * alpha * sign(x) * g)``) follows the Riemannian gradient flow
+
+.. math::
+
+    \\dot x = -(1 + \\alpha |x|) \\odot \\nabla f(x),
+
+i.e. the mirror flow :math:`\\frac{d}{dt} \\nabla R_\\alpha(x) = -\\nabla f(x)` with the separable
+Legendre potential (Lemma 4.4 of the paper)
+
+.. math::
+
+    R_\\alpha(x) = \\sum_i \\frac{(1 + \\alpha|x_i|)\\log(1 + \\alpha|x_i|) - \\alpha|x_i|}{\\alpha^2},
+    \\qquad
+    \\nabla R_\\alpha(x) = \\operatorname{sign}(x)\\,\\frac{\\log(1 + \\alpha|x|)}{\\alpha},
+    \\qquad
+    \\nabla^2 R_\\alpha(x) = \\operatorname{diag}\\Big(\\frac{1}{1 + \\alpha|x|}\\Big).
+
+:math:`R_\\alpha \\to \\tfrac12\\|x\\|_2^2` as :math:`\\alpha \\to 0` (plain gradient descent) and
+:math:`\\alpha R_\\alpha(x) / \\log\\alpha \\to \\|x\\|_1` as :math:`\\alpha \\to \\infty` (Theorem 4.6).
+On an underdetermined least-squares problem :math:`\\min_x \\tfrac12\\|Zx - y\\|^2` the flow started at
+:math:`x_0` converges to the Bregman projection
+:math:`\\arg\\min_{Zx = y} D_{R_\\alpha}(x, x_0)`, which :func:`bregman_projection` computes with an
+independent convex solver (damped Newton on the dual).
+
+For comparison, plain gradient descent on the pointwise overparameterisation :math:`x = m \\odot w`
+conserves :math:`\\gamma = m^2 - w^2` per coordinate and follows
+:math:`\\dot x = -\\sqrt{4x^2 + \\gamma^2} \\odot \\nabla f(x)` (the paper writes
+:math:`\\sqrt{x^2 + \\gamma^2}` after rescaling time by 2 and :math:`\\gamma` by 1/2); its potential is
+the hyperbolic entropy with :math:`\\nabla R^{m\\odot w}_\\gamma(x) = \\tfrac12\\operatorname{arcsinh}(2x/\\gamma)`.
+Its inverse metric vanishes at 0 as :math:`\\gamma \\to 0`, the "small inverse metric" that HAM's
+:math:`1 + \\alpha|x| \\ge 1` avoids (the paper's Figure 1).
+
+The functions here are written with ``jax.numpy``: they are jit-able, differentiable and keep the input
+dtype. The float64 NumPy/SciPy reference solvers (:func:`bregman_projection`, :func:`min_norm_interpolant`,
+:func:`basis_pursuit`) live in ``geometry_reference`` and are re-exported by :mod:`ham_optax.geometry`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.typing import ArrayLike
+
+__all__ = [
+  "bregman_divergence",
+  "conjugate_potential",
+  "inverse_metric_gd",
+  "inverse_metric_ham",
+  "inverse_metric_mw",
+  "inverse_mirror_map",
+  "mirror_map",
+  "mw_inverse_mirror_map",
+  "mw_mirror_map",
+  "mw_potential",
+  "potential",
+]
+
+# Below this value of t = alpha * |x| the closed forms of R_alpha and its conjugate lose digits to
+# cancellation; a Taylor series is used instead.
+_SERIES_THRESHOLD = 1e-2
+
+
+def _check_positive(value: Any, name: str) -> None:
+  """Raises ValueError if a concrete scalar ``value`` is not > 0 (tracers are not checked)."""
+  try:
+    concrete = np.asarray(value)
+  except Exception:  # a tracer under jit: cannot be checked without a host sync
+    return
+  if concrete.dtype == object or not np.issubdtype(concrete.dtype, np.number):
+    raise TypeError(f"{name} must be a real number, got {value!r}.")
+  if not np.all(np.isfinite(concrete)) or np.any(concrete <= 0):
+    raise ValueError(f"{name} must be finite and > 0, got {value!r}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inverse metrics (the factor in front of the gradient in the continuous-time flow).
+# ---------------------------------------------------------------------------------------------
+
+
+def inverse_metric_gd(x: ArrayLike) -> Array:
+  """Inverse metric of gradient descent: :math:`g^{-1}(x) = 1` (flat geometry)."""
+  x = jnp.asarray(x)
+  return jnp.ones_like(x)
+
+
+def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
+  """Inverse metric of HAM (beta = 0): :math:`g^{-1}(x) = 1 + \\alpha|x|` (paper, Eq. 4 / Fig. 1).
+
+  It is never below gradient descent's inverse metric 1, so parameters near zero keep moving.
+  """
+  _check_positive(alpha, "alpha")
+  x = jnp.asarray(x)
+  return 1 + alpha * jnp.abs(x)
+
+
+def inverse_metric_mw(x: ArrayLike, gamma: ArrayLike) -> Array:
+  """Inverse metric of gradient descent on :math:`x = m \\odot w`: :math:`\\sqrt{4x^2 + \\gamma^2}`.
+
+  ``gamma = m**2 - w**2`` is conserved by gradient flow on ``(m, w)``; the inverse metric equals
+  ``m**2 + w**2``. It tends to ``gamma`` (small for a small initialisation) at ``x = 0``.
+  """
+  _check_positive(gamma, "gamma")
+  x = jnp.asarray(x)
+  return jnp.sqrt(4 * x**2 + jnp.asarray(gamma, x.dtype) ** 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# HAM's mirror map, potential, conjugate and Bregman divergence.
+# ---------------------------------------------------------------------------------------------
+
+
+def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
+  """HAM's mirror map :math:`\\nabla R_\\alpha(x) = \\operatorname{sign}(x)\\log(1 + \\alpha|x|)/\\alpha`.
+
+  Tends to the identity (GD's mirror map) as ``alpha -> 0``.
+  """
+  _check_positive(alpha, "alpha")
+  x = jnp.asarray(x)
+  return jnp.sign(x) * jnp.log1p(alpha * jnp.abs(x)) / alpha
+
+
+def inverse_mirror_map(u: ArrayLike, alpha: ArrayLike) -> Array:
+  """Inverse of :func:`mirror_map`: :math:`(\\nabla R_\\alpha)^{-1}(u) = \\operatorname{sign}(u)(e^{\\alpha|u|} - 1)/\\alpha`.
+
+  This is also the gradient of the convex conjugate :math:`R_\\alpha^*` (:func:`conjugate_potential`).
+  """
+  _check_positive(alpha, "alpha")
+  u = jnp.asarray(u)
+  return jnp.sign(u) * jnp.expm1(alpha * jnp.abs(u)) / alpha
+
+
+def _xlogx_term(t: Array) -> Array:
+  """:math:`h(t) = (1 + t)\\log(1 + t) - t` for t >= 0, accurate for small t (series)."""
+  small = t < _SERIES_THRESHOLD
+  ts = jnp.where(small, t, 0.0)
+  # h(t) = sum_{k>=2} (-1)^k t^k / (k (k - 1)); five terms give < 1e-16 relative error for t < 1e-2.
+  series = ts**2 * (1 / 2 - ts * (1 / 6 - ts * (1 / 12 - ts * (1 / 20 - ts / 30))))
+  tl = jnp.where(small, 1.0, t)
+  direct = (1 + tl) * jnp.log1p(tl) - tl
+  return jnp.where(small, series, direct)
+
+
+def _expm1_term(s: Array) -> Array:
+  """:math:`e^s - 1 - s` for s >= 0, accurate for small s (series)."""
+  small = s < _SERIES_THRESHOLD
+  ss = jnp.where(small, s, 0.0)
+  series = ss**2 * (1 / 2 + ss * (1 / 6 + ss * (1 / 24 + ss * (1 / 120 + ss / 720))))
+  sl = jnp.where(small, 1.0, s)
+  direct = jnp.expm1(sl) - sl
+  return jnp.where(small, series, direct)
+
+
+def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
+  """HAM's Bregman potential (Legendre function), summed over all entries of ``x``.
+
+  .. math::
+
+      R_\\alpha(x) = \\sum_i \\frac{(1 + \\alpha|x_i|)\\log(1 + \\alpha|x_i|) - \\alpha|x_i|}{\\alpha^2}.
+
+  Limits: :math:`R_\\alpha(x) \\to \\|x\\|_2^2/2` as :math:`\\alpha \\to 0`;
+  :math:`\\alpha R_\\alpha(x)/\\log\\alpha \\to \\|x\\|_1` as :math:`\\alpha \\to \\infty`.
+  ``jax.grad(potential)(x, alpha)`` equals :func:`mirror_map`.
+  """
+  _check_positive(alpha, "alpha")
+  x = jnp.asarray(x)
+  return jnp.sum(_xlogx_term(alpha * jnp.abs(x))) / alpha**2
+
+
+def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
+  """Convex conjugate of :func:`potential`, summed over entries.
+
+  .. math::
+
+      R_\\alpha^*(u) = \\sum_i \\frac{e^{\\alpha|u_i|} - 1 - \\alpha|u_i|}{\\alpha^2},
+      \\qquad \\nabla R_\\alpha^* = (\\nabla R_\\alpha)^{-1}.
+  """
+  _check_positive(alpha, "alpha")
+  u = jnp.asarray(u)
+  return jnp.sum(_expm1_term(alpha * jnp.abs(u))) / alpha**2
+
+
+def bregman_divergence(x: ArrayLike, x0: ArrayLike, alpha: ArrayLike) -> Array:
+  """Bregman divergence of HAM's potential.
+
+  .. math::
+
+      D_{R_\\alpha}(x, x_0) = R_\\alpha(x) - R_\\alpha(x_0) - \\langle \\nabla R_\\alpha(x_0), x - x_0 \\rangle
+      \\;\\ge 0,
+
+  zero iff ``x == x0``. For ``alpha -> 0`` it tends to :math:`\\|x - x_0\\|^2/2`.
+  """
+  x = jnp.asarray(x)
+  x0 = jnp.asarray(x0)
+  if x.shape != x0.shape:
+    raise ValueError(f"x and x0 must have the same shape, got {x.shape} and {x0.shape}.")
+  return potential(x, alpha) - potential(x0, alpha) - jnp.sum(mirror_map(x0, alpha) * (x - x0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The m ⊙ w comparison geometry (hyperbolic entropy).
+# ---------------------------------------------------------------------------------------------
+
+
+def mw_mirror_map(x: ArrayLike, gamma: ArrayLike) -> Array:
+  """Mirror map of gradient descent on :math:`x = m \\odot w`: :math:`\\tfrac12\\operatorname{arcsinh}(2x/\\gamma)`.
+
+  Its derivative is ``1 / inverse_metric_mw(x, gamma)``.
+  """
+  _check_positive(gamma, "gamma")
+  x = jnp.asarray(x)
+  return 0.5 * jnp.arcsinh(2 * x / gamma)
+
+
+def mw_inverse_mirror_map(u: ArrayLike, gamma: ArrayLike) -> Array:
+  """Inverse of :func:`mw_mirror_map`: :math:`x = \\tfrac{\\gamma}{2}\\sinh(2u)`."""
+  _check_positive(gamma, "gamma")
+  u = jnp.asarray(u)
+  return 0.5 * gamma * jnp.sinh(2 * u)
+
+
+def mw_potential(x: ArrayLike, gamma: ArrayLike) -> Array:
+  """Hyperbolic-entropy potential of :math:`m \\odot w`, summed over entries.
+
+  .. math::
+
+      R^{m\\odot w}_\\gamma(x) = \\sum_i \\Big[\\frac{x_i}{2}\\operatorname{arcsinh}\\frac{2x_i}{\\gamma}
+      - \\frac{\\sqrt{4x_i^2 + \\gamma^2} - \\gamma}{4}\\Big].
+  """
+  _check_positive(gamma, "gamma")
+  x = jnp.asarray(x)
+  return jnp.sum(0.5 * x * jnp.arcsinh(2 * x / gamma) - (jnp.sqrt(4 * x**2 + gamma**2) - gamma) / 4)

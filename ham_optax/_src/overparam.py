@@ -1,0 +1,477 @@
+"""Pointwise overparameterisation ``x = m * w`` as an optax wrapper: spred, PILoT, Sign-In.
+
+These are the baselines HAM (Jacobs, Gadhikar, Rubio-Madrigal & Burkholz, "Hyperbolic Aware
+Minimization: Implicit Bias for Sparsity", ICLR 2026, arXiv 2506.02630) is measured against.
+HAM reproduces the hyperbolic geometry of ``m * w`` with a multiplicative mirror step and no
+extra memory; the wrappers here implement the overparameterisation itself, so the two can be
+compared under the same API.
+
+The model keeps ordinary parameters ``x``. For every *masked* leaf (default: floating leaves
+with ``ndim >= 2``) the wrapper state owns a factorisation ``x = m * w`` (elementwise) and the
+inner optimizer runs on ``(m, w)``; other leaves go through the inner optimizer unchanged.
+One step, with ``g = dL/dx`` the gradient the user passes in and ``lam_k`` the weight decay
+at step ``k``:
+
+.. math::
+
+  g_m &= g \\odot w + \\lambda_k m, \\qquad g_w = g \\odot m + \\lambda_k w
+      \\qquad \\text{(chain rule of } L(m \\odot w) + \\tfrac{\\lambda_k}{2}(\\|m\\|^2 + \\|w\\|^2))\\\\
+  (m, w) &\\leftarrow (m, w) + \\mathrm{inner}((g_m, g_w)) \\\\
+  \\text{updates} &= m \\odot w - x.
+
+Every ``rescale_every`` steps (Sign-In) the factors are reset, keeping ``x = m * w`` fixed, to
+the pair with the chosen balance ``m^2 - w^2 = c`` (``|m|`` the larger factor for ``c >= 0``):
+
+.. math::
+
+  |m| = \\sqrt{(c + \\sqrt{c^2 + 4x^2})/2}, \\quad w = x / m .
+
+Geometry (gradient flow, no decay): ``dx/dt = -(m^2 + w^2) g = -sqrt(c^2 + 4 x^2) g``; the
+balance ``c = m^2 - w^2`` is conserved, so ``c`` sets the implicit bias: large ``|c|`` relative
+to ``|x|`` behaves like plain GD (L2), ``c -> 0`` gives the hyperbolic/L1 bias with an inverse
+metric ``2|x|`` that vanishes at zero (the "small inverse metric" HAM fixes). Weight decay
+``lam`` shrinks the balance, ``c_{k+1} = ((1 - eta lam)^2 - eta^2 g^2) c_k`` under SGD, which
+is the L2 -> L1 transition analysed in "Mask in the Mirror".
+
+Memory: the state stores ``m`` and ``w`` (two copies of every masked leaf) and the inner
+optimizer's state is built for ``(m, w)`` (two per inner slot). Relative to ``inner`` alone
+the optimizer state grows from ``s * P`` to ``(2 + 2 s) * P`` numbers (``s`` slots per
+parameter: SGD 0, momentum 1, Adam 2) - e.g. 3x for Adam, 4x for momentum SGD, while HAM
+adds nothing. Use :func:`state_nbytes` to measure it for a given model.
+
+Params must equal ``m * w``. The wrapper owns the factorisation; if the parameters are changed
+outside the optimizer (e.g. a sparsifier zeroes entries, or a checkpoint is edited) the entries
+that differ from ``m * w`` by more than float rounding are *re-factorised* from the new value
+at the start of the next update, keeping each entry's balance ``m^2 - w^2`` and the sign of
+``m``. A pruned entry (``x = 0``) thus gets ``w = 0`` and ``|m| = sqrt(c)`` (for ``c >= 0``):
+it can regrow if its gradient is not masked. The check costs a few elementwise ops.
+
+Variants (all thin wrappers of :func:`pointwise_overparam`):
+
+* :func:`spred` - Ziyin & Wang, "spred: Solving L1 Penalty with SGD" (ICML 2023): constant
+  weight decay on ``m`` and ``w``; at balance ``lam/2 (m^2 + w^2) = lam |x|``, so minima are
+  those of the LASSO ``L(x) + lam ||x||_1``.
+* :func:`pilot` - Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification"
+  (ICLR 2025): time-dependent weight decay (applied, then switched off) with an
+  initialisation that starts in the L2 regime. The paper was not available to this
+  implementation beyond its abstract and the HAM paper's summary; we follow its stated design
+  ("controls and then turns off explicit regularisation", "novel initialisation") with a
+  balanced start ``m^2 - w^2 = c0`` (default ``c0 = 1``: ``m ~ 1``, ``w ~ x`` for small ``x``)
+  and a decay that is on for the first ``switch_step`` steps. Both are arguments.
+* :func:`sign_in` - Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery:
+  Reparameterizing Sparse Training" (NeurIPS 2025): ``m * w`` with periodic rescaling that
+  keeps ``x`` and resets the balance, so entries near zero regain a non-vanishing inverse
+  metric and can flip sign. Our choice of reset target is the balance ``c`` above (default 1);
+  the inner optimizer's moments are kept across a rescale.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ham_optax._src import masking
+from ham_optax._src.schedules import switch_off
+
+__all__ = [
+  "OverparamState",
+  "factorize",
+  "pilot",
+  "pointwise_overparam",
+  "sign_in",
+  "spred",
+  "state_nbytes",
+]
+
+MaskOrFn = Any  # pytree of bools (same structure or a prefix of params) or params -> pytree
+
+
+class OverparamState(NamedTuple):
+  """State of :func:`pointwise_overparam`.
+
+  Attributes:
+    count: number of updates applied so far (int32 scalar).
+    m: first factor, same structure as params; ``optax.MaskedNode()`` at unmasked leaves.
+    w: second factor, same structure as params; ``optax.MaskedNode()`` at unmasked leaves.
+    inner_state: state of the inner optimizer, built for the pair ``(u, w)`` where ``u``
+      is ``m`` at masked leaves and the parameter itself at unmasked leaves.
+  """
+
+  count: jax.Array
+  m: optax.Params
+  w: optax.Params
+  inner_state: optax.OptState
+
+
+def factorize(
+  x: jax.Array, balance: float | jax.Array, sign_m: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """Splits ``x`` elementwise into ``(m, w)`` with ``m * w = x`` and ``m^2 - w^2 = balance``.
+
+  For ``c = balance >= 0``: ``|m| = sqrt((c + sqrt(c^2 + 4 x^2)) / 2)``, ``|w| = |x| / |m|``;
+  for ``c < 0`` the roles are swapped. ``m`` takes the sign ``sign_m`` (default +1) and ``w``
+  the sign making ``m * w = x`` (+1 where ``x = 0``). ``balance = 0`` gives the balanced
+  split ``|m| = |w| = sqrt(|x|)`` of the HAM paper's Theorem 3.1.
+
+  Args:
+    x: array to factorise.
+    balance: ``m^2 - w^2`` (scalar or array broadcastable to ``x``).
+    sign_m: optional array of +-1 (0 is read as +1) giving the sign of ``m``.
+
+  Returns:
+    ``(m, w)`` with the dtype of ``x``.
+  """
+  x = jnp.asarray(x)
+  c = jnp.asarray(balance, dtype=x.dtype)
+  abs_c = jnp.abs(c)
+  r = jnp.sqrt(c * c + 4.0 * x * x)
+  big = jnp.sqrt((abs_c + r) / 2.0)
+  small = jnp.where(big > 0, jnp.abs(x) / jnp.where(big > 0, big, 1.0), 0.0)
+  abs_m = jnp.where(c >= 0, big, small)
+  abs_w = jnp.where(c >= 0, small, big)
+  if sign_m is None:
+    s_m = jnp.ones_like(x)
+  else:
+    s_m = jnp.where(jnp.asarray(sign_m) < 0, -1.0, 1.0).astype(x.dtype)
+  s_x = jnp.where(x < 0, -1.0, 1.0).astype(x.dtype)
+  return (s_m * abs_m).astype(x.dtype), (s_m * s_x * abs_w).astype(x.dtype)
+
+
+def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
+  """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
+  return masking.resolve_mask_tree(mask, params, "pointwise_overparam")
+
+
+def _check_nonneg(name: str, value: optax.ScalarOrSchedule) -> None:
+  if callable(value):
+    return
+  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
+    if isinstance(value, jax.core.Tracer):  # e.g. injected by optax.inject_hyperparams
+      return
+    value = float(value)
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f"`{name}` must be a float or an optax schedule, got {type(value).__name__}.")
+  if not math.isfinite(value) or value < 0:
+    raise ValueError(f"`{name}` must be finite and >= 0, got {value}.")
+
+
+def _check_real(name: str, value: Any) -> Any:
+  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
+    if isinstance(value, jax.core.Tracer):  # e.g. injected by optax.inject_hyperparams
+      return value
+    if not math.isfinite(float(value)):
+      raise ValueError(f"`{name}` must be finite, got {value}.")
+    return value
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}.")
+  if not math.isfinite(value):
+    raise ValueError(f"`{name}` must be finite, got {value}.")
+  return float(value)
+
+
+def _check_init(init: str | float) -> str | float:
+  if isinstance(init, str):
+    if init not in ("balanced", "mask"):
+      raise ValueError(f"`init` must be 'balanced', 'mask' or a float balance m^2 - w^2, got {init!r}.")
+    return init
+  return _check_real("init", init)
+
+
+def _init_factors(x: jax.Array, init: str | float) -> tuple[jax.Array, jax.Array]:
+  if isinstance(init, str):
+    if init == "mask":
+      return jnp.ones_like(x), x
+    return factorize(x, 0.0)
+  return factorize(x, init)
+
+
+def pointwise_overparam(
+  inner: optax.GradientTransformation,
+  *,
+  mask: MaskOrFn | None = None,
+  weight_decay: optax.ScalarOrSchedule = 0.0,
+  init: str | float = "balanced",
+  rescale_every: int | None = None,
+  rescale_balance: float = 1.0,
+) -> optax.GradientTransformationExtraArgs:
+  """Trains masked leaves as ``x = m * w`` with ``inner`` running on ``(m, w)``.
+
+  Update rule (elementwise, masked leaves; ``g`` the gradient w.r.t. ``x``, ``lam_k`` the
+  weight decay at step ``k`` starting at 0)::
+
+      g_m = g * w + lam_k * m;   g_w = g * m + lam_k * w
+      (m, w) <- (m, w) + inner((g_m, g_w))
+      if rescale_every and (k + 1) % rescale_every == 0:
+          (m, w) <- factorize(m * w, rescale_balance)      # Sign-In rescaling
+      updates = m * w - x
+
+  Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here; put
+  decay for them in ``inner``). The weight decay is an L2 penalty
+  ``lam/2 (||m||^2 + ||w||^2)`` added to the factors' gradients *before* ``inner`` (coupled;
+  for decoupled decay use e.g. ``inner=optax.adamw(...)``, which then decays every leaf).
+  See the module docstring for the geometry, the memory cost (state holds ``m``, ``w`` and
+  the inner state of both: about 3x Adam's state, 4x momentum's) and what happens when
+  params are changed outside the optimizer (those entries are re-factorised).
+
+  References: pointwise overparameterisation as analysed in Jacobs & Burkholz, "Mask in the
+  Mirror" (ICLR 2025) and Jacobs et al., "Hyperbolic Aware Minimization" (ICLR 2026,
+  arXiv 2506.02630); variants :func:`spred`, :func:`pilot`, :func:`sign_in`.
+
+  Args:
+    inner: optimizer run on the factors (e.g. ``optax.sgd(0.1, momentum=0.9)``).
+    mask: which leaves to factorise: ``None`` (floating leaves with ``ndim >= 2``), a pytree
+      of bools (same structure as params or a prefix) or a callable ``params -> pytree``.
+    weight_decay: ``lam`` (float >= 0 or an optax schedule of the step count).
+    init: initial split: ``"balanced"`` (``|m| = |w| = sqrt|x|``, balance 0), ``"mask"``
+      (``m = 1``, ``w = x``, as in continuous sparsification) or a float balance
+      ``c = m^2 - w^2`` (see :func:`factorize`).
+    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In).
+    rescale_balance: balance ``c`` the rescaling resets to.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and
+    returns ``updates = m * w - params`` for masked leaves.
+  """
+  if not isinstance(inner, optax.GradientTransformation):
+    raise TypeError(
+      f"pointwise_overparam: `inner` must be an optax.GradientTransformation, got {type(inner).__name__}."
+    )
+  _check_nonneg("weight_decay", weight_decay)
+  init = _check_init(init)
+  if rescale_every is not None:
+    if isinstance(rescale_every, bool) or not isinstance(rescale_every, numbers.Integral):
+      raise TypeError(f"`rescale_every` must be an int or None, got {type(rescale_every).__name__}.")
+    if rescale_every <= 0:
+      raise ValueError(f"`rescale_every` must be > 0, got {rescale_every}.")
+    rescale_every = int(rescale_every)
+  rescale_balance = _check_real("rescale_balance", rescale_balance)
+  inner = optax.with_extra_args_support(inner)
+  masked_node = optax.MaskedNode()
+
+  def split(mask_tree, tree):
+    """Masked leaves of ``tree`` (MaskedNode elsewhere)."""
+    return jax.tree.map(lambda b, t: t if b else masked_node, mask_tree, tree)
+
+  def merge(mask_tree, a, b):
+    """Leaf from ``a`` where masked, else from ``b``."""
+    return jax.tree.map(
+      lambda flag, x, y: x if flag else y,
+      mask_tree,
+      a,
+      b,
+      is_leaf=lambda t: isinstance(t, optax.MaskedNode),
+    )
+
+  def init_fn(params: optax.Params) -> OverparamState:
+    mask_tree = _resolve_mask(mask, params)
+    pairs = jax.tree.map(
+      lambda b, p: _init_factors(p, init) if b else (masked_node, masked_node),
+      mask_tree,
+      params,
+    )
+    m = jax.tree.map(lambda b, pr: pr[0], mask_tree, pairs, is_leaf=lambda t: isinstance(t, tuple))
+    w = jax.tree.map(lambda b, pr: pr[1], mask_tree, pairs, is_leaf=lambda t: isinstance(t, tuple))
+    u = merge(mask_tree, m, params)
+    return OverparamState(count=jnp.zeros([], jnp.int32), m=m, w=w, inner_state=inner.init((u, w)))
+
+  def update_fn(updates, state: OverparamState, params=None, **extra_args):
+    if params is None:
+      raise ValueError(
+        "pointwise_overparam: `params` must be passed to update (the wrapper returns m * w - params)."
+      )
+    grads = updates
+    mask_tree = _resolve_mask(mask, params)
+    lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
+
+    def resync(flag, x, m, w):
+      if not flag:
+        return m, w
+      mw = m * w
+      eps = jnp.finfo(x.dtype).eps
+      off = jnp.abs(x - mw) > 8 * eps * (jnp.abs(x) + jnp.abs(mw)) + jnp.finfo(x.dtype).tiny
+      m_new, w_new = factorize(x, m * m - w * w, sign_m=m)
+      # keep w's sign where x == 0 (factorize would pick +1)
+      w_new = jnp.where(x == 0, jnp.where(w < 0, -jnp.abs(w_new), jnp.abs(w_new)), w_new)
+      return jnp.where(off, m_new, m), jnp.where(off, w_new, w)
+
+    mw_pairs = jax.tree.map(
+      resync,
+      mask_tree,
+      params,
+      state.m,
+      state.w,
+      is_leaf=lambda t: isinstance(t, optax.MaskedNode),
+    )
+    is_pair = lambda t: isinstance(t, tuple)  # noqa: E731
+    m = jax.tree.map(lambda b, pr: pr[0], mask_tree, mw_pairs, is_leaf=is_pair)
+    w = jax.tree.map(lambda b, pr: pr[1], mask_tree, mw_pairs, is_leaf=is_pair)
+
+    def fgrad(flag, g, a, b):
+      # gradient of L(a * b) + lam/2 (a^2 + b^2) w.r.t. a
+      if not flag:
+        return masked_node
+      return (g * b + lam * a).astype(a.dtype)
+
+    g_m = jax.tree.map(fgrad, mask_tree, grads, m, w, is_leaf=lambda t: isinstance(t, optax.MaskedNode))
+    g_w = jax.tree.map(fgrad, mask_tree, grads, w, m, is_leaf=lambda t: isinstance(t, optax.MaskedNode))
+    g_u = merge(mask_tree, g_m, grads)
+    u = merge(mask_tree, m, params)
+    (d_u, d_w), inner_state = inner.update((g_u, g_w), state.inner_state, (u, w), **extra_args)
+    u_new = optax.apply_updates(u, d_u)
+    w_new = optax.apply_updates(w, d_w)
+    m_new = split(mask_tree, u_new)
+
+    if rescale_every is not None:
+      do = (state.count + 1) % rescale_every == 0
+
+      def rescale(flag, a, b):
+        if not flag:
+          return a, b
+        ra, rb = factorize(a * b, rescale_balance)
+        return jnp.where(do, ra, a), jnp.where(do, rb, b)
+
+      pairs = jax.tree.map(
+        rescale, mask_tree, m_new, w_new, is_leaf=lambda t: isinstance(t, optax.MaskedNode)
+      )
+      m_new = jax.tree.map(lambda b, pr: pr[0], mask_tree, pairs, is_leaf=is_pair)
+      w_new = jax.tree.map(lambda b, pr: pr[1], mask_tree, pairs, is_leaf=is_pair)
+
+    def out(flag, p, a, b, du):
+      if flag:
+        return (a * b - p).astype(p.dtype)
+      return du
+
+    new_updates = jax.tree.map(
+      out,
+      mask_tree,
+      params,
+      m_new,
+      w_new,
+      d_u,
+      is_leaf=lambda t: isinstance(t, optax.MaskedNode),
+    )
+    return new_updates, OverparamState(
+      count=optax.safe_increment(state.count), m=m_new, w=w_new, inner_state=inner_state
+    )
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def spred(
+  inner: optax.GradientTransformation,
+  weight_decay: optax.ScalarOrSchedule,
+  *,
+  mask: MaskOrFn | None = None,
+  init: str | float = "balanced",
+) -> optax.GradientTransformationExtraArgs:
+  """spred: ``x = m * w`` with constant weight decay on both factors (an implicit LASSO).
+
+  Ziyin & Wang, "spred: Solving L1 Penalty with SGD", ICML 2023; used as the ``m * w``
+  baseline in the HAM paper (arXiv 2506.02630). Since
+  ``min_{m w = x} lam/2 (m^2 + w^2) = lam |x|``, minimisers of
+  ``L(m * w) + lam/2 (||m||^2 + ||w||^2)`` are LASSO minimisers of ``L(x) + lam ||x||_1``.
+  Update rule: :func:`pointwise_overparam` with constant ``weight_decay = lam`` and no
+  rescaling.
+
+  Args:
+    inner: optimizer run on the factors.
+    weight_decay: ``lam`` (float >= 0, or a schedule).
+    mask: leaves to factorise (see :func:`pointwise_overparam`).
+    init: initial split (default balanced ``|m| = |w| = sqrt|x|``).
+  """
+  return pointwise_overparam(inner, mask=mask, weight_decay=weight_decay, init=init)
+
+
+def pilot(
+  inner: optax.GradientTransformation,
+  weight_decay: optax.ScalarOrSchedule,
+  *,
+  switch_step: int | None = None,
+  init: str | float = 1.0,
+  mask: MaskOrFn | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  """PILoT: ``x = m * w`` with a time-dependent weight decay and an L2-regime initialisation.
+
+  Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025. Continuous
+  sparsification with ``m * w`` starts with an implicit L2 bias that weight decay turns into
+  an L1 bias (the balance ``m^2 - w^2`` shrinks); PILoT controls this with a decay schedule
+  that is later switched off, keeping the implicit L1 bias while the explicit penalty is
+  gone. Update rule: :func:`pointwise_overparam` with
+  ``weight_decay_k = lam_k if k < switch_step else 0`` (``lam_k`` the float or schedule
+  given) and initial balance ``init``.
+
+  Choices made here (the paper's exact schedule and initialisation constants were not
+  available to us): the default initial balance ``m^2 - w^2 = 1`` (``m ~ 1``, ``w ~ x``
+  for small weights: the L2 end, where the inverse metric ``sqrt(c^2 + 4x^2)`` does not
+  vanish at 0, so signs can still flip), and the decay is on until ``switch_step`` (``None``: never
+  switched off; pass any optax schedule as ``weight_decay`` for other shapes, e.g. a
+  ramp built with ``optax.linear_schedule`` and :func:`ham_optax.schedules.switch_off`).
+
+  Args:
+    inner: optimizer run on the factors.
+    weight_decay: ``lam`` (float >= 0, or a schedule).
+    switch_step: step (0-based) from which the decay is 0; ``None`` keeps it on.
+    init: initial split (see :func:`pointwise_overparam`); default balance 1.0.
+    mask: leaves to factorise.
+  """
+  _check_nonneg("weight_decay", weight_decay)
+  wd = weight_decay if switch_step is None else switch_off(weight_decay, switch_step)
+  return pointwise_overparam(inner, mask=mask, weight_decay=wd, init=init)
+
+
+def sign_in(
+  inner: optax.GradientTransformation,
+  rescale_every: int,
+  *,
+  balance: float = 1.0,
+  weight_decay: optax.ScalarOrSchedule = 0.0,
+  mask: MaskOrFn | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  """Sign-In: ``x = m * w`` with periodic rescaling that induces sign flips.
+
+  Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery: Reparameterizing Sparse
+  Training", NeurIPS 2025; the Sign-In baseline of the HAM paper's random-pruning-at-init
+  experiments. Under ``m * w`` small weights get an inverse metric
+  ``sqrt(c^2 + 4 x^2) ~ |c|`` set by the balance ``c = m^2 - w^2``, which training (and
+  weight decay) drives towards zero, freezing signs. Every ``rescale_every`` updates the
+  factors are reset to balance ``c = balance`` with ``x = m * w`` unchanged (the "inner
+  rescaling"), so weights near zero can move - and flip sign - again. Update rule:
+  :func:`pointwise_overparam` with ``init=balance``, ``rescale_every``,
+  ``rescale_balance=balance``. Our choices: the reset target is this constant balance
+  (default 1: ``m ~ 1``, ``w ~ x``) and the inner optimizer's moments are not reset.
+
+  Args:
+    inner: optimizer run on the factors.
+    rescale_every: number of updates between rescalings (e.g. one epoch's worth).
+    balance: balance ``m^2 - w^2`` at init and after each rescaling.
+    weight_decay: ``lam`` on the factors (float >= 0 or schedule).
+    mask: leaves to factorise (for sparse training: the layers being pruned).
+  """
+  if rescale_every is None:
+    raise ValueError("sign_in: `rescale_every` is required (int > 0).")
+  balance = _check_real("balance", balance)
+  return pointwise_overparam(
+    inner,
+    mask=mask,
+    weight_decay=weight_decay,
+    init=balance,
+    rescale_every=rescale_every,
+    rescale_balance=balance,
+  )
+
+
+def state_nbytes(tx: optax.GradientTransformation, params: optax.Params) -> int:
+  """Bytes of ``tx.init(params)``, computed abstractly (nothing is allocated).
+
+  ``sum(leaf.size * leaf.dtype.itemsize)`` over the state's array leaves, via
+  ``jax.eval_shape``; use it to compare e.g. ``spred(optax.adam(...))`` with
+  ``optax.adam(...)`` and ``ham_optax.ham(optax.adam(...), ...)``.
+  """
+  shapes = jax.eval_shape(tx.init, params)
+  return int(sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize for s in jax.tree.leaves(shapes)))

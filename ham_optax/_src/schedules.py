@@ -1,0 +1,106 @@
+"""Weight-decay switch-off schedules.
+
+Jacobs, Zhou & Burkholz, "Mirror, Mirror of the Flow: How Does Regularization Shape
+Implicit Bias?" (ICML 2025) show that explicit regularisation leaves a lasting change in the
+geometry (the implicit bias) of training even after it is removed, and propose to *switch
+weight decay off* partway through training. The same idea drives PILoT ("Mask in the
+Mirror", Jacobs & Burkholz, ICLR 2025), which controls and then turns off the regularisation
+of an ``m * w`` overparameterisation, and it applies unchanged to HAM's multiplicative decay
+``beta`` (Jacobs et al., "Hyperbolic Aware Minimization", ICLR 2026, arXiv 2506.02630).
+
+The helpers here return ordinary :data:`optax.Schedule` callables::
+
+    switch_off(value, switch_step)(k) = value(k) if k < switch_step else 0
+
+so they can be passed wherever optax accepts a schedule:
+
+* ``optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=sched)``
+  (``optax.adamw`` itself only takes a float ``weight_decay``);
+* ``optax.add_decayed_weights`` has no schedule argument either; use ``inject_hyperparams``;
+* ``ham_optax.ham(inner, lr, beta=sched)`` (or under ``optax.inject_hyperparams(ham_optax.ham,
+  static_args=("mask",))``);
+* ``weight_decay=`` of :func:`ham_optax.overparam.pointwise_overparam` (evaluated at the
+  wrapper's own step count).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax.numpy as jnp
+import optax
+
+__all__ = ["switch_off", "switch_off_fraction"]
+
+
+def _check_value(value: optax.ScalarOrSchedule) -> None:
+  if callable(value):
+    return
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(
+      f"switch_off: `value` must be a real number or an optax schedule, got {type(value).__name__}."
+    )
+  if not math.isfinite(value):
+    raise ValueError(f"switch_off: `value` must be finite, got {value}.")
+
+
+def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedule:
+  """Returns a schedule equal to ``value`` before ``switch_step`` and 0 from then on.
+
+  .. math::
+
+    s(k) = \\begin{cases} v(k) & k < k_\\text{off} \\\\ 0 & k \\ge k_\\text{off} \\end{cases}
+
+  with ``v`` the constant ``value`` or the schedule ``value`` evaluated at ``k``. The step
+  count ``k`` starts at 0 (optax convention), so ``switch_step=0`` gives 0 for every step
+  and ``switch_step=T`` keeps ``value`` for exactly the first ``T`` updates.
+
+  This is the weight-decay switch-off of Jacobs, Zhou & Burkholz, "Mirror, Mirror of the
+  Flow: How Does Regularization Shape Implicit Bias?" (ICML 2025).
+
+  Args:
+    value: the regularisation strength (float) or an optax schedule of it.
+    switch_step: first step (0-based) at which the schedule returns 0.
+
+  Returns:
+    An :data:`optax.Schedule` (jit-safe; returns a JAX scalar).
+  """
+  _check_value(value)
+  if isinstance(switch_step, bool) or not isinstance(switch_step, numbers.Integral):
+    raise TypeError(f"switch_off: `switch_step` must be an int, got {type(switch_step).__name__}.")
+  if switch_step < 0:
+    raise ValueError(f"switch_off: `switch_step` must be >= 0, got {switch_step}.")
+  switch_step = int(switch_step)
+
+  def schedule(count: optax.Numeric) -> optax.Numeric:
+    v = value(count) if callable(value) else jnp.asarray(value, dtype=jnp.float32)
+    v = jnp.asarray(v)
+    return jnp.where(jnp.asarray(count) < switch_step, v, jnp.zeros_like(v))
+
+  return schedule
+
+
+def switch_off_fraction(value: optax.ScalarOrSchedule, total_steps: int, fraction: float) -> optax.Schedule:
+  """Returns :func:`switch_off` with ``switch_step = round(fraction * total_steps)``.
+
+  Turns decay (or HAM's ``beta``) off after the chosen fraction of training, as
+  proposed in "Mirror, Mirror of the Flow" (Jacobs, Zhou & Burkholz, ICML 2025).
+
+  Args:
+    value: the regularisation strength (float) or an optax schedule of it.
+    total_steps: total number of optimizer updates in the run (> 0).
+    fraction: fraction of training (in ``[0, 1]``) during which ``value`` is applied.
+
+  Returns:
+    An :data:`optax.Schedule`.
+  """
+  if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral):
+    raise TypeError(f"switch_off_fraction: `total_steps` must be an int, got {type(total_steps).__name__}.")
+  if total_steps <= 0:
+    raise ValueError(f"switch_off_fraction: `total_steps` must be > 0, got {total_steps}.")
+  if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+    raise TypeError(f"switch_off_fraction: `fraction` must be a float, got {type(fraction).__name__}.")
+  if not 0.0 <= float(fraction) <= 1.0:
+    raise ValueError(f"switch_off_fraction: `fraction` must be in [0, 1], got {fraction}.")
+  return switch_off(value, int(round(float(fraction) * int(total_steps))))
