@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import ham_optax
 from ham_optax.training import data as data_lib
 from ham_optax.training import models
 from ham_optax.training.cli import main
@@ -113,11 +114,26 @@ def test_resnet18_is_the_cifar_resnet18():
   assert n == 11_173_962  # the standard CIFAR ResNet-18 parameter count
 
 
+@pytest.mark.parametrize("name", ["mlp_ln", "resnet1d"])
+def test_default_mask_skips_norm_layers(name):
+  model = models.create_model(name, (40,), 10, seed=0, width=8)
+  params = nnx.as_pure(nnx.state(model, nnx.Param))
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  masked = jax.tree.leaves(ham_optax.default_mask(params))
+  kinds = {jax.tree_util.keystr(p): m for (p, _), m in zip(flat, masked, strict=True)}
+  assert any("norm" in k or "bn" in k for k in kinds)
+  for key, m in kinds.items():
+    is_kernel = key.endswith("['kernel']")
+    assert m == is_kernel, key  # kernels only: no norm scale, norm bias or dense bias
+
+
 @pytest.mark.parametrize(
   "model,dataset,width",
   [
     ("mlp", "mnist1d", 32),
     ("cnn1d", "mnist1d", 8),
+    ("mlp_ln", "mnist1d", 16),
+    ("resnet1d", "mnist1d", 4),
     # Initialising and compiling ResNet-18 (even at width 4 on 8x8 inputs) takes 20-60 s on a busy
     # 2-core CPU: both ResNet-18 runs are in the slow set; its shapes are checked in the default run.
     pytest.param("resnet18", "digits", 4, marks=pytest.mark.slow),
@@ -147,7 +163,7 @@ def test_one_short_epoch(model, dataset, width, tiny_mnist1d):
   assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
   assert 0.0 < record["sign_flips"] < 0.5 and record["sparsity"] == 0.0
   json.dumps({k: v for k, v in results.items() if k != "model"})  # results are JSON-serialisable
-  if model == "resnet18":  # BatchNorm running statistics were updated in training mode
+  if model in ("resnet18", "resnet1d"):  # BatchNorm running statistics were updated in training mode
     stats = nnx.as_pure(nnx.state(results["model"], nnx.BatchStat))
     assert any(np.any(np.asarray(x) != 0) for x in jax.tree.leaves(stats))
 

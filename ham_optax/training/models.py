@@ -1,4 +1,5 @@
-"""Flax NNX models for the HAM examples: an MLP, a 1-D CNN and a CIFAR-style ResNet-18.
+"""Flax NNX models for the HAM examples: an MLP (optionally with LayerNorm), a 1-D CNN, a 1-D ResNet with
+BatchNorm and a CIFAR-style ResNet-18.
 
 All models map a batch of examples to logits. Weight tensors (``kernel``, ndim >= 2) are the
 ones HAM and the sparsifiers act on by default; biases and BatchNorm scales are 1-D.
@@ -12,13 +13,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["MLP", "CNN1D", "ResNet18", "MODELS", "create_model"]
+__all__ = ["MLP", "CNN1D", "ResNet1D", "ResNet18", "MODELS", "create_model"]
 
-MODELS = ("mlp", "cnn1d", "resnet18")
+MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18")
 
 
 class MLP(nnx.Module):
-  """Fully connected ReLU network; flattens its input."""
+  """Fully connected ReLU network; flattens its input.
+
+  With ``layernorm=True`` every hidden layer is ``relu(LayerNorm(Linear(x)))`` (pre-activation
+  normalisation); the LayerNorm scales and biases are 1-D, so HAM's default mask leaves them alone.
+  """
 
   def __init__(
     self,
@@ -26,16 +31,21 @@ class MLP(nnx.Module):
     num_classes: int,
     hidden: Sequence[int] = (256, 256),
     *,
+    layernorm: bool = False,
     rngs: nnx.Rngs,
   ):
     sizes = [in_features, *hidden]
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+    self.norms = nnx.List([nnx.LayerNorm(b, rngs=rngs) for b in hidden]) if layernorm else None
     self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x.reshape(x.shape[0], -1)
-    for layer in self.layers:
-      x = jax.nn.relu(layer(x))
+    for i, layer in enumerate(self.layers):
+      x = layer(x)
+      if self.norms is not None:
+        x = self.norms[i](x)
+      x = jax.nn.relu(x)
     return self.head(x)
 
 
@@ -76,6 +86,65 @@ class CNN1D(nnx.Module):
       x = jax.nn.relu(conv(x))
     x = jax.nn.relu(self.dense(x.reshape(x.shape[0], -1)))
     return self.head(x)
+
+
+class _BasicBlock1D(nnx.Module):
+  def __init__(self, cin: int, cout: int, stride: int, kernel_size: int, *, rngs: nnx.Rngs):
+    k = (kernel_size,)
+    self.conv1 = nnx.Conv(cin, cout, k, strides=(stride,), use_bias=False, rngs=rngs)
+    self.bn1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    self.conv2 = nnx.Conv(cout, cout, k, use_bias=False, rngs=rngs)
+    self.bn2 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    if stride != 1 or cin != cout:
+      self.shortcut_conv = nnx.Conv(cin, cout, (1,), strides=(stride,), use_bias=False, rngs=rngs)
+      self.shortcut_bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+    else:
+      self.shortcut_conv = None
+      self.shortcut_bn = None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    if self.shortcut_conv is not None:
+      x = self.shortcut_bn(self.shortcut_conv(x))
+    return jax.nn.relu(x + y)
+
+
+class ResNet1D(nnx.Module):
+  """A small 1-D residual conv net with BatchNorm for sequences such as MNIST-1D.
+
+  The paper's setting (ResNet with BatchNorm) in miniature: a conv stem with BatchNorm, then stages of
+  one BasicBlock each (two ``kernel_size`` convs with BatchNorm and a shortcut), widths ``channels``,
+  stride 2 from the second stage on, global average pooling and a linear head. Input
+  ``(batch, length)`` or ``(batch, length, channels)``. Call ``model.train()`` / ``model.eval()`` to
+  switch BatchNorm between batch statistics and running averages.
+  """
+
+  def __init__(
+    self,
+    num_classes: int,
+    channels: Sequence[int] = (32, 64, 64),
+    kernel_size: int = 5,
+    in_channels: int = 1,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    self.stem = nnx.Conv(in_channels, channels[0], (kernel_size,), use_bias=False, rngs=rngs)
+    self.stem_bn = nnx.BatchNorm(channels[0], momentum=0.9, rngs=rngs)
+    blocks, cin = [], channels[0]
+    for i, cout in enumerate(channels):
+      blocks.append(_BasicBlock1D(cin, cout, 2 if i else 1, kernel_size, rngs=rngs))
+      cin = cout
+    self.blocks = nnx.List(blocks)
+    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if x.ndim == 2:
+      x = x[..., None]
+    x = jax.nn.relu(self.stem_bn(self.stem(x)))
+    for block in self.blocks:
+      x = block(x)
+    return self.head(jnp.mean(x, axis=1))
 
 
 class _BasicBlock(nnx.Module):
@@ -146,20 +215,23 @@ def create_model(
 ) -> nnx.Module:
   """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example).
 
-  ``width``: hidden size of the MLP (two layers), channels of the CNN1D, base width of the
-  ResNet-18; ``None`` picks each model's default.
+  ``width``: hidden size of the MLPs (two layers), channels of the CNN1D, base width of the
+  ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18; ``None`` picks each model's default.
   """
   rngs = nnx.Rngs(seed)
-  if name == "mlp":
+  if name in ("mlp", "mlp_ln"):
     in_features = 1
     for d in input_shape:
       in_features *= d
     hidden = (256, 256) if width is None else (width, width)
-    return MLP(in_features, num_classes, hidden, rngs=rngs)
-  if name == "cnn1d":
+    return MLP(in_features, num_classes, hidden, layernorm=name == "mlp_ln", rngs=rngs)
+  if name in ("cnn1d", "resnet1d"):
     if len(input_shape) not in (1, 2):
-      raise ValueError(f"cnn1d needs (length,) or (length, channels) inputs, got {input_shape}")
+      raise ValueError(f"{name} needs (length,) or (length, channels) inputs, got {input_shape}")
     in_ch = 1 if len(input_shape) == 1 else input_shape[1]
+    if name == "resnet1d":
+      channels = (32, 64, 64) if width is None else (width, 2 * width, 2 * width)
+      return ResNet1D(num_classes, channels, in_channels=in_ch, rngs=rngs)
     channels = (32, 32, 32) if width is None else (width, width, width)
     return CNN1D(input_shape[0], num_classes, channels, in_channels=in_ch, rngs=rngs)
   if name == "resnet18":
