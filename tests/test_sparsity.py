@@ -435,6 +435,12 @@ def test_bad_input_errors():
     sp.rigl(sgd, 0.5, end_step=10, drop_fraction=1.5)
   with pytest.raises(ValueError, match="update_every must be >= 1"):
     sp.rigl(sgd, 0.5, end_step=10, update_every=0)
+  with pytest.raises(TypeError, match="reset_state must be a bool"):
+    sp.rigl(sgd, 0.5, end_step=10, reset_state="yes")
+  with pytest.raises(TypeError, match="reset_momentum must be a bool"):
+    sp.acdc(sgd, 0.5, total_steps=10, reset_momentum=1)
+  with pytest.raises(TypeError, match="layer path prefixes"):
+    sp.all_but(0)
   # Masks / selections that do not match the params.
   tx = sp.random_pruning(sgd, 0.5, prunable={"conv": True, "dense": True})
   with pytest.raises(ValueError, match="`prunable` does not match"):

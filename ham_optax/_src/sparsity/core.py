@@ -317,9 +317,9 @@ def sparsifier(
 
     inner_state = state.inner_state
     if reset_rule is not None:
-      reset_now = reset_rule(state.count)
-      inner_state = reset_param_state(
-        inner, inner_state, jax.tree.unflatten(p_treedef, [~reset_now] * len(p_leaves))
+      none_kept = jax.tree.unflatten(p_treedef, [jnp.zeros((), bool)] * len(p_leaves))
+      inner_state = jax.lax.cond(
+        reset_rule(state.count), lambda s: reset_param_state(inner, s, none_kept), lambda s: s, inner_state
       )
     masked_g = [
       jnp.where(m, g, jnp.zeros_like(g)) if f else g
@@ -350,7 +350,10 @@ def sparsifier(
       out_m[i] = new[j]
       keep_state[i] = ~new[j] | old[j]
     if zero_new and reset_grown_state and idx:
-      inner_state = reset_param_state(inner, inner_state, jax.tree.unflatten(p_treedef, keep_state))
+      # Only steps that grew a weight touch the state (a reduction over the bool masks decides).
+      keep = jax.tree.unflatten(p_treedef, keep_state)
+      grew = jnp.any(jnp.stack([~jnp.all(keep_state[i]) for i in idx]))
+      inner_state = jax.lax.cond(grew, lambda s: reset_param_state(inner, s, keep), lambda s: s, inner_state)
     new_state = SparsifierState(
       count=optax.safe_increment(state.count),
       masks=jax.tree.unflatten(m_treedef, out_m),

@@ -53,8 +53,9 @@ def random_pruning(
   :math:`d_l \propto \sum_i k_i / \prod_i k_i` over the layer's shape :math:`k`, capped at 1 with the budget
   redistributed (Evci et al. 2020), rounded so that :math:`\sum_l z_l = \mathrm{round}(s\sum_l n_l)` exactly.
   (ERK gives small layers, and any selected 1-D leaf, where :math:`\sum_i k_i / \prod_i k_i` is large, density
-  1 first; use ``"uniform"`` to prune every layer equally.)
-  Every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
+  1 first; use ``"uniform"`` to prune every layer equally.) No layer is pruned away: :math:`z_l \le n_l - 1`
+  (see :func:`~ham_optax.sparsity.layer_zero_counts` for the exact counts).
+  The inner chain receives the masked gradient ``mask * g``. Every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
 
   Call :func:`~ham_optax.sparsity.apply_masks` once after ``init`` so training starts sparse. HAM's paper
   (Jacobs et al., ICLR 2026, arXiv:2506.02630, Table 2) pairs HAM with this baseline:
@@ -99,9 +100,10 @@ def magnitude_pruning(
 
   (``optax.polynomial_schedule`` with power 3). At steps :math:`t_0, t_0 + \Delta t, \dots` up to and including
   :math:`t_{end}` (always included, even when :math:`T` is not a multiple of :math:`\Delta t`), the mask keeps
-  the largest-magnitude entries of the proposed params :math:`x_{1/2} = x + \mathrm{inner}(g)`, with exactly
-  :math:`\mathrm{round}(s_t n)` zeros per layer (``scope="layer"``) or over all prunable weights together
-  (``scope="global"``). Pruned weights never come back (masks are nested). Before :math:`t_0` training is dense;
+  the largest-magnitude entries of the proposed params :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)`, with
+  exactly :math:`\mathrm{round}(s_t n)` zeros per layer (``scope="layer"``) or over all prunable weights together
+  (``scope="global"``), capped so that no layer is pruned away (at most :math:`n_l - 1` per layer; globally at
+  most :math:`N - L`, each layer's largest weight kept first). Pruned weights never come back (masks are nested). Before :math:`t_0` training is dense;
   after :math:`t_{end}` the final mask stays fixed.
 
   Args:
