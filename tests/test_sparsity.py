@@ -813,7 +813,13 @@ NO_LAYER_AWAY = {
 _PER_LAYER = {"random_uniform", "gmp_layer", "acdc_layer", "rigl_uniform"}
 
 
-@pytest.mark.parametrize("method", sorted(NO_LAYER_AWAY))
+@pytest.mark.parametrize(
+  "method",
+  [
+    pytest.param(m, marks=[pytest.mark.slow] if m in ("acdc_layer", "rigl_uniform") else [])
+    for m in sorted(NO_LAYER_AWAY)
+  ],
+)
 def test_no_layer_is_pruned_away(method):
   # One rule for every sparsifier: each selected layer keeps >= 1 active weight. Uniform 0.9 on 2x2, 3x3 and
   # 10x10 prunes min(round(0.9 n), n - 1) = 3, 8, 90 per layer; pooled methods (ERK, global) prune
