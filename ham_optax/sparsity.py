@@ -1,21 +1,23 @@
 """Sparse training for JAX/optax, built to pair with HAM (Jacobs et al., ICLR 2026, arXiv:2506.02630).
 
 Sparsifiers wrap any optax transform and keep binary masks in the optimizer state. The documented order is
-``sparsifier(ham(inner_opt, ...))``: the inner optimizer and HAM's mirror step propose new params from the dense
-gradient, then the sparsifier projects them onto the mask (``params + updates = mask * x_half``), so pruned
-weights are exactly zero after every step.
+``sparsifier(ham(inner_opt, ...))``: the sparsifier masks the gradient (``mask * g``), the inner optimizer and
+HAM's mirror step propose new params from it, then the sparsifier projects them onto the mask
+(``params + updates = mask * x_half``), so pruned weights are exactly zero after every step. RigL grows from the
+dense gradient. No selected layer is ever pruned away: each keeps at least one active weight.
 
 - :func:`random_pruning`: fixed random masks at init, uniform or ERK per-layer densities.
 - :func:`magnitude_pruning`: gradual magnitude pruning with Zhu & Gupta's cubic schedule (global or per layer).
 - :func:`acdc`: alternating compressed/decompressed training.
 - :func:`rigl`: drop smallest-magnitude, grow largest-gradient weights every ``update_every`` steps.
 - :class:`STRDense`, :class:`STRConv`: Soft Threshold Reparameterization layers (flax NNX), learned sparsity.
+- :func:`all_but`: a ``prunable`` selection keeping named layers (e.g. the first) dense.
 - :func:`get_masks`, :func:`apply_masks`: read the masks from any (nested) optimizer state; zero pruned weights.
 """
 
 from typing import TYPE_CHECKING
 
-from ham_optax._src.sparsity.core import SparsifierState, apply_masks, get_masks
+from ham_optax._src.sparsity.core import SparsifierState, all_but, apply_masks, get_masks
 from ham_optax._src.sparsity.distributions import erk_densities, layer_zero_counts
 from ham_optax._src.sparsity.methods import (
   acdc,
@@ -48,6 +50,7 @@ __all__ = [
   "STRDense",
   "SparsifierState",
   "acdc",
+  "all_but",
   "acdc_is_sparse",
   "acdc_phases",
   "apply_masks",

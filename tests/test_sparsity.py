@@ -287,9 +287,12 @@ def _rigl_reference(params, grads, masks, zeta):
   return out
 
 
-def test_rigl_drop_and_grow_matches_reference():
+@pytest.mark.parametrize("begin", [0, 4])
+def test_rigl_drop_and_grow_matches_reference(begin):
   s, every, end, zeta = 0.8, 3, 15, 0.4
-  tx = sp.rigl(optax.sgd(0.05, momentum=0.9), s, update_every=every, end_step=end, drop_fraction=zeta)
+  tx = sp.rigl(
+    optax.sgd(0.05, momentum=0.9), s, update_every=every, end_step=end, begin_step=begin, drop_fraction=zeta
+  )
   params = _params()
   state = tx.init(params)
   params = sp.apply_masks(params, state)
@@ -304,9 +307,10 @@ def test_rigl_drop_and_grow_matches_reference():
     u, state = step(g, state, params)
     new_params = apply(params, u)
     new = {k: np.asarray(sp.get_masks(state)[k]) for k in PRUNABLE}
-    is_update = t > 0 and t < end and t % every == 0
+    # Reference schedule (rigl's begin/end/frequency, cosine over end - begin; growth from the dense gradient).
+    is_update = begin < t < end and (t - begin) % every == 0
     if is_update:
-      zt = 0.5 * zeta * (1 + np.cos(np.pi * t / end))
+      zt = 0.5 * zeta * (1 + np.cos(np.pi * (t - begin) / (end - begin)))
       ref = _rigl_reference(params, g, {k: old[k] for k in PRUNABLE}, zt)
       for k in PRUNABLE:
         np.testing.assert_array_equal(new[k], ref[k])
@@ -320,10 +324,9 @@ def test_rigl_drop_and_grow_matches_reference():
     if any(not np.array_equal(new[k], old[k]) for k in PRUNABLE):
       changed_steps.append(t)
     params = new_params
-  assert changed_steps == [3, 6, 9, 12]
-  # Regrown weights are trained from the following step on.
-  assert float(sp.rigl_drop_fraction(0, zeta, end)) == pytest.approx(zeta)
-  assert float(sp.rigl_drop_fraction(end, zeta, end)) == pytest.approx(0.0, abs=1e-7)
+  assert changed_steps == ([3, 6, 9, 12] if begin == 0 else [7, 10, 13])
+  assert float(sp.rigl_drop_fraction(begin, zeta, end, begin)) == pytest.approx(zeta)
+  assert float(sp.rigl_drop_fraction(end, zeta, end, begin)) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_works_inside_nnx_optimizer():
@@ -432,6 +435,12 @@ def test_bad_input_errors():
     sp.rigl(sgd, 0.5, end_step=10, drop_fraction=1.5)
   with pytest.raises(ValueError, match="update_every must be >= 1"):
     sp.rigl(sgd, 0.5, end_step=10, update_every=0)
+  with pytest.raises(TypeError, match="reset_state must be a bool"):
+    sp.rigl(sgd, 0.5, end_step=10, reset_state="yes")
+  with pytest.raises(TypeError, match="reset_momentum must be a bool"):
+    sp.acdc(sgd, 0.5, total_steps=10, reset_momentum=1)
+  with pytest.raises(TypeError, match="layer path prefixes"):
+    sp.all_but(0)
   # Masks / selections that do not match the params.
   tx = sp.random_pruning(sgd, 0.5, prunable={"conv": True, "dense": True})
   with pytest.raises(ValueError, match="`prunable` does not match"):
@@ -549,3 +558,294 @@ def test_dtype_and_state_structure_are_stable(dtype):
   for k in PRUNABLE:
     assert new_params[k].dtype == dtype
     np.testing.assert_array_equal(np.asarray(new_params[k].astype(jnp.float32))[~np.asarray(masks[k])], 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Behaviour around the masks, each against a NumPy (float64) rendering of the reference rule.
+
+SMALL = {"b": (5,), "w": (6, 5)}  # "w" is pruned, "b" is not
+
+
+def _small_grads(steps: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+  """A fixed sequence of dense 'gradients' (independent of the params, so the reference needs no autodiff)."""
+  rng = np.random.default_rng(seed)
+  return [{k: rng.normal(size=s).astype(np.float32) for k, s in SMALL.items()} for _ in range(steps)]
+
+
+def _small_params(seed: int = 1) -> dict[str, jax.Array]:
+  rng = np.random.default_rng(seed)
+  return {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in SMALL.items()}
+
+
+def _np_opt(name: str, lr: float):
+  """NumPy float64 renderings of optax.sgd(lr, momentum=0.9) and optax.adam(lr): (init, update) on dicts."""
+  if name == "sgd":
+
+    def init(p):
+      return {"trace": {k: np.zeros_like(v, np.float64) for k, v in p.items()}}
+
+    def update(g, st):
+      trace = {k: g[k] + 0.9 * st["trace"][k] for k in g}
+      return {k: -lr * trace[k] for k in g}, {"trace": trace}
+
+    return init, update
+
+  def init(p):
+    zeros = {k: np.zeros_like(v, np.float64) for k, v in p.items()}
+    return {"mu": zeros, "nu": dict(zeros), "count": 0}
+
+  def update(g, st):
+    c = st["count"] + 1
+    mu = {k: 0.9 * st["mu"][k] + 0.1 * g[k] for k in g}
+    nu = {k: 0.999 * st["nu"][k] + 0.001 * g[k] ** 2 for k in g}
+    u = {k: -lr * (mu[k] / (1 - 0.9**c)) / (np.sqrt(nu[k] / (1 - 0.999**c)) + 1e-8) for k in g}
+    return u, {"mu": mu, "nu": nu, "count": c}
+
+  return init, update
+
+
+def _param_state(name: str, inner_state) -> dict[str, dict[str, np.ndarray]]:
+  """The parameter-shaped leaves of optax.sgd(momentum)/optax.adam state, as NumPy dicts."""
+  if name == "sgd":
+    return {"trace": {k: np.asarray(v) for k, v in inner_state[0].trace.items()}}
+  return {f: {k: np.asarray(v) for k, v in getattr(inner_state[0], f).items()} for f in ("mu", "nu")}
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_rigl_resets_inner_state_of_regrown_weights(opt):
+  # Reference (rigl SparseRigLOptimizer.reset_momentum, jaxpruner restart_inner_state): after the optimizer step,
+  # drop/grow; new connections start at 0 and every optimizer slot (momentum; Adam's mu and nu, not its count) is
+  # zeroed there. The inner optimizer sees the masked gradient, growth the dense one.
+  lr, every, end, zeta, steps = 0.05, 2, 8, 0.5, 8
+  make = {"sgd": lambda: optax.sgd(lr, momentum=0.9), "adam": lambda: optax.adam(lr)}[opt]
+  grads = _small_grads(steps)
+
+  def run_ours(reset):
+    tx = sp.rigl(
+      make(),
+      0.5,
+      update_every=every,
+      end_step=end,
+      drop_fraction=zeta,
+      distribution="uniform",
+      reset_state=reset,
+    )
+    params = _small_params()
+    state = tx.init(params)
+    params = sp.apply_masks(params, state)
+    mask0 = np.asarray(sp.get_masks(state)["w"])
+    step = jax.jit(tx.update)
+    out = []
+    for g in grads:
+      u, state = step(jax.tree.map(jnp.asarray, g), state, params)
+      params = optax.apply_updates(params, u)
+      out.append(({k: np.asarray(v) for k, v in params.items()}, _param_state(opt, state.inner_state)))
+    return mask0, out
+
+  mask0, ours = run_ours(True)
+  init, update = _np_opt(opt, lr)
+  x = {k: np.asarray(v, np.float64) for k, v in _small_params().items()}
+  x["w"] = np.where(mask0, x["w"], 0.0)
+  m, st = mask0, init(x)
+  for t, g in enumerate(grads):
+    g = {k: v.astype(np.float64) for k, v in g.items()}
+    u, st = update({"b": g["b"], "w": np.where(m, g["w"], 0.0)}, st)
+    new = m
+    if 0 < t < end and t % every == 0:
+      zt = 0.5 * zeta * (1 + np.cos(np.pi * t / end))
+      new = _rigl_reference({"w": x["w"]}, {"w": g["w"]}, {"w": m}, zt)["w"]
+      grown = new & ~m
+      assert grown.any()
+      for field in ("trace", "mu", "nu"):
+        if field in st:
+          st[field]["w"] = np.where(grown, 0.0, st[field]["w"])
+    x = {"b": x["b"] + u["b"], "w": np.where(new & m, x["w"] + u["w"], 0.0)}
+    m = new
+    got_x, got_st = ours[t]
+    for k in SMALL:
+      np.testing.assert_allclose(got_x[k], x[k], rtol=2e-5, atol=1e-5, err_msg=f"step {t} param {k}")
+      for field, tree in got_st.items():
+        np.testing.assert_allclose(tree[k], st[field][k], rtol=2e-5, atol=1e-5, err_msg=f"step {t} {field}")
+  # Without the reset the trajectory differs (the test can fail).
+  _, no_reset = run_ours(False)
+  assert not np.allclose(no_reset[-1][0]["w"], ours[-1][0]["w"])
+
+
+def test_acdc_resets_momentum_at_each_dense_switch():
+  # Reference (IST-DASLab/ACDC, --reset_momentum_after_recycling): before the first step of each dense phase that
+  # follows a sparse one, every momentum buffer is zeroed. Sparse phases here: [2, 4), [6, 8), [10, end).
+  lr, s, steps = 0.05, 0.6, 12
+  phases = [(2, 4), (6, 8), (10, None)]
+  grads = _small_grads(steps, seed=3)
+
+  def run_ours(reset):
+    tx = sp.acdc(optax.sgd(lr, momentum=0.9), s, sparse_phases=phases, scope="layer", reset_momentum=reset)
+    params = _small_params()
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    out = []
+    for g in grads:
+      u, state = step(jax.tree.map(jnp.asarray, g), state, params)
+      params = optax.apply_updates(params, u)
+      out.append(({k: np.asarray(v) for k, v in params.items()}, np.asarray(state.inner_state[0].trace["w"])))
+    return out
+
+  ours = run_ours(True)
+  sparse = lambda t: any(a <= t < (b if b is not None else 10**9) for a, b in phases)  # noqa: E731
+  init, update = _np_opt("sgd", lr)
+  x = {k: np.asarray(v, np.float64) for k, v in _small_params().items()}
+  m, st, resets = np.ones(SMALL["w"], bool), init(x), []
+  for t, g in enumerate(grads):
+    g = {k: v.astype(np.float64) for k, v in g.items()}
+    if t > 0 and sparse(t - 1) and not sparse(t):
+      st = {"trace": {k: np.zeros_like(v) for k, v in st["trace"].items()}}
+      resets.append(t)
+    u, st = update({"b": g["b"], "w": np.where(m, g["w"], 0.0)}, st)
+    if sparse(t) and not (t > 0 and sparse(t - 1)):  # new sparse phase: top-|x_half| per layer
+      proposal = np.abs(x["w"] + u["w"]).ravel()
+      keep = np.argsort(-proposal, kind="stable")[: proposal.size - round(s * proposal.size)]
+      m = np.zeros(proposal.size, bool)
+      m[keep] = True
+      m = m.reshape(SMALL["w"])
+    elif not sparse(t):
+      m = np.ones(SMALL["w"], bool)
+    x = {"b": x["b"] + u["b"], "w": np.where(m, x["w"] + u["w"], 0.0)}
+    np.testing.assert_allclose(ours[t][0]["w"], x["w"], rtol=2e-5, atol=1e-6, err_msg=f"step {t}")
+    np.testing.assert_allclose(ours[t][0]["b"], x["b"], rtol=2e-5, atol=1e-6, err_msg=f"step {t}")
+    np.testing.assert_allclose(ours[t][1], st["trace"]["w"], rtol=2e-5, atol=1e-6, err_msg=f"step {t}")
+  assert resets == [4, 8]
+  no_reset = run_ours(False)
+  assert not np.allclose(no_reset[4][0]["w"], ours[4][0]["w"])
+
+
+def test_inner_chain_sees_masked_gradients():
+  # Reference (rigl, jaxpruner is_sparse_gradients, ACDC): the optimizer sees the gradient masked by the current
+  # mask, so a global-norm clip inside the chain is computed over the active weights only; HAM's mirror step reads
+  # the gradient ham receives (masked, before the clip).
+  lr, c, alpha, beta, s = 0.1, 0.5, 3.0, 1e-3, 0.9
+  params = _params()
+  g = jax.grad(_loss)(params)
+  for use_ham in (False, True):
+    inner = optax.chain(optax.clip_by_global_norm(c), optax.sgd(lr))
+    tx = sp.random_pruning(ham_optax.ham(inner, lr, alpha, beta) if use_ham else inner, s, seed=1)
+    state = tx.init(params)
+    p = sp.apply_masks(params, state)
+    masks = sp.get_masks(state)
+    u, _ = jax.jit(tx.update)(g, state, p)
+    got = optax.apply_updates(p, u)
+    gm = {k: np.where(np.asarray(masks[k]), np.asarray(g[k], np.float64), 0.0) for k in SHAPES}
+    norm = np.sqrt(sum(np.sum(v**2) for v in gm.values()))
+    scale = min(1.0, c / norm)
+    for k in SHAPES:
+      x = np.asarray(p[k], np.float64)
+      x_half = x - lr * scale * gm[k]
+      if use_ham and k in PRUNABLE:
+        x_half = x_half * np.exp(np.clip(-lr * (alpha * np.sign(x_half) * gm[k] + beta), -5.0, 5.0))
+      want = np.where(np.asarray(masks[k]), x_half, 0.0)
+      np.testing.assert_allclose(np.asarray(got[k]), want, rtol=1e-5, atol=1e-7, err_msg=f"ham={use_ham} {k}")
+    # With dense gradients the clip would have scaled by the full norm: the masked update is larger here.
+    dense_norm = np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2) for v in g.values()))
+    assert dense_norm > 1.5 * norm
+
+
+def test_acdc_explicit_phases_reproduce_the_imagenet_schedule():
+  # Published ResNet-50 schedule (100 epochs): dense 0-10, sparse/dense alternating every 5 epochs up to 75,
+  # dense 75-85, sparse 85-100. One step per epoch here.
+  phases = [(e, e + 5) for e in range(10, 75, 10)] + [(85, None)]
+  tx = sp.acdc(optax.sgd(0.01), 0.7, sparse_phases=phases)
+  _, _, history = _run(tx, steps=100)
+  got = "".join("S" if any((~np.asarray(m[k])).any() for k in PRUNABLE) else "D" for _, m in history)
+  want = "D" * 10 + ("S" * 5 + "D" * 5) * 6 + "S" * 5 + "D" * 10 + "S" * 15
+  assert got == want
+  for bad, match in (
+    ([(5, 3)], "end must be >= 6"),
+    ([(0, 5), (5, 8)], "separated by at least one dense step"),
+    ([(0, None), (8, 9)], "only the last interval"),
+    ([], "at least one"),
+  ):
+    with pytest.raises(ValueError, match=match):
+      sp.acdc(optax.sgd(0.1), 0.5, sparse_phases=bad)
+  with pytest.raises(ValueError, match="exactly one of total_steps"):
+    sp.acdc(optax.sgd(0.1), 0.5, total_steps=10, sparse_phases=phases)
+  with pytest.raises(ValueError, match="begin_step"):
+    sp.rigl(optax.sgd(0.1), 0.5, end_step=10, begin_step=10)
+
+
+def test_all_but_keeps_named_layers_dense():
+  params = {
+    "layers": [{"kernel": jnp.ones((6, 4)), "bias": jnp.ones(4)}, {"kernel": jnp.ones((4, 4))}],
+    "head": {"kernel": jnp.ones((4, 3))},
+  }
+  masks = sp.get_masks(
+    sp.random_pruning(optax.sgd(0.1), 0.5, prunable=sp.all_but("layers/0", "head")).init(params)
+  )
+  assert masks["layers"][0]["kernel"].shape == () and masks["head"]["kernel"].shape == ()
+  assert masks["layers"][1]["kernel"].shape == (4, 4)
+  with pytest.raises(ValueError, match="matches no prunable leaf"):
+    sp.random_pruning(optax.sgd(0.1), 0.5, prunable=sp.all_but("layer/0")).init(params)
+
+
+def test_str_reference_threshold_init_starts_dense():
+  # STR's ResNet-50 config starts at s = -3200: sigmoid(s) is exactly 0 in float32, so no weight is zero at step 0
+  # and the loss gradient w.r.t. s vanishes (only weight decay moves s). The default -5 starts learning at once.
+  w = jnp.asarray(np.random.default_rng(0).normal(size=(8, 8)) * 0.01, jnp.float32)
+  np.testing.assert_array_equal(sp.str_sparse_weight(w, jnp.float32(-3200.0)), w)
+  assert float(jax.grad(lambda t: jnp.sum(sp.str_sparse_weight(w, t)))(jnp.float32(-3200.0))) == 0.0
+  assert float(jax.grad(lambda t: jnp.sum(jnp.abs(sp.str_sparse_weight(w, t))))(jnp.float32(-5.0))) != 0.0
+
+
+NO_LAYER_AWAY = {
+  "random_uniform": lambda s: sp.random_pruning(optax.sgd(0.1), s, distribution="uniform"),
+  "random_erk": lambda s: sp.random_pruning(optax.sgd(0.1), s, distribution="erk"),
+  "gmp_global": lambda s: sp.magnitude_pruning(
+    optax.sgd(0.1), s, begin_step=0, end_step=2, initial_sparsity=s
+  ),
+  "gmp_layer": lambda s: sp.magnitude_pruning(
+    optax.sgd(0.1), s, begin_step=0, end_step=2, initial_sparsity=s, scope="layer"
+  ),
+  "acdc_global": lambda s: sp.acdc(optax.sgd(0.1), s, sparse_phases=[(0, None)]),
+  "acdc_layer": lambda s: sp.acdc(optax.sgd(0.1), s, sparse_phases=[(0, None)], scope="layer"),
+  "rigl_uniform": lambda s: sp.rigl(
+    optax.sgd(0.1), s, update_every=1, end_step=3, drop_fraction=1.0, distribution="uniform"
+  ),
+  "rigl_erk": lambda s: sp.rigl(optax.sgd(0.1), s, update_every=1, end_step=3, drop_fraction=1.0),
+}
+_PER_LAYER = {"random_uniform", "gmp_layer", "acdc_layer", "rigl_uniform"}
+
+
+@pytest.mark.parametrize(
+  "method",
+  [
+    pytest.param(m, marks=[pytest.mark.slow] if m in ("acdc_layer", "rigl_uniform") else [])
+    for m in sorted(NO_LAYER_AWAY)
+  ],
+)
+def test_no_layer_is_pruned_away(method):
+  # One rule for every sparsifier: each selected layer keeps >= 1 active weight. Uniform 0.9 on 2x2, 3x3 and
+  # 10x10 prunes min(round(0.9 n), n - 1) = 3, 8, 90 per layer; pooled methods (ERK, global) prune
+  # min(round(0.9 * 113), 113 - 3) = 102 in total.
+  rng = np.random.default_rng(0)
+  params = {
+    k: jnp.asarray(rng.normal(size=sh), jnp.float32)
+    for k, sh in (("a", (2, 2)), ("b", (3, 3)), ("c", (10, 10)))
+  }
+  grads = {k: jnp.asarray(rng.normal(size=v.shape), jnp.float32) for k, v in params.items()}
+  for prm, s, expect_layer, expect_total in (
+    (params, 0.9, {"a": 3, "b": 8, "c": 90}, 102),
+    ({"w": jnp.full((1, 1), 0.3)}, 0.6, {"w": 0}, 0),
+    ({"w": jnp.full((1, 1), 0.3)}, 0.999, {"w": 0}, 0),
+  ):
+    tx = NO_LAYER_AWAY[method](s)
+    state = tx.init(prm)
+    p = sp.apply_masks(prm, state)
+    g = {k: grads.get(k, jnp.ones_like(v)) for k, v in prm.items()}
+    step = jax.jit(tx.update)
+    for _ in range(3 if method.startswith("rigl") else 1):  # RigL updates its masks at steps 1 and 2
+      u, state = step(g, state, p)
+      p = optax.apply_updates(p, u)
+      zeros = {k: int((~np.asarray(m)).sum()) for k, m in sp.get_masks(state).items()}
+      if method in _PER_LAYER:
+        assert zeros == expect_layer, (method, s)
+      else:
+        assert sum(zeros.values()) == expect_total, (method, s)
+      assert all(int(np.asarray(m).sum()) >= 1 for m in sp.get_masks(state).values())

@@ -1,8 +1,12 @@
 """Shared machinery of the sparsifiers: state, the projecting wrapper, top-k masks, mask look-up.
 
-Every sparsifier wraps an inner optax transform (typically ``ham_optax.ham(...)``). The inner chain proposes new
-parameters ``x_half = params + inner_updates``; the wrapper then projects them onto the current binary mask, so
-that ``params + updates = mask * x_half`` and pruned weights are exactly zero after every step.
+Every sparsifier wraps an inner optax transform (typically ``ham_optax.ham(...)``). The inner chain receives the
+gradient masked by the current mask and proposes new parameters ``x_half = params + inner_updates``; the wrapper
+then projects them onto the (possibly updated) binary mask, so that ``params + updates = mask * x_half`` and pruned
+weights are exactly zero after every step.
+
+No selected layer is ever pruned away: every selected leaf with at least one entry keeps at least one active weight
+(see :func:`magnitude_masks` and :func:`ham_optax.sparsity.layer_zero_counts`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,64 @@ def resolve_prunable(prunable: PrunableOrFn, params: Any) -> tuple[bool, ...]:
   except (ValueError, TypeError) as e:
     msg = str(e).replace("HAM mask", "`prunable`")
     raise type(e)(msg) from e
+
+
+def _path_str(path: tuple) -> str:
+  """``'layers/0/kernel'`` for a ``jax.tree_util`` key path (dict keys, attributes, sequence indices)."""
+  parts = []
+  for k in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+    else:
+      parts.append(str(k))
+  return "/".join(parts)
+
+
+def all_but(*layers: str) -> Callable[[Any], Any]:
+  """A ``prunable`` selection: the default leaves (floating point, ``ndim >= 2``) except the named layers.
+
+  Each name is a path prefix in ``'/'``-joined key form, e.g. ``"layers/0"`` (first hidden layer of a Flax NNX
+  ``nnx.List``), ``"head"`` or ``"stem"``; every leaf whose path equals the prefix or starts with ``prefix + "/"``
+  stays dense. Names are matched on the params passed to ``init``; a name that matches no selected leaf raises a
+  ``ValueError`` (catching typos). Pytree order is alphabetical for dicts, so "first" and "last" are named
+  explicitly rather than guessed from the leaf order.
+
+  The references differ: rigl keeps the first layer dense by default (``first_layer_sparsity=0`` in its ImageNet
+  flags), AC/DC's published ResNet-50 configs prune every convolution including the first and the final linear
+  layer (its ``no_conv1_fc`` configs keep those two dense), STR thresholds every layer. HAM's paper runs each
+  sparsifier in its reference setting, so for RigL use ``prunable=all_but(<first layer>)``.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from ham_optax import sparsity as sp
+    >>> params = {"layers": [{"kernel": jnp.ones((40, 8))}, {"kernel": jnp.ones((8, 8))}],
+    ...           "head": {"kernel": jnp.ones((8, 10))}}
+    >>> tx = sp.rigl(optax.sgd(0.1), 0.9, end_step=100, prunable=sp.all_but("layers/0"))
+    >>> masks = sp.get_masks(tx.init(params))
+    >>> masks["layers"][0]["kernel"].shape, masks["head"]["kernel"].shape
+    ((), (8, 10))
+  """
+  for name in layers:
+    if not isinstance(name, str) or not name.strip("/"):
+      raise TypeError(f"all_but takes layer path prefixes such as 'layers/0' or 'head', got {name!r}.")
+  prefixes = tuple(name.strip("/") for name in layers)
+
+  def select(params: Any) -> Any:
+    default = masking.resolve_mask(None, params)
+    paths = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    hit = lambda path, pre: path == pre or path.startswith(pre + "/")  # noqa: E731
+    for pre in prefixes:
+      if not any(hit(path, pre) and f for path, f in zip(paths, default, strict=True)):
+        selected = [path for path, f in zip(paths, default, strict=True) if f]
+        raise ValueError(f"all_but({pre!r}) matches no prunable leaf; the prunable leaves are {selected}.")
+    flags = [
+      f and not any(hit(path, pre) for pre in prefixes) for path, f in zip(paths, default, strict=True)
+    ]
+    return jax.tree.unflatten(jax.tree.structure(params), flags)
+
+  return select
 
 
 def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:
@@ -136,9 +198,11 @@ def magnitude_masks(
   zeros: jax.Array | int | Sequence[jax.Array | int],
   scope: str,
 ) -> list[jax.Array]:
-  """Top-|value| masks with exactly ``zeros`` pruned entries over all layers (``scope="global"``, one count)
-  or per layer (``scope="layer"``, one count per layer). Counts may be traced.
+  """Top-|value| masks with ``zeros`` pruned entries over all layers (``scope="global"``, one count) or per layer
+  (``scope="layer"``, one count per layer). Counts may be traced.
 
+  No layer is pruned away: per layer the count is capped at ``n_l - 1``; globally at ``N - L`` (``L`` non-empty
+  layers), and each layer's largest-|value| active entry is kept before the global threshold is applied.
   Weights outside ``old_masks`` rank below every active weight (score -1 < |x|), so when the sparsity grows
   the new mask is a subset of the old one (gradual magnitude pruning never revives a pruned weight).
   """
@@ -147,19 +211,47 @@ def magnitude_masks(
   ]
   if scope == "global":
     total = sum(int(v.size) for v in values)
+    n_layers = sum(int(v.size > 0) for v in values)
+    zeros = jnp.minimum(jnp.asarray(zeros, jnp.int32), total - n_layers)
+    scores = [jnp.where(top_k_mask(s, 1), jnp.inf, s) if s.size else s for s in scores]
     return global_top_k_masks(scores, total - zeros)
-  return [top_k_mask(s, s.size - z) for s, z in zip(scores, zeros, strict=True)]
+  return [
+    top_k_mask(s, s.size - jnp.minimum(jnp.asarray(z, jnp.int32), max(s.size - 1, 0)))
+    for s, z in zip(scores, zeros, strict=True)
+  ]
 
 
 # A mask rule: (count, params, grads, proposal_fn, old_masks) -> (new_masks, zero_new), lists over prunable leaves
-# (``proposal_fn()`` returns params + inner_updates; call it inside the mask-update branch so that steps without
-# a mask update do not materialise it)
-# only. ``zero_new`` says whether weights that become active in this step start at exactly 0 (RigL).
+# only. ``grads`` are the dense gradients the wrapper received; ``proposal_fn()`` returns params + inner_updates
+# (call it inside the mask-update branch so that steps without a mask update do not materialise it).
+# ``zero_new`` says whether weights that become active in this step start at exactly 0, with their inner optimizer
+# state reset (RigL).
 MaskRule = Callable[
   [jax.Array, list[jax.Array], list[jax.Array], Callable[[], list[jax.Array]], list[jax.Array]],
   tuple[list[jax.Array], bool],
 ]
 InitRule = Callable[[list[jax.Array]], list[jax.Array]]
+# A reset rule: count -> traced bool; when True, every parameter-shaped leaf of the inner state is zeroed before the
+# inner update of this step (AC/DC's momentum reset at each switch back to a dense phase).
+ResetRule = Callable[[jax.Array], jax.Array]
+
+
+def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, keep: Any) -> Any:
+  """Zeroes the parameter-shaped leaves of ``inner_state`` wherever ``keep`` (a params-shaped bool tree, leaves
+  broadcastable to the params) is False; every other field (step counts, hyperparameters) is left alone.
+
+  The parameter-shaped leaves are found with ``optax.tree_utils.tree_map_params`` (SGD's momentum trace, Adam's
+  ``mu`` and ``nu``, ``MultiSteps``' accumulated gradients, ... of any inner optimizer).
+  """
+  try:
+    return optax.tree_utils.tree_map_params(
+      inner, lambda x, k: jnp.where(k, x, jnp.zeros_like(x)), inner_state, keep
+    )
+  except Exception as e:  # noqa: BLE001 - re-raised with the option that avoids it
+    raise ValueError(
+      "Could not find the parameter-shaped leaves of the inner optimizer's state (optax.tree_utils."
+      f"tree_map_params failed: {e}). Pass reset_state=False / reset_momentum=False to keep the state as is."
+    ) from e
 
 
 def sparsifier(
@@ -167,11 +259,22 @@ def sparsifier(
   prunable: PrunableOrFn,
   init_rule: InitRule,
   mask_rule: MaskRule | None,
+  *,
+  reset_rule: ResetRule | None = None,
+  reset_grown_state: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-  """Builds a sparsifier: run ``inner``, update the masks with ``mask_rule``, project onto the masks.
+  """Builds a sparsifier: mask the gradient, run ``inner``, update the masks with ``mask_rule``, project.
 
-  ``updates = where(mask, inner_updates, -params)`` on prunable leaves (so ``params + updates`` equals
-  ``mask * (params + inner_updates)`` and pruned entries are exactly 0.0), ``inner_updates`` unchanged elsewhere.
+  With ``m`` the mask in force when the gradient was computed and ``m'`` the mask after ``mask_rule``:
+
+  1. ``inner`` receives the masked gradient ``where(m, g, 0)`` on prunable leaves (so globally coupled inner
+     transforms such as ``clip_by_global_norm`` or a HAM mirror step see only active weights);
+  2. ``mask_rule`` receives the dense gradient ``g`` (RigL's growth criterion);
+  3. ``updates = where(m', inner_updates, -params)`` on prunable leaves (so ``params + updates`` equals
+     ``m' * (params + inner_updates)`` and pruned entries are exactly 0.0), ``inner_updates`` unchanged elsewhere.
+
+  ``reset_rule(count)`` zeroes every parameter-shaped leaf of the inner state before step ``count``'s inner update;
+  with ``reset_grown_state`` the inner state of weights that become active in this step is zeroed after it.
   """
   inner = optax.with_extra_args_support(inner)
 
@@ -196,8 +299,8 @@ def sparsifier(
     if params is None:
       raise ValueError(_NO_PARAMS_MSG)
     flags = resolve_prunable(prunable, params)
-    p_leaves = jax.tree.leaves(params)
-    g_leaves = jax.tree.leaves(updates)
+    p_leaves, p_treedef = jax.tree.flatten(params)
+    g_leaves, g_treedef = jax.tree.flatten(updates)
     m_leaves, m_treedef = jax.tree.flatten(state.masks)
     if not (len(p_leaves) == len(g_leaves) == len(m_leaves)):
       raise ValueError(
@@ -212,7 +315,19 @@ def sparsifier(
           f"(param shape {p.shape}, prunable={f})."
         )
 
-    inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
+    inner_state = state.inner_state
+    if reset_rule is not None:
+      none_kept = jax.tree.unflatten(p_treedef, [jnp.zeros((), bool)] * len(p_leaves))
+      inner_state = jax.lax.cond(
+        reset_rule(state.count), lambda s: reset_param_state(inner, s, none_kept), lambda s: s, inner_state
+      )
+    masked_g = [
+      jnp.where(m, g, jnp.zeros_like(g)) if f else g
+      for g, m, f in zip(g_leaves, m_leaves, flags, strict=True)
+    ]
+    inner_updates, inner_state = inner.update(
+      jax.tree.unflatten(g_treedef, masked_g), inner_state, params, **extra_args
+    )
     u_leaves, u_treedef = jax.tree.flatten(inner_updates)
 
     idx = [i for i, f in enumerate(flags) if f]
@@ -228,10 +343,17 @@ def sparsifier(
       new, zero_new = mask_rule(state.count, pruned_p, [g_leaves[i] for i in idx], proposal_fn, old)
     out_u = list(u_leaves)
     out_m = list(m_leaves)
+    keep_state = [jnp.ones((), bool)] * len(p_leaves)
     for j, i in enumerate(idx):
       active = new[j] & old[j] if zero_new else new[j]
       out_u[i] = jnp.where(active, u_leaves[i], -p_leaves[i]).astype(u_leaves[i].dtype)
       out_m[i] = new[j]
+      keep_state[i] = ~new[j] | old[j]
+    if zero_new and reset_grown_state and idx:
+      # Only steps that grew a weight touch the state (a reduction over the bool masks decides).
+      keep = jax.tree.unflatten(p_treedef, keep_state)
+      grew = jnp.any(jnp.stack([~jnp.all(keep_state[i]) for i in idx]))
+      inner_state = jax.lax.cond(grew, lambda s: reset_param_state(inner, s, keep), lambda s: s, inner_state)
     new_state = SparsifierState(
       count=optax.safe_increment(state.count),
       masks=jax.tree.unflatten(m_treedef, out_m),

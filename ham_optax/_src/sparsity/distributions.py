@@ -37,24 +37,31 @@ def erk_densities(shapes: Sequence[tuple[int, ...]], density: float) -> list[flo
 
 
 def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distribution: str) -> list[int]:
-  """Number of pruned weights per layer.
+  """Number of pruned weights per layer; no layer is ever pruned away.
 
-  ``"uniform"``: ``round(sparsity * n_l)`` in every layer. ``"erk"``: the ERK ideal ``(1 - d_l) * n_l`` rounded
-  down or up (largest remainder) so that the total is exactly ``round(sparsity * sum_l n_l)``.
+  ``"uniform"``: ``min(round(sparsity * n_l), n_l - 1)`` in every layer. ``"erk"``: the ERK ideal
+  ``(1 - d_l) * n_l`` (capped at ``n_l - 1``) rounded down or up (largest remainder) so that the total is exactly
+  ``min(round(sparsity * N), N - L)`` (``N = sum_l n_l``, ``L`` layers with ``n_l >= 1``).
+
+  The cap is the one rule every sparsifier follows: each selected layer keeps at least one active weight, so
+  exact counts hold as stated above except where a layer would otherwise be emptied (e.g. uniform 0.9 on a
+  2x2 layer prunes 3 weights, not 4; a single 1x1 weight is never pruned). With ERK the zeros a capped layer
+  cannot take go to the other layers, so the total stays ``round(sparsity * N)`` whenever ``N - L`` allows it.
   """
   sparsity = _core.check_sparsity(sparsity)
   _core.check_choice(distribution, "distribution", DISTRIBUTIONS)
   sizes = [int(np.prod(s)) for s in shapes]
+  caps = [max(n - 1, 0) for n in sizes]
   if distribution == "uniform":
-    return [int(np.round(sparsity * n)) for n in sizes]
+    return [min(int(np.round(sparsity * n)), c) for n, c in zip(sizes, caps, strict=True)]
   if not sizes:
     return []
   ideal = np.array([(1.0 - d) * n for d, n in zip(erk_densities(shapes, 1.0 - sparsity), sizes, strict=True)])
-  ideal = np.clip(ideal, 0.0, np.array(sizes, float))
+  ideal = np.clip(ideal, 0.0, np.array(caps, float))
   counts = np.floor(ideal + 1e-9).astype(np.int64)
-  target = int(np.round(sparsity * sum(sizes)))
+  target = min(int(np.round(sparsity * sum(sizes))), sum(caps))
   frac = ideal - counts
-  # Hand out the remaining zeros to the largest fractional parts (never beyond a layer's size), or take back.
+  # Hand out the remaining zeros to the largest fractional parts (never beyond a layer's cap), or take back.
   order = np.argsort(-frac, kind="stable")
   remaining = target - int(counts.sum())
   while remaining != 0:
@@ -63,10 +70,10 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
     for i in order if step > 0 else order[::-1]:
       if remaining == 0:
         break
-      if 0 <= counts[i] + step <= sizes[i]:
+      if 0 <= counts[i] + step <= caps[i]:
         counts[i] += step
         remaining -= step
         changed = True
-    if not changed:  # pragma: no cover - cannot happen for 0 <= target <= sum(sizes).
+    if not changed:  # pragma: no cover - cannot happen for 0 <= target <= sum(caps).
       raise AssertionError("could not distribute the zero budget")
   return [int(c) for c in counts]

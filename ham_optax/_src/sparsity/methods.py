@@ -1,9 +1,14 @@
 """The sparsifiers: random pruning at init, gradual magnitude pruning, AC/DC and RigL.
 
 All four share :class:`~ham_optax.sparsity.SparsifierState` and the projection of
-:func:`ham_optax._src.sparsity.core.sparsifier`. Compose as ``sparsifier(ham(inner_opt, ...))``: the inner chain,
-including HAM's mirror step, proposes ``x_half = params + inner_updates`` from the dense gradient, and the
-sparsifier returns ``updates`` with ``params + updates = mask * x_half``.
+:func:`ham_optax._src.sparsity.core.sparsifier`. Compose as ``sparsifier(ham(inner_opt, ...))``: the sparsifier
+passes the masked gradient ``mask * g`` to the inner chain (HAM's mirror step included), which proposes
+``x_half = params + inner_updates``; the sparsifier returns ``updates`` with ``params + updates = mask' * x_half``
+(``mask'`` the mask after this step's update). RigL's growth criterion reads the dense gradient ``g``.
+
+One rule for every sparsifier: a selected layer is never pruned away; it keeps at least one active weight
+(per-layer counts capped at ``n_l - 1``, pooled counts at ``N - L``; see
+:func:`~ham_optax.sparsity.layer_zero_counts`).
 """
 
 from __future__ import annotations
@@ -48,8 +53,9 @@ def random_pruning(
   :math:`d_l \propto \sum_i k_i / \prod_i k_i` over the layer's shape :math:`k`, capped at 1 with the budget
   redistributed (Evci et al. 2020), rounded so that :math:`\sum_l z_l = \mathrm{round}(s\sum_l n_l)` exactly.
   (ERK gives small layers, and any selected 1-D leaf, where :math:`\sum_i k_i / \prod_i k_i` is large, density
-  1 first; use ``"uniform"`` to prune every layer equally.)
-  Every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
+  1 first; use ``"uniform"`` to prune every layer equally.) No layer is pruned away: :math:`z_l \le n_l - 1`
+  (see :func:`~ham_optax.sparsity.layer_zero_counts` for the exact counts).
+  The inner chain receives the masked gradient ``mask * g``. Every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
 
   Call :func:`~ham_optax.sparsity.apply_masks` once after ``init`` so training starts sparse. HAM's paper
   (Jacobs et al., ICLR 2026, arXiv:2506.02630, Table 2) pairs HAM with this baseline:
@@ -94,9 +100,10 @@ def magnitude_pruning(
 
   (``optax.polynomial_schedule`` with power 3). At steps :math:`t_0, t_0 + \Delta t, \dots` up to and including
   :math:`t_{end}` (always included, even when :math:`T` is not a multiple of :math:`\Delta t`), the mask keeps
-  the largest-magnitude entries of the proposed params :math:`x_{1/2} = x + \mathrm{inner}(g)`, with exactly
-  :math:`\mathrm{round}(s_t n)` zeros per layer (``scope="layer"``) or over all prunable weights together
-  (``scope="global"``). Pruned weights never come back (masks are nested). Before :math:`t_0` training is dense;
+  the largest-magnitude entries of the proposed params :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)`, with
+  exactly :math:`\mathrm{round}(s_t n)` zeros per layer (``scope="layer"``) or over all prunable weights together
+  (``scope="global"``), capped so that no layer is pruned away (at most :math:`n_l - 1` per layer; globally at
+  most :math:`N - L`, each layer's largest weight kept first). Pruned weights never come back (masks are nested). Before :math:`t_0` training is dense;
   after :math:`t_{end}` the final mask stays fixed.
 
   Args:
@@ -215,56 +222,129 @@ def acdc_is_sparse(step: Any, warmup: int, phase_steps: int, final_start: int) -
   return (step >= final_start) | alternating
 
 
+def acdc_sparse_phases(sparse_phases: Any) -> tuple[tuple[int, int | None], ...]:
+  """Validated explicit AC/DC phases: sorted, disjoint, non-touching ``(start, end)`` step intervals that are
+  sparse (``end`` exclusive; ``None`` only for the last one, meaning "to the end of training")."""
+  try:
+    phases = tuple((a, b) for a, b in sparse_phases)
+  except (TypeError, ValueError) as e:
+    raise TypeError(
+      f"sparse_phases must be a sequence of (start, end) step pairs, got {sparse_phases!r}."
+    ) from e
+  if not phases:
+    raise ValueError("sparse_phases must name at least one (start, end) sparse interval.")
+  out, prev_end = [], -1
+  for i, (a, b) in enumerate(phases):
+    a = _core.check_int(a, f"sparse_phases[{i}] start", 0)
+    if b is None and i != len(phases) - 1:
+      raise ValueError(f"sparse_phases[{i}]: only the last interval may be open-ended (end=None).")
+    if b is not None:
+      b = _core.check_int(b, f"sparse_phases[{i}] end", a + 1)
+    if a <= prev_end:
+      raise ValueError(
+        f"sparse_phases[{i}] starts at step {a}, not after the previous interval's end ({prev_end}): intervals "
+        "must be sorted and separated by at least one dense step."
+      )
+    out.append((a, b))
+    prev_end = b if b is not None else a
+  return tuple(out)
+
+
 def acdc(
   inner: optax.GradientTransformation,
   sparsity: float,
   *,
-  total_steps: int,
+  total_steps: int | None = None,
   dense_warmup_fraction: float = 0.1,
   phase_steps: int | None = None,
   final_sparse_fraction: float = 0.1,
+  sparse_phases: Any = None,
+  reset_momentum: bool = True,
   scope: str = "global",
   prunable: _core.PrunableOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AC/DC: alternating compressed / decompressed training (Peste et al., NeurIPS 2021, arXiv:2106.12379).
 
-  Steps :math:`[0, W)` are dense (warm-up, :math:`W = \mathrm{round}(w\,T)`); from :math:`W` the schedule
-  alternates sparse and dense phases of ``phase_steps`` steps each, starting sparse; steps
-  :math:`[T - \mathrm{round}(f\,T), \infty)` are sparse (final fine-tuning), so training ends sparse. On the first
-  step of each sparse phase the mask keeps the largest-magnitude entries of the proposed params
-  :math:`x_{1/2} = x + \mathrm{inner}(g)` with exactly :math:`\mathrm{round}(s\,n)` zeros (globally or per
-  layer); the mask stays fixed through the phase (pruned weights exactly 0). In dense phases the mask is all
+  The schedule is given either by ``total_steps`` (fractions) or by explicit ``sparse_phases``:
+
+  - ``total_steps`` :math:`T`: steps :math:`[0, W)` are dense (warm-up, :math:`W = \mathrm{round}(w\,T)`); from
+    :math:`W` the schedule alternates sparse and dense phases of ``phase_steps`` steps each, starting sparse; steps
+    :math:`[T - \mathrm{round}(f\,T), \infty)` are sparse (final fine-tuning), so training ends sparse.
+  - ``sparse_phases``: a list of ``(start, end)`` step intervals (``end`` exclusive, ``None`` for the last one
+    means "until the end") that are sparse; every other step is dense. The published ImageNet schedule (100
+    epochs: dense 0-10, sparse/dense alternating every 5 epochs, dense 75-85, sparse 85-100) with ``E`` steps per
+    epoch is ``[(e * E, (e + 5) * E) for e in range(10, 75, 10)] + [(85 * E, None)]``.
+
+  On the first step of each sparse phase the mask keeps the largest-magnitude entries of the proposed params
+  :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)` with exactly :math:`\mathrm{round}(s\,n)` zeros (globally or per
+  layer, never a whole layer: see :func:`~ham_optax.sparsity.layer_zero_counts`); the mask stays fixed through the
+  phase (pruned weights exactly 0, their gradient masked before ``inner``). In dense phases the mask is all
   ``True`` and pruned weights restart from 0. A sparse phase that runs into the final phase keeps its mask.
+
+  With ``reset_momentum`` (default, as in every published AC/DC run: ``--reset_momentum_after_recycling``), every
+  parameter-shaped leaf of the inner optimizer's state (SGD's momentum buffer of every parameter, Adam's moments,
+  ...) is zeroed before the first step of each dense phase that follows a sparse one.
+
+  Reference: ``IST-DASLab/ACDC`` (magnitude pruner at the start of each sparse phase, ``RestoreWeights`` at each
+  dense phase, momentum reset). Deliberate differences: the mask is computed from the proposed params of the
+  phase's first step rather than from the params before it, and the schedule is in steps, not epochs.
 
   Args:
     inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
     sparsity: sparsity of the sparse phases, in ``[0, 1)``.
-    total_steps: :math:`T`, the length of training (``>= 1``).
-    dense_warmup_fraction: :math:`w \in [0, 1)`.
-    phase_steps: length of each alternating phase; default ``max(1, round(0.05 T))``.
-    final_sparse_fraction: :math:`f \in [0, 1)`, with :math:`w + f \le 1`.
+    total_steps: :math:`T`, the length of training (``>= 1``); give this or ``sparse_phases``.
+    dense_warmup_fraction: :math:`w \in [0, 1)` (with ``total_steps``).
+    phase_steps: length of each alternating phase; default ``max(1, round(0.05 T))`` (with ``total_steps``).
+    final_sparse_fraction: :math:`f \in [0, 1)`, with :math:`w + f \le 1` (with ``total_steps``).
+    sparse_phases: explicit sparse ``(start, end)`` step intervals, sorted and separated by dense steps.
+    reset_momentum: zero the inner optimizer's parameter-shaped state at each switch back to a dense phase.
     scope: ``"global"`` (one magnitude threshold for all prunable leaves) or ``"layer"``.
     prunable: which leaves are pruned (see :func:`random_pruning`).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> from ham_optax import sparsity as sp
+    >>> E = 2  # steps per epoch
+    >>> phases = [(e * E, (e + 5) * E) for e in range(10, 75, 10)] + [(85 * E, None)]
+    >>> tx = sp.acdc(optax.sgd(0.1, momentum=0.875), 0.9, sparse_phases=phases)
+    >>> state = tx.init({"w": jnp.ones((10, 10))})
   """
   sparsity = _core.check_sparsity(sparsity)
-  warmup, phase, final_start = acdc_phases(
-    total_steps,
-    dense_warmup_fraction=dense_warmup_fraction,
-    phase_steps=phase_steps,
-    final_sparse_fraction=final_sparse_fraction,
-  )
+  if (total_steps is None) == (sparse_phases is None):
+    raise ValueError("acdc needs exactly one of total_steps (fractional schedule) or sparse_phases.")
+  if sparse_phases is not None:
+    phases = acdc_sparse_phases(sparse_phases)
+
+    def is_sparse(t):
+      out = jnp.zeros(jnp.shape(t), bool)
+      for a, b in phases:
+        out = out | ((t >= a) & (t < b) if b is not None else t >= a)
+      return out
+  else:
+    warmup, phase, final_start = acdc_phases(
+      total_steps,
+      dense_warmup_fraction=dense_warmup_fraction,
+      phase_steps=phase_steps,
+      final_sparse_fraction=final_sparse_fraction,
+    )
+
+    def is_sparse(t):
+      return acdc_is_sparse(t, warmup, phase, final_start)
+
   _core.check_choice(scope, "scope", _SCOPES)
+  if not isinstance(reset_momentum, bool):
+    raise TypeError(f"reset_momentum must be a bool, got {type(reset_momentum).__name__}.")
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
 
   def mask_rule(count, params, grads, proposal_fn, old):
     del grads
-    sparse_now = acdc_is_sparse(count, warmup, phase, final_start)
-    sparse_before = (count > 0) & acdc_is_sparse(count - 1, warmup, phase, final_start)
+    sparse_now = is_sparse(count)
+    sparse_before = (count > 0) & is_sparse(count - 1)
     ones = [jnp.ones(p.shape, bool) for p in params]
     dense_masks = [jnp.ones(p.shape, bool) for p in params]
     if scope == "global":
@@ -278,12 +358,19 @@ def acdc(
     )
     return new, False
 
-  return _core.sparsifier(inner, prunable, init_rule, mask_rule)
+  def reset_rule(count):
+    return (count > 0) & ~is_sparse(count) & is_sparse(count - 1)
+
+  return _core.sparsifier(
+    inner, prunable, init_rule, mask_rule, reset_rule=reset_rule if reset_momentum else None
+  )
 
 
-def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int) -> Any:
-  r""":math:`\zeta_t = \frac{\zeta}{2}(1 + \cos(\pi t / T_{end}))` (cosine decay, RigL's default)."""
-  return 0.5 * drop_fraction * (1.0 + jnp.cos(jnp.pi * jnp.asarray(step, jnp.float32) / end_step))
+def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int, begin_step: int = 0) -> Any:
+  r""":math:`\zeta_t = \frac{\zeta}{2}\big(1 + \cos\big(\pi \frac{t - T_0}{T_{end} - T_0}\big)\big)`, the cosine
+  decay of RigL's drop fraction from :math:`\zeta` at :math:`T_0` (``begin_step``) to 0 at :math:`T_{end}`."""
+  t = jnp.asarray(step, jnp.float32) - begin_step
+  return 0.5 * drop_fraction * (1.0 + jnp.cos(jnp.pi * t / (end_step - begin_step)))
 
 
 def rigl(
@@ -292,35 +379,54 @@ def rigl(
   *,
   update_every: int = 100,
   end_step: int,
+  begin_step: int = 0,
   drop_fraction: float = 0.3,
   distribution: str = "erk",
   seed: int = 0,
+  reset_state: bool = True,
   prunable: _core.PrunableOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""RigL: sparse training with periodic drop-and-grow (Evci et al., "Rigging the Lottery", ICML 2020).
 
   The initial mask is random with per-layer sparsities from ``distribution`` (as :func:`random_pruning`). At
-  every step :math:`t` with :math:`0 < t < T_{end}` and :math:`t \equiv 0 \pmod{\Delta T}`, in each layer with
-  :math:`a` active weights:
+  every step :math:`t` with :math:`T_0 < t < T_{end}` and :math:`t - T_0 \equiv 0 \pmod{\Delta T}`, in each layer
+  with :math:`a` active weights:
 
   1. drop the :math:`k = \mathrm{round}(\zeta_t a)` active weights of smallest :math:`|x_t|`, with
-     :math:`\zeta_t = \frac{\zeta}{2}(1 + \cos(\pi t / T_{end}))`;
-  2. grow :math:`k` weights outside the kept set with the largest dense-gradient magnitude :math:`|g_t|` (the
-     ``updates`` this wrapper receives are the dense gradients);
-  3. newly grown weights start at exactly 0 (a weight dropped and regrown in the same step keeps its update).
+     :math:`\zeta_t = \frac{\zeta}{2}(1 + \cos(\pi (t - T_0) / (T_{end} - T_0)))`;
+  2. grow :math:`k` weights outside the kept set with the largest dense-gradient magnitude :math:`|g_t|`;
+  3. newly grown weights start at exactly 0 and, with ``reset_state`` (default, as both references), every
+     parameter-shaped leaf of the inner optimizer's state (SGD's momentum, Adam's ``mu`` and ``nu``, ...; found
+     with ``optax.tree_utils.tree_map_params``) is zeroed at the grown positions. A weight dropped and regrown in
+     the same step keeps its value and state.
 
   The number of active weights per layer never changes, so the sparsity stays exact. Ties are broken by position.
-  The inner optimizer still takes its step with the dense gradient; the result is projected onto the new mask.
+
+  Which gradient goes where (``rigl(ham(inner))``): the sparsifier receives the dense gradient :math:`g_t` (the
+  gradient of the loss at the sparse params, dense at pruned positions too) and uses it for growth; it passes
+  :math:`m \odot g_t` to the wrapped transform, so ``inner`` (including a ``clip_by_global_norm`` or Adam's
+  moments) only sees active weights. HAM's mirror step reads the gradient ``ham`` receives, :math:`m \odot g_t`,
+  before ``inner``'s preprocessing: it equals the raw gradient at every active weight, and at pruned weights the
+  mirror step's result is discarded by the projection.
+
+  References: Evci et al., ICML 2020 (``google-research/rigl``: ``SparseRigLOptimizer``, cosine drop fraction,
+  ``reset_momentum`` of new connections; ``google-research/jaxpruner``: ``RigL``, ``restart_inner_state``).
+  Deliberate differences: the cosine is taken over :math:`t - T_0` (rigl's TensorFlow code evaluates it at the
+  unshifted step :math:`t`, which only agrees for :math:`T_0 = 0`); drop scores are :math:`|x_t|` before this
+  step's update; ties are broken by position instead of by noise.
 
   Args:
     inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
     sparsity: fraction of pruned prunable weights, in ``[0, 1)``.
     update_every: :math:`\Delta T \ge 1`.
-    end_step: :math:`T_{end} \ge 1`; no mask updates from this step on (RigL uses ~75% of training).
+    end_step: :math:`T_{end} > T_0`; no mask updates from this step on (RigL uses ~75% of training).
+    begin_step: :math:`T_0 \ge 0`; the first mask update is at :math:`T_0 + \Delta T`.
     drop_fraction: :math:`\zeta \in [0, 1]`.
     distribution: ``"erk"`` or ``"uniform"`` per-layer sparsities.
     seed: seed of the initial random masks.
-    prunable: which leaves are pruned (see :func:`random_pruning`).
+    reset_state: zero the inner optimizer's parameter-shaped state at regrown positions.
+    prunable: which leaves are pruned (see :func:`random_pruning`; :func:`all_but` for "all but the first
+      layer", rigl's ImageNet default).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
@@ -328,6 +434,9 @@ def rigl(
   sparsity = _core.check_sparsity(sparsity)
   update_every = _core.check_int(update_every, "update_every", 1)
   end_step = _core.check_int(end_step, "end_step", 1)
+  begin_step = _core.check_int(begin_step, "begin_step", 0)
+  if end_step <= begin_step:
+    raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
   if (
     isinstance(drop_fraction, bool)
     or not isinstance(drop_fraction, (int, float))
@@ -336,13 +445,15 @@ def rigl(
     raise ValueError(f"drop_fraction must be a float in [0, 1], got {drop_fraction!r}.")
   _core.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
   seed = _core.check_int(seed, "seed", 0)
+  if not isinstance(reset_state, bool):
+    raise TypeError(f"reset_state must be a bool, got {type(reset_state).__name__}.")
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return _random_masks(leaves, sparsity, distribution, seed)
 
   def drop_and_grow(count, params, grads, old):
     # The drop count k = round(zeta_t * a) is computed in float32; the active count a is exact either way.
-    zeta = rigl_drop_fraction(count, drop_fraction, end_step)
+    zeta = rigl_drop_fraction(count, drop_fraction, end_step, begin_step)
     new = []
     for p, g, m in zip(params, grads, old, strict=True):
       n_active = jnp.sum(m, dtype=jnp.int32)
@@ -355,8 +466,8 @@ def rigl(
 
   def mask_rule(count, params, grads, proposal_fn, old):
     del proposal_fn
-    is_update = (count > 0) & (count < end_step) & (count % update_every == 0)
+    is_update = (count > begin_step) & (count < end_step) & ((count - begin_step) % update_every == 0)
     new = jax.lax.cond(is_update, lambda: drop_and_grow(count, params, grads, old), lambda: list(old))
     return new, True
 
-  return _core.sparsifier(inner, prunable, init_rule, mask_rule)
+  return _core.sparsifier(inner, prunable, init_rule, mask_rule, reset_grown_state=reset_state)
