@@ -271,9 +271,11 @@ def test_default_mask_updates_head_and_norms_densely():
   }
   del named["lm_head"]
   assert nanoadam_default_mask(named)["layers_10"] == {"kernel": False}  # last in natural order
+  resnet = {"stem": jnp.ones((3, 3, 3, 8)), "fc": jnp.ones((8, 10)), "bn1": {"scale": jnp.ones((1, 8))}}
+  assert nanoadam_default_mask(resnet) == {"stem": True, "fc": False, "bn1": {"scale": False}}
   # a documented way to choose: every kernel (the previous default) or other exclusions
   assert nanoadam(1e-2, mask=default_mask).init(params).idx["w1"].shape == (1, selected_count(64, 0.1))
-  custom = functools.partial(nanoadam_default_mask, exclude=("w0",), exclude_last=False)
+  custom = functools.partial(nanoadam_default_mask, exclude=("w0",), exclude_head=False)
   assert custom(params)["w1"] and not custom(params)["w0"]
 
 

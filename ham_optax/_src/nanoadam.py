@@ -142,30 +142,37 @@ def _natural(path: tuple) -> tuple:
   return tuple(parts)
 
 
+def _is_head(path: tuple) -> bool:
+  """A key name containing ``head`` or ``classifier``, or equal to ``fc`` or ``logits``."""
+  names = [_key_name(k).lower() for k in path]
+  return any("head" in n or "classifier" in n or n in ("fc", "logits") for n in names)
+
+
 def nanoadam_default_mask(
   params: optax.Params,
-  exclude: Sequence[str] = ("head", "classifier", "norm"),
-  exclude_last: bool = True,
+  exclude: Sequence[str] = ("norm",),
+  exclude_head: bool = True,
 ) -> optax.Params:
   """NanoAdam's default small-weight selection: kernels, without the head and the normalisation layers.
 
   A leaf is selected when it is a floating-point tensor with ``ndim >= 2``, no name on its key path
   contains one of ``exclude`` (case-insensitive; ``"norm"`` also matches ``ln``/``bn`` names such as
-  ``ln_f`` or ``bn1``), and - with ``exclude_last`` and no leaf named like a head - it is not the last
-  such tensor in natural path order (``w2`` after ``w1``, ``layers_10`` after ``layers_2``): the
-  classifier of a plain stack of layers. This follows "Pay Attention to Small Weights" (NeurIPS 2025),
-  whose training configuration excludes ``head`` and ``layernorm`` from the selection; the
-  last-layer rule is our stand-in for models without such names. Unselected leaves get dense Adam.
+  ``ln_f`` or ``bn1``) and, with ``exclude_head``, it is not the classifier head: a leaf with a key
+  name containing ``head`` or ``classifier`` or equal to ``fc`` or ``logits`` or, when no leaf is so
+  named, the last such tensor in natural path order (``w2`` after ``w1``, ``layers_10`` after
+  ``layers_2``), the head of a plain stack of layers. This follows "Pay Attention to Small Weights"
+  (NeurIPS 2025), whose training configuration excludes ``head`` and ``layernorm`` from the
+  selection; the name list and the last-layer rule are our stand-in for models named otherwise.
+  Unselected leaves get dense Adam.
 
   Choose differently with ``nanoadam(..., mask=...)``: e.g.
-  ``mask=functools.partial(nanoadam_default_mask, exclude=("head", "norm", "embed"))``, or
-  ``mask=ham_optax.default_mask`` (every kernel, the head included).
+  ``mask=functools.partial(nanoadam_default_mask, exclude=("norm", "embed"))``, a pytree of bools,
+  or ``mask=ham_optax.default_mask`` (every kernel, the head included).
 
   Args:
     params: the parameters (or anything with their structure).
     exclude: substrings of key names whose leaves stay dense.
-    exclude_last: also leave the last kernel dense when no leaf's name matched ``"head"`` or
-      ``"classifier"``.
+    exclude_head: leave the classifier head dense (see above).
 
   Returns:
     A pytree of Python bools with the structure of ``params``.
@@ -188,12 +195,13 @@ def nanoadam_default_mask(
 
   kernel = [bool(jnp.ndim(p) >= 2 and jnp.issubdtype(jnp.result_type(p), jnp.floating)) for _, p in flat]
   flags = [kernel[i] and not any(named(path, w) for w in words) for i, (path, _) in enumerate(flat)]
-  has_head = any(
-    kernel[i] and named(path, w) for i, (path, _) in enumerate(flat) for w in ("head", "classifier")
-  )
-  if exclude_last and not has_head and any(flags):
-    last = max((i for i in range(len(flat)) if flags[i]), key=lambda i: _natural(flat[i][0]))
-    flags[last] = False
+  if exclude_head:
+    heads = [kernel[i] and _is_head(path) for i, (path, _) in enumerate(flat)]
+    if any(heads):
+      flags = [f and not h for f, h in zip(flags, heads, strict=True)]
+    elif any(flags):
+      last = max((i for i in range(len(flat)) if flags[i]), key=lambda i: _natural(flat[i][0]))
+      flags[last] = False
   return jax.tree_util.tree_unflatten(treedef, flags)
 
 
