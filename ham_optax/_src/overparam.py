@@ -20,7 +20,8 @@ at step ``k``:
   \\text{updates} &= m \\odot w - x.
 
 Every ``rescale_every`` steps (Sign-In) the factors are reset, keeping ``x = m * w`` fixed, to
-the pair with the chosen balance ``m^2 - w^2 = c`` (``|m|`` the larger factor for ``c >= 0``):
+the pair with the chosen balance ``m^2 - w^2 = c`` (``|m|`` the larger factor for ``c >= 0``) and
+the same sign of ``m`` as before:
 
 .. math::
 
