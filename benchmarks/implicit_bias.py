@@ -428,7 +428,7 @@ def summarize_family(out: pathlib.Path) -> dict[str, Any]:
       label: {
         **d,
         "l1_over_bp_mean": float(np.mean(d["l1_over_bp"])),
-        "l1_over_bp_std": float(np.std(d["l1_over_bp"], ddof=1)) if len(runs) > 1 else 0.0,
+        "l1_over_bp_std": float(np.std(d["l1_over_bp"], ddof=1)) if len(d["l1_over_bp"]) > 1 else 0.0,
       }
       for label, d in rows.items()
     },
