@@ -39,10 +39,10 @@ Our choices (not fixed by the texts available to us):
 
 * **Bias correction per entry**: ``a_i`` counts the updates entry ``i`` received since it was
   (re)selected, so a newly selected entry starts like a fresh Adam (its first step has size at most
-  ``lr``, plus decay). With the global step count instead, a new entry's zero moments would be
-  divided by ``1 - beta^t ~ 1`` for ``mu`` but by ``1 - beta2^t`` for ``nu`` and its first steps
-  would be several times ``lr``. Entries that stay selected keep their moments and counts; dropped
-  entries forget them.
+  ``lr``, plus decay). With the global step count ``t`` instead, a new entry's first step would be
+  ``lr (1 - b1) / sqrt((1 - b2) / (1 - b2^t))``: 2.5x ``lr`` at ``t = 1000`` with the default betas,
+  and larger in the following steps. Entries that stay selected keep their moments and counts;
+  dropped entries forget them.
 * Without ``total_steps`` (and without ``fraction_schedule``) the density is constant: there is no
   horizon to decay over.
 * The state is allocated for the largest density (``fraction``); when the density decays the
