@@ -9,7 +9,7 @@ Public API:
 - :mod:`ham_optax.geometry`: HAM's inverse metric, mirror map, potential, Bregman divergence and projection;
 - :mod:`ham_optax.sparsity`: random pruning at init, gradual magnitude pruning, AC/DC, RigL, STR layers;
 - :mod:`ham_optax.metrics`: sparsity, sign flips, weights near zero, mean inverse metric;
-- :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In); :func:`nanoadam`;
+- :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In); :func:`nanoadam` (with :func:`nanoadam_default_mask`);
 - :mod:`ham_optax.schedules`: weight-decay (or beta) switch-off;
 - ``ham_optax.training`` (needs the ``examples`` extra): Flax models, data, the train loop and the ``ham-optax`` CLI.
 """
@@ -19,7 +19,7 @@ from ham_optax._src.aliases import ham_adam, ham_adamw, ham_sgd
 from ham_optax._src.ham import HamState, ham
 from ham_optax._src.hyperbolic import HyperbolicStepState, hyperbolic_step
 from ham_optax._src.masking import default_mask
-from ham_optax._src.nanoadam import NanoAdamState, nanoadam, selected_count
+from ham_optax._src.nanoadam import NanoAdamState, nanoadam, nanoadam_default_mask, selected_count
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
   "hyperbolic_step",
   "metrics",
   "nanoadam",
+  "nanoadam_default_mask",
   "overparam",
   "schedules",
   "selected_count",

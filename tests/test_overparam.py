@@ -55,6 +55,17 @@ class _NpInner:
     return out
 
 
+def _np_rescale(m, w, c):
+  """Sign-In's rescale in NumPy: balance c, x = m * w kept, sign of m kept."""
+  am, _ = _np_factorize(m * w, c)
+  am = np.abs(am)
+  s = np.where(m < 0, -1.0, 1.0)
+  m_new = s * am
+  with np.errstate(divide="ignore", invalid="ignore"):
+    w_new = np.where(am > 0, (m * w) / np.where(am > 0, m_new, 1.0), 0.0)
+  return m_new, w_new
+
+
 def _np_overparam_run(x0, b0, grad_fn, kind, lr, wd_fn, init, rescale_every, rescale_c, steps):
   """Reference: kernel x = m * w, bias b unfactorised; returns list of (x, b) per step."""
   if init == "mask":
@@ -70,7 +81,7 @@ def _np_overparam_run(x0, b0, grad_fn, kind, lr, wd_fn, init, rescale_every, res
     dm, dw, db = inner.step([gx * w + lam * m, gx * m + lam * w, gb])
     m, w, b = m + dm, w + dw, b + db
     if rescale_every and (k + 1) % rescale_every == 0:
-      m, w = _np_factorize(m * w, rescale_c)
+      m, w = _np_rescale(m, w, rescale_c)
     traj.append((m * w, b.copy()))
   return traj
 
@@ -460,3 +471,132 @@ def test_wrapper_matches_hand_written_mw_gd_in_float64():
   assert x.dtype == jnp.float64
   np.testing.assert_allclose(np.asarray(x), np.asarray(m * w), rtol=1e-10, atol=1e-13)
   assert np.abs(np.asarray(x) - x0).max() > 1e-3  # it moved
+
+
+# ---------------------------------------------------------------------------- PILoT and Sign-In as described
+
+
+def _np_pilot_decay(k, lam, T, shape):
+  if k >= T:
+    return 0.0
+  u = k / T
+  return lam * {"constant": 1.0, "linear": 1.0 - u, "cosine": 0.5 * (1.0 + np.cos(np.pi * u))}[shape]
+
+
+@pytest.mark.parametrize("shape", ["constant", "linear", "cosine"])
+def test_pilot_schedule_matches_numpy(shape):
+  sched = op.pilot_schedule(0.3, 7, shape)
+  got = [float(sched(k)) for k in range(10)]
+  np.testing.assert_allclose(
+    got, [_np_pilot_decay(k, 0.3, 7, shape) for k in range(10)], rtol=1e-6, atol=1e-7
+  )
+  # a schedule as the strength: lam_k * s(k / T)
+  sched = op.pilot_schedule(lambda k: 0.1 * (k + 1), 4, shape)
+  np.testing.assert_allclose(
+    [float(sched(k)) for k in range(6)],
+    [_np_pilot_decay(k, 0.1 * (k + 1), 4, shape) for k in range(6)],
+    rtol=1e-6,
+    atol=1e-7,
+  )
+
+
+@pytest.mark.parametrize("shape", ["constant", "linear"])
+def test_pilot_trajectory_switches_off_and_is_not_spred(shape):
+  """pilot(inner, lam, T) with defaults: balance-1 start, decay s(k/T) then off; differs from spred(init=1)."""
+  rng = np.random.default_rng(11)
+  x0, b0 = rng.normal(size=(4, 3)), rng.normal(size=(3,))
+  h = rng.uniform(0.5, 2.0, size=(4, 3))
+  grad_np, loss = _quadratic(h, rng.normal(size=(4, 3)), rng.normal(size=(3,)))
+  lam, T, lr, steps = 0.2, 6, 0.05, 12
+  ref = _np_overparam_run(
+    x0, b0, grad_np, "sgd", lr, lambda k: _np_pilot_decay(k, lam, T, shape), 1.0, None, 0.0, steps
+  )
+  tx = op.pilot(optax.sgd(lr), lam, T, shape=shape)
+  params = {"k": jnp.asarray(x0, jnp.float32), "b": jnp.asarray(b0, jnp.float32)}
+  state = tx.init(params)
+  step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
+  for k in range(steps):
+    u, state = step(params, state)
+    params = optax.apply_updates(params, u)
+    np.testing.assert_allclose(np.asarray(params["k"]), ref[k][0], rtol=2e-4, atol=2e-5)
+  # after the switch, a zero gradient leaves PILoT's weights alone while spred keeps shrinking them
+  zero = jax.tree.map(jnp.zeros_like, params)
+  u, _ = tx.update(zero, state, params)
+  np.testing.assert_allclose(np.asarray(u["k"]), 0.0, atol=1e-7)
+  spred = op.spred(optax.sgd(lr), lam, init=1.0)
+  s2 = spred.init(params)
+  for _ in range(T + 1):
+    u2, s2 = spred.update(zero, s2, params)
+  assert np.abs(np.asarray(u2["k"])).max() > 1e-3
+  with pytest.raises(TypeError):
+    op.pilot(optax.sgd(lr), lam)  # the switch-off step is required
+  with pytest.raises(ValueError, match="shape"):
+    op.pilot(optax.sgd(lr), lam, T, shape="step")
+  with pytest.raises(ValueError, match="switch_step"):
+    op.pilot(optax.sgd(lr), lam, 0)
+
+
+def test_sign_in_rescale_keeps_m_sign_and_direction():
+  """One entry with m < 0 before a rescale: x's velocity keeps its direction (momentum kept)."""
+  lr, c_reset, g = 0.1, 0.1, 1.0
+  m0, w0 = -1.2, 0.5  # x = -0.6; the gradient pushes x further down
+  tx = op.sign_in(optax.sgd(lr, momentum=0.9), rescale_every=2, balance=c_reset)
+  params = {"k": jnp.full((1, 1), m0 * w0, jnp.float32)}
+  state = tx.init(params)
+  state = state._replace(
+    m={"k": jnp.full((1, 1), m0, jnp.float32)}, w={"k": jnp.full((1, 1), w0, jnp.float32)}
+  )
+  update = jax.jit(tx.update)
+  dx = []
+  for _ in range(3):
+    u, state = update({"k": jnp.full((1, 1), g, jnp.float32)}, state, params)
+    params = optax.apply_updates(params, u)
+    dx.append(float(u["k"][0, 0]))
+  assert float(state.m["k"][0, 0]) < 0  # the rescale at step 2 kept m's sign
+
+  def np_run(keep_sign):
+    m, w, vm, vw, out = m0, w0, 0.0, 0.0, []
+    for k in range(3):
+      vm, vw = g * w + 0.9 * vm, g * m + 0.9 * vw
+      x_old = m * w
+      m, w = m - lr * vm, w - lr * vw
+      if (k + 1) % 2 == 0:
+        if keep_sign:
+          mm, ww = _np_rescale(np.array(m), np.array(w), c_reset)
+        else:  # the previous rule: m forced positive
+          mm, ww = _np_factorize(np.array(m * w), c_reset)
+        m, w = float(mm), float(ww)
+      out.append(m * w - x_old)
+    return out
+
+  np.testing.assert_allclose(dx, np_run(True), rtol=1e-5, atol=1e-7)
+  assert all(d < 0 for d in dx)  # same direction before and after the rescale
+  assert np_run(False)[2] > 0  # forcing m > 0 reverses x's velocity after the rescale
+
+
+def test_sign_in_decay_in_inner_shrinks_balance_like_weight_decay():
+  """Sign-In's decay: in ``inner`` or as ``weight_decay`` (the same for SGD), shrinking c between rescales."""
+  rng = np.random.default_rng(12)
+  x0 = rng.normal(size=(4, 3)) * 0.3
+  h = rng.uniform(0.5, 2.0, size=(4, 3))
+  grad_np, loss = _quadratic(h, rng.normal(size=(4, 3)), np.zeros(3))
+  lam, lr, steps, every = 0.05, 0.05, 9, 4
+  ref = _np_overparam_run(x0, np.zeros(3), grad_np, "sgd", lr, lambda k: lam, 1.0, every, 1.0, steps)
+  params = {"k": jnp.asarray(x0, jnp.float32), "b": jnp.zeros(3)}
+  for tx in (
+    op.sign_in(
+      optax.chain(optax.add_decayed_weights(lam), optax.sgd(lr)), every, mask={"k": True, "b": False}
+    ),
+    op.sign_in(optax.sgd(lr), every, weight_decay=lam, mask={"k": True, "b": False}),
+  ):
+    p, s = params, tx.init(params)
+    step = jax.jit(lambda p, s, tx=tx: tx.update(jax.grad(loss)(p), s, p))
+    for k in range(steps):
+      u, s = step(p, s)
+      p = optax.apply_updates(p, u)
+      np.testing.assert_allclose(np.asarray(p["k"]), ref[k][0], rtol=2e-4, atol=2e-5)
+      bal = np.asarray(s.m["k"] ** 2 - s.w["k"] ** 2)
+      if (k + 1) % every:
+        assert np.all(bal < 1.0 - 1e-4)  # decay shrank the balance
+      else:
+        np.testing.assert_allclose(bal, 1.0, atol=1e-5)

@@ -20,7 +20,8 @@ at step ``k``:
   \\text{updates} &= m \\odot w - x.
 
 Every ``rescale_every`` steps (Sign-In) the factors are reset, keeping ``x = m * w`` fixed, to
-the pair with the chosen balance ``m^2 - w^2 = c`` (``|m|`` the larger factor for ``c >= 0``):
+the pair with the chosen balance ``m^2 - w^2 = c`` (``|m|`` the larger factor for ``c >= 0``) and
+the same sign of ``m`` as before:
 
 .. math::
 
@@ -52,17 +53,22 @@ Variants (all thin wrappers of :func:`pointwise_overparam`):
   weight decay on ``m`` and ``w``; at balance ``lam/2 (m^2 + w^2) = lam |x|``, so minima are
   those of the LASSO ``L(x) + lam ||x||_1``.
 * :func:`pilot` - Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification"
-  (ICLR 2025): time-dependent weight decay (applied, then switched off) with an
-  initialisation that starts in the L2 regime. The paper was not available to this
-  implementation beyond its abstract and the HAM paper's summary; we follow its stated design
-  ("controls and then turns off explicit regularisation", "novel initialisation") with a
-  balanced start ``m^2 - w^2 = c0`` (default ``c0 = 1``: ``m ~ 1``, ``w ~ x`` for small ``x``)
-  and a decay that is on for the first ``switch_step`` steps. Both are arguments.
+  (ICLR 2025, arXiv 2408.09966): time-dependent weight decay that is switched off, with an
+  initialisation in the L2 regime (balance ``m^2 - w^2 = c0``, default 1). The paper's point is
+  the time dependence: the decay shrinks the balance (L2 -> L1 bias) and is then turned off so
+  the implicit L1 bias stays while the explicit penalty is gone. Shapes offered: constant then
+  off (the default; the ICLR text controls the strength and then turns it off), and the
+  decaying linear and cosine shapes of the arXiv text. Our choices: the ICLR version steers the
+  strength towards an L1 target with a state-dependent controller that we do not implement (pass
+  any optax schedule as ``weight_decay`` for other shapes); the constants are arguments.
 * :func:`sign_in` - Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery:
   Reparameterizing Sparse Training" (NeurIPS 2025): ``m * w`` with periodic rescaling that
   keeps ``x`` and resets the balance, so entries near zero regain a non-vanishing inverse
-  metric and can flip sign. Our choice of reset target is the balance ``c`` above (default 1);
-  the inner optimizer's moments are kept across a rescale.
+  metric and can flip sign. The rescale keeps the sign of ``m`` (so ``w`` keeps its sign too
+  and the inner optimizer's kept momentum still points the same way in ``x``). Our choices: the
+  reset target is the constant balance ``c`` above (default 1) and the inner optimizer's
+  moments are kept across a rescale. Weight decay, which shrinks the balance between rescales,
+  is the training recipe's: pass it as ``weight_decay`` or inside ``inner`` (not both).
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ __all__ = [
   "OverparamState",
   "factorize",
   "pilot",
+  "pilot_schedule",
   "pointwise_overparam",
   "sign_in",
   "spred",
@@ -208,7 +215,7 @@ def pointwise_overparam(
       g_m = g * w + lam_k * m;   g_w = g * m + lam_k * w
       (m, w) <- (m, w) + inner((g_m, g_w))
       if rescale_every and (k + 1) % rescale_every == 0:
-          (m, w) <- factorize(m * w, rescale_balance)      # Sign-In rescaling
+          (m, w) <- factorize(m * w, rescale_balance, sign_m=m)   # Sign-In rescaling
       updates = m * w - x
 
   Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here; put
@@ -231,7 +238,8 @@ def pointwise_overparam(
     init: initial split: ``"balanced"`` (``|m| = |w| = sqrt|x|``, balance 0), ``"mask"``
       (``m = 1``, ``w = x``, as in continuous sparsification) or a float balance
       ``c = m^2 - w^2`` (see :func:`factorize`).
-    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In).
+    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In), keeping
+      the sign of ``m`` (and so of ``w``); the inner optimizer's state is kept.
     rescale_balance: balance ``c`` the rescaling resets to.
 
   Returns:
@@ -333,7 +341,9 @@ def pointwise_overparam(
       def rescale(flag, a, b):
         if not flag:
           return a, b
-        ra, rb = factorize(a * b, rescale_balance)
+        # keep m's sign: forcing m > 0 would flip both factors where m < 0 while the inner
+        # optimizer's momentum is kept, reversing the velocity of x = m * w
+        ra, rb = factorize(a * b, rescale_balance, sign_m=a)
         return jnp.where(do, ra, a), jnp.where(do, rb, b)
 
       pairs = jax.tree.map(
@@ -388,40 +398,95 @@ def spred(
   return pointwise_overparam(inner, mask=mask, weight_decay=weight_decay, init=init)
 
 
+_PILOT_SHAPES = ("constant", "linear", "cosine")
+
+
+def pilot_schedule(
+  weight_decay: optax.ScalarOrSchedule, switch_step: int, shape: str = "constant"
+) -> optax.Schedule:
+  """PILoT's time-dependent weight decay: ``lam_k * s(k / T)`` for ``k < T = switch_step``, then 0.
+
+  Shapes ``s(u)``: ``"constant"`` 1 (on, then switched off: the default, as the ICLR text turns its
+  controlled regularisation off); ``"linear"`` ``1 - u`` and ``"cosine"`` ``(1 + cos(pi u)) / 2``
+  (the decaying schedules of the arXiv text). ``lam_k`` is the float or optax schedule given.
+
+  Args:
+    weight_decay: ``lam`` (float >= 0, or an optax schedule).
+    switch_step: ``T``, first step (0-based) with zero decay (int > 0).
+    shape: ``"constant"``, ``"linear"`` or ``"cosine"``.
+
+  Returns:
+    An :data:`optax.Schedule`.
+
+  Example:
+    >>> from ham_optax.overparam import pilot_schedule
+    >>> sched = pilot_schedule(0.1, switch_step=4, shape="linear")
+    >>> [round(float(sched(k)), 3) for k in range(6)]
+    [0.1, 0.075, 0.05, 0.025, 0.0, 0.0]
+  """
+  _check_nonneg("weight_decay", weight_decay)
+  if isinstance(switch_step, bool) or not isinstance(switch_step, numbers.Integral):
+    raise TypeError(f"pilot: `switch_step` must be an int, got {type(switch_step).__name__}.")
+  if switch_step <= 0:
+    raise ValueError(f"pilot: `switch_step` must be > 0, got {switch_step}.")
+  if shape not in _PILOT_SHAPES:
+    raise ValueError(f"pilot: `shape` must be one of {_PILOT_SHAPES}, got {shape!r}.")
+  switch_step = int(switch_step)
+
+  def factor(count: optax.Numeric) -> jax.Array:
+    u = jnp.asarray(count, jnp.float32) / switch_step
+    if shape == "linear":
+      return 1.0 - u
+    if shape == "cosine":
+      return 0.5 * (1.0 + jnp.cos(jnp.pi * u))
+    return jnp.ones_like(u)
+
+  def schedule(count: optax.Numeric) -> jax.Array:
+    lam = weight_decay(count) if callable(weight_decay) else weight_decay
+    return jnp.asarray(lam, jnp.float32) * factor(count)
+
+  return switch_off(schedule, switch_step)
+
+
 def pilot(
   inner: optax.GradientTransformation,
   weight_decay: optax.ScalarOrSchedule,
+  switch_step: int,
   *,
-  switch_step: int | None = None,
+  shape: str = "constant",
   init: str | float = 1.0,
   mask: MaskOrFn | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """PILoT: ``x = m * w`` with a time-dependent weight decay and an L2-regime initialisation.
+  """PILoT: ``x = m * w`` with a time-dependent weight decay that is switched off, from an L2-regime start.
 
-  Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025. Continuous
-  sparsification with ``m * w`` starts with an implicit L2 bias that weight decay turns into
-  an L1 bias (the balance ``m^2 - w^2`` shrinks); PILoT controls this with a decay schedule
-  that is later switched off, keeping the implicit L1 bias while the explicit penalty is
-  gone. Update rule: :func:`pointwise_overparam` with
-  ``weight_decay_k = lam_k if k < switch_step else 0`` (``lam_k`` the float or schedule
-  given) and initial balance ``init``.
+  Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025 (arXiv
+  2408.09966). Continuous sparsification with ``m * w`` starts with an implicit L2 bias that
+  weight decay turns into an L1 bias (the balance ``m^2 - w^2`` shrinks); PILoT controls the
+  decay over time and then switches it off, keeping the implicit L1 bias while the explicit
+  penalty is gone. Update rule: :func:`pointwise_overparam` with initial balance ``init`` and::
 
-  Choices made here (the paper's exact schedule and initialisation constants were not
-  available to us): the default initial balance ``m^2 - w^2 = 1`` (``m ~ 1``, ``w ~ x``
-  for small weights: the L2 end, where the inverse metric ``sqrt(c^2 + 4x^2)`` does not
-  vanish at 0, so signs can still flip), and the decay is on until ``switch_step`` (``None``: never
-  switched off; pass any optax schedule as ``weight_decay`` for other shapes, e.g. a
-  ramp built with ``optax.linear_schedule`` and :func:`ham_optax.schedules.switch_off`).
+      weight_decay_k = lam_k * s(k / T)  if k < T = switch_step  else 0
+
+  with ``s`` from :func:`pilot_schedule` (``"constant"`` by default; ``"linear"``, ``"cosine"``).
+  ``switch_step`` is required: without a switch-off PILoT would be spred started at balance 1.
+
+  Sources and choices: the switch-off and the L2-regime initialisation follow the paper; the
+  decaying shapes follow its arXiv text; the default balance ``m^2 - w^2 = 1`` (``m ~ 1``,
+  ``w ~ x`` for small weights: the inverse metric ``sqrt(c^2 + 4x^2)`` does not vanish at 0, so
+  signs can still flip) and the constant shape are our choices, and the ICLR version's
+  controller that steers the strength towards an L1 target is not implemented (pass any optax
+  schedule as ``weight_decay`` to shape the decay yourself).
 
   Args:
     inner: optimizer run on the factors.
     weight_decay: ``lam`` (float >= 0, or a schedule).
-    switch_step: step (0-based) from which the decay is 0; ``None`` keeps it on.
+    switch_step: ``T``, first step (0-based) at which the decay is 0 (int > 0), e.g. half of
+      training.
+    shape: ``"constant"``, ``"linear"`` or ``"cosine"`` (see :func:`pilot_schedule`).
     init: initial split (see :func:`pointwise_overparam`); default balance 1.0.
     mask: leaves to factorise.
   """
-  _check_nonneg("weight_decay", weight_decay)
-  wd = weight_decay if switch_step is None else switch_off(weight_decay, switch_step)
+  wd = pilot_schedule(weight_decay, switch_step, shape)
   return pointwise_overparam(inner, mask=mask, weight_decay=wd, init=init)
 
 
@@ -438,19 +503,33 @@ def sign_in(
   Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery: Reparameterizing Sparse
   Training", NeurIPS 2025; the Sign-In baseline of the HAM paper's random-pruning-at-init
   experiments. Under ``m * w`` small weights get an inverse metric
-  ``sqrt(c^2 + 4 x^2) ~ |c|`` set by the balance ``c = m^2 - w^2``, which training (and
-  weight decay) drives towards zero, freezing signs. Every ``rescale_every`` updates the
-  factors are reset to balance ``c = balance`` with ``x = m * w`` unchanged (the "inner
-  rescaling"), so weights near zero can move - and flip sign - again. Update rule:
+  ``sqrt(c^2 + 4 x^2) ~ |c|`` set by the balance ``c = m^2 - w^2``, which training and weight
+  decay drive towards zero, freezing signs. Every ``rescale_every`` updates the factors are
+  reset to balance ``c = balance`` with ``x = m * w`` unchanged (the "inner rescaling"), so
+  weights near zero can move - and flip sign - again. Update rule:
   :func:`pointwise_overparam` with ``init=balance``, ``rescale_every``,
-  ``rescale_balance=balance``. Our choices: the reset target is this constant balance
-  (default 1: ``m ~ 1``, ``w ~ x``) and the inner optimizer's moments are not reset.
+  ``rescale_balance=balance``::
+
+      (m, w) <- factorize(m * w, balance, sign_m=m)   every rescale_every updates
+
+  The rescale keeps the sign of ``m`` (hence of ``w``): the inner optimizer's moments are kept,
+  and flipping both factors under unchanged momentum would reverse the velocity of ``x``.
+  Our choices: the reset target is this constant balance (default 1: ``m ~ 1``, ``w ~ x``) and
+  the inner moments are not reset.
+
+  Weight decay: the method trains with the usual recipe's weight decay, which on ``m`` and ``w``
+  shrinks the balance between rescales. Its value belongs to the recipe (e.g. ``5e-4`` for CIFAR
+  ResNets with SGD), so the default here is 0 and the decay is passed either as ``weight_decay``
+  (an L2 penalty on the factors, added before ``inner``) or inside ``inner`` (e.g.
+  ``optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(...))``, which ``inner`` applies to
+  ``(m, w)``; for SGD the two are the same) - not both. A non-zero default would double the decay
+  of an ``inner`` that already has one.
 
   Args:
     inner: optimizer run on the factors.
     rescale_every: number of updates between rescalings (e.g. one epoch's worth).
     balance: balance ``m^2 - w^2`` at init and after each rescaling.
-    weight_decay: ``lam`` on the factors (float >= 0 or schedule).
+    weight_decay: ``lam`` on the factors (float >= 0 or schedule); see above.
     mask: leaves to factorise (for sparse training: the layers being pruned).
   """
   if rescale_every is None:
