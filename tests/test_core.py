@@ -265,11 +265,15 @@ def test_grad_with_wrong_structure_or_shape_fails_at_trace_time():
     step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad={"dense": p["dense"]})
 
 
-def test_state_holds_only_a_count_and_the_inner_state():
+def test_state_holds_only_the_mirror_state_and_the_inner_state():
   p = _params()
-  state = ham_optax.ham(optax.adam(1e-3), 1e-3).init(p)
+  tx = ham_optax.ham(optax.adam(1e-3), 1e-3)
+  state = tx.init(p)
   assert isinstance(state, ham_optax.HamState)
-  assert state._fields == ("count", "inner_state")
+  assert state._fields == ("mirror_state", "inner_state")
+  assert isinstance(state.mirror_state, ham_optax.HyperbolicStepState)
+  _, state = tx.update(p, state, p)
+  assert int(state.count) == int(state.mirror_state.count) == 1
   extra = sum(x.nbytes for x in jax.tree.leaves(state)) - sum(
     x.nbytes for x in jax.tree.leaves(optax.adam(1e-3).init(p))
   )
