@@ -30,16 +30,13 @@ go to the lower flat index. Leaves not in ``mask`` (default: floating leaves wit
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from ham_optax._src import masking
+from ham_optax._src import checks, masking
 
 __all__ = ["NanoAdamState", "nanoadam", "selected_count"]
 
@@ -63,25 +60,6 @@ class NanoAdamState(NamedTuple):
 def selected_count(size: int, fraction: float) -> int:
   """Number of entries NanoAdam updates in a tensor of ``size`` entries: ``round(fraction * size)``, at least 1."""
   return int(min(size, max(1, round(fraction * size))))
-
-
-def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
-  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
-    if isinstance(value, jax.core.Tracer):
-      return
-    value = float(value)
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"nanoadam: `{name}` must be a real number, got {type(value).__name__}.")
-  ok_lo = value > lo if lo_open else value >= lo
-  ok_hi = value < hi if hi_open else value <= hi
-  if not (math.isfinite(value) and ok_lo and ok_hi):
-    lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-    raise ValueError(f"nanoadam: `{name}` must be in {lb}{lo}, {hi}{rb}, got {value}.")
-
-
-def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
-  """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
-  return masking.resolve_mask_tree(mask, params, "nanoadam")
 
 
 def _smallest(x: jax.Array, k: int) -> jax.Array:
@@ -129,23 +107,19 @@ def nanoadam(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` (``update`` requires ``params``).
   """
-  if not callable(learning_rate):
-    _check_float("learning_rate", learning_rate, 0.0, math.inf, False, True)
-  _check_float("fraction", fraction, 0.0, 1.0, True, False)
-  if isinstance(refresh_every, bool) or not isinstance(refresh_every, numbers.Integral):
-    raise TypeError(f"nanoadam: `refresh_every` must be an int, got {type(refresh_every).__name__}.")
-  if refresh_every <= 0:
-    raise ValueError(f"nanoadam: `refresh_every` must be > 0, got {refresh_every}.")
-  _check_float("b1", b1, 0.0, 1.0, False, True)
-  _check_float("b2", b2, 0.0, 1.0, False, True)
-  _check_float("eps", eps, 0.0, math.inf, True, True)
-  _check_float("weight_decay", weight_decay, 0.0, math.inf, False, True)
+  checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True, owner="nanoadam")
+  checks.check_scalar(fraction, "fraction", lo=0.0, lo_open=True, hi=1.0, owner="nanoadam")
+  checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
+  checks.check_scalar(b1, "b1", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
+  checks.check_scalar(b2, "b2", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
+  checks.check_scalar(eps, "eps", lo=0.0, lo_open=True, owner="nanoadam")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, owner="nanoadam")
   fraction = float(fraction)
   refresh_every = int(refresh_every)
   masked_node = optax.MaskedNode()
 
   def init_fn(params: optax.Params) -> NanoAdamState:
-    mask_tree = _resolve_mask(mask, params)
+    mask_tree = masking.resolve_mask_tree(mask, params, "nanoadam: mask")
 
     def idx0(b, p):
       return _smallest(p, selected_count(p.size, fraction)) if b else masked_node
@@ -164,7 +138,7 @@ def nanoadam(
     del extra_args
     if params is None:
       raise ValueError("nanoadam: `params` must be passed to update (the selection reads |x|).")
-    mask_tree = _resolve_mask(mask, params)
+    mask_tree = masking.resolve_mask_tree(mask, params, "nanoadam: mask")
     count = state.count
     t = optax.safe_increment(count).astype(jnp.float32)
     lr = learning_rate(count) if callable(learning_rate) else learning_rate

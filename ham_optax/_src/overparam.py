@@ -68,15 +68,14 @@ Variants (all thin wrappers of :func:`pointwise_overparam`):
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from ham_optax._src import masking
+from ham_optax._src import checks, masking
+from ham_optax._src.masking import MaskOrFn
 from ham_optax._src.schedules import switch_off
 
 __all__ = [
@@ -88,8 +87,6 @@ __all__ = [
   "spred",
   "state_nbytes",
 ]
-
-MaskOrFn = Any  # pytree of bools (same structure or a prefix of params) or params -> pytree
 
 
 class OverparamState(NamedTuple):
@@ -141,46 +138,6 @@ def factorize(
     s_m = jnp.where(jnp.asarray(sign_m) < 0, -1.0, 1.0).astype(x.dtype)
   s_x = jnp.where(x < 0, -1.0, 1.0).astype(x.dtype)
   return (s_m * abs_m).astype(x.dtype), (s_m * s_x * abs_w).astype(x.dtype)
-
-
-def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
-  """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
-  return masking.resolve_mask_tree(mask, params, "pointwise_overparam")
-
-
-def _check_nonneg(name: str, value: optax.ScalarOrSchedule) -> None:
-  if callable(value):
-    return
-  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
-    if isinstance(value, jax.core.Tracer):  # e.g. injected by optax.inject_hyperparams
-      return
-    value = float(value)
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"`{name}` must be a float or an optax schedule, got {type(value).__name__}.")
-  if not math.isfinite(value) or value < 0:
-    raise ValueError(f"`{name}` must be finite and >= 0, got {value}.")
-
-
-def _check_real(name: str, value: Any) -> Any:
-  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
-    if isinstance(value, jax.core.Tracer):  # e.g. injected by optax.inject_hyperparams
-      return value
-    if not math.isfinite(float(value)):
-      raise ValueError(f"`{name}` must be finite, got {value}.")
-    return value
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}.")
-  if not math.isfinite(value):
-    raise ValueError(f"`{name}` must be finite, got {value}.")
-  return float(value)
-
-
-def _check_init(init: str | float) -> str | float:
-  if isinstance(init, str):
-    if init not in ("balanced", "mask"):
-      raise ValueError(f"`init` must be 'balanced', 'mask' or a float balance m^2 - w^2, got {init!r}.")
-    return init
-  return _check_real("init", init)
 
 
 def _init_factors(x: jax.Array, init: str | float) -> tuple[jax.Array, jax.Array]:
@@ -238,19 +195,15 @@ def pointwise_overparam(
     An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and
     returns ``updates = m * w - params`` for masked leaves.
   """
-  if not isinstance(inner, optax.GradientTransformation):
-    raise TypeError(
-      f"pointwise_overparam: `inner` must be an optax.GradientTransformation, got {type(inner).__name__}."
-    )
-  _check_nonneg("weight_decay", weight_decay)
-  init = _check_init(init)
+  checks.check_inner(inner, "pointwise_overparam")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
+  if isinstance(init, str):
+    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
+  else:
+    init = checks.check_scalar(init, "init")
   if rescale_every is not None:
-    if isinstance(rescale_every, bool) or not isinstance(rescale_every, numbers.Integral):
-      raise TypeError(f"`rescale_every` must be an int or None, got {type(rescale_every).__name__}.")
-    if rescale_every <= 0:
-      raise ValueError(f"`rescale_every` must be > 0, got {rescale_every}.")
-    rescale_every = int(rescale_every)
-  rescale_balance = _check_real("rescale_balance", rescale_balance)
+    rescale_every = checks.check_int(rescale_every, "rescale_every", 1)
+  rescale_balance = checks.check_scalar(rescale_balance, "rescale_balance")
   inner = optax.with_extra_args_support(inner)
   masked_node = optax.MaskedNode()
 
@@ -269,7 +222,7 @@ def pointwise_overparam(
     )
 
   def init_fn(params: optax.Params) -> OverparamState:
-    mask_tree = _resolve_mask(mask, params)
+    mask_tree = masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
     pairs = jax.tree.map(
       lambda b, p: _init_factors(p, init) if b else (masked_node, masked_node),
       mask_tree,
@@ -286,7 +239,7 @@ def pointwise_overparam(
         "pointwise_overparam: `params` must be passed to update (the wrapper returns m * w - params)."
       )
     grads = updates
-    mask_tree = _resolve_mask(mask, params)
+    mask_tree = masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
 
     def resync(flag, x, m, w):
@@ -420,7 +373,8 @@ def pilot(
     init: initial split (see :func:`pointwise_overparam`); default balance 1.0.
     mask: leaves to factorise.
   """
-  _check_nonneg("weight_decay", weight_decay)
+  checks.check_inner(inner, "pilot")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
   wd = weight_decay if switch_step is None else switch_off(weight_decay, switch_step)
   return pointwise_overparam(inner, mask=mask, weight_decay=wd, init=init)
 
@@ -455,7 +409,8 @@ def sign_in(
   """
   if rescale_every is None:
     raise ValueError("sign_in: `rescale_every` is required (int > 0).")
-  balance = _check_real("balance", balance)
+  checks.check_inner(inner, "sign_in")
+  balance = checks.check_scalar(balance, "balance")
   return pointwise_overparam(
     inner,
     mask=mask,

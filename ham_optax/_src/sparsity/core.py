@@ -18,8 +18,6 @@ import optax
 
 from ham_optax._src import masking
 
-PrunableOrFn = Any | Callable[[Any], Any] | None
-
 _NO_PARAMS_MSG = (
   "You are using a sparsifier that needs the current parameters, but `params` was not passed to "
   "`update`. Call `tx.update(grads, opt_state, params)`."
@@ -40,43 +38,6 @@ class SparsifierState(NamedTuple):
   count: chex.Array
   masks: Any
   inner_state: optax.OptState
-
-
-def resolve_prunable(prunable: PrunableOrFn, params: Any) -> tuple[bool, ...]:
-  """One static bool per ``jax.tree.leaves(params)`` entry: is that leaf pruned?
-
-  ``None`` selects floating-point leaves with ``ndim >= 2`` (HAM's default mask); otherwise a pytree of bools
-  (the params' structure or a prefix of it) or a callable ``params -> such a pytree``.
-  """
-  try:
-    return masking.resolve_mask(prunable, params)
-  except (ValueError, TypeError) as e:
-    msg = str(e).replace("HAM mask", "`prunable`")
-    raise type(e)(msg) from e
-
-
-def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:
-  """Validates a target sparsity: a real number in ``[0, 1)``."""
-  if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.integer, np.floating)):
-    raise TypeError(f"{name} must be a Python float in [0, 1), got {type(sparsity).__name__}.")
-  s = float(sparsity)
-  if not (0.0 <= s < 1.0):
-    raise ValueError(f"{name} must lie in [0, 1) (1 would prune every weight), got {s}.")
-  return s
-
-
-def check_int(value: Any, name: str, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-  if value < minimum:
-    raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-  return int(value)
-
-
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-  if value not in choices:
-    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
-  return value
 
 
 def n_zeros(sparsity: float, n: int) -> int:
@@ -164,7 +125,7 @@ InitRule = Callable[[list[jax.Array]], list[jax.Array]]
 
 def sparsifier(
   inner: optax.GradientTransformation,
-  prunable: PrunableOrFn,
+  prunable: masking.MaskOrFn,
   init_rule: InitRule,
   mask_rule: MaskRule | None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -176,7 +137,7 @@ def sparsifier(
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params: optax.Params) -> SparsifierState:
-    flags = resolve_prunable(prunable, params)
+    flags = masking.resolve_mask(prunable, params, "`prunable`")
     leaves, treedef = jax.tree.flatten(params)
     pruned = [p for p, f in zip(leaves, flags, strict=True) if f]
     new = iter(init_rule(pruned))
@@ -195,7 +156,7 @@ def sparsifier(
   ) -> tuple[optax.Updates, SparsifierState]:
     if params is None:
       raise ValueError(_NO_PARAMS_MSG)
-    flags = resolve_prunable(prunable, params)
+    flags = masking.resolve_mask(prunable, params, "`prunable`")
     p_leaves = jax.tree.leaves(params)
     g_leaves = jax.tree.leaves(updates)
     m_leaves, m_treedef = jax.tree.flatten(state.masks)

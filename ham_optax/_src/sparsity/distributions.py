@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ham_optax._src.sparsity import core as _core
+from ham_optax._src import checks
 
 DISTRIBUTIONS = ("erk", "uniform")
 
@@ -42,8 +42,8 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
   ``"uniform"``: ``round(sparsity * n_l)`` in every layer. ``"erk"``: the ERK ideal ``(1 - d_l) * n_l`` rounded
   down or up (largest remainder) so that the total is exactly ``round(sparsity * sum_l n_l)``.
   """
-  sparsity = _core.check_sparsity(sparsity)
-  _core.check_choice(distribution, "distribution", DISTRIBUTIONS)
+  sparsity = checks.check_sparsity(sparsity)
+  checks.check_choice(distribution, "distribution", DISTRIBUTIONS)
   sizes = [int(np.prod(s)) for s in shapes]
   if distribution == "uniform":
     return [int(np.round(sparsity * n)) for n in sizes]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ham_optax._src import checks, masking
 from ham_optax._src.sparsity import core as _core
 from ham_optax._src.sparsity import distributions as _distributions
 
@@ -39,7 +40,7 @@ def random_pruning(
   *,
   distribution: str = "erk",
   seed: int = 0,
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Random pruning at initialisation (PaI): a fixed random mask per layer, drawn once in ``init``.
 
@@ -66,9 +67,10 @@ def random_pruning(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
   """
-  sparsity = _core.check_sparsity(sparsity)
-  _core.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
-  seed = _core.check_int(seed, "seed", 0)
+  checks.check_inner(inner, "random_pruning")
+  sparsity = checks.check_sparsity(sparsity)
+  checks.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
+  seed = checks.check_int(seed, "seed", 0)
   return _core.sparsifier(
     inner, prunable, lambda leaves: _random_masks(leaves, sparsity, distribution, seed), None
   )
@@ -83,7 +85,7 @@ def magnitude_pruning(
   frequency: int = 100,
   initial_sparsity: float = 0.0,
   scope: str = "global",
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Gradual magnitude pruning (GMP) with Zhu & Gupta's cubic schedule (arXiv:1710.01878).
 
@@ -112,16 +114,17 @@ def magnitude_pruning(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
   """
-  sparsity = _core.check_sparsity(sparsity)
-  initial_sparsity = _core.check_sparsity(initial_sparsity, "initial_sparsity")
+  checks.check_inner(inner, "magnitude_pruning")
+  sparsity = checks.check_sparsity(sparsity)
+  initial_sparsity = checks.check_sparsity(initial_sparsity, "initial_sparsity")
   if initial_sparsity > sparsity:
     raise ValueError(f"initial_sparsity ({initial_sparsity}) must not exceed sparsity ({sparsity}).")
-  begin_step = _core.check_int(begin_step, "begin_step", 0)
-  end_step = _core.check_int(end_step, "end_step", 0)
+  begin_step = checks.check_int(begin_step, "begin_step", 0)
+  end_step = checks.check_int(end_step, "end_step", 0)
   if end_step <= begin_step:
     raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
-  frequency = _core.check_int(frequency, "frequency", 1)
-  _core.check_choice(scope, "scope", _SCOPES)
+  frequency = checks.check_int(frequency, "frequency", 1)
+  checks.check_choice(scope, "scope", _SCOPES)
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
@@ -189,7 +192,7 @@ def acdc_phases(
   ``warmup_steps = round(dense_warmup_fraction * total_steps)``, ``final_start = total_steps -
   round(final_sparse_fraction * total_steps)``, ``phase_steps`` defaults to ``max(1, round(0.05 * total_steps))``.
   """
-  total_steps = _core.check_int(total_steps, "total_steps", 1)
+  total_steps = checks.check_int(total_steps, "total_steps", 1)
   for name, v in (
     ("dense_warmup_fraction", dense_warmup_fraction),
     ("final_sparse_fraction", final_sparse_fraction),
@@ -205,7 +208,7 @@ def acdc_phases(
     )
   if phase_steps is None:
     phase_steps = max(1, round(0.05 * total_steps))
-  phase_steps = _core.check_int(phase_steps, "phase_steps", 1)
+  phase_steps = checks.check_int(phase_steps, "phase_steps", 1)
   return warmup, phase_steps, final_start
 
 
@@ -224,7 +227,7 @@ def acdc(
   phase_steps: int | None = None,
   final_sparse_fraction: float = 0.1,
   scope: str = "global",
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AC/DC: alternating compressed / decompressed training (Peste et al., NeurIPS 2021, arXiv:2106.12379).
 
@@ -249,14 +252,15 @@ def acdc(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
   """
-  sparsity = _core.check_sparsity(sparsity)
+  checks.check_inner(inner, "acdc")
+  sparsity = checks.check_sparsity(sparsity)
   warmup, phase, final_start = acdc_phases(
     total_steps,
     dense_warmup_fraction=dense_warmup_fraction,
     phase_steps=phase_steps,
     final_sparse_fraction=final_sparse_fraction,
   )
-  _core.check_choice(scope, "scope", _SCOPES)
+  checks.check_choice(scope, "scope", _SCOPES)
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
@@ -295,7 +299,7 @@ def rigl(
   drop_fraction: float = 0.3,
   distribution: str = "erk",
   seed: int = 0,
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""RigL: sparse training with periodic drop-and-grow (Evci et al., "Rigging the Lottery", ICML 2020).
 
@@ -325,17 +329,18 @@ def rigl(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
   """
-  sparsity = _core.check_sparsity(sparsity)
-  update_every = _core.check_int(update_every, "update_every", 1)
-  end_step = _core.check_int(end_step, "end_step", 1)
+  checks.check_inner(inner, "rigl")
+  sparsity = checks.check_sparsity(sparsity)
+  update_every = checks.check_int(update_every, "update_every", 1)
+  end_step = checks.check_int(end_step, "end_step", 1)
   if (
     isinstance(drop_fraction, bool)
     or not isinstance(drop_fraction, (int, float))
     or not 0 <= drop_fraction <= 1
   ):
     raise ValueError(f"drop_fraction must be a float in [0, 1], got {drop_fraction!r}.")
-  _core.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
-  seed = _core.check_int(seed, "seed", 0)
+  checks.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
+  seed = checks.check_int(seed, "seed", 0)
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return _random_masks(leaves, sparsity, distribution, seed)
