@@ -65,16 +65,20 @@ def _clip_norm(new: jax.Array, p_c: jax.Array, delta: jax.Array, cap: Any, big: 
   """The update that takes ``p_c`` to ``new`` rescaled to L2 norm ``cap`` when its norm exceeds ``cap``.
 
   ``new`` (saturated to +-``big``) is rescaled directly, not through a factor applied to ``delta``, so a huge
-  weight lands on the cap instead of cancelling to zero. The norm is taken as ``max|new| * ||new / max|new|||``,
-  which cannot overflow. Returns ``delta`` unchanged where no clip is needed.
+  weight lands on the cap instead of cancelling to zero. The norm is taken as ``2^k * ||new / 2^k||`` with
+  ``2^k`` the binary exponent of ``max|new|``, which cannot overflow (the power-of-two scaling is exact; a
+  division by ``max|new|`` would go through a reciprocal that CPUs flush to zero for values near the dtype's max).
+  Returns ``delta`` unchanged where no clip is needed.
   """
   new = jnp.clip(new, -big, big)
   m = jnp.max(jnp.abs(new))
-  r = new / jnp.maximum(m, jnp.finfo(new.dtype).tiny)
+  _, k = jnp.frexp(m)
+  r = jnp.ldexp(new, -k)
   root = jnp.sqrt(jnp.sum(jnp.square(r)))
   cap_c = _finite_scalar(cap, new.dtype)
-  over = m * root > cap_c
-  clipped = r * (cap_c / jnp.maximum(root, jnp.finfo(new.dtype).tiny))
+  over = m > 0
+  over = over & (jnp.ldexp(root, k) > cap_c)
+  clipped = r * (cap_c / jnp.maximum(root, 0.5))
   return jnp.where(over, clipped - p_c, delta)
 
 
@@ -88,7 +92,9 @@ def _saturate(delta: jax.Array, p_c: jax.Array, big: float, narrower: bool) -> j
   ok = jnp.abs(new) <= big
   if narrower:
     ok = ok & (jnp.abs(delta) <= big)
-  return jnp.where(ok, delta, jnp.clip(jnp.clip(new, -big, big) - p_c, -big, big))
+  fallback = jnp.clip(jnp.clip(new, -big, big) - p_c, -big, big)
+  # NaN only where p_c is +-inf (inf - inf): leave that weight where it is.
+  return jnp.where(ok, delta, jnp.where(jnp.isnan(fallback), 0.0, fallback))
 
 
 def _mirror_leaf(

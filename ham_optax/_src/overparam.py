@@ -338,6 +338,7 @@ def spred(
     mask: leaves to factorise (see :func:`pointwise_overparam`).
     init: initial split (default balanced ``|m| = |w| = sqrt|x|``).
   """
+  checks.check_inner(inner, "spred")
   return pointwise_overparam(inner, mask=mask, weight_decay=weight_decay, init=init)
 
 
