@@ -22,7 +22,21 @@ MaskOrFn = Any | Callable[[Any], Any] | None
 
 
 def default_mask(params: Any) -> Any:
-  """The default selection: floating-point leaves with ``ndim >= 2`` (kernels, not biases or scales)."""
+  """The default selection: floating-point leaves with ``ndim >= 2`` (kernels, not biases or scales).
+
+  Args:
+    params: a pytree of arrays (or anything with their shapes and dtypes).
+
+  Returns:
+    A pytree of Python bools with the structure of ``params``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import ham_optax
+    >>> params = {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2), "step": jnp.zeros((2, 2), jnp.int32)}
+    >>> ham_optax.default_mask(params)
+    {'bias': False, 'kernel': True, 'step': False}
+  """
   return jax.tree.map(lambda p: bool(jnp.ndim(p) >= 2 and _is_float(p)), params)
 
 
