@@ -84,6 +84,12 @@ def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
   """Inverse metric of HAM (beta = 0): :math:`g^{-1}(x) = 1 + \\alpha|x|` (paper, Eq. 4 / Fig. 1).
 
   It is never below gradient descent's inverse metric 1, so parameters near zero keep moving.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import geometry
+    >>> print(np.asarray(geometry.inverse_metric_ham(np.array([0.0, -0.5, 2.0]), alpha=4.0)))
+    [1. 3. 9.]
   """
   checks.check_positive_values(alpha, "alpha")
   x = jnp.asarray(x)
@@ -110,6 +116,15 @@ def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
   """HAM's mirror map :math:`\\nabla R_\\alpha(x) = \\operatorname{sign}(x)\\log(1 + \\alpha|x|)/\\alpha`.
 
   Tends to the identity (GD's mirror map) as ``alpha -> 0``.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import geometry
+    >>> u = geometry.mirror_map(np.array([-1.0, 0.0, 2.0]), alpha=10.0)
+    >>> print(np.asarray(u).round(4))
+    [-0.2398  0.      0.3045]
+    >>> print(np.asarray(geometry.inverse_mirror_map(u, alpha=10.0)).round(4))
+    [-1.  0.  2.]
   """
   checks.check_positive_values(alpha, "alpha")
   x = jnp.asarray(x)
@@ -157,6 +172,12 @@ def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
   Limits: :math:`R_\\alpha(x) \\to \\|x\\|_2^2/2` as :math:`\\alpha \\to 0`;
   :math:`\\alpha R_\\alpha(x)/\\log\\alpha \\to \\|x\\|_1` as :math:`\\alpha \\to \\infty`.
   ``jax.grad(potential)(x, alpha)`` equals :func:`mirror_map`.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import geometry
+    >>> print(np.asarray(geometry.potential(np.array([0.5, -0.5]), alpha=1.0)).round(6))
+    0.216395
   """
   checks.check_positive_values(alpha, "alpha")
   x = jnp.asarray(x)

@@ -41,7 +41,16 @@ def _fractions(
 
 
 def sparsity(params: Any, prunable: masking.MaskOrFn = None) -> dict[str, Any]:
-  """Fraction of entries exactly equal to zero: ``{"global", "per_layer", "num_zeros"}``."""
+  """Fraction of entries exactly equal to zero: ``{"global", "per_layer", "num_zeros"}``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from ham_optax import metrics
+    >>> params = {"w": jnp.array([[0.0, 1.0], [0.0, -2.0]]), "b": jnp.zeros(2)}
+    >>> out = metrics.sparsity(params)  # the bias (ndim 1) is not selected by default
+    >>> print(float(out["global"]), int(out["num_zeros"]), {k: float(v) for k, v in out["per_layer"].items()})
+    0.5 2 {"['w']": 0.5}
+  """
   global_frac, per_layer, total = _fractions(_selected(params, prunable), lambda x: x == 0)
   return {"global": global_frac, "per_layer": per_layer, "num_zeros": total}
 
@@ -64,6 +73,15 @@ def sign_flips(params: Any, reference: Any, prunable: masking.MaskOrFn = None) -
 
   Raises:
     ValueError: if ``reference`` does not have the structure and shapes of ``params``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from ham_optax import metrics
+    >>> before = {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]])}
+    >>> after = {"w": jnp.array([[-1.0, -2.0], [0.5, 3.0]])}
+    >>> out = metrics.sign_flips(after, before)
+    >>> print(int(out["count"]), float(out["fraction"]), round(float(out["fraction_of_nonzero"]), 4))
+    1 0.25 0.3333
   """
   sel = _selected(params, prunable)
   ref_leaves = jax.tree.leaves(reference)

@@ -58,7 +58,13 @@ class NanoAdamState(NamedTuple):
 
 
 def selected_count(size: int, fraction: float) -> int:
-  """Number of entries NanoAdam updates in a tensor of ``size`` entries: ``round(fraction * size)``, at least 1."""
+  """Number of entries NanoAdam updates in a tensor of ``size`` entries: ``round(fraction * size)``, at least 1.
+
+  Example:
+    >>> import ham_optax
+    >>> print(ham_optax.selected_count(1000, 0.1), ham_optax.selected_count(3, 0.1))
+    100 1
+  """
   return int(min(size, max(1, round(fraction * size))))
 
 
@@ -106,6 +112,18 @@ def nanoadam(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` (``update`` requires ``params``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> import optax
+    >>> import ham_optax
+    >>> params = {"w": jnp.array([[3.0, -0.1], [0.2, 5.0]])}
+    >>> tx = ham_optax.nanoadam(0.01, fraction=0.5)
+    >>> updates, state = tx.update({"w": jnp.ones((2, 2))}, tx.init(params), params)
+    >>> print(np.asarray(updates["w"]).round(4))  # only the two smallest |x| move
+    [[ 0.   -0.01]
+     [-0.01  0.  ]]
   """
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True, owner="nanoadam")
   checks.check_scalar(fraction, "fraction", lo=0.0, lo_open=True, hi=1.0, owner="nanoadam")

@@ -123,6 +123,13 @@ def factorize(
 
   Returns:
     ``(m, w)`` with the dtype of ``x``.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import overparam
+    >>> m, w = overparam.factorize(np.array([4.0, -1.0]), balance=0.0)
+    >>> print(np.asarray(m), np.asarray(w))
+    [2. 1.] [ 2. -1.]
   """
   x = jnp.asarray(x)
   c = jnp.asarray(balance, dtype=x.dtype)
@@ -337,6 +344,17 @@ def spred(
     weight_decay: ``lam`` (float >= 0, or a schedule).
     mask: leaves to factorise (see :func:`pointwise_overparam`).
     init: initial split (default balanced ``|m| = |w| = sqrt|x|``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> import optax
+    >>> from ham_optax import overparam
+    >>> params = {"w": jnp.array([[4.0, -1.0]])}
+    >>> tx = overparam.spred(optax.sgd(0.1), weight_decay=0.0)
+    >>> updates, state = tx.update({"w": jnp.array([[1.0, 1.0]])}, tx.init(params), params)
+    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))  # x - 0.1 (m^2 + w^2) g + O(0.1^2)
+    [[ 3.24 -1.21]]
   """
   checks.check_inner(inner, "spred")
   return pointwise_overparam(inner, mask=mask, weight_decay=weight_decay, init=init)

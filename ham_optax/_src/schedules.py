@@ -53,6 +53,12 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
 
   Returns:
     An :data:`optax.Schedule` (jit-safe; returns a JAX scalar).
+
+  Example:
+    >>> from ham_optax import schedules
+    >>> beta = schedules.switch_off(0.5, switch_step=2)
+    >>> print([float(beta(k)) for k in range(4)])
+    [0.5, 0.5, 0.0, 0.0]
   """
   checks.check_scalar(value, "value", schedule_ok=True, owner="switch_off")
   switch_step = checks.check_int(switch_step, "switch_step", 0, owner="switch_off")
@@ -78,6 +84,12 @@ def switch_off_fraction(value: optax.ScalarOrSchedule, total_steps: int, fractio
 
   Returns:
     An :data:`optax.Schedule`.
+
+  Example:
+    >>> from ham_optax import schedules
+    >>> sched = schedules.switch_off_fraction(0.5, total_steps=10, fraction=0.3)
+    >>> print([float(sched(k)) for k in (0, 2, 3, 9)])
+    [0.5, 0.5, 0.0, 0.0]
   """
   total_steps = checks.check_int(total_steps, "total_steps", 1, owner="switch_off_fraction")
   fraction = checks.check_scalar(fraction, "fraction", lo=0.0, hi=1.0, owner="switch_off_fraction")

@@ -41,6 +41,11 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
 
   ``"uniform"``: ``round(sparsity * n_l)`` in every layer. ``"erk"``: the ERK ideal ``(1 - d_l) * n_l`` rounded
   down or up (largest remainder) so that the total is exactly ``round(sparsity * sum_l n_l)``.
+
+  Example:
+    >>> from ham_optax import sparsity
+    >>> print(sparsity.layer_zero_counts([(10, 10), (100, 100)], 0.9, "uniform"))
+    [90, 9000]
   """
   sparsity = checks.check_sparsity(sparsity)
   checks.check_choice(distribution, "distribution", DISTRIBUTIONS)
