@@ -353,7 +353,7 @@ def spred(
     >>> params = {"w": jnp.array([[4.0, -1.0]])}
     >>> tx = overparam.spred(optax.sgd(0.1), weight_decay=0.0)
     >>> updates, state = tx.update({"w": jnp.array([[1.0, 1.0]])}, tx.init(params), params)
-    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))  # x - 0.1 (m^2 + w^2) g + O(0.1^2)
+    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))  # x - 0.1 (m^2 + w^2) g + ...
     [[ 3.24 -1.21]]
   """
   checks.check_inner(inner, "spred")

@@ -73,7 +73,7 @@ def random_pruning(
     >>> import ham_optax
     >>> from ham_optax import sparsity
     >>> params = {"w": jnp.ones((4, 5)), "b": jnp.ones(5)}
-    >>> tx = sparsity.random_pruning(ham_optax.ham(optax.sgd(0.1), 0.1, alpha=2.0), 0.8, distribution='uniform')
+    >>> tx = sparsity.random_pruning(ham_optax.ham(optax.sgd(0.1), 0.1), 0.8, distribution="uniform")
     >>> state = tx.init(params)
     >>> params = sparsity.apply_masks(params, state)  # sparse from step 0
     >>> print(int((params["w"] == 0).sum()), int((params["b"] == 0).sum()))
