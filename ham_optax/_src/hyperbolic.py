@@ -76,8 +76,7 @@ def _clip_norm(new: jax.Array, p_c: jax.Array, delta: jax.Array, cap: Any, big: 
   r = jnp.ldexp(new, -k)
   root = jnp.sqrt(jnp.sum(jnp.square(r)))
   cap_c = _finite_scalar(cap, new.dtype)
-  over = m > 0
-  over = over & (jnp.ldexp(root, k) > cap_c)
+  over = (m > 0) & (jnp.ldexp(root, k) > cap_c)  # the norm is ldexp(root, k); m == 0 gives root == 0
   clipped = r * (cap_c / jnp.maximum(root, 0.5))
   return jnp.where(over, clipped - p_c, delta)
 
