@@ -185,8 +185,23 @@ def test_bad_hyperparameters_fail_at_construction(kwargs, exc, match):
     ham_optax.hyperbolic_step(**args)
 
 
-def test_negative_alpha_is_allowed():
-  ham_optax.ham(optax.sgd(0.1), 0.1, alpha=-5.0)  # the paper uses negative alpha on heterophilic graphs
+def test_negative_alpha_reverses_the_bias():
+  # The paper uses negative alpha on heterophilic graphs. With alpha < 0 the mirror step multiplies by
+  # exp(+lr |alpha| sign(x_half) g): it grows a weight exactly where a positive alpha shrinks it, and vice versa.
+  p = {"w": jnp.array([[1.0, -2.0, 0.5, -0.25]])}
+  g = {"w": jnp.array([[0.5, 0.5, -1.0, -0.75]])}
+  x_half = np.asarray(p["w"], np.float64) - 0.1 * np.asarray(g["w"], np.float64)
+  change = {}
+  for alpha in (5.0, -5.0):
+    tx = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=alpha, beta=0.0)
+    u, _ = tx.update(g, tx.init(p), p)
+    new = np.asarray(optax.apply_updates(p, u)["w"], np.float64)
+    want = x_half * np.exp(-0.1 * alpha * np.sign(x_half) * np.asarray(g["w"], np.float64))
+    np.testing.assert_allclose(new, want, rtol=1e-6)
+    change[alpha] = np.sign(np.abs(new) - np.abs(x_half))
+  assert np.all(change[5.0] != 0)
+  np.testing.assert_array_equal(change[-5.0], -change[5.0])
+  np.testing.assert_array_equal(change[5.0], [[-1, 1, 1, -1]])  # sign(x_half) * g > 0 shrinks for alpha > 0
 
 
 @pytest.mark.parametrize("bad", [None, 0.1, optax.sgd, lambda g: g, (1, 2)])
@@ -265,11 +280,15 @@ def test_grad_with_wrong_structure_or_shape_fails_at_trace_time():
     step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad={"dense": p["dense"]})
 
 
-def test_state_holds_only_a_count_and_the_inner_state():
+def test_state_holds_only_the_mirror_state_and_the_inner_state():
   p = _params()
-  state = ham_optax.ham(optax.adam(1e-3), 1e-3).init(p)
+  tx = ham_optax.ham(optax.adam(1e-3), 1e-3)
+  state = tx.init(p)
   assert isinstance(state, ham_optax.HamState)
-  assert state._fields == ("count", "inner_state")
+  assert state._fields == ("mirror_state", "inner_state")
+  assert isinstance(state.mirror_state, ham_optax.HyperbolicStepState)
+  _, state = tx.update(p, state, p)
+  assert int(state.count) == int(state.mirror_state.count) == 1
   extra = sum(x.nbytes for x in jax.tree.leaves(state)) - sum(
     x.nbytes for x in jax.tree.leaves(optax.adam(1e-3).init(p))
   )
@@ -287,3 +306,282 @@ def test_alpha_and_beta_accept_schedules():
     u, s = jax.jit(tx.update)(zero, s, x)
     x = optax.apply_updates(x, u)
   np.testing.assert_allclose(x["dense"]["kernel"], p["dense"]["kernel"] * np.exp(-0.1 * 0.5 * 3), rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------- finite in, finite out
+
+
+def _mirror_once(p, g, u=None, **kw):
+  step = ham_optax.hyperbolic_step(kw.pop("lr", 1.0), **{"alpha": 100.0, "beta": 0.0, **kw})
+  params = {"w": p}
+  u = jnp.zeros_like(p) if u is None else u
+  out, _ = step.update({"w": u}, step.init(params), params, grad={"w": g})
+  return optax.apply_updates(params, out)["w"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+def test_growth_beyond_the_dtype_range_saturates(dtype):
+  if dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+  dt = jnp.dtype(dtype)
+  big = float(jnp.finfo(dt).max)
+  # x * e^5 overflows for the first two entries; the gradient itself is finite (half the dtype's max).
+  p = jnp.array([[big / 4, -big / 4, 1.0, 0.0]], dt)
+  g = jnp.array([[-big / 2, big / 2, 0.0, -big / 2]], dt)
+  new = _mirror_once(p, g)
+  assert new.dtype == dt
+  assert bool(jnp.all(jnp.isfinite(new)))
+  np.testing.assert_array_equal(np.asarray(new, np.float64)[0, :2], [big, -big])
+  assert float(new[0, 2]) == 1.0 and float(new[0, 3]) == 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_inner_step_overflowing_the_range_stays_finite(dtype):
+  if dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+  dt = jnp.dtype(dtype)
+  big = float(jnp.finfo(dt).max)
+  p = jnp.array([[0.75 * big, -0.75 * big]], dt)
+  u = jnp.array([[0.75 * big, -0.75 * big]], dt)  # p + u overflows before the mirror step
+  new = _mirror_once(p, jnp.zeros_like(p), u=u)
+  assert bool(jnp.all(jnp.isfinite(new)))
+  np.testing.assert_array_equal(np.sign(new), np.sign(p))
+
+
+# ------------------------------------------------------------------ hyperparameters in the dtype used
+
+
+@pytest.mark.parametrize(
+  ("lr", "alpha", "beta"),
+  [(0.1, 1e39, 0.0), (1e20, 1e20, 0.0), (1.0, 0.0, 1e39), (1e39 / 1e38, 1e39, 1e39)],
+  ids=["alpha-overflows-f32", "lr-times-alpha-overflows", "beta-overflows", "all-huge"],
+)
+def test_hyperparameters_beyond_float32_give_no_nan(lr, alpha, beta):
+  # A dead unit (zero gradient) next to a live one: 0 * inf must never appear.
+  p = {"w": jnp.array([[1.0, -2.0, 0.5]])}
+  g = {"w": jnp.array([[0.0, 1.0, -1.0]])}
+  tx = ham_optax.ham(optax.sgd(1e-3), lr, alpha=alpha, beta=beta)
+  u, _ = tx.update(g, tx.init(p), p)
+  new = optax.apply_updates(p, u)["w"]
+  assert bool(jnp.all(jnp.isfinite(new))), new
+  # float64 reference, with the saturated float32 scalars (exponent clipped at 5 either way).
+  big = float(np.finfo(np.float32).max)
+  x_half = np.asarray(p["w"], np.float64) - 1e-3 * np.asarray(g["w"], np.float64)
+  lr_a = min(min(lr, big) * min(alpha, big), big)
+  lr_b = min(min(lr, big) * min(beta, big), big)
+  e = np.clip(-(lr_a * np.sign(x_half) * np.asarray(g["w"], np.float64)) - lr_b, -5, 5)
+  # (atol: the float32 update p + (x_new - p) rounds to an ulp of p.)
+  np.testing.assert_allclose(new, x_half * np.exp(e), rtol=1e-6, atol=4e-7)
+
+
+def test_schedules_beyond_float32_give_no_nan():
+  # A schedule whose value is not finite in float32 (1e39 -> inf) acts as float32's largest value.
+  p = {"w": jnp.array([[1.0, -2.0]])}
+  g = {"w": jnp.array([[0.0, 1.0]])}
+  tx = ham_optax.ham(optax.sgd(1e-3), 0.1, alpha=lambda k: jnp.full([], jnp.inf), beta=0.0)
+  u, _ = jax.jit(tx.update)(g, tx.init(p), p)
+  new = optax.apply_updates(p, u)["w"]
+  assert bool(jnp.all(jnp.isfinite(new)))
+  np.testing.assert_allclose(new, [[1.0, -2.001 * np.exp(5.0)]], rtol=1e-6)  # sign(x_half) * g < 0: grows
+
+
+@pytest.mark.parametrize("beta", [-1e-3, -1.0])
+def test_negative_beta_is_rejected(beta):
+  with pytest.raises(ValueError, match="beta must be >= 0"):
+    ham_optax.ham(optax.sgd(0.1), 0.1, beta=beta)
+  with pytest.raises(ValueError, match="beta must be >= 0"):
+    ham_optax.hyperbolic_step(0.1, beta=beta)
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "alpha", "beta", "max_exponent", "max_weight_norm"])
+@pytest.mark.parametrize("bad", [1 + 2j, np.complex64(1.0), jnp.asarray(1.0 + 0j)], ids=["py", "np", "jnp"])
+def test_complex_hyperparameters_are_rejected_by_name(name, bad):
+  args = {"learning_rate": 0.1, name: bad}
+  with pytest.raises(TypeError, match=f"{name} must be a real number"):
+    ham_optax.hyperbolic_step(**args)
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "alpha", "beta"])
+def test_complex_schedules_are_rejected_by_name(name):
+  args = {"learning_rate": 0.1, name: lambda k: jnp.asarray(0.1 + 0j)}
+  tx = ham_optax.ham(optax.sgd(0.1), **args)
+  p = _params()
+  with pytest.raises(TypeError, match=f"{name} must evaluate to a real number"):
+    tx.update(p, tx.init(p), p)
+
+
+def test_max_exponent_must_keep_the_growth_finite():
+  with pytest.raises(ValueError, match=r"max_exponent must be <= 80"):
+    ham_optax.ham(optax.sgd(0.1), 0.1, max_exponent=100.0)
+
+
+# ------------------------------------------------------------------------------------- max_weight_norm
+
+
+def _norm_clip_reference(new, cap):
+  new = np.asarray(new, np.float64)
+  m = np.max(np.abs(new))
+  n = m * np.linalg.norm(new / m) if m > 0 else 0.0  # scaled: no overflow for norms near the dtype's max
+  return new * min(1.0, cap / n)
+
+
+@pytest.mark.parametrize(("scale", "cap"), [(1e12, 1000.0), (2e10, 1000.0), (1e300, 3.0)])
+def test_max_weight_norm_lands_on_the_cap_in_float64(scale, cap):
+  # The inner step proposes a tensor of norm `scale`; the rescaled new weight has norm `cap`.
+  jax.config.update("jax_enable_x64", True)
+  rng = np.random.default_rng(0)
+  direction = rng.normal(size=(4, 5))
+  p = {"w": jnp.asarray(rng.normal(size=(4, 5)))}
+  g = {"w": jnp.asarray(-direction / np.linalg.norm(direction) * scale)}
+  tx = ham_optax.ham(optax.sgd(1.0), 1e-3 / scale, alpha=2.0, beta=0.0, max_weight_norm=cap)
+  u, _ = tx.update(g, tx.init(p), p)
+  new = optax.apply_updates(p, u)["w"]
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(new)), cap, rtol=1e-12)
+  x_half = np.asarray(p["w"]) - np.asarray(g["w"])
+  e = np.clip(-(1e-3 / scale) * 2.0 * np.sign(x_half) * np.asarray(g["w"]), -5, 5)
+  np.testing.assert_allclose(new, _norm_clip_reference(x_half * np.exp(e), cap), rtol=1e-12, atol=1e-14 * cap)
+
+
+def test_max_weight_norm_on_huge_weights_is_exact_to_the_params_rounding():
+  # A weight tensor that is itself of norm 1e12: the update x_new - x is exact to an ulp of x, so the result is
+  # on the cap to that accuracy (and never all zeros as long as the cap exceeds that ulp).
+  jax.config.update("jax_enable_x64", True)
+  rng = np.random.default_rng(2)
+  w = rng.normal(size=(4, 5))
+  p = {"w": jnp.asarray(w / np.linalg.norm(w) * 1e12)}
+  tx = ham_optax.ham(optax.sgd(0.01), 0.01, alpha=2.0, beta=0.0, max_weight_norm=1000.0)
+  u, _ = tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)
+  new = np.asarray(optax.apply_updates(p, u)["w"])
+  ulp = np.spacing(np.max(np.abs(np.asarray(p["w"]))))
+  assert abs(np.linalg.norm(new) - 1000.0) <= 4 * ulp * np.sqrt(new.size)
+  np.testing.assert_allclose(new, np.asarray(p["w"]) * (1000.0 / 1e12), atol=4 * ulp)
+
+
+def test_max_weight_norm_clips_a_huge_inner_step_in_float32():
+  # |p| is moderate, the inner step takes the tensor to norm ~2e10: the result is on the cap (not 0, not 2048).
+  p = {"w": jnp.full((2, 2), 0.5)}
+  g = {"w": jnp.full((2, 2), -1e10)}
+  tx = ham_optax.ham(optax.sgd(1.0), 1e-12, alpha=1.0, beta=0.0, max_weight_norm=1000.0)
+  u, _ = tx.update(g, tx.init(p), p)
+  new = optax.apply_updates(p, u)["w"]
+  np.testing.assert_allclose(jnp.linalg.norm(new), 1000.0, rtol=1e-6)
+  np.testing.assert_allclose(new, np.full((2, 2), 500.0), rtol=1e-6)
+
+
+def test_max_weight_norm_with_an_overflowing_entry_gives_no_nan():
+  # The inner step proposes 1e38 and the mirror step grows it by e^5 (overflows float32): that entry counts as
+  # float32's max, and the tensor is rescaled onto the cap (the small entries underflow to 0, keeping no sign).
+  p = {"w": jnp.array([[1.0, 1.0], [-2.0, 0.0]])}
+  u = {"w": jnp.array([[1e38, 0.0], [0.0, 0.0]])}
+  g = {"w": jnp.array([[-1e38, 0.0], [0.0, 0.0]])}
+  tx = ham_optax.hyperbolic_step(1.0, alpha=1.0, beta=0.0, max_weight_norm=1000.0)
+  out, _ = tx.update(u, tx.init(p), p, grad=g)
+  new = optax.apply_updates(p, out)["w"]
+  assert bool(jnp.all(jnp.isfinite(new)))
+  np.testing.assert_allclose(jnp.linalg.norm(new), 1000.0, rtol=1e-6)
+  np.testing.assert_allclose(new[0, 0], 1000.0, rtol=1e-6)
+
+
+def test_max_weight_norm_with_an_infinite_weight_gives_no_nan():
+  # A weight that is already +inf cannot be moved by a finite update: it stays +inf, nothing becomes NaN.
+  p = {"w": jnp.array([[jnp.inf, 1.0], [-2.0, 3.0]])}
+  g = {"w": jnp.ones((2, 2))}
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=1.0, beta=0.0, max_weight_norm=1000.0)
+  u, _ = tx.update(g, tx.init(p), p)
+  new = optax.apply_updates(p, u)["w"]
+  assert not bool(jnp.any(jnp.isnan(new)))
+  assert float(new[0, 0]) == np.inf
+
+
+def test_max_weight_norm_scope_all_matches_the_published_wrapper_in_float64():
+  jax.config.update("jax_enable_x64", True)
+  rng = np.random.default_rng(1)
+  params = {
+    "kernel": jnp.asarray(rng.normal(size=(3, 4)) * 20),
+    "bias": jnp.asarray(rng.normal(size=(4,)) * 30),
+  }
+  lr, alpha, cap, steps = 0.05, 3.0, 25.0, 4
+  results = {}
+  for scope in ("masked", "all"):
+    tx = ham_optax.ham(
+      optax.sgd(lr, momentum=0.9), lr, alpha, 0.0, max_weight_norm=cap, max_weight_norm_scope=scope
+    )
+    state, x = tx.init(params), params
+    for k in range(steps):
+      u, state = tx.update(_grads(x, k), state, x)
+      x = optax.apply_updates(x, u)
+    results[scope] = x
+  # float64 NumPy rendering: momentum SGD, mirror step on the kernel, norm clip on the kernel (and the bias).
+  for scope in ("masked", "all"):
+    xs = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    mom = {k: np.zeros_like(v) for k, v in xs.items()}
+    for k in range(steps):
+      gs = {n: np.asarray(v, np.float64) for n, v in _grads(jax.tree.map(jnp.asarray, xs), k).items()}
+      for n in xs:
+        mom[n] = gs[n] + 0.9 * mom[n]
+        x_half = xs[n] - lr * mom[n]
+        if n == "kernel":
+          new = x_half * np.exp(np.clip(-lr * alpha * np.sign(x_half) * gs[n], -5, 5))
+          xs[n] = _norm_clip_reference(new, cap)
+        else:
+          xs[n] = _norm_clip_reference(x_half, cap) if scope == "all" else x_half
+    for n in xs:
+      np.testing.assert_allclose(results[scope][n], xs[n], rtol=1e-12, atol=1e-12)
+  assert np.linalg.norm(np.asarray(results["masked"]["bias"])) > cap  # the default leaves biases alone
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(results["all"]["bias"])), cap, rtol=1e-12)
+
+
+def test_max_weight_norm_scope_is_checked():
+  with pytest.raises(ValueError, match="max_weight_norm_scope must be one of"):
+    ham_optax.ham(optax.sgd(0.1), 0.1, max_weight_norm=1.0, max_weight_norm_scope="every")
+
+
+# ------------------------------------------------------------------------------ Python scalars as params
+
+
+def test_python_scalar_params_work_like_optax():
+  params = {"a": 1.0, "w": jnp.array([[0.5, -1.0]])}
+  grads = {"a": 0.5, "w": jnp.array([[1.0, 1.0]])}
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=2.0, beta=0.0)
+  u, state = tx.update(grads, tx.init(params), params)
+  new = optax.apply_updates(params, u)
+  want, _ = optax.sgd(0.1).update(grads, optax.sgd(0.1).init(params), params)
+  np.testing.assert_allclose(new["a"], optax.apply_updates(params, want)["a"])  # rank 0: inner step only
+  u, _ = jax.jit(tx.update)(grads, state, params)
+  assert bool(jnp.all(jnp.isfinite(u["w"])))
+
+
+def test_python_scalar_param_selected_by_the_mask():
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, alpha=2.0, beta=0.0, mask={"a": True})
+  u, _ = tx.update({"a": 1.0}, tx.init({"a": 2.0}), {"a": 2.0})
+  np.testing.assert_allclose(2.0 + u["a"], 1.9 * np.exp(-0.1 * 2.0 * 1.0), rtol=1e-6)
+
+
+# ------------------------------------------------------------------- inner optimizer passed uncalled
+
+_INNER_FACTORIES = {
+  "ham": lambda inner: ham_optax.ham(inner, 0.1),
+  "random_pruning": lambda inner: ham_optax.sparsity.random_pruning(inner, 0.5),
+  "magnitude_pruning": lambda inner: ham_optax.sparsity.magnitude_pruning(
+    inner, 0.5, begin_step=0, end_step=10
+  ),
+  "acdc": lambda inner: ham_optax.sparsity.acdc(inner, 0.5, total_steps=100),
+  "rigl": lambda inner: ham_optax.sparsity.rigl(inner, 0.5, end_step=100),
+  "pointwise_overparam": lambda inner: ham_optax.overparam.pointwise_overparam(inner),
+  "spred": lambda inner: ham_optax.overparam.spred(inner, 1e-4),
+  "pilot": lambda inner: ham_optax.overparam.pilot(inner, 1e-4, 10),
+  "sign_in": lambda inner: ham_optax.overparam.sign_in(inner, 10),
+}
+
+
+@pytest.mark.parametrize("factory", list(_INNER_FACTORIES), ids=list(_INNER_FACTORIES))
+@pytest.mark.parametrize("bad", [optax.sgd, optax.adam, None, 0.1], ids=["sgd", "adam", "none", "float"])
+def test_every_factory_rejects_an_inner_that_is_not_a_transformation(factory, bad):
+  with pytest.raises(TypeError, match=rf"{factory}\(inner=\.\.\.\) needs an optax GradientTransformation"):
+    _INNER_FACTORIES[factory](bad)
+  _INNER_FACTORIES[factory](optax.sgd(0.1))  # the same call with a built optimizer is fine
+
+
+def test_uncalled_factory_error_says_to_call_it():
+  with pytest.raises(TypeError, match=r"optax.sgd\(0.1\) not optax.sgd"):
+    ham_optax.sparsity.rigl(optax.sgd, 0.5, end_step=10)

@@ -1,5 +1,7 @@
 """Property tests (hypothesis): zeros stay zero, signs are kept, finite in -> finite out, jit == no-jit."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,7 +47,7 @@ def test_zeros_with_zero_gradient_stay_zero(data, shape, lr, alpha, beta):
   shape=shapes,
   lr=st.floats(1e-4, 1.0),
   alpha=st.floats(-1000.0, 1000.0),
-  beta=st.floats(-10.0, 10.0),
+  beta=st.floats(0.0, 10.0),
   dtype=st.sampled_from(list(DTYPES)),
 )
 def test_mirror_step_preserves_signs(data, shape, lr, alpha, beta, dtype):
@@ -104,3 +106,54 @@ def test_jit_and_no_jit_agree(data, shape, lr, alpha):
   u2, s2 = jax.jit(tx.update)(g, s0, p)
   np.testing.assert_allclose(u1["w"], u2["w"], rtol=1e-6, atol=1e-7)
   assert jax.tree.structure(s1) == jax.tree.structure(s2)
+
+
+_SCALES = ["1", "1e4", "1e15", "max/4", "max"]
+
+
+def _scaled(unit, scale, dt):
+  big = float(jnp.finfo(dt).max)
+  factor = {"1": 1.0, "1e4": 1e4, "1e15": 1e15, "max/4": big / 4, "max": big}[scale]
+  return jnp.asarray(np.clip(unit.astype(np.float64) * min(factor, big), -big, big), dt)
+
+
+@functools.partial(jax.jit, static_argnames="cap")
+def _mirror_new_weights(p, u, g, lr, alpha, beta, cap):
+  step = ham_optax.hyperbolic_step(
+    lr, alpha, beta, max_weight_norm=cap
+  )  # traced hyperparameters: one compile
+  out, _ = step.update({"w": u}, step.init({"w": p}), {"w": p}, grad={"w": g})
+  return optax.apply_updates({"w": p}, out)["w"]
+
+
+@given(
+  data=st.data(),
+  shape=st.just((2, 3)),
+  dtype=st.sampled_from([*DTYPES, "float64"]),
+  alpha=st.floats(-1e4, 1e4),
+  lr=st.floats(1e-6, 1.0),
+  beta=st.floats(0.0, 10.0),
+  scales=st.tuples(*[st.sampled_from(_SCALES)] * 3),
+  cap=st.sampled_from([None, 1e3]),
+)
+def test_finite_in_finite_out_for_large_inner_steps_and_weights(
+  data, shape, dtype, alpha, lr, beta, scales, cap
+):
+  # Params, inner steps and gradients each up to the dtype's largest finite value: the new weights are finite,
+  # keep the sign of x_half (or underflow to 0), and zeros stay zero.
+  if dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+  dt = jnp.dtype(dtype)
+  p, u, g = (_scaled(data.draw(_arrays(shape, 1.0)), s, dt) for s in scales)
+  new = _mirror_new_weights(p, u, g, lr, alpha, beta, cap)
+  assert new.dtype == dt
+  assert bool(jnp.all(jnp.isfinite(new))), (dtype, scales, cap)
+  x_half = np.asarray(p, np.float64) + np.asarray(u, np.float64)
+  new64 = np.asarray(new, np.float64)
+  big = float(jnp.finfo(dt).max)
+  # Where x_half is resolvable against p's rounding and not beyond the range, the sign is x_half's.
+  resolvable = (np.abs(x_half) > 8 * float(jnp.finfo(dt).eps) * np.abs(np.asarray(p, np.float64))) & (
+    np.abs(x_half) <= big
+  )
+  assert np.all(np.sign(new64[resolvable]) * np.sign(x_half[resolvable]) >= 0)
+  assert np.all(new64[x_half == 0] == 0)

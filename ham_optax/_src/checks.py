@@ -1,28 +1,71 @@
-"""Construction-time validation of hyperparameters (clear errors before anything is traced)."""
+"""Construction-time validation of arguments (clear errors, naming the argument, before anything is traced).
+
+Every factory of ham_optax checks its arguments with the helpers here, so that the same mistake gets the same
+message everywhere. Values that are JAX tracers (e.g. hyperparameters injected by ``optax.inject_hyperparams``)
+cannot be inspected without a host sync and pass unchecked; schedules (callables) pass where allowed and are
+checked for a real dtype when they are evaluated (:func:`check_real_dtype`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+NO_PARAMS_MSG = (
+  "You are using a transformation that requires the current value of parameters, but you are not passing "
+  "`params` when calling `update`."
+)
 
 
-def _concrete_float(value: Any, name: str) -> float | None:
-  """Returns `value` as a float when it is a concrete scalar; None for tracers (e.g. inside inject_hyperparams)."""
+def _prefix(owner: str | None) -> str:
+  return f"{owner}: " if owner else ""
+
+
+def _fmt(bound: float) -> str:
+  return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
+
+
+def check_inner(inner: Any, owner: str) -> None:
+  """Raises a TypeError unless ``inner`` is an optax ``GradientTransformation`` (an instance, not a factory).
+
+  The usual mistake is passing the factory itself (``optax.sgd`` instead of ``optax.sgd(0.1)``); the message
+  says so.
+  """
+  if isinstance(inner, optax.GradientTransformation) and callable(inner.init) and callable(inner.update):
+    return
+  hint = ""
+  if callable(inner):
+    name = getattr(inner, "__name__", type(inner).__name__)
+    hint = f" `{name}` is a function: call it to build the transformation, e.g. optax.sgd(0.1) not optax.sgd."
+  raise TypeError(
+    f"{owner}(inner=...) needs an optax GradientTransformation (e.g. optax.sgd(0.1)), "
+    f"got {type(inner).__name__}.{hint}"
+  )
+
+
+def _concrete_float(value: Any, name: str, owner: str | None) -> float | None:
+  """Returns `value` as a float when it is a concrete real scalar; None for tracers."""
+  p = _prefix(owner)
   if isinstance(value, bool):
-    raise TypeError(f"{name} must be a number, got the bool {value!r}.")
+    raise TypeError(f"{p}{name} must be a number, got the bool {value!r}.")
   if isinstance(value, jax.core.Tracer):
     return None
   try:
     arr = np.asarray(value)
   except Exception as e:  # noqa: BLE001 - re-raised with a clear message
-    raise TypeError(f"{name} must be a number, got {type(value).__name__}.") from e
+    raise TypeError(f"{p}{name} must be a number, got {type(value).__name__}.") from e
   if arr.shape != ():
-    raise ValueError(f"{name} must be a scalar, got shape {arr.shape}.")
-  if not np.issubdtype(arr.dtype, np.number):
-    raise TypeError(f"{name} must be a number, got {arr.dtype}.")
+    raise ValueError(f"{p}{name} must be a scalar, got shape {arr.shape}.")
+  if np.issubdtype(arr.dtype, np.complexfloating):
+    raise TypeError(f"{p}{name} must be a real number, got the complex {value!r}.")
+  if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+    raise TypeError(f"{p}{name} must be a number, got {arr.dtype}.")
   return float(arr)
 
 
@@ -30,24 +73,102 @@ def check_scalar(
   value: Any,
   name: str,
   *,
-  positive: bool = False,
-  non_negative: bool = False,
+  lo: float | None = None,
+  hi: float | None = None,
+  lo_open: bool = False,
+  hi_open: bool = False,
   schedule_ok: bool = False,
-) -> None:
-  """Raises a ValueError/TypeError naming `name` when a constant hyperparameter is unusable.
+  owner: str | None = None,
+) -> Any:
+  """Checks a real, finite scalar hyperparameter, optionally within ``lo``/``hi`` (open or closed ends).
 
-  Schedules (callables) are accepted when `schedule_ok`; they can only be checked when evaluated.
+  Args:
+    value: the hyperparameter (a Python or NumPy/JAX number, a 0-d array, a tracer, or a schedule).
+    name: the argument's name, used in the messages.
+    lo: lower bound (``None``: none); ``lo_open`` makes it strict.
+    hi: upper bound (``None``: none); ``hi_open`` makes it strict.
+    schedule_ok: accept a callable (an optax schedule); it is checked when evaluated.
+    owner: optional factory name prefixed to the messages.
+
+  Returns:
+    ``value`` itself for tracers, schedules and arrays; a Python ``float`` for Python/NumPy numbers.
+
+  Raises:
+    TypeError: not a real number (bool, string, complex, ...), or a callable where none is allowed.
+    ValueError: not a scalar, not finite, or out of bounds.
   """
+  p = _prefix(owner)
   if callable(value):
     if schedule_ok:
-      return
-    raise TypeError(f"{name} must be a number, not a callable.")
-  v = _concrete_float(value, name)
+      return value
+    raise TypeError(f"{p}{name} must be a number, not a callable.")
+  v = _concrete_float(value, name, owner)
   if v is None:
-    return
+    return value
   if not math.isfinite(v):
-    raise ValueError(f"{name} must be finite, got {v}.")
-  if positive and v <= 0:
-    raise ValueError(f"{name} must be > 0, got {v}.")
-  if non_negative and v < 0:
-    raise ValueError(f"{name} must be >= 0, got {v}.")
+    raise ValueError(f"{p}{name} must be finite, got {v}.")
+  ok_lo = lo is None or (v > lo if lo_open else v >= lo)
+  ok_hi = hi is None or (v < hi if hi_open else v <= hi)
+  if not (ok_lo and ok_hi):
+    if lo is not None and hi is not None:
+      lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+      cond = f"in {lb}{_fmt(lo)}, {_fmt(hi)}{rb}"
+    elif lo is not None:
+      cond = f"{'>' if lo_open else '>='} {_fmt(lo)}"
+    else:
+      cond = f"{'<' if hi_open else '<='} {_fmt(hi)}"
+    raise ValueError(f"{p}{name} must be {cond}, got {v}.")
+  return value if isinstance(value, (jax.Array, np.ndarray)) else v
+
+
+def check_real_dtype(value: Any, name: str) -> Any:
+  """Trace-time check of an evaluated hyperparameter (e.g. a schedule's output): a real scalar. Returns it."""
+  dtype = jnp.result_type(value)
+  if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+    raise TypeError(f"{name} must evaluate to a real number, got dtype {dtype}.")
+  if jnp.ndim(value) != 0:
+    raise ValueError(f"{name} must evaluate to a scalar, got shape {jnp.shape(value)}.")
+  return value
+
+
+def check_int(value: Any, name: str, minimum: int, owner: str | None = None) -> int:
+  """Checks an integer argument ``>= minimum`` (bools rejected); returns it as a Python ``int``."""
+  p = _prefix(owner)
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise TypeError(f"{p}{name} must be an int, got {type(value).__name__}.")
+  if value < minimum:
+    raise ValueError(f"{p}{name} must be >= {minimum}, got {value}.")
+  return int(value)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
+  """Checks that ``value`` is one of ``choices``; returns it."""
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
+  return value
+
+
+def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:
+  """Checks a target sparsity: a real number in ``[0, 1)`` (1 would prune every weight); returns a float."""
+  if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.integer, np.floating)):
+    raise TypeError(f"{name} must be a Python float in [0, 1), got {type(sparsity).__name__}.")
+  s = float(sparsity)
+  if not (0.0 <= s < 1.0):
+    raise ValueError(f"{name} must lie in [0, 1) (1 would prune every weight), got {s}.")
+  return s
+
+
+def check_positive_values(value: Any, name: str) -> None:
+  """Checks that every entry of a concrete scalar or array is finite and > 0 (tracers pass unchecked)."""
+  if isinstance(value, jax.core.Tracer):
+    return
+  try:
+    concrete = np.asarray(value)
+  except Exception as e:  # noqa: BLE001 - re-raised with a clear message
+    raise TypeError(f"{name} must be a real number, got {value!r}.") from e
+  if concrete.dtype == np.bool_ or not (
+    np.issubdtype(concrete.dtype, np.floating) or np.issubdtype(concrete.dtype, np.integer)
+  ):
+    raise TypeError(f"{name} must be a real number, got {value!r}.")
+  if not np.all(np.isfinite(concrete)) or np.any(concrete <= 0):
+    raise ValueError(f"{name} must be finite and > 0, got {value!r}.")

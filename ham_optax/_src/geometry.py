@@ -44,12 +44,11 @@ dtype. The float64 NumPy/SciPy reference solvers (:func:`bregman_projection`, :f
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
+
+from ham_optax._src import checks
 
 __all__ = [
   "bregman_divergence",
@@ -70,18 +69,6 @@ __all__ = [
 _SERIES_THRESHOLD = 1e-2
 
 
-def _check_positive(value: Any, name: str) -> None:
-  """Raises ValueError if a concrete scalar ``value`` is not > 0 (tracers are not checked)."""
-  try:
-    concrete = np.asarray(value)
-  except Exception:  # a tracer under jit: cannot be checked without a host sync
-    return
-  if concrete.dtype == object or not np.issubdtype(concrete.dtype, np.number):
-    raise TypeError(f"{name} must be a real number, got {value!r}.")
-  if not np.all(np.isfinite(concrete)) or np.any(concrete <= 0):
-    raise ValueError(f"{name} must be finite and > 0, got {value!r}.")
-
-
 # ---------------------------------------------------------------------------------------------
 # Inverse metrics (the factor in front of the gradient in the continuous-time flow).
 # ---------------------------------------------------------------------------------------------
@@ -97,8 +84,14 @@ def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
   """Inverse metric of HAM (beta = 0): :math:`g^{-1}(x) = 1 + \\alpha|x|` (paper, Eq. 4 / Fig. 1).
 
   It is never below gradient descent's inverse metric 1, so parameters near zero keep moving.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import geometry
+    >>> print(np.asarray(geometry.inverse_metric_ham(np.array([0.0, -0.5, 2.0]), alpha=4.0)))
+    [1. 3. 9.]
   """
-  _check_positive(alpha, "alpha")
+  checks.check_positive_values(alpha, "alpha")
   x = jnp.asarray(x)
   return 1 + alpha * jnp.abs(x)
 
@@ -109,7 +102,7 @@ def inverse_metric_mw(x: ArrayLike, gamma: ArrayLike) -> Array:
   ``gamma = m**2 - w**2`` is conserved by gradient flow on ``(m, w)``; the inverse metric equals
   ``m**2 + w**2``. It tends to ``gamma`` (small for a small initialisation) at ``x = 0``.
   """
-  _check_positive(gamma, "gamma")
+  checks.check_positive_values(gamma, "gamma")
   x = jnp.asarray(x)
   return jnp.sqrt(4 * x**2 + jnp.asarray(gamma, x.dtype) ** 2)
 
@@ -123,8 +116,17 @@ def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
   """HAM's mirror map :math:`\\nabla R_\\alpha(x) = \\operatorname{sign}(x)\\log(1 + \\alpha|x|)/\\alpha`.
 
   Tends to the identity (GD's mirror map) as ``alpha -> 0``.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import geometry
+    >>> u = geometry.mirror_map(np.array([-1.0, 0.0, 2.0]), alpha=10.0)
+    >>> print(np.asarray(u).round(4))
+    [-0.2398  0.      0.3045]
+    >>> print(np.asarray(geometry.inverse_mirror_map(u, alpha=10.0)).round(4))
+    [-1.  0.  2.]
   """
-  _check_positive(alpha, "alpha")
+  checks.check_positive_values(alpha, "alpha")
   x = jnp.asarray(x)
   return jnp.sign(x) * jnp.log1p(alpha * jnp.abs(x)) / alpha
 
@@ -134,7 +136,7 @@ def inverse_mirror_map(u: ArrayLike, alpha: ArrayLike) -> Array:
 
   This is also the gradient of the convex conjugate :math:`R_\\alpha^*` (:func:`conjugate_potential`).
   """
-  _check_positive(alpha, "alpha")
+  checks.check_positive_values(alpha, "alpha")
   u = jnp.asarray(u)
   return jnp.sign(u) * jnp.expm1(alpha * jnp.abs(u)) / alpha
 
@@ -170,8 +172,14 @@ def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
   Limits: :math:`R_\\alpha(x) \\to \\|x\\|_2^2/2` as :math:`\\alpha \\to 0`;
   :math:`\\alpha R_\\alpha(x)/\\log\\alpha \\to \\|x\\|_1` as :math:`\\alpha \\to \\infty`.
   ``jax.grad(potential)(x, alpha)`` equals :func:`mirror_map`.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import geometry
+    >>> print(np.asarray(geometry.potential(np.array([0.5, -0.5]), alpha=1.0)).round(6))
+    0.216395
   """
-  _check_positive(alpha, "alpha")
+  checks.check_positive_values(alpha, "alpha")
   x = jnp.asarray(x)
   return jnp.sum(_xlogx_term(alpha * jnp.abs(x))) / alpha**2
 
@@ -184,7 +192,7 @@ def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
       R_\\alpha^*(u) = \\sum_i \\frac{e^{\\alpha|u_i|} - 1 - \\alpha|u_i|}{\\alpha^2},
       \\qquad \\nabla R_\\alpha^* = (\\nabla R_\\alpha)^{-1}.
   """
-  _check_positive(alpha, "alpha")
+  checks.check_positive_values(alpha, "alpha")
   u = jnp.asarray(u)
   return jnp.sum(_expm1_term(alpha * jnp.abs(u))) / alpha**2
 
@@ -216,14 +224,14 @@ def mw_mirror_map(x: ArrayLike, gamma: ArrayLike) -> Array:
 
   Its derivative is ``1 / inverse_metric_mw(x, gamma)``.
   """
-  _check_positive(gamma, "gamma")
+  checks.check_positive_values(gamma, "gamma")
   x = jnp.asarray(x)
   return 0.5 * jnp.arcsinh(2 * x / gamma)
 
 
 def mw_inverse_mirror_map(u: ArrayLike, gamma: ArrayLike) -> Array:
   """Inverse of :func:`mw_mirror_map`: :math:`x = \\tfrac{\\gamma}{2}\\sinh(2u)`."""
-  _check_positive(gamma, "gamma")
+  checks.check_positive_values(gamma, "gamma")
   u = jnp.asarray(u)
   return 0.5 * gamma * jnp.sinh(2 * u)
 
@@ -236,6 +244,6 @@ def mw_potential(x: ArrayLike, gamma: ArrayLike) -> Array:
       R^{m\\odot w}_\\gamma(x) = \\sum_i \\Big[\\frac{x_i}{2}\\operatorname{arcsinh}\\frac{2x_i}{\\gamma}
       - \\frac{\\sqrt{4x_i^2 + \\gamma^2} - \\gamma}{4}\\Big].
   """
-  _check_positive(gamma, "gamma")
+  checks.check_positive_values(gamma, "gamma")
   x = jnp.asarray(x)
   return jnp.sum(0.5 * x * jnp.arcsinh(2 * x / gamma) - (jnp.sqrt(4 * x**2 + gamma**2) - gamma) / 4)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from jax.typing import ArrayLike
 
-from ham_optax._src.geometry import _check_positive
+from ham_optax._src import checks
 
 __all__ = ["BregmanProjectionResult", "basis_pursuit", "bregman_projection", "min_norm_interpolant"]
 
@@ -139,10 +139,10 @@ def bregman_projection(
   if (alpha is None) == (gamma is None):
     raise ValueError("Give exactly one of alpha (HAM) and gamma (m ⊙ w).")
   if alpha is not None:
-    _check_positive(alpha, "alpha")
+    checks.check_positive_values(alpha, "alpha")
     mirror = _ham_mirror(float(alpha))
   else:
-    _check_positive(gamma, "gamma")
+    checks.check_positive_values(gamma, "gamma")
     mirror = _mw_mirror(np.asarray(gamma, dtype=np.float64))
   if tol <= 0 or max_iter < 1:
     raise ValueError(f"tol must be > 0 and max_iter >= 1, got tol={tol}, max_iter={max_iter}.")

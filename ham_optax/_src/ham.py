@@ -6,16 +6,26 @@ from typing import NamedTuple
 
 import chex
 import optax
-from optax._src import base as optax_base
 
-from ham_optax._src import hyperbolic, masking
+from ham_optax._src import checks, hyperbolic, masking
 
 
 class HamState(NamedTuple):
-  """State of :func:`ham`: the step count (for the learning-rate schedule) and the inner optimizer's state."""
+  """State of :func:`ham`.
 
-  count: chex.Array  # int32 scalar
+  Attributes:
+    mirror_state: the state of the mirror step (a :class:`HyperbolicStepState`: the int32 step count at which
+      the learning-rate, ``alpha`` and ``beta`` schedules are evaluated).
+    inner_state: the inner optimizer's state.
+  """
+
+  mirror_state: hyperbolic.HyperbolicStepState
   inner_state: optax.OptState
+
+  @property
+  def count(self) -> chex.Array:
+    """The number of updates so far (the mirror step's count)."""
+    return self.mirror_state.count
 
 
 def ham(
@@ -28,6 +38,7 @@ def ham(
   max_exponent: float = 5.0,
   max_weight_norm: float | None = None,
   sign_from: hyperbolic.SignFrom = "x_half",
+  max_weight_norm_scope: hyperbolic.NormScope = "masked",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Hyperbolic Aware Minimization around any optax optimizer.
 
@@ -57,28 +68,48 @@ def ham(
     learning_rate: float or optax schedule for the mirror step; pass the same value/schedule as ``inner`` uses.
       Both count steps from 0, so a schedule is evaluated at the same step count.
     alpha: strength of the hyperbolic geometry. Default 200 matches the published wrapper (ResNets, SGD lr 0.1);
-      the step is stable while ``alpha * lr * |g|`` stays well below 1.
-    beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3). ``alpha`` and
-      ``beta`` may also be optax schedules of the step count (e.g. to switch the decay off late in training).
+      the step is stable while ``alpha * lr * |g|`` stays well below 1. Any finite real value; a negative
+      ``alpha`` reverses the bias (weights grow where a positive ``alpha`` shrinks them).
+    beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3), ``>= 0``.
+      ``alpha`` and ``beta`` may also be optax schedules of the step count (e.g. to switch the decay off late in
+      training).
     mask: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of bools, or a callable ``params -> pytree``.
-    max_exponent: clip of the exponent (> 0); the published wrapper uses 5.
+    max_exponent: clip of the exponent, in ``(0, 80]``; the published wrapper uses 5.
     max_weight_norm: optional per-tensor L2 norm cap after the step (published wrapper: 1000); off by default.
+      The new weight is rescaled onto the cap (see :func:`hyperbolic_step` for the exact rule).
     sign_from: ``"x_half"`` (HYP*, deployed, default) or ``"x"`` (GD;HYP, the analysed variant).
+    max_weight_norm_scope: ``"masked"`` (default: the cap applies to the leaves in ``mask``) or ``"all"`` (every
+      floating-point leaf, biases and normalisation scales too, as the published PyTorch wrapper does).
+
+  Hyperparameters are checked at construction (finite, real, ``learning_rate >= 0``, ``beta >= 0``) and used
+  saturated to the compute dtype's finite range, so no NaN arises from them; weights that would overflow are
+  saturated to the dtype's largest finite value. Params may be arrays or Python scalars, as in optax.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params`` and forwards extra args to
     ``inner``.
 
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import ham_optax
+    >>> params = {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]]), "b": jnp.array([0.5, 0.25])}
+    >>> grads = {"w": jnp.array([[0.5, 0.5], [-1.0, 1.0]]), "b": jnp.array([1.25, -2.5])}
+    >>> tx = ham_optax.ham(optax.sgd(0.1), learning_rate=0.1, alpha=2.0, beta=0.0)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(grads, state, params)
+    >>> new = optax.apply_updates(params, updates)
+    >>> print(new["w"].round(4))  # mirror step on the kernel (ndim >= 2)
+    [[ 0.8596 -2.2656]
+     [ 0.7328 -0.1221]]
+    >>> print(new["b"].round(4))  # plain SGD on the bias
+    [0.375 0.5  ]
+
   References:
     Jacobs, Gadhikar, Rubio-Madrigal, Burkholz. *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*,
     ICLR 2026, arXiv:2506.02630.
   """
-  if not isinstance(inner, optax.GradientTransformation) or not (
-    callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))
-  ):
-    raise TypeError(
-      f"ham(inner=...) needs an optax GradientTransformation (e.g. optax.sgd(0.1)), got {type(inner).__name__}."
-    )
+  checks.check_inner(inner, "ham")
   mirror = hyperbolic.hyperbolic_step(
     learning_rate,
     alpha,
@@ -87,20 +118,19 @@ def ham(
     max_exponent=max_exponent,
     max_weight_norm=max_weight_norm,
     sign_from=sign_from,
+    max_weight_norm_scope=max_weight_norm_scope,
   )
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
-    return HamState(count=mirror.init(params).count, inner_state=inner.init(params))
+    return HamState(mirror_state=mirror.init(params), inner_state=inner.init(params))
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
-      raise ValueError(optax_base.NO_PARAMS_MSG)
+      raise ValueError(checks.NO_PARAMS_MSG)
     grads = updates
     inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-    new_updates, mirror_state = mirror.update(
-      inner_updates, hyperbolic.HyperbolicStepState(state.count), params, grad=grads
-    )
-    return new_updates, HamState(count=mirror_state.count, inner_state=inner_state)
+    new_updates, mirror_state = mirror.update(inner_updates, state.mirror_state, params, grad=grads)
+    return new_updates, HamState(mirror_state=mirror_state, inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

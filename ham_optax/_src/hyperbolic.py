@@ -7,18 +7,28 @@ from typing import Any, Literal, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-from optax._src import base as optax_base
 
 from ham_optax._src import checks, masking
 
 SignFrom = Literal["x_half", "x"]
+NormScope = Literal["masked", "all"]
+
+# Largest exponent bound accepted: exp(80) ~ 5.5e34 is finite in float32, the narrowest compute dtype, so the growth
+# factor is always finite and 0 * growth stays 0.
+MAX_EXPONENT_LIMIT = 80.0
 
 
 class HyperbolicStepState(NamedTuple):
-  """State of :func:`hyperbolic_step`: only the step count the learning-rate schedule is evaluated at."""
+  """State of :func:`hyperbolic_step`.
 
-  count: chex.Array  # int32 scalar
+  Attributes:
+    count: int32 scalar, the number of updates so far; the learning rate, ``alpha`` and ``beta`` schedules are
+      evaluated at it (0 at the first update, as in optax).
+  """
+
+  count: chex.Array
 
 
 def check_mirror_args(
@@ -28,22 +38,68 @@ def check_mirror_args(
   max_exponent: float,
   max_weight_norm: float | None,
   sign_from: str,
+  max_weight_norm_scope: str = "masked",
 ) -> None:
   """Construction-time validation shared by :func:`hyperbolic_step` and :func:`ham_optax.ham`."""
-  checks.check_scalar(learning_rate, "learning_rate", non_negative=True, schedule_ok=True)
+  checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True)
   checks.check_scalar(alpha, "alpha", schedule_ok=True)
-  checks.check_scalar(beta, "beta", schedule_ok=True)
-  checks.check_scalar(max_exponent, "max_exponent", positive=True)
+  checks.check_scalar(beta, "beta", lo=0.0, schedule_ok=True)
+  checks.check_scalar(max_exponent, "max_exponent", lo=0.0, lo_open=True)
+  checks.check_scalar(max_exponent, "max_exponent", hi=MAX_EXPONENT_LIMIT)
   if max_weight_norm is not None:
-    checks.check_scalar(max_weight_norm, "max_weight_norm", positive=True)
+    checks.check_scalar(max_weight_norm, "max_weight_norm", lo=0.0, lo_open=True)
   if sign_from not in ("x_half", "x"):
     raise ValueError(f"sign_from must be 'x_half' (HYP*) or 'x' (GD;HYP), got {sign_from!r}.")
+  checks.check_choice(max_weight_norm_scope, "max_weight_norm_scope", ("masked", "all"))
+
+
+def _finite_scalar(x: Any, dtype: Any) -> jax.Array:
+  """``x`` in ``dtype``, saturated to the dtype's finite range (1e39 in float32 is its max, not inf)."""
+  big = float(jnp.finfo(dtype).max)
+  if isinstance(x, (int, float, np.number, np.ndarray)):
+    return jnp.asarray(min(max(float(x), -big), big), dtype)
+  return jnp.clip(jnp.asarray(x).astype(dtype), -big, big)
+
+
+def _clip_norm(new: jax.Array, p_c: jax.Array, delta: jax.Array, cap: Any, big: float) -> jax.Array:
+  """The update that takes ``p_c`` to ``new`` rescaled to L2 norm ``cap`` when its norm exceeds ``cap``.
+
+  ``new`` (saturated to +-``big``) is rescaled directly, not through a factor applied to ``delta``, so a huge
+  weight lands on the cap instead of cancelling to zero. The norm is taken as ``2^k * ||new / 2^k||`` with
+  ``2^k`` the binary exponent of ``max|new|``, which cannot overflow (the power-of-two scaling is exact; a
+  division by ``max|new|`` would go through a reciprocal that CPUs flush to zero for values near the dtype's max).
+  Returns ``delta`` unchanged where no clip is needed.
+  """
+  new = jnp.clip(new, -big, big)
+  m = jnp.max(jnp.abs(new))
+  _, k = jnp.frexp(m)
+  r = jnp.ldexp(new, -k)
+  root = jnp.sqrt(jnp.sum(jnp.square(r)))
+  cap_c = _finite_scalar(cap, new.dtype)
+  over = (m > 0) & (jnp.ldexp(root, k) > cap_c)  # the norm is ldexp(root, k); m == 0 gives root == 0
+  clipped = r * (cap_c / jnp.maximum(root, 0.5))
+  return jnp.where(over, clipped - p_c, delta)
+
+
+def _saturate(delta: jax.Array, p_c: jax.Array, big: float, narrower: bool) -> jax.Array:
+  """Keeps ``p_c + delta`` (and ``delta`` itself) within +-``big``: finite in, finite out.
+
+  Where the new weight would overflow it becomes +-``big`` (same sign; a weight that is already +-inf keeps its
+  value, since no finite update can move it, and never turns into NaN).
+  """
+  new = p_c + delta
+  ok = jnp.abs(new) <= big
+  if narrower:
+    ok = ok & (jnp.abs(delta) <= big)
+  fallback = jnp.clip(jnp.clip(new, -big, big) - p_c, -big, big)
+  # NaN only where p_c is +-inf (inf - inf): leave that weight where it is.
+  return jnp.where(ok, delta, jnp.where(jnp.isnan(fallback), 0.0, fallback))
 
 
 def _mirror_leaf(
   u: jax.Array,
   g: jax.Array,
-  p: jax.Array,
+  p: Any,
   lr: Any,
   alpha: Any,
   beta: Any,
@@ -54,43 +110,59 @@ def _mirror_leaf(
   """One tensor of the mirror step; returns ``x_new - p`` in ``p``'s dtype.
 
   Computed in at least float32. The delta is written as ``u + x_half * (exp(e) - 1)`` (algebraically
-  ``x_half * exp(e) - p``) so that a zero exponent returns the inner update bit-for-bit.
+  ``x_half * exp(e) - p``) so that a zero exponent returns the inner update bit-for-bit. Every scalar is
+  saturated to the compute dtype's finite range (so ``alpha = 1e39`` in float32 acts as float32's max, never as
+  ``inf``, and ``0 * alpha`` stays 0), and the new weight is saturated to the params dtype's range.
   """
+  p = jnp.asarray(p)
   cdtype = jnp.promote_types(p.dtype, jnp.float32)
+  big_c = float(jnp.finfo(cdtype).max)
+  big = float(jnp.finfo(p.dtype).max)
   # Scalars in the compute dtype too: float64 params get a float64 step (XLA folds these per tensor for free).
-  lr_c = jnp.asarray(lr, cdtype)
-  lr_alpha = lr_c * jnp.asarray(alpha, cdtype)
-  lr_beta = lr_c * jnp.asarray(beta, cdtype)
+  lr_c = _finite_scalar(lr, cdtype)
+  lr_alpha = jnp.clip(lr_c * _finite_scalar(alpha, cdtype), -big_c, big_c)
+  lr_beta = jnp.clip(lr_c * _finite_scalar(beta, cdtype), -big_c, big_c)
   p_c = p.astype(cdtype)
-  u_c = u.astype(cdtype)
-  x_half = p_c + u_c
-  g_c = g.astype(cdtype)
+  u_c = jnp.asarray(u).astype(cdtype)
+  # Clipped so that an inner step overflowing the range cannot give inf * 0 below.
+  x_half = jnp.clip(p_c + u_c, -big_c, big_c)
+  g_c = jnp.asarray(g).astype(cdtype)
   if sign_from == "x_half":
     # -sign(x_half) * g as a select (4-6 % faster on CPU, benchmarks/README.md). Where x_half == 0 this gives -g
     # instead of 0, which is harmless: the factor multiplies x_half = 0.
     neg_sg = jnp.where(x_half < 0, g_c, -g_c)
   else:
     neg_sg = -(jnp.sign(p_c) * g_c)  # GD;HYP: sign(x) == 0 must leave only the beta term
-  # neg_sg is finite for finite g; scaling by lr*alpha may overflow to +-inf, which the clip maps to
-  # +-max_exponent. Never inf - inf: lr*beta is a finite scalar.
+  # neg_sg and both scalars are finite, so the product may be +-inf but the difference is never inf - inf; the
+  # clip maps +-inf to +-max_exponent (<= 80, so exp(e) is finite in float32).
   e = jnp.clip(neg_sg * lr_alpha - lr_beta, -max_exponent, max_exponent)
   # exp(e) - 1 rather than expm1(e): XLA:CPU lowers expm1 to a routine ~4x slower than exp, which made the
   # mirror step cost 2.4x a bare SGD-momentum update (benchmarks/README.md). The absolute error of
   # x_half * (exp(e) - 1) stays within an ulp of x_half, and e == 0 still gives exactly 0.
   growth = jnp.exp(e)
-  if max_weight_norm is None:
-    factor = growth - 1.0
-  else:
-    norm = jnp.sqrt(jnp.sum(jnp.square(x_half * growth)))
-    scale = jnp.minimum(1.0, max_weight_norm / jnp.maximum(norm, jnp.finfo(cdtype).tiny))
-    factor = jnp.where(scale < 1.0, growth * scale, growth) - 1.0
-  delta = u_c + x_half * factor
-  big = jnp.finfo(p.dtype).max
-  if big < jnp.finfo(cdtype).max:
-    # float16 (and smaller): x_half * e^c can exceed the dtype's range although every input is finite.
-    # Saturate the new weight instead of returning inf (the sign is unchanged, zeros stay zero).
-    delta = jnp.clip(p_c + delta, -big, big) - p_c
-  return delta.astype(p.dtype)
+  delta = u_c + x_half * (growth - 1.0)
+  if max_weight_norm is not None:
+    delta = _clip_norm(x_half * growth, p_c, delta, max_weight_norm, big)
+  return _saturate(delta, p_c, big, big < big_c).astype(p.dtype)
+
+
+def _norm_clip_leaf(u: jax.Array, p: Any, max_weight_norm: Any) -> jax.Array:
+  """``max_weight_norm_scope="all"`` on a leaf outside the mask: the inner update, then the norm clip."""
+  p = jnp.asarray(p)
+  if not jnp.issubdtype(p.dtype, jnp.floating):
+    return u
+  cdtype = jnp.promote_types(p.dtype, jnp.float32)
+  big = float(jnp.finfo(p.dtype).max)
+  p_c, u_c = p.astype(cdtype), jnp.asarray(u).astype(cdtype)
+  delta = _clip_norm(p_c + u_c, p_c, u_c, max_weight_norm, big)
+  return _saturate(delta, p_c, big, big < float(jnp.finfo(cdtype).max)).astype(p.dtype)
+
+
+def _check_same_shapes(params: Any, grads: Any, updates: Any) -> None:
+  """Structure and shapes of params, grads and updates agree (Python scalars count as shape ``()``)."""
+  chex.assert_trees_all_equal_structs(params, grads, updates)
+  as_struct = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t)  # noqa: E731
+  chex.assert_trees_all_equal_shapes(as_struct(params), as_struct(grads), as_struct(updates))
 
 
 def mirror_updates(
@@ -105,19 +177,28 @@ def mirror_updates(
   max_exponent: Any,
   max_weight_norm: Any,
   sign_from: str,
+  max_weight_norm_scope: str = "masked",
 ) -> Any:
-  """Applies the mirror step to the selected leaves of ``params + updates``; other leaves pass through."""
-  chex.assert_trees_all_equal_structs(params, grads, updates)
-  chex.assert_trees_all_equal_shapes(params, grads, updates)
+  """Applies the mirror step to the selected leaves of ``params + updates``; other leaves pass through.
+
+  With ``max_weight_norm`` and ``max_weight_norm_scope="all"`` the other floating-point leaves are norm-clipped
+  after their inner update too (the published wrapper's behaviour).
+  """
+  _check_same_shapes(params, grads, updates)
   selected = masking.resolve_mask(mask, params)
+  clip_rest = max_weight_norm is not None and max_weight_norm_scope == "all"
 
   flat_u, treedef = jax.tree.flatten(updates)
   flat_g = treedef.flatten_up_to(grads)
   flat_p = treedef.flatten_up_to(params)
-  out = [
-    _mirror_leaf(u, g, p, learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from) if on else u
-    for u, g, p, on in zip(flat_u, flat_g, flat_p, selected, strict=True)
-  ]
+  out = []
+  for u, g, p, on in zip(flat_u, flat_g, flat_p, selected, strict=True):
+    if on:
+      out.append(_mirror_leaf(u, g, p, learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from))
+    elif clip_rest:
+      out.append(_norm_clip_leaf(u, p, max_weight_norm))
+    else:
+      out.append(u)
   return jax.tree.unflatten(treedef, out)
 
 
@@ -130,6 +211,7 @@ def hyperbolic_step(
   max_exponent: float = 5.0,
   max_weight_norm: float | None = None,
   sign_from: SignFrom = "x_half",
+  max_weight_norm_scope: NormScope = "masked",
 ) -> optax.GradientTransformationExtraArgs:
   r"""The hyperbolic mirror step of HAM on its own, for hand-built chains.
 
@@ -156,6 +238,11 @@ def hyperbolic_step(
   Stability: keep :math:`\alpha\,\eta\,|g|` well below 1; the clip at :math:`\pm c` bounds the damage of a bad
   step (a factor of at most :math:`e^c`) but does not make a too-large :math:`\alpha\eta` sensible.
 
+  Finite in, finite out, in every float dtype: the scalars :math:`\eta`, :math:`\eta\alpha`, :math:`\eta\beta`
+  are saturated to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, never as
+  ``inf``, so a zero gradient never gives ``0 * inf``), and a new weight that would overflow the params' dtype
+  is saturated to its largest finite value (same sign).
+
   Args:
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are
       evaluated at the same step count (this transform counts its own updates from 0).
@@ -165,18 +252,41 @@ def hyperbolic_step(
     mask: which leaves the step applies to: ``None`` for floating-point leaves with ``ndim >= 2``; a pytree of
       bools (same structure as params, or a prefix) or a callable ``params -> pytree``. Other leaves pass their
       incoming update through unchanged.
-    max_exponent: clip of the exponent, > 0 (the published PyTorch wrapper uses 5).
-    max_weight_norm: if set, each selected tensor's L2 norm after the step is clipped to this value (the published
-      wrapper uses 1000). Off by default.
+    max_exponent: clip of the exponent, in ``(0, 80]`` (the published PyTorch wrapper uses 5; 80 keeps
+      :math:`e^c` finite in float32).
+    max_weight_norm: if set, each clipped tensor is rescaled after the step so that its L2 norm is at most this
+      value: :math:`x_{k+1} \leftarrow x_{k+1} \min(1, \text{cap} / \|x_{k+1}\|_2)` (the published wrapper
+      uses 1000). The rescale acts on the new weight itself, so a tensor of any finite norm lands on the cap
+      (up to the rounding of ``x_k + update`` in the params' dtype); an entry that would overflow counts as the
+      dtype's largest finite value, and a weight that is already ``+-inf`` keeps its value (no finite update can
+      move it) without producing NaN. Off by default.
     sign_from: ``"x_half"`` (HYP*, default) or ``"x"`` (GD;HYP).
+    max_weight_norm_scope: which tensors ``max_weight_norm`` clips: ``"masked"`` (default) the leaves the mirror
+      step applies to; ``"all"`` every floating-point leaf, biases and normalisation scales included, as the
+      published PyTorch wrapper does (there the other leaves are clipped after their inner update).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose ``update`` requires ``params`` and the ``grad`` extra arg.
 
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import ham_optax
+    >>> params = {"w": jnp.array([[1.0, -2.0]])}
+    >>> grads = {"w": jnp.array([[0.5, 0.5]])}
+    >>> tx = optax.chain(optax.sgd(0.1), ham_optax.hyperbolic_step(0.1, alpha=2.0, beta=0.0))
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(grads, state, params, grad=grads)
+    >>> print(optax.apply_updates(params, updates)["w"].round(4))
+    [[ 0.8596 -2.2656]]
+
   References:
     Jacobs et al., *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*, ICLR 2026, arXiv:2506.02630.
   """
-  check_mirror_args(learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from)
+  check_mirror_args(
+    learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from, max_weight_norm_scope
+  )
+  names = ("learning_rate", "alpha", "beta")
 
   def init_fn(params):
     del params
@@ -185,13 +295,16 @@ def hyperbolic_step(
   def update_fn(updates, state, params=None, *, grad=None, **extra_args):
     del extra_args
     if params is None:
-      raise ValueError(optax_base.NO_PARAMS_MSG)
+      raise ValueError(checks.NO_PARAMS_MSG)
     if grad is None:
       raise ValueError(
         "hyperbolic_step needs the raw gradient: call update(updates, state, params, grad=grads), "
         "or use ham_optax.ham(inner, ...), which passes it for you."
       )
-    lr, a, b = (h(state.count) if callable(h) else h for h in (learning_rate, alpha, beta))
+    lr, a, b = (
+      checks.check_real_dtype(h(state.count), n) if callable(h) else h
+      for h, n in zip((learning_rate, alpha, beta), names, strict=True)
+    )
     new_updates = mirror_updates(
       updates,
       grad,
@@ -203,6 +316,7 @@ def hyperbolic_step(
       max_exponent=max_exponent,
       max_weight_norm=max_weight_norm,
       sign_from=sign_from,
+      max_weight_norm_scope=max_weight_norm_scope,
     )
     return new_updates, HyperbolicStepState(count=optax.safe_increment(state.count))
 

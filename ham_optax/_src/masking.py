@@ -22,7 +22,21 @@ MaskOrFn = Any | Callable[[Any], Any] | None
 
 
 def default_mask(params: Any) -> Any:
-  """The default selection: floating-point leaves with ``ndim >= 2`` (kernels, not biases or scales)."""
+  """The default selection: floating-point leaves with ``ndim >= 2`` (kernels, not biases or scales).
+
+  Args:
+    params: a pytree of arrays (or anything with their shapes and dtypes).
+
+  Returns:
+    A pytree of Python bools with the structure of ``params``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import ham_optax
+    >>> params = {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2), "step": jnp.zeros((2, 2), jnp.int32)}
+    >>> ham_optax.default_mask(params)
+    {'bias': False, 'kernel': True, 'step': False}
+  """
   return jax.tree.map(lambda p: bool(jnp.ndim(p) >= 2 and _is_float(p)), params)
 
 
@@ -55,23 +69,23 @@ def _explain_mismatch(mask_tree: Any, params: Any) -> str:
   return "the container types of mask and params differ"
 
 
-def _to_static_bool(value: Any, path: str) -> bool:
+def _to_static_bool(value: Any, path: str, what: str) -> bool:
   try:
     arr = np.asarray(value)
   except jax.errors.TracerArrayConversionError as e:
     raise TypeError(
-      f"HAM mask entry at {path!r} is a traced array; mask entries must be Python bools "
+      f"{what} entry at {path!r} is a traced array; mask entries must be Python bools "
       "(decide the selection from shapes/dtypes/names, not from parameter values)."
     ) from e
   if arr.shape != () or arr.dtype != np.bool_:
     raise TypeError(
-      f"HAM mask entry at {path!r} must be a bool, got {type(value).__name__} "
+      f"{what} entry at {path!r} must be a bool, got {type(value).__name__} "
       f"with dtype {arr.dtype} and shape {arr.shape}."
     )
   return bool(arr)
 
 
-def resolve_mask(mask: MaskOrFn, params: Any) -> tuple[bool, ...]:
+def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[bool, ...]:
   """Resolves `mask` against `params` into one static bool per params leaf.
 
   Args:
@@ -79,6 +93,7 @@ def resolve_mask(mask: MaskOrFn, params: Any) -> tuple[bool, ...]:
       it (a bool at an inner node applies to the whole subtree, as in `optax.masked`), or a callable
       ``params -> such a pytree``.
     params: the parameters (or anything with their structure, e.g. the gradients).
+    what: how the messages name the mask (e.g. ``"HAM mask"``, ``"`prunable`"``, ``"nanoadam: mask"``).
 
   Returns:
     A tuple of bools, aligned with ``jax.tree.leaves(params)``.
@@ -101,27 +116,23 @@ def resolve_mask(mask: MaskOrFn, params: Any) -> tuple[bool, ...]:
     )
   except (ValueError, TypeError) as e:
     raise ValueError(
-      f"HAM mask does not match the params' structure: {_explain_mismatch(mask_tree, params)}."
+      f"{what} does not match the params' structure: {_explain_mismatch(mask_tree, params)}."
     ) from e
   flat_mask = jax.tree_util.tree_flatten_with_path(full)[0]
   flat_params = jax.tree.leaves(params)
   selected = []
   for (path, m), p in zip(flat_mask, flat_params, strict=True):
     name = jax.tree_util.keystr(path)
-    on = _to_static_bool(m, name)
+    on = _to_static_bool(m, name, what)
     if on and not _is_float(p):
       raise TypeError(
-        f"HAM mask selects parameter {name!r} of dtype {jnp.result_type(p)}; the mirror step "
-        "only applies to floating-point leaves. Exclude it from the mask."
+        f"{what} selects parameter {name!r} of dtype {jnp.result_type(p)}; only floating-point leaves "
+        "can be selected. Exclude it from the mask."
       )
     selected.append(on)
   return tuple(selected)
 
 
-def resolve_mask_tree(mask: MaskOrFn, params: Any, owner: str) -> Any:
-  """:func:`resolve_mask` as a pytree of static bools shaped like ``params``; errors name ``owner``."""
-  try:
-    flags = resolve_mask(mask, params)
-  except (ValueError, TypeError) as e:
-    raise type(e)(f"{owner}: {e}") from e
-  return jax.tree.unflatten(jax.tree.structure(params), flags)
+def resolve_mask_tree(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> Any:
+  """:func:`resolve_mask` as a pytree of static bools shaped like ``params``."""
+  return jax.tree.unflatten(jax.tree.structure(params), resolve_mask(mask, params, what))

@@ -18,13 +18,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ham_optax._src.sparsity.core import PrunableOrFn, resolve_prunable
+from ham_optax._src import checks, masking
 
 __all__ = ["fraction_near_zero", "mean_inverse_metric", "sign_flips", "sparsity"]
 
 
-def _selected(params: Any, prunable: PrunableOrFn) -> list[tuple[str, jax.Array]]:
-  flags = resolve_prunable(prunable, params)
+def _selected(params: Any, prunable: masking.MaskOrFn) -> list[tuple[str, jax.Array]]:
+  flags = masking.resolve_mask(prunable, params, "`prunable`")
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   return [(jax.tree_util.keystr(path), jnp.asarray(x)) for (path, x), f in zip(flat, flags, strict=True) if f]
 
@@ -40,21 +40,29 @@ def _fractions(
   return jnp.asarray(global_frac, jnp.float32), per_layer, total
 
 
-def sparsity(params: Any, prunable: PrunableOrFn = None) -> dict[str, Any]:
-  """Fraction of entries exactly equal to zero: ``{"global", "per_layer", "num_zeros"}``."""
+def sparsity(params: Any, prunable: masking.MaskOrFn = None) -> dict[str, Any]:
+  """Fraction of entries exactly equal to zero: ``{"global", "per_layer", "num_zeros"}``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from ham_optax import metrics
+    >>> params = {"w": jnp.array([[0.0, 1.0], [0.0, -2.0]]), "b": jnp.zeros(2)}
+    >>> out = metrics.sparsity(params)  # the bias (ndim 1) is not selected by default
+    >>> print(float(out["global"]), int(out["num_zeros"]), {k: float(v) for k, v in out["per_layer"].items()})
+    0.5 2 {"['w']": 0.5}
+  """
   global_frac, per_layer, total = _fractions(_selected(params, prunable), lambda x: x == 0)
   return {"global": global_frac, "per_layer": per_layer, "num_zeros": total}
 
 
-def fraction_near_zero(params: Any, tol: float = 1e-3, prunable: PrunableOrFn = None) -> dict[str, Any]:
+def fraction_near_zero(params: Any, tol: float = 1e-3, prunable: masking.MaskOrFn = None) -> dict[str, Any]:
   """Fraction of entries with ``|x| <= tol`` (exact zeros included): ``{"global", "per_layer"}``."""
-  if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
-    raise ValueError(f"tol must be a non-negative float, got {tol!r}.")
+  checks.check_scalar(tol, "tol", lo=0.0)
   global_frac, per_layer, _ = _fractions(_selected(params, prunable), lambda x: jnp.abs(x) <= tol)
   return {"global": global_frac, "per_layer": per_layer}
 
 
-def sign_flips(params: Any, reference: Any, prunable: PrunableOrFn = None) -> dict[str, Any]:
+def sign_flips(params: Any, reference: Any, prunable: masking.MaskOrFn = None) -> dict[str, Any]:
   """Entries whose sign differs from ``reference`` (the initial params, or the previous measurement).
 
   A flip is ``sign(x) * sign(x_ref) < 0``: both entries nonzero with opposite signs. Zeros are handled
@@ -65,6 +73,15 @@ def sign_flips(params: Any, reference: Any, prunable: PrunableOrFn = None) -> di
 
   Raises:
     ValueError: if ``reference`` does not have the structure and shapes of ``params``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from ham_optax import metrics
+    >>> before = {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]])}
+    >>> after = {"w": jnp.array([[-1.0, -2.0], [0.5, 3.0]])}
+    >>> out = metrics.sign_flips(after, before)
+    >>> print(int(out["count"]), float(out["fraction"]), round(float(out["fraction_of_nonzero"]), 4))
+    1 0.25 0.3333
   """
   sel = _selected(params, prunable)
   ref_leaves = jax.tree.leaves(reference)
@@ -73,7 +90,7 @@ def sign_flips(params: Any, reference: Any, prunable: PrunableOrFn = None) -> di
       f"reference has {len(ref_leaves)} leaves but params have {len(jax.tree.leaves(params))}; "
       "pass a snapshot of the same params."
     )
-  flags = resolve_prunable(prunable, params)
+  flags = masking.resolve_mask(prunable, params, "`prunable`")
   refs = [jnp.asarray(r) for r, f in zip(ref_leaves, flags, strict=True) if f]
   per_layer = {}
   both_nonzero = jnp.zeros([], jnp.int32)
@@ -94,14 +111,13 @@ def sign_flips(params: Any, reference: Any, prunable: PrunableOrFn = None) -> di
   }
 
 
-def mean_inverse_metric(params: Any, alpha: float, prunable: PrunableOrFn = None) -> dict[str, Any]:
+def mean_inverse_metric(params: Any, alpha: float, prunable: masking.MaskOrFn = None) -> dict[str, Any]:
   r"""Mean of HAM's inverse metric :math:`1 + \alpha|x|` over the selected entries: ``{"global", "per_layer"}``.
 
   In the continuous limit HAM follows :math:`\dot x = -(1 + \alpha|x|)\nabla f(x)`, so this is the average
   factor by which HAM speeds up gradient flow (1 for plain GD; :math:`\ge 1` for :math:`\alpha \ge 0`).
   """
-  if isinstance(alpha, (bool, str)) or jnp.ndim(alpha) != 0:
-    raise TypeError(f"alpha must be a scalar float, got {alpha!r}.")
+  checks.check_scalar(alpha, "alpha")
   sel = _selected(params, prunable)
   per_layer = {name: 1.0 + alpha * jnp.mean(jnp.abs(x).astype(jnp.float32)) for name, x in sel}
   size = sum(int(x.size) for _, x in sel)

@@ -56,18 +56,15 @@ of Adam's ``2 n``: ``fraction = 0.1`` gives ``0.4 n`` (5x less than Adam).
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from ham_optax._src import masking
+from ham_optax._src import checks, masking
 
 __all__ = ["NanoAdamState", "nanoadam", "nanoadam_default_mask", "selected_count"]
 
@@ -95,35 +92,19 @@ class NanoAdamState(NamedTuple):
 
 
 def selected_count(size: int, fraction: float) -> int:
-  """Number of entries NanoAdam updates in a tensor of ``size`` entries: ``round(fraction * size)``, at least 1."""
+  """Number of entries NanoAdam updates in a tensor of ``size`` entries: ``round(fraction * size)``, at least 1.
+
+  Example:
+    >>> import ham_optax
+    >>> print(ham_optax.selected_count(1000, 0.1), ham_optax.selected_count(3, 0.1))
+    100 1
+  """
   return int(min(size, max(1, round(fraction * size))))
-
-
-def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
-  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
-    if isinstance(value, jax.core.Tracer):
-      return
-    value = float(value)
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"nanoadam: `{name}` must be a real number, got {type(value).__name__}.")
-  ok_lo = value > lo if lo_open else value >= lo
-  ok_hi = value < hi if hi_open else value <= hi
-  if not (math.isfinite(value) and ok_lo and ok_hi):
-    lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-    raise ValueError(f"nanoadam: `{name}` must be in {lb}{lo}, {hi}{rb}, got {value}.")
 
 
 def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
   """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
-  return masking.resolve_mask_tree(mask, params, "nanoadam")
-
-
-def _check_pos_int(name: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError(f"nanoadam: `{name}` must be an int, got {type(value).__name__}.")
-  if value <= 0:
-    raise ValueError(f"nanoadam: `{name}` must be > 0, got {value}.")
-  return int(value)
+  return masking.resolve_mask_tree(mask, params, "nanoadam: mask")
 
 
 def _key_name(k: Any) -> str:
@@ -296,29 +277,32 @@ def nanoadam(
     >>> bool((updates["w1"] != 0).all())  # the last layer (head) is dense
     True
   """
-  if not callable(learning_rate):
-    _check_float("learning_rate", learning_rate, 0.0, math.inf, False, True)
-  _check_float("fraction", fraction, 0.0, 1.0, True, False)
-  refresh_every = _check_pos_int("refresh_every", refresh_every)
-  _check_float("b1", b1, 0.0, 1.0, False, True)
-  _check_float("b2", b2, 0.0, 1.0, False, True)
-  _check_float("eps", eps, 0.0, math.inf, True, True)
-  _check_float("weight_decay", weight_decay, 0.0, math.inf, False, True)
+  checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True, owner="nanoadam")
+  checks.check_scalar(fraction, "fraction", lo=0.0, lo_open=True, hi=1.0, owner="nanoadam")
+  refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
+  checks.check_scalar(b1, "b1", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
+  checks.check_scalar(b2, "b2", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
+  checks.check_scalar(eps, "eps", lo=0.0, lo_open=True, owner="nanoadam")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, owner="nanoadam")
   fraction = float(fraction)
   if total_steps is not None:
-    total_steps = _check_pos_int("total_steps", total_steps)
+    total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam")
   if final_fraction is None:
     final_fraction = 0.4 * fraction
   else:
-    _check_float("final_fraction", final_fraction, 0.0, fraction, True, False)
+    checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
     final_fraction = float(final_fraction)
-  density_every = refresh_every if density_every is None else _check_pos_int("density_every", density_every)
+  density_every = (
+    refresh_every
+    if density_every is None
+    else checks.check_int(density_every, "density_every", 1, owner="nanoadam")
+  )
   if fraction_schedule is not None and not callable(fraction_schedule):
     raise TypeError(
       f"nanoadam: `fraction_schedule` must be callable, got {type(fraction_schedule).__name__}."
     )
   if chunk_size is not None:
-    chunk_size = _check_pos_int("chunk_size", chunk_size)
+    chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam")
   default_mask = mask is None
   masked_node = optax.MaskedNode()
 

@@ -74,15 +74,14 @@ Variants (all thin wrappers of :func:`pointwise_overparam`):
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from ham_optax._src import masking
+from ham_optax._src import checks, masking
+from ham_optax._src.masking import MaskOrFn
 from ham_optax._src.schedules import switch_off
 
 __all__ = [
@@ -95,8 +94,6 @@ __all__ = [
   "spred",
   "state_nbytes",
 ]
-
-MaskOrFn = Any  # pytree of bools (same structure or a prefix of params) or params -> pytree
 
 
 class OverparamState(NamedTuple):
@@ -133,6 +130,13 @@ def factorize(
 
   Returns:
     ``(m, w)`` with the dtype of ``x``.
+
+  Example:
+    >>> import numpy as np
+    >>> from ham_optax import overparam
+    >>> m, w = overparam.factorize(np.array([4.0, -1.0]), balance=0.0)
+    >>> print(np.asarray(m), np.asarray(w))
+    [2. 1.] [ 2. -1.]
   """
   x = jnp.asarray(x)
   c = jnp.asarray(balance, dtype=x.dtype)
@@ -148,46 +152,6 @@ def factorize(
     s_m = jnp.where(jnp.asarray(sign_m) < 0, -1.0, 1.0).astype(x.dtype)
   s_x = jnp.where(x < 0, -1.0, 1.0).astype(x.dtype)
   return (s_m * abs_m).astype(x.dtype), (s_m * s_x * abs_w).astype(x.dtype)
-
-
-def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
-  """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
-  return masking.resolve_mask_tree(mask, params, "pointwise_overparam")
-
-
-def _check_nonneg(name: str, value: optax.ScalarOrSchedule) -> None:
-  if callable(value):
-    return
-  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
-    if isinstance(value, jax.core.Tracer):  # e.g. injected by optax.inject_hyperparams
-      return
-    value = float(value)
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"`{name}` must be a float or an optax schedule, got {type(value).__name__}.")
-  if not math.isfinite(value) or value < 0:
-    raise ValueError(f"`{name}` must be finite and >= 0, got {value}.")
-
-
-def _check_real(name: str, value: Any) -> Any:
-  if isinstance(value, (jax.Array, np.ndarray)) and jnp.ndim(value) == 0:
-    if isinstance(value, jax.core.Tracer):  # e.g. injected by optax.inject_hyperparams
-      return value
-    if not math.isfinite(float(value)):
-      raise ValueError(f"`{name}` must be finite, got {value}.")
-    return value
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}.")
-  if not math.isfinite(value):
-    raise ValueError(f"`{name}` must be finite, got {value}.")
-  return float(value)
-
-
-def _check_init(init: str | float) -> str | float:
-  if isinstance(init, str):
-    if init not in ("balanced", "mask"):
-      raise ValueError(f"`init` must be 'balanced', 'mask' or a float balance m^2 - w^2, got {init!r}.")
-    return init
-  return _check_real("init", init)
 
 
 def _init_factors(x: jax.Array, init: str | float) -> tuple[jax.Array, jax.Array]:
@@ -246,19 +210,15 @@ def pointwise_overparam(
     An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and
     returns ``updates = m * w - params`` for masked leaves.
   """
-  if not isinstance(inner, optax.GradientTransformation):
-    raise TypeError(
-      f"pointwise_overparam: `inner` must be an optax.GradientTransformation, got {type(inner).__name__}."
-    )
-  _check_nonneg("weight_decay", weight_decay)
-  init = _check_init(init)
+  checks.check_inner(inner, "pointwise_overparam")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
+  if isinstance(init, str):
+    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
+  else:
+    init = checks.check_scalar(init, "init")
   if rescale_every is not None:
-    if isinstance(rescale_every, bool) or not isinstance(rescale_every, numbers.Integral):
-      raise TypeError(f"`rescale_every` must be an int or None, got {type(rescale_every).__name__}.")
-    if rescale_every <= 0:
-      raise ValueError(f"`rescale_every` must be > 0, got {rescale_every}.")
-    rescale_every = int(rescale_every)
-  rescale_balance = _check_real("rescale_balance", rescale_balance)
+    rescale_every = checks.check_int(rescale_every, "rescale_every", 1)
+  rescale_balance = checks.check_scalar(rescale_balance, "rescale_balance")
   inner = optax.with_extra_args_support(inner)
   masked_node = optax.MaskedNode()
 
@@ -277,7 +237,7 @@ def pointwise_overparam(
     )
 
   def init_fn(params: optax.Params) -> OverparamState:
-    mask_tree = _resolve_mask(mask, params)
+    mask_tree = masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
     pairs = jax.tree.map(
       lambda b, p: _init_factors(p, init) if b else (masked_node, masked_node),
       mask_tree,
@@ -294,7 +254,7 @@ def pointwise_overparam(
         "pointwise_overparam: `params` must be passed to update (the wrapper returns m * w - params)."
       )
     grads = updates
-    mask_tree = _resolve_mask(mask, params)
+    mask_tree = masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
 
     def resync(flag, x, m, w):
@@ -394,7 +354,19 @@ def spred(
     weight_decay: ``lam`` (float >= 0, or a schedule).
     mask: leaves to factorise (see :func:`pointwise_overparam`).
     init: initial split (default balanced ``|m| = |w| = sqrt|x|``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> import optax
+    >>> from ham_optax import overparam
+    >>> params = {"w": jnp.array([[4.0, -1.0]])}
+    >>> tx = overparam.spred(optax.sgd(0.1), weight_decay=0.0)
+    >>> updates, state = tx.update({"w": jnp.array([[1.0, 1.0]])}, tx.init(params), params)
+    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))  # x - 0.1 (m^2 + w^2) g + ...
+    [[ 3.24 -1.21]]
   """
+  checks.check_inner(inner, "spred")
   return pointwise_overparam(inner, mask=mask, weight_decay=weight_decay, init=init)
 
 
@@ -424,14 +396,9 @@ def pilot_schedule(
     >>> [round(float(sched(k)), 3) for k in range(6)]
     [0.1, 0.075, 0.05, 0.025, 0.0, 0.0]
   """
-  _check_nonneg("weight_decay", weight_decay)
-  if isinstance(switch_step, bool) or not isinstance(switch_step, numbers.Integral):
-    raise TypeError(f"pilot: `switch_step` must be an int, got {type(switch_step).__name__}.")
-  if switch_step <= 0:
-    raise ValueError(f"pilot: `switch_step` must be > 0, got {switch_step}.")
-  if shape not in _PILOT_SHAPES:
-    raise ValueError(f"pilot: `shape` must be one of {_PILOT_SHAPES}, got {shape!r}.")
-  switch_step = int(switch_step)
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
+  switch_step = checks.check_int(switch_step, "switch_step", 1, owner="pilot")
+  checks.check_choice(shape, "shape", _PILOT_SHAPES)
 
   def factor(count: optax.Numeric) -> jax.Array:
     u = jnp.asarray(count, jnp.float32) / switch_step
@@ -486,6 +453,7 @@ def pilot(
     init: initial split (see :func:`pointwise_overparam`); default balance 1.0.
     mask: leaves to factorise.
   """
+  checks.check_inner(inner, "pilot")
   wd = pilot_schedule(weight_decay, switch_step, shape)
   return pointwise_overparam(inner, mask=mask, weight_decay=wd, init=init)
 
@@ -534,7 +502,8 @@ def sign_in(
   """
   if rescale_every is None:
     raise ValueError("sign_in: `rescale_every` is required (int > 0).")
-  balance = _check_real("balance", balance)
+  checks.check_inner(inner, "sign_in")
+  balance = checks.check_scalar(balance, "balance")
   return pointwise_overparam(
     inner,
     mask=mask,

@@ -25,24 +25,12 @@ so they can be passed wherever optax accepts a schedule:
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import jax.numpy as jnp
 import optax
 
+from ham_optax._src import checks
+
 __all__ = ["switch_off", "switch_off_fraction"]
-
-
-def _check_value(value: optax.ScalarOrSchedule) -> None:
-  if callable(value):
-    return
-  if isinstance(value, bool) or not isinstance(value, numbers.Real):
-    raise TypeError(
-      f"switch_off: `value` must be a real number or an optax schedule, got {type(value).__name__}."
-    )
-  if not math.isfinite(value):
-    raise ValueError(f"switch_off: `value` must be finite, got {value}.")
 
 
 def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedule:
@@ -65,13 +53,15 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
 
   Returns:
     An :data:`optax.Schedule` (jit-safe; returns a JAX scalar).
+
+  Example:
+    >>> from ham_optax import schedules
+    >>> beta = schedules.switch_off(0.5, switch_step=2)
+    >>> print([float(beta(k)) for k in range(4)])
+    [0.5, 0.5, 0.0, 0.0]
   """
-  _check_value(value)
-  if isinstance(switch_step, bool) or not isinstance(switch_step, numbers.Integral):
-    raise TypeError(f"switch_off: `switch_step` must be an int, got {type(switch_step).__name__}.")
-  if switch_step < 0:
-    raise ValueError(f"switch_off: `switch_step` must be >= 0, got {switch_step}.")
-  switch_step = int(switch_step)
+  checks.check_scalar(value, "value", schedule_ok=True, owner="switch_off")
+  switch_step = checks.check_int(switch_step, "switch_step", 0, owner="switch_off")
 
   def schedule(count: optax.Numeric) -> optax.Numeric:
     v = value(count) if callable(value) else jnp.asarray(value, dtype=jnp.float32)
@@ -94,13 +84,13 @@ def switch_off_fraction(value: optax.ScalarOrSchedule, total_steps: int, fractio
 
   Returns:
     An :data:`optax.Schedule`.
+
+  Example:
+    >>> from ham_optax import schedules
+    >>> sched = schedules.switch_off_fraction(0.5, total_steps=10, fraction=0.3)
+    >>> print([float(sched(k)) for k in (0, 2, 3, 9)])
+    [0.5, 0.5, 0.0, 0.0]
   """
-  if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral):
-    raise TypeError(f"switch_off_fraction: `total_steps` must be an int, got {type(total_steps).__name__}.")
-  if total_steps <= 0:
-    raise ValueError(f"switch_off_fraction: `total_steps` must be > 0, got {total_steps}.")
-  if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-    raise TypeError(f"switch_off_fraction: `fraction` must be a float, got {type(fraction).__name__}.")
-  if not 0.0 <= float(fraction) <= 1.0:
-    raise ValueError(f"switch_off_fraction: `fraction` must be in [0, 1], got {fraction}.")
+  total_steps = checks.check_int(total_steps, "total_steps", 1, owner="switch_off_fraction")
+  fraction = checks.check_scalar(fraction, "fraction", lo=0.0, hi=1.0, owner="switch_off_fraction")
   return switch_off(value, int(round(float(fraction) * int(total_steps))))

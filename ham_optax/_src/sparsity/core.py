@@ -22,8 +22,6 @@ import optax
 
 from ham_optax._src import masking
 
-PrunableOrFn = Any | Callable[[Any], Any] | None
-
 _NO_PARAMS_MSG = (
   "You are using a sparsifier that needs the current parameters, but `params` was not passed to "
   "`update`. Call `tx.update(grads, opt_state, params)`."
@@ -44,19 +42,6 @@ class SparsifierState(NamedTuple):
   count: chex.Array
   masks: Any
   inner_state: optax.OptState
-
-
-def resolve_prunable(prunable: PrunableOrFn, params: Any) -> tuple[bool, ...]:
-  """One static bool per ``jax.tree.leaves(params)`` entry: is that leaf pruned?
-
-  ``None`` selects floating-point leaves with ``ndim >= 2`` (HAM's default mask); otherwise a pytree of bools
-  (the params' structure or a prefix of it) or a callable ``params -> such a pytree``.
-  """
-  try:
-    return masking.resolve_mask(prunable, params)
-  except (ValueError, TypeError) as e:
-    msg = str(e).replace("HAM mask", "`prunable`")
-    raise type(e)(msg) from e
 
 
 def _path_str(path: tuple) -> str:
@@ -256,7 +241,7 @@ def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, kee
 
 def sparsifier(
   inner: optax.GradientTransformation,
-  prunable: PrunableOrFn,
+  prunable: masking.MaskOrFn,
   init_rule: InitRule,
   mask_rule: MaskRule | None,
   *,
@@ -279,7 +264,7 @@ def sparsifier(
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params: optax.Params) -> SparsifierState:
-    flags = resolve_prunable(prunable, params)
+    flags = masking.resolve_mask(prunable, params, "`prunable`")
     leaves, treedef = jax.tree.flatten(params)
     pruned = [p for p, f in zip(leaves, flags, strict=True) if f]
     new = iter(init_rule(pruned))
@@ -298,7 +283,7 @@ def sparsifier(
   ) -> tuple[optax.Updates, SparsifierState]:
     if params is None:
       raise ValueError(_NO_PARAMS_MSG)
-    flags = resolve_prunable(prunable, params)
+    flags = masking.resolve_mask(prunable, params, "`prunable`")
     p_leaves, p_treedef = jax.tree.flatten(params)
     g_leaves, g_treedef = jax.tree.flatten(updates)
     m_leaves, m_treedef = jax.tree.flatten(state.masks)

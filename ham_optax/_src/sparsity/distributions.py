@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ham_optax._src.sparsity import core as _core
+from ham_optax._src import checks
 
 DISTRIBUTIONS = ("erk", "uniform")
 
@@ -47,9 +47,14 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
   exact counts hold as stated above except where a layer would otherwise be emptied (e.g. uniform 0.9 on a
   2x2 layer prunes 3 weights, not 4; a single 1x1 weight is never pruned). With ERK the zeros a capped layer
   cannot take go to the other layers, so the total stays ``round(sparsity * N)`` whenever ``N - L`` allows it.
+
+  Example:
+    >>> from ham_optax import sparsity
+    >>> print(sparsity.layer_zero_counts([(10, 10), (100, 100)], 0.9, "uniform"))
+    [90, 9000]
   """
-  sparsity = _core.check_sparsity(sparsity)
-  _core.check_choice(distribution, "distribution", DISTRIBUTIONS)
+  sparsity = checks.check_sparsity(sparsity)
+  checks.check_choice(distribution, "distribution", DISTRIBUTIONS)
   sizes = [int(np.prod(s)) for s in shapes]
   caps = [max(n - 1, 0) for n in sizes]
   if distribution == "uniform":

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ham_optax._src import checks, masking
 from ham_optax._src.sparsity import core as _core
 from ham_optax._src.sparsity import distributions as _distributions
 
@@ -44,7 +45,7 @@ def random_pruning(
   *,
   distribution: str = "erk",
   seed: int = 0,
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Random pruning at initialisation (PaI): a fixed random mask per layer, drawn once in ``init``.
 
@@ -71,10 +72,25 @@ def random_pruning(
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import optax
+    >>> import ham_optax
+    >>> from ham_optax import sparsity
+    >>> params = {"w": jnp.ones((4, 5)), "b": jnp.ones(5)}
+    >>> tx = sparsity.random_pruning(ham_optax.ham(optax.sgd(0.1), 0.1), 0.8, distribution="uniform")
+    >>> state = tx.init(params)
+    >>> params = sparsity.apply_masks(params, state)  # sparse from step 0
+    >>> print(int((params["w"] == 0).sum()), int((params["b"] == 0).sum()))
+    16 0
+    >>> print(sparsity.get_masks(state)["w"].shape)
+    (4, 5)
   """
-  sparsity = _core.check_sparsity(sparsity)
-  _core.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
-  seed = _core.check_int(seed, "seed", 0)
+  checks.check_inner(inner, "random_pruning")
+  sparsity = checks.check_sparsity(sparsity)
+  checks.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
+  seed = checks.check_int(seed, "seed", 0)
   return _core.sparsifier(
     inner, prunable, lambda leaves: _random_masks(leaves, sparsity, distribution, seed), None
   )
@@ -89,7 +105,7 @@ def magnitude_pruning(
   frequency: int = 100,
   initial_sparsity: float = 0.0,
   scope: str = "global",
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Gradual magnitude pruning (GMP) with Zhu & Gupta's cubic schedule (arXiv:1710.01878).
 
@@ -119,16 +135,17 @@ def magnitude_pruning(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
   """
-  sparsity = _core.check_sparsity(sparsity)
-  initial_sparsity = _core.check_sparsity(initial_sparsity, "initial_sparsity")
+  checks.check_inner(inner, "magnitude_pruning")
+  sparsity = checks.check_sparsity(sparsity)
+  initial_sparsity = checks.check_sparsity(initial_sparsity, "initial_sparsity")
   if initial_sparsity > sparsity:
     raise ValueError(f"initial_sparsity ({initial_sparsity}) must not exceed sparsity ({sparsity}).")
-  begin_step = _core.check_int(begin_step, "begin_step", 0)
-  end_step = _core.check_int(end_step, "end_step", 0)
+  begin_step = checks.check_int(begin_step, "begin_step", 0)
+  end_step = checks.check_int(end_step, "end_step", 0)
   if end_step <= begin_step:
     raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
-  frequency = _core.check_int(frequency, "frequency", 1)
-  _core.check_choice(scope, "scope", _SCOPES)
+  frequency = checks.check_int(frequency, "frequency", 1)
+  checks.check_choice(scope, "scope", _SCOPES)
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
@@ -196,7 +213,7 @@ def acdc_phases(
   ``warmup_steps = round(dense_warmup_fraction * total_steps)``, ``final_start = total_steps -
   round(final_sparse_fraction * total_steps)``, ``phase_steps`` defaults to ``max(1, round(0.05 * total_steps))``.
   """
-  total_steps = _core.check_int(total_steps, "total_steps", 1)
+  total_steps = checks.check_int(total_steps, "total_steps", 1)
   for name, v in (
     ("dense_warmup_fraction", dense_warmup_fraction),
     ("final_sparse_fraction", final_sparse_fraction),
@@ -212,7 +229,7 @@ def acdc_phases(
     )
   if phase_steps is None:
     phase_steps = max(1, round(0.05 * total_steps))
-  phase_steps = _core.check_int(phase_steps, "phase_steps", 1)
+  phase_steps = checks.check_int(phase_steps, "phase_steps", 1)
   return warmup, phase_steps, final_start
 
 
@@ -235,11 +252,11 @@ def acdc_sparse_phases(sparse_phases: Any) -> tuple[tuple[int, int | None], ...]
     raise ValueError("sparse_phases must name at least one (start, end) sparse interval.")
   out, prev_end = [], -1
   for i, (a, b) in enumerate(phases):
-    a = _core.check_int(a, f"sparse_phases[{i}] start", 0)
+    a = checks.check_int(a, f"sparse_phases[{i}] start", 0)
     if b is None and i != len(phases) - 1:
       raise ValueError(f"sparse_phases[{i}]: only the last interval may be open-ended (end=None).")
     if b is not None:
-      b = _core.check_int(b, f"sparse_phases[{i}] end", a + 1)
+      b = checks.check_int(b, f"sparse_phases[{i}] end", a + 1)
     if a <= prev_end:
       raise ValueError(
         f"sparse_phases[{i}] starts at step {a}, not after the previous interval's end ({prev_end}): intervals "
@@ -261,7 +278,7 @@ def acdc(
   sparse_phases: Any = None,
   reset_momentum: bool = True,
   scope: str = "global",
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AC/DC: alternating compressed / decompressed training (Peste et al., NeurIPS 2021, arXiv:2106.12379).
 
@@ -312,7 +329,8 @@ def acdc(
     >>> tx = sp.acdc(optax.sgd(0.1, momentum=0.875), 0.9, sparse_phases=phases)
     >>> state = tx.init({"w": jnp.ones((10, 10))})
   """
-  sparsity = _core.check_sparsity(sparsity)
+  checks.check_inner(inner, "acdc")
+  sparsity = checks.check_sparsity(sparsity)
   if (total_steps is None) == (sparse_phases is None):
     raise ValueError("acdc needs exactly one of total_steps (fractional schedule) or sparse_phases.")
   if sparse_phases is not None:
@@ -334,7 +352,7 @@ def acdc(
     def is_sparse(t):
       return acdc_is_sparse(t, warmup, phase, final_start)
 
-  _core.check_choice(scope, "scope", _SCOPES)
+  checks.check_choice(scope, "scope", _SCOPES)
   if not isinstance(reset_momentum, bool):
     raise TypeError(f"reset_momentum must be a bool, got {type(reset_momentum).__name__}.")
 
@@ -384,7 +402,7 @@ def rigl(
   distribution: str = "erk",
   seed: int = 0,
   reset_state: bool = True,
-  prunable: _core.PrunableOrFn = None,
+  prunable: masking.MaskOrFn = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""RigL: sparse training with periodic drop-and-grow (Evci et al., "Rigging the Lottery", ICML 2020).
 
@@ -431,10 +449,11 @@ def rigl(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
   """
-  sparsity = _core.check_sparsity(sparsity)
-  update_every = _core.check_int(update_every, "update_every", 1)
-  end_step = _core.check_int(end_step, "end_step", 1)
-  begin_step = _core.check_int(begin_step, "begin_step", 0)
+  checks.check_inner(inner, "rigl")
+  sparsity = checks.check_sparsity(sparsity)
+  update_every = checks.check_int(update_every, "update_every", 1)
+  end_step = checks.check_int(end_step, "end_step", 1)
+  begin_step = checks.check_int(begin_step, "begin_step", 0)
   if end_step <= begin_step:
     raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
   if (
@@ -443,8 +462,8 @@ def rigl(
     or not 0 <= drop_fraction <= 1
   ):
     raise ValueError(f"drop_fraction must be a float in [0, 1], got {drop_fraction!r}.")
-  _core.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
-  seed = _core.check_int(seed, "seed", 0)
+  checks.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
+  seed = checks.check_int(seed, "seed", 0)
   if not isinstance(reset_state, bool):
     raise TypeError(f"reset_state must be a bool, got {type(reset_state).__name__}.")
 
