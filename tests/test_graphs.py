@@ -100,7 +100,9 @@ def test_gcn_matches_a_dense_numpy_reference(small_graph):
   a = _dense_adjacency(g) + np.eye(g.num_nodes)
   d = a.sum(1) ** -0.5
   a_hat = d[:, None] * a * d[None, :]
-  (w1, b1), (w2, b2) = ((np.asarray(l.kernel[...], np.float64), np.asarray(l.bias[...])) for l in model.layers)
+  (w1, b1), (w2, b2) = (
+    (np.asarray(lin.kernel[...], np.float64), np.asarray(lin.bias[...])) for lin in model.layers
+  )
   ref = a_hat @ np.maximum(a_hat @ g.x @ w1 + b1, 0.0) @ w2 + b2
   np.testing.assert_allclose(np.asarray(model()), ref, rtol=1e-4, atol=1e-5)
   idx = np.array([3, 0, 17])
@@ -116,7 +118,9 @@ def test_sage_matches_a_dense_numpy_reference(small_graph):
 
   def layer(h, i):
     own, neigh = model.self_layers[i], model.neigh_layers[i]
-    return h @ np.asarray(own.kernel[...]) + np.asarray(own.bias[...]) + mean @ h @ np.asarray(neigh.kernel[...])
+    return (
+      h @ np.asarray(own.kernel[...]) + np.asarray(own.bias[...]) + mean @ h @ np.asarray(neigh.kernel[...])
+    )
 
   ref = layer(np.maximum(layer(g.x.astype(np.float64), 0), 0.0), 1)
   np.testing.assert_allclose(np.asarray(model()), ref, rtol=1e-4, atol=1e-5)

@@ -27,7 +27,9 @@ def _x64():
 
 
 def _ham_step(x, g, lr, alpha, *, max_exponent=5.0, max_weight_norm=None):
-  tx = ham_optax.ham(optax.sgd(lr), lr, alpha, 0.0, max_exponent=max_exponent, max_weight_norm=max_weight_norm)
+  tx = ham_optax.ham(
+    optax.sgd(lr), lr, alpha, 0.0, max_exponent=max_exponent, max_weight_norm=max_weight_norm
+  )
   params = {"w": jnp.atleast_2d(x)}  # a matrix: the default mask selects ndim >= 2
   updates, _ = tx.update({"w": jnp.atleast_2d(g)}, tx.init(params), params)
   return np.asarray(optax.apply_updates(params, updates)["w"]).reshape(np.shape(x))
