@@ -317,6 +317,52 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
   plt.close(fig)
 
 
+def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
+  """Per (model, inner): validation accuracy and weight diagnostics against alpha (tuning graphs), one line per h."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  groups = sorted({(c["model"], c["inner"]) for c in cells})
+  cols = [
+    ("alpha_val", "validation accuracy (%)", 100.0),
+    ("alpha_beyond_barrier", "weights with 1 + alpha|x| <= 0 (max over training)", 1.0),
+    ("alpha_sign_flips", "sign flips vs init", 1.0),
+    ("alpha_spread", "(|x|_1 / |x|_2)^2 / n  (1 = flat, ->0 = sparse)", 1.0),
+  ]
+  fig, axes = plt.subplots(
+    len(groups), len(cols), figsize=(4.2 * len(cols), 3.0 * len(groups)), squeeze=False
+  )
+  for row, g in zip(axes, groups, strict=True):
+    cs = sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])
+    for c in cs:
+      t = c["tuning"]
+      xs = np.arange(len(t["alphas"]))
+      for ax, (key, label, scale) in zip(row, cols, strict=True):
+        y = scale * np.array(t[key], float)
+        if key == "alpha_val":
+          y = np.where(np.array(t["alpha_diverged"]) > 0, np.nan, y)  # any diverged tuning run: not drawn
+        ax.plot(xs, y, "o-", ms=3, label=f"h = {c['h']:.1f}")
+        ax.set_xticks(xs, [f"{a:g}" for a in t["alphas"]], fontsize=7)
+        ax.set_title(f"{g[0]} / {g[1]}: {label}", fontsize=8)
+        ax.set_xlabel("alpha", fontsize=8)
+  axes[0, 0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_outputs(result: dict[str, Any], out: Path) -> str:
+  cells = result["cells"]
+  text = table(cells)
+  (out / "results.json").write_text(json.dumps(result, indent=1))
+  (out / "table.md").write_text(f"`{result['command']}`\n\n{text}\n")
+  figure(cells, out / "graphs.png")
+  mechanism_figure(cells, out / "mechanism.png")
+  return text
+
+
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
     description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -343,11 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--alphas-sgd", type=float, nargs="+", default=[-10, -3, -1, -0.3, 0.3, 1, 3, 10])
   p.add_argument("--fast", action="store_true", help="smoke run: 2 h values, 1 model/inner, tiny sizes")
   p.add_argument("--out", type=Path, default=OUT)
+  p.add_argument("--replot", action="store_true", help="redraw table and figures from OUT/results.json")
   return p
 
 
 def main(argv: list[str] | None = None) -> None:
   args = build_parser().parse_args(argv)
+  if args.replot:
+    print(write_outputs(json.loads((args.out / "results.json").read_text()), args.out))
+    return
   if args.fast:
     args.homophily, args.models, args.inners = [0.1, 0.9], ["gcn"], ["adamw"]
     args.nodes, args.steps, args.tune_seeds, args.test_seeds = 300, 50, 2, 3
@@ -367,18 +417,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     cache.clear()
   wall = time.perf_counter() - t0
-  text = table(cells)
-  print(text)
   command = "PYTHONPATH=$PWD python benchmarks/graphs.py " + " ".join(sys.argv[1:] if argv is None else argv)
-  result = {
-    "command": command.strip(),
-    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-    "wall_time_s": wall,
-    "cells": cells,
-  }
-  (args.out / "results.json").write_text(json.dumps(result, indent=1))
-  (args.out / "table.md").write_text(f"`{command.strip()}`\n\n{text}\n")
-  figure(cells, args.out / "graphs.png")
+  saved_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+  result = {"command": command.strip(), "args": saved_args, "wall_time_s": wall, "cells": cells}
+  print(write_outputs(result, args.out))
   print(f"wrote {args.out}/results.json, table.md, graphs.png ({wall:.0f} s)")
 
 
