@@ -223,6 +223,7 @@ def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str,
   ipos = _best(s2_ham, [i for i, a in enumerate(alphas) if a > 0])
   finals = {
     "baseline": (lr, 0.0, wd),
+    "alpha0": (lr, 0.0, wd0),  # what HAM modifies: the baseline at HAM's (default) weight decay
     "ham": (lr, alphas[ia], wd0),
     "ham_neg": (lr, alphas[ineg], wd0),
     "ham_pos": (lr, alphas[ipos], wd0),
@@ -232,9 +233,10 @@ def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str,
   res: dict[str, Any] = {"model": model, "h": h, "inner": inner, "lr": lr, "wd_baseline": wd}
   for j, n in enumerate(names):
     res[n] = {"lr": finals[n][0], "alpha": finals[n][1], "wd": finals[n][2], **_summary(fm, j)}
-  base = fm["test_acc"][0]
-  for j, n in enumerate(names[1:], start=1):
+  base, alpha0 = fm["test_acc"][0], fm["test_acc"][1]
+  for j, n in enumerate(names[2:], start=2):
     res[n]["vs_baseline"] = paired(base, fm["test_acc"][j])
+    res[n]["vs_alpha0"] = paired(alpha0, fm["test_acc"][j])
   val = np.nan_to_num(s2_ham["val_acc"], nan=0.0)
   res["tuning"] = {
     "lrs": list(lrs),
@@ -257,21 +259,28 @@ def _fmt(r: dict[str, Any]) -> str:
   return f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f}"
 
 
+def _diff(v: dict[str, float]) -> str:
+  p = "n/a" if not np.isfinite(v["p_value"]) else f"{v['p_value']:.2f}"
+  return f"{100 * v['mean_diff']:+.1f} ({p})"
+
+
 def table(cells: list[dict[str, Any]]) -> str:
+  """Test accuracy (%) mean ± std over the test seeds; differences in points with paired t-test p-values."""
   head = (
-    "| model | inner | h | baseline | HAM (alpha tuned) | alpha | diff (p) | best alpha<0 | diff (p) "
-    "| best alpha>0 | diff (p) |"
+    "| model | inner | h | baseline (wd tuned) | alpha = 0 (wd default) | HAM (alpha tuned) [alpha] "
+    "| HAM - baseline (p) | HAM - alpha=0 (p) | best alpha<0 - alpha=0 (p) [alpha] "
+    "| best alpha>0 - alpha=0 (p) [alpha] |"
   )
-  lines = [head, "|" + "---|" * 11]
+  lines = [head, "|" + "---|" * 10]
   for c in cells:
-    row = [c["model"], c["inner"], f"{c['h']:.1f}", _fmt(c["baseline"])]
-    for n in ("ham", "ham_neg", "ham_pos"):
-      v = c[n]["vs_baseline"]
-      p = "n/a" if not np.isfinite(v["p_value"]) else f"{v['p_value']:.2f}"
-      if n == "ham":
-        row += [_fmt(c[n]), f"{c[n]['alpha']:g}", f"{100 * v['mean_diff']:+.1f} ({p})"]
-      else:
-        row += [f"{_fmt(c[n])} [{c[n]['alpha']:g}]", f"{100 * v['mean_diff']:+.1f} ({p})"]
+    row = [c["model"], c["inner"], f"{c['h']:.1f}", _fmt(c["baseline"]), _fmt(c["alpha0"])]
+    row += [
+      f"{_fmt(c['ham'])} [{c['ham']['alpha']:g}]",
+      _diff(c["ham"]["vs_baseline"]),
+      _diff(c["ham"]["vs_alpha0"]),
+    ]
+    for n in ("ham_neg", "ham_pos"):
+      row.append(f"{_diff(c[n]['vs_alpha0'])} [{c[n]['alpha']:g}]")
     lines.append("| " + " | ".join(row) + " |")
   return "\n".join(lines)
 
@@ -306,7 +315,7 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
   axes[0].set(xlabel="edge homophily h", ylabel="alpha chosen on validation", title="best alpha")
   for ax, title in (
     (axes[1], "HAM (alpha tuned) - baseline"),
-    (axes[2], "best alpha<0 / alpha>0 - baseline"),
+    (axes[2], "best alpha<0 / alpha>0 - (alpha = 0)"),
   ):
     ax.axhline(0, color="gray", lw=0.8)
     ax.set(xlabel="edge homophily h", ylabel="test accuracy gain (points)", title=title)
@@ -340,9 +349,8 @@ def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
       t = c["tuning"]
       xs = np.arange(len(t["alphas"]))
       for ax, (key, label, scale) in zip(row, cols, strict=True):
-        y = scale * np.array(t[key], float)
-        if key == "alpha_val":
-          y = np.where(np.array(t["alpha_diverged"]) > 0, np.nan, y)  # any diverged tuning run: not drawn
+        # an alpha with any diverged tuning run is not drawn (its diagnostics would mix in NaN weights)
+        y = np.where(np.array(t["alpha_diverged"]) > 0, np.nan, scale * np.array(t[key], float))
         ax.plot(xs, y, "o-", ms=3, label=f"h = {c['h']:.1f}")
         ax.set_xticks(xs, [f"{a:g}" for a in t["alphas"]], fontsize=7)
         ax.set_title(f"{g[0]} / {g[1]}: {label}", fontsize=8)
