@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from flax import nnx
 import ham_optax
 from ham_optax.training import data as data_lib
 from ham_optax.training import models
+from ham_optax.training.cli import main
 from ham_optax.training.configs.default import Config
 from ham_optax.training.train import train_and_evaluate
 
@@ -170,3 +173,17 @@ def test_short_full_batch_run_learns(name, h):
   assert last["step"] == 20 and results["completed"]
   assert last["train_loss"] < 0.6 * first["train_loss"]
   assert results["val_acc"] > 0.75 and results["test_acc"] > 0.75  # the features alone give about 0.65
+
+
+def test_cli_trains_a_gcn_on_csbm(tmp_path, capsys):
+  out = tmp_path / "run"
+  argv = ["train", "--dataset", "csbm", "--model", "gcn", "--width", "8", "--epochs", "2", "--seeds", "1"]
+  argv += ["--optimizer", "adamw", "--lr", "0.01", "--alpha", "-5", "--beta", "0", "--batch-size", "100000"]
+  argv += ["--sparsifier", "none", "--out", str(out), "--no-progress"]
+  assert main(argv) == 0
+  assert "| dense+HAM |" in capsys.readouterr().out
+  payload = json.loads((out / "results.json").read_text())
+  runs = payload["runs"]
+  assert [r["method"] for r in runs] == ["dense", "dense+HAM"]
+  assert all(r["history"][-1]["step"] == 2 for r in runs)  # full batch: one step per epoch
+  assert runs[0]["history"][-1]["train_loss"] != runs[1]["history"][-1]["train_loss"]
