@@ -71,6 +71,7 @@ HS = (0.1, 0.9) if SMALL else (0.1, 0.3, 0.5, 0.7, 0.9)
 ALPHAS = (-30.0, 0.0, 30.0) if SMALL else (-100.0, -30.0, -10.0, -3.0, 0.0, 3.0, 10.0, 30.0, 100.0)
 SEEDS = (0,) if SMALL else (0, 1, 2)
 CSBM = dict(num_nodes=NODES, num_classes=2, num_features=32, signal=0.75, avg_degree=5.0)
+print(f"SMALL={SMALL}: {NODES} nodes, {STEPS} steps, h in {HS}, alpha in {ALPHAS}, seeds {SEEDS}")
 
 # %% [markdown]
 # ## 1. The CSBM generator
