@@ -181,6 +181,12 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
   return {"mean_diff": float(d.mean()), "p_value": float(t.pvalue), "n": int(ok.sum())}
 
 
+def _nanmean_rows(a: np.ndarray) -> list[float]:
+  """Row means over the finite entries; NaN for a row without any (every run of that config diverged)."""
+  ok = np.isfinite(a)
+  return [float(r[m].mean()) if m.any() else float("nan") for r, m in zip(a, ok, strict=True)]
+
+
 def _summary(m: dict[str, np.ndarray], i: int) -> dict[str, Any]:
   test = m["test_acc"][i]
   fin = np.isfinite(test)
@@ -248,7 +254,7 @@ def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str,
     "alpha_diverged": (~np.isfinite(s2_ham["val_acc"])).sum(1).tolist(),
     "alpha_beyond_barrier": s2_ham["beyond_barrier"].mean(1).tolist(),
     "alpha_sign_flips": s2_ham["sign_flips"].mean(1).tolist(),
-    "alpha_spread": np.nanmean(s2_ham["spread"], 1).tolist(),
+    "alpha_spread": _nanmean_rows(s2_ham["spread"]),
   }
   return res
 
@@ -384,6 +390,15 @@ def write_outputs(result: dict[str, Any], out: Path) -> str:
   return text
 
 
+def _display_path(path: Path) -> str:
+  """``path`` relative to the repository when inside it (results carry no machine-specific paths)."""
+  root = Path(__file__).resolve().parent.parent
+  try:
+    return str(path.resolve().relative_to(root))
+  except ValueError:
+    return str(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
     description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -439,10 +454,10 @@ def main(argv: list[str] | None = None) -> None:
     cache.clear()
   wall = time.perf_counter() - t0
   command = "PYTHONPATH=$PWD python benchmarks/graphs.py " + " ".join(sys.argv[1:] if argv is None else argv)
-  saved_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+  saved_args = {k: _display_path(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
   result = {"command": command.strip(), "args": saved_args, "wall_time_s": wall, "cells": cells}
   print(write_outputs(result, args.out))
-  print(f"wrote {args.out}/results.json, table.md, graphs.png ({wall:.0f} s)")
+  print(f"wrote {_display_path(args.out)}/: results.json, table.md, graphs.png, mechanism.png ({wall:.0f} s)")
 
 
 if __name__ == "__main__":
