@@ -1,7 +1,7 @@
 """Flax NNX models for the HAM examples: an MLP (optionally with LayerNorm), a 1-D CNN, a 1-D ResNet with
-BatchNorm and a CIFAR-style ResNet-18.
+BatchNorm, a CIFAR-style ResNet-18, and two graph networks for node classification (GCN, GraphSAGE-style).
 
-All models map a batch of examples to logits. Weight tensors (``kernel``, ndim >= 2) are the
+All models map a batch of examples to logits (the graph models: a batch of node indices). Weight tensors (``kernel``, ndim >= 2) are the
 ones HAM and the sparsifiers act on by default; biases and BatchNorm scales are 1-D.
 """
 
@@ -11,11 +11,15 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-__all__ = ["MLP", "CNN1D", "ResNet1D", "ResNet18", "MODELS", "create_model"]
+from ham_optax.training.data import Graph
 
-MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18")
+__all__ = ["MLP", "CNN1D", "ResNet1D", "ResNet18", "GCN", "GraphSAGE", "GraphData", "MODELS", "create_model"]
+
+MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "gcn", "sage")
+GRAPH_MODELS = ("gcn", "sage")
 
 
 class MLP(nnx.Module):
@@ -205,6 +209,95 @@ class ResNet18(nnx.Module):
     return self.head(jnp.mean(x, axis=(1, 2)))
 
 
+class GraphData(nnx.Variable):
+  """A constant of a graph model (node features, edge lists, edge weights): not an ``nnx.Param``, so neither
+  the optimizer (``wrt=nnx.Param``) nor HAM's mask ever sees it."""
+
+
+# Message passing is a gather + `jax.ops.segment_sum` over a fixed edge list. For full-batch training on one
+# graph this is all a GCN needs, it jits and vmaps (fixed shapes) and has no dependency; `jraph` would add only
+# batching of many small graphs (not needed here) and has had no release since 2022. A dense normalised
+# adjacency would cost O(N^2) memory and flops; `jax.experimental.sparse` BCOO works too but is experimental.
+def _propagate(h: jax.Array, senders: jax.Array, receivers: jax.Array, weights: jax.Array) -> jax.Array:
+  """``out_i = sum_{edges j -> i} w_ji h_j`` (a sparse normalised adjacency times ``h``)."""
+  return jax.ops.segment_sum(h[senders] * weights[:, None], receivers, num_segments=h.shape[0])
+
+
+class _GraphModel(nnx.Module):
+  """Stores the graph as :class:`GraphData`; ``model(idx)`` returns the logits of nodes ``idx`` (all if None)."""
+
+  def _store_graph(self, graph: Graph, *, self_loops: bool, symmetric: bool) -> None:
+    senders, receivers = graph.senders, graph.receivers
+    deg = graph.degrees()
+    if self_loops:
+      loops = np.arange(graph.num_nodes, dtype=np.int32)
+      senders, receivers = np.concatenate([senders, loops]), np.concatenate([receivers, loops])
+      deg = deg + 1.0
+    inv = np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)
+    # symmetric: D^-1/2 A D^-1/2 (GCN); else the neighbour mean D^-1 A (rows of isolated nodes are zero)
+    weights = np.sqrt(inv[senders] * inv[receivers]) if symmetric else inv[receivers]
+    self.features = GraphData(jnp.asarray(graph.x, jnp.float32))
+    self.senders = GraphData(jnp.asarray(senders, jnp.int32))
+    self.receivers = GraphData(jnp.asarray(receivers, jnp.int32))
+    self.weights = GraphData(jnp.asarray(weights, jnp.float32))
+
+  def propagate(self, h: jax.Array) -> jax.Array:
+    """The normalised adjacency times ``h``."""
+    return _propagate(h, self.senders[...], self.receivers[...], self.weights[...])
+
+  def logits(self) -> jax.Array:
+    raise NotImplementedError
+
+  def __call__(self, idx: jax.Array | None = None) -> jax.Array:
+    out = self.logits()
+    return out if idx is None else out[jnp.asarray(idx, jnp.int32)]
+
+
+class GCN(_GraphModel):
+  """Graph convolutional network (Kipf and Welling, ICLR 2017), full batch.
+
+  Each layer is ``H' = A_hat H W + b`` with ``A_hat = D^-1/2 (A + I) D^-1/2``, ReLU between layers. The
+  propagation averages a node with its neighbours, which suits homophilic graphs.
+  """
+
+  def __init__(self, graph: Graph, num_classes: int, hidden: Sequence[int] = (64,), *, rngs: nnx.Rngs):
+    self._store_graph(graph, self_loops=True, symmetric=True)
+    sizes = [graph.x.shape[1], *hidden, num_classes]
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+
+  def logits(self) -> jax.Array:
+    h = self.features[...]
+    for i, layer in enumerate(self.layers):
+      h = self.propagate(h @ layer.kernel[...]) + layer.bias[...]
+      if i < len(self.layers) - 1:
+        h = jax.nn.relu(h)
+    return h
+
+
+class GraphSAGE(_GraphModel):
+  """GraphSAGE-style network (Hamilton et al., NeurIPS 2017) with mean aggregation, full batch.
+
+  Each layer is ``H' = H W_self + (D^-1 A) H W_neigh + b``: separate weights for a node's own features and for
+  the mean of its neighbours', so a layer can keep the ego features and weigh (even subtract) the neighbours,
+  which helps on heterophilic graphs (Zhu et al., NeurIPS 2020).
+  """
+
+  def __init__(self, graph: Graph, num_classes: int, hidden: Sequence[int] = (64,), *, rngs: nnx.Rngs):
+    self._store_graph(graph, self_loops=False, symmetric=False)
+    sizes = [graph.x.shape[1], *hidden, num_classes]
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    self.self_layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in pairs])
+    self.neigh_layers = nnx.List([nnx.Linear(a, b, use_bias=False, rngs=rngs) for a, b in pairs])
+
+  def logits(self) -> jax.Array:
+    h = self.features[...]
+    for i, (own, neigh) in enumerate(zip(self.self_layers, self.neigh_layers, strict=True)):
+      h = own(h) + self.propagate(neigh(h))
+      if i < len(self.self_layers) - 1:
+        h = jax.nn.relu(h)
+    return h
+
+
 def create_model(
   name: str,
   input_shape: tuple[int, ...],
@@ -212,13 +305,23 @@ def create_model(
   *,
   seed: int = 0,
   width: int | None = None,
+  graph: Graph | None = None,
 ) -> nnx.Module:
   """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example).
 
   ``width``: hidden size of the MLPs (two layers), channels of the CNN1D, base width of the
-  ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18; ``None`` picks each model's default.
+  ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18, hidden size of the graph models (one
+  hidden layer); ``None`` picks each model's default. ``graph``: the graph of the node-classification models
+  ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
   """
   rngs = nnx.Rngs(seed)
+  if name in GRAPH_MODELS:
+    if graph is None:
+      raise ValueError(f"{name} is a graph model: pass graph= (a node-classification dataset such as 'csbm')")
+    cls = GCN if name == "gcn" else GraphSAGE
+    return cls(graph, num_classes, (64,) if width is None else (width,), rngs=rngs)
+  if graph is not None:
+    raise ValueError(f"{name} is not a graph model; use one of {GRAPH_MODELS} for a graph dataset")
   if name in ("mlp", "mlp_ln"):
     in_features = 1
     for d in input_shape:

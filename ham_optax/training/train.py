@@ -210,7 +210,12 @@ def train_and_evaluate(
   total_steps = steps_per_epoch * config.epochs
 
   model = models.create_model(
-    config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, width=config.width
+    config.model,
+    dataset.input_shape,
+    dataset.num_classes,
+    seed=config.seed,
+    width=config.width,
+    graph=dataset.graph,
   )
   model.train()
   tx = make_optimizer(config, total_steps, steps_per_epoch)

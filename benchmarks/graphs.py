@@ -1,0 +1,464 @@
+"""HAM on graphs: node classification on contextual stochastic block models, homophily h from 0.1 to 0.9.
+
+Does a *negative* alpha help on heterophilic graphs, and a positive one on homophilic graphs? For every h, model
+and inner optimizer (AdamW; SGD + momentum 0.9) this script tunes, on the validation nodes of separate tuning
+graphs, with the same budget for baseline and HAM:
+
+1. the baseline's peak learning rate (``--lrs``), shared by both methods;
+2. then, at that learning rate, ``len(--alphas)`` more configurations each: the baseline's weight decay
+   (``--wds``) and HAM's alpha (``--alphas``, negative and positive values, beta = 0 so that alpha alone acts).
+
+The chosen configurations are then run on ``--test-seeds`` fresh graphs (each seed: its own CSBM sample, node
+split and initialisation, shared by all methods) and compared by a paired t-test on test accuracy. Besides
+"HAM, alpha tuned over the whole grid", the best negative and the best positive alpha (each chosen on validation
+within its half of the grid) are also tested, so the two questions can be answered separately. Diagnostics per
+run: sign flips of the weights versus initialisation, the fraction of weights with ``1 + alpha |x| <= 0`` (the
+effective learning rate of the continuous limit vanishes or turns negative there; largest over training) and
+the fraction of exponent entries that hit the clip.
+
+Every run is full batch, a cosine learning-rate schedule, ``--steps`` steps; one XLA call trains all configs x
+seeds of a stage at once (``jax.vmap`` over both, ``jax.lax.scan`` over steps).
+
+  PYTHONPATH=$PWD python benchmarks/graphs.py            # the study (results/graphs/)
+  PYTHONPATH=$PWD python benchmarks/graphs.py --fast     # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+import ham_optax
+from ham_optax.training import data as data_lib
+from ham_optax.training import models
+
+OUT = Path(__file__).resolve().parent / "results" / "graphs"
+
+
+def _stack(trees: list[Any]) -> Any:
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def build_seeds(model: str, h: float, seeds: list[int], args: argparse.Namespace):
+  """Per seed: a CSBM sample, its node split and a model initialisation; stacked along a leading axis."""
+  params, rest, splits = [], [], []
+  graphdef = None
+  for s in seeds:
+    ds = data_lib.load_csbm(
+      num_nodes=args.nodes,
+      num_classes=args.classes,
+      num_features=args.features,
+      signal=args.signal,
+      avg_degree=args.degree,
+      homophily=h,
+      seed=s,
+    )
+    m = models.create_model(model, ds.input_shape, ds.num_classes, seed=s, width=args.width, graph=ds.graph)
+    graphdef, p, r = nnx.split(m, nnx.Param, ...)
+    params.append(nnx.as_pure(p))
+    rest.append(nnx.as_pure(r))
+    splits.append(
+      tuple(np.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test))
+    )
+  return (
+    graphdef,
+    _stack(params),
+    _stack(rest),
+    tuple(jnp.asarray(np.stack(a)) for a in zip(*splits, strict=True)),
+  )
+
+
+_RUNNERS: dict[tuple, Any] = {}
+
+
+def make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent: float):
+  """``run(params[S], rest[S], splits[S], lr[K], alpha[K], wd[K]) -> metrics[K, S]``, jitted (one per setting,
+  so that every homophily value reuses the compiled code)."""
+  key = (graphdef, inner, steps, momentum, max_exponent)
+  if key not in _RUNNERS:
+    _RUNNERS[key] = _make_runner(graphdef, inner, steps, momentum, max_exponent)
+  return _RUNNERS[key]
+
+
+def _make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent: float):
+
+  def apply(params, rest, idx):
+    return nnx.merge(graphdef, params, rest)(idx)
+
+  def one(params, rest, split, lr, alpha, wd):
+    tr_x, tr_y, va_x, va_y, te_x, te_y = split
+    schedule = optax.cosine_decay_schedule(lr, steps)
+    if inner == "adamw":
+      base = optax.adamw(schedule, weight_decay=wd)
+    else:
+      base = optax.chain(optax.add_decayed_weights(wd), optax.sgd(schedule, momentum=momentum))
+    tx = ham_optax.ham(base, schedule, alpha, 0.0, max_exponent=max_exponent)
+    mask = ham_optax.default_mask(params)
+    kernels0 = [p for p, on in zip(jax.tree.leaves(params), jax.tree.leaves(mask), strict=True) if on]
+
+    def loss_fn(p):
+      logits = apply(p, rest, tr_x)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, tr_y).mean()
+
+    def body(carry, k):
+      p, st, beyond, clipped = carry
+      loss, g = jax.value_and_grad(loss_fn)(p)
+      updates, st = tx.update(g, st, p)
+      p_new = optax.apply_updates(p, updates)
+      ks = [x for x, on in zip(jax.tree.leaves(p_new), jax.tree.leaves(mask), strict=True) if on]
+      gs = [x for x, on in zip(jax.tree.leaves(g), jax.tree.leaves(mask), strict=True) if on]
+      n = sum(x.size for x in ks)
+      frac_beyond = sum(jnp.sum(1.0 + alpha * jnp.abs(x) <= 0.0) for x in ks) / n
+      # exponent of the mirror step (up to the sign of x_half): |lr alpha g|; counts entries at the clip
+      frac_clip = sum(jnp.sum(schedule(k) * jnp.abs(alpha * gg) >= max_exponent) for gg in gs) / n
+      return (p_new, st, jnp.maximum(beyond, frac_beyond), jnp.maximum(clipped, frac_clip)), loss
+
+    init = (params, tx.init(params), jnp.zeros(()), jnp.zeros(()))
+    (p, _, beyond, clipped), losses = jax.lax.scan(body, init, jnp.arange(steps))
+    acc = lambda x, y: jnp.mean(jnp.argmax(apply(p, rest, x), -1) == y)  # noqa: E731
+    kernels = [x for x, on in zip(jax.tree.leaves(p), jax.tree.leaves(mask), strict=True) if on]
+    n = sum(x.size for x in kernels)
+    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])) & jnp.isfinite(
+      losses[-1]
+    )
+    flips = sum(jnp.sum(jnp.sign(x) * jnp.sign(x0) < 0) for x, x0 in zip(kernels, kernels0, strict=True)) / n
+    l1 = sum(jnp.sum(jnp.abs(x)) for x in kernels)
+    l2sq = sum(jnp.sum(jnp.square(x)) for x in kernels)
+    return {
+      "finite": finite,
+      "val_acc": jnp.where(finite, acc(va_x, va_y), jnp.nan),
+      "test_acc": jnp.where(finite, acc(te_x, te_y), jnp.nan),
+      "train_loss": losses[-1],
+      "sign_flips": flips,
+      "beyond_barrier": beyond,
+      "clip_hits": clipped,
+      "max_abs_weight": jnp.max(jnp.array([jnp.max(jnp.abs(x)) for x in kernels])),
+      # (||x||_1 / ||x||_2)^2 / n: 1 for equal magnitudes, -> 1/n for a single non-zero weight
+      "spread": jnp.square(l1) / (l2sq * n),
+    }
+
+  over_seeds = jax.vmap(one, in_axes=(0, 0, 0, None, None, None))
+  over_configs = jax.vmap(over_seeds, in_axes=(None, None, None, 0, 0, 0))
+  return jax.jit(over_configs)
+
+
+def run_grid(runner, seeds_data, configs: list[tuple[float, float, float]]) -> dict[str, np.ndarray]:
+  _, params, rest, splits = seeds_data
+  lr, alpha, wd = (jnp.asarray([c[i] for c in configs], jnp.float32) for i in range(3))
+  out = runner(params, rest, splits, lr, alpha, wd)
+  return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+def _best(metrics: dict[str, np.ndarray], candidates: list[int]) -> int:
+  """Index (into the grid) with the highest mean validation accuracy; diverged runs count as 0."""
+  val = np.nan_to_num(metrics["val_acc"], nan=0.0).mean(axis=1)
+  return max(candidates, key=lambda i: val[i])
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+  """Paired t-test of ``b - a`` over seeds (runs where either diverged are dropped)."""
+  from scipy import stats
+
+  ok = np.isfinite(a) & np.isfinite(b)
+  d = b[ok] - a[ok]
+  if ok.sum() < 2 or np.allclose(d, d[0]):
+    return {
+      "mean_diff": float(d.mean()) if ok.any() else float("nan"),
+      "p_value": float("nan"),
+      "n": int(ok.sum()),
+    }
+  t = stats.ttest_rel(b[ok], a[ok])
+  return {"mean_diff": float(d.mean()), "p_value": float(t.pvalue), "n": int(ok.sum())}
+
+
+def _nanmean_rows(a: np.ndarray) -> list[float]:
+  """Row means over the finite entries; NaN for a row without any (every run of that config diverged)."""
+  ok = np.isfinite(a)
+  return [float(r[m].mean()) if m.any() else float("nan") for r, m in zip(a, ok, strict=True)]
+
+
+def _summary(m: dict[str, np.ndarray], i: int) -> dict[str, Any]:
+  test = m["test_acc"][i]
+  fin = np.isfinite(test)
+  out = {
+    "test_acc": [None if not f else float(t) for t, f in zip(test, fin, strict=True)],
+    "test_mean": float(np.mean(test[fin])) if fin.any() else float("nan"),
+    "test_std": float(np.std(test[fin])) if fin.any() else float("nan"),
+    "diverged": int((~fin).sum()),
+  }
+  for key in ("sign_flips", "beyond_barrier", "clip_hits", "max_abs_weight", "spread"):
+    out[key] = float(np.nanmean(m[key][i]))
+  return out
+
+
+def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str, Any]:
+  """Tunes and tests baseline and HAM for one (model, h, inner optimizer)."""
+  key = (model, h)
+  if key not in cache:
+    cache[key] = {
+      "tune": build_seeds(model, h, [1000 + s for s in range(args.tune_seeds)], args),
+      "test": build_seeds(model, h, list(range(args.test_seeds)), args),
+    }
+  tune, test = cache[key]["tune"], cache[key]["test"]
+  runner = make_runner(tune[0], inner, args.steps, args.momentum, args.max_exponent)
+  lrs = args.lrs_adamw if inner == "adamw" else args.lrs_sgd
+  wd0 = args.wd_default
+  # stage 1: learning rate of the baseline (shared)
+  s1 = run_grid(runner, tune, [(lr, 0.0, wd0) for lr in lrs])
+  lr = lrs[_best(s1, list(range(len(lrs))))]
+  # stage 2: same number of configurations each
+  alphas = args.alphas_adamw if inner == "adamw" else args.alphas_sgd
+  wds = args.wds
+  if len(wds) != len(alphas):
+    raise ValueError("--wds and --alphas must have the same length (equal tuning budgets)")
+  s2_base = run_grid(runner, tune, [(lr, 0.0, wd) for wd in wds])
+  s2_ham = run_grid(runner, tune, [(lr, a, wd0) for a in alphas])
+  wd = wds[_best(s2_base, list(range(len(wds))))]
+  ia = _best(s2_ham, list(range(len(alphas))))
+  ineg = _best(s2_ham, [i for i, a in enumerate(alphas) if a < 0])
+  ipos = _best(s2_ham, [i for i, a in enumerate(alphas) if a > 0])
+  finals = {
+    "baseline": (lr, 0.0, wd),
+    "alpha0": (lr, 0.0, wd0),  # what HAM modifies: the baseline at HAM's (default) weight decay
+    "ham": (lr, alphas[ia], wd0),
+    "ham_neg": (lr, alphas[ineg], wd0),
+    "ham_pos": (lr, alphas[ipos], wd0),
+  }
+  names = list(finals)
+  fm = run_grid(runner, test, [finals[n] for n in names])
+  res: dict[str, Any] = {"model": model, "h": h, "inner": inner, "lr": lr, "wd_baseline": wd}
+  for j, n in enumerate(names):
+    res[n] = {"lr": finals[n][0], "alpha": finals[n][1], "wd": finals[n][2], **_summary(fm, j)}
+  base, alpha0 = fm["test_acc"][0], fm["test_acc"][1]
+  for j, n in enumerate(names[2:], start=2):
+    res[n]["vs_baseline"] = paired(base, fm["test_acc"][j])
+    res[n]["vs_alpha0"] = paired(alpha0, fm["test_acc"][j])
+  val = np.nan_to_num(s2_ham["val_acc"], nan=0.0)
+  res["tuning"] = {
+    "lrs": list(lrs),
+    "lr_val": np.nan_to_num(s1["val_acc"], nan=0.0).mean(1).tolist(),
+    "wds": list(wds),
+    "wd_val": np.nan_to_num(s2_base["val_acc"], nan=0.0).mean(1).tolist(),
+    "alphas": list(alphas),
+    "alpha_val": val.mean(1).tolist(),
+    "alpha_diverged": (~np.isfinite(s2_ham["val_acc"])).sum(1).tolist(),
+    "alpha_beyond_barrier": s2_ham["beyond_barrier"].mean(1).tolist(),
+    "alpha_sign_flips": s2_ham["sign_flips"].mean(1).tolist(),
+    "alpha_spread": _nanmean_rows(s2_ham["spread"]),
+  }
+  return res
+
+
+def _fmt(r: dict[str, Any]) -> str:
+  if r["diverged"]:
+    return f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f} ({r['diverged']} div.)"
+  return f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f}"
+
+
+def _diff(v: dict[str, float]) -> str:
+  if not np.isfinite(v["p_value"]):
+    p = "n/a"  # identical on every seed
+  else:
+    p = "<0.01" if v["p_value"] < 0.005 else f"{v['p_value']:.2f}"
+  return f"{100 * v['mean_diff']:+.1f} ({p})"
+
+
+def table(cells: list[dict[str, Any]]) -> str:
+  """Test accuracy (%) mean ± std over the test seeds; differences in points with paired t-test p-values."""
+  head = (
+    "| model | inner | h | baseline (wd tuned) | alpha = 0 (wd default) | HAM (alpha tuned) [alpha] "
+    "| HAM - baseline (p) | HAM - alpha=0 (p) | best alpha<0 - alpha=0 (p) [alpha] "
+    "| best alpha>0 - alpha=0 (p) [alpha] |"
+  )
+  lines = [head, "|" + "---|" * 10]
+  for c in cells:
+    row = [c["model"], c["inner"], f"{c['h']:.1f}", _fmt(c["baseline"]), _fmt(c["alpha0"])]
+    row += [
+      f"{_fmt(c['ham'])} [{c['ham']['alpha']:g}]",
+      _diff(c["ham"]["vs_baseline"]),
+      _diff(c["ham"]["vs_alpha0"]),
+    ]
+    for n in ("ham_neg", "ham_pos"):
+      row.append(f"{_diff(c[n]['vs_alpha0'])} [{c[n]['alpha']:g}]")
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines)
+
+
+def _paired_diffs(c: dict[str, Any], method: str, reference: str) -> np.ndarray:
+  return 100 * (np.array(c[method]["test_acc"], float) - np.array(c[reference]["test_acc"], float))
+
+
+def figure(cells: list[dict[str, Any]], path: Path) -> None:
+  """Best alpha against h, and paired test-accuracy differences (mean ± std over the test seeds)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  groups = sorted({(c["model"], c["inner"]) for c in cells})
+  panels = [
+    ("ham", "baseline", "HAM (alpha tuned) - baseline (wd tuned)"),
+    ("ham_neg", "alpha0", "best alpha < 0  -  alpha = 0"),
+    ("ham_pos", "alpha0", "best alpha > 0  -  alpha = 0"),
+  ]
+  fig, axes = plt.subplots(1, 4, figsize=(19, 4))
+  for k, g in enumerate(groups):
+    cs = sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])
+    hs = np.array([c["h"] for c in cs]) + 0.01 * (k - 1.5)  # small offsets keep error bars apart
+    label, color = f"{g[0]} / {g[1]}", f"C{k}"
+    axes[0].plot(hs, [c["ham"]["alpha"] for c in cs], "o-", color=color, label=label)
+    for ax, (method, ref, _) in zip(axes[1:], panels, strict=True):
+      d = [_paired_diffs(c, method, ref) for c in cs]
+      ax.errorbar(
+        hs,
+        [np.nanmean(x) for x in d],
+        yerr=[np.nanstd(x) for x in d],
+        fmt="o-",
+        color=color,
+        capsize=3,
+        label=label,
+      )
+      sig = [c[method]["vs_alpha0" if ref == "alpha0" else "vs_baseline"]["p_value"] < 0.05 for c in cs]
+      ax.plot(hs[sig], np.array([np.nanmean(x) for x in d])[sig], "*", color=color, ms=14)
+  axes[0].set_yscale("symlog", linthresh=1.0)
+  axes[0].axhline(0, color="gray", lw=0.8)
+  axes[0].set(xlabel="edge homophily h", ylabel="alpha chosen on validation", title="best alpha (whole grid)")
+  for ax, (_, _, title) in zip(axes[1:], panels, strict=True):
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set(
+      xlabel="edge homophily h", ylabel="test accuracy difference (points)", title=title + "\n(* p < 0.05)"
+    )
+  for ax in axes:
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
+  """Per (model, inner): validation accuracy and weight diagnostics against alpha (tuning graphs), one line per h."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  groups = sorted({(c["model"], c["inner"]) for c in cells})
+  cols = [
+    ("alpha_val", "validation accuracy (%)", 100.0),
+    ("alpha_beyond_barrier", "weights with 1 + alpha|x| <= 0 (max over training)", 1.0),
+    ("alpha_sign_flips", "sign flips vs init", 1.0),
+    ("alpha_spread", "(|x|_1 / |x|_2)^2 / n  (1 = flat, ->0 = sparse)", 1.0),
+  ]
+  fig, axes = plt.subplots(
+    len(groups), len(cols), figsize=(4.2 * len(cols), 3.0 * len(groups)), squeeze=False
+  )
+  for row, g in zip(axes, groups, strict=True):
+    cs = sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])
+    for c in cs:
+      t = c["tuning"]
+      xs = np.arange(len(t["alphas"]))
+      for ax, (key, label, scale) in zip(row, cols, strict=True):
+        # an alpha with any diverged tuning run is not drawn (its diagnostics would mix in NaN weights)
+        y = np.where(np.array(t["alpha_diverged"]) > 0, np.nan, scale * np.array(t[key], float))
+        ax.plot(xs, y, "o-", ms=3, label=f"h = {c['h']:.1f}")
+        ax.set_xticks(xs, [f"{a:g}" for a in t["alphas"]], fontsize=7)
+        ax.set_title(f"{g[0]} / {g[1]}: {label}", fontsize=8)
+        ax.set_xlabel("alpha", fontsize=8)
+  axes[0, 0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_outputs(result: dict[str, Any], out: Path) -> str:
+  cells = result["cells"]
+  text = table(cells)
+  (out / "results.json").write_text(json.dumps(result, indent=1))
+  (out / "table.md").write_text(f"`{result['command']}`\n\n{text}\n")
+  figure(cells, out / "graphs.png")
+  mechanism_figure(cells, out / "mechanism.png")
+  return text
+
+
+def _display_path(path: Path) -> str:
+  """``path`` relative to the repository when inside it (results carry no machine-specific paths)."""
+  root = Path(__file__).resolve().parent.parent
+  try:
+    return str(path.resolve().relative_to(root))
+  except ValueError:
+    return str(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+  )
+  p.add_argument("--homophily", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9])
+  p.add_argument("--models", nargs="+", default=["gcn", "sage"], choices=list(models.GRAPH_MODELS))
+  p.add_argument("--inners", nargs="+", default=["adamw", "sgd"], choices=["adamw", "sgd"])
+  p.add_argument("--nodes", type=int, default=500)
+  p.add_argument("--classes", type=int, default=2)
+  p.add_argument("--features", type=int, default=32)
+  p.add_argument("--signal", type=float, default=0.75)
+  p.add_argument("--degree", type=float, default=5.0)
+  p.add_argument("--width", type=int, default=32)
+  p.add_argument("--steps", type=int, default=150)
+  p.add_argument("--momentum", type=float, default=0.9)
+  p.add_argument("--max-exponent", type=float, default=5.0)
+  p.add_argument("--tune-seeds", type=int, default=4)
+  p.add_argument("--test-seeds", type=int, default=10)
+  p.add_argument("--lrs-adamw", type=float, nargs="+", default=[0.003, 0.01, 0.03])
+  p.add_argument("--lrs-sgd", type=float, nargs="+", default=[0.03, 0.1, 0.3])
+  p.add_argument("--wd-default", type=float, default=5e-4)
+  p.add_argument("--wds", type=float, nargs="+", default=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1])
+  p.add_argument("--alphas-adamw", type=float, nargs="+", default=[-100, -30, -10, -3, 3, 10, 30, 100])
+  p.add_argument("--alphas-sgd", type=float, nargs="+", default=[-10, -3, -1, -0.3, 0.3, 1, 3, 10])
+  p.add_argument("--fast", action="store_true", help="smoke run: 2 h values, 1 model/inner, tiny sizes")
+  p.add_argument("--out", type=Path, default=OUT)
+  p.add_argument("--replot", action="store_true", help="redraw table and figures from OUT/results.json")
+  return p
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = build_parser().parse_args(argv)
+  if args.replot:
+    print(write_outputs(json.loads((args.out / "results.json").read_text()), args.out))
+    return
+  if args.fast:
+    args.homophily, args.models, args.inners = [0.1, 0.9], ["gcn"], ["adamw"]
+    args.nodes, args.steps, args.tune_seeds, args.test_seeds = 300, 50, 2, 3
+  args.out.mkdir(parents=True, exist_ok=True)
+  cells, cache, t0 = [], {}, time.perf_counter()
+  for model in args.models:
+    for h in args.homophily:
+      for inner in args.inners:
+        t = time.perf_counter()
+        c = study_cell(model, h, inner, args, cache)
+        c["time_s"] = time.perf_counter() - t
+        cells.append(c)
+        print(
+          f"{model:4s} {inner:5s} h={h:.1f}: base {_fmt(c['baseline'])}  HAM {_fmt(c['ham'])} "
+          f"(alpha {c['ham']['alpha']:g})  [{c['time_s']:.0f} s]",
+          flush=True,
+        )
+    cache.clear()
+  wall = time.perf_counter() - t0
+  command = "PYTHONPATH=$PWD python benchmarks/graphs.py " + " ".join(sys.argv[1:] if argv is None else argv)
+  saved_args = {k: _display_path(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+  result = {"command": command.strip(), "args": saved_args, "wall_time_s": wall, "cells": cells}
+  print(write_outputs(result, args.out))
+  print(f"wrote {_display_path(args.out)}/: results.json, table.md, graphs.png, mechanism.png ({wall:.0f} s)")
+
+
+if __name__ == "__main__":
+  main()
