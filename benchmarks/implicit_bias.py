@@ -45,6 +45,8 @@ import optax
 import ham_optax
 from ham_optax import geometry
 
+import _common
+
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "implicit_bias"
 
 
@@ -652,9 +654,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     methods.update(family)
     table = main_table(make_problem(args.seed, init_scale=init_scale), methods, c, max_steps, record_time)
     print_table(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / f"results_family_seed{args.seed}.json", "w") as f:
-      json.dump({"fast": args.fast, "seed": args.seed, "table": table}, f, indent=1)
+    payload = {"fast": args.fast, "seed": args.seed, "table": table}
+    _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload)
     return {"table": table}
   methods.update(family)
   t0 = time.perf_counter()
@@ -699,9 +700,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     "recovery": rec,
     "seconds": time.perf_counter() - t0,
   }
-  args.out.mkdir(parents=True, exist_ok=True)
-  with open(args.out / "results.json", "w") as f:
-    json.dump(results, f, indent=1)
+  _common.save_json(args.out / "results.json", results)
   if not args.no_plots:
     for p in plot_all(results, args.out):
       print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")
