@@ -69,7 +69,12 @@ def main(argv=None):
   print(f"{n / 1e6:.1f}M params ({args.layers} x {args.width}^2), {jax.devices()[0].platform}")
   rows = [[name, f"{1e3 * t:.2f}", f"{t / results['ham(sgd)']:.2f}x"] for name, t in results.items()]
   print(_common.markdown_table(["transform", "ms / step", "vs ham(sgd)"], rows))
-  payload = {**_common.environment(), "args": vars(args), "n_params": n, "seconds_per_step": results}
+  payload = {
+    **_common.environment(),
+    "args": {k: v for k, v in vars(args).items() if k != "out"},
+    "n_params": n,
+    "seconds_per_step": results,
+  }
   _common.save_json(pathlib.Path(args.out) / "timings.json", payload)
   return payload
 
