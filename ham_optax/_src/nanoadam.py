@@ -20,7 +20,7 @@ Update rule for a selected tensor ``x`` with ``n`` entries, ``k = round(fraction
 
 The state stores, per selected tensor, the ``k`` flat indices (int32) and ``k`` first and
 second moments: ``3k`` numbers instead of Adam's ``2n`` (``fraction = 0.1``: 0.3n, about 6.7x
-less). Choices made here (not fixed by the paper's summary available to us): on a refresh,
+less). Choices made here (not fixed by the paper's summary): on a refresh,
 entries that stay selected keep their moments, newly selected entries start from zero moments,
 and bias correction uses the global step count ``t`` (as ``optax.adam`` does); ties in ``|x|``
 go to the lower flat index. Leaves not in ``mask`` (default: floating leaves with

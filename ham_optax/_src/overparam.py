@@ -53,8 +53,8 @@ Variants (all thin wrappers of :func:`pointwise_overparam`):
   those of the LASSO ``L(x) + lam ||x||_1``.
 * :func:`pilot` - Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification"
   (ICLR 2025): time-dependent weight decay (applied, then switched off) with an
-  initialisation that starts in the L2 regime. The paper was not available to this
-  implementation beyond its abstract and the HAM paper's summary; we follow its stated design
+  initialisation that starts in the L2 regime. This implementation follows the paper's
+  abstract and the HAM paper's summary of it, i.e. its stated design
   ("controls and then turns off explicit regularisation", "novel initialisation") with a
   balanced start ``m^2 - w^2 = c0`` (default ``c0 = 1``: ``m ~ 1``, ``w ~ x`` for small ``x``)
   and a decay that is on for the first ``switch_step`` steps. Both are arguments.
@@ -406,8 +406,8 @@ def pilot(
   ``weight_decay_k = lam_k if k < switch_step else 0`` (``lam_k`` the float or schedule
   given) and initial balance ``init``.
 
-  Choices made here (the paper's exact schedule and initialisation constants were not
-  available to us): the default initial balance ``m^2 - w^2 = 1`` (``m ~ 1``, ``w ~ x``
+  Choices made here (this follows the paper's abstract; the exact schedule and initialisation
+  constants are this implementation's): the default initial balance ``m^2 - w^2 = 1`` (``m ~ 1``, ``w ~ x``
   for small weights: the L2 end, where the inverse metric ``sqrt(c^2 + 4x^2)`` does not
   vanish at 0, so signs can still flip), and the decay is on until ``switch_step`` (``None``: never
   switched off; pass any optax schedule as ``weight_decay`` for other shapes, e.g. a
