@@ -19,8 +19,8 @@ the fraction of exponent entries that hit the clip.
 Every run is full batch, a cosine learning-rate schedule, ``--steps`` steps; one XLA call trains all configs x
 seeds of a stage at once (``jax.vmap`` over both, ``jax.lax.scan`` over steps).
 
-  PYTHONPATH=$PWD python benchmarks/graphs.py            # the study (results/graphs/)
-  PYTHONPATH=$PWD python benchmarks/graphs.py --fast     # smoke run
+  python benchmarks/graphs.py            # the study (results/graphs/)
+  python benchmarks/graphs.py --fast     # smoke run
 """
 
 from __future__ import annotations
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     cache.clear()
   wall = time.perf_counter() - t0
-  command = "PYTHONPATH=$PWD python benchmarks/graphs.py " + " ".join(sys.argv[1:] if argv is None else argv)
+  command = "python benchmarks/graphs.py " + " ".join(sys.argv[1:] if argv is None else argv)
   saved_args = {k: _display_path(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
   result = {"command": command.strip(), "args": saved_args, "wall_time_s": wall, "cells": cells}
   print(write_outputs(result, args.out))

@@ -33,7 +33,6 @@ import functools
 import json
 import math
 import pathlib
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -45,6 +44,8 @@ import optax
 
 import ham_optax
 from ham_optax import geometry
+
+import _common
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "implicit_bias"
 
@@ -698,12 +699,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     methods.update(family)
     table = main_table(make_problem(args.seed, init_scale=init_scale), methods, c, max_steps, record_time)
     print_table(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "PYTHONPATH=. python benchmarks/implicit_bias.py " + " ".join(
-      argv if argv is not None else sys.argv[1:]
-    )
-    with open(args.out / f"results_family_seed{args.seed}.json", "w") as f:
-      json.dump({"command": command, "fast": args.fast, "seed": args.seed, "table": table}, f, indent=1)
+    payload = {"fast": args.fast, "seed": args.seed, "table": table}
+    _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload)
     summarize_family(args.out)
     return {"table": table}
   methods.update(family)
@@ -749,9 +746,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     "recovery": rec,
     "seconds": time.perf_counter() - t0,
   }
-  args.out.mkdir(parents=True, exist_ok=True)
-  with open(args.out / "results.json", "w") as f:
-    json.dump(results, f, indent=1)
+  _common.save_json(args.out / "results.json", results)
   if not args.no_plots:
     for p in plot_all(results, args.out):
       print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")

@@ -18,7 +18,7 @@ with a separate tuning seed, then run on ``--seeds``):
 Outputs ``benchmarks/results/nanoadam_finetune/results.json`` (command, config, tuning grid, per-seed results,
 mean ± std, paired t-tests against Adam, optimizer-state bytes) and ``accuracy.png``. ``--fast`` is a smoke run.
 
-Usage: ``PYTHONPATH=. python benchmarks/nanoadam_finetune.py`` (defaults: seeds 0 1 2, 20 epochs).
+Usage: ``python benchmarks/nanoadam_finetune.py`` (defaults: seeds 0 1 2, 20 epochs).
 """
 
 from __future__ import annotations
@@ -213,8 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
       }
 
   results = {
-    "command": "PYTHONPATH=. python benchmarks/nanoadam_finetune.py "
-    + " ".join(sys.argv[1:] if argv is None else argv),
+    "command": "python benchmarks/nanoadam_finetune.py " + " ".join(sys.argv[1:] if argv is None else argv),
     "config": {
       "seeds": args.seeds,
       "tune_seed": TUNE_SEED,

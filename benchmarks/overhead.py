@@ -1,4 +1,4 @@
-"""What HAM costs on top of its inner optimizer (issue 5).
+"""What HAM costs on top of its inner optimizer.
 
 Measures, in one run and with A/B interleaved:
 
@@ -8,32 +8,27 @@ Measures, in one run and with A/B interleaved:
    (bytes accessed, transcendentals, fusions, peak memory) and the optimizer-state bytes.
 2. ``roofline``: what this machine can do at best: streaming bandwidth (a fused ``p + c*g`` pass) and
    ``exp`` throughput, both over the same 25.56 M floats.
-3. ``train_step``: a full train step (forward, backward, update) of the Flax models of the training issue
-   (``ham_optax.training.models`` when importable, otherwise the small NNX models defined here), with
-   ``inner`` vs ``ham(inner)``.
+3. ``train_step``: a full train step (forward, backward, update) of the Flax models of
+   ``ham_optax.training.models`` (MLP, CNN1D, ResNet18), with ``inner`` vs ``ham(inner)``.
 4. ``bf16``: the same update with bf16 parameters (speed), and the accuracy of HAM's ``exp(-lr*beta)``
    decay in bf16 vs f32 master weights.
 5. ``torch_peer`` (only when ``torch`` imports): the published PyTorch wrapper's semantics vs a bare torch
    step on the same shapes (see ``torch_peer.py``).
 
-Run (2-core CPU, about 10 minutes)::
+Run (about 6 minutes on a 2-core CPU)::
 
-    PYTHONPATH=. python benchmarks/overhead.py --out benchmarks/results/overhead
+    python benchmarks/overhead.py --out benchmarks/results/overhead
 
 ``--quick`` runs a few reps of everything (smoke test). Results: ``overhead.json`` and ``overhead.png`` in
-``--out``. Timings on a shared machine are noisy: every figure is a median over ``--reps`` interleaved
-repetitions, and ratios are medians of per-repetition paired ratios with their 25-75 % range.
+``--out``. Every figure is a median over ``--reps`` interleaved repetitions, and ratios are medians of
+per-repetition paired ratios with their 25-75 % range.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import re
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,44 +36,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 import ham_optax
+from ham_optax import overparam
+from ham_optax.training import models as tm
+
+import _common
 
 # --------------------------------------------------------------------------------------------------
 # Parameter trees
 # --------------------------------------------------------------------------------------------------
-
-
-def resnet50_shapes() -> list[tuple[str, tuple[int, ...]]]:
-  """Parameter shapes of torchvision's ResNet-50 (25,557,032 floats, 161 tensors), in JAX layout.
-
-  Conv kernels are HWIO, the classifier is (in, out); BatchNorm contributes a scale and a bias per
-  layer (running statistics are not parameters).
-  """
-  shapes: list[tuple[str, tuple[int, ...]]] = [
-    ("conv1", (7, 7, 3, 64)),
-    ("bn1.s", (64,)),
-    ("bn1.b", (64,)),
-  ]
-  cin = 64
-  for li, (width, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], start=1):
-    for bi in range(blocks):
-      p = f"layer{li}.{bi}"
-      for ci, (k, a, b) in enumerate([(1, cin, width), (3, width, width), (1, width, 4 * width)], 1):
-        shapes += [
-          (f"{p}.conv{ci}", (k, k, a, b)),
-          (f"{p}.bn{ci}.s", (b,)),
-          (f"{p}.bn{ci}.b", (b,)),
-        ]
-      if bi == 0:
-        shapes += [
-          (f"{p}.down", (1, 1, cin, 4 * width)),
-          (f"{p}.down_bn.s", (4 * width,)),
-          (f"{p}.down_bn.b", (4 * width,)),
-        ]
-      cin = 4 * width
-  shapes += [("fc.w", (2048, 1000)), ("fc.b", (1000,))]
-  return shapes
 
 
 def make_tree(shapes, dtype=jnp.float32, seed: int = 0) -> dict[str, jax.Array]:
@@ -124,12 +92,7 @@ def variants(name: str, inner: optax.GradientTransformation, mw: bool = False) -
   """inner, ham(inner) and optionally m*w (spred)."""
   out = {"inner": inner, "ham": with_ham(inner, inner_lr(name))}
   if mw:
-    try:
-      from ham_optax import overparam
-    except ImportError:
-      pass
-    else:
-      out["mw_spred"] = overparam.spred(inner, 1e-4)
+    out["mw_spred"] = overparam.spred(inner, 1e-4)
   return out
 
 
@@ -141,30 +104,6 @@ def variants(name: str, inner: optax.GradientTransformation, mw: bool = False) -
 def _block(x):
   jax.block_until_ready(x)
   return x
-
-
-def interleaved(
-  runners: dict[str, Callable[[], None]], reps: int, number: int, seed: int = 0
-) -> dict[str, list[float]]:
-  """Times each runner ``number`` times per repetition, in a shuffled order each repetition.
-
-  Returns per-repetition wall-clock seconds per call for each runner.
-  Process CPU seconds per call (all threads; less sensitive to other tenants than wall time) are stored
-  under ``"<name>:cpu"`` keys.
-  """
-  rng = np.random.default_rng(seed)
-  names = list(runners)
-  out: dict[str, list[float]] = {n: [] for n in names}
-  out.update({f"{n}:cpu": [] for n in names})
-  for _ in range(reps):
-    for i in rng.permutation(len(names)):
-      n = names[i]
-      t0, c0 = time.perf_counter(), time.process_time()
-      for _ in range(number):
-        runners[n]()
-      out[n].append((time.perf_counter() - t0) / number)
-      out[f"{n}:cpu"].append((time.process_time() - c0) / number)
-  return out
 
 
 def summarize_all(times: dict[str, list[float]], base: str = "inner") -> dict[str, Any]:
@@ -191,18 +130,7 @@ def summarize_all(times: dict[str, list[float]], base: str = "inner") -> dict[st
 
 
 def summarize(times: dict[str, list[float]], base: str, other: str) -> dict[str, Any]:
-  a, b = np.asarray(times[base]), np.asarray(times[other])
-  paired = b / a
-  return {
-    f"{base}_median_ms": 1e3 * float(np.median(a)),
-    f"{other}_median_ms": 1e3 * float(np.median(b)),
-    f"{base}_iqr_ms": [1e3 * float(np.percentile(a, 25)), 1e3 * float(np.percentile(a, 75))],
-    f"{other}_iqr_ms": [1e3 * float(np.percentile(b, 25)), 1e3 * float(np.percentile(b, 75))],
-    "ratio_of_medians": float(np.median(b) / np.median(a)),
-    "paired_ratio_median": float(np.median(paired)),
-    "paired_ratio_iqr": [float(np.percentile(paired, 25)), float(np.percentile(paired, 75))],
-    "reps": len(a),
-  }
+  return _common.paired_ratio(times[base], times[other], names=(base, other))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -301,7 +229,7 @@ def bench_update(shapes, reps: int, number: int, dtype=jnp.float32, mw: bool = T
       runners[k] = _Loop(compiled, (params, state), (grads,))
       for _ in range(2):
         runners[k]()  # warm-up
-    times = interleaved(runners, reps, number)
+    times = _common.interleaved(runners, reps, number)
     res: dict[str, Any] = {"variants": summarize_all(times)}
     res.update(summarize(times, "inner", "ham"))
     res["extra_state_bytes"] = stats["ham"]["opt_state_bytes"] - stats["inner"]["opt_state_bytes"]
@@ -346,7 +274,7 @@ def bench_roofline(shapes, reps: int, number: int) -> dict[str, Any]:
   for r in runners.values():
     r.fn = (lambda f: lambda a, b: (f(a, b),))(r.fn)
     r()
-  times = interleaved(runners, reps, number)
+  times = _common.interleaved(runners, reps, number)
   med = {k: float(np.median(v)) for k, v in times.items() if not k.endswith(":cpu")}
 
   # Compute-bound exp throughput: 100 dependent exps over a cache-resident 1 MiB vector (both cores).
@@ -360,12 +288,7 @@ def bench_roofline(shapes, reps: int, number: int) -> dict[str, Any]:
   loop_t = {}
   for k, f in loops.items():
     _block(f(x))
-    ts = []
-    for _ in range(max(5, reps // 3)):
-      t0 = time.perf_counter()
-      _block(f(x))
-      ts.append(time.perf_counter() - t0)
-    loop_t[k] = float(np.median(ts))
+    loop_t[k] = _common.median_time(lambda f=f: _block(f(x)), max(5, reps // 3))
   out = {
     "n_floats": n,
     "ms": {k: 1e3 * v for k, v in med.items()},
@@ -390,46 +313,18 @@ def bench_roofline(shapes, reps: int, number: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _local_models():
-  """A small NNX CNN, used only when ``ham_optax.training.models`` is not available."""
-  from flax import nnx
-
-  class SmallCNN(nnx.Module):
-    def __init__(self, *, rngs):
-      self.c1 = nnx.Conv(1, 32, (5,), rngs=rngs)
-      self.c2 = nnx.Conv(32, 32, (3,), rngs=rngs)
-      self.head = nnx.Linear(32, 10, rngs=rngs)
-
-    def __call__(self, x):
-      x = x[..., None] if x.ndim == 2 else x
-      x = nnx.relu(self.c2(nnx.relu(self.c1(x))))
-      return self.head(x.mean(axis=1))
-
-  return {"SmallCNN": (lambda r: SmallCNN(rngs=r), (40,), 128)}
-
-
-def _training_models():
-  """The training issue's models (``ham_optax.training.models``), at the sizes its configs use."""
-  try:
-    from ham_optax.training import models as tm
-  except ImportError:
-    return None, "local NNX model (ham_optax.training.models not importable)"
-  specs = {
+def _training_models() -> dict[str, tuple[Callable[[nnx.Rngs], nnx.Module], tuple[int, ...], int]]:
+  """``ham_optax.training.models`` at the sizes its configs use: (factory, input shape, batch)."""
+  return {
     "MLP": (lambda r: tm.MLP(40, 10, rngs=r), (40,), 128),
     "CNN1D": (lambda r: tm.CNN1D(40, 10, rngs=r), (40,), 128),
     "ResNet18": (lambda r: tm.ResNet18(10, rngs=r), (32, 32, 3), 16),
   }
-  return specs, "ham_optax.training.models"
 
 
 def bench_train_step(reps: int, number: int, only: list[str] | None = None) -> dict[str, Any]:
-  from flax import nnx
-
-  specs, source = _training_models()
-  if specs is None:
-    specs = _local_models()
-  print(f"  train-step models: {source}", flush=True)
-  results: dict[str, Any] = {"models_source": source}
+  specs = _training_models()
+  results: dict[str, Any] = {"models_source": "ham_optax.training.models"}
   for mname, (factory, in_shape, batch) in specs.items():
     if only and mname not in only:
       continue
@@ -466,7 +361,7 @@ def bench_train_step(reps: int, number: int, only: list[str] | None = None) -> d
         for _ in range(2):
           runners[k]()
       big = mres["n_params"] > 1_000_000  # ResNet-18: ~1 s a step on 2 cores, so fewer repetitions
-      times = interleaved(runners, max(5, reps // 3) if big else reps, 1 if big else number)
+      times = _common.interleaved(runners, max(5, reps // 3) if big else reps, 1 if big else number)
       res: dict[str, Any] = {"variants": summarize_all(times)}
       res.update(summarize(times, "inner", "ham"))
       res["extra_state_bytes"] = stats["ham"]["opt_state_bytes"] - stats["inner"]["opt_state_bytes"]
@@ -552,10 +447,7 @@ def _rows(results: dict[str, Any]):
 
 
 def plot(results: dict[str, Any], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  import matplotlib.pyplot as plt  # here, not at the top: matplotlib is only needed for the figure
 
   series = {"ham": ("ham(inner)", "C0")}
   rows = list(_rows(results))
@@ -622,19 +514,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   if args.quick:
     args.reps, args.number, args.train_reps = 3, 1, 3
 
-  shapes = resnet50_shapes()
-  results: dict[str, Any] = {
-    "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-    "devices": [str(d) for d in jax.devices()],
-    "platform": platform.platform(),
-    "cpu_count": os.cpu_count(),
-    "loadavg_at_start": list(os.getloadavg()),
-    "jax": jax.__version__,
-    "optax": optax.__version__,
-    "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    "alpha": ALPHA,
-    "beta": BETA,
-  }
+  shapes = _common.resnet50_shapes()
+  results: dict[str, Any] = {**_common.environment(), "alpha": ALPHA, "beta": BETA}
   print(f"devices: {results['devices']}", flush=True)
   if "update" not in args.skip:
     results["update"] = bench_update(shapes, args.reps, args.number)
@@ -647,16 +528,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["bf16_decay"] = bench_bf16_decay()
   if "torch" not in args.skip:
     try:
-      import torch_peer  # noqa: F401  (benchmarks/ is sys.path[0] when run as a script)
+      import torch_peer  # optional: needs torch (the `benchmark` extra)
     except ImportError as e:
       print(f"  torch peer skipped: {e}", flush=True)
     else:
       results["torch_peer"] = torch_peer.bench(shapes, reps=max(3, args.reps // 4), number=1)
 
-  results["loadavg_at_end"] = list(os.getloadavg())
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "overhead.json"), "w") as f:
-    json.dump(results, f, indent=1)
+  _common.save_json(os.path.join(args.out, "overhead.json"), results)
   plot(results, os.path.join(args.out, "overhead.png"))
   print(table(results))
   return results

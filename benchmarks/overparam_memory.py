@@ -1,12 +1,16 @@
 """Optimizer-state memory: inner vs ham(inner) vs spred(inner) (m * w) vs NanoAdam.
 
 Counts bytes of ``tx.init(params)`` abstractly (``jax.eval_shape``, nothing allocated) for the
-parameter shapes of a CIFAR ResNet-18 (11.2M parameters, 100 classes). Run:
+parameter shapes of a CIFAR ResNet-18 (11.2M parameters, 100 classes), prints a table and writes
+``results/overparam_memory/memory.json``. Run (a few seconds)::
 
     python benchmarks/overparam_memory.py
 """
 
 from __future__ import annotations
+
+import argparse
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +19,8 @@ import optax
 import ham_optax
 from ham_optax import nanoadam
 from ham_optax.overparam import spred, state_nbytes
+
+import _common
 
 
 def resnet18_shapes(num_classes: int = 100) -> dict[str, jax.ShapeDtypeStruct]:
@@ -37,14 +43,16 @@ def resnet18_shapes(num_classes: int = 100) -> dict[str, jax.ShapeDtypeStruct]:
   return p
 
 
-def main() -> None:
-  params = resnet18_shapes()
+def main(argv: list[str] | None = None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--num-classes", type=int, default=100)
+  parser.add_argument("--out", default=str(_common.RESULTS / "overparam_memory"))
+  args = parser.parse_args(argv)
+  params = resnet18_shapes(args.num_classes)
   n = sum(x.size for x in jax.tree.leaves(params))
   mib = 2.0**20
   print(f"CIFAR ResNet-18 shapes: {n:,} parameters = {4 * n / mib:.1f} MiB (float32)\n")
-  print(
-    f"{'inner':<16}{'inner':>10}{'ham(inner)':>12}{'spred(inner)':>14}{'spred/inner':>13}{'(spred-ham)/params':>20}"
-  )
+  rows, payload = [], {"n_params": n, "bytes": {}}
   for name, inner in (
     ("sgd", optax.sgd(0.1)),
     ("sgd momentum", optax.sgd(0.1, momentum=0.9)),
@@ -53,15 +61,28 @@ def main() -> None:
     b = state_nbytes(inner, params)
     h = state_nbytes(ham_optax.ham(inner, 0.1), params)
     s = state_nbytes(spred(inner, 1e-4), params)
+    payload["bytes"][name] = {"inner": b, "ham": h, "spred": s}
     ratio = f"{s / b:.2f}x" if b > 64 else "-"
-    print(
-      f"{name:<16}{b / mib:>9.1f}M{h / mib:>11.1f}M{s / mib:>13.1f}M{ratio:>13}{(s - h) / (4 * n):>20.2f}"
+    rows.append(
+      [name, f"{b / mib:.1f}", f"{h / mib:.1f}", f"{s / mib:.1f}", ratio, f"{(s - h) / (4 * n):.2f}"]
     )
+  header = [
+    "inner",
+    "inner (MiB)",
+    "ham(inner) (MiB)",
+    "spred(inner) (MiB)",
+    "spred/inner",
+    "(spred-ham)/params",
+  ]
+  print(_common.markdown_table(header, rows))
   a = state_nbytes(optax.adam(1e-4), params)
   print()
   for f in (0.05, 0.1, 0.2):
     nb = state_nbytes(nanoadam(1e-4, f, 100), params)
+    payload["bytes"][f"nanoadam fraction={f}"] = nb
     print(f"nanoadam fraction={f:<5} {nb / mib:7.1f} MiB vs adam {a / mib:.1f} MiB ({a / nb:.1f}x smaller)")
+  _common.save_json(pathlib.Path(args.out) / "memory.json", payload)
+  return payload
 
 
 if __name__ == "__main__":

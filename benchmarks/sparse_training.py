@@ -41,6 +41,8 @@ from ham_optax.training import report
 from ham_optax.training.configs.default import Config
 from ham_optax.training.train import train_and_evaluate
 
+import _common
+
 SPARSIFIERS = ("none", "random", "magnitude", "acdc", "rigl")
 TUNING_SEED0 = 1000
 
@@ -82,15 +84,6 @@ def _parse(argv=None) -> argparse.Namespace:
   return args
 
 
-def _welch_p(a, b) -> float:
-  """Two-sided Welch t-test p-value (scipy), nan when scipy is missing or a group is constant."""
-  try:
-    from scipy import stats
-  except ImportError:  # pragma: no cover
-    return float("nan")
-  return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 def _print_summary(final, choices, sparsifiers, title) -> None:
   rows = report.summarize(final)
   print(f"\n{title}")
@@ -104,13 +97,13 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
       continue
     c = choices[sparsifier]
     print(
-      f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_welch_p(ham, base):.3f}  "
+      f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_common.welch_p(ham, base):.3f}  "
       f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})"
     )
     sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In"]
     if sign_in:
       print(
-        f"  {name:10s} {100 * (np.mean(sign_in) - np.mean(base)):+.2f}  p={_welch_p(sign_in, base):.3f}  "
+        f"  {name:10s} {100 * (np.mean(sign_in) - np.mean(base)):+.2f}  p={_common.welch_p(sign_in, base):.3f}  "
         f"Sign-In - baseline (balance {c['sign_in_balance']:g}, reset every {c['sign_in_every']} epochs)"
       )
 

@@ -3,23 +3,24 @@
 Params: ``--layers`` square ``--width x --width`` kernels plus biases. Each transform's ``update`` is jitted and
 timed on steps where no mask changes (the schedules are pushed far away; the mask-update branch still sits in the
 compiled ``lax.cond``), plus RigL with a drop-and-grow on every step (its worst case). Reports the median over
-``--repeats`` timings of ``--steps`` steps.
+``--repeats`` timings of ``--steps`` steps, prints a table and writes ``results/sparsity_overhead/timings.json``.
 
-  python benchmarks/sparsity_overhead.py --width 1024 --layers 4
+  python benchmarks/sparsity_overhead.py --width 1024 --layers 4     # about 1 minute on a 2-core CPU
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import pathlib
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import ham_optax
 from ham_optax import sparsity as sp
+
+import _common
 
 
 def main(argv=None):
@@ -28,6 +29,7 @@ def main(argv=None):
   parser.add_argument("--layers", type=int, default=4)
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--repeats", type=int, default=7)
+  parser.add_argument("--out", default=str(_common.RESULTS / "sparsity_overhead"))
   args = parser.parse_args(argv)
   keys = jax.random.split(jax.random.key(0), args.layers)
   params = {
@@ -55,20 +57,26 @@ def main(argv=None):
     update = jax.jit(tx.update)
     u, state = update(grads, state, params)
     jax.block_until_ready(u)
-    times = []
-    for _ in range(args.repeats):
-      t0 = time.perf_counter()
+    carry = [state]
+
+    def steps(update=update, carry=carry):  # --steps dispatches, one sync at the end
       for _ in range(args.steps):
-        u, state = update(grads, state, params)
+        u, carry[0] = update(grads, carry[0], params)
       jax.block_until_ready(u)
-      times.append((time.perf_counter() - t0) / args.steps)
-    results[name] = float(np.median(times))
+
+    results[name] = _common.median_time(steps, args.repeats) / args.steps
   n = sum(p.size for p in jax.tree.leaves(params))
   print(f"{n / 1e6:.1f}M params ({args.layers} x {args.width}^2), {jax.devices()[0].platform}")
-  print("| transform | ms / step | vs ham(sgd) |")
-  print("|---|---|---|")
-  for name, t in results.items():
-    print(f"| {name} | {1e3 * t:.2f} | {t / results['ham(sgd)']:.2f}x |")
+  rows = [[name, f"{1e3 * t:.2f}", f"{t / results['ham(sgd)']:.2f}x"] for name, t in results.items()]
+  print(_common.markdown_table(["transform", "ms / step", "vs ham(sgd)"], rows))
+  payload = {
+    **_common.environment(),
+    "args": {k: v for k, v in vars(args).items() if k != "out"},
+    "n_params": n,
+    "seconds_per_step": results,
+  }
+  _common.save_json(pathlib.Path(args.out) / "timings.json", payload)
+  return payload
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
-"""The published PyTorch HAM wrapper's semantics, timed against a bare torch step (issue 5, item 2).
+"""The published PyTorch HAM wrapper's semantics, timed against a bare torch step.
 
 Benchmark-only (``pip install torch==2.13.0``, the ``benchmark`` extra); never imported by ``ham_optax``
-or the default tests. ``overhead.py`` runs it when torch imports; alone::
+or the tests. ``overhead.py`` runs it when torch imports; alone (about 1 minute on a 2-core CPU)::
 
-    python benchmarks/torch_peer.py
+    python benchmarks/torch_peer.py --out benchmarks/results/overhead/torch_peer.json
 
-``PeerHam`` renders the behaviour of the authors' ``HamOptimizerWrapper`` (described in
-``ham-method.md``) in our own code: after the inner ``step()`` it loops over tensors in Python and, per
+``PeerHam`` renders the behaviour of the authors' ``HamOptimizerWrapper`` (the PyTorch wrapper published with
+the paper) in our own code: after the inner ``step()`` it loops over tensors in Python and, per
 tensor,
 
 * skips it if its data or gradient holds NaN (``.isnan().any()`` -> Python bool: a host sync each),
@@ -20,11 +20,12 @@ then calls ``clip_grad_norm_(params, 20)`` on the group (after the step, so it d
 
 from __future__ import annotations
 
-import time
+import argparse
 from typing import Any
 
-import numpy as np
 import torch
+
+import _common
 
 
 class PeerHam:
@@ -79,7 +80,6 @@ def _make(shapes, seed: int):
 def bench(shapes, reps: int = 11, number: int = 2, threads: int = 2, seed: int = 0) -> dict[str, Any]:
   """Interleaved timing of bare torch SGD-momentum / AdamW vs ``PeerHam`` around them."""
   torch.set_num_threads(threads)
-  rng = np.random.default_rng(seed)
   out: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
   makers = {
     "sgdm": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
@@ -89,30 +89,12 @@ def bench(shapes, reps: int = 11, number: int = 2, threads: int = 2, seed: int =
     steppers = {"inner": mk(_make(shapes, 1)), "ham": PeerHam(mk(_make(shapes, 1)))}
     for s in steppers.values():
       s.step()  # builds optimizer state
-    times: dict[str, list[float]] = {k: [] for k in steppers}
-    keys = list(steppers)
-    for _ in range(reps):
-      for i in rng.permutation(len(keys)):
-        k = keys[i]
-        t0 = time.perf_counter()
-        for _ in range(number):
-          steppers[k].step()
-        times[k].append((time.perf_counter() - t0) / number)
-    a, b = np.asarray(times["inner"]), np.asarray(times["ham"])
-    paired = b / a
-    out[name] = {
-      "inner_median_ms": 1e3 * float(np.median(a)),
-      "ham_median_ms": 1e3 * float(np.median(b)),
-      "ratio_of_medians": float(np.median(b) / np.median(a)),
-      "paired_ratio_median": float(np.median(paired)),
-      "paired_ratio_iqr": [
-        float(np.percentile(paired, 25)),
-        float(np.percentile(paired, 75)),
-      ],
-      "reps": reps,
+    times = _common.interleaved({k: s.step for k, s in steppers.items()}, reps, number, seed)
+    times = {k: v for k, v in times.items() if not k.endswith(":cpu")}
+    r = out[name] = {
+      **_common.paired_ratio(times["inner"], times["ham"], names=("inner", "ham")),
       "times_s": times,
     }
-    r = out[name]
     print(
       f"  torch peer {name:6s}: bare {r['inner_median_ms']:.1f} ms, wrapper {r['ham_median_ms']:.1f} ms, "
       f"ratio {r['paired_ratio_median']:.2f} [{r['paired_ratio_iqr'][0]:.2f}, {r['paired_ratio_iqr'][1]:.2f}]",
@@ -121,19 +103,16 @@ def bench(shapes, reps: int = 11, number: int = 2, threads: int = 2, seed: int =
   return out
 
 
-if __name__ == "__main__":
-  import argparse
-  import json
-  import os
-
-  from overhead import resnet50_shapes  # same directory
-
+def main(argv: list[str] | None = None) -> dict[str, Any]:
   ap = argparse.ArgumentParser(description="published HAM wrapper semantics vs bare torch step")
   ap.add_argument("--reps", type=int, default=15)
   ap.add_argument("--out", default=None, help="write the results as JSON here")
-  args = ap.parse_args()
-  res = bench(resnet50_shapes(), reps=args.reps, number=1)
-  res["loadavg"] = list(os.getloadavg())
+  args = ap.parse_args(argv)
+  res = bench(_common.resnet50_shapes(), reps=args.reps, number=1)
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump(res, f, indent=1)
+    _common.save_json(args.out, res)
+  return res
+
+
+if __name__ == "__main__":
+  main()

@@ -23,6 +23,8 @@ _BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "implicit_
 
 
 def _load_benchmark():
+  if str(_BENCH.parent) not in sys.path:
+    sys.path.insert(0, str(_BENCH.parent))  # the benchmark imports its sibling `_common`, as a script would
   spec = importlib.util.spec_from_file_location("implicit_bias_benchmark", _BENCH)
   module = importlib.util.module_from_spec(spec)
   sys.modules[spec.name] = module  # dataclasses needs the module registered

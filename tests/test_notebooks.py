@@ -1,50 +1,49 @@
-"""The notebooks run top to bottom (small size) and match their generator, `notebooks/_build.py`.
+"""The notebooks: jupytext percent sources paired with committed .ipynb files, Colab-ready, runnable at small size.
 
-Each notebook is executed in a fresh `python3` kernel with ``HAM_OPTAX_NOTEBOOK_SMALL=1`` (the small-size switch);
-any cell error (including a failed ``assert`` inside a notebook) fails the test.
+``notebooks/NN_name.py`` (jupytext percent format, linted by ruff) is the source; ``notebooks/NN_name.ipynb``
+carries the same cells plus the outputs of a run. Edit the ``.py`` and run ``jupytext --sync notebooks/NN_name.py``
+(then re-execute, see ``docs/development.md``). The execution test runs each notebook in a fresh ``python3``
+kernel with ``HAM_OPTAX_NOTEBOOK_SMALL=1`` (the small-size switch); any cell error (including a failed ``assert``
+inside a notebook) fails it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import re
 
+import jupytext
 import nbformat
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
+NOTEBOOKS = [p.with_suffix(".ipynb") for p in SOURCES]
 CELL_TIMEOUT_S = 600
-
-
-def _load_builder():
-  spec = importlib.util.spec_from_file_location("_nb_build", NB_DIR / "_build.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _code(nb) -> list[str]:
   return [c.source for c in nb.cells if c.cell_type == "code"]
 
 
-def test_every_generated_notebook_is_committed():
-  built = set(_load_builder().NOTEBOOKS)
-  assert built == {p.stem for p in NOTEBOOKS}, (
-    "run `python notebooks/_build.py --execute` and commit the result"
+def test_every_notebook_has_its_source():
+  assert len(SOURCES) >= 2
+  assert {p.stem for p in NB_DIR.glob("[0-9][0-9]_*.ipynb")} == {p.stem for p in SOURCES}, (
+    "every notebooks/NN_name.py needs its NN_name.ipynb and vice versa: `jupytext --sync notebooks/NN_name.py`"
   )
-  assert len(built) >= 2
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_matches_generator(path):
-  """The committed cells are exactly the generator's (outputs aside), so edits go through `_build.py`."""
-  committed = nbformat.read(path, as_version=4)
-  fresh = _load_builder().build(path.stem)
-  assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in fresh.cells]
+@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+def test_notebook_matches_its_source(source):
+  """The committed cells are exactly the percent source's (outputs aside), and the pair is declared."""
+  fresh = jupytext.read(source)
+  committed = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+  assert [(c.cell_type, c.source) for c in committed.cells] == [
+    (c.cell_type, c.source) for c in fresh.cells
+  ], f"{source.name} and its .ipynb differ: `jupytext --sync {source.relative_to(ROOT)}`"
+  assert committed.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -68,6 +67,7 @@ def test_notebook_is_colab_ready(path):
   assert all(c.get("outputs") for c in nb.cells if c.cell_type == "code" and "plt.show()" in c.source)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_small(path, monkeypatch, tmp_path):
   nbclient = pytest.importorskip("nbclient")

@@ -409,7 +409,7 @@ def test_factorize_property():
   check()
 
 
-@pytest.mark.slow  # ~25 s on the shared 2-core CPU (data generation + compiling the training loop)
+@pytest.mark.slow  # ~25 s on a 2-core CPU (data generation + compiling the training loop)
 def test_training_sign_in_with_random_pruning_stays_sparse(tmp_path):
   """The sparse-training row: random PaI (90 %) around sign_in keeps exactly the pruned weights at 0."""
   import dataclasses

@@ -1,4 +1,4 @@
-"""HAM under `jax.sharding`: params sharded over 8 simulated CPU devices (issue 5, item 5).
+"""HAM under `jax.sharding`: params sharded over 8 simulated CPU devices.
 
 The mirror step is elementwise, so a sharded update must (a) equal the single-device update, (b) keep every
 leaf's sharding (params and optimizer state) and (c) add no collective to the compiled program. The device

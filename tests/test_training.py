@@ -114,7 +114,9 @@ def test_resnet18_is_the_cifar_resnet18():
   assert n == 11_173_962  # the standard CIFAR ResNet-18 parameter count
 
 
-@pytest.mark.parametrize("name", ["mlp_ln", "resnet1d"])
+# ResNet1D (BatchNorm) takes ~10 s of CPU to build; norm layers stay in the default run through mlp_ln here and
+# the NNX BatchNorm/LayerNorm model of tests/test_flax.py.
+@pytest.mark.parametrize("name", ["mlp_ln", pytest.param("resnet1d", marks=pytest.mark.slow)])
 def test_default_mask_skips_norm_layers(name):
   model = models.create_model(name, (40,), 10, seed=0, width=8)
   params = nnx.as_pure(nnx.state(model, nnx.Param))
@@ -133,9 +135,9 @@ def test_default_mask_skips_norm_layers(name):
     ("mlp", "mnist1d", 32),
     ("cnn1d", "mnist1d", 8),
     ("mlp_ln", "mnist1d", 16),
-    ("resnet1d", "mnist1d", 4),
-    # Initialising and compiling ResNet-18 (even at width 4 on 8x8 inputs) takes 20-60 s on a busy
-    # 2-core CPU: both ResNet-18 runs are in the slow set; its shapes are checked in the default run.
+    pytest.param("resnet1d", "mnist1d", 4, marks=pytest.mark.slow),  # ~10 s of CPU to compile
+    # Initialising and compiling ResNet-18 (even at width 4 on 8x8 inputs) takes 20-60 s on a 2-core CPU:
+    # both ResNet-18 runs are in the slow set; its shapes are checked in the default run.
     pytest.param("resnet18", "digits", 4, marks=pytest.mark.slow),
   ],
 )
@@ -223,6 +225,7 @@ def test_cli_smoke(tmp_path, monkeypatch, capsys):
     main(["train", "--sparsity", "1.5", "--out", str(tmp_path / "bad")])
 
 
+@pytest.mark.slow  # three trainings end to end; orbax resume itself is checked fast in tests/test_flax.py
 def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d):
   config = Config(
     width=32, epochs=3, batch_size=16, max_steps=3, num_train=64, ham=True, sparsifier="rigl", progress=False

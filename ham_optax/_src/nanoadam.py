@@ -35,7 +35,7 @@ Which source each detail follows:
   ``layernorm``): see :func:`nanoadam_default_mask`. Selection there is per chunk of the flattened
   matrix: ``chunk_size``.
 
-Our choices (not fixed by the texts available to us):
+Our choices (not fixed by the published texts):
 
 * **Bias correction per entry**: ``a_i`` counts the updates entry ``i`` received since it was
   (re)selected, so a newly selected entry starts like a fresh Adam (its first step has size at most

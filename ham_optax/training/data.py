@@ -168,7 +168,7 @@ def load_mnist1d(
     data = make_dataset(args)
     x, y, x_test, y_test = data["x"], data["y"], data["x_test"], data["y_test"]
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # one per process: parallel test workers
     np.savez_compressed(tmp, x=x, y=y, x_test=x_test, y_test=y_test)
     os.replace(tmp, path)
   x_tr, y_tr, x_val, y_val = _carve_validation(x, y, val_fraction)

@@ -1,0 +1,154 @@
+"""Sphinx configuration for the ham_optax documentation.
+
+Build (warnings are errors, as in CI)::
+
+  pip install -e ".[docs]"
+  sphinx-build -W --keep-going -b html docs docs/_build/html
+
+The API pages are generated from the docstrings of the public modules: ``docs/api/*.rst`` list every name of
+each module's ``__all__`` (written here at build time, so a new public name needs no docs edit). The notebooks
+are rendered from the committed ``notebooks/NN_name.ipynb`` files with their outputs (copied to
+``docs/notebooks/`` at build time; never executed here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import shutil
+import sys
+
+DOCS = pathlib.Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))  # document this checkout, not another installed copy
+
+import ham_optax  # noqa: E402
+
+project = "ham_optax"
+author = "ham_optax developers"
+copyright = "2026, ham_optax developers"  # noqa: A001
+release = ham_optax.__version__
+
+extensions = [
+  "myst_nb",
+  "sphinx.ext.autodoc",
+  "sphinx.ext.autosummary",
+  "sphinx.ext.napoleon",
+  "sphinx.ext.mathjax",
+  "sphinx.ext.viewcode",
+]
+
+html_theme = "sphinx_book_theme"
+html_title = "ham_optax"
+html_theme_options = {
+  "repository_url": "https://github.com/ham-optax/ham_optax",
+  "use_repository_button": True,
+  "show_toc_level": 2,
+}
+
+exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+templates_path = ["_templates"]  # autosummary/class.rst: a class page without the inherited-member tables
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+
+# MyST / myst-nb: render the committed notebooks as they are.
+nb_execution_mode = "off"
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_heading_anchors = 3
+suppress_warnings = [
+  # The notebooks and guides start sections at "##" under a "#" title that myst counts from the file; a
+  # notebook's markdown cells are not ours to restructure for Sphinx.
+  "myst.header",
+]
+
+# autodoc / autosummary / napoleon: Google-style docstrings (Args:, Returns:, Attributes:, Example:).
+autosummary_generate = True
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": False}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_attr_annotations = True
+napoleon_use_ivar = True  # state classes document their fields under "Attributes:"; one description each
+
+# Cross-references into libraries without an inventory here (no network access at build time): JAX, optax,
+# flax, chex and NumPy types in signatures stay plain text instead of failing the build.
+nitpicky = True
+nitpick_ignore_regex = [
+  ("py:.*", r"(jax|jaxlib|optax|flax|chex|numpy|np|jnp|nnx|scipy|typing_extensions)(\..*)?"),
+  ("py:.*", r"(Array|ArrayLike|PyTree|ScalarOrSchedule|GradientTransformation.*|Params|Updates|OptState)"),
+  ("py:.*", r"(collections\.abc|typing|types|pathlib|dataclasses|enum)\..*"),
+  ("py:class", r"(optional|callable|pytree|array|default .*)"),
+  ("py:class", r"(os|argparse)\..*"),  # the standard library, likewise without an inventory
+  # Module-level constants of the examples app (tuned values, dataset and model names) referenced from
+  # docstrings; they carry no doc-comment, so autodoc has no target for them.
+  ("py:data", r"(ham_optax\.training\.configs\.default\.)?(TUNED|DATASETS|MODELS)"),
+  ("py:class", r"Config"),  # cli.py's docstrings name the dataclass of configs/default.py unqualified
+  # Private base classes shown in "Bases:" lines of public classes (e.g. the graph models' shared base).
+  ("py:class", r"ham_optax\.training\.\w+\._\w+"),
+]
+
+PUBLIC_MODULES = [
+  ("ham_optax", "The core: ham, hyperbolic_step and the ham_sgd / ham_adam / ham_adamw aliases"),
+  ("ham_optax.geometry", None),
+  ("ham_optax.metrics", None),
+  ("ham_optax.overparam", None),
+  ("ham_optax.schedules", None),
+  ("ham_optax.sparsity", None),
+]
+TRAINING_MODULES = [
+  "ham_optax.training.configs.default",
+  "ham_optax.training.data",
+  "ham_optax.training.models",
+  "ham_optax.training.train",
+  "ham_optax.training.report",
+  "ham_optax.training.cli",
+]
+
+
+def _skip_namedtuple_fields(app, what, name, obj, skip, options):
+  """NamedTuple fields are documented by their class's ``Attributes:`` section, not a second time."""
+  doc = getattr(obj, "__doc__", None) or ""
+  return True if doc.startswith("Alias for field number") else None
+
+
+def setup(app):
+  app.connect("autodoc-skip-member", _skip_namedtuple_fields)
+
+
+def _write_api_pages() -> None:
+  """One page per public module: its docstring and an autosummary of every name in its ``__all__``."""
+  api = DOCS / "api"
+  api.mkdir(exist_ok=True)
+  for name, title in PUBLIC_MODULES:
+    module = importlib.import_module(name)
+    names = [n for n in module.__all__ if not isinstance(getattr(module, n), type(module))]
+    heading = f"``{name}``"
+    lines = [heading, "=" * len(heading), "", f".. automodule:: {name}", "   :no-members:", ""]
+    if title:
+      lines[3:3] = [title, ""]
+    lines += [f".. currentmodule:: {name}", "", ".. autosummary::", "   :toctree: _autosummary", ""]
+    lines += [f"   {n}" for n in names] + [""]
+    _write_if_changed(api / f"{name}.rst", "\n".join(lines))
+  lines = ["``ham_optax.training``", "======================", "", ".. automodule:: ham_optax.training", ""]
+  for name in TRAINING_MODULES:
+    lines += [f"``{name}``", "-" * (len(name) + 4), "", f".. automodule:: {name}", "   :members:", ""]
+  _write_if_changed(api / "ham_optax.training.rst", "\n".join(lines))
+
+
+def _copy_notebooks() -> None:
+  """The committed notebooks, outputs included, next to the pages that link them."""
+  target = DOCS / "notebooks"
+  target.mkdir(exist_ok=True)
+  for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    if not (target / nb.name).exists() or (target / nb.name).read_bytes() != nb.read_bytes():
+      shutil.copyfile(nb, target / nb.name)
+
+
+def _write_if_changed(path: pathlib.Path, text: str) -> None:
+  if not path.exists() or path.read_text() != text:
+    path.write_text(text)
+
+
+_write_api_pages()
+_copy_notebooks()
