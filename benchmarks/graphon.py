@@ -195,7 +195,7 @@ def main(argv=None) -> None:
   args.out.mkdir(parents=True, exist_ok=True)
   plots(rows, widths, pairs, ntk_width, args.out)
   result = {
-    "command": "python benchmarks/graphon.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    "command": ("python benchmarks/graphon.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip(),
     "settings": {
       "widths": widths,
       "steps": steps,

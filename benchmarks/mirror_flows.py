@@ -171,7 +171,7 @@ def _fmt_escape(esc_seeds):
   return cells
 
 
-def plots(lrs, depths, grid, decay, steps, out_dir):
+def plots(lrs, depths, grid, steps, out_dir):
   import matplotlib  # noqa: PLC0415 - plotting only when the study runs
 
   matplotlib.use("Agg")
@@ -207,6 +207,14 @@ def plots(lrs, depths, grid, decay, steps, out_dir):
   fig.tight_layout()
   fig.savefig(out_dir / "loss_curves.png", dpi=110)
   plt.close(fig)
+
+
+def plot_decay(decay, steps, out_dir):
+  """Balance and loss curves of the weight-decay study (``steps``: its length)."""
+  import matplotlib  # noqa: PLC0415 - plotting only when the study runs
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
 
   wds = sorted({r["wd"] for r in decay})
   fig, axes = plt.subplots(2, len(wds), figsize=(3.8 * len(wds), 5.6), squeeze=False)
@@ -265,9 +273,12 @@ def main(argv=None) -> None:
       f"    {m['balance_final']:.2e}  {m['off_support_final']:.2e}  {m['n_support_1e-2']:.1f}"
     )
 
-  plots(lrs, depths, grid, decay, steps, args.out)
+  plots(lrs, depths, grid, steps, args.out)
+  plot_decay(decay, decay_steps, args.out)
   result = {
-    "command": "python benchmarks/mirror_flows.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    "command": (
+      "python benchmarks/mirror_flows.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    ).strip(),
     "settings": {
       "depths": list(depths),
       "lrs": lrs.tolist(),
