@@ -8,7 +8,7 @@ Task: regression on ``N = 256`` inputs ``x ~ N(0, I_16)`` with targets from a ra
 only the square hidden-to-hidden kernel ``W1`` (``n x n``) is pruned, to sparsity 0.9 (so its mask is a bipartite
 graph whose both sides grow with ``n``; the input and output layers stay dense). Standard initialisation
 (N(0, 1/fan_in)), full-batch training, ``T`` steps, inner optimizer ``optax.sgd(0.05, momentum=0.9)``; "+HAM"
-wraps it as ``ham_optax.ham(inner, 0.05)`` (default alpha, beta) on the kernels.
+wraps it as ``ham_optax.ham(inner, 0.05, alpha=10)`` (beta default) on the kernels (the default alpha = 200 gave NaN losses at every width here).
 
 Methods (``ham_optax.sparsity``, prunable = ``W1`` only, so ERK and uniform densities coincide): ``random``
 (``random_pruning``, ERK), ``magnitude`` (``magnitude_pruning``, cubic schedule over steps [0.1 T, 0.6 T]),
@@ -46,6 +46,7 @@ RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "graphon"
 METHODS = ("random", "magnitude", "acdc", "rigl")
 SPARSITY = 0.9
 LR = 0.05
+HAM_ALPHA = 10.0  # the default alpha = 200 diverged (NaN) at lr 0.05 in this regression task at every width
 
 
 def make_task(n_samples: int = 256, d_in: int = 16, seed: int = 0):
@@ -77,7 +78,7 @@ def forward(p, x):
 def make_tx(method: str, use_ham: bool, steps: int, seed: int):
   inner = optax.sgd(LR, momentum=0.9)
   if use_ham:
-    inner = ham_optax.ham(inner, LR)
+    inner = ham_optax.ham(inner, LR, alpha=HAM_ALPHA)
   prunable = {"w0": False, "b0": False, "w1": True, "b1": False, "w2": False}
   if method == "random":
     return sp.random_pruning(inner, SPARSITY, distribution="erk", seed=seed, prunable=prunable)
@@ -203,6 +204,7 @@ def main(argv=None) -> None:
       "resolution": args.resolution,
       "sparsity": SPARSITY,
       "lr": LR,
+      "ham_alpha": HAM_ALPHA,
       "n_samples": 256,
       "d_in": 16,
       "seed": 0,
