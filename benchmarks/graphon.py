@@ -7,8 +7,9 @@ Task: regression on ``N = 256`` inputs ``x ~ N(0, I_16)`` with targets from a ra
 (tanh), targets standardised. Student: ``x -> relu(x W0 + b0) -> relu(. W1 + b1) -> . W2`` with hidden width ``n``;
 only the square hidden-to-hidden kernel ``W1`` (``n x n``) is pruned, to sparsity 0.9 (so its mask is a bipartite
 graph whose both sides grow with ``n``; the input and output layers stay dense). Standard initialisation
-(N(0, 1/fan_in)), full-batch training, ``T`` steps, inner optimizer ``optax.sgd(0.05, momentum=0.9)``; "+HAM"
-wraps it as ``ham_optax.ham(inner, 0.05, alpha=10)`` (beta default) on the kernels (the default alpha = 200 gave NaN losses at every width here).
+(N(0, 1/fan_in)), full-batch training, ``T`` steps, inner optimizer ``optax.sgd(lr, momentum=0.9)`` with
+``lr = 0.05 * min(1, 256 / n)`` (a constant 0.05 made the dense phases at n = 1024 diverge); "+HAM"
+wraps it as ``ham_optax.ham(inner, lr, alpha=10)`` (beta default) on the kernels (the default alpha = 200 gave NaN losses at every width here).
 
 Methods (``ham_optax.sparsity``, prunable = ``W1`` only, so ERK and uniform densities coincide): ``random``
 (``random_pruning``, ERK), ``magnitude`` (``magnitude_pruning``, cubic schedule over steps [0.1 T, 0.6 T]),
@@ -75,10 +76,16 @@ def forward(p, x):
   return (z @ p["w2"])[:, 0]
 
 
-def make_tx(method: str, use_ham: bool, steps: int, seed: int):
-  inner = optax.sgd(LR, momentum=0.9)
+def lr_for(width: int) -> float:
+  """``LR * min(1, 256 / width)``: a constant rate made the dense phases of width 1024 unstable."""
+  return LR * min(1.0, 256 / width)
+
+
+def make_tx(method: str, use_ham: bool, steps: int, seed: int, width: int):
+  lr = lr_for(width)
+  inner = optax.sgd(lr, momentum=0.9)
   if use_ham:
-    inner = ham_optax.ham(inner, LR, alpha=HAM_ALPHA)
+    inner = ham_optax.ham(inner, lr, alpha=HAM_ALPHA)
   prunable = {"w0": False, "b0": False, "w1": True, "b1": False, "w2": False}
   if method == "random":
     return sp.random_pruning(inner, SPARSITY, distribution="erk", seed=seed, prunable=prunable)
@@ -107,7 +114,7 @@ def make_tx(method: str, use_ham: bool, steps: int, seed: int):
 
 def train(method: str, use_ham: bool, width: int, steps: int, x, y, seed: int = 0):
   params = init_params(width, x.shape[1], seed)
-  tx = make_tx(method, use_ham, steps, seed)
+  tx = make_tx(method, use_ham, steps, seed, width)
   state = tx.init(params)
   params = sp.apply_masks(params, state)
 
