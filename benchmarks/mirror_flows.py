@@ -23,7 +23,7 @@ not reach ``x``, 0 at the sparse balance), the off-support mass ``sum_{i not in 
 error and the stability of the late iterates (std of the loss over the last quarter of training).
 
 Outputs (``benchmarks/results/mirror_flows/``): ``results.json`` (with the command), ``escape_vs_lr.png``,
-``loss_curves.png``, ``balance.png``. Run ``python benchmarks/mirror_flows.py`` (about a minute of CPU) or
+``loss_curves.png``, ``balance.png``. Run ``python benchmarks/mirror_flows.py`` (a few minutes on a CPU) or
 ``--fast`` (smoke).
 """
 
