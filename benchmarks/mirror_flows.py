@@ -1,0 +1,306 @@
+"""Steepest mirror flows on deep diagonal linear networks: saddle escape and the balance weight decay enforces.
+
+Study of two qualitative claims of Jacobs, Zhou & Burkholz, "Never Saddle for Reparameterized Steepest Descent as
+Mirror Flow" (ICLR 2026). Only the abstract was available; every concrete detail below is our choice:
+
+Problem: sparse regression ``min_x 0.5 * mean((A x - y)^2)``, ``A`` of shape ``(n, d) = (50, 100)`` with N(0, 1)
+entries, ``y = A x*`` for a ``k = 5``-sparse ``x*`` with entries +-1 on a random support (a new draw per seed).
+Model: ``x = u^L - v^L`` (:func:`ham_optax.overparam.deep_diagonal`), ``L`` in {2, 3, 4}, from the small
+initialisation ``u = v = s`` (``s = 1e-2``), so ``x = 0`` is a saddle of the factor loss (degenerate for L >= 3).
+
+Optimizers (all run on the factors ``(u, v)``): GD ``optax.sgd``; sign descent ``optax.sign_sgd``; ``optax.adam``;
+``optax.adamw`` (weight decay 1e-2); HAM ``ham_optax.ham(optax.sgd(lr), lr, alpha=10, beta=0)`` with an all-True
+mask (the factors are vectors).
+
+Claim 1 (saddle escape): for each optimizer, depth and learning rate in a log grid we train ``T`` steps and record
+the escape step (:func:`ham_optax.overparam.escape_step`: first step with loss <= 0.5 x initial loss; ``-1`` =
+stalled). A run is *diverged* when its loss becomes non-finite or exceeds 1e3 x the initial loss.
+
+Claim 2 (decoupled weight decay): at depth 2 and a fixed learning rate, Adam + L2 (``chain(add_decayed_weights(wd),
+adam)``) vs AdamW (``adamw(lr, weight_decay=wd / lr)``, so ``lr * wd`` per step matches the L2 penalty's strength
+``wd``) over a few ``wd``; we track the balance ``sum_i min(u_i, v_i)^L`` (the mass ``u^L + v^L - |x|`` that does
+not reach ``x``, 0 at the sparse balance), the off-support mass ``sum_{i not in S} |x_i|``, the relative recovery
+error and the stability of the late iterates (std of the loss over the last quarter of training).
+
+Outputs (``benchmarks/results/mirror_flows/``): ``results.json`` (with the command), ``escape_vs_lr.png``,
+``loss_curves.png``, ``balance.png``. Run ``python benchmarks/mirror_flows.py`` (a few minutes on a CPU) or
+``--fast`` (smoke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import ham_optax
+from ham_optax.overparam import deep_diagonal, escape_step
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "mirror_flows"
+OPTIMIZERS = ("GD", "sign", "Adam", "AdamW", "HAM")
+
+
+def make_problem(seed: int, n: int = 50, d: int = 100, k: int = 5):
+  """Sparse regression instance: (A, y, x*)."""
+  rng = np.random.default_rng(seed)
+  a = rng.standard_normal((n, d)).astype(np.float32)
+  x_star = np.zeros(d, np.float32)
+  support = rng.choice(d, k, replace=False)
+  x_star[support] = rng.choice([-1.0, 1.0], k)
+  return jnp.asarray(a), jnp.asarray(a @ x_star), jnp.asarray(x_star)
+
+
+def make_inner(name: str, lr, wd: float = 1e-2) -> optax.GradientTransformation:
+  """The optimizer run on the factors (lr may be traced: the grid is vmapped)."""
+  if name == "GD":
+    return optax.sgd(lr)
+  if name == "sign":
+    return optax.sign_sgd(lr)
+  if name == "Adam":
+    return optax.adam(lr)
+  if name == "AdamW":
+    return optax.adamw(lr, weight_decay=wd)
+  if name == "HAM":
+    return ham_optax.ham(
+      optax.sgd(lr), lr, alpha=10.0, beta=0.0, mask=lambda p: jax.tree.map(lambda _: True, p)
+    )
+  if name == "Adam+L2":
+    return optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))
+  raise ValueError(name)
+
+
+def train(inner, depth: int, init_scale: float, a, y, steps: int, x_star=None):
+  """Runs ``steps`` steps; returns the loss curve (steps + 1,) and per-step diagnostics."""
+  tx = deep_diagonal(inner, depth=depth, init_scale=init_scale)
+
+  def loss_fn(x):
+    return 0.5 * jnp.mean((a @ x - y) ** 2)
+
+  x0 = jnp.zeros(a.shape[1])
+  off = jnp.zeros_like(x0) if x_star is None else (x_star == 0)
+
+  def step(carry, _):
+    x, state = carry
+    loss, g = jax.value_and_grad(loss_fn)(x)
+    upd, state = tx.update(g, state, x)
+    x = x + upd
+    bal = jnp.sum(jnp.minimum(jnp.abs(state.u), jnp.abs(state.v)) ** depth)
+    diag = {"loss": loss, "balance": bal, "off_support": jnp.sum(jnp.abs(x) * off)}
+    return (x, state), diag
+
+  (x, _), diag = jax.lax.scan(step, (x0, tx.init(x0)), None, length=steps)
+  losses = jnp.concatenate([diag["loss"], loss_fn(x)[None]])
+  return losses, diag, x
+
+
+def escape_grid(lrs, depths, seeds, steps, init_scale):
+  """Escape step per optimizer x depth x seed x lr, plus divergence flags and loss curves."""
+  out = {}
+  for name in OPTIMIZERS:
+    for depth in depths:
+      per_seed, curves = [], []
+      for seed in seeds:
+        a, y, _ = make_problem(seed)
+
+        @jax.jit
+        @jax.vmap
+        def run(lr, a=a, y=y, depth=depth, name=name):
+          losses, _, _ = train(make_inner(name, lr), depth, init_scale, a, y, steps)
+          return losses
+
+        losses = np.asarray(run(jnp.asarray(lrs, jnp.float32)))
+        diverged = ~np.isfinite(losses).all(-1) | (
+          np.nan_to_num(losses, nan=np.inf).max(-1) > 1e3 * losses[:, :1].T[0]
+        )
+        esc = np.asarray(escape_step(jnp.asarray(losses)))
+        esc = np.where(diverged, -2, esc)  # -2 marks divergence, -1 a stalled run
+        per_seed.append(esc.tolist())
+        curves.append(losses[:, :: max(1, steps // 200)])
+      out[(name, depth)] = {"escape": per_seed, "curves": np.mean(curves, 0)}
+  return out
+
+
+def decay_study(wds, lr, steps, seeds, init_scale, depth=2):
+  """Adam + L2 vs AdamW at matched per-step decay strength."""
+  rows = []
+  for wd in wds:
+    for name in ("Adam+L2", "AdamW"):
+      stats = []
+      for seed in seeds:
+        a, y, x_star = make_problem(seed)
+        inner = make_inner("Adam+L2", lr, wd) if name == "Adam+L2" else make_inner("AdamW", lr, wd / lr)
+        losses, diag, x = jax.jit(
+          lambda inner=inner, a=a, y=y, xs=x_star: train(inner, depth, init_scale, a, y, steps, xs)
+        )()
+        late = np.asarray(losses[-steps // 4 :])
+        stats.append(
+          {
+            "final_loss": float(losses[-1]),
+            "late_loss_std": float(np.std(late)),
+            "rel_error": float(jnp.linalg.norm(x - x_star) / jnp.linalg.norm(x_star)),
+            "balance_final": float(diag["balance"][-1]),
+            "off_support_final": float(diag["off_support"][-1]),
+            "n_support_1e-2": int(jnp.sum(jnp.abs(x) > 1e-2)),
+            "balance_curve": np.asarray(diag["balance"][:: max(1, steps // 200)]).tolist(),
+            "loss_curve": np.asarray(losses[:: max(1, steps // 200)]).tolist(),
+          }
+        )
+      rows.append({"method": name, "wd": wd, "seeds": stats})
+  return rows
+
+
+def _fmt_escape(esc_seeds):
+  arr = np.asarray(esc_seeds)  # (seeds, lrs)
+  cells = []
+  for col in arr.T:
+    if (col == -2).any():
+      cells.append(f"div{int((col == -2).sum())}")
+    elif (col == -1).any():
+      cells.append(
+        f"st{int((col == -1).sum())}" if (col == -1).all() else f"~{int(np.median(col[col >= 0]))}"
+      )
+    else:
+      cells.append(str(int(np.median(col))))
+  return cells
+
+
+def plots(lrs, depths, grid, steps, out_dir):
+  import matplotlib  # noqa: PLC0415 - plotting only when the study runs
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), sharey=True)
+  for ax, depth in zip(np.atleast_1d(axes), depths, strict=True):
+    for name in OPTIMIZERS:
+      esc = np.asarray(grid[(name, depth)]["escape"], float)
+      esc[esc < 0] = np.nan  # stalled or diverged: not drawn
+      med = np.array([np.median(c[~np.isnan(c)]) if (~np.isnan(c)).all() else np.nan for c in esc.T])
+      ax.loglog(lrs, med, "o-", label=name, ms=3)
+    ax.set_title(f"depth L = {depth}")
+    ax.set_xlabel("learning rate")
+    ax.axhline(steps, color="gray", ls=":", lw=1)
+  np.atleast_1d(axes)[0].set_ylabel("escape step (median over seeds)")
+  np.atleast_1d(axes)[0].legend(fontsize=7)
+  fig.suptitle("Saddle escape from u = v = s (missing points: stalled within budget or diverged)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(out_dir / "escape_vs_lr.png", dpi=110)
+  plt.close(fig)
+
+  fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), sharey=True)
+  mid = len(lrs) // 2
+  for ax, depth in zip(np.atleast_1d(axes), depths, strict=True):
+    for name in OPTIMIZERS:
+      c = grid[(name, depth)]["curves"][mid]
+      ax.semilogy(np.linspace(0, steps, len(c)), c, label=name)
+    ax.set_title(f"L = {depth}, lr = {lrs[mid]:.2g}")
+    ax.set_xlabel("step")
+  np.atleast_1d(axes)[0].set_ylabel("loss (mean over seeds)")
+  np.atleast_1d(axes)[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out_dir / "loss_curves.png", dpi=110)
+  plt.close(fig)
+
+
+def plot_decay(decay, steps, out_dir):
+  """Balance and loss curves of the weight-decay study (``steps``: its length)."""
+  import matplotlib  # noqa: PLC0415 - plotting only when the study runs
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  wds = sorted({r["wd"] for r in decay})
+  fig, axes = plt.subplots(2, len(wds), figsize=(3.8 * len(wds), 5.6), squeeze=False)
+  for j, wd in enumerate(wds):
+    for r in decay:
+      if r["wd"] != wd:
+        continue
+      b = np.mean([s["balance_curve"] for s in r["seeds"]], 0)
+      lc = np.mean([s["loss_curve"] for s in r["seeds"]], 0)
+      axes[0, j].semilogy(np.linspace(0, steps, len(b)), b, label=r["method"])
+      axes[1, j].semilogy(np.linspace(0, steps, len(lc)), lc, label=r["method"])
+    axes[0, j].set_title(f"wd = {wd:g}")
+    axes[1, j].set_xlabel("step")
+  axes[0, 0].set_ylabel("balance sum min(u,v)^2")
+  axes[1, 0].set_ylabel("loss")
+  axes[0, 0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(out_dir / "balance.png", dpi=110)
+  plt.close(fig)
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument(
+    "--fast", action="store_true", help="smoke run: 2 depths, 5 learning rates, 1 seed, 300 steps"
+  )
+  p.add_argument("--steps", type=int, default=2000)
+  p.add_argument("--seeds", type=int, default=3)
+  p.add_argument("--init-scale", type=float, default=1e-2)
+  p.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
+  args = p.parse_args(argv)
+  t0 = time.time()
+  if args.fast:
+    depths, lrs, seeds, steps = (2, 3), np.logspace(-3, -1, 5), [0], 300
+    wds, decay_steps = (1e-3,), 300
+  else:
+    depths, lrs, seeds, steps = (2, 3, 4), np.logspace(-4, 0, 13), list(range(args.seeds)), args.steps
+    wds, decay_steps = (1e-4, 1e-3, 1e-2), 3 * args.steps
+  grid = escape_grid(lrs, depths, seeds, steps, args.init_scale)
+  decay = decay_study(wds, 1e-2, decay_steps, seeds, args.init_scale)
+  args.out.mkdir(parents=True, exist_ok=True)
+
+  print(
+    f"Escape step (median over {len(seeds)} seeds; stN = stalled in N seeds, divN = diverged in N seeds, "
+    f"~m = median of the seeds that escaped), budget {steps} steps"
+  )
+  print("opt    L  " + " ".join(f"{lr:>7.1e}" for lr in lrs))
+  for (name, depth), r in grid.items():
+    print(f"{name:6s} {depth}  " + " ".join(f"{c:>7s}" for c in _fmt_escape(r["escape"])))
+  print("\nAdam + L2 vs AdamW (depth 2, lr 1e-2, matched lr * wd): mean over seeds")
+  print("method    wd      final loss  late std   rel err  balance   off-supp  #|x|>1e-2")
+  for r in decay:
+    m = {k: np.mean([s[k] for s in r["seeds"]]) for k in r["seeds"][0] if not k.endswith("curve")}
+    print(
+      f"{r['method']:8s} {r['wd']:.0e}  {m['final_loss']:.2e}  {m['late_loss_std']:.2e}  {m['rel_error']:.3f}"
+      f"    {m['balance_final']:.2e}  {m['off_support_final']:.2e}  {m['n_support_1e-2']:.1f}"
+    )
+
+  plots(lrs, depths, grid, steps, args.out)
+  plot_decay(decay, decay_steps, args.out)
+  result = {
+    "command": (
+      "python benchmarks/mirror_flows.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    ).strip(),
+    "settings": {
+      "depths": list(depths),
+      "lrs": lrs.tolist(),
+      "seeds": seeds,
+      "steps": steps,
+      "init_scale": args.init_scale,
+      "n": 50,
+      "d": 100,
+      "k": 5,
+      "escape_fraction": 0.5,
+      "decay_lr": 1e-2,
+      "decay_steps": decay_steps,
+      "ham_alpha": 10.0,
+      "adamw_wd_escape": 1e-2,
+    },
+    "escape": {f"{n}/L{d}": r["escape"] for (n, d), r in grid.items()},
+    "decay": decay,
+    "seconds": time.time() - t0,
+  }
+  (args.out / "results.json").write_text(json.dumps(result, indent=1))
+  print(f"\nwrote {args.out} in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+  main()
