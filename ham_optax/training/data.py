@@ -6,6 +6,8 @@ Everything here works without network access:
   ``mnist1d.data.make_dataset(get_dataset_args())`` (never ``get_dataset``, which downloads)
   and cached as ``.npz`` under ``$HAM_OPTAX_CACHE`` (default ``~/.cache/ham_optax``).
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits.
+* ``modular`` / ``modular_sub``: ``a + b mod p`` / ``a - b mod p`` as token sequences ``[a, op, b, =]``,
+  the grokking task of Power et al. (2022), generated exhaustively (all ``p * p`` pairs).
 * ``cifar10`` / ``cifar100``: optional ``tensorflow_datasets`` path for users who already
   have the data on disk (``data_dir``); nothing is downloaded unless ``download=True``.
 
@@ -34,15 +36,17 @@ __all__ = [
   "load_dataset",
   "load_digits",
   "load_mnist1d",
+  "load_modular",
+  "modular_tokens",
 ]
 
-DATASETS = ("mnist1d", "digits", "cifar10", "cifar100")
+DATASETS = ("mnist1d", "digits", "cifar10", "cifar100", "modular", "modular_sub")
 _SPLIT_SEED = 0  # fixed: the splits never depend on the training seed
 
 
 @dataclass(frozen=True)
 class Dataset:
-  """Train / validation / test arrays (features float32, labels int32)."""
+  """Train / validation / test arrays (features float32, or int32 tokens for ``modular``; labels int32)."""
 
   name: str
   x_train: np.ndarray
@@ -161,6 +165,57 @@ def load_digits(*, val_fraction: float = 0.15, test_fraction: float = 0.2) -> Da
   return Dataset("digits", x[train], y[train], x[val], y[val], x[test], y[test], 10)
 
 
+MODULAR_OPS = {"add": 0, "sub": 1}  # operator token = p + index; the "=" token is p + 2
+
+
+def modular_tokens(p: int, operation: str = "add") -> tuple[np.ndarray, np.ndarray]:
+  """All ``p * p`` examples of ``a op b mod p`` in row-major ``(a, b)`` order.
+
+  Returns ``x`` of shape ``(p * p, 4)``: int32 tokens ``[a, p + op_index, b, p + 2]`` (numbers are their own
+  tokens, ``+`` is ``p``, ``-`` is ``p + 1``, ``=`` is ``p + 2``; vocabulary ``p + 3``), and labels ``y``:
+  ``(a + b) mod p`` or ``(a - b) mod p``.
+  """
+  if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 2:
+    raise ValueError(f"p must be an int >= 2, got {p!r}")
+  if operation not in MODULAR_OPS:
+    raise ValueError(f"operation must be one of {tuple(MODULAR_OPS)}, got {operation!r}")
+  a, b = (g.ravel() for g in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
+  x = np.stack([a, np.full_like(a, p + MODULAR_OPS[operation]), b, np.full_like(a, p + 2)], axis=1)
+  y = (a + b) % p if operation == "add" else (a - b) % p
+  return x.astype(np.int32), y.astype(np.int32)
+
+
+def load_modular(
+  *,
+  p: int = 31,
+  operation: str = "add",
+  train_fraction: float = 0.5,
+  val_fraction: float = 0.25,
+  seed: int = 0,
+) -> Dataset:
+  """Modular arithmetic ``a op b mod p`` (Power et al., 2022, "Grokking"), all ``p * p`` pairs.
+
+  A permutation of the pairs drawn from ``seed`` (the split's identity, independent of the training
+  seed) gives ``train_fraction`` of them for training, the next ``val_fraction`` for validation and the
+  rest for test: the three splits are disjoint and together cover every pair. The permutation depends
+  only on ``(p, seed)``, not on ``operation``, so ``add`` and ``sub`` use the same ``(a, b)`` pairs per
+  split (fine-tuning from one to the other never trains on the other's held-out pairs). Inputs are
+  :func:`modular_tokens`; ``num_classes`` is ``p``.
+  """
+  _check_fraction("train_fraction", train_fraction)
+  _check_fraction("val_fraction", val_fraction)
+  if train_fraction + val_fraction >= 1.0:
+    raise ValueError("train_fraction + val_fraction must be < 1 (the rest is the test split)")
+  x, y = modular_tokens(p, operation)
+  perm = np.random.default_rng([seed, p]).permutation(len(x))
+  n_train, n_val = round(train_fraction * len(x)), round(val_fraction * len(x))
+  if min(n_train, n_val, len(x) - n_train - n_val) < 1:
+    raise ValueError(f"p = {p} is too small for these fractions (an empty split)")
+  train, val, test = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+  name = "modular" if operation == "add" else f"modular_{operation}"
+  return Dataset(name, x[train], y[train], x[val], y[val], x[test], y[test], num_classes=p)
+
+
 _CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 _CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
 
@@ -216,6 +271,8 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     return load_digits(**kwargs)
   if name in ("cifar10", "cifar100"):
     return load_cifar(name, **kwargs)
+  if name in ("modular", "modular_sub"):
+    return load_modular(operation="add" if name == "modular" else "sub", **kwargs)
   raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 
