@@ -13,7 +13,7 @@ Optimizers (:func:`make_optimizer`), all at a constant learning rate:
 * ``adamw_wd_off``: ``optax.inject_hyperparams(optax.adamw)`` with
   ``weight_decay=ham_optax.schedules.switch_off(wd, switch_step)``;
 * ``ham_sgdm``: HAM around SGD with momentum 0.9 (``lr``, ``alpha``, ``beta``);
-* ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``, ``wd``; ``fraction`` and ``refresh_every`` fixed).
+* ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; no weight decay; ``fraction`` and ``refresh_every`` fixed).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ METHOD_HPARAMS = {
   "ham_adamw": ("lr", "wd", "alpha", "beta"),
   "adamw_wd_off": ("lr", "wd"),
   "ham_sgdm": ("lr", "alpha", "beta"),
-  "nanoadam": ("lr", "wd"),
+  "nanoadam": ("lr",),
 }
 
 
@@ -84,7 +84,7 @@ def make_optimizer(
     )
   if method == "ham_sgdm":
     return ham_optax.ham(optax.sgd(lr, momentum=0.9), lr, _const(hp["alpha"]), _const(hp["beta"]))
-  return ham_optax.nanoadam(lr, nano_fraction, nano_refresh, b2=0.98, weight_decay=_const(hp["wd"]))
+  return ham_optax.nanoadam(lr, nano_fraction, nano_refresh, b2=0.98)
 
 
 def init_params(seeds: Sequence[int], p: int, *, width: int = 64) -> tuple[nnx.GraphDef, Any]:
@@ -105,13 +105,13 @@ def fourier_concentration(embedding: jax.Array, p: int, top: int = 4) -> jax.Arr
   number axis; the energy of frequency ``k`` is ``|F_k|^2 + |F_{p-k}|^2`` summed over the embedding
   dimensions, ``k = 1 .. (p-1)/2``. Networks that grok modular addition use a few frequencies (Nanda et al.,
   2023), so a value near 1 means a sparse Fourier representation; a random embedding gives about
-  ``top / ((p-1)/2)``.
+  ``top / ((p-1)/2)`` (``top`` is capped at ``(p-1)/2``).
   """
   e = embedding[:p] - embedding[:p].mean(axis=0)
   power = jnp.sum(jnp.abs(jnp.fft.fft(e, axis=0)) ** 2, axis=1)
   half = (p - 1) // 2
   energy = power[1 : half + 1] + power[p - 1 : p - half - 1 : -1]
-  return jnp.sum(jax.lax.top_k(energy, top)[0]) / jnp.maximum(jnp.sum(energy), 1e-30)
+  return jnp.sum(jax.lax.top_k(energy, min(top, half))[0]) / jnp.maximum(jnp.sum(energy), 1e-30)
 
 
 def _accuracy(graphdef: nnx.GraphDef, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
