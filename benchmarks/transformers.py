@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--ft-steps", type=int, default=300, help="full-batch fine-tuning steps")
   parser.add_argument("--ft-lr-grid", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
   parser.add_argument("--ft-alpha-grid", type=float, nargs="+", default=[10.0, 100.0, 1000.0])
+  parser.add_argument("--ft-wd", type=float, default=0.0, help="weight decay of every fine-tuning method")
+  parser.add_argument(
+    "--grok-methods", nargs="+", default=list(GROK_METHODS), choices=GROK_METHODS, help="must include adamw"
+  )
   parser.add_argument("--nano-fraction", type=float, default=0.1)
   parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0 .. N-1")
   parser.add_argument("--tune-seeds", type=int, default=1, help="tuning seeds 100 .. 100+N-1")
@@ -153,6 +157,7 @@ def _run(method, graphdef, params, hp, train, evals, steps, args, **kw):
     eval_every=args.eval_every,
     switch_step=int(args.switch_fraction * args.steps),
     nano_fraction=args.nano_fraction,
+    nano_weight_decay=args.ft_wd,
     **kw,
   )
 
@@ -172,7 +177,7 @@ def grokking_study(args, add, log) -> tuple[dict, dict]:
   _, eval_init = grokking.init_params(eval_seeds, args.p, width=args.width)
   results, models_for_ft = {}, {}
   wd_selected = args.wd_grid[0]
-  for method in GROK_METHODS:
+  for method in args.grok_methods:
     settings = _grid(method, args, wd_selected)
     n_t = len(tune_seeds)
     init = _take(tune_init, [i for _ in settings for i in range(n_t)])
@@ -234,9 +239,9 @@ def finetune_study(args, add, sub, models_for_ft, adamw_lr, log) -> dict:
   lr_selected = args.ft_lr_grid[0]
   for method in FT_METHODS:
     if method == "ham_adamw":
-      settings = [{"lr": lr_selected, "wd": 0.0, "alpha": a, "beta": 0.0} for a in args.ft_alpha_grid]
+      settings = [{"lr": lr_selected, "wd": args.ft_wd, "alpha": a, "beta": 0.0} for a in args.ft_alpha_grid]
     else:
-      settings = [{"lr": lr, "wd": 0.0} for lr in args.ft_lr_grid]
+      settings = [{"lr": lr, "wd": args.ft_wd} for lr in args.ft_lr_grid]
     tune_models = models_for_ft["tune"]
     n_t = len(_flat_first(tune_models))
     init = _take(tune_models, [i for _ in settings for i in range(n_t)])
@@ -379,6 +384,8 @@ def figures(res: dict, out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
   args = build_parser().parse_args(argv)
+  if "adamw" not in args.grok_methods:
+    raise SystemExit("--grok-methods must include adamw (its models are the fine-tuning starting points)")
   if args.fast:
     args.p, args.steps, args.ft_steps, args.seeds, args.width, args.eval_every = 7, 60, 20, 2, 16, 10
   out = Path(args.out)

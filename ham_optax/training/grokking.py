@@ -13,7 +13,7 @@ Optimizers (:func:`make_optimizer`), all at a constant learning rate:
 * ``adamw_wd_off``: ``optax.inject_hyperparams(optax.adamw)`` with
   ``weight_decay=ham_optax.schedules.switch_off(wd, switch_step)``;
 * ``ham_sgdm``: HAM around SGD with momentum 0.9 (``lr``, ``alpha``, ``beta``);
-* ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; no weight decay; ``fraction`` and ``refresh_every`` fixed).
+* ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; weight decay, ``fraction`` and ``refresh_every`` fixed per call).
 """
 
 from __future__ import annotations
@@ -64,11 +64,13 @@ def make_optimizer(
   switch_step: int = 0,
   nano_fraction: float = 0.1,
   nano_refresh: int = 100,
+  nano_weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
   """The optimizer ``method`` (one of :data:`METHODS`) with hyperparameters ``hp`` (see the module docstring).
 
   ``switch_step`` is the step from which ``adamw_wd_off`` has no weight decay; ``nano_fraction`` and
-  ``nano_refresh`` are NanoAdam's selected fraction and re-selection period.
+  ``nano_refresh`` are NanoAdam's selected fraction and re-selection period, ``nano_weight_decay`` its
+  (static) decoupled weight decay.
   """
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -84,7 +86,7 @@ def make_optimizer(
     )
   if method == "ham_sgdm":
     return ham_optax.ham(optax.sgd(lr, momentum=0.9), lr, _const(hp["alpha"]), _const(hp["beta"]))
-  return ham_optax.nanoadam(lr, nano_fraction, nano_refresh, b2=0.98)
+  return ham_optax.nanoadam(lr, nano_fraction, nano_refresh, b2=0.98, weight_decay=nano_weight_decay)
 
 
 def init_params(seeds: Sequence[int], p: int, *, width: int = 64) -> tuple[nnx.GraphDef, Any]:
