@@ -83,8 +83,8 @@ print(ds.x_train[0], "->", ds.y_train[0])
 SETTINGS = {
   "adamw": {"lr": 3e-3, "wd": 3.0},
   "ham_adamw": {"lr": 3e-3, "wd": 3.0, "alpha": 10.0, "beta": 1.0},
-  "adamw_wd_off": {"lr": 3e-3, "wd": 5.0},
-  "ham_sgdm": {"lr": 0.3, "alpha": 1.0, "beta": 0.03},
+  "adamw_wd_off": {"lr": 3e-3, "wd": 3.0},
+  "ham_sgdm": {"lr": 0.1, "alpha": 10.0, "beta": 0.03},
 }
 train, evals = grokking.run_dataset(ds)
 graphdef, params = grokking.init_params([0], P, width=WIDTH)
