@@ -44,13 +44,14 @@ import numpy as np
 from ham_optax.training import data as data_lib
 from ham_optax.training import grokking
 
-GROK_METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "ham_sgdm")
+GROK_METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "ham_sgdm", "sgdm")
 FT_METHODS = ("adamw", "ham_adamw", "nanoadam")
 LABELS = {
   "adamw": "AdamW",
   "ham_adamw": "HAM(AdamW)",
   "adamw_wd_off": "AdamW, wd switched off",
   "ham_sgdm": "HAM(SGD+momentum)",
+  "sgdm": "SGD+momentum",
   "nanoadam": "NanoAdam",
 }
 
@@ -84,14 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     default=[0.1, 1.0, 0.1, 10.0, 0.3, 1.0, 0.3, 10.0],
     help="lr alpha ...",
   )
+  parser.add_argument(
+    "--plain-sgd-grid",
+    type=float,
+    nargs="+",
+    default=[0.1, 0.03, 0.1, 0.1, 0.3, 0.03, 0.3, 0.1],
+    help="lr wd ... of plain SGD + momentum (L2 weight decay)",
+  )
   parser.add_argument("--sgd-beta", type=float, default=0.03, help="HAM(SGD) beta (multiplicative decay)")
   parser.add_argument("--ft-steps", type=int, default=300, help="full-batch fine-tuning steps")
   parser.add_argument("--ft-lr-grid", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
   parser.add_argument("--ft-alpha-grid", type=float, nargs="+", default=[10.0, 100.0, 1000.0])
   parser.add_argument("--ft-wd", type=float, default=0.0, help="weight decay of every fine-tuning method")
   parser.add_argument(
-    "--grok-methods", nargs="+", default=list(GROK_METHODS), choices=GROK_METHODS, help="must include adamw"
+    "--grok-methods",
+    nargs="+",
+    default=list(GROK_METHODS[:4]),
+    choices=GROK_METHODS,
+    help="must include adamw; sgdm (plain SGD + momentum) is optional",
   )
+  parser.add_argument("--skip-finetune", action="store_true", help="grokking study only")
   parser.add_argument("--nano-fraction", type=float, default=0.1)
   parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0 .. N-1")
   parser.add_argument("--tune-seeds", type=int, default=1, help="tuning seeds 100 .. 100+N-1")
@@ -114,6 +127,8 @@ def _grid(method: str, args: argparse.Namespace, wd: float) -> list[dict[str, fl
     return [{"lr": args.lr, "wd": w} for w in args.wd_grid]
   if method == "ham_adamw":
     return [{"lr": args.lr, "wd": wd, **ab} for ab in _pairs(args.ham_grid, ("alpha", "beta"))]
+  if method == "sgdm":
+    return _pairs(args.plain_sgd_grid, ("lr", "wd"))
   return [{**la, "beta": args.sgd_beta} for la in _pairs(args.sgd_grid, ("lr", "alpha"))]
 
 
@@ -316,7 +331,12 @@ def tables(res: dict) -> str:
       continue
     a, b = np.asarray(g[m]["grok_step"], float), np.asarray(base["grok_step"], float)
     pg.append(f"{LABELS[m]} vs AdamW, grokking step: paired p = {_paired_p(a, b):.3f}")
+  if "sgdm" in g and "ham_sgdm" in g:
+    a, b = np.asarray(g["ham_sgdm"]["final_test_acc"]), np.asarray(g["sgdm"]["final_test_acc"])
+    pg.append(f"HAM(SGD+momentum) vs SGD+momentum, final test acc: paired p = {_paired_p(a, b):.3f}")
   lines += ["; ".join(pg), ""]
+  if not f:
+    return "\n".join(lines)
   fb = f["adamw"]
   lines += [
     "| method | selected | new task (sub) test acc (%) | old task (add) test acc (%) | p new vs AdamW "
@@ -367,6 +387,8 @@ def figures(res: dict, out: Path) -> list[str]:
   plt.close(fig)
 
   f = res["finetune"]
+  if not f:
+    return [str(p) for p in paths]
   fig, ax = plt.subplots(figsize=(5, 3.2))
   for i, (m, r) in enumerate(f.items()):
     steps = np.asarray(r["curves"]["steps"])
@@ -403,7 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
   sub = data_lib.load_modular(operation="sub", **kw)
   log(f"p={args.p}: {len(add.x_train)} train / {len(add.x_val)} val / {len(add.x_test)} test pairs")
   grok, models_for_ft = grokking_study(args, add, log)
-  ft = finetune_study(args, add, sub, models_for_ft, grok["adamw"]["selected"]["lr"], log)
+  ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, None, log)
   res = {
     "command": "python benchmarks/transformers.py " + " ".join(sys.argv[1:] if argv is None else argv),
     "args": vars(args),

@@ -135,7 +135,7 @@ def test_transformer_learns_the_training_set():
 
 
 @pytest.mark.slow  # one compilation per method
-@pytest.mark.parametrize("method", ["ham_adamw", "adamw_wd_off", "ham_sgdm", "nanoadam"])
+@pytest.mark.parametrize("method", ["ham_adamw", "adamw_wd_off", "sgdm", "ham_sgdm", "nanoadam"])
 def test_every_method_trains(method):
   ds = data_lib.load_modular(p=5, train_fraction=0.6, val_fraction=0.2)
   graphdef, params = grokking.init_params([0, 1], 5, width=8)

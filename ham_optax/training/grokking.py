@@ -12,6 +12,7 @@ Optimizers (:func:`make_optimizer`), all at a constant learning rate:
 * ``ham_adamw``: :func:`ham_optax.ham` around that AdamW (``alpha``, ``beta``);
 * ``adamw_wd_off``: ``optax.inject_hyperparams(optax.adamw)`` with
   ``weight_decay=ham_optax.schedules.switch_off(wd, switch_step)``;
+* ``sgdm``: SGD with momentum 0.9 and L2 weight decay ``wd`` (``add_decayed_weights`` before ``sgd``);
 * ``ham_sgdm``: HAM around SGD with momentum 0.9 (``lr``, ``alpha``, ``beta``);
 * ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; weight decay, ``fraction`` and ``refresh_every`` fixed per call).
 """
@@ -41,12 +42,13 @@ __all__ = [
   "train_runs",
 ]
 
-METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "ham_sgdm", "nanoadam")
+METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "sgdm", "ham_sgdm", "nanoadam")
 # Hyperparameters each method reads from its row of ``hparams`` (the rest are ignored).
 METHOD_HPARAMS = {
   "adamw": ("lr", "wd"),
   "ham_adamw": ("lr", "wd", "alpha", "beta"),
   "adamw_wd_off": ("lr", "wd"),
+  "sgdm": ("lr", "wd"),
   "ham_sgdm": ("lr", "alpha", "beta"),
   "nanoadam": ("lr",),
 }
@@ -84,6 +86,8 @@ def make_optimizer(
     return optax.inject_hyperparams(optax.adamw)(
       learning_rate=lr, b2=0.98, weight_decay=schedules.switch_off(_const(hp["wd"]), switch_step)
     )
+  if method == "sgdm":
+    return optax.chain(optax.add_decayed_weights(_const(hp["wd"])), optax.sgd(lr, momentum=0.9))
   if method == "ham_sgdm":
     return ham_optax.ham(optax.sgd(lr, momentum=0.9), lr, _const(hp["alpha"]), _const(hp["beta"]))
   return ham_optax.nanoadam(lr, nano_fraction, nano_refresh, b2=0.98, weight_decay=nano_weight_decay)
