@@ -1,8 +1,10 @@
 """Flax NNX models for the HAM examples: an MLP (optionally with LayerNorm), a 1-D CNN, a 1-D ResNet with
-BatchNorm, a CIFAR-style ResNet-18, and two graph networks for node classification (GCN, GraphSAGE-style).
+BatchNorm, a CIFAR-style ResNet-18, a small decoder-only transformer, and two graph networks for node
+classification (GCN, GraphSAGE-style).
 
-All models map a batch of examples to logits (the graph models: a batch of node indices). Weight tensors (``kernel``, ndim >= 2) are the
-ones HAM and the sparsifiers act on by default; biases and BatchNorm scales are 1-D.
+All models map a batch of examples to logits (the graph models: a batch of node indices). Weight tensors
+(``kernel``/``embedding``, ndim >= 2) are the ones HAM and the sparsifiers act on by default; biases, BatchNorm
+and LayerNorm scales are 1-D.
 """
 
 from __future__ import annotations
@@ -16,9 +18,20 @@ from flax import nnx
 
 from ham_optax.training.data import Graph
 
-__all__ = ["MLP", "CNN1D", "ResNet1D", "ResNet18", "GCN", "GraphSAGE", "GraphData", "MODELS", "create_model"]
+__all__ = [
+  "MLP",
+  "CNN1D",
+  "ResNet1D",
+  "ResNet18",
+  "Transformer",
+  "GCN",
+  "GraphSAGE",
+  "GraphData",
+  "MODELS",
+  "create_model",
+]
 
-MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "gcn", "sage")
+MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "transformer", "gcn", "sage")
 GRAPH_MODELS = ("gcn", "sage")
 
 
@@ -298,6 +311,72 @@ class GraphSAGE(_GraphModel):
     return h
 
 
+class _DecoderBlock(nnx.Module):
+  """Pre-LayerNorm block: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (ReLU MLP, hidden ``mlp_ratio * d``)."""
+
+  def __init__(self, d_model: int, num_heads: int, mlp_ratio: int, *, rngs: nnx.Rngs):
+    self.ln1 = nnx.LayerNorm(d_model, rngs=rngs)
+    self.attn = nnx.MultiHeadAttention(
+      num_heads=num_heads, in_features=d_model, use_bias=False, decode=False, deterministic=True, rngs=rngs
+    )
+    self.ln2 = nnx.LayerNorm(d_model, rngs=rngs)
+    self.fc1 = nnx.Linear(d_model, mlp_ratio * d_model, rngs=rngs)
+    self.fc2 = nnx.Linear(mlp_ratio * d_model, d_model, rngs=rngs)
+
+  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+    x = x + self.attn(self.ln1(x), mask=mask)
+    return x + self.fc2(jax.nn.relu(self.fc1(self.ln2(x))))
+
+
+class Transformer(nnx.Module):
+  """A small decoder-only (GPT-style) transformer that classifies a token sequence from its last position.
+
+  Token and learned position embeddings, ``num_layers`` pre-LayerNorm blocks (causal multi-head
+  self-attention, ``nnx.MultiHeadAttention``, and a ReLU MLP), a final LayerNorm and a linear head on the
+  last position. Input: int tokens ``(batch, seq_len)`` in ``[0, vocab_size)``; output ``(batch, num_classes)``.
+  This is the model of the grokking studies (Power et al., 2022; Nanda et al., 2023) on
+  :func:`ham_optax.training.data.load_modular`.
+
+  HAM's default mask (float leaves with ``ndim >= 2``) selects the token and position embeddings, the
+  attention kernels (3-D: ``(d_model, heads, head_dim)`` for query/key/value, ``(heads, head_dim, d_model)``
+  for the output), the MLP kernels and the head; LayerNorm scales and all biases are 1-D and take the
+  inner optimizer's update alone. The attention has no biases (NNX's query/key/value biases are 2-D,
+  ``(heads, head_dim)``, and the default mask would select them, as it does not know they are biases).
+  """
+
+  def __init__(
+    self,
+    vocab_size: int,
+    seq_len: int,
+    num_classes: int,
+    d_model: int = 64,
+    num_heads: int = 4,
+    num_layers: int = 1,
+    mlp_ratio: int = 4,
+    *,
+    rngs: nnx.Rngs,
+  ):
+    if d_model % num_heads:
+      raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+    self.seq_len = seq_len
+    self.vocab_size = vocab_size
+    self.token_embed = nnx.Embed(vocab_size, d_model, rngs=rngs)
+    self.pos_embed = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (seq_len, d_model)))
+    self.blocks = nnx.List(
+      [_DecoderBlock(d_model, num_heads, mlp_ratio, rngs=rngs) for _ in range(num_layers)]
+    )
+    self.ln_f = nnx.LayerNorm(d_model, rngs=rngs)
+    self.head = nnx.Linear(d_model, num_classes, rngs=rngs)
+
+  def __call__(self, tokens: jax.Array) -> jax.Array:
+    tokens = tokens.astype(jnp.int32)
+    x = self.token_embed(tokens) + self.pos_embed[...][: tokens.shape[-1]]
+    mask = nnx.make_causal_mask(tokens)
+    for block in self.blocks:
+      x = block(x, mask)
+    return self.head(self.ln_f(x[:, -1]))
+
+
 def create_model(
   name: str,
   input_shape: tuple[int, ...],
@@ -306,13 +385,16 @@ def create_model(
   seed: int = 0,
   width: int | None = None,
   graph: Graph | None = None,
+  vocab_size: int | None = None,
 ) -> nnx.Module:
   """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example).
 
   ``width``: hidden size of the MLPs (two layers), channels of the CNN1D, base width of the
-  ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18, hidden size of the graph models (one
-  hidden layer); ``None`` picks each model's default. ``graph``: the graph of the node-classification models
-  ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
+  ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18, ``d_model`` of the transformer (one block,
+  4 heads), hidden size of the graph models (one hidden layer); ``None`` picks each model's default.
+  ``vocab_size`` (transformer only; ``input_shape`` is ``(seq_len,)``) defaults to ``num_classes + 3``: the
+  numbers ``0 .. p-1`` and the symbols ``+ - =`` of :func:`ham_optax.training.data.load_modular`. ``graph``: the
+  graph of the node-classification models ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
   """
   rngs = nnx.Rngs(seed)
   if name in GRAPH_MODELS:
@@ -341,4 +423,9 @@ def create_model(
     if len(input_shape) != 3:
       raise ValueError(f"resnet18 needs (height, width, channels) inputs, got {input_shape}")
     return ResNet18(num_classes, width=64 if width is None else width, in_channels=input_shape[2], rngs=rngs)
+  if name == "transformer":
+    if len(input_shape) != 1:
+      raise ValueError(f"transformer needs (seq_len,) token inputs, got {input_shape}")
+    vocab = num_classes + 3 if vocab_size is None else vocab_size
+    return Transformer(vocab, input_shape[0], num_classes, d_model=64 if width is None else width, rngs=rngs)
   raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")

@@ -1,0 +1,468 @@
+"""HAM on a small transformer: grokking on modular addition, then fine-tuning to subtraction (forgetting).
+
+Grokking (``a + b mod p``, a fraction of the ``p * p`` pairs for training; Power et al., 2022): four optimizers,
+each with the same number of hyperparameter settings, tuned on the validation split with ``--tune-seeds``
+seeds (seeds 100, 101, ...), then run with the selected setting on ``--seeds`` evaluation seeds (0, 1, ...):
+
+* ``adamw``: AdamW, weight decay tuned;
+* ``ham_adamw``: HAM around AdamW (at AdamW's selected weight decay), ``alpha`` and ``beta`` tuned;
+* ``adamw_wd_off``: AdamW whose weight decay is switched off at ``--switch-fraction`` of training
+  (``ham_optax.schedules.switch_off`` under ``optax.inject_hyperparams``), weight decay tuned;
+* ``ham_sgdm``: HAM around SGD + momentum 0.9, learning rate and ``alpha`` tuned.
+
+Selection: the setting with the smallest mean validation grokking time (steps until validation accuracy first
+reaches 99 %; a run that never does counts as twice the run length), ties broken by the final validation
+accuracy. Reported on the evaluation seeds: grokking time (never-reached runs counted separately), final
+validation and test accuracy, and two implicit-bias indicators of the final weights: the share of the number
+embedding's energy in its 4 strongest Fourier frequencies, and the fraction of weights with ``|w| <= 1e-3``.
+
+Fine-tuning: the AdamW models of the grokking study (selected setting; the tuning seed's model for tuning, the
+evaluation seeds' models for reporting) are fine-tuned on ``a - b mod p`` (same pairs per split) with AdamW,
+HAM(AdamW) and NanoAdam for ``--ft-steps`` full-batch steps, three settings each (AdamW and NanoAdam: the
+learning rate; HAM: ``alpha`` at AdamW's selected learning rate), selected on the mean of the new task's and
+the old task's validation accuracy. Reported: new-task (subtraction) and old-task (addition) test accuracy.
+
+Every comparison with AdamW is paired by seed (same initialisation and data); the p-values are paired
+t-tests (``scipy.stats.ttest_rel``).
+
+Usage::
+
+  python benchmarks/transformers.py                # the committed tables (results/transformers/)
+  python benchmarks/transformers.py --fast --out /tmp/tr   # smoke run, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ham_optax.training import data as data_lib
+from ham_optax.training import grokking
+
+GROK_METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "ham_sgdm", "sgdm")
+FT_METHODS = ("adamw", "ham_adamw", "nanoadam")
+LABELS = {
+  "adamw": "AdamW",
+  "ham_adamw": "HAM(AdamW)",
+  "adamw_wd_off": "AdamW, wd switched off",
+  "ham_sgdm": "HAM(SGD+momentum)",
+  "sgdm": "SGD+momentum",
+  "nanoadam": "NanoAdam",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--p", type=int, default=23, help="modulus")
+  parser.add_argument(
+    "--train-fraction", type=float, default=0.7, help="fraction of the p*p pairs for training"
+  )
+  parser.add_argument("--val-fraction", type=float, default=0.15, help="fraction for validation (rest: test)")
+  parser.add_argument("--width", type=int, default=32, help="d_model of the one-block transformer (4 heads)")
+  parser.add_argument("--steps", type=int, default=1000, help="full-batch steps of each grokking run")
+  parser.add_argument("--eval-every", type=int, default=25)
+  parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (grokking)")
+  parser.add_argument(
+    "--wd-grid", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0], help="AdamW weight decay"
+  )
+  parser.add_argument("--switch-fraction", type=float, default=0.5, help="adamw_wd_off: decay off from here")
+  parser.add_argument(
+    "--ham-grid",
+    type=float,
+    nargs="+",
+    default=[10.0, 0.0, 10.0, 1.0, 100.0, 0.0, 100.0, 1.0],
+    help="alpha beta ...",
+  )
+  parser.add_argument(
+    "--sgd-grid",
+    type=float,
+    nargs="+",
+    default=[0.1, 1.0, 0.1, 10.0, 0.3, 1.0, 0.3, 10.0],
+    help="lr alpha ...",
+  )
+  parser.add_argument(
+    "--plain-sgd-grid",
+    type=float,
+    nargs="+",
+    default=[0.1, 0.03, 0.1, 0.1, 0.3, 0.03, 0.3, 0.1],
+    help="lr wd ... of plain SGD + momentum (L2 weight decay)",
+  )
+  parser.add_argument("--sgd-beta", type=float, default=0.03, help="HAM(SGD) beta (multiplicative decay)")
+  parser.add_argument("--ft-steps", type=int, default=300, help="full-batch fine-tuning steps")
+  parser.add_argument("--ft-lr-grid", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+  parser.add_argument("--ft-alpha-grid", type=float, nargs="+", default=[10.0, 100.0, 1000.0])
+  parser.add_argument("--ft-wd", type=float, default=0.0, help="weight decay of every fine-tuning method")
+  parser.add_argument(
+    "--grok-methods",
+    nargs="+",
+    default=list(GROK_METHODS[:4]),
+    choices=GROK_METHODS,
+    help="must include adamw; sgdm (plain SGD + momentum) is optional",
+  )
+  parser.add_argument("--skip-finetune", action="store_true", help="grokking study only")
+  parser.add_argument("--nano-fraction", type=float, default=0.1)
+  parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0 .. N-1")
+  parser.add_argument("--tune-seeds", type=int, default=1, help="tuning seeds 100 .. 100+N-1")
+  parser.add_argument("--fast", action="store_true", help="smoke run: p=7, 60 steps, 2 seeds")
+  parser.add_argument(
+    "--replot", action="store_true", help="only redo tables and figures from OUT/results.json"
+  )
+  parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "transformers"))
+  return parser
+
+
+def _pairs(values: list[float], names: tuple[str, str]) -> list[dict[str, float]]:
+  if len(values) % 2:
+    raise ValueError(f"grid of ({names[0]}, {names[1]}) pairs needs an even number of values, got {values}")
+  return [{names[0]: values[i], names[1]: values[i + 1]} for i in range(0, len(values), 2)]
+
+
+def _grid(method: str, args: argparse.Namespace, wd: float) -> list[dict[str, float]]:
+  if method in ("adamw", "adamw_wd_off"):
+    return [{"lr": args.lr, "wd": w} for w in args.wd_grid]
+  if method == "ham_adamw":
+    return [{"lr": args.lr, "wd": wd, **ab} for ab in _pairs(args.ham_grid, ("alpha", "beta"))]
+  if method == "sgdm":
+    return _pairs(args.plain_sgd_grid, ("lr", "wd"))
+  return [{**la, "beta": args.sgd_beta} for la in _pairs(args.sgd_grid, ("lr", "alpha"))]
+
+
+def _stack(settings: list[dict[str, float]], repeat: int) -> dict[str, list[float]]:
+  """Hyperparameter rows: every setting ``repeat`` times (setting-major)."""
+  keys = sorted({k for s in settings for k in s})
+  return {k: [s.get(k, 0.0) for s in settings for _ in range(repeat)] for k in keys}
+
+
+def _grok_time_score(grok: np.ndarray, steps: int) -> np.ndarray:
+  return np.where(np.isnan(grok), 2.0 * steps, grok)
+
+
+def _paired_p(a: np.ndarray, b: np.ndarray) -> float:
+  """Two-sided paired t-test p-value; nan with fewer than 2 finite pairs or identical samples."""
+  from scipy import stats
+
+  ok = np.isfinite(a) & np.isfinite(b)
+  if ok.sum() < 2 or np.allclose(a[ok], b[ok]):
+    return float("nan")
+  return float(stats.ttest_rel(a[ok], b[ok]).pvalue)
+
+
+def _mean_std(x: np.ndarray, scale: float = 1.0, digits: int = 1) -> str:
+  x = np.asarray(x, float)
+  x = x[np.isfinite(x)]
+  if x.size == 0:
+    return "-"
+  return f"{scale * x.mean():.{digits}f} ± {scale * x.std(ddof=1 if x.size > 1 else 0):.{digits}f}"
+
+
+def _run(method, graphdef, params, hp, train, evals, steps, args, **kw):
+  return grokking.train_runs(
+    method,
+    graphdef,
+    params,
+    hp,
+    train,
+    evals,
+    steps=steps,
+    eval_every=args.eval_every,
+    switch_step=int(args.switch_fraction * args.steps),
+    nano_fraction=args.nano_fraction,
+    nano_weight_decay=args.ft_wd,
+    **kw,
+  )
+
+
+def _take(tree, idx):
+  import jax
+
+  return jax.tree.map(lambda x: x[np.asarray(idx)], tree)
+
+
+def grokking_study(args, add, log) -> tuple[dict, dict]:
+  """Tunes and evaluates every method of :data:`GROK_METHODS`; returns results and the AdamW models."""
+  train, evals = grokking.run_dataset(add)
+  tune_seeds = list(range(100, 100 + args.tune_seeds))
+  eval_seeds = list(range(args.seeds))
+  graphdef, tune_init = grokking.init_params(tune_seeds, args.p, width=args.width)
+  _, eval_init = grokking.init_params(eval_seeds, args.p, width=args.width)
+  results, models_for_ft = {}, {}
+  wd_selected = args.wd_grid[0]
+  for method in args.grok_methods:
+    settings = _grid(method, args, wd_selected)
+    n_t = len(tune_seeds)
+    init = _take(tune_init, [i for _ in settings for i in range(n_t)])
+    t0 = time.perf_counter()
+    out = _run(method, graphdef, init, _stack(settings, n_t), train, evals, args.steps, args)
+    tune_time = time.perf_counter() - t0
+    grok = grokking.grokking_step(out["steps"], out["val_acc"]).reshape(len(settings), n_t)
+    final_val = out["val_acc"][:, -1].reshape(len(settings), n_t)
+    finite = out["finite"].reshape(len(settings), n_t)
+    score = _grok_time_score(grok, args.steps).mean(1) + np.where(finite.all(1), 0.0, np.inf)
+    best = int(np.lexsort((-final_val.mean(1), score))[0])
+    chosen = settings[best]
+    if method == "adamw":
+      wd_selected = chosen["wd"]
+      models_for_ft["tune"] = _take(out["params"], [best * n_t])
+    log(f"{method}: tuned in {tune_time:.0f} s, selected {chosen} (val grok {grok[best].tolist()})")
+    t0 = time.perf_counter()
+    out = _run(method, graphdef, eval_init, _stack([chosen], len(eval_seeds)), train, evals, args.steps, args)
+    eval_time = time.perf_counter() - t0
+    if method == "adamw":
+      models_for_ft["eval"] = out["params"]
+    indicators = grokking.weight_indicators(graphdef, out["params"], args.p)
+    results[method] = {
+      "grid": settings,
+      "tuning": {
+        "grok_step_val": grok.tolist(),
+        "final_val_acc": final_val.tolist(),
+        "finite": finite.tolist(),
+        "seconds": tune_time,
+      },
+      "selected": chosen,
+      "seeds": eval_seeds,
+      "grok_step": grokking.grokking_step(out["steps"], out["val_acc"]).tolist(),
+      "finite": out["finite"].tolist(),
+      "final_train_acc": out["train_acc"][:, -1].tolist(),
+      "final_val_acc": out["val_acc"][:, -1].tolist(),
+      "final_test_acc": out["test_acc"][:, -1].tolist(),
+      "fourier_top4": indicators["fourier_top4"].tolist(),
+      "near_zero": indicators["near_zero"].tolist(),
+      "curves": {
+        "steps": out["steps"].tolist(),
+        "train_acc": out["train_acc"].tolist(),
+        "val_acc": out["val_acc"].tolist(),
+      },
+      "seconds": eval_time,
+      "steps_per_s_per_run": args.steps * len(eval_seeds) / eval_time,
+    }
+    log(f"{method}: evaluated in {eval_time:.0f} s, grok steps {results[method]['grok_step']}")
+  return results, models_for_ft
+
+
+def finetune_study(args, add, sub, models_for_ft, adamw_lr, log) -> dict:
+  """Fine-tunes the AdamW models from addition to subtraction with every method of :data:`FT_METHODS`."""
+  graphdef, _ = grokking.init_params([0], args.p, width=args.width)
+  train = (sub.x_train, sub.y_train)
+  evals = {"new_val": sub.split("val"), "old_val": add.split("val"), "new_test": sub.split("test")}
+  evals["old_test"] = add.split("test")
+  results = {}
+  lr_selected = args.ft_lr_grid[0]
+  for method in FT_METHODS:
+    if method == "ham_adamw":
+      settings = [{"lr": lr_selected, "wd": args.ft_wd, "alpha": a, "beta": 0.0} for a in args.ft_alpha_grid]
+    else:
+      settings = [{"lr": lr, "wd": args.ft_wd} for lr in args.ft_lr_grid]
+    tune_models = models_for_ft["tune"]
+    n_t = len(_flat_first(tune_models))
+    init = _take(tune_models, [i for _ in settings for i in range(n_t)])
+    t0 = time.perf_counter()
+    out = _run(method, graphdef, init, _stack(settings, n_t), train, evals, args.ft_steps, args)
+    tune_time = time.perf_counter() - t0
+    crit = 0.5 * (out["new_val_acc"][:, -1] + out["old_val_acc"][:, -1])
+    crit = np.where(out["finite"], crit, -np.inf).reshape(len(settings), n_t).mean(1)
+    best = int(np.argmax(crit))
+    chosen = settings[best]
+    if method == "adamw":
+      lr_selected = chosen["lr"]
+    n_e = len(_flat_first(models_for_ft["eval"]))
+    t0 = time.perf_counter()
+    out = _run(
+      method, graphdef, models_for_ft["eval"], _stack([chosen], n_e), train, evals, args.ft_steps, args
+    )
+    eval_time = time.perf_counter() - t0
+    results[method] = {
+      "grid": settings,
+      "tuning": {"criterion": crit.tolist(), "seconds": tune_time},
+      "selected": chosen,
+      "finite": out["finite"].tolist(),
+      "new_test_acc": out["new_test_acc"][:, -1].tolist(),
+      "old_test_acc": out["old_test_acc"][:, -1].tolist(),
+      "new_val_acc": out["new_val_acc"][:, -1].tolist(),
+      "old_val_acc": out["old_val_acc"][:, -1].tolist(),
+      "curves": {
+        "steps": out["steps"].tolist(),
+        "new_val_acc": out["new_val_acc"].tolist(),
+        "old_val_acc": out["old_val_acc"].tolist(),
+      },
+      "seconds": eval_time,
+    }
+    log(f"finetune {method}: selected {chosen}; new {results[method]['new_test_acc']}")
+    log(f"  old {results[method]['old_test_acc']}")
+  del adamw_lr
+  return results
+
+
+def _flat_first(tree) -> np.ndarray:
+  import jax
+
+  return np.asarray(jax.tree.leaves(tree)[0])
+
+
+def tables(res: dict) -> str:
+  g, f = res["grokking"], res["finetune"]
+  base = g["adamw"]
+  lines = [
+    "| method | selected | grokked | grokking step | final val acc (%) | final test acc (%) | Fourier top-4 "
+    "| near-zero weights (%) | p (test acc vs AdamW) |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for m, r in g.items():
+    grok = np.asarray(r["grok_step"], float)
+    sel = ", ".join(f"{k}={v:g}" for k, v in r["selected"].items())
+    p = (
+      ""
+      if m == "adamw"
+      else f"{_paired_p(np.asarray(r['final_test_acc']), np.asarray(base['final_test_acc'])):.3f}"
+    )
+    lines.append(
+      f"| {LABELS[m]} | {sel} | {int(np.isfinite(grok).sum())}/{grok.size} | {_mean_std(grok, digits=0)} "
+      f"| {_mean_std(r['final_val_acc'], 100)} | {_mean_std(r['final_test_acc'], 100)} "
+      f"| {_mean_std(r['fourier_top4'], digits=3)} | {_mean_std(r['near_zero'], 100, 2)} | {p} |"
+    )
+  lines += ["", "Grokking step: mean ± std over the runs that reached 99 % validation accuracy.", ""]
+  pg = []
+  for m in g:
+    if m == "adamw":
+      continue
+    a, b = np.asarray(g[m]["grok_step"], float), np.asarray(base["grok_step"], float)
+    pg.append(f"{LABELS[m]} vs AdamW, grokking step: paired p = {_paired_p(a, b):.3f}")
+  if "sgdm" in g and "ham_sgdm" in g:
+    a, b = np.asarray(g["ham_sgdm"]["final_test_acc"]), np.asarray(g["sgdm"]["final_test_acc"])
+    pg.append(f"HAM(SGD+momentum) vs SGD+momentum, final test acc: paired p = {_paired_p(a, b):.3f}")
+  lines += ["; ".join(pg), ""]
+  if not f:
+    return "\n".join(lines)
+  fb = f["adamw"]
+  lines += [
+    "| method | selected | new task (sub) test acc (%) | old task (add) test acc (%) | p new vs AdamW "
+    "| p old vs AdamW |",
+    "|---|---|---|---|---|---|",
+  ]
+  for m, r in f.items():
+    sel = ", ".join(f"{k}={v:g}" for k, v in r["selected"].items() if not (k in ("wd", "beta") and v == 0))
+    pn = (
+      ""
+      if m == "adamw"
+      else f"{_paired_p(np.asarray(r['new_test_acc']), np.asarray(fb['new_test_acc'])):.3f}"
+    )
+    po = (
+      ""
+      if m == "adamw"
+      else f"{_paired_p(np.asarray(r['old_test_acc']), np.asarray(fb['old_test_acc'])):.3f}"
+    )
+    lines.append(
+      f"| {LABELS[m]} | {sel} | {_mean_std(r['new_test_acc'], 100)} | {_mean_std(r['old_test_acc'], 100)} "
+      f"| {pn} | {po} |"
+    )
+  return "\n".join(lines)
+
+
+def figures(res: dict, out: Path) -> list[str]:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  g = res["grokking"]
+  fig, axes = plt.subplots(1, len(g), figsize=(4 * len(g), 3.2), sharey=True)
+  for ax, (m, r) in zip(np.atleast_1d(axes), g.items(), strict=True):
+    steps = np.asarray(r["curves"]["steps"])
+    for key, style in (("train_acc", "--"), ("val_acc", "-")):
+      curves = np.asarray(r["curves"][key])
+      for c in curves:
+        ax.plot(steps, c, style, color="C0" if key == "train_acc" else "C1", alpha=0.35, lw=1)
+      ax.plot(steps, curves.mean(0), style, color="C0" if key == "train_acc" else "C1", lw=2, label=key)
+    ax.set_title(LABELS[m])
+    ax.set_xlabel("step")
+  np.atleast_1d(axes)[0].set_ylabel("accuracy")
+  np.atleast_1d(axes)[0].legend(loc="lower right")
+  fig.tight_layout()
+  paths = [out / "grokking_curves.png"]
+  fig.savefig(paths[0], dpi=110)
+  plt.close(fig)
+
+  f = res["finetune"]
+  if not f:
+    return [str(p) for p in paths]
+  fig, ax = plt.subplots(figsize=(5, 3.2))
+  for i, (m, r) in enumerate(f.items()):
+    steps = np.asarray(r["curves"]["steps"])
+    ax.plot(steps, np.mean(r["curves"]["new_val_acc"], 0), "-", color=f"C{i}", label=f"{LABELS[m]} new (sub)")
+    ax.plot(steps, np.mean(r["curves"]["old_val_acc"], 0), ":", color=f"C{i}", label=f"{LABELS[m]} old (add)")
+  ax.set_xlabel("fine-tuning step")
+  ax.set_ylabel("validation accuracy")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(out / "finetune_curves.png")
+  fig.savefig(paths[1], dpi=110)
+  plt.close(fig)
+  return [str(p) for p in paths]
+
+
+def main(argv: list[str] | None = None) -> dict:
+  args = build_parser().parse_args(argv)
+  if "adamw" not in args.grok_methods:
+    raise SystemExit("--grok-methods must include adamw (its models are the fine-tuning starting points)")
+  if args.fast:
+    args.p, args.steps, args.ft_steps, args.seeds, args.width, args.eval_every = 7, 60, 20, 2, 16, 10
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  if args.replot:
+    res = json.loads((out / "results.json").read_text())
+    return _finish(res, out)
+  t_start = time.perf_counter()
+
+  def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", flush=True)
+
+  kw = {"p": args.p, "train_fraction": args.train_fraction, "val_fraction": args.val_fraction}
+  add = data_lib.load_modular(operation="add", **kw)
+  sub = data_lib.load_modular(operation="sub", **kw)
+  log(f"p={args.p}: {len(add.x_train)} train / {len(add.x_val)} val / {len(add.x_test)} test pairs")
+  grok, models_for_ft = grokking_study(args, add, log)
+  ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, None, log)
+  res = {
+    "command": "python benchmarks/transformers.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    "args": vars(args),
+    "sizes": {
+      "p": args.p,
+      "train": len(add.x_train),
+      "val": len(add.x_val),
+      "test": len(add.x_test),
+      "d_model": args.width,
+      "layers": 1,
+      "heads": 4,
+      "parameters": int(sum(np.prod(np.shape(x)[1:]) for x in _leaves(models_for_ft["eval"]))),
+    },
+    "grokking": grok,
+    "finetune": ft,
+    "wall_time_s": time.perf_counter() - t_start,
+  }
+  (out / "results.json").write_text(json.dumps(res, indent=1))
+  log(f"done; results in {out}")
+  return _finish(res, out)
+
+
+def _finish(res: dict, out: Path) -> dict:
+  """Tables (printed, ``tables.md``) and figures from the results; adds them to ``results.json``."""
+  res["tables"] = tables(res)
+  res["figures"] = figures(res, out)
+  (out / "results.json").write_text(json.dumps(res, indent=1))
+  (out / "tables.md").write_text(f"Command: `{res['command']}`\n\n{res['tables']}\n")
+  print(res["tables"])
+  return res
+
+
+def _leaves(tree):
+  import jax
+
+  return jax.tree.leaves(tree)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,220 @@
+"""Grokking and fine-tuning runs of the small transformer on modular arithmetic, many runs in one XLA call.
+
+The general trainer (:mod:`ham_optax.training.train`) evaluates after every epoch from Python; grokking needs
+thousands of full-batch steps with the validation accuracy tracked all along, so this module runs the whole
+training (``lax.scan`` over steps, validation every ``eval_every`` steps) as one jitted function on the
+functional NNX state, ``vmap``-ed over runs: several seeds and hyperparameter settings are trained together
+(hyperparameters enter as traced constant schedules, so one compilation serves a whole grid).
+
+Optimizers (:func:`make_optimizer`), all at a constant learning rate:
+
+* ``adamw``: ``optax.adamw(lr, b1=0.9, b2=0.98, weight_decay=wd)``;
+* ``ham_adamw``: :func:`ham_optax.ham` around that AdamW (``alpha``, ``beta``);
+* ``adamw_wd_off``: ``optax.inject_hyperparams(optax.adamw)`` with
+  ``weight_decay=ham_optax.schedules.switch_off(wd, switch_step)``;
+* ``sgdm``: SGD with momentum 0.9 and L2 weight decay ``wd`` (``add_decayed_weights`` before ``sgd``);
+* ``ham_sgdm``: HAM around SGD with momentum 0.9 (``lr``, ``alpha``, ``beta``);
+* ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; weight decay, ``fraction`` and ``refresh_every`` fixed per call).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+import ham_optax
+from ham_optax import metrics, schedules
+from ham_optax.training import models
+from ham_optax.training.data import Dataset
+
+__all__ = [
+  "METHODS",
+  "fourier_concentration",
+  "grokking_step",
+  "init_params",
+  "make_optimizer",
+  "train_runs",
+]
+
+METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "sgdm", "ham_sgdm", "nanoadam")
+# Hyperparameters each method reads from its row of ``hparams`` (the rest are ignored).
+METHOD_HPARAMS = {
+  "adamw": ("lr", "wd"),
+  "ham_adamw": ("lr", "wd", "alpha", "beta"),
+  "adamw_wd_off": ("lr", "wd"),
+  "sgdm": ("lr", "wd"),
+  "ham_sgdm": ("lr", "alpha", "beta"),
+  "nanoadam": ("lr",),
+}
+
+
+def _const(value: jax.Array) -> optax.Schedule:
+  """A constant schedule holding a (possibly traced) value: lets one compiled function serve a grid."""
+  return lambda count: value
+
+
+def make_optimizer(
+  method: str,
+  hp: Mapping[str, jax.Array],
+  *,
+  switch_step: int = 0,
+  nano_fraction: float = 0.1,
+  nano_refresh: int = 100,
+  nano_weight_decay: float = 0.0,
+) -> optax.GradientTransformation:
+  """The optimizer ``method`` (one of :data:`METHODS`) with hyperparameters ``hp`` (see the module docstring).
+
+  ``switch_step`` is the step from which ``adamw_wd_off`` has no weight decay; ``nano_fraction`` and
+  ``nano_refresh`` are NanoAdam's selected fraction and re-selection period, ``nano_weight_decay`` its
+  (static) decoupled weight decay.
+  """
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  lr = _const(hp["lr"])
+  if method == "adamw":
+    return optax.adamw(lr, b2=0.98, weight_decay=_const(hp["wd"]))
+  if method == "ham_adamw":
+    inner = optax.adamw(lr, b2=0.98, weight_decay=_const(hp["wd"]))
+    return ham_optax.ham(inner, lr, _const(hp["alpha"]), _const(hp["beta"]))
+  if method == "adamw_wd_off":
+    return optax.inject_hyperparams(optax.adamw)(
+      learning_rate=lr, b2=0.98, weight_decay=schedules.switch_off(_const(hp["wd"]), switch_step)
+    )
+  if method == "sgdm":
+    return optax.chain(optax.add_decayed_weights(_const(hp["wd"])), optax.sgd(lr, momentum=0.9))
+  if method == "ham_sgdm":
+    return ham_optax.ham(optax.sgd(lr, momentum=0.9), lr, _const(hp["alpha"]), _const(hp["beta"]))
+  return ham_optax.nanoadam(lr, nano_fraction, nano_refresh, b2=0.98, weight_decay=nano_weight_decay)
+
+
+def init_params(seeds: Sequence[int], p: int, *, width: int = 64) -> tuple[nnx.GraphDef, Any]:
+  """The transformer's graph definition and its parameters for every seed, stacked on a leading axis."""
+  states = []
+  graphdef = None
+  for seed in seeds:
+    model = models.create_model("transformer", (4,), p, seed=int(seed), width=width)
+    graphdef, state = nnx.split(model)
+    states.append(state)
+  return graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def fourier_concentration(embedding: jax.Array, p: int, top: int = 4) -> jax.Array:
+  """Share of the number-token embedding's energy in its ``top`` strongest Fourier frequencies.
+
+  ``embedding[:p]`` (one row per number ``0 .. p-1``) is centred over the numbers and transformed along the
+  number axis; the energy of frequency ``k`` is ``|F_k|^2 + |F_{p-k}|^2`` summed over the embedding
+  dimensions, ``k = 1 .. (p-1)/2``. Networks that grok modular addition use a few frequencies (Nanda et al.,
+  2023), so a value near 1 means a sparse Fourier representation; a random embedding gives about
+  ``top / ((p-1)/2)`` (``top`` is capped at ``(p-1)/2``).
+  """
+  e = embedding[:p] - embedding[:p].mean(axis=0)
+  power = jnp.sum(jnp.abs(jnp.fft.fft(e, axis=0)) ** 2, axis=1)
+  half = (p - 1) // 2
+  energy = power[1 : half + 1] + power[p - 1 : p - half - 1 : -1]
+  return jnp.sum(jax.lax.top_k(energy, min(top, half))[0]) / jnp.maximum(jnp.sum(energy), 1e-30)
+
+
+def _accuracy(graphdef: nnx.GraphDef, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
+  return jnp.mean(jnp.argmax(nnx.merge(graphdef, params)(x), -1) == y)
+
+
+def train_runs(
+  method: str,
+  graphdef: nnx.GraphDef,
+  params: Any,
+  hparams: Mapping[str, Sequence[float]],
+  train: tuple[np.ndarray, np.ndarray],
+  evals: Mapping[str, tuple[np.ndarray, np.ndarray]],
+  *,
+  steps: int,
+  eval_every: int = 10,
+  **optimizer_kwargs: Any,
+) -> dict[str, np.ndarray]:
+  """Trains ``R`` runs at once, full batch, and tracks accuracies every ``eval_every`` steps.
+
+  Args:
+    method: one of :data:`METHODS`.
+    graphdef: from :func:`init_params`.
+    params: the runs' initial parameters, stacked on a leading axis of size ``R``.
+    hparams: name -> ``R`` values (``lr``, ``wd``, ``alpha``, ``beta`` as the method needs).
+    train: the training inputs and labels (the whole set is one batch).
+    evals: name -> ``(x, y)`` evaluated every ``eval_every`` steps (e.g. ``val``, ``test``, an old task).
+    steps: number of optimizer steps (a multiple of ``eval_every``).
+    eval_every: steps between evaluations.
+    **optimizer_kwargs: forwarded to :func:`make_optimizer`.
+
+  Returns:
+    ``steps`` (the evaluation steps, ``(E,)``), ``train_loss``/``train_acc`` (``(R, E)``) and ``<name>_acc``
+    per entry of ``evals`` (``(R, E)``), ``params`` (final, stacked), ``finite`` (``(R,)``: no NaN/inf loss).
+  """
+  if steps % eval_every:
+    raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
+  x_tr, y_tr = jnp.asarray(train[0]), jnp.asarray(train[1])
+  eval_sets = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in evals.items()}
+  hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+
+  def loss_fn(prm):
+    logits = nnx.merge(graphdef, prm)(x_tr)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_tr).mean()
+    return loss, jnp.mean(jnp.argmax(logits, -1) == y_tr)
+
+  def one_run(prm, h):
+    tx = make_optimizer(method, h, **optimizer_kwargs)
+
+    def step(carry, _):
+      prm, opt_state = carry
+      (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(prm)
+      updates, opt_state = tx.update(grads, opt_state, prm)
+      return (optax.apply_updates(prm, updates), opt_state), (loss, acc)
+
+    def chunk(carry, _):
+      carry, (losses, accs) = jax.lax.scan(step, carry, None, length=eval_every)
+      accs_eval = {f"{k}_acc": _accuracy(graphdef, carry[0], x, y) for k, (x, y) in eval_sets.items()}
+      return carry, {"train_loss": losses[-1], "train_acc": accs[-1], **accs_eval}
+
+    (prm, _), curves = jax.lax.scan(chunk, (prm, tx.init(prm)), None, length=steps // eval_every)
+    return prm, curves
+
+  final, curves = jax.jit(jax.vmap(one_run))(params, hp)
+  out = {k: np.asarray(v) for k, v in curves.items()}
+  out["steps"] = np.arange(1, steps // eval_every + 1) * eval_every
+  out["params"] = final
+  out["finite"] = np.all(np.isfinite(out["train_loss"]), axis=1)
+  return out
+
+
+def grokking_step(steps: np.ndarray, val_acc: np.ndarray, threshold: float = 0.99) -> np.ndarray:
+  """First evaluation step at which ``val_acc`` (``(R, E)``) reaches ``threshold``; ``nan`` where never."""
+  reached = val_acc >= threshold
+  first = np.argmax(reached, axis=1)
+  return np.where(reached.any(axis=1), steps[first], np.nan).astype(float)
+
+
+def weight_indicators(
+  graphdef: nnx.GraphDef, params: Any, p: int, tol: float = 1e-3
+) -> dict[str, np.ndarray]:
+  """Per run: :func:`fourier_concentration` of the token embedding and the fraction of weights (ndim >= 2)
+  with ``|w| <= tol`` (:func:`ham_optax.metrics.fraction_near_zero`)."""
+  del graphdef
+
+  def one(prm):
+    return (
+      fourier_concentration(prm["token_embed"]["embedding"], p),
+      metrics.fraction_near_zero(prm, tol)["global"],
+    )
+
+  fourier, near_zero = jax.jit(jax.vmap(one))(params)
+  return {"fourier_top4": np.asarray(fourier), "near_zero": np.asarray(near_zero)}
+
+
+def run_dataset(
+  dataset: Dataset,
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+  """``(train, {"val": ..., "test": ...})`` of a modular dataset, in the form :func:`train_runs` takes."""
+  return (dataset.x_train, dataset.y_train), {"val": dataset.split("val"), "test": dataset.split("test")}
