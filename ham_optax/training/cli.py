@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tqdm.auto import tqdm
 
@@ -251,6 +251,12 @@ def _describe_defaults(configs: Sequence[Config], given: dict[str, Any]) -> list
   return lines
 
 
+def _fail(message: str) -> NoReturn:
+  """Ends the command with one ``error:`` line and exit status 2 (a user mistake found after parsing)."""
+  print(f"ham-optax: error: {message}", file=sys.stderr)
+  raise SystemExit(2)
+
+
 def _load_dataset(name: str, data_dir: str | None) -> data_lib.Dataset:
   kwargs = {"data_dir": data_dir} if name.startswith("cifar") and data_dir else {}
   return data_lib.load_dataset(name, **kwargs)
@@ -286,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     _prepare_out(out)
   except OSError as e:
-    parser.error(f"--out {out} is not a writable directory: {e}")
+    _fail(f"--out {out} is not a writable directory: {e}")
   for config in configs:
     if config.checkpoint_dir is None:
       continue
@@ -296,13 +302,13 @@ def main(argv: Sequence[str] | None = None) -> int:
       try:
         train.check_checkpoint(config)
       except train.CheckpointMismatchError as e:
-        parser.error(str(e))
+        _fail(str(e))
   try:
     dataset = _load_dataset(configs[0].dataset, args.data_dir)
   except ImportError as e:
-    parser.error(str(e))
+    _fail(str(e))
   except (OSError, ValueError) as e:
-    parser.error(f"could not load dataset {configs[0].dataset!r}: {e}")
+    _fail(f"could not load dataset {configs[0].dataset!r}: {e}")
 
   given = _given(args, Config)
   print(f"{len(configs)} runs on {configs[0].dataset}; settings not given on the command line:")
@@ -311,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     results = _run_all(configs, dataset, progress=args.progress is not False)
   except ValueError as e:  # e.g. a model that does not fit the dataset's input shape
-    parser.error(str(e))
+    _fail(str(e))
   elapsed = time.perf_counter() - t0
   paths = report.save_results(results, out, extra={"argv": argv, "wall_time_s": elapsed})
   print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
@@ -319,7 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"\nresults: {paths['json']}  {paths['summary_csv']}  plot: {paths['plot']}")
   if all(r["diverged"] for r in results):
     print(
-      f"error: every run diverged ({len(results)}/{len(results)}); lower --lr or --alpha", file=sys.stderr
+      f"ham-optax: every run diverged ({len(results)}/{len(results)}): no result; lower --lr or --alpha",
+      file=sys.stderr,
     )
     return 1
   return 0

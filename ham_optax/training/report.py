@@ -158,10 +158,11 @@ def save_results(
   return paths
 
 
-def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
+def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Figure:
   """Validation and test accuracy per epoch, one panel pair per model: the mean ± std over the runs that
   finished, one colour per sparsifier, dashed for the baseline, solid with HAM, dotted with Sign-In. Each
-  diverged run is drawn up to its last finite epoch and marked with an ``x`` at the epoch it diverged."""
+  diverged run is drawn up to its last finite epoch and marked with an ``x`` at the epoch it diverged. Returns the
+  figure (saved to ``path``)."""
   groups = _group(results)
   model_names = list(dict.fromkeys(model for model, _ in groups))
   bases = list(dict.fromkeys(method.split("+")[0] for _, method in groups))
@@ -204,3 +205,4 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
     row[1].legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
+  return fig
