@@ -6,8 +6,9 @@ pruning at init; SGD + momentum 0.9, weight decay 5e-4, cosine schedule, the mod
 
 1. baseline: the learning rate from ``--lrs`` with the best mean final *validation* accuracy over the tuning seeds;
 2. HAM at that learning rate: ``(alpha, beta)`` from ``--alphas`` x ``--betas``, best mean validation accuracy
-   among the *stable* settings: no diverged tuning seed, and (a margin of one grid step against the edge of
-   stability) no diverged tuning seed at the next larger alpha of the grid with the same beta.
+   among the *stable* settings: no diverged tuning seed, and a verified margin of one grid step against the
+   edge of stability: the next larger alpha of the grid (same beta) ran without a diverged tuning seed too (so
+   the largest alpha of the grid is never chosen).
 
 Tuning seeds are 1000, 1001, ... (the main job's test seeds are 0, 1, ...); the test split is never read.
 Writes ``results.json`` (every tuning run's final accuracy, the choices and the command) under ``--out`` and
@@ -66,7 +67,7 @@ def choose(rows: list[dict], model: str, method: str, alphas: list[float]) -> di
   best = None
   for (alpha, beta), runs in by_setting.items():
     larger = [a for a in grid if a > alpha]
-    if diverged[(alpha, beta)] or (larger and diverged.get((larger[0], beta), False)):
+    if diverged[(alpha, beta)] or not larger or diverged.get((larger[0], beta), True):
       continue
     mean = float(np.mean([r["val_acc"] for r in runs]))
     if best is None or mean > best["val_acc"]:
