@@ -267,7 +267,14 @@ def _run_all(configs: Sequence[Config], dataset: data_lib.Dataset, progress: boo
   with tqdm(configs, desc="runs", disable=not progress) as bar:
     for config in bar:
       bar.set_postfix(model=config.model, method=config.method, seed=config.seed)
-      results.append(train.train_and_evaluate(config, dataset))
+      r = train.train_and_evaluate(config, dataset)
+      outcome = (
+        f"diverged at epoch {r['diverged_epoch']}"
+        if r["diverged"]
+        else f"test acc {100 * r['test_acc']:.2f} %"
+      )
+      tqdm.write(f"{config.model} {config.method} seed {config.seed}: {outcome} ({r['train_time_s']:.0f} s)")
+      results.append(r)
   return results
 
 
