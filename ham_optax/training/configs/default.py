@@ -205,7 +205,7 @@ FALLBACK: dict[str, dict[str, float]] = {
 # Per-model defaults for fields left at None (the 1-D ResNet is run narrower and shorter to keep the main job
 # within minutes on a CPU); every other model: its own width, 30 epochs.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-  "resnet1d": {"width": 16, "epochs": 5, "seeds": 2},
+  "resnet1d": {"width": 16, "epochs": 5, "seeds": 3},
 }
 DEFAULT_EPOCHS = 30
 DEFAULT_SEEDS = 5
