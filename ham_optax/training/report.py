@@ -15,6 +15,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["markdown_table", "plot_curves", "save_results", "summarize"]
 
@@ -200,6 +201,7 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Figure:
           label = None
       ax.set_title(f"{model}: {title} accuracy (x: diverged)")
       ax.set_xlabel("epoch")
+      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
       ax.grid(alpha=0.3)
     row[0].set_ylabel("accuracy (%)")
     row[1].legend(fontsize=8)
