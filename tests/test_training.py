@@ -504,7 +504,7 @@ def test_resuming_with_other_settings_refuses_naming_the_fields(tmp_path, tiny_m
   assert train_lib.check_checkpoint(config) == 1
   for changes, fields in (
     ({"learning_rate": 0.2}, ["learning_rate"]),
-    ({"alpha": 3.0, "beta": 0.0}, ["alpha", "beta"]),
+    ({"alpha": 5.0, "beta": 0.0}, ["alpha", "beta"]),
     ({"epochs": 2}, ["epochs"]),
     ({"width": 16}, ["width"]),
   ):
