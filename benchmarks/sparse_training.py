@@ -98,8 +98,8 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
   print("\nHAM - baseline, test accuracy (points), Welch t-test over seeds:")
   for sparsifier in sparsifiers:
     name = "dense" if sparsifier == "none" else sparsifier
-    base = [r["test_acc"] for r in final if r["method"] == name and not r["diverged"]]
-    ham = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM" and not r["diverged"]]
+    base = [r["test_acc"] for r in final if r["method"] == name and not r.get("diverged")]
+    ham = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM" and not r.get("diverged")]
     if not base or not ham:
       continue
     c = choices[sparsifier]
@@ -107,7 +107,7 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
       f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_welch_p(ham, base):.3f}  "
       f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})"
     )
-    sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In" and not r["diverged"]]
+    sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In" and not r.get("diverged")]
     if sign_in:
       print(
         f"  {name:10s} {100 * (np.mean(sign_in) - np.mean(base)):+.2f}  p={_welch_p(sign_in, base):.3f}  "

@@ -145,7 +145,7 @@ def save_results(
     "markdown": out / "summary.md",
     "plot": out / "curves.png",
   }
-  paths["json"].write_text(json.dumps(payload, indent=1, allow_nan=False))
+  paths["json"].write_text(json.dumps(payload, indent=1))
   with paths["runs_csv"].open("w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(_RUN_FIELDS)
