@@ -91,8 +91,8 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
   print("\nHAM - baseline, test accuracy (points), Welch t-test over seeds:")
   for sparsifier in sparsifiers:
     name = "dense" if sparsifier == "none" else sparsifier
-    base = [r["test_acc"] for r in final if r["method"] == name]
-    ham = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM"]
+    base = [r["test_acc"] for r in final if r["method"] == name and not r.get("diverged")]
+    ham = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM" and not r.get("diverged")]
     if not base or not ham:
       continue
     c = choices[sparsifier]
@@ -100,7 +100,7 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
       f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_common.welch_p(ham, base):.3f}  "
       f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})"
     )
-    sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In"]
+    sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In" and not r.get("diverged")]
     if sign_in:
       print(
         f"  {name:10s} {100 * (np.mean(sign_in) - np.mean(base)):+.2f}  p={_common.welch_p(sign_in, base):.3f}  "
@@ -134,10 +134,15 @@ def main(argv=None) -> None:
 
   def run(config):
     r = train_and_evaluate(config, dataset)
+    c = r["config"]  # resolved: defaults filled in
+    outcome = (
+      f"diverged at epoch {r['diverged_epoch']}"
+      if r["diverged"]
+      else f"val {r['val_acc']:.4f} test {r['test_acc']:.4f} sparsity {r['sparsity']:.3f}"
+    )
     print(
-      f"[{time.perf_counter() - t0:7.0f}s] {config.method:14s} lr={config.learning_rate:g} "
-      f"alpha={config.alpha:g} beta={config.beta:g} seed={config.seed}: val {r['val_acc']:.4f} "
-      f"test {r['test_acc']:.4f} sparsity {r['sparsity']:.3f}",
+      f"[{time.perf_counter() - t0:7.0f}s] {config.method:14s} lr={c['learning_rate']:g} "
+      f"alpha={c['alpha']:g} beta={c['beta']:g} seed={config.seed}: {outcome}",
       flush=True,
     )
     return r
@@ -145,7 +150,8 @@ def main(argv=None) -> None:
   def tune(configs):
     scores = []
     for config in configs:
-      vals = [run(config.replace(seed=s))["val_acc"] for s in tuning_seeds]
+      # A diverged tuning run scores 0 (it has no accuracy), so a setting that diverges is not chosen.
+      vals = [run(config.replace(seed=s))["val_acc"] or 0.0 for s in tuning_seeds]
       score = float(np.mean(vals))
       tuning_rows.append(
         {

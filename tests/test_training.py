@@ -1,9 +1,12 @@
-"""Tests for ham_optax.training: data loaders, one short epoch per model, CLI smoke, resume."""
+"""Tests for ham_optax.training: data loaders, one short epoch per model, the CLI, divergence, checks before
+training, choice-dependent defaults, checkpoints that know their config."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import math
 import sys
 import types
 
@@ -14,10 +17,18 @@ from flax import nnx
 
 import ham_optax
 from ham_optax.training import data as data_lib
-from ham_optax.training import models
-from ham_optax.training.cli import main
-from ham_optax.training.configs.default import Config
-from ham_optax.training.train import train_and_evaluate
+from ham_optax.training import models, report
+from ham_optax.training import train as train_lib
+from ham_optax.training.cli import _subcommand_first, build_parser, configs_from_args, main
+from ham_optax.training.configs.default import (
+  FALLBACK,
+  MAIN_JOB,
+  MODEL_DEFAULTS,
+  Config,
+  resolve,
+  tuned_hyperparameters,
+)
+from ham_optax.training.train import CheckpointMismatchError, train_and_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -192,41 +203,283 @@ def test_resnet18_batchnorm_modes():
   )  # mean and var of 20 BatchNorms (stem, 16 convs, 3 shortcuts)
 
 
-# ------------------------------------------------------------------------------ CLI and resume
+# ------------------------------------------------------------------------------------------ the CLI
+
+# A tiny job: one small MLP, two steps per epoch on 64 examples.
+_TINY = ["--model", "mlp", "--width", "8", "--num-train", "64", "--batch-size", "16", "--max-steps", "2"]
+_TINY += ["--seeds", "1", "--no-progress"]
 
 
-def test_cli_smoke(tmp_path, monkeypatch, capsys):
-  monkeypatch.setenv("HAM_OPTAX_CACHE", str(tmp_path / "cache"))
+@pytest.fixture
+def tiny_cache(tmp_path, monkeypatch, tiny_mnist1d):
+  """The CLI loads `tiny_mnist1d` whatever dataset it asks for (no generation, no download)."""
+  monkeypatch.setattr(data_lib, "load_dataset", lambda name, **kwargs: tiny_mnist1d)
+  return tmp_path
+
+
+def test_cli_writes_consistent_outputs(tmp_path, tiny_cache, capsys):
   out = tmp_path / "run"
-  argv = ["train", "--dataset", "digits", "--width", "16", "--epochs", "2", "--seeds", "1"]
-  argv += [
-    "--max-steps",
-    "2",
-    "--batch-size",
-    "32",
+  argv = ["train", *_TINY, "--epochs", "2", "--sparsifier", "none", "--out", str(out)]
+  assert main(argv) == 0
+  printed = capsys.readouterr().out
+  payload = json.loads((out / "results.json").read_text())
+  runs = payload["runs"]
+  assert [r["method"] for r in runs] == ["dense", "dense+HAM"]
+  assert all(len(r["history"]) == 2 and r["completed"] and not r["diverged"] for r in runs)
+  plain, ham = ([h["train_loss"] for h in r["history"]] for r in runs)
+  assert plain != ham  # HAM changed the training trajectory
+  # The summary files agree with each other, with the printed table and with the runs themselves.
+  table = (out / "summary.md").read_text().strip()
+  assert table in printed and "| diverged |" in table.splitlines()[0]
+  with (out / "summary.csv").open() as f:
+    rows = list(csv.DictReader(f))
+  assert [row["method"] for row in rows] == ["dense", "dense+HAM"]
+  for row, run in zip(rows, runs, strict=True):
+    assert row["diverged"] == "0/1" and row["model"] == "mlp"
+    assert float(row["test_acc_mean"]) == pytest.approx(run["history"][-1]["test_acc"])
+    assert f"| mlp | {run['method']} |" in table
+    assert f"{100 * run['test_acc']:.2f} ± 0.00" in table
+  with (out / "runs.csv").open() as f:
+    assert len(list(csv.DictReader(f))) == 2
+  assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert payload["argv"] == argv
+
+
+def test_cli_accepts_train_after_the_options():
+  argv = _subcommand_first(["--sparsifier", "none", "random", "train", "--seeds", "2"])
+  args = build_parser().parse_args(argv)
+  assert args.sparsifier == ["none", "random"] and args.seeds == 2
+  assert _subcommand_first(["--out", "train"]) == ["--out", "train"]  # a directory called "train"
+  assert _subcommand_first(["train", "--seeds", "2"]) == ["train", "--seeds", "2"]
+
+
+def test_cli_reaches_every_config_field():
+  """Every Config field is an option, or set by the job (seed, checkpoint_dir); Sign-In runs can be chosen."""
+  help_text = build_parser().format_help()
+  for f in dataclasses.fields(Config):
+    if f.name in ("seed", "checkpoint_dir"):
+      continue
+    flag = "--" + f.metadata.get("flag", f.name).replace("_", "-")
+    assert flag in help_text, flag
+  args = build_parser().parse_args(
+    ["--sign-in", "--sign-in-every", "2", "--sparsifier", "random", "--ham", "off"]
+  )
+  configs = configs_from_args(args)
+  assert {c.method for c in configs} == {"random", "random+Sign-In"}
+  assert all(c.sign_in_every == 2 for c in configs if c.sign_in)
+
+
+def test_cli_choices_come_from_the_registries():
+  actions = {a.dest: a for a in build_parser()._actions}
+  assert tuple(actions["dataset"].choices) == data_lib.DATASETS
+  assert tuple(actions["model"].choices) == models.MODELS
+
+
+# ------------------------------------------------------------------------ divergence is never silent
+
+
+def test_divergence_stops_the_run_and_marks_the_epoch(tiny_mnist1d):
+  config = Config(
+    width=8, epochs=4, batch_size=16, max_steps=2, num_train=64, learning_rate=1e8, progress=False
+  )
+  r = train_and_evaluate(config, tiny_mnist1d)
+  assert r["diverged"] and not r["completed"]
+  assert r["diverged_epoch"] == len(r["history"]) + 1 and r["diverged_epoch"] < 4
+  assert r["test_acc"] is None and r["val_acc"] is None  # no accuracy reported for a diverged run
+  assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"]) for h in r["history"])
+  json.dumps(r, allow_nan=False)
+
+
+def _fake_run(method: str, seed: int, accs: list[float] | None, diverged_epoch: int | None = None) -> dict:
+  """A result as train_and_evaluate returns it: per-epoch accuracies `accs` (None: diverged at once)."""
+  history = [
+    {"epoch": i + 1, "train_loss": 1.0, "val_loss": 1.0, "val_acc": a, "test_acc": a}
+    for i, a in enumerate(accs or [])
+  ]
+  final = history[-1]["test_acc"] if history and diverged_epoch is None else None
+  config = dataclasses.asdict(resolve(Config(ham=method.endswith("+HAM"), seed=seed))[0])
+  return {
+    "config": config,
+    "method": method,
+    "history": history,
+    "diverged": diverged_epoch is not None,
+    "diverged_epoch": diverged_epoch,
+    "completed": diverged_epoch is None,
+    "val_acc": final,
+    "test_acc": final,
+    "sparsity": None if final is None else 0.0,
+    "sign_flips": None if final is None else 0.25,
+    "train_time_s": 1.0,
+  }
+
+
+def test_summary_counts_diverged_runs_and_averages_the_others(tmp_path):
+  runs = [
+    _fake_run("dense+HAM", 0, [0.5, 0.7, 0.8]),
+    _fake_run("dense+HAM", 1, [0.4, 0.6]),  # stopped after 2 epochs: diverged at epoch 3
+    _fake_run("dense+HAM", 2, [0.5, 0.55, 0.6]),
+  ]
+  runs[1].update(diverged=True, diverged_epoch=3, completed=False, val_acc=None, test_acc=None)
+  (row,) = report.summarize(runs)
+  assert row["diverged"] == "1/3"
+  assert row["test_acc_mean"] == pytest.approx(np.mean([0.8, 0.6]))
+  assert row["test_acc_std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
+  paths = report.save_results(runs, tmp_path)
+  table = paths["markdown"].read_text()
+  assert "| 70.00 ± 14.14 |" in table and table.strip().endswith("| 1/3 |")
+  with paths["summary_csv"].open() as f:
+    assert next(csv.DictReader(f))["diverged"] == "1/3"
+  with paths["runs_csv"].open() as f:
+    diverged_row = list(csv.DictReader(f))[1]
+  assert diverged_row["diverged_epoch"] == "3" and diverged_row["test_acc"] == ""
+  every = [_fake_run("dense", s, [0.1], diverged_epoch=2) for s in range(2)]
+  assert "| diverged | diverged |" in report.markdown_table(report.summarize(every))
+
+
+def test_curves_draw_finished_runs_fully_and_mark_diverged_ones(tmp_path):
+  runs = [_fake_run("dense+HAM", 0, [0.5, 0.7, 0.8, 0.9]), _fake_run("dense+HAM", 1, [0.4, 0.6, 0.7, 0.8])]
+  runs.append(_fake_run("dense+HAM", 2, [0.3], diverged_epoch=2))
+  fig = report.plot_curves(runs, tmp_path / "curves.png")
+  ax = fig.axes[1]  # test accuracy
+  lines = ax.get_lines()
+  mean = next(line for line in lines if line.get_label().startswith("dense+HAM"))
+  np.testing.assert_array_equal(mean.get_xdata(), [1, 2, 3, 4])  # not cut to the diverged run's length
+  np.testing.assert_allclose(mean.get_ydata(), [45, 65, 75, 85])
+  assert "diverged 1/3" in mean.get_label()
+  marks = [line for line in lines if line.get_marker() == "x"]
+  assert len(marks) == 1 and list(marks[0].get_xdata()) == [2]
+
+
+def test_cli_every_run_diverged_says_so_and_fails(tmp_path, tiny_cache, capsys):
+  argv = [
+    *_TINY,
+    "--epochs",
+    "3",
+    "--lr",
+    "1e8",
+    "--ham",
+    "off",
     "--sparsifier",
     "none",
     "--out",
-    str(out),
-    "--no-progress",
+    str(tmp_path / "o"),
   ]
-  assert main(argv) == 0
-  printed = capsys.readouterr().out
-  assert "| dense |" in printed and "| dense+HAM |" in printed
-  payload = json.loads((out / "results.json").read_text())
-  assert [r["method"] for r in payload["runs"]] == ["dense", "dense+HAM"]
-  assert all(len(r["history"]) == 2 for r in payload["runs"])
-  plain, ham = ([h["train_loss"] for h in r["history"]] for r in payload["runs"])
-  assert plain != ham  # HAM changed the training trajectory
-  assert [row["method"] for row in payload["summary"]] == ["dense", "dense+HAM"]
-  for name in ("runs.csv", "summary.csv", "summary.md", "curves.png"):
-    assert (out / name).stat().st_size > 0
-  with pytest.raises(SystemExit):
-    main(["train", "--sparsity", "1.5", "--out", str(tmp_path / "bad")])
+  assert main(argv) == 1
+  captured = capsys.readouterr()
+  assert "| 0/1 |" not in captured.out and "| 1/1 |" in captured.out
+  assert [line for line in captured.err.splitlines() if "diverged" in line] == [
+    "ham-optax: every run diverged (1/1): no result; lower --lr or --alpha"
+  ]
+
+
+# --------------------------------------------------------------------------- checks before training
+
+
+@pytest.mark.parametrize(
+  "bad", [["--lr", "inf"], ["--weight-decay", "inf"], ["--alpha", "nan"], ["--lr", "-1"], ["--beta", "-1"]]
+)
+def test_bad_values_are_usage_errors_before_data_loads(bad, tmp_path, monkeypatch, capsys):
+  def no_data(*args, **kwargs):
+    raise AssertionError("data was loaded")
+
+  monkeypatch.setattr(data_lib, "load_dataset", no_data)
+  with pytest.raises(SystemExit) as exit_info:
+    main([*bad, "--out", str(tmp_path / "o")])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  name = bad[0].lstrip("-").replace("-", "_").replace("lr", "learning_rate")
+  assert "Traceback" not in err and (bad[0] in err or name in err)
+  with pytest.raises(ValueError, match=name):
+    Config(**{name: float(bad[1])}).validate()
+
+
+def test_out_must_be_writable_before_training(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(train_lib, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(SystemExit) as exit_info:
+    main([*_TINY, "--out", str(blocker / "sub")])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("ham-optax: error: --out")
+  main_out = tmp_path / "new" / "dir"
+  monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+  monkeypatch.setattr(train_lib, "check_checkpoint", lambda config: None)
+  with pytest.raises(pytest.fail.Exception, match="loaded"):
+    main([*_TINY, "--out", str(main_out)])
+  assert main_out.is_dir()  # created before the data loads
+
+
+def test_missing_tensorflow_datasets_is_one_line_with_the_install_command(tmp_path, monkeypatch, capsys):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+  with pytest.raises(SystemExit) as exit_info:
+    main(["--dataset", "cifar10", "--model", "resnet18", "--seeds", "1", "--out", str(tmp_path / "o")])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "pip install 'ham_optax[cifar]'" in err[0]
+
+
+# ------------------------------------------------------------------------ defaults that fit the choice
+
+
+def test_main_job_defaults():
+  configs = configs_from_args(build_parser().parse_args([]))  # `ham-optax train` with no options
+  assert {c.model for c in configs} == set(MAIN_JOB["models"]) == {"mlp", "resnet1d"}
+  for model in MAIN_JOB["models"]:
+    mine = [c for c in configs if c.model == model]
+    seeds = MAIN_JOB["per_model"][model]["seeds"]
+    assert [c.method for c in mine] == [
+      m for m in ("dense", "dense+HAM", "random", "random+HAM") for _ in range(seeds)
+    ]
+    assert {c.epochs for c in mine} == {MAIN_JOB["per_model"][model]["epochs"]}
+    for c in mine:
+      tuned = tuned_hyperparameters("mnist1d", model, "sgd", c.sparsifier)
+      assert tuned is not None and "benchmarks/" in tuned.source
+      assert (c.learning_rate, c.alpha, c.beta) == (tuned.learning_rate, tuned.alpha, tuned.beta)
+  assert {c.width for c in configs if c.model == "resnet1d"} == {MODEL_DEFAULTS["resnet1d"]["width"]}
+  overridden = configs_from_args(
+    build_parser().parse_args(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"])
+  )
+  assert {(c.model, c.learning_rate, c.alpha, c.beta) for c in overridden} == {
+    ("mlp", 0.3, 2.0, FALLBACK["sgd"]["beta"])
+  }
+
+
+def test_adamw_defaults_are_adamw_defaults():
+  (config,) = configs_from_args(
+    build_parser().parse_args(
+      ["--optimizer", "adamw", "--ham", "on", "--seeds", "1", "--sparsifier", "none", "--model", "mlp"]
+    )
+  )
+  assert config.learning_rate == FALLBACK["adamw"]["learning_rate"] == 1e-3  # not SGD's 0.4
+  assert config.weight_decay == FALLBACK["adamw"]["weight_decay"]
+  _, sources = resolve(Config(optimizer="adamw"))
+  assert sources["learning_rate"] == "fallback for adamw"
+  _, sources = resolve(Config())
+  assert sources["learning_rate"] == sources["alpha"] == "validation-tuned"
+  assert sources["weight_decay"] == "fallback for sgd"
+
+
+def test_help_shows_each_default_once_and_the_tuned_settings():
+  help_text = build_parser().format_help()
+  options, epilog = help_text.split("learning rate, alpha and beta tuned on the validation split")
+  blocks = [b for b in ("\n" + options).split("\n  --")[1:]]
+  assert len(blocks) >= len(dataclasses.fields(Config))
+  for block in blocks:
+    assert block.count("(default:") == 1, block
+  assert "mnist1d/resnet1d/sgd" in epilog and "fallbacks" in epilog
+
+
+# ----------------------------------------------------------------------- checkpoints know their config
+
+
+def _ckpt_config(tmp_path, **changes) -> Config:
+  base = Config(width=8, epochs=3, batch_size=16, max_steps=2, num_train=64, ham=True, progress=False)
+  return base.replace(checkpoint_dir=str(tmp_path / "ckpt"), **changes)
 
 
 @pytest.mark.slow  # three trainings end to end; orbax resume itself is checked fast in tests/test_flax.py
-def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d):
+def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d, capsys):
   config = Config(
     width=32, epochs=3, batch_size=16, max_steps=3, num_train=64, ham=True, sparsifier="rigl", progress=False
   )
@@ -234,7 +487,9 @@ def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d):
   ckpt = str(tmp_path / "ckpt")
   halted = train_and_evaluate(config.replace(checkpoint_dir=ckpt, halt_after_epochs=1), tiny_mnist1d)
   assert len(halted["history"]) == 1 and not halted["completed"]
+  capsys.readouterr()
   resumed = train_and_evaluate(config.replace(checkpoint_dir=ckpt), tiny_mnist1d, return_model=True)
+  assert "resuming from epoch 1 of 3" in capsys.readouterr().out
   assert resumed["completed"] and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
   for a, b in zip(
     jax.tree.leaves(_params(straight["model"])), jax.tree.leaves(_params(resumed["model"])), strict=True
@@ -246,33 +501,36 @@ def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d):
     )
 
 
-def test_cli_defaults_use_validation_tuned_hyperparameters():
-  from ham_optax.training.cli import build_parser, configs_from_args
-  from ham_optax.training.configs.default import tuned_hyperparameters
-
-  configs = configs_from_args(build_parser().parse_args([]))  # `ham-optax` with no arguments
-  assert [c.method for c in configs] == ["dense"] * 5 + ["dense+HAM"] * 5 + ["random"] * 5 + [
-    "random+HAM"
-  ] * 5
-  assert all(c.dataset == "mnist1d" and c.model == "mlp" and c.sparsity == 0.9 for c in configs)
-  for c in configs:
-    expected = tuned_hyperparameters("mnist1d", "mlp", "sgd", c.sparsifier)
-    assert (c.learning_rate, c.alpha, c.beta) == (
-      expected["learning_rate"],
-      expected["alpha"],
-      expected["beta"],
-    )
-  overridden = configs_from_args(
-    build_parser().parse_args(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"])
-  )
-  assert {(c.learning_rate, c.alpha, c.beta) for c in overridden} == {(0.3, 2.0, Config().beta)}
+def test_resuming_with_other_settings_refuses_naming_the_fields(tmp_path, tiny_mnist1d):
+  config = _ckpt_config(tmp_path)
+  train_and_evaluate(config.replace(halt_after_epochs=1), tiny_mnist1d)
+  assert train_lib.check_checkpoint(config) == 1
+  for changes, fields in (
+    ({"learning_rate": 0.2}, ["learning_rate"]),
+    ({"alpha": 5.0, "beta": 0.0}, ["alpha", "beta"]),
+    ({"epochs": 2}, ["epochs"]),
+    ({"width": 16}, ["width"]),
+  ):
+    with pytest.raises(CheckpointMismatchError) as info:
+      train_and_evaluate(config.replace(**changes), tiny_mnist1d)
+    message = str(info.value)
+    assert all(f in message for f in fields) and "momentum" not in message and "--restart" in message
+  # Settings that do not change the run (progress bars, where to halt) still resume.
+  assert train_lib.check_checkpoint(config.replace(progress=True, halt_after_epochs=2)) == 1
 
 
-def test_cli_accepts_train_after_the_options():
-  from ham_optax.training.cli import _subcommand_first, build_parser
-
-  argv = _subcommand_first(["--sparsifier", "none", "random", "train", "--seeds", "2"])
-  args = build_parser().parse_args(argv)
-  assert args.sparsifier == ["none", "random"] and args.seeds == 2
-  assert _subcommand_first(["--out", "train"]) == ["--out", "train"]  # a directory called "train"
-  assert _subcommand_first(["train", "--seeds", "2"]) == ["train", "--seeds", "2"]
+def test_cli_refuses_a_changed_config_before_loading_and_restart_starts_over(tmp_path, tiny_cache, capsys):
+  out = str(tmp_path / "o")
+  argv = [*_TINY, "--epochs", "2", "--sparsifier", "none", "--ham", "on", "--checkpoint", "--out", out]
+  assert main([*argv, "--halt-after-epochs", "1"]) == 0
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    main([*argv, "--alpha", "2"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "alpha" in err[0] and "--restart" in err[0]
+  assert main([*argv, "--alpha", "2", "--restart"]) == 0
+  printed = capsys.readouterr().out
+  assert "resuming" not in printed
+  runs = json.loads((tmp_path / "o" / "results.json").read_text())["runs"]
+  assert runs[0]["config"]["alpha"] == 2.0 and [h["epoch"] for h in runs[0]["history"]] == [1, 2]

@@ -1,141 +1,213 @@
 """Command-line entry point: ``ham-optax train [options]`` (or ``python -m ham_optax.training.cli``).
 
-With no arguments it runs the default comparison on MNIST-1D (MLP, SGD + momentum, 30 epochs):
-baseline vs HAM, each dense and with 90 % random pruning at initialisation, over 5 seeds, with the
-learning rate / alpha / beta chosen on the validation split by ``benchmarks/sparse_training.py``, and prints a table of test accuracy
-(mean ± std over seeds), weight sparsity and sign flips versus initialisation. Results go to
-``--out`` (default ``runs/<UTC timestamp>``): ``results.json``, ``runs.csv``, ``summary.csv``,
-``summary.md`` and ``curves.png``.
+The options are generated from the fields of :class:`~ham_optax.training.configs.default.Config` (one run) and
+:class:`Job` (the set of runs): each option's name, type, choices, default and help come from the field, so there
+is one list of options. ``--model`` and ``--sparsifier`` take several values, ``--ham`` is ``off``, ``on`` or
+``both``, and ``--seeds`` / ``--first-seed`` choose the seeds: the job is every combination.
+
+With no options it runs the main job (``MAIN_JOB`` in ``configs/default.py``): on MNIST-1D, for an MLP and a 1-D
+ResNet with BatchNorm, baseline vs HAM, each dense and with 90 % random pruning at initialisation, with the
+learning rate / alpha / beta chosen on the validation split (``TUNED``), and prints a table of test accuracy
+(mean ± std over the seeds that did not diverge), the number of diverged seeds, weight sparsity and sign flips
+versus initialisation. Results go to ``--out`` (default ``runs/<UTC timestamp>``): ``results.json``,
+``runs.csv``, ``summary.csv``, ``summary.md`` and ``curves.png``.
+
+Every check that can be made before training is made before any data loads; a user mistake ends in one
+``error:`` line and exit status 2, never a traceback. If every run of the job diverges the command says so and
+exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
+from tqdm.auto import tqdm
+
+from ham_optax.training import data as data_lib
+from ham_optax.training import report, train
 from ham_optax.training.configs.default import (
-  OPTIMIZERS,
-  SCHEDULES,
-  SPARSIFIERS,
+  DEFAULT_EPOCHS,
+  DEFAULT_SEEDS,
+  FALLBACK,
+  MAIN_JOB,
+  MODEL_DEFAULTS,
+  TUNED,
   Config,
-  tuned_hyperparameters,
+  option,
+  resolve,
 )
 
-__all__ = ["build_parser", "configs_from_args", "main"]
+__all__ = ["Job", "build_parser", "configs_from_args", "main"]
 
 
-def _positive_int(text: str) -> int:
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+@dataclass(frozen=True)
+class Job:
+  """The options that describe a set of runs rather than one run (the rest are :class:`Config` fields)."""
+
+  seeds: int | None = option(None, "number of seeds")
+  first_seed: int = option(0, "first seed; the job uses FIRST_SEED, FIRST_SEED + 1, ...")
+  out: str | None = option(
+    None, "output directory, created and checked before training", default_help="runs/<UTC time>"
+  )
+  checkpoint: bool = option(False, "orbax checkpoints per run under OUT/checkpoints; a rerun resumes")
+  restart: bool = option(False, "with --checkpoint: discard existing checkpoints and start over")
+  data_dir: str | None = option(None, "TFDS data_dir for cifar10/cifar100", default_help="TFDS's own")
+
+
+# Config fields that the job sweeps over (several values) or that the job sets per run.
+_LIST_FIELDS = ("model", "sparsifier")
+_JOB_SET_FIELDS = {"seed": "--seeds/--first-seed", "checkpoint_dir": "--checkpoint"}
+_HAM_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
+def _finite_float(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+  if not math.isfinite(value):
+    raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
   return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-  """The ``ham-optax`` argument parser (subcommand ``train``, also the default)."""
-  from ham_optax.training.data import DATASETS
-  from ham_optax.training.models import MODELS
+def _int(text: str) -> int:
+  try:
+    return int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
-  d = Config()
+
+def _per_model(name: str, otherwise: str) -> str:
+  listed = [f"{values[name]} for {model}" for model, values in MODEL_DEFAULTS.items() if name in values]
+  return ", ".join([*listed, f"else {otherwise}"])
+
+
+def _default_text(f: dataclasses.Field) -> str:
+  """The default shown by ``--help``: the value, or how it is chosen when it depends on other options."""
+  if f.name in FALLBACK["sgd"]:
+    fallback = " / ".join(f"{values[f.name]:g} ({opt})" for opt, values in FALLBACK.items())
+    return fallback if f.name == "weight_decay" else f"validation-tuned where listed below, else {fallback}"
+  if f.name == "width":
+    return _per_model("width", "the model's own")
+  if f.name == "epochs":
+    return _per_model("epochs", str(DEFAULT_EPOCHS))
+  if f.name == "seeds":
+    return _per_model("seeds", str(DEFAULT_SEEDS))
+  if f.name == "model":
+    return f"{' '.join(MAIN_JOB['models'])} on {MAIN_JOB['dataset']}, else {f.default}"
+  if f.name == "sparsifier":
+    return " ".join(MAIN_JOB["sparsifiers"])
+  if "default_help" in f.metadata:
+    return f.metadata["default_help"]
+  if isinstance(f.default, bool):
+    return "on" if f.default else "off"
+  return str(f.default)
+
+
+def _epilog() -> str:
+  tuned: dict[tuple[str, str, str], list[str]] = {}
+  for (dataset, model, optimizer, sparsifier), values in TUNED.items():
+    tuned.setdefault((dataset, model, optimizer), []).append(
+      f"{sparsifier} (lr {values.learning_rate:g}, alpha {values.alpha:g}, beta {values.beta:g})"
+    )
+  lines = ["learning rate, alpha and beta tuned on the validation split (configs/default.py TUNED):"]
+  lines += [f"  {'/'.join(key)}: {', '.join(entries)}" for key, entries in tuned.items()]
+  lines.append("every other combination uses the untuned per-optimizer fallbacks shown above.")
+  return "\n".join(lines)
+
+
+def _add_field(group: argparse._ArgumentGroup, f: dataclasses.Field) -> None:
+  """Adds the option for dataclass field ``f``; its default is ``None`` so that what was given is known."""
+  flag = "--" + f.metadata.get("flag", f.name).replace("_", "-")
+  kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+  if "choices" in f.metadata:
+    kwargs["choices"] = f.metadata["choices"]
+  if f.name in _LIST_FIELDS:
+    kwargs["nargs"] = "+"
+  if "bool" in str(f.type):
+    kwargs["action"] = argparse.BooleanOptionalAction
+  elif "float" in str(f.type):
+    kwargs["type"] = _finite_float
+    kwargs["metavar"] = "X"
+  elif "int" in str(f.type):
+    kwargs["type"] = _int
+    kwargs["metavar"] = "N"
+  group.add_argument(flag, help=f"{f.metadata['help']} (default: {_default_text(f)})", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The ``ham-optax`` argument parser (subcommand ``train``, also the default), generated from the fields of
+  :class:`Config` and :class:`Job`."""
   parser = argparse.ArgumentParser(
     prog="ham-optax",
     description="Train with and without HAM (Hyperbolic Aware Minimization, arXiv:2506.02630) and compare.",
-    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    epilog=_epilog(),
+    formatter_class=argparse.RawDescriptionHelpFormatter,
   )
-  parser.add_argument("command", nargs="?", default="train", choices=["train"], help="what to do")
-  g = parser.add_argument_group("data and model")
-  g.add_argument("--dataset", default=d.dataset, choices=DATASETS)
-  g.add_argument("--model", default=d.model, choices=MODELS)
-  g.add_argument("--width", type=_positive_int, default=None, help="model width (default: the model's own)")
-  g.add_argument("--data-dir", default=None, help="TFDS data_dir for cifar10/cifar100")
-  g = parser.add_argument_group("optimizer")
-  g.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-  g.add_argument(
-    "--lr",
-    type=float,
-    default=None,
-    help=f"peak learning rate (default: tuned value, else {d.learning_rate})",
+  parser.add_argument(
+    "command", nargs="?", default="train", choices=["train"], help="what to do (default: train)"
   )
-  g.add_argument("--momentum", type=float, default=d.momentum)
-  g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-  g.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
-  g.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-  g.add_argument("--epochs", type=_positive_int, default=d.epochs)
-  g.add_argument("--batch-size", type=_positive_int, default=d.batch_size)
-  g = parser.add_argument_group("HAM")
-  g.add_argument("--ham", default="both", choices=["off", "on", "both"], help="baseline, HAM, or both")
-  g.add_argument(
-    "--alpha",
-    type=float,
-    default=None,
-    help=f"HAM alpha, keep alpha*lr*|g| << 1 (default: tuned, else {d.alpha})",
-  )
-  g.add_argument(
-    "--beta", type=float, default=None, help=f"HAM multiplicative decay (default: tuned, else {d.beta})"
-  )
-  g = parser.add_argument_group("sparsity")
-  g.add_argument(
-    "--sparsifier", nargs="+", default=["none", "random"], choices=SPARSIFIERS, help="one or more sparsifiers"
-  )
-  g.add_argument("--sparsity", type=float, default=d.sparsity)
-  g.add_argument("--distribution", default=d.distribution, choices=["erk", "uniform"])
-  g = parser.add_argument_group("runs")
-  g.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds (0, 1, ...)")
-  g.add_argument("--first-seed", type=int, default=0)
-  g.add_argument("--out", default=None, help="output directory (default runs/<timestamp>)")
-  g.add_argument("--checkpoint", action="store_true", help="orbax checkpoints per run under OUT/checkpoints")
-  g.add_argument("--max-steps", type=_positive_int, default=None, help="cap on steps per epoch (smoke runs)")
-  g.add_argument("--num-train", type=_positive_int, default=None, help="use only N training examples")
-  g.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+  group = parser.add_argument_group("run (Config)")
+  for f in dataclasses.fields(Config):
+    if f.name == "ham":
+      group.add_argument(
+        "--ham", default="both", choices=tuple(_HAM_CHOICES), help="baseline, HAM, or both (default: both)"
+      )
+    elif f.name not in _JOB_SET_FIELDS:
+      _add_field(group, f)
+  group = parser.add_argument_group("job")
+  for f in dataclasses.fields(Job):
+    _add_field(group, f)
   return parser
 
 
-def configs_from_args(args: argparse.Namespace) -> list[Config]:
-  """The runs to make: every sparsifier x {baseline, HAM} x seed.
+def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+  return {
+    f.name: getattr(args, f.name)
+    for f in dataclasses.fields(cls)
+    if getattr(args, f.name, None) is not None and f.name not in _LIST_FIELDS
+  }
 
-  Learning rate, alpha and beta not given on the command line come from
-  :data:`~ham_optax.training.configs.default.TUNED` (chosen on the validation split) when the
-  dataset / model / optimizer / sparsifier combination was tuned, else from :class:`Config`.
+
+def configs_from_args(args: argparse.Namespace) -> list[Config]:
+  """The runs to make: every model x sparsifier x variant (baseline / HAM / Sign-In) x seed, fully resolved.
+
+  Fields not given on the command line take the defaults for the choices made (:func:`resolve`): learning rate,
+  alpha and beta from ``TUNED`` (chosen on the validation split) where the combination was tuned, else the
+  optimizer's fallback; epochs, width and the number of seeds per model.
+  Raises ``ValueError`` naming the first invalid field.
   """
-  default = Config()
-  hams = {"off": [False], "on": [True], "both": [False, True]}[args.ham]
-  seeds = range(args.first_seed, args.first_seed + args.seeds)
+  job = Job(**_given(args, Job))
+  given = _given(args, Config)
+  given.pop("ham", None)
+  sign_in = given.pop("sign_in", False)
+  dataset = given.get("dataset", Config.dataset)
+  if args.model is not None:
+    model_names = args.model
+  else:
+    model_names = list(MAIN_JOB["models"]) if dataset == MAIN_JOB["dataset"] else [Config.model]
+  sparsifiers = args.sparsifier or list(MAIN_JOB["sparsifiers"])
+  variants = [{"ham": ham} for ham in _HAM_CHOICES[args.ham]] + ([{"sign_in": True}] if sign_in else [])
   configs = []
-  for sparsifier, ham, seed in itertools.product(args.sparsifier, hams, seeds):
-    tuned = tuned_hyperparameters(args.dataset, args.model, args.optimizer, sparsifier) or {}
-    hp = {
-      key: getattr(args, arg) if getattr(args, arg) is not None else tuned.get(key, getattr(default, key))
-      for key, arg in (("learning_rate", "lr"), ("alpha", "alpha"), ("beta", "beta"))
-    }
-    config = Config(
-      dataset=args.dataset,
-      model=args.model,
-      width=args.width,
-      optimizer=args.optimizer,
-      learning_rate=hp["learning_rate"],
-      momentum=args.momentum,
-      weight_decay=args.weight_decay,
-      schedule=args.schedule,
-      warmup_epochs=args.warmup_epochs,
-      epochs=args.epochs,
-      batch_size=args.batch_size,
-      ham=ham,
-      alpha=hp["alpha"],
-      beta=hp["beta"],
-      sparsifier=sparsifier,
-      sparsity=args.sparsity,
-      distribution=args.distribution,
-      seed=seed,
-      max_steps=args.max_steps,
-      num_train=args.num_train,
-      progress=False,
+  for model, sparsifier, variant in itertools.product(model_names, sparsifiers, variants):
+    n_seeds = (
+      job.seeds if job.seeds is not None else MODEL_DEFAULTS.get(model, {}).get("seeds", DEFAULT_SEEDS)
     )
-    config.validate()
-    configs.append(config)
+    if n_seeds < 1:
+      raise ValueError(f"seeds must be >= 1, got {n_seeds}")
+    for seed in range(job.first_seed, job.first_seed + n_seeds):
+      config, _ = resolve(Config(**given, model=model, sparsifier=sparsifier, seed=seed, **variant))
+      config.validate()
+      configs.append(config)
   return configs
 
 
@@ -154,44 +226,116 @@ def _subcommand_first(argv: list[str]) -> list[str]:
   return argv
 
 
+def _prepare_out(out: Path) -> None:
+  """Creates ``out`` and checks that a file can be written there; raises ``OSError`` otherwise."""
+  out.mkdir(parents=True, exist_ok=True)
+  probe = out / ".write_test"
+  probe.write_text("")
+  probe.unlink()
+
+
+def _describe_defaults(configs: Sequence[Config], given: dict[str, Any]) -> list[str]:
+  """One line per model / method: the values of the settings the user did not give, and where they came from."""
+  lines, seen = [], set()
+  for config in configs:
+    key = (config.model, config.method)
+    if key in seen:
+      continue
+    seen.add(key)
+    unresolved = config.replace(**{name: None for name in ("learning_rate", "weight_decay", "alpha", "beta")})
+    _, sources = resolve(unresolved)
+    shown = ["learning_rate", "weight_decay"] + (["alpha", "beta"] if config.ham else [])
+    parts = [f"{name} {getattr(config, name):g} ({sources[name]})" for name in shown if name not in given]
+    if parts:
+      lines.append(f"  {config.model} {config.method}: " + ", ".join(parts))
+  return lines
+
+
+def _fail(message: str) -> NoReturn:
+  """Ends the command with one ``error:`` line and exit status 2 (a user mistake found after parsing)."""
+  print(f"ham-optax: error: {message}", file=sys.stderr)
+  raise SystemExit(2)
+
+
+def _load_dataset(name: str, data_dir: str | None) -> data_lib.Dataset:
+  kwargs = {"data_dir": data_dir} if name.startswith("cifar") and data_dir else {}
+  return data_lib.load_dataset(name, **kwargs)
+
+
+def _run_all(configs: Sequence[Config], dataset: data_lib.Dataset, progress: bool) -> list[dict[str, Any]]:
+  results = []
+  with tqdm(configs, desc="runs", disable=not progress) as bar:
+    for config in bar:
+      bar.set_postfix(model=config.model, method=config.method, seed=config.seed)
+      r = train.train_and_evaluate(config, dataset)
+      outcome = (
+        f"diverged at epoch {r['diverged_epoch']}"
+        if r["diverged"]
+        else f"test acc {100 * r['test_acc']:.2f} %"
+      )
+      tqdm.write(f"{config.model} {config.method} seed {config.seed}: {outcome} ({r['train_time_s']:.0f} s)")
+      results.append(r)
+  return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the comparison described by ``argv`` (default: ``sys.argv[1:]``); returns 0."""
+  """Runs the job described by ``argv`` (default: ``sys.argv[1:]``).
+
+  Returns 0, or 1 when every run diverged; exits with status 2 (argparse's usage error) on a user mistake.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
-  args = parser.parse_args(_subcommand_first(list(sys.argv[1:] if argv is None else argv)))
+  args = parser.parse_args(_subcommand_first(argv))
+  out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
   try:
     configs = configs_from_args(args)
   except ValueError as e:
     parser.error(str(e))
+  if args.checkpoint:
+    configs = [
+      c.replace(checkpoint_dir=str((out / "checkpoints" / c.model / f"{c.method}_seed{c.seed}").resolve()))
+      for c in configs
+    ]
+  try:
+    _prepare_out(out)
+  except OSError as e:
+    _fail(f"--out {out} is not a writable directory: {e}")
+  for config in configs:
+    if config.checkpoint_dir is None:
+      continue
+    if args.restart:
+      train.discard_checkpoint(config.checkpoint_dir)
+    else:
+      try:
+        train.check_checkpoint(config)
+      except train.CheckpointMismatchError as e:
+        _fail(str(e))
+  try:
+    dataset = _load_dataset(configs[0].dataset, args.data_dir)
+  except ImportError as e:
+    _fail(str(e))
+  except (OSError, ValueError) as e:
+    _fail(f"could not load dataset {configs[0].dataset!r}: {e}")
 
-  from tqdm.auto import tqdm
-
-  from ham_optax.training import data as data_lib
-  from ham_optax.training import report
-  from ham_optax.training.train import train_and_evaluate
-
-  out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-  kwargs = {"data_dir": args.data_dir} if args.dataset.startswith("cifar") and args.data_dir else {}
-  dataset = data_lib.load_dataset(args.dataset, **kwargs)
-  results = []
+  given = _given(args, Config)
+  print(f"{len(configs)} runs on {configs[0].dataset}; settings not given on the command line:")
+  print("\n".join(_describe_defaults(configs, given)))
   t0 = time.perf_counter()
-  with tqdm(configs, desc="runs", disable=args.no_progress) as bar:
-    for config in bar:
-      bar.set_postfix(method=config.method, seed=config.seed)
-      if args.checkpoint:
-        config = config.replace(
-          checkpoint_dir=str((out / "checkpoints" / f"{config.method}_seed{config.seed}").resolve())
-        )
-      config = config.replace(progress=not args.no_progress)
-      results.append(train_and_evaluate(config, dataset))
+  try:
+    results = _run_all(configs, dataset, progress=args.progress is not False)
+  except ValueError as e:  # e.g. a model that does not fit the dataset's input shape
+    _fail(str(e))
   elapsed = time.perf_counter() - t0
-  paths = report.save_results(
-    results, out, extra={"argv": list(sys.argv[1:] if argv is None else argv), "wall_time_s": elapsed}
-  )
-  print(
-    f"\n{args.dataset} / {args.model} / {args.optimizer}, {args.epochs} epochs, {args.seeds} seeds ({elapsed:.0f} s)"
-  )
+  paths = report.save_results(results, out, extra={"argv": argv, "wall_time_s": elapsed})
+  print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
   print(report.markdown_table(report.summarize(results)))
   print(f"\nresults: {paths['json']}  {paths['summary_csv']}  plot: {paths['plot']}")
+  if all(r["diverged"] for r in results):
+    print(
+      f"ham-optax: every run diverged ({len(results)}/{len(results)}): no result; lower --lr or --alpha",
+      file=sys.stderr,
+    )
+    return 1
   return 0
 
 

@@ -285,8 +285,7 @@ def load_cifar(
     import tensorflow_datasets as tfds
   except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-      "load_cifar needs tensorflow_datasets (pip install tensorflow-datasets) and the "
-      "CIFAR data prepared under data_dir"
+      f"{name} needs tensorflow-datasets: pip install 'ham_optax[cifar]' (and the data prepared under data_dir)"
     ) from e
   pct = round(100 * (1.0 - val_fraction))
   splits = {"train": f"train[:{pct}%]", "val": f"train[{pct}%:]", "test": "test"}

@@ -1,23 +1,32 @@
-"""Aggregating, saving and plotting training results (JSON, CSV, PNG, markdown table)."""
+"""Aggregating, saving and plotting training results (JSON, CSV, PNG, markdown table).
+
+Diverged runs are counted, never averaged: every summary shows ``diverged k/n`` per method and the mean ± std
+over the runs that did not diverge.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["markdown_table", "plot_curves", "save_results", "summarize"]
 
 _RUN_FIELDS = (
+  "model",
   "method",
   "seed",
+  "lr",
   "alpha",
   "beta",
+  "diverged_epoch",
   "val_acc",
   "test_acc",
   "sparsity",
@@ -26,63 +35,103 @@ _RUN_FIELDS = (
 )
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+  if not values:
+    return None, None
   arr = np.asarray(values, dtype=np.float64)
   return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-  """One row per method (in order of first appearance): mean and sample std over seeds of the
-  final validation and test accuracy, mean sparsity and sign-flip fraction of the weights."""
-  methods: dict[str, list[dict[str, Any]]] = {}
+def _diverged(r: dict[str, Any]) -> bool:
+  """Whether run ``r`` diverged (also for results written before runs recorded it: a non-finite last loss)."""
+  if "diverged" in r:
+    return bool(r["diverged"])
+  return bool(r["history"]) and not all(np.isfinite(r["history"][-1][k]) for k in ("train_loss", "val_loss"))
+
+
+def _group(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+  groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
   for r in results:
-    methods.setdefault(r["method"], []).append(r)
+    groups.setdefault((r["config"]["model"], r["method"]), []).append(r)
+  return groups
+
+
+def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """One row per model and method (in order of first appearance): the number of diverged runs and, over the
+  runs that did not diverge, mean and sample std of the final validation and test accuracy, mean sparsity and
+  sign-flip fraction of the weights (``None`` when every run diverged)."""
   rows = []
-  for method, runs in methods.items():
-    val_m, val_s = _mean_std([r["val_acc"] for r in runs])
-    test_m, test_s = _mean_std([r["test_acc"] for r in runs])
+  for (model, method), runs in _group(results).items():
+    ok = [r for r in runs if not _diverged(r)]
+    val_m, val_s = _mean_std([r["val_acc"] for r in ok])
+    test_m, test_s = _mean_std([r["test_acc"] for r in ok])
+    config = runs[0]["config"]
+    uses_ham = config["ham"]
     rows.append(
       {
+        "model": model,
         "method": method,
+        "lr": config["learning_rate"],
+        "alpha": config["alpha"] if uses_ham else None,
+        "beta": config["beta"] if uses_ham else None,
+        "epochs": config["epochs"],
         "seeds": len(runs),
-        "lr": runs[0]["config"]["learning_rate"],
-        "alpha": runs[0]["config"]["alpha"] if runs[0]["config"]["ham"] else None,
-        "beta": runs[0]["config"]["beta"] if runs[0]["config"]["ham"] else None,
+        "diverged": f"{len(runs) - len(ok)}/{len(runs)}",
         "val_acc_mean": val_m,
         "val_acc_std": val_s,
         "test_acc_mean": test_m,
         "test_acc_std": test_s,
-        "sparsity": float(np.mean([r["sparsity"] for r in runs])),
-        "sign_flips": float(np.mean([r["sign_flips"] for r in runs])),
-        "diverged": sum(not math.isfinite(r["history"][-1]["train_loss"]) for r in runs if r["history"]),
+        "sparsity": float(np.mean([r["sparsity"] for r in ok])) if ok else None,
+        "sign_flips": float(np.mean([r["sign_flips"] for r in ok])) if ok else None,
       }
     )
   return rows
 
 
+def _pct(mean: float | None, std: float | None) -> str:
+  return "diverged" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-  """A markdown table: method, test accuracy (%) mean ± std, val accuracy, sparsity, sign flips."""
+  """A markdown table: model, method, hyperparameters, test and val accuracy (%) mean ± std over the runs that
+  did not diverge, sparsity, sign flips, diverged runs / runs."""
   lines = [
-    "| method | lr | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | seeds |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| model | method | lr | alpha | beta | epochs | test acc (%) | val acc (%) | sparsity | sign flips vs init "
+    "| diverged |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in rows:
     alpha = "-" if r["alpha"] is None else f"{r['alpha']:g}"
     beta = "-" if r["beta"] is None else f"{r['beta']:g}"
+    sparsity = "-" if r["sparsity"] is None else f"{r['sparsity']:.3f}"
+    flips = "-" if r["sign_flips"] is None else f"{100 * r['sign_flips']:.2f} %"
     lines.append(
-      f"| {r['method']} | {r['lr']:g} | {alpha} | {beta} | {100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f} "
-      f"| {100 * r['val_acc_mean']:.2f} ± {100 * r['val_acc_std']:.2f} | {r['sparsity']:.3f} "
-      f"| {100 * r['sign_flips']:.2f} % | {r['seeds']} |"
+      f"| {r['model']} | {r['method']} | {r['lr']:g} | {alpha} | {beta} | {r['epochs']} "
+      f"| {_pct(r['test_acc_mean'], r['test_acc_std'])} | {_pct(r['val_acc_mean'], r['val_acc_std'])} "
+      f"| {sparsity} | {flips} | {r['diverged']} |"
     )
   return "\n".join(lines)
+
+
+def _run_row(r: dict[str, Any]) -> list[Any]:
+  c = r["config"]
+  ham = c["ham"]
+  return [
+    c["model"],
+    r["method"],
+    c["seed"],
+    c["learning_rate"],
+    c["alpha"] if ham else "",
+    c["beta"] if ham else "",
+    r.get("diverged_epoch", "") if _diverged(r) else "",
+  ] + ["" if _diverged(r) or r[k] is None else r[k] for k in _RUN_FIELDS[7:]]
 
 
 def save_results(
   results: Sequence[dict[str, Any]], out_dir: str | Path, *, extra: dict | None = None
 ) -> dict:
-  """Writes ``results.json`` (every run with its history), ``runs.csv`` (one line per run),
-  ``summary.csv`` (one line per method), ``summary.md`` and ``curves.png`` under ``out_dir``.
-  Returns the paths written."""
+  """Writes ``results.json`` (every run with its history), ``runs.csv`` (one line per run), ``summary.csv`` (one
+  line per model and method), ``summary.md`` and ``curves.png`` under ``out_dir``. Returns the paths written."""
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   rows = summarize(results)
@@ -100,52 +149,62 @@ def save_results(
   with paths["runs_csv"].open("w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(_RUN_FIELDS)
-    for r in results:
-      c = r["config"]
-      writer.writerow(
-        [r["method"], c["seed"], c["alpha"] if c["ham"] else "", c["beta"] if c["ham"] else ""]
-        + [r[k] for k in _RUN_FIELDS[4:]]
-      )
+    writer.writerows(_run_row(r) for r in results)
   with paths["summary_csv"].open("w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
   paths["markdown"].write_text(markdown_table(rows) + "\n")
   plot_curves(results, paths["plot"])
   return paths
 
 
-def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> None:
-  """Validation and test accuracy per epoch, mean ± std over seeds: one colour per sparsifier,
-  dashed for the baseline, solid with HAM."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  methods: dict[str, list[dict[str, Any]]] = {}
-  for r in results:
-    methods.setdefault(r["method"], []).append(r)
-  bases = list(dict.fromkeys(m.removesuffix("+HAM") for m in methods))
-  colors = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-  for ax, key, title in zip(axes, ("val_acc", "test_acc"), ("validation", "test"), strict=True):
-    for method, runs in methods.items():
-      n = min(len(r["history"]) for r in runs)
-      if n == 0:
-        continue
-      curves = np.array([[h[key] for h in r["history"][:n]] for r in runs]) * 100
-      epochs = np.arange(1, n + 1)
-      mean, std = curves.mean(0), curves.std(0)
-      style = "-" if method.endswith("+HAM") else "--"
-      color = colors[method.removesuffix("+HAM")]
-      ax.plot(epochs, mean, style, color=color, label=method)
-      ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.1)
-    ax.set_title(f"{title} accuracy")
-    ax.set_xlabel("epoch")
-    ax.grid(alpha=0.3)
-  axes[0].set_ylabel("accuracy (%)")
-  axes[1].legend(fontsize=8)
+def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Figure:
+  """Validation and test accuracy per epoch, one panel pair per model: the mean ± std over the runs that
+  finished, one colour per sparsifier, dashed for the baseline, solid with HAM, dotted with Sign-In. Each
+  diverged run is drawn up to its last finite epoch and marked with an ``x`` at the epoch it diverged. Returns the
+  figure (saved to ``path``)."""
+  groups = _group(results)
+  model_names = list(dict.fromkeys(model for model, _ in groups))
+  bases = list(dict.fromkeys(method.split("+")[0] for _, method in groups))
+  cmap = matplotlib.colormaps["tab10"]
+  colors = {b: cmap(i % 10) for i, b in enumerate(bases)}
+  fig = Figure(figsize=(11, 3.8 * len(model_names)))
+  axes = np.atleast_2d(fig.subplots(len(model_names), 2, sharey=True, squeeze=False))
+  for row, model in zip(axes, model_names, strict=True):
+    for ax, key, title in zip(row, ("val_acc", "test_acc"), ("validation", "test"), strict=True):
+      for (m, method), runs in groups.items():
+        if m != model:
+          continue
+        base, _, variant = method.partition("+")
+        style = {"": "--", "HAM": "-"}.get(variant, ":")
+        color = colors[base]
+        finished = [r for r in runs if not _diverged(r) and r["history"]]
+        diverged = [r for r in runs if _diverged(r)]
+        label = f"{method} (diverged {len(diverged)}/{len(runs)})" if diverged else method
+        if finished:
+          n = max(len(r["history"]) for r in finished)
+          curves = [np.array([h[key] for h in r["history"]]) * 100 for r in finished]
+          padded = np.full((len(curves), n), np.nan)
+          for i, c in enumerate(curves):
+            padded[i, : len(c)] = c
+          epochs = np.arange(1, n + 1)
+          mean, std = np.nanmean(padded, 0), np.nanstd(padded, 0)
+          ax.plot(epochs, mean, style, color=color, label=label)
+          ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.1)
+          label = None
+        for r in diverged:
+          values = [h[key] * 100 for h in r["history"] if np.isfinite(h["train_loss"])]
+          ax.plot(range(1, len(values) + 1), values, style, color=color, lw=0.8, alpha=0.6, label=label)
+          at = r.get("diverged_epoch") or len(values) + 1
+          ax.plot([at], [values[-1] if values else 10.0], "x", color=color, ms=8)
+          label = None
+      ax.set_title(f"{model}: {title} accuracy (x: diverged)")
+      ax.set_xlabel("epoch")
+      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+      ax.grid(alpha=0.3)
+    row[0].set_ylabel("accuracy (%)")
+    row[1].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  fig.savefig(path, dpi=110)
+  return fig

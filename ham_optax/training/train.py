@@ -1,42 +1,67 @@
 """Training loop for the HAM examples (Flax NNX + optax), modelled on Flax's ``examples/mnist``.
 
-``train_and_evaluate(config)`` builds the data, the model and the optimizer
-``sparsifier(ham(inner))`` (each part optional), trains with a cosine learning-rate schedule and
-returns a history of loss / accuracy / weight sparsity / sign flips per epoch. One epoch is one
-XLA call: the NNX train step is run under ``jax.lax.scan`` over the epoch's minibatches on the
-``nnx.split`` state (per-step ``nnx.jit`` dispatch dominated the run time of these small models).
-Checkpoints (orbax) are written at every epoch end when ``config.checkpoint_dir`` is set, and a
-run resumes from the latest one: data order depends only on ``(seed, epoch)``, so a resumed run
-continues exactly as an uninterrupted one.
+``train_and_evaluate(config)`` reads top to bottom as four parts:
+
+1. :func:`create_train_state`: the model, the optimizer ``sparsifier(ham(inner))`` (each part optional) and the
+   epoch's shape;
+2. :func:`restore_checkpoint`: continue from the latest orbax checkpoint of the same config, if any;
+3. :func:`train_epoch`: one epoch as one XLA call (the NNX train step under ``jax.lax.scan`` over the epoch's
+   minibatches; per-step ``nnx.jit`` dispatch dominated the run time of these small models), then
+   :func:`epoch_record`: loss / accuracy / weight sparsity / sign flips;
+4. :func:`final_results`: the JSON-serialisable summary.
+
+A run whose training or validation loss becomes non-finite stops at that epoch and is marked diverged; its
+accuracies are not reported as numbers. Checkpoints store the config next to the state; resuming with a
+different config raises :class:`CheckpointMismatchError` naming the fields. Data order depends only on
+``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from flax import nnx
+from tqdm.auto import tqdm
 
 import ham_optax
+from ham_optax import metrics
+from ham_optax import sparsity as sp
+from ham_optax.overparam import sign_in
 from ham_optax.training import data as data_lib
 from ham_optax.training import models
-from ham_optax.training.configs.default import Config
+from ham_optax.training.configs.default import Config, resolve
 
-__all__ = ["evaluate", "make_optimizer", "train_and_evaluate", "train_step"]
+__all__ = [
+  "CheckpointMismatchError",
+  "TrainState",
+  "check_checkpoint",
+  "create_train_state",
+  "discard_checkpoint",
+  "epoch_record",
+  "evaluate",
+  "final_results",
+  "make_optimizer",
+  "restore_checkpoint",
+  "train_and_evaluate",
+  "train_epoch",
+  "train_step",
+]
 
 
 @jax.jit
 def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
   """Sparsity and sign-flip fraction versus ``reference`` of the weight tensors (ndim >= 2: the
   leaves HAM and the sparsifiers act on), via :mod:`ham_optax.metrics`."""
-  from ham_optax import metrics
-
   return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
 
 
@@ -68,15 +93,11 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
     inner = optax.adamw(lr, weight_decay=config.weight_decay)
   if config.sign_in:
     # Sign-In (Gadhikar, Jacobs et al., NeurIPS 2025): x = m * w, balance reset every few epochs.
-    from ham_optax.overparam import sign_in
-
     tx = sign_in(inner, rescale_every=config.sign_in_every * steps_per_epoch, balance=config.sign_in_balance)
   else:
     tx = ham_optax.ham(inner, lr, config.alpha, config.beta) if config.ham else inner
   if config.sparsifier == "none":
     return tx
-  from ham_optax import sparsity as sp
-
   s = config.sparsity
   if config.sparsifier == "random":
     return sp.random_pruning(tx, s, distribution=config.distribution, seed=config.seed)
@@ -142,73 +163,119 @@ def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 
   return {"loss": total_loss / len(x), "acc": correct / len(x)}
 
 
-def _checkpoint_manager(directory: str):
-  import orbax.checkpoint as ocp
+# ------------------------------------------------------------------------------------------ checkpoints
 
+# Config fields that do not change what a run computes: a checkpoint written with other values still matches.
+_RUN_INDEPENDENT_FIELDS = ("checkpoint_dir", "halt_after_epochs", "progress")
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint directory holds a run with a different config."""
+
+
+def _run_fields(config: Config) -> dict[str, Any]:
+  return {k: v for k, v in dataclasses.asdict(config).items() if k not in _RUN_INDEPENDENT_FIELDS}
+
+
+def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-    directory,
-    options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+    Path(directory).resolve(), options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
   )
 
 
-def _save(manager, epoch: int, state, reference, history) -> None:
-  import orbax.checkpoint as ocp
+def _stored_config(manager: ocp.CheckpointManager, step: int) -> dict[str, Any] | None:
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+  except (FileNotFoundError, KeyError, ValueError):
+    return None
+  return dict(restored["config"])
 
+
+def check_checkpoint(config: Config) -> int | None:
+  """The epoch ``config.checkpoint_dir`` can resume from (``None``: no checkpoint there).
+
+  Raises :class:`CheckpointMismatchError` naming the differing fields when the checkpoint was written by a run
+  with another config (or by a version that did not store its config).
+  """
+  if config.checkpoint_dir is None or not Path(config.checkpoint_dir).exists():
+    return None
+  config, _ = resolve(config)
+  manager = _checkpoint_manager(config.checkpoint_dir)
+  try:
+    latest = manager.latest_step()
+    if latest is None:
+      return None
+    stored = _stored_config(manager, latest)
+  finally:
+    manager.close()
+  hint = "rerun with --restart (train.discard_checkpoint) to start over, or choose another directory"
+  if stored is None:
+    raise CheckpointMismatchError(f"checkpoint {config.checkpoint_dir} has no stored config; {hint}")
+  current = _run_fields(config)
+  differing = [f"{k} {stored.get(k)!r} -> {v!r}" for k, v in current.items() if stored.get(k) != v]
+  if differing:
+    raise CheckpointMismatchError(
+      f"checkpoint {config.checkpoint_dir} (epoch {latest}) was written with other settings: "
+      f"{', '.join(differing)}; {hint}"
+    )
+  return int(latest)
+
+
+def discard_checkpoint(directory: str) -> None:
+  """Deletes the checkpoints under ``directory`` (a fresh start)."""
+  shutil.rmtree(directory, ignore_errors=True)
+
+
+def _save(manager: ocp.CheckpointManager, epoch: int, config: Config, state, reference, history) -> None:
   manager.save(
     epoch,
     args=ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       reference=ocp.args.StandardSave(reference),
       history=ocp.args.JsonSave(history),
+      config=ocp.args.JsonSave(_run_fields(config)),
     ),
   )
   manager.wait_until_finished()
 
 
-def _restore(manager, epoch: int, state, reference):
-  import orbax.checkpoint as ocp
-
-  restored = manager.restore(
-    epoch,
-    args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(state),
-      reference=ocp.args.StandardRestore(reference),
-      history=ocp.args.JsonRestore(),
-    ),
-  )
-  return restored["state"], restored["reference"], restored["history"]
+# ------------------------------------------------------------------------------------- the four parts
 
 
-def train_and_evaluate(
-  config: Config, dataset: data_lib.Dataset | None = None, *, return_model: bool = False
-) -> dict[str, Any]:
-  """Trains one model as configured and returns its results.
+@dataclasses.dataclass
+class TrainState:
+  """What a run carries from epoch to epoch.
 
-  Args:
-    config: the run's :class:`~ham_optax.training.configs.default.Config`.
-    dataset: an already loaded dataset (saves reloading across runs); default: load
-      ``config.dataset``.
-    return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
-
-  Returns:
-    A JSON-serialisable dict: ``config``, ``method``, ``history`` (one dict per epoch with
-    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_acc``, ``sparsity`` and
-    ``sign_flips`` of the weight tensors versus their values at initialisation, ``time_s``),
-    and the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips``, ``train_time_s``.
-    The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
+  Attributes:
+    model: the NNX model (in training mode).
+    optimizer: the ``nnx.Optimizer`` holding the optax state.
+    reference: the weights at initialisation (after pruning at init); sign flips are counted against them.
+    steps_per_epoch: optimizer steps per epoch.
+    batch_size: examples per step.
+    run_epoch: the jitted ``(state, xs, ys) -> (state, (losses, accs))`` of :func:`_make_epoch_fn`.
   """
-  config.validate()
-  if dataset is None:
-    dataset = data_lib.load_dataset(config.dataset)
-  x_train, y_train = dataset.x_train, dataset.y_train
-  if config.num_train is not None:
-    x_train, y_train = x_train[: config.num_train], y_train[: config.num_train]
+
+  model: nnx.Module
+  optimizer: nnx.Optimizer
+  reference: Any
+  steps_per_epoch: int
+  batch_size: int
+  run_epoch: Any
+
+
+def _training_split(config: Config, dataset: data_lib.Dataset) -> tuple[np.ndarray, np.ndarray]:
+  if config.num_train is None:
+    return dataset.x_train, dataset.y_train
+  return dataset.x_train[: config.num_train], dataset.y_train[: config.num_train]
+
+
+def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
+  """Builds the model and the optimizer for a resolved ``config``; pruning at init is applied here."""
+  x_train, _ = _training_split(config, dataset)
   batch_size = min(config.batch_size, len(x_train))
   steps_per_epoch = len(x_train) // batch_size
   if config.max_steps is not None:
     steps_per_epoch = min(steps_per_epoch, config.max_steps)
-  total_steps = steps_per_epoch * config.epochs
-
   model = models.create_model(
     config.model,
     dataset.input_shape,
@@ -218,94 +285,158 @@ def train_and_evaluate(
     graph=dataset.graph,
   )
   model.train()
-  tx = make_optimizer(config, total_steps, steps_per_epoch)
+  tx = make_optimizer(config, steps_per_epoch * config.epochs, steps_per_epoch)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  if config.sparsifier != "none":
-    # Pruning at init: make the model sparse before the first step.
-    from ham_optax import sparsity as sp
-
+  if config.sparsifier != "none":  # pruning at init: the model is sparse before the first step
     params = nnx.as_pure(nnx.state(model, nnx.Param))
     nnx.update(model, sp.apply_masks(params, nnx.as_pure(optimizer.opt_state)))
   reference = jax.tree.map(jnp.copy, nnx.as_pure(nnx.state(model, nnx.Param)))
+  graphdef, _ = nnx.split((model, optimizer))
+  return TrainState(model, optimizer, reference, steps_per_epoch, batch_size, _make_epoch_fn(graphdef))
 
-  history: list[dict[str, Any]] = []
-  start_epoch = 0
-  manager = None
-  if config.checkpoint_dir is not None:
-    manager = _checkpoint_manager(config.checkpoint_dir)
-    latest = manager.latest_step()
-    if latest is not None:
-      state, reference, history = _restore(manager, latest, nnx.state((model, optimizer)), reference)
-      nnx.update((model, optimizer), state)
-      history = list(history)
-      start_epoch = int(latest)
 
-  graphdef, state = nnx.split((model, optimizer))
-  run_epoch = _make_epoch_fn(graphdef)
-  last_epoch = config.epochs
-  if config.halt_after_epochs is not None:
-    last_epoch = min(last_epoch, config.halt_after_epochs)
+def restore_checkpoint(
+  config: Config, ts: TrainState, manager: ocp.CheckpointManager
+) -> list[dict[str, Any]]:
+  """Restores ``ts`` from the latest checkpoint of the same config and returns the history so far (empty when
+  there is none). Prints that the run resumes and from which epoch."""
+  latest = check_checkpoint(config)
+  if latest is None:
+    return []
+  restored = manager.restore(
+    latest,
+    args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(nnx.state((ts.model, ts.optimizer))),
+      reference=ocp.args.StandardRestore(ts.reference),
+      history=ocp.args.JsonRestore(),
+    ),
+  )
+  nnx.update((ts.model, ts.optimizer), restored["state"])
+  ts.reference = restored["reference"]
+  print(
+    f"{config.model} {config.method} seed {config.seed}: resuming from epoch {latest} of {config.epochs} "
+    f"({config.checkpoint_dir})"
+  )
+  return list(restored["history"])
 
-  bar = None
-  if config.progress:
-    from tqdm.auto import tqdm
 
-    bar = tqdm(
-      total=config.epochs, initial=start_epoch, desc=f"{config.method} seed {config.seed}", leave=False
-    )
-  t0 = time.perf_counter()
-  for epoch in range(start_epoch, last_epoch):
-    rng = np.random.default_rng([config.seed, epoch])
-    perm = rng.permutation(len(x_train))[: steps_per_epoch * batch_size]
-    xs = x_train[perm].reshape(steps_per_epoch, batch_size, *x_train.shape[1:])
-    ys = y_train[perm].reshape(steps_per_epoch, batch_size)
-    state, (losses, accs) = run_epoch(state, jnp.asarray(xs), jnp.asarray(ys))
-    nnx.update((model, optimizer), state)
-    params = nnx.as_pure(nnx.state(model, nnx.Param))
-    weight_sparsity, flips = _weight_stats(params, reference)
-    val = evaluate(model, dataset.x_val, dataset.y_val)
-    test = evaluate(model, dataset.x_test, dataset.y_test)
-    record = {
-      "epoch": epoch + 1,
-      "step": (epoch + 1) * steps_per_epoch,
-      "train_loss": float(jnp.mean(losses)),
-      "train_acc": float(jnp.mean(accs)),
-      "val_loss": val["loss"],
-      "val_acc": val["acc"],
-      "test_loss": test["loss"],
-      "test_acc": test["acc"],
-      "sparsity": float(weight_sparsity),
-      "sign_flips": float(flips),
-      "time_s": time.perf_counter() - t0,
-    }
-    history.append(record)
-    if not math.isfinite(record["train_loss"]):
-      if bar is not None:
-        bar.close()
-      break
-    if bar is not None:
-      bar.update(1)
-      bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
-    if manager is not None:
-      _save(manager, epoch + 1, nnx.state((model, optimizer)), reference, history)
-      graphdef, state = nnx.split((model, optimizer))
-  if bar is not None:
-    bar.close()
-  if manager is not None:
-    manager.close()
+def train_epoch(
+  ts: TrainState, x_train: np.ndarray, y_train: np.ndarray, seed: int, epoch: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """One epoch (shuffled by ``(seed, epoch)``) as one XLA call; updates ``ts`` and returns the per-step losses
+  and accuracies."""
+  perm = np.random.default_rng([seed, epoch]).permutation(len(x_train))[: ts.steps_per_epoch * ts.batch_size]
+  xs = x_train[perm].reshape(ts.steps_per_epoch, ts.batch_size, *x_train.shape[1:])
+  ys = y_train[perm].reshape(ts.steps_per_epoch, ts.batch_size)
+  _, state = nnx.split((ts.model, ts.optimizer))
+  state, (losses, accs) = ts.run_epoch(state, jnp.asarray(xs), jnp.asarray(ys))
+  nnx.update((ts.model, ts.optimizer), state)
+  return np.asarray(losses), np.asarray(accs)
 
-  final = history[-1] if history else {}
-  results = {
+
+def epoch_diagnostics(config: Config, ts: TrainState) -> dict[str, Any]:
+  """Extra per-epoch metrics, stored under ``"diagnostics"`` in each epoch's record (none yet).
+
+  The place for optimizer diagnostics computed from the current weights (``nnx.state(ts.model, nnx.Param)``)
+  and ``config``'s HAM hyperparameters; the returned dict must be JSON-serialisable.
+  """
+  del config, ts
+  return {}
+
+
+def epoch_record(
+  config: Config, ts: TrainState, dataset: data_lib.Dataset, epoch: int, losses: np.ndarray, accs: np.ndarray
+) -> dict[str, Any]:
+  """Loss / accuracy on train (mean over the epoch's steps), validation and test, and the weights' sparsity and
+  sign flips versus initialisation."""
+  weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
+  val = evaluate(ts.model, dataset.x_val, dataset.y_val)
+  test = evaluate(ts.model, dataset.x_test, dataset.y_test)
+  return {
+    "epoch": epoch + 1,
+    "step": (epoch + 1) * ts.steps_per_epoch,
+    "train_loss": float(np.mean(losses)),
+    "train_acc": float(np.mean(accs)),
+    "val_loss": val["loss"],
+    "val_acc": val["acc"],
+    "test_loss": test["loss"],
+    "test_acc": test["acc"],
+    "sparsity": float(weight_sparsity),
+    "sign_flips": float(flips),
+    "diagnostics": epoch_diagnostics(config, ts),
+  }
+
+
+def _is_finite(record: dict[str, Any]) -> bool:
+  return math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])
+
+
+def final_results(
+  config: Config, history: list[dict[str, Any]], diverged_epoch: int | None
+) -> dict[str, Any]:
+  """The run's JSON-serialisable summary. A diverged run reports ``diverged_epoch`` and no accuracies."""
+  final = history[-1] if history and diverged_epoch is None else {}
+  return {
     "config": dataclasses.asdict(config),
     "method": config.method,
     "history": history,
-    "completed": bool(history) and history[-1]["epoch"] == config.epochs,
-    "val_acc": final.get("val_acc", float("nan")),
-    "test_acc": final.get("test_acc", float("nan")),
-    "sparsity": final.get("sparsity", float("nan")),
-    "sign_flips": final.get("sign_flips", float("nan")),
-    "train_time_s": final.get("time_s", 0.0),
+    "completed": diverged_epoch is None and bool(history) and history[-1]["epoch"] == config.epochs,
+    "diverged": diverged_epoch is not None,
+    "diverged_epoch": diverged_epoch,
+    "val_acc": final.get("val_acc"),
+    "test_acc": final.get("test_acc"),
+    "sparsity": final.get("sparsity"),
+    "sign_flips": final.get("sign_flips"),
+    "train_time_s": history[-1]["time_s"] if history else 0.0,
   }
+
+
+def train_and_evaluate(
+  config: Config, dataset: data_lib.Dataset | None = None, *, return_model: bool = False
+) -> dict[str, Any]:
+  """Trains one model as configured and returns its results.
+
+  Args:
+    config: the run's :class:`~ham_optax.training.configs.default.Config`; fields left at ``None`` are resolved
+      (:func:`~ham_optax.training.configs.default.resolve`) and the resolved config is returned.
+    dataset: an already loaded dataset (saves reloading across runs); default: load ``config.dataset``.
+    return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
+
+  Returns:
+    A JSON-serialisable dict: ``config``, ``method``, ``history`` (one dict per finished epoch with
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``, ``sparsity`` and
+    ``sign_flips`` of the weight tensors versus initialisation, ``diagnostics``, ``time_s``), ``completed``,
+    ``diverged`` and ``diverged_epoch`` (the epoch whose loss became non-finite; training stops there), and the
+    final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a diverged run) and
+    ``train_time_s``. The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
+  """
+  config, _ = resolve(config)
+  config.validate()
+  dataset = data_lib.load_dataset(config.dataset) if dataset is None else dataset
+  x_train, y_train = _training_split(config, dataset)
+  ts = create_train_state(config, dataset)
+  manager = None if config.checkpoint_dir is None else _checkpoint_manager(config.checkpoint_dir)
+  history = [] if manager is None else restore_checkpoint(config, ts, manager)
+  last_epoch = min(config.epochs, config.halt_after_epochs or config.epochs)
+  desc = f"{config.model} {config.method} seed {config.seed}"
+  bar = tqdm(total=config.epochs, initial=len(history), desc=desc, leave=False, disable=not config.progress)
+  diverged_epoch, t0 = None, time.perf_counter()
+  for epoch in range(len(history), last_epoch):
+    losses, accs = train_epoch(ts, x_train, y_train, config.seed, epoch)
+    record = epoch_record(config, ts, dataset, epoch, losses, accs)
+    if not _is_finite(record):
+      diverged_epoch = epoch + 1
+      break
+    record["time_s"] = time.perf_counter() - t0
+    history.append(record)
+    bar.update(1)
+    bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
+    if manager is not None:
+      _save(manager, epoch + 1, config, nnx.state((ts.model, ts.optimizer)), ts.reference, history)
+  bar.close()
+  if manager is not None:
+    manager.close()
+  results = final_results(config, history, diverged_epoch)
   if return_model:
-    results["model"] = model
+    results["model"] = ts.model
   return results

@@ -1,0 +1,157 @@
+"""Validation grid behind the main job's defaults (``ham-optax train`` with no options).
+
+For each model and sparsifier of the main job (MNIST-1D; ``mlp`` and ``resnet1d``; dense and 90 % random
+pruning at init; SGD + momentum 0.9, weight decay 5e-4, cosine schedule, the model's epochs and width from
+``ham_optax.training.configs.default.MAIN_JOB``):
+
+1. baseline: the learning rate from ``--lrs`` with the best mean final *validation* accuracy over the tuning seeds;
+2. HAM at that learning rate: ``(alpha, beta)`` from ``--alphas`` x ``--betas``, best mean validation accuracy
+   among the *stable* settings: no diverged tuning seed, and a verified margin of one grid step against the
+   edge of stability: the next larger alpha of the grid (same beta) ran without a diverged tuning seed too (so
+   the largest alpha of the grid is never chosen).
+
+Tuning seeds are 1000, 1001, ... (the main job's test seeds are 0, 1, ...); the test split is never read.
+Writes ``results.json`` (every tuning run's final accuracy, the choices and the command) under ``--out`` and
+prints the choices as the ``TUNED`` entries of ``configs/default.py``.
+
+  python benchmarks/main_job_tuning.py
+  python benchmarks/main_job_tuning.py --models mlp --lrs 0.2 0.4 0.8 --fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ham_optax.training import data as data_lib
+from ham_optax.training.configs.default import MAIN_JOB, Config
+from ham_optax.training.train import train_and_evaluate
+
+TUNING_SEED0 = 1000
+
+
+def _parse(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument(
+    "--models", nargs="+", default=list(MAIN_JOB["models"]), choices=sorted(MAIN_JOB["per_model"])
+  )
+  p.add_argument(
+    "--sparsifiers", nargs="+", default=list(MAIN_JOB["sparsifiers"]), choices=["none", "random"]
+  )
+  p.add_argument("--tuning-seeds", type=int, default=3)
+  p.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8])
+  p.add_argument("--alphas", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0])
+  p.add_argument("--betas", type=float, nargs="+", default=[1e-3, 1e-2])
+  p.add_argument("--epochs", type=int, default=None, help="default: the model's main-job epochs")
+  p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 tuning seed")
+  p.add_argument("--from-json", default=None, help="only recompute the choices from an earlier results.json")
+  p.add_argument("--out", default=str(Path(__file__).parent / "results" / "main_job_tuning"))
+  return p.parse_args(argv)
+
+
+def choose(rows: list[dict], model: str, method: str, alphas: list[float]) -> dict | None:
+  """The stable ``(alpha, beta)`` with the best mean validation accuracy among the HAM rows of ``model`` /
+  ``method`` (see the module docstring), or ``None`` when no setting is stable."""
+  by_setting: dict[tuple[float, float], list[dict]] = {}
+  for r in rows:
+    if r["model"] == model and r["method"] == method:
+      by_setting.setdefault((r["alpha"], r["beta"]), []).append(r)
+  diverged = {key: any(r["diverged"] for r in runs) for key, runs in by_setting.items()}
+  grid = sorted(alphas)
+  best = None
+  for (alpha, beta), runs in by_setting.items():
+    larger = [a for a in grid if a > alpha]
+    if diverged[(alpha, beta)] or not larger or diverged.get((larger[0], beta), True):
+      continue
+    mean = float(np.mean([r["val_acc"] for r in runs]))
+    if best is None or mean > best["val_acc"]:
+      best = {"lr": runs[0]["lr"], "alpha": alpha, "beta": beta, "val_acc": mean}
+  return best
+
+
+def main(argv=None) -> None:
+  args = _parse(argv)
+  if args.from_json:
+    payload = json.loads(Path(args.from_json).read_text())
+    for model, sparsifier in itertools.product(args.models, args.sparsifiers):
+      method = "dense+HAM" if sparsifier == "none" else f"{sparsifier}+HAM"
+      print(f"{model}/{sparsifier}:", choose(payload["runs"], model, method, args.alphas))
+    return
+  out = Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  dataset = data_lib.load_dataset(MAIN_JOB["dataset"])
+  seeds = [TUNING_SEED0 + i for i in range(1 if args.fast else args.tuning_seeds)]
+  rows, choices = [], {}
+  t0 = time.perf_counter()
+
+  def score(config: Config) -> tuple[float, int]:
+    vals, diverged = [], 0
+    for seed in seeds:
+      r = train_and_evaluate(config.replace(seed=seed), dataset)
+      diverged += bool(r["diverged"])
+      if not r["diverged"]:
+        vals.append(r["val_acc"])
+      rows.append(
+        {
+          "model": config.model,
+          "method": config.method,
+          "lr": config.learning_rate,
+          "alpha": config.alpha if config.ham else None,
+          "beta": config.beta if config.ham else None,
+          "seed": seed,
+          "val_acc": r["val_acc"],
+          "diverged": r["diverged"],
+        }
+      )
+    mean = float(np.mean(vals)) if vals else float("nan")
+    ham = f" alpha={config.alpha:g} beta={config.beta:g}" if config.ham else ""
+    print(
+      f"[{time.perf_counter() - t0:6.0f}s] {config.model:9s} {config.method:11s} lr={config.learning_rate:g}{ham}: "
+      f"val {mean:.4f}, diverged {diverged}/{len(seeds)}",
+      flush=True,
+    )
+    return mean, diverged
+
+  for model, sparsifier in itertools.product(args.models, args.sparsifiers):
+    per_model = MAIN_JOB["per_model"][model]
+    base = Config(
+      dataset=MAIN_JOB["dataset"],
+      model=model,
+      width=per_model["width"],
+      epochs=2 if args.fast else args.epochs or per_model["epochs"],
+      sparsifier=sparsifier,
+      sparsity=MAIN_JOB["sparsity"],
+      learning_rate=args.lrs[0],
+      progress=False,
+    )
+    baselines = [(score(base.replace(learning_rate=lr)), lr) for lr in args.lrs]
+    (_, _), lr = max(((m, -d), lr) for (m, d), lr in baselines if d == 0)
+    for alpha, beta in itertools.product(args.alphas, args.betas):
+      score(base.replace(learning_rate=lr, ham=True, alpha=alpha, beta=beta))
+    choice = choose(rows, model, base.replace(ham=True).method, args.alphas)
+    if choice is None:
+      raise SystemExit(f"{model}/{sparsifier}: no stable HAM setting on the grid")
+    choices[f"{model}/{sparsifier}"] = choice
+    payload = {
+      "command": "python benchmarks/main_job_tuning.py " + " ".join(sys.argv[1:] if argv is None else argv),
+      "args": vars(args),
+      "tuning_seeds": seeds,
+      "choices": choices,
+      "runs": rows,
+      "wall_time_s": time.perf_counter() - t0,
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=1))
+  print("\nchoices (validation accuracy, no diverged tuning seed):")
+  for key, c in choices.items():
+    print(f"  {key}: lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g}")
+  print(f"wall time {time.perf_counter() - t0:.0f} s; results in {out}")
+
+
+if __name__ == "__main__":
+  main()
