@@ -273,3 +273,23 @@ def test_cli_accepts_train_after_the_options():
   assert args.sparsifier == ["none", "random"] and args.seeds == 2
   assert _subcommand_first(["--out", "train"]) == ["--out", "train"]  # a directory called "train"
   assert _subcommand_first(["train", "--seeds", "2"]) == ["train", "--seeds", "2"]
+
+
+def test_history_logs_ham_diagnostics(tiny_mnist1d):
+  config = Config(
+    model="mlp",
+    width=16,
+    epochs=1,
+    batch_size=8,
+    max_steps=2,
+    num_train=64,
+    ham=True,
+    alpha=3.0,
+    progress=False,
+  )
+  (record,) = train_and_evaluate(config, tiny_mnist1d)["history"]
+  keys = ("exponent_rms", "exponent_max", "clip_fraction", "inverse_metric_mean", "inverse_metric_max")
+  for k in keys:
+    assert np.isfinite(record[f"ham_{k}"]), k
+  assert 0.0 < record["ham_exponent_rms"] <= record["ham_exponent_max"] <= 5.0
+  assert 1.0 < record["ham_inverse_metric_mean"] <= record["ham_inverse_metric_max"]

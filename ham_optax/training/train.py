@@ -40,6 +40,23 @@ def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
   return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
 
 
+@nnx.jit
+def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
+  """Raw gradients of the weights on one minibatch, from a clone (BatchNorm statistics stay untouched)."""
+  model = nnx.clone(model)
+  grads = nnx.grad(lambda m: _loss_fn(m, x, y)[0])(model)
+  return nnx.as_pure(nnx.state(model, nnx.Param)), nnx.as_pure(grads)
+
+
+def _ham_diagnostics(model: nnx.Module, x: np.ndarray, y: np.ndarray, lr: float, config: Config) -> dict:
+  """Global HAM stability diagnostics (:func:`ham_optax.metrics.ham_diagnostics`) on one minibatch."""
+  from ham_optax import metrics
+
+  params, grads = _minibatch_grads(model, jnp.asarray(x), jnp.asarray(y))
+  d = metrics.ham_diagnostics(params, grads, learning_rate=lr, alpha=config.alpha, beta=config.beta)
+  return {f"ham_{k}": float(v) for k, v in d["global"].items()}
+
+
 def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> optax.ScalarOrSchedule:
   if config.schedule == "constant":
     return config.learning_rate
@@ -193,7 +210,10 @@ def train_and_evaluate(
   Returns:
     A JSON-serialisable dict: ``config``, ``method``, ``history`` (one dict per epoch with
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_acc``, ``sparsity`` and
-    ``sign_flips`` of the weight tensors versus their values at initialisation, ``time_s``),
+    ``sign_flips`` of the weight tensors versus their values at initialisation, ``time_s``; with HAM
+    also ``ham_exponent_rms``, ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean``
+    and ``ham_inverse_metric_max`` from :func:`ham_optax.metrics.ham_diagnostics` on the epoch's last
+    minibatch),
     and the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips``, ``train_time_s``.
     The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
   """
@@ -273,6 +293,10 @@ def train_and_evaluate(
       "sign_flips": float(flips),
       "time_s": time.perf_counter() - t0,
     }
+    if config.ham:  # the mirror step's stability on the epoch's last minibatch, at its learning rate
+      lr_now = _learning_rate(config, total_steps, steps_per_epoch)
+      lr_now = float(lr_now(record["step"] - 1)) if callable(lr_now) else lr_now
+      record.update(_ham_diagnostics(model, xs[-1], ys[-1], lr_now, config))
     history.append(record)
     if not math.isfinite(record["train_loss"]):
       if bar is not None:
