@@ -437,7 +437,8 @@ def main(argv=None) -> None:
   args = _parse(argv)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  (out / "command.txt").write_text("python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
+  with (out / "command.txt").open("a") as f:  # one line per invocation (the phases may run separately)
+    f.write("PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
   dataset = data_lib.load_dataset("mnist1d")
   grid_path = out / "grid.json"
   if args.phase in ("grid", "all"):

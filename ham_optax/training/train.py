@@ -28,7 +28,7 @@ from ham_optax.training import data as data_lib
 from ham_optax.training import models
 from ham_optax.training.configs.default import Config
 
-__all__ = ["evaluate", "make_optimizer", "train_and_evaluate", "train_step"]
+__all__ = ["evaluate", "make_optimizer", "suggested_alpha", "train_and_evaluate", "train_step"]
 
 
 @jax.jit
@@ -112,6 +112,36 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
       seed=config.seed,
     )
   raise ValueError(f"unknown sparsifier {config.sparsifier!r}")
+
+
+def suggested_alpha(
+  config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
+) -> float:
+  """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
+  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations."""
+  x_train, y_train = dataset.x_train, dataset.y_train
+  if config.num_train is not None:
+    x_train, y_train = x_train[: config.num_train], y_train[: config.num_train]
+  batch_size = min(config.batch_size, len(x_train))
+  steps_per_epoch = len(x_train) // batch_size
+  model = models.create_model(
+    config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, width=config.width
+  )
+  model.train()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def loss_fn(p, batch):
+    return _loss_fn(nnx.merge(graphdef, p, rest, copy=True), *batch)[0]
+
+  idx = np.resize(np.random.default_rng([config.seed, 0]).permutation(len(x_train)), 20 * batch_size)
+  batches = [(jnp.asarray(x_train[i]), jnp.asarray(y_train[i])) for i in idx.reshape(20, batch_size)]
+  inner = make_optimizer(
+    config.replace(ham=False, sign_in=False, sparsifier="none"),
+    steps_per_epoch * config.epochs,
+    steps_per_epoch,
+  )
+  lr = _learning_rate(config, steps_per_epoch * config.epochs, steps_per_epoch)
+  return ham_optax.suggest_alpha(loss_fn, params, batches, inner, lr, target_ratio=target_ratio)
 
 
 def _loss_fn(model: nnx.Module, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
