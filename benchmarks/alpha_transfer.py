@@ -56,7 +56,15 @@ CALIBRATION_STEPS = 20
 
 def _parse(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--phase", default="all", choices=["grid", "final", "all", "report"])
+  p.add_argument("--phase", default="all", choices=["grid", "final", "all", "report", "mainjob"])
+  p.add_argument(
+    "--mainjob",
+    nargs="+",
+    default=["mlp:none:0.4", "mlp:random:0.8", "resnet1d:none:0.4", "resnet1d:random:0.4"],
+    help="phase mainjob: MODEL:SPARSIFIER:LR[:EPOCHS] settings of the default training job to check (validation seeds)",
+  )
+  p.add_argument("--mainjob-epochs", type=int, default=30)
+  p.add_argument("--mainjob-baseline", action="store_true", help="phase mainjob: also train the baselines")
   p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
   p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
   p.add_argument("--epochs", type=int, default=6)
@@ -378,6 +386,37 @@ def summarize(final: dict) -> str:
   return "\n".join(lines)
 
 
+RHO_BINS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
+
+
+def stable_region(grid: dict) -> str:
+  """Grid runs binned by rho: runs, diverged, mean val gain over the same-lr baseline, and the diagnostics."""
+  lines = [
+    "| rho = alpha / alpha_unit | runs | diverged | val acc - baseline (points, non-diverged) "
+    "| max exponent_max over training (median) | inverse_metric_mean at the end (median) |",
+    "|---|---|---|---|---|---|",
+  ]
+  rows = []
+  for runs in grid["runs"].values():
+    base = {}
+    for r in runs:
+      if r["alpha"] == 0.0:
+        base.setdefault((r["lr"], r["seed"]), r["val_acc"])
+    rows += [dict(r, gain=100 * (r["val_acc"] - base[(r["lr"], r["seed"])])) for r in runs if r["alpha"] > 0]
+  for lo, hi in zip(RHO_BINS[:-1], RHO_BINS[1:], strict=True):
+    sel = [r for r in rows if lo <= r["rho"] < hi]
+    if not sel:
+      continue
+    ok = [r for r in sel if not r["diverged"]]
+    gain = f"{np.mean([r['gain'] for r in ok]):+.2f}" if ok else "n/a"
+    emax = np.nanmedian([r["exponent_max_overall"] for r in sel]) if ok else float("nan")
+    inv = np.nanmedian([r["inverse_metric_mean_final"] for r in ok]) if ok else float("nan")
+    lines.append(
+      f"| [{lo:g}, {hi:g}) | {len(sel)} | {sum(r['diverged'] for r in sel)} | {gain} | {emax:.3g} | {inv:.3g} |"
+    )
+  return "\n".join(lines)
+
+
 def plot(grid: dict, out: Path) -> None:
   import matplotlib
 
@@ -433,6 +472,52 @@ def plot(grid: dict, out: Path) -> None:
   plt.close(fig)
 
 
+def phase_mainjob(args, dataset, out: Path) -> None:
+  """The training app's own loop (``train_and_evaluate``, default widths, SGD + momentum, cosine, 90 % random
+  pruning with ERK) at ``suggest_alpha``'s alpha, on the tuning seeds: does any seed diverge?"""
+  from ham_optax.training.configs.default import Config
+  from ham_optax.training.train import suggested_alpha, train_and_evaluate
+
+  path = out / "mainjob.json"
+  done = json.loads(path.read_text()) if path.exists() else {"runs": []}
+  for setting in args.mainjob:
+    model, sparsifier, lr, *epochs = setting.split(":")
+    for seed in (TUNING_SEED0 + i for i in range(args.grid_seeds)):
+      base = Config(
+        model=model,
+        sparsifier=sparsifier,
+        learning_rate=float(lr),
+        epochs=int(epochs[0]) if epochs else args.mainjob_epochs,
+        seed=seed,
+        beta=1e-3,
+        progress=False,
+      )
+      for ham in (False, True) if args.mainjob_baseline else (True,):
+        if any(r["setting"] == setting and r["seed"] == seed and r["ham"] == ham for r in done["runs"]):
+          continue
+        t0 = time.perf_counter()
+        config = base.replace(
+          ham=ham, alpha=suggested_alpha(base, dataset, args.target_ratio) if ham else 0.0
+        )
+        r = train_and_evaluate(config, dataset)
+        h = r["history"]
+        row = {
+          "setting": setting,
+          "seed": seed,
+          "ham": ham,
+          "alpha": config.alpha,
+          "val_acc": r["val_acc"],
+          "diverged": (not r["completed"]) or not np.isfinite(h[-1]["train_loss"]) or r["val_acc"] <= 0.2,
+          "ham_exponent_max": max((e.get("ham_exponent_max", 0.0) for e in h), default=0.0),
+          "ham_clip_fraction_max": max((e.get("ham_clip_fraction", 0.0) for e in h), default=0.0),
+          "ham_inverse_metric_mean_final": h[-1].get("ham_inverse_metric_mean", 1.0),
+          "wall_s": time.perf_counter() - t0,
+        }
+        done["runs"].append(row)
+        _save(path, done)
+        print(f"[mainjob] {row}", flush=True)
+
+
 def main(argv=None) -> None:
   args = _parse(argv)
   out = Path(args.out)
@@ -440,6 +525,9 @@ def main(argv=None) -> None:
   with (out / "command.txt").open("a") as f:  # one line per invocation (the phases may run separately)
     f.write("PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
   dataset = data_lib.load_dataset("mnist1d")
+  if args.phase == "mainjob":
+    phase_mainjob(args, dataset, out)
+    return
   grid_path = out / "grid.json"
   if args.phase in ("grid", "all"):
     grid = phase_grid(args, dataset, out)
@@ -450,7 +538,11 @@ def main(argv=None) -> None:
   else:
     final = json.loads((out / "final.json").read_text()) if (out / "final.json").exists() else {"results": {}}
   plot(grid, out)
-  table = summarize(final)
+  table = (
+    summarize(final)
+    + "\n\nStable region (grid, validation, all families and optimizers):\n\n"
+    + stable_region(grid)
+  )
   (out / "summary.md").write_text(table + "\n")
   print(table)
 

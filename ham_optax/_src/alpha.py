@@ -26,7 +26,7 @@ PAPER_IMAGENET_ALPHA = 200.0
 SGD + momentum at lr 0.1. It diverges on small models with larger per-weight gradients; see
 :func:`suggest_alpha`."""
 
-DEFAULT_TARGET_RATIO = 0.5
+DEFAULT_TARGET_RATIO = 0.2
 """Default ``target_ratio`` of :func:`suggest_alpha`: the mirror step's norm as a fraction of the inner step's."""
 
 
