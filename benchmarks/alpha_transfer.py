@@ -20,7 +20,7 @@ seeds and retrained on ``--final-seeds`` fresh seeds (0, 1, ...), reported on te
 A run counts as *diverged* when its final training loss is not finite or its final validation accuracy is at most
 20 % (chance is 10 %). All runs of a family x optimizer are trained together, vmapped and jitted (one XLA program).
 
-Writes ``grid.json``, ``final.json``, ``summary.md``, ``stability.png`` and ``command.txt`` under ``--out``.
+Writes ``grid.json``, ``final*.json``, ``summary.md``, ``stability.png`` and ``command.txt`` under ``--out``.
 
   python benchmarks/alpha_transfer.py                    # both phases (see --help for the sizes)
   python benchmarks/alpha_transfer.py --fast             # smoke run, a minute
@@ -81,6 +81,12 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--sgd-lrs", type=float, nargs="+", default=[0.1, 0.3])
   p.add_argument("--adamw-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
   p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0])
+  p.add_argument(
+    "--final-file",
+    default="final.json",
+    help="phase final writes here (run phases for different families in parallel into different files); "
+    "the report merges every final*.json",
+  )
   p.add_argument("--target-ratio", type=float, default=ham_optax.DEFAULT_TARGET_RATIO)
   p.add_argument("--fast", action="store_true", help="smoke run: 2 epochs, 2 seeds, tiny grid, mlp only")
   p.add_argument("--out", default=None, help="default benchmarks/results/alpha_transfer[_fast]")
@@ -296,7 +302,7 @@ def _mean_val(rows, **match) -> float:
 
 
 def phase_final(args, dataset, out: Path, grid: dict) -> dict:
-  path = out / "final.json"
+  path = out / args.final_file
   final = json.loads(path.read_text()) if path.exists() else {"results": {}}
   final["argv"] = vars(args)
   for family in args.families:
@@ -417,55 +423,51 @@ def stable_region(grid: dict) -> str:
   return "\n".join(lines)
 
 
-def plot(grid: dict, out: Path) -> None:
+def plot(grid: dict, out: Path, target_ratio: float) -> None:
+  """Gain over the same-lr baseline (mean over seeds) vs raw alpha and vs rho; one line per family/opt/lr."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.lines import Line2D
 
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+  floor = -14.0  # diverged points (any seed) are drawn here
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
   colors = dict(zip(FAMILIES, ("C0", "C1", "C2", "C3"), strict=True))
-  markers = {"sgd": "o", "adamw": "s"}
+  styles = {"sgd": ("o", "-"), "adamw": ("s", "--")}
   for key, rows in grid["runs"].items():
     family, optimizer = key.split("/")
-    base = {}
-    for r in rows:
-      if r["alpha"] == 0.0:
-        base.setdefault(r["lr"], []).append(r["val_acc"])
-    for r in rows:
-      if r["alpha"] == 0.0:
-        continue
-      gain = (
-        -100 * (np.mean(base[r["lr"]]) - 0.1)
-        if r["diverged"]
-        else 100 * (r["val_acc"] - np.mean(base[r["lr"]]))
-      )
-      for ax, x in ((axes[0], r["alpha"]), (axes[1], r["rho"])):
-        ax.scatter(
-          x,
-          gain,
-          c=colors[family],
-          marker="x" if r["diverged"] else markers[optimizer],
-          s=14,
-          alpha=0.6,
-          label=f"{family} / {optimizer}",
-        )
-  for ax, label in (
-    (axes[0], "alpha (raw)"),
-    (axes[1], "rho = alpha / alpha_unit  (mirror step / inner step)"),
-  ):
+    marker, line = styles[optimizer]
+    for lr in sorted({r["lr"] for r in rows}):
+      base = np.mean([r["val_acc"] for r in rows if r["lr"] == lr and r["alpha"] == 0.0])
+      pts = []
+      for a in sorted({r["alpha"] for r in rows if r["alpha"] > 0}):
+        sel = [r for r in rows if r["lr"] == lr and r["alpha"] == a]
+        div = any(r["diverged"] for r in sel)
+        gain = floor if div else max(floor + 1, 100 * (np.mean([r["val_acc"] for r in sel]) - base))
+        pts.append((a, float(np.mean([r["rho"] for r in sel])), gain, div))
+      for ax, col in ((axes[0], 0), (axes[1], 1)):
+        xs = [p[col] for p in pts]
+        ax.plot(xs, [p[2] for p in pts], line, color=colors[family], alpha=0.5, lw=1)
+        for p in pts:
+          ax.scatter(p[col], p[2], color=colors[family], marker="x" if p[3] else marker, s=28, zorder=3)
+  for ax, label in ((axes[0], "alpha"), (axes[1], "rho = alpha / alpha_unit  (mirror step / inner step)")):
     ax.set_xscale("log")
     ax.axhline(0, color="k", lw=0.8)
+    ax.axhline(floor + 0.5, color="grey", lw=0.5, ls=":")
     ax.set_xlabel(label)
-    ax.set_ylim(-15, 6)
+    ax.set_ylim(floor - 1, 8)
     ax.grid(alpha=0.3)
-  axes[0].set_ylabel("val acc - baseline at same lr (points); x = diverged")
-  handles, labels = axes[0].get_legend_handles_labels()
-  uniq = dict(zip(labels, handles, strict=True))
-  axes[1].legend(uniq.values(), uniq.keys(), fontsize=7, loc="lower left")
-  axes[1].axvspan(0, 0.3, color="g", alpha=0.06)
+  axes[1].axvline(target_ratio, color="k", ls="--", lw=1)
+  axes[1].text(target_ratio * 1.1, 6.5, f"suggest_alpha\n(rho = {target_ratio:g})", fontsize=8)
+  axes[0].set_ylabel("val acc - baseline at the same lr (points)\n(x at the bottom: diverged)")
+  handles = [Line2D([], [], color=c, lw=2, label=f) for f, c in colors.items()] + [
+    Line2D([], [], color="k", marker=m, ls=ls, label=o) for o, (m, ls) in styles.items()
+  ]
+  axes[0].legend(handles=handles, fontsize=8, loc="lower left")
   fig.suptitle(
-    "HAM on MNIST-1D: gain over the baseline vs alpha (left) and vs the dimensionless ratio (right)"
+    "HAM on MNIST-1D, 4 families x {SGD+momentum, AdamW} x 2 lrs: gain vs raw alpha (left) and vs rho (right)",
+    fontsize=10,
   )
   fig.tight_layout()
   fig.savefig(out / "stability.png", dpi=120)
@@ -534,10 +536,17 @@ def main(argv=None) -> None:
   else:
     grid = json.loads(grid_path.read_text())
   if args.phase in ("final", "all"):
-    final = phase_final(args, dataset, out, grid)
-  else:
-    final = json.loads((out / "final.json").read_text()) if (out / "final.json").exists() else {"results": {}}
-  plot(grid, out)
+    phase_final(args, dataset, out, grid)
+  final = {"results": {}}
+  for path in sorted(out.glob("final*.json")):
+    final["results"].update(json.loads(path.read_text())["results"])
+  final["results"] = {
+    f"{f}/{o}": final["results"][f"{f}/{o}"]
+    for f in FAMILIES
+    for o in OPTIMIZERS
+    if f"{f}/{o}" in final["results"]
+  }
+  plot(grid, out, args.target_ratio)
   table = (
     summarize(final)
     + "\n\nStable region (grid, validation, all families and optimizers):\n\n"
