@@ -356,6 +356,8 @@ def _paired_p(a, b) -> float:
   from scipy import stats
 
   a, b = np.asarray(a), np.asarray(b)
+  both = np.isfinite(a) & np.isfinite(b)  # diverged runs are counted separately, not compared
+  a, b = a[both], b[both]
   if len(a) < 2 or np.allclose(a - b, (a - b)[0]):
     return float("nan")
   return float(stats.ttest_rel(a, b).pvalue)
@@ -364,7 +366,7 @@ def _paired_p(a, b) -> float:
 def summarize(final: dict) -> str:
   lines = [
     "| family / optimizer | baseline (lr) | HAM grid-best (lr, alpha) | HAM suggested (lr, alpha) "
-    "| suggested - baseline (p) | suggested - grid-best | diverged b/g/s |",
+    "| suggested - baseline (paired p) | suggested - grid-best | diverged b/g/s |",
     "|---|---|---|---|---|---|---|",
   ]
   for key, res in final["results"].items():
