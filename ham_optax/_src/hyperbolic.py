@@ -155,6 +155,8 @@ def hyperbolic_step(
 
   Stability: keep :math:`\alpha\,\eta\,|g|` well below 1; the clip at :math:`\pm c` bounds the damage of a bad
   step (a factor of at most :math:`e^c`) but does not make a too-large :math:`\alpha\eta` sensible.
+  :func:`ham_optax.suggest_alpha` picks alpha for a model and optimizer; :func:`ham_optax.metrics.ham_diagnostics`
+  shows whether it is too large.
 
   Args:
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are
