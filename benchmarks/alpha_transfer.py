@@ -64,6 +64,7 @@ def _parse(argv=None) -> argparse.Namespace:
     help="phase mainjob: MODEL:SPARSIFIER:LR[:EPOCHS] settings of the default training job to check (validation seeds)",
   )
   p.add_argument("--mainjob-epochs", type=int, default=30)
+  p.add_argument("--mainjob-file", default="mainjob.json", help="phase mainjob writes here")
   p.add_argument("--mainjob-baseline", action="store_true", help="phase mainjob: also train the baselines")
   p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
   p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
@@ -482,7 +483,7 @@ def phase_mainjob(args, dataset, out: Path) -> None:
   from ham_optax.training.configs.default import Config
   from ham_optax.training.train import suggested_alpha, train_and_evaluate
 
-  path = out / "mainjob.json"
+  path = out / args.mainjob_file
   done = json.loads(path.read_text()) if path.exists() else {"runs": []}
   for setting in args.mainjob:
     model, sparsifier, lr, *epochs = setting.split(":")
@@ -526,8 +527,11 @@ def main(argv=None) -> None:
   args = _parse(argv)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  with (out / "command.txt").open("a") as f:  # one line per invocation (the phases may run separately)
-    f.write("PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
+  command = "PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv)
+  log = out / "command.txt"  # one line per invocation (the phases may run separately)
+  if command not in (log.read_text().splitlines() if log.exists() else []):
+    with log.open("a") as f:
+      f.write(command + "\n")
   dataset = data_lib.load_dataset("mnist1d")
   if args.phase == "mainjob":
     phase_mainjob(args, dataset, out)
