@@ -13,7 +13,7 @@ from ham_optax._src import hyperbolic, masking
 from ham_optax._src.ham import ham
 
 _DOC_TAIL = """
-  HAM arguments (see :func:`ham_optax.ham`): ``alpha`` (hyperbolic strength, default 1.0; see
+  HAM arguments (see :func:`ham_optax.ham`): ``alpha`` (hyperbolic strength, default 0.1; see
   :func:`ham_optax.suggest_alpha`), ``beta``
   (multiplicative decay, default 1e-3), ``mask`` (leaves the mirror step applies to; default: floating-point
   leaves with ndim >= 2), ``max_exponent``, ``max_weight_norm``, ``sign_from``.
@@ -28,7 +28,7 @@ def ham_sgd(
   nesterov: bool = False,
   accumulator_dtype: Any | None = None,
   *,
-  alpha: float = 1.0,
+  alpha: float = 0.1,
   beta: float = 1e-3,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,
@@ -57,7 +57,7 @@ def ham_adam(
   mu_dtype: Any | None = None,
   *,
   nesterov: bool = False,
-  alpha: float = 1.0,
+  alpha: float = 0.1,
   beta: float = 1e-3,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,
@@ -88,7 +88,7 @@ def ham_adamw(
   weight_decay_mask: masking.MaskOrFn = None,
   *,
   nesterov: bool = False,
-  alpha: float = 1.0,
+  alpha: float = 0.1,
   beta: float = 1e-3,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,

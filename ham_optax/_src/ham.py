@@ -21,7 +21,7 @@ class HamState(NamedTuple):
 def ham(
   inner: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
-  alpha: optax.ScalarOrSchedule = 1.0,
+  alpha: optax.ScalarOrSchedule = 0.1,
   beta: optax.ScalarOrSchedule = 1e-3,
   *,
   mask: masking.MaskOrFn = None,
@@ -56,8 +56,8 @@ def ham(
     inner: the optimizer taking the first half-step (SGD, momentum, Adam, AdamW, a chain, SAM, ...).
     learning_rate: float or optax schedule for the mirror step; pass the same value/schedule as ``inner`` uses.
       Both count steps from 0, so a schedule is evaluated at the same step count.
-    alpha: strength of the hyperbolic geometry. The default 1.0 is mild and stable on every model measured;
-      :func:`ham_optax.suggest_alpha` picks one for your model, optimizer and lr from a 20-step calibration
+    alpha: strength of the hyperbolic geometry. The default 0.1 is mild: the largest grid value that never diverged
+      on any model, optimizer and lr measured; :func:`ham_optax.suggest_alpha` picks one for your model, optimizer and lr from a 20-step calibration
       run (``benchmarks/alpha_transfer.py``). The paper's and published wrapper's 200 (ResNet-50 on ImageNet,
       SGD lr 0.1) is :data:`ham_optax.PAPER_IMAGENET_ALPHA`; it diverges on small models with larger gradients.
     beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3). ``alpha`` and
