@@ -9,7 +9,7 @@ Public API:
 - :func:`suggest_alpha`: an alpha for your model, optimizer and learning rate from a short calibration run;
 - :mod:`ham_optax.geometry`: HAM's inverse metric, mirror map, potential, Bregman divergence and projection;
 - :mod:`ham_optax.sparsity`: random pruning at init, gradual magnitude pruning, AC/DC, RigL, STR layers;
-- :mod:`ham_optax.metrics`: sparsity, sign flips, weights near zero, mean inverse metric;
+- :mod:`ham_optax.metrics`: sparsity, sign flips, weights near zero, mean inverse metric, HAM stability;
 - :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In); :func:`nanoadam`;
 - :mod:`ham_optax.schedules`: weight-decay (or beta) switch-off;
 - ``ham_optax.training`` (needs the ``examples`` extra): Flax models, data, the train loop and the ``ham-optax`` CLI.
