@@ -10,7 +10,11 @@ Protocol (all selection on the fixed *validation* split, never on test):
 
 1. baseline: for each sparsifier pick the learning rate from ``--lrs`` by mean final validation
    accuracy over the tuning seeds;
-2. HAM: at that learning rate, pick ``(alpha, beta)`` from ``--alphas`` x ``--betas`` the same way;
+2. "HAM at the baseline's lr": at that learning rate, pick ``(alpha, beta)`` from ``--alphas`` x ``--betas``
+   the same way (HAM gets the baseline's lr for free plus its own alpha x beta grid);
+   "HAM tuned": HAM's own learning rate from ``--lrs``, tuned jointly with alpha, which at every lr (and seed)
+   is ``ham_optax.suggest_alpha`` (``--target-ratio``; a 20-step calibration run), beta = 0: exactly the
+   baseline's tuning budget (one run per lr and tuning seed);
    Sign-In (random PaI only): at that learning rate, pick the balance and reset period from
    ``--sign-in-balances`` x ``--sign-in-every``;
 3. final: train every method on ``--seeds`` fresh seeds (0, 1, ...; the tuning seeds are 1000+) and
@@ -36,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+import ham_optax
 from ham_optax.training import data as data_lib
 from ham_optax.training import report
 from ham_optax.training.configs.default import Config
-from ham_optax.training.train import train_and_evaluate
+from ham_optax.training.train import suggested_alpha, train_and_evaluate
 
 import _common
 
@@ -60,6 +65,15 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8, 1.6])
   p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
   p.add_argument("--betas", type=float, nargs="+", default=[1e-3, 1e-2])
+  p.add_argument(
+    "--target-ratio",
+    type=float,
+    default=ham_optax.DEFAULT_TARGET_RATIO,
+    help="suggest_alpha's target ratio for the 'HAM tuned' rows",
+  )
+  p.add_argument(
+    "--no-ham-tuned", action="store_true", help="skip the 'HAM tuned' rows (the earlier protocol)"
+  )
   p.add_argument(
     "--sign-in-balances",
     type=float,
@@ -88,7 +102,7 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
   rows = report.summarize(final)
   print(f"\n{title}")
   print(report.markdown_table(rows))
-  print("\nHAM - baseline, test accuracy (points), Welch t-test over seeds:")
+  print("\nHAM (at the baseline's lr) - baseline, test accuracy (points), Welch t-test over seeds:")
   for sparsifier in sparsifiers:
     name = "dense" if sparsifier == "none" else sparsifier
     base = [r["test_acc"] for r in final if r["method"] == name and not r.get("diverged")]
@@ -100,6 +114,12 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
       f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_common.welch_p(ham, base):.3f}  "
       f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})"
     )
+    tuned = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM tuned" and not r.get("diverged")]
+    if tuned:
+      print(
+        f"  {name:10s} {100 * (np.mean(tuned) - np.mean(base)):+.2f}  p={_common.welch_p(tuned, base):.3f}  "
+        f"HAM tuned - baseline (own lr {c.get('tuned_lr', float('nan')):g}, alpha = suggest_alpha)"
+      )
     sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In" and not r.get("diverged")]
     if sign_in:
       print(
@@ -147,17 +167,23 @@ def main(argv=None) -> None:
     )
     return r
 
+  def with_seed(config, seed):
+    config = config.replace(seed=seed)
+    if config.ham and config.alpha < 0:  # "HAM tuned": alpha from suggest_alpha for this model, lr and seed
+      config = config.replace(alpha=suggested_alpha(config, dataset, args.target_ratio))
+    return config
+
   def tune(configs):
     scores = []
     for config in configs:
       # A diverged tuning run scores 0 (it has no accuracy), so a setting that diverges is not chosen.
-      vals = [run(config.replace(seed=s))["val_acc"] or 0.0 for s in tuning_seeds]
+      vals = [run(with_seed(config, s))["val_acc"] or 0.0 for s in tuning_seeds]
       score = float(np.mean(vals))
       tuning_rows.append(
         {
           "method": config.method,
           "lr": config.learning_rate,
-          "alpha": config.alpha if config.ham else "",
+          "alpha": (config.alpha if config.alpha >= 0 else "suggested") if config.ham else "",
           "beta": config.beta if config.ham else "",
           "sign_in": f"c={config.sign_in_balance:g},every={config.sign_in_every}" if config.sign_in else "",
           "val_acc_mean": score,
@@ -178,6 +204,11 @@ def main(argv=None) -> None:
       "beta": best_ham.beta,
     }
     finals = [best_base, best_ham]
+    if not args.no_ham_tuned:
+      # HAM's own lr, jointly with alpha = suggest_alpha(lr) (alpha < 0 marks "suggest at each seed").
+      best_tuned = tune([cfg.replace(learning_rate=lr, ham=True, alpha=-1.0, beta=0.0) for lr in args.lrs])
+      choices[sparsifier]["tuned_lr"] = best_tuned.learning_rate
+      finals.append(best_tuned)
     if sparsifier == "random" and args.sign_in_balances:
       # Sign-In + random PaI next to HAM + random PaI (HAM paper, Table 2), same protocol.
       best_sign_in = tune(
@@ -191,7 +222,10 @@ def main(argv=None) -> None:
       finals.append(best_sign_in)
     for config in finals:
       for seed in range(args.seeds):
-        final.append(run(config.replace(seed=seed)))
+        r = run(with_seed(config, seed))
+        if config.ham and config.alpha < 0:
+          r["method"] += " tuned"
+        final.append(r)
     # Save after every sparsifier so a partial run still leaves results behind.
     with (out / "tuning.csv").open("w", newline="") as f:
       writer = csv.DictWriter(f, fieldnames=list(tuning_rows[0]))

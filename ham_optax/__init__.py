@@ -6,16 +6,19 @@ a multiplicative hyperbolic mirror step ``x <- x_half * exp(-lr * (alpha * sign(
 Public API:
 
 - the core: :func:`ham`, :func:`hyperbolic_step`, :func:`ham_sgd`, :func:`ham_adam`, :func:`ham_adamw`;
+- :func:`suggest_alpha`: an alpha for your model, optimizer and learning rate from a short calibration run;
 - :mod:`ham_optax.geometry`: HAM's inverse metric, mirror map, potential, Bregman divergence and projection;
 - :mod:`ham_optax.sparsity`: random pruning at init, gradual magnitude pruning, AC/DC, RigL, STR layers;
-- :mod:`ham_optax.metrics`: sparsity, sign flips, weights near zero, mean inverse metric;
-- :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In); :func:`nanoadam` (with :func:`nanoadam_default_mask`);
+- :mod:`ham_optax.metrics`: sparsity, sign flips, weights near zero, mean inverse metric, HAM stability, graphons;
+- :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In, deep diagonal); :func:`nanoadam` (with
+  :func:`nanoadam_default_mask`);
 - :mod:`ham_optax.schedules`: weight-decay (or beta) switch-off;
 - ``ham_optax.training`` (needs the ``examples`` extra): Flax models, data, the train loop and the ``ham-optax`` CLI.
 """
 
 from ham_optax import geometry, metrics, overparam, schedules, sparsity
 from ham_optax._src.aliases import ham_adam, ham_adamw, ham_sgd
+from ham_optax._src.alpha import DEFAULT_TARGET_RATIO, PAPER_IMAGENET_ALPHA, suggest_alpha
 from ham_optax._src.ham import HamState, ham
 from ham_optax._src.hyperbolic import HyperbolicStepState, hyperbolic_step
 from ham_optax._src.masking import default_mask
@@ -24,9 +27,11 @@ from ham_optax._src.nanoadam import NanoAdamState, nanoadam, nanoadam_default_ma
 __version__ = "0.1.0"
 
 __all__ = [
+  "DEFAULT_TARGET_RATIO",
   "HamState",
   "HyperbolicStepState",
   "NanoAdamState",
+  "PAPER_IMAGENET_ALPHA",
   "default_mask",
   "geometry",
   "ham",
@@ -41,4 +46,5 @@ __all__ = [
   "schedules",
   "selected_count",
   "sparsity",
+  "suggest_alpha",
 ]

@@ -1,12 +1,19 @@
-"""Training diagnostics for HAM and sparse training, jit-friendly (sparsity, sign flips, inverse metric)."""
+"""Training diagnostics for HAM and sparse training, jit-friendly (sparsity, sign flips, inverse metric, HAM stability)."""
 
 from ham_optax._src.graphon import empirical_graphon, graphon_distance
-from ham_optax._src.metrics import fraction_near_zero, mean_inverse_metric, sign_flips, sparsity
+from ham_optax._src.metrics import (
+  fraction_near_zero,
+  ham_diagnostics,
+  mean_inverse_metric,
+  sign_flips,
+  sparsity,
+)
 
 __all__ = [
   "empirical_graphon",
-  "graphon_distance",
   "fraction_near_zero",
+  "graphon_distance",
+  "ham_diagnostics",
   "mean_inverse_metric",
   "sign_flips",
   "sparsity",

@@ -132,3 +132,75 @@ def test_empty_selection_gives_nan():
   got = metrics.sparsity({"b": jnp.ones(3)})
   assert got["per_layer"] == {}
   assert np.isnan(float(got["global"]))
+
+
+def _np_ham_diagnostics(params, grads, lr, alpha, beta, c):
+  """float64 NumPy rendering of ham_diagnostics (default mask: float leaves with ndim >= 2)."""
+  per_layer, es, invs = {}, [], []
+  for k in sorted(params):
+    x = np.asarray(params[k], np.float64)
+    if x.ndim < 2:
+      continue
+    g = np.asarray(grads[k], np.float64)
+    e = np.clip(-lr * (alpha * np.sign(x) * g + beta), -c, c)[x != 0]
+    inv = 1.0 + alpha * np.abs(x)
+    es.append(e)
+    invs.append(inv.ravel())
+    per_layer[f"['{k}']"] = (e, inv)
+
+  def stats(e, inv):
+    a = np.abs(e)
+    return {
+      "exponent_rms": np.sqrt(np.mean(a**2)) if a.size else 0.0,
+      "exponent_max": a.max(initial=0.0),
+      "clip_fraction": np.mean(a >= c) if a.size else 0.0,
+      "inverse_metric_mean": inv.mean(),
+      "inverse_metric_max": inv.max(),
+    }
+
+  return stats(np.concatenate(es), np.concatenate(invs)), {k: stats(*v) for k, v in per_layer.items()}
+
+
+@pytest.mark.parametrize("lr,alpha,beta", [(0.1, 10.0, 0.0), (0.5, 200.0, 1e-3), (0.01, -3.0, 0.5)])
+def test_ham_diagnostics_matches_numpy(lr, alpha, beta):
+  params = _params()
+  rng = np.random.default_rng(1)
+  grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(scale=0.2, size=p.shape), jnp.float32), params)
+  got = jax.jit(lambda p, g, a: metrics.ham_diagnostics(p, g, learning_rate=lr, alpha=a, beta=beta))(
+    params, grads, alpha
+  )
+  want_global, want_layers = _np_ham_diagnostics(params, grads, lr, alpha, beta, 5.0)
+  assert set(got["per_layer"]) == set(want_layers) == {"['w']", "['conv']"}
+  for k, v in want_global.items():
+    assert float(got["global"][k]) == pytest.approx(v, rel=1e-5, abs=1e-7), k
+  for name, want in want_layers.items():
+    for k, v in want.items():
+      assert float(got["per_layer"][name][k]) == pytest.approx(v, rel=1e-5, abs=1e-7), (name, k)
+
+
+def test_ham_diagnostics_clip_and_exponent_match_the_step():
+  # With sign(params) = sign(x_half) (inner update 0), exp(exponent) is exactly the step's growth factor.
+  params = {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]]), "b": jnp.ones(2)}
+  grads = {"w": jnp.array([[0.3, 40.0], [-0.01, 1.0]]), "b": jnp.ones(2)}
+  tx = ham_optax.hyperbolic_step(0.1, alpha=5.0, beta=0.0)
+  upd, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params, grad=grads)
+  d = metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha=5.0)
+  w_new = np.asarray(params["w"] + upd["w"])
+  growth = np.abs(w_new[np.asarray(params["w"]) != 0] / np.asarray(params["w"])[np.asarray(params["w"]) != 0])
+  assert float(d["global"]["exponent_max"]) == pytest.approx(np.abs(np.log(growth)).max(), rel=1e-5)
+  assert float(d["global"]["exponent_max"]) == 5.0  # lr * alpha * 40 = 20, clipped
+  assert float(d["global"]["clip_fraction"]) == pytest.approx(1 / 3)  # zero entries are not counted
+  assert float(d["global"]["inverse_metric_max"]) == pytest.approx(11.0)
+  assert list(d["per_layer"]) == ["['w']"]
+  custom = metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha=5.0, mask={"w": False, "b": True})
+  assert list(custom["per_layer"]) == ["['b']"]
+
+
+def test_ham_diagnostics_rejects_bad_input():
+  params = {"w": jnp.ones((2, 2))}
+  with pytest.raises(ValueError, match="max_exponent"):
+    metrics.ham_diagnostics(params, params, learning_rate=0.1, alpha=1.0, max_exponent=0.0)
+  with pytest.raises(ValueError, match="shape"):
+    metrics.ham_diagnostics(params, {"w": jnp.ones((2, 3))}, learning_rate=0.1, alpha=1.0)
+  with pytest.raises(ValueError, match="learning_rate"):
+    metrics.ham_diagnostics(params, params, learning_rate=-1.0, alpha=1.0)

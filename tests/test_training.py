@@ -534,3 +534,24 @@ def test_cli_refuses_a_changed_config_before_loading_and_restart_starts_over(tmp
   assert "resuming" not in printed
   runs = json.loads((tmp_path / "o" / "results.json").read_text())["runs"]
   assert runs[0]["config"]["alpha"] == 2.0 and [h["epoch"] for h in runs[0]["history"]] == [1, 2]
+
+
+def test_history_logs_ham_diagnostics(tiny_mnist1d):
+  config = Config(
+    model="mlp",
+    width=16,
+    epochs=1,
+    batch_size=8,
+    max_steps=2,
+    num_train=64,
+    ham=True,
+    alpha=3.0,
+    progress=False,
+  )
+  (record,) = train_and_evaluate(config, tiny_mnist1d)["history"]
+  keys = ("exponent_rms", "exponent_max", "clip_fraction", "inverse_metric_mean", "inverse_metric_max")
+  d = record["diagnostics"]
+  for k in keys:
+    assert np.isfinite(record["diagnostics"][f"ham_{k}"]), k
+  assert 0.0 < d["ham_exponent_rms"] <= d["ham_exponent_max"] <= 5.0
+  assert 1.0 < d["ham_inverse_metric_mean"] <= d["ham_inverse_metric_max"]

@@ -19,7 +19,7 @@ def ham_sgd(
   nesterov: bool = False,
   accumulator_dtype: Any | None = None,
   *,
-  alpha: optax.ScalarOrSchedule = 200.0,
+  alpha: optax.ScalarOrSchedule = 0.1,
   beta: optax.ScalarOrSchedule = 1e-3,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,
@@ -43,7 +43,7 @@ def ham_sgd(
     momentum: optional momentum (as in ``optax.sgd``).
     nesterov: Nesterov momentum (as in ``optax.sgd``).
     accumulator_dtype: dtype of the momentum accumulator (as in ``optax.sgd``).
-    alpha: strength of the hyperbolic geometry (default 200, the published wrapper's value; negative values
+    alpha: strength of the hyperbolic geometry (default 0.1, mild; see :func:`ham_optax.suggest_alpha`; negative values
       reverse the bias). See :func:`ham_optax.ham`.
     beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3).
     mask: leaves the mirror step applies to: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of
@@ -95,7 +95,7 @@ def ham_adam(
   mu_dtype: Any | None = None,
   *,
   nesterov: bool = False,
-  alpha: optax.ScalarOrSchedule = 200.0,
+  alpha: optax.ScalarOrSchedule = 0.1,
   beta: optax.ScalarOrSchedule = 1e-3,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,
@@ -118,7 +118,7 @@ def ham_adam(
     eps_root: added to the second moment inside the root.
     mu_dtype: dtype of the first moment.
     nesterov: Nesterov-style Adam (NAdam), as in ``optax.adam``.
-    alpha: strength of the hyperbolic geometry (default 200, the published wrapper's value; negative values
+    alpha: strength of the hyperbolic geometry (default 0.1, mild; see :func:`ham_optax.suggest_alpha`; negative values
       reverse the bias). See :func:`ham_optax.ham`.
     beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3).
     mask: leaves the mirror step applies to: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of
@@ -172,7 +172,7 @@ def ham_adamw(
   weight_decay_mask: masking.MaskOrFn = None,
   *,
   nesterov: bool = False,
-  alpha: optax.ScalarOrSchedule = 200.0,
+  alpha: optax.ScalarOrSchedule = 0.1,
   beta: optax.ScalarOrSchedule = 1e-3,
   mask: masking.MaskOrFn = None,
   max_exponent: float = 5.0,
@@ -200,7 +200,7 @@ def ham_adamw(
     weight_decay: AdamW's decoupled weight decay (float or schedule).
     weight_decay_mask: which leaves AdamW decays (``optax.adamw``'s ``mask``).
     nesterov: Nesterov-style Adam, as in ``optax.adamw``.
-    alpha: strength of the hyperbolic geometry (default 200, the published wrapper's value; negative values
+    alpha: strength of the hyperbolic geometry (default 0.1, mild; see :func:`ham_optax.suggest_alpha`; negative values
       reverse the bias). See :func:`ham_optax.ham`.
     beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3).
     mask: leaves the mirror step applies to: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of

@@ -31,7 +31,7 @@ class HamState(NamedTuple):
 def ham(
   inner: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
-  alpha: optax.ScalarOrSchedule = 200.0,
+  alpha: optax.ScalarOrSchedule = 0.1,
   beta: optax.ScalarOrSchedule = 1e-3,
   *,
   mask: masking.MaskOrFn = None,
@@ -53,7 +53,7 @@ def ham(
   gradient (no second backward pass) and adds no state beyond a step counter. Returns
   ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes like any optax transform::
 
-    tx = ham_optax.ham(optax.sgd(0.1, momentum=0.9), learning_rate=0.1, alpha=200.0, beta=1e-3)
+    tx = ham_optax.ham(optax.sgd(0.1, momentum=0.9), learning_rate=0.1, alpha=10.0, beta=1e-3)
 
   The continuous limit is :math:`\dot x = -(1 + \alpha|x|)\nabla f(x)`: the inverse metric is at least 1 (plain
   gradient flow's), so HAM moves and flips signs near zero at least as fast as GD while biasing towards sparse
@@ -67,12 +67,14 @@ def ham(
     inner: the optimizer taking the first half-step (SGD, momentum, Adam, AdamW, a chain, SAM, ...).
     learning_rate: float or optax schedule for the mirror step; pass the same value/schedule as ``inner`` uses.
       Both count steps from 0, so a schedule is evaluated at the same step count.
-    alpha: strength of the hyperbolic geometry. Default 200 matches the published wrapper (ResNets, SGD lr 0.1);
-      the step is stable while ``alpha * lr * |g|`` stays well below 1. Any finite real value; a negative
-      ``alpha`` reverses the bias (weights grow where a positive ``alpha`` shrinks them).
-    beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3), ``>= 0``.
-      ``alpha`` and ``beta`` may also be optax schedules of the step count (e.g. to switch the decay off late in
-      training).
+    alpha: strength of the hyperbolic geometry. The default 0.1 is mild: the largest grid value that never diverged
+      on any model, optimizer and lr measured; :func:`ham_optax.suggest_alpha` picks one for your model, optimizer and lr from a 20-step calibration
+      run (``benchmarks/alpha_transfer.py``). The paper's and published wrapper's 200 (ResNet-50 on ImageNet,
+      SGD lr 0.1) is :data:`ham_optax.PAPER_IMAGENET_ALPHA`; it diverges on small models with larger gradients.
+      Any finite real value; a negative ``alpha`` reverses the bias (weights grow where a positive ``alpha``
+      shrinks them).
+    beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3), ``>= 0``. ``alpha``
+      and ``beta`` may also be optax schedules of the step count (e.g. to switch the decay off late in training).
     mask: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of bools, or a callable ``params -> pytree``.
     max_exponent: clip of the exponent, in ``(0, 80]``; the published wrapper uses 5.
     max_weight_norm: optional per-tensor L2 norm cap after the step (published wrapper: 1000); off by default.

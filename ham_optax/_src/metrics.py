@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from ham_optax._src import checks, masking
 
-__all__ = ["fraction_near_zero", "mean_inverse_metric", "sign_flips", "sparsity"]
+__all__ = ["fraction_near_zero", "ham_diagnostics", "mean_inverse_metric", "sign_flips", "sparsity"]
 
 
 def _selected(params: Any, prunable: masking.MaskOrFn) -> list[tuple[str, jax.Array]]:
@@ -124,3 +124,132 @@ def mean_inverse_metric(params: Any, alpha: float, prunable: masking.MaskOrFn = 
   abs_sum = sum((jnp.sum(jnp.abs(x).astype(jnp.float32)) for _, x in sel), start=jnp.zeros([], jnp.float32))
   global_value = 1.0 + alpha * abs_sum / size if size else jnp.asarray(jnp.nan, jnp.float32)
   return {"global": global_value, "per_layer": per_layer}
+
+
+def _exponent_sums(
+  x: jax.Array, g: jax.Array, lr: Any, alpha: Any, beta: Any, c: float
+) -> dict[str, jax.Array]:
+  """Per-leaf sums behind :func:`ham_diagnostics` (computed in at least float32)."""
+  cdtype = jnp.promote_types(jnp.result_type(x), jnp.float32)
+  x = jnp.asarray(x, cdtype)
+  g = jnp.asarray(g, cdtype)
+  a = jnp.asarray(alpha, cdtype)
+  e = jnp.clip(-jnp.asarray(lr, cdtype) * (a * jnp.sign(x) * g + jnp.asarray(beta, cdtype)), -c, c)
+  moving = x != 0  # the step keeps exact zeros at zero: they do not count in the exponent statistics
+  abs_e = jnp.where(moving, jnp.abs(e), 0.0)
+  inv = 1.0 + a * jnp.abs(x)
+  return {
+    "n": jnp.sum(moving, dtype=jnp.int32),
+    "sq": jnp.sum(jnp.square(abs_e)),
+    "max": jnp.max(abs_e, initial=0.0),
+    "clipped": jnp.sum(moving & (jnp.abs(e) >= c), dtype=jnp.int32),
+    "inv_sum": jnp.sum(inv),
+    "inv_max": jnp.max(inv),
+    "size": jnp.asarray(x.size, jnp.int32),
+  }
+
+
+def _exponent_stats(s: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  n = jnp.maximum(s["n"], 1)
+  return {
+    "exponent_rms": jnp.sqrt(s["sq"] / n),
+    "exponent_max": s["max"],
+    "clip_fraction": s["clipped"] / n,
+    "inverse_metric_mean": s["inv_sum"] / s["size"],
+    "inverse_metric_max": s["inv_max"],
+  }
+
+
+def ham_diagnostics(
+  params: Any,
+  grads: Any,
+  *,
+  learning_rate: Any,
+  alpha: Any,
+  beta: Any = 0.0,
+  max_exponent: float = 5.0,
+  mask: masking.MaskOrFn = None,
+) -> dict[str, Any]:
+  r"""Stability diagnostics of HAM's mirror step: how hard the step pushes, per layer and overall.
+
+  With :math:`\eta` = ``learning_rate`` and :math:`c` = ``max_exponent``, the mirror step multiplies each
+  selected weight by :math:`e^{e}` with the exponent
+
+  .. math::
+    e = \operatorname{clip}\big(-\eta(\alpha\,\operatorname{sign}(x)\,g + \beta),\ -c,\ c\big),
+
+  exactly as :func:`ham_optax.hyperbolic_step` computes it (pass ``params + inner_updates`` as ``params`` to
+  reproduce the HYP* step's ``sign(x_half)``; the sign of the params themselves is a close stand-in). Returns
+  ``{"global": {...}, "per_layer": {jax.tree_util.keystr(path): {...}}}`` with JAX scalars:
+
+  - ``exponent_rms``, ``exponent_max``: RMS and maximum of :math:`|e|` (about :math:`\eta\alpha|g|`);
+  - ``clip_fraction``: fraction of entries whose :math:`|e|` sits at the clip :math:`c`;
+  - ``inverse_metric_mean``, ``inverse_metric_max``: mean and max of :math:`1 + \alpha|x|`, the factor by which
+    HAM raises each weight's effective learning rate in the continuous limit.
+
+  Exponent statistics count the nonzero entries only (the step keeps zeros at zero; a leaf with no nonzero
+  entry reports 0); the inverse metric counts every selected entry. Global values weight every entry equally.
+
+  How to read them: ``exponent_max`` above about 0.5 (a weight changing by more than ~65 % in one step) or any
+  ``clip_fraction > 0`` means alpha is too large for this learning rate and gradient scale; an
+  ``inverse_metric_mean`` far above 2 means HAM more than doubles the effective learning rate, which tips a
+  learning rate tuned near its edge of stability over it. Healthy runs have ``exponent_rms`` around 1e-3 or
+  below.
+
+  Args:
+    params: the parameters (or ``x_half``).
+    grads: the raw gradients, same structure and shapes as ``params``.
+    learning_rate: the step's learning rate (a scalar, may be traced).
+    alpha: HAM's alpha (a scalar, may be traced).
+    beta: HAM's beta (a scalar, may be traced).
+    max_exponent: the clip of the exponent, > 0 (as in :func:`ham_optax.ham`).
+    mask: which leaves to report, resolved exactly like :func:`ham_optax.ham`'s ``mask`` (``None``:
+      floating-point leaves with ``ndim >= 2``).
+
+  Returns:
+    The nested dict of JAX scalars described above; the keys are static, so it traces once under ``jax.jit``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from ham_optax import metrics
+    >>> params = {"w": jnp.array([[0.5, -0.2], [0.0, 1.0]]), "b": jnp.zeros(2)}
+    >>> grads = {"w": jnp.array([[0.1, 0.3], [0.2, -0.4]]), "b": jnp.ones(2)}
+    >>> d = metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha=10.0)
+    >>> round(float(d["global"]["exponent_max"]), 3), list(d["per_layer"])
+    (0.4, ["['w']"])
+  """
+  checks.check_scalar(learning_rate, "learning_rate", lo=0.0)
+  checks.check_scalar(alpha, "alpha")
+  checks.check_scalar(beta, "beta")
+  checks.check_scalar(max_exponent, "max_exponent", lo=0.0, lo_open=True)
+  flat_p, treedef = jax.tree_util.tree_flatten_with_path(params)
+  try:
+    flat_g = jax.tree.structure(params).flatten_up_to(grads)
+  except (ValueError, TypeError) as e:
+    raise ValueError("ham_diagnostics: grads must have the structure of params.") from e
+  selected = masking.resolve_mask(mask, params)
+  sums = {}
+  for (path, x), g, on in zip(flat_p, flat_g, selected, strict=True):
+    if not on:
+      continue
+    name = jax.tree_util.keystr(path)
+    if jnp.shape(x) != jnp.shape(g):
+      raise ValueError(f"ham_diagnostics: grads{name} has shape {jnp.shape(g)}, params{name} {jnp.shape(x)}.")
+    sums[name] = _exponent_sums(x, g, learning_rate, alpha, beta, float(max_exponent))
+  per_layer = {name: _exponent_stats(s) for name, s in sums.items()}
+  if sums:
+    total = {
+      k: (
+        jnp.max(jnp.stack([s[k] for s in sums.values()]))
+        if k.endswith("max")
+        else sum(s[k] for s in sums.values())
+      )
+      for k in next(iter(sums.values()))
+    }
+    global_stats = _exponent_stats(total)
+  else:
+    nan = jnp.asarray(jnp.nan, jnp.float32)
+    global_stats = dict.fromkeys(
+      ("exponent_rms", "exponent_max", "clip_fraction", "inverse_metric_mean", "inverse_metric_max"), nan
+    )
+  return {"global": global_stats, "per_layer": per_layer}

@@ -52,6 +52,7 @@ __all__ = [
   "final_results",
   "make_optimizer",
   "restore_checkpoint",
+  "suggested_alpha",
   "train_and_evaluate",
   "train_epoch",
   "train_step",
@@ -63,6 +64,21 @@ def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
   """Sparsity and sign-flip fraction versus ``reference`` of the weight tensors (ndim >= 2: the
   leaves HAM and the sparsifiers act on), via :mod:`ham_optax.metrics`."""
   return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
+
+
+@nnx.jit
+def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
+  """Raw gradients of the weights on one minibatch, from a clone (BatchNorm statistics stay untouched)."""
+  model = nnx.clone(model)
+  grads = nnx.grad(lambda m: _loss_fn(m, x, y)[0])(model)
+  return nnx.as_pure(nnx.state(model, nnx.Param)), nnx.as_pure(grads)
+
+
+def _ham_diagnostics(model: nnx.Module, x: np.ndarray, y: np.ndarray, lr: float, config: Config) -> dict:
+  """Global HAM stability diagnostics (:func:`ham_optax.metrics.ham_diagnostics`) on one minibatch."""
+  params, grads = _minibatch_grads(model, jnp.asarray(x), jnp.asarray(y))
+  d = metrics.ham_diagnostics(params, grads, learning_rate=lr, alpha=config.alpha, beta=config.beta)
+  return {f"ham_{k}": float(v) for k, v in d["global"].items()}
 
 
 def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> optax.ScalarOrSchedule:
@@ -116,6 +132,36 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
       seed=config.seed,
     )
   raise ValueError(f"unknown sparsifier {config.sparsifier!r}")
+
+
+def suggested_alpha(
+  config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
+) -> float:
+  """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
+  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations."""
+  x_train, y_train = dataset.x_train, dataset.y_train
+  if config.num_train is not None:
+    x_train, y_train = x_train[: config.num_train], y_train[: config.num_train]
+  batch_size = min(config.batch_size, len(x_train))
+  steps_per_epoch = len(x_train) // batch_size
+  model = models.create_model(
+    config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, width=config.width
+  )
+  model.train()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def loss_fn(p, batch):
+    return _loss_fn(nnx.merge(graphdef, p, rest, copy=True), *batch)[0]
+
+  idx = np.resize(np.random.default_rng([config.seed, 0]).permutation(len(x_train)), 20 * batch_size)
+  batches = [(jnp.asarray(x_train[i]), jnp.asarray(y_train[i])) for i in idx.reshape(20, batch_size)]
+  inner = make_optimizer(
+    config.replace(ham=False, sign_in=False, sparsifier="none"),
+    steps_per_epoch * config.epochs,
+    steps_per_epoch,
+  )
+  lr = _learning_rate(config, steps_per_epoch * config.epochs, steps_per_epoch)
+  return ham_optax.suggest_alpha(loss_fn, params, batches, inner, lr, target_ratio=target_ratio)
 
 
 def _loss_fn(model: nnx.Module, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -334,14 +380,22 @@ def train_epoch(
   return np.asarray(losses), np.asarray(accs)
 
 
-def epoch_diagnostics(config: Config, ts: TrainState) -> dict[str, Any]:
-  """Extra per-epoch metrics, stored under ``"diagnostics"`` in each epoch's record (none yet).
+def epoch_diagnostics(
+  config: Config, ts: TrainState, dataset: data_lib.Dataset, epoch: int
+) -> dict[str, Any]:
+  """Extra per-epoch metrics, stored under ``"diagnostics"`` in each epoch's record.
 
-  The place for optimizer diagnostics computed from the current weights (``nnx.state(ts.model, nnx.Param)``)
-  and ``config``'s HAM hyperparameters; the returned dict must be JSON-serialisable.
+  With HAM: the global values of :func:`ham_optax.metrics.ham_diagnostics` (``ham_exponent_rms``,
+  ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean``, ``ham_inverse_metric_max``) for the
+  current weights and the raw gradient on a fixed minibatch (the first ``batch_size`` training examples), at the
+  learning rate of the epoch's last step. Without HAM: empty.
   """
-  del config, ts
-  return {}
+  if not config.ham:
+    return {}
+  x_train, y_train = _training_split(config, dataset)
+  lr = _learning_rate(config, ts.steps_per_epoch * config.epochs, ts.steps_per_epoch)
+  lr_now = float(lr((epoch + 1) * ts.steps_per_epoch - 1)) if callable(lr) else float(lr)
+  return _ham_diagnostics(ts.model, x_train[: ts.batch_size], y_train[: ts.batch_size], lr_now, config)
 
 
 def epoch_record(
@@ -363,7 +417,7 @@ def epoch_record(
     "test_acc": test["acc"],
     "sparsity": float(weight_sparsity),
     "sign_flips": float(flips),
-    "diagnostics": epoch_diagnostics(config, ts),
+    "diagnostics": epoch_diagnostics(config, ts, dataset, epoch),
   }
 
 
@@ -405,10 +459,12 @@ def train_and_evaluate(
   Returns:
     A JSON-serialisable dict: ``config``, ``method``, ``history`` (one dict per finished epoch with
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``, ``sparsity`` and
-    ``sign_flips`` of the weight tensors versus initialisation, ``diagnostics``, ``time_s``), ``completed``,
-    ``diverged`` and ``diverged_epoch`` (the epoch whose loss became non-finite; training stops there), and the
-    final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a diverged run) and
-    ``train_time_s``. The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
+    ``sign_flips`` of the weight tensors versus initialisation, ``diagnostics`` (with HAM: ``ham_exponent_rms``,
+    ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean`` and ``ham_inverse_metric_max`` from
+    :func:`ham_optax.metrics.ham_diagnostics`), ``time_s``), ``completed``, ``diverged`` and ``diverged_epoch``
+    (the epoch whose loss became non-finite; training stops there), and the final ``val_acc``, ``test_acc``,
+    ``sparsity``, ``sign_flips`` (``None`` for a diverged run) and ``train_time_s``. The model is tuned on
+    ``val_acc``; ``test_acc`` is for reporting only.
   """
   config, _ = resolve(config)
   config.validate()
