@@ -85,7 +85,7 @@ def ham(
 
   Hyperparameters are checked at construction (finite, real, ``learning_rate >= 0``, ``beta >= 0``) and used
   saturated to the compute dtype's finite range, so no NaN arises from them; weights that would overflow are
-  saturated to the dtype's largest finite value. Params may be arrays or Python scalars, as in optax.
+  saturated just below the dtype's largest finite value. Params may be arrays or Python scalars, as in optax.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params`` and forwards extra args to

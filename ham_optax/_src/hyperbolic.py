@@ -81,19 +81,22 @@ def _clip_norm(new: jax.Array, p_c: jax.Array, delta: jax.Array, cap: Any, big: 
   return jnp.where(over, clipped - p_c, delta)
 
 
-def _saturate(delta: jax.Array, p_c: jax.Array, big: float, narrower: bool) -> jax.Array:
-  """Keeps ``p_c + delta`` (and ``delta`` itself) within +-``big``: finite in, finite out.
+def _saturate(delta: jax.Array, p_c: jax.Array, dtype: Any) -> jax.Array:
+  """``delta`` in ``dtype``, such that ``p + delta`` computed in ``dtype`` (as ``optax.apply_updates`` does) is
+  finite: finite in, finite out.
 
-  Where the new weight would overflow it becomes +-``big`` (same sign; a weight that is already +-inf keeps its
-  value, since no finite update can move it, and never turns into NaN).
+  The check is made on exactly that sum. Where it would overflow, the new weight becomes the largest finite value
+  *below* the dtype's maximum, with the same sign: aiming one ulp short means that the rounding of
+  ``target - p`` and of ``p + (target - p)`` cannot carry the sum past the maximum. A weight that is already
+  +-inf keeps its value (no finite update can move it) and never turns into NaN.
   """
-  new = p_c + delta
-  ok = jnp.abs(new) <= big
-  if narrower:
-    ok = ok & (jnp.abs(delta) <= big)
-  fallback = jnp.clip(jnp.clip(new, -big, big) - p_c, -big, big)
+  big = float(jnp.finfo(dtype).max)
+  safe = float(np.nextafter(np.asarray(big, dtype), np.asarray(0.0, dtype)))
+  d = jnp.clip(delta, -big, big).astype(dtype)
+  ok = jnp.isfinite(p_c.astype(dtype) + d)
+  fallback = (jnp.clip(p_c + delta, -safe, safe) - p_c).astype(dtype)
   # NaN only where p_c is +-inf (inf - inf): leave that weight where it is.
-  return jnp.where(ok, delta, jnp.where(jnp.isnan(fallback), 0.0, fallback))
+  return jnp.where(ok, d, jnp.where(jnp.isnan(fallback), jnp.zeros((), dtype), fallback))
 
 
 def _mirror_leaf(
@@ -143,7 +146,7 @@ def _mirror_leaf(
   delta = u_c + x_half * (growth - 1.0)
   if max_weight_norm is not None:
     delta = _clip_norm(x_half * growth, p_c, delta, max_weight_norm, big)
-  return _saturate(delta, p_c, big, big < big_c).astype(p.dtype)
+  return _saturate(delta, p_c, p.dtype)
 
 
 def _norm_clip_leaf(u: jax.Array, p: Any, max_weight_norm: Any) -> jax.Array:
@@ -155,7 +158,7 @@ def _norm_clip_leaf(u: jax.Array, p: Any, max_weight_norm: Any) -> jax.Array:
   big = float(jnp.finfo(p.dtype).max)
   p_c, u_c = p.astype(cdtype), jnp.asarray(u).astype(cdtype)
   delta = _clip_norm(p_c + u_c, p_c, u_c, max_weight_norm, big)
-  return _saturate(delta, p_c, big, big < float(jnp.finfo(cdtype).max)).astype(p.dtype)
+  return _saturate(delta, p_c, p.dtype)
 
 
 def _check_same_shapes(params: Any, grads: Any, updates: Any) -> None:
@@ -243,7 +246,7 @@ def hyperbolic_step(
   Finite in, finite out, in every float dtype: the scalars :math:`\eta`, :math:`\eta\alpha`, :math:`\eta\beta`
   are saturated to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, never as
   ``inf``, so a zero gradient never gives ``0 * inf``), and a new weight that would overflow the params' dtype
-  is saturated to its largest finite value (same sign).
+  is saturated just below its largest finite value (same sign).
 
   Args:
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are
