@@ -555,3 +555,11 @@ def test_history_logs_ham_diagnostics(tiny_mnist1d):
     assert np.isfinite(record["diagnostics"][f"ham_{k}"]), k
   assert 0.0 < d["ham_exponent_rms"] <= d["ham_exponent_max"] <= 5.0
   assert 1.0 < d["ham_inverse_metric_mean"] <= d["ham_inverse_metric_max"]
+
+
+def test_suggested_alpha_resolves_the_config_and_is_deterministic(tiny_mnist1d):
+  from ham_optax.training.train import suggested_alpha
+
+  config = Config(model="mlp", width=16, batch_size=8, num_train=64)  # lr, alpha, ... left to the defaults
+  a = suggested_alpha(config, tiny_mnist1d)
+  assert a == suggested_alpha(config, tiny_mnist1d) and np.isfinite(a) and a > 0

@@ -138,14 +138,19 @@ def suggested_alpha(
   config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
 ) -> float:
   """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
-  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations."""
-  x_train, y_train = dataset.x_train, dataset.y_train
-  if config.num_train is not None:
-    x_train, y_train = x_train[: config.num_train], y_train[: config.num_train]
+  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations. Fields of ``config``
+  left at ``None`` are resolved first (:func:`~ham_optax.training.configs.default.resolve`)."""
+  config, _ = resolve(config)
+  x_train, y_train = _training_split(config, dataset)
   batch_size = min(config.batch_size, len(x_train))
   steps_per_epoch = len(x_train) // batch_size
   model = models.create_model(
-    config.model, dataset.input_shape, dataset.num_classes, seed=config.seed, width=config.width
+    config.model,
+    dataset.input_shape,
+    dataset.num_classes,
+    seed=config.seed,
+    width=config.width,
+    graph=dataset.graph,
   )
   model.train()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
