@@ -79,10 +79,13 @@ nitpick_ignore_regex = [
   ("py:.*", r"(Array|ArrayLike|PyTree|ScalarOrSchedule|GradientTransformation.*|Params|Updates|OptState)"),
   ("py:.*", r"(collections\.abc|typing|types|pathlib|dataclasses|enum)\..*"),
   ("py:class", r"(optional|callable|pytree|array|default .*)"),
-  ("py:class", r"(os|argparse)\..*"),  # the standard library, likewise without an inventory
+  (
+    "py:class",
+    r"(os|argparse|matplotlib|orbax)\..*",
+  ),  # the standard library, matplotlib, orbax: no inventory
   # Module-level constants of the examples app (tuned values, dataset and model names) referenced from
   # docstrings; they carry no doc-comment, so autodoc has no target for them.
-  ("py:data", r"(ham_optax\.training\.configs\.default\.)?(TUNED|DATASETS|MODELS)"),
+  ("py:data", r"(ham_optax\.training\.configs\.default\.)?(TUNED|FALLBACK|DATASETS|MODELS)"),
   ("py:class", r"Config"),  # cli.py's docstrings name the dataclass of configs/default.py unqualified
   # Private base classes shown in "Bases:" lines of public classes (e.g. the graph models' shared base).
   ("py:class", r"ham_optax\.training\.\w+\._\w+"),

@@ -181,7 +181,7 @@ def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 def configs_from_args(args: argparse.Namespace) -> list[Config]:
   """The runs to make: every model x sparsifier x variant (baseline / HAM / Sign-In) x seed, fully resolved.
 
-  Fields not given on the command line take the defaults for the choices made (:func:`resolve`): learning rate,
+  Fields not given on the command line take the defaults for the choices made (:func:`~ham_optax.training.configs.default.resolve`): learning rate,
   alpha and beta from ``TUNED`` (chosen on the validation split) where the combination was tuned, else the
   optimizer's fallback; epochs, width and the number of seeds per model.
   Raises ``ValueError`` naming the first invalid field.

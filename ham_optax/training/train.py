@@ -303,7 +303,7 @@ class TrainState:
     reference: the weights at initialisation (after pruning at init); sign flips are counted against them.
     steps_per_epoch: optimizer steps per epoch.
     batch_size: examples per step.
-    run_epoch: the jitted ``(state, xs, ys) -> (state, (losses, accs))`` of :func:`_make_epoch_fn`.
+    run_epoch: the jitted ``(state, xs, ys) -> (state, (losses, accs))`` of ``_make_epoch_fn``.
   """
 
   model: nnx.Module
