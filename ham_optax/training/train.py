@@ -134,6 +134,20 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
   raise ValueError(f"unknown sparsifier {config.sparsifier!r}")
 
 
+def _build_model(config: Config, dataset: data_lib.Dataset) -> nnx.Module:
+  """``config``'s model for ``dataset`` (graph models get the dataset's graph), in training mode."""
+  model = models.create_model(
+    config.model,
+    dataset.input_shape,
+    dataset.num_classes,
+    seed=config.seed,
+    width=config.width,
+    graph=dataset.graph,
+  )
+  model.train()
+  return model
+
+
 def suggested_alpha(
   config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
 ) -> float:
@@ -144,15 +158,7 @@ def suggested_alpha(
   x_train, y_train = _training_split(config, dataset)
   batch_size = min(config.batch_size, len(x_train))
   steps_per_epoch = len(x_train) // batch_size
-  model = models.create_model(
-    config.model,
-    dataset.input_shape,
-    dataset.num_classes,
-    seed=config.seed,
-    width=config.width,
-    graph=dataset.graph,
-  )
-  model.train()
+  model = _build_model(config, dataset)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
   def loss_fn(p, batch):
@@ -327,15 +333,7 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
   steps_per_epoch = len(x_train) // batch_size
   if config.max_steps is not None:
     steps_per_epoch = min(steps_per_epoch, config.max_steps)
-  model = models.create_model(
-    config.model,
-    dataset.input_shape,
-    dataset.num_classes,
-    seed=config.seed,
-    width=config.width,
-    graph=dataset.graph,
-  )
-  model.train()
+  model = _build_model(config, dataset)
   tx = make_optimizer(config, steps_per_epoch * config.epochs, steps_per_epoch)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   if config.sparsifier != "none":  # pruning at init: the model is sparse before the first step

@@ -102,30 +102,6 @@ def all_but(*layers: str) -> Callable[[Any], Any]:
   return select
 
 
-def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:
-  """Validates a target sparsity: a real number in ``[0, 1)``."""
-  if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.integer, np.floating)):
-    raise TypeError(f"{name} must be a Python float in [0, 1), got {type(sparsity).__name__}.")
-  s = float(sparsity)
-  if not (0.0 <= s < 1.0):
-    raise ValueError(f"{name} must lie in [0, 1) (1 would prune every weight), got {s}.")
-  return s
-
-
-def check_int(value: Any, name: str, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-  if value < minimum:
-    raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-  return int(value)
-
-
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-  if value not in choices:
-    raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
-  return value
-
-
 def n_zeros(sparsity: float, n: int) -> int:
   """``round(sparsity * n)`` in float64 on the host (round half to even, as ``numpy.round``)."""
   return int(np.round(float(sparsity) * n))
