@@ -68,7 +68,10 @@ def _files() -> list[pathlib.Path]:
   return [
     p
     for p in paths
-    if p.is_file() and p.resolve() != THIS and (p.suffix in TEXT_SUFFIXES or p.name in TEXT_NAMES)
+    if p.is_file()
+    and p.resolve() != THIS
+    and (p.suffix in TEXT_SUFFIXES or p.name in TEXT_NAMES)
+    and not SKIP_DIRS.intersection(p.relative_to(ROOT).parts)  # e.g. a virtualenv inside the checkout
   ]
 
 
