@@ -93,10 +93,10 @@ def _saturate(delta: jax.Array, p_c: jax.Array, dtype: Any) -> jax.Array:
   big = float(jnp.finfo(dtype).max)
   safe = float(np.nextafter(np.asarray(big, dtype), np.asarray(0.0, dtype)))
   d = jnp.clip(delta, -big, big).astype(dtype)
-  ok = jnp.isfinite(p_c.astype(dtype) + d)
+  ok = jnp.abs(p_c.astype(dtype) + d) <= big  # False where the sum overflows (or is NaN)
   fallback = (jnp.clip(p_c + delta, -safe, safe) - p_c).astype(dtype)
-  # NaN only where p_c is +-inf (inf - inf): leave that weight where it is.
-  return jnp.where(ok, d, jnp.where(jnp.isnan(fallback), jnp.zeros((), dtype), fallback))
+  # NaN only where p_c is +-inf (inf - inf, or a norm clip of such a tensor): leave that weight where it is.
+  return jnp.where(ok, d, jnp.where(fallback == fallback, fallback, jnp.zeros((), dtype)))
 
 
 def _mirror_leaf(
