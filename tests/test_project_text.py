@@ -50,8 +50,8 @@ FORBIDDEN = {
   "the load": r"\bload\s+(average|~?\d)|\bat\s+load\b|\bunder\s+load\b",
   "other work beside a run": r"\b(running|ran|run)\s+beside\b|\bbeside\s+(it|them)\b|\bother\s+(work|jobs?|agents?)\b",
   "how it was written": r"\bwhile\s+(it|this)\s+was\s+written\b|\bavailable\s+to\s+(us|me|this\s+implementation)\b",
-  "hardware lent or not": r"\bgpu\s+was\s+lent\b|\b(was|were|is)\s+(not\s+)?lent\b|\bsandbox\b",
-  "a file outside the repository": r"shared/reference|ham-method\.md|(?<![\w.~])/(work|home|root|Users)/",
+  "hardware lent or not": r"\bgpu\s+was\s+lent\b|\b(was|were|is)\s+(not\s+)?lent\b|\bsand" r"box\b",
+  "a file outside the repository": r"shared/refer" r"ence|ham-method\.md|(?<![\w.~])/(work|home|root|Users)/",
 }
 PATTERN = re.compile("|".join(f"(?P<g{i}>{p})" for i, p in enumerate(FORBIDDEN.values())), re.IGNORECASE)
 LABELS = list(FORBIDDEN)
@@ -78,7 +78,8 @@ def _files() -> list[pathlib.Path]:
 def test_the_forbidden_phrases_are_caught():
   """The patterns catch the remarks they are for (so a typo in a pattern cannot pass silently)."""
   for text in [
-    "see issue 12",
+    "see issue"
+    + " 12",  # (the samples are split so that a plain grep of the sources does not flag this test)
     "fixed in #7",
     "measured in this session",
     "on a quiet machine",
@@ -86,8 +87,8 @@ def test_the_forbidden_phrases_are_caught():
     "load 0.8-3.9",
     "with two benchmarks running beside it",
     "while it was written",
-    "no GPU was lent to this task",
-    "`shared/reference/ham-method.md`",
+    "no GPU was" + " lent to this" + " task",
+    "`shared/" + "reference/ham-method.md`",
     "takes 20 s on a busy\n  # 2-core CPU",
   ]:
     assert PATTERN.search(_joined(text)[0]), text
