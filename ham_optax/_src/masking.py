@@ -136,3 +136,11 @@ def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[b
 def resolve_mask_tree(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> Any:
   """:func:`resolve_mask` as a pytree of static bools shaped like ``params``."""
   return jax.tree.unflatten(jax.tree.structure(params), resolve_mask(mask, params, what))
+
+
+def key_name(k: Any) -> str:
+  """The name of one ``jax.tree_util`` key-path entry: a dict key, an attribute name or a sequence index."""
+  for attr in ("key", "name", "idx"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)

@@ -107,25 +107,18 @@ def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
   return masking.resolve_mask_tree(mask, params, "nanoadam: mask")
 
 
-def _key_name(k: Any) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
-
-
 def _natural(path: tuple) -> tuple:
   """Sort key of a key path: names compared with their digit runs as numbers (``layer_10`` after ``layer_2``)."""
   parts = []
   for k in path:
-    for tok in re.split(r"(\d+)", _key_name(k).lower()):
+    for tok in re.split(r"(\d+)", masking.key_name(k).lower()):
       parts.append((0, int(tok), "") if tok.isdigit() else (1, 0, tok))
   return tuple(parts)
 
 
 def _is_head(path: tuple) -> bool:
   """A key name containing ``head`` or ``classifier``, or equal to ``fc`` or ``logits``."""
-  names = [_key_name(k).lower() for k in path]
+  names = [masking.key_name(k).lower() for k in path]
   return any("head" in n or "classifier" in n or n in ("fc", "logits") for n in names)
 
 
@@ -169,7 +162,7 @@ def nanoadam_default_mask(
   words = tuple(e.lower() for e in exclude)
 
   def named(path: tuple, word: str) -> bool:
-    names = [_key_name(k).lower() for k in path]
+    names = [masking.key_name(k).lower() for k in path]
     if word == "norm":
       return any(_NORM_RE.search(n) for n in names)
     return any(word in n for n in names)

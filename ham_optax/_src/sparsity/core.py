@@ -46,15 +46,7 @@ class SparsifierState(NamedTuple):
 
 def _path_str(path: tuple) -> str:
   """``'layers/0/kernel'`` for a ``jax.tree_util`` key path (dict keys, attributes, sequence indices)."""
-  parts = []
-  for k in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(k, attr):
-        parts.append(str(getattr(k, attr)))
-        break
-    else:
-      parts.append(str(k))
-  return "/".join(parts)
+  return "/".join(masking.key_name(k) for k in path)
 
 
 def all_but(*layers: str) -> Callable[[Any], Any]:
