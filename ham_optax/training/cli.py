@@ -5,6 +5,12 @@ The options are generated from the fields of :class:`~ham_optax.training.configs
 is one list of options. ``--model`` and ``--sparsifier`` take several values, ``--ham`` is ``off``, ``on`` or
 ``both``, and ``--seeds`` / ``--first-seed`` choose the seeds: the job is every combination.
 
+As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, or ``JAX_COORDINATOR_ADDRESS``
+and the cluster detection of ``jax.distributed.initialize``), the runs are data-parallel over every device of every
+process: each process keeps only its shard of the data (``--data-shards``), and only process 0 prints the results
+and writes the reports; checkpoints (``--checkpoint``) are written by every process into the same ``--out``, which
+must be on a file system they share.
+
 With no options it runs the main job (``MAIN_JOB`` in ``configs/default.py``): on MNIST-1D, for an MLP and a 1-D
 ResNet with BatchNorm, baseline vs HAM, each dense and with 90 % random pruning at initialisation, with the
 learning rate / alpha / beta chosen on the validation split (``TUNED``), and prints a table of test accuracy
@@ -20,9 +26,12 @@ exits with status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import math
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -30,10 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import jax
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from ham_optax.training import data as data_lib
-from ham_optax.training import report, train
+from ham_optax.training import distributed, report, train
 from ham_optax.training.configs.default import (
   DEFAULT_EPOCHS,
   DEFAULT_SEEDS,
@@ -61,6 +72,21 @@ class Job:
   checkpoint: bool = option(False, "orbax checkpoints per run under OUT/checkpoints; a rerun resumes")
   restart: bool = option(False, "with --checkpoint: discard existing checkpoints and start over")
   data_dir: str | None = option(None, "TFDS data_dir for cifar10/cifar100", default_help="TFDS's own")
+  # one of several JAX processes (ham_optax.training.distributed)
+  coordinator: str | None = option(
+    None,
+    "HOST:PORT of process 0's coordination service: run as one of --num-processes processes",
+    default_help="$JAX_COORDINATOR_ADDRESS, else one process",
+  )
+  num_processes: int | None = option(
+    None, "number of processes of a multi-process run", default_help="from the cluster environment"
+  )
+  process_id: int | None = option(
+    None, "this process's index in [0, NUM_PROCESSES)", default_help="from the cluster environment"
+  )
+  peer_timeout: float = option(
+    600.0, "multi-process: exit (status 75) when no epoch finishes for this many seconds (a dead peer)"
+  )
 
 
 # Config fields that the job sweeps over (several values) or that the job sets per run.
@@ -226,10 +252,10 @@ def _subcommand_first(argv: list[str]) -> list[str]:
   return argv
 
 
-def _prepare_out(out: Path) -> None:
+def _prepare_out(out: Path, process_index: int = 0) -> None:
   """Creates ``out`` and checks that a file can be written there; raises ``OSError`` otherwise."""
   out.mkdir(parents=True, exist_ok=True)
-  probe = out / ".write_test"
+  probe = out / f".write_test.{process_index}"
   probe.write_text("")
   probe.unlink()
 
@@ -257,25 +283,72 @@ def _fail(message: str) -> NoReturn:
   raise SystemExit(2)
 
 
+def _join_processes(args: Job) -> None:
+  """Joins a multi-process run when one is asked for (flags or ``JAX_COORDINATOR_ADDRESS``); before anything
+  else touches JAX, since the process count is fixed when JAX starts its backends."""
+  given = (args.coordinator, args.num_processes, args.process_id)
+  if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    return
+  if args.coordinator is not None and not re.fullmatch(r"\[?[^\s]+\]?:\d{1,5}", args.coordinator):
+    _fail(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+  if args.num_processes is not None and args.num_processes < 1:
+    _fail(f"--num-processes must be >= 1, got {args.num_processes}")
+  if args.process_id is not None and (
+    args.process_id < 0 or (args.num_processes is not None and args.process_id >= args.num_processes)
+  ):
+    _fail(f"--process-id must be in [0, --num-processes), got {args.process_id}")
+  if not args.peer_timeout > 0:
+    _fail(f"--peer-timeout must be > 0 seconds, got {args.peer_timeout}")
+  try:
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+  except (RuntimeError, ValueError) as e:  # e.g. no coordinator reachable, or settings JAX could not complete
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    _fail(f"could not join the multi-process run ({first})")
+
+
 def _load_dataset(name: str, data_dir: str | None) -> data_lib.Dataset:
   kwargs = {"data_dir": data_dir} if name.startswith("cifar") and data_dir else {}
   return data_lib.load_dataset(name, **kwargs)
 
 
-def _run_all(configs: Sequence[Config], dataset: data_lib.Dataset, progress: bool) -> list[dict[str, Any]]:
+def _run_all(
+  configs: Sequence[Config], dataset: data_lib.Dataset, progress: bool, peer_timeout: float
+) -> list[dict[str, Any]]:
   results = []
-  with tqdm(configs, desc="runs", disable=not progress) as bar:
+  lead = jax.process_index() == 0
+  watchdog = distributed.Watchdog(peer_timeout, "epoch") if jax.process_count() > 1 else None
+  with contextlib.ExitStack() as stack, tqdm(configs, desc="runs", disable=not (progress and lead)) as bar:
+    if watchdog is not None:
+      stack.enter_context(watchdog)
     for config in bar:
       bar.set_postfix(model=config.model, method=config.method, seed=config.seed)
-      r = train.train_and_evaluate(config, dataset)
+      tick = None if watchdog is None else (lambda _record: watchdog.tick())
+      r = train.train_and_evaluate(config if lead else config.replace(progress=False), dataset, on_epoch=tick)
       outcome = (
         f"diverged at epoch {r['diverged_epoch']}"
         if r["diverged"]
         else f"test acc {100 * r['test_acc']:.2f} %"
       )
-      tqdm.write(f"{config.model} {config.method} seed {config.seed}: {outcome} ({r['train_time_s']:.0f} s)")
+      if lead:
+        tqdm.write(
+          f"{config.model} {config.method} seed {config.seed}: {outcome} ({r['train_time_s']:.0f} s)"
+        )
       results.append(r)
   return results
+
+
+def _say_layout(config: Config, dataset: data_lib.Dataset) -> None:
+  """One line per process: which shards of the data it holds (multi-process runs only)."""
+  layout = train.data_layout(config)
+  n_train = len(dataset.x_train if config.num_train is None else dataset.x_train[: config.num_train])
+  per_shard = n_train // layout.shards
+  first, last = layout.local_shards[0], layout.local_shards[-1]
+  print(
+    f"process {jax.process_index()} of {jax.process_count()} ({jax.local_device_count()} of {jax.device_count()} "
+    f"devices): data shards {first}-{last} of {layout.shards}, {per_shard * len(layout.local_shards)} training "
+    "examples",
+    flush=True,
+  )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,9 +359,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
   args = parser.parse_args(_subcommand_first(argv))
+  job = Job(**_given(args, Job))
+  _join_processes(job)
+  lead = jax.process_index() == 0
   out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
   try:
     configs = configs_from_args(args)
+    for config in configs:
+      train.data_layout(config)
   except ValueError as e:
     parser.error(str(e))
   if args.checkpoint:
@@ -297,15 +375,17 @@ def main(argv: Sequence[str] | None = None) -> int:
       for c in configs
     ]
   try:
-    _prepare_out(out)
+    _prepare_out(out, jax.process_index())
   except OSError as e:
     _fail(f"--out {out} is not a writable directory: {e}")
+  if args.restart and lead:
+    for config in configs:
+      if config.checkpoint_dir is not None:
+        train.discard_checkpoint(config.checkpoint_dir)
+  if args.restart and jax.process_count() > 1:
+    multihost_utils.sync_global_devices("ham-optax: checkpoints discarded")
   for config in configs:
-    if config.checkpoint_dir is None:
-      continue
-    if args.restart:
-      train.discard_checkpoint(config.checkpoint_dir)
-    else:
+    if config.checkpoint_dir is not None and not args.restart:
       try:
         train.check_checkpoint(config)
       except train.CheckpointMismatchError as e:
@@ -318,14 +398,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     _fail(f"could not load dataset {configs[0].dataset!r}: {e}")
 
   given = _given(args, Config)
-  print(f"{len(configs)} runs on {configs[0].dataset}; settings not given on the command line:")
-  print("\n".join(_describe_defaults(configs, given)))
+  if jax.process_count() > 1:
+    _say_layout(configs[0], dataset)
+  if lead:
+    print(f"{len(configs)} runs on {configs[0].dataset}; settings not given on the command line:")
+    print("\n".join(_describe_defaults(configs, given)))
   t0 = time.perf_counter()
   try:
-    results = _run_all(configs, dataset, progress=args.progress is not False)
+    results = _run_all(configs, dataset, args.progress is not False, job.peer_timeout)
   except ValueError as e:  # e.g. a model that does not fit the dataset's input shape
     _fail(str(e))
   elapsed = time.perf_counter() - t0
+  if not lead:  # only process 0 reports; the results are the same in every process
+    return 0 if not all(r["diverged"] for r in results) else 1
   paths = report.save_results(results, out, extra={"argv": argv, "wall_time_s": elapsed})
   print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
   print(report.markdown_table(report.summarize(results)))

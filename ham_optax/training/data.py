@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,32 @@ class Dataset:
   def input_shape(self) -> tuple[int, ...]:
     """Shape of one example (without the batch dimension)."""
     return tuple(self.x_train.shape[1:])
+
+  def shard(self, index: int, count: int) -> Dataset:
+    """Block ``index`` of ``count`` contiguous blocks of every split (what one process of a data-parallel run
+    holds; the graph, if any, is kept whole: graph models read every node).
+
+    The training blocks all have ``len(x_train) // count`` examples (the last ``len(x_train) % count`` are
+    left out, so that every shard gives the same number of steps); validation and test are cut with
+    ``numpy.array_split`` (sizes differ by at most one; every example is in exactly one block).
+    """
+    if not 0 <= index < count:
+      raise ValueError(f"shard index must be in [0, {count}), got {index!r}")
+    if count == 1:
+      return self
+    n = len(self.x_train) // count
+    train = slice(index * n, (index + 1) * n)
+    val = np.array_split(np.arange(len(self.x_val)), count)[index]
+    test = np.array_split(np.arange(len(self.x_test)), count)[index]
+    return replace(
+      self,
+      x_train=self.x_train[train],
+      y_train=self.y_train[train],
+      x_val=self.x_val[val],
+      y_val=self.y_val[val],
+      x_test=self.x_test[test],
+      y_test=self.y_test[test],
+    )
 
   def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns ``(x, y)`` for ``name`` in ``{"train", "val", "test"}``."""

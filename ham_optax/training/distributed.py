@@ -5,7 +5,8 @@ JAX's own multi-process runtime does all communication: :func:`initialize` calls
 environment variables JAX already reads), optionally with CPU collectives through gloo, so the same
 code runs as N processes on one machine (loopback) or on N hosts. Every process builds the same global
 mesh; each process feeds only its own rows of every batch (:func:`process_rows`,
-:func:`global_batch`) and only process 0 writes reports.
+:func:`global_batch`) and only process 0 writes reports. :class:`DataLayout` is the data-parallel layout the
+training command uses: the data cut into shards, each process holding only its own, parameters replicated.
 
 If a peer dies, collectives cannot complete. JAX's coordination service notices the missing heartbeat
 only after ``heartbeat_timeout_seconds``, and a process blocked inside a collective may wait longer, so
@@ -16,22 +17,35 @@ resume from the last checkpoint.
 
 Example (two processes on one machine; run the second command with ``--process-id 1``)::
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m ham_optax.training.cli train \\
-    --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0
+  XLA_FLAGS=--xla_force_host_platform_device_count=2 ham-optax train --dataset digits --model mlp \\
+    --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0 --out runs/two
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import sys
 import threading
 import time
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-__all__ = ["WATCHDOG_EXIT_CODE", "Watchdog", "global_batch", "initialize", "process_rows"]
+__all__ = [
+  "WATCHDOG_EXIT_CODE",
+  "DataLayout",
+  "Watchdog",
+  "global_batch",
+  "initialize",
+  "process_rows",
+  "process_shards",
+]
 
 WATCHDOG_EXIT_CODE = 75  # EX_TEMPFAIL: the run can be restarted and resumes from its last checkpoint
 
@@ -98,6 +112,115 @@ def process_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> slic
 def global_batch(local_rows: np.ndarray, sharding: NamedSharding, global_shape: tuple[int, ...]) -> jax.Array:
   """A global array of ``global_shape`` from this process's rows only (see :func:`process_rows`)."""
   return jax.make_array_from_process_local_data(sharding, np.asarray(local_rows), global_shape)
+
+
+def process_shards(shards: int, process_index: int, process_count: int) -> range:
+  """The data shards process ``process_index`` of ``process_count`` holds: a contiguous block of
+  ``shards // process_count`` of them (``shards`` must be a multiple of ``process_count``)."""
+  if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
+    raise ValueError(f"data_shards must be an integer >= 1, got {shards!r}.")
+  if shards % process_count:
+    raise ValueError(
+      f"data_shards {shards} is not a multiple of the number of processes ({process_count}); each process "
+      "must hold the same number of shards."
+    )
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index must be in [0, {process_count}), got {process_index!r}.")
+  per_process = shards // process_count
+  return range(process_index * per_process, (process_index + 1) * per_process)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataLayout:
+  """Data parallelism over the processes and devices of a run, as the training command uses it.
+
+  Every split of the data is cut into ``shards`` contiguous blocks (:meth:`Dataset.shard
+  <ham_optax.training.data.Dataset.shard>`); process ``p`` of ``N`` holds blocks ``local_shards`` =
+  ``[p S / N, (p + 1) S / N)`` and no other example. A global batch of ``B`` rows takes ``B / S`` rows from
+  every block, in block order, so its rows ``[p B / N, (p + 1) B / N)`` are process ``p``'s and lie on process
+  ``p``'s devices; parameters and optimizer state are replicated on every device, and XLA adds the gradient
+  all-reduce (and the cross-device BatchNorm statistics) by itself.
+
+  With one process there is no mesh: everything runs on the default device, and ``shards > 1`` only fixes the
+  data order, so that one process with ``shards = N`` computes what ``N`` processes compute (to float rounding).
+
+  Attributes:
+    shards: number of data shards ``S`` (a multiple of the number of processes).
+    local_shards: the shards this process holds.
+    mesh: the global one-axis (``"data"``) mesh over every device of every process, or ``None`` with one
+      process.
+  """
+
+  shards: int
+  local_shards: range
+  mesh: Mesh | None
+
+  @classmethod
+  def create(cls, shards: int | None = None) -> DataLayout:
+    """The layout for this process (``shards=None``: one shard per process). Raises ``ValueError`` when
+    ``shards`` is not a multiple of the number of processes."""
+    count = jax.process_count()
+    shards = count if shards is None else shards
+    local = process_shards(shards, jax.process_index(), count)
+    if count == 1:
+      return cls(shards, local, None)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+    rows = process_rows(NamedSharding(mesh, P("data")), (jax.device_count(),))
+    per_process = jax.device_count() // count
+    if rows != slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process):
+      raise ValueError(
+        "this process's devices do not hold its block of every batch (the processes have different numbers "
+        "of devices?)."
+      )
+    return cls(shards, local, mesh)
+
+  @property
+  def devices(self) -> int:
+    """Number of devices the batch is split over."""
+    return 1 if self.mesh is None else self.mesh.size
+
+  def check_batch(self, batch_size: int) -> None:
+    """Raises ``ValueError`` unless a global batch of ``batch_size`` rows splits evenly over the shards and
+    the devices."""
+    for parts, what in ((self.shards, "data shards"), (self.devices, "devices of the run")):
+      if batch_size % parts:
+        raise ValueError(
+          f"batch size {batch_size} does not split evenly over the {parts} {what}; choose a batch size that is "
+          f"a multiple of {math.lcm(self.shards, self.devices)}."
+        )
+
+  def put(self, local: np.ndarray, batch_axis: int = 0) -> jax.Array:
+    """The global array whose rows along ``batch_axis`` are every process's ``local`` rows, in process order
+    (on the default device with one process)."""
+    if self.mesh is None:
+      return jnp.asarray(local)
+    spec = P(*([None] * batch_axis), "data")
+    shape = list(np.shape(local))
+    shape[batch_axis] *= jax.process_count()
+    return global_batch(local, NamedSharding(self.mesh, spec), tuple(shape))
+
+  def replicate(self, tree: Any) -> Any:
+    """``tree`` with every array replicated on every device of the mesh (unchanged with one process).
+
+    Every process must pass the same values (as it does for state built from the same seed)."""
+    if self.mesh is None:
+      return tree
+    sharding = NamedSharding(self.mesh, P())
+
+    def put(a):
+      if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(a)
+        return jax.random.wrap_key_data(put(jax.random.key_data(a)), impl=impl)
+      host = np.asarray(a)
+      return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
+
+  def replicated(self, tree: Any) -> Any:
+    """Inside ``jit``: constrains ``tree`` to stay replicated (a no-op with one process)."""
+    if self.mesh is None:
+      return tree
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(self.mesh, P()))
 
 
 class Watchdog:

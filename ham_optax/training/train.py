@@ -10,6 +10,11 @@
    :func:`epoch_record`: loss / accuracy / weight sparsity / sign flips;
 4. :func:`final_results`: the JSON-serialisable summary.
 
+Data parallelism (:class:`~ham_optax.training.distributed.DataLayout`): every split is cut into
+``config.data_shards`` blocks and each process keeps only its own; a global batch takes the same number of rows
+from every block, the state is replicated over the devices of every process, and XLA reduces the gradients. With
+one process and one shard this is the plain single-device run.
+
 A run whose training or validation loss becomes non-finite stops at that epoch and is marked diverged; its
 accuracies are not reported as numbers. Checkpoints store the config next to the state; resuming with a
 different config raises :class:`CheckpointMismatchError` naming the fields. Data order depends only on
@@ -22,6 +27,7 @@ import dataclasses
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +46,14 @@ from ham_optax.overparam import sign_in
 from ham_optax.training import data as data_lib
 from ham_optax.training import models
 from ham_optax.training.configs.default import Config, resolve
+from ham_optax.training.distributed import DataLayout
 
 __all__ = [
   "CheckpointMismatchError",
   "TrainState",
   "check_checkpoint",
   "create_train_state",
+  "data_layout",
   "discard_checkpoint",
   "epoch_record",
   "evaluate",
@@ -74,9 +82,9 @@ def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
   return nnx.as_pure(nnx.state(model, nnx.Param)), nnx.as_pure(grads)
 
 
-def _ham_diagnostics(model: nnx.Module, x: np.ndarray, y: np.ndarray, lr: float, config: Config) -> dict:
+def _ham_diagnostics(model: nnx.Module, x: jax.Array, y: jax.Array, lr: float, config: Config) -> dict:
   """Global HAM stability diagnostics (:func:`ham_optax.metrics.ham_diagnostics`) on one minibatch."""
-  params, grads = _minibatch_grads(model, jnp.asarray(x), jnp.asarray(y))
+  params, grads = _minibatch_grads(model, x, y)
   d = metrics.ham_diagnostics(params, grads, learning_rate=lr, alpha=config.alpha, beta=config.beta)
   return {f"ham_{k}": float(v) for k, v in d["global"].items()}
 
@@ -152,10 +160,12 @@ def suggested_alpha(
   config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
 ) -> float:
   """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
-  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations. Fields of ``config``
-  left at ``None`` are resolved first (:func:`~ham_optax.training.configs.default.resolve`)."""
+  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations, in this process on its
+  default device, from the whole training split. Fields of ``config`` left at ``None`` are resolved first
+  (:func:`~ham_optax.training.configs.default.resolve`)."""
   config, _ = resolve(config)
-  x_train, y_train = _training_split(config, dataset)
+  train = _training_subset(config, dataset)
+  x_train, y_train = train.x_train, train.y_train
   batch_size = min(config.batch_size, len(x_train))
   steps_per_epoch = len(x_train) // batch_size
   model = _build_model(config, dataset)
@@ -187,15 +197,16 @@ def train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax
   return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
 
-def _make_epoch_fn(graphdef):
-  """Jitted ``(state, xs, ys) -> (state, (losses, accs))`` scanning ``train_step`` over an epoch."""
+def _make_epoch_fn(graphdef, layout: DataLayout):
+  """Jitted ``(state, xs, ys) -> (state, (losses, accs))`` scanning ``train_step`` over an epoch; the state
+  stays replicated over the layout's devices."""
 
   @jax.jit
   def run_epoch(state, xs, ys):
     def body(state, batch):
       model, optimizer = nnx.merge(graphdef, state)
       loss, acc = train_step(model, optimizer, *batch)
-      return nnx.state((model, optimizer)), (loss, acc)
+      return layout.replicated(nnx.state((model, optimizer))), (loss, acc)
 
     return jax.lax.scan(body, state, (xs, ys))
 
@@ -203,21 +214,55 @@ def _make_epoch_fn(graphdef):
 
 
 @nnx.jit
-def _eval_batch(model: nnx.Module, x: jax.Array, y: jax.Array):
-  loss, logits = _loss_fn(model, x, y)
-  return loss * x.shape[0], jnp.sum(jnp.argmax(logits, -1) == y)
+def _eval_batch(model: nnx.Module, x: jax.Array, y: jax.Array, weight: jax.Array):
+  """Sums of loss, hits and weight over the rows of weight 1 (padding rows have weight 0)."""
+  logits = model(x)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  real = weight > 0
+  hits = jnp.argmax(logits, -1) == y
+  return jnp.sum(jnp.where(real, losses, 0.0)), jnp.sum(jnp.where(real, hits, 0)), jnp.sum(real)
+
+
+def _stack_blocks(blocks: list[np.ndarray], length: int, rows: int) -> np.ndarray:
+  """``(steps, len(blocks) * rows, ...)``: step ``j`` holds rows ``[j rows, (j + 1) rows)`` of every block (each
+  zero-padded to ``length``), block after block."""
+  padded = np.stack([np.concatenate([b, np.zeros((length - len(b), *b.shape[1:]), b.dtype)]) for b in blocks])
+  steps = length // rows
+  stacked = padded.reshape(len(blocks), steps, rows, *padded.shape[2:]).swapaxes(0, 1)
+  return stacked.reshape(steps, len(blocks) * rows, *padded.shape[2:])
+
+
+def _evaluate_blocks(
+  model: nnx.Module,
+  blocks: list[tuple[np.ndarray, np.ndarray]],
+  block_rows: int,
+  layout: DataLayout,
+  batch_size: int,
+) -> dict[str, float]:
+  """Mean loss and accuracy over every process's ``blocks`` (this process's shards of a split; each at most
+  ``block_rows`` long). A global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded with rows
+  of weight 0, so that every process runs the same steps and every example counts once."""
+  rows = -(-batch_size // layout.shards)
+  while (rows * layout.shards) % layout.devices:
+    rows += 1
+  length = -(-block_rows // rows) * rows
+  xs = _stack_blocks([x for x, _ in blocks], length, rows)
+  ys = _stack_blocks([y for _, y in blocks], length, rows)
+  ws = _stack_blocks([np.ones(len(y), np.float32) for _, y in blocks], length, rows)
+  model.eval()
+  total_loss, correct, count = 0.0, 0, 0
+  for x, y, w in zip(xs, ys, ws, strict=True):
+    loss, hits, n = _eval_batch(model, layout.put(x), layout.put(y), layout.put(w))
+    total_loss += float(loss)
+    correct += int(hits)
+    count += int(n)
+  model.train()
+  return {"loss": total_loss / count, "acc": correct / count}
 
 
 def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> dict[str, float]:
-  """Mean loss and accuracy of ``model`` (in eval mode) on ``(x, y)``."""
-  model.eval()
-  total_loss, correct = 0.0, 0
-  for xb, yb in data_lib.batches(x, y, batch_size):
-    loss, hits = _eval_batch(model, jnp.asarray(xb), jnp.asarray(yb))
-    total_loss += float(loss)
-    correct += int(hits)
-  model.train()
-  return {"loss": total_loss / len(x), "acc": correct / len(x)}
+  """Mean loss and accuracy of ``model`` (in eval mode) on ``(x, y)``, on the default device."""
+  return _evaluate_blocks(model, [(x, y)], len(x), DataLayout(1, range(1), None), batch_size)
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -308,8 +353,11 @@ class TrainState:
     optimizer: the ``nnx.Optimizer`` holding the optax state.
     reference: the weights at initialisation (after pruning at init); sign flips are counted against them.
     steps_per_epoch: optimizer steps per epoch.
-    batch_size: examples per step.
+    batch_size: examples per step (the global batch, over every process).
     run_epoch: the jitted ``(state, xs, ys) -> (state, (losses, accs))`` of ``_make_epoch_fn``.
+    layout: how the data and the state are split over processes and devices.
+    data: this process's shards of the dataset (``layout.local_shards``), nothing else.
+    eval_rows: the longest shard of each evaluation split (``"val"``, ``"test"``), the same in every process.
   """
 
   model: nnx.Module
@@ -318,19 +366,44 @@ class TrainState:
   steps_per_epoch: int
   batch_size: int
   run_epoch: Any
+  layout: DataLayout
+  data: list[data_lib.Dataset]
+  eval_rows: dict[str, int]
 
 
-def _training_split(config: Config, dataset: data_lib.Dataset) -> tuple[np.ndarray, np.ndarray]:
+def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Dataset:
+  """``dataset`` with only the first ``config.num_train`` training examples (all when ``None``)."""
   if config.num_train is None:
-    return dataset.x_train, dataset.y_train
-  return dataset.x_train[: config.num_train], dataset.y_train[: config.num_train]
+    return dataset
+  n = config.num_train
+  return dataclasses.replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
+
+
+def data_layout(config: Config) -> DataLayout:
+  """The data-parallel layout of a run (``config.data_shards`` shards over this run's processes).
+
+  Raises ``ValueError`` when the shards are not a multiple of the processes or the batch does not split evenly
+  over the shards and devices.
+  """
+  layout = DataLayout.create(resolve(config)[0].data_shards)
+  layout.check_batch(config.batch_size)
+  return layout
 
 
 def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
-  """Builds the model and the optimizer for a resolved ``config``; pruning at init is applied here."""
-  x_train, _ = _training_split(config, dataset)
-  batch_size = min(config.batch_size, len(x_train))
-  steps_per_epoch = len(x_train) // batch_size
+  """Builds the model and the optimizer for a resolved ``config``, replicated over the devices of the run, and
+  keeps this process's shards of ``dataset``; pruning at init is applied here."""
+  layout = data_layout(config)
+  full = _training_subset(config, dataset)
+  data = [full.shard(k, layout.shards) for k in layout.local_shards]
+  shard_rows = len(data[0].x_train)
+  if shard_rows == 0:
+    raise ValueError(
+      f"{len(full.x_train)} training examples cannot be cut into {layout.shards} data shards of at least one"
+    )
+  batch_size = min(config.batch_size, shard_rows * layout.shards)
+  layout.check_batch(batch_size)
+  steps_per_epoch = shard_rows // (batch_size // layout.shards)
   if config.max_steps is not None:
     steps_per_epoch = min(steps_per_epoch, config.max_steps)
   model = _build_model(config, dataset)
@@ -339,9 +412,22 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
   if config.sparsifier != "none":  # pruning at init: the model is sparse before the first step
     params = nnx.as_pure(nnx.state(model, nnx.Param))
     nnx.update(model, sp.apply_masks(params, nnx.as_pure(optimizer.opt_state)))
+  if layout.mesh is not None:
+    nnx.update((model, optimizer), layout.replicate(nnx.state((model, optimizer))))
   reference = jax.tree.map(jnp.copy, nnx.as_pure(nnx.state(model, nnx.Param)))
   graphdef, _ = nnx.split((model, optimizer))
-  return TrainState(model, optimizer, reference, steps_per_epoch, batch_size, _make_epoch_fn(graphdef))
+  eval_rows = {name: -(-len(getattr(full, f"x_{name}")) // layout.shards) for name in ("val", "test")}
+  return TrainState(
+    model,
+    optimizer,
+    reference,
+    steps_per_epoch,
+    batch_size,
+    _make_epoch_fn(graphdef, layout),
+    layout,
+    data,
+    eval_rows,
+  )
 
 
 def restore_checkpoint(
@@ -362,53 +448,61 @@ def restore_checkpoint(
   )
   nnx.update((ts.model, ts.optimizer), restored["state"])
   ts.reference = restored["reference"]
-  print(
-    f"{config.model} {config.method} seed {config.seed}: resuming from epoch {latest} of {config.epochs} "
-    f"({config.checkpoint_dir})"
-  )
+  if jax.process_index() == 0:
+    print(
+      f"{config.model} {config.method} seed {config.seed}: resuming from epoch {latest} of {config.epochs} "
+      f"({config.checkpoint_dir})"
+    )
   return list(restored["history"])
 
 
-def train_epoch(
-  ts: TrainState, x_train: np.ndarray, y_train: np.ndarray, seed: int, epoch: int
-) -> tuple[np.ndarray, np.ndarray]:
-  """One epoch (shuffled by ``(seed, epoch)``) as one XLA call; updates ``ts`` and returns the per-step losses
-  and accuracies."""
-  perm = np.random.default_rng([seed, epoch]).permutation(len(x_train))[: ts.steps_per_epoch * ts.batch_size]
-  xs = x_train[perm].reshape(ts.steps_per_epoch, ts.batch_size, *x_train.shape[1:])
-  ys = y_train[perm].reshape(ts.steps_per_epoch, ts.batch_size)
+def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+  """One epoch as one XLA call; updates ``ts`` and returns the per-step losses and accuracies.
+
+  Every shard is shuffled by the same ``(seed, epoch)`` permutation and step ``j``'s global batch takes rows
+  ``[j b, (j + 1) b)`` of every shard (``b = batch_size / shards``), block after block; this process builds only
+  the rows of its own shards. With one shard: a permutation of the training set cut into batches.
+  """
+  rows = ts.batch_size // ts.layout.shards
+  perm = np.random.default_rng([seed, epoch]).permutation(len(ts.data[0].x_train))
+  order = perm[: ts.steps_per_epoch * rows].reshape(ts.steps_per_epoch, rows)
+  xs = np.concatenate([d.x_train[order] for d in ts.data], axis=1)
+  ys = np.concatenate([d.y_train[order] for d in ts.data], axis=1)
   _, state = nnx.split((ts.model, ts.optimizer))
-  state, (losses, accs) = ts.run_epoch(state, jnp.asarray(xs), jnp.asarray(ys))
+  state, (losses, accs) = ts.run_epoch(state, ts.layout.put(xs, 1), ts.layout.put(ys, 1))
   nnx.update((ts.model, ts.optimizer), state)
   return np.asarray(losses), np.asarray(accs)
 
 
-def epoch_diagnostics(
-  config: Config, ts: TrainState, dataset: data_lib.Dataset, epoch: int
-) -> dict[str, Any]:
+def epoch_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, Any]:
   """Extra per-epoch metrics, stored under ``"diagnostics"`` in each epoch's record.
 
   With HAM: the global values of :func:`ham_optax.metrics.ham_diagnostics` (``ham_exponent_rms``,
   ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean``, ``ham_inverse_metric_max``) for the
-  current weights and the raw gradient on a fixed minibatch (the first ``batch_size`` training examples), at the
-  learning rate of the epoch's last step. Without HAM: empty.
+  current weights and the raw gradient on a fixed minibatch (the first ``batch_size / shards`` training examples
+  of every shard: with one shard, the first ``batch_size``), at the learning rate of the epoch's last step.
+  Without HAM: empty.
   """
   if not config.ham:
     return {}
-  x_train, y_train = _training_split(config, dataset)
+  rows = ts.batch_size // ts.layout.shards
+  x = ts.layout.put(np.concatenate([d.x_train[:rows] for d in ts.data]))
+  y = ts.layout.put(np.concatenate([d.y_train[:rows] for d in ts.data]))
   lr = _learning_rate(config, ts.steps_per_epoch * config.epochs, ts.steps_per_epoch)
   lr_now = float(lr((epoch + 1) * ts.steps_per_epoch - 1)) if callable(lr) else float(lr)
-  return _ham_diagnostics(ts.model, x_train[: ts.batch_size], y_train[: ts.batch_size], lr_now, config)
+  return _ham_diagnostics(ts.model, x, y, lr_now, config)
 
 
 def epoch_record(
-  config: Config, ts: TrainState, dataset: data_lib.Dataset, epoch: int, losses: np.ndarray, accs: np.ndarray
+  config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray
 ) -> dict[str, Any]:
-  """Loss / accuracy on train (mean over the epoch's steps), validation and test, and the weights' sparsity and
-  sign flips versus initialisation."""
+  """Loss / accuracy on train (mean over the epoch's steps), validation and test (over every shard), and the
+  weights' sparsity and sign flips versus initialisation."""
   weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
-  val = evaluate(ts.model, dataset.x_val, dataset.y_val)
-  test = evaluate(ts.model, dataset.x_test, dataset.y_test)
+  val, test = (
+    _evaluate_blocks(ts.model, [d.split(name) for d in ts.data], ts.eval_rows[name], ts.layout, 1000)
+    for name in ("val", "test")
+  )
   return {
     "epoch": epoch + 1,
     "step": (epoch + 1) * ts.steps_per_epoch,
@@ -420,7 +514,7 @@ def epoch_record(
     "test_acc": test["acc"],
     "sparsity": float(weight_sparsity),
     "sign_flips": float(flips),
-    "diagnostics": epoch_diagnostics(config, ts, dataset, epoch),
+    "diagnostics": epoch_diagnostics(config, ts, epoch),
   }
 
 
@@ -449,7 +543,11 @@ def final_results(
 
 
 def train_and_evaluate(
-  config: Config, dataset: data_lib.Dataset | None = None, *, return_model: bool = False
+  config: Config,
+  dataset: data_lib.Dataset | None = None,
+  *,
+  return_model: bool = False,
+  on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
   """Trains one model as configured and returns its results.
 
@@ -458,6 +556,8 @@ def train_and_evaluate(
       (:func:`~ham_optax.training.configs.default.resolve`) and the resolved config is returned.
     dataset: an already loaded dataset (saves reloading across runs); default: load ``config.dataset``.
     return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
+    on_epoch: called with each finished epoch's record (e.g. a :class:`~ham_optax.training.distributed.Watchdog`'s
+      tick).
 
   Returns:
     A JSON-serialisable dict: ``config``, ``method``, ``history`` (one dict per finished epoch with
@@ -472,8 +572,8 @@ def train_and_evaluate(
   config, _ = resolve(config)
   config.validate()
   dataset = data_lib.load_dataset(config.dataset) if dataset is None else dataset
-  x_train, y_train = _training_split(config, dataset)
   ts = create_train_state(config, dataset)
+  del dataset  # from here on, only this process's shards (ts.data)
   manager = None if config.checkpoint_dir is None else _checkpoint_manager(config.checkpoint_dir)
   history = [] if manager is None else restore_checkpoint(config, ts, manager)
   last_epoch = min(config.epochs, config.halt_after_epochs or config.epochs)
@@ -481,8 +581,8 @@ def train_and_evaluate(
   bar = tqdm(total=config.epochs, initial=len(history), desc=desc, leave=False, disable=not config.progress)
   diverged_epoch, t0 = None, time.perf_counter()
   for epoch in range(len(history), last_epoch):
-    losses, accs = train_epoch(ts, x_train, y_train, config.seed, epoch)
-    record = epoch_record(config, ts, dataset, epoch, losses, accs)
+    losses, accs = train_epoch(ts, config.seed, epoch)
+    record = epoch_record(config, ts, epoch, losses, accs)
     if not _is_finite(record):
       diverged_epoch = epoch + 1
       break
@@ -490,6 +590,8 @@ def train_and_evaluate(
     history.append(record)
     bar.update(1)
     bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
+    if on_epoch is not None:
+      on_epoch(record)
     if manager is not None:
       _save(manager, epoch + 1, config, nnx.state((ts.model, ts.optimizer)), ts.reference, history)
   bar.close()

@@ -20,6 +20,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import jax
+
 from ham_optax._src.checks import check_scalar
 from ham_optax.training.data import DATASETS
 from ham_optax.training.models import MODELS
@@ -100,6 +102,13 @@ class Config:
     None, "stop after N epochs (a preempted job; resume later)", default_help="run to the end"
   )
   progress: bool = option(True, "tqdm progress bars")
+  # data parallelism (ham_optax.training.distributed.DataLayout)
+  data_shards: int | None = option(
+    None,
+    "cut the data into N shards, each process holding only its own (a multiple of the number of processes); "
+    "one process with --data-shards N repeats the data order of an N-process run",
+    default_help="one per process",
+  )
 
   def replace(self, **changes: Any) -> Config:
     """A copy with ``changes`` applied."""
@@ -150,6 +159,14 @@ class Config:
       (
         self.halt_after_epochs is None or self.halt_after_epochs >= 1,
         "halt_after_epochs must be None or >= 1",
+      ),
+      (
+        self.data_shards is None or self.data_shards >= 1,
+        f"data_shards must be >= 1, got {self.data_shards}",
+      ),
+      (
+        self.data_shards is None or self.batch_size % self.data_shards == 0,
+        f"batch_size {self.batch_size} does not split evenly into {self.data_shards} data shards",
       ),
     ]
     for ok, message in checks:
@@ -252,6 +269,8 @@ def resolve(config: Config) -> tuple[Config, dict[str, str]]:
   if config.epochs is None:
     changes["epochs"] = model_defaults.get("epochs", DEFAULT_EPOCHS)
     sources["epochs"] = f"default for {config.model}"
+  if config.data_shards is None:
+    changes["data_shards"], sources["data_shards"] = jax.process_count(), "one per process"
   return config.replace(**changes), sources
 
 
