@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -146,3 +147,131 @@ def test_dead_peer_ends_the_run_and_a_restart_resumes(tmp_path):
   full, restart = _params(tmp_path / "full"), _params(tmp_path / "restart")
   for k in full:
     np.testing.assert_array_equal(restart[k], full[k], err_msg=k)
+
+
+# ------------------------------------------------------------------- the training command as N processes
+
+CLI_ARGS = [
+  "train", "--dataset", "mnist1d", "--model", "resnet1d", "--ham", "on", "--sparsifier", "random",
+  "--seeds", "1", "--epochs", "2", "--num-train", "1024", "--no-progress",
+]  # fmt: skip
+
+
+def _cli(
+  outs: list[Path], *extra: str, local_devices: int = 2, kill_second_after: float | None = None
+) -> list[subprocess.CompletedProcess]:
+  """``ham-optax train`` as ``len(outs)`` processes (process ``i`` writing to ``outs[i]``), or as one process
+  without the multi-process options; always reaps them. With ``kill_second_after``, process 1 is killed
+  (SIGKILL) that many seconds after it said which shards it holds."""
+  port = _free_port()
+  env = dict(_env(), XLA_FLAGS=f"--xla_force_host_platform_device_count={local_devices}")
+  env["HAM_OPTAX_CACHE"] = str(outs[0].parent / "cache")
+  cmds = []
+  for i, out in enumerate(outs):
+    cmd = [sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(out), *extra]
+    if len(outs) > 1:
+      cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(len(outs)), "--process-id", str(i)]
+    cmds.append(cmd)
+  procs = [
+    subprocess.Popen(
+      cmd,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      start_new_session=True,
+      cwd=ROOT,
+    )
+    for cmd in cmds
+  ]
+  results = []
+  try:
+    deadline = time.monotonic() + TIMEOUT
+    if kill_second_after is not None:
+      line = procs[1].stdout.readline()  # "process 1 of 2 (...): data shards 1-1 of 2, ..."
+      assert "data shards 1-1 of 2" in line, line
+      time.sleep(kill_second_after)
+      os.killpg(procs[1].pid, signal.SIGKILL)
+    for p in procs:
+      stdout, stderr = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+      results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+  return results
+
+
+def _history(out: Path) -> list[dict]:
+  (run,) = json.loads((out / "results.json").read_text())["runs"]
+  assert run["completed"], run
+  return run["history"]
+
+
+def _assert_same_history(a: list[dict], b: list[dict], exact: bool) -> None:
+  assert len(a) == len(b)
+  for ra, rb in zip(a, b, strict=True):
+    for key in ("train_loss", "val_loss", "test_loss", "val_acc", "test_acc", "sparsity", "sign_flips"):
+      if exact:
+        assert ra[key] == rb[key], (key, ra, rb)
+      else:
+        assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (key, ra, rb)
+
+
+@pytest.fixture(scope="module")
+def cli_two_processes(tmp_path_factory):
+  """The reference two-process run: 2 processes x 2 CPU devices, process 1 writing to its own --out."""
+  base = tmp_path_factory.mktemp("cli")
+  results = _cli([base / "two", base / "two_p1"])
+  _ok(results)
+  return base, results
+
+
+def test_cli_as_two_processes_matches_one_process_with_two_shards(cli_two_processes):
+  base, (p0, p1) = cli_two_processes
+  assert "data shards 0-0 of 2, 512 training examples" in p0.stdout
+  assert "data shards 1-1 of 2, 512 training examples" in p1.stdout
+  # only process 0 reports: process 1 prints no table and writes nothing
+  assert "| model |" in p0.stdout and "| model |" not in p1.stdout
+  assert sorted(f.name for f in (base / "two_p1").iterdir()) == []
+  assert {"results.json", "summary.md", "summary.csv", "runs.csv", "curves.png"} <= {
+    f.name for f in (base / "two").iterdir()
+  }
+  (one,) = _cli([base / "one"], "--data-shards", "2", local_devices=1)
+  assert one.returncode == 0, one.stderr[-3000:]
+  two_history = _history(base / "two")
+  assert all(r["sparsity"] > 0.85 for r in two_history)  # random pruning held in both processes
+  # 4-way gradient and BatchNorm reductions across processes vs one device: equal to float32 rounding
+  _assert_same_history(two_history, _history(base / "one"), exact=False)
+
+
+def test_cli_checkpoints_resume_across_processes_and_onto_one(cli_two_processes):
+  base, _ = cli_two_processes
+  halted = base / "halted"
+  _ok(_cli([halted, halted], "--checkpoint", "--halt-after-epochs", "1"))
+  resumed = _cli([halted, halted], "--checkpoint")
+  _ok(resumed)
+  assert "resuming from epoch 1 of 2" in resumed[0].stdout
+  _assert_same_history(_history(halted), _history(base / "two"), exact=True)
+  # the halted two-process checkpoint finished by one process (same shards, one device)
+  single = base / "single"
+  _ok(_cli([halted, halted], "--checkpoint", "--halt-after-epochs", "1", "--restart"))
+  shutil.copytree(halted / "checkpoints", single / "checkpoints")
+  (r,) = _cli([single], "--checkpoint", "--data-shards", "2", local_devices=1)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "resuming from epoch 1 of 2" in r.stdout
+  _assert_same_history(_history(single), _history(base / "two"), exact=False)
+
+
+def test_cli_dead_peer_ends_the_run_with_one_line(tmp_path):
+  t0 = time.monotonic()
+  p0, p1 = _cli(
+    [tmp_path / "a", tmp_path / "a"], "--epochs", "200", "--peer-timeout", "20", kill_second_after=3.0
+  )
+  assert p1.returncode == -signal.SIGKILL
+  assert p0.returncode == 75, p0.stderr[-3000:]
+  assert "another process has probably died" in p0.stderr
+  assert "Traceback" not in p0.stderr
+  assert time.monotonic() - t0 < TIMEOUT
+  assert not (tmp_path / "a" / "results.json").exists()

@@ -165,7 +165,7 @@ class Config:
         f"data_shards must be >= 1, got {self.data_shards}",
       ),
       (
-        self.data_shards is None or self.batch_size % self.data_shards == 0,
+        self.data_shards is None or self.data_shards < 1 or self.batch_size % self.data_shards == 0,
         f"batch_size {self.batch_size} does not split evenly into {self.data_shards} data shards",
       ),
     ]
