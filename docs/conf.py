@@ -106,6 +106,7 @@ TRAINING_MODULES = [
   "ham_optax.training.train",
   "ham_optax.training.report",
   "ham_optax.training.cli",
+  "ham_optax.training.distributed",
 ]
 
 

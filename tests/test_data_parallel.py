@@ -3,6 +3,9 @@ multi-process options' usage errors. The runs across real processes are in ``tes
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from flax import nnx
@@ -158,3 +161,19 @@ def test_bad_multi_process_options_are_usage_errors(tmp_path, capsys, monkeypatc
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
   assert message in err and "Traceback" not in err
+
+
+def test_the_multi_host_guide_shows_the_commands_the_tests_run():
+  from tests.test_multihost import CLI_ARGS
+
+  guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "multi_host.md").read_text()
+  commands = re.findall(r"ham-optax (train .*?)(?:&\n|\n```)", guide.replace("\\\n", " "), flags=re.S)
+  assert len(commands) == 2
+  for i, command in enumerate(commands):
+    tokens = command.split()
+    process = tokens[tokens.index("--process-id") + 1]
+    assert process == str(i)
+    for flag in ("--out", "--coordinator", "--num-processes", "--process-id"):
+      at = tokens.index(flag)
+      del tokens[at : at + 2]
+    assert tokens == [t for t in CLI_ARGS if t != "--no-progress"]

@@ -15,10 +15,11 @@ naming the likely cause and ends the process with exit code 75 (``os._exit``: a 
 collective cannot be interrupted any other way). Restart all processes with the same arguments to
 resume from the last checkpoint.
 
-Example (two processes on one machine; run the second command with ``--process-id 1``)::
+Example (two processes on one machine; run the second command with ``--process-id 1``; the multi-host guide
+has both)::
 
-  XLA_FLAGS=--xla_force_host_platform_device_count=2 ham-optax train --dataset digits --model mlp \\
-    --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0 --out runs/two
+  XLA_FLAGS=--xla_force_host_platform_device_count=2 ham-optax train --dataset mnist1d --model resnet1d \\
+    --ham on --out runs/two --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ class Watchdog:
     self._thread = threading.Thread(target=self._run, daemon=True)
 
   def tick(self) -> None:
+    """Reports progress: the timeout counts from now."""
     self._last = time.monotonic()
 
   def _fail(self, reason: str) -> None:
