@@ -45,26 +45,28 @@ def _env() -> dict[str, str]:
   return env
 
 
-def _run(out: Path, *extra: str, processes: int = 2) -> list[subprocess.CompletedProcess]:
-  """Runs the worker as ``processes`` processes; always reaps them (no process outlives the call)."""
-  port = str(_free_port())
-  common = ["--num-processes", str(processes), "--port", port, "--out", str(out), *extra]
-  if processes == 1 and "--local-devices" not in extra:
-    common += ["--local-devices", "4"]
+def _launch(
+  cmds: list[list[str]], env: dict[str, str], while_running=None
+) -> list[subprocess.CompletedProcess]:
+  """Starts one process per command, calls ``while_running(procs)`` if given, and waits for all of them within
+  ``TIMEOUT``; always reaps them (no process outlives the call)."""
   procs = [
     subprocess.Popen(
-      [sys.executable, str(WORKER), "--process-id", str(i), *common],
-      env=_env(),
+      cmd,
+      env=env,
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
       text=True,
       start_new_session=True,
+      cwd=ROOT,
     )
-    for i in range(processes)
+    for cmd in cmds
   ]
   results = []
   try:
     deadline = time.monotonic() + TIMEOUT
+    if while_running is not None:
+      while_running(procs)
     for p in procs:
       stdout, stderr = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
       results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
@@ -74,6 +76,17 @@ def _run(out: Path, *extra: str, processes: int = 2) -> list[subprocess.Complete
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
   return results
+
+
+def _run(out: Path, *extra: str, processes: int = 2) -> list[subprocess.CompletedProcess]:
+  """Runs the worker as ``processes`` processes."""
+  port = str(_free_port())
+  common = ["--num-processes", str(processes), "--port", port, "--out", str(out), *extra]
+  if processes == 1 and "--local-devices" not in extra:
+    common += ["--local-devices", "4"]
+  return _launch(
+    [[sys.executable, str(WORKER), "--process-id", str(i), *common] for i in range(processes)], _env()
+  )
 
 
 def _ok(results):
@@ -172,35 +185,14 @@ def _cli(
     if len(outs) > 1:
       cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(len(outs)), "--process-id", str(i)]
     cmds.append(cmd)
-  procs = [
-    subprocess.Popen(
-      cmd,
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-      start_new_session=True,
-      cwd=ROOT,
-    )
-    for cmd in cmds
-  ]
-  results = []
-  try:
-    deadline = time.monotonic() + TIMEOUT
-    if kill_second_after is not None:
-      line = procs[1].stdout.readline()  # "process 1 of 2 (...): data shards 1-1 of 2, ..."
-      assert "data shards 1-1 of 2" in line, line
-      time.sleep(kill_second_after)
-      os.killpg(procs[1].pid, signal.SIGKILL)
-    for p in procs:
-      stdout, stderr = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-      results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-  return results
+
+  def kill_second(procs):
+    line = procs[1].stdout.readline()  # "process 1 of 2 (...): data shards 1-1 of 2, ..."
+    assert "data shards 1-1 of 2" in line, line
+    time.sleep(kill_second_after)
+    os.killpg(procs[1].pid, signal.SIGKILL)
+
+  return _launch(cmds, env, None if kill_second_after is None else kill_second)
 
 
 def _history(out: Path) -> list[dict]:
@@ -250,14 +242,12 @@ def test_cli_checkpoints_resume_across_processes_and_onto_one(cli_two_processes)
   base, _ = cli_two_processes
   halted = base / "halted"
   _ok(_cli([halted, halted], "--checkpoint", "--halt-after-epochs", "1"))
+  single = base / "single"  # the halted two-process checkpoint, to be finished by one process
+  shutil.copytree(halted / "checkpoints", single / "checkpoints")
   resumed = _cli([halted, halted], "--checkpoint")
   _ok(resumed)
   assert "resuming from epoch 1 of 2" in resumed[0].stdout
   _assert_same_history(_history(halted), _history(base / "two"), exact=True)
-  # the halted two-process checkpoint finished by one process (same shards, one device)
-  single = base / "single"
-  _ok(_cli([halted, halted], "--checkpoint", "--halt-after-epochs", "1", "--restart"))
-  shutil.copytree(halted / "checkpoints", single / "checkpoints")
   (r,) = _cli([single], "--checkpoint", "--data-shards", "2", local_devices=1)
   assert r.returncode == 0, r.stderr[-3000:]
   assert "resuming from epoch 1 of 2" in r.stdout
