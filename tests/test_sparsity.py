@@ -849,3 +849,47 @@ def test_no_layer_is_pruned_away(method):
       else:
         assert sum(zeros.values()) == expect_total, (method, s)
       assert all(int(np.asarray(m).sum()) >= 1 for m in sp.get_masks(state).values())
+
+
+@pytest.mark.parametrize(
+  "make_inner",
+  [
+    lambda: ham_optax.overparam.sign_in(optax.sgd(0.1, momentum=0.9), rescale_every=3),
+    lambda: ham_optax.overparam.deep_diagonal(optax.sgd(0.1, momentum=0.9), depth=2),
+    lambda: optax.masked(optax.sgd(0.1, momentum=0.9), {"w": True, "b": False}),
+  ],
+  ids=["sign_in", "deep_diagonal", "masked"],
+)
+def test_state_resets_keep_reparametrised_weights_and_masked_nodes(make_inner):
+  from ham_optax._src.sparsity.core import reset_param_state
+
+  inner = make_inner()
+  params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.full((4,), 0.5)}
+  grads = jax.tree.map(lambda p: 0.3 * jnp.cos(3 * p) + 0.1, params)
+  state = inner.init(params)
+  for _ in range(2):
+    updates, state = inner.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  keep = jax.tree.map(lambda p: jnp.zeros(p.shape, bool), params)
+  reset = reset_param_state(inner, state, keep)
+  assert jax.tree.structure(reset) == jax.tree.structure(state)
+
+  def factors(s):
+    found = jax.tree.leaves(s, is_leaf=lambda x: hasattr(type(x), "weight_fields"))
+    return [getattr(x, f) for x in found if hasattr(type(x), "weight_fields") for f in x.weight_fields]
+
+  for before, after in zip(factors(state), factors(reset), strict=True):  # the weights' factors: untouched
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
+      np.testing.assert_array_equal(a, b)
+  if not factors(state):  # plain momentum (masked inner): zeroed where not masked
+    traces = [x for x in jax.tree.leaves(reset) if x.shape == (3, 4)]
+    assert traces and all(np.all(np.asarray(t) == 0) for t in traces)
+  # and a sparsifier with resets runs around it, finite
+  tx = sp.acdc(make_inner(), 0.5, total_steps=20)
+  p = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.full((4,), 0.5)}
+  s = tx.init(p)
+  for _ in range(20):
+    u, s = jax.jit(tx.update)(grads, s, p)
+    p = optax.apply_updates(p, u)
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(p))
+  assert float(jnp.abs(p["w"]).sum()) > 0  # the weights did not collapse at the dense switches

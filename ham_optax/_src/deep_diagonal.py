@@ -50,6 +50,8 @@ class DeepDiagonalState(NamedTuple):
   v: optax.Params
   inner_state: optax.OptState
 
+  weight_fields = ("u", "v")  # the weights' factors, not optimizer memory (kept by the sparsifiers' resets)
+
 
 def deep_diagonal(
   inner: optax.GradientTransformation, depth: int, init_scale: float = 1e-3

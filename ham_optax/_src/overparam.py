@@ -112,6 +112,8 @@ class OverparamState(NamedTuple):
   w: optax.Params
   inner_state: optax.OptState
 
+  weight_fields = ("m", "w")  # the weights' factors, not optimizer memory (kept by the sparsifiers' resets)
+
 
 def factorize(
   x: jax.Array, balance: float | jax.Array, sign_m: jax.Array | None = None

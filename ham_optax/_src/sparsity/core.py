@@ -189,22 +189,49 @@ InitRule = Callable[[list[jax.Array]], list[jax.Array]]
 ResetRule = Callable[[jax.Array], jax.Array]
 
 
+def _is_masked_node(x: Any) -> bool:
+  return isinstance(x, optax.MaskedNode)
+
+
+def _holds_weights(x: Any) -> bool:
+  """A state that stores the weights themselves in params-shaped fields (``weight_fields``: the factors of a
+  reparametrisation such as Sign-In's ``m``, ``w``), which look like optimizer memory but are not."""
+  return isinstance(x, tuple) and hasattr(type(x), "weight_fields")
+
+
 def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, keep: Any) -> Any:
   """Zeroes the parameter-shaped leaves of ``inner_state`` wherever ``keep`` (a params-shaped bool tree, leaves
   broadcastable to the params) is False; every other field (step counts, hyperparameters) is left alone.
 
   The parameter-shaped leaves are found with ``optax.tree_utils.tree_map_params`` (SGD's momentum trace, Adam's
-  ``mu`` and ``nu``, ``MultiSteps``' accumulated gradients, ... of any inner optimizer).
+  ``mu`` and ``nu``, ``MultiSteps``' accumulated gradients, ... of any inner optimizer). ``optax.MaskedNode``
+  entries are left as they are, and so are the fields a state names in ``weight_fields`` (the factors ``m``,
+  ``w`` of :func:`~ham_optax.overparam.pointwise_overparam` / Sign-In, ``u``, ``v`` of
+  :func:`~ham_optax.overparam.deep_diagonal`): they are the weights, and zeroing them would zero the weights.
+  The state such a reparametrisation keeps for its own inner optimizer (built for the pair of factors, not
+  params-shaped) is not reset.
   """
   try:
-    return optax.tree_utils.tree_map_params(
-      inner, lambda x, k: jnp.where(k, x, jnp.zeros_like(x)), inner_state, keep
+    reset = optax.tree_utils.tree_map_params(
+      inner,
+      lambda x, k: x if _is_masked_node(x) else jnp.where(k, x, jnp.zeros_like(x)),
+      inner_state,
+      keep,
+      is_leaf=_is_masked_node,
     )
   except Exception as e:  # noqa: BLE001 - re-raised with the option that avoids it
     raise ValueError(
       "Could not find the parameter-shaped leaves of the inner optimizer's state (optax.tree_utils."
       f"tree_map_params failed: {e}). Pass reset_state=False / reset_momentum=False to keep the state as is."
     ) from e
+  return jax.tree.map(
+    lambda new, old: (
+      new._replace(**{f: getattr(old, f) for f in old.weight_fields}) if _holds_weights(old) else new
+    ),
+    reset,
+    inner_state,
+    is_leaf=_holds_weights,
+  )
 
 
 def sparsifier(
