@@ -77,6 +77,7 @@ class Job:
     None,
     "HOST:PORT of process 0's coordination service: run as one of --num-processes processes",
     default_help="$JAX_COORDINATOR_ADDRESS, else one process",
+    metavar="HOST:PORT",
   )
   num_processes: int | None = option(
     None, "number of processes of a multi-process run", default_help="from the cluster environment"
@@ -85,7 +86,9 @@ class Job:
     None, "this process's index in [0, NUM_PROCESSES)", default_help="from the cluster environment"
   )
   peer_timeout: float = option(
-    600.0, "multi-process: exit (status 75) when no epoch finishes for this many seconds (a dead peer)"
+    600.0,
+    "multi-process: exit (status 75) when no epoch finishes for this many seconds (a dead peer)",
+    metavar="S",
   )
 
 
@@ -167,6 +170,8 @@ def _add_field(group: argparse._ArgumentGroup, f: dataclasses.Field) -> None:
   elif "int" in str(f.type):
     kwargs["type"] = _int
     kwargs["metavar"] = "N"
+  if "metavar" in f.metadata:
+    kwargs["metavar"] = f.metadata["metavar"]
   group.add_argument(flag, help=f"{f.metadata['help']} (default: {_default_text(f)})", **kwargs)
 
 

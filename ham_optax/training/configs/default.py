@@ -49,7 +49,8 @@ DISTRIBUTIONS = ("erk", "uniform")
 
 
 def option(default: Any, help: str, **cli: Any) -> Any:
-  """A dataclass field with its command-line help (and optional ``choices``, ``flag``, ``default_help``)."""
+  """A dataclass field with its command-line help (and optional ``choices``, ``flag``, ``default_help``,
+  ``metavar``)."""
   return field(default=default, metadata={"help": help, **cli})
 
 
