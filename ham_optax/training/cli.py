@@ -345,8 +345,7 @@ def _run_all(
 def _say_layout(config: Config, dataset: data_lib.Dataset) -> None:
   """One line per process: which shards of the data it holds (multi-process runs only)."""
   layout = train.data_layout(config)
-  n_train = len(dataset.x_train if config.num_train is None else dataset.x_train[: config.num_train])
-  per_shard = n_train // layout.shards
+  per_shard = min(len(dataset.x_train), config.num_train or len(dataset.x_train)) // layout.shards
   first, last = layout.local_shards[0], layout.local_shards[-1]
   print(
     f"process {jax.process_index()} of {jax.process_count()} ({jax.local_device_count()} of {jax.device_count()} "
