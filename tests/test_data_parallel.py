@@ -149,6 +149,7 @@ def test_data_shards_must_split_the_batch():
       "--process-id must be in",
     ),
     (["--coordinator", "127.0.0.1:1", "--peer-timeout", "0"], "--peer-timeout must be > 0"),
+    (["--coordinator", "127.0.0.1:1", "--join-timeout", "-1"], "--join-timeout must be > 0"),
   ],
 )
 def test_bad_multi_process_options_are_usage_errors(tmp_path, capsys, monkeypatch, argv, message):

@@ -265,3 +265,20 @@ def test_cli_dead_peer_ends_the_run_with_one_line(tmp_path):
   assert "Traceback" not in p0.stderr
   assert time.monotonic() - t0 < TIMEOUT
   assert not (tmp_path / "a" / "results.json").exists()
+
+
+@pytest.mark.parametrize("process_id", ["0", "1"])
+def test_cli_a_process_alone_says_so_instead_of_aborting(tmp_path, process_id):
+  """One process of two started (the other never comes): it exits with status 75 and one line, not JAX's abort
+  with a C++ stack trace."""
+  cmd = [
+    sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(tmp_path / "out"),
+    "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2", "--process-id", process_id,
+    "--join-timeout", "5",
+  ]  # fmt: skip
+  t0 = time.monotonic()
+  (r,) = _launch([cmd], _env())
+  assert r.returncode == 75, r.stderr[-3000:]
+  assert f"process {process_id} of 2: not every process joined the run" in r.stderr
+  assert "Check failure" not in r.stderr and "Traceback" not in r.stderr
+  assert time.monotonic() - t0 < 60

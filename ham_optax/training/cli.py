@@ -85,6 +85,11 @@ class Job:
   process_id: int | None = option(
     None, "this process's index in [0, NUM_PROCESSES)", default_help="from the cluster environment"
   )
+  join_timeout: float = option(
+    120.0,
+    "multi-process: exit (status 75) when not every process has joined after this many seconds",
+    metavar="S",
+  )
   peer_timeout: float = option(
     600.0,
     "multi-process: exit (status 75) when no epoch finishes for this many seconds (a dead peer)",
@@ -302,13 +307,19 @@ def _join_processes(args: Job) -> None:
     args.process_id < 0 or (args.num_processes is not None and args.process_id >= args.num_processes)
   ):
     _fail(f"--process-id must be in [0, --num-processes), got {args.process_id}")
-  if not args.peer_timeout > 0:
-    _fail(f"--peer-timeout must be > 0 seconds, got {args.peer_timeout}")
+  for name in ("peer_timeout", "join_timeout"):
+    if not getattr(args, name) > 0:
+      _fail(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(args, name)}")
   try:
-    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-  except (RuntimeError, ValueError) as e:  # e.g. no coordinator reachable, or settings JAX could not complete
+    distributed.initialize(
+      args.coordinator, args.num_processes, args.process_id, initialization_timeout=args.join_timeout
+    )
+  except (RuntimeError, ValueError) as e:  # settings JAX could not complete from the environment
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    _fail(f"could not join the multi-process run ({first})")
+    _fail(
+      f"could not join the multi-process run ({first}); give --coordinator, --num-processes and --process-id "
+      "(or run where jax.distributed.initialize detects them)"
+    )
 
 
 def _load_dataset(name: str, data_dir: str | None) -> data_lib.Dataset:

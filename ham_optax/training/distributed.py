@@ -58,7 +58,7 @@ def initialize(
   *,
   cpu_collectives: str | None = "gloo",
   heartbeat_timeout_seconds: int = 30,
-  initialization_timeout: int = 120,
+  initialization_timeout: float = 120,
 ) -> None:
   """Joins this process to a multi-process JAX run.
 
@@ -71,21 +71,48 @@ def initialize(
       processes; ``None`` leaves JAX's default, e.g. on GPU/TPU).
     heartbeat_timeout_seconds: after this long without a heartbeat from a peer, JAX's coordination
       service declares it dead and fails the run.
-    initialization_timeout: seconds to wait for all processes to join.
+    initialization_timeout: seconds to wait for all processes to join. If they have not joined by then (a
+      process was not started, or the coordinator's address is wrong or unreachable), this process prints one
+      line saying so and exits with :data:`WATCHDOG_EXIT_CODE` (JAX itself would abort with a stack trace).
   """
   if num_processes is not None and (isinstance(num_processes, bool) or int(num_processes) < 1):
     raise ValueError(f"num_processes must be an integer >= 1, got {num_processes!r}.")
   if process_id is not None and num_processes is not None and not 0 <= int(process_id) < int(num_processes):
     raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id!r}.")
+  if not initialization_timeout > 0:
+    raise ValueError(f"initialization_timeout must be > 0 seconds, got {initialization_timeout!r}.")
   if cpu_collectives is not None:
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-  jax.distributed.initialize(
-    coordinator_address=coordinator,
-    num_processes=num_processes,
-    process_id=process_id,
-    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-    initialization_timeout=initialization_timeout,
-  )
+  who = "this process" if process_id is None else f"process {process_id}"
+  if num_processes is not None:
+    who += f" of {num_processes}"
+  where = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or "the coordinator"
+
+  def not_joined() -> None:
+    print(
+      f"error: {who}: not every process joined the run at {where} within {initialization_timeout:g} s. Start "
+      "all processes (same coordinator address, distinct process ids) and check that the address can be reached "
+      "from here.",
+      file=sys.stderr,
+      flush=True,
+    )
+    os._exit(WATCHDOG_EXIT_CODE)
+
+  # jax.distributed.initialize releases the GIL while it waits, so the timer can fire; JAX's own deadline is set
+  # later than ours, so the one-line message comes first.
+  timer = threading.Timer(initialization_timeout, not_joined)
+  timer.daemon = True
+  timer.start()
+  try:
+    jax.distributed.initialize(
+      coordinator_address=coordinator,
+      num_processes=num_processes,
+      process_id=process_id,
+      heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+      initialization_timeout=int(math.ceil(initialization_timeout)) + 60,
+    )
+  finally:
+    timer.cancel()
 
 
 def process_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> slice:
