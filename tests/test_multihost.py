@@ -282,3 +282,15 @@ def test_cli_a_process_alone_says_so_instead_of_aborting(tmp_path, process_id):
   assert f"process {process_id} of 2: not every process joined the run" in r.stderr
   assert "Check failure" not in r.stderr and "Traceback" not in r.stderr
   assert time.monotonic() - t0 < 60
+
+
+def test_cli_one_process_on_all_its_devices_matches_one_device(tmp_path):
+  """``--all-devices``: one process splits every batch over its 4 devices; the same history as on one device to
+  float32 rounding (4-way gradient and BatchNorm reductions). A batch that does not split is a usage error."""
+  (four,) = _cli([tmp_path / "four"], "--all-devices", local_devices=4)
+  assert four.returncode == 0, four.stderr[-3000:]
+  (one,) = _cli([tmp_path / "one"], local_devices=4)
+  assert one.returncode == 0, one.stderr[-3000:]
+  _assert_same_history(_history(tmp_path / "four"), _history(tmp_path / "one"), exact=False)
+  (bad,) = _cli([tmp_path / "bad"], "--all-devices", "--batch-size", "130", local_devices=4)
+  assert bad.returncode == 2 and "multiple of 4" in bad.stderr and "Traceback" not in bad.stderr

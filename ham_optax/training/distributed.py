@@ -169,14 +169,16 @@ class DataLayout:
   ``p``'s devices; parameters and optimizer state are replicated on every device, and XLA adds the gradient
   all-reduce (and the cross-device BatchNorm statistics) by itself.
 
-  With one process there is no mesh: everything runs on the default device, and ``shards > 1`` only fixes the
-  data order, so that one process with ``shards = N`` computes what ``N`` processes compute (to float rounding).
+  With one process there is no mesh unless ``all_devices`` is set: everything runs on the default device, and
+  ``shards > 1`` only fixes the data order, so that one process with ``shards = N`` computes what ``N`` processes
+  compute (to float rounding). With ``all_devices`` one process splits every batch over all its devices (e.g. the
+  8 cores of a TPU host) the same way.
 
   Attributes:
     shards: number of data shards ``S`` (a multiple of the number of processes).
     local_shards: the shards this process holds.
-    mesh: the global one-axis (``"data"``) mesh over every device of every process, or ``None`` with one
-      process.
+    mesh: the global one-axis (``"data"``) mesh over every device of every process, or ``None`` (one process on
+      its default device).
   """
 
   shards: int
@@ -184,13 +186,14 @@ class DataLayout:
   mesh: Mesh | None
 
   @classmethod
-  def create(cls, shards: int | None = None) -> DataLayout:
-    """The layout for this process (``shards=None``: one shard per process). Raises ``ValueError`` when
-    ``shards`` is not a multiple of the number of processes."""
+  def create(cls, shards: int | None = None, all_devices: bool = False) -> DataLayout:
+    """The layout for this process (``shards=None``: one shard per process; ``all_devices``: a mesh over every
+    device even with one process). Raises ``ValueError`` when ``shards`` is not a multiple of the number of
+    processes."""
     count = jax.process_count()
     shards = count if shards is None else shards
     local = process_shards(shards, jax.process_index(), count)
-    if count == 1:
+    if count == 1 and not (all_devices and jax.device_count() > 1):
       return cls(shards, local, None)
     mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
     rows = process_rows(NamedSharding(mesh, P("data")), (jax.device_count(),))

@@ -380,12 +380,14 @@ def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Data
 
 
 def data_layout(config: Config) -> DataLayout:
-  """The data-parallel layout of a run (``config.data_shards`` shards over this run's processes).
+  """The data-parallel layout of a run (``config.data_shards`` shards over this run's processes; with one process,
+  a mesh over its devices only with ``config.all_devices``).
 
   Raises ``ValueError`` when the shards are not a multiple of the processes or the batch does not split evenly
   over the shards and devices.
   """
-  layout = DataLayout.create(resolve(config)[0].data_shards)
+  config, _ = resolve(config)
+  layout = DataLayout.create(config.data_shards, config.all_devices)
   layout.check_batch(config.batch_size)
   return layout
 

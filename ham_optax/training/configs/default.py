@@ -110,6 +110,9 @@ class Config:
     "one process with --data-shards N repeats the data order of an N-process run",
     default_help="one per process",
   )
+  all_devices: bool = option(
+    False, "one process: split every batch over all of its devices (several processes always use all devices)"
+  )
 
   def replace(self, **changes: Any) -> Config:
     """A copy with ``changes`` applied."""
