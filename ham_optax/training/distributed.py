@@ -73,7 +73,7 @@ def initialize(
       service declares it dead and fails the run.
     initialization_timeout: seconds to wait for all processes to join. If they have not joined by then (a
       process was not started, or the coordinator's address is wrong or unreachable), this process prints one
-      line saying so and exits with :data:`WATCHDOG_EXIT_CODE` (JAX itself would abort with a stack trace).
+      line saying so and exits with ``WATCHDOG_EXIT_CODE`` (75; JAX itself would abort with a stack trace).
   """
   if num_processes is not None and (isinstance(num_processes, bool) or int(num_processes) < 1):
     raise ValueError(f"num_processes must be an integer >= 1, got {num_processes!r}.")
