@@ -107,6 +107,7 @@ TRAINING_MODULES = [
   "ham_optax.training.report",
   "ham_optax.training.cli",
   "ham_optax.training.distributed",
+  "ham_optax.training.supervisor",
 ]
 
 

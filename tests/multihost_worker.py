@@ -30,7 +30,8 @@ def _parse(argv=None):
   p.add_argument("--out", type=Path, required=True)
   p.add_argument("--save-at", type=int, default=-1, help="save a checkpoint after this many steps")
   p.add_argument("--restore", type=Path, default=None, help="restore this checkpoint, then continue")
-  p.add_argument("--die-at", type=int, default=-1, help="process 1 exits abruptly at this step")
+  p.add_argument("--die-at", type=int, default=-1, help="process --dying-process exits abruptly at this step")
+  p.add_argument("--dying-process", type=int, default=1)
   p.add_argument("--watchdog", type=float, default=20.0)
   return p.parse_args(argv)
 
@@ -137,7 +138,7 @@ def main() -> None:
   ckptr = ocp.StandardCheckpointer()
   with distributed.Watchdog(args.watchdog) as watchdog:
     for t in range(first, args.steps):
-      if t == args.die_at and jax.process_index() == 1:
+      if t == args.die_at and jax.process_index() == args.dying_process:
         os._exit(3)  # a crash: no cleanup, no goodbye to the coordinator
       x = distributed.global_batch(xs[t][rows], batch_x, (GLOBAL_BATCH, D_IN))
       y = distributed.global_batch(ys[t][rows], batch_y, (GLOBAL_BATCH,))

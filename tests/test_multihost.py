@@ -78,15 +78,22 @@ def _launch(
   return results
 
 
-def _run(out: Path, *extra: str, processes: int = 2) -> list[subprocess.CompletedProcess]:
-  """Runs the worker as ``processes`` processes."""
+def _run(
+  out: Path, *extra: str, processes: int = 2, supervised: bool = False
+) -> list[subprocess.CompletedProcess]:
+  """Runs the worker as ``processes`` processes (``supervised``: each under ``ham_optax.training.supervisor``)."""
   port = str(_free_port())
   common = ["--num-processes", str(processes), "--port", port, "--out", str(out), *extra]
   if processes == 1 and "--local-devices" not in extra:
     common += ["--local-devices", "4"]
-  return _launch(
-    [[sys.executable, str(WORKER), "--process-id", str(i), *common] for i in range(processes)], _env()
-  )
+  cmds = []
+  for i in range(processes):
+    cmd = [sys.executable, str(WORKER), "--process-id", str(i), *common]
+    if supervised:
+      who = f"process {i} of {processes}"
+      cmd = [sys.executable, "-m", "ham_optax.training.supervisor", "--who", who, "--", *cmd]
+    cmds.append(cmd)
+  return _launch(cmds, _env())
 
 
 def _ok(results):
@@ -146,15 +153,24 @@ def test_checkpoint_across_processes_and_onto_one(tmp_path):
     np.testing.assert_allclose(single[k], full[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
-def test_dead_peer_ends_the_run_and_a_restart_resumes(tmp_path):
+@pytest.mark.parametrize("victim", [0, 1])
+def test_dead_peer_ends_the_run_and_a_restart_resumes(tmp_path, victim):
+  """Either process dies at step 20; the survivor (run under the supervisor, as a user's own script would be)
+  ends with status 75 and one line: through the watchdog or a failed collective, or, when process 0 and with it
+  JAX's coordination service is gone, through JAX's abort turned into one line by the supervisor."""
   args = ["--mesh", "dp_mp", "--steps", "30", "--save-at", "15", "--watchdog", "15"]
   _ok(_run(tmp_path / "full", *args))
   t0 = time.monotonic()
-  p0, p1 = _run(tmp_path / "crash", *args, "--die-at", "20")
-  assert p1.returncode == 3  # the process that crashed
-  assert p0.returncode == 75, p0.stderr[-3000:]  # the survivor stopped itself...
-  assert "another process has probably died" in p0.stderr  # ...with one clear line
+  results = _run(tmp_path / "crash", *args, "--die-at", "20", "--dying-process", str(victim), supervised=True)
+  dead, survivor = results[victim], results[1 - victim]
+  assert dead.returncode == 3  # the process that crashed
+  assert survivor.returncode == 75, survivor.stderr[-3000:]  # the survivor stopped itself...
+  errors = [line for line in survivor.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "another process has probably died" in errors[0], survivor.stderr[-3000:]
+  assert "Check failure" not in survivor.stderr and "Traceback" not in survivor.stderr
   assert time.monotonic() - t0 < TIMEOUT
+  if "JAX's log of the stop: " in errors[0]:
+    Path(errors[0].rsplit("JAX's log of the stop: ", 1)[1]).unlink()
   assert not (tmp_path / "crash" / "params.npz").exists()
   _ok(_run(tmp_path / "restart", *args, "--restore", str(tmp_path / "crash" / "ckpt")))
   full, restart = _params(tmp_path / "full"), _params(tmp_path / "restart")
@@ -171,11 +187,11 @@ CLI_ARGS = [
 
 
 def _cli(
-  outs: list[Path], *extra: str, local_devices: int = 2, kill_second_after: float | None = None
+  outs: list[Path], *extra: str, local_devices: int = 2, while_running=None
 ) -> list[subprocess.CompletedProcess]:
   """``ham-optax train`` as ``len(outs)`` processes (process ``i`` writing to ``outs[i]``), or as one process
-  without the multi-process options; always reaps them. With ``kill_second_after``, process 1 is killed
-  (SIGKILL) that many seconds after it said which shards it holds."""
+  without the multi-process options; always reaps them. ``while_running(procs)`` is called once all are
+  started (see :func:`_launch`)."""
   port = _free_port()
   env = dict(_env(), XLA_FLAGS=f"--xla_force_host_platform_device_count={local_devices}")
   env["HAM_OPTAX_CACHE"] = str(outs[0].parent / "cache")
@@ -185,14 +201,35 @@ def _cli(
     if len(outs) > 1:
       cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(len(outs)), "--process-id", str(i)]
     cmds.append(cmd)
+  return _launch(cmds, env, while_running)
 
-  def kill_second(procs):
-    line = procs[1].stdout.readline()  # "process 1 of 2 (...): data shards 1-1 of 2, ..."
-    assert "data shards 1-1 of 2" in line, line
-    time.sleep(kill_second_after)
-    os.killpg(procs[1].pid, signal.SIGKILL)
 
-  return _launch(cmds, env, None if kill_second_after is None else kill_second)
+def _kill_after_shard_line(victim: int, seconds: float):
+  """A ``while_running`` that kills process ``victim`` (SIGKILL, its whole process group) ``seconds`` after it
+  said which shards it holds."""
+
+  def kill(procs):
+    line = procs[victim].stdout.readline()  # "process 1 of 2 (...): data shards 1-1 of 2, ..."
+    assert f"data shards {victim}-{victim} of 2" in line, line
+    time.sleep(seconds)
+    os.killpg(procs[victim].pid, signal.SIGKILL)
+
+  return kill
+
+
+def _kill_after_checkpoint(victim: int, out: Path, epoch: int):
+  """A ``while_running`` that kills process ``victim`` (SIGKILL) as soon as the checkpoint of ``epoch`` is
+  complete (orbax renames the step's directory into place when every process has written its part)."""
+
+  def kill(procs):
+    deadline = time.monotonic() + TIMEOUT
+    while not list(out.glob(f"checkpoints/*/*/{epoch}")):
+      assert all(p.poll() is None for p in procs), "a process ended before the checkpoint was written"
+      assert time.monotonic() < deadline, "no checkpoint was written"
+      time.sleep(0.1)
+    os.killpg(procs[victim].pid, signal.SIGKILL)
+
+  return kill
 
 
 def _history(out: Path) -> list[dict]:
@@ -257,7 +294,12 @@ def test_cli_checkpoints_resume_across_processes_and_onto_one(cli_two_processes)
 def test_cli_dead_peer_ends_the_run_with_one_line(tmp_path):
   t0 = time.monotonic()
   p0, p1 = _cli(
-    [tmp_path / "a", tmp_path / "a"], "--epochs", "200", "--peer-timeout", "20", kill_second_after=3.0
+    [tmp_path / "a", tmp_path / "a"],
+    "--epochs",
+    "200",
+    "--peer-timeout",
+    "20",
+    while_running=_kill_after_shard_line(1, 3.0),
   )
   assert p1.returncode == -signal.SIGKILL
   assert p0.returncode == 75, p0.stderr[-3000:]
@@ -265,6 +307,33 @@ def test_cli_dead_peer_ends_the_run_with_one_line(tmp_path):
   assert "Traceback" not in p0.stderr
   assert time.monotonic() - t0 < TIMEOUT
   assert not (tmp_path / "a" / "results.json").exists()
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_cli_either_process_killed_ends_the_other_with_one_line_and_a_restart_resumes(tmp_path, victim):
+  """Process 0 hosts JAX's coordination service: when it dies, JAX's runtime aborts process 1 at once. When process
+  1 dies, the runtime aborts process 0 after the heartbeat timeout (30 s), before the default --peer-timeout.
+  Either way the survivor's supervisor turns the abort into one line and status 75; the restarted pair resumes
+  from the last checkpoint."""
+  out = tmp_path / "run"
+  args = ["--epochs", "200", "--checkpoint"]
+  t0 = time.monotonic()
+  results = _cli([out, out], *args, while_running=_kill_after_checkpoint(victim, out, epoch=1))
+  survivor = results[1 - victim]
+  assert results[victim].returncode == -signal.SIGKILL
+  assert survivor.returncode == 75, survivor.stderr[-3000:]
+  (line,) = survivor.stderr.splitlines()  # whichever noticed first: a failed collective or JAX's runtime
+  assert line.startswith(f"error: process {1 - victim} of 2: "), line
+  assert "another process has probably died" in line
+  assert time.monotonic() - t0 < TIMEOUT
+  if "JAX's log of the stop: " in line:
+    Path(line.rsplit("JAX's log of the stop: ", 1)[1]).unlink()
+  restarted = _cli([out, out], *args, "--halt-after-epochs", "3")
+  _ok(restarted)
+  resumed_from = int(restarted[0].stdout.split("resuming from epoch ", 1)[1].split()[0])
+  assert resumed_from >= 1
+  (run,) = json.loads((out / "results.json").read_text())["runs"]
+  assert [r["epoch"] for r in run["history"]] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("process_id", ["0", "1"])

@@ -7,6 +7,7 @@ Needs the ``examples`` extra (tqdm, matplotlib, mnist1d, scikit-learn, orbax-che
 
 Modules: :mod:`~ham_optax.training.data`, :mod:`~ham_optax.training.models`,
 :mod:`~ham_optax.training.configs.default`, :mod:`~ham_optax.training.train`,
-:mod:`~ham_optax.training.report`, :mod:`~ham_optax.training.cli`. Nothing is imported here, so
+:mod:`~ham_optax.training.report`, :mod:`~ham_optax.training.cli`, :mod:`~ham_optax.training.distributed`,
+:mod:`~ham_optax.training.supervisor`. Nothing is imported here, so
 ``import ham_optax`` never needs the optional dependencies.
 """

@@ -44,7 +44,7 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from ham_optax.training import data as data_lib
-from ham_optax.training import distributed, report, train
+from ham_optax.training import distributed, report, supervisor, train
 from ham_optax.training.configs.default import (
   DEFAULT_EPOCHS,
   DEFAULT_SEEDS,
@@ -293,12 +293,11 @@ def _fail(message: str) -> NoReturn:
   raise SystemExit(2)
 
 
-def _join_processes(args: Job) -> None:
-  """Joins a multi-process run when one is asked for (flags or ``JAX_COORDINATOR_ADDRESS``); before anything
-  else touches JAX, since the process count is fixed when JAX starts its backends."""
+def _joins_processes(args: Job) -> bool:
+  """Whether a multi-process run is asked for (flags or ``JAX_COORDINATOR_ADDRESS``); checks the flags if so."""
   given = (args.coordinator, args.num_processes, args.process_id)
   if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    return
+    return False
   if args.coordinator is not None and not re.fullmatch(r"\[?[^\s]+\]?:\d{1,5}", args.coordinator):
     _fail(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
   if args.num_processes is not None and args.num_processes < 1:
@@ -310,6 +309,19 @@ def _join_processes(args: Job) -> None:
   for name in ("peer_timeout", "join_timeout"):
     if not getattr(args, name) > 0:
       _fail(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(args, name)}")
+  return True
+
+
+def _who(args: Job) -> str:
+  """This process as the error lines name it."""
+  if args.process_id is None:
+    return "this process"
+  return f"process {args.process_id}" + ("" if args.num_processes is None else f" of {args.num_processes}")
+
+
+def _join_processes(args: Job) -> None:
+  """Joins the multi-process run; before anything else touches JAX, since the process count is fixed when JAX
+  starts its backends."""
   try:
     distributed.initialize(
       args.coordinator, args.num_processes, args.process_id, initialization_timeout=args.join_timeout
@@ -375,7 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(_subcommand_first(argv))
   job = Job(**_given(args, Job))
-  _join_processes(job)
+  if _joins_processes(job):
+    if not supervisor.supervised():  # JAX aborts a process whose peer is lost: say so in one line instead
+      return supervisor.run([sys.executable, "-m", "ham_optax.training.cli", *argv], _who(job))
+    _join_processes(job)
   lead = jax.process_index() == 0
   out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
   try:

@@ -12,8 +12,11 @@ If a peer dies, collectives cannot complete. JAX's coordination service notices 
 only after ``heartbeat_timeout_seconds``, and a process blocked inside a collective may wait longer, so
 :class:`Watchdog` bounds the wait: when no step finishes within ``timeout`` seconds it prints one line
 naming the likely cause and ends the process with exit code 75 (``os._exit``: a thread blocked in a
-collective cannot be interrupted any other way). Restart all processes with the same arguments to
-resume from the last checkpoint.
+collective cannot be interrupted any other way). When JAX's runtime does notice a lost peer (after
+``heartbeat_timeout_seconds``, or at once when process 0, which hosts the coordination service, dies), it aborts
+every other process from C++ with a stack trace; a process run under :mod:`~ham_optax.training.supervisor` (as
+the training command runs itself) ends with the same kind of line and exit code 75 instead. Restart all processes
+with the same arguments to resume from the last checkpoint.
 
 Example (two processes on one machine; run the second command with ``--process-id 1``; the multi-host guide
 has both)::
@@ -38,6 +41,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ham_optax.training.supervisor import PEER_LOST_EXIT_CODE, peer_lost_message
+
 __all__ = [
   "WATCHDOG_EXIT_CODE",
   "DataLayout",
@@ -48,7 +53,9 @@ __all__ = [
   "process_shards",
 ]
 
-WATCHDOG_EXIT_CODE = 75  # EX_TEMPFAIL: the run can be restarted and resumes from its last checkpoint
+WATCHDOG_EXIT_CODE = (
+  PEER_LOST_EXIT_CODE  # 75, EX_TEMPFAIL: restart the run; it resumes from its last checkpoint
+)
 
 
 def initialize(
@@ -277,9 +284,7 @@ class Watchdog:
 
   def _fail(self, reason: str) -> None:
     print(
-      f"error: process {jax.process_index()} of {jax.process_count()}: {reason}; another process has probably "
-      "died or is stuck. Exiting; restart all processes with the same arguments to resume from the last "
-      "checkpoint.",
+      peer_lost_message(f"process {jax.process_index()} of {jax.process_count()}", reason),
       file=sys.stderr,
       flush=True,
     )
@@ -302,4 +307,5 @@ class Watchdog:
       # A collective whose peer vanished fails with a runtime error; exiting normally would then block in
       # JAX's shutdown barrier until the heartbeat timeout and abort with a long log. Say it in one line.
       first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-      self._fail(f"a {self.what} failed ({first_line})")
+      article = "an" if self.what[:1] in "aeiou" else "a"
+      self._fail(f"{article} {self.what} failed ({first_line})")
