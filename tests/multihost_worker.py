@@ -11,6 +11,8 @@ batch. Process 0 writes the final (gathered) params and the HLO collective count
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -58,6 +60,30 @@ D_IN, HIDDEN, CLASSES, GLOBAL_BATCH = 16, 32, 4, 16
 def count_collectives(compiled) -> dict[str, int]:
   text = compiled.as_text()
   return {op: len(re.findall(rf"\b{op}(-start)?\(", text)) for op in COLLECTIVES}
+
+
+def listening_addresses() -> list[str]:
+  """``host:port`` of every TCP socket this process listens on (Linux: /proc), e.g. the coordination service's
+  and gloo's."""
+  inodes = set()
+  for fd in os.listdir("/proc/self/fd"):
+    with contextlib.suppress(OSError):
+      target = os.readlink(f"/proc/self/fd/{fd}")
+      if target.startswith("socket:["):
+        inodes.add(target[8:-1])
+  found = []
+  for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+    with contextlib.suppress(OSError), open(table) as f:
+      for row in list(f)[1:]:
+        cols = row.split()
+        if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+          continue
+        host_hex, port_hex = cols[1].split(":")
+        raw = b"".join(bytes.fromhex(host_hex[i : i + 8])[::-1] for i in range(0, len(host_hex), 8))
+        host = ipaddress.ip_address(raw[:size])
+        host = getattr(host, "ipv4_mapped", None) or host  # ::ffff:127.0.0.1 is 127.0.0.1
+        found.append(f"[{host}]:{int(port_hex, 16)}" if host.version == 6 else f"{host}:{int(port_hex, 16)}")
+  return sorted(found)
 
 
 def main() -> None:
@@ -153,7 +179,14 @@ def main() -> None:
   if jax.process_index() == 0:
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez(args.out / "params.npz", **final)
-    info = {"devices": n_dev, "processes": jax.process_count(), "losses": losses, "collectives": counts}
+    info = {
+      "devices": n_dev,
+      "processes": jax.process_count(),
+      "losses": losses,
+      "collectives": counts,
+      "port": args.port,
+      "listening": listening_addresses() if os.path.isdir("/proc/self/fd") else None,
+    }
     (args.out / "info.json").write_text(json.dumps(info))
   print(f"process {jax.process_index()} done", file=sys.stderr)
 

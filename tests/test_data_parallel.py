@@ -178,3 +178,24 @@ def test_the_multi_host_guide_shows_the_commands_the_tests_run():
       at = tokens.index(flag)
       del tokens[at : at + 2]
     assert tokens == [t for t in CLI_ARGS if t != "--no-progress"]
+  assert "python -m ham_optax.training.supervisor --who" in guide  # how the dead-peer test runs its processes
+
+
+@pytest.mark.parametrize(
+  ("coordinator", "bind"),
+  [
+    ("127.0.0.1:12355", "127.0.0.1:12355"),
+    ("localhost:12355", "localhost:12355"),
+    ("[::1]:12355", "[::1]:12355"),
+    ("10.0.0.1:12355", None),  # another host: JAX's default (every interface)
+    ("node-0.cluster:12355", None),
+    (None, None),
+  ],
+)
+def test_a_loopback_coordinator_listens_on_loopback_only(monkeypatch, coordinator, bind):
+  from ham_optax.training.distributed import _loopback_bind_address
+
+  monkeypatch.delenv("JAX_COORDINATOR_BIND_ADDRESS", raising=False)
+  assert _loopback_bind_address(coordinator) == bind
+  monkeypatch.setenv("JAX_COORDINATOR_BIND_ADDRESS", "0.0.0.0:12355")  # the user's choice wins
+  assert _loopback_bind_address(coordinator) is None

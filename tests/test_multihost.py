@@ -13,6 +13,8 @@ with the bare inner optimizer (the gradient reduction, and the model-axis contra
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -21,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +42,46 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+# Every process a test here starts carries this token in its environment, so that a test can tell whether any of
+# them outlived it.
+TOKEN = f"HAM_OPTAX_MULTIHOST_TEST={uuid.uuid4().hex}"
+
+
 def _env() -> dict[str, str]:
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
+  env.pop("HAM_OPTAX_SUPERVISED", None)
+  name, value = TOKEN.split("=")
+  env[name] = value
   return env
+
+
+def _our_processes() -> list[int]:
+  """The processes (not zombies) started by these tests that still run (Linux: /proc; else none known)."""
+  found = []
+  for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+    try:
+      environ = Path(f"/proc/{pid}/environ").read_bytes()
+      state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+      continue
+    if TOKEN.encode() in environ.split(b"\0") and state != "Z":
+      found.append(int(pid))
+  return found
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+  """Each test cleans up after itself: no process it started still runs a few seconds after it ends."""
+  yield
+  deadline = time.monotonic() + 10
+  while _our_processes() and time.monotonic() < deadline:
+    time.sleep(0.1)
+  left = _our_processes()
+  for pid in left:
+    with contextlib.suppress(OSError):
+      os.kill(pid, signal.SIGKILL)
+  assert not left, f"processes left running: {left}"
 
 
 def _launch(
@@ -110,6 +149,22 @@ def _info(out: Path) -> dict:
   return json.loads((out / "info.json").read_text())
 
 
+def _assert_loopback_only(info: dict) -> None:
+  """Process 0's coordination service listens on loopback only (its address is 127.0.0.1), and so does every
+  other socket it listens on (gloo's) where this host's name resolves to a loopback address, as gloo binds there."""
+  listening = info["listening"]
+  if listening is None:  # no /proc to read them from
+    return
+
+  def loopback(address: str) -> bool:
+    return ipaddress.ip_address(address.rsplit(":", 1)[0].strip("[]")).is_loopback
+
+  coordinator = [a for a in listening if a.endswith(f":{info['port']}")]
+  assert coordinator and all(map(loopback, coordinator)), listening  # JAX's default would be [::]:PORT
+  if loopback(socket.gethostbyname(socket.gethostname()) + ":0"):
+    assert all(map(loopback, listening)), listening
+
+
 @pytest.mark.parametrize(
   ("mesh", "sparsifier", "bitwise"),
   [("dp_mp", "none", True), ("dp", "none", False), ("dp_mp", "random", True)],
@@ -128,6 +183,7 @@ def test_two_processes_match_one(tmp_path, mesh, sparsifier, bitwise):
       np.testing.assert_allclose(two[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)
   if sparsifier == "random":  # pruned weights are exactly zero in both
     assert np.mean(two["w1"] == 0) > 0.3
+  _assert_loopback_only(info)
   counts = info["collectives"]
   assert sum(counts["update"].values()) == 0, counts
   assert counts["step_ham"] == counts["step_plain"], counts

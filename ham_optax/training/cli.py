@@ -9,7 +9,8 @@ As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id 
 and the cluster detection of ``jax.distributed.initialize``), the runs are data-parallel over every device of every
 process: each process keeps only its shard of the data (``--data-shards``), and only process 0 prints the results
 and writes the reports; checkpoints (``--checkpoint``) are written by every process into the same ``--out``, which
-must be on a file system they share.
+must be on a file system they share. Each such process runs as the child of a
+:mod:`~ham_optax.training.supervisor`, so that a lost peer ends it with one line and status 75, never JAX's abort.
 
 With no options it runs the main job (``MAIN_JOB`` in ``configs/default.py``): on MNIST-1D, for an MLP and a 1-D
 ResNet with BatchNorm, baseline vs HAM, each dense and with 90 % random pruning at initialisation, with the

@@ -28,6 +28,7 @@ has both)::
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import sys
@@ -71,7 +72,9 @@ def initialize(
 
   Args:
     coordinator: ``host:port`` of process 0's coordination service (``None``: from the environment,
-      e.g. ``JAX_COORDINATOR_ADDRESS`` or a cluster scheduler JAX detects).
+      e.g. ``JAX_COORDINATOR_ADDRESS`` or a cluster scheduler JAX detects). With a loopback host
+      (``127.0.0.1``, ``localhost``, ``[::1]``) the service listens on loopback only; otherwise on every
+      interface, as JAX does (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
     num_processes: total number of processes (``None``: from the environment).
     process_id: this process's index in ``[0, num_processes)`` (``None``: from the environment).
     cpu_collectives: CPU collectives implementation (``"gloo"`` makes CPU-only runs work across
@@ -117,9 +120,27 @@ def initialize(
       process_id=process_id,
       heartbeat_timeout_seconds=heartbeat_timeout_seconds,
       initialization_timeout=int(math.ceil(initialization_timeout)) + 60,
+      coordinator_bind_address=_loopback_bind_address(
+        coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+      ),
     )
   finally:
     timer.cancel()
+
+
+def _loopback_bind_address(coordinator: str | None) -> str | None:
+  """``coordinator`` itself when its host is a loopback address (nobody else could reach it), so that process 0's
+  coordination service listens on loopback only; ``None`` (JAX's default, or ``JAX_COORDINATOR_BIND_ADDRESS``)
+  otherwise."""
+  if not coordinator or ":" not in coordinator or os.environ.get("JAX_COORDINATOR_BIND_ADDRESS"):
+    return None
+  host = coordinator.rsplit(":", 1)[0].strip("[]")
+  if host == "localhost":
+    return coordinator
+  try:
+    return coordinator if ipaddress.ip_address(host).is_loopback else None
+  except ValueError:  # a host name
+    return None
 
 
 def process_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> slice:
