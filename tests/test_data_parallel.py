@@ -199,3 +199,45 @@ def test_a_loopback_coordinator_listens_on_loopback_only(monkeypatch, coordinato
   assert _loopback_bind_address(coordinator) == bind
   monkeypatch.setenv("JAX_COORDINATOR_BIND_ADDRESS", "0.0.0.0:12355")  # the user's choice wins
   assert _loopback_bind_address(coordinator) is None
+
+
+SLURM_STEP = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[01-02]", "SLURM_LOCALID": "0"}
+LAUNCHER_VARIABLES = [
+  *SLURM_STEP,
+  "SLURM_NTASKS",
+  "SLURM_PROCID",
+  "OMPI_MCA_orte_hnp_uri",
+  "OMPI_COMM_WORLD_SIZE",
+  "OMPI_COMM_WORLD_RANK",
+]
+
+
+@pytest.mark.parametrize(
+  ("environ", "expected"),
+  [
+    ({}, None),
+    ({**SLURM_STEP, "SLURM_NTASKS": "4", "SLURM_PROCID": "3"}, (4, 3)),  # an srun step
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "0"}, None),  # a batch script, not a step
+    (
+      {
+        "OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:1",
+        "OMPI_COMM_WORLD_SIZE": "2",
+        "OMPI_COMM_WORLD_RANK": "1",
+      },
+      (2, 1),
+    ),
+    ({**SLURM_STEP, "SLURM_NTASKS": "two", "SLURM_PROCID": "0"}, None),
+  ],
+)
+def test_launched_processes_reads_what_srun_and_mpirun_set(monkeypatch, environ, expected):
+  from ham_optax.training.cli import Job, _who
+  from ham_optax.training.distributed import launched_processes
+
+  for name in LAUNCHER_VARIABLES:
+    monkeypatch.delenv(name, raising=False)
+  for name, value in environ.items():
+    monkeypatch.setenv(name, value)
+  assert launched_processes() == expected
+  who = "this process" if expected is None else f"process {expected[1]} of {expected[0]}"
+  assert _who(Job()) == who
+  assert _who(Job(num_processes=8, process_id=5)) == "process 5 of 8"  # the flags win

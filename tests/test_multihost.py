@@ -85,10 +85,12 @@ def _no_process_outlives_its_test():
 
 
 def _launch(
-  cmds: list[list[str]], env: dict[str, str], while_running=None
+  cmds: list[list[str]], env: dict[str, str] | list[dict[str, str]], while_running=None
 ) -> list[subprocess.CompletedProcess]:
-  """Starts one process per command, calls ``while_running(procs)`` if given, and waits for all of them within
-  ``TIMEOUT``; always reaps them (no process outlives the call)."""
+  """Starts one process per command (with ``env``, or ``env[i]`` for command ``i``), calls
+  ``while_running(procs)`` if given, and waits for all of them within ``TIMEOUT``; always reaps them (no process
+  outlives the call)."""
+  envs = env if isinstance(env, list) else [env] * len(cmds)
   procs = [
     subprocess.Popen(
       cmd,
@@ -99,7 +101,7 @@ def _launch(
       start_new_session=True,
       cwd=ROOT,
     )
-    for cmd in cmds
+    for cmd, env in zip(cmds, envs, strict=True)
   ]
   results = []
   try:
@@ -329,6 +331,31 @@ def test_cli_as_two_processes_matches_one_process_with_two_shards(cli_two_proces
   assert all(r["sparsity"] > 0.85 for r in two_history)  # random pruning held in both processes
   # 4-way gradient and BatchNorm reductions across processes vs one device: equal to float32 rounding
   _assert_same_history(two_history, _history(base / "one"), exact=False)
+
+
+def test_cli_joins_from_the_environment_srun_sets(cli_two_processes):
+  """Started as ``srun --ntasks 2 ham-optax train ...`` starts it: no multi-process flags, only Slurm's environment
+  variables (which jax.distributed.initialize reads); the same run as the one given the flags, bit for bit."""
+  base, _ = cli_two_processes
+  port = _free_port()
+  out = base / "srun"
+  common = dict(
+    _env(),
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    HAM_OPTAX_CACHE=str(base / "cache"),
+    SLURM_JOB_ID="4242",
+    SLURM_STEP_NODELIST="127.0.0.1",
+    SLURM_NTASKS="2",
+    JAX_COORDINATOR_PORT=str(port),  # else a port derived from the job id
+    JAX_COORDINATOR_BIND_ADDRESS=f"127.0.0.1:{port}",
+  )
+  cmd = [sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(out)]
+  envs = [dict(common, SLURM_PROCID=str(i), SLURM_LOCALID=str(i)) for i in range(2)]
+  p0, p1 = _launch([cmd, cmd], envs)
+  _ok([p0, p1])
+  assert "process 0 of 2 (2 of 4 devices): data shards 0-0 of 2" in p0.stdout
+  assert "process 1 of 2 (2 of 4 devices): data shards 1-1 of 2" in p1.stdout
+  _assert_same_history(_history(out), _history(base / "two"), exact=True)
 
 
 def test_cli_checkpoints_resume_across_processes_and_onto_one(cli_two_processes):

@@ -5,8 +5,8 @@ The options are generated from the fields of :class:`~ham_optax.training.configs
 is one list of options. ``--model`` and ``--sparsifier`` take several values, ``--ham`` is ``off``, ``on`` or
 ``both``, and ``--seeds`` / ``--first-seed`` choose the seeds: the job is every combination.
 
-As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, or ``JAX_COORDINATOR_ADDRESS``
-and the cluster detection of ``jax.distributed.initialize``), the runs are data-parallel over every device of every
+As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, ``JAX_COORDINATOR_ADDRESS``,
+or started by ``srun`` / ``mpirun``, whose environment ``jax.distributed.initialize`` reads), the runs are data-parallel over every device of every
 process: each process keeps only its shard of the data (``--data-shards``), and only process 0 prints the results
 and writes the reports; checkpoints (``--checkpoint``) are written by every process into the same ``--out``, which
 must be on a file system they share. Each such process runs as the child of a
@@ -77,7 +77,7 @@ class Job:
   coordinator: str | None = option(
     None,
     "HOST:PORT of process 0's coordination service: run as one of --num-processes processes",
-    default_help="$JAX_COORDINATOR_ADDRESS, else one process",
+    default_help="$JAX_COORDINATOR_ADDRESS, else srun's / mpirun's, else one process",
     metavar="HOST:PORT",
   )
   num_processes: int | None = option(
@@ -295,9 +295,16 @@ def _fail(message: str) -> NoReturn:
 
 
 def _joins_processes(args: Job) -> bool:
-  """Whether a multi-process run is asked for (flags or ``JAX_COORDINATOR_ADDRESS``); checks the flags if so."""
+  """Whether a multi-process run is asked for (flags, ``JAX_COORDINATOR_ADDRESS``, or a launcher's environment
+  announcing more than one process, see :func:`~ham_optax.training.distributed.launched_processes`); checks the
+  flags if so."""
   given = (args.coordinator, args.num_processes, args.process_id)
-  if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+  launched = distributed.launched_processes()
+  if (
+    all(v is None for v in given)
+    and not os.environ.get("JAX_COORDINATOR_ADDRESS")
+    and not (launched and launched[0] > 1)
+  ):
     return False
   if args.coordinator is not None and not re.fullmatch(r"\[?[^\s]+\]?:\d{1,5}", args.coordinator):
     _fail(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
@@ -314,10 +321,13 @@ def _joins_processes(args: Job) -> bool:
 
 
 def _who(args: Job) -> str:
-  """This process as the error lines name it."""
-  if args.process_id is None:
+  """This process as the error lines name it (from the flags, else from a launcher's environment)."""
+  count, index = distributed.launched_processes() or (None, None)
+  count = count if args.num_processes is None else args.num_processes
+  index = index if args.process_id is None else args.process_id
+  if index is None:
     return "this process"
-  return f"process {args.process_id}" + ("" if args.num_processes is None else f" of {args.num_processes}")
+  return f"process {index}" + ("" if count is None else f" of {count}")
 
 
 def _join_processes(args: Job) -> None:

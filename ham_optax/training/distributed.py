@@ -50,6 +50,7 @@ __all__ = [
   "Watchdog",
   "global_batch",
   "initialize",
+  "launched_processes",
   "process_rows",
   "process_shards",
 ]
@@ -126,6 +127,30 @@ def initialize(
     )
   finally:
     timer.cancel()
+
+
+# The environment variables by which a launcher announces the processes of a run and which
+# jax.distributed.initialize reads without asking the network: a Slurm job step (srun) and Open MPI (mpirun).
+_LAUNCHERS = {
+  "slurm": (("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_LOCALID"), "SLURM_NTASKS", "SLURM_PROCID"),
+  "openmpi": (("OMPI_MCA_orte_hnp_uri",), "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+}
+
+
+def launched_processes() -> tuple[int, int] | None:
+  """``(process_count, process_index)`` as a launcher's environment announces them (``srun`` of Slurm, ``mpirun``
+  of Open MPI: the variables :func:`jax.distributed.initialize` reads), or ``None`` outside such a launch.
+
+  The training command joins a multi-process run by itself when this says there is more than one process. Cloud
+  TPU and Kubernetes are detected by JAX only through network queries: there, give ``--num-processes``.
+  """
+  for required, count, index in _LAUNCHERS.values():
+    if all(k in os.environ for k in (*required, count, index)):
+      try:
+        return int(os.environ[count]), int(os.environ[index])
+      except ValueError:
+        return None
+  return None
 
 
 def _loopback_bind_address(coordinator: str | None) -> str | None:
