@@ -241,3 +241,16 @@ def test_launched_processes_reads_what_srun_and_mpirun_set(monkeypatch, environ,
   who = "this process" if expected is None else f"process {expected[1]} of {expected[0]}"
   assert _who(Job()) == who
   assert _who(Job(num_processes=8, process_id=5)) == "process 5 of 8"  # the flags win
+
+
+def test_settings_every_process_must_share():
+  from ham_optax.training.cli import Job, _settings
+
+  configs = [Config(model="mlp", seed=s, checkpoint_dir=f"/out{s}", progress=s == 0) for s in (0, 1)]
+  settings = _settings(configs, Job(checkpoint=True))
+  assert settings["--seed"] == [0, 1] and settings["--model"] == "mlp" and settings["number of runs"] == 2
+  assert settings["--checkpoint"] is True and settings["--restart"] is False
+  assert "--checkpoint-dir" not in settings and "--progress" not in settings  # may differ between processes
+  assert (
+    settings["--halt-after-epochs"] is None
+  )  # must not: a process halting early would leave the others waiting

@@ -419,6 +419,30 @@ def test_cli_either_process_killed_ends_the_other_with_one_line_and_a_restart_re
   assert [r["epoch"] for r in run["history"]] == [1, 2, 3]
 
 
+def test_cli_processes_with_different_settings_stop_at_once_naming_them(tmp_path):
+  """Processes given different options would wait for each other in collectives that never match, until a timeout;
+  they stop at the start instead, each with one line naming the difference (status 2)."""
+  t0 = time.monotonic()
+  port = _free_port()
+  env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  cmds = [
+    [
+      sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(tmp_path / "out"),
+      "--epochs", epochs, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
+    ]
+    for i, epochs in enumerate(["2", "3"])
+  ]  # fmt: skip
+  for r in _launch(cmds, env):
+    assert r.returncode == 2, r.stderr[-3000:]
+    (line,) = r.stderr.splitlines()
+    assert line == (
+      "ham-optax: error: the processes were started with different settings (process 0 vs. process 1: --epochs: "
+      "2 vs. 3); start every process with the same options"
+    )
+  assert time.monotonic() - t0 < 60
+  assert not (tmp_path / "out" / "results.json").exists()
+
+
 @pytest.mark.parametrize("process_id", ["0", "1"])
 def test_cli_a_process_alone_says_so_instead_of_aborting(tmp_path, process_id):
   """One process of two started (the other never comes): it exits with status 75 and one line, not JAX's abort

@@ -345,6 +345,25 @@ def _join_processes(args: Job) -> None:
     )
 
 
+def _settings(configs: Sequence[Config], job: Job) -> dict[str, Any]:
+  """What every process of a multi-process run must agree on, by option name: everything the runs compute and
+  when they stop, whether they checkpoint and whether they start over (``--out`` and the progress bar may differ).
+  A setting that varies over the runs (``--seed``) is the list of its values."""
+  settings: dict[str, Any] = {
+    "number of runs": len(configs),
+    "--checkpoint": job.checkpoint,
+    "--restart": job.restart,
+  }
+  runs = [dataclasses.asdict(config) for config in configs]
+  for field in runs[0]:
+    if field not in ("checkpoint_dir", "progress"):
+      values = [run[field] for run in runs]
+      settings[f"--{field.replace('_', '-')}"] = (
+        values[0] if values.count(values[0]) == len(values) else values
+      )
+  return settings
+
+
 def _load_dataset(name: str, data_dir: str | None) -> data_lib.Dataset:
   kwargs = {"data_dir": data_dir} if name.startswith("cifar") and data_dir else {}
   return data_lib.load_dataset(name, **kwargs)
@@ -415,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       c.replace(checkpoint_dir=str((out / "checkpoints" / c.model / f"{c.method}_seed{c.seed}").resolve()))
       for c in configs
     ]
+  try:
+    distributed.check_same_settings(_settings(configs, job))
+  except ValueError as e:
+    _fail(str(e))
   try:
     _prepare_out(out, jax.process_index())
   except OSError as e:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import math
 import os
 import sys
@@ -48,6 +49,7 @@ __all__ = [
   "WATCHDOG_EXIT_CODE",
   "DataLayout",
   "Watchdog",
+  "check_same_settings",
   "global_batch",
   "initialize",
   "launched_processes",
@@ -151,6 +153,39 @@ def launched_processes() -> tuple[int, int] | None:
       except ValueError:
         return None
   return None
+
+
+def check_same_settings(settings: dict[str, Any]) -> None:
+  """Raises ``ValueError`` in every process when the processes of the run were given different ``settings``.
+
+  Processes that disagree on what to compute (the number of epochs, the model, whether to checkpoint, ...) would
+  reach different collectives and wait for each other until a timeout; this check finds it at the start. Every
+  process must call it at the same point (it gathers every process's settings, as JSON, through JAX's
+  collectives). The error names up to three differing keys with process 0's value and the other's.
+
+  Args:
+    settings: a JSON-serialisable dict of what must agree (values that are not JSON types are compared as
+      ``str``).
+  """
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils
+
+  text = json.dumps(settings, sort_keys=True, default=str).encode()
+  lengths = np.asarray(multihost_utils.process_allgather(np.array([len(text)], np.int32))).reshape(-1)
+  padded = np.zeros(int(lengths.max()), np.uint8)
+  padded[: len(text)] = np.frombuffer(text, np.uint8)
+  rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+  every = [json.loads(bytes(row[:n])) for row, n in zip(rows, lengths, strict=True)]
+  for process, other in enumerate(every):
+    if other != every[0]:
+      keys = sorted(set(every[0]) | set(other))
+      differing = [k for k in keys if every[0].get(k) != other.get(k)][:3]
+      details = "; ".join(f"{k}: {every[0].get(k)!r} vs. {other.get(k)!r}" for k in differing)
+      raise ValueError(
+        f"the processes were started with different settings (process 0 vs. process {process}: {details}); "
+        "start every process with the same options"
+      )
 
 
 def _loopback_bind_address(coordinator: str | None) -> str | None:
