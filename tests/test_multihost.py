@@ -169,7 +169,7 @@ def _assert_loopback_only(info: dict) -> None:
 
 @pytest.mark.parametrize(
   ("mesh", "sparsifier", "bitwise"),
-  [("dp_mp", "none", True), ("dp", "none", False), ("dp_mp", "random", True)],
+  [("dp_mp", "none", True), ("dp", "none", False), ("dp_mp", "random", True), ("dp", "random", False)],
 )
 def test_two_processes_match_one(tmp_path, mesh, sparsifier, bitwise):
   args = ["--mesh", mesh, "--sparsifier", sparsifier, "--steps", "30"]
