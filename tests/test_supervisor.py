@@ -205,6 +205,33 @@ def test_a_killed_supervisor_takes_its_child_with_it(tmp_path):
     p.kill()
 
 
+def test_a_shell_between_the_supervisor_and_the_program_changes_nothing(tmp_path):
+  """A shell reports the program's abort as status 134 instead of a signal: still one line and 75."""
+  script = tmp_path / "child.py"
+  script.write_text(_child(f"sys.stderr.write({JAX_ABORT!r}); sys.stderr.flush(); os.abort()"))
+  cmd = [
+    sys.executable,
+    "-m",
+    "ham_optax.training.supervisor",
+    "--",
+    "sh",
+    "-c",
+    f"{sys.executable} {script}",
+  ]
+  r = subprocess.run(
+    cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60
+  )
+  assert r.returncode == 75, r.stderr
+  (line,) = [x for x in r.stderr.splitlines() if x.strip()]
+  assert line.startswith("error: this process: JAX's distributed runtime stopped this process"), line
+  Path(line.rsplit("JAX's log of the stop: ", 1)[1]).unlink()
+
+
+def test_a_command_that_cannot_start_is_one_line(capsys):
+  assert supervisor.main(["--", "/nonexistent/program", "--flag"]) == 127
+  assert capsys.readouterr().err == "error: cannot run '/nonexistent/program': No such file or directory\n"
+
+
 @pytest.mark.parametrize(
   ("argv", "message"),
   [(["--"], "give the command to run after --"), (["--hold", "0", "--", "true"], "--hold must be > 0")],

@@ -6,10 +6,11 @@ is one list of options. ``--model`` and ``--sparsifier`` take several values, ``
 ``both``, and ``--seeds`` / ``--first-seed`` choose the seeds: the job is every combination.
 
 As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, ``JAX_COORDINATOR_ADDRESS``,
-or started by ``srun`` / ``mpirun``, whose environment ``jax.distributed.initialize`` reads), the runs are data-parallel over every device of every
-process: each process keeps only its shard of the data (``--data-shards``), and only process 0 prints the results
-and writes the reports; checkpoints (``--checkpoint``) are written by every process into the same ``--out``, which
-must be on a file system they share. Each such process runs as the child of a
+or started by ``srun`` / ``mpirun``, whose environment ``jax.distributed.initialize`` reads), the runs are
+data-parallel over every device of every process: each process keeps only its shard of the data
+(``--data-shards``), and only process 0 prints the results and writes the reports; checkpoints (``--checkpoint``)
+are written by every process into the same ``--out``, which must be on a file system they share. The processes
+check at the start that they were given the same options. Each runs as the child of a
 :mod:`~ham_optax.training.supervisor`, so that a lost peer ends it with one line and status 75, never JAX's abort.
 
 With no options it runs the main job (``MAIN_JOB`` in ``configs/default.py``): on MNIST-1D, for an MLP and a 1-D

@@ -65,12 +65,19 @@ def supervised() -> bool:
   return os.environ.get(SUPERVISED_ENV) == "1"
 
 
-def _kill_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-  """Linux: the child gets SIGKILL when the supervisor dies, so no process outlives a killed supervisor."""
-  import ctypes
+def _die_with(parent: int):
+  """Linux: a ``preexec_fn`` after which the child gets SIGKILL when the supervisor ``parent`` dies, so that no
+  process outlives a killed supervisor."""
 
-  with contextlib.suppress(OSError, AttributeError):
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  def preexec() -> None:  # runs in the child, between fork and exec
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+      ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the supervisor died before the line above
+      os._exit(1)
+
+  return preexec
 
 
 class _Stderr:
@@ -139,13 +146,17 @@ def run(cmd: Sequence[str], who: str = "this process", hold: float = 5.0) -> int
 
   Returns:
     :data:`PEER_LOST_EXIT_CODE` when JAX's distributed runtime ended the child; else the child's exit status
-    (``128 + N`` when signal ``N`` ended it).
+    (``128 + N`` when signal ``N`` ended it), or 127 when ``cmd`` cannot be started.
   """
   if os.name != "posix":  # select() on pipes and PR_SET_PDEATHSIG are POSIX/Linux; run unsupervised elsewhere
     return subprocess.call(list(cmd))
   env = dict(os.environ, **{SUPERVISED_ENV: "1"})
-  preexec = _kill_with_parent if sys.platform.startswith("linux") else None
-  child = subprocess.Popen(list(cmd), env=env, stderr=subprocess.PIPE, preexec_fn=preexec)
+  preexec = _die_with(os.getpid()) if sys.platform.startswith("linux") else None
+  try:
+    child = subprocess.Popen(list(cmd), env=env, stderr=subprocess.PIPE, preexec_fn=preexec)
+  except OSError as e:  # no such program, not executable, ...
+    print(f"error: cannot run {cmd[0]!r}: {e.strerror or e}", file=sys.stderr, flush=True)
+    return 127
   forwarded = {signal.SIGTERM, signal.SIGHUP}
   previous = {s: signal.signal(s, lambda signum, _frame: child.send_signal(signum)) for s in forwarded}
   previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -174,8 +185,12 @@ def run(cmd: Sequence[str], who: str = "this process", hold: float = 5.0) -> int
       child.kill()
       child.wait()
     child.stderr.close()
+  aborted = status in (
+    -signal.SIGABRT,
+    128 + signal.SIGABRT,
+  )  # the second: a shell between us and the program
   reason = stderr.stopped_by_jax()
-  if reason is None or status not in (-signal.SIGABRT, PEER_LOST_EXIT_CODE):
+  if reason is None or not (aborted or status == PEER_LOST_EXIT_CODE):
     stderr.release()
     return 128 - status if status < 0 else status
   # JAX's runtime stopped the child, or the child stopped itself (its own one line, status 75) while JAX's runtime
@@ -183,7 +198,7 @@ def run(cmd: Sequence[str], who: str = "this process", hold: float = 5.0) -> int
   with tempfile.NamedTemporaryFile("wb", prefix="ham-optax-jax-", suffix=".log", delete=False) as log:
     log.write(b"".join(stderr.held))
   own = [line.decode(errors="replace").rstrip() for line in stderr.held if line.startswith(b"error: ")]
-  if status == -signal.SIGABRT or not own:
+  if aborted or not own:
     own = [peer_lost_message(who, f"JAX's distributed runtime stopped this process ({reason})")]
   for line in own:
     print(f"{line} JAX's log of the stop: {log.name}", file=sys.stderr, flush=True)
