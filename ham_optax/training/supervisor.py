@@ -11,7 +11,7 @@ conversion. So the process runs as a child of a small supervisor that uses the s
   to ``hold`` seconds;
 - if the child then dies of ``SIGABRT`` and the held block says that JAX's distributed service stopped it, the
   supervisor prints one line (the reason JAX gave, and where JAX's full log was saved) and exits with
-  :data:`PEER_LOST_EXIT_CODE` (75): restart all processes with the same arguments to resume from the last
+  ``PEER_LOST_EXIT_CODE`` (75): restart all processes with the same arguments to resume from the last
   checkpoint. If the child got there first (its own one line, e.g. from
   :class:`~ham_optax.training.distributed.Watchdog`, and status 75), that line is the one printed. Otherwise the
   held lines are passed on and the child's exit status is the supervisor's;
@@ -145,7 +145,7 @@ def run(cmd: Sequence[str], who: str = "this process", hold: float = 5.0) -> int
     hold: seconds a block of C++ log lines is held back while the child keeps running.
 
   Returns:
-    :data:`PEER_LOST_EXIT_CODE` when JAX's distributed runtime ended the child; else the child's exit status
+    ``PEER_LOST_EXIT_CODE`` when JAX's distributed runtime ended the child; else the child's exit status
     (``128 + N`` when signal ``N`` ended it), or 127 when ``cmd`` cannot be started.
   """
   if os.name != "posix":  # select() on pipes and PR_SET_PDEATHSIG are POSIX/Linux; run unsupervised elsewhere
