@@ -267,8 +267,11 @@ def _kill_after_shard_line(victim: int, seconds: float):
   said which shards it holds."""
 
   def kill(procs):
-    line = procs[victim].stdout.readline()  # "process 1 of 2 (...): data shards 1-1 of 2, ..."
-    assert f"data shards {victim}-{victim} of 2" in line, line
+    # "process 1 of 2 (...): data shards 1-1 of 2, ...", after whatever gloo prints first ("[Gloo] Rank 1 is ...")
+    seen = []
+    while not (seen and f"data shards {victim}-{victim} of 2" in seen[-1]):
+      seen.append(procs[victim].stdout.readline())
+      assert seen[-1], f"process {victim} ended before it said which shards it holds: {seen}"
     time.sleep(seconds)
     os.killpg(procs[victim].pid, signal.SIGKILL)
 
