@@ -227,9 +227,13 @@ def test_a_shell_between_the_supervisor_and_the_program_changes_nothing(tmp_path
   Path(line.rsplit("JAX's log of the stop: ", 1)[1]).unlink()
 
 
-def test_a_command_that_cannot_start_is_one_line(capsys):
-  assert supervisor.main(["--", "/nonexistent/program", "--flag"]) == 127
-  assert capsys.readouterr().err == "error: cannot run '/nonexistent/program': No such file or directory\n"
+def test_a_command_that_cannot_start_is_one_line():
+  cmd = [sys.executable, "-m", "ham_optax.training.supervisor", "--", "/nonexistent/program", "--flag"]
+  r = subprocess.run(
+    cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60
+  )
+  assert r.returncode == 127
+  assert r.stderr == "error: cannot run '/nonexistent/program': No such file or directory\n"
 
 
 @pytest.mark.parametrize(
