@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ham_optax.training.supervisor import LOG_NOTE
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +139,12 @@ def _run(
   return _launch(cmds, _env())
 
 
+def _remove_jax_log(line: str) -> None:
+  """Deletes the file of JAX's log that the supervisor's one line names, if it names one."""
+  if LOG_NOTE in line:
+    Path(line.rsplit(LOG_NOTE, 1)[1]).unlink()
+
+
 def _ok(results):
   for r in results:
     assert r.returncode == 0, r.stderr[-3000:]
@@ -227,8 +235,7 @@ def test_dead_peer_ends_the_run_and_a_restart_resumes(tmp_path, victim):
   assert len(errors) == 1 and "another process has probably died" in errors[0], survivor.stderr[-3000:]
   assert "Check failure" not in survivor.stderr and "Traceback" not in survivor.stderr
   assert time.monotonic() - t0 < TIMEOUT
-  if "JAX's log of the stop: " in errors[0]:
-    Path(errors[0].rsplit("JAX's log of the stop: ", 1)[1]).unlink()
+  _remove_jax_log(errors[0])
   assert not (tmp_path / "crash" / "params.npz").exists()
   _ok(_run(tmp_path / "restart", *args, "--restore", str(tmp_path / "crash" / "ckpt")))
   full, restart = _params(tmp_path / "full"), _params(tmp_path / "restart")
@@ -245,17 +252,22 @@ CLI_ARGS = [
 
 
 def _cli(
-  outs: list[Path], *extra: str, local_devices: int = 2, while_running=None
+  outs: list[Path],
+  *extra: str,
+  local_devices: int = 2,
+  while_running=None,
+  per_process: list[list[str]] | None = None,
 ) -> list[subprocess.CompletedProcess]:
-  """``ham-optax train`` as ``len(outs)`` processes (process ``i`` writing to ``outs[i]``), or as one process
-  without the multi-process options; always reaps them. ``while_running(procs)`` is called once all are
-  started (see :func:`_launch`)."""
+  """``ham-optax train`` as ``len(outs)`` processes (process ``i`` writing to ``outs[i]``, with ``extra`` and
+  ``per_process[i]``), or as one process without the multi-process options; always reaps them.
+  ``while_running(procs)`` is called once all are started (see :func:`_launch`)."""
   port = _free_port()
   env = dict(_env(), XLA_FLAGS=f"--xla_force_host_platform_device_count={local_devices}")
   env["HAM_OPTAX_CACHE"] = str(outs[0].parent / "cache")
   cmds = []
   for i, out in enumerate(outs):
     cmd = [sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(out), *extra]
+    cmd += per_process[i] if per_process else []
     if len(outs) > 1:
       cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(len(outs)), "--process-id", str(i)]
     cmds.append(cmd)
@@ -414,8 +426,7 @@ def test_cli_either_process_killed_ends_the_other_with_one_line_and_a_restart_re
   assert line.startswith(f"error: process {1 - victim} of 2: "), line
   assert "another process has probably died" in line
   assert time.monotonic() - t0 < TIMEOUT
-  if "JAX's log of the stop: " in line:
-    Path(line.rsplit("JAX's log of the stop: ", 1)[1]).unlink()
+  _remove_jax_log(line)
   restarted = _cli([out, out], *args, "--halt-after-epochs", "3")
   _ok(restarted)
   resumed_from = int(restarted[0].stdout.split("resuming from epoch ", 1)[1].split()[0])
@@ -428,16 +439,8 @@ def test_cli_processes_with_different_settings_stop_at_once_naming_them(tmp_path
   """Processes given different options would wait for each other in collectives that never match, until a timeout;
   they stop at the start instead, each with one line naming the difference (status 2)."""
   t0 = time.monotonic()
-  port = _free_port()
-  env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  cmds = [
-    [
-      sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(tmp_path / "out"),
-      "--epochs", epochs, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
-    ]
-    for i, epochs in enumerate(["2", "3"])
-  ]  # fmt: skip
-  for r in _launch(cmds, env):
+  out = tmp_path / "out"
+  for r in _cli([out, out], per_process=[["--epochs", "2"], ["--epochs", "3"]]):
     assert r.returncode == 2, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
     (line,) = [x for x in r.stderr.splitlines() if "error:" in x]
@@ -446,7 +449,7 @@ def test_cli_processes_with_different_settings_stop_at_once_naming_them(tmp_path
       "2 vs. 3); start every process with the same options"
     )
   assert time.monotonic() - t0 < 60
-  assert not (tmp_path / "out" / "results.json").exists()
+  assert not (out / "results.json").exists()
 
 
 @pytest.mark.parametrize("process_id", ["0", "1"])

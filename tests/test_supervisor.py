@@ -78,7 +78,7 @@ def test_jax_abort_becomes_one_line_and_status_75():
     "are unhealthy (stopped sending heartbeats): 1 The tasks have crashed); another process has probably died"
   ), lines[1]
   assert "Check failure" not in r.stderr
-  log = Path(lines[1].rsplit("JAX's log of the stop: ", 1)[1])
+  log = Path(lines[1].rsplit(supervisor.LOG_NOTE, 1)[1])
   try:
     assert log.read_text() == JAX_ABORT  # nothing of JAX's own log is lost
   finally:
@@ -96,8 +96,8 @@ def test_a_child_that_stops_itself_while_jax_logs_the_loss_keeps_its_own_line():
   r = _supervise(child)
   assert r.returncode == 75
   (line,) = r.stderr.splitlines()
-  assert line.startswith(own + " JAX's log of the stop: "), line
-  log = Path(line.rsplit("JAX's log of the stop: ", 1)[1])
+  assert line.startswith(own + " " + supervisor.LOG_NOTE), line
+  log = Path(line.rsplit(supervisor.LOG_NOTE, 1)[1])
   try:
     assert "Terminating process because the JAX distributed service" in log.read_text()
   finally:
@@ -224,7 +224,7 @@ def test_a_shell_between_the_supervisor_and_the_program_changes_nothing(tmp_path
   assert r.returncode == 75, r.stderr
   (line,) = [x for x in r.stderr.splitlines() if x.strip()]
   assert line.startswith("error: this process: JAX's distributed runtime stopped this process"), line
-  Path(line.rsplit("JAX's log of the stop: ", 1)[1]).unlink()
+  Path(line.rsplit(supervisor.LOG_NOTE, 1)[1]).unlink()
 
 
 def test_a_command_that_cannot_start_is_one_line():

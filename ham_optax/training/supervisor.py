@@ -39,10 +39,19 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-__all__ = ["PEER_LOST_EXIT_CODE", "SUPERVISED_ENV", "main", "peer_lost_message", "run", "supervised"]
+__all__ = [
+  "LOG_NOTE",
+  "PEER_LOST_EXIT_CODE",
+  "SUPERVISED_ENV",
+  "main",
+  "peer_lost_message",
+  "run",
+  "supervised",
+]
 
 PEER_LOST_EXIT_CODE = 75  # EX_TEMPFAIL: the run can be restarted and resumes from its last checkpoint
 SUPERVISED_ENV = "HAM_OPTAX_SUPERVISED"
+LOG_NOTE = "JAX's log of the stop: "  # ends the one line; the path of the file with JAX's own log follows
 
 # One line of absl's log format, as JAX's C++ runtime writes it: severity, date, time, thread, file:line.
 _CPP_LOG_LINE = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\s:]+:\d+\] ")
@@ -201,7 +210,7 @@ def run(cmd: Sequence[str], who: str = "this process", hold: float = 5.0) -> int
   if aborted or not own:
     own = [peer_lost_message(who, f"JAX's distributed runtime stopped this process ({reason})")]
   for line in own:
-    print(f"{line} JAX's log of the stop: {log.name}", file=sys.stderr, flush=True)
+    print(f"{line} {LOG_NOTE}{log.name}", file=sys.stderr, flush=True)
   return PEER_LOST_EXIT_CODE
 
 
