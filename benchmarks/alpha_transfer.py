@@ -1,6 +1,6 @@
 """Does an alpha transfer between models and optimizers? HAM's stable region on MNIST-1D, and suggest_alpha.
 
-Families (``ham_optax.training.models``): ``mlp``, ``mlp_ln`` (MLP with LayerNorm), ``cnn1d`` and ``resnet1d``
+Families (``ham_optax_examples.models``): ``mlp``, ``mlp_ln`` (MLP with LayerNorm), ``cnn1d`` and ``resnet1d``
 (1-D ResNet with BatchNorm, the paper's setting in miniature), each with SGD + momentum 0.9 and with AdamW
 (weight decay 5e-4 in both, cosine learning-rate schedule, batch 128, beta = 0 so that alpha alone is studied).
 
@@ -43,8 +43,8 @@ from flax import nnx
 
 import ham_optax
 from ham_optax import metrics
-from ham_optax.training import data as data_lib
-from ham_optax.training import models
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models
 
 FAMILIES = ("mlp", "mlp_ln", "cnn1d", "resnet1d")
 CONV_FAMILIES = ("cnn1d", "resnet1d")
@@ -480,8 +480,8 @@ def plot(grid: dict, out: Path, target_ratio: float) -> None:
 def phase_mainjob(args, dataset, out: Path) -> None:
   """The training app's own loop (``train_and_evaluate``, default widths, SGD + momentum, cosine, 90 % random
   pruning with ERK) at ``suggest_alpha``'s alpha, on the tuning seeds: does any seed diverge?"""
-  from ham_optax.training.configs.default import Config
-  from ham_optax.training.train import suggested_alpha, train_and_evaluate
+  from ham_optax_examples.configs.default import Config
+  from ham_optax_examples.train import suggested_alpha, train_and_evaluate
 
   path = out / args.mainjob_file
   done = json.loads(path.read_text()) if path.exists() else {"runs": []}

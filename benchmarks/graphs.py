@@ -39,8 +39,8 @@ import optax
 from flax import nnx
 
 import ham_optax
-from ham_optax.training import data as data_lib
-from ham_optax.training import models
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models
 
 OUT = Path(__file__).resolve().parent / "results" / "graphs"
 

@@ -2,7 +2,7 @@
 
 For each model and sparsifier of the main job (MNIST-1D; ``mlp`` and ``resnet1d``; dense and 90 % random
 pruning at init; SGD + momentum 0.9, weight decay 5e-4, cosine schedule, the model's epochs and width from
-``ham_optax.training.configs.default.MAIN_JOB``):
+``ham_optax_examples.configs.default.MAIN_JOB``):
 
 1. baseline: the learning rate from ``--lrs`` with the best mean final *validation* accuracy over the tuning seeds;
 2. HAM at that learning rate: ``(alpha, beta)`` from ``--alphas`` x ``--betas``, best mean validation accuracy
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ham_optax.training import data as data_lib
-from ham_optax.training.configs.default import MAIN_JOB, Config
-from ham_optax.training.train import train_and_evaluate
+from ham_optax_examples import data as data_lib
+from ham_optax_examples.configs.default import MAIN_JOB, Config
+from ham_optax_examples.train import train_and_evaluate
 
 TUNING_SEED0 = 1000
 

@@ -9,7 +9,7 @@ Measures, in one run and with A/B interleaved:
 2. ``roofline``: what this machine can do at best: streaming bandwidth (a fused ``p + c*g`` pass) and
    ``exp`` throughput, both over the same 25.56 M floats.
 3. ``train_step``: a full train step (forward, backward, update) of the Flax models of
-   ``ham_optax.training.models`` (MLP, CNN1D, ResNet18), with ``inner`` vs ``ham(inner)``.
+   ``ham_optax_examples.models`` (MLP, CNN1D, ResNet18), with ``inner`` vs ``ham(inner)``.
 4. ``bf16``: the same update with bf16 parameters (speed), and the accuracy of HAM's ``exp(-lr*beta)``
    decay in bf16 vs f32 master weights.
 5. ``torch_peer`` (only when ``torch`` imports): the published PyTorch wrapper's semantics vs a bare torch
@@ -40,7 +40,7 @@ from flax import nnx
 
 import ham_optax
 from ham_optax import overparam
-from ham_optax.training import models as tm
+from ham_optax_examples import models as tm
 
 import _common
 
@@ -314,7 +314,7 @@ def bench_roofline(shapes, reps: int, number: int) -> dict[str, Any]:
 
 
 def _training_models() -> dict[str, tuple[Callable[[nnx.Rngs], nnx.Module], tuple[int, ...], int]]:
-  """``ham_optax.training.models`` at the sizes its configs use: (factory, input shape, batch)."""
+  """``ham_optax_examples.models`` at the sizes its configs use: (factory, input shape, batch)."""
   return {
     "MLP": (lambda r: tm.MLP(40, 10, rngs=r), (40,), 128),
     "CNN1D": (lambda r: tm.CNN1D(40, 10, rngs=r), (40,), 128),
@@ -324,7 +324,7 @@ def _training_models() -> dict[str, tuple[Callable[[nnx.Rngs], nnx.Module], tupl
 
 def bench_train_step(reps: int, number: int, only: list[str] | None = None) -> dict[str, Any]:
   specs = _training_models()
-  results: dict[str, Any] = {"models_source": "ham_optax.training.models"}
+  results: dict[str, Any] = {"models_source": "ham_optax_examples.models"}
   for mname, (factory, in_shape, batch) in specs.items():
     if only and mname not in only:
       continue

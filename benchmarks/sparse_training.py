@@ -4,7 +4,7 @@ Methods: {dense, random pruning at init (PaI, ERK), gradual magnitude pruning (G
 x {baseline, HAM}, plus random PaI + Sign-In (``ham_optax.overparam.sign_in``, as in the HAM paper's
 Table 2), at ``--sparsity`` (default 0.9) of the weight tensors. Inner optimizer: SGD with
 momentum 0.9, weight decay 5e-4, cosine learning-rate schedule (see
-``ham_optax.training.configs.default``).
+``ham_optax_examples.configs.default``).
 
 Protocol (all selection on the fixed *validation* split, never on test):
 
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 
 import ham_optax
-from ham_optax.training import data as data_lib
-from ham_optax.training import report
-from ham_optax.training.configs.default import Config
-from ham_optax.training.train import suggested_alpha, train_and_evaluate
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import report
+from ham_optax_examples.configs.default import Config
+from ham_optax_examples.train import suggested_alpha, train_and_evaluate
 
 import _common
 

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ham_optax.training import data as data_lib
-from ham_optax.training import grokking
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import grokking
 
 GROK_METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "ham_sgdm", "sgdm")
 FT_METHODS = ("adamw", "ham_adamw", "nanoadam")

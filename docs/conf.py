@@ -100,14 +100,14 @@ PUBLIC_MODULES = [
   ("ham_optax.sparsity", None),
 ]
 TRAINING_MODULES = [
-  "ham_optax.training.configs.default",
-  "ham_optax.training.data",
-  "ham_optax.training.models",
-  "ham_optax.training.train",
-  "ham_optax.training.report",
-  "ham_optax.training.cli",
-  "ham_optax.training.distributed",
-  "ham_optax.training.supervisor",
+  "ham_optax_examples.configs.default",
+  "ham_optax_examples.data",
+  "ham_optax_examples.models",
+  "ham_optax_examples.train",
+  "ham_optax_examples.report",
+  "ham_optax_examples.cli",
+  "ham_optax_examples.distributed",
+  "ham_optax_examples.supervisor",
 ]
 
 
@@ -135,10 +135,10 @@ def _write_api_pages() -> None:
     lines += [f".. currentmodule:: {name}", "", ".. autosummary::", "   :toctree: _autosummary", ""]
     lines += [f"   {n}" for n in names] + [""]
     _write_if_changed(api / f"{name}.rst", "\n".join(lines))
-  lines = ["``ham_optax.training``", "======================", "", ".. automodule:: ham_optax.training", ""]
+  lines = ["``ham_optax_examples``", "======================", "", ".. automodule:: ham_optax_examples", ""]
   for name in TRAINING_MODULES:
     lines += [f"``{name}``", "-" * (len(name) + 4), "", f".. automodule:: {name}", "   :members:", ""]
-  _write_if_changed(api / "ham_optax.training.rst", "\n".join(lines))
+  _write_if_changed(api / "ham_optax_examples.rst", "\n".join(lines))
 
 
 def _copy_notebooks() -> None:

@@ -176,7 +176,7 @@ x_test, y_test = (data["x_test"].astype(np.float32) - mean) / std, data["y_test"
 print("train", x_train.shape, "validation", x_val.shape, "test", x_test.shape)
 
 # %% [markdown]
-# The package's 3-layer MLP (`ham_optax.training.models.MLP`) and the usual NNX loop. The only HAM-specific
+# The package's 3-layer MLP (`ham_optax_examples.models.MLP`) and the usual NNX loop. The only HAM-specific
 # line is the optimizer: `ham_optax.ham_sgd(lr, momentum=0.9, alpha=...)` is SGD with momentum plus the mirror
 # step, with one shared learning rate. The mirror step touches the three kernels (ndim 2), not the biases.
 #
@@ -189,7 +189,7 @@ import inspect
 
 from flax import nnx
 
-from ham_optax.training.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
+from ham_optax_examples.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
 
 # flax >= 0.11 passes the model to Optimizer.update; older flax (some Colab images) does not.
 _UPDATE_TAKES_MODEL = "model" in inspect.signature(nnx.Optimizer.update).parameters

@@ -61,7 +61,7 @@ from flax import nnx
 
 import ham_optax
 from ham_optax import metrics, sparsity
-from ham_optax.training.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
+from ham_optax_examples.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (11, 3.2)})
 args = mnist1d.data.get_dataset_args()

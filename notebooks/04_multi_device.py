@@ -72,7 +72,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import ham_optax
-from ham_optax.training.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
+from ham_optax_examples.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (11, 3.2)})
 devices = jax.devices()

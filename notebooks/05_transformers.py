@@ -47,7 +47,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ham_optax.training import data, grokking
+from ham_optax_examples import data, grokking
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"
 P = 7 if SMALL else 23  # modulus

@@ -61,8 +61,8 @@ import optax
 from flax import nnx
 
 import ham_optax
-from ham_optax.training import data as data_lib
-from ham_optax.training import models
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # CI's quick setting; full size by default
 NODES = 300 if SMALL else 500

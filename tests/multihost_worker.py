@@ -51,7 +51,7 @@ from jax.sharding import AxisType, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import ham_optax  # noqa: E402
-from ham_optax.training import distributed  # noqa: E402
+from ham_optax_examples import distributed  # noqa: E402
 
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
 D_IN, HIDDEN, CLASSES, GLOBAL_BATCH = 16, 32, 4, 16

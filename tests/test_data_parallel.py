@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from ham_optax.training import data as data_lib
-from ham_optax.training import models
-from ham_optax.training import train as train_lib
-from ham_optax.training.cli import main
-from ham_optax.training.configs.default import Config
-from ham_optax.training.distributed import DataLayout, process_shards
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models
+from ham_optax_examples import train as train_lib
+from ham_optax_examples.cli import main
+from ham_optax_examples.configs.default import Config
+from ham_optax_examples.distributed import DataLayout, process_shards
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_the_multi_host_guide_shows_the_commands_the_tests_run():
       at = tokens.index(flag)
       del tokens[at : at + 2]
     assert tokens == [t for t in CLI_ARGS if t != "--no-progress"]
-  assert "python -m ham_optax.training.supervisor --who" in guide  # how the dead-peer test runs its processes
+  assert "python -m ham_optax_examples.supervisor --who" in guide  # how the dead-peer test runs its processes
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_the_multi_host_guide_shows_the_commands_the_tests_run():
   ],
 )
 def test_a_loopback_coordinator_listens_on_loopback_only(monkeypatch, coordinator, bind):
-  from ham_optax.training.distributed import _loopback_bind_address
+  from ham_optax_examples.distributed import _loopback_bind_address
 
   monkeypatch.delenv("JAX_COORDINATOR_BIND_ADDRESS", raising=False)
   assert _loopback_bind_address(coordinator) == bind
@@ -230,8 +230,8 @@ LAUNCHER_VARIABLES = [
   ],
 )
 def test_launched_processes_reads_what_srun_and_mpirun_set(monkeypatch, environ, expected):
-  from ham_optax.training.cli import Job, _who
-  from ham_optax.training.distributed import launched_processes
+  from ham_optax_examples.cli import Job, _who
+  from ham_optax_examples.distributed import launched_processes
 
   for name in LAUNCHER_VARIABLES:
     monkeypatch.delenv(name, raising=False)
@@ -244,7 +244,7 @@ def test_launched_processes_reads_what_srun_and_mpirun_set(monkeypatch, environ,
 
 
 def test_settings_every_process_must_share():
-  from ham_optax.training.cli import Job, _settings
+  from ham_optax_examples.cli import Job, _settings
 
   configs = [Config(model="mlp", seed=s, checkpoint_dir=f"/out{s}", progress=s == 0) for s in (0, 1)]
   settings = _settings(configs, Job(checkpoint=True))

@@ -10,11 +10,11 @@ import pytest
 from flax import nnx
 
 import ham_optax
-from ham_optax.training import data as data_lib
-from ham_optax.training import models
-from ham_optax.training.cli import main
-from ham_optax.training.configs.default import Config
-from ham_optax.training.train import train_and_evaluate
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models
+from ham_optax_examples.cli import main
+from ham_optax_examples.configs.default import Config
+from ham_optax_examples.train import train_and_evaluate
 
 # ------------------------------------------------------------------------------------ generator
 

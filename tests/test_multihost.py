@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ham_optax.training.supervisor import LOG_NOTE
+from ham_optax_examples.supervisor import LOG_NOTE
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def _launch(
 def _run(
   out: Path, *extra: str, processes: int = 2, supervised: bool = False
 ) -> list[subprocess.CompletedProcess]:
-  """Runs the worker as ``processes`` processes (``supervised``: each under ``ham_optax.training.supervisor``)."""
+  """Runs the worker as ``processes`` processes (``supervised``: each under ``ham_optax_examples.supervisor``)."""
   port = str(_free_port())
   common = ["--num-processes", str(processes), "--port", port, "--out", str(out), *extra]
   if processes == 1 and "--local-devices" not in extra:
@@ -134,7 +134,7 @@ def _run(
     cmd = [sys.executable, str(WORKER), "--process-id", str(i), *common]
     if supervised:
       who = f"process {i} of {processes}"
-      cmd = [sys.executable, "-m", "ham_optax.training.supervisor", "--who", who, "--", *cmd]
+      cmd = [sys.executable, "-m", "ham_optax_examples.supervisor", "--who", who, "--", *cmd]
     cmds.append(cmd)
   return _launch(cmds, _env())
 
@@ -266,7 +266,7 @@ def _cli(
   env["HAM_OPTAX_CACHE"] = str(outs[0].parent / "cache")
   cmds = []
   for i, out in enumerate(outs):
-    cmd = [sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "ham_optax_examples.cli", *CLI_ARGS, "--out", str(out), *extra]
     cmd += per_process[i] if per_process else []
     if len(outs) > 1:
       cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(len(outs)), "--process-id", str(i)]
@@ -364,7 +364,7 @@ def test_cli_joins_from_the_environment_srun_sets(cli_two_processes):
     JAX_COORDINATOR_PORT=str(port),  # else a port derived from the job id
     JAX_COORDINATOR_BIND_ADDRESS=f"127.0.0.1:{port}",
   )
-  cmd = [sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(out)]
+  cmd = [sys.executable, "-m", "ham_optax_examples.cli", *CLI_ARGS, "--out", str(out)]
   envs = [dict(common, SLURM_PROCID=str(i), SLURM_LOCALID=str(i)) for i in range(2)]
   p0, p1 = _launch([cmd, cmd], envs)
   _ok([p0, p1])
@@ -457,7 +457,7 @@ def test_cli_a_process_alone_says_so_instead_of_aborting(tmp_path, process_id):
   """One process of two started (the other never comes): it exits with status 75 and one line, not JAX's abort
   with a C++ stack trace."""
   cmd = [
-    sys.executable, "-m", "ham_optax.training.cli", *CLI_ARGS, "--out", str(tmp_path / "out"),
+    sys.executable, "-m", "ham_optax_examples.cli", *CLI_ARGS, "--out", str(tmp_path / "out"),
     "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2", "--process-id", process_id,
     "--join-timeout", "5",
   ]  # fmt: skip

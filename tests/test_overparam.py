@@ -414,9 +414,9 @@ def test_training_sign_in_with_random_pruning_stays_sparse(tmp_path):
   """The sparse-training row: random PaI (90 %) around sign_in keeps exactly the pruned weights at 0."""
   import dataclasses
 
-  from ham_optax.training import data as data_lib
-  from ham_optax.training.configs.default import Config
-  from ham_optax.training.train import train_and_evaluate
+  from ham_optax_examples import data as data_lib
+  from ham_optax_examples.configs.default import Config
+  from ham_optax_examples.train import train_and_evaluate
 
   ds = data_lib.load_mnist1d(num_samples=300, cache=tmp_path)
   ds = dataclasses.replace(

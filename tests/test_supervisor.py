@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ham_optax.training import supervisor
+from ham_optax_examples import supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,12 +39,12 @@ JAX_ABORT = textwrap.dedent(
 
 
 def _supervise(child_code: str, *options: str, text: bool = True) -> subprocess.CompletedProcess:
-  """Runs ``python -m ham_optax.training.supervisor OPTIONS -- python -c CHILD_CODE`` (``text=False``: bytes, with
+  """Runs ``python -m ham_optax_examples.supervisor OPTIONS -- python -c CHILD_CODE`` (``text=False``: bytes, with
   carriage returns as written)."""
   cmd = [
     sys.executable,
     "-m",
-    "ham_optax.training.supervisor",
+    "ham_optax_examples.supervisor",
     *options,
     "--",
     sys.executable,
@@ -160,7 +160,7 @@ def test_sigterm_reaches_the_child():
     time.sleep(30)
     sys.exit(1)
   """)
-  cmd = [sys.executable, "-m", "ham_optax.training.supervisor", "--", sys.executable, "-c", child]
+  cmd = [sys.executable, "-m", "ham_optax_examples.supervisor", "--", sys.executable, "-c", child]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
@@ -188,7 +188,7 @@ def test_a_killed_supervisor_takes_its_child_with_it(tmp_path):
     open({str(pid_file)!r}, "w").write(str(os.getpid()))
     time.sleep(60)
   """)
-  cmd = [sys.executable, "-m", "ham_optax.training.supervisor", "--", sys.executable, "-c", child]
+  cmd = [sys.executable, "-m", "ham_optax_examples.supervisor", "--", sys.executable, "-c", child]
   p = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)))
   try:
     deadline = time.monotonic() + 30
@@ -212,7 +212,7 @@ def test_a_shell_between_the_supervisor_and_the_program_changes_nothing(tmp_path
   cmd = [
     sys.executable,
     "-m",
-    "ham_optax.training.supervisor",
+    "ham_optax_examples.supervisor",
     "--",
     "sh",
     "-c",
@@ -228,7 +228,7 @@ def test_a_shell_between_the_supervisor_and_the_program_changes_nothing(tmp_path
 
 
 def test_a_command_that_cannot_start_is_one_line():
-  cmd = [sys.executable, "-m", "ham_optax.training.supervisor", "--", "/nonexistent/program", "--flag"]
+  cmd = [sys.executable, "-m", "ham_optax_examples.supervisor", "--", "/nonexistent/program", "--flag"]
   r = subprocess.run(
     cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60
   )

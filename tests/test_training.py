@@ -1,4 +1,4 @@
-"""Tests for ham_optax.training: data loaders, one short epoch per model, the CLI, divergence, checks before
+"""Tests for ham_optax_examples: data loaders, one short epoch per model, the CLI, divergence, checks before
 training, choice-dependent defaults, checkpoints that know their config."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pytest
 from flax import nnx
 
 import ham_optax
-from ham_optax.training import data as data_lib
-from ham_optax.training import models, report
-from ham_optax.training import train as train_lib
-from ham_optax.training.cli import _subcommand_first, build_parser, configs_from_args, main
-from ham_optax.training.configs.default import (
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models, report
+from ham_optax_examples import train as train_lib
+from ham_optax_examples.cli import _subcommand_first, build_parser, configs_from_args, main
+from ham_optax_examples.configs.default import (
   FALLBACK,
   MAIN_JOB,
   MODEL_DEFAULTS,
@@ -28,7 +28,7 @@ from ham_optax.training.configs.default import (
   resolve,
   tuned_hyperparameters,
 )
-from ham_optax.training.train import CheckpointMismatchError, train_and_evaluate
+from ham_optax_examples.train import CheckpointMismatchError, train_and_evaluate
 
 
 @pytest.fixture(scope="module")
@@ -558,7 +558,7 @@ def test_history_logs_ham_diagnostics(tiny_mnist1d):
 
 
 def test_suggested_alpha_resolves_the_config_and_is_deterministic(tiny_mnist1d):
-  from ham_optax.training.train import suggested_alpha
+  from ham_optax_examples.train import suggested_alpha
 
   config = Config(model="mlp", width=16, batch_size=8, num_train=64)  # lr, alpha, ... left to the defaults
   a = suggested_alpha(config, tiny_mnist1d)

@@ -11,10 +11,10 @@ from flax import nnx
 
 import ham_optax
 from ham_optax import sparsity
-from ham_optax.training import data as data_lib
-from ham_optax.training import grokking, models
-from ham_optax.training.configs.default import Config
-from ham_optax.training.train import train_and_evaluate
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import grokking, models
+from ham_optax_examples.configs.default import Config
+from ham_optax_examples.train import train_and_evaluate
 
 P = 7  # tiny modulus for fast tests
 

@@ -14,7 +14,7 @@ only after ``heartbeat_timeout_seconds``, and a process blocked inside a collect
 naming the likely cause and ends the process with exit code 75 (``os._exit``: a thread blocked in a
 collective cannot be interrupted any other way). When JAX's runtime does notice a lost peer (after
 ``heartbeat_timeout_seconds``, or at once when process 0, which hosts the coordination service, dies), it aborts
-every other process from C++ with a stack trace; a process run under :mod:`~ham_optax.training.supervisor` (as
+every other process from C++ with a stack trace; a process run under :mod:`~ham_optax_examples.supervisor` (as
 the training command runs itself) ends with the same kind of line and exit code 75 instead. Restart all processes
 with the same arguments to resume from the last checkpoint.
 
@@ -43,7 +43,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ham_optax.training.supervisor import PEER_LOST_EXIT_CODE, peer_lost_message
+from ham_optax_examples.supervisor import PEER_LOST_EXIT_CODE, peer_lost_message
 
 __all__ = [
   "WATCHDOG_EXIT_CODE",
@@ -251,7 +251,7 @@ class DataLayout:
   """Data parallelism over the processes and devices of a run, as the training command uses it.
 
   Every split of the data is cut into ``shards`` contiguous blocks (:meth:`Dataset.shard
-  <ham_optax.training.data.Dataset.shard>`); process ``p`` of ``N`` holds blocks ``local_shards`` =
+  <ham_optax_examples.data.Dataset.shard>`); process ``p`` of ``N`` holds blocks ``local_shards`` =
   ``[p S / N, (p + 1) S / N)`` and no other example. A global batch of ``B`` rows takes ``B / S`` rows from
   every block, in block order, so its rows ``[p B / N, (p + 1) B / N)`` are process ``p``'s and lie on process
   ``p``'s devices; parameters and optimizer state are replicated on every device, and XLA adds the gradient

@@ -1,6 +1,6 @@
-"""Command-line entry point: ``ham-optax train [options]`` (or ``python -m ham_optax.training.cli``).
+"""Command-line entry point: ``ham-optax train [options]`` (or ``python -m ham_optax_examples.cli``).
 
-The options are generated from the fields of :class:`~ham_optax.training.configs.default.Config` (one run) and
+The options are generated from the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and
 :class:`Job` (the set of runs): each option's name, type, choices, default and help come from the field, so there
 is one list of options. ``--model`` and ``--sparsifier`` take several values, ``--ham`` is ``off``, ``on`` or
 ``both``, and ``--seeds`` / ``--first-seed`` choose the seeds: the job is every combination.
@@ -11,7 +11,7 @@ data-parallel over every device of every process: each process keeps only its sh
 (``--data-shards``), and only process 0 prints the results and writes the reports; checkpoints (``--checkpoint``)
 are written by every process into the same ``--out``, which must be on a file system they share. The processes
 check at the start that they were given the same options. Each runs as the child of a
-:mod:`~ham_optax.training.supervisor`, so that a lost peer ends it with one line and status 75, never JAX's abort.
+:mod:`~ham_optax_examples.supervisor`, so that a lost peer ends it with one line and status 75, never JAX's abort.
 
 With no options it runs the main job (``MAIN_JOB`` in ``configs/default.py``): on MNIST-1D, for an MLP and a 1-D
 ResNet with BatchNorm, baseline vs HAM, each dense and with 90 % random pruning at initialisation, with the
@@ -45,9 +45,9 @@ import jax
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from ham_optax.training import data as data_lib
-from ham_optax.training import distributed, report, supervisor, train
-from ham_optax.training.configs.default import (
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import distributed, report, supervisor, train
+from ham_optax_examples.configs.default import (
   DEFAULT_EPOCHS,
   DEFAULT_SEEDS,
   FALLBACK,
@@ -74,7 +74,7 @@ class Job:
   checkpoint: bool = option(False, "orbax checkpoints per run under OUT/checkpoints; a rerun resumes")
   restart: bool = option(False, "with --checkpoint: discard existing checkpoints and start over")
   data_dir: str | None = option(None, "TFDS data_dir for cifar10/cifar100", default_help="TFDS's own")
-  # one of several JAX processes (ham_optax.training.distributed)
+  # one of several JAX processes (ham_optax_examples.distributed)
   coordinator: str | None = option(
     None,
     "HOST:PORT of process 0's coordination service: run as one of --num-processes processes",
@@ -219,7 +219,7 @@ def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 def configs_from_args(args: argparse.Namespace) -> list[Config]:
   """The runs to make: every model x sparsifier x variant (baseline / HAM / Sign-In) x seed, fully resolved.
 
-  Fields not given on the command line take the defaults for the choices made (:func:`~ham_optax.training.configs.default.resolve`): learning rate,
+  Fields not given on the command line take the defaults for the choices made (:func:`~ham_optax_examples.configs.default.resolve`): learning rate,
   alpha and beta from ``TUNED`` (chosen on the validation split) where the combination was tuned, else the
   optimizer's fallback; epochs, width and the number of seeds per model.
   Raises ``ValueError`` naming the first invalid field.
@@ -297,7 +297,7 @@ def _fail(message: str) -> NoReturn:
 
 def _joins_processes(args: Job) -> bool:
   """Whether a multi-process run is asked for (flags, ``JAX_COORDINATOR_ADDRESS``, or a launcher's environment
-  announcing more than one process, see :func:`~ham_optax.training.distributed.launched_processes`); checks the
+  announcing more than one process, see :func:`~ham_optax_examples.distributed.launched_processes`); checks the
   flags if so."""
   given = (args.coordinator, args.num_processes, args.process_id)
   launched = distributed.launched_processes()
@@ -420,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   job = Job(**_given(args, Job))
   if _joins_processes(job):
     if not supervisor.supervised():  # JAX aborts a process whose peer is lost: say so in one line instead
-      return supervisor.run([sys.executable, "-m", "ham_optax.training.cli", *argv], _who(job))
+      return supervisor.run([sys.executable, "-m", "ham_optax_examples.cli", *argv], _who(job))
     _join_processes(job)
   lead = jax.process_index() == 0
   out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())

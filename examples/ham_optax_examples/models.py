@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ham_optax.training.data import Graph
+from ham_optax_examples.data import Graph
 
 __all__ = [
   "MLP",
@@ -335,7 +335,7 @@ class Transformer(nnx.Module):
   self-attention, ``nnx.MultiHeadAttention``, and a ReLU MLP), a final LayerNorm and a linear head on the
   last position. Input: int tokens ``(batch, seq_len)`` in ``[0, vocab_size)``; output ``(batch, num_classes)``.
   This is the model of the grokking studies (Power et al., 2022; Nanda et al., 2023) on
-  :func:`ham_optax.training.data.load_modular`.
+  :func:`ham_optax_examples.data.load_modular`.
 
   HAM's default mask (float leaves with ``ndim >= 2``) selects the token and position embeddings, the
   attention kernels (3-D: ``(d_model, heads, head_dim)`` for query/key/value, ``(heads, head_dim, d_model)``
@@ -393,7 +393,7 @@ def create_model(
   ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18, ``d_model`` of the transformer (one block,
   4 heads), hidden size of the graph models (one hidden layer); ``None`` picks each model's default.
   ``vocab_size`` (transformer only; ``input_shape`` is ``(seq_len,)``) defaults to ``num_classes + 3``: the
-  numbers ``0 .. p-1`` and the symbols ``+ - =`` of :func:`ham_optax.training.data.load_modular`. ``graph``: the
+  numbers ``0 .. p-1`` and the symbols ``+ - =`` of :func:`ham_optax_examples.data.load_modular`. ``graph``: the
   graph of the node-classification models ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
   """
   rngs = nnx.Rngs(seed)

@@ -5,9 +5,9 @@ Needs the ``examples`` extra (tqdm, matplotlib, mnist1d, scikit-learn, orbax-che
   pip install "ham_optax[examples]"
   ham-optax train            # baseline vs HAM, dense and 90 % random pruning, on MNIST-1D
 
-Modules: :mod:`~ham_optax.training.data`, :mod:`~ham_optax.training.models`,
-:mod:`~ham_optax.training.configs.default`, :mod:`~ham_optax.training.train`,
-:mod:`~ham_optax.training.report`, :mod:`~ham_optax.training.cli`, :mod:`~ham_optax.training.distributed`,
-:mod:`~ham_optax.training.supervisor`. Nothing is imported here, so
+Modules: :mod:`~ham_optax_examples.data`, :mod:`~ham_optax_examples.models`,
+:mod:`~ham_optax_examples.configs.default`, :mod:`~ham_optax_examples.train`,
+:mod:`~ham_optax_examples.report`, :mod:`~ham_optax_examples.cli`, :mod:`~ham_optax_examples.distributed`,
+:mod:`~ham_optax_examples.supervisor`. Nothing is imported here, so
 ``import ham_optax`` never needs the optional dependencies.
 """

@@ -1,6 +1,6 @@
 """Grokking and fine-tuning runs of the small transformer on modular arithmetic, many runs in one XLA call.
 
-The general trainer (:mod:`ham_optax.training.train`) evaluates after every epoch from Python; grokking needs
+The general trainer (:mod:`ham_optax_examples.train`) evaluates after every epoch from Python; grokking needs
 thousands of full-batch steps with the validation accuracy tracked all along, so this module runs the whole
 training (``lax.scan`` over steps, validation every ``eval_every`` steps) as one jitted function on the
 functional NNX state, ``vmap``-ed over runs: several seeds and hyperparameter settings are trained together
@@ -30,8 +30,8 @@ from flax import nnx
 
 import ham_optax
 from ham_optax import metrics, schedules
-from ham_optax.training import models
-from ham_optax.training.data import Dataset
+from ham_optax_examples import models
+from ham_optax_examples.data import Dataset
 
 __all__ = [
   "METHODS",

@@ -1,7 +1,7 @@
 """Configuration of one training run, and the defaults that depend on the choices made.
 
 :class:`Config` is a plain dataclass (``ml_collections`` is not a dependency) and the single list of options:
-every field carries its help text in ``metadata`` and the command line (``ham_optax.training.cli``) is generated
+every field carries its help text in ``metadata`` and the command line (``ham_optax_examples.cli``) is generated
 from it. Override fields with ``get_config().replace(ham=True, sparsifier="random")``.
 
 Fields left at ``None`` (learning rate, weight decay, alpha, beta, epochs) are filled by :func:`resolve` when a
@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import jax
 
 from ham_optax._src.checks import check_scalar
-from ham_optax.training.data import DATASETS
-from ham_optax.training.models import MODELS
+from ham_optax_examples.data import DATASETS
+from ham_optax_examples.models import MODELS
 
 __all__ = [
   "FALLBACK",
@@ -103,7 +103,7 @@ class Config:
     None, "stop after N epochs (a preempted job; resume later)", default_help="run to the end"
   )
   progress: bool = option(True, "tqdm progress bars")
-  # data parallelism (ham_optax.training.distributed.DataLayout)
+  # data parallelism (ham_optax_examples.distributed.DataLayout)
   data_shards: int | None = option(
     None,
     "cut the data into N shards, each process holding only its own (a multiple of the number of processes); "

@@ -10,7 +10,7 @@
    :func:`epoch_record`: loss / accuracy / weight sparsity / sign flips;
 4. :func:`final_results`: the JSON-serialisable summary.
 
-Data parallelism (:class:`~ham_optax.training.distributed.DataLayout`): every split is cut into
+Data parallelism (:class:`~ham_optax_examples.distributed.DataLayout`): every split is cut into
 ``config.data_shards`` blocks and each process keeps only its own; a global batch takes the same number of rows
 from every block, the state is replicated over the devices of every process, and XLA reduces the gradients. With
 one process and one shard this is the plain single-device run.
@@ -43,10 +43,10 @@ import ham_optax
 from ham_optax import metrics
 from ham_optax import sparsity as sp
 from ham_optax.overparam import sign_in
-from ham_optax.training import data as data_lib
-from ham_optax.training import models
-from ham_optax.training.configs.default import Config, resolve
-from ham_optax.training.distributed import DataLayout
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models
+from ham_optax_examples.configs.default import Config, resolve
+from ham_optax_examples.distributed import DataLayout
 
 __all__ = [
   "CheckpointMismatchError",
@@ -162,7 +162,7 @@ def suggested_alpha(
   """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
   learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations, in this process on its
   default device, from the whole training split. Fields of ``config`` left at ``None`` are resolved first
-  (:func:`~ham_optax.training.configs.default.resolve`)."""
+  (:func:`~ham_optax_examples.configs.default.resolve`)."""
   config, _ = resolve(config)
   train = _training_subset(config, dataset)
   x_train, y_train = train.x_train, train.y_train
@@ -554,11 +554,11 @@ def train_and_evaluate(
   """Trains one model as configured and returns its results.
 
   Args:
-    config: the run's :class:`~ham_optax.training.configs.default.Config`; fields left at ``None`` are resolved
-      (:func:`~ham_optax.training.configs.default.resolve`) and the resolved config is returned.
+    config: the run's :class:`~ham_optax_examples.configs.default.Config`; fields left at ``None`` are resolved
+      (:func:`~ham_optax_examples.configs.default.resolve`) and the resolved config is returned.
     dataset: an already loaded dataset (saves reloading across runs); default: load ``config.dataset``.
     return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
-    on_epoch: called with each finished epoch's record (e.g. a :class:`~ham_optax.training.distributed.Watchdog`'s
+    on_epoch: called with each finished epoch's record (e.g. a :class:`~ham_optax_examples.distributed.Watchdog`'s
       tick).
 
   Returns:

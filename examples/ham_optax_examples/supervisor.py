@@ -13,14 +13,14 @@ conversion. So the process runs as a child of a small supervisor that uses the s
   supervisor prints one line (the reason JAX gave, and where JAX's full log was saved) and exits with
   ``PEER_LOST_EXIT_CODE`` (75): restart all processes with the same arguments to resume from the last
   checkpoint. If the child got there first (its own one line, e.g. from
-  :class:`~ham_optax.training.distributed.Watchdog`, and status 75), that line is the one printed. Otherwise the
+  :class:`~ham_optax_examples.distributed.Watchdog`, and status 75), that line is the one printed. Otherwise the
   held lines are passed on and the child's exit status is the supervisor's;
 - ``SIGTERM`` and ``SIGHUP`` sent to the supervisor are passed to the child; ``SIGINT`` (Ctrl-C reaches both
   through the terminal) is left to the child; on Linux the child is killed when the supervisor dies.
 
 ``ham-optax train`` runs itself this way whenever it joins a multi-process run. For a script of your own::
 
-  python -m ham_optax.training.supervisor --who "process 1 of 2" -- python train.py --process-id 1
+  python -m ham_optax_examples.supervisor --who "process 1 of 2" -- python train.py --process-id 1
 
 An environment with ``HAM_OPTAX_SUPERVISED=1`` (which the supervisor sets for its child) runs without one.
 """
@@ -215,9 +215,9 @@ def run(cmd: Sequence[str], who: str = "this process", hold: float = 5.0) -> int
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """``python -m ham_optax.training.supervisor [--who WHO] [--hold S] -- COMMAND ...``"""
+  """``python -m ham_optax_examples.supervisor [--who WHO] [--hold S] -- COMMAND ...``"""
   parser = argparse.ArgumentParser(
-    prog="python -m ham_optax.training.supervisor",
+    prog="python -m ham_optax_examples.supervisor",
     description="Run one process of a multi-process JAX program; a lost peer ends it with one line and "
     f"status {PEER_LOST_EXIT_CODE} instead of JAX's abort.",
   )

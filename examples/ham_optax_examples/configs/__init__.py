@@ -1,0 +1,1 @@
+"""Configurations for :mod:`ham_optax_examples`."""

@@ -1,1 +1,0 @@
-"""Configurations for :mod:`ham_optax.training`."""
