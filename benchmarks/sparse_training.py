@@ -72,7 +72,7 @@ def _parse(argv=None) -> argparse.Namespace:
     help="suggest_alpha's target ratio for the 'HAM tuned' rows",
   )
   p.add_argument(
-    "--no-ham-tuned", action="store_true", help="skip the 'HAM tuned' rows (the earlier protocol)"
+    "--no-ham-tuned", action="store_true", help="skip the 'HAM tuned' rows (HAM's own lr with suggest_alpha)"
   )
   p.add_argument(
     "--sign-in-balances",
