@@ -79,16 +79,6 @@ nitpick_ignore_regex = [
   ("py:.*", r"(Array|ArrayLike|PyTree|ScalarOrSchedule|GradientTransformation.*|Params|Updates|OptState)"),
   ("py:.*", r"(collections\.abc|typing|types|pathlib|dataclasses|enum)\..*"),
   ("py:class", r"(optional|callable|pytree|array|default .*)"),
-  (
-    "py:class",
-    r"(os|argparse|matplotlib|orbax)\..*",
-  ),  # the standard library, matplotlib, orbax: no inventory
-  # Module-level constants of the examples app (tuned values, dataset and model names) referenced from
-  # docstrings; they carry no doc-comment, so autodoc has no target for them.
-  ("py:data", r"(ham_optax\.training\.configs\.default\.)?(TUNED|FALLBACK|DATASETS|MODELS)"),
-  ("py:class", r"Config"),  # cli.py's docstrings name the dataclass of configs/default.py unqualified
-  # Private base classes shown in "Bases:" lines of public classes (e.g. the graph models' shared base).
-  ("py:class", r"ham_optax\.training\.\w+\._\w+"),
 ]
 
 PUBLIC_MODULES = [
@@ -98,16 +88,6 @@ PUBLIC_MODULES = [
   ("ham_optax.overparam", None),
   ("ham_optax.schedules", None),
   ("ham_optax.sparsity", None),
-]
-TRAINING_MODULES = [
-  "ham_optax_examples.configs.default",
-  "ham_optax_examples.data",
-  "ham_optax_examples.models",
-  "ham_optax_examples.train",
-  "ham_optax_examples.report",
-  "ham_optax_examples.cli",
-  "ham_optax_examples.distributed",
-  "ham_optax_examples.supervisor",
 ]
 
 
@@ -135,10 +115,8 @@ def _write_api_pages() -> None:
     lines += [f".. currentmodule:: {name}", "", ".. autosummary::", "   :toctree: _autosummary", ""]
     lines += [f"   {n}" for n in names] + [""]
     _write_if_changed(api / f"{name}.rst", "\n".join(lines))
-  lines = ["``ham_optax_examples``", "======================", "", ".. automodule:: ham_optax_examples", ""]
-  for name in TRAINING_MODULES:
-    lines += [f"``{name}``", "-" * (len(name) + 4), "", f".. automodule:: {name}", "   :members:", ""]
-  _write_if_changed(api / "ham_optax_examples.rst", "\n".join(lines))
+  for stale in set(api.glob("*.rst")) - {api / f"{name}.rst" for name, _ in PUBLIC_MODULES}:
+    stale.unlink()  # a page of a module not in PUBLIC_MODULES (left by an earlier build)
 
 
 def _copy_notebooks() -> None:

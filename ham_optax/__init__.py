@@ -13,7 +13,8 @@ Public API:
 - :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In, deep diagonal); :func:`nanoadam` (with
   :func:`nanoadam_default_mask`);
 - :mod:`ham_optax.schedules`: weight-decay (or beta) switch-off;
-- ``ham_optax_examples`` (needs the ``examples`` extra): Flax models, data, the train loop and the ``ham-optax`` CLI.
+- the examples beside the library (``examples/ham_optax_examples``, ``pip install -e ./examples``): Flax models,
+  data, the train loop and the ``ham-optax`` command.
 """
 
 from ham_optax import geometry, metrics, overparam, schedules, sparsity

@@ -1,8 +1,8 @@
 """Training examples for HAM: offline datasets, Flax NNX models, a training loop and the ``ham-optax`` CLI.
 
-Needs the ``examples`` extra (tqdm, matplotlib, mnist1d, scikit-learn, orbax-checkpoint)::
+An installable project of its own beside the library (flax, tqdm, matplotlib, mnist1d, scikit-learn, orbax)::
 
-  pip install "ham_optax[examples]"
+  pip install -e ./examples
   ham-optax train            # baseline vs HAM, dense and 90 % random pruning, on MNIST-1D
 
 Modules: :mod:`~ham_optax_examples.data`, :mod:`~ham_optax_examples.models`,
