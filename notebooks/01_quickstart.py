@@ -34,17 +34,19 @@
 # and sign-flip curves. Runs on CPU, GPU or TPU runtimes.
 
 # %%
-# Install: a no-op where ham_optax is importable (a local checkout, CI); on Colab it installs this repository
-# WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax, flax and chex.
+# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
+# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
+# flax and chex.
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run(
-    [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}", "mnist1d"], check=True
-  )
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
+if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
+  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples, "mnist1d"], check=True)
 
 # %% [markdown]
 # **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting CI runs on every change; the
@@ -176,7 +178,7 @@ x_test, y_test = (data["x_test"].astype(np.float32) - mean) / std, data["y_test"
 print("train", x_train.shape, "validation", x_val.shape, "test", x_test.shape)
 
 # %% [markdown]
-# The package's 3-layer MLP (`ham_optax_examples.models.MLP`) and the usual NNX loop. The only HAM-specific
+# The examples' 3-layer MLP (`ham_optax_examples.models.MLP`) and the usual NNX loop. The only HAM-specific
 # line is the optimizer: `ham_optax.ham_sgd(lr, momentum=0.9, alpha=...)` is SGD with momentum plus the mirror
 # step, with one shared learning rate. The mirror step touches the three kernels (ndim 2), not the biases.
 #
@@ -188,7 +190,6 @@ print("train", x_train.shape, "validation", x_val.shape, "test", x_test.shape)
 import inspect
 
 from flax import nnx
-
 from ham_optax_examples.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
 
 # flax >= 0.11 passes the model to Optimizer.update; older flax (some Colab images) does not.

@@ -25,17 +25,19 @@
 # sparsity and sign flips.
 
 # %%
-# Install: a no-op where ham_optax is importable (a local checkout, CI); on Colab it installs this repository
-# WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax, flax and chex.
+# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
+# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
+# flax and chex.
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run(
-    [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}", "mnist1d"], check=True
-  )
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
+if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
+  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples, "mnist1d"], check=True)
 
 # %% [markdown]
 # **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting CI runs on every change; the
@@ -58,10 +60,10 @@ import mnist1d.data
 import numpy as np
 import optax
 from flax import nnx
+from ham_optax_examples.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
 
 import ham_optax
 from ham_optax import metrics, sparsity
-from ham_optax_examples.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (11, 3.2)})
 args = mnist1d.data.get_dataset_args()

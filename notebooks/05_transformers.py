@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,8 +32,9 @@
 
 # %%
 # ruff: noqa: E402 (a notebook: imports follow the install cell)
-# Install: a no-op where ham_optax is importable (a local checkout, CI); on Colab it installs this repository
-# WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax, flax and chex.
+# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
+# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
+# flax and chex.
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 import importlib.util
 import subprocess
@@ -39,6 +42,9 @@ import sys
 
 if importlib.util.find_spec("ham_optax") is None:
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
+if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
+  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples], check=True)
 
 # %%
 import os
@@ -46,7 +52,6 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 from ham_optax_examples import data, grokking
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"

@@ -35,17 +35,19 @@
 # default is the full size the committed outputs come from.
 
 # %%
-# Install: a no-op where ham_optax is importable (a local checkout, CI); on Colab it installs this repository
-# WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax, flax and chex.
+# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
+# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
+# flax and chex.
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run(
-    [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}", "tqdm"], check=True
-  )
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
+if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
+  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples, "tqdm"], check=True)
 
 # %%
 # ruff: noqa: E402
@@ -59,10 +61,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from flax import nnx
-
-import ham_optax
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import models
+
+import ham_optax
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # CI's quick setting; full size by default
 NODES = 300 if SMALL else 500
