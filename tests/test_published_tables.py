@@ -1,0 +1,92 @@
+"""The result tables of the README and the guides equal what `benchmarks/tables.py` generates from the committed JSON.
+
+A marked block (``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->``) holds a table, the "HAM − baseline" lines
+and the sentence that summarises them; after rerunning a benchmark, `python benchmarks/tables.py` rewrites them.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("published_tables", ROOT / "benchmarks" / "tables.py")
+tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tables)
+
+PAGES = tables.pages(ROOT)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_page_tables_match_the_committed_results(page):
+  text = page.read_text()
+  fresh = tables.render(text)
+  assert fresh == text, (
+    f"{page.relative_to(ROOT)}: the blocks {tables.block_names(text)} differ from the results they are generated "
+    "from; run `python benchmarks/tables.py` and commit the page"
+  )
+
+
+def test_every_table_is_published():
+  used = {name for page in PAGES for name in tables.block_names(page.read_text())}
+  assert set(tables.TABLES) <= used, f"generators without a block in any page: {set(tables.TABLES) - used}"
+  assert "main_job" in tables.block_names((ROOT / "README.md").read_text())
+
+
+def test_unknown_block_is_an_error():
+  with pytest.raises(KeyError, match="table:nope"):
+    tables.render("<!-- table:nope -->\nx\n<!-- /table:nope -->\n")
+
+
+def _main_job_copy(tmp_path: pathlib.Path) -> tuple[pathlib.Path, dict]:
+  results = tmp_path / "results"
+  (results / "main_job").mkdir(parents=True)
+  data = json.loads((tables.RESULTS / "main_job" / "results.json").read_text())
+  return results, copy.deepcopy(data)
+
+
+def _rendered(results: pathlib.Path, data: dict) -> str:
+  (results / "main_job" / "results.json").write_text(json.dumps(data))
+  return " ".join(tables.TABLES["main_job"](results).split())
+
+
+def test_main_job_sentences_follow_the_numbers(tmp_path):
+  """The comparison lines and the verdict are derived from the runs: change the runs and they change."""
+  results, data = _main_job_copy(tmp_path)
+  committed = _rendered(results, data)
+  # HAM on the dense MLP 5 points worse than the baseline on every seed: behind there, and significantly.
+  base = {
+    r["config"]["seed"]: r["test_acc"]
+    for r in data["runs"]
+    if r["config"]["model"] == "mlp" and r["method"] == "dense"
+  }
+  for r in data["runs"]:
+    if r["config"]["model"] == "mlp" and r["method"] == "dense+HAM":
+      r["test_acc"] = base[r["config"]["seed"]] - 0.05 - 0.001 * r["config"]["seed"]
+  text = _rendered(results, data)
+  assert text != committed
+  assert "MLP dense −5.20 ± 0.16 (p < 0.001)" in text
+  assert "HAM is ahead in 3 of 4 rows" in text and "significant (p < 0.05): MLP dense" in text
+  # A diverged run is counted, and left out of the paired comparison.
+  first_ham = next(r for r in data["runs"] if r["method"] == "random+HAM" and r["config"]["model"] == "mlp")
+  first_ham.update(diverged=True, test_acc=None)
+  text = _rendered(results, data)
+  assert f"1 of {len(data['runs'])} runs diverged" in text
+
+
+def test_table_rows_come_from_the_summary(tmp_path):
+  results, data = _main_job_copy(tmp_path)
+  data["summary"][0]["test_acc_mean"] = 0.5
+  assert "| 50.00 ± " in _rendered(results, data)
+
+
+def test_rewrite_only_touches_the_blocks(tmp_path):
+  page = tmp_path / "page.md"
+  page.write_text("before\n<!-- table:main_job -->\nstale\n<!-- /table:main_job -->\nafter\n")
+  fresh = tables.render(page.read_text())
+  assert fresh.startswith("before\n<!-- table:main_job -->\n| model | method |")
+  assert fresh.endswith("\n<!-- /table:main_job -->\nafter\n") and "stale" not in fresh
