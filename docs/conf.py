@@ -2,18 +2,20 @@
 
 Build (warnings are errors, as in CI)::
 
-  pip install -e ".[docs]"
+  pip install -e ".[docs]" -e ./examples
   sphinx-build -W --keep-going -b html docs docs/_build/html
 
 The API pages are generated from the docstrings of the public modules: ``docs/api/*.rst`` list every name of
 each module's ``__all__`` (written here at build time, so a new public name needs no docs edit). The notebooks
-are rendered from the committed ``notebooks/NN_name.ipynb`` files with their outputs (copied to
-``docs/notebooks/`` at build time; never executed here).
+(``notebooks/NN_name.ipynb``, committed without outputs; copied to ``docs/notebooks/`` at build time) are executed
+by the build, at the small size the tests run unless ``HAM_OPTAX_NOTEBOOK_SMALL`` is set otherwise (``0``: the full
+size), so the pages show what the current code prints; a cell that fails fails the build.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pathlib
 import shutil
 import sys
@@ -50,8 +52,13 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]  # autosummary/class.rst: a class page without the inherited-member tables
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
-# MyST / myst-nb: render the committed notebooks as they are.
-nb_execution_mode = "off"
+# MyST / myst-nb: execute the notebooks (committed without outputs) and render them.
+nb_execution_mode = "force"  # every build runs every notebook: outputs always come from the current code
+nb_execution_timeout = 600  # seconds per cell
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+os.environ.setdefault("HAM_OPTAX_NOTEBOOK_SMALL", "1")  # inherited by the notebooks' kernels
+os.environ.pop("XLA_FLAGS", None)  # notebook 04 sets its own device count
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = [
@@ -120,7 +127,7 @@ def _write_api_pages() -> None:
 
 
 def _copy_notebooks() -> None:
-  """The committed notebooks, outputs included, next to the pages that link them."""
+  """The committed notebooks (sources without outputs) next to the pages that link them."""
   target = DOCS / "notebooks"
   target.mkdir(exist_ok=True)
   for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):

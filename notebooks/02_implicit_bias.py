@@ -39,8 +39,8 @@ if importlib.util.find_spec("ham_optax") is None:
   )
 
 # %% [markdown]
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting CI runs on every change; the
-# default is the full size the committed outputs come from.
+# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
+# documentation build run; the default is the full size.
 
 # %%
 import os

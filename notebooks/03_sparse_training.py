@@ -40,8 +40,8 @@ if importlib.util.find_spec("ham_optax_examples") is None:  # the models and dat
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples, "mnist1d"], check=True)
 
 # %% [markdown]
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting CI runs on every change; the
-# default is the full size the committed outputs come from.
+# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
+# documentation build run; the default is the full size.
 
 # %%
 import os

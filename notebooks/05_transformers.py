@@ -27,8 +27,8 @@
 # We train four optimizers at the hyperparameters `benchmarks/transformers.py` selected on the validation
 # split and plot train and validation accuracy against the step; the benchmark has the 5-seed tables.
 #
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting CI runs on every change; the
-# default is the full size the committed outputs come from.
+# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
+# documentation build run; the default is the full size.
 
 # %%
 # ruff: noqa: E402 (a notebook: imports follow the install cell)

@@ -31,8 +31,8 @@
 # The full study with tuning on validation graphs, test seeds and paired tests is `benchmarks/graphs.py`
 # (guide: `docs/guides/graphs.md`).
 #
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting CI runs on every change; the
-# default is the full size the committed outputs come from.
+# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
+# documentation build run; the default is the full size.
 
 # %%
 # Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
@@ -203,8 +203,10 @@ assert abs(trajectory(0.1, -1.0)[-1] - 1.0) < 0.05 and abs(trajectory(0.1, 0.0)[
 # `benchmarks/results/graphs/graphs.png` and `mechanism.png`, discussed in `docs/guides/graphs.md`.
 
 # %%
-table = pathlib.Path("..") / "benchmarks" / "results" / "graphs" / "table.md"
-if table.exists():
+here = pathlib.Path.cwd().resolve()  # the notebook's folder in a checkout (or below it)
+found = [d / "benchmarks" / "results" / "graphs" / "table.md" for d in (here, *here.parents)]
+table = next((t for t in found if t.exists()), None)
+if table is not None:
   from IPython.display import Markdown, display
 
   display(Markdown(table.read_text()))
