@@ -53,7 +53,7 @@ def test_notebook_is_colab_ready(path):
   install = code[0]
   assert "--no-deps" in install and 'find_spec("ham_optax") is None' in install
   if any("ham_optax_examples" in cell for cell in code[1:]):
-    # The examples are a project of their own in the repository's `examples/` directory: installed beside it.
+    # The examples are a project of their own in the repository's `examples/` directory: installed next to it.
     assert 'find_spec("ham_optax_examples") is None' in install
     assert 'f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"' in install
   # Never reinstall or upgrade Colab's own jax/jaxlib (TPU/GPU builds).
