@@ -32,13 +32,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, paired_test  # noqa: E402
+from _common import markdown_table, paired_test, welch_p  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 WIDTH = 110  # the line length of the Markdown pages
 SIGNIFICANCE = 0.05
-BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)
+BLOCK = re.compile(
+  r"^(?P<indent>[ \t]*)(?P<open><!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(?P<close>\n(?P=indent)<!-- /table:(?P=name) -->)",
+  re.S | re.M,
+)
 
 TABLES: dict[str, Callable[[Path], str]] = {}
 
@@ -62,10 +65,12 @@ def render(text: str, results: Path = RESULTS) -> str:
   """``text`` with every marked block regenerated from ``results``; an unknown block name is an error."""
 
   def fill(m: re.Match) -> str:
-    name = m["name"]
+    name, indent = m["name"], m["indent"]
     if name not in TABLES:
       raise KeyError(f"no generator for the block 'table:{name}' (known: {', '.join(sorted(TABLES))})")
-    return m.group(1) + TABLES[name](results).strip("\n") + m.group(4)
+    body = layout(TABLES[name](results), WIDTH - len(indent))
+    body = "\n".join(indent + line if line else line for line in body.split("\n"))
+    return indent + m["open"] + body + m["close"]
 
   return BLOCK.sub(fill, text)
 
@@ -95,9 +100,17 @@ GLUE = "\x00"  # a space that a line break must not replace ("p = 0.47", "+0.66 
 
 
 def paragraph(text: str) -> str:
-  """One paragraph wrapped at the pages' line length, never inside a number with its sign, spread or p-value."""
-  text = textwrap.fill(" ".join(text.split()), WIDTH, break_on_hyphens=False, break_long_words=False)
-  return text.replace(GLUE, " ")
+  """One paragraph on one line (``render`` wraps it to the page)."""
+  return " ".join(text.split())
+
+
+def layout(markdown: str, width: int) -> str:
+  """Tables as they are; every other paragraph wrapped at ``width``, never inside a number with its sign, spread
+  or p-value."""
+  parts = markdown.strip("\n").split("\n\n")
+  wrap = dict(break_on_hyphens=False, break_long_words=False)
+  parts = [p if p.startswith("|") else textwrap.fill(" ".join(p.split()), width, **wrap) for p in parts]
+  return "\n\n".join(parts).replace(GLUE, " ")
 
 
 def fmt_p(p: float) -> str:
@@ -225,6 +238,121 @@ def main_job(results: Path) -> str:
     f"{diffs}. {verdict(comparisons)}; {runs}."
   )
   return markdown_table(MAIN_JOB_HEADER, main_job_rows(data["summary"])) + "\n\n" + paragraph(text)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Sparse training (docs/guides/sparse_training.md): `benchmarks/sparse_training.py`
+# ------------------------------------------------------------------------------------------------------------
+
+SPARSIFIER_LABELS = {
+  "dense": "dense",
+  "random": "random PaI",
+  "magnitude": "gradual magnitude",
+  "acdc": "AC/DC",
+  "rigl": "RigL",
+}
+COLLAPSE_POINTS = 10.0  # a finished seed this far below the baseline's worst seed is reported as collapsed
+
+
+def _method_label(method: str) -> str:
+  base, _, variant = method.partition("+")
+  return SPARSIFIER_LABELS.get(base, base) + (f" + {variant}" if variant else "")
+
+
+def _alpha_text(method: str, alpha: float | None) -> str:
+  """Grid values as written on the grid; `suggest_alpha`'s values (the "tuned" rows) to two decimals."""
+  return "-" if alpha is None else (f"{alpha:.2f}" if method.endswith("tuned") else f"{alpha:g}")
+
+
+def _welch(base: Sequence[float | None], other: Sequence[float | None]) -> tuple[float, float]:
+  """Difference of the means in points over the finished seeds, and the two-sided Welch t-test's p."""
+  a = [100 * v for v in base if v is not None]
+  b = [100 * v for v in other if v is not None]
+  return float(np.mean(b) - np.mean(a)), welch_p(b, a)
+
+
+def _sparse_comparison(
+  base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]
+) -> tuple[str, float, float]:
+  """``"+0.84 (p = 0.24)"`` with a note on diverged or collapsed seeds; also the difference and p."""
+  diff, p = _welch([r["test_acc"] for r in base], [r["test_acc"] for r in other])
+  notes = []
+  diverged = sum(bool(r["diverged"]) for r in other)
+  if diverged:
+    notes.append(
+      f"{NUMBER_WORDS.get(diverged, diverged) if diverged > 1 else 'one'} seed{'s' * (diverged > 1)} diverged"
+    )
+  floor = min(100 * r["test_acc"] for r in base if r["test_acc"] is not None) - COLLAPSE_POINTS
+  for r in other:
+    if r["test_acc"] is not None and 100 * r["test_acc"] < floor:
+      notes.append(f"one seed collapsed to {100 * r['test_acc']:.0f} %")
+  inner = fmt_p(p) + "".join(f";{GLUE}{n.replace(' ', GLUE)}" for n in notes)
+  return f"{fmt_diff(diff)} ({inner})", diff, p
+
+
+@table("sparse_training")
+def sparse_training(results: Path) -> str:
+  """The tuned comparison's table: every sparsifier with and without HAM (both protocols) and Sign-In."""
+  data = _load(results, "sparse_training", "results.json")
+  rows = [
+    [
+      _method_label(s["method"]),
+      f"{s['lr']:g}",
+      _alpha_text(s["method"], s["alpha"]),
+      _opt(s["beta"]),
+      _pct(s["test_acc_mean"], s["test_acc_std"]),
+      _pct(s["val_acc_mean"], s["val_acc_std"]),
+      f"{s['sparsity']:.3f}",
+      f"{100 * s['sign_flips']:.2f} %",
+      s["diverged"] if s["diverged"].startswith("0/") else f"**{s['diverged']}**",
+    ]
+    for s in data["summary"]
+  ]
+  return markdown_table(["method", *MAIN_JOB_HEADER[2:5], *MAIN_JOB_HEADER[6:]], rows)
+
+
+@table("sparse_training_comparison")
+def sparse_training_comparison(results: Path) -> str:
+  """HAM − baseline per sparsifier (both HAM protocols), Sign-In − baseline, and the verdict."""
+  data = _load(results, "sparse_training", "results.json")
+  runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+  for run in data["runs"]:
+    runs[run["method"]].append(run)
+  seeds = len(data["runs"]) // len(data["summary"])
+  parts, gains, tuned_worst = [], [], []
+  for sparsifier in [s["method"] for s in data["summary"] if "+" not in s["method"]]:
+    texts = []
+    for variant in ("+HAM", "+HAM tuned"):
+      if sparsifier + variant in runs:
+        text, diff, p = _sparse_comparison(runs[sparsifier], runs[sparsifier + variant])
+        texts.append(text)
+        gains.append((diff, p, f"{SPARSIFIER_LABELS.get(sparsifier, sparsifier)} + HAM{variant[4:]}"))
+        if variant.endswith("tuned"):
+          tuned_worst.append(diff)
+    parts.append(f"{SPARSIFIER_LABELS.get(sparsifier, sparsifier)} {' / '.join(texts)}")
+  sign_in = ""
+  if "random+Sign-In" in runs:
+    text, _, _ = _sparse_comparison(runs["random"], runs["random+Sign-In"])
+    sign_in = f" Sign-In − baseline on random PaI: {text}."
+  significant = [label for diff, p, label in gains if diff > 0 and p < SIGNIFICANCE]
+  verdict_text = (
+    "**At this scale HAM does not improve sparse training significantly for any sparsifier.**"
+    if not significant
+    else f"**HAM improves significantly (p{GLUE}<{GLUE}{SIGNIFICANCE}): {', '.join(significant)}.**"
+  )
+  tuned_diverged = sum(bool(r["diverged"]) for m, rs in runs.items() if m.endswith("HAM tuned") for r in rs)
+  tuned = (
+    f'"HAM tuned" (alpha from `suggest_alpha`, same budget as the baseline) '
+    f"{'never diverged' if not tuned_diverged else f'diverged on {tuned_diverged} seeds'} and was at worst "
+    f"{fmt_diff(min(tuned_worst))} points from the baseline."
+    if tuned_worst
+    else ""
+  )
+  text = (
+    f"HAM − baseline on test (points, two-sided Welch t-test over the {seeds} seeds), HAM at the baseline's lr / "
+    f"HAM tuned: {'; '.join(parts)}.{sign_in} {verdict_text} {tuned}"
+  )
+  return paragraph(text)
 
 
 # ------------------------------------------------------------------------------------------------------------

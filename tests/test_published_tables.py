@@ -42,16 +42,17 @@ def test_unknown_block_is_an_error():
     tables.render("<!-- table:nope -->\nx\n<!-- /table:nope -->\n")
 
 
-def _main_job_copy(tmp_path: pathlib.Path) -> tuple[pathlib.Path, dict]:
+def _main_job_copy(tmp_path: pathlib.Path, study: str = "main_job") -> tuple[pathlib.Path, dict]:
   results = tmp_path / "results"
-  (results / "main_job").mkdir(parents=True)
-  data = json.loads((tables.RESULTS / "main_job" / "results.json").read_text())
+  (results / study).mkdir(parents=True)
+  data = json.loads((tables.RESULTS / study / "results.json").read_text())
   return results, copy.deepcopy(data)
 
 
-def _rendered(results: pathlib.Path, data: dict) -> str:
-  (results / "main_job" / "results.json").write_text(json.dumps(data))
-  return " ".join(tables.TABLES["main_job"](results).split())
+def _rendered(results: pathlib.Path, data: dict, study: str = "main_job", block: str = "main_job") -> str:
+  (results / study / "results.json").write_text(json.dumps(data))
+  page = tables.render(f"<!-- table:{block} -->\n\n<!-- /table:{block} -->\n", results)
+  return " ".join(page.split())
 
 
 def test_main_job_sentences_follow_the_numbers(tmp_path):
@@ -90,3 +91,25 @@ def test_rewrite_only_touches_the_blocks(tmp_path):
   fresh = tables.render(page.read_text())
   assert fresh.startswith("before\n<!-- table:main_job -->\n| model | method |")
   assert fresh.endswith("\n<!-- /table:main_job -->\nafter\n") and "stale" not in fresh
+
+
+def test_sparse_training_verdict_follows_the_numbers(tmp_path):
+  results, data = _main_job_copy(tmp_path, "sparse_training")
+  render = lambda: _rendered(results, data, "sparse_training", "sparse_training_comparison")  # noqa: E731
+  assert (
+    "**At this scale HAM does not improve sparse training significantly for any sparsifier.**" in render()
+  )
+  base = {r["config"]["seed"]: r["test_acc"] for r in data["runs"] if r["method"] == "rigl"}
+  for r in data["runs"]:
+    if r["method"] == "rigl+HAM tuned":
+      r["test_acc"] = base[r["config"]["seed"]] + 0.08 + 0.002 * r["config"]["seed"]
+  assert "**HAM improves significantly (p < 0.05): RigL + HAM tuned.**" in render()
+
+
+def test_indented_block_stays_in_its_list_item():
+  page = (
+    "- item\n  <!-- table:sparse_training_comparison -->\n  x\n  <!-- /table:sparse_training_comparison -->\n"
+  )
+  lines = tables.render(page).splitlines()
+  assert lines[-1] == "  <!-- /table:sparse_training_comparison -->" and len(lines) > 4
+  assert all(line.startswith("  ") and len(line) <= tables.WIDTH for line in lines[1:])
