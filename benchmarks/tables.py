@@ -20,6 +20,8 @@ significant"), so that no number or claim about a result is typed by hand. Nothi
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import re
 import sys
@@ -353,6 +355,56 @@ def sparse_training_comparison(results: Path) -> str:
     f"HAM tuned: {'; '.join(parts)}.{sign_in} {verdict_text} {tuned}"
   )
   return paragraph(text)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Transformers (docs/guides/transformers.md): `benchmarks/transformers.py` formats its own tables
+# ------------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _script(name: str) -> Any:
+  """A benchmark script of this folder as a module (by path: `transformers` is also a PyPI package's name)."""
+  spec = importlib.util.spec_from_file_location(
+    f"_{name}_study", Path(__file__).resolve().parent / f"{name}.py"
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _tables_of(results: Path, study: str) -> list[str]:
+  """The Markdown tables the transformers script writes for the results in ``results/study``."""
+  script = _script("transformers")
+  text = script.tables(_load(results, study, "results.json"))
+  return [part for part in text.split("\n\n") if part.startswith("|")]
+
+
+@table("transformers_grokking")
+def transformers_grokking(results: Path) -> str:
+  """The grokking table and the paired tests of the grokking step against AdamW."""
+  res = _load(results, "transformers", "results.json")
+  labels = _script("transformers").LABELS
+  base = np.asarray(res["grokking"]["adamw"]["grok_step"], float)
+  tests = []
+  for method, r in res["grokking"].items():
+    p = paired_test(base, np.asarray(r["grok_step"], float))["p_value"] if method != "adamw" else float("nan")
+    if np.isfinite(p):
+      tests.append(f"{labels[method]} p{GLUE}={GLUE}{p:.3f}")
+  text = (
+    "Grokking step, paired t-tests against AdamW (seeds that grokked under both): " + "; ".join(tests) + "."
+  )
+  return _tables_of(results, "transformers")[0] + "\n\n" + paragraph(text)
+
+
+@table("transformers_finetune")
+def transformers_finetune(results: Path) -> str:
+  return _tables_of(results, "transformers")[1]
+
+
+@table("transformers_finetune_wd")
+def transformers_finetune_wd(results: Path) -> str:
+  return _tables_of(results, "transformers_finetune_wd")[1]
 
 
 # ------------------------------------------------------------------------------------------------------------
