@@ -13,11 +13,20 @@ dense gradient. No selected layer is ever pruned away: each keeps at least one a
 - :class:`STRDense`, :class:`STRConv`: Soft Threshold Reparameterization layers (flax NNX), learned sparsity.
 - :func:`all_but`: a ``prunable`` selection keeping named layers (e.g. the first) dense.
 - :func:`get_masks`, :func:`apply_masks`: read the masks from any (nested) optimizer state; zero pruned weights.
+- :class:`ReparametrisedState`, :class:`SparseMomentsState`: the protocols an inner optimizer's state follows so
+  that the sparsifiers' state resets (AC/DC, RigL) zero its moments and nothing else.
 """
 
 from typing import TYPE_CHECKING
 
-from ham_optax._src.sparsity.core import SparsifierState, all_but, apply_masks, get_masks
+from ham_optax._src.sparsity.core import (
+  ReparametrisedState,
+  SparseMomentsState,
+  SparsifierState,
+  all_but,
+  apply_masks,
+  get_masks,
+)
 from ham_optax._src.sparsity.distributions import erk_densities, layer_zero_counts
 from ham_optax._src.sparsity.methods import (
   acdc,
@@ -48,6 +57,8 @@ def __getattr__(name: str):
 __all__ = [
   "STRConv",
   "STRDense",
+  "ReparametrisedState",
+  "SparseMomentsState",
   "SparsifierState",
   "acdc",
   "all_but",

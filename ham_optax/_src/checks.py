@@ -34,11 +34,16 @@ def _fmt(bound: float) -> str:
 def check_inner(inner: Any, owner: str) -> None:
   """Raises a TypeError unless ``inner`` is an optax ``GradientTransformation`` (an instance, not a factory).
 
-  The usual mistake is passing the factory itself (``optax.sgd`` instead of ``optax.sgd(0.1)``); the message
-  says so.
+  The usual mistakes are passing the factory itself (``optax.sgd`` instead of ``optax.sgd(0.1)``) and an
+  ``optax.MultiSteps`` object (whose ``.gradient_transformation()`` is the transformation); the message says so.
   """
   if isinstance(inner, optax.GradientTransformation) and callable(inner.init) and callable(inner.update):
     return
+  if isinstance(inner, optax.MultiSteps):
+    raise TypeError(
+      f"{owner}(inner=...) got an optax.MultiSteps object, which is not a GradientTransformation: pass "
+      "`multi_steps.gradient_transformation()` (e.g. optax.MultiSteps(opt, k).gradient_transformation())."
+    )
   hint = ""
   if callable(inner):
     name = getattr(inner, "__name__", type(inner).__name__)
@@ -172,3 +177,47 @@ def check_positive_values(value: Any, name: str) -> None:
     raise TypeError(f"{name} must be a real number, got {value!r}.")
   if not np.all(np.isfinite(concrete)) or np.any(concrete <= 0):
     raise ValueError(f"{name} must be finite and > 0, got {value!r}.")
+
+
+def check_bool(value: Any, name: str, owner: str | None = None) -> bool:
+  """Checks a flag: a Python or NumPy bool (not ``0``/``1``, not a string); returns it as a Python ``bool``."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"{_prefix(owner)}{name} must be a bool, got {type(value).__name__}.")
+  return bool(value)
+
+
+def check_fraction(
+  value: Any,
+  name: str,
+  *,
+  lo_open: bool = False,
+  hi_open: bool = False,
+  owner: str | None = None,
+) -> float:
+  """Checks a static fraction: a concrete real number in ``[0, 1]`` (either end open); returns a Python float.
+
+  Unlike :func:`check_scalar` a traced value is refused: fractions fix shapes, counts or schedules on the host.
+  """
+  checked = check_scalar(value, name, lo=0.0, hi=1.0, lo_open=lo_open, hi_open=hi_open, owner=owner)
+  if isinstance(checked, jax.core.Tracer):
+    raise TypeError(
+      f"{_prefix(owner)}{name} must be a concrete number (it is used on the host), got a tracer."
+    )
+  return float(checked)
+
+
+def check_order(
+  first: float, first_name: str, second: float, second_name: str, *, strict: bool, owner: str | None = None
+) -> None:
+  """Checks ``first < second`` (``strict``) or ``first <= second`` for two already checked arguments."""
+  if second > first if strict else second >= first:
+    return
+  relation = "greater than" if strict else "at least"
+  raise ValueError(f"{_prefix(owner)}{second_name} ({second}) must be {relation} {first_name} ({first}).")
+
+
+def check_callable(value: Any, name: str, owner: str | None = None) -> Any:
+  """Checks that ``value`` is callable (a schedule, a hook); returns it."""
+  if not callable(value):
+    raise TypeError(f"{_prefix(owner)}`{name}` must be callable, got {type(value).__name__}.")
+  return value

@@ -72,7 +72,7 @@ _NORM_RE = re.compile(r"norm|(^|_)(ln|bn)(_|\d|$)")
 
 
 class NanoAdamState(NamedTuple):
-  """State of :func:`nanoadam`.
+  """State of :func:`nanoadam` (and :func:`scale_by_nanoadam`).
 
   Attributes:
     count: number of updates so far (int32 scalar).
@@ -82,6 +82,9 @@ class NanoAdamState(NamedTuple):
       shape of ``idx``; the exponent of its bias correction); ``MaskedNode`` elsewhere.
     mu: first moments: shape of ``idx`` for selected leaves, the leaf's shape otherwise.
     nu: second moments, same layout as ``mu``.
+
+  The moments of selected leaves are compact (not in the params' shapes), so the state implements
+  :class:`ham_optax.sparsity.SparseMomentsState`: a sparsifier's state reset calls :meth:`reset_moments`.
   """
 
   count: jax.Array
@@ -89,6 +92,28 @@ class NanoAdamState(NamedTuple):
   age: optax.Params
   mu: optax.Params
   nu: optax.Params
+
+  def reset_moments(self, keep: Any) -> NanoAdamState:
+    """The state with ``mu`` and ``nu`` zeroed where ``keep`` is False; ``count``, ``idx`` and ``age`` are kept.
+
+    ``keep`` has the params' structure, each leaf a bool array broadcastable to its parameter (a scalar resets or
+    keeps the whole leaf). For a selected leaf the entry ``idx[j]`` of the parameter decides slot ``j``.
+    """
+
+    def moment(idx: Any, m: Any, k: Any) -> Any:
+      if _is_masked(m):
+        return m
+      k = jnp.asarray(k, bool)
+      if not _is_masked(idx) and k.ndim:
+        k = jnp.append(k.reshape(-1), True)[idx]  # slot x.size (unused) keeps its zero
+      return jnp.where(k, m, jnp.zeros_like(m))
+
+    reset = lambda tree: jax.tree.map(moment, self.idx, tree, keep, is_leaf=_is_masked)  # noqa: E731
+    return self._replace(mu=reset(self.mu), nu=reset(self.nu))
+
+
+def _is_masked(x: Any) -> bool:
+  return isinstance(x, optax.MaskedNode)
 
 
 def selected_count(size: int, fraction: float) -> int:
@@ -180,7 +205,9 @@ def nanoadam_default_mask(
 
 
 def _chunks(size: int, chunk_size: int | None) -> tuple[int, int]:
-  """``(number of chunks, chunk length)`` of a flattened tensor of ``size`` entries."""
+  """``(number of chunks, chunk length)`` of a flattened tensor of ``size`` entries (``(0, 0)`` when empty)."""
+  if size == 0:
+    return 0, 0
   c = size if chunk_size is None else min(chunk_size, size)
   return -(-size // c), c
 
@@ -191,11 +218,186 @@ def _bottom_k(x: jax.Array, chunk: int, k: int) -> jax.Array:
   Shape ``(chunks, k)``; ties go to the lower index; padding slots of a short last chunk hold ``x.size``.
   """
   n = x.size
+  if n == 0:
+    return jnp.zeros((0, k), jnp.int32)
   rows = -(-n // chunk)
   a = jnp.pad(jnp.abs(x.reshape(-1)).astype(jnp.float32), (0, rows * chunk - n), constant_values=jnp.inf)
   local = jax.lax.top_k(-a.reshape(rows, chunk), k)[1]
   flat = local + (jnp.arange(rows) * chunk)[:, None]
   return jnp.where(flat < n, flat, n).astype(jnp.int32)
+
+
+class _Selection(NamedTuple):
+  """Static settings of NanoAdam's small-weight selection: the density schedule and the chunks."""
+
+  fraction: float
+  refresh_every: int
+  density_every: int
+  total_steps: int | None
+  final_fraction: float
+  fraction_schedule: Callable[[jax.Array], jax.Array] | None
+  chunk_size: int | None
+
+  def density(self, t: jax.Array) -> jax.Array:
+    """Density in effect at step ``t`` (the schedule evaluated at the last density update)."""
+    td = (t // self.density_every) * self.density_every
+    if self.fraction_schedule is not None:
+      rho = jnp.asarray(self.fraction_schedule(td), jnp.float32)
+    elif self.total_steps is not None:
+      frac = jnp.minimum(td.astype(jnp.float32) / self.total_steps, 1.0)
+      rho = self.fraction + (self.final_fraction - self.fraction) * frac
+    else:
+      rho = jnp.asarray(self.fraction, jnp.float32)
+    return jnp.clip(rho, 0.0, self.fraction)
+
+  def count_at(self, t: jax.Array, chunk: int, k_max: int) -> jax.Array:
+    """Entries selected per chunk at step ``t``: ``round(density * chunk)`` within ``[1, k_max]``."""
+    return jnp.clip(jnp.round(self.density(t) * chunk), 1, k_max).astype(jnp.int32)
+
+  def init_leaf(self, p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(idx, age, mu, nu)`` of a selected leaf at step 0: its bottom-``k_max`` entries, zero moments."""
+    rows, c = _chunks(p.size, self.chunk_size)
+    k_max = selected_count(c, self.fraction) if c else 0
+    zeros = jnp.zeros((rows, k_max), p.dtype)
+    return _bottom_k(p, c, k_max), jnp.zeros((rows, k_max), jnp.int32), zeros, zeros
+
+  def refresh(self, count: jax.Array, p: jax.Array, slots: tuple) -> tuple:
+    """``slots = (idx, age, mu, nu)`` after step ``count``'s re-selection, if one is due.
+
+    Every ``refresh_every`` steps, or when the selected count changes, the bottom-``k`` entries are chosen again;
+    entries kept keep their age and moments, dropped ones forget them.
+    """
+    n = p.size
+    _, c = _chunks(n, self.chunk_size)
+    k_max = slots[0].shape[1]
+    due = (count % self.refresh_every == 0) | (
+      self.count_at(count, c, k_max) != self.count_at(jnp.maximum(count - 1, 0), c, k_max)
+    )
+
+    def reselect(slots):
+      idx, age, mu, nu = slots
+      new_idx = _bottom_k(p, c, k_max)
+
+      def carry(v):  # entries kept keep their value; slot n collects unused slots
+        return jnp.zeros((n + 1,), v.dtype).at[idx.reshape(-1)].set(v.reshape(-1))[new_idx]
+
+      return new_idx, carry(age), carry(mu), carry(nu)
+
+    return jax.lax.cond(due, reselect, lambda s: s, slots)
+
+
+def _selected_adam(g, p, count, slots, selection: _Selection, b1, b2, eps, weight_decay) -> tuple:
+  """One leaf under selection: ``(direction, idx, age, mu, nu)``.
+
+  ``direction`` has the leaf's shape: Adam with per-entry bias correction plus ``weight_decay * x`` at the
+  selected entries, exactly 0 elsewhere.
+  """
+  p = jnp.asarray(p)
+  if p.size == 0:
+    return jnp.zeros_like(p), *slots
+  n = p.size
+  idx, age, mu, nu = selection.refresh(count, p, slots)
+  k_max = mu.shape[1]
+  valid = (
+    jnp.arange(k_max)[None, :] < selection.count_at(count, _chunks(n, selection.chunk_size)[1], k_max)
+  ) & (idx < n)
+  g_s = jnp.append(jnp.reshape(g, -1), 0).astype(mu.dtype)[idx]
+  x_s = jnp.append(p.reshape(-1), 0)[idx]
+  age = jnp.where(valid, age + 1, 0)
+  mu = jnp.where(valid, b1 * mu + (1.0 - b1) * g_s, 0)
+  nu = jnp.where(valid, b2 * nu + (1.0 - b2) * g_s * g_s, 0)
+  a = jnp.maximum(age, 1).astype(jnp.float32)
+  e1, e2 = 1.0 - jnp.asarray(b1, jnp.float32) ** a, 1.0 - jnp.asarray(b2, jnp.float32) ** a
+  direction = jnp.where(valid, (mu / e1) / (jnp.sqrt(nu / e2) + eps) + weight_decay * x_s, 0).astype(p.dtype)
+  out = jnp.zeros((n + 1,), p.dtype).at[idx.reshape(-1)].set(direction.reshape(-1))
+  return out[:n].reshape(p.shape), idx, age, mu, nu
+
+
+def _is_float(x: Any) -> bool:
+  return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
+def scale_by_nanoadam(
+  b1: float = 0.9,
+  b2: float = 0.999,
+  eps: float = 1e-8,
+  weight_decay: float = 0.0,
+  *,
+  selection: _Selection,
+  mask: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  """NanoAdam's direction, before the learning rate: :func:`nanoadam` is this followed by ``-learning_rate``.
+
+  Leaves in ``mask`` (``None``: :func:`nanoadam_default_mask`): Adam with per-entry bias correction plus the
+  decoupled ``weight_decay * x`` at the selected entries (``selection``), exactly 0 at every other entry. Other
+  floating-point leaves: ``optax.scale_by_adam(b1, b2, eps)`` with the shared step count. Non-floating leaves
+  (integer counters, ...): 0, their state untouched.
+  """
+  dense_adam = optax.scale_by_adam(b1, b2, eps)
+
+  def mask_tree_of(params):
+    return masking.resolve_mask_tree(
+      nanoadam_default_mask if mask is None else mask, params, "nanoadam: mask"
+    )
+
+  def init_fn(params: optax.Params) -> NanoAdamState:
+    mask_tree = mask_tree_of(params)
+    slots = jax.tree.map(
+      lambda b, p: selection.init_leaf(jnp.asarray(p)) if b else (_MASKED,) * 2 + (jnp.zeros_like(p),) * 2,
+      mask_tree,
+      params,
+    )
+    return NanoAdamState(jnp.zeros([], jnp.int32), *_unzip(mask_tree, slots, 4))
+
+  def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
+    del extra_args
+    if params is None:
+      raise ValueError("nanoadam: `params` must be passed to update (the selection reads |x|).")
+    mask_tree = mask_tree_of(params)
+    dense = jax.tree.map(lambda b, p: not b and _is_float(p), mask_tree, params)
+    pick = lambda flags, tree: jax.tree.map(lambda f, x: x if f else _MASKED, flags, tree)  # noqa: E731
+    d_dense, adam_state = dense_adam.update(
+      pick(dense, updates), optax.ScaleByAdamState(state.count, pick(dense, state.mu), pick(dense, state.nu))
+    )
+
+    def leaf(flag, is_dense, g, p, d, idx, age, mu, nu):
+      if flag:
+        return _selected_adam(g, p, state.count, (idx, age, mu, nu), selection, b1, b2, eps, weight_decay)
+      if is_dense:
+        return d.astype(jnp.result_type(p)), idx, age, mu, nu
+      return jnp.zeros_like(p), idx, age, mu, nu
+
+    out = jax.tree.map(
+      leaf,
+      mask_tree,
+      dense,
+      updates,
+      params,
+      d_dense,
+      state.idx,
+      state.age,
+      state.mu,
+      state.nu,
+      is_leaf=_is_masked,
+    )
+    direction, idx, age, mu, nu = _unzip(mask_tree, out, 5)
+    mu, nu = _merge(dense, adam_state.mu, mu), _merge(dense, adam_state.nu, nu)
+    return direction, NanoAdamState(optax.safe_increment(state.count), idx, age, mu, nu)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+_MASKED = optax.MaskedNode()
+
+
+def _unzip(structure: Any, tree_of_tuples: Any, n: int) -> tuple:
+  """``n`` trees from a tree (with ``structure``'s leaves) of ``n``-tuples."""
+  return tuple(jax.tree.map(lambda _, t, i=i: t[i], structure, tree_of_tuples) for i in range(n))
+
+
+def _merge(flags: Any, a: Any, b: Any) -> Any:
+  """Leaf of ``a`` where ``flags``, else of ``b``."""
+  return jax.tree.map(lambda f, x, y: x if f else y, flags, a, b, is_leaf=_is_masked)
 
 
 def nanoadam(
@@ -271,145 +473,37 @@ def nanoadam(
     True
   """
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True, owner="nanoadam")
-  checks.check_scalar(fraction, "fraction", lo=0.0, lo_open=True, hi=1.0, owner="nanoadam")
+  fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
   refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
   checks.check_scalar(b1, "b1", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
   checks.check_scalar(b2, "b2", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
   checks.check_scalar(eps, "eps", lo=0.0, lo_open=True, owner="nanoadam")
   checks.check_scalar(weight_decay, "weight_decay", lo=0.0, owner="nanoadam")
-  fraction = float(fraction)
   if total_steps is not None:
     total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam")
-  if final_fraction is None:
-    final_fraction = 0.4 * fraction
-  else:
+  if final_fraction is not None:
     checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
-    final_fraction = float(final_fraction)
-  density_every = (
-    refresh_every
-    if density_every is None
-    else checks.check_int(density_every, "density_every", 1, owner="nanoadam")
-  )
-  if fraction_schedule is not None and not callable(fraction_schedule):
-    raise TypeError(
-      f"nanoadam: `fraction_schedule` must be callable, got {type(fraction_schedule).__name__}."
-    )
+  if density_every is not None:
+    density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam")
+  if fraction_schedule is not None:
+    checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
   if chunk_size is not None:
     chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam")
-  default_mask = mask is None
-  masked_node = optax.MaskedNode()
-
-  def density(t: jax.Array) -> jax.Array:
-    """Density in effect at step ``t`` (the schedule evaluated at the last density update)."""
-    td = (t // density_every) * density_every
-    if fraction_schedule is not None:
-      rho = jnp.asarray(fraction_schedule(td), jnp.float32)
-    elif total_steps is not None:
-      frac = jnp.minimum(td.astype(jnp.float32) / total_steps, 1.0)
-      rho = fraction + (final_fraction - fraction) * frac
-    else:
-      rho = jnp.asarray(fraction, jnp.float32)
-    return jnp.clip(rho, 0.0, fraction)
-
-  def count_at(t: jax.Array, chunk: int, k_max: int) -> jax.Array:
-    return jnp.clip(jnp.round(density(t) * chunk), 1, k_max).astype(jnp.int32)
-
-  def mask_tree_of(params):
-    return _resolve_mask(nanoadam_default_mask if default_mask else mask, params)
-
-  def init_fn(params: optax.Params) -> NanoAdamState:
-    mask_tree = mask_tree_of(params)
-
-    def idx0(b, p):
-      if not b:
-        return masked_node
-      _, c = _chunks(p.size, chunk_size)
-      return _bottom_k(p, c, selected_count(c, fraction))
-
-    def zeros(b, p, dtype=None):
-      if not b:
-        return masked_node if dtype is not None else jnp.zeros_like(p)
-      rows, c = _chunks(p.size, chunk_size)
-      return jnp.zeros((rows, selected_count(c, fraction)), dtype or p.dtype)
-
-    return NanoAdamState(
-      count=jnp.zeros([], jnp.int32),
-      idx=jax.tree.map(idx0, mask_tree, params),
-      age=jax.tree.map(lambda b, p: zeros(b, p, jnp.int32), mask_tree, params),
-      mu=jax.tree.map(zeros, mask_tree, params),
-      nu=jax.tree.map(zeros, mask_tree, params),
-    )
+  selection = _Selection(
+    fraction=fraction,
+    refresh_every=refresh_every,
+    density_every=refresh_every if density_every is None else density_every,
+    total_steps=total_steps,
+    final_fraction=0.4 * fraction if final_fraction is None else float(final_fraction),
+    fraction_schedule=fraction_schedule,
+    chunk_size=chunk_size,
+  )
+  direction = scale_by_nanoadam(b1, b2, eps, weight_decay, selection=selection, mask=mask)
 
   def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
-    del extra_args
-    if params is None:
-      raise ValueError("nanoadam: `params` must be passed to update (the selection reads |x|).")
-    mask_tree = mask_tree_of(params)
-    count = state.count
-    t = optax.safe_increment(count).astype(jnp.float32)
-    lr = learning_rate(count) if callable(learning_rate) else learning_rate
-    bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
-    bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
+    """``scale_by_nanoadam`` then ``-learning_rate`` (evaluated at the step count), in each leaf's dtype."""
+    d, new_state = direction.update(updates, state, params, **extra_args)
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    return jax.tree.map(lambda x: (-lr * x).astype(x.dtype), d), new_state
 
-    def dense(g, mu, nu):
-      g = g.astype(mu.dtype)
-      mu = b1 * mu + (1.0 - b1) * g
-      nu = b2 * nu + (1.0 - b2) * g * g
-      return -lr * (mu / bc1) / (jnp.sqrt(nu / bc2) + eps), mu, nu
-
-    def sparse(g, p, idx, age, mu, nu):
-      n = p.size
-      _, c = _chunks(n, chunk_size)
-      k_max = mu.shape[1]
-      k_t = count_at(count, c, k_max)
-      k_prev = count_at(jnp.maximum(count - 1, 0), c, k_max)
-      refresh = (count % refresh_every == 0) | (k_t != k_prev)
-
-      def reselect(args):
-        idx, age, mu, nu = args
-        new_idx = _bottom_k(p, c, k_max)
-
-        def carry(v):  # entries kept keep their value; slot n collects unused slots
-          return jnp.zeros((n + 1,), v.dtype).at[idx.reshape(-1)].set(v.reshape(-1))[new_idx]
-
-        return new_idx, carry(age), carry(mu), carry(nu)
-
-      idx, age, mu, nu = jax.lax.cond(refresh, reselect, lambda a: a, (idx, age, mu, nu))
-      valid = (jnp.arange(k_max)[None, :] < k_t) & (idx < n)
-      g_s = jnp.append(g.reshape(-1), 0).astype(mu.dtype)[idx]
-      x_s = jnp.append(p.reshape(-1), 0)[idx]
-      age = jnp.where(valid, age + 1, 0)
-      mu = jnp.where(valid, b1 * mu + (1.0 - b1) * g_s, 0)
-      nu = jnp.where(valid, b2 * nu + (1.0 - b2) * g_s * g_s, 0)
-      a = jnp.maximum(age, 1).astype(jnp.float32)
-      e1, e2 = 1.0 - jnp.asarray(b1, jnp.float32) ** a, 1.0 - jnp.asarray(b2, jnp.float32) ** a
-      direction = (mu / e1) / (jnp.sqrt(nu / e2) + eps) + weight_decay * x_s
-      step = jnp.where(valid, -lr * direction, 0).astype(p.dtype)
-      out = jnp.zeros((n + 1,), p.dtype).at[idx.reshape(-1)].set(step.reshape(-1))
-      return out[:n].reshape(p.shape), idx, age, mu, nu
-
-    def leaf(flag, g, p, idx, age, mu, nu):
-      if flag:
-        return sparse(g, p, idx, age, mu, nu)
-      step, mu, nu = dense(g, mu, nu)
-      return step.astype(p.dtype), idx, age, mu, nu
-
-    out = jax.tree.map(
-      leaf,
-      mask_tree,
-      updates,
-      params,
-      state.idx,
-      state.age,
-      state.mu,
-      state.nu,
-      is_leaf=lambda x: isinstance(x, optax.MaskedNode),
-    )
-    is_tuple = lambda x: isinstance(x, tuple)  # noqa: E731
-    pick = lambda i: jax.tree.map(lambda b, o: o[i], mask_tree, out, is_leaf=is_tuple)  # noqa: E731
-    new_state = NanoAdamState(
-      count=optax.safe_increment(count), idx=pick(1), age=pick(2), mu=pick(3), nu=pick(4)
-    )
-    return pick(0), new_state
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(direction.init, update_fn)

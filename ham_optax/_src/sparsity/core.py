@@ -12,7 +12,7 @@ No selected layer is ever pruned away: every selected leaf with at least one ent
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import chex
 import jax
@@ -184,54 +184,129 @@ MaskRule = Callable[
   tuple[list[jax.Array], bool],
 ]
 InitRule = Callable[[list[jax.Array]], list[jax.Array]]
-# A reset rule: count -> traced bool; when True, every parameter-shaped leaf of the inner state is zeroed before the
+# A reset rule: count -> traced bool; when True, the floating-point moments of the inner state are zeroed before the
 # inner update of this step (AC/DC's momentum reset at each switch back to a dense phase).
 ResetRule = Callable[[jax.Array], jax.Array]
+
+
+@runtime_checkable
+class ReparametrisedState(Protocol):
+  """An optimizer state that stores the weights themselves, as the factors of a reparametrisation.
+
+  Such a state has params-shaped floating-point fields that look like optimizer memory but are the weights (the
+  factors ``m``, ``w`` of :func:`~ham_optax.overparam.pointwise_overparam` and Sign-In, ``u``, ``v`` of
+  :func:`~ham_optax.overparam.deep_diagonal`). ``weight_fields`` names them, as a class attribute; a sparsifier's
+  state reset (AC/DC's momentum reset, RigL's reset of regrown weights) never touches these fields.
+
+  Example:
+    >>> from ham_optax import overparam, sparsity
+    >>> issubclass(overparam.OverparamState, sparsity.ReparametrisedState), overparam.OverparamState.weight_fields
+    (True, ('m', 'w'))
+  """
+
+  weight_fields: ClassVar[tuple[str, ...]]
+
+
+@runtime_checkable
+class SparseMomentsState(Protocol):
+  """An optimizer state whose moments are stored for selected entries only, not in the params' shapes.
+
+  :class:`ham_optax.NanoAdamState` keeps Adam's moments for the selected small weights in compact arrays, beside
+  their integer flat indices and ages. A sparsifier cannot zero such moments position by position, so it asks the
+  state: ``reset_moments(keep)`` returns the state with the floating-point moments zeroed wherever ``keep`` (a
+  params-structured tree of bools, each leaf broadcastable to its parameter) is False, every integer field kept.
+  """
+
+  def reset_moments(self, keep: Any) -> Any:
+    """The state with its floating-point moments zeroed where ``keep`` is False."""
+    ...
 
 
 def _is_masked_node(x: Any) -> bool:
   return isinstance(x, optax.MaskedNode)
 
 
-def _holds_weights(x: Any) -> bool:
-  """A state that stores the weights themselves in params-shaped fields (``weight_fields``: the factors of a
-  reparametrisation such as Sign-In's ``m``, ``w``), which look like optimizer memory but are not."""
-  return isinstance(x, tuple) and hasattr(type(x), "weight_fields")
+def _is_special_state(x: Any) -> bool:
+  return isinstance(x, tuple) and isinstance(x, (ReparametrisedState, SparseMomentsState))
+
+
+def _zero_moment(x: Any, keep: Any) -> Any:
+  """``x`` zeroed where ``keep`` is False, if ``x`` is a floating-point array of the parameter's shape."""
+  if _is_masked_node(x) or not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+    return x  # integer fields (counts, indices) are not moments
+  if jnp.ndim(keep) and jnp.shape(keep) != jnp.shape(x):
+    return x  # a compact field (SparseMomentsState), reset by its state below
+  return jnp.where(keep, x, jnp.zeros_like(x))
 
 
 def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, keep: Any) -> Any:
-  """Zeroes the parameter-shaped leaves of ``inner_state`` wherever ``keep`` (a params-shaped bool tree, leaves
-  broadcastable to the params) is False; every other field (step counts, hyperparameters) is left alone.
+  """Zeroes the floating-point moments of ``inner_state`` wherever ``keep`` (a params-shaped bool tree, leaves
+  broadcastable to the params) is False; every other field (step counts, indices, hyperparameters) is left alone.
 
   The parameter-shaped leaves are found with ``optax.tree_utils.tree_map_params`` (SGD's momentum trace, Adam's
-  ``mu`` and ``nu``, ``MultiSteps``' accumulated gradients, ... of any inner optimizer). ``optax.MaskedNode``
-  entries are left as they are, and so are the fields a state names in ``weight_fields`` (the factors ``m``,
-  ``w`` of :func:`~ham_optax.overparam.pointwise_overparam` / Sign-In, ``u``, ``v`` of
-  :func:`~ham_optax.overparam.deep_diagonal`): they are the weights, and zeroing them would zero the weights.
-  The state such a reparametrisation keeps for its own inner optimizer (built for the pair of factors, not
-  params-shaped) is not reset.
+  ``mu`` and ``nu``, ``MultiSteps``' accumulated gradients, ... of any inner optimizer); only floating-point ones
+  are zeroed. ``optax.MaskedNode`` entries are left as they are, and so are the fields a
+  :class:`ReparametrisedState` names in ``weight_fields`` (zeroing them would zero the weights). A
+  :class:`SparseMomentsState` (NanoAdam) resets its compact moments itself. The state such a reparametrisation
+  keeps for its own inner optimizer (built for the pair of factors, not params-shaped) is not reset.
   """
+
+  def restore(new: Any, old: Any) -> Any:
+    if isinstance(old, SparseMomentsState):
+      return old.reset_moments(keep)
+    if isinstance(old, ReparametrisedState):
+      return new._replace(**{f: getattr(old, f) for f in old.weight_fields})
+    return new
+
   try:
-    reset = optax.tree_utils.tree_map_params(
-      inner,
-      lambda x, k: x if _is_masked_node(x) else jnp.where(k, x, jnp.zeros_like(x)),
-      inner_state,
-      keep,
-      is_leaf=_is_masked_node,
-    )
+    reset = optax.tree_utils.tree_map_params(inner, _zero_moment, inner_state, keep, is_leaf=_is_masked_node)
+    return jax.tree.map(restore, reset, inner_state, is_leaf=_is_special_state)
   except Exception as e:  # noqa: BLE001 - re-raised with the option that avoids it
     raise ValueError(
       "Could not find the parameter-shaped leaves of the inner optimizer's state (optax.tree_utils."
       f"tree_map_params failed: {e}). Pass reset_state=False / reset_momentum=False to keep the state as is."
     ) from e
-  return jax.tree.map(
-    lambda new, old: (
-      new._replace(**{f: getattr(old, f) for f in old.weight_fields}) if _holds_weights(old) else new
-    ),
-    reset,
-    inner_state,
-    is_leaf=_holds_weights,
-  )
+
+
+def _prunable_flags(prunable: masking.MaskOrFn, params: optax.Params) -> Any:
+  """The static bool tree of prunable leaves; a selection without any weight is an error."""
+  flags = masking.resolve_mask_tree(prunable, params, "`prunable`")
+  if not any(f and jnp.size(p) for f, p in zip(jax.tree.leaves(flags), jax.tree.leaves(params), strict=True)):
+    raise ValueError(
+      "`prunable` selects no parameter with entries, so the sparsifier would train densely. Select at least one "
+      "floating-point leaf (the default selects those with ndim >= 2)."
+    )
+  return flags
+
+
+def _pick(flags: Any, tree: Any) -> list[Any]:
+  """The leaves of ``tree`` at the prunable positions, in tree order."""
+  return [x for f, x in zip(jax.tree.leaves(flags), jax.tree.leaves(tree), strict=True) if f]
+
+
+def _place(flags: Any, tree: Any, values: list[Any]) -> Any:
+  """``tree`` with its prunable leaves replaced by ``values`` (in tree order)."""
+  it = iter(values)
+  return jax.tree.map(lambda f, x: next(it) if f else x, flags, tree)
+
+
+def _check_masks(masks: Any, params: optax.Params, updates: optax.Updates, flags: Any) -> Any:
+  """The state's masks in the params' structure, after checking that they and the updates fit ``params``."""
+  p_leaves, m_leaves = jax.tree.leaves(params), jax.tree.leaves(masks)
+  if len(m_leaves) != len(p_leaves) or jax.tree.structure(updates) != jax.tree.structure(params):
+    raise ValueError(
+      f"Sparsifier masks do not match the params: {len(m_leaves)} mask leaves, {len(p_leaves)} params, "
+      f"{len(jax.tree.leaves(updates))} updates (updates and params must have the same structure). "
+      "Re-initialise the optimizer state for these params."
+    )
+  for i, (p, m, f) in enumerate(zip(p_leaves, m_leaves, jax.tree.leaves(flags), strict=True)):
+    expected = jnp.shape(p) if f else ()
+    if jnp.shape(m) != expected:
+      raise ValueError(
+        f"Sparsifier mask for parameter leaf {i} has shape {jnp.shape(m)}, expected {expected} "
+        f"(param shape {jnp.shape(p)}, prunable={f})."
+      )
+  return jax.tree.unflatten(jax.tree.structure(params), m_leaves)
 
 
 def sparsifier(
@@ -253,93 +328,61 @@ def sparsifier(
   3. ``updates = where(m', inner_updates, -params)`` on prunable leaves (so ``params + updates`` equals
      ``m' * (params + inner_updates)`` and pruned entries are exactly 0.0), ``inner_updates`` unchanged elsewhere.
 
-  ``reset_rule(count)`` zeroes every parameter-shaped leaf of the inner state before step ``count``'s inner update;
-  with ``reset_grown_state`` the inner state of weights that become active in this step is zeroed after it.
+  ``reset_rule(count)`` zeroes the floating-point moments of the inner state before step ``count``'s inner update;
+  with ``reset_grown_state`` the moments of weights that become active in this step are zeroed after it
+  (:func:`reset_param_state`).
   """
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params: optax.Params) -> SparsifierState:
-    flags = masking.resolve_mask(prunable, params, "`prunable`")
-    leaves, treedef = jax.tree.flatten(params)
-    pruned = [p for p, f in zip(leaves, flags, strict=True) if f]
-    new = iter(init_rule(pruned))
-    masks = [next(new) if f else jnp.ones((), bool) for f in flags]
-    return SparsifierState(
-      count=jnp.zeros([], jnp.int32),
-      masks=jax.tree.unflatten(treedef, masks),
-      inner_state=inner.init(params),
-    )
+    flags = _prunable_flags(prunable, params)
+    masks = _place(flags, jax.tree.map(lambda _: jnp.ones((), bool), flags), init_rule(_pick(flags, params)))
+    return SparsifierState(count=jnp.zeros([], jnp.int32), masks=masks, inner_state=inner.init(params))
 
-  def update_fn(
-    updates: optax.Updates,
-    state: SparsifierState,
-    params: optax.Params | None = None,
-    **extra_args: Any,
-  ) -> tuple[optax.Updates, SparsifierState]:
+  def new_masks(count, flags, params, grads, inner_updates, old):
+    """(masks after this step's rule, whether grown weights restart at 0)."""
+    if mask_rule is None:
+      return old, False
+
+    def proposal_fn():
+      return _pick(flags, jax.tree.map(lambda p, u: p + u, params, inner_updates))
+
+    new, zero_new = mask_rule(
+      count, _pick(flags, params), _pick(flags, grads), proposal_fn, _pick(flags, old)
+    )
+    return _place(flags, old, new), zero_new
+
+  def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError(_NO_PARAMS_MSG)
-    flags = masking.resolve_mask(prunable, params, "`prunable`")
-    p_leaves, p_treedef = jax.tree.flatten(params)
-    g_leaves, g_treedef = jax.tree.flatten(updates)
-    m_leaves, m_treedef = jax.tree.flatten(state.masks)
-    if not (len(p_leaves) == len(g_leaves) == len(m_leaves)):
-      raise ValueError(
-        f"Sparsifier masks do not match the params: {len(m_leaves)} mask leaves, {len(p_leaves)} params, "
-        f"{len(g_leaves)} updates. Re-initialise the optimizer state for these params."
-      )
-    for i, (p, m, f) in enumerate(zip(p_leaves, m_leaves, flags, strict=True)):
-      expected = p.shape if f else ()
-      if m.shape != expected:
-        raise ValueError(
-          f"Sparsifier mask for parameter leaf {i} has shape {m.shape}, expected {expected} "
-          f"(param shape {p.shape}, prunable={f})."
-        )
-
+    flags = _prunable_flags(prunable, params)
+    old = _check_masks(state.masks, params, updates, flags)
     inner_state = state.inner_state
     if reset_rule is not None:
-      none_kept = jax.tree.unflatten(p_treedef, [jnp.zeros((), bool)] * len(p_leaves))
-      inner_state = jax.lax.cond(
-        reset_rule(state.count), lambda s: reset_param_state(inner, s, none_kept), lambda s: s, inner_state
-      )
-    masked_g = [
-      jnp.where(m, g, jnp.zeros_like(g)) if f else g
-      for g, m, f in zip(g_leaves, m_leaves, flags, strict=True)
-    ]
-    inner_updates, inner_state = inner.update(
-      jax.tree.unflatten(g_treedef, masked_g), inner_state, params, **extra_args
+      none_kept = jax.tree.map(lambda _: jnp.zeros((), bool), flags)
+      reset = lambda s: reset_param_state(inner, s, none_kept)  # noqa: E731
+      inner_state = jax.lax.cond(reset_rule(state.count), reset, lambda s: s, inner_state)
+    masked_g = jax.tree.map(
+      lambda f, g, m: jnp.where(m, g, jnp.zeros_like(g)) if f else g, flags, updates, old
     )
-    u_leaves, u_treedef = jax.tree.flatten(inner_updates)
-
-    idx = [i for i, f in enumerate(flags) if f]
-    old = [m_leaves[i] for i in idx]
-    if mask_rule is None or not idx:
-      new, zero_new = old, False
-    else:
-      pruned_p = [p_leaves[i] for i in idx]
-
-      def proposal_fn():
-        return [p_leaves[i] + u_leaves[i] for i in idx]
-
-      new, zero_new = mask_rule(state.count, pruned_p, [g_leaves[i] for i in idx], proposal_fn, old)
-    out_u = list(u_leaves)
-    out_m = list(m_leaves)
-    keep_state = [jnp.ones((), bool)] * len(p_leaves)
-    for j, i in enumerate(idx):
-      active = new[j] & old[j] if zero_new else new[j]
-      out_u[i] = jnp.where(active, u_leaves[i], -p_leaves[i]).astype(u_leaves[i].dtype)
-      out_m[i] = new[j]
-      keep_state[i] = ~new[j] | old[j]
-    if zero_new and reset_grown_state and idx:
+    inner_updates, inner_state = inner.update(masked_g, inner_state, params, **extra_args)
+    masks, zero_new = new_masks(state.count, flags, params, updates, inner_updates, old)
+    out = jax.tree.map(
+      lambda f, u, p, new, m: jnp.where(new & m if zero_new else new, u, -p).astype(u.dtype) if f else u,
+      flags,
+      inner_updates,
+      params,
+      masks,
+      old,
+    )
+    if zero_new and reset_grown_state:
       # Only steps that grew a weight touch the state (a reduction over the bool masks decides).
-      keep = jax.tree.unflatten(p_treedef, keep_state)
-      grew = jnp.any(jnp.stack([~jnp.all(keep_state[i]) for i in idx]))
-      inner_state = jax.lax.cond(grew, lambda s: reset_param_state(inner, s, keep), lambda s: s, inner_state)
-    new_state = SparsifierState(
-      count=optax.safe_increment(state.count),
-      masks=jax.tree.unflatten(m_treedef, out_m),
-      inner_state=inner_state,
-    )
-    return jax.tree.unflatten(u_treedef, out_u), new_state
+      keep = jax.tree.map(lambda f, new, m: ~new | m if f else jnp.ones((), bool), flags, masks, old)
+      grew = ~jnp.all(jnp.stack([jnp.all(k) for k in _pick(flags, keep)]))
+      reset = lambda s: reset_param_state(inner, s, keep)  # noqa: E731
+      inner_state = jax.lax.cond(grew, reset, lambda s: s, inner_state)
+    masks = jax.tree.unflatten(jax.tree.structure(state.masks), jax.tree.leaves(masks))
+    return out, SparsifierState(count=optax.safe_increment(state.count), masks=masks, inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -18,11 +18,11 @@ DISTRIBUTIONS = ("erk", "uniform")
 
 
 def erk_densities(shapes: Sequence[tuple[int, ...]], density: float) -> list[float]:
-  """Real-valued ERK densities (each in (0, 1]) whose size-weighted mean is ``density``."""
+  """Real-valued ERK densities (each in (0, 1]) whose size-weighted mean is ``density``; zero-size layers get 1."""
   sizes = np.array([float(np.prod(s)) for s in shapes])
-  raw = np.array([float(np.sum(s)) / float(np.prod(s)) for s in shapes])
-  dense = np.zeros(len(shapes), bool)
-  if density >= 1.0:
+  raw = np.array([float(np.sum(s)) / n if n else 0.0 for s, n in zip(shapes, sizes, strict=True)])
+  dense = sizes == 0  # a zero-size layer has nothing to prune: density 1
+  if density >= 1.0 or dense.all():
     return [1.0] * len(shapes)
   while True:
     budget = density * sizes.sum() - sizes[dense].sum()

@@ -138,12 +138,10 @@ def magnitude_pruning(
   checks.check_inner(inner, "magnitude_pruning")
   sparsity = checks.check_sparsity(sparsity)
   initial_sparsity = checks.check_sparsity(initial_sparsity, "initial_sparsity")
-  if initial_sparsity > sparsity:
-    raise ValueError(f"initial_sparsity ({initial_sparsity}) must not exceed sparsity ({sparsity}).")
+  checks.check_order(initial_sparsity, "initial_sparsity", sparsity, "sparsity", strict=False)
   begin_step = checks.check_int(begin_step, "begin_step", 0)
   end_step = checks.check_int(end_step, "end_step", 0)
-  if end_step <= begin_step:
-    raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
+  checks.check_order(begin_step, "begin_step", end_step, "end_step", strict=True)
   frequency = checks.check_int(frequency, "frequency", 1)
   checks.check_choice(scope, "scope", _SCOPES)
 
@@ -214,12 +212,8 @@ def acdc_phases(
   round(final_sparse_fraction * total_steps)``, ``phase_steps`` defaults to ``max(1, round(0.05 * total_steps))``.
   """
   total_steps = checks.check_int(total_steps, "total_steps", 1)
-  for name, v in (
-    ("dense_warmup_fraction", dense_warmup_fraction),
-    ("final_sparse_fraction", final_sparse_fraction),
-  ):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-      raise ValueError(f"{name} must be a float in [0, 1), got {v!r}.")
+  dense_warmup_fraction = checks.check_fraction(dense_warmup_fraction, "dense_warmup_fraction", hi_open=True)
+  final_sparse_fraction = checks.check_fraction(final_sparse_fraction, "final_sparse_fraction", hi_open=True)
   warmup = round(dense_warmup_fraction * total_steps)
   final_start = total_steps - round(final_sparse_fraction * total_steps)
   if warmup > final_start:
@@ -353,8 +347,7 @@ def acdc(
       return acdc_is_sparse(t, warmup, phase, final_start)
 
   checks.check_choice(scope, "scope", _SCOPES)
-  if not isinstance(reset_momentum, bool):
-    raise TypeError(f"reset_momentum must be a bool, got {type(reset_momentum).__name__}.")
+  reset_momentum = checks.check_bool(reset_momentum, "reset_momentum")
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return [jnp.ones(p.shape, bool) for p in leaves]
@@ -454,18 +447,11 @@ def rigl(
   update_every = checks.check_int(update_every, "update_every", 1)
   end_step = checks.check_int(end_step, "end_step", 1)
   begin_step = checks.check_int(begin_step, "begin_step", 0)
-  if end_step <= begin_step:
-    raise ValueError(f"end_step ({end_step}) must be greater than begin_step ({begin_step}).")
-  if (
-    isinstance(drop_fraction, bool)
-    or not isinstance(drop_fraction, (int, float))
-    or not 0 <= drop_fraction <= 1
-  ):
-    raise ValueError(f"drop_fraction must be a float in [0, 1], got {drop_fraction!r}.")
+  checks.check_order(begin_step, "begin_step", end_step, "end_step", strict=True)
+  drop_fraction = checks.check_fraction(drop_fraction, "drop_fraction")
   checks.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
   seed = checks.check_int(seed, "seed", 0)
-  if not isinstance(reset_state, bool):
-    raise TypeError(f"reset_state must be a bool, got {type(reset_state).__name__}.")
+  reset_state = checks.check_bool(reset_state, "reset_state")
 
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return _random_masks(leaves, sparsity, distribution, seed)
