@@ -418,6 +418,78 @@ def graphs(results: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Implicit bias (docs/guides/implicit_bias.md): `benchmarks/implicit_bias.py`
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _sci(x: float) -> str:
+  """``7.7e-2``: two significant digits, the exponent without padding."""
+  mantissa, exponent = f"{x:.1e}".split("e")
+  return f"{mantissa}e{int(exponent)}"
+
+
+def _implicit_bias_label(label: str, row: dict[str, Any]) -> str:
+  if row["alpha"] is not None:
+    return f"HAM alpha={row['alpha']:g}"
+  return (
+    f"m * w, gamma = {_sci(float(label.split('g=')[1])).replace('.0e', 'e')}"
+    if label.startswith("m*w")
+    else label
+  )
+
+
+@table("implicit_bias")
+def implicit_bias(results: Path) -> str:
+  """The limits of GD, HAM (the default ``sign_from``) and m * w against their predicted limits and the truth."""
+  res = _load(results, "implicit_bias", "results.json")["table"]
+  rows, named = [], set()
+  for label, r in res["rows"].items():
+    if r["sign_from"] not in (None, "x_half"):
+      continue  # the analysed variant: same limits, quoted in the text
+    limit = {"GD": "pseudo-inverse", "HAM": "Bregman projection", "m * w": "hyperbolic entropy"}
+    kind = next(k for k in limit if _implicit_bias_label(label, r).startswith(k))
+    gap = _sci(r["rel_gap_to_limit"]) + ("" if kind in named else f" ({limit[kind]})")
+    named.add(kind)
+    rows.append(
+      [
+        _implicit_bias_label(label, r),
+        _sci(r["lr"]),
+        f"{r['steps']:,}",
+        f"{r['l1']:.3f}",
+        gap,
+        f"{r['rel_dist_to_truth']:.3f}",
+      ]
+    )
+  bp_is_truth = all(abs(r["rel_dist_to_bp"] - r["rel_dist_to_truth"]) < 1e-9 for r in res["rows"].values())
+  rows.append(
+    ["basis pursuit (LP)", "–", "–", f"{res['l1_basis_pursuit']:.3f}", "–", "0.000" if bp_is_truth else "–"]
+  )
+  header = ["method", "lr", "steps", "L1 of limit", "rel. gap to predicted limit", "rel. distance to truth"]
+  return markdown_table(header, rows)
+
+
+def _recovery_label(key: str) -> str:
+  if key.startswith("HAM"):
+    return f"HAM alpha={float(key.split('a=')[1].split()[0]):g}"
+  return {"GD": "GD", "basis pursuit (LP)": "basis pursuit"}.get(key, "m * w")
+
+
+@table("implicit_bias_recovery")
+def implicit_bias_recovery(results: Path) -> str:
+  """How many random sparse truths each method recovers, at the study's d and the next larger one."""
+  res = _load(results, "implicit_bias", "results.json")
+  rec, d0 = res["recovery"], res["config"]["d"]
+  i = rec["d"].index(d0)
+  counts = {key: [round(f * rec["trials"]) for f in fractions] for key, fractions in rec["fraction"].items()}
+  first = ", ".join(f"{_recovery_label(k)} {c[i]}/{rec['trials']}" for k, c in counts.items())
+  second = ", ".join(str(c[i + 1]) for c in counts.values())
+  return paragraph(
+    f"Recovery of random {res['config']['k']}-sparse truths (`recovery.png`, {rec['trials']} problems per d, "
+    f"relative error at most {rec['tol']:g}): at d = {d0}, {first}; at d = {rec['d'][i + 1]}: {second}."
+  )
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------------------
 
