@@ -1,13 +1,9 @@
-"""Training examples for HAM: offline datasets, Flax NNX models, a training loop and the ``ham-optax`` CLI.
+"""Training examples for HAM, laid out as Flax's examples are: offline datasets, Flax NNX models, a training loop
+and the ``ham-optax`` command (``pip install -e ./examples``, then ``ham-optax train``).
 
-An installable project of its own beside the library (flax, tqdm, matplotlib, mnist1d, scikit-learn, orbax)::
-
-  pip install -e ./examples
-  ham-optax train            # baseline vs HAM, dense and 90 % random pruning, on MNIST-1D
-
-Modules: :mod:`~ham_optax_examples.data`, :mod:`~ham_optax_examples.models`,
-:mod:`~ham_optax_examples.configs.default`, :mod:`~ham_optax_examples.train`,
-:mod:`~ham_optax_examples.report`, :mod:`~ham_optax_examples.cli`, :mod:`~ham_optax_examples.distributed`,
-:mod:`~ham_optax_examples.supervisor`. Nothing is imported here, so
-``import ham_optax`` never needs the optional dependencies.
+Modules: :mod:`~ham_optax_examples.main` (the command), :mod:`~ham_optax_examples.train`
+(``train_and_evaluate``), :mod:`~ham_optax_examples.configs.default` (the ``Config`` schema),
+:mod:`~ham_optax_examples.configs.tuned` (tuned values, data only), :mod:`~ham_optax_examples.models`,
+:mod:`~ham_optax_examples.data`, :mod:`~ham_optax_examples.report`, :mod:`~ham_optax_examples.distributed` and
+:mod:`~ham_optax_examples.grokking`. Nothing is imported here.
 """

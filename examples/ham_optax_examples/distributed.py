@@ -1,22 +1,17 @@
 """Running the examples as one of several JAX processes (multi-host data parallelism).
 
-JAX's own multi-process runtime does all communication: :func:`initialize` calls
-``jax.distributed.initialize`` (coordinator address, process count and index from arguments or the
-environment variables JAX already reads), optionally with CPU collectives through gloo, so the same
-code runs as N processes on one machine (loopback) or on N hosts. Every process builds the same global
-mesh; each process feeds only its own rows of every batch (:func:`process_rows`,
-:func:`global_batch`) and only process 0 writes reports. :class:`DataLayout` is the data-parallel layout the
-training command uses: the data cut into shards, each process holding only its own, parameters replicated.
+JAX's own multi-process runtime does all communication: :func:`initialize` calls ``jax.distributed.initialize``
+(coordinator address, process count and index from arguments or the environment variables JAX already reads),
+with CPU collectives through gloo, so the same code runs as N processes on one machine (loopback) or on N hosts.
+Every process builds the same global mesh; each process feeds only its own rows of every batch
+(:func:`process_rows`, :func:`global_batch`) and only process 0 writes reports. :class:`DataLayout` is the
+data-parallel layout the training command uses: the data cut into shards, each process holding only its own,
+parameters replicated. :func:`check_same_settings` makes sure at the start that every process runs the same job.
 
-If a peer dies, collectives cannot complete. JAX's coordination service notices the missing heartbeat
-only after ``heartbeat_timeout_seconds``, and a process blocked inside a collective may wait longer, so
-:class:`Watchdog` bounds the wait: when no step finishes within ``timeout`` seconds it prints one line
-naming the likely cause and ends the process with exit code 75 (``os._exit``: a thread blocked in a
-collective cannot be interrupted any other way). When JAX's runtime does notice a lost peer (after
-``heartbeat_timeout_seconds``, or at once when process 0, which hosts the coordination service, dies), it aborts
-every other process from C++ with a stack trace; a process run under :mod:`~ham_optax_examples.supervisor` (as
-the training command runs itself) ends with the same kind of line and exit code 75 instead. Restart all processes
-with the same arguments to resume from the last checkpoint.
+A lost peer is left to JAX's coordination service, which declares a process dead after
+``heartbeat_timeout_seconds`` without a heartbeat and stops the others, and to the launcher (``srun``, ``mpirun``),
+which ends the job's other processes when one fails. Restart all processes with the same arguments to resume from
+the last checkpoint.
 
 Example (two processes on one machine; run the second command with ``--process-id 1``; the multi-host guide
 has both)::
@@ -28,27 +23,25 @@ has both)::
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import ipaddress
 import json
 import math
 import os
-import sys
-import threading
-import time
+import socket
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ham_optax_examples.supervisor import PEER_LOST_EXIT_CODE, peer_lost_message
-
 __all__ = [
-  "WATCHDOG_EXIT_CODE",
   "DataLayout",
-  "Watchdog",
+  "check_coordinator",
   "check_same_settings",
   "global_batch",
   "initialize",
@@ -57,10 +50,6 @@ __all__ = [
   "process_shards",
 ]
 
-WATCHDOG_EXIT_CODE = (
-  PEER_LOST_EXIT_CODE  # 75, EX_TEMPFAIL: restart the run; it resumes from its last checkpoint
-)
-
 
 def initialize(
   coordinator: str | None = None,
@@ -68,67 +57,60 @@ def initialize(
   process_id: int | None = None,
   *,
   cpu_collectives: str | None = "gloo",
-  heartbeat_timeout_seconds: int = 30,
-  initialization_timeout: float = 120,
+  heartbeat_timeout_seconds: int = 100,
+  initialization_timeout: int = 300,
 ) -> None:
-  """Joins this process to a multi-process JAX run.
+  """Joins this process to a multi-process JAX run (``jax.distributed.initialize``).
 
   Args:
-    coordinator: ``host:port`` of process 0's coordination service (``None``: from the environment,
-      e.g. ``JAX_COORDINATOR_ADDRESS`` or a cluster scheduler JAX detects). With a loopback host
-      (``127.0.0.1``, ``localhost``, ``[::1]``) the service listens on loopback only; otherwise on every
-      interface, as JAX does (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
+    coordinator: ``host:port`` of process 0's coordination service (``None``: from the environment, e.g.
+      ``JAX_COORDINATOR_ADDRESS`` or a cluster scheduler JAX detects). With a loopback host (``127.0.0.1``,
+      ``localhost``, ``[::1]``) the service listens on loopback only; otherwise on every interface, as JAX does
+      (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
     num_processes: total number of processes (``None``: from the environment).
     process_id: this process's index in ``[0, num_processes)`` (``None``: from the environment).
-    cpu_collectives: CPU collectives implementation (``"gloo"`` makes CPU-only runs work across
-      processes; ``None`` leaves JAX's default, e.g. on GPU/TPU).
-    heartbeat_timeout_seconds: after this long without a heartbeat from a peer, JAX's coordination
-      service declares it dead and fails the run.
-    initialization_timeout: seconds to wait for all processes to join. If they have not joined by then (a
-      process was not started, or the coordinator's address is wrong or unreachable), this process prints one
-      line saying so and exits with ``WATCHDOG_EXIT_CODE`` (75; JAX itself would abort with a stack trace).
+    cpu_collectives: CPU collectives implementation (``"gloo"`` makes CPU-only runs work across processes;
+      ``None`` leaves JAX's default, e.g. on GPU/TPU).
+    heartbeat_timeout_seconds: JAX's coordination service declares a process dead after this long without a
+      heartbeat, and stops the run.
+    initialization_timeout: seconds JAX waits for every process to join.
   """
-  if num_processes is not None and (isinstance(num_processes, bool) or int(num_processes) < 1):
-    raise ValueError(f"num_processes must be an integer >= 1, got {num_processes!r}.")
-  if process_id is not None and num_processes is not None and not 0 <= int(process_id) < int(num_processes):
-    raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id!r}.")
-  if not initialization_timeout > 0:
-    raise ValueError(f"initialization_timeout must be > 0 seconds, got {initialization_timeout!r}.")
   if cpu_collectives is not None:
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-  who = "this process" if process_id is None else f"process {process_id}"
-  if num_processes is not None:
-    who += f" of {num_processes}"
-  where = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or "the coordinator"
+  address = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  jax.distributed.initialize(
+    coordinator_address=coordinator,
+    num_processes=num_processes,
+    process_id=process_id,
+    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+    initialization_timeout=initialization_timeout,
+    coordinator_bind_address=_loopback_bind_address(address),
+  )
 
-  def not_joined() -> None:
-    print(
-      f"error: {who}: not every process joined the run at {where} within {initialization_timeout:g} s. Start "
-      "all processes (same coordinator address, distinct process ids) and check that the address can be reached "
-      "from here.",
-      file=sys.stderr,
-      flush=True,
-    )
-    os._exit(WATCHDOG_EXIT_CODE)
 
-  # jax.distributed.initialize releases the GIL while it waits, so the timer can fire; JAX's own deadline is set
-  # later than ours, so the one-line message comes first.
-  timer = threading.Timer(initialization_timeout, not_joined)
-  timer.daemon = True
-  timer.start()
-  try:
-    jax.distributed.initialize(
-      coordinator_address=coordinator,
-      num_processes=num_processes,
-      process_id=process_id,
-      heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-      initialization_timeout=int(math.ceil(initialization_timeout)) + 60,
-      coordinator_bind_address=_loopback_bind_address(
-        coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
-      ),
-    )
-  finally:
-    timer.cancel()
+def check_coordinator(address: str, *, bind: bool = False) -> tuple[str, int]:
+  """``(host, port)`` of a ``HOST:PORT`` coordinator address; raises ``ValueError`` naming what is wrong.
+
+  With ``bind`` (process 0, which hosts the coordination service), also checks that the port can be listened on
+  here (JAX would otherwise crash when it starts the service on a port another program holds).
+  """
+  host, sep, port = address.rpartition(":")
+  if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    raise ValueError(f"the coordinator address must be HOST:PORT with a port in 1-65535, got {address!r}")
+  host = host.strip("[]")
+  if bind:
+    bind_host = host if _loopback_bind_address(address) else ""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+      try:
+        probe.bind((bind_host, int(port)))
+      except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+          raise ValueError(
+            f"the coordinator port {port} is already in use on this machine; choose another port"
+          ) from None
+        raise ValueError(f"cannot listen on the coordinator port {port} here ({e.strerror})") from None
+  return host, int(port)
 
 
 # The environment variables by which a launcher announces the processes of a run and which
@@ -156,36 +138,22 @@ def launched_processes() -> tuple[int, int] | None:
 
 
 def check_same_settings(settings: dict[str, Any]) -> None:
-  """Raises ``ValueError`` in every process when the processes of the run were given different ``settings``.
+  """Raises ``ValueError`` in every process unless every process of the run was given the same ``settings``.
 
-  Processes that disagree on what to compute (the number of epochs, the model, whether to checkpoint, ...) would
-  reach different collectives and wait for each other until a timeout; this check finds it at the start. Every
-  process must call it at the same point (it gathers every process's settings, as JSON, through JAX's
-  collectives). The error names up to three differing keys with process 0's value and the other's.
-
-  Args:
-    settings: a JSON-serialisable dict of what must agree (values that are not JSON types are compared as
-      ``str``).
+  Processes that disagree on what to compute would reach different collectives and wait for each other; this one
+  collective (:func:`jax.experimental.multihost_utils.assert_equal` on a SHA-256 digest of the settings as JSON)
+  finds it at the start. Every process must call it at the same point.
   """
   if jax.process_count() == 1:
     return
-  from jax.experimental import multihost_utils
-
   text = json.dumps(settings, sort_keys=True, default=str).encode()
-  lengths = np.asarray(multihost_utils.process_allgather(np.array([len(text)], np.int32))).reshape(-1)
-  padded = np.zeros(int(lengths.max()), np.uint8)
-  padded[: len(text)] = np.frombuffer(text, np.uint8)
-  rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
-  every = [json.loads(bytes(row[:n])) for row, n in zip(rows, lengths, strict=True)]
-  for process, other in enumerate(every):
-    if other != every[0]:
-      keys = sorted(set(every[0]) | set(other))
-      differing = [k for k in keys if every[0].get(k) != other.get(k)][:3]
-      details = "; ".join(f"{k}: {every[0].get(k)!r} vs. {other.get(k)!r}" for k in differing)
-      raise ValueError(
-        f"the processes were started with different settings (process 0 vs. process {process}: {details}); "
-        "start every process with the same options"
-      )
+  digest = np.frombuffer(hashlib.sha256(text).digest(), np.uint8)
+  try:
+    multihost_utils.assert_equal(digest, "settings differ")
+  except AssertionError:
+    raise ValueError(
+      "the processes were started with different settings; start every process with the same options"
+    ) from None
 
 
 def _loopback_bind_address(coordinator: str | None) -> str | None:
@@ -340,53 +308,3 @@ class DataLayout:
     if self.mesh is None:
       return tree
     return jax.lax.with_sharding_constraint(tree, NamedSharding(self.mesh, P()))
-
-
-class Watchdog:
-  """Ends the process when no progress is reported for ``timeout`` seconds (a dead or stuck peer).
-
-  Call :meth:`tick` after every finished step (or any other progress); use as a context manager. In a
-  multi-process run, a ``JaxRuntimeError`` raised inside the block (what a collective raises when its peer
-  has gone) ends the process the same way, with one line instead of JAX's shutdown-barrier abort.
-  """
-
-  def __init__(self, timeout: float, what: str = "training step"):
-    if not timeout > 0:
-      raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}.")
-    self.timeout = float(timeout)
-    self.what = what
-    self._last = time.monotonic()
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._run, daemon=True)
-
-  def tick(self) -> None:
-    """Reports progress: the timeout counts from now."""
-    self._last = time.monotonic()
-
-  def _fail(self, reason: str) -> None:
-    print(
-      peer_lost_message(f"process {jax.process_index()} of {jax.process_count()}", reason),
-      file=sys.stderr,
-      flush=True,
-    )
-    os._exit(WATCHDOG_EXIT_CODE)
-
-  def _run(self) -> None:
-    while not self._stop.wait(min(1.0, self.timeout / 4)):
-      waited = time.monotonic() - self._last
-      if waited > self.timeout:
-        self._fail(f"no {self.what} finished in {waited:.0f} s")
-
-  def __enter__(self) -> Watchdog:
-    self.tick()
-    self._thread.start()
-    return self
-
-  def __exit__(self, exc_type, exc, tb) -> None:
-    self._stop.set()
-    if exc is not None and jax.process_count() > 1 and isinstance(exc, jax.errors.JaxRuntimeError):
-      # A collective whose peer vanished fails with a runtime error; exiting normally would then block in
-      # JAX's shutdown barrier until the heartbeat timeout and abort with a long log. Say it in one line.
-      first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-      article = "an" if self.what[:1] in "aeiou" else "a"
-      self._fail(f"{article} {self.what} failed ({first_line})")

@@ -17,7 +17,7 @@ one process and one shard this is the plain single-device run.
 
 A run whose training or validation loss becomes non-finite stops at that epoch and is marked diverged; its
 accuracies are not reported as numbers. Checkpoints store the config next to the state; resuming with a
-different config raises :class:`CheckpointMismatchError` naming the fields. Data order depends only on
+different config, or from a damaged checkpoint, raises :class:`CheckpointError`. Data order depends only on
 ``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one.
 """
 
@@ -27,7 +27,6 @@ import dataclasses
 import math
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,10 @@ from ham_optax_examples.configs.default import Config, resolve
 from ham_optax_examples.distributed import DataLayout
 
 __all__ = [
-  "CheckpointMismatchError",
+  "CheckpointError",
   "TrainState",
   "check_checkpoint",
+  "check_fits",
   "create_train_state",
   "data_layout",
   "discard_checkpoint",
@@ -142,8 +142,22 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
   raise ValueError(f"unknown sparsifier {config.sparsifier!r}")
 
 
+def _resolve(config: Config) -> Config:
+  """``config`` with its defaults filled in (:func:`~ham_optax_examples.configs.default.resolve`), and one data
+  shard per process unless set."""
+  config, _ = resolve(config)
+  return config.replace(data_shards=config.data_shards or jax.process_count())
+
+
 def _build_model(config: Config, dataset: data_lib.Dataset) -> nnx.Module:
-  """``config``'s model for ``dataset`` (graph models get the dataset's graph), in training mode."""
+  """``config``'s model for ``dataset`` (graph models get the dataset's graph), in training mode; raises
+  ``ValueError`` when the model does not fit the dataset."""
+  tokens = np.issubdtype(dataset.x_train.dtype, np.integer) and dataset.graph is None
+  if (config.model == "transformer") != tokens:
+    raise ValueError(
+      "the transformer reads token sequences (datasets modular, modular_sub) and every other model features or "
+      "graph nodes"
+    )
   model = models.create_model(
     config.model,
     dataset.input_shape,
@@ -162,8 +176,9 @@ def suggested_alpha(
   """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
   learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations, in this process on its
   default device, from the whole training split. Fields of ``config`` left at ``None`` are resolved first
-  (:func:`~ham_optax_examples.configs.default.resolve`)."""
-  config, _ = resolve(config)
+  (:func:`~ham_optax_examples.configs.default.resolve`). A schedule shorter than 40 steps is stretched to 40, so
+  that the 20-step window sees a non-zero learning rate."""
+  config = _resolve(config)
   train = _training_subset(config, dataset)
   x_train, y_train = train.x_train, train.y_train
   batch_size = min(config.batch_size, len(x_train))
@@ -176,12 +191,9 @@ def suggested_alpha(
 
   idx = np.resize(np.random.default_rng([config.seed, 0]).permutation(len(x_train)), 20 * batch_size)
   batches = [(jnp.asarray(x_train[i]), jnp.asarray(y_train[i])) for i in idx.reshape(20, batch_size)]
-  inner = make_optimizer(
-    config.replace(ham=False, sign_in=False, sparsifier="none"),
-    steps_per_epoch * config.epochs,
-    steps_per_epoch,
-  )
-  lr = _learning_rate(config, steps_per_epoch * config.epochs, steps_per_epoch)
+  total = max(steps_per_epoch * config.epochs, 40)
+  inner = make_optimizer(config.replace(ham=False, sign_in=False, sparsifier="none"), total, steps_per_epoch)
+  lr = _learning_rate(config, total, steps_per_epoch)
   return ham_optax.suggest_alpha(loss_fn, params, batches, inner, lr, target_ratio=target_ratio)
 
 
@@ -269,10 +281,11 @@ def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 
 
 # Config fields that do not change what a run computes: a checkpoint written with other values still matches.
 _RUN_INDEPENDENT_FIELDS = ("checkpoint_dir", "halt_after_epochs", "progress")
+_RESTART_HINT = "--restart (train.discard_checkpoint) starts over, or choose another --out"
 
 
-class CheckpointMismatchError(ValueError):
-  """A checkpoint directory holds a run with a different config."""
+class CheckpointError(ValueError):
+  """A checkpoint directory holds a run with a different config, or a damaged checkpoint."""
 
 
 def _run_fields(config: Config) -> dict[str, Any]:
@@ -285,40 +298,54 @@ def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
   )
 
 
-def _stored_config(manager: ocp.CheckpointManager, step: int) -> dict[str, Any] | None:
+def _restore(manager: ocp.CheckpointManager, step: int, state: Any = None, reference: Any = None) -> dict:
+  """Every item of checkpoint ``step`` (into the ``state`` / ``reference`` templates when given); raises
+  :class:`CheckpointError` naming the checkpoint when any item is damaged or missing."""
+  args = ocp.args.Composite(
+    state=ocp.args.StandardRestore(state),
+    reference=ocp.args.StandardRestore(reference),
+    history=ocp.args.JsonRestore(),
+    config=ocp.args.JsonRestore(),
+  )
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-  except (FileNotFoundError, KeyError, ValueError):
-    return None
-  return dict(restored["config"])
+    restored = manager.restore(step, args=args)
+    if not isinstance(restored["history"], list) or not isinstance(restored["config"], dict):
+      raise TypeError("history or config is not what a run writes")
+  except Exception as e:  # orbax and TensorStore raise many types for damaged files
+    raise CheckpointError(
+      f"checkpoint {manager.directory} (epoch {step}) is damaged or incomplete ({type(e).__name__}); {_RESTART_HINT}"
+    ) from None
+  return restored
 
 
 def check_checkpoint(config: Config) -> int | None:
-  """The epoch ``config.checkpoint_dir`` can resume from (``None``: no checkpoint there).
+  """The epoch ``config.checkpoint_dir`` can resume from (``None``: no checkpoint there), after reading every
+  item of it.
 
-  Raises :class:`CheckpointMismatchError` naming the differing fields when the checkpoint was written by a run
-  with another config (or by a version that did not store its config).
+  Raises :class:`CheckpointError` when the checkpoint is damaged, or naming the differing fields when it was
+  written by a run with another config (``alpha="auto"`` matches the alpha the run suggested).
   """
   if config.checkpoint_dir is None or not Path(config.checkpoint_dir).exists():
     return None
-  config, _ = resolve(config)
+  config = _resolve(config)
   manager = _checkpoint_manager(config.checkpoint_dir)
   try:
     latest = manager.latest_step()
     if latest is None:
       return None
-    stored = _stored_config(manager, latest)
+    stored = _restore(manager, latest)["config"]
   finally:
     manager.close()
-  hint = "rerun with --restart (train.discard_checkpoint) to start over, or choose another directory"
-  if stored is None:
-    raise CheckpointMismatchError(f"checkpoint {config.checkpoint_dir} has no stored config; {hint}")
   current = _run_fields(config)
-  differing = [f"{k} {stored.get(k)!r} -> {v!r}" for k, v in current.items() if stored.get(k) != v]
+  differing = [
+    f"{k} {stored.get(k)!r} -> {v!r}"
+    for k, v in current.items()
+    if stored.get(k) != v and not (k == "alpha" and v == "auto")
+  ]
   if differing:
-    raise CheckpointMismatchError(
+    raise CheckpointError(
       f"checkpoint {config.checkpoint_dir} (epoch {latest}) was written with other settings: "
-      f"{', '.join(differing)}; {hint}"
+      f"{', '.join(differing)}; {_RESTART_HINT}"
     )
   return int(latest)
 
@@ -386,7 +413,7 @@ def data_layout(config: Config) -> DataLayout:
   Raises ``ValueError`` when the shards are not a multiple of the processes or the batch does not split evenly
   over the shards and devices.
   """
-  config, _ = resolve(config)
+  config = _resolve(config)
   layout = DataLayout.create(config.data_shards, config.all_devices)
   layout.check_batch(config.batch_size)
   return layout
@@ -403,8 +430,11 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
     raise ValueError(
       f"{len(full.x_train)} training examples cannot be cut into {layout.shards} data shards of at least one"
     )
-  batch_size = min(config.batch_size, shard_rows * layout.shards)
-  layout.check_batch(batch_size)
+  batch_size = config.batch_size
+  if batch_size > shard_rows * layout.shards:
+    raise ValueError(
+      f"batch_size {batch_size} is larger than the {shard_rows * layout.shards} training examples of {config.dataset}"
+    )
   steps_per_epoch = shard_rows // (batch_size // layout.shards)
   if config.max_steps is not None:
     steps_per_epoch = min(steps_per_epoch, config.max_steps)
@@ -440,14 +470,7 @@ def restore_checkpoint(
   latest = check_checkpoint(config)
   if latest is None:
     return []
-  restored = manager.restore(
-    latest,
-    args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(nnx.state((ts.model, ts.optimizer))),
-      reference=ocp.args.StandardRestore(ts.reference),
-      history=ocp.args.JsonRestore(),
-    ),
-  )
+  restored = _restore(manager, latest, nnx.state((ts.model, ts.optimizer)), ts.reference)
   nnx.update((ts.model, ts.optimizer), restored["state"])
   ts.reference = restored["reference"]
   if jax.process_index() == 0:
@@ -544,36 +567,49 @@ def final_results(
   }
 
 
+def check_fits(config: Config, dataset: data_lib.Dataset) -> None:
+  """Raises ``ValueError`` when ``config``'s model does not fit ``dataset`` or its batch is larger than the
+  training data; builds only the model's shapes (no training, no weights)."""
+  config = _resolve(config)
+  n = len(_training_subset(config, dataset).x_train)
+  if config.batch_size > n:
+    raise ValueError(
+      f"batch_size {config.batch_size} is larger than the {n} training examples of {config.dataset}"
+    )
+  try:
+    nnx.eval_shape(lambda: _build_model(config, dataset))
+  except ValueError as e:
+    raise ValueError(f"model {config.model!r} does not fit dataset {dataset.name!r}: {e}") from None
+
+
 def train_and_evaluate(
-  config: Config,
-  dataset: data_lib.Dataset | None = None,
-  *,
-  return_model: bool = False,
-  on_epoch: Callable[[dict[str, Any]], None] | None = None,
+  config: Config, dataset: data_lib.Dataset | None = None, *, return_model: bool = False
 ) -> dict[str, Any]:
   """Trains one model as configured and returns its results.
 
   Args:
     config: the run's :class:`~ham_optax_examples.configs.default.Config`; fields left at ``None`` are resolved
-      (:func:`~ham_optax_examples.configs.default.resolve`) and the resolved config is returned.
+      (:func:`~ham_optax_examples.configs.default.resolve`), ``alpha="auto"`` (with HAM) becomes
+      :func:`suggested_alpha`, and the resolved config is returned.
     dataset: an already loaded dataset (saves reloading across runs); default: load ``config.dataset``.
     return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
-    on_epoch: called with each finished epoch's record (e.g. a :class:`~ham_optax_examples.distributed.Watchdog`'s
-      tick).
 
   Returns:
-    A JSON-serialisable dict: ``config``, ``method``, ``history`` (one dict per finished epoch with
-    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``, ``sparsity`` and
-    ``sign_flips`` of the weight tensors versus initialisation, ``diagnostics`` (with HAM: ``ham_exponent_rms``,
-    ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean`` and ``ham_inverse_metric_max`` from
-    :func:`ham_optax.metrics.ham_diagnostics`), ``time_s``), ``completed``, ``diverged`` and ``diverged_epoch``
-    (the epoch whose loss became non-finite; training stops there), and the final ``val_acc``, ``test_acc``,
-    ``sparsity``, ``sign_flips`` (``None`` for a diverged run) and ``train_time_s``. The model is tuned on
-    ``val_acc``; ``test_acc`` is for reporting only.
+    A JSON-serialisable dict: ``config``, ``method``, ``alpha_source`` (``"suggest_alpha"``, ``"validation-tuned"``
+    or ``"given"``), ``history`` (one dict per finished epoch with ``train_loss``, ``train_acc``, ``val_loss``,
+    ``val_acc``, ``test_loss``, ``test_acc``, ``sparsity`` and ``sign_flips`` of the weight tensors versus
+    initialisation, ``diagnostics`` (with HAM: ``ham_exponent_rms``, ``ham_exponent_max``, ``ham_clip_fraction``,
+    ``ham_inverse_metric_mean`` and ``ham_inverse_metric_max`` from :func:`ham_optax.metrics.ham_diagnostics`),
+    ``time_s``), ``completed``, ``diverged`` and ``diverged_epoch`` (the epoch whose loss became non-finite;
+    training stops there), and the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a
+    diverged run) and ``train_time_s``. The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
   """
-  config, _ = resolve(config)
+  alpha_source = resolve(config)[1].get("alpha", "suggest_alpha" if config.alpha == "auto" else "given")
+  config = _resolve(config)
   config.validate()
   dataset = data_lib.load_dataset(config.dataset) if dataset is None else dataset
+  if config.ham and config.alpha == "auto":
+    config = config.replace(alpha=suggested_alpha(config, dataset))
   ts = create_train_state(config, dataset)
   del dataset  # from here on, only this process's shards (ts.data)
   manager = None if config.checkpoint_dir is None else _checkpoint_manager(config.checkpoint_dir)
@@ -592,14 +628,14 @@ def train_and_evaluate(
     history.append(record)
     bar.update(1)
     bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
-    if on_epoch is not None:
-      on_epoch(record)
     if manager is not None:
       _save(manager, epoch + 1, config, nnx.state((ts.model, ts.optimizer)), ts.reference, history)
   bar.close()
   if manager is not None:
     manager.close()
-  results = final_results(config, history, diverged_epoch)
+  results = final_results(config, history, diverged_epoch) | {
+    "alpha_source": alpha_source if config.ham else None
+  }
   if return_model:
     results["model"] = ts.model
   return results

@@ -1,118 +1,87 @@
-"""Configuration of one training run, and the defaults that depend on the choices made.
+"""The configuration of one training run: the schema, its checks, and the defaults its choices imply.
 
-:class:`Config` is a plain dataclass (``ml_collections`` is not a dependency) and the single list of options:
-every field carries its help text in ``metadata`` and the command line (``ham_optax_examples.cli``) is generated
-from it. Override fields with ``get_config().replace(ham=True, sparsifier="random")``.
-
-Fields left at ``None`` (learning rate, weight decay, alpha, beta, epochs) are filled by :func:`resolve` when a
-run starts, from two tables:
-
-* :data:`TUNED`: values chosen on the *validation* split, per dataset / model / optimizer / sparsifier, with the
-  command that chose them;
-* :data:`FALLBACK`: untuned per-optimizer fallbacks for every other combination.
-
-:func:`resolve` also says which of the two each value came from.
+:class:`Config` is a frozen dataclass; each field's comment is its help text, and the ``ham-optax`` command line is
+generated from it by tyro (``ham_optax_examples.main``). Fields left at ``None`` are filled by :func:`resolve` from
+the data-only tables of :mod:`ham_optax_examples.configs.tuned`. Override fields with
+``get_config(ham=True, sparsifier="random")`` or ``config.replace(...)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+import math
+from typing import Annotated, Any, Literal, get_args
 
-import jax
+import tyro
 
-from ham_optax._src.checks import check_scalar
-from ham_optax_examples.data import DATASETS
-from ham_optax_examples.models import MODELS
+from ham_optax_examples.configs.tuned import DEFAULT_EPOCHS, FALLBACK, MODEL_DEFAULTS, TUNED
 
-__all__ = [
-  "FALLBACK",
-  "MAIN_JOB",
-  "MODEL_DEFAULTS",
-  "OPTIMIZERS",
-  "SCHEDULES",
-  "SPARSIFIERS",
-  "TUNED",
-  "Config",
-  "Tuned",
-  "option",
-  "get_config",
-  "resolve",
-  "tuned_hyperparameters",
-]
+__all__ = ["Config", "get_config", "resolve"]
 
-OPTIMIZERS = ("sgd", "adamw")
-SPARSIFIERS = ("none", "random", "magnitude", "acdc", "rigl")
-SCHEDULES = ("cosine", "constant")
-DISTRIBUTIONS = ("erk", "uniform")
+DatasetName = Literal["mnist1d", "digits", "csbm", "cifar10", "cifar100", "modular", "modular_sub"]
+ModelName = Literal["mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "transformer", "gcn", "sage"]
+SparsifierName = Literal["none", "random", "magnitude", "acdc", "rigl"]
+OptimizerName = Literal["sgd", "adamw"]
+ScheduleName = Literal["cosine", "constant"]
+DistributionName = Literal["erk", "uniform"]
+# Set per run by the job (``--model``, ``--sparsifier``, ``--ham``, ``--seeds``, ``--checkpoint``): not options.
+PerRun = tyro.conf.Suppress
 
 
-def option(default: Any, help: str, **cli: Any) -> Any:
-  """A dataclass field with its command-line help (and optional ``choices``, ``flag``, ``default_help``,
-  ``metavar``)."""
-  return field(default=default, metadata={"help": help, **cli})
+def shown(default: str, metavar: str | None = None, name: str | None = None) -> Any:
+  """tyro metadata for an option whose default depends on other choices: how ``--help`` states it."""
+  return tyro.conf.arg(name=name, metavar=metavar, help_behavior_hint=f"(default: {default})")
 
 
-@dataclass(frozen=True)
+def _fallback(name: str) -> str:
+  return " / ".join(f"{values[name]:g} ({opt})" for opt, values in FALLBACK.items())
+
+
+def _tuned(fallback: str) -> str:
+  return f"validation-tuned where listed in configs/tuned.py, else {fallback}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   """Everything one training run depends on (``None``: the default for the choices made, see :func:`resolve`).
 
-  HAM hyperparameters: ``alpha`` scales the hyperbolic (mirror) step and ``beta`` is its multiplicative decay;
-  the per-step change of a weight is ``exp(-lr * (alpha * sign(x) * g + beta))``, so stability needs
+  HAM's per-step change of a weight is ``exp(-lr * (alpha * sign(x) * g + beta))``: stability needs
   ``alpha * lr * |g|`` well below 1.
   """
 
-  # data / model
-  dataset: str = option("mnist1d", "dataset", choices=DATASETS)
-  model: str = option("mlp", "model", choices=MODELS)
-  width: int | None = option(None, "model width")
-  # optimisation
-  optimizer: str = option(
-    "sgd", "inner optimizer: SGD + momentum with weight decay, or AdamW", choices=OPTIMIZERS
-  )
-  learning_rate: float | None = option(None, "peak learning rate", flag="lr")
-  momentum: float = option(0.9, "SGD momentum (sgd only)")
-  weight_decay: float | None = option(None, "weight decay")
-  schedule: str = option("cosine", "learning-rate schedule", choices=SCHEDULES)
-  warmup_epochs: int = option(0, "linear warm-up epochs before the cosine decay")
-  epochs: int | None = option(None, "epochs")
-  batch_size: int = option(128, "batch size")
-  # HAM
-  ham: bool = option(False, "wrap the inner optimizer in HAM")
-  alpha: float | None = option(None, "HAM alpha; keep alpha*lr*|g| << 1")
-  beta: float | None = option(None, "HAM multiplicative decay")
-  # Sign-In (ham_optax.overparam.sign_in): m * w with the balance reset every `sign_in_every` epochs
-  sign_in: bool = option(
-    False, "Sign-In (m * w with periodic rescaling; an alternative to HAM; the CLI adds Sign-In runs)"
-  )
-  sign_in_every: int = option(1, "Sign-In: reset the balance every N epochs")
-  sign_in_balance: float = option(1.0, "Sign-In: the balance m^2 - w^2 after a reset")
-  # sparsity
-  sparsifier: str = option("none", "sparsifier", choices=SPARSIFIERS)
-  sparsity: float = option(0.9, "fraction of weights pruned")
-  distribution: str = option("erk", "layer-wise densities for random pruning / RigL", choices=DISTRIBUTIONS)
-  # bookkeeping
-  seed: int = option(0, "training seed (initialisation, data order, masks)")
-  max_steps: int | None = option(None, "cap on steps per epoch (smoke runs)", default_help="no cap")
-  num_train: int | None = option(None, "use only the first N training examples", default_help="all")
-  checkpoint_dir: str | None = option(
-    None, "orbax checkpoint directory; a rerun with the same config resumes", default_help="no checkpoints"
-  )
-  halt_after_epochs: int | None = option(
-    None, "stop after N epochs (a preempted job; resume later)", default_help="run to the end"
-  )
-  progress: bool = option(True, "tqdm progress bars")
-  # data parallelism (ham_optax_examples.distributed.DataLayout)
-  data_shards: int | None = option(
-    None,
-    "cut the data into N shards, each process holding only its own (a multiple of the number of processes); "
-    "one process with --data-shards N repeats the data order of an N-process run",
-    default_help="one per process",
-  )
-  all_devices: bool = option(
-    False, "one process: split every batch over all of its devices (several processes always use all devices)"
-  )
+  dataset: DatasetName = "mnist1d"  # dataset
+  model: Annotated[ModelName, PerRun] = "mlp"
+  width: Annotated[int | None, shown("the model's own; 16 for resnet1d", "N")] = None  # model width
+  optimizer: OptimizerName = "sgd"  # inner optimizer: SGD + momentum with weight decay, or AdamW
+  # peak learning rate
+  learning_rate: Annotated[float | None, shown(_tuned(_fallback("learning_rate")), "X", "lr")] = None
+  momentum: float = 0.9  # SGD momentum (sgd only)
+  weight_decay: Annotated[float | None, shown(_fallback("weight_decay"), "X")] = None  # weight decay
+  schedule: ScheduleName = "cosine"  # learning-rate schedule
+  warmup_epochs: int = 0  # linear warm-up epochs before the cosine decay
+  epochs: Annotated[int | None, shown("5 for resnet1d, else 30", "N")] = None  # epochs
+  batch_size: int = 128  # batch size (at most the number of training examples)
+  ham: Annotated[bool, PerRun] = False
+  # HAM alpha; auto: ham_optax.suggest_alpha on 20 minibatches, logged in the results
+  alpha: Annotated[float | Literal["auto"] | None, shown(_tuned("auto"), "X|auto")] = None
+  beta: Annotated[float | None, shown(_tuned(_fallback("beta")), "X")] = None  # HAM multiplicative decay
+  sign_in: bool = False  # add Sign-In runs (ham_optax.overparam.sign_in: m * w with periodic rescaling)
+  sign_in_every: int = 1  # Sign-In: reset the balance every N epochs
+  sign_in_balance: float = 1.0  # Sign-In: the balance m^2 - w^2 after a reset
+  sparsifier: Annotated[SparsifierName, PerRun] = "none"
+  sparsity: float = 0.9  # fraction of weights pruned
+  distribution: DistributionName = "erk"  # layer-wise densities for random pruning / RigL
+  seed: Annotated[int, PerRun] = 0
+  max_steps: Annotated[int | None, shown("no cap", "N")] = None  # cap on steps per epoch (smoke runs)
+  num_train: Annotated[int | None, shown("all", "N")] = None  # use only the first N training examples
+  checkpoint_dir: Annotated[str | None, PerRun] = None
+  # stop after N epochs (a preempted job; rerun to resume)
+  halt_after_epochs: Annotated[int | None, shown("run to the end", "N")] = None
+  progress: bool = True  # tqdm progress bars
+  # cut the data into N shards, each process holding its own (a multiple of the processes); one process with
+  # --data-shards N repeats the data order of an N-process run
+  data_shards: Annotated[int | None, shown("one per process", "N")] = None
+  all_devices: bool = False  # one process: split every batch over all of its devices
 
   def replace(self, **changes: Any) -> Config:
     """A copy with ``changes`` applied."""
@@ -122,149 +91,71 @@ class Config:
   def method(self) -> str:
     """Short label such as ``random+HAM`` or ``dense``."""
     base = "dense" if self.sparsifier == "none" else self.sparsifier
-    if self.sign_in:
-      return f"{base}+Sign-In"
-    return f"{base}+HAM" if self.ham else base
+    return f"{base}+Sign-In" if self.sign_in else f"{base}+HAM" if self.ham else base
 
   def validate(self) -> None:
     """Raises ``ValueError`` naming the first invalid field (``None`` fields are checked once resolved)."""
+    choices = {"dataset": DatasetName, "model": ModelName, "sparsifier": SparsifierName}
+    choices |= {"optimizer": OptimizerName, "schedule": ScheduleName, "distribution": DistributionName}
+    for name, kind in choices.items():
+      if getattr(self, name) not in get_args(kind):
+        raise ValueError(f"{name} must be one of {get_args(kind)}, got {getattr(self, name)!r}")
     for f in dataclasses.fields(self):
-      choices = f.metadata.get("choices")
       value = getattr(self, f.name)
-      if choices is not None and value not in choices:
-        raise ValueError(f"{f.name} must be one of {choices}, got {value!r}")
-    for name, kind in (
-      ("learning_rate", "positive"),
-      ("momentum", "non_negative"),
-      ("weight_decay", "non_negative"),
-      ("alpha", "real"),
-      ("beta", "non_negative"),
-      ("sparsity", "real"),
-      ("sign_in_balance", "positive"),
-    ):
-      value = getattr(self, name)
-      if value is not None:
-        lo = None if kind == "real" else 0.0
-        check_scalar(value, name, lo=lo, lo_open=kind == "positive")
-    checks = [
-      (self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}"),
-      (0.0 < self.sparsity < 1.0, f"sparsity must be in (0, 1), got {self.sparsity}"),
-      (self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-      (
-        self.warmup_epochs >= 0 and (self.epochs is None or self.warmup_epochs < self.epochs),
-        "warmup_epochs must be in [0, epochs)",
-      ),
-      (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-      (self.width is None or self.width >= 1, f"width must be None or >= 1, got {self.width}"),
-      (not (self.ham and self.sign_in), "ham and sign_in are alternatives; set at most one"),
-      (self.sign_in_every >= 1, f"sign_in_every must be >= 1 (epochs), got {self.sign_in_every}"),
-      (self.max_steps is None or self.max_steps >= 1, "max_steps must be None or >= 1"),
-      (self.num_train is None or self.num_train >= 1, "num_train must be None or >= 1"),
-      (
-        self.halt_after_epochs is None or self.halt_after_epochs >= 1,
-        "halt_after_epochs must be None or >= 1",
-      ),
-      (
-        self.data_shards is None or self.data_shards >= 1,
-        f"data_shards must be >= 1, got {self.data_shards}",
-      ),
-      (
-        self.data_shards is None or self.data_shards < 1 or self.batch_size % self.data_shards == 0,
-        f"batch_size {self.batch_size} does not split evenly into {self.data_shards} data shards",
-      ),
+      if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{f.name} must be finite, got {value}")
+    minimum = {"learning_rate": 0.0, "sign_in_balance": 0.0, "sparsity": 0.0}  # exclusive lower bounds
+    at_least = {
+      "momentum": 0.0,
+      "weight_decay": 0.0,
+      "beta": 0.0,
+      "warmup_epochs": 0,
+      "batch_size": 1,
+      "epochs": 1,
+    }
+    at_least |= dict.fromkeys(("width", "sign_in_every", "max_steps", "num_train", "halt_after_epochs"), 1)
+    at_least["data_shards"] = 1
+    checks = [(name, getattr(self, name), f"> {lo}", lambda v, lo=lo: v > lo) for name, lo in minimum.items()]
+    checks += [
+      (name, getattr(self, name), f">= {lo}", lambda v, lo=lo: v >= lo) for name, lo in at_least.items()
     ]
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(message)
-
-
-class Tuned(NamedTuple):
-  """Hyperparameters chosen on the validation split, and where they come from."""
-
-  learning_rate: float
-  alpha: float
-  beta: float
-  source: str
-
-
-_SPARSE_TRAINING = (
-  "python benchmarks/sparse_training.py (MLP 256-256, SGD + momentum 0.9, weight decay 5e-4, cosine, 30 epochs, "
-  "batch 128, sparsity 0.9, 2 tuning seeds; lr {0.1, 0.2, 0.4, 0.8, 1.6}, alpha {0.3, 1, 3, 10, 30, 100}, "
-  "beta {1e-3, 1e-2}; HAM tuned at the baseline's lr)"
-)
-_MAIN_JOB_MLP = (
-  "python benchmarks/main_job_tuning.py --models mlp --lrs 0.2 0.4 0.8 --tuning-seeds 3 "
-  "--out benchmarks/results/main_job_tuning/mlp (dense; 30 epochs, 3 tuning seeds, lr {0.2, 0.4, 0.8}, "
-  "alpha {1, 3, 10, 30} x beta {1e-3, 1e-2} at the baseline's lr; alpha 10 is excluded by the stability margin: "
-  "alpha 30 diverged on every tuning seed)"
-)
-_MAIN_JOB_RESNET1D = (
-  "python benchmarks/main_job_tuning.py --models resnet1d --sparsifiers {none,random} --lrs 0.1 --alphas 1 3 10 30 "
-  "--betas 1e-3 --tuning-seeds 1 --out benchmarks/results/main_job_tuning/resnet1d_{none,random} (width 16, "
-  "5 epochs, 1 tuning seed, lr fixed at 0.1, the usual rate for BatchNorm ResNets; HAM at that lr; alpha 30 was "
-  "stable too, and the largest alpha of the grid is never chosen)"
-)
-
-# Validation-tuned hyperparameters: (dataset, model, optimizer, sparsifier) -> Tuned. Selected on the MNIST-1D
-# validation split with tuning seeds 1000+ (the reported seeds are 0, 1, ...); the test split was never read.
-TUNED: dict[tuple[str, str, str, str], Tuned] = {
-  ("mnist1d", "mlp", "sgd", "none"): Tuned(0.4, 3.0, 1e-3, _MAIN_JOB_MLP),
-  ("mnist1d", "mlp", "sgd", "random"): Tuned(0.8, 3.0, 1e-3, _SPARSE_TRAINING),
-  ("mnist1d", "mlp", "sgd", "magnitude"): Tuned(0.4, 10.0, 1e-2, _SPARSE_TRAINING),
-  ("mnist1d", "mlp", "sgd", "acdc"): Tuned(0.4, 10.0, 1e-2, _SPARSE_TRAINING),
-  ("mnist1d", "mlp", "sgd", "rigl"): Tuned(0.8, 3.0, 1e-3, _SPARSE_TRAINING),
-  ("mnist1d", "resnet1d", "sgd", "none"): Tuned(0.1, 10.0, 1e-3, _MAIN_JOB_RESNET1D),
-  ("mnist1d", "resnet1d", "sgd", "random"): Tuned(0.1, 3.0, 1e-3, _MAIN_JOB_RESNET1D),
-}
-
-# Untuned fallbacks per optimizer, for combinations missing from TUNED (the usual starting points:
-# SGD + momentum at 0.1, AdamW at 1e-3; a small alpha keeps alpha * lr * |g| small).
-FALLBACK: dict[str, dict[str, float]] = {
-  "sgd": {"learning_rate": 0.1, "weight_decay": 5e-4, "alpha": 1.0, "beta": 1e-3},
-  "adamw": {"learning_rate": 1e-3, "weight_decay": 1e-4, "alpha": 10.0, "beta": 1e-3},
-}
-
-# Per-model defaults for fields left at None (the 1-D ResNet is run narrower and shorter to keep the main job
-# within minutes on a CPU); every other model: its own width, 30 epochs.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-  "resnet1d": {"width": 16, "epochs": 5, "seeds": 3},
-}
-DEFAULT_EPOCHS = 30
-DEFAULT_SEEDS = 5
-
-# The main job, `ham-optax train` with no options: baseline vs HAM, dense and 90 % random pruning at init, on
-# MNIST-1D for an MLP and a 1-D ResNet with BatchNorm.
-MAIN_JOB: dict[str, Any] = {
-  "dataset": "mnist1d",
-  "models": ("mlp", "resnet1d"),
-  "sparsifiers": ("none", "random"),
-  "sparsity": 0.9,
-  "per_model": {
-    "mlp": {"width": None, "epochs": DEFAULT_EPOCHS, "seeds": DEFAULT_SEEDS},
-    "resnet1d": MODEL_DEFAULTS["resnet1d"],
-  },
-}
-
-
-def tuned_hyperparameters(dataset: str, model: str, optimizer: str, sparsifier: str) -> Tuned | None:
-  """The :data:`TUNED` entry for this combination, or ``None`` if it was not tuned."""
-  return TUNED.get((dataset, model, optimizer, sparsifier))
+    checks += [
+      ("momentum", self.momentum, "< 1", lambda v: v < 1),
+      ("sparsity", self.sparsity, "< 1", lambda v: v < 1),
+    ]
+    checks.append(
+      ("alpha", self.alpha, "a number or 'auto'", lambda v: v == "auto" or isinstance(v, int | float))
+    )
+    for name, value, rule, ok in checks:
+      if value is not None and not ok(value):
+        raise ValueError(f"{name} must be {rule}, got {value!r}")
+    if self.epochs is not None and self.warmup_epochs >= self.epochs:
+      raise ValueError(f"warmup_epochs must be < epochs, got {self.warmup_epochs} >= {self.epochs}")
+    if self.ham and self.sign_in:
+      raise ValueError("ham and sign_in are alternatives; set at most one")
+    if self.data_shards is not None and self.batch_size % self.data_shards:
+      raise ValueError(
+        f"batch_size {self.batch_size} does not split evenly into {self.data_shards} data shards"
+      )
 
 
 def resolve(config: Config) -> tuple[Config, dict[str, str]]:
-  """Fills the ``None`` fields of ``config`` with the defaults for its choices.
+  """Fills the ``None`` fields of ``config`` with the defaults for its choices (``data_shards`` stays ``None``:
+  one per process).
 
   Returns the completed config and, for each filled field, where its value came from (``"validation-tuned"``,
-  ``"fallback for <optimizer>"`` or ``"default for <model>"``). Fields set explicitly are kept.
+  ``"fallback for <optimizer>"``, ``"suggest_alpha"`` or ``"default for <model>"``). Fields set explicitly are kept.
   """
   changes: dict[str, Any] = {}
   sources: dict[str, str] = {}
-  tuned = tuned_hyperparameters(config.dataset, config.model, config.optimizer, config.sparsifier)
+  tuned = TUNED.get((config.dataset, config.model, config.optimizer, config.sparsifier))
   for name in ("learning_rate", "weight_decay", "alpha", "beta"):
     if getattr(config, name) is not None:
       continue
     if tuned is not None and name != "weight_decay":
       changes[name], sources[name] = getattr(tuned, name), "validation-tuned"
+    elif name == "alpha":
+      changes[name], sources[name] = "auto", "suggest_alpha"
     else:
       changes[name], sources[name] = FALLBACK[config.optimizer][name], f"fallback for {config.optimizer}"
   model_defaults = MODEL_DEFAULTS.get(config.model, {})
@@ -273,11 +164,9 @@ def resolve(config: Config) -> tuple[Config, dict[str, str]]:
   if config.epochs is None:
     changes["epochs"] = model_defaults.get("epochs", DEFAULT_EPOCHS)
     sources["epochs"] = f"default for {config.model}"
-  if config.data_shards is None:
-    changes["data_shards"], sources["data_shards"] = jax.process_count(), "one per process"
   return config.replace(**changes), sources
 
 
-def get_config() -> Config:
-  """The default configuration."""
-  return Config()
+def get_config(**changes: Any) -> Config:
+  """The default configuration, with ``changes`` applied."""
+  return Config(**changes)

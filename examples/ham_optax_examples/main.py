@@ -1,0 +1,361 @@
+"""The ``ham-optax`` command: ``ham-optax train [options]`` (or ``python -m ham_optax_examples.main train``).
+
+The options are the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and of :class:`Train`
+(the set of runs), turned into a command line by tyro. ``--model`` and ``--sparsifier`` take several values,
+``--ham`` is ``off``, ``on`` or ``both``, ``--sign-in`` adds Sign-In runs, and ``--seeds`` / ``--first-seed`` choose
+the seeds: the job is every combination. With no options it runs the main job (``MAIN_JOB`` in
+``configs/tuned.py``) and prints a table of test accuracy (mean ± std over the seeds that did not diverge), the
+number of diverged seeds, weight sparsity and sign flips versus initialisation. Results go to ``--out`` (default
+``runs/<UTC timestamp>``): ``job.json``, ``results.json``, ``runs.csv``, ``summary.csv``, ``summary.md`` and
+``curves.png``; an ``--out`` holding another job's results is refused.
+
+As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, ``JAX_COORDINATOR_ADDRESS``,
+or started by ``srun`` / ``mpirun``) the runs are data-parallel over every device of every process
+(:mod:`~ham_optax_examples.distributed`); only process 0 prints the results and writes the reports.
+
+Every check that can be made before training is made before any data loads, and every model / dataset / batch
+check before the first run trains; a user mistake ends in one ``error:`` line and exit status 2. If every run of
+the job diverges the command says so and exits with status 1.
+"""
+
+# Why tyro: it builds the command line from the Config dataclass itself (types, Literal choices, defaults, and
+# help from each field's comment), so the options have one source and stay typed. ml_collections config flags (as
+# Flax's examples use) would need the options a second time as an untyped ConfigDict.
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn
+
+import jax
+import tyro
+from jax.experimental import multihost_utils
+from tqdm.auto import tqdm
+
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import distributed, report, train
+from ham_optax_examples.configs.default import Config, ModelName, SparsifierName, resolve, shown
+from ham_optax_examples.configs.tuned import DEFAULT_SEEDS, MAIN_JOB, MODEL_DEFAULTS
+
+__all__ = ["Train", "configs_from_args", "main", "parse"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Train:
+  """Train with and without HAM (Hyperbolic Aware Minimization, arXiv:2506.02630) and compare."""
+
+  config: Annotated[Config, tyro.conf.OmitArgPrefixes, tyro.conf.arg(help="the settings of every run")] = (
+    Config()
+  )
+  model: Annotated[tuple[ModelName, ...], shown("mlp resnet1d on mnist1d, else mlp")] = ()  # models
+  sparsifier: Annotated[tuple[SparsifierName, ...], shown("none random")] = ()  # sparsifiers
+  ham: Literal["off", "on", "both"] = "both"  # baseline, HAM, or both
+  seeds: Annotated[int | None, shown("3 for resnet1d, else 5", "N")] = None  # number of seeds
+  first_seed: int = 0  # first seed; the job uses FIRST_SEED, FIRST_SEED + 1, ...
+  out: Annotated[str | None, shown("runs/<UTC time>", "DIR")] = None  # output directory
+  checkpoint: bool = False  # orbax checkpoints per run under OUT/checkpoints; a rerun resumes
+  restart: bool = False  # discard the checkpoints and results in OUT and start over
+  data_dir: Annotated[str | None, shown("TFDS's own", "DIR")] = None  # TFDS data_dir for cifar10/cifar100
+  # HOST:PORT of process 0's coordination service: run as one of --num-processes processes
+  coordinator: Annotated[
+    str | None, shown("$JAX_COORDINATOR_ADDRESS, srun's / mpirun's, else one process", "HOST:PORT")
+  ] = None
+  num_processes: Annotated[int | None, shown("from the launcher", "N")] = None  # processes of the run
+  process_id: Annotated[int | None, shown("from the launcher", "N")] = None  # this process's index
+  join_timeout: int = 300  # seconds JAX waits for every process to join
+  heartbeat_timeout: int = 100  # seconds without a heartbeat after which JAX declares a process dead
+
+
+def _fail(message: str) -> NoReturn:
+  """Ends the command with one ``error:`` line and exit status 2 (a user mistake)."""
+  print(f"ham-optax: error: {message}", file=sys.stderr)
+  raise SystemExit(2)
+
+
+def parse(argv: Sequence[str]) -> Train:
+  """The :class:`Train` job of ``argv`` (``ham-optax`` alone is ``ham-optax train``); a usage error ends in one
+  line (tyro's message without its usage box)."""
+  captured = io.StringIO()
+  try:
+    with contextlib.redirect_stderr(captured):
+      return tyro.extras.subcommand_cli_from_dict(
+        {"train": Train}, prog="ham-optax", args=list(argv) or ["train"]
+      )
+  except SystemExit as e:
+    if not e.code:
+      raise
+    lines = [line.strip(" │╭╮╰╯─") for line in captured.getvalue().splitlines()]
+    title, body = lines[0], lines[1 : (lines + [""]).index("", 1)]
+    _fail(" ".join(body if body and body[0].startswith(title) else [f"{title}:", *body]))
+
+
+def configs_from_args(args: Train) -> list[Config]:
+  """The runs to make: every model x sparsifier x variant (baseline / HAM / Sign-In) x seed, checked.
+
+  Fields left at ``None`` take the defaults for the choices made
+  (:func:`~ham_optax_examples.configs.default.resolve`). Raises ``ValueError`` naming the first invalid field.
+  """
+  base = args.config.replace(sign_in=False)
+  main_job = base.dataset == MAIN_JOB["dataset"]
+  models = args.model or (MAIN_JOB["models"] if main_job else (Config.model,))
+  sparsifiers = args.sparsifier or MAIN_JOB["sparsifiers"]
+  ham = {"off": (False,), "on": (True,), "both": (False, True)}[args.ham]
+  variants = [{"ham": h} for h in ham] + ([{"sign_in": True}] if args.config.sign_in else [])
+  configs = []
+  for model, sparsifier, variant in itertools.product(models, sparsifiers, variants):
+    n_seeds = (
+      args.seeds if args.seeds is not None else MODEL_DEFAULTS.get(model, {}).get("seeds", DEFAULT_SEEDS)
+    )
+    if n_seeds < 1:
+      raise ValueError(f"seeds must be >= 1, got {n_seeds}")
+    for seed in range(args.first_seed, args.first_seed + n_seeds):
+      config, _ = resolve(base.replace(model=model, sparsifier=sparsifier, seed=seed, **variant))
+      config.validate()
+      configs.append(config)
+  return configs
+
+
+def _joins_processes(args: Train) -> bool:
+  """Whether a multi-process run is asked for (flags, ``JAX_COORDINATOR_ADDRESS``, or a launcher announcing more
+  than one process); raises ``ValueError`` for invalid process options."""
+
+  launched = distributed.launched_processes()
+  given = (args.coordinator, args.num_processes, args.process_id)
+  if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    if not (launched and launched[0] > 1):
+      return False
+  if args.coordinator is not None:
+    distributed.check_coordinator(args.coordinator)
+  if args.num_processes is not None and args.num_processes < 1:
+    raise ValueError(f"--num-processes must be >= 1, got {args.num_processes}")
+  if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or sys.maxsize):
+    raise ValueError(f"--process-id must be in [0, --num-processes), got {args.process_id}")
+  for name in ("join_timeout", "heartbeat_timeout"):
+    if getattr(args, name) < 1:
+      raise ValueError(f"--{name.replace('_', '-')} must be >= 1 second, got {getattr(args, name)}")
+  return True
+
+
+def _join_processes(args: Train) -> None:
+  """Joins the multi-process run, before anything else touches JAX; process 0 first checks that it can listen on
+  the coordinator's port."""
+
+  index = args.process_id if args.process_id is not None else (distributed.launched_processes() or (0, 0))[1]
+  address = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  try:
+    if index == 0 and address:
+      distributed.check_coordinator(address, bind=True)
+    distributed.initialize(
+      args.coordinator,
+      args.num_processes,
+      args.process_id,
+      heartbeat_timeout_seconds=args.heartbeat_timeout,
+      initialization_timeout=args.join_timeout,
+    )
+  except (RuntimeError, ValueError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    _fail(f"could not join the multi-process run ({first})")
+
+
+def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
+  """What defines the job, by option name: every run's settings (a setting that varies over the runs is the list
+  of its values) and whether it checkpoints. Every process must agree on it, and ``--out`` keeps it in
+  ``job.json``."""
+  settings: dict[str, Any] = {"number of runs": len(configs), "--checkpoint": args.checkpoint}
+  runs = [dataclasses.asdict(config) for config in configs]
+  for field in runs[0]:
+    if field not in ("checkpoint_dir", "progress"):
+      values = [run[field] for run in runs]
+      settings[f"--{field.replace('_', '-')}"] = (
+        values[0] if values.count(values[0]) == len(values) else values
+      )
+  return settings
+
+
+def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
+  """Creates ``out`` and checks that it is writable and holds no other job's results (its ``job.json`` and
+  ``results.json``; ``restart``: they are replaced). Raises ``ValueError`` otherwise."""
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f".write_test.{os.getpid()}").touch()
+    (out / f".write_test.{os.getpid()}").unlink()
+  except OSError as e:
+    raise ValueError(f"--out {out} is not a writable directory: {e}") from None
+  job = out / "job.json"
+  theirs = json.loads(job.read_text()) if job.exists() else None
+  if not restart and (theirs or (out / "results.json").exists()):
+    ours = json.loads(json.dumps(settings, default=str))
+    differing = [k for k in sorted(set(ours) | set(theirs or {})) if ours.get(k) != (theirs or {}).get(k)]
+    if theirs is None or differing:
+      detail = "" if theirs is None else f" ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differing[:3])})"
+      raise ValueError(
+        f"--out {out} holds the results of another job{detail}; choose another --out, or add --restart to replace them"
+      )
+
+
+def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[Config]:
+  """The runs with their checkpoint directories (``--checkpoint``); discards them with ``--restart``; checks every
+  checkpoint that a run would resume from (raises ``ValueError`` when one is damaged or from other settings)."""
+
+  if not args.checkpoint:
+    return configs
+  configs = [
+    c.replace(checkpoint_dir=str((out / "checkpoints" / c.model / f"{c.method}_seed{c.seed}").resolve()))
+    for c in configs
+  ]
+  if args.restart:
+    if jax.process_index() == 0:
+      for config in configs:
+        train.discard_checkpoint(config.checkpoint_dir)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("ham-optax: checkpoints discarded")
+  for config in configs:
+    train.check_checkpoint(config)
+  return configs
+
+
+def _describe_defaults(configs: Sequence[Config], args: Train) -> list[str]:
+  """One line per model / method: the values of the settings left at their defaults, and where they came from."""
+  lines, seen = [], set()
+  for config in configs:
+    if (config.model, config.method) in seen:
+      continue
+    seen.add((config.model, config.method))
+    _, sources = resolve(
+      args.config.replace(model=config.model, sparsifier=config.sparsifier, ham=config.ham)
+    )
+    shown_names = ["learning_rate", "weight_decay"] + (["alpha", "beta"] if config.ham else [])
+    parts = [f"{name} {getattr(config, name)} ({sources[name]})" for name in shown_names if name in sources]
+    if parts:
+      lines.append(f"  {config.model} {config.method}: " + ", ".join(parts))
+  return lines
+
+
+def _suggest_alphas(configs: Sequence[Config], dataset: Any) -> list[Config]:
+  """The runs with ``alpha="auto"`` replaced by :func:`~ham_optax_examples.train.suggested_alpha` (HAM runs), all
+  computed before the first run trains."""
+  try:
+    return [
+      c.replace(alpha=train.suggested_alpha(c, dataset)) if c.ham and c.alpha == "auto" else c
+      for c in configs
+    ]
+  except ValueError as e:
+    _fail(f"--alpha auto: {e}")
+
+
+def _run_all(
+  configs: Sequence[Config], dataset: Any, progress: bool, auto: Sequence[bool]
+) -> list[dict[str, Any]]:
+
+  results = []
+  lead = jax.process_index() == 0
+  with tqdm(configs, desc="runs", disable=not (progress and lead)) as bar:
+    for config, suggested in zip(bar, auto, strict=True):
+      bar.set_postfix(model=config.model, method=config.method, seed=config.seed)
+      r = train.train_and_evaluate(config if lead else config.replace(progress=False), dataset)
+      r["alpha_source"] = "suggest_alpha" if suggested else r["alpha_source"]
+      outcome = (
+        f"diverged at epoch {r['diverged_epoch']}"
+        if r["diverged"]
+        else f"test acc {100 * r['test_acc']:.2f} %"
+      )
+      alpha = (
+        f", alpha {r['config']['alpha']:.3g} (suggest_alpha)" if r["alpha_source"] == "suggest_alpha" else ""
+      )
+      if lead and config.ham:
+        outcome += alpha
+      if lead:
+        tqdm.write(
+          f"{config.model} {config.method} seed {config.seed}: {outcome} ({r['train_time_s']:.0f} s)"
+        )
+      results.append(r)
+  return results
+
+
+def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
+  """The job's dataset, after checking that every run's model and batch fit it (before any run trains)."""
+
+  name = configs[0].dataset
+  try:
+    dataset = data_lib.load_dataset(
+      name, **({"data_dir": data_dir} if name.startswith("cifar") and data_dir else {})
+    )
+  except ImportError as e:
+    _fail(str(e))
+  except (OSError, ValueError) as e:
+    _fail(f"could not load dataset {name!r}: {e}")
+  try:
+    for config in {(c.model, c.batch_size, c.num_train): c for c in configs}.values():
+      train.check_fits(config, dataset)
+  except ValueError as e:
+    _fail(str(e))
+  if jax.process_count() > 1:
+    layout = train.data_layout(configs[0])
+    n = min(len(dataset.x_train), configs[0].num_train or len(dataset.x_train)) // layout.shards
+    print(
+      f"process {jax.process_index()} of {jax.process_count()} ({jax.local_device_count()} of {jax.device_count()} "
+      f"devices): data shards {layout.local_shards[0]}-{layout.local_shards[-1]} of {layout.shards}, "
+      f"{n * len(layout.local_shards)} training examples",
+      flush=True,
+    )
+  return dataset
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the job described by ``argv`` (default: ``sys.argv[1:]``).
+
+  Returns 0, or 1 when every run diverged; exits with status 2 and one line on a user mistake.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  args = parse(argv)
+  out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+  try:
+    configs = configs_from_args(args)
+    if _joins_processes(args):
+      _join_processes(args)
+
+    for config in configs:
+      train.data_layout(config)
+    settings = _settings(configs, args)
+    distributed.check_same_settings(settings)
+    _prepare_out(out, settings, args.restart)
+    configs = _prepare_checkpoints(configs, args, out)
+  except ValueError as e:
+    _fail(str(e))
+  dataset = _load_and_check(configs, args.data_dir)
+  auto = [c.ham and c.alpha == "auto" for c in configs]
+  configs = _suggest_alphas(configs, dataset)
+  lead = jax.process_index() == 0
+  if lead:
+    print(f"{len(configs)} runs on {configs[0].dataset}; settings not given on the command line:")
+    print("\n".join(_describe_defaults(configs, args)))
+  t0 = time.perf_counter()
+  results = _run_all(configs, dataset, args.config.progress, auto)
+  elapsed = time.perf_counter() - t0
+  if not lead:  # only process 0 reports; the results are the same in every process
+    return 0 if not all(r["diverged"] for r in results) else 1
+  paths = report.save_results(results, out, extra={"argv": argv, "wall_time_s": elapsed})
+  (out / "job.json").write_text(json.dumps(settings, indent=1, default=str))
+  print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
+  print(report.markdown_table(report.summarize(results)))
+  print(f"\nresults: {paths['json']}  {paths['summary_csv']}  plot: {paths['plot']}")
+  if all(r["diverged"] for r in results):
+    print(
+      f"ham-optax: every run diverged ({len(results)}/{len(results)}): no result; lower --lr or --alpha",
+      file=sys.stderr,
+    )
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
