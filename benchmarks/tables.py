@@ -256,9 +256,9 @@ SPARSIFIER_LABELS = {
 COLLAPSE_POINTS = 10.0  # a finished seed this far below the baseline's worst seed is reported as collapsed
 
 
-def _method_label(method: str) -> str:
+def _method_label(method: str, labels: dict[str, str] = SPARSIFIER_LABELS) -> str:
   base, _, variant = method.partition("+")
-  return SPARSIFIER_LABELS.get(base, base) + (f" + {variant}" if variant else "")
+  return labels.get(base, base) + (f" + {variant}" if variant else "")
 
 
 def _alpha_text(method: str, alpha: float | None) -> str:
@@ -490,6 +490,99 @@ def implicit_bias_recovery(results: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Steepest mirror flows (docs/guides/mirror_flows_and_graphons.md): `benchmarks/mirror_flows.py`
+# ------------------------------------------------------------------------------------------------------------
+
+ESCAPE_LRS = (1e-4, 4.6e-4, 2.2e-3, 1e-2, 2.2e-2, 1e-1, 2.2e-1, 4.6e-1)  # the columns shown (the grid has 13)
+ESCAPE_SHOWN = ("GD", "sign", "Adam", "HAM")  # AdamW's rows are compared with Adam's in the text
+
+
+def _short(x: float) -> str:
+  """``1e-4``, ``4.6e-4``: a grid value with two significant digits."""
+  return _sci(x).replace(".0e", "e")
+
+
+def _three(x: float) -> str:
+  """Three significant digits, in scientific notation below 0.01; 0 as ``0``."""
+  return "0" if x == 0 else (f"{x:#.3g}" if abs(x) >= 0.01 else _sci(x))
+
+
+@table("mirror_flows_escape")
+def mirror_flows_escape(results: Path) -> str:
+  """Median escape step over the seeds per optimizer, depth and learning rate (a subset of the grid)."""
+  res = _load(results, "mirror_flows", "results.json")
+  lrs = res["settings"]["lrs"]
+  columns = [min(range(len(lrs)), key=lambda i, lr=lr: abs(np.log(lrs[i] / lr))) for lr in ESCAPE_LRS]
+  fmt = _script("mirror_flows")._fmt_escape
+  rows = []
+  for key, seeds in res["escape"].items():
+    name, depth = key.split("/L")
+    if name in ESCAPE_SHOWN:
+      cells = fmt(seeds)
+      rows.append([name, depth, *(cells[i] for i in columns)])
+  header = ["optimizer", "L", *(("lr " if i == 0 else "") + _short(lrs[c]) for i, c in enumerate(columns))]
+  return markdown_table(header, rows)
+
+
+@table("mirror_flows_decay")
+def mirror_flows_decay(results: Path) -> str:
+  """Adam + L2 against AdamW at matched decay: means over the seeds."""
+  res = _load(results, "mirror_flows", "results.json")
+  rows = []
+  for row in res["decay"]:
+    mean = {
+      k: float(np.mean([s[k] for s in row["seeds"]])) for k in row["seeds"][0] if not k.endswith("curve")
+    }
+    rows.append(
+      [
+        row["method"].replace("+", " + "),
+        _short(row["wd"]),
+        _sci(mean["final_loss"]),
+        _sci(mean["late_loss_std"]),
+        f"{mean['rel_error']:.3f}",
+        "0" if mean["balance_final"] == 0 else _sci(mean["balance_final"]),
+        _three(mean["off_support_final"]),
+        f"{mean['n_support_1e-2']:.1f}",
+      ]
+    )
+  header = [
+    "method",
+    "wd",
+    "final loss",
+    "std of late loss",
+    "relative error `‖x - x*‖/‖x*‖`",
+    "balance",
+    "off-support mass",
+    "#`|x_i|>1e-2`",
+  ]
+  return markdown_table(header, rows)
+
+
+@table("graphon")
+def graphon(results: Path) -> str:
+  """Graphon distance of the pruning masks between successive widths, and trainability at the NTK width."""
+  res = _load(results, "graphon", "results.json")
+  widths, n = res["settings"]["widths"], res["settings"]["ntk_width"]
+  pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
+  rows = [
+    [
+      _method_label(r["method"], {"acdc": "AC/DC", "rigl": "RigL"}),
+      *(f"{r['distances'][pair]:.3f}" for pair in pairs),
+      f"{r['ntk_min_eig']:.2f}",
+      f"{r['final_loss']:.4f}",
+    ]
+    for r in res["rows"]
+  ]
+  header = [
+    "method",
+    *(f"distance {pair.replace('->', ' -> ')}" for pair in pairs),
+    f"NTK smallest eigenvalue (n = {n})",
+    f"training loss after {res['settings']['steps']} steps (n = {n})",
+  ]
+  return markdown_table(header, rows)
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------------------
 
@@ -506,7 +599,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = page.read_text()
     fresh = render(text, args.results)
     if fresh != text:
-      stale += [f"{page.relative_to(REPO)}: {name}" for name in block_names(text)]
+      pairs = zip(BLOCK.finditer(text), BLOCK.finditer(fresh), strict=True)
+      stale += [
+        f"{page.relative_to(REPO)}: {old['name']}" for old, new in pairs if old["body"] != new["body"]
+      ]
       if not args.check:
         page.write_text(fresh)
   verb = "differ from their results" if args.check else "rewritten"
