@@ -313,35 +313,52 @@ def sparse_training(results: Path) -> str:
   return markdown_table(["method", *MAIN_JOB_HEADER[2:5], *MAIN_JOB_HEADER[6:]], rows)
 
 
-@table("sparse_training_comparison")
-def sparse_training_comparison(results: Path) -> str:
-  """HAM − baseline per sparsifier (both HAM protocols), Sign-In − baseline, and the verdict."""
+def _sparse_comparisons(
+  results: Path,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[tuple[str, str], tuple]]:
+  """The runs by method, and ``(sparsifier, variant) -> (text, difference, p)`` for every HAM variant."""
   data = _load(results, "sparse_training", "results.json")
   runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
   for run in data["runs"]:
     runs[run["method"]].append(run)
-  seeds = len(data["runs"]) // len(data["summary"])
-  parts, gains, tuned_worst = [], [], []
-  for sparsifier in [s["method"] for s in data["summary"] if "+" not in s["method"]]:
-    texts = []
-    for variant in ("+HAM", "+HAM tuned"):
-      if sparsifier + variant in runs:
-        text, diff, p = _sparse_comparison(runs[sparsifier], runs[sparsifier + variant])
-        texts.append(text)
-        gains.append((diff, p, f"{SPARSIFIER_LABELS.get(sparsifier, sparsifier)} + HAM{variant[4:]}"))
-        if variant.endswith("tuned"):
-          tuned_worst.append(diff)
-    parts.append(f"{SPARSIFIER_LABELS.get(sparsifier, sparsifier)} {' / '.join(texts)}")
+  comparisons = {
+    (sparsifier, variant): _sparse_comparison(runs[sparsifier], runs[sparsifier + variant])
+    for sparsifier in [s["method"] for s in data["summary"] if "+" not in s["method"]]
+    for variant in ("+HAM", "+HAM tuned")
+    if sparsifier + variant in runs
+  }
+  return runs, comparisons
+
+
+def _sparse_significant(comparisons: dict[tuple[str, str], tuple]) -> list[str]:
+  return [
+    f"{SPARSIFIER_LABELS.get(s, s)} + HAM{v[4:]}"
+    for (s, v), (_, d, p) in comparisons.items()
+    if d > 0 and p < SIGNIFICANCE
+  ]
+
+
+@table("sparse_training_comparison")
+def sparse_training_comparison(results: Path) -> str:
+  """HAM − baseline per sparsifier (both HAM protocols), Sign-In − baseline, and the verdict."""
+  runs, comparisons = _sparse_comparisons(results)
+  seeds = len(runs["dense"])
+  by_sparsifier: dict[str, list[str]] = defaultdict(list)
+  for (sparsifier, _), (text, _, _) in comparisons.items():
+    by_sparsifier[sparsifier].append(text)
+  parts = [f"{SPARSIFIER_LABELS.get(s, s)} {' / '.join(texts)}" for s, texts in by_sparsifier.items()]
   sign_in = ""
   if "random+Sign-In" in runs:
-    text, _, _ = _sparse_comparison(runs["random"], runs["random+Sign-In"])
-    sign_in = f" Sign-In − baseline on random PaI: {text}."
-  significant = [label for diff, p, label in gains if diff > 0 and p < SIGNIFICANCE]
+    sign_in = (
+      f" Sign-In − baseline on random PaI: {_sparse_comparison(runs['random'], runs['random+Sign-In'])[0]}."
+    )
+  significant = _sparse_significant(comparisons)
   verdict_text = (
     "**At this scale HAM does not improve sparse training significantly for any sparsifier.**"
     if not significant
     else f"**HAM improves significantly (p{GLUE}<{GLUE}{SIGNIFICANCE}): {', '.join(significant)}.**"
   )
+  tuned_worst = [d for (_, v), (_, d, _) in comparisons.items() if v.endswith("tuned")]
   tuned_diverged = sum(bool(r["diverged"]) for m, rs in runs.items() if m.endswith("HAM tuned") for r in rs)
   tuned = (
     f'"HAM tuned" (alpha from `suggest_alpha`, same budget as the baseline) '
@@ -355,6 +372,37 @@ def sparse_training_comparison(results: Path) -> str:
     f"HAM tuned: {'; '.join(parts)}.{sign_in} {verdict_text} {tuned}"
   )
   return paragraph(text)
+
+
+@table("readme_sparse_training")
+def readme_sparse_training(results: Path) -> str:
+  """The README's summary of the sparse-training benchmark."""
+  runs, comparisons = _sparse_comparisons(results)
+  significant = _sparse_significant(comparisons)
+  lead = (
+    "HAM does not improve any sparsifier significantly"
+    if not significant
+    else f"HAM improves {', '.join(significant)} significantly (p{GLUE}<{GLUE}{SIGNIFICANCE})"
+  )
+  pair = lambda s: " / ".join(fmt_diff(comparisons[s, v][1]) for v in ("+HAM", "+HAM tuned"))  # noqa: E731
+  p_min = np.floor(100 * min(p for _, _, p in comparisons.values())) / 100
+  unstable = [
+    SPARSIFIER_LABELS.get(s, s)
+    for (s, v), (text, _, _) in comparisons.items()
+    if v == "+HAM" and "seed" in text
+  ]
+  tuned_unstable = any("seed" in text for (_, v), (text, _, _) in comparisons.items() if v.endswith("tuned"))
+  stability = (
+    f"the grid-tuned alpha diverged or collapsed on one seed each of {' and '.join(unstable)}"
+    if unstable
+    else "the grid-tuned alpha never diverged or collapsed"
+  ) + (
+    ", the `suggest_alpha` rows never did" if not tuned_unstable else ", and so did the `suggest_alpha` rows"
+  )
+  return paragraph(
+    f"{lead} (RigL + HAM {pair('rigl')} points with alpha grid-tuned at RigL's lr / alpha from `suggest_alpha` "
+    f"at HAM's own lr, random pruning {pair('random')}, all p{GLUE}>={GLUE}{p_min:.2f}); {stability}."
+  )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -580,6 +628,112 @@ def graphon(results: Path) -> str:
     f"training loss after {res['settings']['steps']} steps (n = {n})",
   ]
   return markdown_table(header, rows)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The README's summaries of the guides' studies
+# ------------------------------------------------------------------------------------------------------------
+
+
+@table("readme_implicit_bias")
+def readme_implicit_bias(results: Path) -> str:
+  res = _load(results, "implicit_bias", "results.json")
+  rows = res["table"]["rows"]
+  ham = max((r for r in rows.values() if r["sign_from"] == "x_half"), key=lambda r: r["alpha"])
+  slopes = [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
+  first_order = all(0.8 <= s <= 1.25 for s in slopes)
+  return paragraph(
+    f"The L1 norm of HAM's limit falls from {rows['GD']['l1']:.2f} (gradient descent) to {ham['l1']:.2f} at "
+    f"alpha{GLUE}={GLUE}{ham['alpha']:g}, towards basis pursuit's {res['table']['l1_basis_pursuit']:.2f}, and "
+    + (
+      "matches the predicted Bregman projection to first order in the learning rate"
+      if first_order
+      else "approaches the predicted Bregman projection as the learning rate shrinks"
+    )
+    + f" (log-log slopes {min(slopes):.2f}-{max(slopes):.2f})."
+  )
+
+
+def _mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> tuple[float, str]:
+  x = scale * np.asarray(values, float)
+  x = x[np.isfinite(x)]
+  return float(x.mean()), f"{x.mean():.{digits}f}{GLUE}±{GLUE}{x.std(ddof=1):.{digits}f}"
+
+
+@table("readme_transformers")
+def readme_transformers(results: Path) -> str:
+  res = _load(results, "transformers", "results.json")
+  base, ham = res["grokking"]["adamw"], res["grokking"]["ham_adamw"]
+  grok_p = paired_test(np.asarray(base["grok_step"], float), np.asarray(ham["grok_step"], float))["p_value"]
+  (g_ham, g_ham_text), (g_base, g_base_text) = (
+    _mean_std(ham["grok_step"], digits=0),
+    _mean_std(base["grok_step"], digits=0),
+  )
+  when = "earlier" if g_ham < g_base else "later"
+  sig = "significant" if grok_p < SIGNIFICANCE else "not significant"
+  weights = []
+  if np.mean(ham["near_zero"]) > np.mean(base["near_zero"]):
+    weights.append("sparser")
+  if np.mean(ham["fourier_top4"]) > np.mean(base["fourier_top4"]):
+    weights.append("more Fourier-concentrated")
+  (a_ham, acc_ham), (a_base, acc_base) = (
+    _mean_std(ham["final_test_acc"], 100),
+    _mean_std(base["final_test_acc"], 100),
+  )
+  accuracy = "lower" if a_ham < a_base else "higher"
+  if np.std(ham["final_test_acc"]) > np.std(base["final_test_acc"]):
+    accuracy += ", noisier"
+  ft_base, ft_ham = res["finetune"]["adamw"], res["finetune"]["ham_adamw"]
+  old = paired_test(ft_base["old_test_acc"], ft_ham["old_test_acc"])
+  forgetting = (
+    "reduces forgetting"
+    if old["mean_diff"] > 0 and old["p_value"] < SIGNIFICANCE
+    else "does not reduce forgetting"
+  )
+  return paragraph(
+    f"HAM(AdamW) groks {when} on average, at {g_ham_text} steps vs AdamW's {g_base_text} ({fmt_p(grok_p)}, {sig})"
+    + (f" with a {' and '.join(weights)} embedding" if weights else "")
+    + f", and ends at {accuracy} test accuracy ({acc_ham} % vs {acc_base} %); HAM {forgetting} when fine-tuning "
+    "addition -> subtraction."
+  )
+
+
+@table("readme_graphs")
+def readme_graphs(results: Path) -> str:
+  cells = _load(results, "graphs", "results.json")["cells"]
+  labels = {"gcn": "GCN", "sage": "GraphSAGE", "sgd": "SGD", "adamw": "AdamW"}
+
+  def gains(key: str) -> list[dict[str, Any]]:
+    return [
+      c
+      for c in cells
+      if c[key]["vs_alpha0"]["mean_diff"] > 0 and c[key]["vs_alpha0"]["p_value"] < SIGNIFICANCE
+    ]
+
+  negative, positive = gains("ham_neg"), gains("ham_pos")
+  parts = []
+  for sign, found in (("negative", negative), ("positive", positive)):
+    if not found:
+      parts.append(f"no {sign} alpha beats alpha{GLUE}={GLUE}0 significantly")
+      continue
+    cases = ", ".join(
+      f"{100 * c[f'ham_{sign[:3]}']['vs_alpha0']['mean_diff']:+.1f} points, {labels[c['model']]} + {labels[c['inner']]}, "
+      f"h{GLUE}={GLUE}{c['h']:g}"
+      for c in found
+    )
+    matched = all(
+      c["ham"]["vs_baseline"]["p_value"] >= SIGNIFICANCE or c["ham"]["vs_baseline"]["mean_diff"] <= 0
+      for c in found
+    )
+    count = "the one significant gain" if len(found) == 1 else f"the {len(found)} significant gains"
+    parts.append(
+      f"{count} of a {sign} alpha ({cases}) "
+      + ("matches what tuning the weight decay gives" if matched else "beats the tuned baseline too")
+    )
+  found, comparisons = len(negative) + len(positive), 2 * len(cells)
+  count = f"a significant gain over alpha{GLUE}={GLUE}0 in {found} of the {comparisons} sign-restricted comparisons"
+  lead = f"Neither sign helps reliably ({count})" if 10 * found <= comparisons else count[0].upper() + count[1:]
+  return paragraph(lead + "; " + "; ".join(parts) + ".")
 
 
 # ------------------------------------------------------------------------------------------------------------
