@@ -78,25 +78,36 @@ def _clip_norm(new: jax.Array, p_c: jax.Array, delta: jax.Array, cap: Any, big: 
   cap_c = _finite_scalar(cap, new.dtype)
   over = (m > 0) & (jnp.ldexp(root, k) > cap_c)  # the norm is ldexp(root, k); m == 0 gives root == 0
   clipped = r * (cap_c / jnp.maximum(root, 0.5))
-  return jnp.where(over, clipped - p_c, delta)
+  return jnp.where(over, clipped - _clamp(p_c, big), delta)  # clamp: an infinite weight gets a finite update
 
 
-def _saturate(delta: jax.Array, p_c: jax.Array, dtype: Any) -> jax.Array:
+def _clamp(x: jax.Array, bound: Any) -> jax.Array:
+  """``x`` clipped to ``[-bound, bound]`` in one operation per entry (``jnp.clip`` takes two); NaN stays NaN."""
+  b = jnp.asarray(bound, x.dtype)
+  return jax.lax.clamp(-b, x, b)
+
+
+def _saturate(delta: jax.Array, p: jax.Array, dtype: Any) -> jax.Array:
   """``delta`` in ``dtype``, such that ``p + delta`` computed in ``dtype`` (as ``optax.apply_updates`` does) is
-  finite: finite in, finite out.
+  finite wherever the inputs are: finite in, finite out; NaN in, NaN out.
 
-  The check is made on exactly that sum. Where it would overflow, the new weight becomes the largest finite value
-  *below* the dtype's maximum, with the same sign: aiming one ulp short means that the rounding of
-  ``target - p`` and of ``p + (target - p)`` cannot carry the sum past the maximum. A weight that is already
-  +-inf keeps its value (no finite update can move it) and never turns into NaN.
+  One check, on exactly that sum ``s``: where ``|s|`` is at most ``safe``, the largest finite value *below* the
+  dtype's maximum, ``delta`` is returned as it is. Elsewhere (an overflow, or NaN) the update is
+  ``clip(clip(s, safe) - p, max)``:
+
+  - finite inputs that overflow give the new weight ``+-safe`` with the sign of ``s``: aiming one ulp short means
+    that the rounding of ``safe - p`` and of ``p + (safe - p)`` cannot carry the sum past the maximum (the outer
+    clip only acts where ``delta`` itself overflowed against a weight of the other sign, and keeps that finite);
+  - a weight that is already +-inf gets a finite update, so it keeps its value (``safe - inf`` is clipped);
+  - a NaN in ``p`` or ``delta`` gives NaN at that entry (clipping keeps NaN).
   """
   big = float(jnp.finfo(dtype).max)
   safe = float(np.nextafter(np.asarray(big, dtype), np.asarray(0.0, dtype)))
-  d = jnp.clip(delta, -big, big).astype(dtype)
-  ok = jnp.abs(p_c.astype(dtype) + d) <= big  # False where the sum overflows (or is NaN)
-  fallback = (jnp.clip(p_c + delta, -safe, safe) - p_c).astype(dtype)
-  # NaN only where p_c is +-inf (inf - inf, or a norm clip of such a tensor): leave that weight where it is.
-  return jnp.where(ok, d, jnp.where(fallback == fallback, fallback, jnp.zeros((), dtype)))
+  # In a narrower params dtype the cast itself could overflow: clip first (free for float32 and float64 params).
+  d = delta.astype(dtype) if delta.dtype == dtype else _clamp(delta, big).astype(dtype)
+  s = p.astype(dtype) + d
+  target = _clamp(s, safe)
+  return _clamp(jnp.where(target == s, d, target - p.astype(dtype)), big)
 
 
 def _mirror_leaf(
@@ -115,38 +126,38 @@ def _mirror_leaf(
   Computed in at least float32. The delta is written as ``u + x_half * (exp(e) - 1)`` (algebraically
   ``x_half * exp(e) - p``) so that a zero exponent returns the inner update bit-for-bit. Every scalar is
   saturated to the compute dtype's finite range (so ``alpha = 1e39`` in float32 acts as float32's max, never as
-  ``inf``, and ``0 * alpha`` stays 0), and the new weight is saturated to the params dtype's range.
+  ``inf``, and ``0 * alpha`` stays 0); the sign of ``x_half`` is folded into the scalar ``lr * alpha`` (one
+  select per weight), and the new weight is saturated to the params dtype's range by :func:`_saturate`.
   """
   p = jnp.asarray(p)
   cdtype = jnp.promote_types(p.dtype, jnp.float32)
   big_c = float(jnp.finfo(cdtype).max)
-  big = float(jnp.finfo(p.dtype).max)
   # Scalars in the compute dtype too: float64 params get a float64 step (XLA folds these per tensor for free).
   lr_c = _finite_scalar(lr, cdtype)
   lr_alpha = jnp.clip(lr_c * _finite_scalar(alpha, cdtype), -big_c, big_c)
   lr_beta = jnp.clip(lr_c * _finite_scalar(beta, cdtype), -big_c, big_c)
   p_c = p.astype(cdtype)
   u_c = jnp.asarray(u).astype(cdtype)
-  # Clipped so that an inner step overflowing the range cannot give inf * 0 below.
-  x_half = jnp.clip(p_c + u_c, -big_c, big_c)
+  # Clipped so that an inner step overflowing the range cannot give inf * 0 below (clipping keeps NaN).
+  x_half = _clamp(p_c + u_c, big_c)
   g_c = jnp.asarray(g).astype(cdtype)
   if sign_from == "x_half":
-    # -sign(x_half) * g as a select (4-6 % faster on CPU, benchmarks/README.md). Where x_half == 0 this gives -g
+    # -sign(x_half) * lr * alpha as a select between two scalars. Where x_half == 0 this gives -lr * alpha
     # instead of 0, which is harmless: the factor multiplies x_half = 0.
-    neg_sg = jnp.where(x_half < 0, g_c, -g_c)
+    neg_s_lr_alpha = jnp.where(x_half < 0, lr_alpha, -lr_alpha)
   else:
-    neg_sg = -(jnp.sign(p_c) * g_c)  # GD;HYP: sign(x) == 0 must leave only the beta term
-  # neg_sg and both scalars are finite, so the product may be +-inf but the difference is never inf - inf; the
-  # clip maps +-inf to +-max_exponent (<= 80, so exp(e) is finite in float32).
-  e = jnp.clip(neg_sg * lr_alpha - lr_beta, -max_exponent, max_exponent)
+    neg_s_lr_alpha = jnp.sign(p_c) * -lr_alpha  # GD;HYP: sign(x) == 0 must leave only the beta term
+  # The scalars are finite, so the product may be +-inf but the difference is never inf - inf; the clip maps
+  # +-inf to +-max_exponent (<= 80, so exp(e) is finite in float32) and keeps NaN.
+  e = _clamp(g_c * neg_s_lr_alpha - lr_beta, max_exponent)
   # exp(e) - 1 rather than expm1(e): XLA:CPU lowers expm1 to a routine ~4x slower than exp, which made the
   # mirror step cost 2.4x a bare SGD-momentum update (benchmarks/README.md). The absolute error of
   # x_half * (exp(e) - 1) stays within an ulp of x_half, and e == 0 still gives exactly 0.
   growth = jnp.exp(e)
   delta = u_c + x_half * (growth - 1.0)
   if max_weight_norm is not None:
-    delta = _clip_norm(x_half * growth, p_c, delta, max_weight_norm, big)
-  return _saturate(delta, p_c, p.dtype)
+    delta = _clip_norm(x_half * growth, p_c, delta, max_weight_norm, float(jnp.finfo(p.dtype).max))
+  return _saturate(delta, p, p.dtype)
 
 
 def _norm_clip_leaf(u: jax.Array, p: Any, max_weight_norm: Any) -> jax.Array:
@@ -158,7 +169,7 @@ def _norm_clip_leaf(u: jax.Array, p: Any, max_weight_norm: Any) -> jax.Array:
   big = float(jnp.finfo(p.dtype).max)
   p_c, u_c = p.astype(cdtype), jnp.asarray(u).astype(cdtype)
   delta = _clip_norm(p_c + u_c, p_c, u_c, max_weight_norm, big)
-  return _saturate(delta, p_c, p.dtype)
+  return _saturate(delta, p, p.dtype)
 
 
 def _check_same_shapes(params: Any, grads: Any, updates: Any) -> None:
@@ -246,7 +257,10 @@ def hyperbolic_step(
   Finite in, finite out, in every float dtype: the scalars :math:`\eta`, :math:`\eta\alpha`, :math:`\eta\beta`
   are saturated to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, never as
   ``inf``, so a zero gradient never gives ``0 * inf``), and a new weight that would overflow the params' dtype
-  is saturated just below its largest finite value (same sign).
+  is saturated just below its largest finite value (same sign). NaN in, NaN out: a NaN in a gradient entry, in
+  the incoming update or in a schedule's value gives NaN in the new weights wherever plain optax would give it
+  (so ``optax.apply_if_finite`` or a loss check sees it), never a silent zero update. A weight that is already
+  ``+-inf`` keeps its value; an infinite entry of the incoming update saturates like an overflow.
 
   Args:
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are

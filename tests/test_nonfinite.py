@@ -1,0 +1,113 @@
+"""Non-finite input: NaN stays NaN exactly where plain optax gives NaN, an infinite weight stays infinite."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ham_optax
+
+INNERS = {
+  "sgd": lambda lr: optax.sgd(lr),
+  "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
+  "adam": lambda lr: optax.adam(lr),
+  "adamw": lambda lr: optax.adamw(lr, weight_decay=1e-2),
+}
+
+
+def _params():
+  rng = np.random.default_rng(0)
+  return {
+    "w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+    "b": jnp.asarray(rng.normal(size=4), jnp.float32),
+  }
+
+
+def _grads(step, bad=None):
+  """Finite gradients; at step 0 the entries in ``bad`` (leaf name -> index) hold NaN."""
+  rng = np.random.default_rng(step + 1)
+  g = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=4)}
+  if step == 0 and bad:
+    for name, idx in bad.items():
+      g[name][idx] = np.nan
+  return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), g)
+
+
+def _trajectory(tx, steps=4, bad=None):
+  params = _params()
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  out = []
+  for k in range(steps):
+    u, state = update(_grads(k, bad), state, params)
+    params = optax.apply_updates(params, u)
+    out.append(params)
+  return out
+
+
+@pytest.mark.parametrize("inner", list(INNERS))
+def test_nan_gradient_entry_gives_nan_exactly_where_optax_does(inner):
+  bad = {"w": (1, 2), "b": (3,)}
+  plain = _trajectory(INNERS[inner](0.1), bad=bad)
+  ham = _trajectory(ham_optax.ham(INNERS[inner](0.1), 0.1, alpha=1.0), bad=bad)
+  for k, (want, got) in enumerate(zip(plain, ham, strict=True)):
+    for name in ("w", "b"):
+      nan_want, nan_got = np.isnan(np.asarray(want[name])), np.isnan(np.asarray(got[name]))
+      assert nan_want[bad[name]], (inner, k, name)  # the injected NaN reaches optax's weights
+      np.testing.assert_array_equal(nan_got, nan_want, err_msg=f"{inner}, step {k}, {name}")
+
+
+@pytest.mark.parametrize("inner", list(INNERS))
+def test_nan_learning_rate_schedule_gives_nan_where_optax_does(inner):
+  lr = lambda k: jnp.where(k == 1, jnp.nan, 0.1)  # noqa: E731
+  plain = _trajectory(INNERS[inner](lr), steps=2)[-1]
+  ham = _trajectory(ham_optax.ham(INNERS[inner](lr), lr, alpha=1.0), steps=2)[-1]
+  for name in ("w", "b"):
+    nan_want = np.isnan(np.asarray(plain[name]))
+    assert nan_want.all()
+    np.testing.assert_array_equal(np.isnan(np.asarray(ham[name])), nan_want)
+
+
+@pytest.mark.parametrize("name", ["alpha", "beta"])
+def test_nan_alpha_or_beta_schedule_makes_the_mirror_step_nan(name):
+  sched = lambda k: jnp.where(k == 1, jnp.nan, 0.5)  # noqa: E731
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, **{name: sched})
+  new = _trajectory(tx, steps=2)
+  assert np.isfinite(np.asarray(new[0]["w"])).all()
+  assert np.isnan(np.asarray(new[1]["w"])).all()  # the kernel takes the mirror step: visibly broken
+  assert np.isfinite(np.asarray(new[1]["b"])).all()  # the bias takes SGD's step alone
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inner_update_is_not_turned_into_a_zero_update(bad):
+  # The hand-built chain: an inner update that is NaN gives NaN, one that is infinite gives a non-finite or
+  # saturated weight; never the old weight.
+  p = {"w": jnp.array([[1.0, -2.0, 0.5]])}
+  g = {"w": jnp.array([[0.1, 0.2, 0.3]])}
+  u = {"w": jnp.array([[bad, 0.0, 0.0]])}
+  step = ham_optax.hyperbolic_step(0.1, alpha=1.0)
+  out, _ = step.update(u, step.init(p), p, grad=g)
+  new = np.asarray(optax.apply_updates(p, out)["w"])
+  if np.isnan(bad):
+    assert np.isnan(new[0, 0])
+  else:
+    assert not np.isfinite(new[0, 0]) or abs(new[0, 0]) > 1e38
+    assert np.sign(new[0, 0]) == np.sign(bad)
+  assert np.isfinite(new[0, 1:]).all()
+
+
+@pytest.mark.parametrize("max_weight_norm", [None, 1000.0])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_an_infinite_weight_stays_infinite(max_weight_norm, dtype):
+  p = {"w": jnp.array([[jnp.inf, 1.0], [-jnp.inf, 3.0]], dtype)}
+  tx = ham_optax.ham(
+    optax.sgd(0.1, momentum=0.9), 0.1, alpha=200.0, beta=1e-3, max_weight_norm=max_weight_norm
+  )
+  state = tx.init(p)
+  for g in (1.0, -1.0, 0.0):  # the exponent at +c, at -c and zero (where inf * 0 could give NaN)
+    u, state = tx.update({"w": jnp.full((2, 2), g, dtype)}, state, p)
+    p = optax.apply_updates(p, u)
+    w = np.asarray(p["w"], np.float32)
+    assert w[0, 0] == np.inf and w[1, 0] == -np.inf, (g, w)
+    assert np.isfinite(w[:, 1]).all(), (g, w)
