@@ -7,28 +7,24 @@ import csv
 import dataclasses
 import json
 import math
+import re
 import sys
 import types
+import typing
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
-
-import ham_optax
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import models, report
 from ham_optax_examples import train as train_lib
-from ham_optax_examples.cli import _subcommand_first, build_parser, configs_from_args, main
-from ham_optax_examples.configs.default import (
-  FALLBACK,
-  MAIN_JOB,
-  MODEL_DEFAULTS,
-  Config,
-  resolve,
-  tuned_hyperparameters,
-)
-from ham_optax_examples.train import CheckpointMismatchError, train_and_evaluate
+from ham_optax_examples.configs.default import Config, DatasetName, ModelName, resolve
+from ham_optax_examples.configs.tuned import FALLBACK, MAIN_JOB, MODEL_DEFAULTS, TUNED
+from ham_optax_examples.main import configs_from_args, main, parse
+from ham_optax_examples.train import CheckpointError, train_and_evaluate
+
+import ham_optax
 
 
 @pytest.fixture(scope="module")
@@ -245,34 +241,38 @@ def test_cli_writes_consistent_outputs(tmp_path, tiny_cache, capsys):
   assert payload["argv"] == argv
 
 
-def test_cli_accepts_train_after_the_options():
-  argv = _subcommand_first(["--sparsifier", "none", "random", "train", "--seeds", "2"])
-  args = build_parser().parse_args(argv)
-  assert args.sparsifier == ["none", "random"] and args.seeds == 2
-  assert _subcommand_first(["--out", "train"]) == ["--out", "train"]  # a directory called "train"
-  assert _subcommand_first(["train", "--seeds", "2"]) == ["train", "--seeds", "2"]
+def _help(capsys) -> str:
+  with pytest.raises(SystemExit) as exit_info:
+    parse(["train", "--help"])
+  assert exit_info.value.code == 0
+  return capsys.readouterr().out
 
 
-def test_cli_reaches_every_config_field():
-  """Every Config field is an option, or set by the job (seed, checkpoint_dir); Sign-In runs can be chosen."""
-  help_text = build_parser().format_help()
+def test_cli_train_is_the_default_command_and_takes_lists():
+  assert parse([]) == parse(["train"])
+  args = parse(["train", "--sparsifier", "none", "random", "--seeds", "2", "--lr", "0.3", "--alpha", "auto"])
+  assert args.sparsifier == ("none", "random") and args.seeds == 2
+  assert args.config.learning_rate == 0.3 and args.config.alpha == "auto"
+
+
+def test_cli_reaches_every_config_field(capsys):
+  """Every Config field is an option, or set by the job (model, sparsifier, ham, seed, checkpoint_dir)."""
+  help_text = _help(capsys)
   for f in dataclasses.fields(Config):
-    if f.name in ("seed", "checkpoint_dir"):
-      continue
-    flag = "--" + f.metadata.get("flag", f.name).replace("_", "-")
-    assert flag in help_text, flag
-  args = build_parser().parse_args(
-    ["--sign-in", "--sign-in-every", "2", "--sparsifier", "random", "--ham", "off"]
+    if f.name not in ("model", "sparsifier", "ham", "seed", "checkpoint_dir"):
+      flag = "--" + {"learning_rate": "lr"}.get(f.name, f.name).replace("_", "-")
+      assert re.search(f"{flag}[ ,]", help_text), flag
+  assert "--seed " not in help_text and "--checkpoint-dir" not in help_text
+  configs = configs_from_args(
+    parse(["--sign-in", "--sign-in-every", "2", "--sparsifier", "random", "--ham", "off"])
   )
-  configs = configs_from_args(args)
   assert {c.method for c in configs} == {"random", "random+Sign-In"}
   assert all(c.sign_in_every == 2 for c in configs if c.sign_in)
 
 
 def test_cli_choices_come_from_the_registries():
-  actions = {a.dest: a for a in build_parser()._actions}
-  assert tuple(actions["dataset"].choices) == data_lib.DATASETS
-  assert tuple(actions["model"].choices) == models.MODELS
+  assert typing.get_args(DatasetName) == data_lib.DATASETS
+  assert typing.get_args(ModelName) == models.MODELS
 
 
 # ------------------------------------------------------------------------ divergence is never silent
@@ -423,7 +423,7 @@ def test_missing_tensorflow_datasets_is_one_line_with_the_install_command(tmp_pa
 
 
 def test_main_job_defaults():
-  configs = configs_from_args(build_parser().parse_args([]))  # `ham-optax train` with no options
+  configs = configs_from_args(parse([]))  # `ham-optax train` with no options
   assert {c.model for c in configs} == set(MAIN_JOB["models"]) == {"mlp", "resnet1d"}
   for model in MAIN_JOB["models"]:
     mine = [c for c in configs if c.model == model]
@@ -433,13 +433,11 @@ def test_main_job_defaults():
     ]
     assert {c.epochs for c in mine} == {MAIN_JOB["per_model"][model]["epochs"]}
     for c in mine:
-      tuned = tuned_hyperparameters("mnist1d", model, "sgd", c.sparsifier)
+      tuned = TUNED.get(("mnist1d", model, "sgd", c.sparsifier))
       assert tuned is not None and "benchmarks/" in tuned.source
       assert (c.learning_rate, c.alpha, c.beta) == (tuned.learning_rate, tuned.alpha, tuned.beta)
   assert {c.width for c in configs if c.model == "resnet1d"} == {MODEL_DEFAULTS["resnet1d"]["width"]}
-  overridden = configs_from_args(
-    build_parser().parse_args(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"])
-  )
+  overridden = configs_from_args(parse(["--lr", "0.3", "--alpha", "2", "--dataset", "digits"]))
   assert {(c.model, c.learning_rate, c.alpha, c.beta) for c in overridden} == {
     ("mlp", 0.3, 2.0, FALLBACK["sgd"]["beta"])
   }
@@ -447,9 +445,7 @@ def test_main_job_defaults():
 
 def test_adamw_defaults_are_adamw_defaults():
   (config,) = configs_from_args(
-    build_parser().parse_args(
-      ["--optimizer", "adamw", "--ham", "on", "--seeds", "1", "--sparsifier", "none", "--model", "mlp"]
-    )
+    parse(["--optimizer", "adamw", "--ham", "on", "--seeds", "1", "--sparsifier", "none", "--model", "mlp"])
   )
   assert config.learning_rate == FALLBACK["adamw"]["learning_rate"] == 1e-3  # not SGD's 0.4
   assert config.weight_decay == FALLBACK["adamw"]["weight_decay"]
@@ -460,14 +456,11 @@ def test_adamw_defaults_are_adamw_defaults():
   assert sources["weight_decay"] == "fallback for sgd"
 
 
-def test_help_shows_each_default_once_and_the_tuned_settings():
-  help_text = build_parser().format_help()
-  options, epilog = help_text.split("learning rate, alpha and beta tuned on the validation split")
-  blocks = [b for b in ("\n" + options).split("\n  --")[1:]]
-  assert len(blocks) >= len(dataclasses.fields(Config))
-  for block in blocks:
-    assert block.count("(default:") == 1, block
-  assert "mnist1d/resnet1d/sgd" in epilog and "fallbacks" in epilog
+def test_help_shows_each_default_once(capsys):
+  text = _help(capsys)
+  options = [line for line in text.splitlines() if re.match(r"[│| ]*--[a-z]", line)]
+  assert len(options) >= len(dataclasses.fields(Config)) and text.count("(default:") == len(options)
+  assert "validation-tuned where listed in configs/tuned.py" in text
 
 
 # ----------------------------------------------------------------------- checkpoints know their config
@@ -511,7 +504,7 @@ def test_resuming_with_other_settings_refuses_naming_the_fields(tmp_path, tiny_m
     ({"epochs": 2}, ["epochs"]),
     ({"width": 16}, ["width"]),
   ):
-    with pytest.raises(CheckpointMismatchError) as info:
+    with pytest.raises(CheckpointError) as info:
       train_and_evaluate(config.replace(**changes), tiny_mnist1d)
     message = str(info.value)
     assert all(f in message for f in fields) and "momentum" not in message and "--restart" in message

@@ -30,6 +30,7 @@ import io
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -82,19 +83,18 @@ def _fail(message: str) -> NoReturn:
 
 
 def parse(argv: Sequence[str]) -> Train:
-  """The :class:`Train` job of ``argv`` (``ham-optax`` alone is ``ham-optax train``); a usage error ends in one
-  line (tyro's message without its usage box)."""
+  """The :class:`Train` job of ``argv`` (a leading ``train``, the one command, may be left out); a usage error
+  ends in one line: tyro's message without its box and usage."""
   captured = io.StringIO()
   try:
     with contextlib.redirect_stderr(captured):
-      return tyro.extras.subcommand_cli_from_dict(
-        {"train": Train}, prog="ham-optax", args=list(argv) or ["train"]
-      )
+      return tyro.cli(Train, prog="ham-optax train", args=list(argv[1:] if argv[:1] == ["train"] else argv))
   except SystemExit as e:
     if not e.code:
       raise
-    lines = [line.strip(" │╭╮╰╯─") for line in captured.getvalue().splitlines()]
-    title, body = lines[0], lines[1 : (lines + [""]).index("", 1)]
+    rows = [re.sub(r"^[│|] ?|[│|]$", "", line).strip() for line in captured.getvalue().splitlines()]
+    end = next((i for i, row in enumerate(rows[1:], 1) if not row.strip("─-")), len(rows))
+    title, body = rows[0].strip("╭╮+─- "), rows[1:end]
     _fail(" ".join(body if body and body[0].startswith(title) else [f"{title}:", *body]))
 
 

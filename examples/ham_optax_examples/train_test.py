@@ -10,7 +10,15 @@ from ham_optax_examples.configs import default
 def test_train_and_evaluate_one_short_epoch():
   dataset = data_lib.load_digits()
   config = default.get_config(
-    model="mlp", width=16, epochs=1, num_train=256, batch_size=32, ham=True, alpha=1.0, progress=False
+    dataset="digits",
+    model="mlp",
+    width=16,
+    epochs=1,
+    num_train=256,
+    batch_size=32,
+    ham=True,
+    alpha=1.0,
+    progress=False,
   )
   results = train.train_and_evaluate(config, dataset)
   assert results["completed"] and not results["diverged"]
