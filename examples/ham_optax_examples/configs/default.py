@@ -78,8 +78,8 @@ class Config:
   # stop after N epochs (a preempted job; rerun to resume)
   halt_after_epochs: Annotated[int | None, shown("run to the end", "N")] = None
   progress: bool = True  # tqdm progress bars
-  # cut the data into N shards, each process holding its own (a multiple of the processes); one process with
-  # --data-shards N repeats the data order of an N-process run
+  # cut the data into N shards, each process holding its own (a multiple of the processes); one process given N
+  # shards repeats the data order of an N-process run
   data_shards: Annotated[int | None, shown("one per process", "N")] = None
   all_devices: bool = False  # one process: split every batch over all of its devices
 
