@@ -9,7 +9,9 @@ the inner optimizer and returns the alpha at which the mirror step is a fixed fr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -29,34 +31,275 @@ SGD + momentum at lr 0.1. It diverges on small models with larger per-weight gra
 DEFAULT_TARGET_RATIO = 0.2
 """Default ``target_ratio`` of :func:`suggest_alpha`: the mirror step's norm as a fraction of the inner step's."""
 
+LR_TOLERANCE = 1.25
+"""Largest change, over the calibration window, of the inner optimizer's step size relative to ``learning_rate``
+that :func:`suggest_alpha` accepts (see its ``check_learning_rate``). The probe's own drift is at most 1.13 for
+Adam with ``b1 <= 0.95`` (bias correction) and 1 for SGD with or without momentum; a linear warmup from 0 over
+at least ``num_steps`` steps changes it by ``(num_steps - 1) / (num_steps // 2)``, 1.9 for 20 steps."""
 
-def _masked_sq_norm(tree: Any, selected: tuple[bool, ...]) -> jax.Array:
-  leaves = [
-    jnp.sum(jnp.square(x.astype(jnp.float32)))
-    for x, on in zip(jax.tree.leaves(tree), selected, strict=True)
-    if on
-  ]
-  return sum(leaves, start=jnp.zeros([], jnp.float32))
+DIVERGENCE_FACTOR = 10.0
+""":func:`suggest_alpha` calls its calibration run diverged when the loss's median over the second half of the
+steps exceeds this factor times its median over the first half (a positive loss that grows geometrically), or when
+any loss, gradient, update or parameter is non-finite. On the test problems, runs that diverged had this ratio
+above 1e6 and the stable ones below 1."""
+
+_CACHE_SIZE = 32
+
+
+class LossFnError(ValueError):
+  """``loss_fn`` returned something that is not a scalar loss (or ``(loss, aux)`` with ``has_aux=True``)."""
+
+
+def _is_float(x: Any) -> bool:
+  return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
+
+
+def _scalar_loss(out: Any, has_aux: bool) -> jax.Array:
+  """The loss in ``loss_fn``'s output, checked at trace time (a real scalar; a pair when ``has_aux``)."""
+  if has_aux:
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+      raise LossFnError(
+        f"suggest_alpha: has_aux=True needs loss_fn to return a pair (loss, aux), got {type(out).__name__}."
+      )
+    out = out[0]
+  elif isinstance(out, (tuple, list)):
+    raise LossFnError(
+      f"suggest_alpha: loss_fn returned a {type(out).__name__} of length {len(out)}, not a scalar loss; "
+      "if it returns (loss, aux), pass has_aux=True."
+    )
+  if not hasattr(out, "shape") or jnp.shape(out) != () or not _is_float(out):
+    shape, dtype = (
+      jnp.shape(out) if hasattr(out, "shape") else None,
+      getattr(out, "dtype", type(out).__name__),
+    )
+    raise LossFnError(
+      f"suggest_alpha: loss_fn must return a floating-point scalar loss, got shape {shape} and dtype {dtype}."
+    )
+  return out
+
+
+def _scaled_sq_norms(leaves: list[Any]) -> tuple[jax.Array, jax.Array]:
+  """Per leaf ``(k, s)`` with ``||v||^2 = 4^k * s``: ``v`` scaled by ``2^-k`` (exact), ``2^k`` its max's binade.
+
+  The squares cannot overflow float32 for any finite ``v``; the host recombines them in float64.
+  """
+  if not leaves:
+    return jnp.zeros([0], jnp.int32), jnp.zeros([0], jnp.float32)
+  ks, ss = [], []
+  for v in leaves:
+    v = jnp.asarray(v, jnp.promote_types(jnp.result_type(v), jnp.float32))
+    _, k = jnp.frexp(jnp.max(jnp.abs(v), initial=0.0))
+    ks.append(k.astype(jnp.int32))
+    ss.append(jnp.sum(jnp.square(jnp.ldexp(v, -k))).astype(jnp.float32))
+  return jnp.stack(ks), jnp.stack(ss)
+
+
+def _host_norms(k: Any, s: Any) -> np.ndarray:
+  """Per-leaf L2 norms in float64 from :func:`_scaled_sq_norms` (``inf``/``nan`` where ``v`` was not finite)."""
+  return np.ldexp(np.sqrt(np.asarray(s, np.float64)), np.asarray(k, np.int64))
+
+
+def _all_finite(leaves: list[Any]) -> jax.Array:
+  flags = [jnp.all(jnp.isfinite(jnp.asarray(v))) for v in leaves]
+  return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+
+
+def _float_view(leaves: list[Any], is_float: tuple[bool, ...]) -> list[Any]:
+  """The leaves the inner optimizer sees: non-float leaves (integers, PRNG keys) as float32 zeros."""
+  return [x if f else jnp.zeros(jnp.shape(x), jnp.float32) for x, f in zip(leaves, is_float, strict=True)]
+
+
+def _make_step(loss_fn, inner, treedef, is_float, selected, has_aux):
+  """The jitted calibration step: one step of ``inner`` and the norms the rule needs (differentiating only the
+  floating-point leaves; the others are held fixed and the inner optimizer sees them as zeros)."""
+
+  def step(p, state, batch, lr):
+    leaves = treedef.flatten_up_to(p)
+
+    def loss_of(float_leaves):
+      it = iter(float_leaves)
+      full = [next(it) if f else x for x, f in zip(leaves, is_float, strict=True)]
+      return _scalar_loss(loss_fn(jax.tree.unflatten(treedef, full), batch), has_aux)
+
+    loss, g_float = jax.value_and_grad(loss_of)([x for x, f in zip(leaves, is_float, strict=True) if f])
+    it = iter(g_float)
+    g = [next(it) if f else x for x, f in zip(_float_view(leaves, is_float), is_float, strict=True)]
+    u, state = inner.update(
+      jax.tree.unflatten(treedef, g), state, jax.tree.unflatten(treedef, _float_view(leaves, is_float))
+    )
+    u = treedef.flatten_up_to(u)
+    new = [optax.apply_updates(x, ui) if f else x for x, ui, f in zip(leaves, u, is_float, strict=True)]
+    fl = [v for vs in (g, u, new) for v, f in zip(vs, is_float, strict=True) if f]
+    finite = jnp.isfinite(loss) & _all_finite(fl)
+    sel = [i for i, on in enumerate(selected) if on]
+    u_norms = _scaled_sq_norms([u[i] for i in sel])
+    mirror_norms = _scaled_sq_norms([jnp.abs(jnp.asarray(leaves[i], jnp.float32)) * g[i] for i in sel])
+    return jax.tree.unflatten(treedef, new), state, loss, finite, u_norms, mirror_norms
+
+  return jax.jit(step)
+
+
+def _make_lr_probe(inner, treedef, is_float, selected):
+  """Jitted ``(params, j) -> ||u_j||`` (scaled norms over the selected leaves): the inner optimizer's step after
+  ``j`` zero-gradient steps from ``init``, for the gradient of ones. With no gradient history this is
+  ``lr_inner(j)`` times a fixed step for SGD (any momentum), Lion and RMSProp, and nearly so for Adam."""
+
+  def probe(p, j):
+    view = _float_view(treedef.flatten_up_to(p), is_float)
+    params = jax.tree.unflatten(treedef, view)
+    zeros = jax.tree.unflatten(treedef, [jnp.zeros_like(x) for x in view])
+    ones = jax.tree.unflatten(
+      treedef, [jnp.ones_like(x) if f else x for x, f in zip(view, is_float, strict=True)]
+    )
+    state = jax.lax.fori_loop(0, j, lambda _, s: inner.update(zeros, s, params)[1], inner.init(params))
+    u = treedef.flatten_up_to(inner.update(ones, state, params)[0])
+    return _scaled_sq_norms([u[i] for i, on in enumerate(selected) if on])
+
+  return jax.jit(probe)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _compiled(kind: str, *key: Any) -> Callable[..., Any]:
+  """The jitted step or probe, cached on what determines it, so that calling :func:`suggest_alpha` again with the
+  same ``loss_fn`` and ``inner`` objects (and params of the same structure) does not trace or compile again."""
+  return _make_step(*key) if kind == "step" else _make_lr_probe(*key)
+
+
+def _get(kind: str, *key: Any) -> Callable[..., Any]:
+  try:
+    return _compiled(kind, *key)
+  except TypeError:  # an unhashable loss_fn or inner: no cache
+    return _make_step(*key) if kind == "step" else _make_lr_probe(*key)
+
+
+def _check_batches(batches: Any, num_steps: int) -> Sequence[Any]:
+  """``batches`` must be a sequence (read by index, never consumed) of at least ``num_steps`` batches."""
+  if isinstance(batches, Sequence) and not isinstance(batches, (str, bytes)):
+    return batches
+  if hasattr(batches, "__len__") and hasattr(batches, "__getitem__") and not isinstance(batches, dict):
+    return batches  # e.g. an array of stacked batches
+  if isinstance(batches, dict):
+    hint = " A dict is one batch: pass [batch] * num_steps."
+  elif hasattr(batches, "__next__") or hasattr(batches, "__iter__"):
+    hint = (
+      " An iterator or generator would be consumed: pass a list, e.g. "
+      f"list(itertools.islice(iterator, {num_steps})), and train on the same iterator afterwards if you like."
+    )
+  else:
+    hint = ""
+  raise TypeError(
+    f"suggest_alpha: batches must be a sequence (list or tuple) of at least num_steps={num_steps} batches, "
+    f"got {type(batches).__name__}.{hint}"
+  )
+
+
+def _works_as_one_batch(loss_fn: Callable, params: Any, batches: Any, has_aux: bool) -> bool:
+  try:
+    _scalar_loss(jax.eval_shape(loss_fn, params, batches), has_aux)
+  except Exception:  # noqa: BLE001 - only probing whether `batches` is itself one batch
+    return False
+  return True
+
+
+def _single_batch_error(num_steps: int) -> ValueError:
+  return ValueError(
+    "suggest_alpha: batches looks like one batch (loss_fn(params, batches) works, on batches itself); pass a "
+    f"sequence of batches, e.g. [batch] * {num_steps} or a list of minibatches."
+  )
+
+
+def _batch_error(loss_fn, params, batches, k: int, has_aux, num_steps, error: Exception) -> Exception:
+  """The error to raise when calibration step ``k`` failed: a clear one if ``loss_fn`` rejects ``batches[k]``."""
+  try:
+    jax.eval_shape(loss_fn, params, batches[k])
+  except Exception as e:  # noqa: BLE001 - re-raised with a clear message
+    if _works_as_one_batch(loss_fn, params, batches, has_aux):
+      return _single_batch_error(num_steps)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return ValueError(
+      f"suggest_alpha: loss_fn(params, batches[{k}]) fails ({type(e).__name__}: {first[:300]}); each entry "
+      "of batches is passed to loss_fn as is and must be one batch it accepts."
+    )
+  return error  # loss_fn is fine on this batch: the failure is elsewhere (e.g. in inner)
+
+
+def _check_learning_rate(probe, params, learning_rate, num_steps: int) -> None:
+  """Raises if ``learning_rate`` does not follow the inner optimizer's own step size over the window."""
+  scaled = []
+  for j in sorted({num_steps // 2, (num_steps // 2 + num_steps - 1) // 2, num_steps - 1}):
+    norm = float(np.sqrt(np.sum(np.square(_host_norms(*probe(params, j))))))
+    lr = _lr_at(learning_rate, j)
+    if not math.isfinite(norm) or (norm == 0 and lr == 0):
+      continue
+    scaled.append((j, norm / lr if lr > 0 else math.inf))
+  values = [s for _, s in scaled]
+  if not values or max(values) == 0:
+    return
+  drift = max(values) / min(values) if min(values) > 0 else math.inf
+  if drift > LR_TOLERANCE:
+    detail = ", ".join(f"step {j}: {s:.3g}" for j, s in scaled)
+    raise ValueError(
+      "suggest_alpha: learning_rate does not follow the inner optimizer's own step size: over the calibration "
+      f"window the inner step divided by learning_rate changes by a factor {drift:.3g} ({detail}), e.g. a "
+      "warmup schedule inside inner with its peak value passed as learning_rate. Pass the inner optimizer's "
+      "own learning rate or schedule (the same object) here and to ham_optax.ham; or check_learning_rate=False "
+      "for an optimizer whose step size changes on its own over the first steps."
+    )
+
+
+def _diverged(how: str) -> ValueError:
+  return ValueError(
+    f"suggest_alpha: the calibration run diverged {how}: the inner optimizer is unstable at this learning rate "
+    "on its own, so no alpha can be derived from it; lower the learning rate (or check loss_fn)."
+  )
+
+
+def _lr_at(learning_rate: optax.ScalarOrSchedule, k: int) -> float:
+  lr = float(
+    checks.check_real_dtype(learning_rate(k), "learning_rate") if callable(learning_rate) else learning_rate
+  )
+  if not (math.isfinite(lr) and lr >= 0):
+    raise ValueError(f"suggest_alpha: learning_rate at step {k} is {lr}; it must be finite and >= 0.")
+  return lr
+
+
+def _window_ratios(lrs, u_norms, mirror_norms) -> tuple[np.ndarray, np.ndarray]:
+  """Per step: the global ratio ``||u|| / (lr ||x g||)`` and the per-leaf ratios (rows: steps; nan: undefined)."""
+  u, m = np.stack(u_norms), np.stack(mirror_norms)  # (steps, selected leaves), float64
+  lrs = np.asarray(lrs, np.float64)[:, None]
+  with np.errstate(divide="ignore", invalid="ignore"):
+    per_leaf = np.where(m > 0, u / (lrs * m), np.nan)
+    den = lrs[:, 0] * np.sqrt(np.sum(np.square(m), 1))
+    total = np.where(den > 0, np.sqrt(np.sum(np.square(u), 1)) / den, np.nan)
+  return total, per_leaf
+
+
+def _median_finite(values: np.ndarray) -> float:
+  values = values[np.isfinite(values)]
+  return float(np.median(values)) if values.size else math.nan
 
 
 def suggest_alpha(
-  loss_fn: Callable[[Any, Any], jax.Array],
+  loss_fn: Callable[[Any, Any], Any],
   params: Any,
-  batches: Iterable[Any],
+  batches: Sequence[Any],
   inner: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
   *,
   target_ratio: float = DEFAULT_TARGET_RATIO,
   num_steps: int = 20,
   mask: masking.MaskOrFn = None,
-) -> float:
+  has_aux: bool = False,
+  per_leaf: bool = False,
+  check_learning_rate: bool = True,
+) -> float | Any:
   r"""An alpha for HAM from a short run of the inner optimizer: the mirror step is ``target_ratio`` of its step.
 
-  Runs ``num_steps`` steps of ``inner`` alone (plain training, no HAM) from ``params`` on the first ``num_steps``
-  of ``batches`` and records, over the ``mask``-selected leaves (HAM's default: kernels), the norm of the inner
-  update :math:`\|u_k\|` and of :math:`\eta_k\,|x_k| \odot g_k`, the size of HAM's mirror step per unit alpha
-  (the mirror step is :math:`x_{k+1/2}(e^{e_k} - 1) \approx -\eta_k\alpha\,|x_k| \odot \operatorname{sign}(x)g_k`).
-  Then
+  Runs ``num_steps`` steps of ``inner`` alone (plain training, no HAM) from ``params`` on ``batches[0]``,
+  ``batches[1]``, ... and records, over the ``mask``-selected leaves (HAM's default: kernels), the norm of the
+  inner update :math:`\|u_k\|` and of :math:`\eta_k\,|x_k| \odot g_k`, the size of HAM's mirror step per unit
+  alpha (the mirror step is :math:`x_{k+1/2}(e^{e_k} - 1) \approx -\eta_k\alpha\,|x_k| \odot
+  \operatorname{sign}(x)g_k`). Then
 
   .. math::
     \alpha = \rho \cdot \operatorname{median}_{k \ge K/2}
@@ -66,28 +309,62 @@ def suggest_alpha(
   moments have warmed up). The result is an ordinary scalar alpha for :func:`ham_optax.ham`: the update rule is
   the paper's HAM unchanged. For SGD without momentum :math:`u = -\eta g` and the rule reads
   :math:`\alpha \approx \rho / \overline{|x|}` (the inverse metric :math:`1 + \alpha|x|` stays near
-  :math:`1 + \rho`); for momentum SGD and Adam it accounts for their larger or gradient-normalised steps, so the
-  same :math:`\rho` transfers between models and optimizers (``benchmarks/alpha_transfer.py`` measures it).
+  :math:`1 + \rho`). With ``per_leaf=True`` the same rule is applied to each selected leaf :math:`i` on its own
+  (norms over that leaf only, same run): :math:`\alpha_i = \rho\,\operatorname{median}_{k\ge K/2}
+  \|u_{k,i}\| / (\eta_k \||x_{k,i}| \odot g_{k,i}\|)`.
+
+  Contract:
+
+  - ``batches`` is a sequence (list, tuple, or anything with ``len`` and indexing), read by index and never
+    consumed; an iterator or generator is refused with a TypeError (pass
+    ``list(itertools.islice(it, num_steps))``). The first ``num_steps`` entries are used.
+  - A batch ``loss_fn`` rejects, or one batch ``(x, y)`` passed in place of a sequence of batches, is a
+    ValueError that says so (naming the entry), not an error from inside the model.
+  - Only floating-point leaves of ``params`` are differentiated and updated; integer, bool and PRNG-key leaves
+    (step counters, ``nnx.Rngs`` state) are held fixed, as :func:`ham_optax.ham` leaves them to the inner
+    optimizer.
+  - ``learning_rate`` must be the inner optimizer's own learning rate or schedule (the value HAM will use). With
+    ``check_learning_rate`` the inner optimizer's step size is probed (from ``init``, after ``j`` steps of zero
+    gradient, for the steps of the median's window) and a ValueError is raised when its ratio to
+    ``learning_rate`` changes by more than :data:`LR_TOLERANCE` over the window, e.g. a warmup inside ``inner``
+    with its peak value passed here.
+  - The jitted calibration step is cached on ``loss_fn``, ``inner``, ``has_aux``, the mask and the params'
+    structure: calling again with the same ``loss_fn`` and ``inner`` objects (e.g. for several
+    ``target_ratio`` or learning rates given as arrays of the same shape) traces and compiles nothing new. A
+    new ``optax.sgd(...)`` is a new object and compiles again.
+  - A calibration run whose loss, gradients, updates or parameters become non-finite is a ValueError: the inner
+    optimizer diverges on its own at this learning rate, and no alpha can be derived from it.
 
   The cost is ``num_steps`` gradient evaluations (20 by default: under 5 % of a 30-epoch run with 28 or more
-  steps per epoch), and the result is deterministic given ``params`` and ``batches``.
+  steps per epoch), and the result is deterministic given ``params`` and ``batches``. How to check the chosen
+  alpha during training: :func:`ham_optax.metrics.ham_diagnostics` and "Reading the diagnostics" in the alpha
+  guide (``docs/guides/choosing_alpha.md``).
 
   Args:
-    loss_fn: ``loss_fn(params, batch) -> scalar loss`` (differentiable in ``params``).
-    params: the initial parameters (a pytree).
-    batches: an iterable of at least ``num_steps`` batches, passed to ``loss_fn`` as is.
+    loss_fn: ``loss_fn(params, batch) -> scalar loss`` (or ``(loss, aux)`` with ``has_aux=True``; ``aux`` is
+      ignored, e.g. BatchNorm statistics are not carried between calibration steps).
+    params: the initial parameters (a pytree; an ``nnx.State`` works).
+    batches: a sequence of at least ``num_steps`` batches, each passed to ``loss_fn`` as is.
     inner: the optimizer HAM will wrap (e.g. ``optax.sgd(lr, momentum=0.9)``).
-    learning_rate: the learning rate (or schedule) HAM will use; a schedule is evaluated at steps
-      ``0 .. num_steps - 1``.
+    learning_rate: the learning rate (or schedule) HAM will use, the inner optimizer's own; a schedule is
+      evaluated at steps ``0 .. num_steps - 1``.
     target_ratio: :math:`\rho > 0`, the mirror step's norm as a fraction of the inner step's.
     num_steps: number of calibration steps, >= 2.
     mask: the leaves HAM's mirror step applies to, as for :func:`ham_optax.ham` (``None``: kernels).
+    has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+    per_leaf: return one alpha per leaf (a pytree with ``params``' structure, 0.0 for unselected leaves; a
+      selected leaf whose ratio is undefined on every step of the window, e.g. a zero gradient throughout,
+      gets the global alpha) instead of one scalar.
+    check_learning_rate: probe the inner optimizer's step size against ``learning_rate`` (see above).
 
   Returns:
-    alpha as a Python float.
+    alpha as a Python float, or with ``per_leaf=True`` a pytree of Python floats shaped like ``params``.
 
   Raises:
-    ValueError: on a bad argument, too few batches, or a calibration run that produced no finite ratio.
+    TypeError: ``batches`` is not a sequence, ``inner`` is not a transformation, or a mask entry is invalid.
+    ValueError: a bad argument, too few batches, a first batch ``loss_fn`` rejects, a ``loss_fn`` output that
+      is not a scalar loss, a learning-rate mismatch, or a calibration run that diverged or gave no finite
+      step ratio.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, ham_optax
@@ -100,39 +377,73 @@ def suggest_alpha(
     >>> tx = ham_optax.ham(inner, 0.01, alpha=alpha, beta=0.0)
     >>> alpha > 0
     True
+
+  With Flax NNX, pass the parameters' ``nnx.State`` and merge it back inside the loss (``has_aux=True`` for a
+  loss that also returns, e.g., BatchNorm's updated statistics)::
+
+    from flax import nnx
+
+    model = nnx.Sequential(nnx.Linear(8, 32, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(32, 1, rngs=nnx.Rngs(1)))
+    graphdef, state = nnx.split(model, nnx.Param)
+
+    def loss_fn(state, batch):
+      x, y = batch
+      return jnp.mean((nnx.merge(graphdef, state)(x)[:, 0] - y) ** 2)
+
+    inner = optax.sgd(0.01, momentum=0.9)
+    alpha = ham_optax.suggest_alpha(loss_fn, state, [(x, y)] * 20, inner, 0.01)
+    tx = ham_optax.ham(inner, 0.01, alpha=alpha, beta=0.0)  # e.g. nnx.Optimizer(model, tx, wrt=nnx.Param)
   """
   checks.check_scalar(target_ratio, "target_ratio", lo=0.0, lo_open=True)
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, lo_open=True, schedule_ok=True)
   checks.check_int(num_steps, "num_steps", 2, owner="suggest_alpha")
   checks.check_inner(inner, "suggest_alpha")
+  batches = _check_batches(batches, num_steps)
   selected = masking.resolve_mask(mask, params)
   if not any(selected):
     raise ValueError("suggest_alpha: the mask selects no parameter; HAM would do nothing.")
-
-  @jax.jit
-  def step(p, state, batch, lr):
-    g = jax.grad(loss_fn)(p, batch)
-    u, state = inner.update(g, state, p)
-    mirror = lr * jnp.sqrt(_masked_sq_norm(jax.tree.map(lambda x, gi: jnp.abs(x) * gi, p, g), selected))
-    return optax.apply_updates(p, u), state, jnp.sqrt(_masked_sq_norm(u, selected)), mirror
-
-  state = inner.init(params)
-  p = params
-  ratios = []
-  it = iter(batches)
-  for k in range(num_steps):
-    try:
-      batch = next(it)
-    except StopIteration:
-      raise ValueError(f"suggest_alpha: batches ran out after {k} of num_steps={num_steps}.") from None
-    lr = learning_rate(k) if callable(learning_rate) else learning_rate
-    p, state, u_norm, mirror_norm = step(p, state, batch, jnp.asarray(lr, jnp.float32))
-    ratios.append(float(u_norm) / float(mirror_norm) if float(mirror_norm) > 0 else float("nan"))
-  tail = np.asarray(ratios[num_steps // 2 :])
-  tail = tail[np.isfinite(tail)]
-  if tail.size == 0:
+  if len(batches) < num_steps:
+    if _works_as_one_batch(loss_fn, params, batches, has_aux):
+      raise _single_batch_error(num_steps)
     raise ValueError(
-      "suggest_alpha: the calibration run gave no finite step ratio (zero gradients or a diverging inner "
-      "optimizer); check loss_fn and the learning rate."
+      f"suggest_alpha: batches holds {len(batches)} batches, num_steps={num_steps} needs as many."
     )
-  return float(target_ratio * np.median(tail))
+  leaves, treedef = jax.tree.flatten(params)
+  is_float = tuple(_is_float(x) for x in leaves)
+  key = (treedef, is_float, selected)
+  step = _get("step", loss_fn, inner, *key, bool(has_aux))
+  p, state = params, inner.init(jax.tree.unflatten(treedef, _float_view(leaves, is_float)))
+  lrs, losses, u_norms, mirror_norms = [], [], [], []
+  for k in range(num_steps):
+    lrs.append(_lr_at(learning_rate, k))
+    try:
+      p, state, loss, finite, u_sq, m_sq = step(p, state, batches[k], jnp.asarray(lrs[-1], jnp.float32))
+    except LossFnError:
+      raise
+    except Exception as e:
+      raise _batch_error(loss_fn, params, batches, k, has_aux, num_steps, e) from e
+    if not bool(finite):
+      raise _diverged(f"at step {k} of {num_steps} (non-finite loss, gradient, update or parameters)")
+    losses.append(float(loss))
+    u_norms.append(_host_norms(*u_sq))
+    mirror_norms.append(_host_norms(*m_sq))
+    if not (np.all(np.isfinite(u_norms[-1])) and np.all(np.isfinite(mirror_norms[-1]))):
+      raise _diverged(f"at step {k} of {num_steps} (the update or |x| * g overflows)")
+  first, second = np.median(losses[: num_steps // 2]), np.median(losses[num_steps // 2 :])
+  if first > 0 and second > DIVERGENCE_FACTOR * first:
+    raise _diverged(f"(the loss's median grew from {first:.3g} to {second:.3g} between its two halves)")
+  if check_learning_rate:
+    _check_learning_rate(_get("probe", inner, *key), params, learning_rate, num_steps)
+  total, per_leaf_ratios = _window_ratios(lrs, u_norms, mirror_norms)
+  alpha = target_ratio * _median_finite(total[num_steps // 2 :])
+  if not math.isfinite(alpha):
+    raise ValueError(
+      "suggest_alpha: the calibration run gave no finite step ratio (zero gradients on the selected weights, "
+      "a zero learning rate or inner step throughout the window); check loss_fn, the mask and the learning rate."
+    )
+  if not per_leaf:
+    return float(alpha)
+  window = per_leaf_ratios[num_steps // 2 :]
+  per = iter([target_ratio * _median_finite(window[:, i]) for i in range(window.shape[1])])
+  out = [next(per) if on else 0.0 for on in selected]
+  return jax.tree.unflatten(treedef, [float(a) if math.isfinite(a) else float(alpha) for a in out])
