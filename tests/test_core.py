@@ -589,3 +589,29 @@ def test_every_factory_rejects_an_inner_that_is_not_a_transformation(factory, ba
 def test_uncalled_factory_error_says_to_call_it():
   with pytest.raises(TypeError, match=r"optax.sgd\(0.1\) not optax.sgd"):
     ham_optax.sparsity.rigl(optax.sgd, 0.5, end_step=10)
+
+
+@pytest.mark.parametrize(
+  "factory",
+  [ham_optax.ham, ham_optax.hyperbolic_step, ham_optax.ham_sgd, ham_optax.ham_adam, ham_optax.ham_adamw],
+  ids=lambda f: f.__name__,
+)
+def test_every_argument_is_documented_and_the_shared_ones_alike(factory):
+  import inspect
+
+  doc = inspect.getdoc(factory)
+  args = doc[doc.index("Args:") : doc.index("Returns:")]
+  for name in inspect.signature(factory).parameters:
+    assert f"\n  {name}: " in args, (factory.__name__, name)
+  shared = inspect.getdoc(ham_optax.ham)
+  for name in (
+    "alpha",
+    "beta",
+    "mask",
+    "max_exponent",
+    "max_weight_norm",
+    "sign_from",
+    "max_weight_norm_scope",
+  ):
+    entry = shared[shared.index(f"\n  {name}: ") :].split("\n  ", 2)[1]
+    assert entry in args, (factory.__name__, name)

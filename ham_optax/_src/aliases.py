@@ -13,6 +13,7 @@ from ham_optax._src import hyperbolic, masking
 from ham_optax._src.ham import ham
 
 
+@hyperbolic.document_mirror_args
 def ham_sgd(
   learning_rate: optax.ScalarOrSchedule,
   momentum: float | None = None,
@@ -43,16 +44,7 @@ def ham_sgd(
     momentum: optional momentum (as in ``optax.sgd``).
     nesterov: Nesterov momentum (as in ``optax.sgd``).
     accumulator_dtype: dtype of the momentum accumulator (as in ``optax.sgd``).
-    alpha: strength of the hyperbolic geometry (default 0.1, mild; see :func:`ham_optax.suggest_alpha`; negative values
-      reverse the bias). See :func:`ham_optax.ham`.
-    beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3).
-    mask: leaves the mirror step applies to: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of
-      bools (or a prefix) or a callable ``params -> pytree``.
-    max_exponent: clip of the mirror step's exponent, in ``(0, 80]`` (default 5).
-    max_weight_norm: optional per-tensor L2 norm cap after the step (off by default).
-    sign_from: ``"x_half"`` (HYP*, default) or ``"x"`` (GD;HYP).
-    max_weight_norm_scope: ``"masked"`` (default) or ``"all"`` (every floating-point leaf, as the published
-      wrapper does).
+    {mirror_args}
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
@@ -86,6 +78,7 @@ def ham_sgd(
   )
 
 
+@hyperbolic.document_mirror_args
 def ham_adam(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -118,16 +111,7 @@ def ham_adam(
     eps_root: added to the second moment inside the root.
     mu_dtype: dtype of the first moment.
     nesterov: Nesterov-style Adam (NAdam), as in ``optax.adam``.
-    alpha: strength of the hyperbolic geometry (default 0.1, mild; see :func:`ham_optax.suggest_alpha`; negative values
-      reverse the bias). See :func:`ham_optax.ham`.
-    beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3).
-    mask: leaves the mirror step applies to: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of
-      bools (or a prefix) or a callable ``params -> pytree``.
-    max_exponent: clip of the mirror step's exponent, in ``(0, 80]`` (default 5).
-    max_weight_norm: optional per-tensor L2 norm cap after the step (off by default).
-    sign_from: ``"x_half"`` (HYP*, default) or ``"x"`` (GD;HYP).
-    max_weight_norm_scope: ``"masked"`` (default) or ``"all"`` (every floating-point leaf, as the published
-      wrapper does).
+    {mirror_args}
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
@@ -161,6 +145,7 @@ def ham_adam(
   )
 
 
+@hyperbolic.document_mirror_args
 def ham_adamw(
   learning_rate: optax.ScalarOrSchedule,
   b1: float = 0.9,
@@ -200,16 +185,7 @@ def ham_adamw(
     weight_decay: AdamW's decoupled weight decay (float or schedule).
     weight_decay_mask: which leaves AdamW decays (``optax.adamw``'s ``mask``).
     nesterov: Nesterov-style Adam, as in ``optax.adamw``.
-    alpha: strength of the hyperbolic geometry (default 0.1, mild; see :func:`ham_optax.suggest_alpha`; negative values
-      reverse the bias). See :func:`ham_optax.ham`.
-    beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3).
-    mask: leaves the mirror step applies to: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of
-      bools (or a prefix) or a callable ``params -> pytree``.
-    max_exponent: clip of the mirror step's exponent, in ``(0, 80]`` (default 5).
-    max_weight_norm: optional per-tensor L2 norm cap after the step (off by default).
-    sign_from: ``"x_half"`` (HYP*, default) or ``"x"`` (GD;HYP).
-    max_weight_norm_scope: ``"masked"`` (default) or ``"all"`` (every floating-point leaf, as the published
-      wrapper does).
+    {mirror_args}
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.

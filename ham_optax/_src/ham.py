@@ -28,6 +28,7 @@ class HamState(NamedTuple):
     return self.mirror_state.count
 
 
+@hyperbolic.document_mirror_args
 def ham(
   inner: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
@@ -67,21 +68,7 @@ def ham(
     inner: the optimizer taking the first half-step (SGD, momentum, Adam, AdamW, a chain, SAM, ...).
     learning_rate: float or optax schedule for the mirror step; pass the same value/schedule as ``inner`` uses.
       Both count steps from 0, so a schedule is evaluated at the same step count.
-    alpha: strength of the hyperbolic geometry. The default 0.1 is mild: the largest grid value that never diverged
-      on any model, optimizer and lr measured; :func:`ham_optax.suggest_alpha` picks one for your model, optimizer and lr from a 20-step calibration
-      run (``benchmarks/alpha_transfer.py``). The paper's and published wrapper's 200 (ResNet-50 on ImageNet,
-      SGD lr 0.1) is :data:`ham_optax.PAPER_IMAGENET_ALPHA`; it diverges on small models with larger gradients.
-      Any finite real value; a negative ``alpha`` reverses the bias (weights grow where a positive ``alpha``
-      shrinks them).
-    beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step (default 1e-3), ``>= 0``. ``alpha``
-      and ``beta`` may also be optax schedules of the step count (e.g. to switch the decay off late in training).
-    mask: ``None`` (floating-point leaves with ``ndim >= 2``), a pytree of bools, or a callable ``params -> pytree``.
-    max_exponent: clip of the exponent, in ``(0, 80]``; the published wrapper uses 5.
-    max_weight_norm: optional per-tensor L2 norm cap after the step (published wrapper: 1000); off by default.
-      The new weight is rescaled onto the cap (see :func:`hyperbolic_step` for the exact rule).
-    sign_from: ``"x_half"`` (HYP*, deployed, default) or ``"x"`` (GD;HYP, the analysed variant).
-    max_weight_norm_scope: ``"masked"`` (default: the cap applies to the leaves in ``mask``) or ``"all"`` (every
-      floating-point leaf, biases and normalisation scales too, as the published PyTorch wrapper does).
+    {mirror_args}
 
   Hyperparameters are checked at construction (finite, real, ``learning_rate >= 0``, ``beta >= 0``) and used
   saturated to the compute dtype's finite range, so no NaN arises from them; weights that would overflow are

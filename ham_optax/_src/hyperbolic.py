@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+import textwrap
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import chex
 import jax
@@ -18,6 +20,50 @@ NormScope = Literal["masked", "all"]
 # Largest exponent bound accepted: exp(80) ~ 5.5e34 is finite in float32, the narrowest compute dtype, so the growth
 # factor is always finite and 0 * growth stays 0.
 MAX_EXPONENT_LIMIT = 80.0
+
+# The Args entries of the keyword arguments that hyperbolic_step, ham and the ham_* aliases share, written once and
+# put into each docstring by `document_mirror_args` (the signatures stay explicit, for inspection and
+# optax.inject_hyperparams).
+MIRROR_ARGS_DOC = r"""
+alpha: strength of the hyperbolic geometry: a float or an optax schedule of the step count. The default
+  0.1 is mild: the largest grid value that never diverged on any model, optimizer and learning rate
+  measured; :func:`ham_optax.suggest_alpha` picks one for a model, optimizer and learning rate from a
+  short calibration run. The paper's and the published wrapper's 200 (ResNet-50 on ImageNet, SGD lr 0.1)
+  is :data:`ham_optax.PAPER_IMAGENET_ALPHA`; it diverges on small models with larger gradients. Any
+  finite real value: a negative ``alpha`` reverses the bias (weights grow where a positive ``alpha``
+  shrinks them).
+beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3), or
+  a schedule (e.g. to switch the decay off late in training).
+mask: the leaves the mirror step applies to: ``None`` for floating-point leaves with ``ndim >= 2``; a
+  pytree of bools (same structure as params, or a prefix) or a callable ``params -> pytree``. The other
+  leaves take the inner update unchanged.
+max_exponent: clip :math:`c` of the exponent, in ``(0, 80]`` (default 5, as in the published wrapper; 80
+  keeps :math:`e^c` finite in float32).
+max_weight_norm: if set, each selected tensor is rescaled after the step so that its L2 norm is at most
+  this value, :math:`x_{k+1} \leftarrow x_{k+1} \min(1, \text{cap} / \|x_{k+1}\|_2)` (the published
+  wrapper uses 1000). The rescale acts on the new weight itself, so a tensor of any finite norm lands on
+  the cap (up to the rounding of ``x_k + update`` in the params' dtype); an entry that would overflow
+  counts as the dtype's largest finite value, and a weight that is already ``+-inf`` keeps its value.
+  Off by default.
+sign_from: whose sign the step uses: ``"x_half"`` (HYP*, the deployed variant, default) the sign of
+  :math:`x_{k+1/2}`; ``"x"`` (GD;HYP, the analysed variant) the sign of :math:`x_k`.
+max_weight_norm_scope: which tensors ``max_weight_norm`` clips: ``"masked"`` (default) the leaves the
+  mirror step applies to; ``"all"`` every floating-point leaf, biases and normalisation scales included,
+  as the published PyTorch wrapper does (there the other leaves are clipped after their inner update).
+"""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def document_mirror_args(fn: _F) -> _F:
+  """Puts :data:`MIRROR_ARGS_DOC` into ``fn``'s docstring in place of its line ``{mirror_args}``."""
+  lines = (fn.__doc__ or "").splitlines(keepends=True)
+  for i, line in enumerate(lines):
+    if line.strip() == "{mirror_args}":
+      lines[i] = textwrap.indent(MIRROR_ARGS_DOC.lstrip("\n"), line[: len(line) - len(line.lstrip())])
+      fn.__doc__ = "".join(lines)
+      return fn
+  raise ValueError(f"The docstring of {fn.__name__} has no line {{mirror_args}}.")
 
 
 class HyperbolicStepState(NamedTuple):
@@ -48,8 +94,7 @@ def check_mirror_args(
   checks.check_scalar(max_exponent, "max_exponent", hi=MAX_EXPONENT_LIMIT)
   if max_weight_norm is not None:
     checks.check_scalar(max_weight_norm, "max_weight_norm", lo=0.0, lo_open=True)
-  if sign_from not in ("x_half", "x"):
-    raise ValueError(f"sign_from must be 'x_half' (HYP*) or 'x' (GD;HYP), got {sign_from!r}.")
+  checks.check_choice(sign_from, "sign_from", ("x_half", "x"))
   checks.check_choice(max_weight_norm_scope, "max_weight_norm_scope", ("masked", "all"))
 
 
@@ -216,6 +261,7 @@ def mirror_updates(
   return jax.tree.unflatten(treedef, out)
 
 
+@document_mirror_args
 def hyperbolic_step(
   learning_rate: optax.ScalarOrSchedule,
   alpha: optax.ScalarOrSchedule = 0.1,
@@ -265,26 +311,7 @@ def hyperbolic_step(
   Args:
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are
       evaluated at the same step count (this transform counts its own updates from 0).
-    alpha: strength of the hyperbolic geometry (any finite value; negative values reverse the bias), or a
-      schedule of the step count. The default 0.1 is mild: the largest grid value that never diverged on
-      any model, optimizer and lr measured. Choose a stronger one with :func:`ham_optax.suggest_alpha`. The paper's 200 (ResNet-50 on ImageNet, SGD lr 0.1) is
-      :data:`ham_optax.PAPER_IMAGENET_ALPHA`; it diverges on small models with larger gradients.
-    beta: multiplicative decay, a factor :math:`e^{-\eta\beta}` per step, or a schedule (e.g. to switch it off).
-    mask: which leaves the step applies to: ``None`` for floating-point leaves with ``ndim >= 2``; a pytree of
-      bools (same structure as params, or a prefix) or a callable ``params -> pytree``. Other leaves pass their
-      incoming update through unchanged.
-    max_exponent: clip of the exponent, in ``(0, 80]`` (the published PyTorch wrapper uses 5; 80 keeps
-      :math:`e^c` finite in float32).
-    max_weight_norm: if set, each clipped tensor is rescaled after the step so that its L2 norm is at most this
-      value: :math:`x_{k+1} \leftarrow x_{k+1} \min(1, \text{cap} / \|x_{k+1}\|_2)` (the published wrapper
-      uses 1000). The rescale acts on the new weight itself, so a tensor of any finite norm lands on the cap
-      (up to the rounding of ``x_k + update`` in the params' dtype); an entry that would overflow counts as the
-      dtype's largest finite value, and a weight that is already ``+-inf`` keeps its value (no finite update can
-      move it) without producing NaN. Off by default.
-    sign_from: ``"x_half"`` (HYP*, default) or ``"x"`` (GD;HYP).
-    max_weight_norm_scope: which tensors ``max_weight_norm`` clips: ``"masked"`` (default) the leaves the mirror
-      step applies to; ``"all"`` every floating-point leaf, biases and normalisation scales included, as the
-      published PyTorch wrapper does (there the other leaves are clipped after their inner update).
+    {mirror_args}
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose ``update`` requires ``params`` and the ``grad`` extra arg.
