@@ -41,7 +41,7 @@ import optax
 import ham_optax
 from ham_optax import sparsity as sp
 from ham_optax.metrics import empirical_graphon, graphon_distance
-from ham_optax.overparam import escape_step
+from ham_optax.metrics import escape_step
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "graphon"
 METHODS = ("random", "magnitude", "acdc", "rigl")

@@ -13,7 +13,7 @@ Optimizers (all run on the factors ``(u, v)``): GD ``optax.sgd``; sign descent `
 mask (the factors are vectors).
 
 Claim 1 (saddle escape): for each optimizer, depth and learning rate in a log grid we train ``T`` steps and record
-the escape step (:func:`ham_optax.overparam.escape_step`: first step with loss <= 0.5 x initial loss; ``-1`` =
+the escape step (:func:`ham_optax.metrics.escape_step`: first step with loss <= 0.5 x initial loss; ``-1`` =
 stalled). A run is *diverged* when its loss becomes non-finite or exceeds 1e3 x the initial loss.
 
 Claim 2 (decoupled weight decay): at depth 2 and a fixed learning rate, Adam + L2 (``chain(add_decayed_weights(wd),
@@ -41,7 +41,8 @@ import numpy as np
 import optax
 
 import ham_optax
-from ham_optax.overparam import deep_diagonal, escape_step
+from ham_optax.metrics import escape_step
+from ham_optax.overparam import deep_diagonal
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "mirror_flows"
 OPTIMIZERS = ("GD", "sign", "Adam", "AdamW", "HAM")

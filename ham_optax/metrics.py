@@ -2,6 +2,7 @@
 
 from ham_optax._src.graphon import empirical_graphon, graphon_distance
 from ham_optax._src.metrics import (
+  escape_step,
   fraction_near_zero,
   ham_diagnostics,
   mean_inverse_metric,
@@ -11,6 +12,7 @@ from ham_optax._src.metrics import (
 
 __all__ = [
   "empirical_graphon",
+  "escape_step",
   "fraction_near_zero",
   "graphon_distance",
   "ham_diagnostics",

@@ -1,6 +1,6 @@
 """The pointwise overparameterisation ``x = m * w`` as an optax wrapper: spred, PILoT, Sign-In."""
 
-from ham_optax._src.deep_diagonal import DeepDiagonalState, deep_diagonal, escape_step
+from ham_optax._src.deep_diagonal import DeepDiagonalState, deep_diagonal
 from ham_optax._src.overparam import (
   OverparamState,
   factorize,
@@ -15,7 +15,6 @@ from ham_optax._src.overparam import (
 __all__ = [
   "DeepDiagonalState",
   "deep_diagonal",
-  "escape_step",
   "OverparamState",
   "factorize",
   "pilot",

@@ -23,7 +23,7 @@
 #
 # 1. *Saddle escape.* A deep diagonal network `x = u^L - v^L` (`ham_optax.overparam.deep_diagonal`) started at
 #    a small `u = v` sits at a saddle. How many steps do gradient descent, sign descent and Adam need to leave
-#    it (`ham_optax.overparam.escape_step`), as a function of the learning rate and the depth?
+#    it (`ham_optax.metrics.escape_step`), as a function of the learning rate and the depth?
 # 2. *Graphons.* `ham_optax.metrics.empirical_graphon` turns a layer mask into a degree-sorted block-density
 #    image. Random masks converge to a flat graphon as the width grows; RigL's masks keep a structure.
 
@@ -63,7 +63,8 @@ import optax
 
 from ham_optax import sparsity
 from ham_optax.metrics import empirical_graphon, graphon_distance
-from ham_optax.overparam import deep_diagonal, escape_step
+from ham_optax.metrics import escape_step
+from ham_optax.overparam import deep_diagonal
 
 rng = np.random.default_rng(0)
 A = jnp.asarray(rng.standard_normal((50, 100)), jnp.float32)

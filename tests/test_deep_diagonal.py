@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from ham_optax.overparam import deep_diagonal, escape_step
+from ham_optax.metrics import escape_step
+from ham_optax.overparam import deep_diagonal
 
 
 def _run(tx, loss, x0, steps):

@@ -21,7 +21,7 @@ factors' gradients before Adam's normalisation: the two differ exactly in the ba
 ``u^(2-L) + v^(2-L)`` (``L != 2``) is conserved; weight decay drives ``min(u, v) -> 0`` (the sparse balance).
 
 Small initialisation puts ``x = 0`` at a saddle of ``u, v -> L(u^L - v^L)`` (degenerate for ``L >= 3``), so the
-loss stays on a plateau before it drops; :func:`escape_step` measures how long.
+loss stays on a plateau before it drops; :func:`ham_optax.metrics.escape_step` measures how long.
 """
 
 from __future__ import annotations
@@ -34,15 +34,16 @@ import optax
 
 from ham_optax._src import checks
 
-__all__ = ["DeepDiagonalState", "deep_diagonal", "escape_step"]
+__all__ = ["DeepDiagonalState", "deep_diagonal"]
 
 
 class DeepDiagonalState(NamedTuple):
   """State of :func:`deep_diagonal`.
 
   Attributes:
-    u: first factor, same structure as params (``x = u^L - v^L``).
-    v: second factor, same structure as params.
+    u: first factor, same structure as params (``x = u^L - v^L``); ``optax.MaskedNode()`` at non-floating
+      leaves, which are not trained.
+    v: second factor, same layout as ``u``.
     inner_state: state of the inner optimizer, built for the pair ``(u, v)``.
   """
 
@@ -50,7 +51,9 @@ class DeepDiagonalState(NamedTuple):
   v: optax.Params
   inner_state: optax.OptState
 
-  weight_fields = ("u", "v")  # the weights' factors, not optimizer memory (kept by the sparsifiers' resets)
+  # the weights' factors, not optimizer memory: kept by the sparsifiers' resets (see
+  # ham_optax.sparsity.ReparametrisedState)
+  weight_fields = ("u", "v")
 
 
 def deep_diagonal(
@@ -73,7 +76,8 @@ def deep_diagonal(
   The wrapper owns the factors: ``updates`` always lands on ``u^L - v^L``, so an edit of the params outside
   the optimizer is undone at the next step (unlike :func:`ham_optax.overparam.pointwise_overparam`, which
   re-factorises; deep factors have no unique re-factorisation worth the cost in this study tool).
-  Memory: two copies of every leaf plus the inner state of both (about 3x Adam's state).
+  Memory: two copies of every leaf plus the inner state of both (about 3x Adam's state). Non-floating leaves
+  (integer counters) are not trained: their update is 0.
 
   Weight decay and balance: with ``inner = optax.adamw(lr, weight_decay=wd)`` the factors shrink by
   ``lr wd (u, v)`` each step independently of the gradient scale (decoupled), which drives ``min(u, v)`` to 0
@@ -107,60 +111,41 @@ def deep_diagonal(
   checks.check_scalar(init_scale, "init_scale", lo=0.0, lo_open=True, owner="deep_diagonal")
   inner = optax.with_extra_args_support(inner)
 
-  def power(t):
-    return t**depth
+  def factors(x):
+    """``(u, v)`` of a floating leaf at init; ``optax.MaskedNode()`` for other leaves (not trained)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+      return _MASKED, _MASKED
+    s_l = (jnp.asarray(init_scale) ** depth).astype(x.dtype)
+    return (jnp.maximum(x, 0) + s_l) ** (1.0 / depth), (jnp.maximum(-x, 0) + s_l) ** (1.0 / depth)
 
   def init_fn(params):
-    s_l = jnp.asarray(init_scale) ** depth
-    u = jax.tree.map(lambda x: (jnp.maximum(x, 0) + s_l.astype(x.dtype)) ** (1.0 / depth), params)
-    v = jax.tree.map(lambda x: (jnp.maximum(-x, 0) + s_l.astype(x.dtype)) ** (1.0 / depth), params)
+    pairs = jax.tree.map(factors, params)
+    u = jax.tree.map(lambda _, pr: pr[0], params, pairs)
+    v = jax.tree.map(lambda _, pr: pr[1], params, pairs)
     return DeepDiagonalState(u=u, v=v, inner_state=inner.init((u, v)))
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError("deep_diagonal: `update` needs `params` (it returns u^L - v^L - params).")
-    g_u = jax.tree.map(lambda g, u: depth * u ** (depth - 1) * g, updates, state.u)
-    g_v = jax.tree.map(lambda g, v: -depth * v ** (depth - 1) * g, updates, state.v)
+    grad = lambda g, t, sign: _MASKED if _is_masked(t) else sign * depth * t ** (depth - 1) * g  # noqa: E731
+    g_u = jax.tree.map(lambda g, t: grad(g, t, 1), updates, state.u)
+    g_v = jax.tree.map(lambda g, t: grad(g, t, -1), updates, state.v)
     du_dv, inner_state = inner.update((g_u, g_v), state.inner_state, (state.u, state.v), **extra_args)
     u, v = optax.apply_updates((state.u, state.v), du_dv)
-    new_updates = jax.tree.map(lambda a, b, x: (power(a) - power(b) - x).astype(x.dtype), u, v, params)
-    return new_updates, DeepDiagonalState(u=u, v=v, inner_state=inner_state)
+
+    def out(x, a, b):
+      if _is_masked(a):
+        return jnp.zeros_like(x)
+      return (a**depth - b**depth - x).astype(jnp.result_type(x))
+
+    return jax.tree.map(out, params, u, v), DeepDiagonalState(u=u, v=v, inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def escape_step(losses: jax.Array, fraction: float = 0.5) -> jax.Array:
-  """Steps until the loss leaves its initial plateau: the first ``k`` with ``losses[k] <= fraction * losses[0]``.
+_MASKED = optax.MaskedNode()
 
-  ``losses[k]`` is the loss after ``k`` steps (``losses[0]`` at initialisation). From a small initialisation
-  the loss of a deep diagonal network stays near ``losses[0]`` (the saddle at ``x = 0``) and then drops; the
-  escape step is the first index at which it has fallen to ``fraction`` of its initial value (our choice of
-  definition: a relative threshold, so it does not depend on the loss' scale). Returns ``-1`` when this never
-  happens within ``len(losses)`` (a stalled or diverged run; NaN losses never count as escaped). Jit- and
-  vmap-friendly (works on the last axis of a batch of curves).
 
-  Closed form (used in the tests): GD with learning rate ``eta`` on ``f(x) = a/2 (x - x*)^2`` from ``x = 0`` has
-  ``losses[k] = (1 - eta a)^(2k) losses[0]``, hence ``escape_step = ceil(log(fraction) / (2 log|1 - eta a|))``.
-
-  Args:
-    losses: array ``[..., T]`` of losses, ``losses[..., 0]`` at initialisation.
-    fraction: threshold in ``(0, 1)``.
-
-  Returns:
-    int32 array ``[...]``: the escape step, or ``-1``.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> from ham_optax.overparam import escape_step
-    >>> int(escape_step(jnp.array([1.0, 0.99, 0.98, 0.4, 0.1])))
-    3
-  """
-  f = float(fraction)
-  if not 0.0 < f < 1.0:
-    raise ValueError(f"escape_step: `fraction` must be in (0, 1), got {fraction}.")
-  losses = jnp.asarray(losses)
-  if losses.ndim < 1 or losses.shape[-1] < 1:
-    raise ValueError(f"escape_step: `losses` must have a non-empty last axis, got shape {losses.shape}.")
-  below = losses <= f * losses[..., :1]
-  first = jnp.argmax(below, axis=-1).astype(jnp.int32)
-  return jnp.where(jnp.any(below, axis=-1), first, jnp.int32(-1))
+def _is_masked(x) -> bool:
+  return isinstance(x, optax.MaskedNode)

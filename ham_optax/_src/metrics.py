@@ -253,3 +253,39 @@ def ham_diagnostics(
       ("exponent_rms", "exponent_max", "clip_fraction", "inverse_metric_mean", "inverse_metric_max"), nan
     )
   return {"global": global_stats, "per_layer": per_layer}
+
+
+def escape_step(losses: jax.Array, fraction: float = 0.5) -> jax.Array:
+  """Steps until the loss leaves its initial plateau: the first ``k`` with ``losses[k] <= fraction * losses[0]``.
+
+  ``losses[k]`` is the loss after ``k`` steps (``losses[0]`` at initialisation). From a small initialisation
+  the loss of a deep diagonal network (:func:`ham_optax.overparam.deep_diagonal`) stays near ``losses[0]`` (the
+  saddle at ``x = 0``) and then drops; the escape step is the first index at which it has fallen to ``fraction``
+  of its initial value (our choice of definition: a relative threshold, so it does not depend on the loss'
+  scale). Returns ``-1`` when this never
+  happens within ``len(losses)`` (a stalled or diverged run; NaN losses never count as escaped). Jit- and
+  vmap-friendly (works on the last axis of a batch of curves).
+
+  Closed form (used in the tests): GD with learning rate ``eta`` on ``f(x) = a/2 (x - x*)^2`` from ``x = 0`` has
+  ``losses[k] = (1 - eta a)^(2k) losses[0]``, hence ``escape_step = ceil(log(fraction) / (2 log|1 - eta a|))``.
+
+  Args:
+    losses: array ``[..., T]`` of losses, ``losses[..., 0]`` at initialisation.
+    fraction: threshold in ``(0, 1)``.
+
+  Returns:
+    int32 array ``[...]``: the escape step, or ``-1``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from ham_optax.metrics import escape_step
+    >>> int(escape_step(jnp.array([1.0, 0.99, 0.98, 0.4, 0.1])))
+    3
+  """
+  f = checks.check_fraction(fraction, "fraction", lo_open=True, hi_open=True, owner="escape_step")
+  losses = jnp.asarray(losses)
+  if losses.ndim < 1 or losses.shape[-1] < 1:
+    raise ValueError(f"escape_step: `losses` must have a non-empty last axis, got shape {losses.shape}.")
+  below = losses <= f * losses[..., :1]
+  first = jnp.argmax(below, axis=-1).astype(jnp.int32)
+  return jnp.where(jnp.any(below, axis=-1), first, jnp.int32(-1))

@@ -467,8 +467,8 @@ def nanoadam(
     >>> tx = ham_optax.nanoadam(0.1, fraction=0.2, total_steps=100)
     >>> state = tx.init(params)
     >>> updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
-    >>> [round(float(u), 3) for u in updates["w0"].ravel()[:3]]  # the 2 smallest |x| of w0 move by lr
-    [-0.1, -0.1, 0.0]
+    >>> print(int(jnp.count_nonzero(updates["w0"])), round(float(updates["w0"][0, 0]), 3))  # 2 smallest |x|: -lr
+    2 -0.1
     >>> bool((updates["w1"] != 0).all())  # the last layer (head) is dense
     True
   """

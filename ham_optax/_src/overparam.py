@@ -74,7 +74,8 @@ Variants (all thin wrappers of :func:`pointwise_overparam`):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -112,7 +113,9 @@ class OverparamState(NamedTuple):
   w: optax.Params
   inner_state: optax.OptState
 
-  weight_fields = ("m", "w")  # the weights' factors, not optimizer memory (kept by the sparsifiers' resets)
+  # the weights' factors, not optimizer memory: kept by the sparsifiers' resets (see
+  # ham_optax.sparsity.ReparametrisedState)
+  weight_fields = ("m", "w")
 
 
 def factorize(
@@ -222,32 +225,14 @@ def pointwise_overparam(
     rescale_every = checks.check_int(rescale_every, "rescale_every", 1)
   rescale_balance = checks.check_scalar(rescale_balance, "rescale_balance")
   inner = optax.with_extra_args_support(inner)
-  masked_node = optax.MaskedNode()
 
-  def split(mask_tree, tree):
-    """Masked leaves of ``tree`` (MaskedNode elsewhere)."""
-    return jax.tree.map(lambda b, t: t if b else masked_node, mask_tree, tree)
-
-  def merge(mask_tree, a, b):
-    """Leaf from ``a`` where masked, else from ``b``."""
-    return jax.tree.map(
-      lambda flag, x, y: x if flag else y,
-      mask_tree,
-      a,
-      b,
-      is_leaf=lambda t: isinstance(t, optax.MaskedNode),
-    )
+  def mask_of(params):
+    return masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
 
   def init_fn(params: optax.Params) -> OverparamState:
-    mask_tree = masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
-    pairs = jax.tree.map(
-      lambda b, p: _init_factors(p, init) if b else (masked_node, masked_node),
-      mask_tree,
-      params,
-    )
-    m = jax.tree.map(lambda b, pr: pr[0], mask_tree, pairs, is_leaf=lambda t: isinstance(t, tuple))
-    w = jax.tree.map(lambda b, pr: pr[1], mask_tree, pairs, is_leaf=lambda t: isinstance(t, tuple))
-    u = merge(mask_tree, m, params)
+    mask_tree = mask_of(params)
+    m, w = _unpair(mask_tree, _map_masked(mask_tree, lambda p: _init_factors(p, init), params))
+    u = _merge(mask_tree, m, params)
     return OverparamState(count=jnp.zeros([], jnp.int32), m=m, w=w, inner_state=inner.init((u, w)))
 
   def update_fn(updates, state: OverparamState, params=None, **extra_args):
@@ -255,84 +240,83 @@ def pointwise_overparam(
       raise ValueError(
         "pointwise_overparam: `params` must be passed to update (the wrapper returns m * w - params)."
       )
-    grads = updates
-    mask_tree = masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
+    mask_tree = mask_of(params)
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
-
-    def resync(flag, x, m, w):
-      if not flag:
-        return m, w
-      mw = m * w
-      eps = jnp.finfo(x.dtype).eps
-      off = jnp.abs(x - mw) > 8 * eps * (jnp.abs(x) + jnp.abs(mw)) + jnp.finfo(x.dtype).tiny
-      m_new, w_new = factorize(x, m * m - w * w, sign_m=m)
-      # keep w's sign where x == 0 (factorize would pick +1)
-      w_new = jnp.where(x == 0, jnp.where(w < 0, -jnp.abs(w_new), jnp.abs(w_new)), w_new)
-      return jnp.where(off, m_new, m), jnp.where(off, w_new, w)
-
-    mw_pairs = jax.tree.map(
-      resync,
-      mask_tree,
-      params,
-      state.m,
-      state.w,
-      is_leaf=lambda t: isinstance(t, optax.MaskedNode),
+    m, w = _unpair(mask_tree, _map_masked(mask_tree, _resync, params, state.m, state.w))
+    # gradients of L(m * w) + lam/2 (m^2 + w^2) w.r.t. m and w
+    g_m = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), updates, m, w)
+    g_w = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), updates, w, m)
+    u = _merge(mask_tree, m, params)
+    (d_u, d_w), inner_state = inner.update(
+      (_merge(mask_tree, g_m, updates), g_w), state.inner_state, (u, w), **extra_args
     )
-    is_pair = lambda t: isinstance(t, tuple)  # noqa: E731
-    m = jax.tree.map(lambda b, pr: pr[0], mask_tree, mw_pairs, is_leaf=is_pair)
-    w = jax.tree.map(lambda b, pr: pr[1], mask_tree, mw_pairs, is_leaf=is_pair)
-
-    def fgrad(flag, g, a, b):
-      # gradient of L(a * b) + lam/2 (a^2 + b^2) w.r.t. a
-      if not flag:
-        return masked_node
-      return (g * b + lam * a).astype(a.dtype)
-
-    g_m = jax.tree.map(fgrad, mask_tree, grads, m, w, is_leaf=lambda t: isinstance(t, optax.MaskedNode))
-    g_w = jax.tree.map(fgrad, mask_tree, grads, w, m, is_leaf=lambda t: isinstance(t, optax.MaskedNode))
-    g_u = merge(mask_tree, g_m, grads)
-    u = merge(mask_tree, m, params)
-    (d_u, d_w), inner_state = inner.update((g_u, g_w), state.inner_state, (u, w), **extra_args)
-    u_new = optax.apply_updates(u, d_u)
-    w_new = optax.apply_updates(w, d_w)
-    m_new = split(mask_tree, u_new)
-
+    m = _map_masked(mask_tree, lambda x: x, optax.apply_updates(u, d_u))
+    w = optax.apply_updates(w, d_w)
     if rescale_every is not None:
-      do = (state.count + 1) % rescale_every == 0
-
-      def rescale(flag, a, b):
-        if not flag:
-          return a, b
-        # keep m's sign: forcing m > 0 would flip both factors where m < 0 while the inner
-        # optimizer's momentum is kept, reversing the velocity of x = m * w
-        ra, rb = factorize(a * b, rescale_balance, sign_m=a)
-        return jnp.where(do, ra, a), jnp.where(do, rb, b)
-
-      pairs = jax.tree.map(
-        rescale, mask_tree, m_new, w_new, is_leaf=lambda t: isinstance(t, optax.MaskedNode)
+      due = (state.count + 1) % rescale_every == 0
+      m, w = _unpair(
+        mask_tree, _map_masked(mask_tree, lambda a, b: _rescale(a, b, rescale_balance, due), m, w)
       )
-      m_new = jax.tree.map(lambda b, pr: pr[0], mask_tree, pairs, is_leaf=is_pair)
-      w_new = jax.tree.map(lambda b, pr: pr[1], mask_tree, pairs, is_leaf=is_pair)
-
-    def out(flag, p, a, b, du):
-      if flag:
-        return (a * b - p).astype(p.dtype)
-      return du
-
     new_updates = jax.tree.map(
-      out,
+      lambda f, p, a, b, du: (a * b - p).astype(jnp.result_type(p)) if f else du,
       mask_tree,
       params,
-      m_new,
-      w_new,
+      m,
+      w,
       d_u,
-      is_leaf=lambda t: isinstance(t, optax.MaskedNode),
     )
     return new_updates, OverparamState(
-      count=optax.safe_increment(state.count), m=m_new, w=w_new, inner_state=inner_state
+      count=optax.safe_increment(state.count), m=m, w=w, inner_state=inner_state
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+_MASKED = optax.MaskedNode()
+
+
+def _map_masked(mask_tree: Any, fn: Callable[..., Any], *trees: Any) -> Any:
+  """``fn`` over the masked leaves of ``trees`` (``optax.MaskedNode()`` at the other leaves)."""
+  return jax.tree.map(lambda flag, *xs: fn(*xs) if flag else _MASKED, mask_tree, *trees)
+
+
+def _unpair(mask_tree: Any, pairs: Any) -> tuple[Any, Any]:
+  """Two trees from a tree of pairs (``optax.MaskedNode()`` at unmasked leaves in both)."""
+  first = jax.tree.map(lambda flag, pr: pr[0] if flag else _MASKED, mask_tree, pairs)
+  second = jax.tree.map(lambda flag, pr: pr[1] if flag else _MASKED, mask_tree, pairs)
+  return first, second
+
+
+def _merge(mask_tree: Any, a: Any, b: Any) -> Any:
+  """Leaf from ``a`` where masked, else from ``b``."""
+  return jax.tree.map(lambda flag, x, y: x if flag else y, mask_tree, a, b)
+
+
+def _factor_grad(g: Any, a: jax.Array, b: jax.Array, lam: Any) -> jax.Array:
+  """Gradient of ``L(a * b) + lam/2 (a^2 + b^2)`` w.r.t. ``a``, with ``g = dL/dx``."""
+  return (g * b + lam * a).astype(a.dtype)
+
+
+def _resync(x: Any, m: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(m, w)`` re-factorised (same balance and sign of ``m``) where ``x`` differs from ``m * w`` beyond rounding."""
+  x = jnp.asarray(x)
+  mw = m * w
+  eps = jnp.finfo(x.dtype).eps
+  off = jnp.abs(x - mw) > 8 * eps * (jnp.abs(x) + jnp.abs(mw)) + jnp.finfo(x.dtype).tiny
+  m_new, w_new = factorize(x, m * m - w * w, sign_m=m)
+  # keep w's sign where x == 0 (factorize would pick +1)
+  w_new = jnp.where(x == 0, jnp.where(w < 0, -jnp.abs(w_new), jnp.abs(w_new)), w_new)
+  return jnp.where(off, m_new, m), jnp.where(off, w_new, w)
+
+
+def _rescale(m: jax.Array, w: jax.Array, balance: Any, due: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Sign-In's rescaling when ``due``: ``factorize(m * w, balance, sign_m=m)``.
+
+  It keeps m's sign: forcing m > 0 would flip both factors where m < 0 while the inner optimizer's momentum is
+  kept, reversing the velocity of x = m * w.
+  """
+  rm, rw = factorize(m * w, balance, sign_m=m)
+  return jnp.where(due, rm, m), jnp.where(due, rw, w)
 
 
 def spred(

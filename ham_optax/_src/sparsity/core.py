@@ -199,8 +199,10 @@ class ReparametrisedState(Protocol):
   state reset (AC/DC's momentum reset, RigL's reset of regrown weights) never touches these fields.
 
   Example:
+    >>> import jax.numpy as jnp, optax
     >>> from ham_optax import overparam, sparsity
-    >>> issubclass(overparam.OverparamState, sparsity.ReparametrisedState), overparam.OverparamState.weight_fields
+    >>> state = overparam.sign_in(optax.sgd(0.1), rescale_every=10).init({"w": jnp.ones((2, 2))})
+    >>> isinstance(state, sparsity.ReparametrisedState), state.weight_fields
     (True, ('m', 'w'))
   """
 
