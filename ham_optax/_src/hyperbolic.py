@@ -115,6 +115,8 @@ def _clip_norm(new: jax.Array, p_c: jax.Array, delta: jax.Array, cap: Any, big: 
   division by ``max|new|`` would go through a reciprocal that CPUs flush to zero for values near the dtype's max).
   Returns ``delta`` unchanged where no clip is needed.
   """
+  if new.size == 0:  # a zero-size tensor has norm 0: nothing to clip
+    return delta
   new = jnp.clip(new, -big, big)
   m = jnp.max(jnp.abs(new))
   _, k = jnp.frexp(m)
