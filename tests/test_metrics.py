@@ -204,3 +204,52 @@ def test_ham_diagnostics_rejects_bad_input():
     metrics.ham_diagnostics(params, {"w": jnp.ones((2, 3))}, learning_rate=0.1, alpha=1.0)
   with pytest.raises(ValueError, match="learning_rate"):
     metrics.ham_diagnostics(params, params, learning_rate=-1.0, alpha=1.0)
+
+
+@pytest.mark.parametrize("alpha", [1e39, -1e39, 3e38])
+def test_ham_diagnostics_saturate_as_the_step_does(alpha):
+  # alpha beyond float32's range acts as its largest value in the step; the statistics stay finite with it.
+  params = {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]]), "v": jnp.array([[3.0, 0.0]])}
+  grads = {"w": jnp.array([[0.0, 1e-3], [-0.01, 1.0]]), "v": jnp.array([[0.0, 2.0]])}
+  tx = ham_optax.hyperbolic_step(0.1, alpha=alpha, beta=0.0)
+  upd, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params, grad=grads)
+  assert all(np.all(np.isfinite(np.asarray(u))) for u in jax.tree.leaves(upd))
+  d = metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha=alpha)
+  for stats in [d["global"], *d["per_layer"].values()]:
+    assert all(np.isfinite(float(v)) for v in stats.values()), stats
+  g = d["global"]
+  # Entries with a nonzero gradient are at the clip, those with a zero gradient have exponent 0 (not NaN).
+  assert float(g["exponent_max"]) == 5.0
+  assert float(g["clip_fraction"]) == pytest.approx(2 / 4)  # of the 4 nonzero weights, 2 have g != 0
+  big = float(jnp.finfo(jnp.float32).max)
+  # 1 + alpha |x| saturates at +-big; with alpha < 0 the largest value is that of a zero weight, 1.
+  assert float(g["inverse_metric_max"]) == (big if alpha > 0 else 1.0)
+  assert abs(float(g["inverse_metric_mean"])) <= big
+  # Matches the step: the weight with g = 0 is unchanged, the others moved by the clipped factor e^-+5.
+  w_new = np.asarray(params["w"] + upd["w"])
+  assert w_new[0, 0] == 1.0
+  assert abs(np.log(w_new[0, 1] / -2.0)) == pytest.approx(5.0, rel=1e-5)
+
+
+def test_ham_diagnostics_zero_size_leaves():
+  params = {"empty": jnp.zeros((0, 3)), "w": jnp.array([[1.0, -2.0]])}
+  grads = {"empty": jnp.zeros((0, 3)), "w": jnp.array([[0.1, 0.1]])}
+  d = jax.jit(lambda p, g: metrics.ham_diagnostics(p, g, learning_rate=0.1, alpha=2.0))(params, grads)
+  assert set(d["per_layer"]) == {"['empty']", "['w']"}
+  empty = {k: float(v) for k, v in d["per_layer"]["['empty']"].items()}
+  assert empty == {
+    "exponent_rms": 0.0,
+    "exponent_max": 0.0,
+    "clip_fraction": 0.0,
+    "inverse_metric_mean": 1.0,
+    "inverse_metric_max": 1.0,
+  }
+  # The empty leaf does not change the global statistics.
+  alone = metrics.ham_diagnostics({"w": params["w"]}, {"w": grads["w"]}, learning_rate=0.1, alpha=2.0)
+  for k, v in alone["global"].items():
+    assert float(d["global"][k]) == pytest.approx(float(v), rel=1e-6), k
+  assert float(d["global"]["inverse_metric_mean"]) == pytest.approx(1.0 + 2.0 * 1.5)
+  only_empty = metrics.ham_diagnostics(
+    {"e": params["empty"]}, {"e": grads["empty"]}, learning_rate=0.1, alpha=2.0
+  )
+  assert {k: float(v) for k, v in only_empty["global"].items()} == empty

@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ham_optax._src import checks, masking
 
@@ -126,37 +127,81 @@ def mean_inverse_metric(params: Any, alpha: float, prunable: masking.MaskOrFn = 
   return {"global": global_value, "per_layer": per_layer}
 
 
+def _saturated(x: Any, dtype: Any) -> jax.Array:
+  """``x`` in ``dtype``, clipped to its finite range as HAM's step does (``1e39`` in float32 is its max, not
+  ``inf``, so ``0 * alpha`` stays 0); NaN stays NaN."""
+  big = float(jnp.finfo(dtype).max)
+  if isinstance(x, (int, float, np.number, np.ndarray)):
+    return jnp.asarray(np.clip(np.asarray(x, np.float64), -big, big), dtype)
+  return jnp.clip(jnp.asarray(x).astype(dtype), -big, big)
+
+
 def _exponent_sums(
   x: jax.Array, g: jax.Array, lr: Any, alpha: Any, beta: Any, c: float
 ) -> dict[str, jax.Array]:
-  """Per-leaf sums behind :func:`ham_diagnostics` (computed in at least float32)."""
+  """Per-leaf sums behind :func:`ham_diagnostics`, computed in at least float32 with the step's saturated
+  scalars (``lr * alpha``, ``lr * beta``, ``1 + alpha |x|`` clipped to the compute dtype's finite range)."""
   cdtype = jnp.promote_types(jnp.result_type(x), jnp.float32)
+  big = float(jnp.finfo(cdtype).max)
   x = jnp.asarray(x, cdtype)
   g = jnp.asarray(g, cdtype)
-  a = jnp.asarray(alpha, cdtype)
-  e = jnp.clip(-jnp.asarray(lr, cdtype) * (a * jnp.sign(x) * g + jnp.asarray(beta, cdtype)), -c, c)
+  size = int(x.size)
+  if size == 0:  # a zero-size leaf: nothing moves, nothing is scaled
+    zero = jnp.zeros([], cdtype)
+    return {
+      "n": jnp.zeros([], jnp.int32),
+      "sq": zero,
+      "max": zero,
+      "clipped": jnp.zeros([], jnp.int32),
+      "inv_mean": jnp.ones([], cdtype),
+      "inv_max": jnp.ones([], cdtype),
+      "size": 0,
+    }
+  a = _saturated(alpha, cdtype)
+  lr_c = _saturated(lr, cdtype)
+  lr_alpha = jnp.clip(lr_c * a, -big, big)
+  lr_beta = jnp.clip(lr_c * _saturated(beta, cdtype), -big, big)
+  # As in the step: a finite product may be +-inf, the difference never inf - inf, the clip maps inf to +-c.
+  e = jnp.clip(-(jnp.sign(x) * g) * lr_alpha - lr_beta, -c, c)
   moving = x != 0  # the step keeps exact zeros at zero: they do not count in the exponent statistics
   abs_e = jnp.where(moving, jnp.abs(e), 0.0)
-  inv = 1.0 + a * jnp.abs(x)
+  inv = jnp.clip(1.0 + a * jnp.abs(x), -big, big)
   return {
     "n": jnp.sum(moving, dtype=jnp.int32),
     "sq": jnp.sum(jnp.square(abs_e)),
     "max": jnp.max(abs_e, initial=0.0),
     "clipped": jnp.sum(moving & (jnp.abs(e) >= c), dtype=jnp.int32),
-    "inv_sum": jnp.sum(inv),
+    "inv_mean": jnp.sum(inv / size),  # each term <= big / size: the mean cannot overflow
     "inv_max": jnp.max(inv),
-    "size": jnp.asarray(x.size, jnp.int32),
+    "size": size,
   }
 
 
-def _exponent_stats(s: dict[str, jax.Array]) -> dict[str, jax.Array]:
+def _exponent_stats(s: dict[str, Any]) -> dict[str, jax.Array]:
   n = jnp.maximum(s["n"], 1)
   return {
     "exponent_rms": jnp.sqrt(s["sq"] / n),
     "exponent_max": s["max"],
     "clip_fraction": s["clipped"] / n,
-    "inverse_metric_mean": s["inv_sum"] / s["size"],
+    "inverse_metric_mean": s["inv_mean"],
     "inverse_metric_max": s["inv_max"],
+  }
+
+
+def _global_sums(sums: list[dict[str, Any]]) -> dict[str, Any]:
+  """Combines per-leaf sums: counts add up, maxima take the max, the inverse metric's mean is size-weighted
+  (zero-size leaves weigh nothing; if every leaf is empty it is 1)."""
+  total = sum(s["size"] for s in sums)
+  nonempty = [s for s in sums if s["size"]] or sums
+  weights = [s["size"] / total if total else 1.0 / len(nonempty) for s in nonempty]
+  return {
+    "n": sum(s["n"] for s in sums),
+    "sq": sum(s["sq"] for s in sums),
+    "max": jnp.max(jnp.stack([s["max"] for s in sums])),
+    "clipped": sum(s["clipped"] for s in sums),
+    "inv_mean": sum(s["inv_mean"] * w for s, w in zip(nonempty, weights, strict=True)),
+    "inv_max": jnp.max(jnp.stack([s["inv_max"] for s in nonempty])),
+    "size": total,
   }
 
 
@@ -188,7 +233,10 @@ def ham_diagnostics(
     HAM raises each weight's effective learning rate in the continuous limit.
 
   Exponent statistics count the nonzero entries only (the step keeps zeros at zero; a leaf with no nonzero
-  entry reports 0); the inverse metric counts every selected entry. Global values weight every entry equally.
+  entry reports 0); the inverse metric counts every selected entry (a zero-size leaf reports 1 and weighs nothing
+  in the global values). Global values weight every entry equally. The scalars are saturated as in the step
+  (``lr * alpha``, ``lr * beta`` and ``1 + alpha |x|`` clipped to the compute dtype's finite range), so an alpha
+  the step handles, such as ``1e39`` in float32, gives finite statistics; NaN in the gradients stays NaN.
 
   How to read them: ``exponent_max`` above about 0.5 (a weight changing by more than ~65 % in one step) or any
   ``clip_fraction > 0`` means alpha is too large for this learning rate and gradient scale; an
@@ -238,15 +286,7 @@ def ham_diagnostics(
     sums[name] = _exponent_sums(x, g, learning_rate, alpha, beta, float(max_exponent))
   per_layer = {name: _exponent_stats(s) for name, s in sums.items()}
   if sums:
-    total = {
-      k: (
-        jnp.max(jnp.stack([s[k] for s in sums.values()]))
-        if k.endswith("max")
-        else sum(s[k] for s in sums.values())
-      )
-      for k in next(iter(sums.values()))
-    }
-    global_stats = _exponent_stats(total)
+    global_stats = _exponent_stats(_global_sums(list(sums.values())))
   else:
     nan = jnp.asarray(jnp.nan, jnp.float32)
     global_stats = dict.fromkeys(
