@@ -631,6 +631,87 @@ def graphon(results: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# The m * w family (docs/guides/mw_family.md)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@table("mw_family_implicit_bias")
+def mw_family_implicit_bias(results: Path) -> str:
+  """The L1 norm of each method's limit relative to basis pursuit, over the family study's seeds."""
+  rows = _load(results, "implicit_bias_family", "family_summary.json")["rows"]
+
+  def l1(key: str) -> str:
+    return f"{rows[key]['l1_over_bp_mean']:.3f}{GLUE}±{GLUE}{rows[key]['l1_over_bp_std']:.3f}"
+
+  def find(prefix: str) -> str:
+    return next(k for k in rows if k.startswith(prefix))
+
+  wrapper, reference = find("m*w wrapper"), find("m*w g=")
+  same = np.allclose(rows[wrapper]["l1_over_bp"], rows[reference]["l1_over_bp"], rtol=1e-9, atol=0)
+  spred = find("spred")
+  mw = (
+    f"m * w (wrapper, identical to the hand-written reference) {l1(wrapper)}"
+    if same
+    else f"m * w (wrapper) {l1(wrapper)}, m * w (hand-written reference) {l1(reference)}"
+  )
+  parts = [
+    f"GD {l1('GD')}",
+    *(f"HAM alpha={float(k.split('a=')[1].split()[0]):g} {l1(k)}" for k in rows if k.startswith("HAM")),
+    mw,
+    f"spred {l1(spred)} (gap to the float64 LASSO solution {_sci(float(np.mean(rows[spred]['rel_gap_to_limit'])))})",
+    f"PILoT {l1(find('PILoT l='))} (decay on, then off; with the linear decay of its arXiv text "
+    f"{l1(find('PILoT linear'))})",
+    f"Sign-In {l1(find('Sign-In'))}",
+  ]
+  return paragraph(", ".join(parts) + ".")
+
+
+@table("mw_family_memory")
+def mw_family_memory(results: Path) -> str:
+  """Optimizer state on ResNet-18 shapes: inner, ham(inner), spred(inner), NanoAdam."""
+  res = _load(results, "overparam_memory", "memory.json")
+  b, mib = res["bytes"], 2**20
+  parts = []
+  for key, label in (("sgd momentum", "SGD+momentum"), ("adam", "Adam")):
+    extra = b[key]["ham"] - b[key]["inner"]
+    parts.append(
+      f"{label} state {b[key]['inner'] / mib:.1f} MiB, `ham` {b[key]['ham'] / mib:.1f} MiB (+{extra} bytes), "
+      f"`spred` {b[key]['spred'] / mib:.1f} MiB ({b[key]['spred'] / b[key]['inner']:.1f}x)"
+    )
+  nano = b["nanoadam fraction=0.1"]
+  return paragraph(
+    "; ".join(parts) + f"; NanoAdam (10 %, head and norms dense) {nano / mib:.1f} MiB "
+    f"({b['adam']['inner'] / nano:.1f}x less than Adam)."
+  )
+
+
+@table("mw_family_nanoadam")
+def mw_family_nanoadam(results: Path) -> str:
+  """NanoAdam against Adam on the fine-tuning task: both tasks, paired tests, optimizer state."""
+  res = _load(results, "nanoadam_finetune", "results.json")
+  s, tests = res["summary"], res["paired_t_test_vs_adam"]
+
+  def acc(method: str, task: str) -> str:
+    return f"{100 * s[method][task]['mean']:.1f}{GLUE}±{GLUE}{100 * s[method][task]['std']:.1f}{GLUE}%"
+
+  def verdict(method: str, task: str) -> str:
+    p = tests[method][task]
+    if p >= SIGNIFICANCE:
+      return fmt_p(p)
+    winner = method if s[method][task]["mean"] > s["Adam"][task]["mean"] else "Adam"
+    return f"{fmt_p(p)}: {winner} wins"
+
+  other = next(m for m in s if m not in ("Adam", "NanoAdam"))
+  ratio = s["Adam"]["state_bytes"] / s["NanoAdam"]["state_bytes"]
+  return paragraph(
+    f"NanoAdam with its paper defaults (head dense, 10 % -> 4 %) new task {acc('NanoAdam', 'new_test')} vs Adam "
+    f"{acc('Adam', 'new_test')} ({verdict('NanoAdam', 'new_test')}), old task {acc('NanoAdam', 'old_test')} vs "
+    f"{acc('Adam', 'old_test')} ({verdict('NanoAdam', 'old_test')}), {ratio:.1f}x less optimizer state; with every "
+    f"kernel sparsified at a constant 10 % {acc(other, 'new_test')} / {acc(other, 'old_test')}."
+  )
+
+
+# ------------------------------------------------------------------------------------------------------------
 # The README's summaries of the guides' studies
 # ------------------------------------------------------------------------------------------------------------
 
@@ -731,8 +812,12 @@ def readme_graphs(results: Path) -> str:
       + ("matches what tuning the weight decay gives" if matched else "beats the tuned baseline too")
     )
   found, comparisons = len(negative) + len(positive), 2 * len(cells)
-  count = f"a significant gain over alpha{GLUE}={GLUE}0 in {found} of the {comparisons} sign-restricted comparisons"
-  lead = f"Neither sign helps reliably ({count})" if 10 * found <= comparisons else count[0].upper() + count[1:]
+  count = (
+    f"a significant gain over alpha{GLUE}={GLUE}0 in {found} of the {comparisons} sign-restricted comparisons"
+  )
+  lead = (
+    f"Neither sign helps reliably ({count})" if 10 * found <= comparisons else count[0].upper() + count[1:]
+  )
   return paragraph(lead + "; " + "; ".join(parts) + ".")
 
 
