@@ -85,17 +85,7 @@ def block_names(text: str) -> list[str]:
 # Formatting and the derived sentences
 # ------------------------------------------------------------------------------------------------------------
 
-NUMBER_WORDS = {
-  2: "two",
-  3: "three",
-  4: "four",
-  5: "five",
-  6: "six",
-  7: "seven",
-  8: "eight",
-  9: "nine",
-  10: "ten",
-}
+NUMBER_WORDS = dict(enumerate("zero one two three four five six seven eight nine ten".split()))
 
 
 GLUE = "\x00"  # a space that a line break must not replace ("p = 0.47", "+0.66 ± 1.86")
@@ -281,9 +271,7 @@ def _sparse_comparison(
   notes = []
   diverged = sum(bool(r["diverged"]) for r in other)
   if diverged:
-    notes.append(
-      f"{NUMBER_WORDS.get(diverged, diverged) if diverged > 1 else 'one'} seed{'s' * (diverged > 1)} diverged"
-    )
+    notes.append(f"{NUMBER_WORDS.get(diverged, diverged)} seed{'s' * (diverged > 1)} diverged")
   floor = min(100 * r["test_acc"] for r in base if r["test_acc"] is not None) - COLLAPSE_POINTS
   for r in other:
     if r["test_acc"] is not None and 100 * r["test_acc"] < floor:
