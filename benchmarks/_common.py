@@ -1,15 +1,19 @@
-"""Helpers shared by the benchmark scripts in this folder: timing, paired statistics, saving, tables, shapes.
+"""Helpers shared by the benchmark scripts in this folder: seeds, tuning, the train step, paired statistics,
+saving results with the code that made them, timing, tables and reference network shapes.
 
 Every script imports it as ``import _common`` (Python puts the script's own folder first on ``sys.path`` when a
-script is run as ``python benchmarks/<name>.py``). Nothing here runs at import time beyond defining functions.
+script is run as ``python benchmarks/<name>.py``). Nothing here runs at import time beyond defining functions;
+the training application (``ham_optax_examples``) and scipy are imported only by the functions that need them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,17 +22,84 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+
+# Seeds. Hyperparameters are chosen on the validation split with the tuning seeds TUNING_SEED0, TUNING_SEED0 + 1,
+# ...; reported numbers come from the seeds 0, 1, ... (fresh initialisations and data orders). The grokking and
+# NanoAdam studies tune with seeds from 100 (``tuning_seeds(n, start=SMALL_TUNING_SEED0)``), as their committed
+# results were made.
+TUNING_SEED0 = 1000
+SMALL_TUNING_SEED0 = 100
+
+
+def tuning_seeds(count: int, start: int = TUNING_SEED0) -> list[int]:
+  """The first ``count`` tuning seeds: ``start, start + 1, ...``."""
+  return list(range(start, start + count))
 
 
 # --------------------------------------------------------------------------------------------------
-# Saving
+# Saving, with the command and the code that made the result
 # --------------------------------------------------------------------------------------------------
 
 
-def command() -> str:
-  """The command line that started this process, as one shell-quoted string (saved next to every result)."""
-  return shlex.join([os.path.basename(sys.executable), *sys.argv])
+def command(argv: Sequence[str] | None = None, script: str | os.PathLike | None = None) -> str:
+  """The command of this run, as one shell-quoted string.
+
+  With ``script`` (a script's ``__file__``): ``python <script relative to the repository> <argv>``, where ``argv``
+  is what the script's ``main`` was given (default ``sys.argv[1:]``), so that a ``main([...])`` called from a
+  test records the command that repeats it. Without: this process's own command line.
+  """
+  if script is None:
+    return shlex.join([os.path.basename(sys.executable), *sys.argv])
+  return shlex.join(["python", display_path(script), *(sys.argv[1:] if argv is None else argv)])
+
+
+def display_path(path: str | os.PathLike) -> str:
+  """``path`` relative to the repository when inside it (results carry no machine-specific paths)."""
+  path = Path(path).resolve()
+  return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+
+
+def library_digest() -> str:
+  """SHA-256 over the library's source: every ``*.py`` file of the imported ``ham_optax`` package, in sorted
+  order of their paths relative to the package, each hashed as its path, a NUL byte, its bytes, a NUL byte.
+
+  Two runs with the same digest ran the same library code (whatever the commit: documentation and benchmark
+  edits do not change it).
+  """
+  import ham_optax
+
+  root = Path(ham_optax.__file__).resolve().parent
+  digest = hashlib.sha256()
+  for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+    digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+  return digest.hexdigest()
+
+
+def _git(*args: str) -> str | None:
+  try:
+    out = subprocess.run(
+      ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30, check=True
+    )
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip()
+
+
+def code_version() -> dict[str, Any]:
+  """What produced a result: ``ham_optax`` (the package version), ``commit`` (the repository's ``HEAD``, ``None``
+  outside a git checkout), ``library_modified`` (the library's files differ from that commit; ``None`` when
+  unknown) and ``library_sha256`` (:func:`library_digest`)."""
+  import ham_optax
+
+  status = _git("status", "--porcelain", "--", "ham_optax")
+  return {
+    "ham_optax": ham_optax.__version__,
+    "commit": _git("rev-parse", "HEAD") or None,
+    "library_modified": None if status is None else bool(status),
+    "library_sha256": library_digest(),
+  }
 
 
 def environment() -> dict[str, Any]:
@@ -47,12 +118,26 @@ def environment() -> dict[str, Any]:
   }
 
 
-def save_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-  """Writes ``payload`` as indented JSON to ``path`` (parents created), adding ``"command"`` if missing."""
+def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+  """Writes ``payload`` as indented JSON to ``path`` (parents created; through a temporary file, so an
+  interrupted run never leaves half a file). Adds nothing: for rewriting a loaded result (e.g. a redraw)."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps({"command": command(), **payload}, indent=1))
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(payload, indent=1))
+  tmp.replace(path)
   return path
+
+
+def provenance(cmd: str | None = None) -> dict[str, Any]:
+  """``{"command": cmd or command(), "code_version": code_version()}``: the keys every saved result carries."""
+  return {"command": cmd or command(), "code_version": code_version()}
+
+
+def save_json(path: str | os.PathLike, payload: dict[str, Any], *, cmd: str | None = None) -> Path:
+  """Writes a fresh result: ``payload`` with :func:`provenance` (``"command"``: ``cmd``, default this process's
+  command line; ``"code_version"``), keys already in ``payload`` kept. See :func:`write_json`."""
+  return write_json(path, {**provenance(cmd), **payload})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,18 +214,118 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
   return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def paired_t_p(a: Sequence[float], b: Sequence[float]) -> float:
-  """Two-sided paired t-test p-value (scipy) for per-seed pairs; nan when scipy is missing."""
-  try:
-    from scipy import stats
-  except ImportError:  # pragma: no cover
-    return float("nan")
-  return float(stats.ttest_rel(a, b).pvalue)
+def paired_test(base: Sequence[float], other: Sequence[float]) -> dict[str, Any]:
+  """Two-sided paired t-test (``scipy.stats.ttest_rel``) of ``other - base`` over seeds, with one rule for the
+  degenerate cases, used by every study.
+
+  Pairs where either value is not finite (a diverged run: counted on its own, not compared) are dropped. Returns
+  ``mean_diff`` (mean of ``other - base`` over the remaining pairs; NaN when none remain), ``n`` (the pairs
+  compared) and ``p_value``, which is NaN when fewer than two pairs remain or when every difference is the same
+  (``np.allclose``; zero variance leaves the t statistic undefined: identical results on every seed).
+  """
+  a, b = np.asarray(base, np.float64), np.asarray(other, np.float64)
+  ok = np.isfinite(a) & np.isfinite(b)
+  d = b[ok] - a[ok]
+  mean = float(d.mean()) if d.size else float("nan")
+  if d.size < 2 or np.allclose(d, d[0]):
+    return {"mean_diff": mean, "p_value": float("nan"), "n": int(d.size)}
+  from scipy import stats
+
+  return {"mean_diff": mean, "p_value": float(stats.ttest_rel(b[ok], a[ok]).pvalue), "n": int(d.size)}
+
+
+def paired_p(base: Sequence[float], other: Sequence[float]) -> float:
+  """The p-value of :func:`paired_test`."""
+  return paired_test(base, other)["p_value"]
 
 
 # --------------------------------------------------------------------------------------------------
-# Tables
+# The train step and the tuning loop
 # --------------------------------------------------------------------------------------------------
+
+
+def train_step(loss_fn: Callable[..., Any], tx: Any, *, has_aux: bool = False) -> Callable[..., tuple]:
+  """One optimizer step of ``tx`` (an ``optax.GradientTransformation``) on ``loss_fn(params, *batch)``.
+
+  Returns ``step(params, opt_state, *batch) -> (params, opt_state, value, grads)``: ``grads`` of the loss at the
+  incoming ``params``, ``updates, opt_state = tx.update(grads, opt_state, params)``, ``params + updates``
+  (``optax.apply_updates``); ``value`` is the loss, or ``(loss, aux)`` with ``has_aux``. Pure, so it can be
+  jitted, scanned and vmapped.
+  """
+  import jax
+  import optax
+
+  def step(params, opt_state, *batch):
+    value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(params, *batch)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value, grads
+
+  return step
+
+
+def mean_val_acc(runs: Sequence[dict[str, Any]], diverged: float | None = 0.0) -> float:
+  """Mean final validation accuracy of ``train_and_evaluate`` results; a diverged run (no accuracy) counts as
+  ``diverged``, or is left out with ``diverged=None`` (NaN when every run diverged)."""
+  vals = [diverged if r["diverged"] else r["val_acc"] for r in runs]
+  vals = [v for v in vals if v is not None]
+  return float(np.mean(vals)) if vals else float("nan")
+
+
+def train_seeds(
+  config: Any,
+  dataset: Any,
+  seeds: Sequence[int],
+  prepare: Callable[[Any], Any] | None = None,
+  log: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+  """``ham_optax_examples.train.train_and_evaluate`` of ``config`` at every seed of ``seeds``.
+
+  ``prepare(config_at_seed) -> config`` completes a config per seed before training (e.g. its alpha from
+  ``suggest_alpha`` for that model, learning rate and seed); ``log(config, result)`` is called after each run.
+  """
+  from ham_optax_examples.train import train_and_evaluate
+
+  runs = []
+  for seed in seeds:
+    run_config = config.replace(seed=seed)
+    if prepare is not None:
+      run_config = prepare(run_config)
+    result = train_and_evaluate(run_config, dataset)
+    if log is not None:
+      log(run_config, result)
+    runs.append(result)
+  return runs
+
+
+def tune(
+  configs: Sequence[Any],
+  dataset: Any,
+  seeds: Sequence[int],
+  prepare: Callable[[Any], Any] | None = None,
+  log: Callable[[Any, dict[str, Any]], None] | None = None,
+  diverged: float | None = 0.0,
+) -> tuple[int, list[float], list[list[dict[str, Any]]]]:
+  """Validation tuning over ``configs``: trains each on the tuning ``seeds`` (:func:`train_seeds`) and scores it
+  by :func:`mean_val_acc` (a diverged run scores ``diverged``: by default 0, so a setting that diverges is not
+  chosen). Returns the index of the best config (the first on ties), every score, and every config's runs."""
+  runs = [train_seeds(c, dataset, seeds, prepare, log) for c in configs]
+  scores = [mean_val_acc(r, diverged) for r in runs]
+  return int(np.nanargmax(scores)), scores, runs
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables and figures
+# --------------------------------------------------------------------------------------------------
+
+
+def pyplot():
+  """``matplotlib.pyplot`` on the file-only ``Agg`` backend (imported when a study draws, not before)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

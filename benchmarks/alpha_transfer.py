@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -40,16 +38,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from ham_optax_examples import data as data_lib
+from ham_optax_examples import models
 
 import ham_optax
 from ham_optax import metrics
-from ham_optax_examples import data as data_lib
-from ham_optax_examples import models
+
+import _common
 
 FAMILIES = ("mlp", "mlp_ln", "cnn1d", "resnet1d")
 CONV_FAMILIES = ("cnn1d", "resnet1d")
 OPTIMIZERS = ("sgd", "adamw")
-TUNING_SEED0 = 1000
 WEIGHT_DECAY = 5e-4
 CALIBRATION_STEPS = 20
 
@@ -160,13 +159,13 @@ def make_runner(fam: Family, optimizer: str, epochs: int, batch: int):
     tx = ham_optax.ham(_inner(optimizer, schedule), schedule, alpha, 0.0)
     opt_state = tx.init(params)
 
+    train_step = _common.train_step(fam.loss, tx, has_aux=True)
+
     def step(carry, inputs):
       params, rest, opt_state = carry
       k, idx = inputs
-      (loss, rest), g = jax.value_and_grad(fam.loss, has_aux=True)(params, rest, xtr[idx], ytr[idx])
+      new_params, opt_state, (loss, rest), g = train_step(params, opt_state, rest, xtr[idx], ytr[idx])
       diag = metrics.ham_diagnostics(params, g, learning_rate=schedule(k), alpha=alpha)["global"]
-      updates, opt_state = tx.update(g, opt_state, params)
-      params = optax.apply_updates(params, updates)
       out = (
         loss,
         diag["exponent_rms"],
@@ -174,7 +173,7 @@ def make_runner(fam: Family, optimizer: str, epochs: int, batch: int):
         diag["clip_fraction"],
         diag["inverse_metric_mean"],
       )
-      return (params, rest, opt_state), out
+      return (new_params, rest, opt_state), out
 
     (params, rest, _), per_step = jax.lax.scan(step, (params, rest, opt_state), (jnp.arange(total), order))
     return {
@@ -258,13 +257,14 @@ def _lrs(args, optimizer):
   return args.sgd_lrs if optimizer == "sgd" else args.adamw_lrs
 
 
-def _save(path: Path, payload) -> None:
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
-  tmp.replace(path)
+def _save(path: Path, payload: dict, key: str, made_by: dict) -> None:
+  """Saves ``payload`` (its phases may have run separately): ``made_by[key]`` names the command and code of the
+  entry ``key``, the top-level ``command`` / ``code_version`` those of the latest invocation."""
+  payload.setdefault("made_by", {})[key] = made_by
+  _common.write_json(path, {**payload, **made_by})
 
 
-def phase_grid(args, dataset, out: Path) -> dict:
+def phase_grid(args, dataset, out: Path, made_by: dict) -> dict:
   path = out / "grid.json"
   grid = json.loads(path.read_text()) if path.exists() else {"runs": {}, "alpha_unit": {}}
   grid["argv"] = vars(args)
@@ -275,7 +275,7 @@ def phase_grid(args, dataset, out: Path) -> dict:
       if key in grid["runs"]:
         continue
       t0 = time.perf_counter()
-      seeds = [TUNING_SEED0 + i for i in range(args.grid_seeds)]
+      seeds = _common.tuning_seeds(args.grid_seeds)
       units = {
         f"{s}/{lr:g}": alpha_unit(fam, optimizer, s, lr, args.epochs, args.batch_size)
         for s in seeds
@@ -291,7 +291,7 @@ def phase_grid(args, dataset, out: Path) -> dict:
       grid["runs"][key] = rows
       grid["alpha_unit"][key] = units
       grid.setdefault("wall_s", {})[key] = time.perf_counter() - t0
-      _save(path, grid)
+      _save(path, grid, key, made_by)
       print(f"[grid] {key}: {len(rows)} runs in {time.perf_counter() - t0:.0f} s", flush=True)
   return grid
 
@@ -302,7 +302,7 @@ def _mean_val(rows, **match) -> float:
   return float(np.mean(vals))
 
 
-def phase_final(args, dataset, out: Path, grid: dict) -> dict:
+def phase_final(args, dataset, out: Path, grid: dict, made_by: dict) -> dict:
   path = out / args.final_file
   final = json.loads(path.read_text()) if path.exists() else {"results": {}}
   final["argv"] = vars(args)
@@ -319,7 +319,7 @@ def phase_final(args, dataset, out: Path, grid: dict) -> dict:
       ham_pts = [(lr, a) for lr in lrs for a in args.alphas if a != 0.0]
       best_lr, best_alpha = max(ham_pts, key=lambda p: _mean_val(rows, lr=p[0], alpha=p[1]))
       # suggested alpha at each lr (per tuning seed, as a user would call it on their model), lr chosen on val
-      tuning = [TUNING_SEED0 + i for i in range(args.grid_seeds)]
+      tuning = _common.tuning_seeds(args.grid_seeds)
       units = grid["alpha_unit"][key]
       sugg_cfgs = [
         {"seed": s, "lr": lr, "alpha": args.target_ratio * units[f"{s}/{lr:g}"]} for lr in lrs for s in tuning
@@ -348,20 +348,9 @@ def phase_final(args, dataset, out: Path, grid: dict) -> dict:
         "runs": res,
       }
       final.setdefault("wall_s", {})[key] = time.perf_counter() - t0
-      _save(path, final)
+      _save(path, final, key, made_by)
       print(f"[final] {key}: {time.perf_counter() - t0:.0f} s", flush=True)
   return final
-
-
-def _paired_p(a, b) -> float:
-  from scipy import stats
-
-  a, b = np.asarray(a), np.asarray(b)
-  both = np.isfinite(a) & np.isfinite(b)  # diverged runs are counted separately, not compared
-  a, b = a[both], b[both]
-  if len(a) < 2 or np.allclose(a - b, (a - b)[0]):
-    return float("nan")
-  return float(stats.ttest_rel(a, b).pvalue)
 
 
 def summarize(final: dict) -> str:
@@ -389,7 +378,7 @@ def summarize(final: dict) -> str:
     lines.append(
       f"| {key} | {cell(by['baseline'])} ({ch['baseline_lr']:g}) | {cell(by['HAM grid-best'])} "
       f"({ch['grid_best'][0]:g}, {ch['grid_best'][1]:g}) | {cell(by['HAM suggested'])} ({ch['suggested_lr']:g}, "
-      f"{sa:.3g}) | {np.nanmean(np.subtract(s, b)):+.2f} ({_paired_p(s, b):.2f}) | "
+      f"{sa:.3g}) | {np.nanmean(np.subtract(s, b)):+.2f} ({_common.paired_p(b, s):.2f}) | "
       f"{np.nanmean(np.subtract(s, g)):+.2f} | {div} |"
     )
   return "\n".join(lines)
@@ -428,10 +417,7 @@ def stable_region(grid: dict) -> str:
 
 def plot(grid: dict, out: Path, target_ratio: float) -> None:
   """Gain over the same-lr baseline (mean over seeds) vs raw alpha and vs rho; one line per family/opt/lr."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _common.pyplot()
   from matplotlib.lines import Line2D
 
   floor = -14.0  # diverged points (any seed) are drawn here
@@ -477,7 +463,7 @@ def plot(grid: dict, out: Path, target_ratio: float) -> None:
   plt.close(fig)
 
 
-def phase_mainjob(args, dataset, out: Path) -> None:
+def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
   """The training app's own loop (``train_and_evaluate``, default widths, SGD + momentum, cosine, 90 % random
   pruning with ERK) at ``suggest_alpha``'s alpha, on the tuning seeds: does any seed diverge?"""
   from ham_optax_examples.configs.default import Config
@@ -487,7 +473,7 @@ def phase_mainjob(args, dataset, out: Path) -> None:
   done = json.loads(path.read_text()) if path.exists() else {"runs": []}
   for setting in args.mainjob:
     model, sparsifier, lr, *epochs = setting.split(":")
-    for seed in (TUNING_SEED0 + i for i in range(args.grid_seeds)):
+    for seed in _common.tuning_seeds(args.grid_seeds):
       base = Config(
         model=model,
         sparsifier=sparsifier,
@@ -519,7 +505,7 @@ def phase_mainjob(args, dataset, out: Path) -> None:
           "wall_s": time.perf_counter() - t0,
         }
         done["runs"].append(row)
-        _save(path, done)
+        _save(path, done, f"{setting}/{seed}/{'ham' if ham else 'baseline'}", made_by)
         print(f"[mainjob] {row}", flush=True)
 
 
@@ -527,22 +513,23 @@ def main(argv=None) -> None:
   args = _parse(argv)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  command = "PYTHONPATH=. python " + " ".join(shlex.quote(a) for a in sys.argv)
+  made_by = _common.provenance(_common.command(argv, __file__))
+  command = made_by["command"]
   log = out / "command.txt"  # one line per invocation (the phases may run separately)
   if command not in (log.read_text().splitlines() if log.exists() else []):
     with log.open("a") as f:
       f.write(command + "\n")
   dataset = data_lib.load_dataset("mnist1d")
   if args.phase == "mainjob":
-    phase_mainjob(args, dataset, out)
+    phase_mainjob(args, dataset, out, made_by)
     return
   grid_path = out / "grid.json"
   if args.phase in ("grid", "all"):
-    grid = phase_grid(args, dataset, out)
+    grid = phase_grid(args, dataset, out, made_by)
   else:
     grid = json.loads(grid_path.read_text())
   if args.phase in ("final", "all"):
-    phase_final(args, dataset, out, grid)
+    phase_final(args, dataset, out, grid, made_by)
   final = {"results": {}}
   for path in sorted(out.glob("final*.json")):
     final["results"].update(json.loads(path.read_text())["results"])

@@ -28,9 +28,7 @@ Outputs (``benchmarks/results/graphon/``): ``results.json`` (with the command), 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -40,8 +38,9 @@ import optax
 
 import ham_optax
 from ham_optax import sparsity as sp
-from ham_optax.metrics import empirical_graphon, graphon_distance
-from ham_optax.metrics import escape_step
+from ham_optax.metrics import empirical_graphon, escape_step, graphon_distance
+
+import _common
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "graphon"
 METHODS = ("random", "magnitude", "acdc", "rigl")
@@ -121,13 +120,13 @@ def train(method: str, use_ham: bool, width: int, steps: int, x, y, seed: int = 
   def loss_fn(p):
     return 0.5 * jnp.mean((forward(p, x) - y) ** 2)
 
+  train_step = _common.train_step(loss_fn, tx)
+
   @jax.jit
   def run(params, state):
     def step(carry, _):
-      p, s = carry
-      loss, g = jax.value_and_grad(loss_fn)(p)
-      upd, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, upd), s), loss
+      p, s, loss, _ = train_step(*carry)
+      return (p, s), loss
 
     (p, s), losses = jax.lax.scan(step, (params, state), None, length=steps)
     return p, s, jnp.concatenate([losses, loss_fn(p)[None]])
@@ -203,7 +202,6 @@ def main(argv=None) -> None:
   args.out.mkdir(parents=True, exist_ok=True)
   plots(rows, widths, pairs, ntk_width, args.out)
   result = {
-    "command": ("python benchmarks/graphon.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip(),
     "settings": {
       "widths": widths,
       "steps": steps,
@@ -219,15 +217,12 @@ def main(argv=None) -> None:
     "rows": rows,
     "seconds": time.time() - t0,
   }
-  (args.out / "results.json").write_text(json.dumps(result, indent=1))
+  _common.save_json(args.out / "results.json", result, cmd=_common.command(argv, __file__))
   print(f"\nwrote {args.out} in {time.time() - t0:.0f}s")
 
 
 def plots(rows, widths, pairs, ntk_width, out_dir):
-  import matplotlib  # noqa: PLC0415 - plotting only when the study runs
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  plt = _common.pyplot()
 
   fig, axes = plt.subplots(
     len(rows), len(widths), figsize=(1.6 * len(widths), 1.6 * len(rows)), squeeze=False

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-
-import ham_optax
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import models
+
+import ham_optax
+
+import _common
 
 OUT = Path(__file__).resolve().parent / "results" / "graphs"
 
@@ -110,11 +111,11 @@ def _make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent
       logits = apply(p, rest, tr_x)
       return optax.softmax_cross_entropy_with_integer_labels(logits, tr_y).mean()
 
+    train_step = _common.train_step(loss_fn, tx)
+
     def body(carry, k):
       p, st, beyond, clipped = carry
-      loss, g = jax.value_and_grad(loss_fn)(p)
-      updates, st = tx.update(g, st, p)
-      p_new = optax.apply_updates(p, updates)
+      p_new, st, loss, g = train_step(p, st)
       ks = [x for x, on in zip(jax.tree.leaves(p_new), jax.tree.leaves(mask), strict=True) if on]
       gs = [x for x, on in zip(jax.tree.leaves(g), jax.tree.leaves(mask), strict=True) if on]
       n = sum(x.size for x in ks)
@@ -165,22 +166,6 @@ def _best(metrics: dict[str, np.ndarray], candidates: list[int]) -> int:
   return max(candidates, key=lambda i: val[i])
 
 
-def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-  """Paired t-test of ``b - a`` over seeds (runs where either diverged are dropped)."""
-  from scipy import stats
-
-  ok = np.isfinite(a) & np.isfinite(b)
-  d = b[ok] - a[ok]
-  if ok.sum() < 2 or np.allclose(d, d[0]):
-    return {
-      "mean_diff": float(d.mean()) if ok.any() else float("nan"),
-      "p_value": float("nan"),
-      "n": int(ok.sum()),
-    }
-  t = stats.ttest_rel(b[ok], a[ok])
-  return {"mean_diff": float(d.mean()), "p_value": float(t.pvalue), "n": int(ok.sum())}
-
-
 def _nanmean_rows(a: np.ndarray) -> list[float]:
   """Row means over the finite entries; NaN for a row without any (every run of that config diverged)."""
   ok = np.isfinite(a)
@@ -206,7 +191,7 @@ def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str,
   key = (model, h)
   if key not in cache:
     cache[key] = {
-      "tune": build_seeds(model, h, [1000 + s for s in range(args.tune_seeds)], args),
+      "tune": build_seeds(model, h, _common.tuning_seeds(args.tune_seeds), args),
       "test": build_seeds(model, h, list(range(args.test_seeds)), args),
     }
   tune, test = cache[key]["tune"], cache[key]["test"]
@@ -241,8 +226,8 @@ def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str,
     res[n] = {"lr": finals[n][0], "alpha": finals[n][1], "wd": finals[n][2], **_summary(fm, j)}
   base, alpha0 = fm["test_acc"][0], fm["test_acc"][1]
   for j, n in enumerate(names[2:], start=2):
-    res[n]["vs_baseline"] = paired(base, fm["test_acc"][j])
-    res[n]["vs_alpha0"] = paired(alpha0, fm["test_acc"][j])
+    res[n]["vs_baseline"] = _common.paired_test(base, fm["test_acc"][j])
+    res[n]["vs_alpha0"] = _common.paired_test(alpha0, fm["test_acc"][j])
   val = np.nan_to_num(s2_ham["val_acc"], nan=0.0)
   res["tuning"] = {
     "lrs": list(lrs),
@@ -300,10 +285,7 @@ def _paired_diffs(c: dict[str, Any], method: str, reference: str) -> np.ndarray:
 
 def figure(cells: list[dict[str, Any]], path: Path) -> None:
   """Best alpha against h, and paired test-accuracy differences (mean ± std over the test seeds)."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _common.pyplot()
 
   groups = sorted({(c["model"], c["inner"]) for c in cells})
   panels = [
@@ -347,10 +329,7 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
 
 def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
   """Per (model, inner): validation accuracy and weight diagnostics against alpha (tuning graphs), one line per h."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _common.pyplot()
 
   groups = sorted({(c["model"], c["inner"]) for c in cells})
   cols = [
@@ -381,22 +360,13 @@ def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> str:
+  """``table.md`` and the figures from a result (``results.json`` is saved by the run itself)."""
   cells = result["cells"]
   text = table(cells)
-  (out / "results.json").write_text(json.dumps(result, indent=1))
   (out / "table.md").write_text(f"`{result['command']}`\n\n{text}\n")
   figure(cells, out / "graphs.png")
   mechanism_figure(cells, out / "mechanism.png")
   return text
-
-
-def _display_path(path: Path) -> str:
-  """``path`` relative to the repository when inside it (results carry no machine-specific paths)."""
-  root = Path(__file__).resolve().parent.parent
-  try:
-    return str(path.resolve().relative_to(root))
-  except ValueError:
-    return str(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -453,11 +423,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     cache.clear()
   wall = time.perf_counter() - t0
-  command = "python benchmarks/graphs.py " + " ".join(sys.argv[1:] if argv is None else argv)
-  saved_args = {k: _display_path(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-  result = {"command": command.strip(), "args": saved_args, "wall_time_s": wall, "cells": cells}
+  saved_args = {k: _common.display_path(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+  provenance = _common.provenance(_common.command(argv, __file__))
+  result = {**provenance, "args": saved_args, "wall_time_s": wall, "cells": cells}
+  _common.write_json(args.out / "results.json", result)
   print(write_outputs(result, args.out))
-  print(f"wrote {_display_path(args.out)}/: results.json, table.md, graphs.png, mechanism.png ({wall:.0f} s)")
+  print(
+    f"wrote {_common.display_path(args.out)}/: results.json, table.md, graphs.png, mechanism.png ({wall:.0f} s)"
+  )
 
 
 if __name__ == "__main__":

@@ -281,13 +281,11 @@ def _advance(
   method: Method, Z: jax.Array, y: jax.Array, carry: Any, lr: float, steps_per_record: int, n_records: int
 ) -> tuple[Any, jax.Array]:
   """``n_records * steps_per_record`` optimizer steps under ``lax.scan``; returns x every ``steps_per_record``."""
-  tx = method.tx(lr)
+  train_step = _common.train_step(functools.partial(_loss, method, Z, y), method.tx(lr))
 
   def step(carry, _):
-    params, state = carry
-    grads = jax.grad(functools.partial(_loss, method, Z, y))(params)
-    updates, state = tx.update(grads, state, params)
-    return (optax.apply_updates(params, updates), state), None
+    params, state, _, _ = train_step(*carry)
+    return (params, state), None
 
   def chunk(carry, _):
     carry, _ = jax.lax.scan(step, carry, None, length=steps_per_record)
@@ -410,7 +408,7 @@ def main_table(
   }
 
 
-def summarize_family(out: pathlib.Path) -> dict[str, Any]:
+def summarize_family(out: pathlib.Path, cmd: str | None = None) -> dict[str, Any]:
   """Mean ± std over the ``results_family_seed*.json`` in ``out`` of L1 / basis-pursuit L1 and the gap to the
   predicted limit, written to ``family_summary.json`` (the README's numbers) and printed."""
   runs = [json.loads(p.read_text()) for p in sorted(out.glob("results_family_seed*.json"))]
@@ -434,7 +432,7 @@ def summarize_family(out: pathlib.Path) -> dict[str, Any]:
       for label, d in rows.items()
     },
   }
-  (out / "family_summary.json").write_text(json.dumps(summary, indent=1))
+  _common.save_json(out / "family_summary.json", summary, cmd=cmd)
   print(f"\nL1 / basis pursuit over seeds {summary['seeds']} (mean ± std):")
   for label, r in summary["rows"].items():
     print(f"  {label:<30}{r['l1_over_bp_mean']:.4f} ± {r['l1_over_bp_std']:.4f}")
@@ -530,17 +528,8 @@ def recovery(
 # ---------------------------------------------------------------------------------------------
 
 
-def _plt():
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  return plt
-
-
 def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Path]:
-  plt = _plt()
+  plt = _common.pyplot()
   paths = []
   table = results["table"]
   rows = table["rows"]
@@ -669,6 +658,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     "--family-only", action="store_true", help="only the main table for GD, HAM a=10, m*w and the m*w family"
   )
   args = parser.parse_args(argv)
+  cmd = _common.command(argv, __file__)
 
   jax.config.update("jax_enable_x64", True)
   if args.replot:
@@ -676,7 +666,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg = results["config"]
     pb = make_problem(cfg["seed"], init_scale=cfg["init_scale"])
     results["l1_vs_alpha"] = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    _common.write_json(args.out / "results.json", results)
     for p in plot_all(results, args.out):
       print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")
     return results
@@ -700,8 +690,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = main_table(make_problem(args.seed, init_scale=init_scale), methods, c, max_steps, record_time)
     print_table(table)
     payload = {"fast": args.fast, "seed": args.seed, "table": table}
-    _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload)
-    summarize_family(args.out)
+    _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload, cmd=cmd)
+    summarize_family(args.out, cmd)
     return {"table": table}
   methods.update(family)
   t0 = time.perf_counter()
@@ -746,7 +736,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     "recovery": rec,
     "seconds": time.perf_counter() - t0,
   }
-  _common.save_json(args.out / "results.json", results)
+  _common.save_json(args.out / "results.json", results, cmd=cmd)
   if not args.no_plots:
     for p in plot_all(results, args.out):
       print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")

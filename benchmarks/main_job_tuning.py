@@ -23,17 +23,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
 from ham_optax_examples import data as data_lib
 from ham_optax_examples.configs.default import MAIN_JOB, Config
-from ham_optax_examples.train import train_and_evaluate
 
-TUNING_SEED0 = 1000
+import _common
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -84,32 +81,28 @@ def main(argv=None) -> None:
       print(f"{model}/{sparsifier}:", choose(payload["runs"], model, method, args.alphas))
     return
   out = Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
   dataset = data_lib.load_dataset(MAIN_JOB["dataset"])
-  seeds = [TUNING_SEED0 + i for i in range(1 if args.fast else args.tuning_seeds)]
+  seeds = _common.tuning_seeds(1 if args.fast else args.tuning_seeds)
   rows, choices = [], {}
   t0 = time.perf_counter()
 
   def score(config: Config) -> tuple[float, int]:
-    vals, diverged = [], 0
-    for seed in seeds:
-      r = train_and_evaluate(config.replace(seed=seed), dataset)
-      diverged += bool(r["diverged"])
-      if not r["diverged"]:
-        vals.append(r["val_acc"])
-      rows.append(
-        {
-          "model": config.model,
-          "method": config.method,
-          "lr": config.learning_rate,
-          "alpha": config.alpha if config.ham else None,
-          "beta": config.beta if config.ham else None,
-          "seed": seed,
-          "val_acc": r["val_acc"],
-          "diverged": r["diverged"],
-        }
-      )
-    mean = float(np.mean(vals)) if vals else float("nan")
+    runs = _common.train_seeds(config, dataset, seeds)
+    diverged = sum(bool(r["diverged"]) for r in runs)
+    rows.extend(
+      {
+        "model": config.model,
+        "method": config.method,
+        "lr": config.learning_rate,
+        "alpha": config.alpha if config.ham else None,
+        "beta": config.beta if config.ham else None,
+        "seed": seed,
+        "val_acc": r["val_acc"],
+        "diverged": r["diverged"],
+      }
+      for seed, r in zip(seeds, runs, strict=True)
+    )
+    mean = _common.mean_val_acc(runs, diverged=None)
     ham = f" alpha={config.alpha:g} beta={config.beta:g}" if config.ham else ""
     print(
       f"[{time.perf_counter() - t0:6.0f}s] {config.model:9s} {config.method:11s} lr={config.learning_rate:g}{ham}: "
@@ -139,14 +132,13 @@ def main(argv=None) -> None:
       raise SystemExit(f"{model}/{sparsifier}: no stable HAM setting on the grid")
     choices[f"{model}/{sparsifier}"] = choice
     payload = {
-      "command": "python benchmarks/main_job_tuning.py " + " ".join(sys.argv[1:] if argv is None else argv),
       "args": vars(args),
       "tuning_seeds": seeds,
       "choices": choices,
       "runs": rows,
       "wall_time_s": time.perf_counter() - t0,
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=1))
+    _common.save_json(out / "results.json", payload, cmd=_common.command(argv, __file__))
   print("\nchoices (validation accuracy, no diverged tuning seed):")
   for key, c in choices.items():
     print(f"  {key}: lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g}")

@@ -30,9 +30,7 @@ Outputs (``benchmarks/results/mirror_flows/``): ``results.json`` (with the comma
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import sys
 import time
 
 import jax
@@ -43,6 +41,8 @@ import optax
 import ham_optax
 from ham_optax.metrics import escape_step
 from ham_optax.overparam import deep_diagonal
+
+import _common
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "mirror_flows"
 OPTIMIZERS = ("GD", "sign", "Adam", "AdamW", "HAM")
@@ -87,11 +87,10 @@ def train(inner, depth: int, init_scale: float, a, y, steps: int, x_star=None):
   x0 = jnp.zeros(a.shape[1])
   off = jnp.zeros_like(x0) if x_star is None else (x_star == 0)
 
+  train_step = _common.train_step(loss_fn, tx)
+
   def step(carry, _):
-    x, state = carry
-    loss, g = jax.value_and_grad(loss_fn)(x)
-    upd, state = tx.update(g, state, x)
-    x = x + upd
+    x, state, loss, _ = train_step(*carry)
     bal = jnp.sum(jnp.minimum(jnp.abs(state.u), jnp.abs(state.v)) ** depth)
     diag = {"loss": loss, "balance": bal, "off_support": jnp.sum(jnp.abs(x) * off)}
     return (x, state), diag
@@ -101,10 +100,10 @@ def train(inner, depth: int, init_scale: float, a, y, steps: int, x_star=None):
   return losses, diag, x
 
 
-def escape_grid(lrs, depths, seeds, steps, init_scale):
+def escape_grid(lrs, depths, seeds, steps, init_scale, optimizers=OPTIMIZERS):
   """Escape step per optimizer x depth x seed x lr, plus divergence flags and loss curves."""
   out = {}
-  for name in OPTIMIZERS:
+  for name in optimizers:
     for depth in depths:
       per_seed, curves = [], []
       for seed in seeds:
@@ -173,10 +172,7 @@ def _fmt_escape(esc_seeds):
 
 
 def plots(lrs, depths, grid, steps, out_dir):
-  import matplotlib  # noqa: PLC0415 - plotting only when the study runs
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  plt = _common.pyplot()
 
   fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), sharey=True)
   for ax, depth in zip(np.atleast_1d(axes), depths, strict=True):
@@ -212,10 +208,7 @@ def plots(lrs, depths, grid, steps, out_dir):
 
 def plot_decay(decay, steps, out_dir):
   """Balance and loss curves of the weight-decay study (``steps``: its length)."""
-  import matplotlib  # noqa: PLC0415 - plotting only when the study runs
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  plt = _common.pyplot()
 
   wds = sorted({r["wd"] for r in decay})
   fig, axes = plt.subplots(2, len(wds), figsize=(3.8 * len(wds), 5.6), squeeze=False)
@@ -277,9 +270,6 @@ def main(argv=None) -> None:
   plots(lrs, depths, grid, steps, args.out)
   plot_decay(decay, decay_steps, args.out)
   result = {
-    "command": (
-      "python benchmarks/mirror_flows.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    ).strip(),
     "settings": {
       "depths": list(depths),
       "lrs": lrs.tolist(),
@@ -299,7 +289,7 @@ def main(argv=None) -> None:
     "decay": decay,
     "seconds": time.time() - t0,
   }
-  (args.out / "results.json").write_text(json.dumps(result, indent=1))
+  _common.save_json(args.out / "results.json", result, cmd=_common.command(argv, __file__))
   print(f"\nwrote {args.out} in {time.time() - t0:.0f}s")
 
 

@@ -24,11 +24,10 @@ Usage: ``python benchmarks/nanoadam_finetune.py`` (defaults: seeds 0 1 2, 20 epo
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
-import sys
 import time
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,9 +37,11 @@ import optax
 import ham_optax
 from ham_optax.overparam import state_nbytes
 
+import _common
+
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "nanoadam_finetune"
 SHIFT = dict(corr_noise_scale=0.4, iid_noise_scale=0.05, shear_scale=1.0)
-TUNE_SEED = 100
+TUNE_SEED = _common.SMALL_TUNING_SEED0
 BATCH = 32
 
 
@@ -87,13 +88,8 @@ def accuracy(ps: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
 
 def train(ps, tx, x, y, epochs: int, bs: int, seed: int):
   st = tx.init(ps)
-
-  @jax.jit
-  def step(ps, st, xb, yb):
-    g = jax.grad(loss)(ps, xb, yb)
-    u, st = tx.update(g, st, ps)
-    return optax.apply_updates(ps, u), st
-
+  full_step = _common.train_step(loss, tx)
+  step = jax.jit(lambda *a: full_step(*a)[:2])  # params and state (the loss and gradients are not kept)
   rng = np.random.default_rng(seed)
   for _ in range(epochs):
     perm = rng.permutation(len(x))
@@ -101,6 +97,38 @@ def train(ps, tx, x, y, epochs: int, bs: int, seed: int):
       j = perm[i : i + bs]
       ps, st = step(ps, st, x[j], y[j])
   return ps
+
+
+class Task(NamedTuple):
+  """The two tasks (``(x, y, x_test, y_test)`` each), the new task's fit / validation split, and the model
+  pre-trained on the old task."""
+
+  old: tuple[np.ndarray, ...]
+  new: tuple[np.ndarray, ...]
+  fit_x: np.ndarray
+  fit_y: np.ndarray
+  val_x: np.ndarray
+  val_y: np.ndarray
+  pretrained: dict[str, jax.Array]
+
+  @classmethod
+  def create(cls, pretrain_epochs: int) -> Task:
+    """The tasks, and the MLP pre-trained with Adam (lr 1e-3, batch 128, seed 0) for ``pretrain_epochs``."""
+    old = make_data(42, 5000)
+    new = make_data(7, 2500, **SHIFT)  # 2000 train (1600 fit + 400 validation) / 500 test
+    pre = train(init_mlp(jax.random.PRNGKey(0)), optax.adam(1e-3), old[0], old[1], pretrain_epochs, 128, 0)
+    return cls(old, new, new[0][:1600], new[1][:1600], new[0][1600:], new[1][1600:], pre)
+
+  def finetune(self, tx: optax.GradientTransformation, epochs: int, seed: int) -> dict[str, Any]:
+    """Fine-tunes the pre-trained model with ``tx`` on the fit split; validation and both test accuracies."""
+    ps = train(self.pretrained, tx, self.fit_x, self.fit_y, epochs, BATCH, seed)
+    finite = all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(ps))
+    return {
+      "diverged": not finite,
+      "val": float(accuracy(ps, self.val_x, self.val_y)),
+      "new_test": float(accuracy(ps, self.new[2], self.new[3])),
+      "old_test": float(accuracy(ps, self.old[2], self.old[3])),
+    }
 
 
 LR_GRID = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)  # the same 5 values for every method
@@ -123,10 +151,7 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def _plot(results: dict, out: pathlib.Path) -> pathlib.Path:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _common.pyplot()
 
   names = list(results["summary"])
   fig, ax = plt.subplots(figsize=(6.4, 3.2))
@@ -161,29 +186,19 @@ def main(argv: list[str] | None = None) -> dict:
     args.seeds, args.epochs, args.pretrain_epochs = args.seeds[:1], 2, 2
   t0 = time.perf_counter()
 
-  old = make_data(42, 5000)
-  new = make_data(7, 2500, **SHIFT)  # 2000 train (1600 fit + 400 validation) / 500 test
-  fit_x, fit_y, val_x, val_y = new[0][:1600], new[1][:1600], new[0][1600:], new[1][1600:]
-  pre = train(init_mlp(jax.random.PRNGKey(0)), optax.adam(1e-3), old[0], old[1], args.pretrain_epochs, 128, 0)
+  task = Task.create(args.pretrain_epochs)
+  pre, old, new = task.pretrained, task.old, task.new
   before = {
     "old_test": float(accuracy(pre, old[2], old[3])),
     "new_test": float(accuracy(pre, new[2], new[3])),
   }
   print(f"pre-trained: old task {100 * before['old_test']:.1f} %, new task {100 * before['new_test']:.1f} %")
 
-  steps_per_epoch = len(fit_x) // BATCH
-  total = steps_per_epoch * args.epochs
-  table = methods(steps_per_epoch, total)
+  steps_per_epoch = len(task.fit_x) // BATCH
+  table = methods(steps_per_epoch, steps_per_epoch * args.epochs)
 
   def finetune(make, lr, seed):
-    ps = train(pre, make(lr), fit_x, fit_y, args.epochs, BATCH, seed)
-    finite = all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(ps))
-    return {
-      "diverged": not finite,
-      "val": float(accuracy(ps, val_x, val_y)),
-      "new_test": float(accuracy(ps, new[2], new[3])),
-      "old_test": float(accuracy(ps, old[2], old[3])),
-    }
+    return task.finetune(make(lr), args.epochs, seed)
 
   tuning, best = {}, {}
   for name, make in table.items():
@@ -205,15 +220,12 @@ def main(argv: list[str] | None = None) -> dict:
       "state_bytes": state_nbytes(table[name](best[name]), pre),
     }
     if name != "Adam" and len(args.seeds) > 1:
-      from scipy import stats
-
       tests[name] = {
-        key: float(stats.ttest_rel([r[key] for r in runs], [r[key] for r in final["Adam"]]).pvalue)
+        key: _common.paired_p([r[key] for r in final["Adam"]], [r[key] for r in runs])
         for key in ("new_test", "old_test")
       }
 
   results = {
-    "command": "python benchmarks/nanoadam_finetune.py " + " ".join(sys.argv[1:] if argv is None else argv),
     "config": {
       "seeds": args.seeds,
       "tune_seed": TUNE_SEED,
@@ -244,8 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
       f"{p.get('new_test', float('nan')):>8.2f}{p.get('old_test', float('nan')):>8.2f}{r['state_bytes'] / 1024:>11.1f}"
       + (f"  ({r['diverged']} diverged)" if r["diverged"] else "")
     )
-  args.out.mkdir(parents=True, exist_ok=True)
-  (args.out / "results.json").write_text(json.dumps(results, indent=1))
+  _common.save_json(args.out / "results.json", results, cmd=_common.command(argv, __file__))
   print(f"saved {args.out / 'results.json'} and {_plot(results, args.out)}; {results['seconds']:.0f} s")
   return results
 

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     nb = state_nbytes(nanoadam(1e-4, f, 100), params)
     payload["bytes"][f"nanoadam fraction={f}"] = nb
     print(f"nanoadam fraction={f:<5} {nb / mib:7.1f} MiB vs adam {a / mib:.1f} MiB ({a / nb:.1f}x smaller)")
-  _common.save_json(pathlib.Path(args.out) / "memory.json", payload)
+  _common.save_json(pathlib.Path(args.out) / "memory.json", payload, cmd=_common.command(argv, __file__))
   return payload
 
 

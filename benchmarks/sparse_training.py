@@ -39,17 +39,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-import ham_optax
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import report
 from ham_optax_examples.configs.default import Config
-from ham_optax_examples.train import suggested_alpha, train_and_evaluate
+from ham_optax_examples.train import suggested_alpha
+
+import ham_optax
 
 import _common
 
 SPARSIFIERS = ("none", "random", "magnitude", "acdc", "rigl")
-TUNING_SEED0 = 1000
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -148,12 +147,12 @@ def main(argv=None) -> None:
     sparsity=args.sparsity,
     progress=False,
   )
-  tuning_seeds = [TUNING_SEED0 + i for i in range(args.tuning_seeds)]
+  tuning_seeds = _common.tuning_seeds(args.tuning_seeds)
   tuning_rows, choices, final = [], {}, []
+  provenance = _common.provenance(_common.command(argv, __file__))
   t0 = time.perf_counter()
 
-  def run(config):
-    r = train_and_evaluate(config, dataset)
+  def log(config, r):
     c = r["config"]  # resolved: defaults filled in
     outcome = (
       f"diverged at epoch {r['diverged_epoch']}"
@@ -165,32 +164,24 @@ def main(argv=None) -> None:
       f"alpha={c['alpha']:g} beta={c['beta']:g} seed={config.seed}: {outcome}",
       flush=True,
     )
-    return r
 
-  def with_seed(config, seed):
-    config = config.replace(seed=seed)
-    if config.ham and config.alpha < 0:  # "HAM tuned": alpha from suggest_alpha for this model, lr and seed
-      config = config.replace(alpha=suggested_alpha(config, dataset, args.target_ratio))
-    return config
+  def suggest(config):  # "HAM tuned": alpha from suggest_alpha for this model, learning rate and seed
+    return config.replace(alpha=suggested_alpha(config, dataset, args.target_ratio))
 
-  def tune(configs):
-    scores = []
-    for config in configs:
-      # A diverged tuning run scores 0 (it has no accuracy), so a setting that diverges is not chosen.
-      vals = [run(with_seed(config, s))["val_acc"] or 0.0 for s in tuning_seeds]
-      score = float(np.mean(vals))
+  def tune(configs, prepare=None):
+    best, scores, _ = _common.tune(configs, dataset, tuning_seeds, prepare, log)
+    for config, score in zip(configs, scores, strict=True):
       tuning_rows.append(
         {
           "method": config.method,
           "lr": config.learning_rate,
-          "alpha": (config.alpha if config.alpha >= 0 else "suggested") if config.ham else "",
+          "alpha": ("suggested" if prepare is suggest else config.alpha) if config.ham else "",
           "beta": config.beta if config.ham else "",
           "sign_in": f"c={config.sign_in_balance:g},every={config.sign_in_every}" if config.sign_in else "",
           "val_acc_mean": score,
         }
       )
-      scores.append(score)
-    return configs[int(np.argmax(scores))]
+    return configs[best]
 
   for sparsifier in args.sparsifiers:
     cfg = base.replace(sparsifier=sparsifier)
@@ -203,12 +194,12 @@ def main(argv=None) -> None:
       "alpha": best_ham.alpha,
       "beta": best_ham.beta,
     }
-    finals = [best_base, best_ham]
+    finals = [(best_base, None), (best_ham, None)]
     if not args.no_ham_tuned:
-      # HAM's own lr, jointly with alpha = suggest_alpha(lr) (alpha < 0 marks "suggest at each seed").
-      best_tuned = tune([cfg.replace(learning_rate=lr, ham=True, alpha=-1.0, beta=0.0) for lr in args.lrs])
+      # HAM's own lr, jointly with alpha = suggest_alpha(lr) at each seed.
+      best_tuned = tune([cfg.replace(learning_rate=lr, ham=True, beta=0.0) for lr in args.lrs], suggest)
       choices[sparsifier]["tuned_lr"] = best_tuned.learning_rate
-      finals.append(best_tuned)
+      finals.append((best_tuned, suggest))
     if sparsifier == "random" and args.sign_in_balances:
       # Sign-In + random PaI next to HAM + random PaI (HAM paper, Table 2), same protocol.
       best_sign_in = tune(
@@ -219,11 +210,10 @@ def main(argv=None) -> None:
       )
       choices[sparsifier]["sign_in_balance"] = best_sign_in.sign_in_balance
       choices[sparsifier]["sign_in_every"] = best_sign_in.sign_in_every
-      finals.append(best_sign_in)
-    for config in finals:
-      for seed in range(args.seeds):
-        r = run(with_seed(config, seed))
-        if config.ham and config.alpha < 0:
+      finals.append((best_sign_in, None))
+    for config, prepare in finals:
+      for r in _common.train_seeds(config, dataset, range(args.seeds), prepare, log):
+        if prepare is suggest:
           r["method"] += " tuned"
         final.append(r)
     # Save after every sparsifier so a partial run still leaves results behind.
@@ -232,6 +222,7 @@ def main(argv=None) -> None:
       writer.writeheader()
       writer.writerows(tuning_rows)
     extra = {
+      **provenance,
       "argv": vars(args),
       "choices": choices,
       "tuning": tuning_rows,
@@ -247,7 +238,7 @@ def main(argv=None) -> None:
     f"{args.dataset} / {args.model}, sparsity {args.sparsity}, {args.epochs} epochs, {args.seeds} seeds",
   )
   print(f"\nwall time {time.perf_counter() - t0:.0f} s; results in {out}")
-  (out / "choices.json").write_text(json.dumps(choices, indent=1))
+  _common.save_json(out / "choices.json", choices, cmd=provenance["command"])
 
 
 if __name__ == "__main__":

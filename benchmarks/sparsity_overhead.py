@@ -75,7 +75,7 @@ def main(argv=None):
     "n_params": n,
     "seconds_per_step": results,
   }
-  _common.save_json(pathlib.Path(args.out) / "timings.json", payload)
+  _common.save_json(pathlib.Path(args.out) / "timings.json", payload, cmd=_common.command(argv, __file__))
   return payload
 
 

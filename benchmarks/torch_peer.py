@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = ap.parse_args(argv)
   res = bench(_common.resnet50_shapes(), reps=args.reps, number=1)
   if args.out:
-    _common.save_json(args.out, res)
+    _common.save_json(args.out, res, cmd=_common.command(argv, __file__))
   return res
 
 

@@ -23,7 +23,7 @@ learning rate; HAM: ``alpha`` at AdamW's selected learning rate), selected on th
 the old task's validation accuracy. Reported: new-task (subtraction) and old-task (addition) test accuracy.
 
 Every comparison with AdamW is paired by seed (same initialisation and data); the p-values are paired
-t-tests (``scipy.stats.ttest_rel``).
+t-tests (``_common.paired_test``).
 
 Usage::
 
@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import grokking
+
+import _common
 
 GROK_METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "ham_sgdm", "sgdm")
 FT_METHODS = ("adamw", "ham_adamw", "nanoadam")
@@ -142,16 +142,6 @@ def _grok_time_score(grok: np.ndarray, steps: int) -> np.ndarray:
   return np.where(np.isnan(grok), 2.0 * steps, grok)
 
 
-def _paired_p(a: np.ndarray, b: np.ndarray) -> float:
-  """Two-sided paired t-test p-value; nan with fewer than 2 finite pairs or identical samples."""
-  from scipy import stats
-
-  ok = np.isfinite(a) & np.isfinite(b)
-  if ok.sum() < 2 or np.allclose(a[ok], b[ok]):
-    return float("nan")
-  return float(stats.ttest_rel(a[ok], b[ok]).pvalue)
-
-
 def _mean_std(x: np.ndarray, scale: float = 1.0, digits: int = 1) -> str:
   x = np.asarray(x, float)
   x = x[np.isfinite(x)]
@@ -186,7 +176,7 @@ def _take(tree, idx):
 def grokking_study(args, add, log) -> tuple[dict, dict]:
   """Tunes and evaluates every method of :data:`GROK_METHODS`; returns results and the AdamW models."""
   train, evals = grokking.run_dataset(add)
-  tune_seeds = list(range(100, 100 + args.tune_seeds))
+  tune_seeds = _common.tuning_seeds(args.tune_seeds, start=_common.SMALL_TUNING_SEED0)
   eval_seeds = list(range(args.seeds))
   graphdef, tune_init = grokking.init_params(tune_seeds, args.p, width=args.width)
   _, eval_init = grokking.init_params(eval_seeds, args.p, width=args.width)
@@ -317,7 +307,7 @@ def tables(res: dict) -> str:
     p = (
       ""
       if m == "adamw"
-      else f"{_paired_p(np.asarray(r['final_test_acc']), np.asarray(base['final_test_acc'])):.3f}"
+      else f"{_common.paired_p(np.asarray(r['final_test_acc']), np.asarray(base['final_test_acc'])):.3f}"
     )
     lines.append(
       f"| {LABELS[m]} | {sel} | {int(np.isfinite(grok).sum())}/{grok.size} | {_mean_std(grok, digits=0)} "
@@ -330,10 +320,10 @@ def tables(res: dict) -> str:
     if m == "adamw":
       continue
     a, b = np.asarray(g[m]["grok_step"], float), np.asarray(base["grok_step"], float)
-    pg.append(f"{LABELS[m]} vs AdamW, grokking step: paired p = {_paired_p(a, b):.3f}")
+    pg.append(f"{LABELS[m]} vs AdamW, grokking step: paired p = {_common.paired_p(a, b):.3f}")
   if "sgdm" in g and "ham_sgdm" in g:
     a, b = np.asarray(g["ham_sgdm"]["final_test_acc"]), np.asarray(g["sgdm"]["final_test_acc"])
-    pg.append(f"HAM(SGD+momentum) vs SGD+momentum, final test acc: paired p = {_paired_p(a, b):.3f}")
+    pg.append(f"HAM(SGD+momentum) vs SGD+momentum, final test acc: paired p = {_common.paired_p(a, b):.3f}")
   lines += ["; ".join(pg), ""]
   if not f:
     return "\n".join(lines)
@@ -348,12 +338,12 @@ def tables(res: dict) -> str:
     pn = (
       ""
       if m == "adamw"
-      else f"{_paired_p(np.asarray(r['new_test_acc']), np.asarray(fb['new_test_acc'])):.3f}"
+      else f"{_common.paired_p(np.asarray(r['new_test_acc']), np.asarray(fb['new_test_acc'])):.3f}"
     )
     po = (
       ""
       if m == "adamw"
-      else f"{_paired_p(np.asarray(r['old_test_acc']), np.asarray(fb['old_test_acc'])):.3f}"
+      else f"{_common.paired_p(np.asarray(r['old_test_acc']), np.asarray(fb['old_test_acc'])):.3f}"
     )
     lines.append(
       f"| {LABELS[m]} | {sel} | {_mean_std(r['new_test_acc'], 100)} | {_mean_std(r['old_test_acc'], 100)} "
@@ -363,10 +353,7 @@ def tables(res: dict) -> str:
 
 
 def figures(res: dict, out: Path) -> list[str]:
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = _common.pyplot()
 
   g = res["grokking"]
   fig, axes = plt.subplots(1, len(g), figsize=(4 * len(g), 3.2), sharey=True)
@@ -427,7 +414,7 @@ def main(argv: list[str] | None = None) -> dict:
   grok, models_for_ft = grokking_study(args, add, log)
   ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, None, log)
   res = {
-    "command": "python benchmarks/transformers.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    **_common.provenance(_common.command(argv, __file__)),
     "args": vars(args),
     "sizes": {
       "p": args.p,
@@ -443,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
     "finetune": ft,
     "wall_time_s": time.perf_counter() - t_start,
   }
-  (out / "results.json").write_text(json.dumps(res, indent=1))
+  _common.write_json(out / "results.json", res)
   log(f"done; results in {out}")
   return _finish(res, out)
 
@@ -452,7 +439,7 @@ def _finish(res: dict, out: Path) -> dict:
   """Tables (printed, ``tables.md``) and figures from the results; adds them to ``results.json``."""
   res["tables"] = tables(res)
   res["figures"] = figures(res, out)
-  (out / "results.json").write_text(json.dumps(res, indent=1))
+  _common.write_json(out / "results.json", res)
   (out / "tables.md").write_text(f"Command: `{res['command']}`\n\n{res['tables']}\n")
   print(res["tables"])
   return res

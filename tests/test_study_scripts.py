@@ -1,23 +1,169 @@
-"""Smoke runs of the mirror-flow and graphon study scripts (slow: each compiles a few dozen small programs)."""
+"""The benchmarks' helper module (``benchmarks/_common.py``), and smoke runs of the mirror-flow and graphon study
+scripts (slow: each compiles a few dozen small programs)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import os
 import pathlib
+import shutil
+import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
+from scipy import stats
 
-_BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+import ham_optax
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_BENCH = _REPO / "benchmarks"
 
 
 def _load(name: str):
+  if str(_BENCH) not in sys.path:
+    sys.path.insert(0, str(_BENCH))  # the scripts import their sibling `_common`, as a script run would
   spec = importlib.util.spec_from_file_location(f"{name}_benchmark", _BENCH / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   sys.modules[spec.name] = module
   spec.loader.exec_module(module)
   return module
+
+
+common = _load("_common")
+
+
+# -- the paired test -------------------------------------------------------------------------------------------
+
+
+def test_paired_test_is_scipys_paired_t_test_over_the_finite_pairs():
+  rng = np.random.default_rng(0)
+  base, other = rng.normal(size=8), rng.normal(0.5, 1.0, size=8)
+  base[2], other[5] = np.nan, np.inf  # diverged runs: their pairs are dropped
+  keep = np.ones(8, bool)
+  keep[[2, 5]] = False
+  got = common.paired_test(base, other)
+  assert got["n"] == 6
+  np.testing.assert_allclose(got["mean_diff"], np.mean(other[keep] - base[keep]), rtol=1e-12)
+  np.testing.assert_allclose(got["p_value"], stats.ttest_rel(other[keep], base[keep]).pvalue, rtol=1e-12)
+  assert common.paired_p(other, base) == pytest.approx(got["p_value"], rel=1e-12)  # two-sided: symmetric
+
+
+@pytest.mark.parametrize(
+  "base,other,mean_diff,n",
+  [
+    ([0.5, 0.6, 0.7], [0.5, 0.6, 0.7], 0.0, 3),  # identical on every seed
+    ([0.5, 0.6, 0.7], [0.6, 0.7, 0.8], 0.1, 3),  # the same difference on every seed: zero variance
+    ([0.5, np.nan, 0.7], [0.6, 0.9, np.nan], 0.1, 1),  # one finite pair
+    ([np.nan], [0.5], np.nan, 0),
+  ],
+)
+def test_paired_test_has_no_p_value_where_the_t_statistic_is_undefined(base, other, mean_diff, n):
+  got = common.paired_test(base, other)
+  assert np.isnan(got["p_value"]) and got["n"] == n
+  np.testing.assert_allclose(got["mean_diff"], mean_diff, rtol=1e-9)
+
+
+# -- saving with the command and the code --------------------------------------------------------------------
+
+
+def _digest_by_walking() -> str:
+  root = pathlib.Path(ham_optax.__file__).resolve().parent
+  files = []
+  for folder, _, names in os.walk(root):
+    files += [pathlib.Path(folder, n) for n in names if n.endswith(".py")]
+  h = hashlib.sha256()
+  for rel in sorted(f.relative_to(root).as_posix() for f in files):
+    h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+  return h.hexdigest()
+
+
+def test_save_json_records_the_command_and_the_code(tmp_path):
+  path = common.save_json(
+    tmp_path / "a" / "results.json", {"x": [1.5, 2]}, cmd="python benchmarks/x.py --fast"
+  )
+  saved = json.loads(path.read_text())
+  assert saved["command"] == "python benchmarks/x.py --fast" and saved["x"] == [1.5, 2]
+  code = saved["code_version"]
+  assert code["ham_optax"] == ham_optax.__version__
+  assert code["library_sha256"] == _digest_by_walking()
+  if shutil.which("git") and (_REPO / ".git").exists():
+    head = subprocess.run(["git", "-C", str(_REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert code["commit"] == head.stdout.strip()
+    assert isinstance(code["library_modified"], bool)
+  assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_write_json_keeps_a_loaded_results_provenance(tmp_path):
+  payload = {"command": "python benchmarks/old.py", "code_version": {"commit": "abc"}, "y": 1}
+  saved = json.loads(common.write_json(tmp_path / "r.json", payload).read_text())
+  assert saved == payload
+  resaved = json.loads(common.save_json(tmp_path / "r.json", payload).read_text())
+  assert resaved["code_version"] == {"commit": "abc"}  # keys of the payload win
+
+
+def test_command_names_the_script_and_its_arguments():
+  cmd = common.command(["--fast", "--out", "a b"], _BENCH / "graphs.py")
+  assert cmd == "python benchmarks/graphs.py --fast --out 'a b'"
+
+
+# -- the train step and the tuning loop ---------------------------------------------------------------------
+
+
+def test_train_step_is_one_optax_step():
+  def loss(p, x):
+    return jnp.sum((p["w"] * x - 1.0) ** 2), p["w"]
+
+  tx = optax.adam(0.1)
+  params, x = {"w": jnp.array([0.3, -2.0])}, jnp.array([1.0, 2.0])
+  state = tx.init(params)
+  new, new_state, (value, aux), grads = jax.jit(common.train_step(loss, tx, has_aux=True))(params, state, x)
+  want_grads = {"w": 2 * (params["w"] * x - 1.0) * x}
+  updates, want_state = tx.update(want_grads, state, params)
+  np.testing.assert_allclose(grads["w"], want_grads["w"], rtol=1e-6)
+  np.testing.assert_allclose(new["w"], params["w"] + updates["w"], rtol=1e-6)
+  np.testing.assert_allclose(value, jnp.sum((params["w"] * x - 1.0) ** 2), rtol=1e-6)
+  np.testing.assert_allclose(aux, params["w"])
+  np.testing.assert_allclose(new_state[0].mu["w"], want_state[0].mu["w"], rtol=1e-6)
+
+
+class _Config:
+  def __init__(self, lr, seed=None):
+    self.lr, self.seed = lr, seed
+
+  def replace(self, **kw):
+    return _Config(kw.get("lr", self.lr), kw.get("seed", self.seed))
+
+
+def test_tune_scores_the_mean_validation_accuracy_and_zero_for_a_diverged_run(monkeypatch):
+  import ham_optax_examples.train
+
+  table = {(0.1, 1000): 0.5, (0.1, 1001): 0.7, (0.2, 1000): 0.9, (0.2, 1001): None, (0.4, 1000): 0.55}
+  table[(0.4, 1001)] = 0.6
+
+  def fake(config, dataset):
+    val = table[(config.lr, config.seed)]
+    return {"val_acc": val, "diverged": val is None, "seed": config.seed}
+
+  monkeypatch.setattr(ham_optax_examples.train, "train_and_evaluate", fake)
+  seen = []
+  best, scores, runs = common.tune(
+    [_Config(0.1), _Config(0.2), _Config(0.4)],
+    None,
+    common.tuning_seeds(2),
+    log=lambda c, r: seen.append(c.seed),
+  )
+  np.testing.assert_allclose(scores, [0.6, 0.45, 0.575])
+  assert best == 0 and seen == [1000, 1001] * 3 and [r["seed"] for r in runs[1]] == [1000, 1001]
+  assert common.mean_val_acc(runs[1], diverged=None) == pytest.approx(0.9)
+
+
+# -- smoke runs ----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -32,5 +178,6 @@ def test_fast_run_writes_results(name, figures, tmp_path):
   _load(name).main(["--fast", "--out", str(tmp_path)])
   result = json.loads((tmp_path / "results.json").read_text())
   assert result["command"].startswith(f"python benchmarks/{name}.py --fast")
+  assert result["code_version"]["library_sha256"] == _digest_by_walking()
   for fig in figures:
     assert (tmp_path / fig).stat().st_size > 0
