@@ -32,9 +32,6 @@ def _parse(argv=None):
   p.add_argument("--out", type=Path, required=True)
   p.add_argument("--save-at", type=int, default=-1, help="save a checkpoint after this many steps")
   p.add_argument("--restore", type=Path, default=None, help="restore this checkpoint, then continue")
-  p.add_argument("--die-at", type=int, default=-1, help="process --dying-process exits abruptly at this step")
-  p.add_argument("--dying-process", type=int, default=1)
-  p.add_argument("--watchdog", type=float, default=20.0)
   return p.parse_args(argv)
 
 
@@ -46,12 +43,12 @@ import jax  # noqa: E402  (after XLA_FLAGS: the device count is read when JAX st
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
+from ham_optax_examples import distributed  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 from jax.sharding import AxisType, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import ham_optax  # noqa: E402
-from ham_optax_examples import distributed  # noqa: E402
 
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
 D_IN, HIDDEN, CLASSES, GLOBAL_BATCH = 16, 32, 4, 16
@@ -162,18 +159,14 @@ def main() -> None:
 
   losses = []
   ckptr = ocp.StandardCheckpointer()
-  with distributed.Watchdog(args.watchdog) as watchdog:
-    for t in range(first, args.steps):
-      if t == args.die_at and jax.process_index() == args.dying_process:
-        os._exit(3)  # a crash: no cleanup, no goodbye to the coordinator
-      x = distributed.global_batch(xs[t][rows], batch_x, (GLOBAL_BATCH, D_IN))
-      y = distributed.global_batch(ys[t][rows], batch_y, (GLOBAL_BATCH,))
-      params, state, loss = step(params, state, x, y)
-      losses.append(float(loss))  # waits for the step: progress is real
-      watchdog.tick()
-      if t + 1 == args.save_at and args.restore is None:
-        ckptr.save((args.out / "ckpt").resolve(), (params, state))
-        ckptr.wait_until_finished()
+  for t in range(first, args.steps):
+    x = distributed.global_batch(xs[t][rows], batch_x, (GLOBAL_BATCH, D_IN))
+    y = distributed.global_batch(ys[t][rows], batch_y, (GLOBAL_BATCH,))
+    params, state, loss = step(params, state, x, y)
+    losses.append(float(loss))
+    if t + 1 == args.save_at and args.restore is None:
+      ckptr.save((args.out / "ckpt").resolve(), (params, state))
+      ckptr.wait_until_finished()
 
   final = {k: np.asarray(multihost_utils.process_allgather(v, tiled=True)) for k, v in params.items()}
   if jax.process_index() == 0:

@@ -4,18 +4,18 @@ multi-process options' usage errors. The runs across real processes are in ``tes
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flax import nnx
-
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import models
 from ham_optax_examples import train as train_lib
-from ham_optax_examples.cli import main
 from ham_optax_examples.configs.default import Config
 from ham_optax_examples.distributed import DataLayout, process_shards
+from ham_optax_examples.main import Train, main
 
 
 @pytest.fixture(scope="module")
@@ -142,14 +142,16 @@ def test_data_shards_must_split_the_batch():
   [
     (["--data-shards", "3"], "batch_size 128 does not split evenly into 3 data shards"),
     (["--data-shards", "0"], "data_shards must be >= 1"),
-    (["--coordinator", "localhost"], "--coordinator must be HOST:PORT, got 'localhost'"),
+    (["--coordinator", "localhost"], "--coordinator: the coordinator address must be HOST:PORT"),
+    (["--coordinator", "127.0.0.1:0"], "with a port in 1-65535, got '127.0.0.1:0'"),
+    (["--coordinator", "127.0.0.1:65536"], "with a port in 1-65535, got '127.0.0.1:65536'"),
     (["--coordinator", "127.0.0.1:1", "--num-processes", "0"], "--num-processes must be >= 1"),
     (
       ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
       "--process-id must be in",
     ),
-    (["--coordinator", "127.0.0.1:1", "--peer-timeout", "0"], "--peer-timeout must be > 0"),
-    (["--coordinator", "127.0.0.1:1", "--join-timeout", "-1"], "--join-timeout must be > 0"),
+    (["--coordinator", "127.0.0.1:1", "--heartbeat-timeout", "0"], "--heartbeat-timeout must be >= 1"),
+    (["--coordinator", "127.0.0.1:1", "--join-timeout", "-1"], "--join-timeout must be >= 1"),
   ],
 )
 def test_bad_multi_process_options_are_usage_errors(tmp_path, capsys, monkeypatch, argv, message):
@@ -160,8 +162,24 @@ def test_bad_multi_process_options_are_usage_errors(tmp_path, capsys, monkeypatc
   with pytest.raises(SystemExit) as exit_info:
     main(["train", "--model", "mlp", "--out", str(tmp_path / "out"), *argv])
   assert exit_info.value.code == 2
-  err = capsys.readouterr().err
-  assert message in err and "Traceback" not in err
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0]
+
+
+def test_a_taken_coordinator_port_is_one_line_from_process_0(tmp_path, capfd, monkeypatch):
+  monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+  with socket.socket() as holder:
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    with pytest.raises(SystemExit) as exit_info:
+      main(
+        ["train", "--model", "mlp", "--out", str(tmp_path), "--coordinator", f"127.0.0.1:{port}"]
+        + ["--num-processes", "2", "--process-id", "0"]
+      )
+  assert exit_info.value.code == 2
+  err = capfd.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and f"the coordinator port {port} is already in use" in err[0], err
 
 
 def test_the_multi_host_guide_shows_the_commands_the_tests_run():
@@ -178,7 +196,7 @@ def test_the_multi_host_guide_shows_the_commands_the_tests_run():
       at = tokens.index(flag)
       del tokens[at : at + 2]
     assert tokens == [t for t in CLI_ARGS if t != "--no-progress"]
-  assert "python -m ham_optax_examples.supervisor --who" in guide  # how the dead-peer test runs its processes
+  assert "heartbeat_timeout_seconds" in guide and "--heartbeat-timeout" in guide  # how a lost peer is bounded
 
 
 @pytest.mark.parametrize(
@@ -230,24 +248,23 @@ LAUNCHER_VARIABLES = [
   ],
 )
 def test_launched_processes_reads_what_srun_and_mpirun_set(monkeypatch, environ, expected):
-  from ham_optax_examples.cli import Job, _who
   from ham_optax_examples.distributed import launched_processes
+  from ham_optax_examples.main import _joins_processes
 
   for name in LAUNCHER_VARIABLES:
     monkeypatch.delenv(name, raising=False)
   for name, value in environ.items():
     monkeypatch.setenv(name, value)
   assert launched_processes() == expected
-  who = "this process" if expected is None else f"process {expected[1]} of {expected[0]}"
-  assert _who(Job()) == who
-  assert _who(Job(num_processes=8, process_id=5)) == "process 5 of 8"  # the flags win
+  monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+  assert _joins_processes(Train()) == (expected is not None and expected[0] > 1)
 
 
 def test_settings_every_process_must_share():
-  from ham_optax_examples.cli import Job, _settings
+  from ham_optax_examples.main import _settings
 
   configs = [Config(model="mlp", seed=s, checkpoint_dir=f"/out{s}", progress=s == 0) for s in (0, 1)]
-  settings = _settings(configs, Job(checkpoint=True))
+  settings = _settings(configs, Train(checkpoint=True))
   assert settings["--seed"] == [0, 1] and settings["--model"] == "mlp" and settings["number of runs"] == 2
   assert settings["--checkpoint"] is True and settings["--restart"] is False
   assert "--checkpoint-dir" not in settings and "--progress" not in settings  # may differ between processes

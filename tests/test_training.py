@@ -556,3 +556,128 @@ def test_suggested_alpha_resolves_the_config_and_is_deterministic(tiny_mnist1d):
   config = Config(model="mlp", width=16, batch_size=8, num_train=64)  # lr, alpha, ... left to the defaults
   a = suggested_alpha(config, tiny_mnist1d)
   assert a == suggested_alpha(config, tiny_mnist1d) and np.isfinite(a) and a > 0
+
+
+# ------------------------------------------------------ a job never loses or silently replaces results
+
+
+@pytest.mark.parametrize(
+  "extra, message",
+  [
+    (["--model", "mlp", "gcn"], "model 'gcn' does not fit dataset 'mnist1d'"),
+    (["--model", "transformer"], "the transformer reads token sequences"),
+  ],
+)
+def test_model_data_and_batch_checks_come_before_any_training(
+  extra, message, tmp_path, tiny_cache, monkeypatch, capfd
+):
+  monkeypatch.setattr(train_lib, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+  argv = [*_TINY[2:], "--model", "mlp", *extra, "--out", str(tmp_path / "o")]
+  with pytest.raises(SystemExit) as exit_info:
+    main(argv)
+  assert exit_info.value.code == 2
+  err = capfd.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("ham-optax: error: ") and message in err[0], err
+
+
+def test_a_batch_larger_than_the_data_is_recorded_as_the_size_used(tmp_path, tiny_cache, capsys):
+  argv = [
+    *_TINY,
+    "--batch-size",
+    "128",
+    "--epochs",
+    "1",
+    "--sparsifier",
+    "none",
+    "--ham",
+    "off",
+    "--out",
+    str(tmp_path),
+  ]
+  assert main(argv) == 0
+  assert "--batch-size 128 > 64 training examples: every step uses all 64" in capsys.readouterr().out
+  (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
+  assert run["batch_size_used"] == 64 and run["config"]["batch_size"] == 128
+
+
+@pytest.mark.parametrize(
+  "argv", [["--lr", "x"], ["--bogus"], ["--ham", "maybe"], ["--coordinator", "h:70000"]]
+)
+def test_usage_errors_are_one_line(argv, monkeypatch, capfd):
+  monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+  with pytest.raises(SystemExit) as exit_info:
+    main(["train", *argv])
+  assert exit_info.value.code == 2
+  err = capfd.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("ham-optax: error: ") and argv[0] in err[0], err
+
+
+def test_a_second_job_into_the_same_out_is_refused(tmp_path, tiny_cache, capsys):
+  out = str(tmp_path / "o")
+  argv = [*_TINY, "--epochs", "1", "--sparsifier", "none", "--ham", "off", "--out", out]
+  assert main(argv) == 0
+  first = (tmp_path / "o" / "results.json").read_text()
+  assert main(argv) == 0  # the same job again: its own results, rewritten
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    main([*argv, "--lr", "0.05"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "holds the results of another job" in err[0] and "--learning-rate" in err[0]
+  assert json.loads((tmp_path / "o" / "results.json").read_text())["summary"] == json.loads(first)["summary"]
+  assert main([*argv, "--lr", "0.05", "--restart"]) == 0
+  assert json.loads((tmp_path / "o" / "results.json").read_text())["summary"][0]["lr"] == 0.05
+
+
+def _damage_random(path):
+  path.write_bytes(np.random.default_rng(0).bytes(max(path.stat().st_size, 16)))
+
+
+@pytest.mark.parametrize(
+  "part, damage",
+  [
+    ("state", _damage_random),
+    ("state", lambda path: path.write_bytes(path.read_bytes()[:3])),
+    ("history", lambda path: path.write_text("{not json")),
+  ],
+  ids=["random-bytes", "truncated", "broken-history"],
+)
+def test_a_damaged_checkpoint_is_one_line(part, damage, tmp_path, tiny_cache, capfd):
+  argv = [
+    *_TINY,
+    "--epochs",
+    "2",
+    "--sparsifier",
+    "none",
+    "--ham",
+    "off",
+    "--checkpoint",
+    "--out",
+    str(tmp_path),
+  ]
+  assert main([*argv, "--halt-after-epochs", "1"]) == 0
+  ckpt = tmp_path / "checkpoints" / "mlp" / "dense_seed0"
+  for path in (ckpt / "1" / part).rglob("*"):
+    if path.is_file() and path.name != "commit_success.txt":
+      damage(path)
+  capfd.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    main(argv)
+  assert exit_info.value.code == 2
+  err = capfd.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and str(ckpt) in err[0] and "damaged" in err[0] and "--restart" in err[0], err
+
+
+def test_alpha_auto_is_suggest_alpha_and_recorded(tiny_mnist1d):
+  from ham_optax_examples.train import suggested_alpha
+
+  config = Config(
+    model="cnn1d", width=4, epochs=1, batch_size=16, max_steps=1, num_train=64, ham=True, progress=False
+  )
+  assert resolve(config)[0].alpha == "auto"  # cnn1d is not tuned
+  r = train_and_evaluate(config, tiny_mnist1d)
+  assert r["alpha_source"] == "suggest_alpha" and r["config"]["alpha"] == suggested_alpha(
+    config, tiny_mnist1d
+  )
+  tuned = train_and_evaluate(config.replace(model="mlp", width=8), tiny_mnist1d)
+  assert tuned["alpha_source"] == "validation-tuned" and tuned["config"]["alpha"] == 3.0

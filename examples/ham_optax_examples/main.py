@@ -134,7 +134,10 @@ def _joins_processes(args: Train) -> bool:
     if not (launched and launched[0] > 1):
       return False
   if args.coordinator is not None:
-    distributed.check_coordinator(args.coordinator)
+    try:
+      distributed.check_coordinator(args.coordinator)
+    except ValueError as e:
+      raise ValueError(f"--coordinator: {e}") from None
   if args.num_processes is not None and args.num_processes < 1:
     raise ValueError(f"--num-processes must be >= 1, got {args.num_processes}")
   if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or sys.maxsize):
@@ -171,6 +174,7 @@ def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
   of its values) and whether it checkpoints. Every process must agree on it, and ``--out`` keeps it in
   ``job.json``."""
   settings: dict[str, Any] = {"number of runs": len(configs), "--checkpoint": args.checkpoint}
+  settings["--restart"] = args.restart
   runs = [dataclasses.asdict(config) for config in configs]
   for field in runs[0]:
     if field not in ("checkpoint_dir", "progress"):
@@ -194,7 +198,10 @@ def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
   theirs = json.loads(job.read_text()) if job.exists() else None
   if not restart and (theirs or (out / "results.json").exists()):
     ours = json.loads(json.dumps(settings, default=str))
-    differing = [k for k in sorted(set(ours) | set(theirs or {})) if ours.get(k) != (theirs or {}).get(k)]
+    keys = sorted(
+      (set(ours) | set(theirs or {})) - {"--halt-after-epochs", "--restart"}
+    )  # a job may be resumed
+    differing = [k for k in keys if ours.get(k) != (theirs or {}).get(k)]
     if theirs is None or differing:
       detail = "" if theirs is None else f" ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differing[:3])})"
       raise ValueError(
@@ -294,17 +301,21 @@ def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
   except (OSError, ValueError) as e:
     _fail(f"could not load dataset {name!r}: {e}")
   try:
-    for config in {(c.model, c.batch_size, c.num_train): c for c in configs}.values():
+    for config in {c.model: c for c in configs}.values():
       train.check_fits(config, dataset)
   except ValueError as e:
     _fail(str(e))
+  n = min(len(dataset.x_train), configs[0].num_train or len(dataset.x_train))
+  if configs[0].batch_size > n and jax.process_index() == 0:
+    print(
+      f"--batch-size {configs[0].batch_size} > {n} training examples: every step uses all {n} (batch_size_used)"
+    )
   if jax.process_count() > 1:
     layout = train.data_layout(configs[0])
-    n = min(len(dataset.x_train), configs[0].num_train or len(dataset.x_train)) // layout.shards
     print(
       f"process {jax.process_index()} of {jax.process_count()} ({jax.local_device_count()} of {jax.device_count()} "
       f"devices): data shards {layout.local_shards[0]}-{layout.local_shards[-1]} of {layout.shards}, "
-      f"{n * len(layout.local_shards)} training examples",
+      f"{n // layout.shards * len(layout.local_shards)} training examples",
       flush=True,
     )
   return dataset

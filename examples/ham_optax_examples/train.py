@@ -430,11 +430,8 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
     raise ValueError(
       f"{len(full.x_train)} training examples cannot be cut into {layout.shards} data shards of at least one"
     )
-  batch_size = config.batch_size
-  if batch_size > shard_rows * layout.shards:
-    raise ValueError(
-      f"batch_size {batch_size} is larger than the {shard_rows * layout.shards} training examples of {config.dataset}"
-    )
+  batch_size = min(config.batch_size, shard_rows * layout.shards)  # recorded as ``batch_size_used``
+  layout.check_batch(batch_size)
   steps_per_epoch = shard_rows // (batch_size // layout.shards)
   if config.max_steps is not None:
     steps_per_epoch = min(steps_per_epoch, config.max_steps)
@@ -548,7 +545,10 @@ def _is_finite(record: dict[str, Any]) -> bool:
 
 
 def final_results(
-  config: Config, history: list[dict[str, Any]], diverged_epoch: int | None
+  config: Config,
+  history: list[dict[str, Any]],
+  diverged_epoch: int | None,
+  batch_size_used: int | None = None,
 ) -> dict[str, Any]:
   """The run's JSON-serialisable summary. A diverged run reports ``diverged_epoch`` and no accuracies."""
   final = history[-1] if history and diverged_epoch is None else {}
@@ -564,18 +564,14 @@ def final_results(
     "sparsity": final.get("sparsity"),
     "sign_flips": final.get("sign_flips"),
     "train_time_s": history[-1]["time_s"] if history else 0.0,
+    "batch_size_used": batch_size_used,
   }
 
 
 def check_fits(config: Config, dataset: data_lib.Dataset) -> None:
-  """Raises ``ValueError`` when ``config``'s model does not fit ``dataset`` or its batch is larger than the
-  training data; builds only the model's shapes (no training, no weights)."""
+  """Raises ``ValueError`` when ``config``'s model does not fit ``dataset``; builds only the model's shapes (no
+  training, no weights)."""
   config = _resolve(config)
-  n = len(_training_subset(config, dataset).x_train)
-  if config.batch_size > n:
-    raise ValueError(
-      f"batch_size {config.batch_size} is larger than the {n} training examples of {config.dataset}"
-    )
   try:
     nnx.eval_shape(lambda: _build_model(config, dataset))
   except ValueError as e:
@@ -602,7 +598,7 @@ def train_and_evaluate(
     ``ham_inverse_metric_mean`` and ``ham_inverse_metric_max`` from :func:`ham_optax.metrics.ham_diagnostics`),
     ``time_s``), ``completed``, ``diverged`` and ``diverged_epoch`` (the epoch whose loss became non-finite;
     training stops there), and the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a
-    diverged run) and ``train_time_s``. The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
+    diverged run), ``train_time_s`` and ``batch_size_used`` (at most the training set). The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
   """
   alpha_source = resolve(config)[1].get("alpha", "suggest_alpha" if config.alpha == "auto" else "given")
   config = _resolve(config)
@@ -633,7 +629,7 @@ def train_and_evaluate(
   bar.close()
   if manager is not None:
     manager.close()
-  results = final_results(config, history, diverged_epoch) | {
+  results = final_results(config, history, diverged_epoch, ts.batch_size) | {
     "alpha_source": alpha_source if config.ham else None
   }
   if return_model:
