@@ -19,7 +19,14 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+
+try:
+  from flax import nnx
+except ModuleNotFoundError as e:  # flax is an optional dependency: only these layers need it
+  raise ImportError(
+    "ham_optax.sparsity's STR layers (STRDense, STRConv, str_sparse_weight) need flax: "
+    "pip install 'ham_optax[flax]'"
+  ) from e
 
 _DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()
 
