@@ -2,7 +2,7 @@
 
 For each model and sparsifier of the main job (MNIST-1D; ``mlp`` and ``resnet1d``; dense and 90 % random
 pruning at init; SGD + momentum 0.9, weight decay 5e-4, cosine schedule, the model's epochs and width from
-``ham_optax_examples.configs.default.MAIN_JOB``):
+``ham_optax_examples.configs.tuned.MAIN_JOB``):
 
 1. baseline: the learning rate from ``--lrs`` with the best mean final *validation* accuracy over the tuning seeds;
 2. HAM at that learning rate: ``(alpha, beta)`` from ``--alphas`` x ``--betas``, best mean validation accuracy
@@ -12,7 +12,7 @@ pruning at init; SGD + momentum 0.9, weight decay 5e-4, cosine schedule, the mod
 
 Tuning seeds are 1000, 1001, ... (the main job's test seeds are 0, 1, ...); the test split is never read.
 Writes ``results.json`` (every tuning run's final accuracy, the choices and the command) under ``--out`` and
-prints the choices as the ``TUNED`` entries of ``configs/default.py``.
+prints the choices as the ``TUNED`` entries of ``configs/tuned.py``.
 
   python benchmarks/main_job_tuning.py
   python benchmarks/main_job_tuning.py --models mlp --lrs 0.2 0.4 0.8 --fast
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from ham_optax_examples import data as data_lib
-from ham_optax_examples.configs.default import MAIN_JOB, Config
+from ham_optax_examples.configs.default import Config
+from ham_optax_examples.configs.tuned import MAIN_JOB
 
 import _common
 
