@@ -615,3 +615,58 @@ def test_every_argument_is_documented_and_the_shared_ones_alike(factory):
   ):
     entry = shared[shared.index(f"\n  {name}: ") :].split("\n  ", 2)[1]
     assert entry in args, (factory.__name__, name)
+
+
+# ------------------------------------------------------------------------------------------ per-leaf alpha
+
+
+def _two_layer_params():
+  return {
+    "enc": {"kernel": jnp.array([[0.5, -1.0], [2.0, 0.25]]), "bias": jnp.array([0.1, -0.2])},
+    "head": {"kernel": jnp.array([[1.5, -0.5, 0.75]])},
+  }
+
+
+def test_per_leaf_alpha_prefix_is_each_layer_with_its_own_scalar():
+  p = _two_layer_params()
+  got = _run(ham_optax.ham_sgd(0.1, 0.9, alpha={"enc": 2.0, "head": optax.constant_schedule(30.0)}), p)
+  enc = _run(ham_optax.ham_sgd(0.1, 0.9, alpha=2.0), p)
+  head = _run(ham_optax.ham_sgd(0.1, 0.9, alpha=30.0), p)
+  chex.assert_trees_all_equal(got["enc"], enc["enc"])
+  chex.assert_trees_all_equal(got["head"], head["head"])
+  assert not np.allclose(enc["head"]["kernel"], head["head"]["kernel"])  # the two alphas do differ
+
+
+def test_per_leaf_alpha_with_the_params_structure_and_zeros_off_the_mask():
+  # The shape suggest_alpha(per_leaf=True) returns: a float per selected leaf, 0.0 for the others.
+  p = _two_layer_params()
+  tree = {"enc": {"kernel": 7.0, "bias": 0.0}, "head": {"kernel": 7.0}}
+  chex.assert_trees_all_equal(
+    _run(ham_optax.ham(optax.adam(1e-2), 1e-2, alpha=tree), p),
+    _run(ham_optax.ham(optax.adam(1e-2), 1e-2, alpha=7.0), p),
+  )
+  tx = ham_optax.hyperbolic_step(0.1, alpha=tree)
+  g = _grads(p)
+  u, _ = jax.jit(tx.update)(g, tx.init(p), p, grad=g)
+  assert jax.tree.structure(u) == jax.tree.structure(p)
+
+
+def test_per_leaf_alpha_errors_name_the_entry():
+  with pytest.raises(ValueError, match=r"alpha\['head'\] must be finite"):
+    ham_optax.ham(optax.sgd(0.1), 0.1, alpha={"enc": 1.0, "head": float("nan")})
+  with pytest.raises(TypeError, match=r"alpha\['enc'\] must be a number"):
+    ham_optax.ham_sgd(0.1, alpha={"enc": "big"})
+  with pytest.raises(ValueError, match="alpha as a pytree needs at least one value"):
+    ham_optax.ham_sgd(0.1, alpha={})
+  p = _two_layer_params()
+  for alpha, where in [({"enc": 1.0, "decoder": 2.0}, "'decoder'"), ({"enc": 1.0}, "head")]:
+    tx = ham_optax.ham_sgd(0.1, alpha=alpha)
+    with pytest.raises(ValueError, match=f"alpha as a pytree must have the params' structure.*{where}"):
+      tx.update(p, tx.init(p), p)
+
+
+def test_per_leaf_alpha_under_inject_hyperparams_and_jit():
+  p = _two_layer_params()
+  alpha = {"enc": 2.0, "head": 30.0}
+  tx = optax.inject_hyperparams(ham_optax.ham_sgd)(learning_rate=0.1, alpha=alpha, momentum=0.9)
+  chex.assert_trees_all_close(_run(tx, p), _run(ham_optax.ham_sgd(0.1, 0.9, alpha=alpha), p), rtol=1e-6)

@@ -140,3 +140,50 @@ def test_float64_params_agree_to_float64_precision():
     assert got.dtype == jnp.float64
     scale = float(np.max(np.abs(want)))
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12 * scale)
+
+
+PER_LEAF_ALPHA = [0.0, -2.0, 3.0, 12.0, 0.5]  # one per leaf of SHAPES, ranks 0..4
+
+
+@pytest.mark.parametrize("kind", ["momentum", "adamw"])
+def test_per_leaf_alpha_matches_float64_numpy(kind):
+  # alpha as a pytree with the params' structure (a list here): leaf i takes the mirror step with its own alpha,
+  # one of them a schedule evaluated at the step count.
+  params, grad_fn = _problem()
+  make, hp = INNERS[kind]
+  alpha_sched = optax.linear_schedule(12.0, 2.0, STEPS)
+  alpha_np = [lambda k, a=a: a for a in PER_LEAF_ALPHA]
+  alpha_np[3] = lambda k: float(alpha_sched(k))
+  alpha_jax = [*PER_LEAF_ALPHA[:3], alpha_sched, PER_LEAF_ALPHA[4]]
+  tx = ham_optax.ham(make(0.05), 0.05, alpha_jax, BETA, mask=lambda p: [True] * len(p))
+  opt = reference.NumpyOptimizer(kind, _lr_const, **hp)
+
+  ref = [np.asarray(p, np.float64) for p in params]
+  x = [jnp.asarray(p, jnp.float32) for p in params]
+  state = tx.init(x)
+  step = jax.jit(tx.update)
+  for k in range(STEPS):
+    g = grad_fn(k, ref)
+    ref = [
+      reference.mirror(p + opt.step(k, i, gi, p), p, gi, 0.05, alpha_np[i](k), BETA)
+      for i, (p, gi) in enumerate(zip(ref, g, strict=True))
+    ]
+    u, state = step([jnp.asarray(a, jnp.float32) for a in g], state, x)
+    x = optax.apply_updates(x, u)
+    for i, (got, want) in enumerate(zip(x, ref, strict=True)):
+      _assert_float32_close(got, want, f"{kind} step {k} leaf {i}")
+  # The alphas differ enough that one scalar alpha gives another result on the rank-3 leaf.
+  assert not np.allclose(
+    np.asarray(x[3]),
+    reference.run_ham(
+      params,
+      grad_fn,
+      reference.NumpyOptimizer(kind, _lr_const, **hp),
+      _lr_const,
+      3.0,
+      BETA,
+      STEPS,
+      [True] * 5,
+    )[-1][3],
+    rtol=1e-3,
+  )

@@ -32,7 +32,7 @@ class HamState(NamedTuple):
 def ham(
   inner: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
-  alpha: optax.ScalarOrSchedule = 0.1,
+  alpha: hyperbolic.AlphaOrTree = 0.1,
   beta: optax.ScalarOrSchedule = 1e-3,
   *,
   mask: masking.MaskOrFn = None,
@@ -50,8 +50,9 @@ def ham(
     x_{k+1} &= x_{k+1/2} \odot \exp\Big(\operatorname{clip}\big(-\eta_k(\alpha\,\operatorname{sign}(x_{k+1/2})
       \odot g_k + \beta),\ -c,\ c\big)\Big)
 
-  on the selected (``mask``) leaves; other leaves take the inner update alone. The mirror step reuses the raw
-  gradient (no second backward pass) and adds no state beyond a step counter. Returns
+  on the selected (``mask``) leaves, with :math:`\alpha` one value for all of them (the paper's HAM) or, per layer,
+  :math:`\alpha_l` for leaf :math:`l` (``alpha`` a pytree); other leaves take the inner update alone. The mirror
+  step reuses the raw gradient (no second backward pass) and adds no state beyond a step counter. Returns
   ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes like any optax transform::
 
     tx = ham_optax.ham(optax.sgd(0.1, momentum=0.9), learning_rate=0.1, alpha=10.0, beta=1e-3)

@@ -16,6 +16,8 @@ from ham_optax._src import checks, masking
 
 SignFrom = Literal["x_half", "x"]
 NormScope = Literal["masked", "all"]
+# ``alpha``: a float or schedule for every selected leaf, or a pytree of them (the params' structure or a prefix).
+AlphaOrTree = Any
 
 # Largest exponent bound accepted: exp(80) ~ 5.5e34 is finite in float32, the narrowest compute dtype, so the growth
 # factor is always finite and 0 * growth stays 0.
@@ -31,7 +33,10 @@ alpha: strength of the hyperbolic geometry: a float or an optax schedule of the 
   short calibration run. The paper's and the published wrapper's 200 (ResNet-50 on ImageNet, SGD lr 0.1)
   is :data:`ham_optax.PAPER_IMAGENET_ALPHA`; it diverges on small models with larger gradients. Any
   finite real value: a negative ``alpha`` reverses the bias (weights grow where a positive ``alpha``
-  shrinks them).
+  shrinks them). Per layer: a pytree of such values (floats or schedules) with the params' structure or a
+  prefix of it, e.g. ``{"embed": 2.7, "mlp": 14.0}`` or the output of ``suggest_alpha(..., per_leaf=True)``;
+  leaf :math:`l` then takes the step with its own :math:`\alpha_l`, and the values of leaves outside
+  ``mask`` are not used.
 beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3), or
   a schedule (e.g. to switch the decay off late in training).
 mask: the leaves the mirror step applies to: ``None`` for floating-point leaves with ``ndim >= 2``; a
@@ -77,6 +82,44 @@ class HyperbolicStepState(NamedTuple):
   count: chex.Array
 
 
+def is_alpha_tree(alpha: Any) -> bool:
+  """Whether ``alpha`` is a pytree of per-leaf values (not one float, array, tracer or schedule)."""
+  if (
+    alpha is None
+    or callable(alpha)
+    or isinstance(alpha, (int, float, complex, np.number, np.ndarray, jax.Array))
+  ):
+    return False
+  treedef = jax.tree.structure(alpha)
+  return not (treedef.num_nodes == 1 and treedef.num_leaves == 1)  # a container, even an empty one
+
+
+def check_alpha(alpha: Any) -> None:
+  """Checks ``alpha``: a finite real float or a schedule, or a non-empty pytree of them (each named by its path)."""
+  if not is_alpha_tree(alpha):
+    checks.check_scalar(alpha, "alpha", schedule_ok=True)
+    return
+  leaves = jax.tree_util.tree_flatten_with_path(alpha)[0]
+  if not leaves:
+    raise ValueError("alpha as a pytree needs at least one value, got an empty tree.")
+  for path, value in leaves:
+    checks.check_scalar(value, f"alpha{jax.tree_util.keystr(path)}", schedule_ok=True)
+
+
+def _alpha_per_leaf(alpha: Any, params: Any, treedef: Any) -> list[Any]:
+  """``alpha`` (one value or a pytree prefix of ``params``) as one value per leaf of ``treedef``."""
+  if not is_alpha_tree(alpha):
+    return [alpha] * treedef.num_leaves
+  try:
+    full = jax.tree.map(lambda a, sub: jax.tree.map(lambda _: a, sub), alpha, params)
+  except (ValueError, TypeError) as e:
+    raise ValueError(
+      "alpha as a pytree must have the params' structure or a prefix of it: "
+      f"{masking._explain_mismatch(alpha, params, 'alpha')}."  # noqa: SLF001 - the package's own helper
+    ) from e
+  return treedef.flatten_up_to(full)
+
+
 def check_mirror_args(
   learning_rate: optax.ScalarOrSchedule,
   alpha: Any,
@@ -88,7 +131,7 @@ def check_mirror_args(
 ) -> None:
   """Construction-time validation shared by :func:`hyperbolic_step` and :func:`ham_optax.ham`."""
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True)
-  checks.check_scalar(alpha, "alpha", schedule_ok=True)
+  check_alpha(alpha)
   checks.check_scalar(beta, "beta", lo=0.0, schedule_ok=True)
   checks.check_scalar(max_exponent, "max_exponent", lo=0.0, lo_open=True)
   checks.check_scalar(max_exponent, "max_exponent", hi=MAX_EXPONENT_LIMIT)
@@ -242,6 +285,8 @@ def mirror_updates(
 ) -> Any:
   """Applies the mirror step to the selected leaves of ``params + updates``; other leaves pass through.
 
+  ``alpha`` is one value for every leaf, or a pytree of values with the params' structure or a prefix of it.
+
   With ``max_weight_norm`` and ``max_weight_norm_scope="all"`` the other floating-point leaves are norm-clipped
   after their inner update too (the published wrapper's behaviour).
   """
@@ -252,10 +297,11 @@ def mirror_updates(
   flat_u, treedef = jax.tree.flatten(updates)
   flat_g = treedef.flatten_up_to(grads)
   flat_p = treedef.flatten_up_to(params)
+  flat_a = _alpha_per_leaf(alpha, params, treedef)
   out = []
-  for u, g, p, on in zip(flat_u, flat_g, flat_p, selected, strict=True):
+  for u, g, p, a, on in zip(flat_u, flat_g, flat_p, flat_a, selected, strict=True):
     if on:
-      out.append(_mirror_leaf(u, g, p, learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from))
+      out.append(_mirror_leaf(u, g, p, learning_rate, a, beta, max_exponent, max_weight_norm, sign_from))
     elif clip_rest:
       out.append(_norm_clip_leaf(u, p, max_weight_norm))
     else:
@@ -263,10 +309,15 @@ def mirror_updates(
   return jax.tree.unflatten(treedef, out)
 
 
+def _evaluate(hyperparam: Any, name: str, count: jax.Array) -> Any:
+  """A hyperparameter's value at step ``count``: a schedule evaluated (and checked), a number as it is."""
+  return checks.check_real_dtype(hyperparam(count), name) if callable(hyperparam) else hyperparam
+
+
 @document_mirror_args
 def hyperbolic_step(
   learning_rate: optax.ScalarOrSchedule,
-  alpha: optax.ScalarOrSchedule = 0.1,
+  alpha: AlphaOrTree = 0.1,
   beta: optax.ScalarOrSchedule = 1e-3,
   *,
   mask: masking.MaskOrFn = None,
@@ -291,8 +342,10 @@ def hyperbolic_step(
       + \beta),\ -c,\ c\big)\Big),
 
   with :math:`s = x_{k+1/2}` (``sign_from="x_half"``, the deployed "HYP*" variant) or :math:`s = x_k`
-  (``sign_from="x"``, the analysed "GD;HYP" variant) and :math:`c` = ``max_exponent``. The returned update is
-  :math:`x_{k+1} - x_k` in the params' dtype. The step never changes a sign, keeps exact zeros at zero and
+  (``sign_from="x"``, the analysed "GD;HYP" variant) and :math:`c` = ``max_exponent``. With a per-layer
+  ``alpha`` (a pytree), leaf :math:`l` uses its own :math:`\alpha_l` (evaluated at step :math:`k` if it is a
+  schedule) in place of :math:`\alpha`; one float is the paper's HAM, the same :math:`\alpha` for every leaf.
+  The returned update is :math:`x_{k+1} - x_k` in the params' dtype. The step never changes a sign, keeps exact zeros at zero and
   costs no memory beyond a step counter. In the continuous limit (:math:`\beta=0`) HAM follows
   :math:`\dot x = -(1+\alpha|x|)\nabla f(x)`, mirror descent with potential
   :math:`R_\alpha(x) = \sum_i [(1+\alpha|x_i|)\log(1+\alpha|x_i|) - \alpha|x_i|]/\alpha^2`.
@@ -336,7 +389,7 @@ def hyperbolic_step(
   check_mirror_args(
     learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from, max_weight_norm_scope
   )
-  names = ("learning_rate", "alpha", "beta")
+  alpha_tree = is_alpha_tree(alpha)
 
   def init_fn(params):
     del params
@@ -351,10 +404,11 @@ def hyperbolic_step(
         "hyperbolic_step needs the raw gradient: call update(updates, state, params, grad=grads), "
         "or use ham_optax.ham(inner, ...), which passes it for you."
       )
-    lr, a, b = (
-      checks.check_real_dtype(h(state.count), n) if callable(h) else h
-      for h, n in zip((learning_rate, alpha, beta), names, strict=True)
-    )
+    lr, b = (_evaluate(h, n, state.count) for h, n in ((learning_rate, "learning_rate"), (beta, "beta")))
+    if alpha_tree:
+      a = jax.tree.map(lambda h: _evaluate(h, "alpha", state.count), alpha)
+    else:
+      a = _evaluate(alpha, "alpha", state.count)
     new_updates = mirror_updates(
       updates,
       grad,

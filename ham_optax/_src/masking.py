@@ -56,17 +56,17 @@ def _paths(tree: Any) -> list[tuple]:
   return [path for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
-def _explain_mismatch(mask_tree: Any, params: Any) -> str:
-  """Names the first path where `mask_tree` is not a prefix of `params`."""
+def _explain_mismatch(mask_tree: Any, params: Any, what: str = "mask") -> str:
+  """Names the first path where `mask_tree` (called `what` in the message) is not a prefix of `params`."""
   mask_paths = _paths(mask_tree)
   param_paths = _paths(params)
   for mp in mask_paths:
     if not any(pp[: len(mp)] == mp for pp in param_paths):
-      return f"mask entry {jax.tree_util.keystr(mp)!r} has no matching parameter"
+      return f"{what} entry {jax.tree_util.keystr(mp)!r} has no matching parameter"
   for pp in param_paths:
     if not any(pp[: len(mp)] == mp for mp in mask_paths):
-      return f"parameter {jax.tree_util.keystr(pp)!r} has no entry in the mask"
-  return "the container types of mask and params differ"
+      return f"parameter {jax.tree_util.keystr(pp)!r} has no entry in the {what}"
+  return f"the container types of {what} and params differ"
 
 
 def _to_static_bool(value: Any, path: str, what: str) -> bool:
@@ -102,6 +102,8 @@ def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[b
     ValueError: when the mask's structure does not match the params (the message names the path).
     TypeError: when a mask entry is not a bool, or selects a non-floating-point leaf.
   """
+  if not jax.tree.leaves(params):
+    return ()  # nothing to select (also the placeholder optax.tree_utils.tree_map_params passes to init)
   if mask is None:
     mask_tree = default_mask(params)
   elif is_mask_callable(mask):
