@@ -7,7 +7,7 @@ the seeds: the job is every combination. With no options it runs the main job (`
 ``configs/tuned.py``) and prints a table of test accuracy (mean ± std over the seeds that did not diverge), the
 number of diverged seeds, weight sparsity and sign flips versus initialisation. Results go to ``--out`` (default
 ``runs/<UTC timestamp>``): ``job.json``, ``results.json``, ``runs.csv``, ``summary.csv``, ``summary.md`` and
-``curves.png``; an ``--out`` holding another job's results is refused.
+``curves.png``; an ``--out`` holding results written with other settings is refused.
 
 As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, ``JAX_COORDINATOR_ADDRESS``,
 or started by ``srun`` / ``mpirun``) the runs are data-parallel over every device of every process
@@ -186,7 +186,7 @@ def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
 
 
 def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
-  """Creates ``out`` and checks that it is writable and holds no other job's results (its ``job.json`` and
+  """Creates ``out`` and checks that it is writable and holds no results written with other settings (its ``job.json`` and
   ``results.json``; ``restart``: they are replaced). Raises ``ValueError`` otherwise."""
   try:
     out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
     if theirs is None or differing:
       detail = "" if theirs is None else f" ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differing[:3])})"
       raise ValueError(
-        f"--out {out} holds the results of another job{detail}; choose another --out, or add --restart to replace them"
+        f"--out {out} holds results written with other settings{detail}; choose another --out, or add --restart to replace them"
       )
 
 
