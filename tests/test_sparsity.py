@@ -893,3 +893,112 @@ def test_state_resets_keep_reparametrised_weights_and_masked_nodes(make_inner):
     p = optax.apply_updates(p, u)
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(p))
   assert float(jnp.abs(p["w"]).sum()) > 0  # the weights did not collapse at the dense switches
+
+
+# ------------------------------------------------------------------ every sparsifier around every inner optimizer
+COMPOSE_INNERS = {
+  "sgd_momentum": lambda: optax.sgd(0.05, momentum=0.9),
+  "adamw": lambda: optax.adamw(0.05, weight_decay=0.1),
+  "ham": lambda: ham_optax.ham(optax.sgd(0.05, momentum=0.9), 0.05, alpha=1.0),
+  "nanoadam": lambda: ham_optax.nanoadam(0.05, 0.5, refresh_every=50, mask={"b": False, "w": True}),
+  "multisteps": lambda: optax.MultiSteps(optax.adam(0.05), 2).gradient_transformation(),
+}
+COMPOSE_METHODS = {
+  "random": lambda inner, **kw: sp.random_pruning(inner, 0.5, **kw),
+  "gmp": lambda inner, **kw: sp.magnitude_pruning(inner, 0.5, begin_step=0, end_step=6, frequency=2, **kw),
+  "acdc": lambda inner, **kw: sp.acdc(inner, 0.5, sparse_phases=[(2, 4), (6, None)], **kw),
+  "rigl": lambda inner, **kw: sp.rigl(inner, 0.5, update_every=2, end_step=8, **kw),
+}
+
+
+def _nanoadam_states(state) -> list:
+  is_nano = lambda x: isinstance(x, ham_optax.NanoAdamState)  # noqa: E731
+  return [x for x in jax.tree.leaves(state, is_leaf=is_nano) if is_nano(x)]
+
+
+# SGD with momentum and AdamW around every method also run in the matrix above; here they are slow-marked.
+@pytest.mark.parametrize(
+  "inner",
+  [
+    pytest.param(i, marks=[pytest.mark.slow] if i in ("adamw", "sgd_momentum") else [])
+    for i in sorted(COMPOSE_INNERS)
+  ],
+)
+@pytest.mark.parametrize("method", sorted(COMPOSE_METHODS))
+def test_every_sparsifier_around_every_inner_optimizer(method, inner):
+  """Default options (AC/DC's momentum reset, RigL's regrowth reset): pruned weights stay exactly zero, the
+  surviving weights train, NanoAdam's selection (integer indices, ages) survives every reset."""
+  tx = COMPOSE_METHODS[method](COMPOSE_INNERS[inner]())
+  target = _small_params(seed=5)
+  params = _small_params()
+  state = tx.init(params)
+  params = sp.apply_masks(params, state)
+  step = jax.jit(lambda p, s: tx.update(jax.tree.map(lambda a, b: a - b, p, target), s, p))
+  k = ham_optax.selected_count(30, 0.5)
+  for t in range(10):
+    updates, state = step(params, state)
+    params = optax.apply_updates(params, updates)
+    masks = sp.get_masks(state)
+    np.testing.assert_array_equal(np.asarray(params["w"])[~np.asarray(masks["w"])], 0.0)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+    for nano in _nanoadam_states(state):  # a zeroed selection would repeat index 0 in every slot
+      idx = np.asarray(nano.idx["w"])
+      assert len(np.unique(idx)) == idx.size == k, (t, idx)
+      assert int(np.asarray(nano.age["w"]).min()) >= 1
+    if inner == "nanoadam" and method == "acdc" and t == 5:  # the dense step after the reset (at step 4)
+      assert int(np.count_nonzero(np.asarray(updates["w"]))) == k
+  # the active weights and the dense bias trained (NanoAdam's bottom-k |x| selection is mostly the pruned zeros)
+  masked = lambda p: float(  # noqa: E731
+    jnp.sum(jnp.where(masks["w"], p["w"] - target["w"], 0.0) ** 2) + jnp.sum((p["b"] - target["b"]) ** 2)
+  )
+  assert masked(params) < masked(_small_params())
+
+
+@pytest.mark.parametrize("inner", sorted(COMPOSE_INNERS))
+def test_state_reset_zeroes_floating_moments_only(inner):
+  """``reset_param_state`` against a NumPy rendering: every integer leaf (counts, NanoAdam's indices and ages)
+  unchanged, every moment of ``w`` zeroed exactly at the entries not kept (through ``idx`` for NanoAdam)."""
+  from ham_optax._src.sparsity.core import reset_param_state
+
+  tx = COMPOSE_INNERS[inner]()
+  params = _small_params()
+  state = tx.init(params)
+  for g in _small_grads(3):
+    updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, params)
+    params = optax.apply_updates(params, updates)
+  keep_w = np.random.default_rng(0).random(SMALL["w"]) < 0.5
+  reset = reset_param_state(tx, state, {"b": jnp.ones((), bool), "w": jnp.asarray(keep_w)})
+  assert jax.tree.structure(reset) == jax.tree.structure(state)
+  nano_before, nano_after = _nanoadam_states(state), _nanoadam_states(reset)
+  compact = {id(x) for s in nano_after for x in (s.mu["w"], s.nu["w"])}
+  changed = 0
+  for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(reset), strict=True):
+    before, after_np = np.asarray(before), np.asarray(after)
+    if not np.issubdtype(before.dtype, np.inexact) or id(after) in compact:
+      continue
+    expected = np.where(keep_w, before, 0.0) if before.shape == SMALL["w"] else before
+    np.testing.assert_array_equal(after_np, expected)
+    changed += int(not np.array_equal(after_np, before))
+  for b, a in zip(nano_before, nano_after, strict=True):
+    np.testing.assert_array_equal(a.idx["w"], b.idx["w"])
+    np.testing.assert_array_equal(a.age["w"], b.age["w"])
+    kept = np.append(keep_w.reshape(-1), True)[np.asarray(b.idx["w"])]
+    for field in ("mu", "nu"):
+      np.testing.assert_array_equal(getattr(a, field)["w"], np.where(kept, getattr(b, field)["w"], 0.0))
+      changed += int(not np.array_equal(getattr(a, field)["w"], getattr(b, field)["w"]))
+  for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(reset), strict=True):
+    if not np.issubdtype(np.asarray(before).dtype, np.inexact):
+      np.testing.assert_array_equal(after, before)
+  assert changed > 0  # the reset did zero something
+
+
+@pytest.mark.parametrize("method", sorted(COMPOSE_METHODS))
+def test_multisteps_object_and_empty_selection_are_clear_errors(method):
+  with pytest.raises(TypeError, match=r"MultiSteps.*gradient_transformation\(\)"):
+    COMPOSE_METHODS[method](optax.MultiSteps(optax.sgd(0.1), 2))
+  params = _small_params()
+  for prunable in ({"b": False, "w": False}, lambda p: jax.tree.map(lambda _: False, p)):
+    with pytest.raises(ValueError, match="`prunable` selects no parameter"):
+      COMPOSE_METHODS[method](optax.sgd(0.1), prunable=prunable).init(params)
+  with pytest.raises(ValueError, match="`prunable` selects no parameter"):  # the default: no ndim >= 2 leaf
+    COMPOSE_METHODS[method](optax.sgd(0.1)).init({"b": jnp.ones(3)})
