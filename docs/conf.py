@@ -124,6 +124,7 @@ def _write_api_pages() -> None:
     _write_if_changed(api / f"{name}.rst", "\n".join(lines))
   for stale in set(api.glob("*.rst")) - {api / f"{name}.rst" for name, _ in PUBLIC_MODULES}:
     stale.unlink()  # a page of a module not in PUBLIC_MODULES (left by an earlier build)
+  shutil.rmtree(api / "_autosummary", ignore_errors=True)  # autosummary writes every name's page again
 
 
 def _copy_notebooks() -> None:
