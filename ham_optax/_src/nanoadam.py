@@ -72,7 +72,7 @@ _NORM_RE = re.compile(r"norm|(^|_)(ln|bn)(_|\d|$)")
 
 
 class NanoAdamState(NamedTuple):
-  """State of :func:`nanoadam` (and :func:`scale_by_nanoadam`).
+  """State of :func:`nanoadam` (and ``scale_by_nanoadam``).
 
   Attributes:
     count: number of updates so far (int32 scalar).
