@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,7 +35,6 @@ __all__ = [
   "edge_homophily",
   "load_csbm",
   "make_csbm",
-  "batches",
   "cache_dir",
   "load_cifar",
   "load_dataset",
@@ -458,22 +456,3 @@ def load_dataset(name: str, **kwargs) -> Dataset:
   if name in ("modular", "modular_sub"):
     return load_modular(operation="add" if name == "modular" else "sub", **kwargs)
   raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-
-
-def batches(
-  x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Yields minibatches; shuffled with ``rng`` when given. The last partial batch is dropped
-  when shuffling (fixed shapes, one compilation) and kept otherwise (evaluation)."""
-  if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  n = len(x)
-  if rng is None:
-    for i in range(0, n, batch_size):
-      yield x[i : i + batch_size], y[i : i + batch_size]
-    return
-  batch_size = min(batch_size, n)
-  perm = rng.permutation(n)
-  for i in range(0, n - batch_size + 1, batch_size):
-    idx = perm[i : i + batch_size]
-    yield x[idx], y[idx]

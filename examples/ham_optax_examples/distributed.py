@@ -1,17 +1,18 @@
 """Running the examples as one of several JAX processes (multi-host data parallelism).
 
-JAX's own multi-process runtime does all communication: :func:`initialize` calls ``jax.distributed.initialize``
-(coordinator address, process count and index from arguments or the environment variables JAX already reads),
-with CPU collectives through gloo, so the same code runs as N processes on one machine (loopback) or on N hosts.
-Every process builds the same global mesh; each process feeds only its own rows of every batch
-(:func:`process_rows`, :func:`global_batch`) and only process 0 writes reports. :class:`DataLayout` is the
-data-parallel layout the training command uses: the data cut into shards, each process holding only its own,
-parameters replicated. :func:`check_same_settings` makes sure at the start that every process runs the same job.
+JAX's own multi-process runtime does all communication: :func:`initialize` calls
+``jax.distributed.initialize`` (coordinator address, process count and index from arguments or the environment
+variables JAX already reads), with CPU collectives through gloo, so the same code runs as N processes on one
+machine (loopback) or on N hosts. Every process builds the same global mesh; each process feeds only its own
+rows of every batch (:func:`process_rows`, :func:`global_batch`) and only process 0 writes reports.
+:class:`DataLayout` is the data-parallel layout the training command uses: the data cut into shards, each
+process holding only its own, parameters replicated. :func:`check_same_settings` makes sure at the start that
+every process runs the same job.
 
 A lost peer is left to JAX's coordination service, which declares a process dead after
-``heartbeat_timeout_seconds`` without a heartbeat and stops the others, and to the launcher (``srun``, ``mpirun``),
-which ends the job's other processes when one fails. Restart all processes with the same arguments to resume from
-the last checkpoint.
+``heartbeat_timeout_seconds`` without a heartbeat and stops the others, and to the launcher (``srun``,
+``mpirun``), which ends the job's other processes when one fails. Restart all processes with the same
+arguments to resume from the last checkpoint.
 
 Example (two processes on one machine; run the second command with ``--process-id 1``; the multi-host guide
 has both)::
@@ -65,8 +66,8 @@ def initialize(
   Args:
     coordinator: ``host:port`` of process 0's coordination service (``None``: from the environment, e.g.
       ``JAX_COORDINATOR_ADDRESS`` or a cluster scheduler JAX detects). With a loopback host (``127.0.0.1``,
-      ``localhost``, ``[::1]``) the service listens on loopback only; otherwise on every interface, as JAX does
-      (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
+      ``localhost``, ``[::1]``) the service listens on loopback only; otherwise on every interface, as JAX
+      does (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
     num_processes: total number of processes (``None``: from the environment).
     process_id: this process's index in ``[0, num_processes)`` (``None``: from the environment).
     cpu_collectives: CPU collectives implementation (``"gloo"`` makes CPU-only runs work across processes;
@@ -91,8 +92,8 @@ def initialize(
 def check_coordinator(address: str, *, bind: bool = False) -> tuple[str, int]:
   """``(host, port)`` of a ``HOST:PORT`` coordinator address; raises ``ValueError`` naming what is wrong.
 
-  With ``bind`` (process 0, which hosts the coordination service), also checks that the port can be listened on
-  here (JAX would otherwise crash when it starts the service on a port another program holds).
+  With ``bind`` (process 0, which hosts the coordination service), also checks that the port can be listened
+  on here (JAX would otherwise crash when it starts the service on a port another program holds).
   """
   host, sep, port = address.rpartition(":")
   if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
@@ -125,8 +126,8 @@ def launched_processes() -> tuple[int, int] | None:
   """``(process_count, process_index)`` as a launcher's environment announces them (``srun`` of Slurm, ``mpirun``
   of Open MPI: the variables :func:`jax.distributed.initialize` reads), or ``None`` outside such a launch.
 
-  The training command joins a multi-process run by itself when this says there is more than one process. Cloud
-  TPU and Kubernetes are detected by JAX only through network queries: there, give ``--num-processes``.
+  The training command joins a multi-process run by itself when this says there is more than one process.
+  Cloud TPU and Kubernetes are detected by JAX only through network queries: there, give ``--num-processes``.
   """
   for required, count, index in _LAUNCHERS.values():
     if all(k in os.environ for k in (*required, count, index)):
@@ -140,9 +141,9 @@ def launched_processes() -> tuple[int, int] | None:
 def check_same_settings(settings: dict[str, Any]) -> None:
   """Raises ``ValueError`` in every process unless every process of the run was given the same ``settings``.
 
-  Processes that disagree on what to compute would reach different collectives and wait for each other; this one
-  collective (:func:`jax.experimental.multihost_utils.assert_equal` on a SHA-256 digest of the settings as JSON)
-  finds it at the start. Every process must call it at the same point.
+  Processes that disagree on what to compute would reach different collectives and wait for each other; this
+  one collective (:func:`jax.experimental.multihost_utils.assert_equal` on a SHA-256 digest of the settings as
+  JSON) finds it at the start. Every process must call it at the same point.
   """
   if jax.process_count() == 1:
     return
@@ -226,15 +227,15 @@ class DataLayout:
   all-reduce (and the cross-device BatchNorm statistics) by itself.
 
   With one process there is no mesh unless ``all_devices`` is set: everything runs on the default device, and
-  ``shards > 1`` only fixes the data order, so that one process with ``shards = N`` computes what ``N`` processes
-  compute (to float rounding). With ``all_devices`` one process splits every batch over all its devices (e.g. the
-  8 cores of a TPU host) the same way.
+  ``shards > 1`` only fixes the data order, so that one process with ``shards = N`` computes what ``N``
+  processes compute (to float rounding). With ``all_devices`` one process splits every batch over all its
+  devices (e.g. the 8 cores of a TPU host) the same way.
 
   Attributes:
     shards: number of data shards ``S`` (a multiple of the number of processes).
     local_shards: the shards this process holds.
-    mesh: the global one-axis (``"data"``) mesh over every device of every process, or ``None`` (one process on
-      its default device).
+    mesh: the global one-axis (``"data"``) mesh over every device of every process, or ``None`` (one
+      process on its default device).
   """
 
   shards: int

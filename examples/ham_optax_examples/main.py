@@ -1,26 +1,28 @@
 """The ``ham-optax`` command: ``ham-optax train [options]`` (or ``python -m ham_optax_examples.main train``).
 
-The options are the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and of :class:`Train`
-(the set of runs), turned into a command line by tyro. ``--model`` and ``--sparsifier`` take several values,
-``--ham`` is ``off``, ``on`` or ``both``, ``--sign-in`` adds Sign-In runs, and ``--seeds`` / ``--first-seed`` choose
-the seeds: the job is every combination. With no options it runs the main job (``MAIN_JOB`` in
-``configs/tuned.py``) and prints a table of test accuracy (mean ± std over the seeds that did not diverge), the
-number of diverged seeds, weight sparsity and sign flips versus initialisation. Results go to ``--out`` (default
-``runs/<UTC timestamp>``): ``job.json``, ``results.json``, ``runs.csv``, ``summary.csv``, ``summary.md`` and
-``curves.png``; an ``--out`` holding results written with other settings is refused.
+The options are the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and of
+:class:`Train` (the set of runs), turned into a command line by tyro. ``--model`` and ``--sparsifier`` take
+several values, ``--ham`` is ``off``, ``on`` or ``both``, ``--sign-in`` adds Sign-In runs, and ``--seeds`` /
+``--first-seed`` choose the seeds: the job is every combination. With no options it runs the main job
+(``MAIN_JOB`` in ``configs/tuned.py``) and prints a table of test accuracy (mean ± std over the seeds that did
+not diverge), the number of diverged seeds, weight sparsity and sign flips versus initialisation. Results go
+to ``--out`` (default ``runs/<UTC timestamp>``): ``job.json``, ``results.json``, ``runs.csv``,
+``summary.csv``, ``summary.md`` and ``curves.png``; an ``--out`` holding results written with other settings
+is refused.
 
-As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, ``JAX_COORDINATOR_ADDRESS``,
-or started by ``srun`` / ``mpirun``) the runs are data-parallel over every device of every process
-(:mod:`~ham_optax_examples.distributed`); only process 0 prints the results and writes the reports.
+As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``,
+``JAX_COORDINATOR_ADDRESS``, or started by ``srun`` / ``mpirun``) the runs are data-parallel over every device
+of every process (:mod:`~ham_optax_examples.distributed`); only process 0 prints the results and writes the
+reports.
 
 Every check that can be made before training is made before any data loads, and every model / dataset / batch
-check before the first run trains; a user mistake ends in one ``error:`` line and exit status 2. If every run of
-the job diverges the command says so and exits with status 1.
+check before the first run trains; a user mistake ends in one ``error:`` line and exit status 2. If every run
+of the job diverges the command says so and exits with status 1.
 """
 
 # Why tyro: it builds the command line from the Config dataclass itself (types, Literal choices, defaults, and
-# help from each field's comment), so the options have one source and stay typed. ml_collections config flags (as
-# Flax's examples use) would need the options a second time as an untyped ConfigDict.
+# help from each field's comment), so the options have one source and stay typed. ml_collections config flags
+# (as Flax's examples use) would need the options a second time as an untyped ConfigDict.
 
 from __future__ import annotations
 
@@ -127,7 +129,6 @@ def configs_from_args(args: Train) -> list[Config]:
 def _joins_processes(args: Train) -> bool:
   """Whether a multi-process run is asked for (flags, ``JAX_COORDINATOR_ADDRESS``, or a launcher announcing more
   than one process); raises ``ValueError`` for invalid process options."""
-
   launched = distributed.launched_processes()
   given = (args.coordinator, args.num_processes, args.process_id)
   if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
@@ -151,7 +152,6 @@ def _joins_processes(args: Train) -> bool:
 def _join_processes(args: Train) -> None:
   """Joins the multi-process run, before anything else touches JAX; process 0 first checks that it can listen on
   the coordinator's port."""
-
   index = args.process_id if args.process_id is not None else (distributed.launched_processes() or (0, 0))[1]
   address = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
   try:
@@ -205,14 +205,15 @@ def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
     if theirs is None or differing:
       detail = "" if theirs is None else f" ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differing[:3])})"
       raise ValueError(
-        f"--out {out} holds results written with other settings{detail}; choose another --out, or add --restart to replace them"
+        f"--out {out} holds results written with other settings{detail}; choose another --out, or add "
+        "--restart to replace them"
       )
 
 
 def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[Config]:
   """The runs with their checkpoint directories (``--checkpoint``); discards them with ``--restart``; checks every
-  checkpoint that a run would resume from (raises ``ValueError`` when one is damaged or from other settings)."""
-
+  checkpoint that a run would resume from (raises ``ValueError`` when one is damaged or from other
+  settings)."""
   if not args.checkpoint:
     return configs
   configs = [
@@ -289,8 +290,7 @@ def _run_all(
 
 
 def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
-  """The job's dataset, after checking that every run's model and batch fit it (before any run trains)."""
-
+  """The job's dataset, after checking that every run's model fits it (before any run trains)."""
   name = configs[0].dataset
   try:
     dataset = data_lib.load_dataset(

@@ -2,8 +2,8 @@
 
 ``train_and_evaluate(config)`` reads top to bottom as four parts:
 
-1. :func:`create_train_state`: the model, the optimizer ``sparsifier(ham(inner))`` (each part optional) and the
-   epoch's shape;
+1. :func:`create_train_state`: the model, the optimizer ``sparsifier(ham(inner))`` (each part optional)
+   and the epoch's shape;
 2. :func:`restore_checkpoint`: continue from the latest orbax checkpoint of the same config, if any;
 3. :func:`train_epoch`: one epoch as one XLA call (the NNX train step under ``jax.lax.scan`` over the epoch's
    minibatches; per-step ``nnx.jit`` dispatch dominated the run time of these small models), then
@@ -11,9 +11,9 @@
 4. :func:`final_results`: the JSON-serialisable summary.
 
 Data parallelism (:class:`~ham_optax_examples.distributed.DataLayout`): every split is cut into
-``config.data_shards`` blocks and each process keeps only its own; a global batch takes the same number of rows
-from every block, the state is replicated over the devices of every process, and XLA reduces the gradients. With
-one process and one shard this is the plain single-device run.
+``config.data_shards`` blocks and each process keeps only its own; a global batch takes the same number of
+rows from every block, the state is replicated over the devices of every process, and XLA reduces the
+gradients. With one process and one shard this is the plain single-device run.
 
 A run whose training or validation loss becomes non-finite stops at that epoch and is marked diverged; its
 accuracies are not reported as numbers. Checkpoints store the config next to the state; resuming with a
@@ -174,10 +174,10 @@ def suggested_alpha(
   config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
 ) -> float:
   """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
-  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations, in this process on its
-  default device, from the whole training split. Fields of ``config`` left at ``None`` are resolved first
-  (:func:`~ham_optax_examples.configs.default.resolve`). A schedule shorter than 40 steps is stretched to 40, so
-  that the 20-step window sees a non-zero learning rate."""
+  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations, in this process on
+  its default device, from the whole training split. Fields of ``config`` left at ``None`` are resolved first
+  (:func:`~ham_optax_examples.configs.default.resolve`). A schedule shorter than 40 steps is stretched to 40,
+  so that the 20-step window sees a non-zero learning rate."""
   config = _resolve(config)
   train = _training_subset(config, dataset)
   x_train, y_train = train.x_train, train.y_train
@@ -252,8 +252,8 @@ def _evaluate_blocks(
   batch_size: int,
 ) -> dict[str, float]:
   """Mean loss and accuracy over every process's ``blocks`` (this process's shards of a split; each at most
-  ``block_rows`` long). A global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded with rows
-  of weight 0, so that every process runs the same steps and every example counts once."""
+  ``block_rows`` long). A global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded with
+  rows of weight 0, so that every process runs the same steps and every example counts once."""
   rows = -(-batch_size // layout.shards)
   while (rows * layout.shards) % layout.devices:
     rows += 1
@@ -482,8 +482,8 @@ def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.n
   """One epoch as one XLA call; updates ``ts`` and returns the per-step losses and accuracies.
 
   Every shard is shuffled by the same ``(seed, epoch)`` permutation and step ``j``'s global batch takes rows
-  ``[j b, (j + 1) b)`` of every shard (``b = batch_size / shards``), block after block; this process builds only
-  the rows of its own shards. With one shard: a permutation of the training set cut into batches.
+  ``[j b, (j + 1) b)`` of every shard (``b = batch_size / shards``), block after block; this process builds
+  only the rows of its own shards. With one shard: a permutation of the training set cut into batches.
   """
   rows = ts.batch_size // ts.layout.shards
   perm = np.random.default_rng([seed, epoch]).permutation(len(ts.data[0].x_train))
@@ -500,10 +500,10 @@ def epoch_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, A
   """Extra per-epoch metrics, stored under ``"diagnostics"`` in each epoch's record.
 
   With HAM: the global values of :func:`ham_optax.metrics.ham_diagnostics` (``ham_exponent_rms``,
-  ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean``, ``ham_inverse_metric_max``) for the
-  current weights and the raw gradient on a fixed minibatch (the first ``batch_size / shards`` training examples
-  of every shard: with one shard, the first ``batch_size``), at the learning rate of the epoch's last step.
-  Without HAM: empty.
+  ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean``, ``ham_inverse_metric_max``) for
+  the current weights and the raw gradient on a fixed minibatch (the first ``batch_size / shards`` training
+  examples of every shard: with one shard, the first ``batch_size``), at the learning rate of the epoch's last
+  step. Without HAM: empty.
   """
   if not config.ham:
     return {}
@@ -584,21 +584,23 @@ def train_and_evaluate(
   """Trains one model as configured and returns its results.
 
   Args:
-    config: the run's :class:`~ham_optax_examples.configs.default.Config`; fields left at ``None`` are resolved
-      (:func:`~ham_optax_examples.configs.default.resolve`), ``alpha="auto"`` (with HAM) becomes
+    config: the run's :class:`~ham_optax_examples.configs.default.Config`; fields left at ``None`` are
+      resolved (:func:`~ham_optax_examples.configs.default.resolve`), ``alpha="auto"`` (with HAM) becomes
       :func:`suggested_alpha`, and the resolved config is returned.
     dataset: an already loaded dataset (saves reloading across runs); default: load ``config.dataset``.
     return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
 
   Returns:
-    A JSON-serialisable dict: ``config``, ``method``, ``alpha_source`` (``"suggest_alpha"``, ``"validation-tuned"``
-    or ``"given"``), ``history`` (one dict per finished epoch with ``train_loss``, ``train_acc``, ``val_loss``,
-    ``val_acc``, ``test_loss``, ``test_acc``, ``sparsity`` and ``sign_flips`` of the weight tensors versus
-    initialisation, ``diagnostics`` (with HAM: ``ham_exponent_rms``, ``ham_exponent_max``, ``ham_clip_fraction``,
-    ``ham_inverse_metric_mean`` and ``ham_inverse_metric_max`` from :func:`ham_optax.metrics.ham_diagnostics`),
-    ``time_s``), ``completed``, ``diverged`` and ``diverged_epoch`` (the epoch whose loss became non-finite;
-    training stops there), and the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a
-    diverged run), ``train_time_s`` and ``batch_size_used`` (at most the training set). The model is tuned on ``val_acc``; ``test_acc`` is for reporting only.
+    A JSON-serialisable dict: ``config``, ``method``, ``alpha_source`` (``"suggest_alpha"``,
+    ``"validation-tuned"`` or ``"given"``), ``history`` (one dict per finished epoch with ``train_loss``,
+    ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``, ``sparsity`` and ``sign_flips`` of
+    the weight tensors versus initialisation, ``diagnostics`` (with HAM: ``ham_exponent_rms``,
+    ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean`` and ``ham_inverse_metric_max``
+    from :func:`ham_optax.metrics.ham_diagnostics`), ``time_s``), ``completed``, ``diverged`` and
+    ``diverged_epoch`` (the epoch whose loss became non-finite; training stops there), and the final
+    ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a diverged run), ``train_time_s``
+    and ``batch_size_used`` (at most the training set). The model is tuned on ``val_acc``; ``test_acc`` is for
+    reporting only.
   """
   alpha_source = resolve(config)[1].get("alpha", "suggest_alpha" if config.alpha == "auto" else "given")
   config = _resolve(config)

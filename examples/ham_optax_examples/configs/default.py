@@ -1,8 +1,8 @@
 """The configuration of one training run: the schema, its checks, and the defaults its choices imply.
 
-:class:`Config` is a frozen dataclass; each field's comment is its help text, and the ``ham-optax`` command line is
-generated from it by tyro (``ham_optax_examples.main``). Fields left at ``None`` are filled by :func:`resolve` from
-the data-only tables of :mod:`ham_optax_examples.configs.tuned`. Override fields with
+:class:`Config` is a frozen dataclass; each field's comment is its help text, and the ``ham-optax`` command
+line is generated from it by tyro (``ham_optax_examples.main``). Fields left at ``None`` are filled by
+:func:`resolve` from the data-only tables of :mod:`ham_optax_examples.configs.tuned`. Override fields with
 ``get_config(ham=True, sparsifier="random")`` or ``config.replace(...)``.
 """
 
@@ -24,7 +24,8 @@ SparsifierName = Literal["none", "random", "magnitude", "acdc", "rigl"]
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["cosine", "constant"]
 DistributionName = Literal["erk", "uniform"]
-# Set per run by the job (``--model``, ``--sparsifier``, ``--ham``, ``--seeds``, ``--checkpoint``): not options.
+# Set per run by the job (``--model``, ``--sparsifier``, ``--ham``, ``--seeds``, ``--checkpoint``): not
+# options.
 PerRun = tyro.conf.Suppress
 
 
@@ -78,8 +79,8 @@ class Config:
   # stop after N epochs (a preempted job; rerun to resume)
   halt_after_epochs: Annotated[int | None, shown("run to the end", "N")] = None
   progress: bool = True  # tqdm progress bars
-  # cut the data into N shards, each process holding its own (a multiple of the processes); one process given N
-  # shards repeats the data order of an N-process run
+  # cut the data into N shards, each process holding its own (a multiple of the processes); one process given
+  # N shards repeats the data order of an N-process run
   data_shards: Annotated[int | None, shown("one per process", "N")] = None
   all_devices: bool = False  # one process: split every batch over all of its devices
 
@@ -144,7 +145,8 @@ def resolve(config: Config) -> tuple[Config, dict[str, str]]:
   one per process).
 
   Returns the completed config and, for each filled field, where its value came from (``"validation-tuned"``,
-  ``"fallback for <optimizer>"``, ``"suggest_alpha"`` or ``"default for <model>"``). Fields set explicitly are kept.
+  ``"fallback for <optimizer>"``, ``"suggest_alpha"`` or ``"default for <model>"``). Fields set explicitly are
+  kept.
   """
   changes: dict[str, Any] = {}
   sources: dict[str, str] = {}
