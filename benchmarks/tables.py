@@ -809,6 +809,12 @@ def readme_graphs(results: Path) -> str:
   return paragraph(lead + "; " + "; ".join(parts) + ".")
 
 
+@table("alpha_diagnostics")
+def alpha_diagnostics(results: Path) -> str:
+  """The alpha guide's reading of the diagnostics, from the alpha-transfer runs (`alpha_diagnostics.py`)."""
+  return _script("alpha_diagnostics").reading_tables(results / "alpha_transfer")
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Command line
 # ------------------------------------------------------------------------------------------------------------

@@ -218,7 +218,8 @@ def _batch_error(loss_fn, params, batches, k: int, has_aux, num_steps, error: Ex
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return ValueError(
       f"suggest_alpha: loss_fn(params, batches[{k}]) fails ({type(e).__name__}: {first[:300]}); each entry "
-      "of batches is passed to loss_fn as is and must be one batch it accepts."
+      "of batches is passed to loss_fn as is: check that it is one batch loss_fn accepts, and that loss_fn "
+      "can be traced by jax.grad and jax.jit."
     )
   return error  # loss_fn is fine on this batch: the failure is elsewhere (e.g. in inner)
 
@@ -326,14 +327,16 @@ def suggest_alpha(
   - ``learning_rate`` must be the inner optimizer's own learning rate or schedule (the value HAM will use). With
     ``check_learning_rate`` the inner optimizer's step size is probed (from ``init``, after ``j`` steps of zero
     gradient, for the steps of the median's window) and a ValueError is raised when its ratio to
-    ``learning_rate`` changes by more than :data:`LR_TOLERANCE` over the window, e.g. a warmup inside ``inner``
+    ``learning_rate`` changes by more than a factor 1.25 over the window, e.g. a warmup inside ``inner``
     with its peak value passed here.
   - The jitted calibration step is cached on ``loss_fn``, ``inner``, ``has_aux``, the mask and the params'
     structure: calling again with the same ``loss_fn`` and ``inner`` objects (e.g. for several
-    ``target_ratio`` or learning rates given as arrays of the same shape) traces and compiles nothing new. A
+    ``target_ratio`` values, or other batches of the same shapes) traces and compiles nothing new. A
     new ``optax.sgd(...)`` is a new object and compiles again.
-  - A calibration run whose loss, gradients, updates or parameters become non-finite is a ValueError: the inner
-    optimizer diverges on its own at this learning rate, and no alpha can be derived from it.
+  - A calibration run that diverges is a ValueError (the inner optimizer is unstable on its own at this learning
+    rate, and no alpha can be derived from it): a non-finite loss, gradient, update, parameter or norm (norms
+    are computed without overflow), or a positive loss whose median over the second half of the steps is more
+    than 10 times its median over the first half.
 
   The cost is ``num_steps`` gradient evaluations (20 by default: under 5 % of a 30-epoch run with 28 or more
   steps per epoch), and the result is deterministic given ``params`` and ``batches``. How to check the chosen

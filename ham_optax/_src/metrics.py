@@ -238,11 +238,9 @@ def ham_diagnostics(
   (``lr * alpha``, ``lr * beta`` and ``1 + alpha |x|`` clipped to the compute dtype's finite range), so an alpha
   the step handles, such as ``1e39`` in float32, gives finite statistics; NaN in the gradients stays NaN.
 
-  How to read them: ``exponent_max`` above about 0.5 (a weight changing by more than ~65 % in one step) or any
-  ``clip_fraction > 0`` means alpha is too large for this learning rate and gradient scale; an
-  ``inverse_metric_mean`` far above 2 means HAM more than doubles the effective learning rate, which tips a
-  learning rate tuned near its edge of stability over it. Healthy runs have ``exponent_rms`` around 1e-3 or
-  below.
+  How to read them (which values mean alpha is too large, which mean HAM does nothing, as measured on the
+  alpha-transfer runs) is stated once, in "Reading the diagnostics" of the alpha guide
+  (``docs/guides/choosing_alpha.md``).
 
   Args:
     params: the parameters (or ``x_half``).
