@@ -372,17 +372,6 @@ def test_per_leaf_alpha_matches_a_float64_reference():
   )
 
 
-def _ham_accepts_pytree_alpha() -> bool:
-  try:
-    tx = ham_optax.ham(optax.sgd(0.1), 0.1, alpha={"w": 1.0, "b": 0.0}, beta=0.0)
-    p = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}
-    tx.update(p, tx.init(p), p)
-  except (TypeError, ValueError):
-    return False
-  return True
-
-
-@pytest.mark.skipif(not _ham_accepts_pytree_alpha(), reason="ham takes a scalar alpha only")
 def test_per_leaf_alpha_runs_in_ham():
   loss, params, batches = _mlp()
   inner = optax.sgd(0.1, momentum=0.9)
