@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import jax
+import numpy as np
 import tyro
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
@@ -90,7 +91,8 @@ def parse(argv: Sequence[str]) -> Train:
   captured = io.StringIO()
   try:
     with contextlib.redirect_stderr(captured):
-      return tyro.cli(Train, prog="ham-optax train", args=list(argv[1:] if argv[:1] == ["train"] else argv))
+      argv = list(argv)
+      return tyro.cli(Train, prog="ham-optax train", args=argv[1:] if argv[:1] == ["train"] else argv)
   except SystemExit as e:
     if not e.code:
       raise
@@ -250,14 +252,16 @@ def _describe_defaults(configs: Sequence[Config], args: Train) -> list[str]:
 
 def _suggest_alphas(configs: Sequence[Config], dataset: Any) -> list[Config]:
   """The runs with ``alpha="auto"`` replaced by :func:`~ham_optax_examples.train.suggested_alpha` (HAM runs), all
-  computed before the first run trains."""
+  computed before the first run trains; with several processes, process 0's values."""
   try:
-    return [
-      c.replace(alpha=train.suggested_alpha(c, dataset)) if c.ham and c.alpha == "auto" else c
-      for c in configs
-    ]
+    alphas = [train.suggested_alpha(c, dataset) if c.ham and c.alpha == "auto" else 0.0 for c in configs]
   except ValueError as e:
     _fail(f"--alpha auto: {e}")
+  if jax.process_count() > 1:
+    alphas = multihost_utils.broadcast_one_to_all(np.asarray(alphas, np.float64)).tolist()
+  return [
+    c.replace(alpha=a) if c.ham and c.alpha == "auto" else c for c, a in zip(configs, alphas, strict=True)
+  ]
 
 
 def _run_all(
