@@ -287,6 +287,10 @@ def test_suggest_alpha_detects_a_learning_rate_mismatch():
   with pytest.raises(ValueError, match="learning_rate does not follow"):
     ham_optax.suggest_alpha(loss, params, batches, optax.sgd(0.1, momentum=0.9), schedule)
   assert ham_optax.suggest_alpha(loss, params, batches, inner, 0.1, check_learning_rate=False) > 0
+  # An optimizer that skips steps is named as such, not as a learning-rate mismatch.
+  accumulating = optax.MultiSteps(optax.sgd(0.1), 2).gradient_transformation()
+  with pytest.raises(ValueError, match=r"makes no update at step\(s\) 10, 14.*MultiSteps"):
+    ham_optax.suggest_alpha(loss, params, batches, accumulating, 0.1)
 
 
 @pytest.mark.parametrize(

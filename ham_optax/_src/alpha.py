@@ -236,7 +236,14 @@ def _check_learning_rate(probe, params, learning_rate, num_steps: int) -> None:
   values = [s for _, s in scaled]
   if not values or max(values) == 0:
     return
-  drift = max(values) / min(values) if min(values) > 0 else math.inf
+  if min(values) == 0:
+    skipped = ", ".join(str(j) for j, v in scaled if v == 0)
+    raise ValueError(
+      f"suggest_alpha: the inner optimizer makes no update at step(s) {skipped} of the calibration window while "
+      "learning_rate is nonzero (e.g. optax.MultiSteps accumulating gradients): pass the optimizer that makes "
+      "every step (the one MultiSteps wraps), or check_learning_rate=False."
+    )
+  drift = max(values) / min(values)
   if drift > LR_TOLERANCE:
     detail = ", ".join(f"step {j}: {s:.3g}" for j, s in scaled)
     raise ValueError(
@@ -357,7 +364,8 @@ def suggest_alpha(
     has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
     per_leaf: return one alpha per leaf (a pytree with ``params``' structure, 0.0 for unselected leaves; a
       selected leaf whose ratio is undefined on every step of the window, e.g. a zero gradient throughout,
-      gets the global alpha) instead of one scalar.
+      gets the global alpha) instead of one scalar. Pass it to :func:`ham_optax.ham` as ``alpha`` (with
+      ``nnx.Optimizer``, which hands ``ham`` the parameters' plain arrays, as ``nnx.pure(alpha)``).
     check_learning_rate: probe the inner optimizer's step size against ``learning_rate`` (see above).
 
   Returns:
