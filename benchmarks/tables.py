@@ -589,7 +589,7 @@ def mirror_flows_decay(results: Path) -> str:
     "relative error `‖x - x*‖/‖x*‖`",
     "balance",
     "off-support mass",
-    "#`|x_i|>1e-2`",
+    "entries with `abs(x_i) > 1e-2`",
   ]
   return markdown_table(header, rows)
 

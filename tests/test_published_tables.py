@@ -113,3 +113,13 @@ def test_indented_block_stays_in_its_list_item():
   lines = tables.render(page).splitlines()
   assert lines[-1] == "  <!-- /table:sparse_training_comparison -->" and len(lines) > 4
   assert all(line.startswith("  ") and len(line) <= tables.WIDTH for line in lines[1:])
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_generated_tables_are_well_formed(page):
+  """Every row of a generated table has as many cells as its separator row: a `|` inside a cell (even in a code
+  span) would split it and the page would show the raw text instead of a table."""
+  for m in tables.BLOCK.finditer(page.read_text()):
+    lines = [line.strip() for line in m["body"].splitlines() if line.strip().startswith("|")]
+    widths = {line.count("|") - line.count("\\|") for line in lines}
+    assert len(widths) <= 1, f"{page.name}: block {m['name']} has rows of different widths: {sorted(widths)}"
