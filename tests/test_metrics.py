@@ -253,3 +253,28 @@ def test_ham_diagnostics_zero_size_leaves():
     {"e": params["empty"]}, {"e": grads["empty"]}, learning_rate=0.1, alpha=2.0
   )
   assert {k: float(v) for k, v in only_empty["global"].items()} == empty
+
+
+def test_ham_diagnostics_per_leaf_alpha():
+  # A pytree alpha (as ham takes it) gives each layer the statistics of its own scalar alpha.
+  params = _params()
+  rng = np.random.default_rng(2)
+  grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(scale=0.2, size=p.shape), jnp.float32), params)
+  alpha = jax.tree.map(lambda _: 0.0, params)
+  alpha["w"], alpha["conv"] = 3.0, 40.0
+  d = jax.jit(lambda a: metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha=a))(alpha)
+  for name, value in (("w", 3.0), ("conv", 40.0)):
+    single = metrics.ham_diagnostics(
+      {name: params[name]}, {name: grads[name]}, learning_rate=0.1, alpha=value
+    )
+    for k, v in single["per_layer"][f"['{name}']"].items():
+      assert float(d["per_layer"][f"['{name}']"][k]) == pytest.approx(float(v), rel=1e-6), (name, k)
+  prefix = metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha={**alpha, "w": 40.0})
+  full = metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha=40.0)
+  assert float(prefix["global"]["exponent_max"]) == pytest.approx(
+    float(full["global"]["exponent_max"]), rel=1e-6
+  )
+  with pytest.raises(ValueError, match=r"alpha\['w'\] must be finite"):
+    metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha={**alpha, "w": float("nan")})
+  with pytest.raises(ValueError, match="prefix"):
+    metrics.ham_diagnostics(params, grads, learning_rate=0.1, alpha={"nope": 1.0})

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ham_optax._src import checks, masking
+from ham_optax._src import checks, hyperbolic, masking
 
 __all__ = ["fraction_near_zero", "ham_diagnostics", "mean_inverse_metric", "sign_flips", "sparsity"]
 
@@ -205,6 +205,18 @@ def _global_sums(sums: list[dict[str, Any]]) -> dict[str, Any]:
   }
 
 
+def _check_alpha_values(alpha: Any) -> None:
+  """A real scalar, or a non-empty pytree of them (each named by its path); no schedules (a value is needed)."""
+  if not hyperbolic.is_alpha_tree(alpha):
+    checks.check_scalar(alpha, "alpha")
+    return
+  leaves = jax.tree_util.tree_flatten_with_path(alpha)[0]
+  if not leaves:
+    raise ValueError("ham_diagnostics: alpha as a pytree needs at least one value, got an empty tree.")
+  for path, value in leaves:
+    checks.check_scalar(value, f"alpha{jax.tree_util.keystr(path)}")
+
+
 def ham_diagnostics(
   params: Any,
   grads: Any,
@@ -246,7 +258,8 @@ def ham_diagnostics(
     params: the parameters (or ``x_half``).
     grads: the raw gradients, same structure and shapes as ``params``.
     learning_rate: the step's learning rate (a scalar, may be traced).
-    alpha: HAM's alpha (a scalar, may be traced).
+    alpha: HAM's alpha: a scalar (may be traced), or a pytree of per-leaf scalars with the params' structure
+      or a prefix of it, as :func:`ham_optax.ham` takes it (e.g. ``suggest_alpha(..., per_leaf=True)``).
     beta: HAM's beta (a scalar, may be traced).
     max_exponent: the clip of the exponent, > 0 (as in :func:`ham_optax.ham`).
     mask: which leaves to report, resolved exactly like :func:`ham_optax.ham`'s ``mask`` (``None``:
@@ -265,7 +278,7 @@ def ham_diagnostics(
     (0.4, ["['w']"])
   """
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0)
-  checks.check_scalar(alpha, "alpha")
+  _check_alpha_values(alpha)
   checks.check_scalar(beta, "beta")
   checks.check_scalar(max_exponent, "max_exponent", lo=0.0, lo_open=True)
   flat_p, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -275,13 +288,14 @@ def ham_diagnostics(
     raise ValueError("ham_diagnostics: grads must have the structure of params.") from e
   selected = masking.resolve_mask(mask, params)
   sums = {}
-  for (path, x), g, on in zip(flat_p, flat_g, selected, strict=True):
+  alphas = hyperbolic._alpha_per_leaf(alpha, params, treedef)  # noqa: SLF001 - the package's own helper
+  for (path, x), g, a, on in zip(flat_p, flat_g, alphas, selected, strict=True):
     if not on:
       continue
     name = jax.tree_util.keystr(path)
     if jnp.shape(x) != jnp.shape(g):
       raise ValueError(f"ham_diagnostics: grads{name} has shape {jnp.shape(g)}, params{name} {jnp.shape(x)}.")
-    sums[name] = _exponent_sums(x, g, learning_rate, alpha, beta, float(max_exponent))
+    sums[name] = _exponent_sums(x, g, learning_rate, a, beta, float(max_exponent))
   per_layer = {name: _exponent_stats(s) for name, s in sums.items()}
   if sums:
     global_stats = _exponent_stats(_global_sums(list(sums.values())))
