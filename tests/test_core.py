@@ -332,7 +332,8 @@ def test_growth_beyond_the_dtype_range_saturates(dtype):
   assert new.dtype == dt
   assert bool(jnp.all(jnp.isfinite(new)))
   # saturated one ulp short of the maximum (so that p + update cannot round past it), give or take one rounding
-  two_ulps_short = float(np.nextafter(np.nextafter(np.asarray(big, dt), 0), 0).astype(np.float64))
+  zero = np.zeros((), dt)  # NumPy 1.x would take a Python 0 (and the 0-d max) to float64
+  two_ulps_short = float(np.nextafter(np.nextafter(np.asarray(big, dt), zero), zero).astype(np.float64))
   top = np.abs(np.asarray(new, np.float64)[0, :2])
   assert np.all((top >= two_ulps_short) & (top < big)), top
   assert np.sign(np.asarray(new, np.float64)[0, :2]).tolist() == [1.0, -1.0]
