@@ -1,0 +1,57 @@
+"""``benchmarks/overhead.py``: its statistics, and a smoke run of the update and vector-width sections."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+_BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _overhead():
+  if str(_BENCH) not in sys.path:
+    sys.path.insert(0, str(_BENCH))  # the script imports its sibling `_common`, as a script run would
+  spec = importlib.util.spec_from_file_location("overhead_benchmark", _BENCH / "overhead.py")
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_median_interval_is_the_binomial_order_statistics():
+  overhead = _overhead()
+  x = np.random.default_rng(0).permutation(np.arange(61.0))
+  assert overhead.median_ci(x) == [22.0, 38.0]  # the 23rd and 39th smallest of 61
+  # It covers the true median of a symmetric distribution in about 95 % of samples.
+  rng = np.random.default_rng(1)
+  hits = [lo <= 0.0 <= hi for lo, hi in (overhead.median_ci(rng.normal(size=61)) for _ in range(2000))]
+  assert 0.93 <= np.mean(hits) <= 0.98
+
+
+def test_busy_machine_repetitions_are_skipped_not_timed():
+  overhead = _overhead()
+  calls = []
+  runners = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+  out = overhead.quiet_interleaved(runners, 4, max_other_cpu=1e9, max_wait=0.0, probe=0.0)
+  assert len(out["a"]) == len(out["b"]) == 4 and len(out["load"]["loadavg_1m"]) == 4
+  assert sorted(calls) == ["a"] * 4 + ["b"] * 4
+  with pytest.raises(RuntimeError, match="no quiet moment"):
+    overhead.quiet_interleaved(runners, 2, max_other_cpu=-1.0, max_wait=0.0, probe=0.0)
+
+
+@pytest.mark.slow
+def test_smoke_run_counts_and_vector_width(tmp_path):
+  overhead = _overhead()
+  argv = ["--quick", "--tree", "small", "--skip", "roofline", "train", "bf16", "torch"]
+  overhead.main([*argv, "--max-other-cpu", "1e9", "--probe", "0", "--out", str(tmp_path)])
+  res = json.loads((tmp_path / "overhead.json").read_text())
+  for o in ("sgdm", "adamw"):
+    extra = res["update"][o]["per_weight"]["ham_extra"]
+    assert extra["flops"] <= 17 and extra["bytes accessed"] <= 4.1 and extra["transcendentals"] == 1
+    assert res["vector_width"][o]["bit_identical_to_default"] == {"inner": True, "ham": True}
+    assert len(res["update"][o]["load"]["others_cpu_during"]) == 3
