@@ -38,6 +38,7 @@ import json
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import grokking
@@ -168,8 +169,6 @@ def _run(method, graphdef, params, hp, train, evals, steps, args, **kw):
 
 
 def _take(tree, idx):
-  import jax
-
   return jax.tree.map(lambda x: x[np.asarray(idx)], tree)
 
 
@@ -234,7 +233,7 @@ def grokking_study(args, add, log) -> tuple[dict, dict]:
   return results, models_for_ft
 
 
-def finetune_study(args, add, sub, models_for_ft, adamw_lr, log) -> dict:
+def finetune_study(args, add, sub, models_for_ft, log) -> dict:
   """Fine-tunes the AdamW models from addition to subtraction with every method of :data:`FT_METHODS`."""
   graphdef, _ = grokking.init_params([0], args.p, width=args.width)
   train = (sub.x_train, sub.y_train)
@@ -248,7 +247,7 @@ def finetune_study(args, add, sub, models_for_ft, adamw_lr, log) -> dict:
     else:
       settings = [{"lr": lr, "wd": args.ft_wd} for lr in args.ft_lr_grid]
     tune_models = models_for_ft["tune"]
-    n_t = len(_flat_first(tune_models))
+    n_t = len(jax.tree.leaves(tune_models)[0])
     init = _take(tune_models, [i for _ in settings for i in range(n_t)])
     t0 = time.perf_counter()
     out = _run(method, graphdef, init, _stack(settings, n_t), train, evals, args.ft_steps, args)
@@ -259,7 +258,7 @@ def finetune_study(args, add, sub, models_for_ft, adamw_lr, log) -> dict:
     chosen = settings[best]
     if method == "adamw":
       lr_selected = chosen["lr"]
-    n_e = len(_flat_first(models_for_ft["eval"]))
+    n_e = len(jax.tree.leaves(models_for_ft["eval"])[0])
     t0 = time.perf_counter()
     out = _run(
       method, graphdef, models_for_ft["eval"], _stack([chosen], n_e), train, evals, args.ft_steps, args
@@ -283,14 +282,7 @@ def finetune_study(args, add, sub, models_for_ft, adamw_lr, log) -> dict:
     }
     log(f"finetune {method}: selected {chosen}; new {results[method]['new_test_acc']}")
     log(f"  old {results[method]['old_test_acc']}")
-  del adamw_lr
   return results
-
-
-def _flat_first(tree) -> np.ndarray:
-  import jax
-
-  return np.asarray(jax.tree.leaves(tree)[0])
 
 
 def tables(res: dict) -> str:
@@ -412,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
   sub = data_lib.load_modular(operation="sub", **kw)
   log(f"p={args.p}: {len(add.x_train)} train / {len(add.x_val)} val / {len(add.x_test)} test pairs")
   grok, models_for_ft = grokking_study(args, add, log)
-  ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, None, log)
+  ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, log)
   res = {
     **_common.provenance(_common.command(argv, __file__)),
     "args": vars(args),
@@ -424,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
       "d_model": args.width,
       "layers": 1,
       "heads": 4,
-      "parameters": int(sum(np.prod(np.shape(x)[1:]) for x in _leaves(models_for_ft["eval"]))),
+      "parameters": int(sum(np.prod(np.shape(x)[1:]) for x in jax.tree.leaves(models_for_ft["eval"]))),
     },
     "grokking": grok,
     "finetune": ft,
@@ -443,12 +435,6 @@ def _finish(res: dict, out: Path) -> dict:
   (out / "tables.md").write_text(f"Command: `{res['command']}`\n\n{res['tables']}\n")
   print(res["tables"])
   return res
-
-
-def _leaves(tree):
-  import jax
-
-  return jax.tree.leaves(tree)
 
 
 if __name__ == "__main__":
