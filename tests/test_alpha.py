@@ -306,8 +306,8 @@ def test_suggest_alpha_detects_a_learning_rate_mismatch():
   ids=["adam", "adamw", "adam_b95", "lion", "rmsprop", "nesterov"],
 )
 def test_learning_rate_check_accepts_matching_optimizers(inner, lr):
-  loss, params, batches = _mlp()
-  assert ham_optax.suggest_alpha(loss, params, batches, inner, lr) > 0
+  loss, params, x, y = _docstring_problem()
+  assert ham_optax.suggest_alpha(loss, params, [(x, y)] * 20, inner, lr) > 0
 
 
 def _two_kernel_regression():
