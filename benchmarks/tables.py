@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ham_optax_examples.report import markdown_table as job_table  # the table `ham-optax train` prints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, paired_test, welch_p  # noqa: E402
@@ -165,33 +166,10 @@ def _opt(value: Any) -> str:
   return "-" if value is None else f"{value:g}"
 
 
-def main_job_rows(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
-  """The rows of the table `ham-optax train` prints (its `summary.md`), from the `summary` of `results.json`."""
-  return [
-    [
-      s["model"],
-      s["method"],
-      f"{s['lr']:g}",
-      _opt(s["alpha"]),
-      _opt(s["beta"]),
-      str(s["epochs"]),
-      _pct(s["test_acc_mean"], s["test_acc_std"]),
-      _pct(s["val_acc_mean"], s["val_acc_std"]),
-      f"{s['sparsity']:.3f}",
-      f"{100 * s['sign_flips']:.2f} %",
-      s["diverged"],
-    ]
-    for s in summary
-  ]
-
-
-MAIN_JOB_HEADER = [
-  "model",
-  "method",
+ACCURACY_COLUMNS = [
   "lr",
   "alpha",
   "beta",
-  "epochs",
   "test acc (%)",
   "val acc (%)",
   "sparsity",
@@ -229,7 +207,7 @@ def main_job(results: Path) -> str:
     "HAM − baseline, test accuracy paired over seeds (points, mean ± std, paired t-test): "
     f"{diffs}. {verdict(comparisons)}; {runs}."
   )
-  return markdown_table(MAIN_JOB_HEADER, main_job_rows(data["summary"])) + "\n\n" + paragraph(text)
+  return job_table(data["summary"]) + "\n\n" + paragraph(text)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -298,7 +276,7 @@ def sparse_training(results: Path) -> str:
     ]
     for s in data["summary"]
   ]
-  return markdown_table(["method", *MAIN_JOB_HEADER[2:5], *MAIN_JOB_HEADER[6:]], rows)
+  return markdown_table(["method", *ACCURACY_COLUMNS], rows)
 
 
 def _sparse_comparisons(
