@@ -298,22 +298,32 @@ def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
   )
 
 
+def _host_restore(path: Path) -> Any:
+  """The arrays saved at ``path`` as NumPy arrays on this host, whatever devices wrote them."""
+  tree = ocp.PyTreeCheckpointHandler().metadata(path).tree
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  return ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+
+
 def _restore(manager: ocp.CheckpointManager, step: int, state: Any = None, reference: Any = None) -> dict:
-  """Every item of checkpoint ``step`` (into the ``state`` / ``reference`` templates when given); raises
-  :class:`CheckpointError` naming the checkpoint when any item is damaged or missing."""
-  args = ocp.args.Composite(
-    state=ocp.args.StandardRestore(state),
-    reference=ocp.args.StandardRestore(reference),
-    history=ocp.args.JsonRestore(),
-    config=ocp.args.JsonRestore(),
-  )
+  """Every item of checkpoint ``step``, into the ``state`` / ``reference`` templates (without them: as NumPy
+  arrays on this host); raises :class:`CheckpointError` naming the checkpoint when any item is damaged or
+  missing."""
+  items = {"history": ocp.args.JsonRestore(), "config": ocp.args.JsonRestore()}
+  if state is not None:
+    items |= {"state": ocp.args.StandardRestore(state), "reference": ocp.args.StandardRestore(reference)}
   try:
-    restored = manager.restore(step, args=args)
+    restored = dict(manager.restore(step, args=ocp.args.Composite(**items)))
+    if state is None:
+      restored |= {
+        item: _host_restore(Path(manager.directory) / str(step) / item) for item in ("state", "reference")
+      }
     if not isinstance(restored["history"], list) or not isinstance(restored["config"], dict):
       raise TypeError("history or config is not what a run writes")
   except Exception as e:  # orbax and TensorStore raise many types for damaged files
     raise CheckpointError(
-      f"checkpoint {manager.directory} (epoch {step}) is damaged or incomplete ({type(e).__name__}); {_RESTART_HINT}"
+      f"checkpoint {manager.directory} (epoch {step}) is damaged or incomplete ({type(e).__name__}); "
+      f"{_RESTART_HINT}"
     ) from None
   return restored
 
