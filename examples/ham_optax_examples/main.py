@@ -337,7 +337,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs = configs_from_args(args)
     if _joins_processes(args):
       _join_processes(args)
-
     for config in configs:
       train.data_layout(config)
     settings = _settings(configs, args)
@@ -354,7 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(configs)} runs on {configs[0].dataset}; settings not given on the command line:")
     print("\n".join(_describe_defaults(configs, args)))
   t0 = time.perf_counter()
-  results = _run_all(configs, dataset, args.config.progress, auto)
+  try:
+    results = _run_all(configs, dataset, args.config.progress, auto)
+  except ValueError as e:  # e.g. fewer training examples than data shards
+    _fail(str(e))
   elapsed = time.perf_counter() - t0
   if not lead:  # only process 0 reports; the results are the same in every process
     return 0 if not all(r["diverged"] for r in results) else 1
