@@ -286,7 +286,7 @@ plt.show()
 # %% [markdown]
 # **Reading the curves.** Means over seeds, shaded min-max. This small MLP overfits mnist1d (the training
 # loss goes towards 0 for both optimizers), so test accuracy is low for any optimizer; the gap between them
-# is a few points at most and, with three seeds and one learning rate, should not be over-read. With a large
+# is a few points at most and, with few seeds and one learning rate, should not be over-read. With a large
 # $\alpha$ the loss can show a transient spike where $\eta\,\alpha\,|g|$ gets large; sign flips die out
 # as the weights settle. HAM is a one-line change of the optimizer; `03_sparse_training.ipynb` shows where
 # its bias matters most: combined with a sparsifier.
