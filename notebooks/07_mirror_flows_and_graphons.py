@@ -62,8 +62,7 @@ import numpy as np
 import optax
 
 from ham_optax import sparsity
-from ham_optax.metrics import empirical_graphon, graphon_distance
-from ham_optax.metrics import escape_step
+from ham_optax.metrics import empirical_graphon, escape_step, graphon_distance
 from ham_optax.overparam import deep_diagonal
 
 rng = np.random.default_rng(0)
