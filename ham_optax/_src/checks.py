@@ -221,3 +221,11 @@ def check_callable(value: Any, name: str, owner: str | None = None) -> Any:
   if not callable(value):
     raise TypeError(f"{_prefix(owner)}`{name}` must be callable, got {type(value).__name__}.")
   return value
+
+
+def check_exactly_one(values: dict[str, Any], owner: str) -> None:
+  """Checks that exactly one of the named alternatives is given (not ``None``)."""
+  given = [name for name, v in values.items() if v is not None]
+  if len(given) != 1:
+    state = "neither is given" if not given else f"{' and '.join(given)} are given"
+    raise ValueError(f"{owner} needs exactly one of {' or '.join(values)}; {state}.")

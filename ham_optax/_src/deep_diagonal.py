@@ -111,16 +111,8 @@ def deep_diagonal(
   checks.check_scalar(init_scale, "init_scale", lo=0.0, lo_open=True, owner="deep_diagonal")
   inner = optax.with_extra_args_support(inner)
 
-  def factors(x):
-    """``(u, v)`` of a floating leaf at init; ``optax.MaskedNode()`` for other leaves (not trained)."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-      return _MASKED, _MASKED
-    s_l = (jnp.asarray(init_scale) ** depth).astype(x.dtype)
-    return (jnp.maximum(x, 0) + s_l) ** (1.0 / depth), (jnp.maximum(-x, 0) + s_l) ** (1.0 / depth)
-
   def init_fn(params):
-    pairs = jax.tree.map(factors, params)
+    pairs = jax.tree.map(lambda x: _factors(x, depth, init_scale), params)
     u = jax.tree.map(lambda _, pr: pr[0], params, pairs)
     v = jax.tree.map(lambda _, pr: pr[1], params, pairs)
     return DeepDiagonalState(u=u, v=v, inner_state=inner.init((u, v)))
@@ -133,13 +125,8 @@ def deep_diagonal(
     g_v = jax.tree.map(lambda g, t: grad(g, t, -1), updates, state.v)
     du_dv, inner_state = inner.update((g_u, g_v), state.inner_state, (state.u, state.v), **extra_args)
     u, v = optax.apply_updates((state.u, state.v), du_dv)
-
-    def out(x, a, b):
-      if _is_masked(a):
-        return jnp.zeros_like(x)
-      return (a**depth - b**depth - x).astype(jnp.result_type(x))
-
-    return jax.tree.map(out, params, u, v), DeepDiagonalState(u=u, v=v, inner_state=inner_state)
+    new_updates = jax.tree.map(lambda x, a, b: _updates_to(x, a, b, depth), params, u, v)
+    return new_updates, DeepDiagonalState(u=u, v=v, inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -149,3 +136,19 @@ _MASKED = optax.MaskedNode()
 
 def _is_masked(x) -> bool:
   return isinstance(x, optax.MaskedNode)
+
+
+def _factors(x, depth: int, init_scale: float) -> tuple:
+  """``(u, v)`` of a floating leaf at init; ``optax.MaskedNode()`` for other leaves (not trained)."""
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    return _MASKED, _MASKED
+  s_l = (jnp.asarray(init_scale) ** depth).astype(x.dtype)
+  return (jnp.maximum(x, 0) + s_l) ** (1.0 / depth), (jnp.maximum(-x, 0) + s_l) ** (1.0 / depth)
+
+
+def _updates_to(x, u, v, depth: int) -> jax.Array:
+  """The update taking the parameter ``x`` to ``u^L - v^L`` in ``x``'s dtype (0 for an untrained leaf)."""
+  if _is_masked(u):
+    return jnp.zeros_like(x)
+  return (u**depth - v**depth - x).astype(jnp.result_type(x))

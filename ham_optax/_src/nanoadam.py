@@ -333,6 +333,10 @@ def scale_by_nanoadam(
   floating-point leaves: ``optax.scale_by_adam(b1, b2, eps)`` with the shared step count. Non-floating leaves
   (integer counters, ...): 0, their state untouched.
   """
+  for name, value in (("b1", b1), ("b2", b2)):
+    checks.check_scalar(value, name, lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
+  checks.check_scalar(eps, "eps", lo=0.0, lo_open=True, owner="nanoadam")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, owner="nanoadam")
   dense_adam = optax.scale_by_adam(b1, b2, eps)
 
   def mask_tree_of(params):
@@ -400,6 +404,39 @@ def _merge(flags: Any, a: Any, b: Any) -> Any:
   return jax.tree.map(lambda f, x, y: x if f else y, flags, a, b, is_leaf=_is_masked)
 
 
+def _checked_selection(
+  fraction: float,
+  refresh_every: int,
+  total_steps: int | None,
+  final_fraction: float | None,
+  density_every: int | None,
+  fraction_schedule: Callable[[jax.Array], jax.Array] | None,
+  chunk_size: int | None,
+) -> _Selection:
+  """:func:`nanoadam`'s selection arguments, checked, with their defaults filled in."""
+  fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
+  refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
+  if total_steps is not None:
+    total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam")
+  if final_fraction is not None:
+    checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
+  if density_every is not None:
+    density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam")
+  if fraction_schedule is not None:
+    checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
+  if chunk_size is not None:
+    chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam")
+  return _Selection(
+    fraction=fraction,
+    refresh_every=refresh_every,
+    density_every=refresh_every if density_every is None else density_every,
+    total_steps=total_steps,
+    final_fraction=0.4 * fraction if final_fraction is None else float(final_fraction),
+    fraction_schedule=fraction_schedule,
+    chunk_size=chunk_size,
+  )
+
+
 def nanoadam(
   learning_rate: optax.ScalarOrSchedule,
   fraction: float = 0.1,
@@ -418,10 +455,9 @@ def nanoadam(
 ) -> optax.GradientTransformationExtraArgs:
   """NanoAdam (Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025).
 
-  Adam restricted to the smallest-magnitude entries of each selected tensor; every other entry of
-  those tensors gets an update of exactly zero. Leaves outside ``mask`` (by default the classifier
-  head, norm layers and biases: :func:`nanoadam_default_mask`) get dense Adam with the global step
-  count. Per step ``t`` (0-based)::
+  Adam restricted to the smallest-magnitude entries of each selected tensor; every other entry of those tensors
+  gets an update of exactly zero. Leaves outside ``mask`` (by default the classifier head, norm layers and
+  biases: :func:`nanoadam_default_mask`) get dense Adam with the global step count. Per step ``t`` (0-based)::
 
       density_t = schedule(d * (t // d))                        (d = density_every)
       k_t = max(1, round(density_t * chunk))                    (per chunk; chunk = x.size by default)
@@ -430,12 +466,12 @@ def nanoadam(
       age_S += 1;  mu_S = b1 mu_S + (1 - b1) g_S;  nu_S = b2 nu_S + (1 - b2) g_S^2
       x_S -= lr_t * (mu_S / (1 - b1^age_S) / (sqrt(nu_S / (1 - b2^age_S)) + eps) + weight_decay * x_S)
 
-  The density schedule is ``fraction_schedule`` if given (clipped to ``(0, fraction]``); else,
-  with ``total_steps``, linear from ``fraction`` at step 0 to ``final_fraction`` at
-  ``total_steps`` (the paper's default shape); else the constant ``fraction``. See the module
-  docstring for which detail follows the paper, its configuration, or is our choice (per-entry
-  bias correction). Under ``optax.inject_hyperparams`` list the shape-fixing arguments as
-  static: ``static_args=("fraction", "refresh_every", "total_steps", "final_fraction",
+  Built as :func:`scale_by_nanoadam` followed by the learning rate, as ``optax.adamw`` is built from
+  ``scale_by_adam``. The density schedule is ``fraction_schedule`` if given (clipped to ``(0, fraction]``); else,
+  with ``total_steps``, linear from ``fraction`` at step 0 to ``final_fraction`` at ``total_steps`` (the paper's
+  default shape); else the constant ``fraction``. See the module docstring for which detail follows the paper,
+  its configuration, or is our choice (per-entry bias correction). Under ``optax.inject_hyperparams`` list the
+  shape-fixing arguments as static: ``static_args=("fraction", "refresh_every", "total_steps", "final_fraction",
   "density_every", "fraction_schedule", "chunk_size", "mask")``.
 
   Args:
@@ -447,15 +483,12 @@ def nanoadam(
     eps: added to the root of the second moment, > 0.
     weight_decay: decoupled (AdamW-style) decay of the selected entries only, >= 0.
     total_steps: length of the linear density decay (int > 0); ``None``: constant density.
-    final_fraction: density reached at ``total_steps``, in ``(0, fraction]``; default
-      ``0.4 * fraction`` (10 % -> 4 %).
-    density_every: ``d``, steps between evaluations of the density schedule (int > 0);
-      default ``refresh_every``.
+    final_fraction: density reached at ``total_steps``, in ``(0, fraction]``; default ``0.4 * fraction``.
+    density_every: ``d``, steps between evaluations of the density schedule (int > 0); default ``refresh_every``.
     fraction_schedule: optional ``step -> density`` (jit-compatible); overrides the linear decay.
-    chunk_size: select per chunk of this many entries of the flattened tensor (int > 0);
-      ``None``: one chunk per tensor.
-    mask: tensors subject to the selection: ``None`` (:func:`nanoadam_default_mask`), a pytree of
-      bools (or a prefix) or a callable ``params -> pytree``. Others get dense Adam.
+    chunk_size: select per chunk of this many entries of the flattened tensor (int > 0); ``None``: one chunk.
+    mask: tensors subject to the selection: ``None`` (:func:`nanoadam_default_mask`), a pytree of bools (or a
+      prefix) or a callable ``params -> pytree``. Others get dense Adam.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` (``update`` requires ``params``).
@@ -473,30 +506,8 @@ def nanoadam(
     True
   """
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True, owner="nanoadam")
-  fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
-  refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
-  checks.check_scalar(b1, "b1", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
-  checks.check_scalar(b2, "b2", lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
-  checks.check_scalar(eps, "eps", lo=0.0, lo_open=True, owner="nanoadam")
-  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, owner="nanoadam")
-  if total_steps is not None:
-    total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam")
-  if final_fraction is not None:
-    checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
-  if density_every is not None:
-    density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam")
-  if fraction_schedule is not None:
-    checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
-  if chunk_size is not None:
-    chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam")
-  selection = _Selection(
-    fraction=fraction,
-    refresh_every=refresh_every,
-    density_every=refresh_every if density_every is None else density_every,
-    total_steps=total_steps,
-    final_fraction=0.4 * fraction if final_fraction is None else float(final_fraction),
-    fraction_schedule=fraction_schedule,
-    chunk_size=chunk_size,
+  selection = _checked_selection(
+    fraction, refresh_every, total_steps, final_fraction, density_every, fraction_schedule, chunk_size
   )
   direction = scale_by_nanoadam(b1, b2, eps, weight_decay, selection=selection, mask=mask)
 

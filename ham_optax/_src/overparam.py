@@ -178,8 +178,8 @@ def pointwise_overparam(
 ) -> optax.GradientTransformationExtraArgs:
   """Trains masked leaves as ``x = m * w`` with ``inner`` running on ``(m, w)``.
 
-  Update rule (elementwise, masked leaves; ``g`` the gradient w.r.t. ``x``, ``lam_k`` the
-  weight decay at step ``k`` starting at 0)::
+  Update rule (elementwise, masked leaves; ``g`` the gradient w.r.t. ``x``, ``lam_k`` the weight decay at step
+  ``k`` starting at 0)::
 
       g_m = g * w + lam_k * m;   g_w = g * m + lam_k * w
       (m, w) <- (m, w) + inner((g_m, g_w))
@@ -187,43 +187,33 @@ def pointwise_overparam(
           (m, w) <- factorize(m * w, rescale_balance, sign_m=m)   # Sign-In rescaling
       updates = m * w - x
 
-  Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here; put
-  decay for them in ``inner``). The weight decay is an L2 penalty
-  ``lam/2 (||m||^2 + ||w||^2)`` added to the factors' gradients *before* ``inner`` (coupled;
-  for decoupled decay use e.g. ``inner=optax.adamw(...)``, which then decays every leaf).
-  See the module docstring for the geometry, the memory cost (state holds ``m``, ``w`` and
-  the inner state of both: about 3x Adam's state, 4x momentum's) and what happens when
-  params are changed outside the optimizer (those entries are re-factorised).
+  Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here; put decay for them in
+  ``inner``). The weight decay is an L2 penalty ``lam/2 (||m||^2 + ||w||^2)`` added to the factors' gradients
+  *before* ``inner`` (coupled; for decoupled decay use e.g. ``inner=optax.adamw(...)``, which then decays every
+  leaf). See the module docstring for the geometry, the memory cost (state holds ``m``, ``w`` and the inner state
+  of both: about 3x Adam's state, 4x momentum's) and what happens when params are changed outside the optimizer
+  (those entries are re-factorised).
 
-  References: pointwise overparameterisation as analysed in Jacobs & Burkholz, "Mask in the
-  Mirror" (ICLR 2025) and Jacobs et al., "Hyperbolic Aware Minimization" (ICLR 2026,
-  arXiv 2506.02630); variants :func:`spred`, :func:`pilot`, :func:`sign_in`.
+  References: pointwise overparameterisation as analysed in Jacobs & Burkholz, "Mask in the Mirror" (ICLR 2025)
+  and Jacobs et al., "Hyperbolic Aware Minimization" (ICLR 2026, arXiv 2506.02630); variants :func:`spred`,
+  :func:`pilot`, :func:`sign_in`.
 
   Args:
     inner: optimizer run on the factors (e.g. ``optax.sgd(0.1, momentum=0.9)``).
-    mask: which leaves to factorise: ``None`` (floating leaves with ``ndim >= 2``), a pytree
-      of bools (same structure as params or a prefix) or a callable ``params -> pytree``.
+    mask: which leaves to factorise: ``None`` (floating leaves with ``ndim >= 2``), a pytree of bools (same
+      structure as params or a prefix) or a callable ``params -> pytree``.
     weight_decay: ``lam`` (float >= 0 or an optax schedule of the step count).
-    init: initial split: ``"balanced"`` (``|m| = |w| = sqrt|x|``, balance 0), ``"mask"``
-      (``m = 1``, ``w = x``, as in continuous sparsification) or a float balance
-      ``c = m^2 - w^2`` (see :func:`factorize`).
-    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In), keeping
-      the sign of ``m`` (and so of ``w``); the inner optimizer's state is kept.
+    init: initial split: ``"balanced"`` (``|m| = |w| = sqrt|x|``, balance 0), ``"mask"`` (``m = 1``, ``w = x``,
+      as in continuous sparsification) or a float balance ``c = m^2 - w^2`` (see :func:`factorize`).
+    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In), keeping the sign of ``m``
+      (and so of ``w``); the inner optimizer's state is kept.
     rescale_balance: balance ``c`` the rescaling resets to.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and
-    returns ``updates = m * w - params`` for masked leaves.
+    An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and returns
+    ``updates = m * w - params`` for masked leaves.
   """
-  checks.check_inner(inner, "pointwise_overparam")
-  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
-  if isinstance(init, str):
-    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
-  else:
-    init = checks.check_scalar(init, "init")
-  if rescale_every is not None:
-    rescale_every = checks.check_int(rescale_every, "rescale_every", 1)
-  rescale_balance = checks.check_scalar(rescale_balance, "rescale_balance")
+  init, rescale_every, balance = _checked_args(inner, weight_decay, init, rescale_every, rescale_balance)
   inner = optax.with_extra_args_support(inner)
 
   def mask_of(params):
@@ -243,28 +233,13 @@ def pointwise_overparam(
     mask_tree = mask_of(params)
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
     m, w = _unpair(mask_tree, _map_masked(mask_tree, _resync, params, state.m, state.w))
-    # gradients of L(m * w) + lam/2 (m^2 + w^2) w.r.t. m and w
-    g_m = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), updates, m, w)
-    g_w = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), updates, w, m)
-    u = _merge(mask_tree, m, params)
-    (d_u, d_w), inner_state = inner.update(
-      (_merge(mask_tree, g_m, updates), g_w), state.inner_state, (u, w), **extra_args
+    m, w, d_u, inner_state = _inner_step(
+      inner, mask_tree, updates, params, m, w, lam, state.inner_state, extra_args
     )
-    m = _map_masked(mask_tree, lambda x: x, optax.apply_updates(u, d_u))
-    w = optax.apply_updates(w, d_w)
     if rescale_every is not None:
       due = (state.count + 1) % rescale_every == 0
-      m, w = _unpair(
-        mask_tree, _map_masked(mask_tree, lambda a, b: _rescale(a, b, rescale_balance, due), m, w)
-      )
-    new_updates = jax.tree.map(
-      lambda f, p, a, b, du: (a * b - p).astype(jnp.result_type(p)) if f else du,
-      mask_tree,
-      params,
-      m,
-      w,
-      d_u,
-    )
+      m, w = _unpair(mask_tree, _map_masked(mask_tree, lambda a, b: _rescale(a, b, balance, due), m, w))
+    new_updates = _merge(mask_tree, _map_masked(mask_tree, _updates_to, params, m, w), d_u)
     return new_updates, OverparamState(
       count=optax.safe_increment(state.count), m=m, w=w, inner_state=inner_state
     )
@@ -273,6 +248,40 @@ def pointwise_overparam(
 
 
 _MASKED = optax.MaskedNode()
+
+
+def _checked_args(inner, weight_decay, init, rescale_every, rescale_balance) -> tuple:
+  """:func:`pointwise_overparam`'s arguments checked: ``(init, rescale_every, rescale_balance)``."""
+  checks.check_inner(inner, "pointwise_overparam")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
+  if isinstance(init, str):
+    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
+  else:
+    init = checks.check_scalar(init, "init")
+  if rescale_every is not None:
+    rescale_every = checks.check_int(rescale_every, "rescale_every", 1)
+  return init, rescale_every, checks.check_scalar(rescale_balance, "rescale_balance")
+
+
+def _inner_step(inner, mask_tree, grads, params, m, w, lam, inner_state, extra_args) -> tuple:
+  """``(m, w, inner updates of the first slot, inner state)`` after ``inner``'s step on the factors.
+
+  The first slot holds ``m`` at masked leaves and the parameter itself elsewhere; its gradient is that of
+  ``L(m * w) + lam/2 (m^2 + w^2)`` w.r.t. ``m`` (masked) or ``grads`` (unmasked); the second slot holds ``w``.
+  """
+  g_m = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), grads, m, w)
+  g_w = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), grads, w, m)
+  u = _merge(mask_tree, m, params)
+  (d_u, d_w), inner_state = inner.update(
+    (_merge(mask_tree, g_m, grads), g_w), inner_state, (u, w), **extra_args
+  )
+  m = _map_masked(mask_tree, lambda x: x, optax.apply_updates(u, d_u))
+  return m, optax.apply_updates(w, d_w), d_u, inner_state
+
+
+def _updates_to(p: Any, m: jax.Array, w: jax.Array) -> jax.Array:
+  """The update that takes the parameter ``p`` to ``m * w``, in ``p``'s dtype."""
+  return (m * w - p).astype(jnp.result_type(p))
 
 
 def _map_masked(mask_tree: Any, fn: Callable[..., Any], *trees: Any) -> Any:

@@ -13,6 +13,8 @@ One rule for every sparsifier: a selected layer is never pruned away; it keeps a
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -145,28 +147,7 @@ def magnitude_pruning(
   frequency = checks.check_int(frequency, "frequency", 1)
   checks.check_choice(scope, "scope", _SCOPES)
 
-  def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
-    return [jnp.ones(p.shape, bool) for p in leaves]
-
-  # The schedule only matters at the (static) update steps. With at most _MAX_TABLE of them, the zero counts are
-  # tabulated on the host in float64 (exactly round(s_t * n), whatever the layer size); longer schedules compute
-  # round(s_t * n) on device in float32 (off by one only where float32 rounding crosses a .5 boundary).
-  n_updates = (end_step - begin_step) // frequency + 1 + int((end_step - begin_step) % frequency != 0)
-  schedule = gmp_schedule(
-    sparsity, begin_step=begin_step, end_step=end_step, initial_sparsity=initial_sparsity
-  )
-  if n_updates <= _MAX_TABLE:
-    update_steps = sorted({*range(begin_step, end_step + 1, frequency), end_step})
-    s_table = [
-      sparsity + (initial_sparsity - sparsity) * (1 - (t - begin_step) / (end_step - begin_step)) ** 3
-      for t in update_steps
-    ]
-
-  def zero_count(t: jax.Array, n: int) -> jax.Array:
-    if n_updates > _MAX_TABLE:
-      return jnp.round(schedule(t).astype(jnp.float32) * n).astype(jnp.int32)
-    idx = jnp.where(t == end_step, n_updates - 1, jnp.clip((t - begin_step) // frequency, 0, n_updates - 1))
-    return jnp.asarray([_core.n_zeros(s_t, n) for s_t in s_table], jnp.int32)[idx]
+  zero_count = _gmp_zero_count(sparsity, initial_sparsity, begin_step, end_step, frequency)
 
   def mask_rule(count, params, grads, proposal_fn, old):
     del grads
@@ -183,7 +164,40 @@ def magnitude_pruning(
     )
     return new, False
 
-  return _core.sparsifier(inner, prunable, init_rule, mask_rule)
+  return _core.sparsifier(inner, prunable, _all_active, mask_rule)
+
+
+def _all_active(leaves: list[jax.Array]) -> list[jax.Array]:
+  """Initial masks with every weight active."""
+  return [jnp.ones(p.shape, bool) for p in leaves]
+
+
+def _gmp_zero_count(
+  sparsity: float, initial_sparsity: float, begin_step: int, end_step: int, frequency: int
+) -> Callable[[jax.Array, int], jax.Array]:
+  """``(t, n) -> round(s_t * n)``, GMP's number of zeros at update step ``t`` in ``n`` weights.
+
+  The schedule only matters at the (static) update steps. With at most ``_MAX_TABLE`` of them, the zero counts
+  are tabulated on the host in float64 (exactly ``round(s_t * n)``, whatever the layer size); longer schedules
+  compute ``round(s_t * n)`` on device in float32 (off by one only where float32 rounding crosses a .5 boundary).
+  """
+  n_updates = (end_step - begin_step) // frequency + 1 + int((end_step - begin_step) % frequency != 0)
+  if n_updates > _MAX_TABLE:
+    schedule = gmp_schedule(
+      sparsity, begin_step=begin_step, end_step=end_step, initial_sparsity=initial_sparsity
+    )
+    return lambda t, n: jnp.round(schedule(t).astype(jnp.float32) * n).astype(jnp.int32)
+  update_steps = sorted({*range(begin_step, end_step + 1, frequency), end_step})
+  s_table = [
+    sparsity + (initial_sparsity - sparsity) * (1 - (t - begin_step) / (end_step - begin_step)) ** 3
+    for t in update_steps
+  ]
+
+  def zero_count(t: jax.Array, n: int) -> jax.Array:
+    idx = jnp.where(t == end_step, n_updates - 1, jnp.clip((t - begin_step) // frequency, 0, n_updates - 1))
+    return jnp.asarray([_core.n_zeros(s_t, n) for s_t in s_table], jnp.int32)[idx]
+
+  return zero_count
 
 
 def gmp_schedule(
@@ -292,9 +306,9 @@ def acdc(
   phase (pruned weights exactly 0, their gradient masked before ``inner``). In dense phases the mask is all
   ``True`` and pruned weights restart from 0. A sparse phase that runs into the final phase keeps its mask.
 
-  With ``reset_momentum`` (default, as in every published AC/DC run: ``--reset_momentum_after_recycling``), every
-  parameter-shaped leaf of the inner optimizer's state (SGD's momentum buffer of every parameter, Adam's moments,
-  ...) is zeroed before the first step of each dense phase that follows a sparse one.
+  With ``reset_momentum`` (default, as in every published AC/DC run: ``--reset_momentum_after_recycling``), the
+  floating-point moments of the inner optimizer's state (SGD's momentum, Adam's ``mu`` and ``nu``, ...; counts,
+  indices and reparametrised weights are kept) are zeroed before the first step of each dense phase after a sparse one.
 
   Reference: ``IST-DASLab/ACDC`` (magnitude pruner at the start of each sparse phase, ``RestoreWeights`` at each
   dense phase, momentum reset). Deliberate differences: the mask is computed from the proposed params of the
@@ -308,7 +322,7 @@ def acdc(
     phase_steps: length of each alternating phase; default ``max(1, round(0.05 T))`` (with ``total_steps``).
     final_sparse_fraction: :math:`f \in [0, 1)`, with :math:`w + f \le 1` (with ``total_steps``).
     sparse_phases: explicit sparse ``(start, end)`` step intervals, sorted and separated by dense steps.
-    reset_momentum: zero the inner optimizer's parameter-shaped state at each switch back to a dense phase.
+    reset_momentum: zero the inner optimizer's moments at each switch back to a dense phase.
     scope: ``"global"`` (one magnitude threshold for all prunable leaves) or ``"layer"``.
     prunable: which leaves are pruned (see :func:`random_pruning`).
 
@@ -325,39 +339,56 @@ def acdc(
   """
   checks.check_inner(inner, "acdc")
   sparsity = checks.check_sparsity(sparsity)
-  if (total_steps is None) == (sparse_phases is None):
-    raise ValueError("acdc needs exactly one of total_steps (fractional schedule) or sparse_phases.")
+  checks.check_exactly_one({"total_steps": total_steps, "sparse_phases": sparse_phases}, "acdc")
   if sparse_phases is not None:
-    phases = acdc_sparse_phases(sparse_phases)
-
-    def is_sparse(t):
-      out = jnp.zeros(jnp.shape(t), bool)
-      for a, b in phases:
-        out = out | ((t >= a) & (t < b) if b is not None else t >= a)
-      return out
+    is_sparse = _phases_is_sparse(acdc_sparse_phases(sparse_phases))
   else:
-    warmup, phase, final_start = acdc_phases(
-      total_steps,
-      dense_warmup_fraction=dense_warmup_fraction,
-      phase_steps=phase_steps,
-      final_sparse_fraction=final_sparse_fraction,
-    )
-
-    def is_sparse(t):
-      return acdc_is_sparse(t, warmup, phase, final_start)
-
+    is_sparse = _fraction_is_sparse(total_steps, dense_warmup_fraction, phase_steps, final_sparse_fraction)
   checks.check_choice(scope, "scope", _SCOPES)
   reset_momentum = checks.check_bool(reset_momentum, "reset_momentum")
 
-  def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
-    return [jnp.ones(p.shape, bool) for p in leaves]
+  def reset_rule(count):
+    return (count > 0) & ~is_sparse(count) & is_sparse(count - 1)
+
+  rule = _acdc_mask_rule(is_sparse, sparsity, scope)
+  return _core.sparsifier(
+    inner, prunable, _all_active, rule, reset_rule=reset_rule if reset_momentum else None
+  )
+
+
+def _fraction_is_sparse(
+  total_steps: int, dense_warmup_fraction: float, phase_steps: int | None, final_sparse_fraction: float
+) -> Callable[[Any], Any]:
+  """``step -> bool``: whether the step is sparse in AC/DC's fractional schedule (see :func:`acdc_phases`)."""
+  warmup, phase, final_start = acdc_phases(
+    total_steps,
+    dense_warmup_fraction=dense_warmup_fraction,
+    phase_steps=phase_steps,
+    final_sparse_fraction=final_sparse_fraction,
+  )
+  return functools.partial(acdc_is_sparse, warmup=warmup, phase_steps=phase, final_start=final_start)
+
+
+def _phases_is_sparse(phases: tuple[tuple[int, int | None], ...]) -> Callable[[Any], Any]:
+  """``step -> bool``: whether the step lies in one of the (validated) sparse ``phases``."""
+
+  def is_sparse(t):
+    out = jnp.zeros(jnp.shape(t), bool)
+    for a, b in phases:
+      out = out | ((t >= a) & (t < b) if b is not None else t >= a)
+    return out
+
+  return is_sparse
+
+
+def _acdc_mask_rule(is_sparse: Callable[[Any], Any], sparsity: float, scope: str) -> _core.MaskRule:
+  """AC/DC's masks: magnitude masks at the first step of each sparse phase, kept through it, all-True when dense."""
 
   def mask_rule(count, params, grads, proposal_fn, old):
     del grads
     sparse_now = is_sparse(count)
     sparse_before = (count > 0) & is_sparse(count - 1)
-    ones = [jnp.ones(p.shape, bool) for p in params]
-    dense_masks = [jnp.ones(p.shape, bool) for p in params]
+    ones = _all_active(params)
     if scope == "global":
       zeros = _core.n_zeros(sparsity, sum(int(p.size) for p in params))
     else:
@@ -365,16 +396,11 @@ def acdc(
     new = jax.lax.cond(
       sparse_now & ~sparse_before,
       lambda: _core.magnitude_masks(proposal_fn(), ones, zeros, scope),
-      lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: dense_masks),
+      lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: _all_active(params)),
     )
     return new, False
 
-  def reset_rule(count):
-    return (count > 0) & ~is_sparse(count) & is_sparse(count - 1)
-
-  return _core.sparsifier(
-    inner, prunable, init_rule, mask_rule, reset_rule=reset_rule if reset_momentum else None
-  )
+  return mask_rule
 
 
 def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int, begin_step: int = 0) -> Any:
@@ -406,10 +432,10 @@ def rigl(
   1. drop the :math:`k = \mathrm{round}(\zeta_t a)` active weights of smallest :math:`|x_t|`, with
      :math:`\zeta_t = \frac{\zeta}{2}(1 + \cos(\pi (t - T_0) / (T_{end} - T_0)))`;
   2. grow :math:`k` weights outside the kept set with the largest dense-gradient magnitude :math:`|g_t|`;
-  3. newly grown weights start at exactly 0 and, with ``reset_state`` (default, as both references), every
-     parameter-shaped leaf of the inner optimizer's state (SGD's momentum, Adam's ``mu`` and ``nu``, ...; found
-     with ``optax.tree_utils.tree_map_params``) is zeroed at the grown positions. A weight dropped and regrown in
-     the same step keeps its value and state.
+  3. newly grown weights start at exactly 0 and, with ``reset_state`` (default, as both references), the
+     floating-point moments of the inner optimizer's state (SGD's momentum, Adam's ``mu`` and ``nu``, NanoAdam's
+     selected moments, ...; counts and indices are kept) are zeroed at the grown positions. A weight dropped and
+     regrown in the same step keeps its value and state.
 
   The number of active weights per layer never changes, so the sparsity stays exact. Ties are broken by position.
 
@@ -435,7 +461,7 @@ def rigl(
     drop_fraction: :math:`\zeta \in [0, 1]`.
     distribution: ``"erk"`` or ``"uniform"`` per-layer sparsities.
     seed: seed of the initial random masks.
-    reset_state: zero the inner optimizer's parameter-shaped state at regrown positions.
+    reset_state: zero the inner optimizer's moments at regrown positions.
     prunable: which leaves are pruned (see :func:`random_pruning`; :func:`all_but` for "all but the first
       layer", rigl's ImageNet default).
 
@@ -456,23 +482,26 @@ def rigl(
   def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
     return _random_masks(leaves, sparsity, distribution, seed)
 
-  def drop_and_grow(count, params, grads, old):
-    # The drop count k = round(zeta_t * a) is computed in float32; the active count a is exact either way.
-    zeta = rigl_drop_fraction(count, drop_fraction, end_step, begin_step)
-    new = []
-    for p, g, m in zip(params, grads, old, strict=True):
-      n_active = jnp.sum(m, dtype=jnp.int32)
-      k = jnp.round(zeta * n_active.astype(jnp.float32)).astype(jnp.int32)
-      keep = _core.top_k_mask(jnp.where(m, jnp.abs(p).astype(jnp.float32), -jnp.inf), n_active - k)
-      grow_scores = jnp.where(keep, -jnp.inf, jnp.abs(g).astype(jnp.float32))
-      grow = _core.top_k_mask(grow_scores, k)
-      new.append(keep | grow)
-    return new
-
   def mask_rule(count, params, grads, proposal_fn, old):
     del proposal_fn
     is_update = (count > begin_step) & (count < end_step) & ((count - begin_step) % update_every == 0)
-    new = jax.lax.cond(is_update, lambda: drop_and_grow(count, params, grads, old), lambda: list(old))
+    zeta = rigl_drop_fraction(count, drop_fraction, end_step, begin_step)
+    new = jax.lax.cond(is_update, lambda: _drop_and_grow(zeta, params, grads, old), lambda: list(old))
     return new, True
 
   return _core.sparsifier(inner, prunable, init_rule, mask_rule, reset_grown_state=reset_state)
+
+
+def _drop_and_grow(
+  zeta: jax.Array, params: list[jax.Array], grads: list[jax.Array], old: list[jax.Array]
+) -> list[jax.Array]:
+  """RigL's new masks: per layer drop the ``k = round(zeta * a)`` active weights of smallest ``|x|`` and grow the
+  ``k`` inactive (after the drop) weights of largest ``|g|``. ``k`` is computed in float32; ``a`` is exact."""
+  new = []
+  for p, g, m in zip(params, grads, old, strict=True):
+    n_active = jnp.sum(m, dtype=jnp.int32)
+    k = jnp.round(zeta * n_active.astype(jnp.float32)).astype(jnp.int32)
+    keep = _core.top_k_mask(jnp.where(m, jnp.abs(p).astype(jnp.float32), -jnp.inf), n_active - k)
+    grow = _core.top_k_mask(jnp.where(keep, -jnp.inf, jnp.abs(g).astype(jnp.float32)), k)
+    new.append(keep | grow)
+  return new
