@@ -20,7 +20,7 @@ Measures, in one run and with A/B interleaved:
    or ``jax.jit(f).lower(...).compile(compiler_options=...)``): the times, and whether the results are bit for
    bit those of the default build.
 
-Run (quiet machine; about 10 minutes on a 2-core CPU)::
+Run (with the CPUs otherwise idle; about 10 minutes on a 2-core CPU)::
 
     python benchmarks/overhead.py --out benchmarks/results/overhead
 
@@ -29,8 +29,8 @@ Run (quiet machine; about 10 minutes on a 2-core CPU)::
 of per-repetition paired ratios with their 25-75 % range and a distribution-free 95 % interval of the median.
 Before each repetition the script measures the CPU time that other processes use (``/proc/stat`` minus this
 process) and waits, up to ``--max-wait`` seconds, until it is below ``--max-other-cpu`` cores; a repetition that
-finds no quiet moment is skipped. The load average and the other processes' CPU, before and during every
-repetition taken, are saved beside the times.
+finds no quiet moment is skipped. The 1-minute ``os.getloadavg()`` and the other processes' CPU, before and
+during every repetition taken, are saved beside the times.
 """
 
 from __future__ import annotations
@@ -133,13 +133,13 @@ def _own_seconds() -> float:
 
 
 class _Machine:
-  """Reads the load of the machine: the 1-minute load average and other processes' CPU (cores in use)."""
+  """Measures how many cores other processes use (``/proc/stat`` minus this process's CPU time)."""
 
   def __init__(self):
     self.busy, self.own, self.wall = _busy_seconds(), _own_seconds(), time.perf_counter()
 
   def others(self) -> float:
-    """Cores used by other processes since the last call (busy CPU time minus this process's, per second)."""
+    """Cores used by other processes since the last call (all CPU time minus this process's, per second)."""
     busy, own, wall = _busy_seconds(), _own_seconds(), time.perf_counter()
     used = ((busy - self.busy) - (own - self.own)) / max(wall - self.wall, 1e-9)
     self.busy, self.own, self.wall = busy, own, wall
@@ -155,12 +155,12 @@ def quiet_interleaved(
   max_wait: float = 60.0,
   probe: float = 0.5,
 ) -> dict[str, Any]:
-  """:func:`_common.interleaved`, one repetition at a time, each taken only while the machine is quiet.
+  """:func:`_common.interleaved`, one repetition at a time, each taken while other processes leave the CPUs free.
 
   Before each repetition, other processes' CPU is measured over ``probe`` seconds; while it exceeds
   ``max_other_cpu`` cores the script waits (up to ``max_wait`` seconds per repetition, then skips it). Returns
-  the times as ``_common.interleaved`` does, plus ``"load"``: per repetition taken, the load average and other
-  processes' CPU before and during it, and the number of repetitions skipped.
+  the times as ``_common.interleaved`` does, plus ``"load"``: per repetition taken, ``os.getloadavg()[0]`` and
+  other processes' CPU before and during it, and the number of repetitions skipped.
   """
   times: dict[str, list[float]] = {}
   load: dict[str, Any] = {"loadavg_1m": [], "others_cpu_before": [], "others_cpu_during": [], "skipped": 0}
