@@ -491,17 +491,19 @@ def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
           ham=ham, alpha=suggested_alpha(base, dataset, args.target_ratio) if ham else 0.0
         )
         r = train_and_evaluate(config, dataset)
-        h = r["history"]
+        h = [e["diagnostics"] for e in r["history"]]  # HAM's per-epoch diagnostics
         row = {
           "setting": setting,
           "seed": seed,
           "ham": ham,
           "alpha": config.alpha,
           "val_acc": r["val_acc"],
-          "diverged": (not r["completed"]) or not np.isfinite(h[-1]["train_loss"]) or r["val_acc"] <= 0.2,
+          "diverged": (not r["completed"])
+          or not np.isfinite(r["history"][-1]["train_loss"])
+          or r["val_acc"] <= 0.2,
           "ham_exponent_max": max((e.get("ham_exponent_max", 0.0) for e in h), default=0.0),
           "ham_clip_fraction_max": max((e.get("ham_clip_fraction", 0.0) for e in h), default=0.0),
-          "ham_inverse_metric_mean_final": h[-1].get("ham_inverse_metric_mean", 1.0),
+          "ham_inverse_metric_mean_final": h[-1].get("ham_inverse_metric_mean", 1.0) if h else float("nan"),
           "wall_s": time.perf_counter() - t0,
         }
         done["runs"].append(row)
