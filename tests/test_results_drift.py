@@ -12,7 +12,9 @@ may differ, so run these checks on the kind of machine that made the results (a 
 
 Not checked: timings (``overhead.py``, ``sparsity_overhead.py``, ``torch_peer.py``) are measurements, not
 reproducible numbers; ``main_job_tuning.py``'s grid chose the main job's defaults, whose effect the main-job
-check covers.
+check covers; ``alpha_transfer``'s ``final*.json`` come from the same training function as its grid (checked);
+``transformers_finetune_wd`` starts from a repeat of the grokking runs (checked) and its fine-tuning needs them
+trained to the end first (minutes).
 """
 
 from __future__ import annotations
