@@ -229,3 +229,22 @@ def check_exactly_one(values: dict[str, Any], owner: str) -> None:
   if len(given) != 1:
     state = "neither is given" if not given else f"{' and '.join(given)} are given"
     raise ValueError(f"{owner} needs exactly one of {' or '.join(values)}; {state}.")
+
+
+def check_given(value: Any, name: str, owner: str, hint: str) -> Any:
+  """Checks that a required value (an argument, or ``params`` in ``update``) is not ``None``; returns it."""
+  if value is None:
+    raise ValueError(f"{owner}: `{name}` is required ({hint}).")
+  return value
+
+
+def check_ndim(value: Any, name: str, ndim: int, owner: str | None = None, layout: str = "") -> None:
+  """Checks that an array argument has ``ndim`` dimensions (``layout`` names them in the message)."""
+  if jnp.ndim(value) != ndim:
+    raise ValueError(f"{_prefix(owner)}`{name}` must be {ndim}-D{layout}, got shape {jnp.shape(value)}.")
+
+
+def check_same_shape(a: Any, b: Any, owner: str | None = None) -> None:
+  """Checks that two array arguments have the same shape."""
+  if jnp.shape(a) != jnp.shape(b):
+    raise ValueError(f"{_prefix(owner)}shapes differ: {jnp.shape(a)} vs {jnp.shape(b)}.")

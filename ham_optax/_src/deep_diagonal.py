@@ -118,8 +118,7 @@ def deep_diagonal(
     return DeepDiagonalState(u=u, v=v, inner_state=inner.init((u, v)))
 
   def update_fn(updates, state, params=None, **extra_args):
-    if params is None:
-      raise ValueError("deep_diagonal: `update` needs `params` (it returns u^L - v^L - params).")
+    checks.check_given(params, "params", "deep_diagonal", "pass it to update: it returns u^L - v^L - params")
     grad = lambda g, t, sign: _MASKED if _is_masked(t) else sign * depth * t ** (depth - 1) * g  # noqa: E731
     g_u = jax.tree.map(lambda g, t: grad(g, t, 1), updates, state.u)
     g_v = jax.tree.map(lambda g, t: grad(g, t, -1), updates, state.v)

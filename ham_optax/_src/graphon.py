@@ -56,13 +56,16 @@ def empirical_graphon(mask: jax.Array, resolution: int = 16) -> jax.Array:
     [[1.0, 1.0], [1.0, 0.0]]
   """
   resolution = checks.check_int(resolution, "resolution", 1, owner="empirical_graphon")
-  if jnp.ndim(mask) != 2:
-    raise ValueError(f"empirical_graphon: `mask` must be 2-D (n_in, n_out), got shape {jnp.shape(mask)}.")
+  checks.check_ndim(mask, "mask", 2, owner="empirical_graphon", layout=" (n_in, n_out)")
   n_in, n_out = jnp.shape(mask)
-  if n_in < resolution or n_out < resolution:
-    raise ValueError(
-      f"empirical_graphon: `mask` of shape {(n_in, n_out)} has fewer neurons than `resolution` = {resolution}."
-    )
+  checks.check_order(
+    resolution,
+    "`resolution`",
+    min(n_in, n_out),
+    "the neuron count of `mask`",
+    strict=False,
+    owner="empirical_graphon",
+  )
   m = jnp.asarray(mask, jnp.float32)
   rows = jnp.argsort(-m.sum(1), stable=True)
   cols = jnp.argsort(-m.sum(0), stable=True)
@@ -94,6 +97,5 @@ def graphon_distance(w1: jax.Array, w2: jax.Array) -> jax.Array:
     >>> float(graphon_distance(jnp.ones((2, 2)), jnp.zeros((2, 2))))
     1.0
   """
-  if jnp.shape(w1) != jnp.shape(w2):
-    raise ValueError(f"graphon_distance: shapes differ: {jnp.shape(w1)} vs {jnp.shape(w2)}.")
+  checks.check_same_shape(w1, w2, owner="graphon_distance")
   return jnp.mean(jnp.abs(jnp.asarray(w1) - jnp.asarray(w2)))

@@ -355,8 +355,7 @@ def scale_by_nanoadam(
 
   def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
     del extra_args
-    if params is None:
-      raise ValueError("nanoadam: `params` must be passed to update (the selection reads |x|).")
+    checks.check_given(params, "params", "nanoadam", "pass it to update: the selection reads |x|")
     mask_tree = mask_tree_of(params)
     dense = jax.tree.map(lambda b, p: not b and _is_float(p), mask_tree, params)
     pick = lambda flags, tree: jax.tree.map(lambda f, x: x if f else _MASKED, flags, tree)  # noqa: E731

@@ -226,10 +226,9 @@ def pointwise_overparam(
     return OverparamState(count=jnp.zeros([], jnp.int32), m=m, w=w, inner_state=inner.init((u, w)))
 
   def update_fn(updates, state: OverparamState, params=None, **extra_args):
-    if params is None:
-      raise ValueError(
-        "pointwise_overparam: `params` must be passed to update (the wrapper returns m * w - params)."
-      )
+    checks.check_given(
+      params, "params", "pointwise_overparam", "pass it to update: the wrapper returns m * w - params"
+    )
     mask_tree = mask_of(params)
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
     m, w = _unpair(mask_tree, _map_masked(mask_tree, _resync, params, state.m, state.w))
@@ -495,8 +494,7 @@ def sign_in(
     weight_decay: ``lam`` on the factors (float >= 0 or schedule); see above.
     mask: leaves to factorise (for sparse training: the layers being pruned).
   """
-  if rescale_every is None:
-    raise ValueError("sign_in: `rescale_every` is required (int > 0).")
+  checks.check_given(rescale_every, "rescale_every", "sign_in", "int > 0")
   checks.check_inner(inner, "sign_in")
   balance = checks.check_scalar(balance, "balance")
   return pointwise_overparam(

@@ -20,12 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ham_optax._src import masking
+from ham_optax._src import checks, masking
 
-_NO_PARAMS_MSG = (
-  "You are using a sparsifier that needs the current parameters, but `params` was not passed to "
-  "`update`. Call `tx.update(grads, opt_state, params)`."
-)
+_NEEDS_PARAMS = "the masks read the current parameters: call `tx.update(grads, opt_state, params)`"
 
 
 class SparsifierState(NamedTuple):
@@ -355,8 +352,7 @@ def sparsifier(
     return _place(flags, old, new), zero_new
 
   def update_fn(updates, state, params=None, **extra_args):
-    if params is None:
-      raise ValueError(_NO_PARAMS_MSG)
+    checks.check_given(params, "params", "sparsifier", _NEEDS_PARAMS)
     flags = _prunable_flags(prunable, params)
     old = _check_masks(state.masks, params, updates, flags)
     inner_state = state.inner_state
