@@ -188,7 +188,9 @@ def _saturate(delta: jax.Array, p: jax.Array, dtype: Any) -> jax.Array:
   - finite inputs that overflow give the new weight ``+-safe`` with the sign of ``s``: aiming one ulp short means
     that the rounding of ``safe - p`` and of ``p + (safe - p)`` cannot carry the sum past the maximum (the outer
     clip only acts where ``delta`` itself overflowed against a weight of the other sign, and keeps that finite);
-  - a weight that is already +-inf gets a finite update, so it keeps its value (``safe - inf`` is clipped);
+  - a weight that is already +-inf gets a finite update, so it keeps its value (``safe - inf`` is clipped),
+    unless ``delta`` is itself infinite the other way (an inner update beyond about ``1e-2 * max`` against
+    the infinite weight, at an exponent near ``-max_exponent``): there the sum is NaN;
   - a NaN in ``p`` or ``delta`` gives NaN at that entry (clipping keeps NaN).
   """
   big = float(jnp.finfo(dtype).max)
