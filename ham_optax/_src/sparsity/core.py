@@ -270,7 +270,8 @@ def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, kee
 def _prunable_flags(prunable: masking.MaskOrFn, params: optax.Params) -> Any:
   """The static bool tree of prunable leaves; a selection without any weight is an error."""
   flags = masking.resolve_mask_tree(prunable, params, "`prunable`")
-  if not any(f and jnp.size(p) for f, p in zip(jax.tree.leaves(flags), jax.tree.leaves(params), strict=True)):
+  leaves = jax.tree.leaves(params)  # none for optax.tree.map_params's placeholder: nothing to check
+  if leaves and not any(f and jnp.size(p) for f, p in zip(jax.tree.leaves(flags), leaves, strict=True)):
     raise ValueError(
       "`prunable` selects no parameter with entries, so the sparsifier would train densely. Select at least one "
       "floating-point leaf (the default selects those with ndim >= 2)."
