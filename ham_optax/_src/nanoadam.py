@@ -465,7 +465,7 @@ def nanoadam(
       age_S += 1;  mu_S = b1 mu_S + (1 - b1) g_S;  nu_S = b2 nu_S + (1 - b2) g_S^2
       x_S -= lr_t * (mu_S / (1 - b1^age_S) / (sqrt(nu_S / (1 - b2^age_S)) + eps) + weight_decay * x_S)
 
-  Built as :func:`scale_by_nanoadam` followed by the learning rate, as ``optax.adamw`` is built from
+  Built as ``scale_by_nanoadam`` followed by the learning rate, as ``optax.adamw`` is built from
   ``scale_by_adam``. The density schedule is ``fraction_schedule`` if given (clipped to ``(0, fraction]``); else,
   with ``total_steps``, linear from ``fraction`` at step 0 to ``final_fraction`` at ``total_steps`` (the paper's
   default shape); else the constant ``fraction``. See the module docstring for which detail follows the paper,
