@@ -79,6 +79,10 @@ def make_problem(seed: int, n: int = 100, d: int = 40, k: int = 5, init_scale: f
 # ---------------------------------------------------------------------------------------------
 
 
+def _identity(x: Any) -> Any:
+  return x
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """One optimizer row of the study.
@@ -86,19 +90,19 @@ class Method:
   Attributes:
     label: name printed in tables and legends.
     tx: ``lr -> optax transformation`` acting on the params pytree.
-    init: ``x0 -> params`` (jnp, float64).
-    to_x: ``params -> x`` (the regression vector).
     limit: ``problem -> x`` the predicted ``lr -> 0`` limit (a float64 reference solution).
     inverse_metric: ``x -> g^{-1}(x)`` (NumPy), used to pick a stable learning rate.
+    init: ``x0 -> params`` (jnp, float64; default: the params are ``x`` itself).
+    to_x: ``params -> x`` (the regression vector; default: the params).
     alpha: HAM's alpha (``None`` for non-HAM rows), for plots.
   """
 
   label: str
   tx: Callable[[float], optax.GradientTransformation]
-  init: Callable[[jax.Array], Any]
-  to_x: Callable[[Any], jax.Array]
   limit: Callable[[Problem], np.ndarray]
   inverse_metric: Callable[[np.ndarray], np.ndarray]
+  init: Callable[[jax.Array], Any] = _identity
+  to_x: Callable[[Any], jax.Array] = _identity
   alpha: float | None = None
   sign_from: str | None = None
   in_recovery: bool = True
@@ -112,8 +116,6 @@ def gd_method() -> Method:
   return Method(
     label="GD",
     tx=optax.sgd,
-    init=lambda x0: x0,
-    to_x=lambda p: p,
     limit=lambda pb: geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0),
     inverse_metric=np.ones_like,
   )
@@ -126,8 +128,6 @@ def ham_method(alpha: float, sign_from: str = "x_half") -> Method:
     tx=lambda lr: ham_optax.ham(
       optax.sgd(lr), lr, alpha=alpha, beta=0.0, mask=_all_true, sign_from=sign_from
     ),
-    init=lambda x0: x0,
-    to_x=lambda p: p,
     limit=lambda pb: geometry.bregman_projection(pb.Z, pb.y, pb.x0, alpha).x,
     inverse_metric=lambda x: 1 + alpha * np.abs(x),
     alpha=alpha,
@@ -192,8 +192,6 @@ def family_methods(gamma: float) -> dict[str, Method]:
     Method(
       label=f"m*w wrapper g={gamma:g}",
       tx=lambda lr: overparam.pointwise_overparam(optax.sgd(lr), mask=_all_true, init=gamma),
-      init=lambda x0: x0,
-      to_x=lambda p: p,
       limit=mw_limit,
       inverse_metric=mw_metric,
       in_recovery=False,
@@ -201,8 +199,6 @@ def family_methods(gamma: float) -> dict[str, Method]:
     Method(
       label=f"spred l={lam_spred:g}",
       tx=lambda lr: overparam.spred(optax.sgd(lr), lam_spred, mask=_all_true),
-      init=lambda x0: x0,
-      to_x=lambda p: p,
       limit=lambda pb: lasso_ista(pb.Z, pb.y, lam_spred),
       inverse_metric=lambda x: 2 * np.abs(x) + gamma,
       in_recovery=False,
@@ -212,8 +208,6 @@ def family_methods(gamma: float) -> dict[str, Method]:
       tx=lambda lr: overparam.pilot(
         optax.sgd(lr), lam_pilot, switch_step=round(t_off / lr), init=1.0, mask=_all_true
       ),
-      init=lambda x0: x0,
-      to_x=lambda p: p,
       limit=mw_limit,
       inverse_metric=lambda x: np.sqrt(4 * x**2 + 1.0),
       in_recovery=False,
@@ -223,8 +217,6 @@ def family_methods(gamma: float) -> dict[str, Method]:
       tx=lambda lr: overparam.pilot(
         optax.sgd(lr), lam_pilot, round(2 * t_off / lr), shape="linear", init=1.0, mask=_all_true
       ),
-      init=lambda x0: x0,
-      to_x=lambda p: p,
       limit=mw_limit,
       inverse_metric=lambda x: np.sqrt(4 * x**2 + 1.0),
       in_recovery=False,
@@ -234,8 +226,6 @@ def family_methods(gamma: float) -> dict[str, Method]:
       tx=lambda lr: overparam.sign_in(
         optax.sgd(lr), rescale_every=max(1, round(rescale_time / lr)), balance=gamma, mask=_all_true
       ),
-      init=lambda x0: x0,
-      to_x=lambda p: p,
       limit=mw_limit,
       inverse_metric=mw_metric,
       in_recovery=False,

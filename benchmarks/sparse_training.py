@@ -98,33 +98,30 @@ def _parse(argv=None) -> argparse.Namespace:
 
 
 def _print_summary(final, choices, sparsifiers, title) -> None:
-  rows = report.summarize(final)
   print(f"\n{title}")
-  print(report.markdown_table(rows))
+  print(report.markdown_table(report.summarize(final)))
   print("\nHAM (at the baseline's lr) - baseline, test accuracy (points), Welch t-test over seeds:")
+
+  def accs(method):
+    return [r["test_acc"] for r in final if r["method"] == method and not r.get("diverged")]
+
   for sparsifier in sparsifiers:
-    name = "dense" if sparsifier == "none" else sparsifier
-    base = [r["test_acc"] for r in final if r["method"] == name and not r.get("diverged")]
-    ham = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM" and not r.get("diverged")]
-    if not base or not ham:
+    name, c = "dense" if sparsifier == "none" else sparsifier, choices[sparsifier]
+    base = accs(name)
+    if not base or not accs(f"{name}+HAM"):
       continue
-    c = choices[sparsifier]
-    print(
-      f"  {name:10s} {100 * (np.mean(ham) - np.mean(base)):+.2f}  p={_common.welch_p(ham, base):.3f}  "
-      f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})"
-    )
-    tuned = [r["test_acc"] for r in final if r["method"] == f"{name}+HAM tuned" and not r.get("diverged")]
-    if tuned:
-      print(
-        f"  {name:10s} {100 * (np.mean(tuned) - np.mean(base)):+.2f}  p={_common.welch_p(tuned, base):.3f}  "
-        f"HAM tuned - baseline (own lr {c.get('tuned_lr', float('nan')):g}, alpha = suggest_alpha)"
-      )
-    sign_in = [r["test_acc"] for r in final if r["method"] == f"{name}+Sign-In" and not r.get("diverged")]
-    if sign_in:
-      print(
-        f"  {name:10s} {100 * (np.mean(sign_in) - np.mean(base)):+.2f}  p={_common.welch_p(sign_in, base):.3f}  "
-        f"Sign-In - baseline (balance {c['sign_in_balance']:g}, reset every {c['sign_in_every']} epochs)"
-      )
+    rows = {
+      "+HAM": f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})",
+      "+HAM tuned": f"HAM tuned - baseline (own lr {c.get('tuned_lr', float('nan')):g}, alpha = suggest_alpha)",
+      "+Sign-In": f"Sign-In - baseline (balance {c.get('sign_in_balance', float('nan')):g}, reset every "
+      f"{c.get('sign_in_every')} epochs)",
+    }
+    for suffix, note in rows.items():
+      other = accs(name + suffix)
+      if other:
+        print(
+          f"  {name:10s} {100 * (np.mean(other) - np.mean(base)):+.2f}  p={_common.welch_p(other, base):.3f}  {note}"
+        )
 
 
 def main(argv=None) -> None:
