@@ -342,11 +342,26 @@ def sparse_training_comparison(results: Path) -> str:
     if tuned_worst
     else ""
   )
+  unstable = [s for (s, v), (text, _, _) in comparisons.items() if v == "+HAM" and "seed" in text]
+  picked = ""
+  if unstable:
+    alphas = {runs[s + "+HAM"][0]["config"]["alpha"] for s in unstable}
+    names = " and ".join(SPARSIFIER_LABELS.get(s, s) for s in unstable)
+    picked = (
+      f'The grid-tuned "HAM at the baseline\'s lr" picked alpha{GLUE}={GLUE}{"/".join(f"{a:g}" for a in sorted(alphas))} '
+      f"for {names}, where it diverged or collapsed on one test seed although it won on the "
+      f"{NUMBER_WORDS.get(len(_tuning_seeds(results)), len(_tuning_seeds(results)))} validation seeds."
+    )
   text = (
     f"HAM − baseline on test (points, two-sided Welch t-test over the {seeds} seeds), HAM at the baseline's lr / "
-    f"HAM tuned: {'; '.join(parts)}.{sign_in} {verdict_text} {tuned}"
+    f"HAM tuned: {'; '.join(parts)}.{sign_in} {verdict_text} {tuned} {picked}"
   )
   return paragraph(text)
+
+
+def _tuning_seeds(results: Path) -> list[int]:
+  """The tuning seeds of the sparse-training benchmark (selection on validation)."""
+  return list(_load(results, "sparse_training", "results.json")["tuning_seeds"])
 
 
 @table("readme_sparse_training")
