@@ -258,8 +258,8 @@ class _Selection(NamedTuple):
     """``(idx, age, mu, nu)`` of a selected leaf at step 0: its bottom-``k_max`` entries, zero moments."""
     rows, c = _chunks(p.size, self.chunk_size)
     k_max = selected_count(c, self.fraction) if c else 0
-    zeros = jnp.zeros((rows, k_max), p.dtype)
-    return _bottom_k(p, c, k_max), jnp.zeros((rows, k_max), jnp.int32), zeros, zeros
+    zeros = lambda dtype: jnp.zeros((rows, k_max), dtype)  # noqa: E731 - distinct buffers (donatable state)
+    return _bottom_k(p, c, k_max), zeros(jnp.int32), zeros(p.dtype), zeros(p.dtype)
 
   def refresh(self, count: jax.Array, p: jax.Array, slots: tuple) -> tuple:
     """``slots = (idx, age, mu, nu)`` after step ``count``'s re-selection, if one is due.
@@ -347,7 +347,9 @@ def scale_by_nanoadam(
   def init_fn(params: optax.Params) -> NanoAdamState:
     mask_tree = mask_tree_of(params)
     slots = jax.tree.map(
-      lambda b, p: selection.init_leaf(jnp.asarray(p)) if b else (_MASKED,) * 2 + (jnp.zeros_like(p),) * 2,
+      lambda b, p: (
+        selection.init_leaf(jnp.asarray(p)) if b else (_MASKED,) * 2 + (jnp.zeros_like(p), jnp.zeros_like(p))
+      ),
       mask_tree,
       params,
     )
