@@ -1,5 +1,6 @@
 """Shared pytest configuration: fast hypothesis profiles, and the x64 flag restored after every test."""
 
+import importlib.util
 import os
 
 import jax
@@ -11,6 +12,9 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# The Flax integration's tests need the `flax` extra (the library itself does not).
+collect_ignore = [] if importlib.util.find_spec("flax") else ["test_flax.py"]
 
 
 @pytest.fixture(autouse=True)
