@@ -84,7 +84,7 @@ class NanoAdamState(NamedTuple):
     nu: second moments, same layout as ``mu``.
 
   The moments of selected leaves are compact (not in the params' shapes), so the state implements
-  :class:`ham_optax.sparsity.SparseMomentsState`: a sparsifier's state reset calls :meth:`reset_moments`.
+  :class:`ham_optax.sparsity.SparseMomentsState`: a sparsifier's state reset calls ``reset_moments``.
   """
 
   count: jax.Array
