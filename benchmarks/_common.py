@@ -8,12 +8,10 @@ the training application (``ham_optax_examples``) and scipy are imported only by
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ham_optax_examples.provenance import code_version, library_digest  # noqa: F401 (re-exported)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -59,47 +58,6 @@ def display_path(path: str | os.PathLike) -> str:
   """``path`` relative to the repository when inside it (results carry no machine-specific paths)."""
   path = Path(path).resolve()
   return str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
-
-
-def library_digest() -> str:
-  """SHA-256 over the library's source: every ``*.py`` file of the imported ``ham_optax`` package, in sorted
-  order of their paths relative to the package, each hashed as its path, a NUL byte, its bytes, a NUL byte.
-
-  Two runs with the same digest ran the same library code (whatever the commit: documentation and benchmark
-  edits do not change it).
-  """
-  import ham_optax
-
-  root = Path(ham_optax.__file__).resolve().parent
-  digest = hashlib.sha256()
-  for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
-    digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-  return digest.hexdigest()
-
-
-def _git(*args: str) -> str | None:
-  try:
-    out = subprocess.run(
-      ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30, check=True
-    )
-  except (OSError, subprocess.SubprocessError):
-    return None
-  return out.stdout.strip()
-
-
-def code_version() -> dict[str, Any]:
-  """What produced a result: ``ham_optax`` (the package version), ``commit`` (the repository's ``HEAD``, ``None``
-  outside a git checkout), ``library_modified`` (the library's files differ from that commit; ``None`` when
-  unknown) and ``library_sha256`` (:func:`library_digest`)."""
-  import ham_optax
-
-  status = _git("status", "--porcelain", "--", "ham_optax")
-  return {
-    "ham_optax": ham_optax.__version__,
-    "commit": _git("rev-parse", "HEAD") or None,
-    "library_modified": None if status is None else bool(status),
-    "library_sha256": library_digest(),
-  }
 
 
 def environment() -> dict[str, Any]:

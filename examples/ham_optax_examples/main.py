@@ -49,6 +49,7 @@ from ham_optax_examples import data as data_lib
 from ham_optax_examples import distributed, report, train
 from ham_optax_examples.configs.default import Config, ModelName, SparsifierName, resolve, shown
 from ham_optax_examples.configs.tuned import DEFAULT_SEEDS, MAIN_JOB, MODEL_DEFAULTS
+from ham_optax_examples.provenance import code_version
 
 __all__ = ["Train", "configs_from_args", "main", "parse"]
 
@@ -360,7 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   elapsed = time.perf_counter() - t0
   if not lead:  # only process 0 reports; the results are the same in every process
     return 0 if not all(r["diverged"] for r in results) else 1
-  paths = report.save_results(results, out, extra={"argv": argv, "wall_time_s": elapsed})
+  paths = report.save_results(
+    results, out, extra={"argv": argv, "code_version": code_version(), "wall_time_s": elapsed}
+  )
   (out / "job.json").write_text(json.dumps(settings, indent=1, default=str))
   print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
   print(report.markdown_table(report.summarize(results)))
