@@ -320,3 +320,17 @@ def resnet50_shapes() -> list[tuple[str, tuple[int, ...]]]:
       cin = 4 * width
   shapes += [("fc.w", (2048, 1000)), ("fc.b", (1000,))]
   return shapes
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
+  """Lays out ``fig`` (``tight_layout``), writes it to ``path`` at ``dpi`` and closes it; returns ``path``."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  pyplot().close(fig)
+  return Path(path)
+
+
+def print_saved(paths: Iterable[str | os.PathLike]) -> None:
+  """Prints ``saved <path> (<size> KB)`` for every written file."""
+  for p in paths:
+    print(f"saved {p} ({Path(p).stat().st_size / 1024:.0f} KB)")

@@ -5,20 +5,12 @@ Problem: ``min_x 0.5 * ||Z x - y||^2`` with ``Z`` of shape ``(d, n) = (40, 100)`
 random initialisation ``x0 = init_scale * N(0, I)`` (``init_scale = 1e-3``). Every method interpolates in
 the limit; *which* interpolant it picks is its implicit bias.
 
-Methods (a dict, ``METHODS``, so other optimizers can be added as rows):
-
-- ``GD``: ``optax.sgd``; the limit is the Euclidean projection of ``x0`` (pseudo-inverse).
-- ``HAM a=.. (HYP*)`` / ``(GD;HYP)``: ``ham_optax.ham(optax.sgd(lr), lr, alpha, beta=0,
-  sign_from="x_half" | "x")`` on the 1-D parameter vector (explicit all-True mask); the limit as
-  ``lr -> 0`` is the Bregman projection ``argmin_{Zx=y} D_{R_alpha}(x, x0)``.
-- ``m*w``: plain GD on ``(m, w)`` with ``x = m * w``, initialised at the same ``x0`` with
-  ``m0**2 - w0**2 = gamma`` (``gamma = init_scale``): ``m0 = sqrt((gamma + sqrt(gamma**2 + 4 x0**2)) / 2)``,
-  ``w0 = x0 / m0``. Its limit as ``lr -> 0`` is the hyperbolic-entropy Bregman projection.
-
-Learning rates come from the linearised stability bound at the limit point ``x_lim``:
-``lr = c / (L * max_i g^{-1}(x_lim)_i)`` with ``L = ||Z||_2^2`` and the method's inverse metric
-(``1`` for GD, ``1 + alpha |x|`` for HAM, ``sqrt(4x^2 + gamma^2)`` for m*w), ``c = 0.5``. Each method runs
-until ``||Zx - y|| <= 1e-10 ||y||`` (or ``max_steps``); the table's ``steps`` column is that step count.
+Methods (rows of a dict): ``GD`` (limit: the min-L2 interpolant), ``HAM a=.. (HYP*)`` / ``(GD;HYP)``
+(``ham_optax.ham(optax.sgd(lr), lr, alpha, beta=0, sign_from="x_half" | "x")``; limit as ``lr -> 0``: the Bregman
+projection of ``x0`` under ``R_alpha``), ``m*w`` (plain GD on ``x = m * w`` with ``m0**2 - w0**2 = gamma``; limit:
+the hyperbolic-entropy Bregman projection) and the m*w family of ``ham_optax.overparam``. Learning rates come
+from the linearised stability bound ``lr = c / (||Z||_2^2 * max_i g^{-1}(x)_i)`` (``c = 0.5``); each method runs
+until ``||Zx - y|| <= 1e-10 ||y||`` (or ``max_steps``).
 
 Outputs (``benchmarks/results/implicit_bias/``): ``results.json`` and the figures
 ``l1_vs_alpha.png``, ``distance_vs_steps.png``, ``gap_vs_lr.png``, ``inverse_metrics.png``,
@@ -179,11 +171,8 @@ def family_methods(gamma: float) -> dict[str, Method]:
   """
   from ham_optax import overparam
 
-  def mw_limit(pb: Problem) -> np.ndarray:
-    return geometry.bregman_projection(pb.Z, pb.y, pb.x0, gamma=gamma).x
-
-  def mw_metric(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(4 * x**2 + gamma**2)
+  mw = mw_method(gamma)
+  mw_limit, mw_metric = mw.limit, mw.inverse_metric
 
   lam_spred, lam_pilot = 1e-3, 0.5
   t_off = math.log(1.0 / gamma) / (2 * lam_pilot)
@@ -194,14 +183,12 @@ def family_methods(gamma: float) -> dict[str, Method]:
       tx=lambda lr: overparam.pointwise_overparam(optax.sgd(lr), mask=_all_true, init=gamma),
       limit=mw_limit,
       inverse_metric=mw_metric,
-      in_recovery=False,
     ),
     Method(
       label=f"spred l={lam_spred:g}",
       tx=lambda lr: overparam.spred(optax.sgd(lr), lam_spred, mask=_all_true),
       limit=lambda pb: lasso_ista(pb.Z, pb.y, lam_spred),
       inverse_metric=lambda x: 2 * np.abs(x) + gamma,
-      in_recovery=False,
     ),
     Method(
       label=f"PILoT l={lam_pilot:g} T={t_off:.2g}",
@@ -210,7 +197,6 @@ def family_methods(gamma: float) -> dict[str, Method]:
       ),
       limit=mw_limit,
       inverse_metric=lambda x: np.sqrt(4 * x**2 + 1.0),
-      in_recovery=False,
     ),
     Method(
       label=f"PILoT linear l={lam_pilot:g} T={2 * t_off:.2g}",
@@ -219,7 +205,6 @@ def family_methods(gamma: float) -> dict[str, Method]:
       ),
       limit=mw_limit,
       inverse_metric=lambda x: np.sqrt(4 * x**2 + 1.0),
-      in_recovery=False,
     ),
     Method(
       label=f"Sign-In g={gamma:g}",
@@ -228,10 +213,9 @@ def family_methods(gamma: float) -> dict[str, Method]:
       ),
       limit=mw_limit,
       inverse_metric=mw_metric,
-      in_recovery=False,
     ),
   ]
-  return {m.label: m for m in rows}
+  return {m.label: dataclasses.replace(m, in_recovery=False) for m in rows}
 
 
 def default_methods(alphas: tuple[float, ...], gamma: float, matched: bool = True) -> dict[str, Method]:
@@ -518,14 +502,9 @@ def recovery(
 # ---------------------------------------------------------------------------------------------
 
 
-def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Path]:
-  plt = _common.pyplot()
-  paths = []
-  table = results["table"]
-  rows = table["rows"]
-  dpi = 90
-
-  # 1. L1 norm against alpha.
+def _plot_l1(plt, results: dict[str, Any]) -> Any:
+  """L1 norm of the limits against alpha."""
+  table, rows = results["table"], results["table"]["rows"]
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   curve = results["l1_vs_alpha"]
   ax.semilogx(curve["alpha"], curve["l1"], "k-", lw=1, label="Bregman projection (lr -> 0 limit)")
@@ -544,18 +523,19 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
   scale = results["config"]["init_scale"]
   ax.axvline(1 / scale, color="0.6", lw=0.8)
   ax.text(1.1 / scale, ax.get_ylim()[1], " alpha = 1/init scale", fontsize=7, va="top", color="0.4")
-  ax.set_xlabel("alpha")
-  ax.set_ylabel("||x_limit||_1")
-  ax.set_title("L1 norm of HAM's limit: falls with alpha while alpha|x0| is small")
+  ax.set(
+    xlabel="alpha",
+    ylabel="||x_limit||_1",
+    title="L1 norm of HAM's limit: falls with alpha while alpha|x0| is small",
+  )
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(out_dir / "l1_vs_alpha.png")
-  fig.savefig(paths[-1], dpi=dpi)
-  plt.close(fig)
+  return fig
 
-  # 2. Distance to ground truth against steps (and against continuous time lr * steps).
+
+def _plot_distance(plt, results: dict[str, Any]) -> Any:
+  """Distance to the ground truth against steps and against continuous time ``lr * steps``."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-  for i, (label, r) in enumerate(rows.items()):
+  for i, (label, r) in enumerate(results["table"]["rows"].items()):
     if r["sign_from"] == "x":
       continue  # GD;HYP overlaps HYP* here; both are in results.json
     steps = np.array(r["record_steps"])
@@ -568,12 +548,11 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
     ax.set_ylabel("||x - x*|| / ||x*||")
   axes[0].set_title("distance to the sparse ground truth")
   axes[1].legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(out_dir / "distance_vs_steps.png")
-  fig.savefig(paths[-1], dpi=dpi)
-  plt.close(fig)
+  return fig
 
-  # 3. Gap to the Bregman projection against learning rate.
+
+def _plot_gap(plt, results: dict[str, Any]) -> Any:
+  """Gap to the Bregman projection against the learning rate."""
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   gap_alphas = sorted({r["alpha"] for r in results["gap_vs_lr"].values()})
   for label, r in results["gap_vs_lr"].items():
@@ -582,16 +561,14 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
     ax.loglog(
       r["lr"], r["gap"], marker="o", ls=ls, color=color, label=f"{label} (slope {r['loglog_slope']:.2f})"
     )
-  ax.set_xlabel("learning rate")
-  ax.set_ylabel("||x_lr - x_Bregman|| / ||x_Bregman||")
+  ax.set(xlabel="learning rate", ylabel="||x_lr - x_Bregman|| / ||x_Bregman||")
   ax.set_title("discrete HAM -> Bregman projection, first order in lr")
   ax.legend(fontsize=6)
-  fig.tight_layout()
-  paths.append(out_dir / "gap_vs_lr.png")
-  fig.savefig(paths[-1], dpi=dpi)
-  plt.close(fig)
+  return fig
 
-  # 4. Inverse metrics (the paper's Figure 1).
+
+def _plot_metrics(plt, results: dict[str, Any]) -> Any:
+  """The inverse metrics (the paper's Figure 1)."""
   x = np.linspace(-1, 1, 401)
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   ax.plot(x, np.asarray(geometry.inverse_metric_gd(x)), "k-", label="GD: 1")
@@ -599,33 +576,40 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
     ax.plot(x, np.asarray(geometry.inverse_metric_ham(x, a)), label=f"HAM: 1 + {a:g}|x|")
   for g in (0.1, 0.01):
     ax.plot(x, np.asarray(geometry.inverse_metric_mw(x, g)), ls="--", label=f"m*w: sqrt(4x^2 + {g:g}^2)")
-  ax.set_xlabel("x")
-  ax.set_ylabel("inverse metric g^{-1}(x)")
-  ax.set_title("HAM's inverse metric stays >= 1; m*w's vanishes at 0")
+  ax.set(
+    xlabel="x",
+    ylabel="inverse metric g^{-1}(x)",
+    title="HAM's inverse metric stays >= 1; m*w's vanishes at 0",
+  )
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(out_dir / "inverse_metrics.png")
-  fig.savefig(paths[-1], dpi=dpi)
-  plt.close(fig)
+  return fig
 
-  # 5. Recovery curve.
-  rec = results.get("recovery")
-  if rec:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for label, frac in rec["fraction"].items():
-      axes[0].plot(rec["d"], frac, marker="o", label=label)
-      axes[1].semilogy(rec["d"], np.maximum(rec["median_rel_err"][label], 1e-12), marker="o", label=label)
-    for ax in axes:
-      ax.set_xlabel("number of samples d (n = 100 features, 5-sparse truth)")
-    axes[0].set_ylabel(f"fraction with ||x - x*|| <= {rec['tol']:g} ||x*||")
-    axes[1].set_ylabel("median ||x - x*|| / ||x*||")
-    axes[0].set_title(f"sparse recovery, {rec['trials']} random problems per d")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / "recovery.png")
-    fig.savefig(paths[-1], dpi=dpi)
-    plt.close(fig)
-  return paths
+
+def _plot_recovery(plt, results: dict[str, Any]) -> Any:
+  """Fraction of recovered ground truths and median error against the number of samples."""
+  rec = results["recovery"]
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for label, frac in rec["fraction"].items():
+    axes[0].plot(rec["d"], frac, marker="o", label=label)
+    axes[1].semilogy(rec["d"], np.maximum(rec["median_rel_err"][label], 1e-12), marker="o", label=label)
+  for ax in axes:
+    ax.set_xlabel("number of samples d (n = 100 features, 5-sparse truth)")
+  axes[0].set_ylabel(f"fraction with ||x - x*|| <= {rec['tol']:g} ||x*||")
+  axes[1].set_ylabel("median ||x - x*|| / ||x*||")
+  axes[0].set_title(f"sparse recovery, {rec['trials']} random problems per d")
+  axes[1].legend(fontsize=7)
+  return fig
+
+
+def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Path]:
+  plt = _common.pyplot()
+  figures = {"l1_vs_alpha": _plot_l1, "distance_vs_steps": _plot_distance, "gap_vs_lr": _plot_gap}
+  figures["inverse_metrics"] = _plot_metrics
+  if results.get("recovery"):
+    figures["recovery"] = _plot_recovery
+  return [
+    _common.save_figure(draw(plt, results), out_dir / f"{name}.png", dpi=90) for name, draw in figures.items()
+  ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -633,7 +617,15 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
 # ---------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+_FAST = dict(alphas=(1.0, 10.0), max_steps=200_000, gap_alphas=(10.0,), gap_cs=(0.2, 0.1))
+_FAST.update(rec_ds=(20, 40), rec_trials=4, rec_alphas=(10.0,))
+_FULL = dict(alphas=(1.0, 10.0, 100.0, 1000.0), max_steps=3_000_000, gap_alphas=(1.0, 10.0, 100.0))
+_FULL.update(gap_cs=(0.4, 0.2, 0.1, 0.05, 0.025), rec_ds=(10, 20, 30, 40, 50, 60, 80), rec_trials=20)
+_FULL.update(rec_alphas=(100.0, 1000.0))
+INIT_SCALE, C, RECORD_TIME, REC_TOL = 1e-3, 0.5, 0.25, 0.1
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--fast", action="store_true", help="small settings for tests / CI smoke (seconds)")
   parser.add_argument("--seed", type=int, default=0)
@@ -647,48 +639,49 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   parser.add_argument(
     "--family-only", action="store_true", help="only the main table for GD, HAM a=10, m*w and the m*w family"
   )
-  args = parser.parse_args(argv)
-  cmd = _common.command(argv, __file__)
+  return parser.parse_args(argv)
 
+
+def _replot(out: pathlib.Path) -> dict[str, Any]:
+  results = json.loads((out / "results.json").read_text())
+  cfg = results["config"]
+  pb = make_problem(cfg["seed"], init_scale=cfg["init_scale"])
+  results["l1_vs_alpha"] = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
+  _common.write_json(out / "results.json", results)
+  _common.print_saved(plot_all(results, out))
+  return results
+
+
+def _family_only(args: argparse.Namespace, methods: dict[str, Method], cmd: str) -> dict[str, Any]:
+  """The m*w family next to GD, HAM a=10 (HYP*) and the hand-written m*w row, one seed per file."""
+  keep = {"GD", "HAM a=10 (HYP*)", f"m*w g={INIT_SCALE:g}"}
+  methods = {k: v for k, v in methods.items() if k in keep} | family_methods(gamma=INIT_SCALE)
+  max_steps = (_FAST if args.fast else _FULL)["max_steps"]
+  table = main_table(make_problem(args.seed, init_scale=INIT_SCALE), methods, C, max_steps, RECORD_TIME)
+  print_table(table)
+  payload = {"fast": args.fast, "seed": args.seed, "table": table}
+  _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload, cmd=cmd)
+  summarize_family(args.out, cmd)
+  return {"table": table}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  args = _parse(argv)
+  cmd = _common.command(argv, __file__)
   jax.config.update("jax_enable_x64", True)
   if args.replot:
-    results = json.loads((args.out / "results.json").read_text())
-    cfg = results["config"]
-    pb = make_problem(cfg["seed"], init_scale=cfg["init_scale"])
-    results["l1_vs_alpha"] = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
-    _common.write_json(args.out / "results.json", results)
-    for p in plot_all(results, args.out):
-      print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")
-    return results
-  init_scale, rec_tol = 1e-3, 0.1
-  if args.fast:
-    alphas, c, max_steps, record_time = (1.0, 10.0), 0.5, 200_000, 0.25
-    gap_alphas, gap_cs = (10.0,), (0.2, 0.1)
-    rec_ds, rec_trials, rec_alphas = (20, 40), 4, (10.0,)
-  else:
-    alphas, c, max_steps, record_time = (1.0, 10.0, 100.0, 1000.0), 0.5, 3_000_000, 0.25
-    gap_alphas, gap_cs = (1.0, 10.0, 100.0), (0.4, 0.2, 0.1, 0.05, 0.025)
-    rec_ds, rec_trials, rec_alphas = (10, 20, 30, 40, 50, 60, 80), 20, (100.0, 1000.0)
-
-  pb = make_problem(args.seed, init_scale=init_scale)
-  methods = default_methods(alphas, gamma=init_scale, matched=False)
-  family = family_methods(gamma=init_scale)
-  if args.family_only:  # the m*w family next to GD, HAM a=10 (HYP*) and the hand-written m*w row
-    keep = {"GD", "HAM a=10 (HYP*)", f"m*w g={init_scale:g}"}
-    methods = {k: v for k, v in methods.items() if k in keep}
-    methods.update(family)
-    table = main_table(make_problem(args.seed, init_scale=init_scale), methods, c, max_steps, record_time)
-    print_table(table)
-    payload = {"fast": args.fast, "seed": args.seed, "table": table}
-    _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload, cmd=cmd)
-    summarize_family(args.out, cmd)
-    return {"table": table}
-  methods.update(family)
+    return _replot(args.out)
+  cfg = _FAST if args.fast else _FULL
+  methods = default_methods(cfg["alphas"], gamma=INIT_SCALE, matched=False)
+  if args.family_only:
+    return _family_only(args, methods, cmd)
+  pb = make_problem(args.seed, init_scale=INIT_SCALE)
+  methods.update(family_methods(gamma=INIT_SCALE))
   t0 = time.perf_counter()
-  table = main_table(pb, methods, c, max_steps, record_time)
+  table = main_table(pb, methods, C, cfg["max_steps"], RECORD_TIME)
   print_table(table)
 
-  gaps = gap_vs_lr(pb, gap_alphas, gap_cs, max_steps, record_time)
+  gaps = gap_vs_lr(pb, cfg["gap_alphas"], cfg["gap_cs"], cfg["max_steps"], RECORD_TIME)
   print("\nGap to the Bregman projection against learning rate (relative):")
   for label, r in gaps.items():
     cells = "  ".join(f"lr={lr:.1e}: {g:.2e}" for lr, g in zip(r["lr"], r["gap"], strict=True))
@@ -698,38 +691,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   rec_methods = {
     k: v
     for k, v in methods.items()
-    if v.in_recovery and (v.alpha is None or (v.sign_from == "x_half" and v.alpha in rec_alphas))
+    if v.in_recovery and (v.alpha is None or (v.sign_from == "x_half" and v.alpha in cfg["rec_alphas"]))
   }
-  print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {rec_tol:g} ||x*||):")
+  print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {REC_TOL:g} ||x*||):")
   rec = recovery(
-    rec_methods, rec_ds, rec_trials, c, max_steps, record_time, tol=rec_tol, init_scale=init_scale
+    rec_methods, cfg["rec_ds"], cfg["rec_trials"], C, cfg["max_steps"], RECORD_TIME, REC_TOL, INIT_SCALE
   )
-
-  results = {
-    "config": {
-      "fast": args.fast,
-      "seed": args.seed,
-      "n": 100,
-      "d": 40,
-      "k": 5,
-      "init_scale": init_scale,
-      "gamma_mw": init_scale,
-      "c": c,
-      "max_steps": max_steps,
-      "record_time": record_time,
-      "jax": jax.__version__,
-      "optax": optax.__version__,
-    },
-    "table": table,
-    "gap_vs_lr": gaps,
-    "l1_vs_alpha": curve,
-    "recovery": rec,
-    "seconds": time.perf_counter() - t0,
-  }
+  config = {"fast": args.fast, "seed": args.seed, "n": 100, "d": 40, "k": 5, "init_scale": INIT_SCALE}
+  config.update(gamma_mw=INIT_SCALE, c=C, max_steps=cfg["max_steps"], record_time=RECORD_TIME)
+  config.update(jax=jax.__version__, optax=optax.__version__)
+  results = {"config": config, "table": table, "gap_vs_lr": gaps, "l1_vs_alpha": curve, "recovery": rec}
+  results["seconds"] = time.perf_counter() - t0
   _common.save_json(args.out / "results.json", results, cmd=cmd)
   if not args.no_plots:
-    for p in plot_all(results, args.out):
-      print(f"saved {p} ({p.stat().st_size / 1024:.0f} KB)")
+    _common.print_saved(plot_all(results, args.out))
   print(f"saved {args.out / 'results.json'}; total {results['seconds']:.1f} s")
   return results
 
