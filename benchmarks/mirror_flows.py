@@ -1,30 +1,14 @@
 """Steepest mirror flows on deep diagonal linear networks: saddle escape and the balance weight decay enforces.
 
-Study of two qualitative claims of Jacobs, Zhou & Burkholz, "Never Saddle for Reparameterized Steepest Descent as
-Mirror Flow" (ICLR 2026). Only the abstract was available; every concrete detail below is our choice:
+Two claims of Jacobs, Zhou & Burkholz, "Never Saddle for Reparameterized Steepest Descent as Mirror Flow"
+(ICLR 2026), on sparse regression through ``x = u^L - v^L`` (:func:`ham_optax.overparam.deep_diagonal`) from
+``u = v = s`` (a saddle): the escape step (loss <= 0.5 x initial; ``-1`` stalled, ``-2`` diverged) of GD, sign
+descent, Adam, AdamW and HAM over depths and learning rates, and Adam + L2 against AdamW at matched ``lr * wd``
+(balance ``sum min(u, v)^L``, off-support mass, recovery error, late-loss std). Setup and readings:
+docs/guides/mirror_flows_and_graphons.md.
 
-Problem: sparse regression ``min_x 0.5 * mean((A x - y)^2)``, ``A`` of shape ``(n, d) = (50, 100)`` with N(0, 1)
-entries, ``y = A x*`` for a ``k = 5``-sparse ``x*`` with entries +-1 on a random support (a new draw per seed).
-Model: ``x = u^L - v^L`` (:func:`ham_optax.overparam.deep_diagonal`), ``L`` in {2, 3, 4}, from the small
-initialisation ``u = v = s`` (``s = 1e-2``), so ``x = 0`` is a saddle of the factor loss (degenerate for L >= 3).
-
-Optimizers (all run on the factors ``(u, v)``): GD ``optax.sgd``; sign descent ``optax.sign_sgd``; ``optax.adam``;
-``optax.adamw`` (weight decay 1e-2); HAM ``ham_optax.ham(optax.sgd(lr), lr, alpha=10, beta=0)`` with an all-True
-mask (the factors are vectors).
-
-Claim 1 (saddle escape): for each optimizer, depth and learning rate in a log grid we train ``T`` steps and record
-the escape step (:func:`ham_optax.metrics.escape_step`: first step with loss <= 0.5 x initial loss; ``-1`` =
-stalled). A run is *diverged* when its loss becomes non-finite or exceeds 1e3 x the initial loss.
-
-Claim 2 (decoupled weight decay): at depth 2 and a fixed learning rate, Adam + L2 (``chain(add_decayed_weights(wd),
-adam)``) vs AdamW (``adamw(lr, weight_decay=wd / lr)``, so ``lr * wd`` per step matches the L2 penalty's strength
-``wd``) over a few ``wd``; we track the balance ``sum_i min(u_i, v_i)^L`` (the mass ``u^L + v^L - |x|`` that does
-not reach ``x``, 0 at the sparse balance), the off-support mass ``sum_{i not in S} |x_i|``, the relative recovery
-error and the stability of the late iterates (std of the loss over the last quarter of training).
-
-Outputs (``benchmarks/results/mirror_flows/``): ``results.json`` (with the command), ``escape_vs_lr.png``,
-``loss_curves.png``, ``balance.png``. Run ``python benchmarks/mirror_flows.py`` (a few minutes on a CPU) or
-``--fast`` (smoke).
+Outputs (``benchmarks/results/mirror_flows/``): ``results.json``, ``escape_vs_lr.png``, ``loss_curves.png``,
+``balance.png``. Run ``python benchmarks/mirror_flows.py`` (minutes on a CPU) or ``--fast`` (smoke).
 """
 
 from __future__ import annotations
@@ -60,21 +44,15 @@ def make_problem(seed: int, n: int = 50, d: int = 100, k: int = 5):
 
 def make_inner(name: str, lr, wd: float = 1e-2) -> optax.GradientTransformation:
   """The optimizer run on the factors (lr may be traced: the grid is vmapped)."""
-  if name == "GD":
-    return optax.sgd(lr)
-  if name == "sign":
-    return optax.sign_sgd(lr)
-  if name == "Adam":
-    return optax.adam(lr)
-  if name == "AdamW":
-    return optax.adamw(lr, weight_decay=wd)
-  if name == "HAM":
-    return ham_optax.ham(
-      optax.sgd(lr), lr, alpha=10.0, beta=0.0, mask=lambda p: jax.tree.map(lambda _: True, p)
-    )
-  if name == "Adam+L2":
-    return optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))
-  raise ValueError(name)
+  all_true = lambda p: jax.tree.map(lambda _: True, p)  # noqa: E731
+  return {
+    "GD": lambda: optax.sgd(lr),
+    "sign": lambda: optax.sign_sgd(lr),
+    "Adam": lambda: optax.adam(lr),
+    "AdamW": lambda: optax.adamw(lr, weight_decay=wd),
+    "HAM": lambda: ham_optax.ham(optax.sgd(lr), lr, alpha=10.0, beta=0.0, mask=all_true),
+    "Adam+L2": lambda: optax.chain(optax.add_decayed_weights(wd), optax.adam(lr)),
+  }[name]()
 
 
 def train(inner, depth: int, init_scale: float, a, y, steps: int, x_star=None):
@@ -135,7 +113,7 @@ def decay_study(wds, lr, steps, seeds, init_scale, depth=2):
       stats = []
       for seed in seeds:
         a, y, x_star = make_problem(seed)
-        inner = make_inner("Adam+L2", lr, wd) if name == "Adam+L2" else make_inner("AdamW", lr, wd / lr)
+        inner = make_inner(name, lr, wd if name == "Adam+L2" else wd / lr)
         losses, diag, x = jax.jit(
           lambda inner=inner, a=a, y=y, xs=x_star: train(inner, depth, init_scale, a, y, steps, xs)
         )()
@@ -187,9 +165,7 @@ def plots(lrs, depths, grid, steps, out_dir):
   np.atleast_1d(axes)[0].set_ylabel("escape step (median over seeds)")
   np.atleast_1d(axes)[0].legend(fontsize=7)
   fig.suptitle("Saddle escape from u = v = s (missing points: stalled within budget or diverged)", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(out_dir / "escape_vs_lr.png", dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, out_dir / "escape_vs_lr.png")
 
   fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), sharey=True)
   mid = len(lrs) // 2
@@ -201,9 +177,7 @@ def plots(lrs, depths, grid, steps, out_dir):
     ax.set_xlabel("step")
   np.atleast_1d(axes)[0].set_ylabel("loss (mean over seeds)")
   np.atleast_1d(axes)[0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(out_dir / "loss_curves.png", dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, out_dir / "loss_curves.png")
 
 
 def plot_decay(decay, steps, out_dir):
@@ -225,9 +199,7 @@ def plot_decay(decay, steps, out_dir):
   axes[0, 0].set_ylabel("balance sum min(u,v)^2")
   axes[1, 0].set_ylabel("loss")
   axes[0, 0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(out_dir / "balance.png", dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, out_dir / "balance.png")
 
 
 def main(argv=None) -> None:
@@ -269,22 +241,11 @@ def main(argv=None) -> None:
 
   plots(lrs, depths, grid, steps, args.out)
   plot_decay(decay, decay_steps, args.out)
+  settings = dict(depths=list(depths), lrs=lrs.tolist(), seeds=seeds, steps=steps, init_scale=args.init_scale)
+  settings.update({"n": 50, "d": 100, "k": 5, "escape_fraction": 0.5, "decay_lr": 1e-2})
+  settings.update(decay_steps=decay_steps, ham_alpha=10.0, adamw_wd_escape=1e-2)
   result = {
-    "settings": {
-      "depths": list(depths),
-      "lrs": lrs.tolist(),
-      "seeds": seeds,
-      "steps": steps,
-      "init_scale": args.init_scale,
-      "n": 50,
-      "d": 100,
-      "k": 5,
-      "escape_fraction": 0.5,
-      "decay_lr": 1e-2,
-      "decay_steps": decay_steps,
-      "ham_alpha": 10.0,
-      "adamw_wd_escape": 1e-2,
-    },
+    "settings": settings,
     "escape": {f"{n}/L{d}": r["escape"] for (n, d), r in grid.items()},
     "decay": decay,
     "seconds": time.time() - t0,
