@@ -1,25 +1,13 @@
 """Graphon limits of pruning masks: do masks converge as the width grows, and do their graphons predict trainability?
 
 A small study of the Graphon Limit Hypothesis (NeurIPS 2025, "Understanding Neural Network Pruning via Infinite
-Width Analysis"). Only the abstract was available; every concrete choice below is ours.
-
-Task: regression on ``N = 256`` inputs ``x ~ N(0, I_16)`` with targets from a random teacher MLP ``16 -> 32 -> 1``
-(tanh), targets standardised. Student: ``x -> relu(x W0 + b0) -> relu(. W1 + b1) -> . W2`` with hidden width ``n``;
-only the square hidden-to-hidden kernel ``W1`` (``n x n``) is pruned, to sparsity 0.9 (so its mask is a bipartite
-graph whose both sides grow with ``n``; the input and output layers stay dense). Standard initialisation
-(N(0, 1/fan_in)), full-batch training, ``T`` steps, inner optimizer ``optax.sgd(lr, momentum=0.9)`` with
-``lr = 0.05 * min(1, 256 / n)`` (a constant 0.05 made the dense phases at n = 1024 diverge); "+HAM"
-wraps it as ``ham_optax.ham(inner, lr, alpha=10)`` (beta default) on the kernels (the default alpha = 200 gave NaN losses at every width here).
-
-Methods (``ham_optax.sparsity``, prunable = ``W1`` only, so ERK and uniform densities coincide): ``random``
-(``random_pruning``, ERK), ``magnitude`` (``magnitude_pruning``, cubic schedule over steps [0.1 T, 0.6 T]),
-``acdc`` (``acdc``, total T) and ``rigl`` (``rigl``, update every T/15 until 0.75 T), each with and without HAM.
-
-Measurements: the final mask's empirical graphon (:func:`ham_optax.metrics.empirical_graphon`, resolution 16),
-the distance between the graphons of successive widths (:func:`ham_optax.metrics.graphon_distance`, mean absolute
-difference; the hypothesis predicts it shrinks), and as the trainability indicator at one width the smallest
-eigenvalue of the empirical NTK of the trained network restricted to the unpruned entries of ``W1`` (on 64 training
-inputs) against the training speed (final training loss and the step at which the loss first halves).
+Width Analysis"); only the abstract was available, every concrete choice is ours. A ``16 -> n -> n -> 1`` ReLU MLP
+regresses a random tanh teacher (256 inputs, full batch, ``optax.sgd(lr, momentum=0.9)``, ``lr = 0.05 * min(1,
+256 / n)``, "+HAM": ``ham_optax.ham(inner, lr, alpha=10)``); only the hidden ``n x n`` kernel ``W1`` is pruned to
+sparsity 0.9 by ``random`` (ERK), ``magnitude``, ``acdc`` or ``rigl``. Measured: the final mask's empirical graphon
+and the distance between successive widths' graphons, and at one width the smallest eigenvalue of the empirical
+NTK on the unpruned ``W1`` entries against the training speed. Setup and readings:
+docs/guides/mirror_flows_and_graphons.md.
 
 Outputs (``benchmarks/results/graphon/``): ``results.json`` (with the command), ``graphons.png``,
 ``distances.png``, ``ntk_vs_speed.png``. ``python benchmarks/graphon.py`` (widths 64..1024) or ``--fast``.
@@ -86,29 +74,15 @@ def make_tx(method: str, use_ham: bool, steps: int, seed: int, width: int):
   if use_ham:
     inner = ham_optax.ham(inner, lr, alpha=HAM_ALPHA)
   prunable = {"w0": False, "b0": False, "w1": True, "b1": False, "w2": False}
-  if method == "random":
-    return sp.random_pruning(inner, SPARSITY, distribution="erk", seed=seed, prunable=prunable)
+  fn, kwargs = {
+    "random": (sp.random_pruning, dict(distribution="erk", seed=seed)),
+    "magnitude": (sp.magnitude_pruning, dict(begin_step=steps // 10, end_step=int(0.6 * steps))),
+    "acdc": (sp.acdc, dict(total_steps=steps)),
+    "rigl": (sp.rigl, dict(update_every=max(1, steps // 15), end_step=int(0.75 * steps), seed=seed)),
+  }[method]
   if method == "magnitude":
-    return sp.magnitude_pruning(
-      inner,
-      SPARSITY,
-      begin_step=steps // 10,
-      end_step=int(0.6 * steps),
-      frequency=max(1, steps // 20),
-      prunable=prunable,
-    )
-  if method == "acdc":
-    return sp.acdc(inner, SPARSITY, total_steps=steps, prunable=prunable)
-  if method == "rigl":
-    return sp.rigl(
-      inner,
-      SPARSITY,
-      update_every=max(1, steps // 15),
-      end_step=int(0.75 * steps),
-      seed=seed,
-      prunable=prunable,
-    )
-  raise ValueError(method)
+    kwargs["frequency"] = max(1, steps // 20)
+  return fn(inner, SPARSITY, prunable=prunable, **kwargs)
 
 
 def train(method: str, use_ham: bool, width: int, steps: int, x, y, seed: int = 0):
@@ -153,10 +127,7 @@ def ntk_min_eig(params, mask, x) -> float:
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--fast", action="store_true", help="smoke run: widths 64, 128; 60 steps")
-  p.add_argument("--widths", type=int, nargs="+", default=[64, 256, 1024])
-  p.add_argument("--steps", type=int, default=100)
-  p.add_argument("--ntk-width", type=int, default=256)
-  p.add_argument("--resolution", type=int, default=16)
+  _common.add_options(p, widths=[64, 256, 1024], steps=100, ntk_width=256, resolution=16)
   p.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
   args = p.parse_args(argv)
   widths, steps, ntk_width = (
@@ -201,22 +172,11 @@ def main(argv=None) -> None:
 
   args.out.mkdir(parents=True, exist_ok=True)
   plots(rows, widths, pairs, ntk_width, args.out)
-  result = {
-    "settings": {
-      "widths": widths,
-      "steps": steps,
-      "ntk_width": ntk_width,
-      "resolution": args.resolution,
-      "sparsity": SPARSITY,
-      "lr": LR,
-      "ham_alpha": HAM_ALPHA,
-      "n_samples": 256,
-      "d_in": 16,
-      "seed": 0,
-    },
-    "rows": rows,
-    "seconds": time.time() - t0,
-  }
+  settings = dict(
+    widths=widths, steps=steps, ntk_width=ntk_width, resolution=args.resolution, sparsity=SPARSITY
+  )
+  settings.update(lr=LR, ham_alpha=HAM_ALPHA, n_samples=256, d_in=16, seed=0)
+  result = {"settings": settings, "rows": rows, "seconds": time.time() - t0}
   _common.save_json(args.out / "results.json", result, cmd=_common.command(argv, __file__))
   print(f"\nwrote {args.out} in {time.time() - t0:.0f}s")
 
@@ -238,9 +198,7 @@ def plots(rows, widths, pairs, ntk_width, out_dir):
       if j == 0:
         ax.set_ylabel(r["method"], fontsize=7)
   fig.suptitle("Empirical graphons of the W1 mask (degree-sorted, color 0..0.5)", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(out_dir / "graphons.png", dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, out_dir / "graphons.png")
 
   fig, ax = plt.subplots(figsize=(5, 3.4))
   for r in rows:
@@ -254,9 +212,7 @@ def plots(rows, widths, pairs, ntk_width, out_dir):
   ax.set_xticks(range(len(pairs)), pairs, fontsize=7)
   ax.set_ylabel("mean |W_n - W_2n|")
   ax.legend(fontsize=6, ncol=2)
-  fig.tight_layout()
-  fig.savefig(out_dir / "distances.png", dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, out_dir / "distances.png")
 
   fig, ax = plt.subplots(figsize=(4.6, 3.4))
   for r in rows:
@@ -265,9 +221,7 @@ def plots(rows, widths, pairs, ntk_width, out_dir):
       ax.annotate(r["method"], (r["ntk_min_eig"], r["final_loss"]), fontsize=6)
   ax.set_xlabel(f"NTK smallest eigenvalue (W1 entries, n = {ntk_width})")
   ax.set_ylabel(f"training loss after T steps (n = {ntk_width})")
-  fig.tight_layout()
-  fig.savefig(out_dir / "ntk_vs_speed.png", dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, out_dir / "ntk_vs_speed.png")
 
 
 if __name__ == "__main__":
