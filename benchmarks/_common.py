@@ -334,3 +334,14 @@ def print_saved(paths: Iterable[str | os.PathLike]) -> None:
   """Prints ``saved <path> (<size> KB)`` for every written file."""
   for p in paths:
     print(f"saved {p} ({Path(p).stat().st_size / 1024:.0f} KB)")
+
+
+def add_options(parser: Any, *, kind: type | None = None, **defaults: Any) -> None:
+  """Adds ``--<name>`` (underscores written as dashes) for every keyword, with that default; its type is ``kind``,
+  or the default's (a list's first element's, a list taking ``nargs="+"``)."""
+  for name, default in defaults.items():
+    many = isinstance(default, list)
+    arg_type = kind or type(default[0] if many else default)
+    parser.add_argument(
+      "--" + name.replace("_", "-"), type=arg_type, default=default, **({"nargs": "+"} if many else {})
+    )

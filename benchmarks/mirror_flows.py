@@ -207,9 +207,7 @@ def main(argv=None) -> None:
   p.add_argument(
     "--fast", action="store_true", help="smoke run: 2 depths, 5 learning rates, 1 seed, 300 steps"
   )
-  p.add_argument("--steps", type=int, default=2000)
-  p.add_argument("--seeds", type=int, default=3)
-  p.add_argument("--init-scale", type=float, default=1e-2)
+  _common.add_options(p, steps=2000, seeds=3, init_scale=1e-2)
   p.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
   args = p.parse_args(argv)
   t0 = time.time()
