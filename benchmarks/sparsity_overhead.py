@@ -25,10 +25,7 @@ import _common
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--width", type=int, default=1024)
-  parser.add_argument("--layers", type=int, default=4)
-  parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--repeats", type=int, default=7)
+  _common.add_options(parser, width=1024, layers=4, steps=20, repeats=7)
   parser.add_argument("--out", default=str(_common.RESULTS / "sparsity_overhead"))
   args = parser.parse_args(argv)
   keys = jax.random.split(jax.random.key(0), args.layers)
@@ -69,12 +66,8 @@ def main(argv=None):
   print(f"{n / 1e6:.1f}M params ({args.layers} x {args.width}^2), {jax.devices()[0].platform}")
   rows = [[name, f"{1e3 * t:.2f}", f"{t / results['ham(sgd)']:.2f}x"] for name, t in results.items()]
   print(_common.markdown_table(["transform", "ms / step", "vs ham(sgd)"], rows))
-  payload = {
-    **_common.environment(),
-    "args": {k: v for k, v in vars(args).items() if k != "out"},
-    "n_params": n,
-    "seconds_per_step": results,
-  }
+  args_saved = {k: v for k, v in vars(args).items() if k != "out"}
+  payload = {**_common.environment(), "args": args_saved, "n_params": n, "seconds_per_step": results}
   _common.save_json(pathlib.Path(args.out) / "timings.json", payload, cmd=_common.command(argv, __file__))
   return payload
 
