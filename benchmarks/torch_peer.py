@@ -32,12 +32,7 @@ class PeerHam:
   """Per-tensor, host-synchronising HAM wrapper around a torch optimizer (published semantics)."""
 
   def __init__(
-    self,
-    inner: torch.optim.Optimizer,
-    alpha=200.0,
-    beta=1e-3,
-    max_weight_norm=1000.0,
-    max_grad_norm=20.0,
+    self, inner: torch.optim.Optimizer, alpha=200.0, beta=1e-3, max_weight_norm=1000.0, max_grad_norm=20.0
   ):
     self.inner, self.alpha, self.beta = inner, alpha, beta
     self.max_weight_norm, self.max_grad_norm = max_weight_norm, max_grad_norm
