@@ -4,19 +4,11 @@ Setup: an MLP 40-256-256-10 is pre-trained with Adam on standard MNIST-1D (5000 
 fine-tuned on a small, noisier, more sheared version (1600 fit + 400 validation samples; 500 test) for
 ``--epochs`` epochs (batch 32). Reported: new-task and old-task (forgetting) test accuracy.
 
-Methods, each with the same learning-rate grid (5 values, the best picked on the new task's validation split
-with a separate tuning seed, then run on ``--seeds``):
-
-- ``Adam``: ``optax.adam(lr)``.
-- ``NanoAdam``: ``ham_optax.nanoadam(lr, 0.1, steps_per_epoch, total_steps=T)`` with its defaults as in "Pay
-  Attention to Small Weights" (NeurIPS 2025): the head (last layer) and norm layers updated densely, density
-  decaying linearly 10 % -> 4 %, re-selection every epoch and at every density change, per-entry bias
-  correction.
-- ``NanoAdam all kernels, 10 %``: the same optimizer with ``mask=ham_optax.default_mask`` (the head kernel is
-  sparsified too) and a constant 10 % density.
-
-Outputs ``benchmarks/results/nanoadam_finetune/results.json`` (command, config, tuning grid, per-seed results,
-mean ± std, paired t-tests against Adam, optimizer-state bytes) and ``accuracy.png``. ``--fast`` is a smoke run.
+Methods, each tuned over the same 5 learning rates on the new task's validation split (tuning seed), then run on
+``--seeds``: ``Adam``; ``NanoAdam`` (``ham_optax.nanoadam(lr, 0.1, steps_per_epoch, total_steps=T)``, the defaults
+of "Pay Attention to Small Weights", NeurIPS 2025); ``NanoAdam all kernels, 10 %`` (``mask=ham_optax.default_mask``,
+constant density). Outputs ``benchmarks/results/nanoadam_finetune/results.json`` (per-seed results, mean ± std,
+paired t-tests against Adam, optimizer-state bytes) and ``accuracy.png``. ``--fast`` is a smoke run.
 
 Usage: ``python benchmarks/nanoadam_finetune.py`` (defaults: seeds 0 1 2, 20 epochs).
 """
@@ -167,11 +159,7 @@ def _plot(results: dict, out: pathlib.Path) -> pathlib.Path:
   ax.set_title(
     f"Fine-tuning on shifted MNIST-1D, mean ± std over {len(results['config']['seeds'])} seeds", fontsize=8
   )
-  fig.tight_layout()
-  path = out / "accuracy.png"
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  return _common.save_figure(fig, out / "accuracy.png", dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -225,26 +213,20 @@ def main(argv: list[str] | None = None) -> dict:
         for key in ("new_test", "old_test")
       }
 
-  results = {
-    "config": {
-      "seeds": args.seeds,
-      "tune_seed": TUNE_SEED,
-      "epochs": args.epochs,
-      "pretrain_epochs": args.pretrain_epochs,
-      "batch": BATCH,
-      "lr_grid": LR_GRID,
-      "steps_per_epoch": steps_per_epoch,
-      "shift": SHIFT,
-      "jax": jax.__version__,
-      "optax": optax.__version__,
-    },
-    "pretrained": before,
-    "tuning": tuning,
-    "final": final,
-    "summary": summary,
-    "paired_t_test_vs_adam": tests,
-    "seconds": time.perf_counter() - t0,
-  }
+  config = dict(
+    seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs
+  )
+  config.update(batch=BATCH, lr_grid=LR_GRID, steps_per_epoch=steps_per_epoch, shift=SHIFT)
+  config.update(jax=jax.__version__, optax=optax.__version__)
+  results = {"config": config, "pretrained": before, "tuning": tuning, "final": final, "summary": summary}
+  results.update(paired_t_test_vs_adam=tests, seconds=time.perf_counter() - t0)
+  _print_summary(summary, tests)
+  _common.save_json(args.out / "results.json", results, cmd=_common.command(argv, __file__))
+  print(f"saved {args.out / 'results.json'} and {_plot(results, args.out)}; {results['seconds']:.0f} s")
+  return results
+
+
+def _print_summary(summary: dict, tests: dict) -> None:
   print(
     f"\n{'method':<28}{'lr':>8}{'new task %':>16}{'old task %':>16}{'p new':>8}{'p old':>8}{'state KiB':>11}"
   )
@@ -256,9 +238,6 @@ def main(argv: list[str] | None = None) -> dict:
       f"{p.get('new_test', float('nan')):>8.2f}{p.get('old_test', float('nan')):>8.2f}{r['state_bytes'] / 1024:>11.1f}"
       + (f"  ({r['diverged']} diverged)" if r["diverged"] else "")
     )
-  _common.save_json(args.out / "results.json", results, cmd=_common.command(argv, __file__))
-  print(f"saved {args.out / 'results.json'} and {_plot(results, args.out)}; {results['seconds']:.0f} s")
-  return results
 
 
 if __name__ == "__main__":
