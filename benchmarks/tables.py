@@ -414,22 +414,13 @@ def readme_transformers(results: Path) -> str:
 # --- Graphs (docs/guides/graphs.md): `benchmarks/graphs.py` formats its own table -----------------------------
 
 
-def _gain(c: dict[str, Any], key: str, against: str) -> tuple[float, float]:
+def _gain(c: dict[str, Any], key: str, against: str = "vs_alpha0") -> tuple[float, float]:
   return 100 * c[key][against]["mean_diff"], c[key][against]["p_value"]
 
 
-def _significant(
-  cells: Sequence[dict[str, Any]], key: str, against: str, sign: int = 1
-) -> list[dict[str, Any]]:
-  return [
-    c for c in cells if sign * _gain(c, key, against)[0] > 0 and _gain(c, key, against)[1] < SIGNIFICANCE
-  ]
-
-
-def _matched(c: dict[str, Any]) -> bool:
-  """Whether the tuned baseline is as good as HAM with alpha tuned over the whole grid."""
-  diff, p = _gain(c, "ham", "vs_baseline")
-  return p >= SIGNIFICANCE or diff <= 0
+def _significant(cells: Sequence[dict], key: str, against: str = "vs_alpha0", sign: int = 1) -> list[dict]:
+  """The cells where ``key`` differs significantly from ``against``, in the direction ``sign``."""
+  return [c for c in cells if sign * (g := _gain(c, key, against))[0] > 0 and g[1] < SIGNIFICANCE]
 
 
 @table
@@ -441,17 +432,19 @@ def graphs_answer(results: Path) -> str:
   h = lambda i: f"`h{GLUE}={GLUE}{hs[i]:g}`"  # noqa: E731
   where = lambda c: f"{NAMES[c['model']]} + {NAMES[c['inner']]} at `h{GLUE}={GLUE}{c['h']:g}`"  # noqa: E731
 
-  def case(c: dict[str, Any], key: str, note: str = "") -> str:
+  def case(c: dict[str, Any], key: str = "ham_neg", note: str = "") -> str:
     diff, p = _gain(c, key, "vs_baseline" if key == "ham" else "vs_alpha0")
-    return f"{where(c)}, {fmt_diff(diff)} points ({fmt_p(p)}, alpha{GLUE}={GLUE}{c[key]['alpha']:g}{note})"
+    alpha = "" if key == "ham" else f", alpha{GLUE}={GLUE}{c[key]['alpha']:g}"
+    return f"{where(c)}, {fmt_diff(diff)} points ({fmt_p(p)}{alpha}{note})"
 
-  neg = _significant(cells, "ham_neg", "vs_alpha0")
+  neg = _significant(cells, "ham_neg")
   first = f"Of the {n} settings, the best negative alpha beats {alpha0} significantly {times(len(neg))}"
   for c in neg:
-    corrected = min(1.0, tests * _gain(c, "ham_neg", "vs_alpha0")[1])
-    first += f": {case(c, 'ham_neg', f'; over the {tests} sign-restricted comparisons of the table a Bonferroni correction makes that {corrected:.2f}')}"
-    if _matched(c):
-      diff, p = _gain(c, "ham", "vs_baseline")
+    corrected = min(1.0, tests * _gain(c, "ham_neg")[1])
+    note = f"; over the {tests} sign-restricted comparisons of the table a Bonferroni correction makes that "
+    first += f": {case(c, note=f'{note}{corrected:.2f}')}"
+    diff, p = _gain(c, "ham", "vs_baseline")
+    if p >= SIGNIFICANCE or diff <= 0:
       first += (
         ". That gain is not a gain over the tuned baseline: tuning the weight decay gives the same accuracy "
         f"(HAM − baseline {fmt_diff(diff)}, {fmt_p(p)})"
@@ -468,35 +461,32 @@ def graphs_answer(results: Path) -> str:
     f"{by_h} of {n // len(hs)}; first panel)."
   )
   high = [c for c in cells if c["h"] >= hs[-2]]
-  pos = _significant(high, "ham_pos", "vs_alpha0")
+  pos = _significant(high, "ham_pos")
+  sig_at = "; ".join(map(where, pos))
   second = (
-    f"at {h(-2)} and {h(-1)} the best positive alpha is within "
-    f"{fmt_diff(max(_gain(c, 'ham_pos', 'vs_alpha0')[0] for c in high))} points of {alpha0} and "
-    + (f"significant at {'; '.join(map(where, pos))}." if pos else "never significant.")
+    f"at {h(-2)} and {h(-1)} the best positive alpha is within {fmt_diff(max(_gain(c, 'ham_pos')[0] for c in high))} "
+    f"points of {alpha0} and {f'significant at {sig_at}' if pos else 'never significant'}."
   )
-  better = len(_significant(cells, "ham", "vs_baseline"))
-  third = "HAM with alpha tuned over the whole grid " + (
-    f"beats the tuned baseline significantly {times(better)}"
-    if better
-    else "never beats the tuned baseline significantly"
+  better, beats = len(_significant(cells, "ham", "vs_baseline")), "beats the tuned baseline significantly"
+  third = (
+    f"HAM with alpha tuned over the whole grid {f'{beats} {times(better)}' if better else 'never ' + beats}"
   )
   for c in _significant(cells, "ham", "vs_baseline", -1):
-    diff, p = _gain(c, "ham", "vs_baseline")
     third += (
-      f"; it is significantly worse at {where(c)}, {fmt_diff(diff)} points ({fmt_p(p)}), where the baseline "
-      f"tuned its weight decay to {c['wd_baseline']:g} and HAM kept {c['alpha0']['wd']:g}"
+      f"; it is significantly worse at {case(c, 'ham')}, where the baseline tuned its weight decay to "
+      f"{c['wd_baseline']:g} and HAM kept {c['alpha0']['wd']:g}"
     )
-  worse = [case(c, "ham_neg") for c in _significant(cells, "ham_neg", "vs_alpha0", -1)]
-  third += f". A negative alpha is significantly *worse* than {alpha0} {f'at {chr(59).join(worse)}' if worse else 'nowhere'}."
-  helps_neg, helps_pos = 10 * len(neg) > tests, bool(pos)
-  answer = {(False, False): "no on both counts", (True, True): "yes on both counts"}.get(
-    (helps_neg, helps_pos),
-    f"{'yes' if helps_neg else 'no'} for a negative, {'yes' if helps_pos else 'no'} for a positive alpha",
+  worse = "; ".join(map(case, _significant(cells, "ham_neg", sign=-1)))
+  third += (
+    f". A negative alpha is significantly *worse* than {alpha0} {'at ' + worse if worse else 'nowhere'}."
   )
+  yes = ["yes" if helps else "no" for helps in (10 * len(neg) > tests, pos)]
+  answer = f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
+  answer = f"{yes[0]} on both counts" if yes[0] == yes[1] else answer
   return (
     f"**Answer, for this controlled setting: {answer}.**\n\n"
-    f"- *Does a negative alpha help on heterophilic graphs?* {'Often.' if helps_neg else 'Not reliably.'} {first}\n"
-    f"- *Does a positive alpha help on homophilic graphs?* {'Yes:' if helps_pos else 'No:'} {second}\n- {third}"
+    f"- *Does a negative alpha help on heterophilic graphs?* {'Often.' if yes[0] == 'yes' else 'Not reliably.'} {first}\n"
+    f"- *Does a positive alpha help on homophilic graphs?* {'Yes:' if pos else 'No:'} {second}\n- {third}"
   )
 
 
@@ -505,29 +495,22 @@ def readme_graphs(results: Path) -> str:
   cells = _load(results, "graphs")["cells"]
   found, parts = 0, []
   for sign in ("negative", "positive"):
-    gains = _significant(cells, f"ham_{sign[:3]}", "vs_alpha0")
+    gains = _significant(cells, f"ham_{sign[:3]}")
     found += len(gains)
     cases = ", ".join(
-      f"{_gain(c, f'ham_{sign[:3]}', 'vs_alpha0')[0]:+.1f} points, {NAMES[c['model']]} + {NAMES[c['inner']]}, "
-      f"h{GLUE}={GLUE}{c['h']:g}"
+      f"{_gain(c, f'ham_{sign[:3]}')[0]:+.1f} points, {NAMES[c['model']]} + {NAMES[c['inner']]}, h{GLUE}={GLUE}{c['h']:g}"
       for c in gains
     )
     count = "the one significant gain" if len(gains) == 1 else f"the {len(gains)} significant gains"
-    parts.append(
-      f"{count} of a {sign} alpha ({cases}) "
-      + (
-        "matches what tuning the weight decay gives"
-        if all(map(_matched, gains))
-        else "beats the tuned baseline too"
-      )
-      if gains
-      else f"no {sign} alpha beats alpha{GLUE}={GLUE}0 significantly"
-    )
+    matched = all(p >= SIGNIFICANCE or d <= 0 for d, p in (_gain(c, "ham", "vs_baseline") for c in gains))
+    verb = "matches what tuning the weight decay gives" if matched else "beats the tuned baseline too"
+    none = f"no {sign} alpha beats alpha{GLUE}={GLUE}0 significantly"
+    parts.append(f"{count} of a {sign} alpha ({cases}) {verb}" if gains else none)
   count = f"a significant gain over alpha{GLUE}={GLUE}0 in {found} of the {2 * len(cells)} sign-restricted comparisons"
   lead = (
     f"Neither sign helps reliably ({count})" if 10 * found <= 2 * len(cells) else count[0].upper() + count[1:]
   )
-  return lead + "; " + "; ".join(parts) + "."
+  return f"{lead}; {'; '.join(parts)}."
 
 
 # --- Implicit bias (docs/guides/implicit_bias.md) and the m * w family (docs/guides/mw_family.md) ---------------
@@ -556,17 +539,13 @@ def implicit_bias(results: Path) -> str:
   for label, r in res["rows"].items():
     if r["sign_from"] not in (None, "x_half"):
       continue  # the analysed variant: same limits, quoted in the text
-    if r["alpha"] is not None or label.startswith("m*w"):
-      label = (
-        f"HAM alpha={r['alpha']:g}"
-        if r["alpha"] is not None
-        else f"m * w, gamma = {sci(float(label[6:]), True)}"
-      )
+    if label.startswith("m*w"):
+      label = f"m * w, gamma = {sci(float(label.split('g=')[1]), True)}"
+    label = label if r["alpha"] is None else f"HAM alpha={r['alpha']:g}"
     kind = next(k for k in limits if label.startswith(k))
     gap, limits[kind] = sci(r["rel_gap_to_limit"]) + limits[kind], ""
-    rows.append(
-      [label, sci(r["lr"]), f"{r['steps']:,}", f"{r['l1']:.3f}", gap, f"{r['rel_dist_to_truth']:.3f}"]
-    )
+    rows.append([label, sci(r["lr"]), f"{r['steps']:,}", f"{r['l1']:.3f}", gap])
+    rows[-1].append(f"{r['rel_dist_to_truth']:.3f}")
   truth = all(abs(r["rel_dist_to_bp"] - r["rel_dist_to_truth"]) < 1e-9 for r in res["rows"].values())
   rows.append(
     ["basis pursuit (LP)", "–", "–", f"{res['l1_basis_pursuit']:.3f}", "–", "0.000" if truth else "–"]
@@ -721,20 +700,11 @@ def mirror_flows_decay(results: Path) -> str:
 def graphon(results: Path) -> str:
   """Graphon distance of the pruning masks between successive widths, and trainability at the NTK width."""
   res = _load(results, "graphon")
-  (widths, n, steps), labels = (
-    (res["settings"][k] for k in ("widths", "ntk_width", "steps")),
-    {"acdc": "AC/DC", "rigl": "RigL"},
-  )
+  widths, n, steps = (res["settings"][k] for k in ("widths", "ntk_width", "steps"))
   pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
-  rows = [
-    [
-      _label(r["method"], labels),
-      *(f"{r['distances'][p]:.3f}" for p in pairs),
-      f"{r['ntk_min_eig']:.2f}",
-      f"{r['final_loss']:.4f}",
-    ]
-    for r in res["rows"]
-  ]
+  rows = [[_label(r["method"], {"acdc": "AC/DC", "rigl": "RigL"})] for r in res["rows"]]
+  for row, r in zip(rows, res["rows"], strict=True):
+    row += [*(f"{r['distances'][p]:.3f}" for p in pairs), f"{r['ntk_min_eig']:.2f}", f"{r['final_loss']:.4f}"]
   header = [
     "method",
     *(f"distance {p.replace('->', ' -> ')}" for p in pairs),
@@ -749,18 +719,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument(
     "--results", type=Path, default=RESULTS, help="the results directory (default: %(default)s)"
   )
-  args = parser.parse_args(argv)
-  stale = []
+  args, stale = parser.parse_args(argv), []
   for page in pages():
     text = page.read_text()
     fresh = render(text, args.results)
-    if fresh != text:
-      pairs = zip(BLOCK.finditer(text), BLOCK.finditer(fresh), strict=True)
-      stale += [
-        f"{page.relative_to(REPO)}: {old['name']}" for old, new in pairs if old["body"] != new["body"]
-      ]
-      if not args.check:
-        page.write_text(fresh)
+    pairs = zip(BLOCK.finditer(text), BLOCK.finditer(fresh), strict=True)
+    stale += [f"{page.relative_to(REPO)}: {a['name']}" for a, b in pairs if a["body"] != b["body"]]
+    if fresh != text and not args.check:
+      page.write_text(fresh)
   verb = "differ from their results" if args.check else "rewritten"
   print(f"{len(stale)} page(s) with blocks {verb}" + "".join(f"\n  {s}" for s in stale))
   return 1 if args.check and stale else 0
