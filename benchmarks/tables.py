@@ -223,11 +223,8 @@ def sparse_training(results: Path) -> str:
     alpha = "-" if s["alpha"] is None else f"{s['alpha']:{'.2f' if s['method'].endswith('tuned') else 'g'}}"
     beta, diverged = "-" if s["beta"] is None else f"{s['beta']:g}", s["diverged"]
     rows.append([_label(s["method"]), f"{s['lr']:g}", alpha, beta, pct(s, "test_acc"), pct(s, "val_acc")])
-    flips, bold = (
-      f"{100 * s['sign_flips']:.2f} %",
-      diverged if diverged.startswith("0/") else f"**{diverged}**",
-    )
-    rows[-1] += [f"{s['sparsity']:.3f}", flips, bold]
+    bold = diverged if diverged.startswith("0/") else f"**{diverged}**"
+    rows[-1] += [f"{s['sparsity']:.3f}", f"{100 * s['sign_flips']:.2f} %", bold]
   header = ["method", "lr", "alpha", "beta", "test acc (%)", "val acc (%)", "sparsity", "sign flips vs init"]
   return markdown_table([*header, "diverged"], rows)
 
@@ -242,9 +239,7 @@ def _welch(base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> t
   return f"{fmt_diff(diff)} ({fmt_p(p)}{''.join(f';{GLUE}{glued(n)}' for n in notes)})", diff, p
 
 
-def _sparse(
-  results: Path,
-) -> tuple[dict[str, Any], dict[str, list], dict[tuple[str, str], tuple], list, list]:
+def _sparse(results: Path) -> tuple[dict[str, Any], dict[str, list], dict[tuple, tuple], list, list]:
   """The results, the runs by method, ``(sparsifier, variant) -> (text, difference, p)`` for every HAM variant,
   the variants significantly better than their baseline, and the sparsifiers whose grid-tuned HAM diverged or
   collapsed on some seed."""
@@ -356,28 +351,22 @@ def transformers_findings(results: Path) -> str:
   grok, fourier, near = test["grok_step"], test["fourier_top4"], test["near_zero"]
   peak = np.asarray(ham["curves"]["val_acc"], float).max(axis=-1)
   dips = np.any(np.asarray(ham["final_val_acc"], float) < peak - 1e-9)
-  dead = sorted(
-    {s["alpha"] for s, v in zip(ham["grid"], ham["tuning"]["final_val_acc"], strict=True) if max(v) < 0.05}
-  )
+  dead = {
+    s["alpha"] for s, v in zip(ham["grid"], ham["tuning"]["final_val_acc"], strict=True) if max(v) < 0.05
+  }
   noise = " and noisier" if np.std(ham["final_test_acc"]) > np.std(base["final_test_acc"]) else ""
+  dipping = ": after grokking, its validation accuracy keeps dipping (see the curves) where AdamW's settles"
+  failed = (
+    f" With alpha{GLUE}={GLUE}{', '.join(f'{a:g}' for a in sorted(dead))} (either beta) HAM(AdamW) did not"
+  )
   first = (
     f"**HAM(AdamW) groks {'earlier' if g_ham < g_base else 'later'} on average ({g_ham:.0f} vs {g_base:.0f} steps)"
     f"{'' if grok['p_value'] < SIGNIFICANCE else ' but not significantly'}** (paired {fmt_p(grok['p_value'])} "
     f"over {len(base['final_test_acc'])} seeds), and **its final accuracy is {'lower' if a_ham < a_base else 'higher'}"
-    f"{noise}** (test {acc_ham} % vs {acc_base} %, {fmt_p(test['final_test_acc']['p_value'])})"
-    + (
-      ": after grokking, its validation accuracy keeps dipping (see the curves) where AdamW's settles"
-      if noise
-      else ""
-    )
-    + f". Every HAM(AdamW) run reached {100 * peak.min():.0f} % validation accuracy at some step"
-    + ("; the final number catches some of them in a dip." if dips else ".")
-    + (
-      f" With alpha{GLUE}={GLUE}{', '.join(f'{a:g}' for a in dead)} (either beta) HAM(AdamW) did not learn at all "
-      "on the tuning seed."
-      if dead
-      else ""
-    )
+    f"{noise}** (test {acc_ham} % vs {acc_base} %, {fmt_p(test['final_test_acc']['p_value'])}){dipping if noise else ''}"
+    f". Every HAM(AdamW) run reached {100 * peak.min():.0f} % validation accuracy at some step"
+    f"{'; the final number catches some of them in a dip.' if dips else '.'}"
+    f"{failed + ' learn at all on the tuning seed.' if dead else ''}"
   )
   second = (
     f"**The implicit bias is visible in the weights**: HAM(AdamW)'s number embedding is "
