@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from _common import markdown_table
+
 RESULTS = Path(__file__).resolve().parent / "results" / "alpha_transfer"
 CLIP = 5.0  # the benchmark's max_exponent (ham_optax's default)
 EDGES = (0.0, 0.01, 0.1, 0.5, 1.0, CLIP)
@@ -50,18 +52,10 @@ def outcome(run: dict[str, Any]) -> str:
   return "collapsed" if run["val_acc"] <= 0.2 else "healthy"
 
 
-def _baselines(runs: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-  return {(r["setting"], r["source"], r["lr"], r["seed"]): r for r in runs if r["alpha"] == 0}
-
-
 def _bin_label(lo: float, hi: float) -> str:
   if lo >= CLIP:
     return f"at the clip ({CLIP:g})"
   return f"below {hi:g}" if lo == 0 else f"{lo:g} - {hi:g}"
-
-
-def _bins() -> list[tuple[float, float]]:
-  return [*zip(EDGES[:-1], EDGES[1:], strict=True), (CLIP, np.inf)]
 
 
 def _in_bin(value: float, lo: float, hi: float) -> bool:
@@ -71,9 +65,9 @@ def _in_bin(value: float, lo: float, hi: float) -> bool:
 
 def summarise(runs: list[dict[str, Any]], key: Callable[[dict[str, Any]], float]) -> list[dict[str, Any]]:
   """Per bin of ``key(run)`` (HAM runs with a finite key): counts, failures and the paired comparison."""
-  base = _baselines(runs)
+  base = {(r["setting"], r["source"], r["lr"], r["seed"]): r for r in runs if r["alpha"] == 0}
   rows = []
-  for lo, hi in _bins():
+  for lo, hi in [*zip(EDGES[:-1], EDGES[1:], strict=True), (CLIP, np.inf)]:
     sel = [r for r in runs if r["alpha"] != 0 and np.isfinite(key(r)) and _in_bin(key(r), lo, hi)]
     diffs, loss_change = [], []
     for r in sel:
@@ -97,18 +91,18 @@ def summarise(runs: list[dict[str, Any]], key: Callable[[dict[str, Any]], float]
 
 
 def _table(rows: list[dict[str, Any]], what: str) -> str:
-  lines = [
-    f"| {what} | HAM runs | failed (diverged or collapsed) | val acc - baseline, median (points) | lost more "
-    f"than {LOST_POINTS:g} points | final training loss vs baseline, median change |",
-    "|---|---|---|---|---|---|",
-  ]
+  header = [what, "HAM runs", "failed (diverged or collapsed)", "val acc - baseline, median (points)"]
+  header += [f"lost more than {LOST_POINTS:g} points", "final training loss vs baseline, median change"]
+  cells = []
   for r in rows:
     if r["runs"]:
-      diff = f"{r['median_diff']:+.2f}" if r["paired"] else "-"
-      change = f"{r['median_loss_change']:.2g} %" if r["paired"] else "-"
-      lost = f"{r['lost']} of {r['paired']}" if r["paired"] else "-"
-      lines.append(f"| {r['bin']} | {r['runs']} | {r['failed']} | {diff} | {lost} | {change} |")
-  return "\n".join(lines)
+      paired = [
+        f"{r['median_diff']:+.2f}",
+        f"{r['lost']} of {r['paired']}",
+        f"{r['median_loss_change']:.2g} %",
+      ]
+      cells.append([r["bin"], r["runs"], r["failed"], *(paired if r["paired"] else ["-"] * 3)])
+  return markdown_table(header, cells)
 
 
 def first_step(run: dict[str, Any]) -> float:
@@ -116,17 +110,8 @@ def first_step(run: dict[str, Any]) -> float:
 
 
 def largest(run: dict[str, Any]) -> float:
-  return float(
-    run["exponent_max_overall"]
-  )  # nan for a run that diverged (its later diagnostics are not finite)
-
-
-def _clip_counts(runs: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-  finite = [r for r in runs if r["alpha"] != 0 and np.isfinite(r["clip_fraction_max"])]
-  touched = [r for r in finite if r["clip_fraction_max"] > 0]
-  below = [r for r in finite if r["clip_fraction_max"] == 0]
-  fails = lambda rs: sum(outcome(r) != "healthy" for r in rs)  # noqa: E731
-  return {"touched": (fails(touched), len(touched)), "below": (fails(below), len(below))}
+  """NaN for a run that diverged (its later diagnostics are not finite)."""
+  return float(run["exponent_max_overall"])
 
 
 def _low_failures(runs: list[dict[str, Any]]) -> list[str]:
@@ -149,8 +134,10 @@ def reading_tables(results: Path = RESULTS) -> str:
   n_ham = sum(r["alpha"] != 0 for r in runs)
   n_div = sum(r["alpha"] != 0 and outcome(r) == "diverged" for r in runs)
   first, most = summarise(runs, first_step), summarise(runs, largest)
-  clip = _clip_counts(runs)
-  t, b = clip["touched"], clip["below"]
+  finite = [r for r in runs if r["alpha"] != 0 and np.isfinite(r["clip_fraction_max"])]
+  t, b = (
+    [outcome(r) != "healthy" for r in finite if (r["clip_fraction_max"] > 0) == at] for at in (True, False)
+  )
   quiet = most[0]
   intro = (
     f"{n_ham} HAM runs of the alpha-transfer benchmark (grid and fresh seeds; {n_div} diverged, so only their "
@@ -159,20 +146,17 @@ def reading_tables(results: Path = RESULTS) -> str:
     "learning rate and seed."
   )
   facts = (
-    f"Of the finite runs whose exponent reached the clip at some step (`clip_fraction > 0`), {t[0]} of {t[1]} "
-    f"collapsed; of those that never did, {b[0]} of {b[1]}. Every failed run below a first-step `exponent_max` "
+    f"Of the finite runs whose exponent reached the clip at some step (`clip_fraction > 0`), {sum(t)} of {len(t)} "
+    f"collapsed; of those that never did, {sum(b)} of {len(b)}. Every failed run below a first-step `exponent_max` "
     f"of 1 was one of: {'; '.join(_low_failures(runs))}. With the largest `exponent_max` below "
     f"{EDGES[1]:g} the final training loss moved by a median {quiet['median_loss_change']:.2g} % from the "
     "baseline's."
   )
-  return "\n\n".join(
-    [
-      " ".join(intro.split()),
-      _table(first, "`exponent_max` at the first step"),
-      _table(most, "largest `exponent_max` during training"),
-      " ".join(facts.split()),
-    ]
-  )
+  tables = [
+    _table(first, "`exponent_max` at the first step"),
+    _table(most, "largest `exponent_max` during training"),
+  ]
+  return "\n\n".join([intro, *tables, facts])
 
 
 def main() -> None:
