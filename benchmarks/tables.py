@@ -77,6 +77,7 @@ def render(text: str, results: Path = RESULTS) -> str:
 
 
 def block_names(text: str) -> list[str]:
+  """The names of the marked blocks of ``text``, in order."""
   return [m["name"] for m in BLOCK.finditer(text)]
 
 
@@ -381,6 +382,7 @@ def transformers_findings(results: Path) -> str:
 
 @table
 def readme_transformers(results: Path) -> str:
+  """The README's summary of the grokking and fine-tuning study."""
   base, ham, test, stats = _grokking(results)
   (g_ham, g_ham_text), (g_base, g_base_text) = stats["grok_step"]
   (a_ham, acc_ham), (a_base, acc_base) = stats["final_test_acc"]
@@ -481,6 +483,7 @@ def graphs_answer(results: Path) -> str:
 
 @table
 def readme_graphs(results: Path) -> str:
+  """The README's summary of the graph study: the significant gains of a signed alpha over alpha = 0."""
   cells = _load(results, "graphs")["cells"]
   found, parts = 0, []
   for sign in ("negative", "positive"):
@@ -590,6 +593,7 @@ def implicit_bias_recovery(results: Path) -> str:
 
 @table
 def readme_implicit_bias(results: Path) -> str:
+  """The README's summary of the implicit-bias study."""
   res = _load(results, "implicit_bias")
   rows, slopes = res["table"]["rows"], [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
   ham = max((r for r in rows.values() if r["sign_from"] == "x_half"), key=lambda r: r["alpha"])
