@@ -42,11 +42,6 @@ import _common
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "implicit_bias"
 
 
-# ---------------------------------------------------------------------------------------------
-# Problem.
-# ---------------------------------------------------------------------------------------------
-
-
 class Problem(NamedTuple):
   """An underdetermined sparse regression instance (float64 NumPy arrays)."""
 
@@ -64,11 +59,6 @@ def make_problem(seed: int, n: int = 100, d: int = 40, k: int = 5, init_scale: f
   x_star[rng.choice(n, size=k, replace=False)] = rng.normal(size=k)
   x0 = init_scale * rng.normal(size=n)
   return Problem(Z, Z @ x_star, x_star, x0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Methods.
-# ---------------------------------------------------------------------------------------------
 
 
 def _identity(x: Any) -> Any:
@@ -117,9 +107,7 @@ def ham_method(alpha: float, sign_from: str = "x_half") -> Method:
   variant = "HYP*" if sign_from == "x_half" else "GD;HYP"
   return Method(
     label=f"HAM a={alpha:g} ({variant})",
-    tx=lambda lr: ham_optax.ham(
-      optax.sgd(lr), lr, alpha=alpha, beta=0.0, mask=_all_true, sign_from=sign_from
-    ),
+    tx=lambda lr: ham_optax.ham(optax.sgd(lr), lr, alpha, 0.0, mask=_all_true, sign_from=sign_from),
     limit=lambda pb: geometry.bregman_projection(pb.Z, pb.y, pb.x0, alpha).x,
     inverse_metric=lambda x: 1 + alpha * np.abs(x),
     alpha=alpha,
@@ -157,17 +145,11 @@ def lasso_ista(Z: np.ndarray, y: np.ndarray, lam: float, iters: int = 100_000) -
 def family_methods(gamma: float) -> dict[str, Method]:
   """Rows for ham_optax.overparam (the m*w family HAM is compared against), all on ``x`` directly.
 
-  - ``m*w wrapper``: ``pointwise_overparam(sgd, init=gamma)``; same limit as the hand-written ``m*w`` row.
-  - ``spred``: constant decay ``lam`` on m and w; its limit is the LASSO solution (float64 ISTA), which
-    does not interpolate, so the row runs to ``max_steps``.
-  - ``PILoT``: balance 1 at init (L2 end), decay ``lam`` for continuous time ``T`` with
-    ``exp(-2 lam T) = gamma`` (balance shrinks to ~gamma), then off. No closed-form limit: the column
-    uses the m*w Bregman projection with ``gamma`` from ``x0`` as an approximate reference.
-  - ``PILoT linear``: the decaying shape of the paper's arXiv text, ``lam (1 - t / T)`` with ``T`` doubled so
-    the integrated decay (and the balance it leaves, ~gamma) is the same as the constant row's.
-  - ``Sign-In``: balance reset to ``gamma`` every ``rescale_time / lr`` steps (keeping m's sign), no decay.
-    Without decay plain GD on m*w conserves the balance up to O(lr^2), so its limit is the m*w one (a
-    consistency row).
+  ``m*w wrapper`` (``pointwise_overparam``; the m*w limit), ``spred`` (decay ``lam``; limit: the LASSO solution,
+  which does not interpolate, so the row runs to ``max_steps``), ``PILoT`` (balance 1, decay ``lam`` until
+  ``exp(-2 lam T) = gamma``, then off; reference: the m*w limit, approximate) and its ``linear`` shape (``T``
+  doubled, same integrated decay), ``Sign-In`` (balance reset to ``gamma`` every ``rescale_time / lr`` steps;
+  the m*w limit). Details: docs/guides/mw_family.md.
   """
   from ham_optax import overparam
 
@@ -232,11 +214,6 @@ def default_methods(alphas: tuple[float, ...], gamma: float, matched: bool = Tru
     methods.append(ham_method(4.0 / gamma))
   methods.append(mw_method(gamma))
   return {m.label: m for m in methods}
-
-
-# ---------------------------------------------------------------------------------------------
-# Running (jit + lax.scan; vmap over problems).
-# ---------------------------------------------------------------------------------------------
 
 
 def _loss(method: Method, Z: jax.Array, y: jax.Array, params: Any) -> jax.Array:
@@ -327,11 +304,6 @@ def stable_lr(method: Method, pb: Problem, x_lim: np.ndarray, c: float) -> float
   return c / (L * scale)
 
 
-# ---------------------------------------------------------------------------------------------
-# Study.
-# ---------------------------------------------------------------------------------------------
-
-
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
@@ -357,23 +329,15 @@ def main_table(
     seconds = time.perf_counter() - t0
     x = traj.xs[-1]
     curve_steps, curve = _downsample(traj.steps, [_rel(xi, pb.x_star) for xi in traj.xs])
-    rows[label] = {
-      "alpha": m.alpha,
-      "sign_from": m.sign_from,
-      "lr": lr,
-      "steps": int(traj.steps[-1]),
-      "converged_at": traj.converged_at,
-      "seconds": seconds,
-      "residual": float(np.linalg.norm(pb.Z @ x - pb.y)),
-      "l1": float(np.abs(x).sum()),
-      "l1_limit": float(np.abs(x_lim).sum()),
-      "rel_gap_to_limit": _rel(x, x_lim),
-      "rel_dist_to_l2": _rel(x, x_l2),
-      "rel_dist_to_bp": _rel(x, x_bp),
-      "rel_dist_to_truth": _rel(x, pb.x_star),
-      "dist_to_truth_curve": curve,
-      "record_steps": curve_steps,
-    }
+    row = dict(
+      alpha=m.alpha, sign_from=m.sign_from, lr=lr, steps=int(traj.steps[-1]), converged_at=traj.converged_at
+    )
+    row.update(seconds=seconds, residual=float(np.linalg.norm(pb.Z @ x - pb.y)), l1=float(np.abs(x).sum()))
+    row.update(
+      l1_limit=float(np.abs(x_lim).sum()), rel_gap_to_limit=_rel(x, x_lim), rel_dist_to_l2=_rel(x, x_l2)
+    )
+    row.update(rel_dist_to_bp=_rel(x, x_bp), rel_dist_to_truth=_rel(x, pb.x_star))
+    rows[label] = row | dict(dist_to_truth_curve=curve, record_steps=curve_steps)
   return {
     "l1_l2_interpolant": float(np.abs(x_l2).sum()),
     "l1_basis_pursuit": float(np.abs(x_bp).sum()),
@@ -394,17 +358,13 @@ def summarize_family(out: pathlib.Path, cmd: str | None = None) -> dict[str, Any
       d["l1_over_bp"].append(r["l1"] / t["l1_basis_pursuit"])
       d["rel_gap_to_limit"].append(r["rel_gap_to_limit"])
       d["steps"].append(r["steps"])
+  for d in rows.values():
+    d["l1_over_bp_mean"] = float(np.mean(d["l1_over_bp"]))
+    d["l1_over_bp_std"] = float(np.std(d["l1_over_bp"], ddof=1)) if len(d["l1_over_bp"]) > 1 else 0.0
   summary = {
     "seeds": [run["seed"] for run in runs],
     "commands": [run.get("command") for run in runs],
-    "rows": {
-      label: {
-        **d,
-        "l1_over_bp_mean": float(np.mean(d["l1_over_bp"])),
-        "l1_over_bp_std": float(np.std(d["l1_over_bp"], ddof=1)) if len(d["l1_over_bp"]) > 1 else 0.0,
-      }
-      for label, d in rows.items()
-    },
+    "rows": rows,
   }
   _common.save_json(out / "family_summary.json", summary, cmd=cmd)
   print(f"\nL1 / basis pursuit over seeds {summary['seeds']} (mean ± std):")
@@ -418,18 +378,21 @@ def print_table(table: dict[str, Any]) -> None:
     f"\nL1 norms: truth {table['l1_truth']:.4f}, basis pursuit {table['l1_basis_pursuit']:.4f}, "
     f"min-L2 interpolant {table['l1_l2_interpolant']:.4f}"
   )
-  head = (
-    f"{'method':<22}{'lr':>10}{'steps':>9}{'|Zx-y|':>10}{'L1':>8}{'L1 lim':>8}"
-    f"{'gap lim':>10}{'to L2':>9}{'to BP':>9}{'to x*':>9}{'sec':>7}"
-  )
+  cols = [("lr", "lr", 10, ".2e"), ("steps", "steps", 9, "d"), ("|Zx-y|", "residual", 10, ".1e")]
+  cols += [
+    ("L1", "l1", 8, ".3f"),
+    ("L1 lim", "l1_limit", 8, ".3f"),
+    ("gap lim", "rel_gap_to_limit", 10, ".2e"),
+  ]
+  cols += [
+    (f"to {t}", f"rel_dist_to_{k}", 9, ".3f") for t, k in (("L2", "l2"), ("BP", "bp"), ("x*", "truth"))
+  ]
+  cols.append(("sec", "seconds", 7, ".1f"))
+  head = f"{'method':<22}" + "".join(f"{title:>{width}}" for title, _, width, _ in cols)
   print(head)
   print("-" * len(head))
   for label, r in table["rows"].items():
-    print(
-      f"{label:<22}{r['lr']:>10.2e}{r['steps']:>9d}{r['residual']:>10.1e}{r['l1']:>8.3f}{r['l1_limit']:>8.3f}"
-      f"{r['rel_gap_to_limit']:>10.2e}{r['rel_dist_to_l2']:>9.3f}{r['rel_dist_to_bp']:>9.3f}"
-      f"{r['rel_dist_to_truth']:>9.3f}{r['seconds']:>7.1f}"
-    )
+    print(f"{label:<22}" + "".join(f"{r[key]:>{width}{fmt}}" for _, key, width, fmt in cols))
   print(
     "(steps: until ||Zx - y|| <= 1e-10 ||y||; gap lim: ||x - x_lim|| / ||x_lim|| with x_lim the predicted lr->0 limit: pseudo-inverse for GD, "
     "Bregman projection for HAM and m*w; to L2/BP/x*: relative distance to the min-L2 interpolant, "
@@ -437,17 +400,16 @@ def print_table(table: dict[str, Any]) -> None:
   )
 
 
-def gap_vs_lr(
-  pb: Problem, alphas: tuple[float, ...], cs: tuple[float, ...], max_steps: int, record_time: float
-) -> dict[str, Any]:
-  """Relative gap between HAM's limit and the Bregman projection for decreasing learning rates."""
+def gap_vs_lr(pb: Problem, cfg: dict[str, Any]) -> dict[str, Any]:
+  """Relative gap between HAM's limit and the Bregman projection for decreasing learning rates (``cfg["gap_cs"]``)."""
   out = {}
+  max_steps, record_time = cfg["max_steps"], RECORD_TIME
   for sign_from in ("x_half", "x"):
-    for a in alphas:
+    for a in cfg["gap_alphas"]:
       m = ham_method(a, sign_from)
       x_lim = m.limit(pb)
       lrs, gaps = [], []
-      for c in cs:
+      for c in cfg["gap_cs"]:
         lr = stable_lr(m, pb, x_lim, c)
         x = run(m, pb, lr, max_steps, record_every=max(1, math.ceil(record_time / lr))).xs[-1]
         lrs.append(lr)
@@ -465,41 +427,29 @@ def l1_vs_alpha(pb: Problem, alpha_grid: np.ndarray) -> dict[str, Any]:
   }
 
 
-def recovery(
-  methods: dict[str, Method],
-  ds: tuple[int, ...],
-  trials: int,
-  c: float,
-  max_steps: int,
-  record_time: float,
-  tol: float,
-  init_scale: float,
-) -> dict[str, Any]:
-  """Fraction of random 5-sparse ground truths recovered (``||x - x*|| <= tol ||x*||``) against ``d``."""
+def recovery(methods: dict[str, Method], cfg: dict[str, Any]) -> dict[str, Any]:
+  """Fraction of random 5-sparse ground truths recovered (``||x - x*|| <= REC_TOL ||x*||``) against ``d``, for
+  ``cfg["rec_ds"]`` and ``cfg["rec_trials"]`` problems per ``d``; basis pursuit (LP) as the reference row."""
+  ds, trials, tol = cfg["rec_ds"], cfg["rec_trials"], REC_TOL
   out: dict[str, Any] = {"d": list(ds), "tol": tol, "trials": trials, "fraction": {}, "median_rel_err": {}}
-  labels = [*methods, "basis pursuit (LP)"]
-  for label in labels:
-    out["fraction"][label] = []
-    out["median_rel_err"][label] = []
+  for label in [*methods, "basis pursuit (LP)"]:
+    out["fraction"][label], out["median_rel_err"][label] = [], []
+
+  def add(label: str, xs: Any, problems: list[Problem]) -> None:
+    errs = [_rel(x, pb.x_star) for x, pb in zip(xs, problems, strict=True)]
+    out["fraction"][label].append(float(np.mean(np.array(errs) <= tol)))
+    out["median_rel_err"][label].append(float(np.median(errs)))
+
   for d in ds:
-    problems = [make_problem(10_000 + 97 * d + t, d=d, init_scale=init_scale) for t in range(trials)]
+    problems = [make_problem(10_000 + 97 * d + t, d=d, init_scale=INIT_SCALE) for t in range(trials)]
     for label, m in methods.items():
       # One learning rate per batch: the most conservative over its problems.
-      lr = min(stable_lr(m, pb, m.limit(pb), c) for pb in problems)
-      xs, _ = run_batch(m, problems, lr, max_steps, chunk_steps=max(1, math.ceil(20 * record_time / lr)))
-      errs = [_rel(x, pb.x_star) for x, pb in zip(xs, problems, strict=True)]
-      out["fraction"][label].append(float(np.mean(np.array(errs) <= tol)))
-      out["median_rel_err"][label].append(float(np.median(errs)))
-    errs = [_rel(geometry.basis_pursuit(pb.Z, pb.y), pb.x_star) for pb in problems]
-    out["fraction"]["basis pursuit (LP)"].append(float(np.mean(np.array(errs) <= tol)))
-    out["median_rel_err"]["basis pursuit (LP)"].append(float(np.median(errs)))
+      lr = min(stable_lr(m, pb, m.limit(pb), C) for pb in problems)
+      chunk = max(1, math.ceil(20 * RECORD_TIME / lr))
+      add(label, run_batch(m, problems, lr, cfg["max_steps"], chunk_steps=chunk)[0], problems)
+    add("basis pursuit (LP)", [geometry.basis_pursuit(pb.Z, pb.y) for pb in problems], problems)
     print(f"  recovery d={d}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in out["fraction"].items()))
   return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures.
-# ---------------------------------------------------------------------------------------------
 
 
 def _plot_l1(plt, results: dict[str, Any]) -> Any:
@@ -612,11 +562,6 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Pat
   ]
 
 
-# ---------------------------------------------------------------------------------------------
-# CLI.
-# ---------------------------------------------------------------------------------------------
-
-
 _FAST = dict(alphas=(1.0, 10.0), max_steps=200_000, gap_alphas=(10.0,), gap_cs=(0.2, 0.1))
 _FAST.update(rec_ds=(20, 40), rec_trials=4, rec_alphas=(10.0,))
 _FULL = dict(alphas=(1.0, 10.0, 100.0, 1000.0), max_steps=3_000_000, gap_alphas=(1.0, 10.0, 100.0))
@@ -681,7 +626,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   table = main_table(pb, methods, C, cfg["max_steps"], RECORD_TIME)
   print_table(table)
 
-  gaps = gap_vs_lr(pb, cfg["gap_alphas"], cfg["gap_cs"], cfg["max_steps"], RECORD_TIME)
+  gaps = gap_vs_lr(pb, cfg)
   print("\nGap to the Bregman projection against learning rate (relative):")
   for label, r in gaps.items():
     cells = "  ".join(f"lr={lr:.1e}: {g:.2e}" for lr, g in zip(r["lr"], r["gap"], strict=True))
@@ -694,9 +639,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if v.in_recovery and (v.alpha is None or (v.sign_from == "x_half" and v.alpha in cfg["rec_alphas"]))
   }
   print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {REC_TOL:g} ||x*||):")
-  rec = recovery(
-    rec_methods, cfg["rec_ds"], cfg["rec_trials"], C, cfg["max_steps"], RECORD_TIME, REC_TOL, INIT_SCALE
-  )
+  rec = recovery(rec_methods, cfg)
   config = {"fast": args.fast, "seed": args.seed, "n": 100, "d": 40, "k": 5, "init_scale": INIT_SCALE}
   config.update(gamma_mw=INIT_SCALE, c=C, max_steps=cfg["max_steps"], record_time=RECORD_TIME)
   config.update(jax=jax.__version__, optax=optax.__version__)
