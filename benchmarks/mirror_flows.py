@@ -118,18 +118,13 @@ def decay_study(wds, lr, steps, seeds, init_scale, depth=2):
           lambda inner=inner, a=a, y=y, xs=x_star: train(inner, depth, init_scale, a, y, steps, xs)
         )()
         late = np.asarray(losses[-steps // 4 :])
-        stats.append(
-          {
-            "final_loss": float(losses[-1]),
-            "late_loss_std": float(np.std(late)),
-            "rel_error": float(jnp.linalg.norm(x - x_star) / jnp.linalg.norm(x_star)),
-            "balance_final": float(diag["balance"][-1]),
-            "off_support_final": float(diag["off_support"][-1]),
-            "n_support_1e-2": int(jnp.sum(jnp.abs(x) > 1e-2)),
-            "balance_curve": np.asarray(diag["balance"][:: max(1, steps // 200)]).tolist(),
-            "loss_curve": np.asarray(losses[:: max(1, steps // 200)]).tolist(),
-          }
-        )
+        rel_error = float(jnp.linalg.norm(x - x_star) / jnp.linalg.norm(x_star))
+        r = dict(final_loss=float(losses[-1]), late_loss_std=float(np.std(late)), rel_error=rel_error)
+        r.update(balance_final=float(diag["balance"][-1]), off_support_final=float(diag["off_support"][-1]))
+        r["n_support_1e-2"] = int(jnp.sum(jnp.abs(x) > 1e-2))
+        every = max(1, steps // 200)
+        curves = {"balance_curve": diag["balance"][::every], "loss_curve": losses[::every]}
+        stats.append(r | {k: np.asarray(v).tolist() for k, v in curves.items()})
       rows.append({"method": name, "wd": wd, "seeds": stats})
   return rows
 
