@@ -176,10 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
 
   task = Task.create(args.pretrain_epochs)
   pre, old, new = task.pretrained, task.old, task.new
-  before = {
-    "old_test": float(accuracy(pre, old[2], old[3])),
-    "new_test": float(accuracy(pre, new[2], new[3])),
-  }
+  before = {key: float(accuracy(pre, d[2], d[3])) for key, d in (("old_test", old), ("new_test", new))}
   print(f"pre-trained: old task {100 * before['old_test']:.1f} %, new task {100 * before['new_test']:.1f} %")
 
   steps_per_epoch = len(task.fit_x) // BATCH
@@ -200,22 +197,17 @@ def main(argv: list[str] | None = None) -> dict:
   summary, tests = {}, {}
   for name, runs in final.items():
     ok = [r for r in runs if not r["diverged"]]
-    summary[name] = {
-      "lr": best[name],
-      "diverged": len(runs) - len(ok),
-      "new_test": _summary([r["new_test"] for r in ok]),
-      "old_test": _summary([r["old_test"] for r in ok]),
-      "state_bytes": state_nbytes(table[name](best[name]), pre),
-    }
+    summary[name] = {"lr": best[name], "diverged": len(runs) - len(ok)}
+    summary[name] |= {key: _summary([r[key] for r in ok]) for key in ("new_test", "old_test")}
+    summary[name]["state_bytes"] = state_nbytes(table[name](best[name]), pre)
     if name != "Adam" and len(args.seeds) > 1:
       tests[name] = {
         key: _common.paired_p([r[key] for r in final["Adam"]], [r[key] for r in runs])
         for key in ("new_test", "old_test")
       }
 
-  config = dict(
-    seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs
-  )
+  config = dict(seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs)
+  config["pretrain_epochs"] = args.pretrain_epochs
   config.update(batch=BATCH, lr_grid=LR_GRID, steps_per_epoch=steps_per_epoch, shift=SHIFT)
   config.update(jax=jax.__version__, optax=optax.__version__)
   results = {"config": config, "pretrained": before, "tuning": tuning, "final": final, "summary": summary}
