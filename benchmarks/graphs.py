@@ -1,23 +1,11 @@
 """HAM on graphs: node classification on contextual stochastic block models, homophily h from 0.1 to 0.9.
 
 Does a *negative* alpha help on heterophilic graphs, and a positive one on homophilic graphs? For every h, model
-and inner optimizer (AdamW; SGD + momentum 0.9) this script tunes, on the validation nodes of separate tuning
-graphs, with the same budget for baseline and HAM:
-
-1. the baseline's peak learning rate (``--lrs``), shared by both methods;
-2. then, at that learning rate, ``len(--alphas)`` more configurations each: the baseline's weight decay
-   (``--wds``) and HAM's alpha (``--alphas``, negative and positive values, beta = 0 so that alpha alone acts).
-
-The chosen configurations are then run on ``--test-seeds`` fresh graphs (each seed: its own CSBM sample, node
-split and initialisation, shared by all methods) and compared by a paired t-test on test accuracy. Besides
-"HAM, alpha tuned over the whole grid", the best negative and the best positive alpha (each chosen on validation
-within its half of the grid) are also tested, so the two questions can be answered separately. Diagnostics per
-run: sign flips of the weights versus initialisation, the fraction of weights with ``1 + alpha |x| <= 0`` (the
-effective learning rate of the continuous limit vanishes or turns negative there; largest over training) and
-the fraction of exponent entries that hit the clip.
-
-Every run is full batch, a cosine learning-rate schedule, ``--steps`` steps; one XLA call trains all configs x
-seeds of a stage at once (``jax.vmap`` over both, ``jax.lax.scan`` over steps).
+and inner optimizer (AdamW; SGD + momentum 0.9), tuned on separate tuning graphs with equal budgets: the
+baseline's learning rate (shared), then its weight decay (``--wds``) against HAM's alpha (``--alphas``, beta = 0).
+The choices, and the best negative and best positive alpha, run on ``--test-seeds`` fresh graphs, compared by
+paired t-tests, with weight diagnostics (sign flips, ``1 + alpha |x| <= 0``, clipped exponents). One XLA call
+trains all configs x seeds of a stage. Setup and readings: docs/guides/graphs.md.
 
   python benchmarks/graphs.py            # the study (results/graphs/)
   python benchmarks/graphs.py --fast     # smoke run
@@ -26,6 +14,7 @@ seeds of a stage at once (``jax.vmap`` over both, ``jax.lax.scan`` over steps).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -55,15 +44,8 @@ def build_seeds(model: str, h: float, seeds: list[int], args: argparse.Namespace
   params, rest, splits = [], [], []
   graphdef = None
   for s in seeds:
-    ds = data_lib.load_csbm(
-      num_nodes=args.nodes,
-      num_classes=args.classes,
-      num_features=args.features,
-      signal=args.signal,
-      avg_degree=args.degree,
-      homophily=h,
-      seed=s,
-    )
+    sizes = dict(num_nodes=args.nodes, num_classes=args.classes, num_features=args.features)
+    ds = data_lib.load_csbm(**sizes, signal=args.signal, avg_degree=args.degree, homophily=h, seed=s)
     m = models.create_model(model, ds.input_shape, ds.num_classes, seed=s, width=args.width, graph=ds.graph)
     graphdef, p, r = nnx.split(m, nnx.Param, ...)
     params.append(nnx.as_pure(p))
@@ -71,27 +53,18 @@ def build_seeds(model: str, h: float, seeds: list[int], args: argparse.Namespace
     splits.append(
       tuple(np.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test))
     )
-  return (
-    graphdef,
-    _stack(params),
-    _stack(rest),
-    tuple(jnp.asarray(np.stack(a)) for a in zip(*splits, strict=True)),
-  )
+  stacked_splits = tuple(jnp.asarray(np.stack(a)) for a in zip(*splits, strict=True))
+  return graphdef, _stack(params), _stack(rest), stacked_splits
 
 
-_RUNNERS: dict[tuple, Any] = {}
+def _kernels(tree: Any, mask: Any) -> list[jax.Array]:
+  return [x for x, on in zip(jax.tree.leaves(tree), jax.tree.leaves(mask), strict=True) if on]
 
 
+@functools.cache
 def make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent: float):
-  """``run(params[S], rest[S], splits[S], lr[K], alpha[K], wd[K]) -> metrics[K, S]``, jitted (one per setting,
+  """``run(params[S], rest[S], splits[S], lr[K], alpha[K], wd[K]) -> metrics[K, S]``, jitted (cached per setting,
   so that every homophily value reuses the compiled code)."""
-  key = (graphdef, inner, steps, momentum, max_exponent)
-  if key not in _RUNNERS:
-    _RUNNERS[key] = _make_runner(graphdef, inner, steps, momentum, max_exponent)
-  return _RUNNERS[key]
-
-
-def _make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent: float):
 
   def apply(params, rest, idx):
     return nnx.merge(graphdef, params, rest)(idx)
@@ -105,7 +78,7 @@ def _make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent
       base = optax.chain(optax.add_decayed_weights(wd), optax.sgd(schedule, momentum=momentum))
     tx = ham_optax.ham(base, schedule, alpha, 0.0, max_exponent=max_exponent)
     mask = ham_optax.default_mask(params)
-    kernels0 = [p for p, on in zip(jax.tree.leaves(params), jax.tree.leaves(mask), strict=True) if on]
+    kernels0 = _kernels(params, mask)
 
     def loss_fn(p):
       logits = apply(p, rest, tr_x)
@@ -116,8 +89,7 @@ def _make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent
     def body(carry, k):
       p, st, beyond, clipped = carry
       p_new, st, loss, g = train_step(p, st)
-      ks = [x for x, on in zip(jax.tree.leaves(p_new), jax.tree.leaves(mask), strict=True) if on]
-      gs = [x for x, on in zip(jax.tree.leaves(g), jax.tree.leaves(mask), strict=True) if on]
+      ks, gs = _kernels(p_new, mask), _kernels(g, mask)
       n = sum(x.size for x in ks)
       frac_beyond = sum(jnp.sum(1.0 + alpha * jnp.abs(x) <= 0.0) for x in ks) / n
       # exponent of the mirror step (up to the sign of x_half): |lr alpha g|; counts entries at the clip
@@ -127,7 +99,7 @@ def _make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent
     init = (params, tx.init(params), jnp.zeros(()), jnp.zeros(()))
     (p, _, beyond, clipped), losses = jax.lax.scan(body, init, jnp.arange(steps))
     acc = lambda x, y: jnp.mean(jnp.argmax(apply(p, rest, x), -1) == y)  # noqa: E731
-    kernels = [x for x, on in zip(jax.tree.leaves(p), jax.tree.leaves(mask), strict=True) if on]
+    kernels = _kernels(p, mask)
     n = sum(x.size for x in kernels)
     finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])) & jnp.isfinite(
       losses[-1]
@@ -175,12 +147,11 @@ def _nanmean_rows(a: np.ndarray) -> list[float]:
 def _summary(m: dict[str, np.ndarray], i: int) -> dict[str, Any]:
   test = m["test_acc"][i]
   fin = np.isfinite(test)
-  out = {
-    "test_acc": [None if not f else float(t) for t, f in zip(test, fin, strict=True)],
-    "test_mean": float(np.mean(test[fin])) if fin.any() else float("nan"),
-    "test_std": float(np.std(test[fin])) if fin.any() else float("nan"),
-    "diverged": int((~fin).sum()),
-  }
+  out: dict[str, Any] = {"test_acc": [None if not f else float(t) for t, f in zip(test, fin, strict=True)]}
+  out["test_mean"], out["test_std"] = (
+    (float(np.mean(test[fin])), float(np.std(test[fin]))) if fin.any() else (float("nan"),) * 2
+  )
+  out["diverged"] = int((~fin).sum())
   for key in ("sign_flips", "beyond_barrier", "clip_hits", "max_abs_weight", "spread"):
     out[key] = float(np.nanmean(m[key][i]))
   return out
@@ -228,19 +199,16 @@ def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str,
   for j, n in enumerate(names[2:], start=2):
     res[n]["vs_baseline"] = _common.paired_test(base, fm["test_acc"][j])
     res[n]["vs_alpha0"] = _common.paired_test(alpha0, fm["test_acc"][j])
-  val = np.nan_to_num(s2_ham["val_acc"], nan=0.0)
-  res["tuning"] = {
-    "lrs": list(lrs),
-    "lr_val": np.nan_to_num(s1["val_acc"], nan=0.0).mean(1).tolist(),
-    "wds": list(wds),
-    "wd_val": np.nan_to_num(s2_base["val_acc"], nan=0.0).mean(1).tolist(),
-    "alphas": list(alphas),
-    "alpha_val": val.mean(1).tolist(),
-    "alpha_diverged": (~np.isfinite(s2_ham["val_acc"])).sum(1).tolist(),
-    "alpha_beyond_barrier": s2_ham["beyond_barrier"].mean(1).tolist(),
-    "alpha_sign_flips": s2_ham["sign_flips"].mean(1).tolist(),
-    "alpha_spread": _nanmean_rows(s2_ham["spread"]),
-  }
+
+  def val(s: dict[str, np.ndarray]) -> list[float]:
+    return np.nan_to_num(s["val_acc"], nan=0.0).mean(1).tolist()
+
+  t = res["tuning"] = dict(
+    lrs=list(lrs), lr_val=val(s1), wds=list(wds), wd_val=val(s2_base), alphas=list(alphas)
+  )
+  t.update(alpha_val=val(s2_ham), alpha_diverged=(~np.isfinite(s2_ham["val_acc"])).sum(1).tolist())
+  t.update({f"alpha_{k}": s2_ham[k].mean(1).tolist() for k in ("beyond_barrier", "sign_flips")})
+  t["alpha_spread"] = _nanmean_rows(s2_ham["spread"])
   return res
 
 
@@ -301,17 +269,10 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
     axes[0].plot(hs, [c["ham"]["alpha"] for c in cs], "o-", color=color, label=label)
     for ax, (method, ref, _) in zip(axes[1:], panels, strict=True):
       d = [_paired_diffs(c, method, ref) for c in cs]
-      ax.errorbar(
-        hs,
-        [np.nanmean(x) for x in d],
-        yerr=[np.nanstd(x) for x in d],
-        fmt="o-",
-        color=color,
-        capsize=3,
-        label=label,
-      )
+      means = np.array([np.nanmean(x) for x in d])
+      ax.errorbar(hs, means, yerr=[np.nanstd(x) for x in d], fmt="o-", color=color, capsize=3, label=label)
       sig = [c[method]["vs_alpha0" if ref == "alpha0" else "vs_baseline"]["p_value"] < 0.05 for c in cs]
-      ax.plot(hs[sig], np.array([np.nanmean(x) for x in d])[sig], "*", color=color, ms=14)
+      ax.plot(hs[sig], means[sig], "*", color=color, ms=14)
   axes[0].set_yscale("symlog", linthresh=1.0)
   axes[0].axhline(0, color="gray", lw=0.8)
   axes[0].set(xlabel="edge homophily h", ylabel="alpha chosen on validation", title="best alpha (whole grid)")
@@ -322,9 +283,7 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
     )
   for ax in axes:
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, path)
 
 
 def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
@@ -354,9 +313,7 @@ def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(f"{g[0]} / {g[1]}: {label}", fontsize=8)
         ax.set_xlabel("alpha", fontsize=8)
   axes[0, 0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, path)
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> str:
@@ -373,26 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
     description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
   )
-  p.add_argument("--homophily", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9])
+  _common.add_options(p, homophily=[0.1, 0.3, 0.5, 0.7, 0.9])
   p.add_argument("--models", nargs="+", default=["gcn", "sage"], choices=list(models.GRAPH_MODELS))
   p.add_argument("--inners", nargs="+", default=["adamw", "sgd"], choices=["adamw", "sgd"])
-  p.add_argument("--nodes", type=int, default=500)
-  p.add_argument("--classes", type=int, default=2)
-  p.add_argument("--features", type=int, default=32)
-  p.add_argument("--signal", type=float, default=0.75)
-  p.add_argument("--degree", type=float, default=5.0)
-  p.add_argument("--width", type=int, default=32)
-  p.add_argument("--steps", type=int, default=150)
-  p.add_argument("--momentum", type=float, default=0.9)
-  p.add_argument("--max-exponent", type=float, default=5.0)
-  p.add_argument("--tune-seeds", type=int, default=4)
-  p.add_argument("--test-seeds", type=int, default=10)
-  p.add_argument("--lrs-adamw", type=float, nargs="+", default=[0.003, 0.01, 0.03])
-  p.add_argument("--lrs-sgd", type=float, nargs="+", default=[0.03, 0.1, 0.3])
-  p.add_argument("--wd-default", type=float, default=5e-4)
-  p.add_argument("--wds", type=float, nargs="+", default=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1])
-  p.add_argument("--alphas-adamw", type=float, nargs="+", default=[-100, -30, -10, -3, 3, 10, 30, 100])
-  p.add_argument("--alphas-sgd", type=float, nargs="+", default=[-10, -3, -1, -0.3, 0.3, 1, 3, 10])
+  _common.add_options(p, nodes=500, classes=2, features=32, signal=0.75, degree=5.0, width=32, steps=150)
+  _common.add_options(p, momentum=0.9, max_exponent=5.0, tune_seeds=4, test_seeds=10)
+  _common.add_options(p, lrs_adamw=[0.003, 0.01, 0.03], lrs_sgd=[0.03, 0.1, 0.3], wd_default=5e-4)
+  _common.add_options(p, wds=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1])
+  _common.add_options(p, kind=float, alphas_adamw=[-100, -30, -10, -3, 3, 10, 30, 100])
+  _common.add_options(p, kind=float, alphas_sgd=[-10, -3, -1, -0.3, 0.3, 1, 3, 10])
   p.add_argument("--fast", action="store_true", help="smoke run: 2 h values, 1 model/inner, tiny sizes")
   p.add_argument("--out", type=Path, default=OUT)
   p.add_argument("--replot", action="store_true", help="redraw table and figures from OUT/results.json")
