@@ -1,29 +1,11 @@
 """HAM on a small transformer: grokking on modular addition, then fine-tuning to subtraction (forgetting).
 
-Grokking (``a + b mod p``, a fraction of the ``p * p`` pairs for training; Power et al., 2022): four optimizers,
-each with the same number of hyperparameter settings, tuned on the validation split with ``--tune-seeds``
-seeds (seeds 100, 101, ...), then run with the selected setting on ``--seeds`` evaluation seeds (0, 1, ...):
-
-* ``adamw``: AdamW, weight decay tuned;
-* ``ham_adamw``: HAM around AdamW (at AdamW's selected weight decay), ``alpha`` and ``beta`` tuned;
-* ``adamw_wd_off``: AdamW whose weight decay is switched off at ``--switch-fraction`` of training
-  (``ham_optax.schedules.switch_off`` under ``optax.inject_hyperparams``), weight decay tuned;
-* ``ham_sgdm``: HAM around SGD + momentum 0.9, learning rate and ``alpha`` tuned.
-
-Selection: the setting with the smallest mean validation grokking time (steps until validation accuracy first
-reaches 99 %; a run that never does counts as twice the run length), ties broken by the final validation
-accuracy. Reported on the evaluation seeds: grokking time (never-reached runs counted separately), final
-validation and test accuracy, and two implicit-bias indicators of the final weights: the share of the number
-embedding's energy in its 4 strongest Fourier frequencies, and the fraction of weights with ``|w| <= 1e-3``.
-
-Fine-tuning: the AdamW models of the grokking study (selected setting; the tuning seed's model for tuning, the
-evaluation seeds' models for reporting) are fine-tuned on ``a - b mod p`` (same pairs per split) with AdamW,
-HAM(AdamW) and NanoAdam for ``--ft-steps`` full-batch steps, three settings each (AdamW and NanoAdam: the
-learning rate; HAM: ``alpha`` at AdamW's selected learning rate), selected on the mean of the new task's and
-the old task's validation accuracy. Reported: new-task (subtraction) and old-task (addition) test accuracy.
-
-Every comparison with AdamW is paired by seed (same initialisation and data); the p-values are paired
-t-tests (``_common.paired_test``).
+Grokking (``a + b mod p``; Power et al., 2022): AdamW, HAM(AdamW), AdamW with its weight decay switched off at
+``--switch-fraction``, HAM(SGD+momentum) and SGD+momentum, each with the same number of settings, tuned on the
+validation grokking time (``--tune-seeds`` seeds from 100) and evaluated on ``--seeds`` seeds. Fine-tuning: the
+AdamW models are fine-tuned to ``a - b mod p`` with AdamW, HAM(AdamW) and NanoAdam (three settings each, selected
+on the mean of the new and old tasks' validation accuracy). Comparisons with AdamW are paired by seed
+(``_common.paired_test``). Setup and readings: docs/guides/transformers.md.
 
 Usage::
 
@@ -72,31 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     "--wd-grid", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0], help="AdamW weight decay"
   )
   parser.add_argument("--switch-fraction", type=float, default=0.5, help="adamw_wd_off: decay off from here")
-  parser.add_argument(
-    "--ham-grid",
-    type=float,
-    nargs="+",
-    default=[10.0, 0.0, 10.0, 1.0, 100.0, 0.0, 100.0, 1.0],
-    help="alpha beta ...",
-  )
-  parser.add_argument(
-    "--sgd-grid",
-    type=float,
-    nargs="+",
-    default=[0.1, 1.0, 0.1, 10.0, 0.3, 1.0, 0.3, 10.0],
-    help="lr alpha ...",
-  )
-  parser.add_argument(
-    "--plain-sgd-grid",
-    type=float,
-    nargs="+",
-    default=[0.1, 0.03, 0.1, 0.1, 0.3, 0.03, 0.3, 0.1],
-    help="lr wd ... of plain SGD + momentum (L2 weight decay)",
-  )
+  grids = {
+    "ham": ([10.0, 0.0, 10.0, 1.0, 100.0, 0.0, 100.0, 1.0], "alpha beta ..."),
+    "sgd": ([0.1, 1.0, 0.1, 10.0, 0.3, 1.0, 0.3, 10.0], "lr alpha ..."),
+    "plain-sgd": ([0.1, 0.03, 0.1, 0.1, 0.3, 0.03, 0.3, 0.1], "lr wd ... of SGD + momentum (L2 decay)"),
+  }
+  for name, (default, text) in grids.items():
+    parser.add_argument(f"--{name}-grid", type=float, nargs="+", default=default, help=text)
   parser.add_argument("--sgd-beta", type=float, default=0.03, help="HAM(SGD) beta (multiplicative decay)")
   parser.add_argument("--ft-steps", type=int, default=300, help="full-batch fine-tuning steps")
-  parser.add_argument("--ft-lr-grid", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
-  parser.add_argument("--ft-alpha-grid", type=float, nargs="+", default=[10.0, 100.0, 1000.0])
+  _common.add_options(parser, ft_lr_grid=[1e-3, 3e-3, 1e-2], ft_alpha_grid=[10.0, 100.0, 1000.0])
   parser.add_argument("--ft-wd", type=float, default=0.0, help="weight decay of every fine-tuning method")
   parser.add_argument(
     "--grok-methods",
@@ -152,20 +119,9 @@ def _mean_std(x: np.ndarray, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def _run(method, graphdef, params, hp, train, evals, steps, args, **kw):
-  return grokking.train_runs(
-    method,
-    graphdef,
-    params,
-    hp,
-    train,
-    evals,
-    steps=steps,
-    eval_every=args.eval_every,
-    switch_step=int(args.switch_fraction * args.steps),
-    nano_fraction=args.nano_fraction,
-    nano_weight_decay=args.ft_wd,
-    **kw,
-  )
+  kw.update(eval_every=args.eval_every, switch_step=int(args.switch_fraction * args.steps))
+  kw.update(nano_fraction=args.nano_fraction, nano_weight_decay=args.ft_wd)
+  return grokking.train_runs(method, graphdef, params, hp, train, evals, steps=steps, **kw)
 
 
 def _take(tree, idx):
@@ -206,26 +162,15 @@ def grokking_study(args, add, log) -> tuple[dict, dict]:
     indicators = grokking.weight_indicators(graphdef, out["params"], args.p)
     results[method] = {
       "grid": settings,
-      "tuning": {
-        "grok_step_val": grok.tolist(),
-        "final_val_acc": final_val.tolist(),
-        "finite": finite.tolist(),
-        "seconds": tune_time,
-      },
+      "tuning": dict(grok_step_val=grok.tolist(), final_val_acc=final_val.tolist(), finite=finite.tolist())
+      | {"seconds": tune_time},
       "selected": chosen,
       "seeds": eval_seeds,
       "grok_step": grokking.grokking_step(out["steps"], out["val_acc"]).tolist(),
       "finite": out["finite"].tolist(),
-      "final_train_acc": out["train_acc"][:, -1].tolist(),
-      "final_val_acc": out["val_acc"][:, -1].tolist(),
-      "final_test_acc": out["test_acc"][:, -1].tolist(),
-      "fourier_top4": indicators["fourier_top4"].tolist(),
-      "near_zero": indicators["near_zero"].tolist(),
-      "curves": {
-        "steps": out["steps"].tolist(),
-        "train_acc": out["train_acc"].tolist(),
-        "val_acc": out["val_acc"].tolist(),
-      },
+      **{f"final_{k}_acc": out[f"{k}_acc"][:, -1].tolist() for k in ("train", "val", "test")},
+      **{k: indicators[k].tolist() for k in ("fourier_top4", "near_zero")},
+      "curves": {k: out[k].tolist() for k in ("steps", "train_acc", "val_acc")},
       "seconds": eval_time,
       "steps_per_s_per_run": args.steps * len(eval_seeds) / eval_time,
     }
@@ -269,20 +214,18 @@ def finetune_study(args, add, sub, models_for_ft, log) -> dict:
       "tuning": {"criterion": crit.tolist(), "seconds": tune_time},
       "selected": chosen,
       "finite": out["finite"].tolist(),
-      "new_test_acc": out["new_test_acc"][:, -1].tolist(),
-      "old_test_acc": out["old_test_acc"][:, -1].tolist(),
-      "new_val_acc": out["new_val_acc"][:, -1].tolist(),
-      "old_val_acc": out["old_val_acc"][:, -1].tolist(),
-      "curves": {
-        "steps": out["steps"].tolist(),
-        "new_val_acc": out["new_val_acc"].tolist(),
-        "old_val_acc": out["old_val_acc"].tolist(),
-      },
+      **{k: out[k][:, -1].tolist() for k in ("new_test_acc", "old_test_acc", "new_val_acc", "old_val_acc")},
+      "curves": {k: out[k].tolist() for k in ("steps", "new_val_acc", "old_val_acc")},
       "seconds": eval_time,
     }
     log(f"finetune {method}: selected {chosen}; new {results[method]['new_test_acc']}")
     log(f"  old {results[method]['old_test_acc']}")
   return results
+
+
+def _p_vs(method: str, r: dict, base: dict, key: str) -> str:
+  """The paired p-value of ``r[key]`` against AdamW's (``base``), empty for AdamW itself."""
+  return "" if method == "adamw" else f"{_common.paired_p(np.asarray(r[key]), np.asarray(base[key])):.3f}"
 
 
 def tables(res: dict) -> str:
@@ -296,11 +239,7 @@ def tables(res: dict) -> str:
   for m, r in g.items():
     grok = np.asarray(r["grok_step"], float)
     sel = ", ".join(f"{k}={v:g}" for k, v in r["selected"].items())
-    p = (
-      ""
-      if m == "adamw"
-      else f"{_common.paired_p(np.asarray(r['final_test_acc']), np.asarray(base['final_test_acc'])):.3f}"
-    )
+    p = _p_vs(m, r, base, "final_test_acc")
     lines.append(
       f"| {LABELS[m]} | {sel} | {int(np.isfinite(grok).sum())}/{grok.size} | {_mean_std(grok, digits=0)} "
       f"| {_mean_std(r['final_val_acc'], 100)} | {_mean_std(r['final_test_acc'], 100)} "
@@ -327,19 +266,9 @@ def tables(res: dict) -> str:
   ]
   for m, r in f.items():
     sel = ", ".join(f"{k}={v:g}" for k, v in r["selected"].items() if not (k in ("wd", "beta") and v == 0))
-    pn = (
-      ""
-      if m == "adamw"
-      else f"{_common.paired_p(np.asarray(r['new_test_acc']), np.asarray(fb['new_test_acc'])):.3f}"
-    )
-    po = (
-      ""
-      if m == "adamw"
-      else f"{_common.paired_p(np.asarray(r['old_test_acc']), np.asarray(fb['old_test_acc'])):.3f}"
-    )
     lines.append(
       f"| {LABELS[m]} | {sel} | {_mean_std(r['new_test_acc'], 100)} | {_mean_std(r['old_test_acc'], 100)} "
-      f"| {pn} | {po} |"
+      f"| {_p_vs(m, r, fb, 'new_test_acc')} | {_p_vs(m, r, fb, 'old_test_acc')} |"
     )
   return "\n".join(lines)
 
@@ -360,10 +289,7 @@ def figures(res: dict, out: Path) -> list[str]:
     ax.set_xlabel("step")
   np.atleast_1d(axes)[0].set_ylabel("accuracy")
   np.atleast_1d(axes)[0].legend(loc="lower right")
-  fig.tight_layout()
-  paths = [out / "grokking_curves.png"]
-  fig.savefig(paths[0], dpi=110)
-  plt.close(fig)
+  paths = [_common.save_figure(fig, out / "grokking_curves.png")]
 
   f = res["finetune"]
   if not f:
@@ -376,10 +302,7 @@ def figures(res: dict, out: Path) -> list[str]:
   ax.set_xlabel("fine-tuning step")
   ax.set_ylabel("validation accuracy")
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  paths.append(out / "finetune_curves.png")
-  fig.savefig(paths[1], dpi=110)
-  plt.close(fig)
+  paths.append(_common.save_figure(fig, out / "finetune_curves.png"))
   return [str(p) for p in paths]
 
 
@@ -405,19 +328,14 @@ def main(argv: list[str] | None = None) -> dict:
   log(f"p={args.p}: {len(add.x_train)} train / {len(add.x_val)} val / {len(add.x_test)} test pairs")
   grok, models_for_ft = grokking_study(args, add, log)
   ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, log)
+  n_params = int(sum(np.prod(np.shape(x)[1:]) for x in jax.tree.leaves(models_for_ft["eval"])))
   res = {
     **_common.provenance(_common.command(argv, __file__)),
     "args": vars(args),
-    "sizes": {
-      "p": args.p,
-      "train": len(add.x_train),
-      "val": len(add.x_val),
-      "test": len(add.x_test),
-      "d_model": args.width,
-      "layers": 1,
-      "heads": 4,
-      "parameters": int(sum(np.prod(np.shape(x)[1:]) for x in jax.tree.leaves(models_for_ft["eval"]))),
-    },
+    "sizes": dict(
+      p=args.p, train=len(add.x_train), val=len(add.x_val), test=len(add.x_test), d_model=args.width
+    )
+    | dict(layers=1, heads=4, parameters=n_params),
     "grokking": grok,
     "finetune": ft,
     "wall_time_s": time.perf_counter() - t_start,
