@@ -4,21 +4,12 @@ Families (``ham_optax_examples.models``): ``mlp``, ``mlp_ln`` (MLP with LayerNor
 (1-D ResNet with BatchNorm, the paper's setting in miniature), each with SGD + momentum 0.9 and with AdamW
 (weight decay 5e-4 in both, cosine learning-rate schedule, batch 128, beta = 0 so that alpha alone is studied).
 
-Phase ``grid`` (validation only): for every family x optimizer, train ``--grid-seeds`` tuning seeds (1000, ...)
-at every learning rate x alpha in ``--alphas`` (alpha = 0 is the baseline: HAM with alpha = beta = 0 is the inner
-optimizer exactly). For every seed and lr it also runs ``ham_optax.suggest_alpha``'s calibration (20 steps of the
-inner optimizer) and records ``alpha_unit`` = the alpha at which the mirror step equals the inner step
-(``suggest_alpha(..., target_ratio=1)``), so every grid point has a dimensionless ratio ``rho = alpha / alpha_unit``.
-
-Phase ``final``: per family x optimizer, three methods are selected on mean validation accuracy over the tuning
-seeds and retrained on ``--final-seeds`` fresh seeds (0, 1, ...), reported on test:
-
-- ``baseline``: best lr (alpha = 0);
-- ``HAM grid-best``: best (lr, alpha) over the whole grid (a tuning budget the user rarely has);
-- ``HAM suggested``: ``alpha = suggest_alpha(...)`` (default ``target_ratio``) at each lr, lr chosen on validation.
-
-A run counts as *diverged* when its final training loss is not finite or its final validation accuracy is at most
-20 % (chance is 10 %). All runs of a family x optimizer are trained together, vmapped and jitted (one XLA program).
+Phase ``grid`` (validation, tuning seeds): every lr x alpha in ``--alphas`` (alpha = 0 is the inner optimizer
+exactly), plus ``alpha_unit`` = ``suggest_alpha(..., target_ratio=1)`` per seed and lr, so every point has the
+ratio ``rho = alpha / alpha_unit``. Phase ``final``: the baseline (best lr), HAM grid-best (best lr, alpha) and
+HAM suggested (``suggest_alpha`` at the lr chosen on validation), retrained on ``--final-seeds`` and reported on
+test. A run *diverged* when its final training loss is not finite or its validation accuracy is at most 20 %.
+All runs of a family x optimizer train together in one XLA program.
 
 Writes ``grid.json``, ``final*.json``, ``summary.md``, ``stability.png`` and ``command.txt`` under ``--out``.
 
@@ -62,12 +53,12 @@ def _parse(argv=None) -> argparse.Namespace:
     default=["mlp:none:0.4", "mlp:random:0.8", "resnet1d:none:0.4", "resnet1d:random:0.4"],
     help="phase mainjob: MODEL:SPARSIFIER:LR[:EPOCHS] settings of the default training job to check (validation seeds)",
   )
-  p.add_argument("--mainjob-epochs", type=int, default=30)
+  _common.add_options(p, mainjob_epochs=30)
   p.add_argument("--mainjob-file", default="mainjob.json", help="phase mainjob writes here")
   p.add_argument("--mainjob-baseline", action="store_true", help="phase mainjob: also train the baselines")
   p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
   p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
-  p.add_argument("--epochs", type=int, default=6)
+  _common.add_options(p, epochs=6)
   p.add_argument(
     "--widths",
     type=int,
@@ -75,19 +66,15 @@ def _parse(argv=None) -> argparse.Namespace:
     default=[128, 128, 8, 8],
     help="width of mlp, mlp_ln (hidden units), cnn1d (channels), resnet1d (base channels)",
   )
-  p.add_argument("--batch-size", type=int, default=128)
-  p.add_argument("--grid-seeds", type=int, default=3)
-  p.add_argument("--final-seeds", type=int, default=5)
-  p.add_argument("--sgd-lrs", type=float, nargs="+", default=[0.1, 0.3])
-  p.add_argument("--adamw-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
-  p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0])
+  _common.add_options(p, batch_size=128, grid_seeds=3, final_seeds=5, sgd_lrs=[0.1, 0.3])
+  _common.add_options(p, adamw_lrs=[3e-3, 1e-2], alphas=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0])
   p.add_argument(
     "--final-file",
     default="final.json",
     help="phase final writes here (run phases for different families in parallel into different files); "
     "the report merges every final*.json",
   )
-  p.add_argument("--target-ratio", type=float, default=ham_optax.DEFAULT_TARGET_RATIO)
+  _common.add_options(p, kind=float, target_ratio=ham_optax.DEFAULT_TARGET_RATIO)
   p.add_argument("--fast", action="store_true", help="smoke run: 2 epochs, 2 seeds, tiny grid, mlp only")
   p.add_argument("--out", default=None, help="default benchmarks/results/alpha_transfer[_fast]")
   args = p.parse_args(argv)
@@ -166,25 +153,12 @@ def make_runner(fam: Family, optimizer: str, epochs: int, batch: int):
       k, idx = inputs
       new_params, opt_state, (loss, rest), g = train_step(params, opt_state, rest, xtr[idx], ytr[idx])
       diag = metrics.ham_diagnostics(params, g, learning_rate=schedule(k), alpha=alpha)["global"]
-      out = (
-        loss,
-        diag["exponent_rms"],
-        diag["exponent_max"],
-        diag["clip_fraction"],
-        diag["inverse_metric_mean"],
-      )
-      return (new_params, rest, opt_state), out
+      keys = ("exponent_rms", "exponent_max", "clip_fraction", "inverse_metric_mean")
+      return (new_params, rest, opt_state), {"loss": loss, **{k: diag[k] for k in keys}}
 
     (params, rest, _), per_step = jax.lax.scan(step, (params, rest, opt_state), (jnp.arange(total), order))
-    return {
-      "loss": per_step[0],
-      "exponent_rms": per_step[1],
-      "exponent_max": per_step[2],
-      "clip_fraction": per_step[3],
-      "inverse_metric_mean": per_step[4],
-      "val_acc": fam.accuracy(params, rest, xv, yv),
-      "test_acc": fam.accuracy(params, rest, xt, yt),
-    }
+    accuracy = {"val_acc": fam.accuracy(params, rest, xv, yv), "test_acc": fam.accuracy(params, rest, xt, yt)}
+    return {**per_step, **accuracy}
 
   if fam.name in CONV_FAMILIES:
     # XLA:CPU lowers a vmapped convolution (one kernel per config) to a slow grouped convolution: loop instead.
@@ -203,14 +177,9 @@ def alpha_unit(fam: Family, optimizer: str, seed: int, lr: float, epochs: int, b
   def loss_fn(p, b):
     return fam.loss(p, rest, jnp.asarray(b[0]), jnp.asarray(b[1]))[0]
 
+  inner = _inner(optimizer, schedule)
   return ham_optax.suggest_alpha(
-    loss_fn,
-    params,
-    batches,
-    _inner(optimizer, schedule),
-    schedule,
-    target_ratio=1.0,
-    num_steps=CALIBRATION_STEPS,
+    loss_fn, params, batches, inner, schedule, target_ratio=1.0, num_steps=CALIBRATION_STEPS
   )
 
 
@@ -237,19 +206,12 @@ def train_configs(fam, optimizer, configs, args) -> list[dict]:
     finite = bool(np.all(np.isfinite(loss)))
     diverged = (not finite) or val <= 0.2
     first = {k: float(out[k][i][0]) for k in ("exponent_rms", "exponent_max", "inverse_metric_mean")}
-    rows.append(
-      {
-        **c,
-        "val_acc": val,
-        "test_acc": test,
-        "diverged": diverged,
-        "epoch_loss": [float(v) for v in loss],
-        "exponent_max_overall": float(np.nanmax(out["exponent_max"][i])) if finite else float("nan"),
-        "clip_fraction_max": float(np.nanmax(out["clip_fraction"][i])) if finite else float("nan"),
-        "inverse_metric_mean_final": float(out["inverse_metric_mean"][i][-1]),
-        "step0": first,
-      }
-    )
+    nanmax = {
+      k: float(np.nanmax(out[k][i])) if finite else float("nan") for k in ("exponent_max", "clip_fraction")
+    }
+    row = dict(c, val_acc=val, test_acc=test, diverged=diverged, epoch_loss=[float(v) for v in loss])
+    row.update(exponent_max_overall=nanmax["exponent_max"], clip_fraction_max=nanmax["clip_fraction"])
+    rows.append(row | dict(inverse_metric_mean_final=float(out["inverse_metric_mean"][i][-1]), step0=first))
   return rows
 
 
@@ -264,35 +226,39 @@ def _save(path: Path, payload: dict, key: str, made_by: dict) -> None:
   _common.write_json(path, {**payload, **made_by})
 
 
+def _cells(args, dataset, done: dict):
+  """``(family, optimizer, "family/optimizer")`` for every requested cell not in ``done``."""
+  for family in args.families:
+    fam = Family(family, dataset, args.widths[FAMILIES.index(family)])
+    for optimizer in args.optimizers:
+      if f"{family}/{optimizer}" not in done:
+        yield fam, optimizer, f"{family}/{optimizer}"
+
+
 def phase_grid(args, dataset, out: Path, made_by: dict) -> dict:
   path = out / "grid.json"
   grid = json.loads(path.read_text()) if path.exists() else {"runs": {}, "alpha_unit": {}}
   grid["argv"] = vars(args)
-  for family in args.families:
-    fam = Family(family, dataset, args.widths[FAMILIES.index(family)])
-    for optimizer in args.optimizers:
-      key = f"{family}/{optimizer}"
-      if key in grid["runs"]:
-        continue
-      t0 = time.perf_counter()
-      seeds = _common.tuning_seeds(args.grid_seeds)
-      units = {
-        f"{s}/{lr:g}": alpha_unit(fam, optimizer, s, lr, args.epochs, args.batch_size)
-        for s in seeds
-        for lr in _lrs(args, optimizer)
-      }
-      configs = [
-        {"seed": s, "lr": lr, "alpha": a} for lr in _lrs(args, optimizer) for a in args.alphas for s in seeds
-      ]
-      rows = train_configs(fam, optimizer, configs, args)
-      for r in rows:
-        r["alpha_unit"] = units[f"{r['seed']}/{r['lr']:g}"]
-        r["rho"] = r["alpha"] / r["alpha_unit"]
-      grid["runs"][key] = rows
-      grid["alpha_unit"][key] = units
-      grid.setdefault("wall_s", {})[key] = time.perf_counter() - t0
-      _save(path, grid, key, made_by)
-      print(f"[grid] {key}: {len(rows)} runs in {time.perf_counter() - t0:.0f} s", flush=True)
+  for fam, optimizer, key in _cells(args, dataset, grid["runs"]):
+    t0 = time.perf_counter()
+    seeds = _common.tuning_seeds(args.grid_seeds)
+    units = {
+      f"{s}/{lr:g}": alpha_unit(fam, optimizer, s, lr, args.epochs, args.batch_size)
+      for s in seeds
+      for lr in _lrs(args, optimizer)
+    }
+    configs = [
+      {"seed": s, "lr": lr, "alpha": a} for lr in _lrs(args, optimizer) for a in args.alphas for s in seeds
+    ]
+    rows = train_configs(fam, optimizer, configs, args)
+    for r in rows:
+      r["alpha_unit"] = units[f"{r['seed']}/{r['lr']:g}"]
+      r["rho"] = r["alpha"] / r["alpha_unit"]
+    grid["runs"][key] = rows
+    grid["alpha_unit"][key] = units
+    grid.setdefault("wall_s", {})[key] = time.perf_counter() - t0
+    _save(path, grid, key, made_by)
+    print(f"[grid] {key}: {len(rows)} runs in {time.perf_counter() - t0:.0f} s", flush=True)
   return grid
 
 
@@ -306,50 +272,36 @@ def phase_final(args, dataset, out: Path, grid: dict, made_by: dict) -> dict:
   path = out / args.final_file
   final = json.loads(path.read_text()) if path.exists() else {"results": {}}
   final["argv"] = vars(args)
-  for family in args.families:
-    fam = Family(family, dataset, args.widths[FAMILIES.index(family)])
-    for optimizer in args.optimizers:
-      key = f"{family}/{optimizer}"
-      if key in final["results"] or key not in grid["runs"]:
-        continue
-      t0 = time.perf_counter()
-      rows = grid["runs"][key]
-      lrs = _lrs(args, optimizer)
-      base_lr = max(lrs, key=lambda lr: _mean_val(rows, lr=lr, alpha=0.0))
-      ham_pts = [(lr, a) for lr in lrs for a in args.alphas if a != 0.0]
-      best_lr, best_alpha = max(ham_pts, key=lambda p: _mean_val(rows, lr=p[0], alpha=p[1]))
-      # suggested alpha at each lr (per tuning seed, as a user would call it on their model), lr chosen on val
-      tuning = _common.tuning_seeds(args.grid_seeds)
-      units = grid["alpha_unit"][key]
-      sugg_cfgs = [
-        {"seed": s, "lr": lr, "alpha": args.target_ratio * units[f"{s}/{lr:g}"]} for lr in lrs for s in tuning
-      ]
-      sugg_rows = train_configs(fam, optimizer, sugg_cfgs, args)
-      sugg_lr = max(lrs, key=lambda lr: _mean_val(sugg_rows, lr=lr))
-      finals = range(args.final_seeds)
-      final_units = {s: alpha_unit(fam, optimizer, s, sugg_lr, args.epochs, args.batch_size) for s in finals}
-      cfgs = (
-        [{"method": "baseline", "seed": s, "lr": base_lr, "alpha": 0.0} for s in finals]
-        + [{"method": "HAM grid-best", "seed": s, "lr": best_lr, "alpha": best_alpha} for s in finals]
-        + [
-          {"method": "HAM suggested", "seed": s, "lr": sugg_lr, "alpha": args.target_ratio * final_units[s]}
-          for s in finals
-        ]
-      )
-      res = train_configs(fam, optimizer, cfgs, args)
-      final["results"][key] = {
-        "choices": {
-          "baseline_lr": base_lr,
-          "grid_best": [best_lr, best_alpha],
-          "suggested_lr": sugg_lr,
-          "suggested_val_by_lr": {f"{lr:g}": _mean_val(sugg_rows, lr=lr) for lr in lrs},
-        },
-        "suggested_tuning_runs": sugg_rows,
-        "runs": res,
-      }
-      final.setdefault("wall_s", {})[key] = time.perf_counter() - t0
-      _save(path, final, key, made_by)
-      print(f"[final] {key}: {time.perf_counter() - t0:.0f} s", flush=True)
+  for fam, optimizer, key in _cells(args, dataset, final["results"]):
+    if key not in grid["runs"]:
+      continue
+    t0 = time.perf_counter()
+    rows = grid["runs"][key]
+    lrs = _lrs(args, optimizer)
+    base_lr = max(lrs, key=lambda lr: _mean_val(rows, lr=lr, alpha=0.0))
+    ham_pts = [(lr, a) for lr in lrs for a in args.alphas if a != 0.0]
+    best_lr, best_alpha = max(ham_pts, key=lambda p: _mean_val(rows, lr=p[0], alpha=p[1]))
+    # suggested alpha at each lr (per tuning seed, as a user would call it on their model), lr chosen on val
+    tuning = _common.tuning_seeds(args.grid_seeds)
+    units = grid["alpha_unit"][key]
+    sugg_cfgs = [
+      {"seed": s, "lr": lr, "alpha": args.target_ratio * units[f"{s}/{lr:g}"]} for lr in lrs for s in tuning
+    ]
+    sugg_rows = train_configs(fam, optimizer, sugg_cfgs, args)
+    sugg_lr = max(lrs, key=lambda lr: _mean_val(sugg_rows, lr=lr))
+    finals = range(args.final_seeds)
+    final_units = {s: alpha_unit(fam, optimizer, s, sugg_lr, args.epochs, args.batch_size) for s in finals}
+    cfgs = [{"method": "baseline", "seed": s, "lr": base_lr, "alpha": 0.0} for s in finals]
+    cfgs += [{"method": "HAM grid-best", "seed": s, "lr": best_lr, "alpha": best_alpha} for s in finals]
+    sugg_alpha = {s: args.target_ratio * final_units[s] for s in finals}
+    cfgs += [{"method": "HAM suggested", "seed": s, "lr": sugg_lr, "alpha": sugg_alpha[s]} for s in finals]
+    res = train_configs(fam, optimizer, cfgs, args)
+    choices = dict(baseline_lr=base_lr, grid_best=[best_lr, best_alpha], suggested_lr=sugg_lr)
+    choices["suggested_val_by_lr"] = {f"{lr:g}": _mean_val(sugg_rows, lr=lr) for lr in lrs}
+    final["results"][key] = {"choices": choices, "suggested_tuning_runs": sugg_rows, "runs": res}
+    final.setdefault("wall_s", {})[key] = time.perf_counter() - t0
+    _save(path, final, key, made_by)
+    print(f"[final] {key}: {time.perf_counter() - t0:.0f} s", flush=True)
   return final
 
 
@@ -360,9 +312,8 @@ def summarize(final: dict) -> str:
     "|---|---|---|---|---|---|---|",
   ]
   for key, res in final["results"].items():
-    by = {
-      m: [r for r in res["runs"] if r["method"] == m] for m in ("baseline", "HAM grid-best", "HAM suggested")
-    }
+    methods = ("baseline", "HAM grid-best", "HAM suggested")
+    by = {m: [r for r in res["runs"] if r["method"] == m] for m in methods}
 
     def cell(rows):
       ok = [100 * r["test_acc"] for r in rows if not r["diverged"]]
@@ -371,7 +322,7 @@ def summarize(final: dict) -> str:
     def acc(rows):
       return [100 * r["test_acc"] if not r["diverged"] else np.nan for r in rows]
 
-    b, g, s = (acc(by[m]) for m in ("baseline", "HAM grid-best", "HAM suggested"))
+    b, g, s = (acc(by[m]) for m in methods)
     ch = res["choices"]
     sa = np.mean([r["alpha"] for r in by["HAM suggested"]])
     div = "/".join(str(sum(r["diverged"] for r in by[m])) for m in by)
@@ -454,13 +405,11 @@ def plot(grid: dict, out: Path, target_ratio: float) -> None:
     Line2D([], [], color="k", marker=m, ls=ls, label=o) for o, (m, ls) in styles.items()
   ]
   axes[0].legend(handles=handles, fontsize=8, loc="lower left")
-  fig.suptitle(
-    "HAM on MNIST-1D, 4 families x {SGD+momentum, AdamW} x 2 lrs: gain vs raw alpha (left) and vs rho (right)",
-    fontsize=10,
+  title = (
+    "HAM on MNIST-1D, 4 families x {SGD+momentum, AdamW} x 2 lrs: gain vs raw alpha (left) and vs rho (right)"
   )
-  fig.tight_layout()
-  fig.savefig(out / "stability.png", dpi=120)
-  plt.close(fig)
+  fig.suptitle(title, fontsize=10)
+  _common.save_figure(fig, out / "stability.png", dpi=120)
 
 
 def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
@@ -473,16 +422,10 @@ def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
   done = json.loads(path.read_text()) if path.exists() else {"runs": []}
   for setting in args.mainjob:
     model, sparsifier, lr, *epochs = setting.split(":")
+    fixed = dict(model=model, sparsifier=sparsifier, learning_rate=float(lr), beta=1e-3, progress=False)
+    fixed["epochs"] = int(epochs[0]) if epochs else args.mainjob_epochs
     for seed in _common.tuning_seeds(args.grid_seeds):
-      base = Config(
-        model=model,
-        sparsifier=sparsifier,
-        learning_rate=float(lr),
-        epochs=int(epochs[0]) if epochs else args.mainjob_epochs,
-        seed=seed,
-        beta=1e-3,
-        progress=False,
-      )
+      base = Config(**fixed, seed=seed)
       for ham in (False, True) if args.mainjob_baseline else (True,):
         if any(r["setting"] == setting and r["seed"] == seed and r["ham"] == ham for r in done["runs"]):
           continue
@@ -492,20 +435,18 @@ def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
         )
         r = train_and_evaluate(config, dataset)
         h = [e["diagnostics"] for e in r["history"]]  # HAM's per-epoch diagnostics
-        row = {
-          "setting": setting,
-          "seed": seed,
-          "ham": ham,
-          "alpha": config.alpha,
-          "val_acc": r["val_acc"],
-          "diverged": (not r["completed"])
-          or not np.isfinite(r["history"][-1]["train_loss"])
-          or r["val_acc"] <= 0.2,
-          "ham_exponent_max": max((e.get("ham_exponent_max", 0.0) for e in h), default=0.0),
-          "ham_clip_fraction_max": max((e.get("ham_clip_fraction", 0.0) for e in h), default=0.0),
-          "ham_inverse_metric_mean_final": h[-1].get("ham_inverse_metric_mean", 1.0) if h else float("nan"),
-          "wall_s": time.perf_counter() - t0,
-        }
+        diverged = (
+          not r["completed"] or not np.isfinite(r["history"][-1]["train_loss"]) or r["val_acc"] <= 0.2
+        )
+        row = dict(
+          setting=setting, seed=seed, ham=ham, alpha=config.alpha, val_acc=r["val_acc"], diverged=diverged
+        )
+        row["ham_exponent_max"] = max((e.get("ham_exponent_max", 0.0) for e in h), default=0.0)
+        row["ham_clip_fraction_max"] = max((e.get("ham_clip_fraction", 0.0) for e in h), default=0.0)
+        row["ham_inverse_metric_mean_final"] = (
+          h[-1].get("ham_inverse_metric_mean", 1.0) if h else float("nan")
+        )
+        row["wall_s"] = time.perf_counter() - t0
         done["runs"].append(row)
         _save(path, done, f"{setting}/{seed}/{'ham' if ham else 'baseline'}", made_by)
         print(f"[mainjob] {row}", flush=True)
@@ -535,12 +476,8 @@ def main(argv=None) -> None:
   final = {"results": {}}
   for path in sorted(out.glob("final*.json")):
     final["results"].update(json.loads(path.read_text())["results"])
-  final["results"] = {
-    f"{f}/{o}": final["results"][f"{f}/{o}"]
-    for f in FAMILIES
-    for o in OPTIMIZERS
-    if f"{f}/{o}" in final["results"]
-  }
+  order = [f"{f}/{o}" for f in FAMILIES for o in OPTIMIZERS]
+  final["results"] = {k: final["results"][k] for k in order if k in final["results"]}
   plot(grid, out, args.target_ratio)
   table = (
     summarize(final)
