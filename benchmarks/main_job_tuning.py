@@ -10,9 +10,8 @@ pruning at init; SGD + momentum 0.9, weight decay 5e-4, cosine schedule, the mod
    edge of stability: the next larger alpha of the grid (same beta) ran without a diverged tuning seed too (so
    the largest alpha of the grid is never chosen).
 
-Tuning seeds are 1000, 1001, ... (the main job's test seeds are 0, 1, ...); the test split is never read.
-Writes ``results.json`` (every tuning run's final accuracy, the choices and the command) under ``--out`` and
-prints the choices as the ``TUNED`` entries of ``configs/tuned.py``.
+Tuning seeds start at 1000 (the test split is never read). Writes ``results.json`` under ``--out`` and prints the
+choices as the ``TUNED`` entries of ``configs/tuned.py``.
 
   python benchmarks/main_job_tuning.py
   python benchmarks/main_job_tuning.py --models mlp --lrs 0.2 0.4 0.8 --fast
@@ -42,10 +41,8 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument(
     "--sparsifiers", nargs="+", default=list(MAIN_JOB["sparsifiers"]), choices=["none", "random"]
   )
-  p.add_argument("--tuning-seeds", type=int, default=3)
-  p.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8])
-  p.add_argument("--alphas", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0])
-  p.add_argument("--betas", type=float, nargs="+", default=[1e-3, 1e-2])
+  _common.add_options(p, tuning_seeds=3, lrs=[0.1, 0.2, 0.4, 0.8], alphas=[1.0, 3.0, 10.0, 30.0])
+  _common.add_options(p, betas=[1e-3, 1e-2])
   p.add_argument("--epochs", type=int, default=None, help="default: the model's main-job epochs")
   p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 tuning seed")
   p.add_argument("--from-json", default=None, help="only recompute the choices from an earlier results.json")
@@ -90,19 +87,10 @@ def main(argv=None) -> None:
   def score(config: Config) -> tuple[float, int]:
     runs = _common.train_seeds(config, dataset, seeds)
     diverged = sum(bool(r["diverged"]) for r in runs)
-    rows.extend(
-      {
-        "model": config.model,
-        "method": config.method,
-        "lr": config.learning_rate,
-        "alpha": config.alpha if config.ham else None,
-        "beta": config.beta if config.ham else None,
-        "seed": seed,
-        "val_acc": r["val_acc"],
-        "diverged": r["diverged"],
-      }
-      for seed, r in zip(seeds, runs, strict=True)
-    )
+    alpha, beta = (config.alpha, config.beta) if config.ham else (None, None)
+    setting = dict(model=config.model, method=config.method, lr=config.learning_rate, alpha=alpha, beta=beta)
+    for s, r in zip(seeds, runs, strict=True):
+      rows.append(dict(setting, seed=s, val_acc=r["val_acc"], diverged=r["diverged"]))
     mean = _common.mean_val_acc(runs, diverged=None)
     ham = f" alpha={config.alpha:g} beta={config.beta:g}" if config.ham else ""
     print(
@@ -114,16 +102,10 @@ def main(argv=None) -> None:
 
   for model, sparsifier in itertools.product(args.models, args.sparsifiers):
     per_model = MAIN_JOB["per_model"][model]
-    base = Config(
-      dataset=MAIN_JOB["dataset"],
-      model=model,
-      width=per_model["width"],
-      epochs=2 if args.fast else args.epochs or per_model["epochs"],
-      sparsifier=sparsifier,
-      sparsity=MAIN_JOB["sparsity"],
-      learning_rate=args.lrs[0],
-      progress=False,
-    )
+    epochs = 2 if args.fast else args.epochs or per_model["epochs"]
+    fixed = dict(dataset=MAIN_JOB["dataset"], model=model, width=per_model["width"], epochs=epochs)
+    fixed.update(sparsifier=sparsifier, sparsity=MAIN_JOB["sparsity"], learning_rate=args.lrs[0])
+    base = Config(**fixed, progress=False)
     baselines = [(score(base.replace(learning_rate=lr)), lr) for lr in args.lrs]
     (_, _), lr = max(((m, -d), lr) for (m, d), lr in baselines if d == 0)
     for alpha, beta in itertools.product(args.alphas, args.betas):
@@ -132,13 +114,8 @@ def main(argv=None) -> None:
     if choice is None:
       raise SystemExit(f"{model}/{sparsifier}: no stable HAM setting on the grid")
     choices[f"{model}/{sparsifier}"] = choice
-    payload = {
-      "args": vars(args),
-      "tuning_seeds": seeds,
-      "choices": choices,
-      "runs": rows,
-      "wall_time_s": time.perf_counter() - t0,
-    }
+    payload = dict(args=vars(args), tuning_seeds=seeds, choices=choices, runs=rows)
+    payload["wall_time_s"] = time.perf_counter() - t0
     _common.save_json(out / "results.json", payload, cmd=_common.command(argv, __file__))
   print("\nchoices (validation accuracy, no diverged tuning seed):")
   for key, c in choices.items():
