@@ -158,7 +158,7 @@ def main(argv=None) -> None:
     )
     print(
       f"[{time.perf_counter() - t0:7.0f}s] {config.method:14s} lr={c['learning_rate']:g} "
-      f"alpha={c['alpha']:g} beta={c['beta']:g} seed={config.seed}: {outcome}",
+      f"alpha={c['alpha']} beta={c['beta']:g} seed={config.seed}: {outcome}",  # alpha may be "auto"
       flush=True,
     )
 
