@@ -213,17 +213,13 @@ def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str,
 
 
 def _fmt(r: dict[str, Any]) -> str:
-  if r["diverged"]:
-    return f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f} ({r['diverged']} div.)"
-  return f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f}"
+  diverged = f" ({r['diverged']} div.)" if r["diverged"] else ""
+  return f"{100 * r['test_mean']:.1f} ± {100 * r['test_std']:.1f}{diverged}"
 
 
 def _diff(v: dict[str, float]) -> str:
-  if not np.isfinite(v["p_value"]):
-    p = "n/a"  # identical on every seed
-  else:
-    p = "<0.01" if v["p_value"] < 0.005 else f"{v['p_value']:.2f}"
-  return f"{100 * v['mean_diff']:+.1f} ({p})"
+  p = "<0.01" if v["p_value"] < 0.005 else f"{v['p_value']:.2f}"
+  return f"{100 * v['mean_diff']:+.1f} ({p if np.isfinite(v['p_value']) else 'n/a'})"  # n/a: identical seeds
 
 
 def table(cells: list[dict[str, Any]]) -> str:
@@ -279,7 +275,7 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
   for ax, (_, _, title) in zip(axes[1:], panels, strict=True):
     ax.axhline(0, color="gray", lw=0.8)
     ax.set(
-      xlabel="edge homophily h", ylabel="test accuracy difference (points)", title=title + "\n(* p < 0.05)"
+      xlabel="edge homophily h", ylabel="test accuracy difference (points)", title=f"{title}\n(* p < 0.05)"
     )
   for ax in axes:
     ax.legend(fontsize=7)
@@ -297,9 +293,8 @@ def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
     ("alpha_sign_flips", "sign flips vs init", 1.0),
     ("alpha_spread", "(|x|_1 / |x|_2)^2 / n  (1 = flat, ->0 = sparse)", 1.0),
   ]
-  fig, axes = plt.subplots(
-    len(groups), len(cols), figsize=(4.2 * len(cols), 3.0 * len(groups)), squeeze=False
-  )
+  size = (4.2 * len(cols), 3.0 * len(groups))
+  fig, axes = plt.subplots(len(groups), len(cols), figsize=size, squeeze=False)
   for row, g in zip(axes, groups, strict=True):
     cs = sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])
     for c in cs:
