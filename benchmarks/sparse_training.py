@@ -220,7 +220,7 @@ def main(argv=None) -> None:
       writer.writerows(tuning_rows)
     extra = {
       **provenance,
-      "argv": vars(args),
+      "argv": {**vars(args), "out": _common.display_path(args.out)},
       "choices": choices,
       "tuning": tuning_rows,
       "tuning_seeds": tuning_seeds,
