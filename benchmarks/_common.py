@@ -3,11 +3,12 @@ saving results with the code that made them, timing, tables and reference networ
 
 Every script imports it as ``import _common`` (Python puts the script's own folder first on ``sys.path`` when a
 script is run as ``python benchmarks/<name>.py``). Nothing here runs at import time beyond defining functions;
-the training application (``ham_optax_examples``) and scipy are imported only by the functions that need them.
+the training loop (``ham_optax_examples.train``) and scipy are imported only by the functions that need them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from ham_optax_examples.provenance import code_version, library_digest  # noqa: F401 (re-exported)
+
+import ham_optax
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -240,15 +243,24 @@ def train_seeds(
 
   ``prepare(config_at_seed) -> config`` completes a config per seed before training (e.g. its alpha from
   ``suggest_alpha`` for that model, learning rate and seed); ``log(config, result)`` is called after each run.
+  A run whose ``prepare`` finds the setting diverging (:class:`ham_optax.CalibrationDivergedError`: the inner
+  optimizer alone is unstable at this learning rate) is recorded as diverged at epoch 0, untrained.
   """
   from ham_optax_examples.train import train_and_evaluate
 
   runs = []
   for seed in seeds:
     run_config = config.replace(seed=seed)
-    if prepare is not None:
-      run_config = prepare(run_config)
-    result = train_and_evaluate(run_config, dataset)
+    try:
+      run_config = run_config if prepare is None else prepare(run_config)
+      result = train_and_evaluate(run_config, dataset)
+    except ham_optax.CalibrationDivergedError as e:  # e.g. suggest_alpha at a learning rate that diverges
+      result = {
+        "config": dataclasses.asdict(run_config),
+        "diverged": True,
+        "diverged_epoch": 0,
+        "reason": str(e),
+      }
     if log is not None:
       log(run_config, result)
     runs.append(result)

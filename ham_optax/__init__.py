@@ -19,7 +19,12 @@ Public API:
 
 from ham_optax import geometry, metrics, overparam, schedules, sparsity
 from ham_optax._src.aliases import ham_adam, ham_adamw, ham_sgd
-from ham_optax._src.alpha import DEFAULT_TARGET_RATIO, PAPER_IMAGENET_ALPHA, suggest_alpha
+from ham_optax._src.alpha import (
+  DEFAULT_TARGET_RATIO,
+  PAPER_IMAGENET_ALPHA,
+  CalibrationDivergedError,
+  suggest_alpha,
+)
 from ham_optax._src.ham import HamState, ham
 from ham_optax._src.hyperbolic import HyperbolicStepState, hyperbolic_step
 from ham_optax._src.masking import default_mask
@@ -28,6 +33,7 @@ from ham_optax._src.nanoadam import NanoAdamState, nanoadam, nanoadam_default_ma
 __version__ = "0.1.0"
 
 __all__ = [
+  "CalibrationDivergedError",
   "DEFAULT_TARGET_RATIO",
   "HamState",
   "HyperbolicStepState",

@@ -199,7 +199,7 @@ def _docstring_problem():
 def test_suggest_alpha_raises_on_a_diverging_calibration_run(lr):
   # Plain SGD on this least-squares problem is stable up to lr ~ 0.5; above, the loss grows geometrically.
   loss, params, x, y = _docstring_problem()
-  with pytest.raises(ValueError, match="diverged"):
+  with pytest.raises(ham_optax.CalibrationDivergedError, match="diverged"):
     ham_optax.suggest_alpha(loss, params, [(x, y)] * 20, optax.sgd(lr), lr)
   assert ham_optax.suggest_alpha(loss, params, [(x, y)] * 20, optax.sgd(0.3), 0.3) > 0
 

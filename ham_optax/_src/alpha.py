@@ -52,6 +52,12 @@ class LossFnError(ValueError):
   """``loss_fn`` returned something that is not a scalar loss (or ``(loss, aux)`` with ``has_aux=True``)."""
 
 
+class CalibrationDivergedError(ValueError):
+  """:func:`suggest_alpha`'s calibration run diverged: the inner optimizer is unstable at this learning rate on
+  its own, so no alpha can be derived from it. A ``ValueError``; catch this class to tell it from a usage error
+  (e.g. to record a learning rate of a grid as diverged)."""
+
+
 def _is_float(x: Any) -> bool:
   return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
 
@@ -261,8 +267,8 @@ def _check_learning_rate(probe, params, learning_rate, num_steps: int) -> None:
     )
 
 
-def _diverged(how: str) -> ValueError:
-  return ValueError(
+def _diverged(how: str) -> CalibrationDivergedError:
+  return CalibrationDivergedError(
     f"suggest_alpha: the calibration run diverged {how}: the inner optimizer is unstable at this learning rate "
     "on its own, so no alpha can be derived from it; lower the learning rate (or check loss_fn)."
   )
