@@ -305,6 +305,15 @@ def phase_final(args, dataset, out: Path, grid: dict, made_by: dict) -> dict:
   return final
 
 
+def load_final(out: Path) -> dict:
+  """The final phase's results of every ``final*.json`` under ``out``, merged, in the order family x optimizer."""
+  results = {}
+  for path in sorted(out.glob("final*.json")):
+    results.update(json.loads(path.read_text())["results"])
+  order = [f"{f}/{o}" for f in FAMILIES for o in OPTIMIZERS]
+  return {"results": {k: results[k] for k in order if k in results}}
+
+
 def summarize(final: dict) -> str:
   lines = [
     "| family / optimizer | baseline (lr) | HAM grid-best (lr, alpha) | HAM suggested (lr, alpha) "
@@ -338,13 +347,11 @@ def summarize(final: dict) -> str:
 RHO_BINS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
 
 
-def stable_region(grid: dict) -> str:
-  """Grid runs binned by rho: runs, diverged, mean val gain over the same-lr baseline, and the diagnostics."""
-  lines = [
-    "| rho = alpha / alpha_unit | runs | diverged | val acc - baseline (points, non-diverged) "
-    "| max exponent_max over training (median) | inverse_metric_mean at the end (median) |",
-    "|---|---|---|---|---|---|",
-  ]
+def rho_bins(grid: dict) -> list[dict]:
+  """Grid runs binned by rho (the non-empty bins of `RHO_BINS`): ``lo``, ``hi``, ``runs``, ``diverged``,
+  ``finite`` (the runs that did not diverge), ``gain`` (their mean val gain over the same-lr baseline, points; nan
+  if none), ``exponent_max`` (median over the bin of the largest exponent_max over training) and
+  ``inverse_metric`` (median over the finite runs of inverse_metric_mean at the end)."""
   rows = []
   for runs in grid["runs"].values():
     base = {}
@@ -352,16 +359,37 @@ def stable_region(grid: dict) -> str:
       if r["alpha"] == 0.0:
         base.setdefault((r["lr"], r["seed"]), r["val_acc"])
     rows += [dict(r, gain=100 * (r["val_acc"] - base[(r["lr"], r["seed"])])) for r in runs if r["alpha"] > 0]
+  bins = []
   for lo, hi in zip(RHO_BINS[:-1], RHO_BINS[1:], strict=True):
     sel = [r for r in rows if lo <= r["rho"] < hi]
     if not sel:
       continue
     ok = [r for r in sel if not r["diverged"]]
-    gain = f"{np.mean([r['gain'] for r in ok]):+.2f}" if ok else "n/a"
-    emax = np.nanmedian([r["exponent_max_overall"] for r in sel]) if ok else float("nan")
-    inv = np.nanmedian([r["inverse_metric_mean_final"] for r in ok]) if ok else float("nan")
+    bins.append(
+      dict(lo=lo, hi=hi, runs=len(sel), diverged=sum(r["diverged"] for r in sel), finite=len(ok))
+      | dict(
+        gain=float(np.mean([r["gain"] for r in ok])) if ok else float("nan"),
+        exponent_max=float(np.nanmedian([r["exponent_max_overall"] for r in sel])) if ok else float("nan"),
+        inverse_metric=float(np.nanmedian([r["inverse_metric_mean_final"] for r in ok]))
+        if ok
+        else float("nan"),
+      )
+    )
+  return bins
+
+
+def stable_region(grid: dict) -> str:
+  """Grid runs binned by rho: runs, diverged, mean val gain over the same-lr baseline, and the diagnostics."""
+  lines = [
+    "| rho = alpha / alpha_unit | runs | diverged | val acc - baseline (points, non-diverged) "
+    "| max exponent_max over training (median) | inverse_metric_mean at the end (median) |",
+    "|---|---|---|---|---|---|",
+  ]
+  for b in rho_bins(grid):
+    gain = f"{b['gain']:+.2f}" if b["finite"] else "n/a"
     lines.append(
-      f"| [{lo:g}, {hi:g}) | {len(sel)} | {sum(r['diverged'] for r in sel)} | {gain} | {emax:.3g} | {inv:.3g} |"
+      f"| [{b['lo']:g}, {b['hi']:g}) | {b['runs']} | {b['diverged']} | {gain} | {b['exponent_max']:.3g} "
+      f"| {b['inverse_metric']:.3g} |"
     )
   return "\n".join(lines)
 
@@ -473,11 +501,7 @@ def main(argv=None) -> None:
     grid = json.loads(grid_path.read_text())
   if args.phase in ("final", "all"):
     phase_final(args, dataset, out, grid, made_by)
-  final = {"results": {}}
-  for path in sorted(out.glob("final*.json")):
-    final["results"].update(json.loads(path.read_text())["results"])
-  order = [f"{f}/{o}" for f in FAMILIES for o in OPTIMIZERS]
-  final["results"] = {k: final["results"][k] for k in order if k in final["results"]}
+  final = load_final(out)
   plot(grid, out, args.target_ratio)
   table = (
     summarize(final)

@@ -529,8 +529,8 @@ def implicit_bias(results: Path) -> str:
   limits = {"GD": " (pseudo-inverse)", "HAM": " (Bregman projection)", "m * w": " (hyperbolic entropy)"}
   rows = []
   for label, r in res["rows"].items():
-    if r["sign_from"] not in (None, "x_half"):
-      continue  # the analysed variant: same limits, quoted in the text
+    if r["sign_from"] not in (None, "x_half") or not label.startswith(("GD", "HAM", "m*w g=")):
+      continue  # the analysed variant: same limits, quoted in the text; the m * w family: its own table
     if label.startswith("m*w"):
       label = f"m * w, gamma = {sci(float(label.split('g=')[1]), True)}"
     label = label if r["alpha"] is None else f"HAM alpha={r['alpha']:g}"
@@ -658,6 +658,70 @@ def mw_family_nanoadam(results: Path) -> str:
     f"{acc('Adam', 'new_test')} ({test('new_test')}), old task {acc('NanoAdam', 'old_test')} vs "
     f"{acc('Adam', 'old_test')} ({test('old_test')}), {ratio:.1f}x less optimizer state; with every "
     f"kernel sparsified at a constant 10 % {acc(other, 'new_test')} / {acc(other, 'old_test')}."
+  )
+
+
+# --- Choosing alpha (docs/guides/choosing_alpha.md) ---------------------------------------------------------
+
+FAMILIES = {"mlp": "MLP", "mlp_ln": "MLP+LayerNorm", "cnn1d": "CNN", "resnet1d": "ResNet+BatchNorm"}
+OPTIMIZERS = {"sgd": "SGD+m", "adamw": "AdamW"}
+CLIP = 5.0  # the alpha-transfer benchmark's max_exponent (ham_optax's default)
+
+
+@table
+def alpha_transfer_families(results: Path) -> str:
+  """Baseline, grid-best HAM and HAM at the suggested alpha per family and optimizer (the benchmark's table)."""
+  study = _script("alpha_transfer")
+  final = study.load_final(results / "alpha_transfer")
+  header, rule, *rows = study.summarize(final).split("\n")
+  labels = [f"{FAMILIES[k.split('/')[0]]} / {OPTIMIZERS[k.split('/')[1]]}" for k in final["results"]]
+  rows = [f"| {label} |{row.split(' |', 1)[1]}" for label, row in zip(labels, rows, strict=True)]
+  header = header.replace("HAM suggested (lr, alpha)", "HAM suggested (lr, mean alpha)")
+  return "\n".join([header, rule, *rows]) + (
+    "\n\n(Means and stds over the non-diverged seeds; differences over the seeds where neither run diverged.)"
+  )
+
+
+@table
+def alpha_transfer_rho(results: Path) -> str:
+  """The grid's HAM runs binned by rho: runs, diverged, gain over the same-lr baseline, largest exponent."""
+  rows = []
+  for b in _script("alpha_transfer").rho_bins(_load(results, "alpha_transfer", "grid.json")):
+    lo, hi = b["lo"], b["hi"]
+    label = f"below {hi:g}" if lo == 0 else (f"above {lo:g}" if hi == np.inf else f"{lo:g} - {hi:g}")
+    gain = f"{b['gain']:+.2f}" if b["finite"] else "n/a"
+    if 0 < b["finite"] < b["runs"] / 2:
+      gain += f" (the {b['finite']} runs that did not diverge)"
+    e = b["exponent_max"]
+    rows.append([label, b["runs"], b["diverged"], gain, f"{CLIP:g} (the clip)" if e >= CLIP else f"{e:.2g}"])
+  header = ["rho = alpha / alpha_unit", "HAM runs", "diverged"]
+  header += ["val acc - baseline at the same lr (points, mean of non-diverged)"]
+  return markdown_table([*header, "largest `exponent_max` during training (median)"], rows)
+
+
+@table
+def alpha_transfer_mainjob(results: Path) -> str:
+  """The training app's job at the suggested alpha, per setting: seeds, alphas, divergence, diagnostics."""
+  runs = defaultdict(list)
+  for path in sorted((results / "alpha_transfer").glob("mainjob*.json")):
+    for r in json.loads(path.read_text())["runs"]:
+      runs[r["setting"]].append(r)
+  rows = []
+  for setting, rs in runs.items():
+    model, sparsifier, lr, *epochs = setting.split(":")
+    pruning = "dense" if sparsifier == "none" else f"90 % {sparsifier} (ERK)"
+    alphas = [r["alpha"] for r in rs]
+    rows.append([f"{model}, {pruning}, {lr}, {epochs[0] if epochs else 30}", len(rs)])
+    rows[-1] += [f"{min(alphas):.2f} - {max(alphas):.2f}", sum(r["diverged"] for r in rs)]
+    rows[-1] += [
+      f"{100 * np.mean([r['val_acc'] for r in rs]):.1f}",
+      f"{max(r['ham_exponent_max'] for r in rs):.3f}",
+    ]
+    rows[-1] += [f"{max(r['ham_clip_fraction_max'] for r in rs):g}"]
+    rows[-1] += [f"{np.mean([r['ham_inverse_metric_mean_final'] for r in rs]):.3f}"]
+  header = ["setting (model, pruning, lr, epochs)", "seeds", "suggested alpha", "diverged", "val acc (%)"]
+  return markdown_table(
+    [*header, "largest `exponent_max`", "`clip_fraction`", "final `inverse_metric_mean`"], rows
   )
 
 
