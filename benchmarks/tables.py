@@ -683,6 +683,33 @@ def alpha_transfer_families(results: Path) -> str:
 
 
 @table
+def alpha_transfer_divergence(results: Path) -> str:
+  """The list item on divergence at the fresh seeds: the suggested alpha's, then grid-best HAM's against the
+  baseline's in each setting where grid-best HAM diverged."""
+  final = _script("alpha_transfer").load_final(results / "alpha_transfer")["results"]
+  count = lambda runs, method: sum(bool(r["diverged"]) for r in runs if r["method"] == method)  # noqa: E731
+  seeds = {k: sum(r["method"] == "baseline" for r in res["runs"]) for k, res in final.items()}
+  suggested, n = sum(count(res["runs"], "HAM suggested") for res in final.values()), sum(seeds.values())
+  settings = f"{WORDS.get(len(final), len(final))} family x optimizer settings"
+  lead = (
+    f"**The suggested alpha never diverged**: 0 of {n} fresh seeds over the {settings}."
+    if suggested == 0
+    else f"**The suggested alpha diverged on {suggested} of {n} fresh seeds** over the {settings}."
+  )
+  grid = []
+  for key, res in final.items():
+    if g := count(res["runs"], "HAM grid-best"):
+      family, optimizer = key.split("/")
+      where = f"{FAMILIES[family]}/{OPTIMIZERS[optimizer]} seeds (lr {res['choices']['grid_best'][0]:g})"
+      base = count(res["runs"], "baseline")
+      grid.append(f"{g} of {seeds[key]} {where}, where the baseline diverged on {base} of {seeds[key]}")
+  tail = (
+    f"Grid-best HAM diverged on {'; on '.join(grid)}." if grid else "Grid-best HAM never diverged either."
+  )
+  return f"- {lead} {tail}"
+
+
+@table
 def alpha_transfer_rho(results: Path) -> str:
   """The grid's HAM runs binned by rho: runs, diverged, gain over the same-lr baseline, largest exponent."""
   rows = []
