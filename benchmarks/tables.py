@@ -752,6 +752,100 @@ def alpha_transfer_mainjob(results: Path) -> str:
   )
 
 
+# --- Cost (docs/guides/cost.md): the overhead benchmark, `benchmarks/results/overhead/overhead.json` ---------
+
+INNER = {"sgdm": "SGD+momentum", "adamw": "AdamW"}
+PENDING = {"cost_per_weight", "cost_update", "cost_train_step", "cost_vector_width"}  # not yet on a page
+
+
+def _x(median: float, ci: Sequence[float], bold: bool = False) -> str:
+  """``1.64x [1.56, 1.71]``: a median ratio and its interval."""
+  ratio = f"**{median:.2f}x**" if bold else f"{median:.2f}x"
+  return f"{ratio} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _kept(reps: int, load: dict[str, Any]) -> str:
+  return f"{reps}" + (f" ({load['skipped']} skipped)" if load.get("skipped") else "")
+
+
+def _tree(res: dict[str, Any]) -> str:
+  name = "ResNet-50-shaped" if res["tree"] == "resnet50" else res["tree"]
+  return f"{name} tree ({res['update']['n_floats']:,} floats, {res['update']['dtype']})"
+
+
+@table
+def cost_per_weight(results: Path) -> str:
+  """XLA's flops, transcendentals and bytes per weight of the compiled update, bare and with HAM."""
+  update = _load(results, "overhead", "overhead.json")["update"]
+  rows = []
+  for o, label in INNER.items():
+    per = update[o]["per_weight"]
+    for key, what in (("inner", "bare"), ("ham", "+ HAM"), ("ham_extra", "HAM's extra")):
+      rows.append(
+        [f"{label}, {what}", *(f"{per[key][m]:.2f}" for m in ("flops", "transcendentals", "bytes accessed"))]
+      )
+  return markdown_table(["per weight", "flops", "transcendentals", "bytes accessed"], rows)
+
+
+@table
+def cost_update(results: Path) -> str:
+  """The update's time, bare and with HAM, the paired ratio's median and 95 % interval, m * w's ratio."""
+  res = _load(results, "overhead", "overhead.json")
+  rows = []
+  for o, label in INNER.items():
+    r = res["update"][o]
+    v = r["variants"]
+    spred = _x(v["mw_spred"]["ratio_median"], v["mw_spred"]["ratio_ci95"]) if "mw_spred" in v else "-"
+    rows.append([label, f"{v['inner']['median_ms']:.2f} ms", f"{v['ham']['median_ms']:.2f} ms"])
+    rows[-1] += [
+      _x(v["ham"]["ratio_median"], v["ham"]["ratio_ci95"], bold=True),
+      spred,
+      _kept(r["reps"], r["load"]),
+    ]
+  header = [f"update, {_tree(res)}", "bare inner", "+ HAM", "HAM / bare (median paired ratio [95 % CI])"]
+  return markdown_table([*header, "m * w (spred) / bare", "repetitions kept"], rows)
+
+
+@table
+def cost_train_step(results: Path) -> str:
+  """A whole train step, bare and with HAM: wall-clock ratio with its 95 % interval, CPU-time ratio."""
+  rows = []
+  for model, m in _load(results, "overhead", "overhead.json")["train_step"].items():
+    for o, label in INNER.items():
+      if not isinstance(m, dict) or o not in m:
+        continue
+      v, r = m[o]["variants"], m[o]
+      cpu = f"{v['ham']['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in v["ham"] else "-"
+      rows.append([f"{model} (batch {m['batch']}), {label}", f"{v['inner']['median_ms']:.1f} ms"])
+      rows[-1] += [
+        f"{v['ham']['median_ms']:.1f} ms",
+        _x(v["ham"]["ratio_median"], v["ham"]["ratio_ci95"], True),
+      ]
+      rows[-1] += [cpu, _kept(r["reps"], r["load"])]
+  header = ["train step", "bare inner", "+ HAM", "HAM / bare, wall (median paired ratio [95 % CI])"]
+  return markdown_table([*header, "HAM / bare, CPU time", "repetitions kept"], rows)
+
+
+@table
+def cost_vector_width(results: Path) -> str:
+  """The update built with 512-bit vectors beside the default build: ratios, 95 % intervals, bit-identity."""
+  vw = _load(results, "overhead", "overhead.json")["vector_width"]
+  rows = []
+  for o, label in INNER.items():
+    r = vw[o]
+    keys = ("ham_over_inner_vw512", "inner_vw512_over_default", "ham_vw512_over_default")
+    same = "yes" if all(r["bit_identical_to_default"].values()) else "**no**"
+    rows.append([label, _x(r["variants"]["ham"]["ratio_median"], r["variants"]["ham"]["ratio_ci95"])])
+    rows[-1] += [_x(r[k]["paired_ratio_median"], r[k]["paired_ratio_ci95"]) for k in keys]
+    rows[-1] += [same, _kept(r["ham_over_inner_vw512"]["reps"], r["load"])]
+  header = ["update", "HAM / bare, default build", "HAM / bare, 512-bit build", "512-bit / default, bare"]
+  avx = {True: "yes", False: "no", None: "unknown"}[vw["cpu_flags_avx512f"]]
+  text = markdown_table(
+    [*header, "512-bit / default, HAM", "bit-identical to the default build", "repetitions kept"], rows
+  )
+  return f"{text}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
+
+
 # --- Steepest mirror flows and graphons (docs/guides/mirror_flows_and_graphons.md) ---------------------------
 
 

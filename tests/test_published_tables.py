@@ -33,7 +33,8 @@ def test_page_tables_match_the_committed_results(page):
 
 def test_every_table_is_published():
   used = {name for page in PAGES for name in tables.block_names(page.read_text())}
-  assert set(tables.TABLES) <= used, f"generators without a block in any page: {set(tables.TABLES) - used}"
+  unused = set(tables.TABLES) - tables.PENDING - used
+  assert not unused, f"generators without a block in any page: {unused}"
   assert "main_job" in tables.block_names((ROOT / "README.md").read_text())
 
 
