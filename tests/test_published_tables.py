@@ -147,3 +147,39 @@ def test_alpha_transfer_divergence_follows_the_runs(tmp_path):
     "- **The suggested alpha diverged on 1 of 40 fresh seeds** over the eight family x optimizer settings. "
     "Grid-best HAM never diverged either."
   )
+
+
+def _timing(ms: float, ratio: float, ci: tuple[float, float], cpu: float | None = None) -> dict:
+  return {"median_ms": ms, "ratio_median": ratio, "ratio_ci95": list(ci)} | (
+    {} if cpu is None else {"cpu_ratio_median": cpu}
+  )
+
+
+def test_cost_tables_follow_the_overhead_json(tmp_path):
+  """The cost guide's generators read the overhead benchmark's JSON: each number lands in its cell."""
+  per = {k: {"flops": f, "transcendentals": t, "bytes accessed": b} for k, f, t, b in [("inner", 4, 0, 24)]}
+  per |= {"ham": {"flops": 20, "transcendentals": 1, "bytes accessed": 28.5}, "ham_extra": {"flops": 16.25}}
+  per["ham_extra"] |= {"transcendentals": 1, "bytes accessed": 4.5}
+  update = {"variants": {"inner": _timing(16.26, 1, (1, 1)), "ham": _timing(26.66, 1.64, (1.56, 1.71))}}
+  update |= {"reps": 61, "load": {"skipped": 2}, "per_weight": per}
+  paired = {"paired_ratio_median": 0.9, "paired_ratio_ci95": [0.8, 1.1], "reps": 31}
+  vw = {"bit_identical_to_default": {"inner": True, "ham": False}, "variants": update["variants"]}
+  vw |= {k: paired for k in ("ham_over_inner_vw512", "inner_vw512_over_default", "ham_vw512_over_default")}
+  step = {"variants": {"inner": _timing(539, 1, (1, 1), 1), "ham": _timing(545, 1.01, (0.99, 1.03), 1.04)}}
+  data = {"tree": "resnet50", "update": {"n_floats": 25557032, "dtype": "float32", "sgdm": update}}
+  data["update"]["adamw"] = update
+  data["train_step"] = {"ResNet18": {"batch": 16, "sgdm": step | {"reps": 7, "load": {}}}}
+  data["vector_width"] = {"cpu_flags_avx512f": False, "sgdm": vw | {"load": {}}, "adamw": vw | {"load": {}}}
+  (tmp_path / "overhead").mkdir()
+  (tmp_path / "overhead" / "overhead.json").write_text(json.dumps(data))
+  text = {name: tables.TABLES[name](tmp_path) for name in tables.PENDING}
+  assert "| SGD+momentum, HAM's extra | 16.25 | 1.00 | 4.50 |" in text["cost_per_weight"]
+  assert "ResNet-50-shaped tree (25,557,032 floats, float32)" in text["cost_update"]
+  assert (
+    "| SGD+momentum | 16.26 ms | 26.66 ms | **1.64x** [1.56, 1.71] | - | 61 (2 skipped) |"
+    in text["cost_update"]
+  )
+  row = "| ResNet18 (batch 16), SGD+momentum | 539.0 ms | 545.0 ms | **1.01x** [0.99, 1.03] | 1.04x | 7 |"
+  assert row in text["cost_train_step"] and "AdamW" not in text["cost_train_step"]
+  row = "| AdamW | 1.64x [1.56, 1.71] | 0.90x [0.80, 1.10] | 0.90x [0.80, 1.10] | 0.90x [0.80, 1.10] | **no** | 31 |"
+  assert row in text["cost_vector_width"] and "AVX-512: no" in text["cost_vector_width"]
