@@ -45,33 +45,14 @@ def _adam():
   return optax.adam(1e-2)
 
 
-_SPARSIFIER_XFAIL = (
-  (
-    "map_params",
-    "a leaf outside `prunable` keeps a scalar mask: map_params hands f a shape-() leaf where the parameter has a "
-    "shape (a parameter's PartitionSpec does not fit it)",
-  ),
-  (
-    "explicit_sharding",
-    "the masks are made without the parameters' sharding, and jnp.where(mask, ...) under explicit sharding "
-    "rejects the mismatch (ShardingTypeError)",
-  ),
-)
-
-
 def _sparsifiers(name, inner):
   return {
-    f"random_pruning({name})": Entry(lambda: sp.random_pruning(inner(), 0.5), xfail=_SPARSIFIER_XFAIL),
+    f"random_pruning({name})": Entry(lambda: sp.random_pruning(inner(), 0.5)),
     f"magnitude_pruning({name})": Entry(
       lambda: sp.magnitude_pruning(inner(), 0.5, begin_step=0, end_step=4, frequency=1),
-      xfail=_SPARSIFIER_XFAIL,
     ),
-    f"acdc({name})": Entry(
-      lambda: sp.acdc(inner(), 0.5, total_steps=8, phase_steps=2), xfail=_SPARSIFIER_XFAIL
-    ),
-    f"rigl({name})": Entry(
-      lambda: sp.rigl(inner(), 0.5, update_every=1, end_step=8), xfail=_SPARSIFIER_XFAIL
-    ),
+    f"acdc({name})": Entry(lambda: sp.acdc(inner(), 0.5, total_steps=8, phase_steps=2)),
+    f"rigl({name})": Entry(lambda: sp.rigl(inner(), 0.5, update_every=1, end_step=8)),
   }
 
 

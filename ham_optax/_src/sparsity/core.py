@@ -30,9 +30,10 @@ class SparsifierState(NamedTuple):
 
   Attributes:
     count: int32 scalar, the number of ``update`` calls so far (the step the next update belongs to).
-    masks: a pytree with the structure of the params. A prunable leaf holds a ``bool`` array of the leaf's
-      shape (``True`` = weight is active); a non-prunable leaf holds the scalar ``True`` (cheap, and it
-      broadcasts, so ``jnp.where(mask, x, 0)`` works on every leaf).
+    masks: a pytree with the structure of the params: one ``bool`` array per leaf, of the leaf's shape and
+      with its sharding (``True`` = weight is active). A leaf outside ``prunable`` holds all ``True`` (with the
+      default selection those are the 1-D biases and norm scales, one byte per entry), so the masks are a
+      parameter-shaped tree for ``optax.tree.map_params`` (e.g. to give them the params' ``PartitionSpec``).
     inner_state: the wrapped optimizer's state.
   """
 
@@ -53,7 +54,8 @@ def all_but(*layers: str) -> Callable[[Any], Any]:
   ``nnx.List``), ``"head"`` or ``"stem"``; every leaf whose path equals the prefix or starts with ``prefix + "/"``
   stays dense. Names are matched on the params passed to ``init``; a name that matches no selected leaf raises a
   ``ValueError`` (catching typos). Pytree order is alphabetical for dicts, so "first" and "last" are named
-  explicitly rather than guessed from the leaf order.
+  explicitly rather than guessed from the leaf order. A dense layer's mask is all ``True`` (one byte per weight
+  in the optimizer state).
 
   The references differ: rigl keeps the first layer dense by default (``first_layer_sparsity=0`` in its ImageNet
   flags), AC/DC's published ResNet-50 configs prune every convolution including the first and the final linear
@@ -67,8 +69,8 @@ def all_but(*layers: str) -> Callable[[Any], Any]:
     ...           "head": {"kernel": jnp.ones((8, 10))}}
     >>> tx = sp.rigl(optax.sgd(0.1), 0.9, end_step=100, prunable=sp.all_but("layers/0"))
     >>> masks = sp.get_masks(tx.init(params))
-    >>> masks["layers"][0]["kernel"].shape, masks["head"]["kernel"].shape
-    ((), (8, 10))
+    >>> bool(masks["layers"][0]["kernel"].all()), masks["head"]["kernel"].shape
+    (True, (8, 10))
   """
   for name in layers:
     if not isinstance(name, str) or not name.strip("/"):
@@ -96,6 +98,39 @@ def n_zeros(sparsity: float, n: int) -> int:
   return int(np.round(float(sparsity) * n))
 
 
+def _explicit_sharding(x: Any) -> Any:
+  """``x``'s sharding where it is part of ``x``'s type (a mesh with ``jax.sharding.AxisType.Explicit`` axes), else
+  None (also on a jax without sharding in types)."""
+  explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
+  if explicit is None or not hasattr(jax, "typeof") or not hasattr(jax.sharding, "reshard"):
+    return None
+  if not isinstance(x, jax.Array):
+    return None
+  sharding = getattr(jax.typeof(x), "sharding", None)
+  return sharding if explicit in tuple(getattr(getattr(sharding, "mesh", None), "axis_types", ())) else None
+
+
+def like_sharding(x: jax.Array, ref: Any) -> jax.Array:
+  """``x`` resharded to ``ref``'s explicit sharding; ``x`` itself without explicit sharding (values unchanged)."""
+  sharding = _explicit_sharding(ref)
+  if sharding is None or _explicit_sharding(x) == sharding:
+    return x
+  return jax.sharding.reshard(x, sharding)
+
+
+def all_active(p: Any) -> jax.Array:
+  """The all-``True`` mask of parameter ``p``: its shape, and its sharding where that is explicit."""
+  return like_sharding(jnp.ones(jnp.shape(p), bool), p)
+
+
+def _replicated(x: jax.Array) -> jax.Array:
+  """``x`` replicated over its explicit mesh (so that it can be flattened), ``x`` itself otherwise."""
+  sharding = _explicit_sharding(x)
+  if sharding is None:
+    return x
+  return jax.sharding.reshard(x, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec()))
+
+
 def _ordered_key(x: jax.Array) -> jax.Array:
   """Maps float32 to uint32 preserving order (NaN -> -inf, -0.0 -> +0.0), so thresholds can be bisected."""
   x = x.astype(jnp.float32)
@@ -112,9 +147,10 @@ def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
   when many scores are equal (e.g. the zeros of already-pruned weights). ``n_keep`` may be traced; it is clipped
   to ``[0, size]``. NaN scores count as ``-inf``. No sort: the threshold is found by bisection over the 32-bit
   ordered representation of the scores (32 counting passes), which on CPU is ~30x faster than an argsort for
-  a million entries; ties are then resolved with one cumulative sum.
+  a million entries; ties are then resolved with one cumulative sum. Under explicit sharding the mask has the
+  scores' sharding.
   """
-  flat = scores.reshape(-1)
+  flat = _replicated(scores).reshape(-1)
   k = jnp.clip(jnp.asarray(n_keep, jnp.int32), 0, flat.size)
   key = _ordered_key(flat)
 
@@ -129,17 +165,17 @@ def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
   greater = key > threshold
   at = key == threshold
   take_at = at & (jnp.cumsum(at, dtype=jnp.int32) <= k - jnp.sum(greater, dtype=jnp.int32))
-  return ((greater | take_at) & (k > 0)).reshape(scores.shape)
+  return like_sharding(((greater | take_at) & (k > 0)).reshape(scores.shape), scores)
 
 
 def global_top_k_masks(scores: Sequence[jax.Array], n_keep: jax.Array | int) -> list[jax.Array]:
   """:func:`top_k_mask` over the concatenation of several tensors, split back to their shapes."""
   if not scores:
     return []
-  flat = jnp.concatenate([s.reshape(-1).astype(jnp.float32) for s in scores])
+  flat = jnp.concatenate([_replicated(s).reshape(-1).astype(jnp.float32) for s in scores])
   mask = top_k_mask(flat, n_keep)
   sizes = np.cumsum([s.size for s in scores])[:-1]
-  return [m.reshape(s.shape) for m, s in zip(jnp.split(mask, sizes), scores, strict=True)]
+  return [like_sharding(m.reshape(s.shape), s) for m, s in zip(jnp.split(mask, sizes), scores, strict=True)]
 
 
 def magnitude_masks(
@@ -300,12 +336,13 @@ def _check_masks(masks: Any, params: optax.Params, updates: optax.Updates, flags
       "Re-initialise the optimizer state for these params."
     )
   for i, (p, m, f) in enumerate(zip(p_leaves, m_leaves, jax.tree.leaves(flags), strict=True)):
-    expected = jnp.shape(p) if f else ()
-    if jnp.shape(m) != expected:
+    # a non-prunable leaf may also hold the scalar True (a compact layout, read as all True)
+    if jnp.shape(m) != jnp.shape(p) and (f or jnp.shape(m) != ()):
       raise ValueError(
-        f"Sparsifier mask for parameter leaf {i} has shape {jnp.shape(m)}, expected {expected} "
+        f"Sparsifier mask for parameter leaf {i} has shape {jnp.shape(m)}, expected {jnp.shape(p)} "
         f"(param shape {jnp.shape(p)}, prunable={f})."
       )
+  m_leaves = [like_sharding(m, p) if jnp.ndim(m) else m for m, p in zip(m_leaves, p_leaves, strict=True)]
   return jax.tree.unflatten(jax.tree.structure(params), m_leaves)
 
 
@@ -336,7 +373,9 @@ def sparsifier(
 
   def init_fn(params: optax.Params) -> SparsifierState:
     flags = _prunable_flags(prunable, params)
-    masks = _place(flags, jax.tree.map(lambda _: jnp.ones((), bool), flags), init_rule(_pick(flags, params)))
+    picked = _pick(flags, params)
+    initial = [like_sharding(m, p) for m, p in zip(init_rule(picked), picked, strict=True)]
+    masks = _place(flags, jax.tree.map(all_active, params), initial)
     return SparsifierState(count=jnp.zeros([], jnp.int32), masks=masks, inner_state=inner.init(params))
 
   def new_masks(count, flags, params, grads, inner_updates, old):
@@ -347,10 +386,9 @@ def sparsifier(
     def proposal_fn():
       return _pick(flags, jax.tree.map(lambda p, u: p + u, params, inner_updates))
 
-    new, zero_new = mask_rule(
-      count, _pick(flags, params), _pick(flags, grads), proposal_fn, _pick(flags, old)
-    )
-    return _place(flags, old, new), zero_new
+    picked = _pick(flags, params)
+    new, zero_new = mask_rule(count, picked, _pick(flags, grads), proposal_fn, _pick(flags, old))
+    return _place(flags, old, [like_sharding(m, p) for m, p in zip(new, picked, strict=True)]), zero_new
 
   def update_fn(updates, state, params=None, **extra_args):
     checks.check_given(params, "params", "sparsifier", _NEEDS_PARAMS)
@@ -362,7 +400,7 @@ def sparsifier(
       reset = lambda s: reset_param_state(inner, s, none_kept)  # noqa: E731
       inner_state = jax.lax.cond(reset_rule(state.count), reset, lambda s: s, inner_state)
     masked_g = jax.tree.map(
-      lambda f, g, m: jnp.where(m, g, jnp.zeros_like(g)) if f else g, flags, updates, old
+      lambda f, g, m: jnp.where(m, g, jnp.zeros((), g.dtype)) if f else g, flags, updates, old
     )
     inner_updates, inner_state = inner.update(masked_g, inner_state, params, **extra_args)
     masks, zero_new = new_masks(state.count, flags, params, updates, inner_updates, old)
@@ -408,7 +446,8 @@ def get_masks(opt_state: Any) -> Any:
 
   The sparsifier state is found anywhere in a nested optax state (``optax.chain``, ``inject_hyperparams``,
   ``MultiSteps``, ...). A ``flax.nnx.Optimizer`` (or its ``opt_state``) is accepted too; NNX variable wrappers
-  are stripped. Prunable leaves hold bool arrays (``True`` = active), the others the scalar ``True``.
+  are stripped. Every leaf holds a bool array of its parameter's shape (``True`` = active); leaves outside
+  ``prunable`` are all ``True`` (a state saved with a scalar ``True`` there is still read).
 
   Raises:
     ValueError: if ``opt_state`` holds no sparsifier state, or more than one.

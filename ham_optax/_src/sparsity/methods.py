@@ -169,7 +169,7 @@ def magnitude_pruning(
 
 def _all_active(leaves: list[jax.Array]) -> list[jax.Array]:
   """Initial masks with every weight active."""
-  return [jnp.ones(p.shape, bool) for p in leaves]
+  return [_core.all_active(p) for p in leaves]
 
 
 def _gmp_zero_count(
