@@ -8,13 +8,13 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-
-import ham_optax
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import models
-from ham_optax_examples.main import main
 from ham_optax_examples.configs.default import Config
+from ham_optax_examples.main import main
 from ham_optax_examples.train import train_and_evaluate
+
+import ham_optax
 
 # ------------------------------------------------------------------------------------ generator
 

@@ -623,7 +623,9 @@ def test_a_second_job_into_the_same_out_is_refused(tmp_path, tiny_cache, capsys)
     main([*argv, "--lr", "0.05"])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "holds results written with other settings" in err[0] and "--learning-rate" in err[0]
+  assert (
+    len(err) == 1 and "holds results written with other settings" in err[0] and "--learning-rate" in err[0]
+  )
   assert json.loads((tmp_path / "o" / "results.json").read_text())["summary"] == json.loads(first)["summary"]
   assert main([*argv, "--lr", "0.05", "--restart"]) == 0
   assert json.loads((tmp_path / "o" / "results.json").read_text())["summary"][0]["lr"] == 0.05

@@ -8,13 +8,13 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-
-import ham_optax
-from ham_optax import sparsity
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import grokking, models
 from ham_optax_examples.configs.default import Config
 from ham_optax_examples.train import train_and_evaluate
+
+import ham_optax
+from ham_optax import sparsity
 
 P = 7  # tiny modulus for fast tests
 
