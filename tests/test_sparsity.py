@@ -1009,7 +1009,10 @@ def test_multisteps_object_and_empty_selection_are_clear_errors(method):
     COMPOSE_METHODS[method](optax.sgd(0.1)).init({"b": jnp.ones(3)})
 
 
-@pytest.mark.parametrize("method", ["acdc", "gmp", "rigl"])
+@pytest.mark.parametrize(
+  "method",
+  ["acdc", pytest.param("gmp", marks=pytest.mark.slow), pytest.param("rigl", marks=pytest.mark.slow)],
+)
 def test_scalar_mask_of_a_dense_leaf_is_still_read(method):
   # A state whose non-prunable leaf holds the scalar True (the compact layout) updates exactly like the full one
   # and keeps its layout (no retrace from a changing state type).

@@ -494,6 +494,7 @@ def test_checkpoint_resume_is_identical(tmp_path, tiny_mnist1d, capsys):
     )
 
 
+@pytest.mark.slow  # two training runs (a checkpoint, then a resume with other settings)
 def test_resuming_with_other_settings_refuses_naming_the_fields(tmp_path, tiny_mnist1d):
   config = _ckpt_config(tmp_path)
   train_and_evaluate(config.replace(halt_after_epochs=1), tiny_mnist1d)
@@ -670,6 +671,7 @@ def test_a_damaged_checkpoint_is_one_line(part, damage, tmp_path, tiny_cache, ca
   assert len(err) == 1 and str(ckpt) in err[0] and "damaged" in err[0] and "--restart" in err[0], err
 
 
+@pytest.mark.slow  # a calibration run and a training run through the command line
 def test_alpha_auto_is_suggest_alpha_and_recorded(tiny_mnist1d):
   from ham_optax_examples.train import suggested_alpha
 
