@@ -172,7 +172,8 @@ def test_cost_tables_follow_the_overhead_json(tmp_path):
   data["vector_width"] = {"cpu_flags_avx512f": False, "sgdm": vw | {"load": {}}, "adamw": vw | {"load": {}}}
   (tmp_path / "overhead").mkdir()
   (tmp_path / "overhead" / "overhead.json").write_text(json.dumps(data))
-  text = {name: tables.TABLES[name](tmp_path) for name in tables.PENDING}
+  names = ("cost_per_weight", "cost_update", "cost_train_step", "cost_vector_width")
+  text = {name: tables.TABLES[name](tmp_path) for name in names}
   assert "| SGD+momentum, HAM's extra | 16.25 | 1.00 | 4.50 |" in text["cost_per_weight"]
   assert "ResNet-50-shaped tree (25,557,032 floats, float32)" in text["cost_update"]
   assert (
