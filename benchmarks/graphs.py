@@ -42,7 +42,6 @@ def _stack(trees: list[Any]) -> Any:
 def build_seeds(model: str, h: float, seeds: list[int], args: argparse.Namespace):
   """Per seed: a CSBM sample, its node split and a model initialisation; stacked along a leading axis."""
   params, rest, splits = [], [], []
-  graphdef = None
   for s in seeds:
     sizes = dict(num_nodes=args.nodes, num_classes=args.classes, num_features=args.features)
     ds = data_lib.load_csbm(**sizes, signal=args.signal, avg_degree=args.degree, homophily=h, seed=s)
@@ -50,11 +49,8 @@ def build_seeds(model: str, h: float, seeds: list[int], args: argparse.Namespace
     graphdef, p, r = nnx.split(m, nnx.Param, ...)
     params.append(nnx.as_pure(p))
     rest.append(nnx.as_pure(r))
-    splits.append(
-      tuple(np.asarray(a) for a in (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test))
-    )
-  stacked_splits = tuple(jnp.asarray(np.stack(a)) for a in zip(*splits, strict=True))
-  return graphdef, _stack(params), _stack(rest), stacked_splits
+    splits.append((ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test))
+  return graphdef, _stack(params), _stack(rest), _stack(splits)
 
 
 def _kernels(tree: Any, mask: Any) -> list[jax.Array]:
@@ -147,36 +143,24 @@ def _nanmean_rows(a: np.ndarray) -> list[float]:
 def _summary(m: dict[str, np.ndarray], i: int) -> dict[str, Any]:
   test = m["test_acc"][i]
   fin = np.isfinite(test)
-  out: dict[str, Any] = {"test_acc": [None if not f else float(t) for t, f in zip(test, fin, strict=True)]}
-  out["test_mean"], out["test_std"] = (
-    (float(np.mean(test[fin])), float(np.std(test[fin]))) if fin.any() else (float("nan"),) * 2
-  )
+  out = {"test_acc": [float(t) if f else None for t, f in zip(test, fin, strict=True)]}
+  out["test_mean"], out["test_std"] = (np.mean(test[fin]), np.std(test[fin])) if fin.any() else (np.nan,) * 2
   out["diverged"] = int((~fin).sum())
-  for key in ("sign_flips", "beyond_barrier", "clip_hits", "max_abs_weight", "spread"):
-    out[key] = float(np.nanmean(m[key][i]))
-  return out
+  keys = ("test_mean", "test_std", "sign_flips", "beyond_barrier", "clip_hits", "max_abs_weight", "spread")
+  return out | {k: float(out[k] if k.startswith("test") else np.nanmean(m[k][i])) for k in keys}
 
 
-def study_cell(model: str, h: float, inner: str, args, cache: dict) -> dict[str, Any]:
-  """Tunes and tests baseline and HAM for one (model, h, inner optimizer)."""
-  key = (model, h)
-  if key not in cache:
-    cache[key] = {
-      "tune": build_seeds(model, h, _common.tuning_seeds(args.tune_seeds), args),
-      "test": build_seeds(model, h, list(range(args.test_seeds)), args),
-    }
-  tune, test = cache[key]["tune"], cache[key]["test"]
+def study_cell(model: str, h: float, inner: str, args, tune, test) -> dict[str, Any]:
+  """Tunes (on the ``tune`` graphs of :func:`build_seeds`) and tests baseline and HAM for one (model, h, inner
+  optimizer)."""
   runner = make_runner(tune[0], inner, args.steps, args.momentum, args.max_exponent)
-  lrs = args.lrs_adamw if inner == "adamw" else args.lrs_sgd
-  wd0 = args.wd_default
-  # stage 1: learning rate of the baseline (shared)
-  s1 = run_grid(runner, tune, [(lr, 0.0, wd0) for lr in lrs])
-  lr = lrs[_best(s1, list(range(len(lrs))))]
-  # stage 2: same number of configurations each
-  alphas = args.alphas_adamw if inner == "adamw" else args.alphas_sgd
-  wds = args.wds
+  lrs, alphas = (args.lrs_adamw, args.alphas_adamw) if inner == "adamw" else (args.lrs_sgd, args.alphas_sgd)
+  wd0, wds = args.wd_default, args.wds
   if len(wds) != len(alphas):
     raise ValueError("--wds and --alphas must have the same length (equal tuning budgets)")
+  # stage 1: learning rate of the baseline (shared); stage 2: as many weight decays as alphas
+  s1 = run_grid(runner, tune, [(lr, 0.0, wd0) for lr in lrs])
+  lr = lrs[_best(s1, list(range(len(lrs))))]
   s2_base = run_grid(runner, tune, [(lr, 0.0, wd) for wd in wds])
   s2_ham = run_grid(runner, tune, [(lr, a, wd0) for a in alphas])
   wd = wds[_best(s2_base, list(range(len(wds))))]
@@ -243,10 +227,6 @@ def table(cells: list[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
-def _paired_diffs(c: dict[str, Any], method: str, reference: str) -> np.ndarray:
-  return 100 * (np.array(c[method]["test_acc"], float) - np.array(c[reference]["test_acc"], float))
-
-
 def figure(cells: list[dict[str, Any]], path: Path) -> None:
   """Best alpha against h, and paired test-accuracy differences (mean ± std over the test seeds)."""
   plt = _common.pyplot()
@@ -264,7 +244,7 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
     label, color = f"{g[0]} / {g[1]}", f"C{k}"
     axes[0].plot(hs, [c["ham"]["alpha"] for c in cs], "o-", color=color, label=label)
     for ax, (method, ref, _) in zip(axes[1:], panels, strict=True):
-      d = [_paired_diffs(c, method, ref) for c in cs]
+      d = [100 * (np.array(c[method]["test_acc"], float) - np.array(c[ref]["test_acc"], float)) for c in cs]
       means = np.array([np.nanmean(x) for x in d])
       ax.errorbar(hs, means, yerr=[np.nanstd(x) for x in d], fmt="o-", color=color, capsize=3, label=label)
       sig = [c[method]["vs_alpha0" if ref == "alpha0" else "vs_baseline"]["p_value"] < 0.05 for c in cs]
@@ -349,12 +329,14 @@ def main(argv: list[str] | None = None) -> None:
     args.homophily, args.models, args.inners = [0.1, 0.9], ["gcn"], ["adamw"]
     args.nodes, args.steps, args.tune_seeds, args.test_seeds = 300, 50, 2, 3
   args.out.mkdir(parents=True, exist_ok=True)
-  cells, cache, t0 = [], {}, time.perf_counter()
+  cells, t0 = [], time.perf_counter()
   for model in args.models:
     for h in args.homophily:
+      tune = build_seeds(model, h, _common.tuning_seeds(args.tune_seeds), args)
+      test = build_seeds(model, h, list(range(args.test_seeds)), args)
       for inner in args.inners:
         t = time.perf_counter()
-        c = study_cell(model, h, inner, args, cache)
+        c = study_cell(model, h, inner, args, tune, test)
         c["time_s"] = time.perf_counter() - t
         cells.append(c)
         print(
@@ -362,16 +344,13 @@ def main(argv: list[str] | None = None) -> None:
           f"(alpha {c['ham']['alpha']:g})  [{c['time_s']:.0f} s]",
           flush=True,
         )
-    cache.clear()
   wall = time.perf_counter() - t0
   saved_args = {k: _common.display_path(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-  provenance = _common.provenance(_common.command(argv, __file__))
-  result = {**provenance, "args": saved_args, "wall_time_s": wall, "cells": cells}
+  result = {**_common.provenance(_common.command(argv, __file__)), "args": saved_args, "wall_time_s": wall}
+  result["cells"] = cells
   _common.write_json(args.out / "results.json", result)
   print(write_outputs(result, args.out))
-  print(
-    f"wrote {_common.display_path(args.out)}/: results.json, table.md, graphs.png, mechanism.png ({wall:.0f} s)"
-  )
+  print(f"wrote {_common.display_path(args.out)}/ ({wall:.0f} s)")
 
 
 if __name__ == "__main__":
