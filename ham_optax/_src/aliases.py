@@ -1,10 +1,15 @@
 """HAM around optax's common optimizers, sharing one learning rate (or schedule) between both half-steps.
 
-Signatures mirror `optax.sgd`, `optax.adam` and `optax.adamw`, plus HAM's ``alpha``, ``beta`` and ``mask``.
+Each alias takes the arguments of `optax.sgd`, `optax.adam` or `optax.adamw` (read from their signatures), then
+HAM's keyword-only arguments (those of :func:`ham_optax.ham` after ``learning_rate``). The signature is explicit
+(``__signature__``), so ``inspect.signature``, ``optax.inject_hyperparams`` and Sphinx see every argument.
 """
 
 from __future__ import annotations
 
+import inspect
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import optax
@@ -12,22 +17,74 @@ import optax
 from ham_optax._src import hyperbolic, masking
 from ham_optax._src.ham import ham
 
+# HAM's arguments after `inner` and `learning_rate`, keyword-only in the aliases, with evaluated annotations (as
+# optax's own; Sphinx reads them with typing.get_type_hints).
+_HAM_HINTS = typing.get_type_hints(ham)
+_MIRROR_PARAMS = [
+  p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=_HAM_HINTS[p.name])
+  for p in list(inspect.signature(ham).parameters.values())[2:]
+]
 
-@hyperbolic.document_mirror_args
-def ham_sgd(
-  learning_rate: optax.ScalarOrSchedule,
-  momentum: float | None = None,
-  nesterov: bool = False,
-  accumulator_dtype: Any | None = None,
-  *,
-  alpha: hyperbolic.AlphaOrTree = 0.1,
-  beta: optax.ScalarOrSchedule = 1e-3,
-  mask: masking.MaskOrFn = None,
-  max_exponent: float = 5.0,
-  max_weight_norm: float | None = None,
-  sign_from: hyperbolic.SignFrom = "x_half",
-  max_weight_norm_scope: hyperbolic.NormScope = "masked",
-) -> optax.GradientTransformationExtraArgs:
+_COMMON_DOC = """
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
+
+  References:
+    Jacobs, Gadhikar, Rubio-Madrigal, Burkholz. *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*,
+    ICLR 2026, arXiv:2506.02630.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> import optax
+    >>> import ham_optax
+    >>> params = {{"w": jnp.array([[1.0, -2.0]])}}
+    >>> grads = {{"w": jnp.array([[0.5, 0.5]])}}
+    >>> tx = ham_optax.{call}
+    >>> updates, state = tx.update(grads, tx.init(params), params)
+    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))
+    {output}
+"""
+
+
+def _alias(
+  name: str,
+  inner_factory: Callable[..., optax.GradientTransformation],
+  doc: str,
+  example: tuple[str, str],
+  renamed: dict[str, tuple[str, Any]] | None = None,
+) -> Callable[..., optax.GradientTransformationExtraArgs]:
+  """``name(<inner_factory's arguments>, *, <HAM's>) = ham(inner_factory(...), learning_rate, <HAM's>)``.
+
+  ``renamed`` maps an inner argument to its name and annotation in the alias (``optax.adamw``'s ``mask`` is
+  ``weight_decay_mask``, since ``mask`` is HAM's); ``example`` is the doctest's ``(call, printed output)``.
+  """
+  renamed = renamed or {}
+  inner_names, params = {}, []
+  for n, p in inspect.signature(inner_factory).parameters.items():
+    alias_name, annotation = renamed.get(n, (n, p.annotation))
+    inner_names[alias_name] = n
+    params.append(p.replace(name=alias_name, annotation=annotation))
+  signature = inspect.Signature(params + _MIRROR_PARAMS, return_annotation=_HAM_HINTS["return"])
+
+  def alias(*args, **kwargs):
+    given = signature.bind(*args, **kwargs)
+    given.apply_defaults()
+    inner = inner_factory(**{n: given.arguments[a] for a, n in inner_names.items()})
+    mirror_args = {p.name: given.arguments[p.name] for p in _MIRROR_PARAMS}
+    return ham(inner, given.arguments["learning_rate"], **mirror_args)
+
+  alias.__name__ = alias.__qualname__ = name
+  alias.__signature__ = signature
+  alias.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+  alias.__annotations__["return"] = signature.return_annotation
+  alias.__doc__ = doc + _COMMON_DOC.format(call=example[0], output=example[1])
+  return hyperbolic.document_mirror_args(alias)
+
+
+ham_sgd = _alias(
+  "ham_sgd",
+  optax.sgd,
   r"""HAM with SGD (optionally heavy-ball or Nesterov momentum) as the inner optimizer.
 
   ``ham(optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype), learning_rate, alpha, beta, ...)``: one
@@ -45,57 +102,19 @@ def ham_sgd(
     nesterov: Nesterov momentum (as in ``optax.sgd``).
     accumulator_dtype: dtype of the momentum accumulator (as in ``optax.sgd``).
     {mirror_args}
+""",
+  ("ham_sgd(0.1, momentum=0.9, alpha=2.0, beta=0.0)", "[[ 0.8596 -2.2656]]"),
+)
 
-  Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
+_ADAM_ARGS = """
+    b1: Adam's first-moment decay.
+    b2: Adam's second-moment decay.
+    eps: added to the root of the second moment.
+    eps_root: added to the second moment inside the root."""
 
-  References:
-    Jacobs, Gadhikar, Rubio-Madrigal, Burkholz. *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*,
-    ICLR 2026, arXiv:2506.02630.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> import numpy as np
-    >>> import optax
-    >>> import ham_optax
-    >>> params = {"w": jnp.array([[1.0, -2.0]])}
-    >>> grads = {"w": jnp.array([[0.5, 0.5]])}
-    >>> tx = ham_optax.ham_sgd(0.1, momentum=0.9, alpha=2.0, beta=0.0)
-    >>> updates, state = tx.update(grads, tx.init(params), params)
-    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))
-    [[ 0.8596 -2.2656]]
-  """
-  return ham(
-    optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype),
-    learning_rate,
-    alpha,
-    beta,
-    mask=mask,
-    max_exponent=max_exponent,
-    max_weight_norm=max_weight_norm,
-    sign_from=sign_from,
-    max_weight_norm_scope=max_weight_norm_scope,
-  )
-
-
-@hyperbolic.document_mirror_args
-def ham_adam(
-  learning_rate: optax.ScalarOrSchedule,
-  b1: float = 0.9,
-  b2: float = 0.999,
-  eps: float = 1e-8,
-  eps_root: float = 0.0,
-  mu_dtype: Any | None = None,
-  *,
-  nesterov: bool = False,
-  alpha: hyperbolic.AlphaOrTree = 0.1,
-  beta: optax.ScalarOrSchedule = 1e-3,
-  mask: masking.MaskOrFn = None,
-  max_exponent: float = 5.0,
-  max_weight_norm: float | None = None,
-  sign_from: hyperbolic.SignFrom = "x_half",
-  max_weight_norm_scope: hyperbolic.NormScope = "masked",
-) -> optax.GradientTransformationExtraArgs:
+ham_adam = _alias(
+  "ham_adam",
+  optax.adam,
   r"""HAM with Adam as the inner optimizer.
 
   ``ham(optax.adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov), learning_rate, alpha,
@@ -104,67 +123,19 @@ def ham_adam(
   \odot g_k + \beta), -c, c))` on the masked leaves, using the raw gradient :math:`g_k`.
 
   Args:
-    learning_rate: float or optax schedule, shared by Adam and the mirror step.
-    b1: Adam's first-moment decay.
-    b2: Adam's second-moment decay.
-    eps: added to the root of the second moment.
-    eps_root: added to the second moment inside the root.
+    learning_rate: float or optax schedule, shared by Adam and the mirror step."""
+  + _ADAM_ARGS
+  + """
     mu_dtype: dtype of the first moment.
     nesterov: Nesterov-style Adam (NAdam), as in ``optax.adam``.
     {mirror_args}
+""",
+  ("ham_adam(0.1, alpha=2.0, beta=0.0)", "[[ 0.8144 -2.3209]]"),
+)
 
-  Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
-
-  References:
-    Jacobs, Gadhikar, Rubio-Madrigal, Burkholz. *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*,
-    ICLR 2026, arXiv:2506.02630.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> import numpy as np
-    >>> import optax
-    >>> import ham_optax
-    >>> params = {"w": jnp.array([[1.0, -2.0]])}
-    >>> grads = {"w": jnp.array([[0.5, 0.5]])}
-    >>> tx = ham_optax.ham_adam(0.1, alpha=2.0, beta=0.0)
-    >>> updates, state = tx.update(grads, tx.init(params), params)
-    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))
-    [[ 0.8144 -2.3209]]
-  """
-  return ham(
-    optax.adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
-    learning_rate,
-    alpha,
-    beta,
-    mask=mask,
-    max_exponent=max_exponent,
-    max_weight_norm=max_weight_norm,
-    sign_from=sign_from,
-    max_weight_norm_scope=max_weight_norm_scope,
-  )
-
-
-@hyperbolic.document_mirror_args
-def ham_adamw(
-  learning_rate: optax.ScalarOrSchedule,
-  b1: float = 0.9,
-  b2: float = 0.999,
-  eps: float = 1e-8,
-  eps_root: float = 0.0,
-  mu_dtype: Any | None = None,
-  weight_decay: optax.ScalarOrSchedule = 1e-4,
-  weight_decay_mask: masking.MaskOrFn = None,
-  *,
-  nesterov: bool = False,
-  alpha: hyperbolic.AlphaOrTree = 0.1,
-  beta: optax.ScalarOrSchedule = 1e-3,
-  mask: masking.MaskOrFn = None,
-  max_exponent: float = 5.0,
-  max_weight_norm: float | None = None,
-  sign_from: hyperbolic.SignFrom = "x_half",
-  max_weight_norm_scope: hyperbolic.NormScope = "masked",
-) -> optax.GradientTransformationExtraArgs:
+ham_adamw = _alias(
+  "ham_adamw",
+  optax.adamw,
   r"""HAM with AdamW as the inner optimizer.
 
   ``ham(optax.adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay=weight_decay,
@@ -176,54 +147,15 @@ def ham_adamw(
   ham_optax factory.
 
   Args:
-    learning_rate: float or optax schedule, shared by AdamW and the mirror step.
-    b1: Adam's first-moment decay.
-    b2: Adam's second-moment decay.
-    eps: added to the root of the second moment.
-    eps_root: added to the second moment inside the root.
+    learning_rate: float or optax schedule, shared by AdamW and the mirror step."""
+  + _ADAM_ARGS
+  + """
     mu_dtype: dtype of the first moment.
     weight_decay: AdamW's decoupled weight decay (float or schedule).
     weight_decay_mask: which leaves AdamW decays (``optax.adamw``'s ``mask``).
     nesterov: Nesterov-style Adam, as in ``optax.adamw``.
     {mirror_args}
-
-  Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
-
-  References:
-    Jacobs, Gadhikar, Rubio-Madrigal, Burkholz. *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*,
-    ICLR 2026, arXiv:2506.02630.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> import numpy as np
-    >>> import optax
-    >>> import ham_optax
-    >>> params = {"w": jnp.array([[1.0, -2.0]])}
-    >>> grads = {"w": jnp.array([[0.5, 0.5]])}
-    >>> tx = ham_optax.ham_adamw(0.1, weight_decay=0.0, alpha=2.0, beta=0.0)
-    >>> updates, state = tx.update(grads, tx.init(params), params)
-    >>> print(np.asarray(optax.apply_updates(params, updates)["w"]).round(4))
-    [[ 0.8144 -2.3209]]
-  """
-  return ham(
-    optax.adamw(
-      learning_rate,
-      b1,
-      b2,
-      eps,
-      eps_root,
-      mu_dtype,
-      weight_decay=weight_decay,
-      mask=weight_decay_mask,
-      nesterov=nesterov,
-    ),
-    learning_rate,
-    alpha,
-    beta,
-    mask=mask,
-    max_exponent=max_exponent,
-    max_weight_norm=max_weight_norm,
-    sign_from=sign_from,
-    max_weight_norm_scope=max_weight_norm_scope,
-  )
+""",
+  ("ham_adamw(0.1, weight_decay=0.0, alpha=2.0, beta=0.0)", "[[ 0.8144 -2.3209]]"),
+  renamed={"mask": ("weight_decay_mask", masking.MaskOrFn)},
+)
