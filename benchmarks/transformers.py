@@ -41,41 +41,29 @@ LABELS = {
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--p", type=int, default=23, help="modulus")
-  parser.add_argument(
-    "--train-fraction", type=float, default=0.7, help="fraction of the p*p pairs for training"
+  # the task (p * p pairs split train / validation / rest test), the one-block transformer (4 heads), grokking
+  _common.add_options(
+    parser, p=23, train_fraction=0.7, val_fraction=0.15, width=32, steps=1000, eval_every=25
   )
-  parser.add_argument("--val-fraction", type=float, default=0.15, help="fraction for validation (rest: test)")
-  parser.add_argument("--width", type=int, default=32, help="d_model of the one-block transformer (4 heads)")
-  parser.add_argument("--steps", type=int, default=1000, help="full-batch steps of each grokking run")
-  parser.add_argument("--eval-every", type=int, default=25)
-  parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (grokking)")
-  parser.add_argument(
-    "--wd-grid", type=float, nargs="+", default=[1.0, 2.0, 3.0, 5.0], help="AdamW weight decay"
-  )
-  parser.add_argument("--switch-fraction", type=float, default=0.5, help="adamw_wd_off: decay off from here")
-  grids = {
+  _common.add_options(parser, lr=3e-3, wd_grid=[1.0, 2.0, 3.0, 5.0], switch_fraction=0.5)
+  grids = {  # flat lists of pairs
     "ham": ([10.0, 0.0, 10.0, 1.0, 100.0, 0.0, 100.0, 1.0], "alpha beta ..."),
     "sgd": ([0.1, 1.0, 0.1, 10.0, 0.3, 1.0, 0.3, 10.0], "lr alpha ..."),
     "plain-sgd": ([0.1, 0.03, 0.1, 0.1, 0.3, 0.03, 0.3, 0.1], "lr wd ... of SGD + momentum (L2 decay)"),
   }
   for name, (default, text) in grids.items():
     parser.add_argument(f"--{name}-grid", type=float, nargs="+", default=default, help=text)
-  parser.add_argument("--sgd-beta", type=float, default=0.03, help="HAM(SGD) beta (multiplicative decay)")
-  parser.add_argument("--ft-steps", type=int, default=300, help="full-batch fine-tuning steps")
-  _common.add_options(parser, ft_lr_grid=[1e-3, 3e-3, 1e-2], ft_alpha_grid=[10.0, 100.0, 1000.0])
-  parser.add_argument("--ft-wd", type=float, default=0.0, help="weight decay of every fine-tuning method")
+  _common.add_options(parser, sgd_beta=0.03, ft_steps=300, ft_lr_grid=[1e-3, 3e-3, 1e-2])
+  _common.add_options(parser, ft_alpha_grid=[10.0, 100.0, 1000.0], ft_wd=0.0, nano_fraction=0.1)
+  _common.add_options(parser, seeds=5, tune_seeds=1)  # evaluation seeds 0 .. N-1, tuning seeds from 100
   parser.add_argument(
     "--grok-methods",
     nargs="+",
     default=list(GROK_METHODS[:4]),
     choices=GROK_METHODS,
-    help="must include adamw; sgdm (plain SGD + momentum) is optional",
+    help="must include adamw",
   )
   parser.add_argument("--skip-finetune", action="store_true", help="grokking study only")
-  parser.add_argument("--nano-fraction", type=float, default=0.1)
-  parser.add_argument("--seeds", type=int, default=5, help="evaluation seeds 0 .. N-1")
-  parser.add_argument("--tune-seeds", type=int, default=1, help="tuning seeds 100 .. 100+N-1")
   parser.add_argument("--fast", action="store_true", help="smoke run: p=7, 60 steps, 2 seeds")
   parser.add_argument(
     "--replot", action="store_true", help="only redo tables and figures from OUT/results.json"
@@ -104,10 +92,6 @@ def _stack(settings: list[dict[str, float]], repeat: int) -> dict[str, list[floa
   """Hyperparameter rows: every setting ``repeat`` times (setting-major)."""
   keys = sorted({k for s in settings for k in s})
   return {k: [s.get(k, 0.0) for s in settings for _ in range(repeat)] for k in keys}
-
-
-def _grok_time_score(grok: np.ndarray, steps: int) -> np.ndarray:
-  return np.where(np.isnan(grok), 2.0 * steps, grok)
 
 
 def _mean_std(x: np.ndarray, scale: float = 1.0, digits: int = 1) -> str:
@@ -147,7 +131,8 @@ def grokking_study(args, add, log) -> tuple[dict, dict]:
     grok = grokking.grokking_step(out["steps"], out["val_acc"]).reshape(len(settings), n_t)
     final_val = out["val_acc"][:, -1].reshape(len(settings), n_t)
     finite = out["finite"].reshape(len(settings), n_t)
-    score = _grok_time_score(grok, args.steps).mean(1) + np.where(finite.all(1), 0.0, np.inf)
+    # a run that never groks counts 2 * steps; a setting with a diverged run is never chosen
+    score = np.where(np.isnan(grok), 2.0 * args.steps, grok).mean(1) + np.where(finite.all(1), 0.0, np.inf)
     best = int(np.lexsort((-final_val.mean(1), score))[0])
     chosen = settings[best]
     if method == "adamw":
@@ -230,47 +215,42 @@ def _p_vs(method: str, r: dict, base: dict, key: str) -> str:
 
 def tables(res: dict) -> str:
   g, f = res["grokking"], res["finetune"]
-  base = g["adamw"]
-  lines = [
-    "| method | selected | grokked | grokking step | final val acc (%) | final test acc (%) | Fourier top-4 "
-    "| near-zero weights (%) | p (test acc vs AdamW) |",
-    "|---|---|---|---|---|---|---|---|---|",
-  ]
+  base, rows = g["adamw"], []
   for m, r in g.items():
     grok = np.asarray(r["grok_step"], float)
-    sel = ", ".join(f"{k}={v:g}" for k, v in r["selected"].items())
-    p = _p_vs(m, r, base, "final_test_acc")
-    lines.append(
-      f"| {LABELS[m]} | {sel} | {int(np.isfinite(grok).sum())}/{grok.size} | {_mean_std(grok, digits=0)} "
-      f"| {_mean_std(r['final_val_acc'], 100)} | {_mean_std(r['final_test_acc'], 100)} "
-      f"| {_mean_std(r['fourier_top4'], digits=3)} | {_mean_std(r['near_zero'], 100, 2)} | {p} |"
+    rows.append(
+      [LABELS[m], ", ".join(f"{k}={v:g}" for k, v in r["selected"].items())]
+      + [f"{int(np.isfinite(grok).sum())}/{grok.size}", _mean_std(grok, digits=0)]
+      + [_mean_std(r["final_val_acc"], 100), _mean_std(r["final_test_acc"], 100)]
+      + [_mean_std(r["fourier_top4"], digits=3), _mean_std(r["near_zero"], 100, 2)]
+      + [_p_vs(m, r, base, "final_test_acc")]
     )
-  lines += ["", "Grokking step: mean ± std over the runs that reached 99 % validation accuracy.", ""]
-  pg = []
-  for m in g:
-    if m == "adamw":
-      continue
-    a, b = np.asarray(g[m]["grok_step"], float), np.asarray(base["grok_step"], float)
-    pg.append(f"{LABELS[m]} vs AdamW, grokking step: paired p = {_common.paired_p(a, b):.3f}")
+  head = ["method", "selected", "grokked", "grokking step", "final val acc (%)", "final test acc (%)"]
+  head += ["Fourier top-4", "near-zero weights (%)", "p (test acc vs AdamW)"]
+  lines = [_common.markdown_table(head, rows), ""]
+  lines += ["Grokking step: mean ± std over the runs that reached 99 % validation accuracy.", ""]
+  pg = [
+    f"{LABELS[m]} vs AdamW, grokking step: paired p = {_common.paired_p(base['grok_step'], g[m]['grok_step']):.3f}"
+    for m in g
+    if m != "adamw"
+  ]
   if "sgdm" in g and "ham_sgdm" in g:
-    a, b = np.asarray(g["ham_sgdm"]["final_test_acc"]), np.asarray(g["sgdm"]["final_test_acc"])
-    pg.append(f"HAM(SGD+momentum) vs SGD+momentum, final test acc: paired p = {_common.paired_p(a, b):.3f}")
+    p = _common.paired_p(g["sgdm"]["final_test_acc"], g["ham_sgdm"]["final_test_acc"])
+    pg.append(f"HAM(SGD+momentum) vs SGD+momentum, final test acc: paired p = {p:.3f}")
   lines += ["; ".join(pg), ""]
   if not f:
     return "\n".join(lines)
-  fb = f["adamw"]
-  lines += [
-    "| method | selected | new task (sub) test acc (%) | old task (add) test acc (%) | p new vs AdamW "
-    "| p old vs AdamW |",
-    "|---|---|---|---|---|---|",
+  rows = [
+    [
+      LABELS[m],
+      ", ".join(f"{k}={v:g}" for k, v in r["selected"].items() if not (k in ("wd", "beta") and v == 0)),
+    ]
+    + [_mean_std(r["new_test_acc"], 100), _mean_std(r["old_test_acc"], 100)]
+    + [_p_vs(m, r, f["adamw"], "new_test_acc"), _p_vs(m, r, f["adamw"], "old_test_acc")]
+    for m, r in f.items()
   ]
-  for m, r in f.items():
-    sel = ", ".join(f"{k}={v:g}" for k, v in r["selected"].items() if not (k in ("wd", "beta") and v == 0))
-    lines.append(
-      f"| {LABELS[m]} | {sel} | {_mean_std(r['new_test_acc'], 100)} | {_mean_std(r['old_test_acc'], 100)} "
-      f"| {_p_vs(m, r, fb, 'new_test_acc')} | {_p_vs(m, r, fb, 'old_test_acc')} |"
-    )
-  return "\n".join(lines)
+  head = ["method", "selected", "new task (sub) test acc (%)", "old task (add) test acc (%)"]
+  return "\n".join(lines + [_common.markdown_table(head + ["p new vs AdamW", "p old vs AdamW"], rows)])
 
 
 def figures(res: dict, out: Path) -> list[str]:
