@@ -12,9 +12,9 @@ the hyperbolic-entropy Bregman projection) and the m*w family of ``ham_optax.ove
 from the linearised stability bound ``lr = c / (||Z||_2^2 * max_i g^{-1}(x)_i)`` (``c = 0.5``); each method runs
 until ``||Zx - y|| <= 1e-10 ||y||`` (or ``max_steps``).
 
-Outputs (``benchmarks/results/implicit_bias/``): ``results.json`` and the figures
-``l1_vs_alpha.png``, ``distance_vs_steps.png``, ``gap_vs_lr.png``, ``inverse_metrics.png``,
-``recovery.png``. Run ``python benchmarks/implicit_bias.py`` (full) or ``--fast`` (CI smoke, seconds).
+Outputs (``benchmarks/results/implicit_bias/``): ``results.json`` and the figures ``l1_vs_alpha.png``,
+``distance_vs_steps.png``, ``gap_vs_lr.png``, ``inverse_metrics.png``, ``recovery.png``. Run
+``python benchmarks/implicit_bias.py`` (full) or ``--fast`` (CI smoke, seconds).
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ from ham_optax import geometry
 import _common
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "implicit_bias"
+INIT_SCALE, C, RECORD_TIME, REC_TOL = 1e-3, 0.5, 0.25, 0.1
+_FAST = dict(alphas=(1.0, 10.0), max_steps=200_000, gap_alphas=(10.0,), gap_cs=(0.2, 0.1))
+_FAST.update(rec_ds=(20, 40), rec_trials=4, rec_alphas=(10.0,))
+_FULL = dict(alphas=(1.0, 10.0, 100.0, 1000.0), max_steps=3_000_000, gap_alphas=(1.0, 10.0, 100.0))
+_FULL.update(gap_cs=(0.4, 0.2, 0.1, 0.05, 0.025), rec_ds=(10, 20, 30, 40, 50, 60, 80), rec_trials=20)
+_FULL.update(rec_alphas=(100.0, 1000.0))
 
 
 class Problem(NamedTuple):
@@ -77,6 +83,8 @@ class Method:
     init: ``x0 -> params`` (jnp, float64; default: the params are ``x`` itself).
     to_x: ``params -> x`` (the regression vector; default: the params).
     alpha: HAM's alpha (``None`` for non-HAM rows), for plots.
+    sign_from: HAM's ``sign_from`` (``None`` for non-HAM rows).
+    in_recovery: whether the recovery experiment runs this row.
   """
 
   label: str
@@ -95,18 +103,13 @@ def _all_true(params: Any) -> Any:
 
 
 def gd_method() -> Method:
-  return Method(
-    label="GD",
-    tx=optax.sgd,
-    limit=lambda pb: geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0),
-    inverse_metric=np.ones_like,
-  )
+  limit = lambda pb: geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0)  # noqa: E731
+  return Method(label="GD", tx=optax.sgd, limit=limit, inverse_metric=np.ones_like)
 
 
 def ham_method(alpha: float, sign_from: str = "x_half") -> Method:
-  variant = "HYP*" if sign_from == "x_half" else "GD;HYP"
   return Method(
-    label=f"HAM a={alpha:g} ({variant})",
+    label=f"HAM a={alpha:g} ({'HYP*' if sign_from == 'x_half' else 'GD;HYP'})",
     tx=lambda lr: ham_optax.ham(optax.sgd(lr), lr, alpha, 0.0, mask=_all_true, sign_from=sign_from),
     limit=lambda pb: geometry.bregman_projection(pb.Z, pb.y, pb.x0, alpha).x,
     inverse_metric=lambda x: 1 + alpha * np.abs(x),
@@ -154,65 +157,43 @@ def family_methods(gamma: float) -> dict[str, Method]:
   from ham_optax import overparam
 
   mw = mw_method(gamma)
-  mw_limit, mw_metric = mw.limit, mw.inverse_metric
-
-  lam_spred, lam_pilot = 1e-3, 0.5
+  lam_spred, lam_pilot, rescale_time = 1e-3, 0.5, 5.0
   t_off = math.log(1.0 / gamma) / (2 * lam_pilot)
-  rescale_time = 5.0
-  rows = [
-    Method(
-      label=f"m*w wrapper g={gamma:g}",
-      tx=lambda lr: overparam.pointwise_overparam(optax.sgd(lr), mask=_all_true, init=gamma),
-      limit=mw_limit,
-      inverse_metric=mw_metric,
+  balance_one = lambda x: np.sqrt(4 * x**2 + 1.0)  # noqa: E731  (PILoT starts at balance 1)
+
+  def pilot(shape: str, t: float) -> Callable[[float], optax.GradientTransformation]:
+    return lambda lr: overparam.pilot(
+      optax.sgd(lr), lam_pilot, round(t / lr), shape=shape, init=1.0, mask=_all_true
+    )
+
+  rows = {
+    f"m*w wrapper g={gamma:g}": (
+      lambda lr: overparam.pointwise_overparam(optax.sgd(lr), mask=_all_true, init=gamma),
+      mw.inverse_metric,
     ),
-    Method(
-      label=f"spred l={lam_spred:g}",
-      tx=lambda lr: overparam.spred(optax.sgd(lr), lam_spred, mask=_all_true),
-      limit=lambda pb: lasso_ista(pb.Z, pb.y, lam_spred),
-      inverse_metric=lambda x: 2 * np.abs(x) + gamma,
+    f"spred l={lam_spred:g}": (
+      lambda lr: overparam.spred(optax.sgd(lr), lam_spred, mask=_all_true),
+      lambda x: 2 * np.abs(x) + gamma,
     ),
-    Method(
-      label=f"PILoT l={lam_pilot:g} T={t_off:.2g}",
-      tx=lambda lr: overparam.pilot(
-        optax.sgd(lr), lam_pilot, switch_step=round(t_off / lr), init=1.0, mask=_all_true
-      ),
-      limit=mw_limit,
-      inverse_metric=lambda x: np.sqrt(4 * x**2 + 1.0),
-    ),
-    Method(
-      label=f"PILoT linear l={lam_pilot:g} T={2 * t_off:.2g}",
-      tx=lambda lr: overparam.pilot(
-        optax.sgd(lr), lam_pilot, round(2 * t_off / lr), shape="linear", init=1.0, mask=_all_true
-      ),
-      limit=mw_limit,
-      inverse_metric=lambda x: np.sqrt(4 * x**2 + 1.0),
-    ),
-    Method(
-      label=f"Sign-In g={gamma:g}",
-      tx=lambda lr: overparam.sign_in(
+    f"PILoT l={lam_pilot:g} T={t_off:.2g}": (pilot("constant", t_off), balance_one),
+    f"PILoT linear l={lam_pilot:g} T={2 * t_off:.2g}": (pilot("linear", 2 * t_off), balance_one),
+    f"Sign-In g={gamma:g}": (
+      lambda lr: overparam.sign_in(
         optax.sgd(lr), rescale_every=max(1, round(rescale_time / lr)), balance=gamma, mask=_all_true
       ),
-      limit=mw_limit,
-      inverse_metric=mw_metric,
+      mw.inverse_metric,
     ),
-  ]
-  return {m.label: dataclasses.replace(m, in_recovery=False) for m in rows}
+  }
+  lasso = lambda pb: lasso_ista(pb.Z, pb.y, lam_spred)  # noqa: E731
+  return {
+    label: Method(label, tx, lasso if label.startswith("spred") else mw.limit, metric, in_recovery=False)
+    for label, (tx, metric) in rows.items()
+  }
 
 
-def default_methods(alphas: tuple[float, ...], gamma: float, matched: bool = True) -> dict[str, Method]:
-  """GD, HAM (both sign variants) for each alpha, m*w; plus (``matched``) HAM HYP* at ``alpha = 4 / gamma``.
-
-  For ``|x| >> gamma`` and ``alpha |x| >> 1`` both mirror maps are ``~ log|x|`` up to scale:
-  ``(alpha / 2) * log(1 + alpha|x|) / alpha ~ 0.5 * arcsinh(2x / gamma)`` when ``alpha = 4 / gamma``, so that row
-  is HAM configured to mimic the m*w row's implicit bias.
-  """
-  methods = [gd_method()]
-  for sign_from in ("x_half", "x"):
-    methods += [ham_method(a, sign_from) for a in alphas]
-  if matched:
-    methods.append(ham_method(4.0 / gamma))
-  methods.append(mw_method(gamma))
+def default_methods(alphas: tuple[float, ...], gamma: float) -> dict[str, Method]:
+  """GD, HAM (both sign variants) for each alpha, and m*w."""
+  methods = [gd_method(), *(ham_method(a, s) for s in ("x_half", "x") for a in alphas), mw_method(gamma)]
   return {m.label: m for m in methods}
 
 
@@ -258,19 +239,18 @@ def run(
   max_steps: int,
   record_every: int,
   tol: float = 1e-10,
-  records_per_call: int = 50,
+  per_call: int = 50,
 ) -> Trajectory:
   """Runs until ``||Zx - y|| <= tol ||y||`` (checked every ``record_every`` steps) or ``max_steps``."""
   Z, y = jnp.asarray(pb.Z), jnp.asarray(pb.y)
   carry = _init(method, jnp.asarray(pb.x0), float(lr))
   xs: list[np.ndarray] = []
-  threshold = tol * np.linalg.norm(pb.y)
   converged_at = None
   while len(xs) * record_every < max_steps and converged_at is None:
-    carry, chunk = _advance(method, Z, y, carry, float(lr), int(record_every), int(records_per_call))
+    carry, chunk = _advance(method, Z, y, carry, float(lr), int(record_every), int(per_call))
     for x in np.asarray(chunk):
       xs.append(x)
-      if np.linalg.norm(pb.Z @ x - pb.y) <= threshold:
+      if np.linalg.norm(pb.Z @ x - pb.y) <= tol * np.linalg.norm(pb.y):
         converged_at = len(xs) * record_every
         break
   return Trajectory(np.stack(xs), record_every * np.arange(1, len(xs) + 1), converged_at)
@@ -279,10 +259,8 @@ def run(
 def run_batch(
   method: Method, problems: list[Problem], lr: float, max_steps: int, chunk_steps: int, tol: float = 1e-10
 ) -> tuple[np.ndarray, int]:
-  """Final iterates for a batch of same-shaped problems (vmapped), shape ``(B, n)``, and the steps taken.
-
-  Runs in chunks of ``chunk_steps`` until every problem has ``||Zx - y|| <= tol ||y||`` or ``max_steps``.
-  """
+  """Final iterates ``(B, n)`` of a batch of same-shaped problems (vmapped) and the steps taken: chunks of
+  ``chunk_steps`` until every problem has ``||Zx - y|| <= tol ||y||`` or ``max_steps``."""
   Z, y, x0 = (jnp.asarray(np.stack(a)) for a in zip(*[(p.Z, p.y, p.x0) for p in problems], strict=True))
   carry = jax.vmap(lambda x: _init(method, x, float(lr)))(x0)
   advance = jax.jit(jax.vmap(lambda Z, y, c: _advance(method, Z, y, c, float(lr), int(chunk_steps), 1)))
@@ -299,45 +277,42 @@ def run_batch(
 
 def stable_lr(method: Method, pb: Problem, x_lim: np.ndarray, c: float) -> float:
   """``c / (||Z||_2^2 * max g^{-1}(x))`` over the initial point and the limit (linearised stability)."""
-  L = float(np.linalg.norm(pb.Z, 2) ** 2)
   scale = max(np.max(method.inverse_metric(x_lim)), np.max(method.inverse_metric(pb.x0)))
-  return c / (L * scale)
+  return c / (float(np.linalg.norm(pb.Z, 2) ** 2) * scale)
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
   return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def _downsample(steps: np.ndarray, values: list[float], n: int = 150) -> tuple[list[int], list[float]]:
-  """At most ~n log-spaced points of a curve (for results.json and plots)."""
-  idx = np.unique(np.round(np.geomspace(1, len(steps), n)).astype(int) - 1)
-  return [int(steps[i]) for i in idx], [values[i] for i in idx]
+def _run_to_limit(m: Method, pb: Problem, c: float, max_steps: int) -> tuple[np.ndarray, float, Trajectory]:
+  """The predicted limit, the stable learning rate at ``c`` and the trajectory run at it."""
+  x_lim = m.limit(pb)
+  lr = stable_lr(m, pb, x_lim, c)
+  return x_lim, lr, run(m, pb, lr, max_steps, record_every=max(1, math.ceil(RECORD_TIME / lr)))
 
 
-def main_table(
-  pb: Problem, methods: dict[str, Method], c: float, max_steps: int, record_time: float
-) -> dict[str, Any]:
+def main_table(pb: Problem, methods: dict[str, Method], c: float, max_steps: int) -> dict[str, Any]:
   """Runs every method to convergence (or ``max_steps``) and compares its limit with the references."""
-  x_l2 = geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0)
-  x_bp = geometry.basis_pursuit(pb.Z, pb.y)
+  x_l2, x_bp = geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0), geometry.basis_pursuit(pb.Z, pb.y)
   rows = {}
   for label, m in methods.items():
-    x_lim = m.limit(pb)
-    lr = stable_lr(m, pb, x_lim, c)
     t0 = time.perf_counter()
-    traj = run(m, pb, lr, max_steps, record_every=max(1, math.ceil(record_time / lr)))
-    seconds = time.perf_counter() - t0
-    x = traj.xs[-1]
-    curve_steps, curve = _downsample(traj.steps, [_rel(xi, pb.x_star) for xi in traj.xs])
-    row = dict(
-      alpha=m.alpha, sign_from=m.sign_from, lr=lr, steps=int(traj.steps[-1]), converged_at=traj.converged_at
+    x_lim, lr, traj = _run_to_limit(m, pb, c, max_steps)
+    seconds, x = time.perf_counter() - t0, traj.xs[-1]
+    row = dict(alpha=m.alpha, sign_from=m.sign_from, lr=lr, steps=int(traj.steps[-1]))
+    row |= dict(
+      converged_at=traj.converged_at, seconds=seconds, residual=float(np.linalg.norm(pb.Z @ x - pb.y))
     )
-    row.update(seconds=seconds, residual=float(np.linalg.norm(pb.Z @ x - pb.y)), l1=float(np.abs(x).sum()))
-    row.update(
-      l1_limit=float(np.abs(x_lim).sum()), rel_gap_to_limit=_rel(x, x_lim), rel_dist_to_l2=_rel(x, x_l2)
+    row |= dict(
+      l1=float(np.abs(x).sum()), l1_limit=float(np.abs(x_lim).sum()), rel_gap_to_limit=_rel(x, x_lim)
     )
-    row.update(rel_dist_to_bp=_rel(x, x_bp), rel_dist_to_truth=_rel(x, pb.x_star))
-    rows[label] = row | dict(dist_to_truth_curve=curve, record_steps=curve_steps)
+    row |= {f"rel_dist_to_{k}": _rel(x, ref) for k, ref in (("l2", x_l2), ("bp", x_bp), ("truth", pb.x_star))}
+    idx = np.unique(
+      np.round(np.geomspace(1, len(traj.steps), 150)).astype(int) - 1
+    )  # ~150 log-spaced records
+    row["dist_to_truth_curve"] = [_rel(traj.xs[i], pb.x_star) for i in idx]
+    rows[label] = row | {"record_steps": [int(traj.steps[i]) for i in idx]}
   return {
     "l1_l2_interpolant": float(np.abs(x_l2).sum()),
     "l1_basis_pursuit": float(np.abs(x_bp).sum()),
@@ -348,14 +323,13 @@ def main_table(
 
 def summarize_family(out: pathlib.Path, cmd: str | None = None) -> dict[str, Any]:
   """Mean ± std over the ``results_family_seed*.json`` in ``out`` of L1 / basis-pursuit L1 and the gap to the
-  predicted limit, written to ``family_summary.json`` (the README's numbers) and printed."""
+  predicted limit, written to ``family_summary.json`` (the published numbers) and printed."""
   runs = [json.loads(p.read_text()) for p in sorted(out.glob("results_family_seed*.json"))]
   rows: dict[str, dict[str, list[float]]] = {}
   for run in runs:
-    t = run["table"]
-    for label, r in t["rows"].items():
+    for label, r in run["table"]["rows"].items():
       d = rows.setdefault(label, {"l1_over_bp": [], "rel_gap_to_limit": [], "steps": []})
-      d["l1_over_bp"].append(r["l1"] / t["l1_basis_pursuit"])
+      d["l1_over_bp"].append(r["l1"] / run["table"]["l1_basis_pursuit"])
       d["rel_gap_to_limit"].append(r["rel_gap_to_limit"])
       d["steps"].append(r["steps"])
   for d in rows.values():
@@ -368,9 +342,13 @@ def summarize_family(out: pathlib.Path, cmd: str | None = None) -> dict[str, Any
   }
   _common.save_json(out / "family_summary.json", summary, cmd=cmd)
   print(f"\nL1 / basis pursuit over seeds {summary['seeds']} (mean ± std):")
-  for label, r in summary["rows"].items():
+  for label, r in rows.items():
     print(f"  {label:<30}{r['l1_over_bp_mean']:.4f} ± {r['l1_over_bp_std']:.4f}")
   return summary
+
+
+_COLUMNS = dict(lr=".2e", steps="d", residual=".1e", l1=".3f", l1_limit=".3f", rel_gap_to_limit=".2e")
+_COLUMNS.update(rel_dist_to_l2=".3f", rel_dist_to_bp=".3f", rel_dist_to_truth=".3f", seconds=".1f")
 
 
 def print_table(table: dict[str, Any]) -> None:
@@ -378,44 +356,26 @@ def print_table(table: dict[str, Any]) -> None:
     f"\nL1 norms: truth {table['l1_truth']:.4f}, basis pursuit {table['l1_basis_pursuit']:.4f}, "
     f"min-L2 interpolant {table['l1_l2_interpolant']:.4f}"
   )
-  cols = [("lr", "lr", 10, ".2e"), ("steps", "steps", 9, "d"), ("|Zx-y|", "residual", 10, ".1e")]
-  cols += [
-    ("L1", "l1", 8, ".3f"),
-    ("L1 lim", "l1_limit", 8, ".3f"),
-    ("gap lim", "rel_gap_to_limit", 10, ".2e"),
-  ]
-  cols += [
-    (f"to {t}", f"rel_dist_to_{k}", 9, ".3f") for t, k in (("L2", "l2"), ("BP", "bp"), ("x*", "truth"))
-  ]
-  cols.append(("sec", "seconds", 7, ".1f"))
-  head = f"{'method':<22}" + "".join(f"{title:>{width}}" for title, _, width, _ in cols)
-  print(head)
-  print("-" * len(head))
-  for label, r in table["rows"].items():
-    print(f"{label:<22}" + "".join(f"{r[key]:>{width}{fmt}}" for _, key, width, fmt in cols))
+  rows = [[label, *(format(r[k], f) for k, f in _COLUMNS.items())] for label, r in table["rows"].items()]
+  print(_common.markdown_table(["method", *_COLUMNS], rows))
   print(
-    "(steps: until ||Zx - y|| <= 1e-10 ||y||; gap lim: ||x - x_lim|| / ||x_lim|| with x_lim the predicted lr->0 limit: pseudo-inverse for GD, "
-    "Bregman projection for HAM and m*w; to L2/BP/x*: relative distance to the min-L2 interpolant, "
-    "basis pursuit, ground truth)"
+    "(steps: until ||Zx - y|| <= 1e-10 ||y||; rel_gap_to_limit: ||x - x_lim|| / ||x_lim|| with x_lim the "
+    "predicted lr -> 0 limit: pseudo-inverse for GD, Bregman projection for HAM and m*w; rel_dist_to_l2/bp/"
+    "truth: relative distance to the min-L2 interpolant, basis pursuit, ground truth)"
   )
 
 
 def gap_vs_lr(pb: Problem, cfg: dict[str, Any]) -> dict[str, Any]:
   """Relative gap between HAM's limit and the Bregman projection for decreasing learning rates (``cfg["gap_cs"]``)."""
   out = {}
-  max_steps, record_time = cfg["max_steps"], RECORD_TIME
-  for sign_from in ("x_half", "x"):
-    for a in cfg["gap_alphas"]:
-      m = ham_method(a, sign_from)
-      x_lim = m.limit(pb)
-      lrs, gaps = [], []
-      for c in cfg["gap_cs"]:
-        lr = stable_lr(m, pb, x_lim, c)
-        x = run(m, pb, lr, max_steps, record_every=max(1, math.ceil(record_time / lr))).xs[-1]
-        lrs.append(lr)
-        gaps.append(_rel(x, x_lim))
-      slope = float(np.polyfit(np.log(lrs), np.log(gaps), 1)[0])
-      out[m.label] = {"alpha": a, "sign_from": sign_from, "lr": lrs, "gap": gaps, "loglog_slope": slope}
+  for m in (ham_method(a, sign_from) for sign_from in ("x_half", "x") for a in cfg["gap_alphas"]):
+    lrs, gaps = [], []
+    for c in cfg["gap_cs"]:
+      x_lim, lr, traj = _run_to_limit(m, pb, c, cfg["max_steps"])
+      lrs.append(lr)
+      gaps.append(_rel(traj.xs[-1], x_lim))
+    slope = float(np.polyfit(np.log(lrs), np.log(gaps), 1)[0])
+    out[m.label] = {"alpha": m.alpha, "sign_from": m.sign_from, "lr": lrs, "gap": gaps, "loglog_slope": slope}
   return out
 
 
@@ -430,41 +390,45 @@ def l1_vs_alpha(pb: Problem, alpha_grid: np.ndarray) -> dict[str, Any]:
 def recovery(methods: dict[str, Method], cfg: dict[str, Any]) -> dict[str, Any]:
   """Fraction of random 5-sparse ground truths recovered (``||x - x*|| <= REC_TOL ||x*||``) against ``d``, for
   ``cfg["rec_ds"]`` and ``cfg["rec_trials"]`` problems per ``d``; basis pursuit (LP) as the reference row."""
-  ds, trials, tol = cfg["rec_ds"], cfg["rec_trials"], REC_TOL
-  out: dict[str, Any] = {"d": list(ds), "tol": tol, "trials": trials, "fraction": {}, "median_rel_err": {}}
-  for label in [*methods, "basis pursuit (LP)"]:
-    out["fraction"][label], out["median_rel_err"][label] = [], []
-
-  def add(label: str, xs: Any, problems: list[Problem]) -> None:
-    errs = [_rel(x, pb.x_star) for x, pb in zip(xs, problems, strict=True)]
-    out["fraction"][label].append(float(np.mean(np.array(errs) <= tol)))
-    out["median_rel_err"][label].append(float(np.median(errs)))
-
-  for d in ds:
-    problems = [make_problem(10_000 + 97 * d + t, d=d, init_scale=INIT_SCALE) for t in range(trials)]
-    for label, m in methods.items():
-      # One learning rate per batch: the most conservative over its problems.
-      lr = min(stable_lr(m, pb, m.limit(pb), C) for pb in problems)
-      chunk = max(1, math.ceil(20 * RECORD_TIME / lr))
-      add(label, run_batch(m, problems, lr, cfg["max_steps"], chunk_steps=chunk)[0], problems)
-    add("basis pursuit (LP)", [geometry.basis_pursuit(pb.Z, pb.y) for pb in problems], problems)
+  labels = [*methods, "basis pursuit (LP)"]
+  out: dict[str, Any] = {"d": list(cfg["rec_ds"]), "tol": REC_TOL, "trials": cfg["rec_trials"]}
+  out |= {"fraction": {k: [] for k in labels}, "median_rel_err": {k: [] for k in labels}}
+  for d in cfg["rec_ds"]:
+    problems = [
+      make_problem(10_000 + 97 * d + t, d=d, init_scale=INIT_SCALE) for t in range(cfg["rec_trials"])
+    ]
+    for label in labels:
+      if label in methods:  # one learning rate per batch: the most conservative over its problems
+        m = methods[label]
+        lr = min(stable_lr(m, pb, m.limit(pb), C) for pb in problems)
+        xs = run_batch(
+          m, problems, lr, cfg["max_steps"], chunk_steps=max(1, math.ceil(20 * RECORD_TIME / lr))
+        )[0]
+      else:
+        xs = [geometry.basis_pursuit(pb.Z, pb.y) for pb in problems]
+      errs = np.array([_rel(x, pb.x_star) for x, pb in zip(xs, problems, strict=True)])
+      out["fraction"][label].append(float(np.mean(errs <= REC_TOL)))
+      out["median_rel_err"][label].append(float(np.median(errs)))
     print(f"  recovery d={d}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in out["fraction"].items()))
   return out
 
 
+def _finish(fig: Any, ax: Any, legend: Any = None, fontsize: int = 7, **labels: str) -> Any:
+  """Sets ``labels`` (``xlabel``, ``ylabel``, ``title``) on ``ax`` and the legend on ``legend`` or ``ax``."""
+  ax.set(**labels)
+  (legend or ax).legend(fontsize=fontsize)
+  return fig
+
+
 def _plot_l1(plt, results: dict[str, Any]) -> Any:
   """L1 norm of the limits against alpha."""
-  table, rows = results["table"], results["table"]["rows"]
+  table, rows, curve = results["table"], results["table"]["rows"], results["l1_vs_alpha"]
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
-  curve = results["l1_vs_alpha"]
   ax.semilogx(curve["alpha"], curve["l1"], "k-", lw=1, label="Bregman projection (lr -> 0 limit)")
   for sign_from, marker in (("x_half", "o"), ("x", "s")):
-    pts = [(r["alpha"], r["l1"]) for r in rows.values() if r["sign_from"] == sign_from]
-    if pts:
-      a, l1 = zip(*pts, strict=True)
-      ax.semilogx(
-        a, l1, marker, ls="none", mfc="none", label=f"HAM {'HYP*' if sign_from == 'x_half' else 'GD;HYP'}"
-      )
+    if pts := [(r["alpha"], r["l1"]) for r in rows.values() if r["sign_from"] == sign_from]:
+      variant = "HYP*" if sign_from == "x_half" else "GD;HYP"
+      ax.semilogx(*zip(*pts, strict=True), marker, ls="none", mfc="none", label=f"HAM {variant}")
   ax.axhline(table["l1_l2_interpolant"], color="C2", ls="--", label="GD / min-L2 interpolant")
   ax.axhline(table["l1_basis_pursuit"], color="C3", ls=":", label="basis pursuit (min L1)")
   for label, r in rows.items():
@@ -473,32 +437,21 @@ def _plot_l1(plt, results: dict[str, Any]) -> Any:
   scale = results["config"]["init_scale"]
   ax.axvline(1 / scale, color="0.6", lw=0.8)
   ax.text(1.1 / scale, ax.get_ylim()[1], " alpha = 1/init scale", fontsize=7, va="top", color="0.4")
-  ax.set(
-    xlabel="alpha",
-    ylabel="||x_limit||_1",
-    title="L1 norm of HAM's limit: falls with alpha while alpha|x0| is small",
-  )
-  ax.legend(fontsize=7)
-  return fig
+  title = "L1 norm of HAM's limit: falls with alpha while alpha|x0| is small"
+  return _finish(fig, ax, xlabel="alpha", ylabel="||x_limit||_1", title=title)
 
 
 def _plot_distance(plt, results: dict[str, Any]) -> Any:
   """Distance to the ground truth against steps and against continuous time ``lr * steps``."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for i, (label, r) in enumerate(results["table"]["rows"].items()):
-    if r["sign_from"] == "x":
-      continue  # GD;HYP overlaps HYP* here; both are in results.json
-    steps = np.array(r["record_steps"])
-    style = dict(label=label, color=f"C{i % 10}")
-    axes[0].loglog(steps, r["dist_to_truth_curve"], **style)
-    axes[1].loglog(steps * r["lr"], r["dist_to_truth_curve"], **style)
-  axes[0].set_xlabel("steps")
-  axes[1].set_xlabel("continuous time t = lr * steps")
-  for ax in axes:
-    ax.set_ylabel("||x - x*|| / ||x*||")
-  axes[0].set_title("distance to the sparse ground truth")
-  axes[1].legend(fontsize=7)
-  return fig
+    if r["sign_from"] != "x":  # GD;HYP overlaps HYP* here; both are in results.json
+      steps = np.array(r["record_steps"])
+      axes[0].loglog(steps, r["dist_to_truth_curve"], label=label, color=f"C{i % 10}")
+      axes[1].loglog(steps * r["lr"], r["dist_to_truth_curve"], label=label, color=f"C{i % 10}")
+  axes[1].set(xlabel="continuous time t = lr * steps", ylabel="||x - x*|| / ||x*||")
+  title = "distance to the sparse ground truth"
+  return _finish(fig, axes[0], axes[1], xlabel="steps", ylabel="||x - x*|| / ||x*||", title=title)
 
 
 def _plot_gap(plt, results: dict[str, Any]) -> Any:
@@ -506,15 +459,12 @@ def _plot_gap(plt, results: dict[str, Any]) -> Any:
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   gap_alphas = sorted({r["alpha"] for r in results["gap_vs_lr"].values()})
   for label, r in results["gap_vs_lr"].items():
-    ls = "-" if r["sign_from"] == "x_half" else "--"
-    color = f"C{gap_alphas.index(r['alpha'])}"
-    ax.loglog(
-      r["lr"], r["gap"], marker="o", ls=ls, color=color, label=f"{label} (slope {r['loglog_slope']:.2f})"
-    )
-  ax.set(xlabel="learning rate", ylabel="||x_lr - x_Bregman|| / ||x_Bregman||")
-  ax.set_title("discrete HAM -> Bregman projection, first order in lr")
-  ax.legend(fontsize=6)
-  return fig
+    style = dict(ls="-" if r["sign_from"] == "x_half" else "--", color=f"C{gap_alphas.index(r['alpha'])}")
+    ax.loglog(r["lr"], r["gap"], marker="o", label=f"{label} (slope {r['loglog_slope']:.2f})", **style)
+  title = "discrete HAM -> Bregman projection, first order in lr"
+  return _finish(
+    fig, ax, fontsize=6, xlabel="learning rate", ylabel="||x_lr - x_Bregman|| / ||x_Bregman||", title=title
+  )
 
 
 def _plot_metrics(plt, results: dict[str, Any]) -> Any:
@@ -526,13 +476,8 @@ def _plot_metrics(plt, results: dict[str, Any]) -> Any:
     ax.plot(x, np.asarray(geometry.inverse_metric_ham(x, a)), label=f"HAM: 1 + {a:g}|x|")
   for g in (0.1, 0.01):
     ax.plot(x, np.asarray(geometry.inverse_metric_mw(x, g)), ls="--", label=f"m*w: sqrt(4x^2 + {g:g}^2)")
-  ax.set(
-    xlabel="x",
-    ylabel="inverse metric g^{-1}(x)",
-    title="HAM's inverse metric stays >= 1; m*w's vanishes at 0",
-  )
-  ax.legend(fontsize=7)
-  return fig
+  title = "HAM's inverse metric stays >= 1; m*w's vanishes at 0"
+  return _finish(fig, ax, xlabel="x", ylabel="inverse metric g^{-1}(x)", title=title)
 
 
 def _plot_recovery(plt, results: dict[str, Any]) -> Any:
@@ -542,32 +487,24 @@ def _plot_recovery(plt, results: dict[str, Any]) -> Any:
   for label, frac in rec["fraction"].items():
     axes[0].plot(rec["d"], frac, marker="o", label=label)
     axes[1].semilogy(rec["d"], np.maximum(rec["median_rel_err"][label], 1e-12), marker="o", label=label)
-  for ax in axes:
-    ax.set_xlabel("number of samples d (n = 100 features, 5-sparse truth)")
-  axes[0].set_ylabel(f"fraction with ||x - x*|| <= {rec['tol']:g} ||x*||")
-  axes[1].set_ylabel("median ||x - x*|| / ||x*||")
-  axes[0].set_title(f"sparse recovery, {rec['trials']} random problems per d")
-  axes[1].legend(fontsize=7)
-  return fig
+  xlabel = "number of samples d (n = 100 features, 5-sparse truth)"
+  axes[1].set(xlabel=xlabel, ylabel="median ||x - x*|| / ||x*||")
+  ylabel, title = (
+    f"fraction with ||x - x*|| <= {rec['tol']:g} ||x*||",
+    f"sparse recovery, {rec['trials']} random problems per d",
+  )
+  return _finish(fig, axes[0], axes[1], xlabel=xlabel, ylabel=ylabel, title=title)
 
 
 def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Path]:
   plt = _common.pyplot()
-  figures = {"l1_vs_alpha": _plot_l1, "distance_vs_steps": _plot_distance, "gap_vs_lr": _plot_gap}
-  figures["inverse_metrics"] = _plot_metrics
-  if results.get("recovery"):
-    figures["recovery"] = _plot_recovery
+  figures = dict(l1_vs_alpha=_plot_l1, distance_vs_steps=_plot_distance, gap_vs_lr=_plot_gap)
+  figures |= dict(inverse_metrics=_plot_metrics) | (
+    dict(recovery=_plot_recovery) if results.get("recovery") else {}
+  )
   return [
     _common.save_figure(draw(plt, results), out_dir / f"{name}.png", dpi=90) for name, draw in figures.items()
   ]
-
-
-_FAST = dict(alphas=(1.0, 10.0), max_steps=200_000, gap_alphas=(10.0,), gap_cs=(0.2, 0.1))
-_FAST.update(rec_ds=(20, 40), rec_trials=4, rec_alphas=(10.0,))
-_FULL = dict(alphas=(1.0, 10.0, 100.0, 1000.0), max_steps=3_000_000, gap_alphas=(1.0, 10.0, 100.0))
-_FULL.update(gap_cs=(0.4, 0.2, 0.1, 0.05, 0.025), rec_ds=(10, 20, 30, 40, 50, 60, 80), rec_trials=20)
-_FULL.update(rec_alphas=(100.0, 1000.0))
-INIT_SCALE, C, RECORD_TIME, REC_TOL = 1e-3, 0.5, 0.25, 0.1
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -576,21 +513,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
   parser.add_argument("--no-plots", action="store_true")
-  parser.add_argument(
-    "--replot",
-    action="store_true",
-    help="reload OUT/results.json, recompute the (cheap, solver-only) L1-vs-alpha curve and redraw the figures",
+  replot = (
+    "reload OUT/results.json, recompute the (cheap, solver-only) L1-vs-alpha curve and redraw the figures"
   )
-  parser.add_argument(
-    "--family-only", action="store_true", help="only the main table for GD, HAM a=10, m*w and the m*w family"
-  )
+  parser.add_argument("--replot", action="store_true", help=replot)
+  family = "only the main table for GD, HAM a=10, m*w and the m*w family"
+  parser.add_argument("--family-only", action="store_true", help=family)
   return parser.parse_args(argv)
 
 
 def _replot(out: pathlib.Path) -> dict[str, Any]:
   results = json.loads((out / "results.json").read_text())
-  cfg = results["config"]
-  pb = make_problem(cfg["seed"], init_scale=cfg["init_scale"])
+  pb = make_problem(results["config"]["seed"], init_scale=results["config"]["init_scale"])
   results["l1_vs_alpha"] = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
   _common.write_json(out / "results.json", results)
   _common.print_saved(plot_all(results, out))
@@ -602,7 +536,7 @@ def _family_only(args: argparse.Namespace, methods: dict[str, Method], cmd: str)
   keep = {"GD", "HAM a=10 (HYP*)", f"m*w g={INIT_SCALE:g}"}
   methods = {k: v for k, v in methods.items() if k in keep} | family_methods(gamma=INIT_SCALE)
   max_steps = (_FAST if args.fast else _FULL)["max_steps"]
-  table = main_table(make_problem(args.seed, init_scale=INIT_SCALE), methods, C, max_steps, RECORD_TIME)
+  table = main_table(make_problem(args.seed, init_scale=INIT_SCALE), methods, C, max_steps)
   print_table(table)
   payload = {"fast": args.fast, "seed": args.seed, "table": table}
   _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload, cmd=cmd)
@@ -617,21 +551,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   if args.replot:
     return _replot(args.out)
   cfg = _FAST if args.fast else _FULL
-  methods = default_methods(cfg["alphas"], gamma=INIT_SCALE, matched=False)
+  methods = default_methods(cfg["alphas"], gamma=INIT_SCALE)
   if args.family_only:
     return _family_only(args, methods, cmd)
   pb = make_problem(args.seed, init_scale=INIT_SCALE)
   methods.update(family_methods(gamma=INIT_SCALE))
   t0 = time.perf_counter()
-  table = main_table(pb, methods, C, cfg["max_steps"], RECORD_TIME)
+  table = main_table(pb, methods, C, cfg["max_steps"])
   print_table(table)
-
   gaps = gap_vs_lr(pb, cfg)
   print("\nGap to the Bregman projection against learning rate (relative):")
   for label, r in gaps.items():
     cells = "  ".join(f"lr={lr:.1e}: {g:.2e}" for lr, g in zip(r["lr"], r["gap"], strict=True))
     print(f"  {label:<22} {cells}  (log-log slope {r['loglog_slope']:.2f})")
-
   curve = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
   rec_methods = {
     k: v
@@ -641,8 +573,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {REC_TOL:g} ||x*||):")
   rec = recovery(rec_methods, cfg)
   config = {"fast": args.fast, "seed": args.seed, "n": 100, "d": 40, "k": 5, "init_scale": INIT_SCALE}
-  config.update(gamma_mw=INIT_SCALE, c=C, max_steps=cfg["max_steps"], record_time=RECORD_TIME)
-  config.update(jax=jax.__version__, optax=optax.__version__)
+  config |= dict(gamma_mw=INIT_SCALE, c=C, max_steps=cfg["max_steps"], record_time=RECORD_TIME)
+  config |= dict(jax=jax.__version__, optax=optax.__version__)
   results = {"config": config, "table": table, "gap_vs_lr": gaps, "l1_vs_alpha": curve, "recovery": rec}
   results["seconds"] = time.perf_counter() - t0
   _common.save_json(args.out / "results.json", results, cmd=cmd)

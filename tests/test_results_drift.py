@@ -217,15 +217,13 @@ def implicit_bias(folder: str, label: str, regenerate: str, results: str = "resu
   committed = _load(f"{folder}/{results}")
   want = committed["table"]["rows"][label]
   methods = {
-    **bench.default_methods((1.0, 10.0), gamma=1e-3, matched=False),
+    **bench.default_methods((1.0, 10.0), gamma=1e-3),
     **bench.family_methods(gamma=1e-3),
   }
   previous = jax.config.jax_enable_x64
   jax.config.update("jax_enable_x64", True)
   try:
-    got = bench.main_table(
-      bench.make_problem(0, init_scale=1e-3), {label: methods[label]}, 0.5, 3_000_000, 0.25
-    )
+    got = bench.main_table(bench.make_problem(0, init_scale=1e-3), {label: methods[label]}, 0.5, 3_000_000)
   finally:
     jax.config.update("jax_enable_x64", previous)
   drift = Drift(f"{folder}/{results}", f"the row {label!r} (seed 0)", regenerate)
