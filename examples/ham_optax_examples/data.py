@@ -418,12 +418,7 @@ def make_csbm(
   return Graph(x=x, y=y, senders=senders, receivers=receivers, num_classes=num_classes)
 
 
-def load_csbm(
-  *,
-  train_fraction: float = 0.3,
-  val_fraction: float = 0.2,
-  **csbm_kwargs,
-) -> Dataset:
+def load_csbm(*, train_fraction: float = 0.3, val_fraction: float = 0.2, **csbm_kwargs) -> Dataset:
   """Node classification on :func:`make_csbm` (``csbm_kwargs``) with disjoint random node splits.
 
   The split is a permutation seeded by the graph's ``seed``: ``train_fraction`` of the nodes for training,

@@ -33,14 +33,7 @@ from ham_optax import metrics, schedules
 from ham_optax_examples import models
 from ham_optax_examples.data import Dataset
 
-__all__ = [
-  "METHODS",
-  "fourier_concentration",
-  "grokking_step",
-  "init_params",
-  "make_optimizer",
-  "train_runs",
-]
+__all__ = ["METHODS", "fourier_concentration", "grokking_step", "init_params", "make_optimizer", "train_runs"]
 
 METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "sgdm", "ham_sgdm", "nanoadam")
 # Hyperparameters each method reads from its row of ``hparams`` (the rest are ignored).

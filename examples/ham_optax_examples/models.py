@@ -18,29 +18,16 @@ from flax import nnx
 
 from ham_optax_examples.data import Graph
 
-__all__ = [
-  "MLP",
-  "CNN1D",
-  "ResNet1D",
-  "ResNet18",
-  "Transformer",
-  "GCN",
-  "GraphSAGE",
-  "GraphData",
-  "MODELS",
-  "create_model",
-]
+__all__ = ["CNN1D", "GCN", "MLP", "MODELS", "GraphData", "GraphSAGE", "ResNet1D", "ResNet18", "Transformer"]
+__all__ += ["create_model"]
 
 MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "transformer", "gcn", "sage")
 GRAPH_MODELS = ("gcn", "sage")
 
 
 class MLP(nnx.Module):
-  """Fully connected ReLU network; flattens its input.
-
-  With ``layernorm=True`` every hidden layer is ``relu(LayerNorm(Linear(x)))`` (pre-activation
-  normalisation); the LayerNorm scales and biases are 1-D, so HAM's default mask leaves them alone.
-  """
+  """Fully connected ReLU network; flattens its input. With ``layernorm=True`` every hidden layer is
+  ``relu(LayerNorm(Linear(x)))`` (LayerNorm's scales and biases are 1-D: HAM's default mask leaves them alone)."""
 
   def __init__(
     self,
@@ -67,10 +54,8 @@ class MLP(nnx.Module):
 
 
 class CNN1D(nnx.Module):
-  """1-D CNN for sequences such as MNIST-1D: conv/ReLU stack, then a dense head.
-
-  Input ``(batch, length)`` or ``(batch, length, channels)``.
-  """
+  """1-D CNN for sequences such as MNIST-1D: conv/ReLU stack, then a dense head. Input ``(batch, length)`` or
+  ``(batch, length, channels)``."""
 
   def __init__(
     self,
@@ -84,11 +69,9 @@ class CNN1D(nnx.Module):
     rngs: nnx.Rngs,
   ):
     chans = [in_channels, *channels]
+    pairs = enumerate(zip(chans[:-1], chans[1:], strict=True))
     self.convs = nnx.List(
-      [
-        nnx.Conv(a, b, kernel_size=(kernel_size,), strides=(2,) if i else (1,), rngs=rngs)
-        for i, (a, b) in enumerate(zip(chans[:-1], chans[1:], strict=True))
-      ]
+      [nnx.Conv(a, b, (kernel_size,), strides=(2 if i else 1,), rngs=rngs) for i, (a, b) in pairs]
     )
     out_len = length
     for _ in range(1, len(channels)):
@@ -97,45 +80,68 @@ class CNN1D(nnx.Module):
     self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim == 2:
-      x = x[..., None]
+    x = x[..., None] if x.ndim == 2 else x
     for conv in self.convs:
       x = jax.nn.relu(conv(x))
     x = jax.nn.relu(self.dense(x.reshape(x.shape[0], -1)))
     return self.head(x)
 
 
-class _BasicBlock1D(nnx.Module):
-  def __init__(self, cin: int, cout: int, stride: int, kernel_size: int, *, rngs: nnx.Rngs):
-    k = (kernel_size,)
-    self.conv1 = nnx.Conv(cin, cout, k, strides=(stride,), use_bias=False, rngs=rngs)
-    self.bn1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
-    self.conv2 = nnx.Conv(cout, cout, k, use_bias=False, rngs=rngs)
-    self.bn2 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
-    if stride != 1 or cin != cout:
-      self.shortcut_conv = nnx.Conv(cin, cout, (1,), strides=(stride,), use_bias=False, rngs=rngs)
-      self.shortcut_bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
-    else:
-      self.shortcut_conv = None
-      self.shortcut_bn = None
+def _batchnorm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  return nnx.BatchNorm(features, momentum=0.9, rngs=rngs)
+
+
+class _BasicBlock(nnx.Module):
+  """ResNet basic block of ``len(kernel)``-D convolutions: two convs with BatchNorm, and a 1x1 conv with
+  BatchNorm on the shortcut when the stride or the width changes."""
+
+  def __init__(self, cin: int, cout: int, stride: int, kernel: tuple[int, ...], padding, *, rngs: nnx.Rngs):
+    strides = (stride,) * len(kernel)
+    self.conv1 = nnx.Conv(cin, cout, kernel, strides=strides, padding=padding, use_bias=False, rngs=rngs)
+    self.bn1 = _batchnorm(cout, rngs)
+    self.conv2 = nnx.Conv(cout, cout, kernel, padding=padding, use_bias=False, rngs=rngs)
+    self.bn2 = _batchnorm(cout, rngs)
+    reshape = stride != 1 or cin != cout
+    ones = (1,) * len(kernel)
+    self.shortcut_conv = (
+      nnx.Conv(cin, cout, ones, strides=strides, use_bias=False, rngs=rngs) if reshape else None
+    )
+    self.shortcut_bn = _batchnorm(cout, rngs) if reshape else None
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
-    y = self.bn2(self.conv2(y))
+    y = self.bn2(self.conv2(jax.nn.relu(self.bn1(self.conv1(x)))))
     if self.shortcut_conv is not None:
       x = self.shortcut_bn(self.shortcut_conv(x))
     return jax.nn.relu(x + y)
 
 
-class ResNet1D(nnx.Module):
-  """A small 1-D residual conv net with BatchNorm for sequences such as MNIST-1D.
+class _ResNet(nnx.Module):
+  """A conv stem with BatchNorm, stages of ``blocks`` basic blocks of widths ``widths`` (stride 2 at the first
+  block of every stage but the first), global average pooling and a linear head. Call ``model.train()`` /
+  ``model.eval()`` to switch BatchNorm between batch statistics and running averages."""
 
-  The paper's setting (ResNet with BatchNorm) in miniature: a conv stem with BatchNorm, then stages of
-  one BasicBlock each (two ``kernel_size`` convs with BatchNorm and a shortcut), widths ``channels``,
-  stride 2 from the second stage on, global average pooling and a linear head. Input
-  ``(batch, length)`` or ``(batch, length, channels)``. Call ``model.train()`` / ``model.eval()`` to
-  switch BatchNorm between batch statistics and running averages.
-  """
+  def __init__(self, in_channels, widths, blocks, kernel, padding, num_classes, *, rngs: nnx.Rngs):
+    self.stem = nnx.Conv(in_channels, widths[0], kernel, padding=padding, use_bias=False, rngs=rngs)
+    self.stem_bn = _batchnorm(widths[0], rngs)
+    layers, cin = [], widths[0]
+    for stage, cout in enumerate(widths):
+      for b in range(blocks):
+        layers.append(_BasicBlock(cin, cout, 2 if stage and not b else 1, kernel, padding, rngs=rngs))
+        cin = cout
+    self.blocks = nnx.List(layers)
+    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = jax.nn.relu(self.stem_bn(self.stem(x)))
+    for block in self.blocks:
+      x = block(x)
+    return self.head(jnp.mean(x, axis=tuple(range(1, x.ndim - 1))))
+
+
+class ResNet1D(_ResNet):
+  """A small 1-D ResNet with BatchNorm for sequences such as MNIST-1D (the paper's setting in miniature): one
+  basic block of two ``kernel_size`` convs per stage, widths ``channels``. Input ``(batch, length)`` or
+  ``(batch, length, channels)``."""
 
   def __init__(
     self,
@@ -146,94 +152,24 @@ class ResNet1D(nnx.Module):
     *,
     rngs: nnx.Rngs,
   ):
-    self.stem = nnx.Conv(in_channels, channels[0], (kernel_size,), use_bias=False, rngs=rngs)
-    self.stem_bn = nnx.BatchNorm(channels[0], momentum=0.9, rngs=rngs)
-    blocks, cin = [], channels[0]
-    for i, cout in enumerate(channels):
-      blocks.append(_BasicBlock1D(cin, cout, 2 if i else 1, kernel_size, rngs=rngs))
-      cin = cout
-    self.blocks = nnx.List(blocks)
-    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+    super().__init__(in_channels, channels, 1, (kernel_size,), "SAME", num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if x.ndim == 2:
-      x = x[..., None]
-    x = jax.nn.relu(self.stem_bn(self.stem(x)))
-    for block in self.blocks:
-      x = block(x)
-    return self.head(jnp.mean(x, axis=1))
+    return super().__call__(x[..., None] if x.ndim == 2 else x)
 
 
-class _BasicBlock(nnx.Module):
-  def __init__(self, cin: int, cout: int, stride: int, *, rngs: nnx.Rngs):
-    self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=(stride, stride), padding=1, use_bias=False, rngs=rngs)
-    self.bn1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
-    self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=1, use_bias=False, rngs=rngs)
-    self.bn2 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
-    if stride != 1 or cin != cout:
-      self.shortcut_conv = nnx.Conv(cin, cout, (1, 1), strides=(stride, stride), use_bias=False, rngs=rngs)
-      self.shortcut_bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
-    else:
-      self.shortcut_conv = None
-      self.shortcut_bn = None
+class ResNet18(_ResNet):
+  """CIFAR-style ResNet-18 (He et al., 2016): 3x3 stem without max-pooling, four stages of two basic blocks
+  with widths ``width * (1, 2, 4, 8)``. ``width=64`` is the standard model (11.2 M parameters); small widths
+  are for tests. Input ``(batch, height, width, in_channels)``."""
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
-    y = self.bn2(self.conv2(y))
-    if self.shortcut_conv is not None:
-      x = self.shortcut_bn(self.shortcut_conv(x))
-    return jax.nn.relu(x + y)
-
-
-class ResNet18(nnx.Module):
-  """CIFAR-style ResNet-18 (He et al., 2016): 3x3 stem without max-pooling, four stages of two
-  BasicBlocks with widths ``width * (1, 2, 4, 8)``, BatchNorm, global average pooling.
-
-  ``width=64`` is the standard model (11.2 M parameters); small widths are for tests.
-  Input ``(batch, height, width, in_channels)``. Call ``model.train()`` / ``model.eval()`` to
-  switch BatchNorm between batch statistics and running averages.
-  """
-
-  def __init__(
-    self,
-    num_classes: int,
-    width: int = 64,
-    in_channels: int = 3,
-    *,
-    rngs: nnx.Rngs,
-  ):
-    self.stem = nnx.Conv(in_channels, width, (3, 3), padding=1, use_bias=False, rngs=rngs)
-    self.stem_bn = nnx.BatchNorm(width, momentum=0.9, rngs=rngs)
-    blocks = []
-    cin = width
-    for stage, mult in enumerate((1, 2, 4, 8)):
-      cout = width * mult
-      for b in range(2):
-        stride = 2 if (stage > 0 and b == 0) else 1
-        blocks.append(_BasicBlock(cin, cout, stride, rngs=rngs))
-        cin = cout
-    self.blocks = nnx.List(blocks)
-    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = jax.nn.relu(self.stem_bn(self.stem(x)))
-    for block in self.blocks:
-      x = block(x)
-    return self.head(jnp.mean(x, axis=(1, 2)))
+  def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, *, rngs: nnx.Rngs):
+    super().__init__(in_channels, [width * m for m in (1, 2, 4, 8)], 2, (3, 3), 1, num_classes, rngs=rngs)
 
 
 class GraphData(nnx.Variable):
   """A constant of a graph model (node features, edge lists, edge weights): not an ``nnx.Param``, so neither
   the optimizer (``wrt=nnx.Param``) nor HAM's mask ever sees it."""
-
-
-# Message passing is a gather + `jax.ops.segment_sum` over a fixed edge list. For full-batch training on one
-# graph this is all a GCN needs, it jits and vmaps (fixed shapes) and has no dependency; `jraph` would add only
-# batching of many small graphs (not needed here) and has had no release since 2022. A dense normalised
-# adjacency would cost O(N^2) memory and flops; `jax.experimental.sparse` BCOO works too but is experimental.
-def _propagate(h: jax.Array, senders: jax.Array, receivers: jax.Array, weights: jax.Array) -> jax.Array:
-  """``out_i = sum_{edges j -> i} w_ji h_j`` (a sparse normalised adjacency times ``h``)."""
-  return jax.ops.segment_sum(h[senders] * weights[:, None], receivers, num_segments=h.shape[0])
 
 
 class _GraphModel(nnx.Module):
@@ -255,8 +191,10 @@ class _GraphModel(nnx.Module):
     self.weights = GraphData(jnp.asarray(weights, jnp.float32))
 
   def propagate(self, h: jax.Array) -> jax.Array:
-    """The normalised adjacency times ``h``."""
-    return _propagate(h, self.senders[...], self.receivers[...], self.weights[...])
+    """The normalised adjacency times ``h``: ``out_i = sum_{edges j -> i} w_ji h_j``, a gather and a
+    ``segment_sum`` over the fixed edge list (full batch; O(edges), not the O(N^2) of a dense adjacency)."""
+    messages = h[self.senders[...]] * self.weights[...][:, None]
+    return jax.ops.segment_sum(messages, self.receivers[...], num_segments=h.shape[0])
 
   def logits(self) -> jax.Array:
     raise NotImplementedError
@@ -329,19 +267,15 @@ class _DecoderBlock(nnx.Module):
 
 
 class Transformer(nnx.Module):
-  """A small decoder-only (GPT-style) transformer that classifies a token sequence from its last position.
-
-  Token and learned position embeddings, ``num_layers`` pre-LayerNorm blocks (causal multi-head
-  self-attention, ``nnx.MultiHeadAttention``, and a ReLU MLP), a final LayerNorm and a linear head on the
-  last position. Input: int tokens ``(batch, seq_len)`` in ``[0, vocab_size)``; output ``(batch, num_classes)``.
-  This is the model of the grokking studies (Power et al., 2022; Nanda et al., 2023) on
+  """A small decoder-only (GPT-style) transformer that classifies a token sequence from its last position:
+  token and learned position embeddings, ``num_layers`` pre-LayerNorm blocks (causal multi-head
+  self-attention and a ReLU MLP), a final LayerNorm and a linear head. Input: int tokens ``(batch, seq_len)``
+  in ``[0, vocab_size)``. The model of the grokking studies (Power et al., 2022; Nanda et al., 2023) on
   :func:`ham_optax_examples.data.load_modular`.
 
-  HAM's default mask (float leaves with ``ndim >= 2``) selects the token and position embeddings, the
-  attention kernels (3-D: ``(d_model, heads, head_dim)`` for query/key/value, ``(heads, head_dim, d_model)``
-  for the output), the MLP kernels and the head; LayerNorm scales and all biases are 1-D and take the
-  inner optimizer's update alone. The attention has no biases (NNX's query/key/value biases are 2-D,
-  ``(heads, head_dim)``, and the default mask would select them, as it does not know they are biases).
+  HAM's default mask (``ndim >= 2``) selects the embeddings, the attention kernels (3-D), the MLP kernels and
+  the head; LayerNorm scales and biases are 1-D. The attention has no biases: NNX's query/key/value biases are
+  2-D, ``(heads, head_dim)``, and the default mask would select them.
   """
 
   def __init__(

@@ -110,8 +110,7 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
   lr = _learning_rate(config, total_steps, steps_per_epoch)
   if config.optimizer == "sgd":
     inner = optax.chain(
-      optax.add_decayed_weights(config.weight_decay),
-      optax.sgd(lr, momentum=config.momentum or None),
+      optax.add_decayed_weights(config.weight_decay), optax.sgd(lr, momentum=config.momentum or None)
     )
   else:
     inner = optax.adamw(lr, weight_decay=config.weight_decay)
