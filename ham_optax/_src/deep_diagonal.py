@@ -1,27 +1,14 @@
-"""Deep diagonal reparameterisation ``x = u^L - v^L`` as an optax wrapper, and a saddle-escape measurement.
+"""Deep diagonal reparameterisation ``x = u^L - v^L`` as an optax wrapper (update rule: :func:`deep_diagonal`).
 
 Steepest mirror flows (Jacobs, Zhou & Burkholz, "Never Saddle for Reparameterized Steepest Descent as Mirror
 Flow", ICLR 2026) study steepest descent (gradient descent, sign descent, Adam-like methods) on deep diagonal
-linear reparameterisations. This implementation follows the paper's abstract; the concrete form
-below (``x = u^L - v^L`` with positive factors, elementwise) is our choice among the "deep diagonal linear
-reparameterizations" it names.
+linear reparameterisations. This implementation follows the paper's abstract; the concrete form (``x = u^L - v^L``
+with positive factors, elementwise) is our choice among the "deep diagonal linear reparameterizations" it names.
 
-The model keeps ordinary parameters ``x``; the wrapper state owns, for every floating leaf, two factors
-``u, v >= 0`` (in exact arithmetic; a large step may push a factor below zero, which the formula tolerates) and
-the inner optimizer runs on the pair ``(u, v)``. One step, with ``g = dL/dx`` the gradient the user passes in::
-
-    g_u = L u^(L-1) g,   g_v = -L v^(L-1) g           (chain rule of L(u^L - v^L))
-    (u, v) <- (u, v) + inner((g_u, g_v), params=(u, v))
-    updates = u^L - v^L - x
-
-Because ``inner`` receives ``(u, v)`` as its ``params``, decoupled weight decay (``optax.adamw``) decays the
-factors, while an L2 penalty (``optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))``) is added to the
-factors' gradients before Adam's normalisation: the two differ exactly in the balance they enforce (see
-:func:`deep_diagonal`). Under gradient flow without decay the quantity ``log u + log v`` (``L = 2``) or
-``u^(2-L) + v^(2-L)`` (``L != 2``) is conserved; weight decay drives ``min(u, v) -> 0`` (the sparse balance).
-
-Small initialisation puts ``x = 0`` at a saddle of ``u, v -> L(u^L - v^L)`` (degenerate for ``L >= 3``), so the
-loss stays on a plateau before it drops; :func:`ham_optax.metrics.escape_step` measures how long.
+Under gradient flow without decay the quantity ``log u + log v`` (``L = 2``) or ``u^(2-L) + v^(2-L)`` (``L != 2``)
+is conserved; weight decay drives ``min(u, v) -> 0`` (the sparse balance). Small initialisation puts ``x = 0`` at a
+saddle of ``u, v -> L(u^L - v^L)`` (degenerate for ``L >= 3``), so the loss stays on a plateau before it drops;
+:func:`ham_optax.metrics.escape_step` measures how long.
 """
 
 from __future__ import annotations
@@ -32,9 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ham_optax._src import checks
-
-__all__ = ["DeepDiagonalState", "deep_diagonal"]
+from ham_optax._src import checks, masking
 
 
 class DeepDiagonalState(NamedTuple):
@@ -51,9 +36,7 @@ class DeepDiagonalState(NamedTuple):
   v: optax.Params
   inner_state: optax.OptState
 
-  # the weights' factors, not optimizer memory: kept by the sparsifiers' resets (see
-  # ham_optax.sparsity.ReparametrisedState)
-  weight_fields = ("u", "v")
+  weight_fields = ("u", "v")  # the weights' factors: see ham_optax.sparsity.ReparametrisedState
 
 
 def deep_diagonal(
@@ -68,7 +51,8 @@ def deep_diagonal(
       updates = u^L - v^L - x
 
   Initialisation (from the params passed to ``init``): ``u = (max(x, 0) + s^L)^(1/L)``,
-  ``v = (max(-x, 0) + s^L)^(1/L)`` with ``s = init_scale``, so ``u^L - v^L = x`` exactly and ``min(u, v) = s``.
+  ``v = (max(-x, 0) + s^L)^(1/L)`` with ``s = init_scale``, so ``u^L - v^L = x`` exactly and ``min(u, v) = s``
+  (the factors stay positive in exact arithmetic; a large step may push one below zero, which the formula tolerates).
   ``x = 0`` with a small ``s`` is the small-initialisation saddle of the steepest-mirror-flow paper (Jacobs,
   Zhou & Burkholz, ICLR 2026); ``depth = 1`` is plain training of ``x`` with the step doubled
   (``x <- x + inner(g) - inner(-g)``, e.g. SGD moves ``x`` by ``-2 lr g``).
@@ -112,14 +96,12 @@ def deep_diagonal(
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
-    pairs = jax.tree.map(lambda x: _factors(x, depth, init_scale), params)
-    u = jax.tree.map(lambda _, pr: pr[0], params, pairs)
-    v = jax.tree.map(lambda _, pr: pr[1], params, pairs)
+    u, v = masking.unzip(params, jax.tree.map(lambda x: _factors(x, depth, init_scale), params), 2)
     return DeepDiagonalState(u=u, v=v, inner_state=inner.init((u, v)))
 
   def update_fn(updates, state, params=None, **extra_args):
     checks.check_given(params, "params", "deep_diagonal", "pass it to update: it returns u^L - v^L - params")
-    grad = lambda g, t, sign: _MASKED if _is_masked(t) else sign * depth * t ** (depth - 1) * g  # noqa: E731
+    grad = lambda g, t, sign: t if masking.is_masked(t) else sign * depth * t ** (depth - 1) * g  # noqa: E731
     g_u = jax.tree.map(lambda g, t: grad(g, t, 1), updates, state.u)
     g_v = jax.tree.map(lambda g, t: grad(g, t, -1), updates, state.v)
     du_dv, inner_state = inner.update((g_u, g_v), state.inner_state, (state.u, state.v), **extra_args)
@@ -130,24 +112,17 @@ def deep_diagonal(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-_MASKED = optax.MaskedNode()
-
-
-def _is_masked(x) -> bool:
-  return isinstance(x, optax.MaskedNode)
-
-
 def _factors(x, depth: int, init_scale: float) -> tuple:
   """``(u, v)`` of a floating leaf at init; ``optax.MaskedNode()`` for other leaves (not trained)."""
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
-    return _MASKED, _MASKED
+    return masking.MASKED, masking.MASKED
   s_l = (jnp.asarray(init_scale) ** depth).astype(x.dtype)
   return (jnp.maximum(x, 0) + s_l) ** (1.0 / depth), (jnp.maximum(-x, 0) + s_l) ** (1.0 / depth)
 
 
 def _updates_to(x, u, v, depth: int) -> jax.Array:
   """The update taking the parameter ``x`` to ``u^L - v^L`` in ``x``'s dtype (0 for an untrained leaf)."""
-  if _is_masked(u):
+  if masking.is_masked(u):
     return jnp.zeros_like(x)
   return (u**depth - v**depth - x).astype(jnp.result_type(x))

@@ -17,8 +17,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 MaskOrFn = Any | Callable[[Any], Any] | None
+# The placeholder of unselected leaves in the states of the wrappers that keep per-leaf slots for selected leaves only.
+MASKED = optax.MaskedNode()
 
 
 def default_mask(params: Any) -> Any:
@@ -37,11 +40,27 @@ def default_mask(params: Any) -> Any:
     >>> ham_optax.default_mask(params)
     {'bias': False, 'kernel': True, 'step': False}
   """
-  return jax.tree.map(lambda p: bool(jnp.ndim(p) >= 2 and _is_float(p)), params)
+  return jax.tree.map(lambda p: bool(jnp.ndim(p) >= 2 and is_float(p)), params)
 
 
-def _is_float(x: Any) -> bool:
+def is_float(x: Any) -> bool:
+  """Whether ``x`` (an array, a scalar or a ``jax.ShapeDtypeStruct``) has a floating-point dtype."""
   return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
+def is_masked(x: Any) -> bool:
+  """Whether ``x`` is an ``optax.MaskedNode`` (the placeholder of an unselected leaf)."""
+  return isinstance(x, optax.MaskedNode)
+
+
+def where_flags(flags: Any, a: Any, b: Any) -> Any:
+  """The leaf of ``a`` where ``flags`` (a static bool tree) is True, else the leaf of ``b``."""
+  return jax.tree.map(lambda f, x, y: x if f else y, flags, a, b)
+
+
+def unzip(structure: Any, tree_of_tuples: Any, n: int) -> tuple[Any, ...]:
+  """``n`` trees from a tree (with ``structure``'s leaves) of ``n``-tuples."""
+  return tuple(jax.tree.map(lambda _, t, i=i: t[i], structure, tree_of_tuples) for i in range(n))
 
 
 def is_mask_callable(mask: MaskOrFn) -> bool:
@@ -126,7 +145,7 @@ def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[b
   for (path, m), p in zip(flat_mask, flat_params, strict=True):
     name = jax.tree_util.keystr(path)
     on = _to_static_bool(m, name, what)
-    if on and not _is_float(p):
+    if on and not is_float(p):
       raise TypeError(
         f"{what} selects parameter {name!r} of dtype {jnp.result_type(p)}; only floating-point leaves "
         "can be selected. Exclude it from the mask."

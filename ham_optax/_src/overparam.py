@@ -1,74 +1,29 @@
 """Pointwise overparameterisation ``x = m * w`` as an optax wrapper: spred, PILoT, Sign-In.
 
-These are the baselines HAM (Jacobs, Gadhikar, Rubio-Madrigal & Burkholz, "Hyperbolic Aware
-Minimization: Implicit Bias for Sparsity", ICLR 2026, arXiv 2506.02630) is measured against.
-HAM reproduces the hyperbolic geometry of ``m * w`` with a multiplicative mirror step and no
-extra memory; the wrappers here implement the overparameterisation itself, so the two can be
-compared under the same API.
+These are the baselines HAM (Jacobs, Gadhikar, Rubio-Madrigal & Burkholz, "Hyperbolic Aware Minimization:
+Implicit Bias for Sparsity", ICLR 2026, arXiv 2506.02630) is measured against: HAM reproduces the hyperbolic
+geometry of ``m * w`` with a multiplicative mirror step and no extra memory, while the wrappers here implement the
+overparameterisation itself, under the same API. The model keeps ordinary parameters ``x``; for every masked leaf
+the wrapper state owns the factors ``m, w`` and the inner optimizer runs on them (update rule:
+:func:`pointwise_overparam`; variants :func:`spred`, :func:`pilot`, :func:`sign_in`).
 
-The model keeps ordinary parameters ``x``. For every *masked* leaf (default: floating leaves
-with ``ndim >= 2``) the wrapper state owns a factorisation ``x = m * w`` (elementwise) and the
-inner optimizer runs on ``(m, w)``; other leaves go through the inner optimizer unchanged.
-One step, with ``g = dL/dx`` the gradient the user passes in and ``lam_k`` the weight decay
-at step ``k``:
+Geometry (gradient flow, no decay): ``dx/dt = -(m^2 + w^2) g = -sqrt(c^2 + 4 x^2) g``; the balance
+``c = m^2 - w^2`` is conserved, so ``c`` sets the implicit bias: large ``|c|`` relative to ``|x|`` behaves like
+plain GD (L2), ``c -> 0`` gives the hyperbolic/L1 bias with an inverse metric ``2|x|`` that vanishes at zero (the
+"small inverse metric" HAM fixes). Weight decay ``lam`` shrinks the balance,
+``c_{k+1} = ((1 - eta lam)^2 - eta^2 g^2) c_k`` under SGD: the L2 -> L1 transition analysed in "Mask in the
+Mirror".
 
-.. math::
+Memory: the state stores ``m`` and ``w`` (two copies of every masked leaf) and the inner optimizer's state is
+built for ``(m, w)``. Relative to ``inner`` alone the optimizer state grows from ``s * P`` to ``(2 + 2 s) * P``
+numbers (``s`` slots per parameter: SGD 0, momentum 1, Adam 2): 3x for Adam, 4x for momentum SGD, while HAM adds
+nothing. :func:`state_nbytes` measures it for a given model.
 
-  g_m &= g \\odot w + \\lambda_k m, \\qquad g_w = g \\odot m + \\lambda_k w
-      \\qquad \\text{(chain rule of } L(m \\odot w) + \\tfrac{\\lambda_k}{2}(\\|m\\|^2 + \\|w\\|^2))\\\\
-  (m, w) &\\leftarrow (m, w) + \\mathrm{inner}((g_m, g_w)) \\\\
-  \\text{updates} &= m \\odot w - x.
-
-Every ``rescale_every`` steps (Sign-In) the factors are reset, keeping ``x = m * w`` fixed, to
-the pair with the chosen balance ``m^2 - w^2 = c`` (``|m|`` the larger factor for ``c >= 0``) and
-the same sign of ``m`` as before:
-
-.. math::
-
-  |m| = \\sqrt{(c + \\sqrt{c^2 + 4x^2})/2}, \\quad w = x / m .
-
-Geometry (gradient flow, no decay): ``dx/dt = -(m^2 + w^2) g = -sqrt(c^2 + 4 x^2) g``; the
-balance ``c = m^2 - w^2`` is conserved, so ``c`` sets the implicit bias: large ``|c|`` relative
-to ``|x|`` behaves like plain GD (L2), ``c -> 0`` gives the hyperbolic/L1 bias with an inverse
-metric ``2|x|`` that vanishes at zero (the "small inverse metric" HAM fixes). Weight decay
-``lam`` shrinks the balance, ``c_{k+1} = ((1 - eta lam)^2 - eta^2 g^2) c_k`` under SGD, which
-is the L2 -> L1 transition analysed in "Mask in the Mirror".
-
-Memory: the state stores ``m`` and ``w`` (two copies of every masked leaf) and the inner
-optimizer's state is built for ``(m, w)`` (two per inner slot). Relative to ``inner`` alone
-the optimizer state grows from ``s * P`` to ``(2 + 2 s) * P`` numbers (``s`` slots per
-parameter: SGD 0, momentum 1, Adam 2) - e.g. 3x for Adam, 4x for momentum SGD, while HAM
-adds nothing. Use :func:`state_nbytes` to measure it for a given model.
-
-Params must equal ``m * w``. The wrapper owns the factorisation; if the parameters are changed
-outside the optimizer (e.g. a sparsifier zeroes entries, or a checkpoint is edited) the entries
-that differ from ``m * w`` by more than float rounding are *re-factorised* from the new value
-at the start of the next update, keeping each entry's balance ``m^2 - w^2`` and the sign of
-``m``. A pruned entry (``x = 0``) thus gets ``w = 0`` and ``|m| = sqrt(c)`` (for ``c >= 0``):
-it can regrow if its gradient is not masked. The check costs a few elementwise ops.
-
-Variants (all thin wrappers of :func:`pointwise_overparam`):
-
-* :func:`spred` - Ziyin & Wang, "spred: Solving L1 Penalty with SGD" (ICML 2023): constant
-  weight decay on ``m`` and ``w``; at balance ``lam/2 (m^2 + w^2) = lam |x|``, so minima are
-  those of the LASSO ``L(x) + lam ||x||_1``.
-* :func:`pilot` - Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification"
-  (ICLR 2025, arXiv 2408.09966): time-dependent weight decay that is switched off, with an
-  initialisation in the L2 regime (balance ``m^2 - w^2 = c0``, default 1). The paper's point is
-  the time dependence: the decay shrinks the balance (L2 -> L1 bias) and is then turned off so
-  the implicit L1 bias stays while the explicit penalty is gone. Shapes offered: constant then
-  off (the default; the ICLR text controls the strength and then turns it off), and the
-  decaying linear and cosine shapes of the arXiv text. Our choices: the ICLR version steers the
-  strength towards an L1 target with a state-dependent controller that we do not implement (pass
-  any optax schedule as ``weight_decay`` for other shapes); the constants are arguments.
-* :func:`sign_in` - Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery:
-  Reparameterizing Sparse Training" (NeurIPS 2025): ``m * w`` with periodic rescaling that
-  keeps ``x`` and resets the balance, so entries near zero regain a non-vanishing inverse
-  metric and can flip sign. The rescale keeps the sign of ``m`` (so ``w`` keeps its sign too
-  and the inner optimizer's kept momentum still points the same way in ``x``). Our choices: the
-  reset target is the constant balance ``c`` above (default 1) and the inner optimizer's
-  moments are kept across a rescale. Weight decay, which shrinks the balance between rescales,
-  is the training recipe's: pass it as ``weight_decay`` or inside ``inner`` (not both).
+Params must equal ``m * w``. If the parameters are changed outside the optimizer (a sparsifier zeroes entries, a
+checkpoint is edited), the entries that differ from ``m * w`` by more than float rounding are re-factorised from
+the new value at the start of the next update, keeping each entry's balance ``m^2 - w^2`` and the sign of ``m``.
+A pruned entry (``x = 0``) thus gets ``w = 0`` and ``|m| = sqrt(c)`` (for ``c >= 0``): it can regrow if its
+gradient is not masked. The check costs a few elementwise ops.
 """
 
 from __future__ import annotations
@@ -84,17 +39,6 @@ import optax
 from ham_optax._src import checks, masking
 from ham_optax._src.masking import MaskOrFn
 from ham_optax._src.schedules import switch_off
-
-__all__ = [
-  "OverparamState",
-  "factorize",
-  "pilot",
-  "pilot_schedule",
-  "pointwise_overparam",
-  "sign_in",
-  "spred",
-  "state_nbytes",
-]
 
 
 class OverparamState(NamedTuple):
@@ -113,9 +57,7 @@ class OverparamState(NamedTuple):
   w: optax.Params
   inner_state: optax.OptState
 
-  # the weights' factors, not optimizer memory: kept by the sparsifiers' resets (see
-  # ham_optax.sparsity.ReparametrisedState)
-  weight_fields = ("m", "w")
+  weight_fields = ("m", "w")  # the weights' factors: see ham_optax.sparsity.ReparametrisedState
 
 
 def factorize(
@@ -123,10 +65,10 @@ def factorize(
 ) -> tuple[jax.Array, jax.Array]:
   """Splits ``x`` elementwise into ``(m, w)`` with ``m * w = x`` and ``m^2 - w^2 = balance``.
 
-  For ``c = balance >= 0``: ``|m| = sqrt((c + sqrt(c^2 + 4 x^2)) / 2)``, ``|w| = |x| / |m|``;
-  for ``c < 0`` the roles are swapped. ``m`` takes the sign ``sign_m`` (default +1) and ``w``
-  the sign making ``m * w = x`` (+1 where ``x = 0``). ``balance = 0`` gives the balanced
-  split ``|m| = |w| = sqrt(|x|)`` of the HAM paper's Theorem 3.1.
+  For ``c = balance >= 0``: ``|m| = sqrt((c + sqrt(c^2 + 4 x^2)) / 2)``, ``|w| = |x| / |m|``; for ``c < 0`` the
+  roles are swapped. ``m`` takes the sign ``sign_m`` (default +1) and ``w`` the sign making ``m * w = x`` (+1
+  where ``x = 0``). ``balance = 0`` gives the balanced split ``|m| = |w| = sqrt(|x|)`` of the HAM paper's
+  Theorem 3.1.
 
   Args:
     x: array to factorise.
@@ -145,25 +87,17 @@ def factorize(
   """
   x = jnp.asarray(x)
   c = jnp.asarray(balance, dtype=x.dtype)
-  abs_c = jnp.abs(c)
-  r = jnp.sqrt(c * c + 4.0 * x * x)
-  big = jnp.sqrt((abs_c + r) / 2.0)
+  big = jnp.sqrt((jnp.abs(c) + jnp.sqrt(c * c + 4.0 * x * x)) / 2.0)
   small = jnp.where(big > 0, jnp.abs(x) / jnp.where(big > 0, big, 1.0), 0.0)
-  abs_m = jnp.where(c >= 0, big, small)
-  abs_w = jnp.where(c >= 0, small, big)
-  if sign_m is None:
-    s_m = jnp.ones_like(x)
-  else:
-    s_m = jnp.where(jnp.asarray(sign_m) < 0, -1.0, 1.0).astype(x.dtype)
+  abs_m, abs_w = jnp.where(c >= 0, big, small), jnp.where(c >= 0, small, big)
+  s_m = jnp.ones_like(x) if sign_m is None else jnp.where(jnp.asarray(sign_m) < 0, -1.0, 1.0).astype(x.dtype)
   s_x = jnp.where(x < 0, -1.0, 1.0).astype(x.dtype)
   return (s_m * abs_m).astype(x.dtype), (s_m * s_x * abs_w).astype(x.dtype)
 
 
 def _init_factors(x: jax.Array, init: str | float) -> tuple[jax.Array, jax.Array]:
   if isinstance(init, str):
-    if init == "mask":
-      return jnp.ones_like(x), x
-    return factorize(x, 0.0)
+    return (jnp.ones_like(x), x) if init == "mask" else factorize(x, 0.0)
   return factorize(x, init)
 
 
@@ -181,7 +115,7 @@ def pointwise_overparam(
   Update rule (elementwise, masked leaves; ``g`` the gradient w.r.t. ``x``, ``lam_k`` the weight decay at step
   ``k`` starting at 0)::
 
-      g_m = g * w + lam_k * m;   g_w = g * m + lam_k * w
+      g_m = g * w + lam_k * m;   g_w = g * m + lam_k * w     (chain rule of L(m w) + lam_k/2 (m^2 + w^2))
       (m, w) <- (m, w) + inner((g_m, g_w))
       if rescale_every and (k + 1) % rescale_every == 0:
           (m, w) <- factorize(m * w, rescale_balance, sign_m=m)   # Sign-In rescaling
@@ -220,33 +154,37 @@ def pointwise_overparam(
     return masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
 
   def init_fn(params: optax.Params) -> OverparamState:
-    mask_tree = mask_of(params)
-    m, w = _unpair(mask_tree, _map_masked(mask_tree, lambda p: _init_factors(p, init), params))
-    u = _merge(mask_tree, m, params)
-    return OverparamState(count=jnp.zeros([], jnp.int32), m=m, w=w, inner_state=inner.init((u, w)))
+    flags = mask_of(params)
+    m, w = _map_pairs(flags, lambda p: _init_factors(p, init), params)
+    # The inner optimizer's first slot holds m at masked leaves and the parameter itself elsewhere.
+    inner_state = inner.init((masking.where_flags(flags, m, params), w))
+    return OverparamState(count=jnp.zeros([], jnp.int32), m=m, w=w, inner_state=inner_state)
 
   def update_fn(updates, state: OverparamState, params=None, **extra_args):
     checks.check_given(
       params, "params", "pointwise_overparam", "pass it to update: the wrapper returns m * w - params"
     )
-    mask_tree = mask_of(params)
+    flags = mask_of(params)
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
-    m, w = _unpair(mask_tree, _map_masked(mask_tree, _resync, params, state.m, state.w))
-    m, w, d_u, inner_state = _inner_step(
-      inner, mask_tree, updates, params, m, w, lam, state.inner_state, extra_args
+    m, w = _map_pairs(flags, _resync, params, state.m, state.w)
+    factor_grad = lambda g, a, b: (g * b + lam * a).astype(a.dtype)  # noqa: E731 - d/da of L(a b) + lam/2 a^2
+    g_m = _map_masked(flags, factor_grad, updates, m, w)
+    g_w = _map_masked(flags, factor_grad, updates, w, m)
+    u = masking.where_flags(flags, m, params)
+    (d_u, d_w), inner_state = inner.update(
+      (masking.where_flags(flags, g_m, updates), g_w), state.inner_state, (u, w), **extra_args
     )
+    m, w = _map_masked(flags, lambda x: x, optax.apply_updates(u, d_u)), optax.apply_updates(w, d_w)
     if rescale_every is not None:
       due = (state.count + 1) % rescale_every == 0
-      m, w = _unpair(mask_tree, _map_masked(mask_tree, lambda a, b: _rescale(a, b, balance, due), m, w))
-    new_updates = _merge(mask_tree, _map_masked(mask_tree, _updates_to, params, m, w), d_u)
+      m, w = _map_pairs(flags, lambda a, b: _rescale(a, b, balance, due), m, w)
+    to_mw = lambda p, a, b: (a * b - p).astype(jnp.result_type(p))  # noqa: E731 - in the parameter's dtype
+    new_updates = masking.where_flags(flags, _map_masked(flags, to_mw, params, m, w), d_u)
     return new_updates, OverparamState(
       count=optax.safe_increment(state.count), m=m, w=w, inner_state=inner_state
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-_MASKED = optax.MaskedNode()
 
 
 def _checked_args(inner, weight_decay, init, rescale_every, rescale_balance) -> tuple:
@@ -262,47 +200,15 @@ def _checked_args(inner, weight_decay, init, rescale_every, rescale_balance) -> 
   return init, rescale_every, checks.check_scalar(rescale_balance, "rescale_balance")
 
 
-def _inner_step(inner, mask_tree, grads, params, m, w, lam, inner_state, extra_args) -> tuple:
-  """``(m, w, inner updates of the first slot, inner state)`` after ``inner``'s step on the factors.
-
-  The first slot holds ``m`` at masked leaves and the parameter itself elsewhere; its gradient is that of
-  ``L(m * w) + lam/2 (m^2 + w^2)`` w.r.t. ``m`` (masked) or ``grads`` (unmasked); the second slot holds ``w``.
-  """
-  g_m = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), grads, m, w)
-  g_w = _map_masked(mask_tree, lambda g, a, b: _factor_grad(g, a, b, lam), grads, w, m)
-  u = _merge(mask_tree, m, params)
-  (d_u, d_w), inner_state = inner.update(
-    (_merge(mask_tree, g_m, grads), g_w), inner_state, (u, w), **extra_args
-  )
-  m = _map_masked(mask_tree, lambda x: x, optax.apply_updates(u, d_u))
-  return m, optax.apply_updates(w, d_w), d_u, inner_state
-
-
-def _updates_to(p: Any, m: jax.Array, w: jax.Array) -> jax.Array:
-  """The update that takes the parameter ``p`` to ``m * w``, in ``p``'s dtype."""
-  return (m * w - p).astype(jnp.result_type(p))
-
-
-def _map_masked(mask_tree: Any, fn: Callable[..., Any], *trees: Any) -> Any:
+def _map_masked(flags: Any, fn: Callable[..., Any], *trees: Any) -> Any:
   """``fn`` over the masked leaves of ``trees`` (``optax.MaskedNode()`` at the other leaves)."""
-  return jax.tree.map(lambda flag, *xs: fn(*xs) if flag else _MASKED, mask_tree, *trees)
+  return jax.tree.map(lambda f, *xs: fn(*xs) if f else masking.MASKED, flags, *trees)
 
 
-def _unpair(mask_tree: Any, pairs: Any) -> tuple[Any, Any]:
-  """Two trees from a tree of pairs (``optax.MaskedNode()`` at unmasked leaves in both)."""
-  first = jax.tree.map(lambda flag, pr: pr[0] if flag else _MASKED, mask_tree, pairs)
-  second = jax.tree.map(lambda flag, pr: pr[1] if flag else _MASKED, mask_tree, pairs)
-  return first, second
-
-
-def _merge(mask_tree: Any, a: Any, b: Any) -> Any:
-  """Leaf from ``a`` where masked, else from ``b``."""
-  return jax.tree.map(lambda flag, x, y: x if flag else y, mask_tree, a, b)
-
-
-def _factor_grad(g: Any, a: jax.Array, b: jax.Array, lam: Any) -> jax.Array:
-  """Gradient of ``L(a * b) + lam/2 (a^2 + b^2)`` w.r.t. ``a``, with ``g = dL/dx``."""
-  return (g * b + lam * a).astype(a.dtype)
+def _map_pairs(flags: Any, fn: Callable[..., Any], *trees: Any) -> tuple[Any, Any]:
+  """``fn`` (returning a pair) over the masked leaves of ``trees``, as two trees (``MaskedNode`` elsewhere)."""
+  pairs = jax.tree.map(lambda f, *xs: fn(*xs) if f else (masking.MASKED,) * 2, flags, *trees)
+  return masking.unzip(flags, pairs, 2)
 
 
 def _resync(x: Any, m: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -336,12 +242,10 @@ def spred(
 ) -> optax.GradientTransformationExtraArgs:
   """spred: ``x = m * w`` with constant weight decay on both factors (an implicit LASSO).
 
-  Ziyin & Wang, "spred: Solving L1 Penalty with SGD", ICML 2023; used as the ``m * w``
-  baseline in the HAM paper (arXiv 2506.02630). Since
-  ``min_{m w = x} lam/2 (m^2 + w^2) = lam |x|``, minimisers of
-  ``L(m * w) + lam/2 (||m||^2 + ||w||^2)`` are LASSO minimisers of ``L(x) + lam ||x||_1``.
-  Update rule: :func:`pointwise_overparam` with constant ``weight_decay = lam`` and no
-  rescaling.
+  Ziyin & Wang, "spred: Solving L1 Penalty with SGD", ICML 2023; used as the ``m * w`` baseline in the HAM paper
+  (arXiv 2506.02630). Since ``min_{m w = x} lam/2 (m^2 + w^2) = lam |x|``, minimisers of
+  ``L(m * w) + lam/2 (||m||^2 + ||w||^2)`` are LASSO minimisers of ``L(x) + lam ||x||_1``. Update rule:
+  :func:`pointwise_overparam` with constant ``weight_decay = lam`` and no rescaling.
 
   Args:
     inner: optimizer run on the factors.
@@ -372,9 +276,9 @@ def pilot_schedule(
 ) -> optax.Schedule:
   """PILoT's time-dependent weight decay: ``lam_k * s(k / T)`` for ``k < T = switch_step``, then 0.
 
-  Shapes ``s(u)``: ``"constant"`` 1 (on, then switched off: the default, as the ICLR text turns its
-  controlled regularisation off); ``"linear"`` ``1 - u`` and ``"cosine"`` ``(1 + cos(pi u)) / 2``
-  (the decaying schedules of the arXiv text). ``lam_k`` is the float or optax schedule given.
+  Shapes ``s(u)``: ``"constant"`` 1 (on, then switched off: the default, as the ICLR text turns its controlled
+  regularisation off); ``"linear"`` ``1 - u`` and ``"cosine"`` ``(1 + cos(pi u)) / 2`` (the decaying schedules
+  of the arXiv text). ``lam_k`` is the float or optax schedule given.
 
   Args:
     weight_decay: ``lam`` (float >= 0, or an optax schedule).
@@ -420,29 +324,27 @@ def pilot(
 ) -> optax.GradientTransformationExtraArgs:
   """PILoT: ``x = m * w`` with a time-dependent weight decay that is switched off, from an L2-regime start.
 
-  Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025 (arXiv
-  2408.09966). Continuous sparsification with ``m * w`` starts with an implicit L2 bias that
-  weight decay turns into an L1 bias (the balance ``m^2 - w^2`` shrinks); PILoT controls the
-  decay over time and then switches it off, keeping the implicit L1 bias while the explicit
-  penalty is gone. Update rule: :func:`pointwise_overparam` with initial balance ``init`` and::
+  Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025 (arXiv 2408.09966). Continuous
+  sparsification with ``m * w`` starts with an implicit L2 bias that weight decay turns into an L1 bias (the
+  balance ``m^2 - w^2`` shrinks); PILoT controls the decay over time and then switches it off, keeping the
+  implicit L1 bias while the explicit penalty is gone. Update rule: :func:`pointwise_overparam` with initial
+  balance ``init`` and::
 
       weight_decay_k = lam_k * s(k / T)  if k < T = switch_step  else 0
 
   with ``s`` from :func:`pilot_schedule` (``"constant"`` by default; ``"linear"``, ``"cosine"``).
   ``switch_step`` is required: without a switch-off PILoT would be spred started at balance 1.
 
-  Sources and choices: the switch-off and the L2-regime initialisation follow the paper; the
-  decaying shapes follow its arXiv text; the default balance ``m^2 - w^2 = 1`` (``m ~ 1``,
-  ``w ~ x`` for small weights: the inverse metric ``sqrt(c^2 + 4x^2)`` does not vanish at 0, so
-  signs can still flip) and the constant shape are our choices, and the ICLR version's
-  controller that steers the strength towards an L1 target is not implemented (pass any optax
+  Sources and choices: the switch-off and the L2-regime initialisation follow the paper, the decaying shapes its
+  arXiv text. Our choices: the default balance ``m^2 - w^2 = 1`` (``m ~ 1``, ``w ~ x`` for small weights: the
+  inverse metric ``sqrt(c^2 + 4x^2)`` does not vanish at 0, so signs can still flip) and the constant shape; the
+  ICLR version's controller that steers the strength towards an L1 target is not implemented (pass any optax
   schedule as ``weight_decay`` to shape the decay yourself).
 
   Args:
     inner: optimizer run on the factors.
     weight_decay: ``lam`` (float >= 0, or a schedule).
-    switch_step: ``T``, first step (0-based) at which the decay is 0 (int > 0), e.g. half of
-      training.
+    switch_step: ``T``, first step (0-based) at which the decay is 0 (int > 0), e.g. half of training.
     shape: ``"constant"``, ``"linear"`` or ``"cosine"`` (see :func:`pilot_schedule`).
     init: initial split (see :func:`pointwise_overparam`); default balance 1.0.
     mask: leaves to factorise.
@@ -462,30 +364,24 @@ def sign_in(
 ) -> optax.GradientTransformationExtraArgs:
   """Sign-In: ``x = m * w`` with periodic rescaling that induces sign flips.
 
-  Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery: Reparameterizing Sparse
-  Training", NeurIPS 2025; the Sign-In baseline of the HAM paper's random-pruning-at-init
-  experiments. Under ``m * w`` small weights get an inverse metric
-  ``sqrt(c^2 + 4 x^2) ~ |c|`` set by the balance ``c = m^2 - w^2``, which training and weight
-  decay drive towards zero, freezing signs. Every ``rescale_every`` updates the factors are
-  reset to balance ``c = balance`` with ``x = m * w`` unchanged (the "inner rescaling"), so
-  weights near zero can move - and flip sign - again. Update rule:
-  :func:`pointwise_overparam` with ``init=balance``, ``rescale_every``,
+  Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery: Reparameterizing Sparse Training", NeurIPS 2025;
+  the Sign-In baseline of the HAM paper's random-pruning-at-init experiments. Under ``m * w`` small weights get
+  an inverse metric ``sqrt(c^2 + 4 x^2) ~ |c|`` set by the balance ``c = m^2 - w^2``, which training and weight
+  decay drive towards zero, freezing signs. Every ``rescale_every`` updates the factors are reset to balance
+  ``c = balance`` with ``x = m * w`` unchanged (the "inner rescaling"), so weights near zero can move, and flip
+  sign, again. Update rule: :func:`pointwise_overparam` with ``init=balance``, ``rescale_every``,
   ``rescale_balance=balance``::
 
       (m, w) <- factorize(m * w, balance, sign_m=m)   every rescale_every updates
 
-  The rescale keeps the sign of ``m`` (hence of ``w``): the inner optimizer's moments are kept,
-  and flipping both factors under unchanged momentum would reverse the velocity of ``x``.
-  Our choices: the reset target is this constant balance (default 1: ``m ~ 1``, ``w ~ x``) and
-  the inner moments are not reset.
+  The rescale keeps the sign of ``m`` (hence of ``w``): the inner optimizer's moments are kept, and flipping
+  both factors under unchanged momentum would reverse the velocity of ``x``. Our choices: the reset target is
+  this constant balance (default 1: ``m ~ 1``, ``w ~ x``) and the inner moments are not reset.
 
-  Weight decay: the method trains with the usual recipe's weight decay, which on ``m`` and ``w``
-  shrinks the balance between rescales. Its value belongs to the recipe (e.g. ``5e-4`` for CIFAR
-  ResNets with SGD), so the default here is 0 and the decay is passed either as ``weight_decay``
-  (an L2 penalty on the factors, added before ``inner``) or inside ``inner`` (e.g.
-  ``optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(...))``, which ``inner`` applies to
-  ``(m, w)``; for SGD the two are the same) - not both. A non-zero default would double the decay
-  of an ``inner`` that already has one.
+  Weight decay, which shrinks the balance between rescales, belongs to the training recipe (e.g. ``5e-4`` for
+  CIFAR ResNets with SGD), so the default here is 0: pass it either as ``weight_decay`` (an L2 penalty on the
+  factors, added before ``inner``) or inside ``inner`` (e.g. ``optax.chain(optax.add_decayed_weights(5e-4),
+  optax.sgd(...))``, which ``inner`` applies to ``(m, w)``; for SGD the two are the same), not both.
 
   Args:
     inner: optimizer run on the factors.
@@ -510,9 +406,8 @@ def sign_in(
 def state_nbytes(tx: optax.GradientTransformation, params: optax.Params) -> int:
   """Bytes of ``tx.init(params)``, computed abstractly (nothing is allocated).
 
-  ``sum(leaf.size * leaf.dtype.itemsize)`` over the state's array leaves, via
-  ``jax.eval_shape``; use it to compare e.g. ``spred(optax.adam(...))`` with
-  ``optax.adam(...)`` and ``ham_optax.ham(optax.adam(...), ...)``.
+  ``sum(leaf.size * leaf.dtype.itemsize)`` over the state's array leaves, via ``jax.eval_shape``; use it to
+  compare e.g. ``spred(optax.adam(...))`` with ``optax.adam(...)`` and ``ham_optax.ham(optax.adam(...), ...)``.
   """
   shapes = jax.eval_shape(tx.init, params)
   return int(sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize for s in jax.tree.leaves(shapes)))
