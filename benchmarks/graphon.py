@@ -48,13 +48,11 @@ def make_task(n_samples: int = 256, d_in: int = 16, seed: int = 0):
 
 def init_params(width: int, d_in: int, seed: int):
   k0, k1, k2 = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
-  return {
-    "w0": jax.random.normal(k0, (d_in, width)) / np.sqrt(d_in),
-    "b0": jnp.zeros(width),
-    "w1": jax.random.normal(k1, (width, width)) / np.sqrt(width),
-    "b1": jnp.zeros(width),
-    "w2": jax.random.normal(k2, (width, 1)) / np.sqrt(width),
+  w = {
+    f"w{i}": jax.random.normal(k, (a, b)) / np.sqrt(a)
+    for i, (k, a, b) in enumerate([(k0, d_in, width), (k1, width, width), (k2, width, 1)])
   }
+  return w | {"b0": jnp.zeros(width), "b1": jnp.zeros(width)}
 
 
 def forward(p, x):
@@ -71,18 +69,15 @@ def lr_for(width: int) -> float:
 def make_tx(method: str, use_ham: bool, steps: int, seed: int, width: int):
   lr = lr_for(width)
   inner = optax.sgd(lr, momentum=0.9)
-  if use_ham:
-    inner = ham_optax.ham(inner, lr, alpha=HAM_ALPHA)
-  prunable = {"w0": False, "b0": False, "w1": True, "b1": False, "w2": False}
+  inner = ham_optax.ham(inner, lr, alpha=HAM_ALPHA) if use_ham else inner
   fn, kwargs = {
     "random": (sp.random_pruning, dict(distribution="erk", seed=seed)),
     "magnitude": (sp.magnitude_pruning, dict(begin_step=steps // 10, end_step=int(0.6 * steps))),
     "acdc": (sp.acdc, dict(total_steps=steps)),
     "rigl": (sp.rigl, dict(update_every=max(1, steps // 15), end_step=int(0.75 * steps), seed=seed)),
   }[method]
-  if method == "magnitude":
-    kwargs["frequency"] = max(1, steps // 20)
-  return fn(inner, SPARSITY, prunable=prunable, **kwargs)
+  kwargs |= {"frequency": max(1, steps // 20)} if method == "magnitude" else {}
+  return fn(inner, SPARSITY, prunable=lambda p: {k: k == "w1" for k in p}, **kwargs)
 
 
 def train(method: str, use_ham: bool, width: int, steps: int, x, y, seed: int = 0):
@@ -133,9 +128,8 @@ def main(argv=None) -> None:
   widths, steps, ntk_width = (
     ([64, 128], 60, 64) if args.fast else (sorted(args.widths), args.steps, args.ntk_width)
   )
-  t0 = time.time()
-  x, y = make_task()
-  rows = []
+  t0, (x, y), rows = time.time(), make_task(), []
+  pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
   for method in METHODS:
     for use_ham in (False, True):
       name = method + ("+HAM" if use_ham else "")
@@ -153,22 +147,20 @@ def main(argv=None) -> None:
         info.setdefault("final_loss_by_width", {})[width] = float(losses[-1])
         print(f"{name:14s} width {width:5d}: loss {losses[-1]:.4f}  ({time.time() - t1:.1f}s)", flush=True)
       info["graphons"] = {w: g.tolist() for w, g in graphons.items()}
-      info["distances"] = {
-        f"{a}->{b}": float(graphon_distance(graphons[a], graphons[b]))
-        for a, b in zip(widths, widths[1:], strict=False)
-      }
+      distances = [
+        graphon_distance(graphons[a], graphons[b]) for a, b in zip(widths, widths[1:], strict=False)
+      ]
+      info["distances"] = {c: float(d) for c, d in zip(pairs, distances, strict=True)}
       info["flat_deviation"] = {w: float(np.abs(g - g.mean()).mean()) for w, g in graphons.items()}
       rows.append(info)
 
   print(f"\nGraphon distance between successive widths (resolution {args.resolution}, sparsity {SPARSITY})")
-  pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
-  print("method          " + " ".join(f"{c:>10s}" for c in pairs) + "   NTK lmin   loss(T)  half-step")
-  for r in rows:
-    print(
-      f"{r['method']:14s}  "
-      + " ".join(f"{r['distances'][c]:10.4f}" for c in pairs)
-      + f"   {r.get('ntk_min_eig') or float('nan'):.2e}  {r.get('final_loss') or float('nan'):.4f}  {r.get('half_step')}"
-    )
+  table = [
+    [r["method"], *(f"{r['distances'][c]:.4f}" for c in pairs), f"{r.get('ntk_min_eig') or np.nan:.2e}"]
+    + [f"{r.get('final_loss') or np.nan:.4f}", r.get("half_step")]
+    for r in rows
+  ]
+  print(_common.markdown_table(["method", *pairs, "NTK lmin", "loss(T)", "half-step"], table))
 
   args.out.mkdir(parents=True, exist_ok=True)
   plots(rows, widths, pairs, ntk_width, args.out)
@@ -189,26 +181,18 @@ def plots(rows, widths, pairs, ntk_width, out_dir):
   )
   for i, r in enumerate(rows):
     for j, w in enumerate(widths):
-      ax = axes[i, j]
-      ax.imshow(np.asarray(r["graphons"][w]), vmin=0, vmax=0.5, cmap="viridis")
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if i == 0:
-        ax.set_title(f"n = {w}", fontsize=8)
-      if j == 0:
-        ax.set_ylabel(r["method"], fontsize=7)
+      axes[i, j].imshow(np.asarray(r["graphons"][w]), vmin=0, vmax=0.5, cmap="viridis")
+      axes[i, j].set(xticks=[], yticks=[])
+    axes[i, 0].set_ylabel(r["method"], fontsize=7)
+  for j, w in enumerate(widths):
+    axes[0, j].set_title(f"n = {w}", fontsize=8)
   fig.suptitle("Empirical graphons of the W1 mask (degree-sorted, color 0..0.5)", fontsize=9)
   _common.save_figure(fig, out_dir / "graphons.png")
 
   fig, ax = plt.subplots(figsize=(5, 3.4))
   for r in rows:
-    ax.semilogy(
-      range(len(pairs)),
-      [r["distances"][c] for c in pairs],
-      "o-" if "HAM" in r["method"] else "s--",
-      label=r["method"],
-      ms=3,
-    )
+    style = "o-" if "HAM" in r["method"] else "s--"
+    ax.semilogy(range(len(pairs)), [r["distances"][c] for c in pairs], style, label=r["method"], ms=3)
   ax.set_xticks(range(len(pairs)), pairs, fontsize=7)
   ax.set_ylabel("mean |W_n - W_2n|")
   ax.legend(fontsize=6, ncol=2)
