@@ -136,8 +136,13 @@ def check_real_dtype(value: Any, name: str) -> Any:
   return value
 
 
-def check_int(value: Any, name: str, minimum: int, owner: str | None = None) -> int:
-  """Checks an integer argument ``>= minimum`` (bools rejected); returns it as a Python ``int``."""
+def check_int(
+  value: Any, name: str, minimum: int, owner: str | None = None, none_ok: bool = False
+) -> int | None:
+  """Checks an integer argument ``>= minimum`` (bools rejected; ``None`` passes with ``none_ok``); returns it as a
+  Python ``int``."""
+  if value is None and none_ok:
+    return None
   p = _prefix(owner)
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
     raise TypeError(f"{p}{name} must be an int, got {type(value).__name__}.")

@@ -1,25 +1,9 @@
-"""NanoAdam: Adam on the smallest-magnitude weights only, for fine-tuning.
+"""NanoAdam: Adam on the smallest-magnitude weights only, for fine-tuning (update rule: :func:`nanoadam`).
 
 Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025 (arXiv 2506.21374).
 During fine-tuning, large gradients concentrate on small-magnitude weights; NanoAdam updates only
 the fraction ("density") of each weight tensor with the smallest ``|x|`` and leaves the large
 weights (which carry what pre-training learned) exactly unchanged. The selection needs no gradient.
-
-One step ``t`` (0-based ``count``; ``n`` entries in a selected tensor, split into chunks of ``c``
-entries, ``c = n`` by default), gradient ``g``:
-
-.. math::
-
-  \\rho_t &= \\mathrm{density}(d \\lfloor t / d \\rfloor), \\qquad
-     k_t = \\max(1, \\mathrm{round}(\\rho_t c)) \\quad \\text{(per chunk)} \\\\
-  S &\\leftarrow \\operatorname{bottom}_{k_t} |x| \\text{ in every chunk}
-     \\quad \\text{if } t \\bmod m = 0 \\text{ or } k_t \\ne k_{t-1} \\\\
-  a_i &\\leftarrow a_i + 1, \\quad
-  \\mu_i \\leftarrow \\beta_1 \\mu_i + (1 - \\beta_1) g_i, \\quad
-  \\nu_i \\leftarrow \\beta_2 \\nu_i + (1 - \\beta_2) g_i^2 \\qquad (i \\in S) \\\\
-  \\Delta x_i &= -\\eta_t \\Big(\\frac{\\mu_i / (1 - \\beta_1^{a_i})}
-      {\\sqrt{\\nu_i / (1 - \\beta_2^{a_i})} + \\epsilon} + \\lambda x_i\\Big) \\quad (i \\in S),
-  \\qquad \\Delta x_i = 0 \\quad (i \\notin S).
 
 Which source each detail follows:
 
@@ -66,8 +50,6 @@ import optax
 
 from ham_optax._src import checks, masking
 
-__all__ = ["NanoAdamState", "nanoadam", "nanoadam_default_mask", "selected_count"]
-
 _NORM_RE = re.compile(r"norm|(^|_)(ln|bn)(_|\d|$)")
 
 
@@ -101,19 +83,15 @@ class NanoAdamState(NamedTuple):
     """
 
     def moment(idx: Any, m: Any, k: Any) -> Any:
-      if _is_masked(m):
+      if masking.is_masked(m):
         return m
       k = jnp.asarray(k, bool)
-      if not _is_masked(idx) and k.ndim:
+      if not masking.is_masked(idx) and k.ndim:
         k = jnp.append(k.reshape(-1), True)[idx]  # slot x.size (unused) keeps its zero
       return jnp.where(k, m, jnp.zeros_like(m))
 
-    reset = lambda tree: jax.tree.map(moment, self.idx, tree, keep, is_leaf=_is_masked)  # noqa: E731
+    reset = lambda tree: jax.tree.map(moment, self.idx, tree, keep, is_leaf=masking.is_masked)  # noqa: E731
     return self._replace(mu=reset(self.mu), nu=reset(self.nu))
-
-
-def _is_masked(x: Any) -> bool:
-  return isinstance(x, optax.MaskedNode)
 
 
 def selected_count(size: int, fraction: float) -> int:
@@ -125,11 +103,6 @@ def selected_count(size: int, fraction: float) -> int:
     100 1
   """
   return int(min(size, max(1, round(fraction * size))))
-
-
-def _resolve_mask(mask: Any, params: optax.Params) -> optax.Params:
-  """A pytree of static bools with the structure of ``params`` (same rules and checks as HAM's ``mask``)."""
-  return masking.resolve_mask_tree(mask, params, "nanoadam: mask")
 
 
 def _natural(path: tuple) -> tuple:
@@ -313,10 +286,6 @@ def _selected_adam(g, p, count, slots, selection: _Selection, b1, b2, eps, weigh
   return out[:n].reshape(p.shape), idx, age, mu, nu
 
 
-def _is_float(x: Any) -> bool:
-  return jnp.issubdtype(jnp.result_type(x), jnp.floating)
-
-
 def scale_by_nanoadam(
   b1: float = 0.9,
   b2: float = 0.999,
@@ -346,21 +315,18 @@ def scale_by_nanoadam(
 
   def init_fn(params: optax.Params) -> NanoAdamState:
     mask_tree = mask_tree_of(params)
+    dense_slots = lambda p: (masking.MASKED, masking.MASKED, jnp.zeros_like(p), jnp.zeros_like(p))  # noqa: E731
     slots = jax.tree.map(
-      lambda b, p: (
-        selection.init_leaf(jnp.asarray(p)) if b else (_MASKED,) * 2 + (jnp.zeros_like(p), jnp.zeros_like(p))
-      ),
-      mask_tree,
-      params,
+      lambda b, p: selection.init_leaf(jnp.asarray(p)) if b else dense_slots(p), mask_tree, params
     )
-    return NanoAdamState(jnp.zeros([], jnp.int32), *_unzip(mask_tree, slots, 4))
+    return NanoAdamState(jnp.zeros([], jnp.int32), *masking.unzip(mask_tree, slots, 4))
 
   def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
     del extra_args
     checks.check_given(params, "params", "nanoadam", "pass it to update: the selection reads |x|")
     mask_tree = mask_tree_of(params)
-    dense = jax.tree.map(lambda b, p: not b and _is_float(p), mask_tree, params)
-    pick = lambda flags, tree: jax.tree.map(lambda f, x: x if f else _MASKED, flags, tree)  # noqa: E731
+    dense = jax.tree.map(lambda b, p: not b and masking.is_float(p), mask_tree, params)
+    pick = lambda flags, tree: jax.tree.map(lambda f, x: x if f else masking.MASKED, flags, tree)  # noqa: E731
     d_dense, adam_state = dense_adam.update(
       pick(dense, updates), optax.ScaleByAdamState(state.count, pick(dense, state.mu), pick(dense, state.nu))
     )
@@ -373,36 +339,13 @@ def scale_by_nanoadam(
       return jnp.zeros_like(p), idx, age, mu, nu
 
     out = jax.tree.map(
-      leaf,
-      mask_tree,
-      dense,
-      updates,
-      params,
-      d_dense,
-      state.idx,
-      state.age,
-      state.mu,
-      state.nu,
-      is_leaf=_is_masked,
+      leaf, mask_tree, dense, updates, params, d_dense, *state[1:], is_leaf=masking.is_masked
     )
-    direction, idx, age, mu, nu = _unzip(mask_tree, out, 5)
-    mu, nu = _merge(dense, adam_state.mu, mu), _merge(dense, adam_state.nu, nu)
+    direction, idx, age, mu, nu = masking.unzip(mask_tree, out, 5)
+    mu, nu = masking.where_flags(dense, adam_state.mu, mu), masking.where_flags(dense, adam_state.nu, nu)
     return direction, NanoAdamState(optax.safe_increment(state.count), idx, age, mu, nu)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-_MASKED = optax.MaskedNode()
-
-
-def _unzip(structure: Any, tree_of_tuples: Any, n: int) -> tuple:
-  """``n`` trees from a tree (with ``structure``'s leaves) of ``n``-tuples."""
-  return tuple(jax.tree.map(lambda _, t, i=i: t[i], structure, tree_of_tuples) for i in range(n))
-
-
-def _merge(flags: Any, a: Any, b: Any) -> Any:
-  """Leaf of ``a`` where ``flags``, else of ``b``."""
-  return jax.tree.map(lambda f, x, y: x if f else y, flags, a, b, is_leaf=_is_masked)
 
 
 def _checked_selection(
@@ -417,16 +360,13 @@ def _checked_selection(
   """:func:`nanoadam`'s selection arguments, checked, with their defaults filled in."""
   fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
   refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
-  if total_steps is not None:
-    total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam")
+  total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam", none_ok=True)
   if final_fraction is not None:
     checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
-  if density_every is not None:
-    density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam")
+  density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam", none_ok=True)
   if fraction_schedule is not None:
     checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
-  if chunk_size is not None:
-    chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam")
+  chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam", none_ok=True)
   return _Selection(
     fraction=fraction,
     refresh_every=refresh_every,
@@ -454,18 +394,27 @@ def nanoadam(
   chunk_size: int | None = None,
   mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """NanoAdam (Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025).
+  r"""NanoAdam (Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025).
 
   Adam restricted to the smallest-magnitude entries of each selected tensor; every other entry of those tensors
   gets an update of exactly zero. Leaves outside ``mask`` (by default the classifier head, norm layers and
-  biases: :func:`nanoadam_default_mask`) get dense Adam with the global step count. Per step ``t`` (0-based)::
+  biases: :func:`nanoadam_default_mask`) get dense Adam with the global step count. Per step :math:`t`
+  (0-based), for a selected tensor of :math:`n` entries in chunks of :math:`c` entries (``chunk_size``,
+  :math:`c = n` by default), gradient :math:`g`, :math:`d` = ``density_every``, :math:`m` = ``refresh_every``:
 
-      density_t = schedule(d * (t // d))                        (d = density_every)
-      k_t = max(1, round(density_t * chunk))                    (per chunk; chunk = x.size by default)
-      if t % refresh_every == 0 or k_t != k_{t-1}:
-          S = bottom-k_t |x| per chunk                          (kept entries keep mu, nu, age)
-      age_S += 1;  mu_S = b1 mu_S + (1 - b1) g_S;  nu_S = b2 nu_S + (1 - b2) g_S^2
-      x_S -= lr_t * (mu_S / (1 - b1^age_S) / (sqrt(nu_S / (1 - b2^age_S)) + eps) + weight_decay * x_S)
+  .. math::
+
+    \rho_t &= \mathrm{density}(d \lfloor t / d \rfloor), \qquad
+       k_t = \max(1, \mathrm{round}(\rho_t c)) \quad \text{(per chunk)} \\
+    S &\leftarrow \operatorname{bottom}_{k_t} |x| \text{ in every chunk}
+       \quad \text{if } t \bmod m = 0 \text{ or } k_t \ne k_{t-1}
+       \quad \text{(kept entries keep } \mu, \nu, a) \\
+    a_i &\leftarrow a_i + 1, \quad
+    \mu_i \leftarrow \beta_1 \mu_i + (1 - \beta_1) g_i, \quad
+    \nu_i \leftarrow \beta_2 \nu_i + (1 - \beta_2) g_i^2 \qquad (i \in S) \\
+    \Delta x_i &= -\eta_t \Big(\frac{\mu_i / (1 - \beta_1^{a_i})}
+        {\sqrt{\nu_i / (1 - \beta_2^{a_i})} + \epsilon} + \lambda x_i\Big) \quad (i \in S),
+    \qquad \Delta x_i = 0 \quad (i \notin S).
 
   Built as ``scale_by_nanoadam`` followed by the learning rate, as ``optax.adamw`` is built from
   ``scale_by_adam``. The density schedule is ``fraction_schedule`` if given (clipped to ``(0, fraction]``); else,

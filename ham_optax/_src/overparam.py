@@ -195,8 +195,7 @@ def _checked_args(inner, weight_decay, init, rescale_every, rescale_balance) -> 
     checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
   else:
     init = checks.check_scalar(init, "init")
-  if rescale_every is not None:
-    rescale_every = checks.check_int(rescale_every, "rescale_every", 1)
+  rescale_every = checks.check_int(rescale_every, "rescale_every", 1, none_ok=True)
   return init, rescale_every, checks.check_scalar(rescale_balance, "rescale_balance")
 
 
