@@ -138,8 +138,7 @@ def methods(steps_per_epoch: int, total: int) -> dict[str, Callable[[float], opt
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-  a = np.asarray(values, float)
-  return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
+  return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
 def _plot(results: dict, out: pathlib.Path) -> pathlib.Path:
@@ -153,20 +152,16 @@ def _plot(results: dict, out: pathlib.Path) -> pathlib.Path:
     xs = np.arange(len(names)) + (j - 0.5) * 0.38
     ax.bar(xs, means, 0.36, yerr=stds, capsize=3, label={"new_test": "new task", "old_test": "old task"}[key])
   ax.set_xticks(np.arange(len(names)), names, fontsize=7)
-  ax.set_ylabel("test accuracy (%)")
-  ax.set_ylim(0, 100)
+  ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
   ax.legend(fontsize=7)
-  ax.set_title(
-    f"Fine-tuning on shifted MNIST-1D, mean ± std over {len(results['config']['seeds'])} seeds", fontsize=8
-  )
+  seeds = len(results["config"]["seeds"])
+  ax.set_title(f"Fine-tuning on shifted MNIST-1D, mean ± std over {seeds} seeds", fontsize=8)
   return _common.save_figure(fig, out / "accuracy.png", dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-  parser.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs")
-  parser.add_argument("--pretrain-epochs", type=int, default=40)
+  _common.add_options(parser, seeds=[0, 1, 2], epochs=20, pretrain_epochs=40)  # epochs: of fine-tuning
   parser.add_argument("--fast", action="store_true", help="smoke run: 2 epochs, 1 seed, 2 learning rates")
   parser.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
   args = parser.parse_args(argv)
@@ -182,18 +177,17 @@ def main(argv: list[str] | None = None) -> dict:
   steps_per_epoch = len(task.fit_x) // BATCH
   table = methods(steps_per_epoch, steps_per_epoch * args.epochs)
 
-  def finetune(make, lr, seed):
-    return task.finetune(make(lr), args.epochs, seed)
-
   tuning, best = {}, {}
   for name, make in table.items():
     grid = LR_GRID[1:3] if args.fast else LR_GRID
-    tuning[name] = [{"lr": lr, **finetune(make, lr, TUNE_SEED)} for lr in grid]
+    tuning[name] = [{"lr": lr, **task.finetune(make(lr), args.epochs, TUNE_SEED)} for lr in grid]
     ok = [r for r in tuning[name] if not r["diverged"]]
     best[name] = max(ok, key=lambda r: r["val"])["lr"]
     print(f"tuned {name}: " + ", ".join(f"lr={r['lr']:g} val={100 * r['val']:.1f}" for r in tuning[name]))
 
-  final = {name: [{"seed": s, **finetune(table[name], best[name], s)} for s in args.seeds] for name in table}
+  final = {
+    n: [{"seed": s, **task.finetune(table[n](best[n]), args.epochs, s)} for s in args.seeds] for n in table
+  }
   summary, tests = {}, {}
   for name, runs in final.items():
     ok = [r for r in runs if not r["diverged"]]
@@ -206,8 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
         for key in ("new_test", "old_test")
       }
 
-  config = dict(seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs)
-  config["pretrain_epochs"] = args.pretrain_epochs
+  config = dict(
+    seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs
+  )
   config.update(batch=BATCH, lr_grid=LR_GRID, steps_per_epoch=steps_per_epoch, shift=SHIFT)
   config.update(jax=jax.__version__, optax=optax.__version__)
   results = {"config": config, "pretrained": before, "tuning": tuning, "final": final, "summary": summary}
@@ -219,17 +214,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _print_summary(summary: dict, tests: dict) -> None:
-  print(
-    f"\n{'method':<28}{'lr':>8}{'new task %':>16}{'old task %':>16}{'p new':>8}{'p old':>8}{'state KiB':>11}"
-  )
+  rows = []
   for name, r in summary.items():
-    p = tests.get(name, {})
-    print(
-      f"{name:<28}{r['lr']:>8g}{100 * r['new_test']['mean']:>9.1f} ± {100 * r['new_test']['std']:<4.1f}"
-      f"{100 * r['old_test']['mean']:>9.1f} ± {100 * r['old_test']['std']:<4.1f}"
-      f"{p.get('new_test', float('nan')):>8.2f}{p.get('old_test', float('nan')):>8.2f}{r['state_bytes'] / 1024:>11.1f}"
-      + (f"  ({r['diverged']} diverged)" if r["diverged"] else "")
+    p, keys = tests.get(name, {}), ("new_test", "old_test")
+    rows.append(
+      [name, f"{r['lr']:g}", *(f"{100 * r[k]['mean']:.1f} ± {100 * r[k]['std']:.1f}" for k in keys)]
     )
+    rows[-1] += [*(f"{p.get(k, np.nan):.2f}" for k in keys), f"{r['state_bytes'] / 1024:.1f}", r["diverged"]]
+  head = ["method", "lr", "new task (%)", "old task (%)", "p new", "p old", "state (KiB)", "diverged"]
+  print(_common.markdown_table(head, rows))
 
 
 if __name__ == "__main__":
