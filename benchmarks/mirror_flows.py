@@ -94,11 +94,8 @@ def escape_grid(lrs, depths, seeds, steps, init_scale, optimizers=OPTIMIZERS):
           return losses
 
         losses = np.asarray(run(jnp.asarray(lrs, jnp.float32)))
-        diverged = ~np.isfinite(losses).all(-1) | (
-          np.nan_to_num(losses, nan=np.inf).max(-1) > 1e3 * losses[:, :1].T[0]
-        )
-        esc = np.asarray(escape_step(jnp.asarray(losses)))
-        esc = np.where(diverged, -2, esc)  # -2 marks divergence, -1 a stalled run
+        diverged = np.nan_to_num(losses, nan=np.inf).max(-1) > 1e3 * losses[:, 0]  # NaN or grown 1000-fold
+        esc = np.where(diverged, -2, np.asarray(escape_step(jnp.asarray(losses))))  # -2 diverged, -1 stalled
         per_seed.append(esc.tolist())
         curves.append(losses[:, :: max(1, steps // 200)])
       out[(name, depth)] = {"escape": per_seed, "curves": np.mean(curves, 0)}
@@ -220,29 +217,23 @@ def main(argv=None) -> None:
     f"Escape step (median over {len(seeds)} seeds; stN = stalled in N seeds, divN = diverged in N seeds, "
     f"~m = median of the seeds that escaped), budget {steps} steps"
   )
-  print("opt    L  " + " ".join(f"{lr:>7.1e}" for lr in lrs))
-  for (name, depth), r in grid.items():
-    print(f"{name:6s} {depth}  " + " ".join(f"{c:>7s}" for c in _fmt_escape(r["escape"])))
+  rows = [[name, depth, *_fmt_escape(r["escape"])] for (name, depth), r in grid.items()]
+  print(_common.markdown_table(["optimizer", "L", *(f"{lr:.1e}" for lr in lrs)], rows))
   print("\nAdam + L2 vs AdamW (depth 2, lr 1e-2, matched lr * wd): mean over seeds")
-  print("method    wd      final loss  late std   rel err  balance   off-supp  #|x|>1e-2")
-  for r in decay:
-    m = {k: np.mean([s[k] for s in r["seeds"]]) for k in r["seeds"][0] if not k.endswith("curve")}
-    print(
-      f"{r['method']:8s} {r['wd']:.0e}  {m['final_loss']:.2e}  {m['late_loss_std']:.2e}  {m['rel_error']:.3f}"
-      f"    {m['balance_final']:.2e}  {m['off_support_final']:.2e}  {m['n_support_1e-2']:.1f}"
-    )
+  keys = ["final_loss", "late_loss_std", "rel_error", "balance_final", "off_support_final", "n_support_1e-2"]
+  rows = [
+    [r["method"], f"{r['wd']:.0e}", *(f"{np.mean([s[k] for s in r['seeds']]):.3g}" for k in keys)]
+    for r in decay
+  ]
+  print(_common.markdown_table(["method", "wd", *keys], rows))
 
   plots(lrs, depths, grid, steps, args.out)
   plot_decay(decay, decay_steps, args.out)
   settings = dict(depths=list(depths), lrs=lrs.tolist(), seeds=seeds, steps=steps, init_scale=args.init_scale)
-  settings.update({"n": 50, "d": 100, "k": 5, "escape_fraction": 0.5, "decay_lr": 1e-2})
-  settings.update(decay_steps=decay_steps, ham_alpha=10.0, adamw_wd_escape=1e-2)
-  result = {
-    "settings": settings,
-    "escape": {f"{n}/L{d}": r["escape"] for (n, d), r in grid.items()},
-    "decay": decay,
-    "seconds": time.time() - t0,
-  }
+  settings.update(n=50, d=100, k=5, escape_fraction=0.5, decay_lr=1e-2, decay_steps=decay_steps)
+  settings.update(ham_alpha=10.0, adamw_wd_escape=1e-2)
+  escape = {f"{n}/L{d}": r["escape"] for (n, d), r in grid.items()}
+  result = {"settings": settings, "escape": escape, "decay": decay, "seconds": time.time() - t0}
   _common.save_json(args.out / "results.json", result, cmd=_common.command(argv, __file__))
   print(f"\nwrote {args.out} in {time.time() - t0:.0f}s")
 
