@@ -17,11 +17,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ham_optax._src import checks, hyperbolic, masking
-
-__all__ = ["fraction_near_zero", "ham_diagnostics", "mean_inverse_metric", "sign_flips", "sparsity"]
 
 
 def _selected(params: Any, prunable: masking.MaskOrFn) -> list[tuple[str, jax.Array]]:
@@ -127,15 +124,6 @@ def mean_inverse_metric(params: Any, alpha: float, prunable: masking.MaskOrFn = 
   return {"global": global_value, "per_layer": per_layer}
 
 
-def _saturated(x: Any, dtype: Any) -> jax.Array:
-  """``x`` in ``dtype``, clipped to its finite range as HAM's step does (``1e39`` in float32 is its max, not
-  ``inf``, so ``0 * alpha`` stays 0); NaN stays NaN."""
-  big = float(jnp.finfo(dtype).max)
-  if isinstance(x, (int, float, np.number, np.ndarray)):
-    return jnp.asarray(np.clip(np.asarray(x, np.float64), -big, big), dtype)
-  return jnp.clip(jnp.asarray(x).astype(dtype), -big, big)
-
-
 def _exponent_sums(
   x: jax.Array, g: jax.Array, lr: Any, alpha: Any, beta: Any, c: float
 ) -> dict[str, jax.Array]:
@@ -143,24 +131,14 @@ def _exponent_sums(
   scalars (``lr * alpha``, ``lr * beta``, ``1 + alpha |x|`` clipped to the compute dtype's finite range)."""
   cdtype = jnp.promote_types(jnp.result_type(x), jnp.float32)
   big = float(jnp.finfo(cdtype).max)
-  x = jnp.asarray(x, cdtype)
-  g = jnp.asarray(g, cdtype)
-  size = int(x.size)
+  x, g, size = jnp.asarray(x, cdtype), jnp.asarray(g, cdtype), int(jnp.size(x))
   if size == 0:  # a zero-size leaf: nothing moves, nothing is scaled
-    zero = jnp.zeros([], cdtype)
-    return {
-      "n": jnp.zeros([], jnp.int32),
-      "sq": zero,
-      "max": zero,
-      "clipped": jnp.zeros([], jnp.int32),
-      "inv_mean": jnp.ones([], cdtype),
-      "inv_max": jnp.ones([], cdtype),
-      "size": 0,
-    }
-  a = _saturated(alpha, cdtype)
-  lr_c = _saturated(lr, cdtype)
+    zero, zero_n, one = jnp.zeros([], cdtype), jnp.zeros([], jnp.int32), jnp.ones([], cdtype)
+    return dict(n=zero_n, sq=zero, max=zero, clipped=zero_n, inv_mean=one, inv_max=one, size=0)
+  a = hyperbolic._finite_scalar(alpha, cdtype)  # noqa: SLF001 - the step's own saturation
+  lr_c = hyperbolic._finite_scalar(lr, cdtype)  # noqa: SLF001
   lr_alpha = jnp.clip(lr_c * a, -big, big)
-  lr_beta = jnp.clip(lr_c * _saturated(beta, cdtype), -big, big)
+  lr_beta = jnp.clip(lr_c * hyperbolic._finite_scalar(beta, cdtype), -big, big)  # noqa: SLF001
   # As in the step: a finite product may be +-inf, the difference never inf - inf, the clip maps inf to +-c.
   e = jnp.clip(-(jnp.sign(x) * g) * lr_alpha - lr_beta, -c, c)
   moving = x != 0  # the step keeps exact zeros at zero: they do not count in the exponent statistics
@@ -207,10 +185,9 @@ def _global_sums(sums: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _check_alpha_values(alpha: Any) -> None:
   """A real scalar, or a non-empty pytree of them (each named by its path); no schedules (a value is needed)."""
-  if not hyperbolic.is_alpha_tree(alpha):
-    checks.check_scalar(alpha, "alpha")
-    return
-  leaves = jax.tree_util.tree_flatten_with_path(alpha)[0]
+  leaves = (
+    jax.tree_util.tree_flatten_with_path(alpha)[0] if hyperbolic.is_alpha_tree(alpha) else [((), alpha)]
+  )
   if not leaves:
     raise ValueError("ham_diagnostics: alpha as a pytree needs at least one value, got an empty tree.")
   for path, value in leaves:
