@@ -1,24 +1,16 @@
-"""Training loop for the HAM examples (Flax NNX + optax), modelled on Flax's ``examples/mnist``.
+"""Training loop of the HAM examples (Flax NNX + optax), modelled on Flax's ``examples/mnist``.
 
-``train_and_evaluate(config)`` reads top to bottom as four parts:
-
-1. :func:`create_train_state`: the model, the optimizer ``sparsifier(ham(inner))`` (each part optional)
-   and the epoch's shape;
-2. :func:`restore_checkpoint`: continue from the latest orbax checkpoint of the same config, if any;
-3. :func:`train_epoch`: one epoch as one XLA call (the NNX train step under ``jax.lax.scan`` over the epoch's
-   minibatches; per-step ``nnx.jit`` dispatch dominated the run time of these small models), then
-   :func:`epoch_record`: loss / accuracy / weight sparsity / sign flips;
-4. :func:`final_results`: the JSON-serialisable summary.
+``train_and_evaluate(config)`` builds the run (:func:`create_train_state`: the model, the optimizer
+``sparsifier(ham(inner))`` with each part optional, and this process's data), continues from the latest orbax
+checkpoint of the same config if there is one, then per epoch runs :func:`train_epoch` (the NNX train step under
+``jax.lax.scan``: one XLA call per epoch) and :func:`epoch_record` (loss / accuracy on every split, weight
+sparsity and sign flips versus initialisation, HAM diagnostics), and returns a JSON-serialisable summary.
 
 Data parallelism (:class:`~ham_optax_examples.distributed.DataLayout`): every split is cut into
-``config.data_shards`` blocks and each process keeps only its own; a global batch takes the same number of
-rows from every block, the state is replicated over the devices of every process, and XLA reduces the
-gradients. With one process and one shard this is the plain single-device run.
-
-A run whose training or validation loss becomes non-finite stops at that epoch and is marked diverged; its
-accuracies are not reported as numbers. Checkpoints store the config next to the state; resuming with a
-different config, or from a damaged checkpoint, raises :class:`CheckpointError`. Data order depends only on
-``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one.
+``config.data_shards`` blocks and each process keeps only its own; a global batch takes the same number of rows
+from every block, the state is replicated and XLA reduces the gradients. Data order depends only on
+``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one. A run whose training or validation
+loss becomes non-finite stops at that epoch and is marked diverged; its accuracies are not reported.
 """
 
 from __future__ import annotations
@@ -47,47 +39,6 @@ from ham_optax_examples import models
 from ham_optax_examples.configs.default import Config, resolve
 from ham_optax_examples.distributed import DataLayout
 
-__all__ = [
-  "CheckpointError",
-  "TrainState",
-  "check_checkpoint",
-  "check_fits",
-  "create_train_state",
-  "data_layout",
-  "discard_checkpoint",
-  "epoch_record",
-  "evaluate",
-  "final_results",
-  "make_optimizer",
-  "restore_checkpoint",
-  "suggested_alpha",
-  "train_and_evaluate",
-  "train_epoch",
-  "train_step",
-]
-
-
-@jax.jit
-def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
-  """Sparsity and sign-flip fraction versus ``reference`` of the weight tensors (ndim >= 2: the
-  leaves HAM and the sparsifiers act on), via :mod:`ham_optax.metrics`."""
-  return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
-
-
-@nnx.jit
-def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
-  """Raw gradients of the weights on one minibatch, from a clone (BatchNorm statistics stay untouched)."""
-  model = nnx.clone(model)
-  grads = nnx.grad(lambda m: _loss_fn(m, x, y)[0])(model)
-  return nnx.as_pure(nnx.state(model, nnx.Param)), nnx.as_pure(grads)
-
-
-def _ham_diagnostics(model: nnx.Module, x: jax.Array, y: jax.Array, lr: float, config: Config) -> dict:
-  """Global HAM stability diagnostics (:func:`ham_optax.metrics.ham_diagnostics`) on one minibatch."""
-  params, grads = _minibatch_grads(model, x, y)
-  d = metrics.ham_diagnostics(params, grads, learning_rate=lr, alpha=config.alpha, beta=config.beta)
-  return {f"ham_{k}": float(v) for k, v in d["global"].items()}
-
 
 def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> optax.ScalarOrSchedule:
   if config.schedule == "constant":
@@ -99,14 +50,10 @@ def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> op
 
 
 def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
-  """``sparsifier(ham(inner))`` (or ``sparsifier(sign_in(inner))``) as configured; ``inner`` is SGD +
-  momentum with weight decay, or AdamW.
-
-  HAM (Jacobs et al., ICLR 2026, arXiv:2506.02630) reuses the inner optimizer's learning-rate
-  schedule. Sparsifier schedules are expressed in steps: gradual magnitude pruning runs from 10 %
-  to 75 % of training with one pruning step per epoch; RigL updates its masks once per epoch until
-  75 % of training; AC/DC spans ``total_steps``.
-  """
+  """``sparsifier(ham(inner))`` or ``sparsifier(sign_in(inner))`` as configured; ``inner`` is SGD + momentum with
+  weight decay, or AdamW. HAM reuses the inner learning-rate schedule. Gradual magnitude pruning runs from 10 %
+  to 75 % of training, one pruning step per epoch; RigL updates its masks once per epoch until 75 % of training;
+  AC/DC spans ``total_steps``."""
   lr = _learning_rate(config, total_steps, steps_per_epoch)
   if config.optimizer == "sgd":
     inner = optax.chain(
@@ -114,82 +61,76 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
     )
   else:
     inner = optax.adamw(lr, weight_decay=config.weight_decay)
-  if config.sign_in:
-    # Sign-In (Gadhikar, Jacobs et al., NeurIPS 2025): x = m * w, balance reset every few epochs.
+  if config.sign_in:  # x = m * w, the balance reset every few epochs
     tx = sign_in(inner, rescale_every=config.sign_in_every * steps_per_epoch, balance=config.sign_in_balance)
   else:
     tx = ham_optax.ham(inner, lr, config.alpha, config.beta) if config.ham else inner
-  if config.sparsifier == "none":
-    return tx
-  s = config.sparsity
+  s, seed, distribution = config.sparsity, config.seed, config.distribution
   if config.sparsifier == "random":
-    return sp.random_pruning(tx, s, distribution=config.distribution, seed=config.seed)
+    return sp.random_pruning(tx, s, distribution=distribution, seed=seed)
   if config.sparsifier == "magnitude":
     begin, end = int(0.1 * total_steps), max(int(0.75 * total_steps), int(0.1 * total_steps) + 1)
     return sp.magnitude_pruning(tx, s, begin_step=begin, end_step=end, frequency=steps_per_epoch)
   if config.sparsifier == "acdc":
     return sp.acdc(tx, s, total_steps=total_steps)
   if config.sparsifier == "rigl":
-    return sp.rigl(
-      tx,
-      s,
-      update_every=steps_per_epoch,
-      end_step=max(1, int(0.75 * total_steps)),
-      distribution=config.distribution,
-      seed=config.seed,
-    )
-  raise ValueError(f"unknown sparsifier {config.sparsifier!r}")
+    end = max(1, int(0.75 * total_steps))
+    return sp.rigl(tx, s, update_every=steps_per_epoch, end_step=end, distribution=distribution, seed=seed)
+  return tx
 
 
 def _resolve(config: Config) -> Config:
-  """``config`` with its defaults filled in (:func:`~ham_optax_examples.configs.default.resolve`), and one data
-  shard per process unless set."""
+  """``config`` with its defaults filled in, and one data shard per process unless set."""
   config, _ = resolve(config)
   return config.replace(data_shards=config.data_shards or jax.process_count())
 
 
 def _build_model(config: Config, dataset: data_lib.Dataset) -> nnx.Module:
-  """``config``'s model for ``dataset`` (graph models get the dataset's graph), in training mode; raises
-  ``ValueError`` when the model does not fit the dataset."""
+  """``config``'s model for ``dataset``, in training mode; raises ``ValueError`` when it does not fit."""
   tokens = np.issubdtype(dataset.x_train.dtype, np.integer) and dataset.graph is None
   if (config.model == "transformer") != tokens:
     raise ValueError(
       "the transformer reads token sequences (datasets modular, modular_sub) and every other model features or "
       "graph nodes"
     )
+  shape, classes = dataset.input_shape, dataset.num_classes
   model = models.create_model(
-    config.model,
-    dataset.input_shape,
-    dataset.num_classes,
-    seed=config.seed,
-    width=config.width,
-    graph=dataset.graph,
+    config.model, shape, classes, seed=config.seed, width=config.width, graph=dataset.graph
   )
   model.train()
   return model
+
+
+def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Dataset:
+  """``dataset`` with only the first ``config.num_train`` training examples (all when ``None``)."""
+  n = config.num_train
+  return (
+    dataset
+    if n is None
+    else dataclasses.replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
+  )
 
 
 def suggested_alpha(
   config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
 ) -> float:
   """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
-  learning rate, on the first 20 minibatches of its epoch-0 order: 20 gradient evaluations, in this process on
-  its default device, from the whole training split. Fields of ``config`` left at ``None`` are resolved first
-  (:func:`~ham_optax_examples.configs.default.resolve`). A schedule shorter than 40 steps is stretched to 40,
-  so that the 20-step window sees a non-zero learning rate."""
+  learning rate, on the first 20 minibatches of its epoch-0 order, in this process on its default device, from
+  the whole training split (``None`` fields of ``config`` resolved first). A schedule shorter than 40 steps is
+  stretched to 40, so that the 20-step window sees a non-zero learning rate."""
   config = _resolve(config)
   train = _training_subset(config, dataset)
-  x_train, y_train = train.x_train, train.y_train
-  batch_size = min(config.batch_size, len(x_train))
-  steps_per_epoch = len(x_train) // batch_size
-  model = _build_model(config, dataset)
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  batch_size = min(config.batch_size, len(train.x_train))
+  steps_per_epoch = len(train.x_train) // batch_size
+  graphdef, params, rest = nnx.split(_build_model(config, dataset), nnx.Param, ...)
 
   def loss_fn(p, batch):
     return _loss_fn(nnx.merge(graphdef, p, rest, copy=True), *batch)[0]
 
-  idx = np.resize(np.random.default_rng([config.seed, 0]).permutation(len(x_train)), 20 * batch_size)
-  batches = [(jnp.asarray(x_train[i]), jnp.asarray(y_train[i])) for i in idx.reshape(20, batch_size)]
+  idx = np.resize(np.random.default_rng([config.seed, 0]).permutation(len(train.x_train)), 20 * batch_size)
+  batches = [
+    (jnp.asarray(train.x_train[i]), jnp.asarray(train.y_train[i])) for i in idx.reshape(20, batch_size)
+  ]
   total = max(steps_per_epoch * config.epochs, 40)
   inner = make_optimizer(config.replace(ham=False, sign_in=False, sparsifier="none"), total, steps_per_epoch)
   lr = _learning_rate(config, total, steps_per_epoch)
@@ -208,29 +149,12 @@ def train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax
   return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
 
-def _make_epoch_fn(graphdef, layout: DataLayout):
-  """Jitted ``(state, xs, ys) -> (state, (losses, accs))`` scanning ``train_step`` over an epoch; the state
-  stays replicated over the layout's devices."""
-
-  @jax.jit
-  def run_epoch(state, xs, ys):
-    def body(state, batch):
-      model, optimizer = nnx.merge(graphdef, state)
-      loss, acc = train_step(model, optimizer, *batch)
-      return layout.replicated(nnx.state((model, optimizer))), (loss, acc)
-
-    return jax.lax.scan(body, state, (xs, ys))
-
-  return run_epoch
-
-
 @nnx.jit
 def _eval_batch(model: nnx.Module, x: jax.Array, y: jax.Array, weight: jax.Array):
   """Sums of loss, hits and weight over the rows of weight 1 (padding rows have weight 0)."""
   logits = model(x)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-  real = weight > 0
-  hits = jnp.argmax(logits, -1) == y
+  real, hits = weight > 0, jnp.argmax(logits, -1) == y
   return jnp.sum(jnp.where(real, losses, 0.0)), jnp.sum(jnp.where(real, hits, 0)), jnp.sum(real)
 
 
@@ -238,35 +162,29 @@ def _stack_blocks(blocks: list[np.ndarray], length: int, rows: int) -> np.ndarra
   """``(steps, len(blocks) * rows, ...)``: step ``j`` holds rows ``[j rows, (j + 1) rows)`` of every block (each
   zero-padded to ``length``), block after block."""
   padded = np.stack([np.concatenate([b, np.zeros((length - len(b), *b.shape[1:]), b.dtype)]) for b in blocks])
-  steps = length // rows
-  stacked = padded.reshape(len(blocks), steps, rows, *padded.shape[2:]).swapaxes(0, 1)
-  return stacked.reshape(steps, len(blocks) * rows, *padded.shape[2:])
+  stacked = padded.reshape(len(blocks), length // rows, rows, *padded.shape[2:]).swapaxes(0, 1)
+  return stacked.reshape(length // rows, len(blocks) * rows, *padded.shape[2:])
 
 
 def _evaluate_blocks(
-  model: nnx.Module,
-  blocks: list[tuple[np.ndarray, np.ndarray]],
-  block_rows: int,
-  layout: DataLayout,
-  batch_size: int,
-) -> dict[str, float]:
-  """Mean loss and accuracy over every process's ``blocks`` (this process's shards of a split; each at most
-  ``block_rows`` long). A global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded with
-  rows of weight 0, so that every process runs the same steps and every example counts once."""
+  model: nnx.Module, blocks: list, block_rows: int, layout: DataLayout, batch_size: int
+) -> dict:
+  """Mean loss and accuracy over every process's ``blocks`` (this process's ``(x, y)`` shards of a split, each
+  at most ``block_rows`` long). A global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded
+  with rows of weight 0, so that every process runs the same steps and every example counts once."""
   rows = -(-batch_size // layout.shards)
   while (rows * layout.shards) % layout.devices:
     rows += 1
   length = -(-block_rows // rows) * rows
-  xs = _stack_blocks([x for x, _ in blocks], length, rows)
-  ys = _stack_blocks([y for _, y in blocks], length, rows)
-  ws = _stack_blocks([np.ones(len(y), np.float32) for _, y in blocks], length, rows)
+  ws = [np.ones(len(y), np.float32) for _, y in blocks]
+  stacked = [
+    _stack_blocks(list(b), length, rows) for b in ([x for x, _ in blocks], [y for _, y in blocks], ws)
+  ]
   model.eval()
   total_loss, correct, count = 0.0, 0, 0
-  for x, y, w in zip(xs, ys, ws, strict=True):
+  for x, y, w in zip(*stacked, strict=True):
     loss, hits, n = _eval_batch(model, layout.put(x), layout.put(y), layout.put(w))
-    total_loss += float(loss)
-    correct += int(hits)
-    count += int(n)
+    total_loss, correct, count = total_loss + float(loss), correct + int(hits), count + int(n)
   model.train()
   return {"loss": total_loss / count, "acc": correct / count}
 
@@ -292,9 +210,8 @@ def _run_fields(config: Config) -> dict[str, Any]:
 
 
 def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-    Path(directory).resolve(), options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
-  )
+  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+  return ocp.CheckpointManager(Path(directory).resolve(), options=options)
 
 
 def _host_restore(path: Path) -> Any:
@@ -306,17 +223,14 @@ def _host_restore(path: Path) -> Any:
 
 def _restore(manager: ocp.CheckpointManager, step: int, state: Any = None, reference: Any = None) -> dict:
   """Every item of checkpoint ``step``, into the ``state`` / ``reference`` templates (without them: as NumPy
-  arrays on this host); raises :class:`CheckpointError` naming the checkpoint when any item is damaged or
-  missing."""
+  arrays on this host); raises :class:`CheckpointError` when any item is damaged or missing."""
   items = {"history": ocp.args.JsonRestore(), "config": ocp.args.JsonRestore()}
   if state is not None:
     items |= {"state": ocp.args.StandardRestore(state), "reference": ocp.args.StandardRestore(reference)}
   try:
     restored = dict(manager.restore(step, args=ocp.args.Composite(**items)))
     if state is None:
-      restored |= {
-        item: _host_restore(Path(manager.directory) / str(step) / item) for item in ("state", "reference")
-      }
+      restored |= {k: _host_restore(Path(manager.directory) / str(step) / k) for k in ("state", "reference")}
     if not isinstance(restored["history"], list) or not isinstance(restored["config"], dict):
       raise TypeError("history or config is not what a run writes")
   except Exception as e:  # orbax and TensorStore raise many types for damaged files
@@ -329,26 +243,22 @@ def _restore(manager: ocp.CheckpointManager, step: int, state: Any = None, refer
 
 def check_checkpoint(config: Config) -> int | None:
   """The epoch ``config.checkpoint_dir`` can resume from (``None``: no checkpoint there), after reading every
-  item of it.
-
-  Raises :class:`CheckpointError` when the checkpoint is damaged, or naming the differing fields when it was
-  written by a run with another config (``alpha="auto"`` matches the alpha the run suggested).
-  """
+  item of it. Raises :class:`CheckpointError` when the checkpoint is damaged, or naming the differing fields
+  when it was written by a run with another config (``alpha="auto"`` matches the alpha the run suggested)."""
   if config.checkpoint_dir is None or not Path(config.checkpoint_dir).exists():
     return None
   config = _resolve(config)
   manager = _checkpoint_manager(config.checkpoint_dir)
   try:
     latest = manager.latest_step()
-    if latest is None:
-      return None
-    stored = _restore(manager, latest)["config"]
+    stored = None if latest is None else _restore(manager, latest)["config"]
   finally:
     manager.close()
-  current = _run_fields(config)
+  if latest is None:
+    return None
   differing = [
     f"{k} {stored.get(k)!r} -> {v!r}"
-    for k, v in current.items()
+    for k, v in _run_fields(config).items()
     if stored.get(k) != v and not (k == "alpha" and v == "auto")
   ]
   if differing:
@@ -364,20 +274,7 @@ def discard_checkpoint(directory: str) -> None:
   shutil.rmtree(directory, ignore_errors=True)
 
 
-def _save(manager: ocp.CheckpointManager, epoch: int, config: Config, state, reference, history) -> None:
-  manager.save(
-    epoch,
-    args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      reference=ocp.args.StandardSave(reference),
-      history=ocp.args.JsonSave(history),
-      config=ocp.args.JsonSave(_run_fields(config)),
-    ),
-  )
-  manager.wait_until_finished()
-
-
-# ------------------------------------------------------------------------------------- the four parts
+# ------------------------------------------------------------------------------------------ the run
 
 
 @dataclasses.dataclass
@@ -390,7 +287,7 @@ class TrainState:
     reference: the weights at initialisation (after pruning at init); sign flips are counted against them.
     steps_per_epoch: optimizer steps per epoch.
     batch_size: examples per step (the global batch, over every process).
-    run_epoch: the jitted ``(state, xs, ys) -> (state, (losses, accs))`` of ``_make_epoch_fn``.
+    run_epoch: the jitted ``(state, xs, ys) -> (state, (losses, accs))`` scanning :func:`train_step`.
     layout: how the data and the state are split over processes and devices.
     data: this process's shards of the dataset (``layout.local_shards``), nothing else.
     eval_rows: the longest shard of each evaluation split (``"val"``, ``"test"``), the same in every process.
@@ -407,21 +304,10 @@ class TrainState:
   eval_rows: dict[str, int]
 
 
-def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Dataset:
-  """``dataset`` with only the first ``config.num_train`` training examples (all when ``None``)."""
-  if config.num_train is None:
-    return dataset
-  n = config.num_train
-  return dataclasses.replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
-
-
 def data_layout(config: Config) -> DataLayout:
   """The data-parallel layout of a run (``config.data_shards`` shards over this run's processes; with one process,
-  a mesh over its devices only with ``config.all_devices``).
-
-  Raises ``ValueError`` when the shards are not a multiple of the processes or the batch does not split evenly
-  over the shards and devices.
-  """
+  a mesh over its devices only with ``config.all_devices``). Raises ``ValueError`` when the shards are not a
+  multiple of the processes or the batch does not split evenly over the shards and devices."""
   config = _resolve(config)
   layout = DataLayout.create(config.data_shards, config.all_devices)
   layout.check_batch(config.batch_size)
@@ -441,12 +327,11 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
     )
   batch_size = min(config.batch_size, shard_rows * layout.shards)  # recorded as ``batch_size_used``
   layout.check_batch(batch_size)
-  steps_per_epoch = shard_rows // (batch_size // layout.shards)
-  if config.max_steps is not None:
-    steps_per_epoch = min(steps_per_epoch, config.max_steps)
+  steps_per_epoch = min(shard_rows // (batch_size // layout.shards), config.max_steps or math.inf)
   model = _build_model(config, dataset)
-  tx = make_optimizer(config, steps_per_epoch * config.epochs, steps_per_epoch)
-  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  optimizer = nnx.Optimizer(
+    model, make_optimizer(config, steps_per_epoch * config.epochs, steps_per_epoch), wrt=nnx.Param
+  )
   if config.sparsifier != "none":  # pruning at init: the model is sparse before the first step
     params = nnx.as_pure(nnx.state(model, nnx.Param))
     nnx.update(model, sp.apply_masks(params, nnx.as_pure(optimizer.opt_state)))
@@ -454,37 +339,20 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
     nnx.update((model, optimizer), layout.replicate(nnx.state((model, optimizer))))
   reference = jax.tree.map(jnp.copy, nnx.as_pure(nnx.state(model, nnx.Param)))
   graphdef, _ = nnx.split((model, optimizer))
+
+  @jax.jit
+  def run_epoch(state, xs, ys):
+    def body(state, batch):
+      model, optimizer = nnx.merge(graphdef, state)
+      loss_and_acc = train_step(model, optimizer, *batch)
+      return layout.replicated(nnx.state((model, optimizer))), loss_and_acc
+
+    return jax.lax.scan(body, state, (xs, ys))
+
   eval_rows = {name: -(-len(getattr(full, f"x_{name}")) // layout.shards) for name in ("val", "test")}
   return TrainState(
-    model,
-    optimizer,
-    reference,
-    steps_per_epoch,
-    batch_size,
-    _make_epoch_fn(graphdef, layout),
-    layout,
-    data,
-    eval_rows,
+    model, optimizer, reference, steps_per_epoch, batch_size, run_epoch, layout, data, eval_rows
   )
-
-
-def restore_checkpoint(
-  config: Config, ts: TrainState, manager: ocp.CheckpointManager
-) -> list[dict[str, Any]]:
-  """Restores ``ts`` from the latest checkpoint of the same config and returns the history so far (empty when
-  there is none). Prints that the run resumes and from which epoch."""
-  latest = check_checkpoint(config)
-  if latest is None:
-    return []
-  restored = _restore(manager, latest, nnx.state((ts.model, ts.optimizer)), ts.reference)
-  nnx.update((ts.model, ts.optimizer), restored["state"])
-  ts.reference = restored["reference"]
-  if jax.process_index() == 0:
-    print(
-      f"{config.model} {config.method} seed {config.seed}: resuming from epoch {latest} of {config.epochs} "
-      f"({config.checkpoint_dir})"
-    )
-  return list(restored["history"])
 
 
 def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -505,15 +373,24 @@ def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.n
   return np.asarray(losses), np.asarray(accs)
 
 
-def epoch_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, Any]:
-  """Extra per-epoch metrics, stored under ``"diagnostics"`` in each epoch's record.
+@jax.jit
+def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
+  """Sparsity and sign-flip fraction versus ``reference`` of the weight tensors (ndim >= 2)."""
+  return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
 
-  With HAM: the global values of :func:`ham_optax.metrics.ham_diagnostics` (``ham_exponent_rms``,
-  ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean``, ``ham_inverse_metric_max``) for
-  the current weights and the raw gradient on a fixed minibatch (the first ``batch_size / shards`` training
-  examples of every shard: with one shard, the first ``batch_size``), at the learning rate of the epoch's last
-  step. Without HAM: empty.
-  """
+
+@nnx.jit
+def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
+  """Raw gradients of the weights on one minibatch, from a clone (BatchNorm statistics stay untouched)."""
+  model = nnx.clone(model)
+  grads = nnx.grad(lambda m: _loss_fn(m, x, y)[0])(model)
+  return nnx.as_pure(nnx.state(model, nnx.Param)), nnx.as_pure(grads)
+
+
+def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, float]:
+  """With HAM, the global values of :func:`ham_optax.metrics.ham_diagnostics` for the current weights and the raw
+  gradient on a fixed minibatch (the first ``batch_size / shards`` training examples of every shard), at the
+  learning rate of the epoch's last step; without HAM, nothing."""
   if not config.ham:
     return {}
   rows = ts.batch_size // ts.layout.shards
@@ -521,70 +398,55 @@ def epoch_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, A
   y = ts.layout.put(np.concatenate([d.y_train[:rows] for d in ts.data]))
   lr = _learning_rate(config, ts.steps_per_epoch * config.epochs, ts.steps_per_epoch)
   lr_now = float(lr((epoch + 1) * ts.steps_per_epoch - 1)) if callable(lr) else float(lr)
-  return _ham_diagnostics(ts.model, x, y, lr_now, config)
+  params, grads = _minibatch_grads(ts.model, x, y)
+  d = metrics.ham_diagnostics(params, grads, learning_rate=lr_now, alpha=config.alpha, beta=config.beta)
+  return {f"ham_{k}": float(v) for k, v in d["global"].items()}
 
 
-def epoch_record(
-  config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray
-) -> dict[str, Any]:
-  """Loss / accuracy on train (mean over the epoch's steps), validation and test (over every shard), and the
-  weights' sparsity and sign flips versus initialisation."""
+def epoch_record(config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray) -> dict:
+  """Loss / accuracy on train (mean over the epoch's steps), validation and test (over every shard), the
+  weights' sparsity and sign flips versus initialisation, and ``diagnostics`` (HAM's, with HAM)."""
   weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
-  val, test = (
-    _evaluate_blocks(ts.model, [d.split(name) for d in ts.data], ts.eval_rows[name], ts.layout, 1000)
-    for name in ("val", "test")
-  )
-  return {
-    "epoch": epoch + 1,
-    "step": (epoch + 1) * ts.steps_per_epoch,
-    "train_loss": float(np.mean(losses)),
-    "train_acc": float(np.mean(accs)),
-    "val_loss": val["loss"],
-    "val_acc": val["acc"],
-    "test_loss": test["loss"],
-    "test_acc": test["acc"],
-    "sparsity": float(weight_sparsity),
-    "sign_flips": float(flips),
-    "diagnostics": epoch_diagnostics(config, ts, epoch),
-  }
-
-
-def _is_finite(record: dict[str, Any]) -> bool:
-  return math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])
-
-
-def final_results(
-  config: Config,
-  history: list[dict[str, Any]],
-  diverged_epoch: int | None,
-  batch_size_used: int | None = None,
-) -> dict[str, Any]:
-  """The run's JSON-serialisable summary. A diverged run reports ``diverged_epoch`` and no accuracies."""
-  final = history[-1] if history and diverged_epoch is None else {}
-  return {
-    "config": dataclasses.asdict(config),
-    "method": config.method,
-    "history": history,
-    "completed": diverged_epoch is None and bool(history) and history[-1]["epoch"] == config.epochs,
-    "diverged": diverged_epoch is not None,
-    "diverged_epoch": diverged_epoch,
-    "val_acc": final.get("val_acc"),
-    "test_acc": final.get("test_acc"),
-    "sparsity": final.get("sparsity"),
-    "sign_flips": final.get("sign_flips"),
-    "train_time_s": history[-1]["time_s"] if history else 0.0,
-    "batch_size_used": batch_size_used,
-  }
+  record = {"epoch": epoch + 1, "step": (epoch + 1) * ts.steps_per_epoch}
+  record |= {"train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
+  for name in ("val", "test"):
+    split = _evaluate_blocks(ts.model, [d.split(name) for d in ts.data], ts.eval_rows[name], ts.layout, 1000)
+    record |= {f"{name}_loss": split["loss"], f"{name}_acc": split["acc"]}
+  record |= {"sparsity": float(weight_sparsity), "sign_flips": float(flips)}
+  return record | {"diagnostics": _ham_diagnostics(config, ts, epoch)}
 
 
 def check_fits(config: Config, dataset: data_lib.Dataset) -> None:
-  """Raises ``ValueError`` when ``config``'s model does not fit ``dataset``; builds only the model's shapes (no
-  training, no weights)."""
+  """Raises ``ValueError`` when ``config``'s model does not fit ``dataset`` (builds only the model's shapes)."""
   config = _resolve(config)
   try:
     nnx.eval_shape(lambda: _build_model(config, dataset))
   except ValueError as e:
     raise ValueError(f"model {config.model!r} does not fit dataset {dataset.name!r}: {e}") from None
+
+
+def _train_epochs(config: Config, ts: TrainState, history: list, manager) -> int | None:
+  """Trains from epoch ``len(history)`` to the end (or ``halt_after_epochs``), appending to ``history`` and saving
+  a checkpoint after each epoch; returns the epoch whose loss became non-finite, if any."""
+  desc = f"{config.model} {config.method} seed {config.seed}"
+  t0 = time.perf_counter()
+  with tqdm(
+    total=config.epochs, initial=len(history), desc=desc, leave=False, disable=not config.progress
+  ) as bar:
+    for epoch in range(len(history), min(config.epochs, config.halt_after_epochs or config.epochs)):
+      record = epoch_record(config, ts, epoch, *train_epoch(ts, config.seed, epoch))
+      if not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])):
+        return epoch + 1
+      history.append(record | {"time_s": time.perf_counter() - t0})
+      bar.update(1)
+      bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
+      if manager is not None:
+        args = {"state": nnx.state((ts.model, ts.optimizer)), "reference": ts.reference}
+        items = {k: ocp.args.StandardSave(v) for k, v in args.items()}
+        items |= {"history": ocp.args.JsonSave(history), "config": ocp.args.JsonSave(_run_fields(config))}
+        manager.save(epoch + 1, args=ocp.args.Composite(**items))
+        manager.wait_until_finished()
+  return None
 
 
 def train_and_evaluate(
@@ -619,30 +481,33 @@ def train_and_evaluate(
     config = config.replace(alpha=suggested_alpha(config, dataset))
   ts = create_train_state(config, dataset)
   del dataset  # from here on, only this process's shards (ts.data)
-  manager = None if config.checkpoint_dir is None else _checkpoint_manager(config.checkpoint_dir)
-  history = [] if manager is None else restore_checkpoint(config, ts, manager)
-  last_epoch = min(config.epochs, config.halt_after_epochs or config.epochs)
-  desc = f"{config.model} {config.method} seed {config.seed}"
-  bar = tqdm(total=config.epochs, initial=len(history), desc=desc, leave=False, disable=not config.progress)
-  diverged_epoch, t0 = None, time.perf_counter()
-  for epoch in range(len(history), last_epoch):
-    losses, accs = train_epoch(ts, config.seed, epoch)
-    record = epoch_record(config, ts, epoch, losses, accs)
-    if not _is_finite(record):
-      diverged_epoch = epoch + 1
-      break
-    record["time_s"] = time.perf_counter() - t0
-    history.append(record)
-    bar.update(1)
-    bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
-    if manager is not None:
-      _save(manager, epoch + 1, config, nnx.state((ts.model, ts.optimizer)), ts.reference, history)
-  bar.close()
+  history, manager = [], None
+  if config.checkpoint_dir is not None:
+    manager = _checkpoint_manager(config.checkpoint_dir)
+    latest = check_checkpoint(config)
+    if latest is not None:
+      restored = _restore(manager, latest, nnx.state((ts.model, ts.optimizer)), ts.reference)
+      nnx.update((ts.model, ts.optimizer), restored["state"])
+      ts.reference, history = restored["reference"], list(restored["history"])
+      if jax.process_index() == 0:
+        print(
+          f"{config.model} {config.method} seed {config.seed}: resuming from epoch {latest} of {config.epochs} "
+          f"({config.checkpoint_dir})"
+        )
+  diverged_epoch = _train_epochs(config, ts, history, manager)
   if manager is not None:
     manager.close()
-  results = final_results(config, history, diverged_epoch, ts.batch_size) | {
-    "alpha_source": alpha_source if config.ham else None
+  final = history[-1] if history and diverged_epoch is None else {}
+  results = {
+    "config": dataclasses.asdict(config),
+    "method": config.method,
+    "history": history,
+    "completed": diverged_epoch is None and bool(history) and history[-1]["epoch"] == config.epochs,
+    "diverged": diverged_epoch is not None,
+    "diverged_epoch": diverged_epoch,
+    **{k: final.get(k) for k in ("val_acc", "test_acc", "sparsity", "sign_flips")},
+    "train_time_s": history[-1]["time_s"] if history else 0.0,
+    "batch_size_used": ts.batch_size,
+    "alpha_source": alpha_source if config.ham else None,
   }
-  if return_model:
-    results["model"] = ts.model
-  return results
+  return results | {"model": ts.model} if return_model else results
