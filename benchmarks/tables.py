@@ -1,12 +1,25 @@
 """The result tables of the README and the guides, generated from the committed results under `benchmarks/results/`.
 
 A marked block of a Markdown page (``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->``) holds a table, the lines
-that compare its rows ("HAM − baseline", paired over seeds) and the sentence that summarises them; ``TABLES[NAME]``
+that compare its rows ("HAM − baseline", paired over seeds) and the sentences that summarise them; ``TABLES[NAME]``
 writes it from the JSON a benchmark saved, so that no number or claim is typed by hand. Nothing outside the markers
 is touched. `tests/test_published_tables.py` runs the check; after rerunning a benchmark, run this and commit.
 
-  python benchmarks/tables.py            # rewrite every block of README.md and docs/guides/*.md
-  python benchmarks/tables.py --check    # list the blocks that differ from their results (exit status 1)
+To add a block, write in the section of its study (or a new one)::
+
+  @table
+  def NAME(results: Path) -> str:  # the generator of the blocks named NAME
+    res = load(results, "study")  # benchmarks/results/study/results.json
+    rows = [[label, f"{100 * r['test_acc']:.2f}"] for label, r in res["rows"].items()]
+    return markdown_table(["method", "test acc (%)"], rows)  # then paragraphs, derived from the same numbers
+
+then put ``<!-- table:NAME -->``, an empty line and ``<!-- /table:NAME -->`` in a page (or list NAME in
+``PENDING`` until it is on one) and run the script. Paragraphs are wrapped at the page's width, never at a `GLUE` (`glued`,
+`fmt_p` and `pm` use it); claims go through `verdict` and ``SIGNIFICANCE``.
+
+  python benchmarks/tables.py                # rewrite every block of the READMEs and docs/guides/*.md
+  python benchmarks/tables.py --check        # list the blocks that differ from their results (exit status 1)
+  python benchmarks/tables.py --print NAME   # print one block's Markdown
 """
 
 from __future__ import annotations
@@ -41,15 +54,9 @@ GLUE = "\x00"  # a space that a line break must not replace ("p = 0.47", "+0.66 
 WORDS = dict(enumerate("zero one two three four five six seven eight nine ten".split()))
 NAMES = {"mlp": "MLP", "resnet1d": "ResNet1D", "cnn1d": "CNN1D", "resnet18": "ResNet18", "gcn": "GCN"}
 NAMES |= {"sage": "GraphSAGE", "sgd": "SGD", "adamw": "AdamW", "acdc": "AC/DC", "rigl": "RigL"}
-SPARSIFIERS = {
-  **NAMES,
-  "random": "random PaI",
-  "magnitude": "gradual magnitude",
-}  # the sparse-training labels
-COLLAPSE_POINTS = 10.0  # a finished seed this far below the baseline's worst seed is reported as collapsed
-ESCAPE_LRS = (1e-4, 4.6e-4, 2.2e-3, 1e-2, 2.2e-2, 1e-1, 2.2e-1, 4.6e-1)  # the columns shown (the grid has 13)
-ESCAPE_SHOWN = ("GD", "sign", "Adam", "HAM")  # AdamW's rows are compared with Adam's in the text
-TABLES: dict[str, Callable[[Path], str]] = {}
+SPARSIFIERS = NAMES | {"random": "random PaI", "magnitude": "gradual magnitude"}  # the sparse-training labels
+TABLES: dict[str, Callable[[Path], str]] = {}  # block name -> generator(results directory) -> Markdown
+PENDING: set[str] = set()  # blocks registered but not yet on a page
 
 
 def table(fn: Callable[[Path], str]) -> Callable[[Path], str]:
@@ -59,8 +66,12 @@ def table(fn: Callable[[Path], str]) -> Callable[[Path], str]:
 
 
 def pages(root: Path = REPO) -> list[Path]:
-  """The Markdown pages whose blocks are generated: the README and the guides."""
-  return [root / "README.md", *sorted((root / "docs" / "guides").glob("*.md"))]
+  """The Markdown pages whose blocks are generated: the READMEs and the guides."""
+  return [
+    root / "README.md",
+    root / "benchmarks" / "README.md",
+    *sorted((root / "docs" / "guides").glob("*.md")),
+  ]
 
 
 def render(text: str, results: Path = RESULTS) -> str:
@@ -153,7 +164,13 @@ def verdict(comparisons: Sequence[tuple[str, dict[str, Any]]], who: str = "HAM")
   return f"{lead}; significant (p{GLUE}<{GLUE}{SIGNIFICANCE}): {', '.join(significant)}"
 
 
-def _load(results: Path, study: str, file: str = "results.json") -> Any:
+def diverged(runs: Sequence[dict[str, Any]], method: str | None = None) -> int:
+  """How many of ``runs`` (those of ``method`` if given) diverged."""
+  return sum(bool(r["diverged"]) for r in runs if method is None or r["method"] == method)
+
+
+def load(results: Path, study: str, file: str = "results.json") -> Any:
+  """The JSON ``results/study/file``."""
   return json.loads((results / study / file).read_text())
 
 
@@ -168,7 +185,7 @@ def _script(name: str) -> Any:
 
 def _tables_of(results: Path, study: str) -> list[str]:
   """The Markdown tables the transformers script writes for the results in ``results/study``."""
-  text = _script("transformers").tables(_load(results, study))
+  text = _script("transformers").tables(load(results, study))
   return [part for part in text.split("\n\n") if part.startswith("|")]
 
 
@@ -176,18 +193,19 @@ def _tables_of(results: Path, study: str) -> list[str]:
 TABLES.update(
   transformers_finetune=lambda results: _tables_of(results, "transformers")[1],
   transformers_finetune_wd=lambda results: _tables_of(results, "transformers_finetune_wd")[1],
-  graphs=lambda results: _script("graphs").table(_load(results, "graphs")["cells"]),
-  alpha_diagnostics=lambda results: _script("alpha_diagnostics").reading_tables(results / "alpha_transfer"),
+  graphs=lambda results: _script("graphs").table(load(results, "graphs")["cells"]),
 )
 
 
 # --- The main job (README) and sparse training (docs/guides/sparse_training.md) --------------------------------
 
+COLLAPSE_POINTS = 10.0  # a finished seed this far below the baseline's worst seed is reported as collapsed
+
 
 @table
 def main_job(results: Path) -> str:
   """The main job's table, then HAM − baseline paired over seeds per model and sparsifier, and the verdict."""
-  data = _load(results, "main_job")
+  data = load(results, "main_job")
   by_seed: dict[tuple[str, str], dict[int, float | None]] = defaultdict(dict)
   for run in data["runs"]:
     by_seed[run["config"]["model"], run["method"]][run["config"]["seed"]] = run["test_acc"]
@@ -198,11 +216,10 @@ def main_job(results: Path) -> str:
       label = f"{NAMES.get(model, model)} {method.removesuffix('+HAM')}"
       comparisons.append((label, paired([base[s] for s in seeds], [ham[s] for s in seeds])))
   diffs = [f"{k} {fmt_diff(c['mean_diff'], c['std_diff'])} ({fmt_p(c['p_value'])})" for k, c in comparisons]
-  diverged, n = sum(bool(run["diverged"]) for run in data["runs"]), len(data["runs"])
+  lost, n = diverged(data["runs"]), len(data["runs"])
   return job_table(data["summary"]) + (
     "\n\nHAM − baseline, test accuracy paired over seeds (points, mean ± std, paired t-test): "
-    f"{', '.join(diffs)}. {verdict(comparisons)}; "
-    f"{f'{diverged} of {n} runs diverged' if diverged else 'no seed diverged'}."
+    f"{', '.join(diffs)}. {verdict(comparisons)}; {f'{lost} of {n} runs diverged' if lost else 'no seed diverged'}."
   )
 
 
@@ -220,12 +237,15 @@ def sparse_training(results: Path) -> str:
     return "diverged" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
   rows = []
-  for s in _load(results, "sparse_training")["summary"]:
+  for s in load(results, "sparse_training")["summary"]:
     alpha = "-" if s["alpha"] is None else f"{s['alpha']:{'.2f' if s['method'].endswith('tuned') else 'g'}}"
-    beta, diverged = "-" if s["beta"] is None else f"{s['beta']:g}", s["diverged"]
+    beta, lost = "-" if s["beta"] is None else f"{s['beta']:g}", s["diverged"]
     rows.append([_label(s["method"]), f"{s['lr']:g}", alpha, beta, pct(s, "test_acc"), pct(s, "val_acc")])
-    bold = diverged if diverged.startswith("0/") else f"**{diverged}**"
-    rows[-1] += [f"{s['sparsity']:.3f}", f"{100 * s['sign_flips']:.2f} %", bold]
+    rows[-1] += [
+      f"{s['sparsity']:.3f}",
+      f"{100 * s['sign_flips']:.2f} %",
+      lost if lost.startswith("0/") else f"**{lost}**",
+    ]
   header = ["method", "lr", "alpha", "beta", "test acc (%)", "val acc (%)", "sparsity", "sign flips vs init"]
   return markdown_table([*header, "diverged"], rows)
 
@@ -234,8 +254,8 @@ def _welch(base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> t
   """``"+0.84 (p = 0.24)"`` (Welch t-test over the finished seeds) with a note on diverged or collapsed seeds;
   also the difference and p."""
   a, b = ([100 * r["test_acc"] for r in runs if r["test_acc"] is not None] for runs in (base, other))
-  diff, p, diverged = float(np.mean(b) - np.mean(a)), welch_p(b, a), sum(bool(r["diverged"]) for r in other)
-  notes = [f"{WORDS.get(diverged, diverged)} seed{'s' * (diverged > 1)} diverged"] if diverged else []
+  diff, p, lost = float(np.mean(b) - np.mean(a)), welch_p(b, a), diverged(other)
+  notes = [f"{WORDS.get(lost, lost)} seed{'s' * (lost > 1)} diverged"] if lost else []
   notes += [f"one seed collapsed to {x:.0f} %" for x in b if x < min(a) - COLLAPSE_POINTS]
   return f"{fmt_diff(diff)} ({fmt_p(p)}{''.join(f';{GLUE}{glued(n)}' for n in notes)})", diff, p
 
@@ -244,7 +264,7 @@ def _sparse(results: Path) -> tuple[dict[str, Any], dict[str, list], dict[tuple,
   """The results, the runs by method, ``(sparsifier, variant) -> (text, difference, p)`` for every HAM variant,
   the variants significantly better than their baseline, and the sparsifiers whose grid-tuned HAM diverged or
   collapsed on some seed."""
-  data, runs = _load(results, "sparse_training"), defaultdict(list)
+  data, runs = load(results, "sparse_training"), defaultdict(list)
   for run in data["runs"]:
     runs[run["method"]].append(run)
   comparisons = {
@@ -278,11 +298,11 @@ def sparse_training_comparison(results: Path) -> str:
     else " **At this scale HAM does not improve sparse training significantly for any sparsifier.** "
   )
   tuned_worst = [d for (_, v), (_, d, _) in comparisons.items() if v.endswith("tuned")]
-  tuned_diverged = sum(bool(r["diverged"]) for m, rs in runs.items() if m.endswith("HAM tuned") for r in rs)
+  tuned_lost = sum(diverged(rs) for m, rs in runs.items() if m.endswith("HAM tuned"))
   if tuned_worst:
     text += (
       '"HAM tuned" (alpha from `suggest_alpha`, same budget as the baseline) '
-      f"{f'diverged on {tuned_diverged} seeds' if tuned_diverged else 'never diverged'} and was at worst "
+      f"{f'diverged on {tuned_lost} seeds' if tuned_lost else 'never diverged'} and was at worst "
       f"{fmt_diff(min(tuned_worst))} points from the baseline."
     )
   if unstable:
@@ -320,7 +340,7 @@ def readme_sparse_training(results: Path) -> str:
 @table
 def transformers_grokking(results: Path) -> str:
   """The grokking table and the paired tests of the grokking step against AdamW."""
-  res, labels = _load(results, "transformers")["grokking"], _script("transformers").LABELS
+  res, labels = load(results, "transformers")["grokking"], _script("transformers").LABELS
   base = np.asarray(res["adamw"]["grok_step"], float)
   tests = {labels[m]: paired_test(base, np.asarray(r["grok_step"], float))["p_value"] for m, r in res.items()}
   del tests[labels["adamw"]]
@@ -334,7 +354,7 @@ def transformers_grokking(results: Path) -> str:
 def _grokking(results: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, list]]:
   """HAM(AdamW) and AdamW in the grokking study: their runs, the paired tests of HAM − AdamW per measure, and
   ``(mean, "mean ± std")`` of HAM's and AdamW's grokking step, final test accuracy and weight measures."""
-  res = _load(results, "transformers")["grokking"]
+  res = load(results, "transformers")["grokking"]
   base, ham = res["adamw"], res["ham_adamw"]
   scales = {"grok_step": (1, 0), "final_test_acc": (100, 1), "fourier_top4": (1, 2), "near_zero": (100, 1)}
   test = {k: paired_test(np.asarray(base[k], float), np.asarray(ham[k], float)) for k in scales}
@@ -390,7 +410,7 @@ def readme_transformers(results: Path) -> str:
   words = {"near_zero": "sparser", "fourier_top4": "more Fourier-concentrated"}
   weights = [word for k, word in words.items() if stats[k][0][0] > stats[k][1][0]]
   noisier = ", noisier" if np.std(ham["final_test_acc"]) > np.std(base["final_test_acc"]) else ""
-  ft = _load(results, "transformers")["finetune"]
+  ft = load(results, "transformers")["finetune"]
   old = paired_test(ft["adamw"]["old_test_acc"], ft["ham_adamw"]["old_test_acc"])
   return (
     f"HAM(AdamW) groks {'earlier' if g_ham < g_base else 'later'} on average, at {g_ham_text} steps vs AdamW's "
@@ -417,7 +437,7 @@ def _significant(cells: Sequence[dict], key: str, against: str = "vs_alpha0", si
 @table
 def graphs_answer(results: Path) -> str:
   """The answers to the study's two questions, and HAM tuned against the tuned baseline, from the cells."""
-  cells = _load(results, "graphs")["cells"]
+  cells = load(results, "graphs")["cells"]
   n, tests, hs, alpha0 = len(cells), 2 * len(cells), sorted({c["h"] for c in cells}), f"`alpha{GLUE}={GLUE}0`"
   times = lambda k: {0: "never", 1: "once", 2: "twice"}.get(k, f"{k} times")  # noqa: E731
   h = lambda i: f"`h{GLUE}={GLUE}{hs[i]:g}`"  # noqa: E731
@@ -484,7 +504,7 @@ def graphs_answer(results: Path) -> str:
 @table
 def readme_graphs(results: Path) -> str:
   """The README's summary of the graph study: the significant gains of a signed alpha over alpha = 0."""
-  cells = _load(results, "graphs")["cells"]
+  cells = load(results, "graphs")["cells"]
   found, parts = 0, []
   for sign in ("negative", "positive"):
     gains = _significant(cells, f"ham_{sign[:3]}")
@@ -525,7 +545,7 @@ def _alpha_of(key: str) -> str:
 @table
 def implicit_bias(results: Path) -> str:
   """The limits of GD, HAM (the default ``sign_from``) and m * w against their predicted limits and the truth."""
-  res = _load(results, "implicit_bias")["table"]
+  res = load(results, "implicit_bias")["table"]
   limits = {"GD": " (pseudo-inverse)", "HAM": " (Bregman projection)", "m * w": " (hyperbolic entropy)"}
   rows = []
   for label, r in res["rows"].items():
@@ -549,7 +569,7 @@ def implicit_bias(results: Path) -> str:
 @table
 def implicit_bias_findings(results: Path) -> str:
   """The analysed variant, the first-order gap, where the L1 bias stops, and the cost in steps."""
-  res = _load(results, "implicit_bias")
+  res = load(results, "implicit_bias")
   rows, slopes = res["table"]["rows"], [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
   pairs = [(r, rows[k.replace("(HYP*)", "(GD;HYP)")]) for k, r in rows.items() if k.endswith("(HYP*)")]
   spread = max(abs(a["l1"] - b["l1"]) / a["l1"] for a, b in pairs)
@@ -576,7 +596,7 @@ def implicit_bias_findings(results: Path) -> str:
 @table
 def implicit_bias_recovery(results: Path) -> str:
   """How many random sparse truths each method recovers, at the study's d and the next larger one."""
-  res = _load(results, "implicit_bias")
+  res = load(results, "implicit_bias")
   rec, d0 = res["recovery"], res["config"]["d"]
   i, trials = rec["d"].index(d0), rec["trials"]
   counts = {key: [round(f * trials) for f in fractions] for key, fractions in rec["fraction"].items()}
@@ -594,7 +614,7 @@ def implicit_bias_recovery(results: Path) -> str:
 @table
 def readme_implicit_bias(results: Path) -> str:
   """The README's summary of the implicit-bias study."""
-  res = _load(results, "implicit_bias")
+  res = load(results, "implicit_bias")
   rows, slopes = res["table"]["rows"], [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
   ham = max((r for r in rows.values() if r["sign_from"] == "x_half"), key=lambda r: r["alpha"])
   return (
@@ -608,7 +628,7 @@ def readme_implicit_bias(results: Path) -> str:
 @table
 def mw_family_implicit_bias(results: Path) -> str:
   """The L1 norm of each method's limit relative to basis pursuit, over the family study's seeds."""
-  rows = _load(results, "implicit_bias_family", "family_summary.json")["rows"]
+  rows = load(results, "implicit_bias_family", "family_summary.json")["rows"]
   l1 = lambda key: pm(rows[key]["l1_over_bp_mean"], rows[key]["l1_over_bp_std"], 3)  # noqa: E731
   find = lambda prefix: next(k for k in rows if k.startswith(prefix))  # noqa: E731
   wrapper, reference, spred = find("m*w wrapper"), find("m*w g="), find("spred")
@@ -626,7 +646,7 @@ def mw_family_implicit_bias(results: Path) -> str:
 @table
 def mw_family_memory(results: Path) -> str:
   """Optimizer state on ResNet-18 shapes: inner, ham(inner), spred(inner), NanoAdam."""
-  b, mib = _load(results, "overparam_memory", "memory.json")["bytes"], 2**20
+  b, mib = load(results, "overparam_memory", "memory.json")["bytes"], 2**20
   parts = [
     f"{label} state {b[key]['inner'] / mib:.1f} MiB, `ham` {b[key]['ham'] / mib:.1f} MiB "
     f"(+{b[key]['ham'] - b[key]['inner']} bytes), `spred` {b[key]['spred'] / mib:.1f} MiB "
@@ -643,7 +663,7 @@ def mw_family_memory(results: Path) -> str:
 @table
 def mw_family_nanoadam(results: Path) -> str:
   """NanoAdam against Adam on the fine-tuning task: both tasks, paired tests, optimizer state."""
-  res = _load(results, "nanoadam_finetune")
+  res = load(results, "nanoadam_finetune")
   s, tests = res["summary"], res["paired_t_test_vs_adam"]
   acc = lambda m, task: pm(100 * s[m][task]["mean"], 100 * s[m][task]["std"]) + f"{GLUE}%"  # noqa: E731
 
@@ -687,9 +707,8 @@ def alpha_transfer_divergence(results: Path) -> str:
   """The list item on divergence at the fresh seeds: the suggested alpha's, then grid-best HAM's against the
   baseline's in each setting where grid-best HAM diverged."""
   final = _script("alpha_transfer").load_final(results / "alpha_transfer")["results"]
-  count = lambda runs, method: sum(bool(r["diverged"]) for r in runs if r["method"] == method)  # noqa: E731
   seeds = {k: sum(r["method"] == "baseline" for r in res["runs"]) for k, res in final.items()}
-  suggested, n = sum(count(res["runs"], "HAM suggested") for res in final.values()), sum(seeds.values())
+  suggested, n = sum(diverged(res["runs"], "HAM suggested") for res in final.values()), sum(seeds.values())
   settings = f"{WORDS.get(len(final), len(final))} family x optimizer settings"
   lead = (
     f"**The suggested alpha never diverged**: 0 of {n} fresh seeds over the {settings}."
@@ -698,10 +717,10 @@ def alpha_transfer_divergence(results: Path) -> str:
   )
   grid = []
   for key, res in final.items():
-    if g := count(res["runs"], "HAM grid-best"):
+    if g := diverged(res["runs"], "HAM grid-best"):
       family, optimizer = key.split("/")
       where = f"{FAMILIES[family]}/{OPTIMIZERS[optimizer]} seeds (lr {res['choices']['grid_best'][0]:g})"
-      base = count(res["runs"], "baseline")
+      base = diverged(res["runs"], "baseline")
       grid.append(f"{g} of {seeds[key]} {where}, where the baseline diverged on {base} of {seeds[key]}")
   tail = (
     f"Grid-best HAM diverged on {'; on '.join(grid)}." if grid else "Grid-best HAM never diverged either."
@@ -713,7 +732,7 @@ def alpha_transfer_divergence(results: Path) -> str:
 def alpha_transfer_rho(results: Path) -> str:
   """The grid's HAM runs binned by rho: runs, diverged, gain over the same-lr baseline, largest exponent."""
   rows = []
-  for b in _script("alpha_transfer").rho_bins(_load(results, "alpha_transfer", "grid.json")):
+  for b in _script("alpha_transfer").rho_bins(load(results, "alpha_transfer", "grid.json")):
     lo, hi = b["lo"], b["hi"]
     label = f"below {hi:g}" if lo == 0 else (f"above {lo:g}" if hi == np.inf else f"{lo:g} - {hi:g}")
     gain = f"{b['gain']:+.2f}" if b["finite"] else "n/a"
@@ -737,72 +756,157 @@ def alpha_transfer_mainjob(results: Path) -> str:
   for setting, rs in runs.items():
     model, sparsifier, lr, *epochs = setting.split(":")
     pruning = "dense" if sparsifier == "none" else f"90 % {sparsifier} (ERK)"
-    alphas = [r["alpha"] for r in rs]
+    v = {key: [r[key] for r in rs] for key in rs[0]}
     rows.append([f"{model}, {pruning}, {lr}, {epochs[0] if epochs else 30}", len(rs)])
-    rows[-1] += [f"{min(alphas):.2f} - {max(alphas):.2f}", sum(r["diverged"] for r in rs)]
-    rows[-1] += [
-      f"{100 * np.mean([r['val_acc'] for r in rs]):.1f}",
-      f"{max(r['ham_exponent_max'] for r in rs):.3f}",
-    ]
-    rows[-1] += [f"{max(r['ham_clip_fraction_max'] for r in rs):g}"]
-    rows[-1] += [f"{np.mean([r['ham_inverse_metric_mean_final'] for r in rs]):.3f}"]
+    rows[-1] += [f"{min(v['alpha']):.2f} - {max(v['alpha']):.2f}", sum(v["diverged"])]
+    rows[-1] += [f"{100 * np.mean(v['val_acc']):.1f}", f"{max(v['ham_exponent_max']):.3f}"]
+    rows[-1] += [f"{max(v['ham_clip_fraction_max']):g}", f"{np.mean(v['ham_inverse_metric_mean_final']):.3f}"]
   header = ["setting (model, pruning, lr, epochs)", "seeds", "suggested alpha", "diverged", "val acc (%)"]
-  return markdown_table(
-    [*header, "largest `exponent_max`", "`clip_fraction`", "final `inverse_metric_mean`"], rows
+  header += ["largest `exponent_max`", "`clip_fraction`", "final `inverse_metric_mean`"]
+  return markdown_table(header, rows)
+
+
+# How to read HAM's diagnostics, from the alpha-transfer runs (each HAM run logs `metrics.ham_diagnostics`' global
+# `exponent_max` at its first step, its largest value and the largest `clip_fraction`): by `exponent_max`, how
+# many runs failed (diverged, or collapsed: validation accuracy at most 20 %, the benchmark's definition) and how
+# the others compare with the baseline of the same setting, learning rate and seed (alpha = 0, same init and data).
+
+EDGES = (0.0, 0.01, 0.1, 0.5, 1.0, CLIP)  # the bins of `exponent_max`, then "at the clip"
+LOST_POINTS = 3.0
+
+
+def _diagnosed_runs(results: Path) -> list[dict[str, Any]]:
+  """Every run of ``grid.json`` and ``final*.json``, tagged with its setting and file (pairing stays within one)."""
+  grid = load(results, "alpha_transfer", "grid.json")["runs"]
+  runs = [{**r, "setting": k, "source": "grid.json"} for k, rows in grid.items() for r in rows]
+  for path in sorted((results / "alpha_transfer").glob("final*.json")):
+    for k, v in json.loads(path.read_text())["results"].items():
+      runs += [{**r, "setting": k, "source": path.name} for r in v["runs"]]
+  return runs
+
+
+def _outcome(run: dict[str, Any]) -> str:
+  if not np.all(np.isfinite(np.asarray(run["epoch_loss"], float))):
+    return "diverged"
+  return "collapsed" if run["val_acc"] <= 0.2 else "healthy"
+
+
+def _in_bin(value: float, lo: float, hi: float) -> bool:
+  at_clip = value >= CLIP * (1 - 1e-6)
+  return at_clip if lo >= CLIP else (lo <= value < hi and not at_clip)
+
+
+def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what: str) -> tuple[str, float]:
+  """The table of the HAM runs with a finite ``key(run)`` (NaN after a divergence) by bin of ``key``: counts,
+  failures and the paired comparison with the baseline; and the lowest bin's median change of the loss."""
+  base = {(r["setting"], r["source"], r["lr"], r["seed"]): r for r in runs if r["alpha"] == 0}
+  rows, quiet = [], None
+  for lo, hi in [*zip(EDGES[:-1], EDGES[1:], strict=True), (CLIP, np.inf)]:
+    sel = [r for r in runs if r["alpha"] != 0 and np.isfinite(key(r)) and _in_bin(key(r), lo, hi)]
+    diffs, loss = [], []
+    for r in sel:
+      b = base.get((r["setting"], r["source"], r["lr"], r["seed"]))
+      if b is not None and _outcome(r) == "healthy" and _outcome(b) == "healthy":
+        diffs.append(100.0 * (r["val_acc"] - b["val_acc"]))
+        loss.append(100.0 * abs(r["epoch_loss"][-1] - b["epoch_loss"][-1]) / b["epoch_loss"][-1])
+    quiet = (float(np.median(loss)) if loss else float("nan")) if quiet is None else quiet
+    label = f"at the clip ({CLIP:g})" if lo >= CLIP else (f"below {hi:g}" if lo == 0 else f"{lo:g} - {hi:g}")
+    lost = f"{int(np.sum(np.asarray(diffs) < -LOST_POINTS))} of {len(diffs)}"
+    cells = [f"{np.median(diffs):+.2f}", lost, f"{np.median(loss):.2g} %"] if diffs else ["-"] * 3
+    rows += [[label, len(sel), sum(_outcome(r) != "healthy" for r in sel), *cells]] if sel else []
+  header = [what, "HAM runs", "failed (diverged or collapsed)", "val acc - baseline, median (points)"]
+  header += [f"lost more than {LOST_POINTS:g} points", "final training loss vs baseline, median change"]
+  return markdown_table(header, rows), quiet
+
+
+@table
+def alpha_diagnostics(results: Path) -> str:
+  """Failed runs and the change against the same-seed baseline by the first-step and the largest
+  `exponent_max`, and the sentences derived from the same runs."""
+  runs = _diagnosed_runs(results)
+  ham = [r for r in runs if r["alpha"] != 0]
+  first, _ = _by_exponent(runs, lambda r: r["step0"]["exponent_max"], "`exponent_max` at the first step")
+  most, quiet = _by_exponent(
+    runs, lambda r: r["exponent_max_overall"], "largest `exponent_max` during training"
   )
+  finite = [r for r in ham if np.isfinite(r["clip_fraction_max"])]
+  t, b = (
+    [_outcome(r) != "healthy" for r in finite if (r["clip_fraction_max"] > 0) == at] for at in (True, False)
+  )
+  low = defaultdict(list)  # the alphas of the runs that failed with a first-step exponent_max below 1
+  for r in ham:
+    if _outcome(r) != "healthy" and r["step0"]["exponent_max"] < 1.0:
+      low[r["setting"], r["lr"]].append(r["alpha"])
+  alphas = lambda a: ", ".join(f"{x:g}" for x in sorted(set(a)))  # noqa: E731
+  low = [
+    f"{k} at lr {lr:g} ({len(a)} run{'s' * (len(a) > 1)}; alpha {alphas(a)})"
+    for (k, lr), a in sorted(low.items())
+  ]
+  intro = (
+    f"{len(ham)} HAM runs of the alpha-transfer benchmark (grid and fresh seeds; "
+    f"{sum(_outcome(r) == 'diverged' for r in ham)} diverged, so only their first step is logged), by the global "
+    "`exponent_max` at the first step (all runs) and by its largest value during training (the runs that stayed "
+    "finite); each run is compared with the baseline of the same setting, learning rate and seed."
+  )
+  facts = (
+    f"Of the finite runs whose exponent reached the clip at some step (`clip_fraction > 0`), {sum(t)} of {len(t)} "
+    f"collapsed; of those that never did, {sum(b)} of {len(b)}. Every failed run below a first-step `exponent_max` "
+    f"of 1 was one of: {'; '.join(low)}. With the largest `exponent_max` below {EDGES[1]:g} the final training "
+    f"loss moved by a median {quiet:.2g} % from the baseline's."
+  )
+  return "\n\n".join([intro, first, most, facts])
 
 
 # --- Cost (docs/guides/cost.md): the overhead benchmark, `benchmarks/results/overhead/overhead.json` ---------
 
 INNER = {"sgdm": "SGD+momentum", "adamw": "AdamW"}
-PENDING: set[str] = set()  # blocks registered but not yet on a page
 
 
-def _x(median: float, ci: Sequence[float], bold: bool = False) -> str:
-  """``1.64x [1.56, 1.71]``: a median ratio and its interval."""
-  ratio = f"**{median:.2f}x**" if bold else f"{median:.2f}x"
-  return f"{ratio} [{ci[0]:.2f}, {ci[1]:.2f}]"
+def _x(r: dict[str, Any], bold: bool = False, key: str = "ratio") -> str:
+  """``1.64x [1.56, 1.71]``: the median ratio ``r[key + "_median"]`` and its interval ``r[key + "_ci95"]``."""
+  median, ci = r[key + "_median"], r[key + "_ci95"]
+  return f"{f'**{median:.2f}x**' if bold else f'{median:.2f}x'} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
 def _kept(reps: int, load: dict[str, Any]) -> str:
   return f"{reps}" + (f" ({load['skipped']} skipped)" if load.get("skipped") else "")
 
 
-def _tree(res: dict[str, Any]) -> str:
-  name = "ResNet-50-shaped" if res["tree"] == "resnet50" else res["tree"]
-  return f"{name} tree ({res['update']['n_floats']:,} floats, {res['update']['dtype']})"
+def _timing_row(label: str, r: dict[str, Any], digits: int, extra: str) -> list[str]:
+  """``label``, bare and HAM medians, HAM / bare's paired ratio [95 % CI], ``extra``, the repetitions kept."""
+  v = r["variants"]
+  ms = [f"{v[k]['median_ms']:.{digits}f} ms" for k in ("inner", "ham")]
+  return [label, *ms, _x(v["ham"], bold=True), extra, _kept(r["reps"], r["load"])]
 
 
 @table
 def cost_per_weight(results: Path) -> str:
   """XLA's flops, transcendentals and bytes per weight of the compiled update, bare and with HAM."""
-  update = _load(results, "overhead", "overhead.json")["update"]
-  rows = []
-  for o, label in INNER.items():
-    per = update[o]["per_weight"]
-    for key, what in (("inner", "bare"), ("ham", "+ HAM"), ("ham_extra", "HAM's extra")):
-      rows.append(
-        [f"{label}, {what}", *(f"{per[key][m]:.2f}" for m in ("flops", "transcendentals", "bytes accessed"))]
-      )
-  return markdown_table(["per weight", "flops", "transcendentals", "bytes accessed"], rows)
+  update, metrics = (
+    load(results, "overhead", "overhead.json")["update"],
+    ("flops", "transcendentals", "bytes accessed"),
+  )
+  rows = [
+    [f"{label}, {what}", *(f"{update[o]['per_weight'][key][m]:.2f}" for m in metrics)]
+    for o, label in INNER.items()
+    for key, what in (("inner", "bare"), ("ham", "+ HAM"), ("ham_extra", "HAM's extra"))
+  ]
+  return markdown_table(["per weight", *metrics], rows)
 
 
 @table
 def cost_update(results: Path) -> str:
   """The update's time, bare and with HAM, the paired ratio's median and 95 % interval, m * w's ratio."""
-  res = _load(results, "overhead", "overhead.json")
+  res = load(results, "overhead", "overhead.json")
+  tree = "ResNet-50-shaped" if res["tree"] == "resnet50" else res["tree"]
+  tree = f"{tree} tree ({res['update']['n_floats']:,} floats, {res['update']['dtype']})"
   rows = []
   for o, label in INNER.items():
     r = res["update"][o]
-    v = r["variants"]
-    spred = _x(v["mw_spred"]["ratio_median"], v["mw_spred"]["ratio_ci95"]) if "mw_spred" in v else "-"
-    rows.append([label, f"{v['inner']['median_ms']:.2f} ms", f"{v['ham']['median_ms']:.2f} ms"])
-    rows[-1] += [
-      _x(v["ham"]["ratio_median"], v["ham"]["ratio_ci95"], bold=True),
-      spred,
-      _kept(r["reps"], r["load"]),
-    ]
-  header = [f"update, {_tree(res)}", "bare inner", "+ HAM", "HAM / bare (median paired ratio [95 % CI])"]
+    rows.append(
+      _timing_row(label, r, 2, _x(r["variants"]["mw_spred"]) if "mw_spred" in r["variants"] else "-")
+    )
+  header = [f"update, {tree}", "bare inner", "+ HAM", "HAM / bare (median paired ratio [95 % CI])"]
   return markdown_table([*header, "m * w (spred) / bare", "repetitions kept"], rows)
 
 
@@ -810,18 +914,12 @@ def cost_update(results: Path) -> str:
 def cost_train_step(results: Path) -> str:
   """A whole train step, bare and with HAM: wall-clock ratio with its 95 % interval, CPU-time ratio."""
   rows = []
-  for model, m in _load(results, "overhead", "overhead.json")["train_step"].items():
+  for model, m in load(results, "overhead", "overhead.json")["train_step"].items():
     for o, label in INNER.items():
-      if not isinstance(m, dict) or o not in m:
-        continue
-      v, r = m[o]["variants"], m[o]
-      cpu = f"{v['ham']['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in v["ham"] else "-"
-      rows.append([f"{model} (batch {m['batch']}), {label}", f"{v['inner']['median_ms']:.1f} ms"])
-      rows[-1] += [
-        f"{v['ham']['median_ms']:.1f} ms",
-        _x(v["ham"]["ratio_median"], v["ham"]["ratio_ci95"], True),
-      ]
-      rows[-1] += [cpu, _kept(r["reps"], r["load"])]
+      if isinstance(m, dict) and o in m:
+        ham = m[o]["variants"]["ham"]
+        cpu = f"{ham['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in ham else "-"
+        rows.append(_timing_row(f"{model} (batch {m['batch']}), {label}", m[o], 1, cpu))
   header = ["train step", "bare inner", "+ HAM", "HAM / bare, wall (median paired ratio [95 % CI])"]
   return markdown_table([*header, "HAM / bare, CPU time", "repetitions kept"], rows)
 
@@ -829,30 +927,71 @@ def cost_train_step(results: Path) -> str:
 @table
 def cost_vector_width(results: Path) -> str:
   """The update built with 512-bit vectors beside the default build: ratios, 95 % intervals, bit-identity."""
-  vw = _load(results, "overhead", "overhead.json")["vector_width"]
+  vw = load(results, "overhead", "overhead.json")["vector_width"]
   rows = []
   for o, label in INNER.items():
     r = vw[o]
     keys = ("ham_over_inner_vw512", "inner_vw512_over_default", "ham_vw512_over_default")
     same = "yes" if all(r["bit_identical_to_default"].values()) else "**no**"
-    rows.append([label, _x(r["variants"]["ham"]["ratio_median"], r["variants"]["ham"]["ratio_ci95"])])
-    rows[-1] += [_x(r[k]["paired_ratio_median"], r[k]["paired_ratio_ci95"]) for k in keys]
+    rows.append([label, _x(r["variants"]["ham"]), *(_x(r[k], key="paired_ratio") for k in keys)])
     rows[-1] += [same, _kept(r["ham_over_inner_vw512"]["reps"], r["load"])]
   header = ["update", "HAM / bare, default build", "HAM / bare, 512-bit build", "512-bit / default, bare"]
+  header += ["512-bit / default, HAM", "bit-identical to the default build", "repetitions kept"]
   avx = {True: "yes", False: "no", None: "unknown"}[vw["cpu_flags_avx512f"]]
-  text = markdown_table(
-    [*header, "512-bit / default, HAM", "bit-identical to the default build", "repetitions kept"], rows
+  return f"{markdown_table(header, rows)}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
+
+
+@table
+def overhead_protocol(results: Path) -> str:
+  """The overhead benchmark's settings, repetitions and machine (the benchmarks' README)."""
+  res = load(results, "overhead", "overhead.json")
+  steps = res["train_step"]
+  reps = [res["update"]["sgdm"]["reps"], steps["MLP"]["sgdm"]["reps"], steps["ResNet18"]["sgdm"]["reps"]]
+  reps += [res["update_bf16"]["sgdm"]["reps"], res["torch_peer"]["sgdm"]["reps"]]
+  what = ("the update", "the small train steps", "ResNet-18", "bf16", "torch")
+  return (
+    'with `inner` = `optax.sgd(0.1, momentum=0.9)` ("sgdm") and `optax.adamw(1e-3, weight_decay=1e-4)`, and '
+    f"`ham(inner, lr, alpha={res['alpha']:g}, beta={res['beta']:g})`. Every time is the median over repetitions "
+    f"({', '.join(f'{n} for {w}' for n, w in zip(reps, what, strict=True))}); every ratio is the median (with its "
+    f"25-75{GLUE}% range, and a 95{GLUE}% interval for the update and the train steps) of the **per-repetition "
+    "paired ratio** "
+    "to `inner`. Process CPU time is recorded next to wall time (`cpu` ratios). XLA's own accounting of each "
+    "compiled program (`memory_analysis()`, `cost_analysis()`, fusion and op counts) is stored in the JSON. All "
+    f"figures are from a CPU (`jax.devices()` = `{res['devices']}`, {res['cpu_count']} cores); the script runs "
+    "unchanged on GPU/TPU."
   )
-  return f"{text}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
+
+
+@table
+def sparsity_overhead(results: Path) -> str:
+  """Per-step time of each sparsifier wrapped around ham(sgd), unpaired, and what it can tell."""
+  res = load(results, "sparsity_overhead", "timings.json")
+  a, t = res["args"], res["seconds_per_step"]
+  x = {k: v / t["ham(sgd)"] for k, v in t.items()}
+  rows = [[name, f"{1e3 * s:.2f}", f"{x[name]:.2f}x"] for name, s in t.items()]
+  return (
+    f"`python benchmarks/sparsity_overhead.py` ({a['layers']} layers of {a['width']} x {a['width']} kernels plus "
+    f"biases, {res['n_params'] / 1e6:.1f} M parameters; median over {a['repeats']} timings of {a['steps']} jitted "
+    f"updates; unpaired, so use `overhead.py` for HAM's own cost):\n\n"
+    f"{markdown_table(['transform', 'ms / step', 'vs ham(sgd)'], rows)}\n\n"
+    "These medians are unpaired: transforms that do the same elementwise work between mask updates differ by tens "
+    f"of percent here (random pruning {x['random_pruning(ham)']:.2f}x, AC/DC {x['acdc(ham)']:.2f}x; the mask-update "
+    "branch sits in a compiled `lax.cond`), so read only the large effect: a RigL drop-and-grow (top-k over each "
+    f"layer) costs ~{round(x['rigl(ham), every step a mask update'], -1):.0f} plain steps, paid once every "
+    "`update_every` steps (100 by default)."
+  )
 
 
 # --- Steepest mirror flows and graphons (docs/guides/mirror_flows_and_graphons.md) ---------------------------
+
+ESCAPE_LRS = (1e-4, 4.6e-4, 2.2e-3, 1e-2, 2.2e-2, 1e-1, 2.2e-1, 4.6e-1)  # the columns shown (the grid has 13)
+ESCAPE_SHOWN = ("GD", "sign", "Adam", "HAM")  # AdamW's rows are compared with Adam's in the text
 
 
 @table
 def mirror_flows_escape(results: Path) -> str:
   """Median escape step over the seeds per optimizer, depth and learning rate (a subset of the grid)."""
-  res = _load(results, "mirror_flows")
+  res = load(results, "mirror_flows")
   lrs, fmt = res["settings"]["lrs"], _script("mirror_flows")._fmt_escape
   columns = [min(range(len(lrs)), key=lambda i, lr=lr: abs(np.log(lrs[i] / lr))) for lr in ESCAPE_LRS]
   rows = [[*key.split("/L"), *(fmt(seeds)[i] for i in columns)] for key, seeds in res["escape"].items()]
@@ -864,7 +1003,7 @@ def mirror_flows_escape(results: Path) -> str:
 def mirror_flows_decay(results: Path) -> str:
   """Adam + L2 against AdamW at matched decay: means over the seeds."""
   rows = []
-  for row in _load(results, "mirror_flows")["decay"]:
+  for row in load(results, "mirror_flows")["decay"]:
     m = {k: float(np.mean([s[k] for s in row["seeds"]])) for k in row["seeds"][0] if not k.endswith("curve")}
     off, balance = m["off_support_final"], "0" if m["balance_final"] == 0 else sci(m["balance_final"])
     off = "0" if off == 0 else (f"{off:#.3g}" if abs(off) >= 0.01 else sci(off))
@@ -877,7 +1016,7 @@ def mirror_flows_decay(results: Path) -> str:
 @table
 def graphon(results: Path) -> str:
   """Graphon distance of the pruning masks between successive widths, and trainability at the NTK width."""
-  res = _load(results, "graphon")
+  res = load(results, "graphon")
   widths, n, steps = (res["settings"][k] for k in ("widths", "ntk_width", "steps"))
   pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
   rows = [[_label(r["method"], {"acdc": "AC/DC", "rigl": "RigL"})] for r in res["rows"]]
@@ -895,9 +1034,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--check", action="store_true", help="only list the blocks that differ (exit status 1)")
   parser.add_argument(
+    "--print", metavar="NAME", choices=sorted(TABLES), help="print the Markdown of one block"
+  )
+  parser.add_argument(
     "--results", type=Path, default=RESULTS, help="the results directory (default: %(default)s)"
   )
   args, stale = parser.parse_args(argv), []
+  if args.print:
+    print(layout(TABLES[args.print](args.results), WIDTH))
+    return 0
   for page in pages():
     text = page.read_text()
     fresh = render(text, args.results)

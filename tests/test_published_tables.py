@@ -21,7 +21,7 @@ _spec.loader.exec_module(tables)
 PAGES = tables.pages(ROOT)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_page_tables_match_the_committed_results(page):
   text = page.read_text()
   fresh = tables.render(text)
@@ -36,6 +36,14 @@ def test_every_table_is_published():
   unused = set(tables.TABLES) - tables.PENDING - used
   assert not unused, f"generators without a block in any page: {unused}"
   assert "main_job" in tables.block_names((ROOT / "README.md").read_text())
+
+
+def test_print_shows_one_block_as_published(capsys):
+  assert tables.main(["--print", "sparsity_overhead"]) == 0
+  printed = capsys.readouterr().out
+  page = (ROOT / "benchmarks" / "README.md").read_text()
+  body = next(m["body"] for m in tables.BLOCK.finditer(page) if m["name"] == "sparsity_overhead")
+  assert printed == body + "\n" and "| rigl(ham) |" in printed
 
 
 def test_unknown_block_is_an_error():
@@ -116,7 +124,7 @@ def test_indented_block_stays_in_its_list_item():
   assert all(line.startswith("  ") and len(line) <= tables.WIDTH for line in lines[1:])
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_generated_tables_are_well_formed(page):
   """Every row of a generated table has as many cells as its separator row: a `|` inside a cell (even in a code
   span) would split it and the page would show the raw text instead of a table."""
