@@ -167,13 +167,9 @@ def study_cell(model: str, h: float, inner: str, args, tune, test) -> dict[str, 
   ia = _best(s2_ham, list(range(len(alphas))))
   ineg = _best(s2_ham, [i for i, a in enumerate(alphas) if a < 0])
   ipos = _best(s2_ham, [i for i, a in enumerate(alphas) if a > 0])
-  finals = {
-    "baseline": (lr, 0.0, wd),
-    "alpha0": (lr, 0.0, wd0),  # what HAM modifies: the baseline at HAM's (default) weight decay
-    "ham": (lr, alphas[ia], wd0),
-    "ham_neg": (lr, alphas[ineg], wd0),
-    "ham_pos": (lr, alphas[ipos], wd0),
-  }
+  # alpha0: what HAM modifies, the baseline at HAM's (default) weight decay
+  finals = dict(baseline=(lr, 0.0, wd), alpha0=(lr, 0.0, wd0), ham=(lr, alphas[ia], wd0))
+  finals.update(ham_neg=(lr, alphas[ineg], wd0), ham_pos=(lr, alphas[ipos], wd0))
   names = list(finals)
   fm = run_grid(runner, test, [finals[n] for n in names])
   res: dict[str, Any] = {"model": model, "h": h, "inner": inner, "lr": lr, "wd_baseline": wd}
@@ -208,23 +204,20 @@ def _diff(v: dict[str, float]) -> str:
 
 def table(cells: list[dict[str, Any]]) -> str:
   """Test accuracy (%) mean ± std over the test seeds; differences in points with paired t-test p-values."""
-  head = (
-    "| model | inner | h | baseline (wd tuned) | alpha = 0 (wd default) | HAM (alpha tuned) [alpha] "
-    "| HAM - baseline (p) | HAM - alpha=0 (p) | best alpha<0 - alpha=0 (p) [alpha] "
-    "| best alpha>0 - alpha=0 (p) [alpha] |"
-  )
-  lines = [head, "|" + "---|" * 10]
-  for c in cells:
-    row = [c["model"], c["inner"], f"{c['h']:.1f}", _fmt(c["baseline"]), _fmt(c["alpha0"])]
-    row += [
+  head = ["model", "inner", "h", "baseline (wd tuned)", "alpha = 0 (wd default)", "HAM (alpha tuned) [alpha]"]
+  head += ["HAM - baseline (p)", "HAM - alpha=0 (p)"]
+  head += [f"best alpha{s}0 - alpha=0 (p) [alpha]" for s in "<>"]
+  rows = [
+    [c["model"], c["inner"], f"{c['h']:.1f}", _fmt(c["baseline"]), _fmt(c["alpha0"])]
+    + [
       f"{_fmt(c['ham'])} [{c['ham']['alpha']:g}]",
       _diff(c["ham"]["vs_baseline"]),
       _diff(c["ham"]["vs_alpha0"]),
     ]
-    for n in ("ham_neg", "ham_pos"):
-      row.append(f"{_diff(c[n]['vs_alpha0'])} [{c[n]['alpha']:g}]")
-    lines.append("| " + " | ".join(row) + " |")
-  return "\n".join(lines)
+    + [f"{_diff(c[n]['vs_alpha0'])} [{c[n]['alpha']:g}]" for n in ("ham_neg", "ham_pos")]
+    for c in cells
+  ]
+  return _common.markdown_table(head, rows)
 
 
 def figure(cells: list[dict[str, Any]], path: Path) -> None:
