@@ -25,22 +25,18 @@ import _common
 
 def resnet18_shapes(num_classes: int = 100) -> dict[str, jax.ShapeDtypeStruct]:
   """Parameter shapes of a CIFAR ResNet-18 (3x3 stem, 4 stages of 2 basic blocks, BN scales as 1-D)."""
-  f32 = jnp.float32
-  p = {"stem": jax.ShapeDtypeStruct((3, 3, 3, 64), f32), "stem_bn": jax.ShapeDtypeStruct((64,), f32)}
+  p = {"stem": (3, 3, 3, 64), "stem_bn": (64,)}
   cin = 64
   for s, cout in enumerate((64, 128, 256, 512)):
     for b in range(2):
       name = f"s{s}b{b}"
-      p[f"{name}_c1"] = jax.ShapeDtypeStruct((3, 3, cin, cout), f32)
-      p[f"{name}_c2"] = jax.ShapeDtypeStruct((3, 3, cout, cout), f32)
-      p[f"{name}_bn1"] = jax.ShapeDtypeStruct((cout,), f32)
-      p[f"{name}_bn2"] = jax.ShapeDtypeStruct((cout,), f32)
+      p |= {f"{name}_c1": (3, 3, cin, cout), f"{name}_c2": (3, 3, cout, cout)}
+      p |= {f"{name}_bn1": (cout,), f"{name}_bn2": (cout,)}
       if cin != cout:
-        p[f"{name}_proj"] = jax.ShapeDtypeStruct((1, 1, cin, cout), f32)
+        p[f"{name}_proj"] = (1, 1, cin, cout)
       cin = cout
-  p["fc"] = jax.ShapeDtypeStruct((512, num_classes), f32)
-  p["fc_b"] = jax.ShapeDtypeStruct((num_classes,), f32)
-  return p
+  p |= {"fc": (512, num_classes), "fc_b": (num_classes,)}
+  return {k: jax.ShapeDtypeStruct(v, jnp.float32) for k, v in p.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
