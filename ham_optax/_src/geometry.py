@@ -1,45 +1,22 @@
-"""Geometry and implicit bias of HAM: inverse metrics, mirror maps, potentials, Bregman projections.
+r"""Geometry and implicit bias of HAM: inverse metrics, mirror maps, potentials, Bregman divergence.
 
-This module states, as runnable code, the geometry behind Hyperbolic Aware Minimization
-(HAM; Jacobs, Gadhikar, Rubio-Madrigal & Burkholz, "HAM: A Hyperbolic Step to Regulate Implicit
-Bias", ICLR 2026, arXiv:2506.02630, Section 4).
+This module states, as runnable code, the geometry behind Hyperbolic Aware Minimization (HAM; Jacobs, Gadhikar,
+Rubio-Madrigal & Burkholz, ICLR 2026, arXiv:2506.02630, Section 4). With ``beta = 0`` and a vanishing learning
+rate, HAM (an inner gradient step followed by ``x <- x * exp(-eta * alpha * sign(x) * g)``) follows the
+Riemannian gradient flow :math:`\dot x = -(1 + \alpha |x|) \odot \nabla f(x)`, i.e. the mirror flow
+:math:`\frac{d}{dt} \nabla R_\alpha(x) = -\nabla f(x)` with the separable Legendre potential :math:`R_\alpha`
+of :func:`potential` (Lemma 4.4; limits: Theorem 4.6). On an underdetermined least-squares problem
+:math:`\min_x \tfrac12\|Zx - y\|^2` the flow started at :math:`x_0` converges to the Bregman projection
+:math:`\arg\min_{Zx = y} D_{R_\alpha}(x, x_0)`, which ``geometry_reference.bregman_projection`` computes with an
+independent float64 convex solver.
 
-With ``beta = 0`` and a vanishing learning rate, HAM (an inner gradient step followed by the
-hyperbolic step ``x <- x * exp(-eta * alpha * sign(x) * g)``) follows the Riemannian gradient flow
+For comparison, plain gradient descent on the pointwise overparameterisation :math:`x = m \odot w` conserves
+:math:`\gamma = m^2 - w^2` per coordinate and follows :math:`\dot x = -\sqrt{4x^2 + \gamma^2} \odot \nabla f(x)`
+(the paper writes :math:`\sqrt{x^2 + \gamma^2}` after rescaling time by 2 and :math:`\gamma` by 1/2); its
+potential is the hyperbolic entropy (:func:`mw_potential`). Its inverse metric vanishes at 0 as
+:math:`\gamma \to 0`, the "small inverse metric" that HAM's :math:`1 + \alpha|x| \ge 1` avoids (Figure 1).
 
-.. math::
-
-    \\dot x = -(1 + \\alpha |x|) \\odot \\nabla f(x),
-
-i.e. the mirror flow :math:`\\frac{d}{dt} \\nabla R_\\alpha(x) = -\\nabla f(x)` with the separable
-Legendre potential (Lemma 4.4 of the paper)
-
-.. math::
-
-    R_\\alpha(x) = \\sum_i \\frac{(1 + \\alpha|x_i|)\\log(1 + \\alpha|x_i|) - \\alpha|x_i|}{\\alpha^2},
-    \\qquad
-    \\nabla R_\\alpha(x) = \\operatorname{sign}(x)\\,\\frac{\\log(1 + \\alpha|x|)}{\\alpha},
-    \\qquad
-    \\nabla^2 R_\\alpha(x) = \\operatorname{diag}\\Big(\\frac{1}{1 + \\alpha|x|}\\Big).
-
-:math:`R_\\alpha \\to \\tfrac12\\|x\\|_2^2` as :math:`\\alpha \\to 0` (plain gradient descent) and
-:math:`\\alpha R_\\alpha(x) / \\log\\alpha \\to \\|x\\|_1` as :math:`\\alpha \\to \\infty` (Theorem 4.6).
-On an underdetermined least-squares problem :math:`\\min_x \\tfrac12\\|Zx - y\\|^2` the flow started at
-:math:`x_0` converges to the Bregman projection
-:math:`\\arg\\min_{Zx = y} D_{R_\\alpha}(x, x_0)`, which :func:`bregman_projection` computes with an
-independent convex solver (damped Newton on the dual).
-
-For comparison, plain gradient descent on the pointwise overparameterisation :math:`x = m \\odot w`
-conserves :math:`\\gamma = m^2 - w^2` per coordinate and follows
-:math:`\\dot x = -\\sqrt{4x^2 + \\gamma^2} \\odot \\nabla f(x)` (the paper writes
-:math:`\\sqrt{x^2 + \\gamma^2}` after rescaling time by 2 and :math:`\\gamma` by 1/2); its potential is
-the hyperbolic entropy with :math:`\\nabla R^{m\\odot w}_\\gamma(x) = \\tfrac12\\operatorname{arcsinh}(2x/\\gamma)`.
-Its inverse metric vanishes at 0 as :math:`\\gamma \\to 0`, the "small inverse metric" that HAM's
-:math:`1 + \\alpha|x| \\ge 1` avoids (the paper's Figure 1).
-
-The functions here are written with ``jax.numpy``: they are jit-able, differentiable and keep the input
-dtype. The float64 NumPy/SciPy reference solvers (:func:`bregman_projection`, :func:`min_norm_interpolant`,
-:func:`basis_pursuit`) live in ``geometry_reference`` and are re-exported by :mod:`ham_optax.geometry`.
+The functions are written with ``jax.numpy``: they are jit-able, differentiable and keep the input dtype.
 """
 
 from __future__ import annotations
@@ -50,34 +27,14 @@ from jax.typing import ArrayLike
 
 from ham_optax._src import checks
 
-__all__ = [
-  "bregman_divergence",
-  "conjugate_potential",
-  "inverse_metric_gd",
-  "inverse_metric_ham",
-  "inverse_metric_mw",
-  "inverse_mirror_map",
-  "mirror_map",
-  "mw_inverse_mirror_map",
-  "mw_mirror_map",
-  "mw_potential",
-  "potential",
-]
-
 # Below this value of t = alpha * |x| the closed forms of R_alpha and its conjugate lose digits to
 # cancellation; a Taylor series is used instead.
 _SERIES_THRESHOLD = 1e-2
 
 
-# ---------------------------------------------------------------------------------------------
-# Inverse metrics (the factor in front of the gradient in the continuous-time flow).
-# ---------------------------------------------------------------------------------------------
-
-
 def inverse_metric_gd(x: ArrayLike) -> Array:
   """Inverse metric of gradient descent: :math:`g^{-1}(x) = 1` (flat geometry)."""
-  x = jnp.asarray(x)
-  return jnp.ones_like(x)
+  return jnp.ones_like(jnp.asarray(x))
 
 
 def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
@@ -92,8 +49,7 @@ def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
     [1. 3. 9.]
   """
   checks.check_positive_values(alpha, "alpha")
-  x = jnp.asarray(x)
-  return 1 + alpha * jnp.abs(x)
+  return 1 + alpha * jnp.abs(jnp.asarray(x))
 
 
 def inverse_metric_mw(x: ArrayLike, gamma: ArrayLike) -> Array:
@@ -105,11 +61,6 @@ def inverse_metric_mw(x: ArrayLike, gamma: ArrayLike) -> Array:
   checks.check_positive_values(gamma, "gamma")
   x = jnp.asarray(x)
   return jnp.sqrt(4 * x**2 + jnp.asarray(gamma, x.dtype) ** 2)
-
-
-# ---------------------------------------------------------------------------------------------
-# HAM's mirror map, potential, conjugate and Bregman divergence.
-# ---------------------------------------------------------------------------------------------
 
 
 def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
@@ -148,8 +99,7 @@ def _xlogx_term(t: Array) -> Array:
   # h(t) = sum_{k>=2} (-1)^k t^k / (k (k - 1)); five terms give < 1e-16 relative error for t < 1e-2.
   series = ts**2 * (1 / 2 - ts * (1 / 6 - ts * (1 / 12 - ts * (1 / 20 - ts / 30))))
   tl = jnp.where(small, 1.0, t)
-  direct = (1 + tl) * jnp.log1p(tl) - tl
-  return jnp.where(small, series, direct)
+  return jnp.where(small, series, (1 + tl) * jnp.log1p(tl) - tl)
 
 
 def _expm1_term(s: Array) -> Array:
@@ -158,8 +108,7 @@ def _expm1_term(s: Array) -> Array:
   ss = jnp.where(small, s, 0.0)
   series = ss**2 * (1 / 2 + ss * (1 / 6 + ss * (1 / 24 + ss * (1 / 120 + ss / 720))))
   sl = jnp.where(small, 1.0, s)
-  direct = jnp.expm1(sl) - sl
-  return jnp.where(small, series, direct)
+  return jnp.where(small, series, jnp.expm1(sl) - sl)
 
 
 def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
@@ -180,8 +129,7 @@ def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
     0.216395
   """
   checks.check_positive_values(alpha, "alpha")
-  x = jnp.asarray(x)
-  return jnp.sum(_xlogx_term(alpha * jnp.abs(x))) / alpha**2
+  return jnp.sum(_xlogx_term(alpha * jnp.abs(jnp.asarray(x)))) / alpha**2
 
 
 def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
@@ -193,8 +141,7 @@ def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
       \\qquad \\nabla R_\\alpha^* = (\\nabla R_\\alpha)^{-1}.
   """
   checks.check_positive_values(alpha, "alpha")
-  u = jnp.asarray(u)
-  return jnp.sum(_expm1_term(alpha * jnp.abs(u))) / alpha**2
+  return jnp.sum(_expm1_term(alpha * jnp.abs(jnp.asarray(u)))) / alpha**2
 
 
 def bregman_divergence(x: ArrayLike, x0: ArrayLike, alpha: ArrayLike) -> Array:
@@ -214,26 +161,19 @@ def bregman_divergence(x: ArrayLike, x0: ArrayLike, alpha: ArrayLike) -> Array:
   return potential(x, alpha) - potential(x0, alpha) - jnp.sum(mirror_map(x0, alpha) * (x - x0))
 
 
-# ---------------------------------------------------------------------------------------------
-# The m ⊙ w comparison geometry (hyperbolic entropy).
-# ---------------------------------------------------------------------------------------------
-
-
 def mw_mirror_map(x: ArrayLike, gamma: ArrayLike) -> Array:
   """Mirror map of gradient descent on :math:`x = m \\odot w`: :math:`\\tfrac12\\operatorname{arcsinh}(2x/\\gamma)`.
 
   Its derivative is ``1 / inverse_metric_mw(x, gamma)``.
   """
   checks.check_positive_values(gamma, "gamma")
-  x = jnp.asarray(x)
-  return 0.5 * jnp.arcsinh(2 * x / gamma)
+  return 0.5 * jnp.arcsinh(2 * jnp.asarray(x) / gamma)
 
 
 def mw_inverse_mirror_map(u: ArrayLike, gamma: ArrayLike) -> Array:
   """Inverse of :func:`mw_mirror_map`: :math:`x = \\tfrac{\\gamma}{2}\\sinh(2u)`."""
   checks.check_positive_values(gamma, "gamma")
-  u = jnp.asarray(u)
-  return 0.5 * gamma * jnp.sinh(2 * u)
+  return 0.5 * gamma * jnp.sinh(2 * jnp.asarray(u))
 
 
 def mw_potential(x: ArrayLike, gamma: ArrayLike) -> Array:

@@ -19,13 +19,6 @@ from jax.typing import ArrayLike
 
 from ham_optax._src import checks
 
-__all__ = ["BregmanProjectionResult", "basis_pursuit", "bregman_projection", "min_norm_interpolant"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference solvers (float64 NumPy / SciPy).
-# ---------------------------------------------------------------------------------------------
-
 
 class BregmanProjectionResult(NamedTuple):
   """Result of :func:`bregman_projection`.
@@ -74,16 +67,21 @@ def _mw_mirror(gamma: float) -> _Mirror:
   )
 
 
-def _as_problem(Z: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-  Z = np.asarray(Z, dtype=np.float64)
-  y = np.asarray(y, dtype=np.float64)
+def _as_problem(
+  Z: ArrayLike, y: ArrayLike, x0: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(Z, y, x0)`` as float64 arrays, checked (``x0 = None``: zeros)."""
+  Z, y = np.asarray(Z, dtype=np.float64), np.asarray(y, dtype=np.float64)
   if Z.ndim != 2:
     raise ValueError(f"Z must be a 2-D (samples x features) matrix, got shape {Z.shape}.")
   if y.shape != (Z.shape[0],):
     raise ValueError(f"y must have shape ({Z.shape[0]},) to match Z {Z.shape}, got {y.shape}.")
   if not (np.all(np.isfinite(Z)) and np.all(np.isfinite(y))):
     raise ValueError("Z and y must be finite.")
-  return Z, y
+  x0 = np.zeros(Z.shape[1]) if x0 is None else np.asarray(x0, dtype=np.float64)
+  if x0.shape != (Z.shape[1],):
+    raise ValueError(f"x0 must have shape ({Z.shape[1]},) to match Z {Z.shape}, got {x0.shape}.")
+  return Z, y, x0
 
 
 def bregman_projection(
@@ -132,10 +130,7 @@ def bregman_projection(
   Raises:
     ValueError: on malformed input, or if Newton's method does not reach ``tol``.
   """
-  Z, y = _as_problem(Z, y)
-  x0 = np.asarray(x0, dtype=np.float64)
-  if x0.shape != (Z.shape[1],):
-    raise ValueError(f"x0 must have shape ({Z.shape[1]},) to match Z {Z.shape}, got {x0.shape}.")
+  Z, y, x0 = _as_problem(Z, y, x0)
   if (alpha is None) == (gamma is None):
     raise ValueError("Give exactly one of alpha (HAM) and gamma (m ⊙ w).")
   if alpha is not None:
@@ -203,10 +198,7 @@ def min_norm_interpolant(Z: ArrayLike, y: ArrayLike, x0: ArrayLike | None = None
   (``x0 = None`` means 0, giving the minimum-L2-norm interpolant :math:`Z^+ y`); equivalently the
   Bregman projection for :math:`R = \\tfrac12\\|x\\|^2`, the :math:`\\alpha \\to 0` limit of HAM.
   """
-  Z, y = _as_problem(Z, y)
-  x0 = np.zeros(Z.shape[1]) if x0 is None else np.asarray(x0, dtype=np.float64)
-  if x0.shape != (Z.shape[1],):
-    raise ValueError(f"x0 must have shape ({Z.shape[1]},) to match Z {Z.shape}, got {x0.shape}.")
+  Z, y, x0 = _as_problem(Z, y, x0)
   return x0 + np.linalg.lstsq(Z, y - Z @ x0, rcond=None)[0]
 
 
@@ -217,19 +209,13 @@ def basis_pursuit(Z: ArrayLike, y: ArrayLike) -> np.ndarray:
   :math:`p, q \\ge 0` with ``scipy.optimize.linprog`` (HiGHS). This is the :math:`\\alpha \\to \\infty`
   limit of HAM's implicit bias from a vanishing initialisation.
   """
-  Z, y = _as_problem(Z, y)
+  Z, y, _ = _as_problem(Z, y, None)
   try:
     from scipy.optimize import linprog
   except ImportError as e:  # pragma: no cover - scipy is a dev/examples dependency
     raise ImportError("basis_pursuit needs scipy (pip install scipy).") from e
   n = Z.shape[1]
-  result = linprog(
-    c=np.ones(2 * n),
-    A_eq=np.hstack([Z, -Z]),
-    b_eq=y,
-    bounds=(0, None),
-    method="highs",
-  )
+  result = linprog(c=np.ones(2 * n), A_eq=np.hstack([Z, -Z]), b_eq=y, bounds=(0, None), method="highs")
   if result.status != 0:
     raise ValueError(f"basis_pursuit: linprog failed ({result.message}).")
   return result.x[:n] - result.x[n:]
