@@ -1,9 +1,8 @@
 """Helpers shared by the benchmark scripts in this folder: seeds, tuning, the train step, paired statistics,
 saving results with the code that made them, timing, tables and reference network shapes.
 
-Every script imports it as ``import _common`` (Python puts the script's own folder first on ``sys.path`` when a
-script is run as ``python benchmarks/<name>.py``). Nothing here runs at import time beyond defining functions;
-the training loop (``ham_optax_examples.train``) and scipy are imported only by the functions that need them.
+Every script imports it as ``import _common`` (a script's own folder is first on ``sys.path``). The training loop
+(``ham_optax_examples.train``) and scipy are imported only by the functions that need them.
 """
 
 from __future__ import annotations
@@ -27,10 +26,8 @@ import ham_optax
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 
-# Seeds. Hyperparameters are chosen on the validation split with the tuning seeds TUNING_SEED0, TUNING_SEED0 + 1,
-# ...; reported numbers come from the seeds 0, 1, ... (fresh initialisations and data orders). The grokking and
-# NanoAdam studies tune with seeds from 100 (``tuning_seeds(n, start=SMALL_TUNING_SEED0)``), as their committed
-# results were made.
+# Hyperparameters are chosen on the validation split with the tuning seeds TUNING_SEED0, TUNING_SEED0 + 1, ...;
+# reported numbers come from the seeds 0, 1, ... The grokking and NanoAdam studies tune from SMALL_TUNING_SEED0.
 TUNING_SEED0 = 1000
 SMALL_TUNING_SEED0 = 100
 
@@ -40,9 +37,7 @@ def tuning_seeds(count: int, start: int = TUNING_SEED0) -> list[int]:
   return list(range(start, start + count))
 
 
-# --------------------------------------------------------------------------------------------------
-# Saving, with the command and the code that made the result
-# --------------------------------------------------------------------------------------------------
+# --- Saving, with the command and the code that made the result ----------------------------------------------
 
 
 def command(argv: Sequence[str] | None = None, script: str | os.PathLike | None = None) -> str:
@@ -80,8 +75,8 @@ def environment() -> dict[str, Any]:
 
 
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-  """Writes ``payload`` as indented JSON to ``path`` (parents created; through a temporary file, so an
-  interrupted run never leaves half a file). Adds nothing: for rewriting a loaded result (e.g. a redraw)."""
+  """Writes ``payload`` as indented JSON to ``path`` through a temporary file (no half-written file), adding
+  nothing: for rewriting a loaded result (e.g. a redraw)."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(path.name + ".tmp")
@@ -101,9 +96,7 @@ def save_json(path: str | os.PathLike, payload: dict[str, Any], *, cmd: str | No
   return write_json(path, {**provenance(cmd), **payload})
 
 
-# --------------------------------------------------------------------------------------------------
-# Timing and paired statistics
-# --------------------------------------------------------------------------------------------------
+# --- Timing and paired statistics ----------------------------------------------------------------------------
 
 
 def interleaved(
@@ -112,13 +105,11 @@ def interleaved(
   """Times each runner ``number`` times per repetition, in a freshly shuffled order every repetition.
 
   Returns, per runner, the wall-clock seconds per call of every repetition, and under ``"<name>:cpu"`` the
-  process CPU seconds per call (all threads). Shuffling pairs the runners of one repetition in time, so slow
-  phases of the machine hit every runner of that repetition alike; compare them with :func:`paired_ratio`.
+  process CPU seconds per call. Slow phases of the machine hit every runner of a repetition alike; compare them
+  with :func:`paired_ratio`.
   """
-  rng = np.random.default_rng(seed)
-  names = list(runners)
-  out: dict[str, list[float]] = {n: [] for n in names}
-  out.update({f"{n}:cpu": [] for n in names})
+  rng, names = np.random.default_rng(seed), list(runners)
+  out: dict[str, list[float]] = {**{n: [] for n in names}, **{f"{n}:cpu": [] for n in names}}
   for _ in range(reps):
     for i in rng.permutation(len(names)):
       name = names[i]
@@ -132,13 +123,7 @@ def interleaved(
 
 def median_time(fn: Callable[[], Any], repeats: int, number: int = 1) -> float:
   """Median over ``repeats`` of the seconds per call of ``number`` back-to-back calls of ``fn``."""
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for _ in range(number):
-      fn()
-    times.append((time.perf_counter() - t0) / number)
-  return float(np.median(times))
+  return float(np.median(interleaved({"fn": fn}, repeats, number)["fn"]))
 
 
 def _iqr(x: np.ndarray, scale: float = 1.0) -> list[float]:
@@ -167,11 +152,9 @@ def paired_ratio(
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
-  """Two-sided Welch t-test p-value (scipy); nan when scipy is missing or both groups are constant."""
-  try:
-    from scipy import stats
-  except ImportError:  # pragma: no cover
-    return float("nan")
+  """Two-sided Welch t-test p-value (``scipy.stats.ttest_ind``); NaN when both groups are constant."""
+  from scipy import stats
+
   return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
@@ -184,15 +167,14 @@ def paired_test(base: Sequence[float], other: Sequence[float]) -> dict[str, Any]
   compared) and ``p_value``, which is NaN when fewer than two pairs remain or when every difference is the same
   (``np.allclose``; zero variance leaves the t statistic undefined: identical results on every seed).
   """
+  from scipy import stats
+
   a, b = np.asarray(base, np.float64), np.asarray(other, np.float64)
   ok = np.isfinite(a) & np.isfinite(b)
   d = b[ok] - a[ok]
-  mean = float(d.mean()) if d.size else float("nan")
-  if d.size < 2 or np.allclose(d, d[0]):
-    return {"mean_diff": mean, "p_value": float("nan"), "n": int(d.size)}
-  from scipy import stats
-
-  return {"mean_diff": mean, "p_value": float(stats.ttest_rel(b[ok], a[ok]).pvalue), "n": int(d.size)}
+  undefined = d.size < 2 or np.allclose(d, d[0])
+  p = float("nan") if undefined else float(stats.ttest_rel(b[ok], a[ok]).pvalue)
+  return {"mean_diff": float(d.mean()) if d.size else float("nan"), "p_value": p, "n": int(d.size)}
 
 
 def paired_p(base: Sequence[float], other: Sequence[float]) -> float:
@@ -200,9 +182,7 @@ def paired_p(base: Sequence[float], other: Sequence[float]) -> float:
   return paired_test(base, other)["p_value"]
 
 
-# --------------------------------------------------------------------------------------------------
-# The train step and the tuning loop
-# --------------------------------------------------------------------------------------------------
+# --- The train step and the tuning loop ----------------------------------------------------------------------
 
 
 def train_step(loss_fn: Callable[..., Any], tx: Any, *, has_aux: bool = False) -> Callable[..., tuple]:
@@ -227,8 +207,7 @@ def train_step(loss_fn: Callable[..., Any], tx: Any, *, has_aux: bool = False) -
 def mean_val_acc(runs: Sequence[dict[str, Any]], diverged: float | None = 0.0) -> float:
   """Mean final validation accuracy of ``train_and_evaluate`` results; a diverged run (no accuracy) counts as
   ``diverged``, or is left out with ``diverged=None`` (NaN when every run diverged)."""
-  vals = [diverged if r["diverged"] else r["val_acc"] for r in runs]
-  vals = [v for v in vals if v is not None]
+  vals = [v for v in (diverged if r["diverged"] else r["val_acc"] for r in runs) if v is not None]
   return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -283,9 +262,7 @@ def tune(
   return int(np.nanargmax(scores)), scores, runs
 
 
-# --------------------------------------------------------------------------------------------------
-# Tables and figures
-# --------------------------------------------------------------------------------------------------
+# --- Tables and figures --------------------------------------------------------------------------------------
 
 
 def pyplot():
@@ -305,9 +282,7 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
   return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------------
-# Parameter shapes of reference networks
-# --------------------------------------------------------------------------------------------------
+# --- Parameter shapes of reference networks ------------------------------------------------------------------
 
 
 def resnet50_shapes() -> list[tuple[str, tuple[int, ...]]]:
@@ -324,11 +299,8 @@ def resnet50_shapes() -> list[tuple[str, tuple[int, ...]]]:
       for ci, (k, a, b) in enumerate([(1, cin, width), (3, width, width), (1, width, 4 * width)], 1):
         shapes += [(f"{p}.conv{ci}", (k, k, a, b)), (f"{p}.bn{ci}.s", (b,)), (f"{p}.bn{ci}.b", (b,))]
       if bi == 0:
-        shapes += [
-          (f"{p}.down", (1, 1, cin, 4 * width)),
-          (f"{p}.down_bn.s", (4 * width,)),
-          (f"{p}.down_bn.b", (4 * width,)),
-        ]
+        down = [(f"{p}.down", (1, 1, cin, 4 * width)), (f"{p}.down_bn.s", (4 * width,))]
+        shapes += [*down, (f"{p}.down_bn.b", (4 * width,))]
       cin = 4 * width
   shapes += [("fc.w", (2048, 1000)), ("fc.b", (1000,))]
   return shapes
@@ -352,8 +324,6 @@ def add_options(parser: Any, *, kind: type | None = None, **defaults: Any) -> No
   """Adds ``--<name>`` (underscores written as dashes) for every keyword, with that default; its type is ``kind``,
   or the default's (a list's first element's, a list taking ``nargs="+"``)."""
   for name, default in defaults.items():
-    many = isinstance(default, list)
+    many = {"nargs": "+"} if isinstance(default, list) else {}
     arg_type = kind or type(default[0] if many else default)
-    parser.add_argument(
-      "--" + name.replace("_", "-"), type=arg_type, default=default, **({"nargs": "+"} if many else {})
-    )
+    parser.add_argument("--" + name.replace("_", "-"), type=arg_type, default=default, **many)
