@@ -56,7 +56,7 @@ NAMES = {"mlp": "MLP", "resnet1d": "ResNet1D", "cnn1d": "CNN1D", "resnet18": "Re
 NAMES |= {"sage": "GraphSAGE", "sgd": "SGD", "adamw": "AdamW", "acdc": "AC/DC", "rigl": "RigL"}
 SPARSIFIERS = NAMES | {"random": "random PaI", "magnitude": "gradual magnitude"}  # the sparse-training labels
 TABLES: dict[str, Callable[[Path], str]] = {}  # block name -> generator(results directory) -> Markdown
-PENDING: set[str] = set()  # blocks registered but not yet on a page
+PENDING = {"readme_cost"}  # blocks registered but not yet on a page
 
 
 def table(fn: Callable[[Path], str]) -> Callable[[Path], str]:
@@ -562,8 +562,14 @@ def implicit_bias(results: Path) -> str:
   rows.append(
     ["basis pursuit (LP)", "–", "–", f"{res['l1_basis_pursuit']:.3f}", "–", "0.000" if truth else "–"]
   )
+  c = load(results, "implicit_bias")["config"]
+  lead = (
+    f"n = {c['n']} features, d = {c['d']} samples, {c['k']}-sparse truth, `x0 = {sci(c['init_scale'], True)} "
+    "N(0, I)`, the real optimizer `ham_optax.ham(optax.sgd(lr), lr, alpha, beta=0)` in float64, run until "
+    f"`||Zx - y|| <= 1e-10 ||y||` (seed {c['seed']}):"
+  )
   header = ["method", "lr", "steps", "L1 of limit", "rel. gap to predicted limit", "rel. distance to truth"]
-  return markdown_table(header, rows)
+  return f"{lead}\n\n{markdown_table(header, rows)}"
 
 
 @table
@@ -628,7 +634,8 @@ def readme_implicit_bias(results: Path) -> str:
 @table
 def mw_family_implicit_bias(results: Path) -> str:
   """The L1 norm of each method's limit relative to basis pursuit, over the family study's seeds."""
-  rows = load(results, "implicit_bias_family", "family_summary.json")["rows"]
+  summary = load(results, "implicit_bias_family", "family_summary.json")
+  rows, seeds = summary["rows"], ", ".join(map(str, summary["seeds"]))
   l1 = lambda key: pm(rows[key]["l1_over_bp_mean"], rows[key]["l1_over_bp_std"], 3)  # noqa: E731
   find = lambda prefix: next(k for k in rows if k.startswith(prefix))  # noqa: E731
   wrapper, reference, spred = find("m*w wrapper"), find("m*w g="), find("spred")
@@ -637,7 +644,7 @@ def mw_family_implicit_bias(results: Path) -> str:
   parts = [f"GD {l1('GD')}", *(f"{_alpha_of(k)} {l1(k)}" for k in rows if k.startswith("HAM"))]
   parts.append(f"m * w (wrapper, identical to the hand-written reference) {l1(wrapper)}" if same else mw)
   return (
-    f"{', '.join(parts)}, spred {l1(spred)} (gap to the float64 LASSO solution "
+    f"Seeds {seeds}: {', '.join(parts)}, spred {l1(spred)} (gap to the float64 LASSO solution "
     f"{sci(float(np.mean(rows[spred]['rel_gap_to_limit'])))}), PILoT {l1(find('PILoT l='))} (decay on, then off; "
     f"with the linear decay of its arXiv text {l1(find('PILoT linear'))}), Sign-In {l1(find('Sign-In'))}."
   )
@@ -646,7 +653,8 @@ def mw_family_implicit_bias(results: Path) -> str:
 @table
 def mw_family_memory(results: Path) -> str:
   """Optimizer state on ResNet-18 shapes: inner, ham(inner), spred(inner), NanoAdam."""
-  b, mib = load(results, "overparam_memory", "memory.json")["bytes"], 2**20
+  res, mib = load(results, "overparam_memory", "memory.json"), 2**20
+  b = res["bytes"]
   parts = [
     f"{label} state {b[key]['inner'] / mib:.1f} MiB, `ham` {b[key]['ham'] / mib:.1f} MiB "
     f"(+{b[key]['ham'] - b[key]['inner']} bytes), `spred` {b[key]['spred'] / mib:.1f} MiB "
@@ -655,7 +663,8 @@ def mw_family_memory(results: Path) -> str:
   ]
   nano = b["nanoadam fraction=0.1"]
   return (
-    f"{'; '.join(parts)}; NanoAdam (10 %, head and norms dense) {nano / mib:.1f} MiB "
+    f"{res['n_params'] / 1e6:.1f} M float32 parameters: {'; '.join(parts)}; NanoAdam (10 %, head and norms dense) "
+    f"{nano / mib:.1f} MiB "
     f"({b['adam']['inner'] / nano:.1f}x less than Adam)."
   )
 
@@ -671,10 +680,15 @@ def mw_family_nanoadam(results: Path) -> str:
     p, won = tests["NanoAdam"][task], s["NanoAdam"][task]["mean"] > s["Adam"][task]["mean"]
     return fmt_p(p) if p >= SIGNIFICANCE else f"{fmt_p(p)}: {'NanoAdam' if won else 'Adam'} wins"
 
-  other = next(m for m in s if m not in ("Adam", "NanoAdam"))
+  other, c = next(m for m in s if m not in ("Adam", "NanoAdam")), res["config"]
   ratio = s["Adam"]["state_bytes"] / s["NanoAdam"]["state_bytes"]
+  seeds = (
+    f"{c['seeds'][0]}-{c['seeds'][-1]}"
+    if c["seeds"] == list(range(c["seeds"][0], c["seeds"][-1] + 1))
+    else c["seeds"]
+  )
   return (
-    f"NanoAdam with its paper defaults (head dense, 10 % -> 4 %) new task {acc('NanoAdam', 'new_test')} vs Adam "
+    f"{len(c['lr_grid'])} learning rates per method tuned on validation, then seeds {seeds}: NanoAdam with its paper defaults (head dense, 10 % -> 4 %) new task {acc('NanoAdam', 'new_test')} vs Adam "
     f"{acc('Adam', 'new_test')} ({test('new_test')}), old task {acc('NanoAdam', 'old_test')} vs "
     f"{acc('Adam', 'old_test')} ({test('old_test')}), {ratio:.1f}x less optimizer state; with every "
     f"kernel sparsified at a constant 10 % {acc(other, 'new_test')} / {acc(other, 'old_test')}."
@@ -939,6 +953,33 @@ def cost_vector_width(results: Path) -> str:
   header += ["512-bit / default, HAM", "bit-identical to the default build", "repetitions kept"]
   avx = {True: "yes", False: "no", None: "unknown"}[vw["cpu_flags_avx512f"]]
   return f"{markdown_table(header, rows)}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
+
+
+@table
+def readme_cost(results: Path) -> str:
+  """The README's summary of the cost: state, XLA's per-weight count, the update, the train step, PyTorch."""
+  res = load(results, "overhead", "overhead.json")
+  u, vw, torch = res["update"], res["vector_width"], res["torch_peer"]
+
+  def both(ratio: Callable[[str], float], digits: int = 2) -> str:  # SGD+momentum / AdamW
+    return " / ".join(f"{ratio(o):.{digits}f}x" for o in INNER)
+
+  extra = u["sgdm"]["per_weight"]["ham_extra"]
+  update = both(lambda o: u[o]["variants"]["ham"]["ratio_median"])
+  wide = both(lambda o: vw[o]["ham_over_inner_vw512"]["paired_ratio_median"])
+  same = (
+    ", bit-identical," if all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values()) else ""
+  )
+  step = both(lambda o: res["train_step"]["ResNet18"][o]["variants"]["ham"]["ratio_median"])
+  return (
+    f"{u['sgdm']['extra_state_bytes']} bytes of optimizer state; per weight, {extra['flops']:.0f} flops, "
+    f"{WORDS[round(extra['transcendentals'])]} `exp` and one more read of the gradient "
+    f"({extra['bytes accessed']:.0f} bytes) over the bare optimizer (XLA's count of the compiled update, held by a "
+    f"test). On a CPU the update is {update} (SGD+momentum / AdamW) the bare inner update on a ResNet-50-shaped "
+    f"tree ({wide}{same} with the XLA:CPU option `xla_cpu_prefer_vector_width=512`), a ResNet-18 train step "
+    f"{step}; the published wrapper's per-tensor semantics in PyTorch cost "
+    f"{both(lambda o: torch[o]['paired_ratio_median'], 0)} its bare step (`python benchmarks/overhead.py`):"
+  )
 
 
 @table
