@@ -1,28 +1,22 @@
 """The ``ham-optax`` command: ``ham-optax train [options]`` (or ``python -m ham_optax_examples.main train``).
 
-The options are the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and of
-:class:`Train` (the set of runs), turned into a command line by tyro. ``--model`` and ``--sparsifier`` take
-several values, ``--ham`` is ``off``, ``on`` or ``both``, ``--sign-in`` adds Sign-In runs, and ``--seeds`` /
-``--first-seed`` choose the seeds: the job is every combination. With no options it runs the main job
-(``MAIN_JOB`` in ``configs/tuned.py``) and prints a table of test accuracy (mean ± std over the seeds that did
-not diverge), the number of diverged seeds, weight sparsity and sign flips versus initialisation. Results go
-to ``--out`` (default ``runs/<UTC timestamp>``): ``job.json``, ``results.json``, ``runs.csv``,
-``summary.csv``, ``summary.md`` and ``curves.png``; an ``--out`` holding results written with other settings
-is refused.
+The options are the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and of :class:`Train`
+(the set of runs), turned into a command line by tyro: it builds it from the dataclass itself (types, choices,
+defaults, help from each field's comment), so the options have one source and stay typed, where
+``ml_collections`` config flags would need them a second time as an untyped ``ConfigDict``. The job is every
+model x sparsifier x variant (``--ham off|on|both``, ``--sign-in``) x seed; with no options it is the main job
+(``MAIN_JOB`` in ``configs/tuned.py``). It prints a table of test accuracy (mean ± std over the seeds that did
+not diverge), diverged seeds, weight sparsity and sign flips, and writes ``job.json``, ``results.json``,
+``runs.csv``, ``summary.csv``, ``summary.md`` and ``curves.png`` to ``--out`` (an ``--out`` holding results of
+other settings is refused).
 
-As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``,
-``JAX_COORDINATOR_ADDRESS``, or started by ``srun`` / ``mpirun``) the runs are data-parallel over every device
-of every process (:mod:`~ham_optax_examples.distributed`); only process 0 prints the results and writes the
-reports.
+As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, ``JAX_COORDINATOR_ADDRESS``,
+or started by ``srun`` / ``mpirun``) the runs are data-parallel over every device of every process
+(:mod:`~ham_optax_examples.distributed`); only process 0 prints and writes the reports.
 
-Every check that can be made before training is made before any data loads, and every model / dataset / batch
-check before the first run trains; a user mistake ends in one ``error:`` line and exit status 2. If every run
-of the job diverges the command says so and exits with status 1.
+Every option is checked before any data loads, and every model / dataset / batch before the first run trains: a
+user mistake ends in one ``error:`` line and exit status 2. If every run diverges the exit status is 1.
 """
-
-# Why tyro: it builds the command line from the Config dataclass itself (types, Literal choices, defaults, and
-# help from each field's comment), so the options have one source and stay typed. ml_collections config flags
-# (as Flax's examples use) would need the options a second time as an untyped ConfigDict.
 
 from __future__ import annotations
 
@@ -50,8 +44,6 @@ from ham_optax_examples import distributed, report, train
 from ham_optax_examples.configs.default import Config, ModelName, SparsifierName, resolve, shown
 from ham_optax_examples.configs.tuned import DEFAULT_SEEDS, MAIN_JOB, MODEL_DEFAULTS
 from ham_optax_examples.provenance import code_version
-
-__all__ = ["Train", "configs_from_args", "main", "parse"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,22 +96,17 @@ def parse(argv: Sequence[str]) -> Train:
 
 
 def configs_from_args(args: Train) -> list[Config]:
-  """The runs to make: every model x sparsifier x variant (baseline / HAM / Sign-In) x seed, checked.
-
-  Fields left at ``None`` take the defaults for the choices made
-  (:func:`~ham_optax_examples.configs.default.resolve`). Raises ``ValueError`` naming the first invalid field.
-  """
+  """The runs to make: every model x sparsifier x variant (baseline / HAM / Sign-In) x seed, resolved
+  (:func:`~ham_optax_examples.configs.default.resolve`) and checked (``ValueError`` names the first invalid
+  field)."""
   base = args.config.replace(sign_in=False)
-  main_job = base.dataset == MAIN_JOB["dataset"]
-  models = args.model or (MAIN_JOB["models"] if main_job else (Config.model,))
-  sparsifiers = args.sparsifier or MAIN_JOB["sparsifiers"]
+  models = args.model or (MAIN_JOB["models"] if base.dataset == MAIN_JOB["dataset"] else (Config.model,))
   ham = {"off": (False,), "on": (True,), "both": (False, True)}[args.ham]
   variants = [{"ham": h} for h in ham] + ([{"sign_in": True}] if args.config.sign_in else [])
   configs = []
+  sparsifiers = args.sparsifier or MAIN_JOB["sparsifiers"]
   for model, sparsifier, variant in itertools.product(models, sparsifiers, variants):
-    n_seeds = (
-      args.seeds if args.seeds is not None else MODEL_DEFAULTS.get(model, {}).get("seeds", DEFAULT_SEEDS)
-    )
+    n_seeds = MODEL_DEFAULTS.get(model, {}).get("seeds", DEFAULT_SEEDS) if args.seeds is None else args.seeds
     if n_seeds < 1:
       raise ValueError(f"seeds must be >= 1, got {n_seeds}")
     for seed in range(args.first_seed, args.first_seed + n_seeds):
@@ -132,11 +119,10 @@ def configs_from_args(args: Train) -> list[Config]:
 def _joins_processes(args: Train) -> bool:
   """Whether a multi-process run is asked for (flags, ``JAX_COORDINATOR_ADDRESS``, or a launcher announcing more
   than one process); raises ``ValueError`` for invalid process options."""
-  launched = distributed.launched_processes()
   given = (args.coordinator, args.num_processes, args.process_id)
-  if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    if not (launched and launched[0] > 1):
-      return False
+  launched = (distributed.launched_processes() or (1,))[0] > 1
+  if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS") and not launched:
+    return False
   if args.coordinator is not None:
     try:
       distributed.check_coordinator(args.coordinator)
@@ -168,55 +154,48 @@ def _join_processes(args: Train) -> None:
       initialization_timeout=args.join_timeout,
     )
   except (RuntimeError, ValueError) as e:
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    _fail(f"could not join the multi-process run ({first})")
+    _fail(f"could not join the multi-process run ({(str(e).strip().splitlines() or [type(e).__name__])[0]})")
 
 
 def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
   """What defines the job, by option name: every run's settings (a setting that varies over the runs is the list
-  of its values) and whether it checkpoints. Every process must agree on it, and ``--out`` keeps it in
-  ``job.json``."""
+  of its values), whether it checkpoints and restarts. Every process must agree on it; ``job.json`` keeps it."""
   settings: dict[str, Any] = {"number of runs": len(configs), "--checkpoint": args.checkpoint}
   settings["--restart"] = args.restart
-  runs = [dataclasses.asdict(config) for config in configs]
-  for field in runs[0]:
-    if field not in ("checkpoint_dir", "progress"):
-      values = [run[field] for run in runs]
-      settings[f"--{field.replace('_', '-')}"] = (
-        values[0] if values.count(values[0]) == len(values) else values
-      )
+  for field in dataclasses.fields(Config):
+    if field.name not in ("checkpoint_dir", "progress"):
+      values = [getattr(config, field.name) for config in configs]
+      same = values.count(values[0]) == len(values)
+      settings[f"--{field.name.replace('_', '-')}"] = values[0] if same else values
   return settings
 
 
 def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
-  """Creates ``out`` and checks that it is writable and holds no results written with other settings (its ``job.json`` and
-  ``results.json``; ``restart``: they are replaced). Raises ``ValueError`` otherwise."""
+  """Creates ``out`` and checks that it is writable and holds no results of other settings (its ``job.json`` and
+  ``results.json``; with ``restart`` they are replaced). Raises ``ValueError`` otherwise."""
   try:
     out.mkdir(parents=True, exist_ok=True)
     (out / f".write_test.{os.getpid()}").touch()
     (out / f".write_test.{os.getpid()}").unlink()
   except OSError as e:
     raise ValueError(f"--out {out} is not a writable directory: {e}") from None
-  job = out / "job.json"
-  theirs = json.loads(job.read_text()) if job.exists() else None
-  if not restart and (theirs or (out / "results.json").exists()):
-    ours = json.loads(json.dumps(settings, default=str))
-    keys = sorted(
-      (set(ours) | set(theirs or {})) - {"--halt-after-epochs", "--restart"}
-    )  # a job may be resumed
-    differing = [k for k in keys if ours.get(k) != (theirs or {}).get(k)]
-    if theirs is None or differing:
-      detail = "" if theirs is None else f" ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differing[:3])})"
-      raise ValueError(
-        f"--out {out} holds results written with other settings{detail}; choose another --out, or add "
-        "--restart to replace them"
-      )
+  theirs = json.loads((out / "job.json").read_text()) if (out / "job.json").exists() else None
+  if restart or not (theirs or (out / "results.json").exists()):
+    return
+  ours = json.loads(json.dumps(settings, default=str))
+  keys = sorted((set(ours) | set(theirs or {})) - {"--halt-after-epochs", "--restart"})  # may be resumed
+  differing = [k for k in keys if ours.get(k) != (theirs or {}).get(k)]
+  if theirs is None or differing:
+    detail = "" if theirs is None else f" ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differing[:3])})"
+    raise ValueError(
+      f"--out {out} holds results written with other settings{detail}; choose another --out, or add --restart to "
+      "replace them"
+    )
 
 
 def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[Config]:
-  """The runs with their checkpoint directories (``--checkpoint``); discards them with ``--restart``; checks every
-  checkpoint that a run would resume from (raises ``ValueError`` when one is damaged or from other
-  settings)."""
+  """The runs with their checkpoint directories (``--checkpoint``; discarded first with ``--restart``), after
+  checking every checkpoint a run would resume from (``ValueError``: damaged or of other settings)."""
   if not args.checkpoint:
     return configs
   configs = [
@@ -236,60 +215,44 @@ def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[
 
 def _describe_defaults(configs: Sequence[Config], args: Train) -> list[str]:
   """One line per model / method: the values of the settings left at their defaults, and where they came from."""
-  lines, seen = [], set()
-  for config in configs:
-    if (config.model, config.method) in seen:
-      continue
-    seen.add((config.model, config.method))
-    _, sources = resolve(
-      args.config.replace(model=config.model, sparsifier=config.sparsifier, ham=config.ham)
-    )
-    shown_names = ["learning_rate", "weight_decay"] + (["alpha", "beta"] if config.ham else [])
-    parts = [f"{name} {getattr(config, name)} ({sources[name]})" for name in shown_names if name in sources]
+  lines = {}
+  for c in configs:
+    _, sources = resolve(args.config.replace(model=c.model, sparsifier=c.sparsifier, ham=c.ham))
+    names = ["learning_rate", "weight_decay"] + (["alpha", "beta"] if c.ham else [])
+    parts = [f"{name} {getattr(c, name)} ({sources[name]})" for name in names if name in sources]
     if parts:
-      lines.append(f"  {config.model} {config.method}: " + ", ".join(parts))
-  return lines
+      lines.setdefault((c.model, c.method), f"  {c.model} {c.method}: " + ", ".join(parts))
+  return list(lines.values())
 
 
 def _suggest_alphas(configs: Sequence[Config], dataset: Any) -> list[Config]:
   """The runs with ``alpha="auto"`` replaced by :func:`~ham_optax_examples.train.suggested_alpha` (HAM runs), all
   computed before the first run trains; with several processes, process 0's values."""
+  auto = [c.ham and c.alpha == "auto" for c in configs]
   try:
-    alphas = [train.suggested_alpha(c, dataset) if c.ham and c.alpha == "auto" else 0.0 for c in configs]
+    alphas = [train.suggested_alpha(c, dataset) if a else 0.0 for c, a in zip(configs, auto, strict=True)]
   except ValueError as e:
     _fail(f"--alpha auto: {e}")
   if jax.process_count() > 1:
     alphas = multihost_utils.broadcast_one_to_all(np.asarray(alphas, np.float64)).tolist()
-  return [
-    c.replace(alpha=a) if c.ham and c.alpha == "auto" else c for c, a in zip(configs, alphas, strict=True)
-  ]
+  return [c.replace(alpha=alpha) if a else c for c, a, alpha in zip(configs, auto, alphas, strict=True)]
 
 
-def _run_all(
-  configs: Sequence[Config], dataset: Any, progress: bool, auto: Sequence[bool]
-) -> list[dict[str, Any]]:
-
-  results = []
-  lead = jax.process_index() == 0
+def _run_all(configs: Sequence[Config], dataset: Any, progress: bool, auto: Sequence[bool]) -> list[dict]:
+  """Trains every run; process 0 shows the progress and one line per finished run."""
+  results, lead = [], jax.process_index() == 0
   with tqdm(configs, desc="runs", disable=not (progress and lead)) as bar:
     for config, suggested in zip(bar, auto, strict=True):
       bar.set_postfix(model=config.model, method=config.method, seed=config.seed)
       r = train.train_and_evaluate(config if lead else config.replace(progress=False), dataset)
       r["alpha_source"] = "suggest_alpha" if suggested else r["alpha_source"]
-      outcome = (
-        f"diverged at epoch {r['diverged_epoch']}"
-        if r["diverged"]
-        else f"test acc {100 * r['test_acc']:.2f} %"
-      )
-      alpha = (
-        f", alpha {r['config']['alpha']:.3g} (suggest_alpha)" if r["alpha_source"] == "suggest_alpha" else ""
-      )
-      if lead and config.ham:
-        outcome += alpha
+      diverged = f"diverged at epoch {r['diverged_epoch']}"
+      outcome = diverged if r["diverged"] else f"test acc {100 * r['test_acc']:.2f} %"
+      if config.ham and r["alpha_source"] == "suggest_alpha":
+        outcome += f", alpha {r['config']['alpha']:.3g} (suggest_alpha)"
       if lead:
-        tqdm.write(
-          f"{config.model} {config.method} seed {config.seed}: {outcome} ({r['train_time_s']:.0f} s)"
-        )
+        run = f"{config.model} {config.method} seed {config.seed}"
+        tqdm.write(f"{run}: {outcome} ({r['train_time_s']:.0f} s)")
       results.append(r)
   return results
 
@@ -298,9 +261,8 @@ def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
   """The job's dataset, after checking that every run's model fits it (before any run trains)."""
   name = configs[0].dataset
   try:
-    dataset = data_lib.load_dataset(
-      name, **({"data_dir": data_dir} if name.startswith("cifar") and data_dir else {})
-    )
+    kwargs = {"data_dir": data_dir} if name.startswith("cifar") and data_dir else {}
+    dataset = data_lib.load_dataset(name, **kwargs)
   except ImportError as e:
     _fail(str(e))
   except (OSError, ValueError) as e:
@@ -327,10 +289,8 @@ def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the job described by ``argv`` (default: ``sys.argv[1:]``).
-
-  Returns 0, or 1 when every run diverged; exits with status 2 and one line on a user mistake.
-  """
+  """Runs the job described by ``argv`` (default: ``sys.argv[1:]``). Returns 0, or 1 when every run diverged;
+  exits with status 2 and one line on a user mistake."""
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse(argv)
   out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -359,22 +319,19 @@ def main(argv: Sequence[str] | None = None) -> int:
   except ValueError as e:  # e.g. fewer training examples than data shards
     _fail(str(e))
   elapsed = time.perf_counter() - t0
+  every_run_diverged = all(r["diverged"] for r in results)
   if not lead:  # only process 0 reports; the results are the same in every process
-    return 0 if not all(r["diverged"] for r in results) else 1
-  paths = report.save_results(
-    results, out, extra={"argv": argv, "code_version": code_version(), "wall_time_s": elapsed}
-  )
+    return int(every_run_diverged)
+  extra = {"argv": argv, "code_version": code_version(), "wall_time_s": elapsed}
+  paths = report.save_results(results, out, extra=extra)
   (out / "job.json").write_text(json.dumps(settings, indent=1, default=str))
   print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
   print(report.markdown_table(report.summarize(results)))
   print(f"\nresults: {paths['json']}  {paths['summary_csv']}  plot: {paths['plot']}")
-  if all(r["diverged"] for r in results):
-    print(
-      f"ham-optax: every run diverged ({len(results)}/{len(results)}): no result; lower --lr or --alpha",
-      file=sys.stderr,
-    )
-    return 1
-  return 0
+  if every_run_diverged:
+    n = len(results)
+    print(f"ham-optax: every run diverged ({n}/{n}): no result; lower --lr or --alpha", file=sys.stderr)
+  return int(every_run_diverged)
 
 
 if __name__ == "__main__":
