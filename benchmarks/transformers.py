@@ -257,33 +257,30 @@ def figures(res: dict, out: Path) -> list[str]:
   plt = _common.pyplot()
 
   g = res["grokking"]
-  fig, axes = plt.subplots(1, len(g), figsize=(4 * len(g), 3.2), sharey=True)
-  for ax, (m, r) in zip(np.atleast_1d(axes), g.items(), strict=True):
+  fig, axes = plt.subplots(1, len(g), figsize=(4 * len(g), 3.2), sharey=True, squeeze=False)
+  for ax, (m, r) in zip(axes[0], g.items(), strict=True):
     steps = np.asarray(r["curves"]["steps"])
-    for key, style in (("train_acc", "--"), ("val_acc", "-")):
+    for key, style, color in (("train_acc", "--", "C0"), ("val_acc", "-", "C1")):
       curves = np.asarray(r["curves"][key])
-      for c in curves:
-        ax.plot(steps, c, style, color="C0" if key == "train_acc" else "C1", alpha=0.35, lw=1)
-      ax.plot(steps, curves.mean(0), style, color="C0" if key == "train_acc" else "C1", lw=2, label=key)
-    ax.set_title(LABELS[m])
-    ax.set_xlabel("step")
-  np.atleast_1d(axes)[0].set_ylabel("accuracy")
-  np.atleast_1d(axes)[0].legend(loc="lower right")
+      ax.plot(steps, curves.T, style, color=color, alpha=0.35, lw=1)
+      ax.plot(steps, curves.mean(0), style, color=color, lw=2, label=key)
+    ax.set(title=LABELS[m], xlabel="step")
+  axes[0, 0].set_ylabel("accuracy")
+  axes[0, 0].legend(loc="lower right")
   paths = [_common.save_figure(fig, out / "grokking_curves.png")]
 
   f = res["finetune"]
   if not f:
-    return [str(p) for p in paths]
+    return [_common.display_path(p) for p in paths]
   fig, ax = plt.subplots(figsize=(5, 3.2))
   for i, (m, r) in enumerate(f.items()):
     steps = np.asarray(r["curves"]["steps"])
     ax.plot(steps, np.mean(r["curves"]["new_val_acc"], 0), "-", color=f"C{i}", label=f"{LABELS[m]} new (sub)")
     ax.plot(steps, np.mean(r["curves"]["old_val_acc"], 0), ":", color=f"C{i}", label=f"{LABELS[m]} old (add)")
-  ax.set_xlabel("fine-tuning step")
-  ax.set_ylabel("validation accuracy")
+  ax.set(xlabel="fine-tuning step", ylabel="validation accuracy")
   ax.legend(fontsize=7)
   paths.append(_common.save_figure(fig, out / "finetune_curves.png"))
-  return [str(p) for p in paths]
+  return [_common.display_path(p) for p in paths]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -295,8 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   if args.replot:
-    res = json.loads((out / "results.json").read_text())
-    return _finish(res, out)
+    return _finish(json.loads((out / "results.json").read_text()), out)
   t_start = time.perf_counter()
 
   def log(msg: str) -> None:
@@ -309,17 +305,13 @@ def main(argv: list[str] | None = None) -> dict:
   grok, models_for_ft = grokking_study(args, add, log)
   ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, log)
   n_params = int(sum(np.prod(np.shape(x)[1:]) for x in jax.tree.leaves(models_for_ft["eval"])))
+  sizes = dict(p=args.p, train=len(add.x_train), val=len(add.x_val), test=len(add.x_test), d_model=args.width)
   res = {
     **_common.provenance(_common.command(argv, __file__)),
-    "args": vars(args),
-    "sizes": dict(
-      p=args.p, train=len(add.x_train), val=len(add.x_val), test=len(add.x_test), d_model=args.width
-    )
-    | dict(layers=1, heads=4, parameters=n_params),
-    "grokking": grok,
-    "finetune": ft,
-    "wall_time_s": time.perf_counter() - t_start,
+    "args": vars(args) | {"out": _common.display_path(out)},
   }
+  res |= dict(sizes=sizes | dict(layers=1, heads=4, parameters=n_params), grokking=grok, finetune=ft)
+  res["wall_time_s"] = time.perf_counter() - t_start
   _common.write_json(out / "results.json", res)
   log(f"done; results in {out}")
   return _finish(res, out)
