@@ -114,8 +114,8 @@ def main(argv=None) -> None:
     if choice is None:
       raise SystemExit(f"{model}/{sparsifier}: no stable HAM setting on the grid")
     choices[f"{model}/{sparsifier}"] = choice
-    payload = dict(args=vars(args), tuning_seeds=seeds, choices=choices, runs=rows)
-    payload["wall_time_s"] = time.perf_counter() - t0
+    payload = dict(args=vars(args) | {"out": _common.display_path(out)}, tuning_seeds=seeds, choices=choices)
+    payload.update(runs=rows, wall_time_s=time.perf_counter() - t0)
     _common.save_json(out / "results.json", payload, cmd=_common.command(argv, __file__))
   print("\nchoices (validation accuracy, no diverged tuning seed):")
   for key, c in choices.items():
