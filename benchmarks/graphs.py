@@ -220,19 +220,24 @@ def table(cells: list[dict[str, Any]]) -> str:
   return _common.markdown_table(head, rows)
 
 
+def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
+  """``((model, inner), its cells by increasing h)`` for every model and inner optimizer."""
+  groups = sorted({(c["model"], c["inner"]) for c in cells})
+  return [
+    (g, sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])) for g in groups
+  ]
+
+
 def figure(cells: list[dict[str, Any]], path: Path) -> None:
   """Best alpha against h, and paired test-accuracy differences (mean ± std over the test seeds)."""
   plt = _common.pyplot()
-
-  groups = sorted({(c["model"], c["inner"]) for c in cells})
   panels = [
     ("ham", "baseline", "HAM (alpha tuned) - baseline (wd tuned)"),
     ("ham_neg", "alpha0", "best alpha < 0  -  alpha = 0"),
     ("ham_pos", "alpha0", "best alpha > 0  -  alpha = 0"),
   ]
   fig, axes = plt.subplots(1, 4, figsize=(19, 4))
-  for k, g in enumerate(groups):
-    cs = sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])
+  for k, (g, cs) in enumerate(_groups(cells)):
     hs = np.array([c["h"] for c in cs]) + 0.01 * (k - 1.5)  # small offsets keep error bars apart
     label, color = f"{g[0]} / {g[1]}", f"C{k}"
     axes[0].plot(hs, [c["ham"]["alpha"] for c in cs], "o-", color=color, label=label)
@@ -243,14 +248,12 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
       sig = [c[method]["vs_alpha0" if ref == "alpha0" else "vs_baseline"]["p_value"] < 0.05 for c in cs]
       ax.plot(hs[sig], means[sig], "*", color=color, ms=14)
   axes[0].set_yscale("symlog", linthresh=1.0)
-  axes[0].axhline(0, color="gray", lw=0.8)
-  axes[0].set(xlabel="edge homophily h", ylabel="alpha chosen on validation", title="best alpha (whole grid)")
+  axes[0].set(ylabel="alpha chosen on validation", title="best alpha (whole grid)")
   for ax, (_, _, title) in zip(axes[1:], panels, strict=True):
-    ax.axhline(0, color="gray", lw=0.8)
-    ax.set(
-      xlabel="edge homophily h", ylabel="test accuracy difference (points)", title=f"{title}\n(* p < 0.05)"
-    )
+    ax.set(ylabel="test accuracy difference (points)", title=f"{title}\n(* p < 0.05)")
   for ax in axes:
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xlabel("edge homophily h")
     ax.legend(fontsize=7)
   _common.save_figure(fig, path)
 
@@ -258,8 +261,7 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
 def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
   """Per (model, inner): validation accuracy and weight diagnostics against alpha (tuning graphs), one line per h."""
   plt = _common.pyplot()
-
-  groups = sorted({(c["model"], c["inner"]) for c in cells})
+  groups = _groups(cells)
   cols = [
     ("alpha_val", "validation accuracy (%)", 100.0),
     ("alpha_beyond_barrier", "weights with 1 + alpha|x| <= 0 (max over training)", 1.0),
@@ -268,8 +270,7 @@ def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
   ]
   size = (4.2 * len(cols), 3.0 * len(groups))
   fig, axes = plt.subplots(len(groups), len(cols), figsize=size, squeeze=False)
-  for row, g in zip(axes, groups, strict=True):
-    cs = sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])
+  for row, (g, cs) in zip(axes, groups, strict=True):
     for c in cs:
       t = c["tuning"]
       xs = np.arange(len(t["alphas"]))
