@@ -1,4 +1,5 @@
-"""Committed benchmark results against a rerun of their smallest cheap unit with the code as it is (slow).
+"""Committed benchmark results against a rerun of their smallest cheap unit with the code as it is (slow; one cheap
+test of the check itself runs by default).
 
 For the main job and every benchmark whose numbers the README or a guide quotes, one seed of one HAM row (or the
 benchmark's smallest unit) is trained again for a few epochs or steps and compared with the per-epoch (or
@@ -33,8 +34,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-pytestmark = pytest.mark.slow
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _BENCH = _REPO / "benchmarks"
@@ -344,15 +343,38 @@ CHECKS: dict[str, Callable[..., Drift]] = {
 }
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("_say_which_results_record_other_code")
 @pytest.mark.parametrize("name", list(CHECKS))
 def test_committed_results_match_a_rerun(name):
   CHECKS[name]().check()
 
 
+@pytest.mark.slow
 def test_committed_memory_counts_match_a_rerun(tmp_path):
   overparam_memory(tmp_path).check()
 
 
+def test_a_changed_update_fails_the_cheapest_check(monkeypatch):
+  """Test of the test, in the default run: one row of the regression study (a few thousand float64 steps, seconds)
+  rerun with HAM's alpha 0.1 % larger inside the update differs from its committed values, and the failure names
+  the results and the command that regenerates them (the slow checks above pass on the update as it is)."""
+  import ham_optax
+
+  ham = ham_optax.ham
+  monkeypatch.setattr(
+    ham_optax, "ham", lambda inner, lr, alpha, *a, **k: ham(inner, lr, 1.001 * alpha, *a, **k)
+  )
+  drift = CHECKS["implicit_bias"]()
+  assert any(p.startswith(("l1", "dist_to_truth_curve")) for p in drift.problems), drift.problems
+  with pytest.raises(
+    pytest.fail.Exception,
+    match=r"implicit_bias/results\.json is stale(.|\n)*python benchmarks/implicit_bias\.py",
+  ):
+    drift.check()
+
+
+@pytest.mark.slow
 def test_a_changed_update_fails_the_check(monkeypatch):
   """Test of the test: the main job's baseline row matches its committed values (above), but no longer once the
   update changes slightly (1 % more weight decay), and the failure names the results and the command."""
@@ -370,7 +392,7 @@ def test_a_changed_update_fails_the_check(monkeypatch):
     drift.check()
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def _say_which_results_record_other_code():
   """Warns (in pytest's summary) about every committed results file that records no code version or another
   library source than the current one: candidates for regeneration even where no check above covers them."""
