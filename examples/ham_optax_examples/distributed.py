@@ -1,18 +1,14 @@
 """Running the examples as one of several JAX processes (multi-host data parallelism).
 
-JAX's own multi-process runtime does all communication: :func:`initialize` calls
-``jax.distributed.initialize`` (coordinator address, process count and index from arguments or the environment
-variables JAX already reads), with CPU collectives through gloo, so the same code runs as N processes on one
-machine (loopback) or on N hosts. Every process builds the same global mesh; each process feeds only its own
-rows of every batch (:func:`process_rows`, :func:`global_batch`) and only process 0 writes reports.
-:class:`DataLayout` is the data-parallel layout the training command uses: the data cut into shards, each
-process holding only its own, parameters replicated. :func:`check_same_settings` makes sure at the start that
-every process runs the same job.
+JAX's own multi-process runtime does all communication: :func:`initialize` calls ``jax.distributed.initialize``
+(with CPU collectives through gloo), so the same code runs as N processes on one machine or on N hosts. Each
+process feeds only its own rows of every batch (:func:`process_rows`, :func:`global_batch`); :class:`DataLayout`
+is the training command's layout (the data cut into shards, each process holding its own, parameters
+replicated); :func:`check_same_settings` makes sure at the start that every process runs the same job.
 
-A lost peer is left to JAX's coordination service, which declares a process dead after
-``heartbeat_timeout_seconds`` without a heartbeat and stops the others, and to the launcher (``srun``,
-``mpirun``), which ends the job's other processes when one fails. Restart all processes with the same
-arguments to resume from the last checkpoint.
+A lost peer is left to JAX's coordination service (a process without a heartbeat for
+``heartbeat_timeout_seconds`` is declared dead and the others stop) and to the launcher (``srun``, ``mpirun``).
+Restart all processes with the same arguments to resume from the last checkpoint.
 
 Example (two processes on one machine; run the second command with ``--process-id 1``; the multi-host guide
 has both)::
@@ -39,17 +35,6 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-__all__ = [
-  "DataLayout",
-  "check_coordinator",
-  "check_same_settings",
-  "global_batch",
-  "initialize",
-  "launched_processes",
-  "process_rows",
-  "process_shards",
-]
 
 
 def initialize(
@@ -90,11 +75,9 @@ def initialize(
 
 
 def check_coordinator(address: str, *, bind: bool = False) -> tuple[str, int]:
-  """``(host, port)`` of a ``HOST:PORT`` coordinator address; raises ``ValueError`` naming what is wrong.
-
-  With ``bind`` (process 0, which hosts the coordination service), also checks that the port can be listened
-  on here (JAX would otherwise crash when it starts the service on a port another program holds).
-  """
+  """``(host, port)`` of a ``HOST:PORT`` coordinator address; raises ``ValueError`` naming what is wrong. With
+  ``bind`` (process 0, which hosts the coordination service), also checks that the port can be listened on here
+  (JAX would otherwise crash when it starts the service on a port another program holds)."""
   host, sep, port = address.rpartition(":")
   if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
     raise ValueError(f"the coordinator address must be HOST:PORT with a port in 1-65535, got {address!r}")
@@ -124,11 +107,8 @@ _LAUNCHERS = {
 
 def launched_processes() -> tuple[int, int] | None:
   """``(process_count, process_index)`` as a launcher's environment announces them (``srun`` of Slurm, ``mpirun``
-  of Open MPI: the variables :func:`jax.distributed.initialize` reads), or ``None`` outside such a launch.
-
-  The training command joins a multi-process run by itself when this says there is more than one process.
-  Cloud TPU and Kubernetes are detected by JAX only through network queries: there, give ``--num-processes``.
-  """
+  of Open MPI), or ``None`` outside such a launch. Cloud TPU and Kubernetes are detected by JAX only through
+  network queries: there, give ``--num-processes``."""
   for required, count, index in _LAUNCHERS.values():
     if all(k in os.environ for k in (*required, count, index)):
       try:
@@ -139,12 +119,9 @@ def launched_processes() -> tuple[int, int] | None:
 
 
 def check_same_settings(settings: dict[str, Any]) -> None:
-  """Raises ``ValueError`` in every process unless every process of the run was given the same ``settings``.
-
-  Processes that disagree on what to compute would reach different collectives and wait for each other; this
-  one collective (:func:`jax.experimental.multihost_utils.assert_equal` on a SHA-256 digest of the settings as
-  JSON) finds it at the start. Every process must call it at the same point.
-  """
+  """Raises ``ValueError`` in every process unless every process of the run was given the same ``settings``:
+  one collective (``multihost_utils.assert_equal`` on a SHA-256 digest of the settings as JSON) at the start,
+  instead of processes that reach different collectives and wait for each other."""
   if jax.process_count() == 1:
     return
   text = json.dumps(settings, sort_keys=True, default=str).encode()
@@ -173,22 +150,12 @@ def _loopback_bind_address(coordinator: str | None) -> str | None:
 
 
 def process_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> slice:
-  """The rows (leading axis) of a global array of ``global_shape`` that this process's devices hold.
-
-  Raises ``ValueError`` if the devices of this process do not hold one contiguous block of rows (a
-  mesh whose data axis interleaves processes), which :func:`global_batch` could not feed.
-  """
-  index_map = sharding.addressable_devices_indices_map(global_shape)
-  starts, stops = [], []
-  for index in index_map.values():
-    rows = index[0] if index else slice(None)
-    start, stop, _ = rows.indices(global_shape[0])
-    starts.append(start)
-    stops.append(stop)
-  lo, hi = min(starts), max(stops)
+  """The rows (leading axis) of a global array of ``global_shape`` that this process's devices hold; raises
+  ``ValueError`` unless they are one contiguous block (which :func:`global_batch` can feed)."""
   covered = np.zeros(global_shape[0], bool)
-  for a, b in zip(starts, stops, strict=True):
-    covered[a:b] = True
+  for index in sharding.addressable_devices_indices_map(global_shape).values():
+    covered[(index[0] if index else slice(None))] = True
+  lo, hi = (int(i) for i in np.flatnonzero(covered)[[0, -1]] + [0, 1])
   if not covered[lo:hi].all():
     raise ValueError("this process's devices do not hold one contiguous block of rows of the batch.")
   return slice(lo, hi)
@@ -219,17 +186,13 @@ def process_shards(shards: int, process_index: int, process_count: int) -> range
 class DataLayout:
   """Data parallelism over the processes and devices of a run, as the training command uses it.
 
-  Every split of the data is cut into ``shards`` contiguous blocks (:meth:`Dataset.shard
-  <ham_optax_examples.data.Dataset.shard>`); process ``p`` of ``N`` holds blocks ``local_shards`` =
-  ``[p S / N, (p + 1) S / N)`` and no other example. A global batch of ``B`` rows takes ``B / S`` rows from
-  every block, in block order, so its rows ``[p B / N, (p + 1) B / N)`` are process ``p``'s and lie on process
-  ``p``'s devices; parameters and optimizer state are replicated on every device, and XLA adds the gradient
-  all-reduce (and the cross-device BatchNorm statistics) by itself.
-
-  With one process there is no mesh unless ``all_devices`` is set: everything runs on the default device, and
-  ``shards > 1`` only fixes the data order, so that one process with ``shards = N`` computes what ``N``
-  processes compute (to float rounding). With ``all_devices`` one process splits every batch over all its
-  devices (e.g. the 8 cores of a TPU host) the same way.
+  Every split is cut into ``shards`` contiguous blocks (``Dataset.shard``); process ``p`` of ``N`` holds blocks
+  ``[p S / N, (p + 1) S / N)`` and no other example. A global batch of ``B`` rows takes ``B / S`` rows from every
+  block, in block order, so its rows ``[p B / N, (p + 1) B / N)`` are process ``p``'s and lie on its devices;
+  parameters and optimizer state are replicated, and XLA adds the gradient all-reduce (and the cross-device
+  BatchNorm statistics). With one process there is no mesh unless ``all_devices`` is set (then every batch is
+  split over all its devices the same way); ``shards = N`` in one process computes what ``N`` processes compute
+  (to float rounding).
 
   Attributes:
     shards: number of data shards ``S`` (a multiple of the number of processes).
