@@ -233,21 +233,16 @@ class Trajectory(NamedTuple):
 
 
 def run(
-  method: Method,
-  pb: Problem,
-  lr: float,
-  max_steps: int,
-  record_every: int,
-  tol: float = 1e-10,
-  per_call: int = 50,
+  method: Method, pb: Problem, lr: float, max_steps: int, record_every: int, tol: float = 1e-10
 ) -> Trajectory:
-  """Runs until ``||Zx - y|| <= tol ||y||`` (checked every ``record_every`` steps) or ``max_steps``."""
+  """Runs until ``||Zx - y|| <= tol ||y||`` (checked every ``record_every`` steps, 50 records per compiled call)
+  or ``max_steps``."""
   Z, y = jnp.asarray(pb.Z), jnp.asarray(pb.y)
   carry = _init(method, jnp.asarray(pb.x0), float(lr))
   xs: list[np.ndarray] = []
   converged_at = None
   while len(xs) * record_every < max_steps and converged_at is None:
-    carry, chunk = _advance(method, Z, y, carry, float(lr), int(record_every), int(per_call))
+    carry, chunk = _advance(method, Z, y, carry, float(lr), int(record_every), 50)
     for x in np.asarray(chunk):
       xs.append(x)
       if np.linalg.norm(pb.Z @ x - pb.y) <= tol * np.linalg.norm(pb.y):
