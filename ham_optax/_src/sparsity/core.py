@@ -1,9 +1,4 @@
-"""Shared machinery of the sparsifiers: state, the projecting wrapper, top-k masks, mask look-up.
-
-Every sparsifier wraps an inner optax transform (typically ``ham_optax.ham(...)``). The inner chain receives the
-gradient masked by the current mask and proposes new parameters ``x_half = params + inner_updates``; the wrapper
-then projects them onto the (possibly updated) binary mask, so that ``params + updates = mask * x_half`` and pruned
-weights are exactly zero after every step.
+"""Shared machinery of the sparsifiers: state, the projecting wrapper (:func:`sparsifier`), top-k masks, mask look-up.
 
 No selected layer is ever pruned away: every selected leaf with at least one entry keeps at least one active weight
 (see :func:`magnitude_masks` and :func:`ham_optax.sparsity.layer_zero_counts`).
@@ -42,11 +37,6 @@ class SparsifierState(NamedTuple):
   inner_state: optax.OptState
 
 
-def _path_str(path: tuple) -> str:
-  """``'layers/0/kernel'`` for a ``jax.tree_util`` key path (dict keys, attributes, sequence indices)."""
-  return "/".join(masking.key_name(k) for k in path)
-
-
 def all_but(*layers: str) -> Callable[[Any], Any]:
   """A ``prunable`` selection: the default leaves (floating point, ``ndim >= 2``) except the named layers.
 
@@ -79,7 +69,8 @@ def all_but(*layers: str) -> Callable[[Any], Any]:
 
   def select(params: Any) -> Any:
     default = masking.resolve_mask(None, params)
-    paths = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    paths = ["/".join(masking.key_name(k) for k in p) for p, _ in flat]  # e.g. 'layers/0/kernel'
     hit = lambda path, pre: path == pre or path.startswith(pre + "/")  # noqa: E731
     for pre in prefixes:
       if not any(hit(path, pre) and f for path, f in zip(paths, default, strict=True)):
@@ -102,9 +93,9 @@ def _explicit_sharding(x: Any) -> Any:
   """``x``'s sharding where it is part of ``x``'s type (a mesh with ``jax.sharding.AxisType.Explicit`` axes), else
   None (also on a jax without sharding in types)."""
   explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
-  if explicit is None or not hasattr(jax, "typeof") or not hasattr(jax.sharding, "reshard"):
-    return None
-  if not isinstance(x, jax.Array):
+  if explicit is None or not (
+    hasattr(jax, "typeof") and hasattr(jax.sharding, "reshard") and isinstance(x, jax.Array)
+  ):
     return None
   sharding = getattr(jax.typeof(x), "sharding", None)
   return sharding if explicit in tuple(getattr(getattr(sharding, "mesh", None), "axis_types", ())) else None
@@ -257,17 +248,13 @@ class SparseMomentsState(Protocol):
     ...
 
 
-def _is_masked_node(x: Any) -> bool:
-  return isinstance(x, optax.MaskedNode)
-
-
 def _is_special_state(x: Any) -> bool:
   return isinstance(x, tuple) and isinstance(x, (ReparametrisedState, SparseMomentsState))
 
 
 def _zero_moment(x: Any, keep: Any) -> Any:
   """``x`` zeroed where ``keep`` is False, if ``x`` is a floating-point array of the parameter's shape."""
-  if _is_masked_node(x) or not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+  if masking.is_masked(x) or not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
     return x  # integer fields (counts, indices) are not moments
   if jnp.ndim(keep) and jnp.shape(keep) != jnp.shape(x):
     return x  # a compact field (SparseMomentsState), reset by its state below
@@ -294,7 +281,9 @@ def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, kee
     return new
 
   try:
-    reset = optax.tree_utils.tree_map_params(inner, _zero_moment, inner_state, keep, is_leaf=_is_masked_node)
+    reset = optax.tree_utils.tree_map_params(
+      inner, _zero_moment, inner_state, keep, is_leaf=masking.is_masked
+    )
     return jax.tree.map(restore, reset, inner_state, is_leaf=_is_special_state)
   except Exception as e:  # noqa: BLE001 - re-raised with the option that avoids it
     raise ValueError(
@@ -390,6 +379,9 @@ def sparsifier(
     new, zero_new = mask_rule(count, picked, _pick(flags, grads), proposal_fn, _pick(flags, old))
     return _place(flags, old, [like_sharding(m, p) for m, p in zip(new, picked, strict=True)]), zero_new
 
+  def reset_if(pred, inner_state, keep):
+    return jax.lax.cond(pred, lambda s: reset_param_state(inner, s, keep), lambda s: s, inner_state)
+
   def update_fn(updates, state, params=None, **extra_args):
     checks.check_given(params, "params", "sparsifier", _NEEDS_PARAMS)
     flags = _prunable_flags(prunable, params)
@@ -397,27 +389,22 @@ def sparsifier(
     inner_state = state.inner_state
     if reset_rule is not None:
       none_kept = jax.tree.map(lambda _: jnp.zeros((), bool), flags)
-      reset = lambda s: reset_param_state(inner, s, none_kept)  # noqa: E731
-      inner_state = jax.lax.cond(reset_rule(state.count), reset, lambda s: s, inner_state)
+      inner_state = reset_if(reset_rule(state.count), inner_state, none_kept)
     masked_g = jax.tree.map(
       lambda f, g, m: jnp.where(m, g, jnp.zeros((), g.dtype)) if f else g, flags, updates, old
     )
     inner_updates, inner_state = inner.update(masked_g, inner_state, params, **extra_args)
     masks, zero_new = new_masks(state.count, flags, params, updates, inner_updates, old)
-    out = jax.tree.map(
-      lambda f, u, p, new, m: jnp.where(new & m if zero_new else new, u, -p).astype(u.dtype) if f else u,
-      flags,
-      inner_updates,
-      params,
-      masks,
-      old,
-    )
+
+    def project(f, u, p, new, m):  # params + updates = x_half on active entries, exactly 0 on pruned ones
+      return jnp.where(new & m if zero_new else new, u, -p).astype(u.dtype) if f else u
+
+    out = jax.tree.map(project, flags, inner_updates, params, masks, old)
     if zero_new and reset_grown_state:
       # Only steps that grew a weight touch the state (a reduction over the bool masks decides).
       keep = jax.tree.map(lambda f, new, m: ~new | m if f else jnp.ones((), bool), flags, masks, old)
       grew = ~jnp.all(jnp.stack([jnp.all(k) for k in _pick(flags, keep)]))
-      reset = lambda s: reset_param_state(inner, s, keep)  # noqa: E731
-      inner_state = jax.lax.cond(grew, reset, lambda s: s, inner_state)
+      inner_state = reset_if(grew, inner_state, keep)
     masks = jax.tree.unflatten(jax.tree.structure(state.masks), jax.tree.leaves(masks))
     return out, SparsifierState(count=optax.safe_increment(state.count), masks=masks, inner_state=inner_state)
 
@@ -428,17 +415,12 @@ def _unwrap(tree: Any) -> Any:
   """Strips flax NNX ``Variable`` wrappers (e.g. ``nnx.Optimizer``'s ``OptArray``) if flax is installed."""
   try:
     from flax import nnx
-  except ImportError:  # pragma: no cover - flax is a dependency, but keep the core optax-only.
+  except ImportError:  # flax is an optional extra: without it there is nothing to strip
     return tree
-  return (
-    nnx.as_pure(tree)
-    if isinstance(tree, nnx.State)
-    else jax.tree.map(
-      lambda v: v.get_value() if isinstance(v, nnx.Variable) else v,
-      tree,
-      is_leaf=lambda v: isinstance(v, nnx.Variable),
-    )
-  )
+  if isinstance(tree, nnx.State):
+    return nnx.as_pure(tree)
+  is_variable = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
+  return jax.tree.map(lambda v: v.get_value() if is_variable(v) else v, tree, is_leaf=is_variable)
 
 
 def get_masks(opt_state: Any) -> Any:
@@ -454,11 +436,8 @@ def get_masks(opt_state: Any) -> Any:
   """
   if hasattr(opt_state, "opt_state") and not isinstance(opt_state, tuple):
     opt_state = opt_state.opt_state
-  found = [
-    x
-    for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, SparsifierState))
-    if isinstance(x, SparsifierState)
-  ]
+  is_state = lambda x: isinstance(x, SparsifierState)  # noqa: E731
+  found = [x for x in jax.tree.leaves(opt_state, is_leaf=is_state) if is_state(x)]
   if not found:
     raise ValueError(
       "No sparsifier state found in opt_state: build the optimizer with a ham_optax.sparsity sparsifier "

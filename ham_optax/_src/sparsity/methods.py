@@ -1,14 +1,9 @@
 """The sparsifiers: random pruning at init, gradual magnitude pruning, AC/DC and RigL.
 
-All four share :class:`~ham_optax.sparsity.SparsifierState` and the projection of
-:func:`ham_optax._src.sparsity.core.sparsifier`. Compose as ``sparsifier(ham(inner_opt, ...))``: the sparsifier
-passes the masked gradient ``mask * g`` to the inner chain (HAM's mirror step included), which proposes
-``x_half = params + inner_updates``; the sparsifier returns ``updates`` with ``params + updates = mask' * x_half``
-(``mask'`` the mask after this step's update). RigL's growth criterion reads the dense gradient ``g``.
-
-One rule for every sparsifier: a selected layer is never pruned away; it keeps at least one active weight
-(per-layer counts capped at ``n_l - 1``, pooled counts at ``N - L``; see
-:func:`~ham_optax.sparsity.layer_zero_counts`).
+All four are :func:`ham_optax._src.sparsity.core.sparsifier` with their own mask rules (the composition with HAM
+and the projection are described in :mod:`ham_optax.sparsity`). One rule for every sparsifier: a selected layer is
+never pruned away; it keeps at least one active weight (per-layer counts capped at ``n_l - 1``, pooled counts at
+``N - L``; see :func:`~ham_optax.sparsity.layer_zero_counts`).
 """
 
 from __future__ import annotations
@@ -57,8 +52,8 @@ def random_pruning(
   redistributed (Evci et al. 2020), rounded so that :math:`\sum_l z_l = \mathrm{round}(s\sum_l n_l)` exactly.
   (ERK gives small layers, and any selected 1-D leaf, where :math:`\sum_i k_i / \prod_i k_i` is large, density
   1 first; use ``"uniform"`` to prune every layer equally.) No layer is pruned away: :math:`z_l \le n_l - 1`
-  (see :func:`~ham_optax.sparsity.layer_zero_counts` for the exact counts).
-  The inner chain receives the masked gradient ``mask * g``. Every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
+  (see :func:`~ham_optax.sparsity.layer_zero_counts` for the exact counts). The inner chain receives the masked
+  gradient ``mask * g``; every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
 
   Call :func:`~ham_optax.sparsity.apply_masks` once after ``init`` so training starts sparse. HAM's paper
   (Jacobs et al., ICLR 2026, arXiv:2506.02630, Table 2) pairs HAM with this baseline:
@@ -121,8 +116,8 @@ def magnitude_pruning(
   the largest-magnitude entries of the proposed params :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)`, with
   exactly :math:`\mathrm{round}(s_t n)` zeros per layer (``scope="layer"``) or over all prunable weights together
   (``scope="global"``), capped so that no layer is pruned away (at most :math:`n_l - 1` per layer; globally at
-  most :math:`N - L`, each layer's largest weight kept first). Pruned weights never come back (masks are nested). Before :math:`t_0` training is dense;
-  after :math:`t_{end}` the final mask stays fixed.
+  most :math:`N - L`, each layer's largest weight kept first). Pruned weights never come back (masks are
+  nested). Before :math:`t_0` training is dense; after :math:`t_{end}` the final mask stays fixed.
 
   Args:
     inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
@@ -149,14 +144,10 @@ def magnitude_pruning(
 
   zero_count = _gmp_zero_count(sparsity, initial_sparsity, begin_step, end_step, frequency)
 
-  def mask_rule(count, params, grads, proposal_fn, old):
+  def mask_rule(t, params, grads, proposal_fn, old):
     del grads
-    t = count
     is_update = (t >= begin_step) & (t <= end_step) & (((t - begin_step) % frequency == 0) | (t == end_step))
-    if scope == "global":
-      zeros = zero_count(t, sum(int(p.size) for p in params))
-    else:
-      zeros = [zero_count(t, int(p.size)) for p in params]
+    zeros = _zero_counts(params, scope, lambda n: zero_count(t, n))
     new = jax.lax.cond(
       is_update,
       lambda: _core.magnitude_masks(proposal_fn(), old, zeros, scope),
@@ -170,6 +161,13 @@ def magnitude_pruning(
 def _all_active(leaves: list[jax.Array]) -> list[jax.Array]:
   """Initial masks with every weight active."""
   return [_core.all_active(p) for p in leaves]
+
+
+def _zero_counts(params: list[jax.Array], scope: str, count: Callable[[int], Any]) -> Any:
+  """``count(n)`` of all prunable weights together (``scope="global"``) or a list of it per layer."""
+  if scope == "global":
+    return count(sum(int(p.size) for p in params))
+  return [count(int(p.size)) for p in params]
 
 
 def _gmp_zero_count(
@@ -343,7 +341,13 @@ def acdc(
   if sparse_phases is not None:
     is_sparse = _phases_is_sparse(acdc_sparse_phases(sparse_phases))
   else:
-    is_sparse = _fraction_is_sparse(total_steps, dense_warmup_fraction, phase_steps, final_sparse_fraction)
+    warmup, phase, final_start = acdc_phases(
+      total_steps,
+      dense_warmup_fraction=dense_warmup_fraction,
+      phase_steps=phase_steps,
+      final_sparse_fraction=final_sparse_fraction,
+    )
+    is_sparse = functools.partial(acdc_is_sparse, warmup=warmup, phase_steps=phase, final_start=final_start)
   checks.check_choice(scope, "scope", _SCOPES)
   reset_momentum = checks.check_bool(reset_momentum, "reset_momentum")
 
@@ -354,19 +358,6 @@ def acdc(
   return _core.sparsifier(
     inner, prunable, _all_active, rule, reset_rule=reset_rule if reset_momentum else None
   )
-
-
-def _fraction_is_sparse(
-  total_steps: int, dense_warmup_fraction: float, phase_steps: int | None, final_sparse_fraction: float
-) -> Callable[[Any], Any]:
-  """``step -> bool``: whether the step is sparse in AC/DC's fractional schedule (see :func:`acdc_phases`)."""
-  warmup, phase, final_start = acdc_phases(
-    total_steps,
-    dense_warmup_fraction=dense_warmup_fraction,
-    phase_steps=phase_steps,
-    final_sparse_fraction=final_sparse_fraction,
-  )
-  return functools.partial(acdc_is_sparse, warmup=warmup, phase_steps=phase, final_start=final_start)
 
 
 def _phases_is_sparse(phases: tuple[tuple[int, int | None], ...]) -> Callable[[Any], Any]:
@@ -389,10 +380,7 @@ def _acdc_mask_rule(is_sparse: Callable[[Any], Any], sparsity: float, scope: str
     sparse_now = is_sparse(count)
     sparse_before = (count > 0) & is_sparse(count - 1)
     ones = _all_active(params)
-    if scope == "global":
-      zeros = _core.n_zeros(sparsity, sum(int(p.size) for p in params))
-    else:
-      zeros = [_core.n_zeros(sparsity, int(p.size)) for p in params]
+    zeros = _zero_counts(params, scope, lambda n: _core.n_zeros(sparsity, n))
     new = jax.lax.cond(
       sparse_now & ~sparse_before,
       lambda: _core.magnitude_masks(proposal_fn(), ones, zeros, scope),
