@@ -545,7 +545,8 @@ def _alpha_of(key: str) -> str:
 @table
 def implicit_bias(results: Path) -> str:
   """The limits of GD, HAM (the default ``sign_from``) and m * w against their predicted limits and the truth."""
-  res = load(results, "implicit_bias")["table"]
+  data = load(results, "implicit_bias")
+  res, c = data["table"], data["config"]
   limits = {"GD": " (pseudo-inverse)", "HAM": " (Bregman projection)", "m * w": " (hyperbolic entropy)"}
   rows = []
   for label, r in res["rows"].items():
@@ -562,7 +563,6 @@ def implicit_bias(results: Path) -> str:
   rows.append(
     ["basis pursuit (LP)", "–", "–", f"{res['l1_basis_pursuit']:.3f}", "–", "0.000" if truth else "–"]
   )
-  c = load(results, "implicit_bias")["config"]
   lead = (
     f"n = {c['n']} features, d = {c['d']} samples, {c['k']}-sparse truth, `x0 = {sci(c['init_scale'], True)} "
     "N(0, I)`, the real optimizer `ham_optax.ham(optax.sgd(lr), lr, alpha, beta=0)` in float64, run until "
