@@ -1,10 +1,9 @@
 """Grokking and fine-tuning runs of the small transformer on modular arithmetic, many runs in one XLA call.
 
-The general trainer (:mod:`ham_optax_examples.train`) evaluates after every epoch from Python; grokking needs
-thousands of full-batch steps with the validation accuracy tracked all along, so this module runs the whole
-training (``lax.scan`` over steps, validation every ``eval_every`` steps) as one jitted function on the
-functional NNX state, ``vmap``-ed over runs: several seeds and hyperparameter settings are trained together
-(hyperparameters enter as traced constant schedules, so one compilation serves a whole grid).
+Grokking needs thousands of full-batch steps with the validation accuracy tracked all along, so the whole
+training (``lax.scan`` over steps, validation every ``eval_every`` steps) is one jitted function, ``vmap``-ed over
+runs: seeds and hyperparameter settings train together (hyperparameters enter as traced constant schedules, so
+one compilation serves a whole grid).
 
 Optimizers (:func:`make_optimizer`), all at a constant learning rate:
 
@@ -33,18 +32,7 @@ from ham_optax import metrics, schedules
 from ham_optax_examples import models
 from ham_optax_examples.data import Dataset
 
-__all__ = ["METHODS", "fourier_concentration", "grokking_step", "init_params", "make_optimizer", "train_runs"]
-
 METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "sgdm", "ham_sgdm", "nanoadam")
-# Hyperparameters each method reads from its row of ``hparams`` (the rest are ignored).
-METHOD_HPARAMS = {
-  "adamw": ("lr", "wd"),
-  "ham_adamw": ("lr", "wd", "alpha", "beta"),
-  "adamw_wd_off": ("lr", "wd"),
-  "sgdm": ("lr", "wd"),
-  "ham_sgdm": ("lr", "alpha", "beta"),
-  "nanoadam": ("lr",),
-}
 
 
 def _const(value: jax.Array) -> optax.Schedule:
@@ -88,13 +76,8 @@ def make_optimizer(
 
 def init_params(seeds: Sequence[int], p: int, *, width: int = 64) -> tuple[nnx.GraphDef, Any]:
   """The transformer's graph definition and its parameters for every seed, stacked on a leading axis."""
-  states = []
-  graphdef = None
-  for seed in seeds:
-    model = models.create_model("transformer", (4,), p, seed=int(seed), width=width)
-    graphdef, state = nnx.split(model)
-    states.append(state)
-  return graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+  splits = [nnx.split(models.create_model("transformer", (4,), p, seed=int(s), width=width)) for s in seeds]
+  return splits[0][0], jax.tree.map(lambda *xs: jnp.stack(xs), *(state for _, state in splits))
 
 
 def fourier_concentration(embedding: jax.Array, p: int, top: int = 4) -> jax.Array:
@@ -111,10 +94,6 @@ def fourier_concentration(embedding: jax.Array, p: int, top: int = 4) -> jax.Arr
   half = (p - 1) // 2
   energy = power[1 : half + 1] + power[p - 1 : p - half - 1 : -1]
   return jnp.sum(jax.lax.top_k(energy, min(top, half))[0]) / jnp.maximum(jnp.sum(energy), 1e-30)
-
-
-def _accuracy(graphdef: nnx.GraphDef, params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
-  return jnp.mean(jnp.argmax(nnx.merge(graphdef, params)(x), -1) == y)
 
 
 def train_runs(
@@ -168,7 +147,8 @@ def train_runs(
 
     def chunk(carry, _):
       carry, (losses, accs) = jax.lax.scan(step, carry, None, length=eval_every)
-      accs_eval = {f"{k}_acc": _accuracy(graphdef, carry[0], x, y) for k, (x, y) in eval_sets.items()}
+      model = nnx.merge(graphdef, carry[0])
+      accs_eval = {f"{k}_acc": jnp.mean(jnp.argmax(model(x), -1) == y) for k, (x, y) in eval_sets.items()}
       return carry, {"train_loss": losses[-1], "train_acc": accs[-1], **accs_eval}
 
     (prm, _), curves = jax.lax.scan(chunk, (prm, tx.init(prm)), None, length=steps // eval_every)
@@ -197,10 +177,9 @@ def weight_indicators(
   del graphdef
 
   def one(prm):
-    return (
-      fourier_concentration(prm["token_embed"]["embedding"], p),
-      metrics.fraction_near_zero(prm, tol)["global"],
-    )
+    return fourier_concentration(prm["token_embed"]["embedding"], p), metrics.fraction_near_zero(prm, tol)[
+      "global"
+    ]
 
   fourier, near_zero = jax.jit(jax.vmap(one))(params)
   return {"fourier_top4": np.asarray(fourier), "near_zero": np.asarray(near_zero)}
