@@ -17,22 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["markdown_table", "plot_curves", "save_results", "summarize"]
-
-_RUN_FIELDS = (
-  "model",
-  "method",
-  "seed",
-  "lr",
-  "alpha",
-  "beta",
-  "diverged_epoch",
-  "val_acc",
-  "test_acc",
-  "sparsity",
-  "sign_flips",
-  "train_time_s",
-)
+_RUN_FIELDS = ("model", "method", "seed", "lr", "alpha", "beta", "diverged_epoch")
+_RUN_RESULTS = ("val_acc", "test_acc", "sparsity", "sign_flips", "train_time_s")
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -40,13 +26,6 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return None, None
   arr = np.asarray(values, dtype=np.float64)
   return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-
-
-def _diverged(r: dict[str, Any]) -> bool:
-  """Whether run ``r`` diverged (also for results written before runs recorded it: a non-finite last loss)."""
-  if "diverged" in r:
-    return bool(r["diverged"])
-  return bool(r["history"]) and not all(np.isfinite(r["history"][-1][k]) for k in ("train_loss", "val_loss"))
 
 
 def _group(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -62,28 +41,15 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   sign-flip fraction of the weights (``None`` when every run diverged)."""
   rows = []
   for (model, method), runs in _group(results).items():
-    ok = [r for r in runs if not _diverged(r)]
-    val_m, val_s = _mean_std([r["val_acc"] for r in ok])
-    test_m, test_s = _mean_std([r["test_acc"] for r in ok])
-    config = runs[0]["config"]
-    uses_ham = config["ham"]
+    ok = [r for r in runs if not r["diverged"]]
+    c = runs[0]["config"]
+    row = {"model": model, "method": method, "lr": c["learning_rate"]}
+    row |= {k: c[k] if c["ham"] else None for k in ("alpha", "beta")}
+    row |= {"epochs": c["epochs"], "seeds": len(runs), "diverged": f"{len(runs) - len(ok)}/{len(runs)}"}
+    for key in ("val_acc", "test_acc"):
+      row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([r[key] for r in ok])
     rows.append(
-      {
-        "model": model,
-        "method": method,
-        "lr": config["learning_rate"],
-        "alpha": config["alpha"] if uses_ham else None,
-        "beta": config["beta"] if uses_ham else None,
-        "epochs": config["epochs"],
-        "seeds": len(runs),
-        "diverged": f"{len(runs) - len(ok)}/{len(runs)}",
-        "val_acc_mean": val_m,
-        "val_acc_std": val_s,
-        "test_acc_mean": test_m,
-        "test_acc_std": test_s,
-        "sparsity": float(np.mean([r["sparsity"] for r in ok])) if ok else None,
-        "sign_flips": float(np.mean([r["sign_flips"] for r in ok])) if ok else None,
-      }
+      row | {k: float(np.mean([r[k] for r in ok])) if ok else None for k in ("sparsity", "sign_flips")}
     )
   return rows
 
@@ -114,17 +80,17 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _run_row(r: dict[str, Any]) -> list[Any]:
-  c = r["config"]
-  ham = c["ham"]
-  return [
+  c, ham, diverged = r["config"], r["config"]["ham"], r["diverged"]
+  row = [
     c["model"],
     r["method"],
     c["seed"],
     c["learning_rate"],
     c["alpha"] if ham else "",
     c["beta"] if ham else "",
-    r.get("diverged_epoch", "") if _diverged(r) else "",
-  ] + ["" if _diverged(r) or r[k] is None else r[k] for k in _RUN_FIELDS[7:]]
+  ]
+  row.append(r.get("diverged_epoch", "") if diverged else "")
+  return row + ["" if diverged or r[k] is None else r[k] for k in _RUN_RESULTS]
 
 
 def save_results(
@@ -138,18 +104,11 @@ def save_results(
   payload = {"summary": rows, "runs": [{k: v for k, v in r.items() if k != "model"} for r in results]}
   if extra:
     payload.update(extra)
-  paths = {
-    "json": out / "results.json",
-    "runs_csv": out / "runs.csv",
-    "summary_csv": out / "summary.csv",
-    "markdown": out / "summary.md",
-    "plot": out / "curves.png",
-  }
+  names = {"json": "results.json", "runs_csv": "runs.csv", "summary_csv": "summary.csv"}
+  paths = {k: out / name for k, name in (names | {"markdown": "summary.md", "plot": "curves.png"}).items()}
   paths["json"].write_text(json.dumps(payload, indent=1))
   with paths["runs_csv"].open("w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(_RUN_FIELDS)
-    writer.writerows(_run_row(r) for r in results)
+    csv.writer(f).writerows([_RUN_FIELDS + _RUN_RESULTS, *(_run_row(r) for r in results)])
   with paths["summary_csv"].open("w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -179,8 +138,8 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Figure:
         base, _, variant = method.partition("+")
         style = {"": "--", "HAM": "-"}.get(variant, ":")
         color = colors[base]
-        finished = [r for r in runs if not _diverged(r) and r["history"]]
-        diverged = [r for r in runs if _diverged(r)]
+        finished = [r for r in runs if not r["diverged"] and r["history"]]
+        diverged = [r for r in runs if r["diverged"]]
         label = f"{method} (diverged {len(diverged)}/{len(runs)})" if diverged else method
         if finished:
           n = max(len(r["history"]) for r in finished)
