@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import tyro
 
 from ham_optax_examples.configs.tuned import DEFAULT_EPOCHS, FALLBACK, MODEL_DEFAULTS, TUNED
-
-__all__ = ["Config", "get_config", "resolve"]
 
 DatasetName = Literal["mnist1d", "digits", "csbm", "cifar10", "cifar100", "modular", "modular_sub"]
 ModelName = Literal["mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "transformer", "gcn", "sage"]
@@ -24,8 +22,7 @@ SparsifierName = Literal["none", "random", "magnitude", "acdc", "rigl"]
 OptimizerName = Literal["sgd", "adamw"]
 ScheduleName = Literal["cosine", "constant"]
 DistributionName = Literal["erk", "uniform"]
-# Set per run by the job (``--model``, ``--sparsifier``, ``--ham``, ``--seeds``, ``--checkpoint``): not
-# options.
+# Set per run by the job (``--model``, ``--sparsifier``, ``--ham``, ``--seeds``, ``--checkpoint``): not options.
 PerRun = tyro.conf.Suppress
 
 
@@ -96,38 +93,19 @@ class Config:
 
   def validate(self) -> None:
     """Raises ``ValueError`` naming the first invalid field (``None`` fields are checked once resolved)."""
-    choices = {"dataset": DatasetName, "model": ModelName, "sparsifier": SparsifierName}
-    choices |= {"optimizer": OptimizerName, "schedule": ScheduleName, "distribution": DistributionName}
-    for name, kind in choices.items():
-      if getattr(self, name) not in get_args(kind):
-        raise ValueError(f"{name} must be one of {get_args(kind)}, got {getattr(self, name)!r}")
+    for name, choices in _CHOICES.items():
+      if getattr(self, name) not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
     for f in dataclasses.fields(self):
       value = getattr(self, f.name)
       if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{f.name} must be finite, got {value}")
-    minimum = {"learning_rate": 0.0, "sign_in_balance": 0.0, "sparsity": 0.0}  # exclusive lower bounds
-    at_least = {
-      "momentum": 0.0,
-      "weight_decay": 0.0,
-      "beta": 0.0,
-      "warmup_epochs": 0,
-      "batch_size": 1,
-      "epochs": 1,
-    }
-    at_least |= dict.fromkeys(("width", "sign_in_every", "max_steps", "num_train", "halt_after_epochs"), 1)
-    at_least["data_shards"] = 1
-    checks = [(name, getattr(self, name), f"> {lo}", lambda v, lo=lo: v > lo) for name, lo in minimum.items()]
-    checks += [
-      (name, getattr(self, name), f">= {lo}", lambda v, lo=lo: v >= lo) for name, lo in at_least.items()
-    ]
-    checks += [
-      ("momentum", self.momentum, "< 1", lambda v: v < 1),
-      ("sparsity", self.sparsity, "< 1", lambda v: v < 1),
-    ]
-    checks.append(
-      ("alpha", self.alpha, "a number or 'auto'", lambda v: v == "auto" or isinstance(v, int | float))
-    )
-    for name, value, rule, ok in checks:
+    checks = [(name, f"> {lo}", lambda v, lo=lo: v > lo) for name, lo in _ABOVE.items()]
+    checks += [(name, f">= {lo}", lambda v, lo=lo: v >= lo) for name, lo in _AT_LEAST.items()]
+    checks += [(name, f"< {hi}", lambda v, hi=hi: v < hi) for name, hi in _BELOW.items()]
+    checks.append(("alpha", "a number or 'auto'", lambda v: v == "auto" or isinstance(v, int | float)))
+    for name, rule, ok in checks:
+      value = getattr(self, name)
       if value is not None and not ok(value):
         raise ValueError(f"{name} must be {rule}, got {value!r}")
     if self.epochs is not None and self.warmup_epochs >= self.epochs:
@@ -140,14 +118,19 @@ class Config:
       )
 
 
+# The bounds :meth:`Config.validate` checks, and the choices of the ``Literal`` fields.
+_ABOVE = dict.fromkeys(("learning_rate", "sign_in_balance", "sparsity"), 0.0)
+_AT_LEAST = dict.fromkeys(("momentum", "weight_decay", "beta", "warmup_epochs"), 0)
+_AT_LEAST |= dict.fromkeys(("batch_size", "epochs", "width", "sign_in_every", "max_steps", "num_train"), 1)
+_AT_LEAST |= {"halt_after_epochs": 1, "data_shards": 1}
+_BELOW = {"momentum": 1, "sparsity": 1}
+_CHOICES = {name: get_args(t) for name, t in get_type_hints(Config).items() if get_origin(t) is Literal}
+
+
 def resolve(config: Config) -> tuple[Config, dict[str, str]]:
   """Fills the ``None`` fields of ``config`` with the defaults for its choices (``data_shards`` stays ``None``:
-  one per process).
-
-  Returns the completed config and, for each filled field, where its value came from (``"validation-tuned"``,
-  ``"fallback for <optimizer>"``, ``"suggest_alpha"`` or ``"default for <model>"``). Fields set explicitly are
-  kept.
-  """
+  one per process). Returns the completed config and, for each filled field, where its value came from
+  (``"validation-tuned"``, ``"fallback for <optimizer>"``, ``"suggest_alpha"`` or ``"default for <model>"``)."""
   changes: dict[str, Any] = {}
   sources: dict[str, str] = {}
   tuned = TUNED.get((config.dataset, config.model, config.optimizer, config.sparsifier))
@@ -164,8 +147,10 @@ def resolve(config: Config) -> tuple[Config, dict[str, str]]:
   if config.width is None and "width" in model_defaults:
     changes["width"], sources["width"] = model_defaults["width"], f"default for {config.model}"
   if config.epochs is None:
-    changes["epochs"] = model_defaults.get("epochs", DEFAULT_EPOCHS)
-    sources["epochs"] = f"default for {config.model}"
+    changes["epochs"], sources["epochs"] = (
+      model_defaults.get("epochs", DEFAULT_EPOCHS),
+      f"default for {config.model}",
+    )
   return config.replace(**changes), sources
 
 
