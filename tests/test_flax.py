@@ -10,6 +10,8 @@ from flax import linen, nnx
 from flax.training import train_state
 
 import ham_optax
+from ham_optax import overparam
+from ham_optax import sparsity as sp
 
 
 def _data(n=64, d=8, classes=3, seed=0):
@@ -30,23 +32,31 @@ class NnxNet(nnx.Module):
     return self.dense2(self.ln(nnx.relu(self.bn(self.dense1(x)))))
 
 
-def _nnx_loss(model, x, y):
-  return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+class TwoLayer(nnx.Module):
+  def __init__(self, n_in, n_hidden, n_out, rngs: nnx.Rngs):
+    self.l1 = nnx.Linear(n_in, n_hidden, rngs=rngs)
+    self.l2 = nnx.Linear(n_hidden, n_out, rngs=rngs)
+
+  def __call__(self, x):
+    return self.l2(nnx.relu(self.l1(x)))
+
+
+@nnx.jit
+def _step(model, opt, x, y):
+  loss_fn = lambda m: optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()  # noqa: E731
+  loss, grads = nnx.value_and_grad(loss_fn)(model)
+  opt.update(model, grads)
+  return loss
+
+
+def _fit(model, opt, x, y, steps):
+  """The losses of ``steps`` cross-entropy steps of ``opt`` (an ``nnx.Optimizer`` of ``model``) on ``(x, y)``."""
+  return [float(_step(model, opt, x, y)) for _ in range(steps)]
 
 
 def _nnx_train(tx, steps=30):
   model = NnxNet(nnx.Rngs(0))
-  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  x, y = _data()
-
-  @nnx.jit
-  def step(model, opt, x, y):
-    loss, grads = nnx.value_and_grad(_nnx_loss)(model, x, y)
-    opt.update(model, grads)
-    return loss
-
-  losses = [float(step(model, opt, x, y)) for _ in range(steps)]
-  return model, losses
+  return model, _fit(model, nnx.Optimizer(model, tx, wrt=nnx.Param), *_data(), steps)
 
 
 def test_nnx_optimizer_trains_and_default_mask_leaves_norms_and_biases_alone():
@@ -70,6 +80,40 @@ def test_nnx_optimizer_with_callable_mask_and_extra_args():
   )
   _, losses = _nnx_train(tx)
   assert losses[-1] < losses[0]
+
+
+def test_sign_in_inside_nnx_optimizer_keeps_params_equal_to_m_times_w():
+  model = TwoLayer(4, 8, 2, nnx.Rngs(0))
+  opt = nnx.Optimizer(model, overparam.sign_in(optax.sgd(0.05, momentum=0.9), rescale_every=3), wrt=nnx.Param)
+  x = jax.random.normal(jax.random.PRNGKey(1), (32, 4))
+  losses = _fit(model, opt, x, (x[:, 0] > 0).astype(jnp.int32), 40)
+  assert losses[-1] < 0.7 * losses[0]
+  st = opt.opt_state
+  np.testing.assert_allclose(
+    np.asarray(st.m["l1"]["kernel"][...] * st.w["l1"]["kernel"][...]),
+    np.asarray(model.l1.kernel[...]),
+    rtol=1e-5,
+    atol=1e-6,
+  )
+
+
+def test_rigl_inside_nnx_optimizer():
+  model = TwoLayer(8, 32, 3, nnx.Rngs(0))
+  tx = sp.rigl(ham_optax.ham(optax.adam(1e-2), 1e-2, alpha=1.0), 0.75, update_every=2, end_step=8)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  nnx.update(model, sp.apply_masks(nnx.state(model, nnx.Param), opt))
+  x = jax.random.normal(jax.random.key(1), (64, 8))
+  losses = _fit(model, opt, x, jax.random.randint(jax.random.key(2), (64,), 0, 3), 9)
+  assert losses[-1] < losses[0]
+  masks = sp.get_masks(opt)
+  n = 8 * 32 + 32 * 3
+  kernels = [model.l1.kernel[...], model.l2.kernel[...]]
+  mks = [np.asarray(masks["l1"]["kernel"]), np.asarray(masks["l2"]["kernel"])]
+  assert sum(int((~m).sum()) for m in mks) == round(0.75 * n)
+  for w, m in zip(kernels, mks, strict=True):
+    np.testing.assert_array_equal(np.asarray(w)[~m], 0.0)
+  bias_mask = sp.get_masks(opt.opt_state)["l1"]["bias"]
+  assert bias_mask.shape == (32,) and bool(bias_mask.all())
 
 
 class LinenNet(linen.Module):

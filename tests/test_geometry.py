@@ -14,10 +14,7 @@ from ham_optax import geometry
 
 @pytest.fixture
 def x64():
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", previous)
+  jax.config.update("jax_enable_x64", True)  # restored by the conftest fixture
 
 
 def _vec(seed: int, n: int = 9, scale: float = 1.0) -> np.ndarray:

@@ -37,10 +37,7 @@ ib = _load_benchmark()
 
 @pytest.fixture
 def x64():
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", previous)
+  jax.config.update("jax_enable_x64", True)  # restored by the conftest fixture
 
 
 @pytest.fixture(scope="module")

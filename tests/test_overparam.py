@@ -351,42 +351,6 @@ def test_dtypes_preserved(dtype):
     assert s.m["k"].dtype == dtype and s.w["k"].dtype == dtype
 
 
-def test_flax_nnx_optimizer_keeps_params_equal_to_m_times_w():
-  nnx = pytest.importorskip("flax.nnx")
-
-  class Net(nnx.Module):
-    def __init__(self, rngs):
-      self.l1 = nnx.Linear(4, 8, rngs=rngs)
-      self.l2 = nnx.Linear(8, 2, rngs=rngs)
-
-    def __call__(self, x):
-      return self.l2(nnx.relu(self.l1(x)))
-
-  model = Net(nnx.Rngs(0))
-  opt = nnx.Optimizer(model, op.sign_in(optax.sgd(0.05, momentum=0.9), rescale_every=3), wrt=nnx.Param)
-  x = jax.random.normal(jax.random.PRNGKey(1), (32, 4))
-  y = (x[:, 0] > 0).astype(jnp.int32)
-
-  @nnx.jit
-  def step(model, opt):
-    def loss_fn(model):
-      return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    opt.update(model, grads)
-    return loss
-
-  losses = [float(step(model, opt)) for _ in range(40)]
-  assert losses[-1] < 0.7 * losses[0]
-  st = opt.opt_state
-  np.testing.assert_allclose(
-    np.asarray(st.m["l1"]["kernel"][...] * st.w["l1"]["kernel"][...]),
-    np.asarray(model.l1.kernel[...]),
-    rtol=1e-5,
-    atol=1e-6,
-  )
-
-
 def test_factorize_property():
   from hypothesis import given
   from hypothesis import strategies as st

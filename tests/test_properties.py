@@ -24,13 +24,11 @@ def _arrays(shape, bound, zeros=True):
   return hnp.arrays(np.float32, shape, elements=elems)
 
 
-@given(
-  data=st.data(),
-  shape=shapes,
-  lr=st.floats(1e-4, 1.0),
-  alpha=st.floats(-500.0, 500.0),
-  beta=st.floats(0.0, 10.0),
-)
+# The draws of a HAM step: params and gradients (from `data`), their shape, the learning rate and beta.
+step_draws = {"data": st.data(), "shape": shapes, "lr": st.floats(1e-4, 1.0), "beta": st.floats(0.0, 10.0)}
+
+
+@given(**step_draws, alpha=st.floats(-500.0, 500.0))
 def test_zeros_with_zero_gradient_stay_zero(data, shape, lr, alpha, beta):
   p = data.draw(_arrays(shape, 10.0))
   g = data.draw(_arrays(shape, 10.0))
@@ -42,14 +40,7 @@ def test_zeros_with_zero_gradient_stay_zero(data, shape, lr, alpha, beta):
     assert np.all(new[p == 0] == 0.0)
 
 
-@given(
-  data=st.data(),
-  shape=shapes,
-  lr=st.floats(1e-4, 1.0),
-  alpha=st.floats(-1000.0, 1000.0),
-  beta=st.floats(0.0, 10.0),
-  dtype=st.sampled_from(list(DTYPES)),
-)
+@given(**step_draws, alpha=st.floats(-1000.0, 1000.0), dtype=st.sampled_from(list(DTYPES)))
 def test_mirror_step_preserves_signs(data, shape, lr, alpha, beta, dtype):
   dt = DTYPES[dtype]
   p = jnp.asarray(data.draw(_arrays(shape, 100.0)), dt)

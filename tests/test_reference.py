@@ -47,6 +47,13 @@ def _lr_sched(k):
   return float(_cosine(k))
 
 
+def _expected(params, grad_fn, kind, lr, hp, selected=None, alpha=ALPHA, **kwargs):
+  """The float64 reference's trajectory (every leaf selected unless ``selected`` says otherwise)."""
+  opt = reference.NumpyOptimizer(kind, lr, **hp)
+  selected = [True] * len(SHAPES) if selected is None else selected
+  return reference.run_ham(params, grad_fn, opt, lr, alpha, BETA, STEPS, selected, **kwargs)
+
+
 INNERS = {
   "sgd": (lambda lr: optax.sgd(lr), {}),
   "momentum": (lambda lr: optax.sgd(lr, momentum=0.9), {"momentum": 0.9}),
@@ -67,17 +74,7 @@ def test_matches_float64_numpy(kind, scheduled, sign_from):
   tx = ham_optax.ham(make(lr_jax), lr_jax, ALPHA, BETA, mask=lambda p: [True] * len(p), sign_from=sign_from)
 
   # Every leaf (rank 0..4) takes the mirror step here; the default mask is tested elsewhere.
-  expected = reference.run_ham(
-    params,
-    grad_fn,
-    reference.NumpyOptimizer(kind, lr_np, **hp),
-    lr_np,
-    ALPHA,
-    BETA,
-    STEPS,
-    [True] * len(SHAPES),
-    sign_of=sign_from,
-  )
+  expected = _expected(params, grad_fn, kind, lr_np, hp, sign_of=sign_from)
 
   x = [jnp.asarray(p, jnp.float32) for p in params]
   state = tx.init(x)
@@ -94,16 +91,7 @@ def test_matches_float64_numpy(kind, scheduled, sign_from):
 def test_default_mask_only_touches_rank_ge_2():
   params, grad_fn = _problem(1, feedback=True)
   selected = [len(s) >= 2 for s in SHAPES]
-  expected = reference.run_ham(
-    params,
-    grad_fn,
-    reference.NumpyOptimizer("momentum", _lr_const, momentum=0.9),
-    _lr_const,
-    ALPHA,
-    BETA,
-    STEPS,
-    selected,
-  )
+  expected = _expected(params, grad_fn, "momentum", _lr_const, {"momentum": 0.9}, selected)
   tx = ham_optax.ham(optax.sgd(0.05, momentum=0.9), 0.05, ALPHA, BETA)
   x = [jnp.asarray(p, jnp.float32) for p in params]
   state = tx.init(x)
@@ -118,16 +106,7 @@ def test_default_mask_only_touches_rank_ge_2():
 def test_float64_params_agree_to_float64_precision():
   jax.config.update("jax_enable_x64", True)
   params, grad_fn = _problem(2, feedback=True)
-  expected = reference.run_ham(
-    params,
-    grad_fn,
-    reference.NumpyOptimizer("adamw", _lr_const, weight_decay=0.1),
-    _lr_const,
-    ALPHA,
-    BETA,
-    STEPS,
-    [True] * len(SHAPES),
-  )
+  expected = _expected(params, grad_fn, "adamw", _lr_const, {"weight_decay": 0.1})
   # A constant lr: optax's schedules evaluate in float32 even under x64, which would dominate the comparison.
   tx = ham_optax.ham(optax.adamw(0.05, weight_decay=0.1), 0.05, ALPHA, BETA, mask=lambda p: [True] * len(p))
   x = [jnp.asarray(p, jnp.float64) for p in params]
@@ -175,15 +154,6 @@ def test_per_leaf_alpha_matches_float64_numpy(kind):
   # The alphas differ enough that one scalar alpha gives another result on the rank-3 leaf.
   assert not np.allclose(
     np.asarray(x[3]),
-    reference.run_ham(
-      params,
-      grad_fn,
-      reference.NumpyOptimizer(kind, _lr_const, **hp),
-      _lr_const,
-      3.0,
-      BETA,
-      STEPS,
-      [True] * 5,
-    )[-1][3],
+    _expected(params, grad_fn, kind, _lr_const, hp, alpha=3.0)[-1][3],
     rtol=1e-3,
   )

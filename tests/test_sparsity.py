@@ -329,46 +329,6 @@ def test_rigl_drop_and_grow_matches_reference(begin):
   assert float(sp.rigl_drop_fraction(end, zeta, end, begin)) == pytest.approx(0.0, abs=1e-7)
 
 
-def test_works_inside_nnx_optimizer():
-  nnx = pytest.importorskip("flax.nnx")
-
-  class MLP(nnx.Module):
-    def __init__(self, rngs):
-      self.l1 = nnx.Linear(8, 32, rngs=rngs)
-      self.l2 = nnx.Linear(32, 3, rngs=rngs)
-
-    def __call__(self, x):
-      return self.l2(jax.nn.relu(self.l1(x)))
-
-  model = MLP(nnx.Rngs(0))
-  tx = sp.rigl(ham_optax.ham(optax.adam(1e-2), 1e-2, alpha=1.0), 0.75, update_every=2, end_step=8)
-  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
-  nnx.update(model, sp.apply_masks(nnx.state(model, nnx.Param), opt))
-  x = jax.random.normal(jax.random.key(1), (64, 8))
-  y = jax.random.randint(jax.random.key(2), (64,), 0, 3)
-
-  @nnx.jit
-  def train_step(model, opt):
-    def loss_fn(m):
-      return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
-
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    opt.update(model, grads)
-    return loss
-
-  losses = [float(train_step(model, opt)) for _ in range(9)]
-  assert losses[-1] < losses[0]
-  masks = sp.get_masks(opt)
-  n = 8 * 32 + 32 * 3
-  kernels = [model.l1.kernel[...], model.l2.kernel[...]]
-  mks = [np.asarray(masks["l1"]["kernel"]), np.asarray(masks["l2"]["kernel"])]
-  assert sum(int((~m).sum()) for m in mks) == round(0.75 * n)
-  for w, m in zip(kernels, mks, strict=True):
-    np.testing.assert_array_equal(np.asarray(w)[~m], 0.0)
-  bias_mask = sp.get_masks(opt.opt_state)["l1"]["bias"]
-  assert bias_mask.shape == (32,) and bool(bias_mask.all())
-
-
 def test_nested_states_and_get_masks():
   params = _params()
   tx = optax.MultiSteps(sp.random_pruning(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), 0.5), 2)
