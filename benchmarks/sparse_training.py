@@ -35,16 +35,22 @@ import argparse
 import csv
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import report
 from ham_optax_examples.configs.default import Config
 from ham_optax_examples.train import suggested_alpha
+from tqdm.auto import tqdm
 
 import ham_optax
+from ham_optax import sparsity
 
 import _common
 
@@ -125,6 +131,8 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
 
 
 def main(argv=None) -> None:
+  if "--sweep" in (sys.argv[1:] if argv is None else argv):
+    return sweep_main(argv)
   args = _parse(argv)
   if args.from_json:
     payload = json.loads(Path(args.from_json).read_text())
@@ -236,6 +244,536 @@ def main(argv=None) -> None:
   )
   print(f"\nwall time {time.perf_counter() - t0:.0f} s; results in {out}")
   _common.save_json(out / "choices.json", choices, cmd=provenance["command"])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The sweep over sparsity (``--sweep``): every sparsifier at 0.8 / 0.9 / 0.95 / 0.98, MLP and 1-D CNN, all seeds of a
+# setting in one XLA program (``jax.vmap`` of init + the whole training loop under ``jax.lax.scan``).
+# ------------------------------------------------------------------------------------------------------------------
+
+SWEEP_SPARSIFIERS = ("random", "gmp", "acdc", "rigl", "str")
+SWEEP_SPARSITIES = (0.8, 0.9, 0.95, 0.98)
+DENSE_ARMS = ("base", "ham", "sam", "sam+ham")
+LANE_DTYPES = (jnp.int32, jnp.float32, jnp.float32, jnp.float32)  # seed, lr, alpha, decay
+DENSE_PAIRS = (("base", "ham"), ("base", "sam"), ("base", "sam+ham"), ("sam", "sam+ham"), ("ham", "sam+ham"))
+SWEEP_LABELS = {"random": "random PaI (ERK)", "gmp": "GMP", "acdc": "AC/DC", "rigl": "RigL", "str": "STR"}
+WEIGHT_DECAY, SAM_RHO, STR_INIT = 5e-4, 0.05, -5.0
+
+
+def _sweep_parse(argv) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--sweep", action="store_true")
+  p.add_argument("--phase", default="all", choices=["tune", "pilot", "final", "report", "all"])
+  p.add_argument("--families", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+  p.add_argument("--sparsifiers", nargs="+", default=list(SWEEP_SPARSIFIERS), choices=SWEEP_SPARSIFIERS)
+  p.add_argument("--no-dense", action="store_true", help="skip the dense HAM / SAM / SAM + HAM comparison")
+  _common.add_options(
+    p,
+    sparsities=list(SWEEP_SPARSITIES),
+    lrs=[0.1, 0.2, 0.4, 0.8],
+    str_decays=list(np.geomspace(1e-5, 1e-1, 8)),
+  )
+  _common.add_options(p, epochs=15, batch_size=128, width=128, tuning_seeds=2, lanes=16, pilot_seeds=16)
+  _common.add_options(p, max_seeds=96, effect=0.5, power=0.8, level=0.05)
+  p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 sparsity, 2 lrs, few seeds")
+  p.add_argument("--out", default=str(Path(__file__).parent / "results" / "sparse_sweep"))
+  args = p.parse_args(argv)
+  if args.fast:
+    args.epochs, args.sparsities, args.lrs, args.tuning_seeds, args.lanes = 2, [0.9], [0.1, 0.4], 1, 4
+    args.pilot_seeds, args.max_seeds, args.str_decays, args.width = 2, 4, [1e-3, 1e-1], 32
+  return args
+
+
+def _init(family: str, key, width: int, with_str: bool) -> dict:
+  """Kernels ``N(0, 1 / fan_in)``, zero biases; with STR one threshold per kernel (``thr``)."""
+  keys = iter(jax.random.split(key, 4))
+
+  def layer(shape):
+    return {
+      "w": jax.random.normal(next(keys), shape) / np.sqrt(np.prod(shape[:-1])),
+      "b": jnp.zeros(shape[-1]),
+    }
+
+  if family == "mlp":
+    params = {"h0": layer((40, width)), "h1": layer((width, width)), "out": layer((width, 10))}
+  else:  # two stride-2 convs (kernel 5) on the length-40 signal, a dense layer, the head
+    params = {
+      "c0": layer((5, 1, 16)),
+      "c1": layer((5, 16, 32)),
+      "h0": layer((320, 64)),
+      "out": layer((64, 10)),
+    }
+  if with_str:
+    params["thr"] = {k: jnp.asarray(STR_INIT) for k in params}
+  return params
+
+
+def _conv(h, w):
+  """Stride-2 "SAME" 1-D convolution of ``h`` (batch, length, in) with ``w`` (width, in, out), as a sum of strided
+  slices times matrices (vectorises over lanes far better on CPU than a batched convolution)."""
+  width, out = w.shape[0], -(-h.shape[1] // 2)
+  pad = max(2 * (out - 1) + width - h.shape[1], 0)
+  h = jnp.pad(h, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)))
+  return sum(h[:, k : k + 2 * out - 1 : 2] @ w[k] for k in range(width))
+
+
+def _logits(params: dict, x):
+  thr = params.get("thr")
+  w = lambda k: params[k]["w"] if thr is None else sparsity.str_sparse_weight(params[k]["w"], thr[k])  # noqa: E731
+  h = x[..., None]
+  for k in [k for k in ("c0", "c1") if k in params]:
+    h = jax.nn.relu(_conv(h, w(k)) + params[k]["b"])
+  h = h.reshape(h.shape[0], -1)
+  for k in [k for k in ("h0", "h1") if k in params]:
+    h = jax.nn.relu(h @ w(k) + params[k]["b"])
+  return h @ w("out") + params["out"]["b"]
+
+
+def _xent(params: dict, x, y):
+  return optax.softmax_cross_entropy_with_integer_labels(_logits(params, x), y).mean()
+
+
+def _weight_sparsity(params: dict):
+  """Fraction of zeros among the effective kernel weights (after STR's soft threshold)."""
+  thr = params.get("thr")
+  ws = [
+    sparsity.str_sparse_weight(v["w"], thr[k]) if thr else v["w"] for k, v in params.items() if k != "thr"
+  ]
+  return sum((w == 0).sum() for w in ws) / sum(w.size for w in ws)
+
+
+def _seed_masks(masks, level: float, key):
+  """ERK masks at random positions drawn from ``key`` (the library's masks take a static seed; here every vmapped
+  seed draws its own)."""
+  leaves, treedef = jax.tree.flatten(masks)
+  sel = [i for i, m in enumerate(leaves) if m.ndim >= 2]
+  zeros = sparsity.layer_zero_counts([leaves[i].shape for i in sel], level, "erk")
+  for j, (i, z) in enumerate(zip(sel, zeros, strict=True)):
+    n = leaves[i].size
+    perm = jax.random.permutation(jax.random.fold_in(key, j), n)
+    leaves[i] = jnp.zeros(n, bool).at[perm[: n - z]].set(True).reshape(leaves[i].shape)
+  return treedef.unflatten(leaves)
+
+
+def _sweep_tx(method: str, level: float, arm: str, lr, alpha, decay, total: int, per_epoch: int):
+  """``sparsifier(ham(inner))`` / ``sam(ham(inner))``: SGD + momentum 0.9, weight decay 5e-4, cosine schedule
+  (the same schedule for HAM's mirror step, beta = 0); STR's thresholds decay by ``decay / lr`` instead."""
+  schedule = lambda t: lr * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(t, total) / total))  # noqa: E731
+  is_thr = lambda p: jax.tree_util.tree_map_with_path(lambda path, _: path[0].key == "thr", p)  # noqa: E731
+  not_thr = lambda p: jax.tree_util.tree_map_with_path(lambda path, _: path[0].key != "thr", p)  # noqa: E731
+  inner = optax.chain(
+    optax.add_decayed_weights(WEIGHT_DECAY, mask=not_thr if method == "str" else None),
+    optax.add_decayed_weights(decay / lr, mask=is_thr) if method == "str" else optax.identity(),
+    optax.sgd(schedule, momentum=0.9),
+  )
+  tx = inner if arm == "inner" else ham_optax.ham(inner, schedule, alpha, 0.0)  # alpha = 0: inner exactly
+  if "sam" in arm:
+    return optax.contrib.sam(tx, optax.chain(optax.contrib.normalize(), optax.sgd(SAM_RHO)), opaque_mode=True)
+  end = max(int(0.75 * total), 1)
+  if method in ("random", "rigl"):
+    return (
+      sparsity.random_pruning(tx, level)
+      if method == "random"
+      else sparsity.rigl(tx, level, update_every=per_epoch, end_step=end)
+    )
+  if method == "gmp":
+    return sparsity.magnitude_pruning(
+      tx, level, begin_step=int(0.1 * total), end_step=end, frequency=per_epoch
+    )
+  return sparsity.acdc(tx, level, total_steps=total) if method == "acdc" else tx
+
+
+def make_sweep_runner(cell: tuple, dataset, epochs: int, batch: int, width: int):
+  """Jitted ``(seeds, lrs, alphas, decays) -> dict of arrays`` training ``cell = (family, method, level, arm)`` on
+  every lane (one seed and setting each): final validation / test accuracy, weight sparsity, last-epoch training
+  loss and ``finite`` (False: the run diverged)."""
+  family, method, level, arm = cell
+  xtr, ytr = jnp.asarray(dataset.x_train), jnp.asarray(dataset.y_train)
+  n, per_epoch = len(xtr), len(xtr) // batch
+  total = per_epoch * epochs
+
+  def one(seed, lr, alpha, decay):
+    k_init, k_data, k_mask = jax.random.split(jax.random.key(seed), 3)
+    params = _init(family, k_init, width, method == "str")
+    tx = _sweep_tx(method, level, arm, lr, alpha, decay, total, per_epoch)
+    state = tx.init(params)
+    if method in ("random", "rigl"):
+      state = state._replace(masks=_seed_masks(state.masks, level, k_mask))
+    if method in ("random", "rigl", "gmp", "acdc"):
+      params = sparsity.apply_masks(params, state)
+    epoch_order = lambda e: jax.random.permutation(jax.random.fold_in(k_data, e), n)[: per_epoch * batch]  # noqa: E731
+    order = jax.vmap(epoch_order)(jnp.arange(epochs)).reshape(total, batch)
+
+    def step(carry, idx):
+      p, s = carry
+      value, grads = jax.value_and_grad(_xent)(p, xtr[idx], ytr[idx])
+      extra = {"grad_fn": lambda q, _: jax.grad(_xent)(q, xtr[idx], ytr[idx])} if "sam" in arm else {}
+      updates, s = tx.update(grads, s, p, **extra)
+      return (optax.apply_updates(p, updates), s), value
+
+    (params, _), losses = jax.lax.scan(step, (params, state), order)
+    acc = lambda x, y: jnp.mean(jnp.argmax(_logits(params, jnp.asarray(x)), -1) == jnp.asarray(y))  # noqa: E731
+    finite = jnp.isfinite(losses).all() & jnp.all(
+      jnp.array([jnp.isfinite(v).all() for v in jax.tree.leaves(params)])
+    )
+    return {
+      "val": acc(dataset.x_val, dataset.y_val),
+      "test": acc(dataset.x_test, dataset.y_test),
+      "sparsity": _weight_sparsity(params),
+      "loss": losses[-per_epoch:].mean(),
+      "finite": finite,
+    }
+
+  return jax.jit(jax.vmap(one))
+
+
+class _Sweep:
+  """The sweep's state on disk: ``alphas.json``, ``str_decay.json`` and one ``cells/<cell>.json`` per family x
+  sparsifier x sparsity x arm (tuning scores, the choice, every finished seed), written as each part finishes, so a
+  rerun skips finished work."""
+
+  def __init__(self, args, dataset, argv=None):
+    self.args, self.dataset, self.out = args, dataset, Path(args.out)
+    self.cmd, self.runners = _common.command(argv, __file__), {}
+
+  def groups(self):
+    """Lists of cells that train in one program: the two arms of a setting (the baseline is HAM at alpha = 0,
+    which is the inner optimizer exactly: HAM's factor is ``exp(0) = 1``); dense: base / HAM, SAM / SAM + HAM."""
+    for family in self.args.families:
+      for method in self.args.sparsifiers:
+        yield from (
+          [(family, method, level, arm) for arm in ("base", "ham")] for level in self.args.sparsities
+        )
+      if not self.args.no_dense:
+        yield from (
+          [(family, "dense", 0.0, arm) for arm in arms] for arms in (DENSE_ARMS[:2], DENSE_ARMS[2:])
+        )
+
+  def _load(self, name: str) -> dict:
+    path = self.out / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+  def _save(self, name: str, payload: dict) -> None:
+    _common.save_json(self.out / name, payload, cmd=self.cmd)
+
+  def cell(self, cell: tuple) -> dict:
+    """What is saved of ``cell`` (empty before its tuning)."""
+    return self._load("cells/{}-{}-{:g}-{}.json".format(*cell))
+
+  def run(self, cell: tuple, settings: list[tuple]) -> list[dict]:
+    """Trains ``cell``'s program at every ``(seed, lr, alpha, decay)``, ``--lanes`` lanes per call (the last call
+    padded)."""
+    key = (
+      *cell[:2],
+      0.0 if cell[1] == "str" else cell[2],
+      cell[3].replace("+ham", "").replace("base", "ham"),
+    )
+    if key not in self.runners:  # STR's level is set by its decay; the arms differ in alpha only
+      a = self.args
+      self.runners[key] = make_sweep_runner(key, self.dataset, a.epochs, a.batch_size, a.width)
+    rows, lanes = [], self.args.lanes
+    for i in range(0, len(settings), lanes):
+      chunk = settings[i : i + lanes]
+      cols = zip(*chunk, *[chunk[-1]] * (lanes - len(chunk)), strict=True)  # padded to the lanes
+      res = jax.device_get(
+        self.runners[key](*(jnp.asarray(c, t) for c, t in zip(cols, LANE_DTYPES, strict=True)))
+      )
+      rows += [
+        {k: (bool(v[j]) if k == "finite" else float(v[j])) for k, v in res.items()} for j in range(len(chunk))
+      ]
+    return rows
+
+  def run_group(self, jobs: list[tuple[tuple, list[tuple]]]) -> list[list[dict]]:
+    """``[(cell, settings), ...]`` of one program in one batch of calls; the rows per cell."""
+    rows = self.run(jobs[0][0], [s for _, settings in jobs for s in settings]) if jobs else []
+    out, start = [], 0
+    for _, settings in jobs:
+      out.append(rows[start : start + len(settings)])
+      start += len(settings)
+    return out
+
+  def alpha(self, family: str, lr: float) -> float:
+    """``suggest_alpha`` for the dense model of ``family`` at ``lr`` (first tuning seed, its first 20 minibatches,
+    the schedule of the run)."""
+    alphas, key, a = self._load("alphas.json"), f"{family}@{lr:g}", self.args
+    if key not in alphas:
+      params = _init(family, jax.random.split(jax.random.key(_common.TUNING_SEED0), 3)[0], a.width, False)
+      x, y, b = self.dataset.x_train, self.dataset.y_train, a.batch_size
+      batches = [(x[i : i + b], y[i : i + b]) for i in range(0, 20 * b, b)]
+      inner = _sweep_tx("dense", 0.0, "inner", lr, 0.0, 0.0, a.epochs * (len(x) // b), 1)
+      alphas[key] = ham_optax.suggest_alpha(lambda p, batch: _xent(p, *batch), params, batches, inner, lr)
+      self._save("alphas.json", alphas)
+    return alphas[key]
+
+  def decay(self, family: str, level: float, arm: str) -> float:
+    """STR: the threshold decay (times lr) whose sparsity at the middle lr is ``level`` for this arm, interpolated
+    in log decay between the grid points around it (first tuning seed)."""
+    cal = self._load("str_decay.json")
+    if f"{family}/{arm}" not in cal:
+      lr, grid = self.args.lrs[len(self.args.lrs) // 2], self.args.str_decays
+      jobs = [
+        (
+          (family, "str", 0.0, a),
+          [(_common.TUNING_SEED0, lr, self.setting((family, "str", 0.0, a), lr)[0], d) for d in grid],
+        )
+        for a in ("base", "ham")
+      ]
+      for (cell, _), rows in zip(jobs, self.run_group(jobs), strict=True):
+        cal[f"{family}/{cell[3]}"] = {
+          "lr": lr,
+          "decays": grid,
+          "sparsity": [r["sparsity"] if r["finite"] else None for r in rows],
+        }
+      self._save("str_decay.json", cal)
+    c = cal[f"{family}/{arm}"]
+    ok = [(d, s) for d, s in zip(c["decays"], c["sparsity"], strict=True) if s is not None]
+    reached = np.maximum.accumulate([s for _, s in ok])  # sparsity grows with the decay
+    return float(np.exp(np.interp(level, reached, np.log([d for d, _ in ok]))))
+
+  def setting(self, cell: tuple, lr: float) -> tuple[float, float]:
+    """``(alpha, decay)`` of ``cell`` at ``lr``: alpha from ``suggest_alpha`` with HAM (else 0), STR's decay."""
+    family, method, level, arm = cell
+    alpha = self.alpha(family, lr) if "ham" in arm else 0.0
+    return alpha, self.decay(family, level, arm) if method == "str" and level else 0.0
+
+  def tune(self, group: list[tuple]) -> None:
+    """Per cell, the lr with the best mean validation accuracy over the tuning seeds (a diverged run scores 0):
+    the same budget (one run per lr and tuning seed) for every arm."""
+    seeds, lrs = _common.tuning_seeds(self.args.tuning_seeds), self.args.lrs
+    jobs = [
+      (c, [(s, lr, *self.setting(c, lr)) for lr in lrs for s in seeds]) for c in group if not self.cell(c)
+    ]
+    for (cell, _), rows in zip(jobs, self.run_group(jobs), strict=True):
+      scores = [
+        float(
+          np.mean([r["val"] if r["finite"] else 0.0 for r in rows[i * len(seeds) : (i + 1) * len(seeds)]])
+        )
+        for i in range(len(lrs))
+      ]
+      lr = lrs[int(np.argmax(scores))]
+      alpha, decay = self.setting(cell, lr)
+      self._save(
+        "cells/{}-{}-{:g}-{}.json".format(*cell),
+        {
+          "cell": list(cell),
+          "lrs": lrs,
+          "scores": scores,
+          "tuning": rows,
+          "lr": lr,
+          "alpha": alpha,
+          "decay": decay,
+          "seeds": {},
+        },
+      )
+
+  def final(self, group: list[tuple], count: int) -> None:
+    """Seeds ``0 .. count - 1`` of every cell of ``group`` at its tuned setting (the missing ones only)."""
+    self.tune(group)
+    cells = {c: self.cell(c) for c in group}
+    todo = {c: [s for s in range(count) if str(s) not in d["seeds"]] for c, d in cells.items()}
+    jobs = [(c, [(s, d["lr"], d["alpha"], d["decay"]) for s in todo[c]]) for c, d in cells.items() if todo[c]]
+    for (cell, _), rows in zip(jobs, self.run_group(jobs), strict=True):
+      cells[cell]["seeds"].update({str(s): r for s, r in zip(todo[cell], rows, strict=True)})
+      self._save("cells/{}-{}-{:g}-{}.json".format(*cell), cells[cell])
+
+  def pairs(self) -> list[tuple]:
+    """``(family, label, base cell, other cell)`` of every comparison: HAM against its baseline per sparsifier and
+    sparsity, then (dense) HAM, SAM and SAM + HAM against the baseline, SAM + HAM against SAM and against HAM."""
+    out = []
+    for family in self.args.families:
+      for method in self.args.sparsifiers:
+        out += [
+          (family, method, (family, method, lv, "base"), (family, method, lv, "ham"))
+          for lv in self.args.sparsities
+        ]
+      if not self.args.no_dense:
+        for base, other in DENSE_PAIRS:
+          out.append(
+            (family, f"{other} − {base}", (family, "dense", 0.0, base), (family, "dense", 0.0, other))
+          )
+    return out
+
+  def plan(self) -> dict:
+    """The seed count: the smallest n whose paired t-test at level / m (Bonferroni, the first and strictest step of
+    Holm's procedure over the m sparse comparisons) detects ``--effect`` points with ``--power``, given the median
+    spread of the paired differences over the pilot seeds; capped at ``--max-seeds``."""
+    a = self.args
+    sds = []
+    for _, method, base, other in self.pairs():
+      if method in SWEEP_SPARSIFIERS:
+        b, o = (self.cell(c)["seeds"] for c in (base, other))
+        d = [
+          100 * (o[s]["test"] - b[s]["test"])
+          for s in map(str, range(a.pilot_seeds))
+          if s in b and s in o and b[s]["finite"] and o[s]["finite"]
+        ]
+        sds.append(float(np.std(d, ddof=1)))
+    m, sd = len(sds), float(np.median(sds))
+    needed = next(n for n in range(3, 100000) if _power(n, sd, a.effect, a.level / m) >= a.power)
+    used = min(-(-needed // a.lanes) * a.lanes, max(a.max_seeds, a.pilot_seeds))
+    plan = {
+      "comparisons": m,
+      "pilot_seeds": a.pilot_seeds,
+      "sd_median": sd,
+      "sd_quartiles": list(np.percentile(sds, [25, 75])),
+      "effect": a.effect,
+      "level": a.level,
+      "power_target": a.power,
+      "n_needed": needed,
+      "n_used": used,
+      "power_at_n_used": _power(used, sd, a.effect, a.level / m),
+    }
+    self._save("power.json", plan)
+    return plan
+
+
+def _power(n: int, sd: float, effect: float, level: float) -> float:
+  """Power of a two-sided paired t-test at ``level`` with ``n`` pairs to detect a mean difference ``effect`` when the
+  differences have standard deviation ``sd`` (noncentral t, noncentrality ``effect * sqrt(n) / sd``)."""
+  from scipy import stats
+
+  t, nc = stats.t.ppf(1 - level / 2, n - 1), effect * np.sqrt(n) / sd
+  return float(stats.nct.sf(t, n - 1, nc) + stats.nct.cdf(-t, n - 1, nc))
+
+
+def holm(p_values) -> list[float]:
+  """Holm's step-down adjusted p-values (a NaN p counts as 1)."""
+  p = np.nan_to_num(np.asarray(p_values, float), nan=1.0)
+  adjusted, running = np.empty_like(p), 0.0
+  for k, i in enumerate(np.argsort(p)):
+    running = max(running, min(1.0, (len(p) - k) * p[i]))
+    adjusted[i] = running
+  return adjusted.tolist()
+
+
+def _compare(family, label, base, other) -> dict:
+  """The paired comparison of two cells' finished seeds: test accuracy in points, mean difference with its 95 %
+  t-interval, the paired t-test, diverged seeds and the sparsity reached."""
+  from scipy import stats
+
+  b, o = base["seeds"], other["seeds"]
+  seeds = sorted(set(b) & set(o), key=int)
+  stat = _common.paired_test(
+    *([100 * c[s]["test"] if c[s]["finite"] else np.nan for s in seeds] for c in (b, o))
+  )
+  d = [100 * (o[s]["test"] - b[s]["test"]) for s in seeds if b[s]["finite"] and o[s]["finite"]]
+  half = float(stats.t.ppf(0.975, len(d) - 1) * np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else np.nan
+  acc = lambda c: [100 * c[s]["test"] for s in seeds if c[s]["finite"]]  # noqa: E731
+  return {
+    "family": family,
+    "label": label,
+    "sparsity": base["cell"][2],
+    "n": stat["n"],
+    "diff": stat["mean_diff"],
+    "ci": [stat["mean_diff"] - half, stat["mean_diff"] + half],
+    "p": stat["p_value"],
+    "base_acc": float(np.mean(acc(b))),
+    "other_acc": float(np.mean(acc(o))),
+    "diverged": [sum(not c[s]["finite"] for s in seeds) for c in (b, o)],
+    "reached": [float(np.mean([c[s]["sparsity"] for s in seeds])) for c in (b, o)],
+    "lr": [base["lr"], other["lr"]],
+    "alpha": other["alpha"],
+  }
+
+
+def sweep_report(sweep: _Sweep) -> dict:
+  """Every comparison with Holm-adjusted p-values (separately over the sparse and the dense comparisons), the
+  figure, ``summary.json`` and ``summary.md``."""
+  rows = [_compare(f, label, sweep.cell(b), sweep.cell(o)) for f, label, b, o in sweep.pairs()]
+  for group in (True, False):
+    chosen = [r for r in rows if (r["label"] in SWEEP_SPARSIFIERS) == group]
+    for r, p in zip(chosen, holm([r["p"] for r in chosen]), strict=True):
+      r["p_holm"] = p
+  plan = json.loads((sweep.out / "power.json").read_text()) if (sweep.out / "power.json").exists() else None
+  summary = {
+    **_common.provenance(sweep.cmd),
+    "args": {**vars(sweep.args), "out": _common.display_path(sweep.args.out)},
+    "power": plan,
+    "rows": rows,
+  }
+  _common.write_json(sweep.out / "summary.json", summary)
+  (sweep.out / "summary.md").write_text(sweep_table(summary) + "\n")
+  plot_sweep(rows, sweep.out / "ham_minus_baseline.png")
+  return summary
+
+
+def sweep_table(summary: dict, dense: bool = False) -> str:
+  """The sparse comparisons (or, with ``dense``, the dense HAM / SAM ones) as a Markdown table."""
+  header = [
+    "model",
+    "sparsifier" if not dense else "comparison",
+    "sparsity",
+    "baseline (%)",
+    "other (%)",
+    "difference [95 % CI]",
+    "p (Holm)",
+    "seeds",
+    "diverged",
+  ]
+  rows = []
+  for r in summary["rows"]:
+    if (r["label"] in SWEEP_SPARSIFIERS) == dense:
+      continue
+    level = f"{r['sparsity']:g}" + (
+      f" ({r['reached'][0]:.3f} / {r['reached'][1]:.3f})" if r["label"] == "str" else ""
+    )
+    p = f"{r['p_holm']:.3f}" if r["p_holm"] >= 0.001 else "<0.001"
+    rows.append(
+      [
+        r["family"],
+        r["label"],
+        level,
+        f"{r['base_acc']:.2f}",
+        f"{r['other_acc']:.2f}",
+        f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]",
+        f"**{p}**" if r["p_holm"] < 0.05 else p,
+        r["n"],
+        "{} / {}".format(*r["diverged"]),
+      ]
+    )
+  return _common.markdown_table(header, rows)
+
+
+def plot_sweep(rows: list[dict], path: Path) -> None:
+  """HAM − baseline against sparsity, one line per sparsifier, one panel per model, 95 % intervals as error bars."""
+  plt = _common.pyplot()
+  families = sorted({r["family"] for r in rows}, key=["mlp", "cnn"].index)
+  fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.8), sharey=True, squeeze=False)
+  for ax, family in zip(axes[0], families, strict=False):
+    for k, method in enumerate(SWEEP_SPARSIFIERS):
+      rs = [r for r in rows if r["family"] == family and r["label"] == method]
+      if rs:
+        x = np.arange(len(rs)) + 0.06 * (k - 2)
+        y, ci = np.array([r["diff"] for r in rs]), np.array([r["ci"] for r in rs]).T
+        ax.errorbar(x, y, yerr=[y - ci[0], ci[1] - y], marker="o", capsize=3, label=SWEEP_LABELS[method])
+        ax.set_xticks(np.arange(len(rs)), [f"{r['sparsity']:g}" for r in rs])
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set(
+      title=f"{family.upper()} (MNIST-1D)", xlabel="sparsity", ylabel="HAM − baseline, test acc (points)"
+    )
+  axes[0][0].legend(fontsize=8)
+  _common.save_figure(fig, path)
+
+
+def sweep_main(argv) -> None:
+  args = _sweep_parse(argv)
+  sweep = _Sweep(args, data_lib.load_dataset("mnist1d"), argv)
+  groups, t0 = list(sweep.groups()), time.perf_counter()
+  if args.phase in ("tune", "all"):
+    for group in tqdm(groups, desc="tune"):
+      sweep.tune(group)
+  if args.phase in ("pilot", "all"):
+    for group in tqdm(groups, desc=f"pilot: {args.pilot_seeds} seeds"):
+      sweep.final(group, args.pilot_seeds)
+  if args.phase in ("final", "all"):
+    n = sweep.plan()["n_used"]
+    for count in [*range(2 * args.pilot_seeds, n, args.pilot_seeds), n]:  # rounds: a stop leaves equal counts
+      for group in tqdm(groups, desc=f"final: {count} seeds"):
+        sweep.final(group, count)
+  if args.phase in ("report", "final", "all"):
+    summary = sweep_report(sweep)
+    print(sweep_table(summary), "\n", sweep_table(summary, dense=True), sep="\n")
+  print(f"wall time {time.perf_counter() - t0:.0f} s; results in {args.out}")
 
 
 if __name__ == "__main__":

@@ -181,3 +181,53 @@ def test_fast_run_writes_results(name, figures, tmp_path):
   assert result["code_version"]["library_sha256"] == _digest_by_walking()
   for fig in figures:
     assert (tmp_path / fig).stat().st_size > 0
+
+
+# -- the sparse-training sweep (benchmarks/sparse_training.py --sweep) ----------------------------------------
+
+
+def test_sweep_baseline_is_ham_at_alpha_zero_exactly():
+  sweep = _load("sparse_training")
+  params = sweep._init("cnn", jax.random.key(0), 8, with_str=True)
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
+  for method in ("str", "gmp"):
+    tx = {arm: sweep._sweep_tx(method, 0.9, arm, 0.2, 0.0, 1e-2, 20, 5) for arm in ("inner", "base")}
+    p, states = {arm: params for arm in tx}, {arm: t.init(params) for arm, t in tx.items()}
+    for _ in range(3):
+      for arm, t in tx.items():
+        updates, states[arm] = t.update(grads, states[arm], p[arm])
+        p[arm] = optax.apply_updates(p[arm], updates)
+    jax.tree.map(np.testing.assert_array_equal, p["inner"], p["base"])
+
+
+def test_sweep_conv_matches_lax_and_masks_follow_erk():
+  sweep = _load("sparse_training")
+  h, w = jax.random.normal(jax.random.key(0), (3, 20, 4)), jax.random.normal(jax.random.key(1), (5, 4, 6))
+  ref = jax.lax.conv_general_dilated(h, w, (2,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
+  np.testing.assert_allclose(sweep._conv(h, w), ref, atol=1e-5)
+  masks = {"a": jnp.ones((40, 16), bool), "b": jnp.ones(16, bool), "c": jnp.ones((16, 10), bool)}
+  one, two = (sweep._seed_masks(masks, 0.9, jax.random.key(k)) for k in (1, 2))
+  zeros = ham_optax.sparsity.layer_zero_counts([(40, 16), (16, 10)], 0.9, "erk")
+  assert [int((~one[k]).sum()) for k in ("a", "c")] == zeros and bool(one["b"].all())
+  assert not np.array_equal(one["a"], two["a"])  # every seed draws its own positions
+
+
+def test_sweep_power_and_holm_against_references():
+  sweep = _load("sparse_training")
+  np.testing.assert_allclose(sweep.holm([0.01, 0.04, 0.03, 0.5, np.nan]), [0.05, 0.12, 0.12, 1.0, 1.0])
+  rng = np.random.default_rng(0)
+  d = rng.normal(0.5, 1.0, size=(20000, 12))
+  simulated = np.mean(stats.ttest_1samp(d, 0.0, axis=1).pvalue < 0.01)
+  assert sweep._power(12, 1.0, 0.5, 0.01) == pytest.approx(simulated, abs=0.01)
+
+
+@pytest.mark.slow
+def test_sweep_fast_run_writes_every_phase(tmp_path):
+  sweep = _load("sparse_training")
+  args = ["--sweep", "--fast", "--families", "mlp", "--sparsifiers", "random", "str", "--out", str(tmp_path)]
+  sweep.main(args)
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["command"].startswith("python benchmarks/sparse_training.py --sweep --fast")
+  assert [r["label"] for r in summary["rows"]][:2] == ["random", "str"] and summary["power"]["n_used"] >= 2
+  assert all(r["n"] == summary["power"]["n_used"] for r in summary["rows"])
+  assert (tmp_path / "ham_minus_baseline.png").stat().st_size > 0
