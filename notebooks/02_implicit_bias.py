@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # HAM's implicit bias on underdetermined regression
 #
@@ -26,30 +11,24 @@
 # for small $\alpha$ and L1-like for large $\alpha$.
 
 # %%
-# Install: a no-op where ham_optax is importable (a local checkout, CI); on Colab it installs this repository
-# WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax, flax and chex.
-REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+import os
+
+SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
+print(f"SMALL={SMALL}")
+ALPHAS = (1.0, 100.0) if SMALL else (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+SEEDS = (0,) if SMALL else (0, 1, 2)
+T = 30.0  # continuous time each run covers (steps = T / lr)
+
+# %%
+# On Colab (or any runtime without it): install ham_optax from the repository, without dependencies, so that
+# the runtime's own jax and optax stay. A no-op in a checkout.
 import importlib.util
 import subprocess
 import sys
 
+REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run(
-    [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}", "mnist1d"], check=True
-  )
-
-# %% [markdown]
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
-# documentation build run; the default is the full size.
-
-# %%
-import os
-
-SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # CI's quick setting; full size by default
-ALPHAS = (1.0, 100.0) if SMALL else (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
-SEEDS = (0,) if SMALL else (0, 1, 2)
-T = 30.0  # continuous time each run covers (steps = T / lr)
-print(f"SMALL={SMALL}")
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
 
 # %%
 import jax

@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Sparse training with and without HAM
 #
@@ -25,33 +10,26 @@
 # sparsity and sign flips.
 
 # %%
-# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
-# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
-# flax and chex.
-REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
-if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
-  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples, "mnist1d"], check=True)
-
-# %% [markdown]
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
-# documentation build run; the default is the full size.
-
-# %%
 import os
 
-SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # CI's quick setting; full size by default
+SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
+print(f"SMALL={SMALL}")
 NUM_SAMPLES = 1000 if SMALL else 5000
 EPOCHS = 3 if SMALL else 30
 SEEDS = (0,) if SMALL else (0, 1)
 SPARSITY, LR, ALPHA, BATCH = 0.9, 0.05, 20.0, 100
-print(f"SMALL={SMALL}")
+
+# %%
+# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
+# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
+import importlib.util
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+if importlib.util.find_spec("ham_optax_examples") is None:
+  packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
 # %%
 import jax

@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # HAM on every device of the runtime with `jax.sharding`
 #
@@ -27,39 +12,34 @@
 # have, the update has the same one.
 
 # %%
-# Must run before jax is imported: on a CPU-only runtime, simulate 8 devices. The flag only affects the host
-# (CPU) platform, so it is harmless on TPU/GPU runtimes. (Restart the runtime if jax was imported already.)
 import os
 
+SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
+print(f"SMALL={SMALL}")
+NUM_SAMPLES = 1000 if SMALL else 5000
+EPOCHS = 2 if SMALL else 20
+GLOBAL_BATCH = 128  # split evenly over the devices (rounded up to a multiple of their number)
+
+# %%
+# Must run before jax is imported: on a CPU-only runtime, simulate 8 devices. The flag only affects the host
+# (CPU) platform, so it is harmless on TPU/GPU runtimes. (Restart the runtime if jax was imported already.)
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   ).strip()
 
-# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
-# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
-# flax and chex.
-REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
+# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
-if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
-  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples, "mnist1d"], check=True)
-
-# %% [markdown]
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
-# documentation build run; the default is the full size.
+REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+if importlib.util.find_spec("ham_optax_examples") is None:
+  packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
 # %%
-SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # CI's quick setting; full size by default
-NUM_SAMPLES = 1000 if SMALL else 5000
-EPOCHS = 2 if SMALL else 20
-GLOBAL_BATCH = 128  # split evenly over the devices (rounded up to a multiple of their number)
-print(f"SMALL={SMALL}")
 
 # %%
 import time
@@ -92,7 +72,6 @@ mean, std = data["x"].mean(), data["x"].std()
 x_train, y_train = ((data["x"] - mean) / std).astype(np.float32), data["y"].astype(np.int32)
 x_test, y_test = ((data["x_test"] - mean) / std).astype(np.float32), data["y_test"].astype(np.int32)
 print("train", x_train.shape, "test", x_test.shape)
-
 
 # %% [markdown]
 # ## One train step for any mesh

@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # HAM on a transformer: grokking modular addition
 #
@@ -26,25 +11,28 @@
 #
 # We train four optimizers at the hyperparameters `benchmarks/transformers.py` selected on the validation
 # split and plot train and validation accuracy against the step; the benchmark has the 5-seed tables.
-#
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
-# documentation build run; the default is the full size.
 
 # %%
-# ruff: noqa: E402 (a notebook: imports follow the install cell)
-# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
-# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
-# flax and chex.
-REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+import os
+
+SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
+P = 7 if SMALL else 23  # modulus
+WIDTH = 16 if SMALL else 32  # d_model (one block, 4 heads)
+STEPS = 60 if SMALL else 1000  # full-batch steps
+EVAL_EVERY = 10 if SMALL else 25
+print(f"SMALL={SMALL}: p={P}, d_model={WIDTH}, {STEPS} steps")
+
+# %%
+# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
+# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
-if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
-  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples], check=True)
+REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+if importlib.util.find_spec("ham_optax_examples") is None:
+  packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
 # %%
 import os
@@ -53,13 +41,6 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 from ham_optax_examples import data, grokking
-
-SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"
-P = 7 if SMALL else 23  # modulus
-WIDTH = 16 if SMALL else 32  # d_model (one block, 4 heads)
-STEPS = 60 if SMALL else 1000  # full-batch steps
-EVAL_EVERY = 10 if SMALL else 25
-print(f"SMALL={SMALL}: p={P}, d_model={WIDTH}, {STEPS} steps")
 
 # %% [markdown]
 # ## The data: `[a, +, b, =] -> (a + b) mod p`

@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # HAM on graphs: negative alpha on heterophilic graphs
 #
@@ -30,27 +15,32 @@
 #
 # The full study with tuning on validation graphs, test seeds and paired tests is `benchmarks/graphs.py`
 # (guide: `docs/guides/graphs.md`).
-#
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
-# documentation build run; the default is the full size.
 
 # %%
-# Install: a no-op where ham_optax and its examples are importable (a local checkout, CI); on Colab it installs
-# this repository and its `examples` project WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax,
-# flax and chex.
-REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+import os
+
+SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
+NODES = 300 if SMALL else 500
+STEPS = 60 if SMALL else 150
+HS = (0.1, 0.9) if SMALL else (0.1, 0.3, 0.5, 0.7, 0.9)
+ALPHAS = (-30.0, 0.0, 30.0) if SMALL else (-100.0, -30.0, -10.0, -3.0, 0.0, 3.0, 10.0, 30.0, 100.0)
+SEEDS = (0,) if SMALL else (0, 1, 2)
+CSBM = dict(num_nodes=NODES, num_classes=2, num_features=32, signal=0.75, avg_degree=5.0)
+print(f"SMALL={SMALL}: {NODES} nodes, {STEPS} steps, h in {HS}, alpha in {ALPHAS}, seeds {SEEDS}")
+
+# %%
+# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
+# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
-if importlib.util.find_spec("ham_optax_examples") is None:  # the models and data of `examples/`
-  examples = f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"
-  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", examples, "tqdm"], check=True)
+REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+if importlib.util.find_spec("ham_optax_examples") is None:
+  packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
 # %%
-# ruff: noqa: E402
 import functools
 import os
 import pathlib
@@ -65,15 +55,6 @@ from ham_optax_examples import data as data_lib
 from ham_optax_examples import models
 
 import ham_optax
-
-SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # CI's quick setting; full size by default
-NODES = 300 if SMALL else 500
-STEPS = 60 if SMALL else 150
-HS = (0.1, 0.9) if SMALL else (0.1, 0.3, 0.5, 0.7, 0.9)
-ALPHAS = (-30.0, 0.0, 30.0) if SMALL else (-100.0, -30.0, -10.0, -3.0, 0.0, 3.0, 10.0, 30.0, 100.0)
-SEEDS = (0,) if SMALL else (0, 1, 2)
-CSBM = dict(num_nodes=NODES, num_classes=2, num_features=32, signal=0.75, avg_degree=5.0)
-print(f"SMALL={SMALL}: {NODES} nodes, {STEPS} steps, h in {HS}, alpha in {ALPHAS}, seeds {SEEDS}")
 
 # %% [markdown]
 # ## 1. The CSBM generator
@@ -90,7 +71,6 @@ for h in HS:
   )
 ds = data_lib.load_csbm(**CSBM, homophily=0.1, seed=0)
 print("train / val / test nodes:", len(ds.x_train), len(ds.x_val), len(ds.x_test))
-
 
 # %% [markdown]
 # ## 2. GCN and GraphSAGE with AdamW + HAM, alpha from negative to positive

@@ -1,18 +1,3 @@
-# ---
-# jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
-# ---
-
 # %% [markdown]
 # # Steepest mirror flows and graphons of pruning masks
 #
@@ -28,31 +13,25 @@
 #    image. Random masks converge to a flat graphon as the width grows; RigL's masks keep a structure.
 
 # %%
-# Install: a no-op where ham_optax is importable (a local checkout, CI); on Colab it installs this repository
-# WITHOUT touching Colab's own jax/jaxlib (TPU/GPU builds), optax, flax and chex.
-REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("ham_optax") is None:
-  subprocess.run(
-    [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}", "matplotlib"], check=True
-  )
-
-# %% [markdown]
-# **Sizes.** `SMALL = True` (set `HAM_OPTAX_NOTEBOOK_SMALL=1`) is the quick setting the tests and the
-# documentation build run; the default is the full size.
-
-# %%
 import os
 
-SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # CI's quick setting; full size by default
+SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
+print(f"SMALL={SMALL}")
 STEPS = 300 if SMALL else 1500  # training steps per run of the escape study
 LRS = [1e-3, 1e-2, 1e-1] if SMALL else [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
 DEPTHS = (2, 3) if SMALL else (2, 3, 4)
 WIDTHS = (64, 128) if SMALL else (64, 256, 1024)  # graphon study
-print(f"SMALL={SMALL}")
+
+# %%
+# On Colab (or any runtime without it): install ham_optax from the repository, without dependencies, so that
+# the runtime's own jax and optax stay. A no-op in a checkout.
+import importlib.util
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
+if importlib.util.find_spec("ham_optax") is None:
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
 
 # %%
 import jax

@@ -1,8 +1,9 @@
 """The notebooks: jupytext percent sources paired with committed .ipynb files, Colab-ready, runnable at small size.
 
-``notebooks/NN_name.py`` (jupytext percent format, linted by ruff) is the source; ``notebooks/NN_name.ipynb``
-carries the same cells without outputs (the documentation build executes the notebooks, so no output of an
-earlier state of the code is ever published). Edit the ``.py`` and run ``jupytext --sync notebooks/NN_name.py``.
+``notebooks/NN_name.py`` (jupytext percent format without a header, paired by ``notebooks/jupytext.toml``, linted
+by ruff) is the source; ``notebooks/NN_name.ipynb`` carries the same cells without outputs (the documentation
+build executes the notebooks, so no output of an earlier state of the code is ever published). Edit the ``.py``
+and run ``jupytext --sync notebooks/NN_name.py``.
 The execution test runs each notebook in a fresh ``python3`` kernel with ``HAM_OPTAX_NOTEBOOK_SMALL=1`` (the
 small-size switch); any cell error (including a failed ``assert`` inside a notebook) fails it.
 """
@@ -50,12 +51,14 @@ def test_notebook_matches_its_source(source):
 def test_notebook_is_colab_ready(path):
   nb = nbformat.read(path, as_version=4)
   code = _code(nb)
-  install = code[0]
-  assert "--no-deps" in install and 'find_spec("ham_optax") is None' in install
-  if any("ham_optax_examples" in cell for cell in code[1:]):
+  (install,) = [cell for cell in code[:2] if "pip" in cell]  # the sizes cell, then the install cell
+  assert "--no-deps" in install and 'f"git+{REPO_URL}"' in install
+  if any("ham_optax_examples" in cell for cell in code if cell is not install):
     # The examples are a project of their own in the repository's `examples/` directory: installed next to it.
     assert 'find_spec("ham_optax_examples") is None' in install
     assert 'f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"' in install
+  else:
+    assert 'find_spec("ham_optax") is None' in install
   # Never reinstall or upgrade Colab's own jax/jaxlib (TPU/GPU builds).
   for cell in code:
     for line in cell.splitlines():
