@@ -1,15 +1,8 @@
-"""Sphinx configuration for the ham_optax documentation.
+"""Sphinx configuration (``sphinx-build -W --keep-going -b html docs docs/_build/html``; see docs/development.md).
 
-Build (warnings are errors, as in CI)::
-
-  pip install -e ".[docs]" -e ./examples
-  sphinx-build -W --keep-going -b html docs docs/_build/html
-
-The API pages are generated from the docstrings of the public modules: ``docs/api/*.rst`` list every name of
-each module's ``__all__`` (written here at build time, so a new public name needs no docs edit). The notebooks
-(``notebooks/NN_name.ipynb``, committed without outputs; copied to ``docs/notebooks/`` at build time) are executed
-by the build, at the small size the tests run unless ``HAM_OPTAX_NOTEBOOK_SMALL`` is set otherwise (``0``: the full
-size), so the pages show what the current code prints; a cell that fails fails the build.
+``docs/api/*.rst`` list every name of each public module's ``__all__`` (written at build time); the notebooks
+(committed without outputs, copied to ``docs/notebooks/``) are executed by the build at the small size unless
+``HAM_OPTAX_NOTEBOOK_SMALL`` says otherwise (``0``: full size); a cell that fails fails the build.
 """
 
 from __future__ import annotations
@@ -31,22 +24,13 @@ author = "ham_optax developers"
 copyright = "2026, ham_optax developers"  # noqa: A001
 release = ham_optax.__version__
 
-extensions = [
-  "myst_nb",
-  "sphinx.ext.autodoc",
-  "sphinx.ext.autosummary",
-  "sphinx.ext.napoleon",
-  "sphinx.ext.mathjax",
-  "sphinx.ext.viewcode",
-]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.napoleon"]
+extensions += ["sphinx.ext.mathjax", "sphinx.ext.viewcode"]
 
 html_theme = "sphinx_book_theme"
 html_title = "ham_optax"
-html_theme_options = {
-  "repository_url": "https://github.com/ham-optax/ham_optax",
-  "use_repository_button": True,
-  "show_toc_level": 2,
-}
+html_theme_options = {"repository_url": "https://github.com/ham-optax/ham_optax", "show_toc_level": 2}
+html_theme_options["use_repository_button"] = True
 
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]  # autosummary/class.rst: a class page without the inherited-member tables
@@ -61,11 +45,7 @@ os.environ.setdefault("HAM_OPTAX_NOTEBOOK_SMALL", "1")  # inherited by the noteb
 os.environ.pop("XLA_FLAGS", None)  # notebook 04 sets its own device count
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
-suppress_warnings = [
-  # The notebooks and guides start sections at "##" under a "#" title that myst counts from the file; a
-  # notebook's markdown cells are not ours to restructure for Sphinx.
-  "myst.header",
-]
+suppress_warnings = ["myst.header"]  # notebooks and guides start sections at "##" under their "#" title
 
 # autodoc / autosummary / napoleon: Google-style docstrings (Args:, Returns:, Attributes:, Example:).
 autosummary_generate = True
@@ -89,12 +69,10 @@ nitpick_ignore_regex = [
 ]
 
 PUBLIC_MODULES = [
-  ("ham_optax", "The core: ham, hyperbolic_step and the ham_sgd / ham_adam / ham_adamw aliases"),
-  ("ham_optax.geometry", None),
-  ("ham_optax.metrics", None),
-  ("ham_optax.overparam", None),
-  ("ham_optax.schedules", None),
-  ("ham_optax.sparsity", None),
+  ("ham_optax", "The core: ham, hyperbolic_step and the ham_sgd / ham_adam / ham_adamw aliases")
+]
+PUBLIC_MODULES += [
+  (f"ham_optax.{m}", None) for m in ("geometry", "metrics", "overparam", "schedules", "sparsity")
 ]
 
 
@@ -127,19 +105,12 @@ def _write_api_pages() -> None:
   shutil.rmtree(api / "_autosummary", ignore_errors=True)  # autosummary writes every name's page again
 
 
-def _copy_notebooks() -> None:
-  """The committed notebooks (sources without outputs) next to the pages that link them."""
-  target = DOCS / "notebooks"
-  target.mkdir(exist_ok=True)
-  for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-    if not (target / nb.name).exists() or (target / nb.name).read_bytes() != nb.read_bytes():
-      shutil.copyfile(nb, target / nb.name)
-
-
 def _write_if_changed(path: pathlib.Path, text: str) -> None:
   if not path.exists() or path.read_text() != text:
     path.write_text(text)
 
 
 _write_api_pages()
-_copy_notebooks()
+(DOCS / "notebooks").mkdir(exist_ok=True)  # the committed notebooks next to the pages that link them
+for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+  _write_if_changed(DOCS / "notebooks" / nb.name, nb.read_text())
