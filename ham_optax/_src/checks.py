@@ -116,8 +116,7 @@ def check_scalar(
   ok_hi = hi is None or (v < hi if hi_open else v <= hi)
   if not (ok_lo and ok_hi):
     if lo is not None and hi is not None:
-      lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-      cond = f"in {lb}{_fmt(lo)}, {_fmt(hi)}{rb}"
+      cond = f"in {'(' if lo_open else '['}{_fmt(lo)}, {_fmt(hi)}{')' if hi_open else ']'}"
     elif lo is not None:
       cond = f"{'>' if lo_open else '>='} {_fmt(lo)}"
     else:
@@ -176,9 +175,7 @@ def check_positive_values(value: Any, name: str) -> None:
     concrete = np.asarray(value)
   except Exception as e:  # noqa: BLE001 - re-raised with a clear message
     raise TypeError(f"{name} must be a real number, got {value!r}.") from e
-  if concrete.dtype == np.bool_ or not (
-    np.issubdtype(concrete.dtype, np.floating) or np.issubdtype(concrete.dtype, np.integer)
-  ):
+  if concrete.dtype == np.bool_ or not np.issubdtype(concrete.dtype, np.number) or np.iscomplexobj(concrete):
     raise TypeError(f"{name} must be a real number, got {value!r}.")
   if not np.all(np.isfinite(concrete)) or np.any(concrete <= 0):
     raise ValueError(f"{name} must be finite and > 0, got {value!r}.")

@@ -15,13 +15,6 @@ import jax.numpy as jnp
 
 from ham_optax._src import checks
 
-__all__ = ["empirical_graphon", "graphon_distance"]
-
-
-def _block_of(n: int, resolution: int) -> jax.Array:
-  """Block index of each of ``n`` ordered positions on ``resolution`` equal slices of [0, 1]."""
-  return (jnp.arange(n) * resolution) // n
-
 
 def empirical_graphon(mask: jax.Array, resolution: int = 16) -> jax.Array:
   """The degree-sorted step-function graphon of a layer's mask, as a ``resolution x resolution`` density image.
@@ -58,23 +51,19 @@ def empirical_graphon(mask: jax.Array, resolution: int = 16) -> jax.Array:
   resolution = checks.check_int(resolution, "resolution", 1, owner="empirical_graphon")
   checks.check_ndim(mask, "mask", 2, owner="empirical_graphon", layout=" (n_in, n_out)")
   n_in, n_out = jnp.shape(mask)
+  owner = "empirical_graphon"
   checks.check_order(
-    resolution,
-    "`resolution`",
-    min(n_in, n_out),
-    "the neuron count of `mask`",
-    strict=False,
-    owner="empirical_graphon",
+    resolution, "`resolution`", min(n_in, n_out), "the neuron count of `mask`", strict=False, owner=owner
   )
   m = jnp.asarray(mask, jnp.float32)
-  rows = jnp.argsort(-m.sum(1), stable=True)
-  cols = jnp.argsort(-m.sum(0), stable=True)
-  m = m[rows][:, cols]
-  row_oh = jax.nn.one_hot(_block_of(n_in, resolution), resolution, dtype=jnp.float32)  # (n_in, r)
-  col_oh = jax.nn.one_hot(_block_of(n_out, resolution), resolution, dtype=jnp.float32)  # (n_out, r)
-  sums = row_oh.T @ m @ col_oh
-  counts = jnp.outer(row_oh.sum(0), col_oh.sum(0))
-  return sums / counts
+  m = m[jnp.argsort(-m.sum(1), stable=True)][
+    :, jnp.argsort(-m.sum(0), stable=True)
+  ]  # rows, columns by degree
+  # Position p of n ordered neurons lies in block floor(p r / n): one-hot (n, r) block memberships.
+  row_oh, col_oh = (
+    jax.nn.one_hot(jnp.arange(n) * resolution // n, resolution, dtype=jnp.float32) for n in (n_in, n_out)
+  )
+  return (row_oh.T @ m @ col_oh) / jnp.outer(row_oh.sum(0), col_oh.sum(0))
 
 
 def graphon_distance(w1: jax.Array, w2: jax.Array) -> jax.Array:

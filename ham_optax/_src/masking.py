@@ -123,26 +123,17 @@ def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[b
   """
   if not jax.tree.leaves(params):
     return ()  # nothing to select (also the placeholder optax.tree_utils.tree_map_params passes to init)
-  if mask is None:
-    mask_tree = default_mask(params)
-  elif is_mask_callable(mask):
-    mask_tree = mask(params)
-  else:
-    mask_tree = mask
-  try:
-    full = jax.tree.map(
-      lambda m, sub: jax.tree.map(lambda _: m, sub),
-      mask_tree,
-      params,
-    )
+  mask_tree = default_mask(params) if mask is None else mask(params) if is_mask_callable(mask) else mask
+  try:  # a bool at an inner node applies to its whole subtree
+    full = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), mask_tree, params)
   except (ValueError, TypeError) as e:
     raise ValueError(
       f"{what} does not match the params' structure: {_explain_mismatch(mask_tree, params)}."
     ) from e
-  flat_mask = jax.tree_util.tree_flatten_with_path(full)[0]
-  flat_params = jax.tree.leaves(params)
   selected = []
-  for (path, m), p in zip(flat_mask, flat_params, strict=True):
+  for (path, m), p in zip(
+    jax.tree_util.tree_flatten_with_path(full)[0], jax.tree.leaves(params), strict=True
+  ):
     name = jax.tree_util.keystr(path)
     on = _to_static_bool(m, name, what)
     if on and not is_float(p):

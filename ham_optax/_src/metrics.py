@@ -90,9 +90,7 @@ def sign_flips(params: Any, reference: Any, prunable: masking.MaskOrFn = None) -
     )
   flags = masking.resolve_mask(prunable, params, "`prunable`")
   refs = [jnp.asarray(r) for r, f in zip(ref_leaves, flags, strict=True) if f]
-  per_layer = {}
-  both_nonzero = jnp.zeros([], jnp.int32)
-  total = jnp.zeros([], jnp.int32)
+  per_layer, total, both_nonzero = {}, jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32)
   for (name, x), r in zip(sel, refs, strict=True):
     if x.shape != r.shape:
       raise ValueError(f"reference{name} has shape {r.shape}, params{name} has shape {x.shape}.")

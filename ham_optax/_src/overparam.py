@@ -147,7 +147,14 @@ def pointwise_overparam(
     An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and returns
     ``updates = m * w - params`` for masked leaves.
   """
-  init, rescale_every, balance = _checked_args(inner, weight_decay, init, rescale_every, rescale_balance)
+  checks.check_inner(inner, "pointwise_overparam")
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
+  if isinstance(init, str):
+    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
+  else:
+    init = checks.check_scalar(init, "init")
+  rescale_every = checks.check_int(rescale_every, "rescale_every", 1, none_ok=True)
+  balance = checks.check_scalar(rescale_balance, "rescale_balance")
   inner = optax.with_extra_args_support(inner)
 
   def mask_of(params):
@@ -185,18 +192,6 @@ def pointwise_overparam(
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def _checked_args(inner, weight_decay, init, rescale_every, rescale_balance) -> tuple:
-  """:func:`pointwise_overparam`'s arguments checked: ``(init, rescale_every, rescale_balance)``."""
-  checks.check_inner(inner, "pointwise_overparam")
-  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
-  if isinstance(init, str):
-    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
-  else:
-    init = checks.check_scalar(init, "init")
-  rescale_every = checks.check_int(rescale_every, "rescale_every", 1, none_ok=True)
-  return init, rescale_every, checks.check_scalar(rescale_balance, "rescale_balance")
 
 
 def _map_masked(flags: Any, fn: Callable[..., Any], *trees: Any) -> Any:

@@ -1,26 +1,12 @@
-"""Weight-decay switch-off schedules.
+"""Weight-decay switch-off schedules: ``switch_off(value, switch_step)(k) = value(k) if k < switch_step else 0``.
 
-Jacobs, Zhou & Burkholz, "Mirror, Mirror of the Flow: How Does Regularization Shape
-Implicit Bias?" (ICML 2025) show that explicit regularisation leaves a lasting change in the
-geometry (the implicit bias) of training even after it is removed, and propose to *switch
-weight decay off* partway through training. The same idea drives PILoT ("Mask in the
-Mirror", Jacobs & Burkholz, ICLR 2025), which controls and then turns off the regularisation
-of an ``m * w`` overparameterisation, and it applies unchanged to HAM's multiplicative decay
-``beta`` (Jacobs et al., "Hyperbolic Aware Minimization", ICLR 2026, arXiv 2506.02630).
-
-The helpers here return ordinary :data:`optax.Schedule` callables::
-
-    switch_off(value, switch_step)(k) = value(k) if k < switch_step else 0
-
-so they can be passed wherever optax accepts a schedule:
-
-* ``optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=sched)``
-  (``optax.adamw`` itself only takes a float ``weight_decay``);
-* ``optax.add_decayed_weights`` has no schedule argument either; use ``inject_hyperparams``;
-* ``ham_optax.ham(inner, lr, beta=sched)`` (or under ``optax.inject_hyperparams(ham_optax.ham,
-  static_args=("mask",))``);
-* ``weight_decay=`` of :func:`ham_optax.overparam.pointwise_overparam` (evaluated at the
-  wrapper's own step count).
+Jacobs, Zhou & Burkholz, "Mirror, Mirror of the Flow: How Does Regularization Shape Implicit Bias?" (ICML 2025)
+show that explicit regularisation leaves a lasting change in the geometry (the implicit bias) of training even
+after it is removed, and propose to *switch weight decay off* partway through training. The same idea drives
+PILoT ("Mask in the Mirror", Jacobs & Burkholz, ICLR 2025) and applies unchanged to HAM's multiplicative decay
+``beta``. The helpers return ordinary :data:`optax.Schedule` callables, for any argument optax accepts a schedule
+for: ``optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=sched)``,
+``ham_optax.ham(inner, lr, beta=sched)``, ``weight_decay=`` of :func:`ham_optax.overparam.pointwise_overparam`.
 """
 
 from __future__ import annotations
@@ -30,8 +16,6 @@ import optax
 
 from ham_optax._src import checks
 
-__all__ = ["switch_off", "switch_off_fraction"]
-
 
 def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedule:
   """Returns a schedule equal to ``value`` before ``switch_step`` and 0 from then on.
@@ -40,12 +24,10 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
 
     s(k) = \\begin{cases} v(k) & k < k_\\text{off} \\\\ 0 & k \\ge k_\\text{off} \\end{cases}
 
-  with ``v`` the constant ``value`` or the schedule ``value`` evaluated at ``k``. The step
-  count ``k`` starts at 0 (optax convention), so ``switch_step=0`` gives 0 for every step
-  and ``switch_step=T`` keeps ``value`` for exactly the first ``T`` updates.
-
-  This is the weight-decay switch-off of Jacobs, Zhou & Burkholz, "Mirror, Mirror of the
-  Flow: How Does Regularization Shape Implicit Bias?" (ICML 2025).
+  with ``v`` the constant ``value`` or the schedule ``value`` evaluated at ``k``. The step count ``k`` starts at 0
+  (optax convention), so ``switch_step=0`` gives 0 for every step and ``switch_step=T`` keeps ``value`` for exactly
+  the first ``T`` updates: the weight-decay switch-off of Jacobs, Zhou & Burkholz, "Mirror, Mirror of the Flow: How
+  Does Regularization Shape Implicit Bias?" (ICML 2025).
 
   Args:
     value: the regularisation strength (float) or an optax schedule of it.
@@ -64,8 +46,7 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
   switch_step = checks.check_int(switch_step, "switch_step", 0, owner="switch_off")
 
   def schedule(count: optax.Numeric) -> optax.Numeric:
-    v = value(count) if callable(value) else jnp.asarray(value, dtype=jnp.float32)
-    v = jnp.asarray(v)
+    v = jnp.asarray(value(count) if callable(value) else jnp.asarray(value, dtype=jnp.float32))
     return jnp.where(jnp.asarray(count) < switch_step, v, jnp.zeros_like(v))
 
   return schedule
@@ -74,8 +55,8 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
 def switch_off_fraction(value: optax.ScalarOrSchedule, total_steps: int, fraction: float) -> optax.Schedule:
   """Returns :func:`switch_off` with ``switch_step = round(fraction * total_steps)``.
 
-  Turns decay (or HAM's ``beta``) off after the chosen fraction of training, as
-  proposed in "Mirror, Mirror of the Flow" (Jacobs, Zhou & Burkholz, ICML 2025).
+  Turns decay (or HAM's ``beta``) off after the chosen fraction of training, as proposed in "Mirror, Mirror of the
+  Flow" (Jacobs, Zhou & Burkholz, ICML 2025).
 
   Args:
     value: the regularisation strength (float) or an optax schedule of it.

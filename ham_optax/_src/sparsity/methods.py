@@ -427,12 +427,9 @@ def rigl(
 
   The number of active weights per layer never changes, so the sparsity stays exact. Ties are broken by position.
 
-  Which gradient goes where (``rigl(ham(inner))``): the sparsifier receives the dense gradient :math:`g_t` (the
-  gradient of the loss at the sparse params, dense at pruned positions too) and uses it for growth; it passes
-  :math:`m \odot g_t` to the wrapped transform, so ``inner`` (including a ``clip_by_global_norm`` or Adam's
-  moments) only sees active weights. HAM's mirror step reads the gradient ``ham`` receives, :math:`m \odot g_t`,
-  before ``inner``'s preprocessing: it equals the raw gradient at every active weight, and at pruned weights the
-  mirror step's result is discarded by the projection.
+  Which gradient goes where (``rigl(ham(inner))``): growth reads the dense gradient :math:`g_t` (the loss'
+  gradient at the sparse params, dense at pruned positions too); the wrapped transform receives :math:`m \odot g_t`,
+  so ``inner`` (a ``clip_by_global_norm``, Adam's moments) and HAM's mirror step only see active weights.
 
   References: Evci et al., ICML 2020 (``google-research/rigl``: ``SparseRigLOptimizer``, cosine drop fraction,
   ``reset_momentum`` of new connections; ``google-research/jaxpruner``: ``RigL``, ``restart_inner_state``).
