@@ -40,8 +40,6 @@ if importlib.util.find_spec("ham_optax_examples") is None:
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
 # %%
-
-# %%
 import time
 
 import jax

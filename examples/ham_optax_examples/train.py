@@ -56,9 +56,8 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
   AC/DC spans ``total_steps``."""
   lr = _learning_rate(config, total_steps, steps_per_epoch)
   if config.optimizer == "sgd":
-    inner = optax.chain(
-      optax.add_decayed_weights(config.weight_decay), optax.sgd(lr, momentum=config.momentum or None)
-    )
+    sgd = optax.sgd(lr, momentum=config.momentum or None)
+    inner = optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
   else:
     inner = optax.adamw(lr, weight_decay=config.weight_decay)
   if config.sign_in:  # x = m * w, the balance reset every few epochs
@@ -93,22 +92,17 @@ def _build_model(config: Config, dataset: data_lib.Dataset) -> nnx.Module:
       "the transformer reads token sequences (datasets modular, modular_sub) and every other model features or "
       "graph nodes"
     )
-  shape, classes = dataset.input_shape, dataset.num_classes
-  model = models.create_model(
-    config.model, shape, classes, seed=config.seed, width=config.width, graph=dataset.graph
-  )
+  kwargs = {"seed": config.seed, "width": config.width, "graph": dataset.graph}
+  model = models.create_model(config.model, dataset.input_shape, dataset.num_classes, **kwargs)
   model.train()
   return model
 
 
 def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Dataset:
   """``dataset`` with only the first ``config.num_train`` training examples (all when ``None``)."""
-  n = config.num_train
-  return (
-    dataset
-    if n is None
-    else dataclasses.replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
-  )
+  if (n := config.num_train) is None:
+    return dataset
+  return dataclasses.replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
 
 
 def suggested_alpha(
@@ -128,9 +122,7 @@ def suggested_alpha(
     return _loss_fn(nnx.merge(graphdef, p, rest, copy=True), *batch)[0]
 
   idx = np.resize(np.random.default_rng([config.seed, 0]).permutation(len(train.x_train)), 20 * batch_size)
-  batches = [
-    (jnp.asarray(train.x_train[i]), jnp.asarray(train.y_train[i])) for i in idx.reshape(20, batch_size)
-  ]
+  batches = [(jnp.asarray(train.x_train[i]), jnp.asarray(train.y_train[i])) for i in idx.reshape(20, -1)]
   total = max(steps_per_epoch * config.epochs, 40)
   inner = make_optimizer(config.replace(ham=False, sign_in=False, sparsifier="none"), total, steps_per_epoch)
   lr = _learning_rate(config, total, steps_per_epoch)
@@ -166,9 +158,7 @@ def _stack_blocks(blocks: list[np.ndarray], length: int, rows: int) -> np.ndarra
   return stacked.reshape(length // rows, len(blocks) * rows, *padded.shape[2:])
 
 
-def _evaluate_blocks(
-  model: nnx.Module, blocks: list, block_rows: int, layout: DataLayout, batch_size: int
-) -> dict:
+def _evaluate_blocks(model: nnx.Module, blocks: list, block_rows: int, layout: DataLayout, batch_size: int):
   """Mean loss and accuracy over every process's ``blocks`` (this process's ``(x, y)`` shards of a split, each
   at most ``block_rows`` long). A global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded
   with rows of weight 0, so that every process runs the same steps and every example counts once."""
@@ -176,10 +166,9 @@ def _evaluate_blocks(
   while (rows * layout.shards) % layout.devices:
     rows += 1
   length = -(-block_rows // rows) * rows
-  ws = [np.ones(len(y), np.float32) for _, y in blocks]
-  stacked = [
-    _stack_blocks(list(b), length, rows) for b in ([x for x, _ in blocks], [y for _, y in blocks], ws)
-  ]
+  xs, ys = zip(*blocks, strict=True)
+  ws = [np.ones(len(y), np.float32) for y in ys]
+  stacked = [_stack_blocks(list(b), length, rows) for b in (xs, ys, ws)]
   model.eval()
   total_loss, correct, count = 0.0, 0, 0
   for x, y, w in zip(*stacked, strict=True):
@@ -329,9 +318,8 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
   layout.check_batch(batch_size)
   steps_per_epoch = min(shard_rows // (batch_size // layout.shards), config.max_steps or math.inf)
   model = _build_model(config, dataset)
-  optimizer = nnx.Optimizer(
-    model, make_optimizer(config, steps_per_epoch * config.epochs, steps_per_epoch), wrt=nnx.Param
-  )
+  tx = make_optimizer(config, steps_per_epoch * config.epochs, steps_per_epoch)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   if config.sparsifier != "none":  # pruning at init: the model is sparse before the first step
     params = nnx.as_pure(nnx.state(model, nnx.Param))
     nnx.update(model, sp.apply_masks(params, nnx.as_pure(optimizer.opt_state)))
@@ -404,8 +392,10 @@ def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, fl
 
 
 def epoch_record(config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray) -> dict:
-  """Loss / accuracy on train (mean over the epoch's steps), validation and test (over every shard), the
-  weights' sparsity and sign flips versus initialisation, and ``diagnostics`` (HAM's, with HAM)."""
+  """``epoch``, ``step``, ``train_loss`` / ``train_acc`` (means over the epoch's steps), ``val_loss``, ``val_acc``,
+  ``test_loss``, ``test_acc`` (over every shard), ``sparsity`` and ``sign_flips`` of the weight tensors versus
+  initialisation, and ``diagnostics`` (with HAM: ``ham_exponent_rms``, ``ham_exponent_max``,
+  ``ham_clip_fraction``, ``ham_inverse_metric_mean``, ``ham_inverse_metric_max``)."""
   weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
   record = {"epoch": epoch + 1, "step": (epoch + 1) * ts.steps_per_epoch}
   record |= {"train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
@@ -428,11 +418,9 @@ def check_fits(config: Config, dataset: data_lib.Dataset) -> None:
 def _train_epochs(config: Config, ts: TrainState, history: list, manager) -> int | None:
   """Trains from epoch ``len(history)`` to the end (or ``halt_after_epochs``), appending to ``history`` and saving
   a checkpoint after each epoch; returns the epoch whose loss became non-finite, if any."""
-  desc = f"{config.model} {config.method} seed {config.seed}"
-  t0 = time.perf_counter()
-  with tqdm(
-    total=config.epochs, initial=len(history), desc=desc, leave=False, disable=not config.progress
-  ) as bar:
+  desc, t0 = f"{config.model} {config.method} seed {config.seed}", time.perf_counter()
+  bar = tqdm(total=config.epochs, initial=len(history), desc=desc, leave=False, disable=not config.progress)
+  with bar:
     for epoch in range(len(history), min(config.epochs, config.halt_after_epochs or config.epochs)):
       record = epoch_record(config, ts, epoch, *train_epoch(ts, config.seed, epoch))
       if not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])):
@@ -455,22 +443,17 @@ def train_and_evaluate(
   """Trains one model as configured and returns its results.
 
   Args:
-    config: the run's :class:`~ham_optax_examples.configs.default.Config`; fields left at ``None`` are
-      resolved (:func:`~ham_optax_examples.configs.default.resolve`), ``alpha="auto"`` (with HAM) becomes
-      :func:`suggested_alpha`, and the resolved config is returned.
+    config: the run's ``Config``; ``None`` fields are resolved (:func:`~ham_optax_examples.configs.default.resolve`),
+      ``alpha="auto"`` (with HAM) becomes :func:`suggested_alpha`, and the resolved config is returned.
     dataset: an already loaded dataset (saves reloading across runs); default: load ``config.dataset``.
     return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
 
   Returns:
     A JSON-serialisable dict: ``config``, ``method``, ``alpha_source`` (``"suggest_alpha"``,
-    ``"validation-tuned"`` or ``"given"``), ``history`` (one dict per finished epoch with ``train_loss``,
-    ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``, ``sparsity`` and ``sign_flips`` of
-    the weight tensors versus initialisation, ``diagnostics`` (with HAM: ``ham_exponent_rms``,
-    ``ham_exponent_max``, ``ham_clip_fraction``, ``ham_inverse_metric_mean`` and ``ham_inverse_metric_max``
-    from :func:`ham_optax.metrics.ham_diagnostics`), ``time_s``), ``completed``, ``diverged`` and
-    ``diverged_epoch`` (the epoch whose loss became non-finite; training stops there), and the final
-    ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a diverged run), ``train_time_s``
-    and ``batch_size_used`` (at most the training set). The model is tuned on ``val_acc``; ``test_acc`` is for
+    ``"validation-tuned"`` or ``"given"``), ``history`` (per finished epoch, :func:`epoch_record` and
+    ``time_s``), ``completed``, ``diverged``, ``diverged_epoch`` (the epoch whose loss became non-finite; training
+    stops there), the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a diverged run),
+    ``train_time_s`` and ``batch_size_used`` (at most the training set). Tune on ``val_acc``; ``test_acc`` is for
     reporting only.
   """
   alpha_source = resolve(config)[1].get("alpha", "suggest_alpha" if config.alpha == "auto" else "given")
@@ -490,10 +473,8 @@ def train_and_evaluate(
       nnx.update((ts.model, ts.optimizer), restored["state"])
       ts.reference, history = restored["reference"], list(restored["history"])
       if jax.process_index() == 0:
-        print(
-          f"{config.model} {config.method} seed {config.seed}: resuming from epoch {latest} of {config.epochs} "
-          f"({config.checkpoint_dir})"
-        )
+        run = f"{config.model} {config.method} seed {config.seed}"
+        print(f"{run}: resuming from epoch {latest} of {config.epochs} ({config.checkpoint_dir})")
   diverged_epoch = _train_epochs(config, ts, history, manager)
   if manager is not None:
     manager.close()
