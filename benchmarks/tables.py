@@ -666,8 +666,7 @@ def mw_family_memory(results: Path) -> str:
   nano = b["nanoadam fraction=0.1"]
   return (
     f"{res['n_params'] / 1e6:.1f} M float32 parameters: {'; '.join(parts)}; NanoAdam (10 %, head and norms dense) "
-    f"{nano / mib:.1f} MiB "
-    f"({b['adam']['inner'] / nano:.1f}x less than Adam)."
+    f"{nano / mib:.1f} MiB ({b['adam']['inner'] / nano:.1f}x less than Adam)."
   )
 
 
