@@ -196,12 +196,12 @@ class _GraphModel(nnx.Module):
     messages = h[self.senders[...]] * self.weights[...][:, None]
     return jax.ops.segment_sum(messages, self.receivers[...], num_segments=h.shape[0])
 
-  def logits(self) -> jax.Array:
-    raise NotImplementedError
-
   def __call__(self, idx: jax.Array | None = None) -> jax.Array:
-    out = self.logits()
-    return out if idx is None else out[jnp.asarray(idx, jnp.int32)]
+    h = self.features[...]
+    for i in range(self.num_layers):
+      h = self.layer(i, h)
+      h = jax.nn.relu(h) if i < self.num_layers - 1 else h
+    return h if idx is None else h[jnp.asarray(idx, jnp.int32)]
 
 
 class GCN(_GraphModel):
@@ -215,14 +215,11 @@ class GCN(_GraphModel):
     self._store_graph(graph, self_loops=True, symmetric=True)
     sizes = [graph.x.shape[1], *hidden, num_classes]
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+    self.num_layers = len(self.layers)
 
-  def logits(self) -> jax.Array:
-    h = self.features[...]
-    for i, layer in enumerate(self.layers):
-      h = self.propagate(h @ layer.kernel[...]) + layer.bias[...]
-      if i < len(self.layers) - 1:
-        h = jax.nn.relu(h)
-    return h
+  def layer(self, i: int, h: jax.Array) -> jax.Array:
+    """Layer ``i``: ``A_hat h W + b``."""
+    return self.propagate(h @ self.layers[i].kernel[...]) + self.layers[i].bias[...]
 
 
 class GraphSAGE(_GraphModel):
@@ -239,14 +236,11 @@ class GraphSAGE(_GraphModel):
     pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
     self.self_layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in pairs])
     self.neigh_layers = nnx.List([nnx.Linear(a, b, use_bias=False, rngs=rngs) for a, b in pairs])
+    self.num_layers = len(pairs)
 
-  def logits(self) -> jax.Array:
-    h = self.features[...]
-    for i, (own, neigh) in enumerate(zip(self.self_layers, self.neigh_layers, strict=True)):
-      h = own(h) + self.propagate(neigh(h))
-      if i < len(self.self_layers) - 1:
-        h = jax.nn.relu(h)
-    return h
+  def layer(self, i: int, h: jax.Array) -> jax.Array:
+    """Layer ``i``: ``h W_self + (D^-1 A) h W_neigh + b``."""
+    return self.self_layers[i](h) + self.propagate(self.neigh_layers[i](h))
 
 
 class _DecoderBlock(nnx.Module):
@@ -323,12 +317,11 @@ def create_model(
 ) -> nnx.Module:
   """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example).
 
-  ``width``: hidden size of the MLPs (two layers), channels of the CNN1D, base width of the
-  ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18, ``d_model`` of the transformer (one block,
-  4 heads), hidden size of the graph models (one hidden layer); ``None`` picks each model's default.
-  ``vocab_size`` (transformer only; ``input_shape`` is ``(seq_len,)``) defaults to ``num_classes + 3``: the
-  numbers ``0 .. p-1`` and the symbols ``+ - =`` of :func:`ham_optax_examples.data.load_modular`. ``graph``: the
-  graph of the node-classification models ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
+  ``width``: hidden size of the MLPs (two layers) and the graph models (one layer), channels of the CNN1D, base
+  width of the ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18, ``d_model`` of the transformer
+  (one block, 4 heads); ``None``: each model's default. ``vocab_size`` (transformer only) defaults to
+  ``num_classes + 3``, the tokens of :func:`~ham_optax_examples.data.load_modular`. ``graph``: the graph of
+  ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
   """
   rngs = nnx.Rngs(seed)
   if name in GRAPH_MODELS:
@@ -339,11 +332,8 @@ def create_model(
   if graph is not None:
     raise ValueError(f"{name} is not a graph model; use one of {GRAPH_MODELS} for a graph dataset")
   if name in ("mlp", "mlp_ln"):
-    in_features = 1
-    for d in input_shape:
-      in_features *= d
     hidden = (256, 256) if width is None else (width, width)
-    return MLP(in_features, num_classes, hidden, layernorm=name == "mlp_ln", rngs=rngs)
+    return MLP(int(np.prod(input_shape)), num_classes, hidden, layernorm=name == "mlp_ln", rngs=rngs)
   if name in ("cnn1d", "resnet1d"):
     if len(input_shape) not in (1, 2):
       raise ValueError(f"{name} needs (length,) or (length, channels) inputs, got {input_shape}")
