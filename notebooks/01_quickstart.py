@@ -165,13 +165,8 @@ print("train", x_train.shape, "validation", x_val.shape, "test", x_test.shape)
 # inner optimizer flip small weights as easily as gradient descent does.
 
 # %%
-import inspect
-
 from flax import nnx
 from ham_optax_examples.models import MLP  # 40 -> 256 -> 256 -> 10, ReLU
-
-# flax >= 0.11 passes the model to Optimizer.update; older flax (some Colab images) does not.
-_UPDATE_TAKES_MODEL = "model" in inspect.signature(nnx.Optimizer.update).parameters
 
 
 @nnx.jit
@@ -180,10 +175,7 @@ def train_step(model, optimizer, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
 
   loss, grads = nnx.value_and_grad(loss_fn)(model)
-  if _UPDATE_TAKES_MODEL:
-    optimizer.update(model, grads)
-  else:
-    optimizer.update(grads)
+  optimizer.update(model, grads)
   return loss
 
 

@@ -87,18 +87,8 @@ for seed in SEEDS:
     lr = 0.5 / (L * (1 + alpha * np.abs(x_bp).max()))
     steps = int(T / lr) if not SMALL else min(int(T / lr), 3000)
     x_ham = run_ham(Z, y, x0, alpha, lr, steps)
-    rows.append(
-      (
-        seed,
-        alpha,
-        np.abs(x_ham).sum(),
-        np.abs(x_bp).sum(),
-        np.abs(x_l2).sum(),
-        np.abs(x_l1).sum(),
-        np.linalg.norm(x_ham - x_bp) / np.linalg.norm(x_bp),
-        steps,
-      )
-    )
+    l1_norms = [np.abs(x).sum() for x in (x_ham, x_bp, x_l2, x_l1)]
+    rows.append((seed, alpha, *l1_norms, np.linalg.norm(x_ham - x_bp) / np.linalg.norm(x_bp), steps))
 rows = np.array(rows)
 print(
   f"{'alpha':>7s} {'|x_HAM|_1':>10s} {'|x_Bregman|_1':>14s} {'rel. gap':>9s}   (mean ± std over {len(SEEDS)} seeds)"

@@ -1,8 +1,5 @@
-"""What code made a result: the package version, the commit and a digest of the library's source.
-
-Every results file of the examples and of ``benchmarks/`` records :func:`code_version`, so that a result can be
-traced to the library code that produced it and a stale one can be told apart from a current one.
-"""
+"""What code made a result (the package version, the commit and a digest of the library's source): every results
+file of the examples and of ``benchmarks/`` records :func:`code_version`, so that a stale one can be told apart."""
 
 from __future__ import annotations
 
@@ -13,18 +10,13 @@ from typing import Any
 
 import ham_optax
 
-__all__ = ["code_version", "library_digest"]
-
 _LIBRARY = Path(ham_optax.__file__).resolve().parent
 
 
 def library_digest() -> str:
-  """SHA-256 over the library's source: every ``*.py`` file of the imported ``ham_optax`` package, in sorted
-  order of their paths relative to the package, each hashed as its path, a NUL byte, its bytes, a NUL byte.
-
-  Two runs with the same digest ran the same library code (whatever the commit: documentation and benchmark
-  edits do not change it).
-  """
+  """SHA-256 over every ``*.py`` file of the imported ``ham_optax`` package, in sorted order of their relative
+  paths, each hashed as its path, a NUL byte, its bytes, a NUL byte: two runs with the same digest ran the same
+  library code, whatever the commit."""
   digest = hashlib.sha256()
   for path in sorted(_LIBRARY.rglob("*.py"), key=lambda p: p.relative_to(_LIBRARY).as_posix()):
     digest.update(path.relative_to(_LIBRARY).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
