@@ -49,12 +49,9 @@ def make_optimizer(
   nano_refresh: int = 100,
   nano_weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
-  """The optimizer ``method`` (one of :data:`METHODS`) with hyperparameters ``hp`` (see the module docstring).
-
-  ``switch_step`` is the step from which ``adamw_wd_off`` has no weight decay; ``nano_fraction`` and
-  ``nano_refresh`` are NanoAdam's selected fraction and re-selection period, ``nano_weight_decay`` its
-  (static) decoupled weight decay.
-  """
+  """The optimizer ``method`` (one of :data:`METHODS`, see the module docstring) with hyperparameters ``hp``;
+  ``adamw_wd_off`` has no weight decay from ``switch_step`` on; ``nano_*``: NanoAdam's selected fraction,
+  re-selection period and (static) decoupled weight decay."""
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
   lr = _const(hp["lr"])

@@ -136,17 +136,14 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Figure:
         if m != model:
           continue
         base, _, variant = method.partition("+")
-        style = {"": "--", "HAM": "-"}.get(variant, ":")
-        color = colors[base]
+        style, color = {"": "--", "HAM": "-"}.get(variant, ":"), colors[base]
         finished = [r for r in runs if not r["diverged"] and r["history"]]
         diverged = [r for r in runs if r["diverged"]]
         label = f"{method} (diverged {len(diverged)}/{len(runs)})" if diverged else method
         if finished:
           n = max(len(r["history"]) for r in finished)
           curves = [np.array([h[key] for h in r["history"]]) * 100 for r in finished]
-          padded = np.full((len(curves), n), np.nan)
-          for i, c in enumerate(curves):
-            padded[i, : len(c)] = c
+          padded = np.array([np.pad(c, (0, n - len(c)), constant_values=np.nan) for c in curves])
           epochs = np.arange(1, n + 1)
           mean, std = np.nanmean(padded, 0), np.nanstd(padded, 0)
           ax.plot(epochs, mean, style, color=color, label=label)
@@ -158,8 +155,7 @@ def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Figure:
           at = r.get("diverged_epoch") or len(values) + 1
           ax.plot([at], [values[-1] if values else 10.0], "x", color=color, ms=8)
           label = None
-      ax.set_title(f"{model}: {title} accuracy (x: diverged)")
-      ax.set_xlabel("epoch")
+      ax.set(title=f"{model}: {title} accuracy (x: diverged)", xlabel="epoch")
       ax.xaxis.set_major_locator(MaxNLocator(integer=True))
       ax.grid(alpha=0.3)
     row[0].set_ylabel("accuracy (%)")
