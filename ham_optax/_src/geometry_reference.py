@@ -151,34 +151,29 @@ def bregman_projection(
       value = float(lam_ @ y) - mirror.conj(u0 + Z.T @ lam_)
     return value if np.isfinite(value) else -np.inf
 
+  def residual(lam_: np.ndarray) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):
+      return float(np.linalg.norm(y - Z @ mirror.conj_grad(u0 + Z.T @ lam_)))
+
   value = dual(lam)
-  for it in range(1, max_iter + 1):
+  for it in range(max_iter):
     u = u0 + Z.T @ lam
-    x = mirror.conj_grad(u)
-    grad = y - Z @ x
+    grad = y - Z @ mirror.conj_grad(u)
     res = float(np.linalg.norm(grad))
     if res <= threshold:
-      return BregmanProjectionResult(x, lam, res, it - 1)
-    hess = (Z * mirror.conj_hess(u)) @ Z.T
-    step = np.linalg.solve(hess, grad)
+      return BregmanProjectionResult(mirror.conj_grad(u), lam, res, it)
+    step = np.linalg.solve((Z * mirror.conj_hess(u)) @ Z.T, grad)
     slope = float(grad @ step)  # > 0: ascent direction
-    t = 1.0
-    while True:
+    for t in 0.5 ** np.arange(40):  # backtracking down to 2^-39
       candidate = lam + t * step
       new_value = dual(candidate)
       if new_value >= value + 1e-4 * t * slope:  # Armijo ascent
         break
-      if np.isfinite(new_value) and t == 1.0:
-        # Near the optimum the dual's increase drowns in round-off; accept a full Newton step that
-        # reduces the primal residual (local quadratic convergence).
-        with np.errstate(over="ignore", invalid="ignore"):
-          cand_res = float(np.linalg.norm(y - Z @ mirror.conj_grad(u0 + Z.T @ candidate)))
-        if cand_res < 0.5 * res:
-          break
-      t *= 0.5
-      if t < 1e-12:
+      # Near the optimum the dual's increase drowns in round-off; accept a full Newton step that reduces the
+      # primal residual (local quadratic convergence).
+      if t == 1.0 and np.isfinite(new_value) and residual(candidate) < 0.5 * res:
         break
-    if t < 1e-12:
+    else:
       break  # no progress possible in floating point
     lam, value = candidate, new_value
   x = mirror.conj_grad(u0 + Z.T @ lam)

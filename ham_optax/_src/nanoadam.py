@@ -159,16 +159,14 @@ def nanoadam_default_mask(
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   words = tuple(e.lower() for e in exclude)
 
-  def named(path: tuple, word: str) -> bool:
+  def excluded(path: tuple) -> bool:
     names = [masking.key_name(k).lower() for k in path]
-    if word == "norm":
-      return any(_NORM_RE.search(n) for n in names)
-    return any(word in n for n in names)
+    return any(_NORM_RE.search(n) if w == "norm" else w in n for w in words for n in names)
 
-  kernel = [bool(jnp.ndim(p) >= 2 and jnp.issubdtype(jnp.result_type(p), jnp.floating)) for _, p in flat]
-  flags = [kernel[i] and not any(named(path, w) for w in words) for i, (path, _) in enumerate(flat)]
+  kernel = jax.tree.leaves(masking.default_mask(params))
+  flags = [k and not excluded(path) for k, (path, _) in zip(kernel, flat, strict=True)]
   if exclude_head:
-    heads = [kernel[i] and _is_head(path) for i, (path, _) in enumerate(flat)]
+    heads = [k and _is_head(path) for k, (path, _) in zip(kernel, flat, strict=True)]
     if any(heads):
       flags = [f and not h for f, h in zip(flags, heads, strict=True)]
     elif any(flags):

@@ -95,12 +95,6 @@ def factorize(
   return (s_m * abs_m).astype(x.dtype), (s_m * s_x * abs_w).astype(x.dtype)
 
 
-def _init_factors(x: jax.Array, init: str | float) -> tuple[jax.Array, jax.Array]:
-  if isinstance(init, str):
-    return (jnp.ones_like(x), x) if init == "mask" else factorize(x, 0.0)
-  return factorize(x, init)
-
-
 def pointwise_overparam(
   inner: optax.GradientTransformation,
   *,
@@ -155,6 +149,7 @@ def pointwise_overparam(
     init = checks.check_scalar(init, "init")
   rescale_every = checks.check_int(rescale_every, "rescale_every", 1, none_ok=True)
   balance = checks.check_scalar(rescale_balance, "rescale_balance")
+  mask_init, init_balance = isinstance(init, str) and init == "mask", 0.0 if isinstance(init, str) else init
   inner = optax.with_extra_args_support(inner)
 
   def mask_of(params):
@@ -162,7 +157,9 @@ def pointwise_overparam(
 
   def init_fn(params: optax.Params) -> OverparamState:
     flags = mask_of(params)
-    m, w = _map_pairs(flags, lambda p: _init_factors(p, init), params)
+    m, w = _map_pairs(
+      flags, lambda p: (jnp.ones_like(p), p) if mask_init else factorize(p, init_balance), params
+    )
     # The inner optimizer's first slot holds m at masked leaves and the parameter itself elsewhere.
     inner_state = inner.init((masking.where_flags(flags, m, params), w))
     return OverparamState(count=jnp.zeros([], jnp.int32), m=m, w=w, inner_state=inner_state)

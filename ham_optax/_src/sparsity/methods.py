@@ -339,7 +339,14 @@ def acdc(
   sparsity = checks.check_sparsity(sparsity)
   checks.check_exactly_one({"total_steps": total_steps, "sparse_phases": sparse_phases}, "acdc")
   if sparse_phases is not None:
-    is_sparse = _phases_is_sparse(acdc_sparse_phases(sparse_phases))
+    phases = acdc_sparse_phases(sparse_phases)
+
+    def is_sparse(t):
+      out = jnp.zeros(jnp.shape(t), bool)
+      for a, b in phases:
+        out = out | ((t >= a) & (t < b) if b is not None else t >= a)
+      return out
+
   else:
     warmup, phase, final_start = acdc_phases(
       total_steps,
@@ -351,34 +358,13 @@ def acdc(
   checks.check_choice(scope, "scope", _SCOPES)
   reset_momentum = checks.check_bool(reset_momentum, "reset_momentum")
 
-  def reset_rule(count):
+  def reset_rule(count):  # the first dense step after a sparse one
     return (count > 0) & ~is_sparse(count) & is_sparse(count - 1)
 
-  rule = _acdc_mask_rule(is_sparse, sparsity, scope)
-  return _core.sparsifier(
-    inner, prunable, _all_active, rule, reset_rule=reset_rule if reset_momentum else None
-  )
-
-
-def _phases_is_sparse(phases: tuple[tuple[int, int | None], ...]) -> Callable[[Any], Any]:
-  """``step -> bool``: whether the step lies in one of the (validated) sparse ``phases``."""
-
-  def is_sparse(t):
-    out = jnp.zeros(jnp.shape(t), bool)
-    for a, b in phases:
-      out = out | ((t >= a) & (t < b) if b is not None else t >= a)
-    return out
-
-  return is_sparse
-
-
-def _acdc_mask_rule(is_sparse: Callable[[Any], Any], sparsity: float, scope: str) -> _core.MaskRule:
-  """AC/DC's masks: magnitude masks at the first step of each sparse phase, kept through it, all-True when dense."""
-
   def mask_rule(count, params, grads, proposal_fn, old):
+    """Magnitude masks at the first step of each sparse phase, kept through it, all-True when dense."""
     del grads
-    sparse_now = is_sparse(count)
-    sparse_before = (count > 0) & is_sparse(count - 1)
+    sparse_now, sparse_before = is_sparse(count), (count > 0) & is_sparse(count - 1)
     ones = _all_active(params)
     zeros = _zero_counts(params, scope, lambda n: _core.n_zeros(sparsity, n))
     new = jax.lax.cond(
@@ -388,7 +374,8 @@ def _acdc_mask_rule(is_sparse: Callable[[Any], Any], sparsity: float, scope: str
     )
     return new, False
 
-  return mask_rule
+  reset = reset_rule if reset_momentum else None
+  return _core.sparsifier(inner, prunable, _all_active, mask_rule, reset_rule=reset)
 
 
 def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int, begin_step: int = 0) -> Any:
