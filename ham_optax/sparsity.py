@@ -6,15 +6,9 @@ HAM's mirror step propose new params from it, then the sparsifier projects them 
 (``params + updates = mask * x_half``), so pruned weights are exactly zero after every step. RigL grows from the
 dense gradient. No selected layer is ever pruned away: each keeps at least one active weight.
 
-- :func:`random_pruning`: fixed random masks at init, uniform or ERK per-layer densities.
-- :func:`magnitude_pruning`: gradual magnitude pruning with Zhu & Gupta's cubic schedule (global or per layer).
-- :func:`acdc`: alternating compressed/decompressed training.
-- :func:`rigl`: drop smallest-magnitude, grow largest-gradient weights every ``update_every`` steps.
-- :class:`STRDense`, :class:`STRConv`: Soft Threshold Reparameterization layers (flax NNX), learned sparsity.
-- :func:`all_but`: a ``prunable`` selection keeping named layers (e.g. the first) dense.
-- :func:`get_masks`, :func:`apply_masks`: read the masks from any (nested) optimizer state; zero pruned weights.
-- :class:`ReparametrisedState`, :class:`SparseMomentsState`: the protocols an inner optimizer's state follows so
-  that the sparsifiers' state resets (AC/DC, RigL) zero its moments and nothing else.
+:func:`all_but` keeps named layers dense; :func:`get_masks` and :func:`apply_masks` read the masks from any (nested)
+optimizer state and zero pruned weights; an inner optimizer's state follows :class:`ReparametrisedState` or
+:class:`SparseMomentsState` so that the sparsifiers' state resets (AC/DC, RigL) zero its moments and nothing else.
 """
 
 from typing import TYPE_CHECKING

@@ -1,23 +1,4 @@
-r"""Geometry and implicit bias of HAM: inverse metrics, mirror maps, potentials, Bregman divergence.
-
-This module states, as runnable code, the geometry behind Hyperbolic Aware Minimization (HAM; Jacobs, Gadhikar,
-Rubio-Madrigal & Burkholz, ICLR 2026, arXiv:2506.02630, Section 4). With ``beta = 0`` and a vanishing learning
-rate, HAM (an inner gradient step followed by ``x <- x * exp(-eta * alpha * sign(x) * g)``) follows the
-Riemannian gradient flow :math:`\dot x = -(1 + \alpha |x|) \odot \nabla f(x)`, i.e. the mirror flow
-:math:`\frac{d}{dt} \nabla R_\alpha(x) = -\nabla f(x)` with the separable Legendre potential :math:`R_\alpha`
-of :func:`potential` (Lemma 4.4; limits: Theorem 4.6). On an underdetermined least-squares problem
-:math:`\min_x \tfrac12\|Zx - y\|^2` the flow started at :math:`x_0` converges to the Bregman projection
-:math:`\arg\min_{Zx = y} D_{R_\alpha}(x, x_0)`, which ``geometry_reference.bregman_projection`` computes with an
-independent float64 convex solver.
-
-For comparison, plain gradient descent on the pointwise overparameterisation :math:`x = m \odot w` conserves
-:math:`\gamma = m^2 - w^2` per coordinate and follows :math:`\dot x = -\sqrt{4x^2 + \gamma^2} \odot \nabla f(x)`
-(the paper writes :math:`\sqrt{x^2 + \gamma^2}` after rescaling time by 2 and :math:`\gamma` by 1/2); its
-potential is the hyperbolic entropy (:func:`mw_potential`). Its inverse metric vanishes at 0 as
-:math:`\gamma \to 0`, the "small inverse metric" that HAM's :math:`1 + \alpha|x| \ge 1` avoids (Figure 1).
-
-The functions are written with ``jax.numpy``: they are jit-able, differentiable and keep the input dtype.
-"""
+"""HAM's geometry as jit-able ``jax.numpy`` code (the overview is :mod:`ham_optax.geometry`'s docstring)."""
 
 from __future__ import annotations
 
