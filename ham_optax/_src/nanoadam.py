@@ -398,7 +398,8 @@ def nanoadam(
   gets an update of exactly zero. Leaves outside ``mask`` (by default the classifier head, norm layers and
   biases: :func:`nanoadam_default_mask`) get dense Adam with the global step count. Per step :math:`t`
   (0-based), for a selected tensor of :math:`n` entries in chunks of :math:`c` entries (``chunk_size``,
-  :math:`c = n` by default), gradient :math:`g`, :math:`d` = ``density_every``, :math:`m` = ``refresh_every``:
+  :math:`c = n` by default), gradient :math:`g`, :math:`d` = ``density_every``, :math:`m` = ``refresh_every``,
+  :math:`\lambda` = ``weight_decay``:
 
   .. math::
 
