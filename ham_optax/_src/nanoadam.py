@@ -1,42 +1,4 @@
-"""NanoAdam: Adam on the smallest-magnitude weights only, for fine-tuning (update rule: :func:`nanoadam`).
-
-Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025 (arXiv 2506.21374).
-During fine-tuning, large gradients concentrate on small-magnitude weights; NanoAdam updates only
-the fraction ("density") of each weight tensor with the smallest ``|x|`` and leaves the large
-weights (which carry what pre-training learned) exactly unchanged. The selection needs no gradient.
-
-Which source each detail follows:
-
-* **Algorithm 1 of the NeurIPS paper**: an initial density, a mask interval ``m``
-  (``refresh_every``), a density interval ``d`` (``density_every``) at which a density
-  schedule is evaluated, and a re-selection of the bottom-k weights every ``m`` steps or when
-  the density is updated (here: when the selected count changes); zero-initialised moments.
-* **The paper's experiments and its first author's public training configuration**: the density
-  decays linearly (e.g. 10 % -> 4 % on GLUE): with ``total_steps`` given, the default schedule is
-  linear from ``fraction`` to ``final_fraction`` (default ``0.4 * fraction``, that 10 % -> 4 %
-  ratio). The classifier head and the normalisation layers are excluded from the small-weight
-  selection and updated densely (the configuration's ``exclude_layers`` lists ``head`` and
-  ``layernorm``): see :func:`nanoadam_default_mask`. Selection there is per chunk of the flattened
-  matrix: ``chunk_size``.
-
-Our choices (not fixed by the published texts):
-
-* **Bias correction per entry**: ``a_i`` counts the updates entry ``i`` received since it was
-  (re)selected, so a newly selected entry starts like a fresh Adam (its first step has size at most
-  ``lr``, plus decay). With the global step count ``t`` instead, a new entry's first step would be
-  ``lr (1 - b1) / sqrt((1 - b2) / (1 - b2^t))``: 2.5x ``lr`` at ``t = 1000`` with the default betas,
-  and larger in the following steps. Entries that stay selected keep their moments and counts;
-  dropped entries forget them.
-* Without ``total_steps`` (and without ``fraction_schedule``) the density is constant: there is no
-  horizon to decay over.
-* The state is allocated for the largest density (``fraction``); when the density decays the
-  trailing slots are unused, so memory stays that of ``fraction``.
-* Ties in ``|x|`` go to the lower flat index. The last chunk, if ``c`` does not divide ``n``, is
-  shorter and gets the same ``k_t`` (at most its length).
-
-Memory: per selected tensor ``4 k`` numbers (int32 indices, int32 counts, ``mu``, ``nu``) instead
-of Adam's ``2 n``: ``fraction = 0.1`` gives ``0.4 n`` (5x less than Adam).
-"""
+"""NanoAdam: Adam on the smallest-magnitude weights only, for fine-tuning (update rule: :func:`nanoadam`)."""
 
 from __future__ import annotations
 
@@ -392,7 +354,7 @@ def nanoadam(
   chunk_size: int | None = None,
   mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""NanoAdam (Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025).
+  r"""NanoAdam (Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025, arXiv 2506.21374).
 
   Adam restricted to the smallest-magnitude entries of each selected tensor; every other entry of those tensors
   gets an update of exactly zero. Leaves outside ``mask`` (by default the classifier head, norm layers and
@@ -415,13 +377,29 @@ def nanoadam(
         {\sqrt{\nu_i / (1 - \beta_2^{a_i})} + \epsilon} + \lambda x_i\Big) \quad (i \in S),
     \qquad \Delta x_i = 0 \quad (i \notin S).
 
-  Built as ``scale_by_nanoadam`` followed by the learning rate, as ``optax.adamw`` is built from
-  ``scale_by_adam``. The density schedule is ``fraction_schedule`` if given (clipped to ``(0, fraction]``); else,
-  with ``total_steps``, linear from ``fraction`` at step 0 to ``final_fraction`` at ``total_steps`` (the paper's
-  default shape); else the constant ``fraction``. See the module docstring for which detail follows the paper,
-  its configuration, or is our choice (per-entry bias correction). Under ``optax.inject_hyperparams`` list the
-  shape-fixing arguments as static: ``static_args=("fraction", "refresh_every", "total_steps", "final_fraction",
-  "density_every", "fraction_schedule", "chunk_size", "mask")``.
+  During fine-tuning, large gradients concentrate on small-magnitude weights; NanoAdam updates only the smallest
+  ``|x|`` and leaves the large weights (which carry what pre-training learned) exactly unchanged. Built as
+  ``scale_by_nanoadam`` followed by the learning rate, as ``optax.adamw`` is built from ``scale_by_adam``. Under
+  ``optax.inject_hyperparams`` list the shape-fixing arguments as static: ``static_args=("fraction",
+  "refresh_every", "total_steps", "final_fraction", "density_every", "fraction_schedule", "chunk_size", "mask")``.
+
+  Sources: Algorithm 1 of the paper gives the initial density, the mask interval :math:`m`, the density interval
+  :math:`d` at which a density schedule is evaluated, the re-selection every :math:`m` steps or when the density
+  is updated (here: when the selected count changes) and zero-initialised moments. Its experiments and its first
+  author's public training configuration give the linear density decay (e.g. 10 % -> 4 % on GLUE): with
+  ``total_steps``, the density is linear from ``fraction`` at step 0 to ``final_fraction`` (default
+  ``0.4 * fraction``, that ratio) at ``total_steps``; the dense head and normalisation layers (the
+  configuration's ``exclude_layers``: :func:`nanoadam_default_mask`); and the selection per chunk
+  (``chunk_size``). A ``fraction_schedule`` replaces the linear decay (clipped to ``(0, fraction]``).
+
+  Our choices: the bias correction is per entry (:math:`a_i` counts the updates entry :math:`i` received since it
+  was selected), so a newly selected entry starts like a fresh Adam (first step at most ``lr``, plus decay); with
+  the global step count its first step would be ``lr (1 - b1) / sqrt((1 - b2) / (1 - b2^t))``, 2.5x ``lr`` at
+  ``t = 1000``. Entries that stay selected keep their moments and counts; dropped entries forget them. Without
+  ``total_steps`` or ``fraction_schedule`` the density is constant. The state is allocated for the largest
+  density (``fraction``): per selected tensor ``4 k`` numbers (int32 indices and counts, ``mu``, ``nu``) instead
+  of Adam's ``2 n``, 5x less than Adam at ``fraction = 0.1``. Ties in ``|x|`` go to the lower flat index; a short
+  last chunk gets the same :math:`k_t` (at most its length).
 
   Args:
     learning_rate: float or optax schedule (evaluated at the step count, from 0).
