@@ -146,13 +146,10 @@ def _join_processes(args: Train) -> None:
   try:
     if index == 0 and address:
       distributed.check_coordinator(address, bind=True)
-    distributed.initialize(
-      args.coordinator,
-      args.num_processes,
-      args.process_id,
-      heartbeat_timeout_seconds=args.heartbeat_timeout,
-      initialization_timeout=args.join_timeout,
+    timeouts = dict(
+      heartbeat_timeout_seconds=args.heartbeat_timeout, initialization_timeout=args.join_timeout
     )
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id, **timeouts)
   except (RuntimeError, ValueError) as e:
     _fail(f"could not join the multi-process run ({(str(e).strip().splitlines() or [type(e).__name__])[0]})")
 
@@ -198,10 +195,8 @@ def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[
   checking every checkpoint a run would resume from (``ValueError``: damaged or of other settings)."""
   if not args.checkpoint:
     return configs
-  configs = [
-    c.replace(checkpoint_dir=str((out / "checkpoints" / c.model / f"{c.method}_seed{c.seed}").resolve()))
-    for c in configs
-  ]
+  directory = (out / "checkpoints").resolve()
+  configs = [c.replace(checkpoint_dir=str(directory / c.model / f"{c.method}_seed{c.seed}")) for c in configs]
   if args.restart:
     if jax.process_index() == 0:
       for config in configs:
@@ -273,10 +268,8 @@ def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
   except ValueError as e:
     _fail(str(e))
   n = min(len(dataset.x_train), configs[0].num_train or len(dataset.x_train))
-  if configs[0].batch_size > n and jax.process_index() == 0:
-    print(
-      f"--batch-size {configs[0].batch_size} > {n} training examples: every step uses all {n} (batch_size_used)"
-    )
+  if (batch_size := configs[0].batch_size) > n and jax.process_index() == 0:
+    print(f"--batch-size {batch_size} > {n} training examples: every step uses all {n} (batch_size_used)")
   if jax.process_count() > 1:
     layout = train.data_layout(configs[0])
     print(
