@@ -268,14 +268,11 @@ def make_csbm(
 ) -> Graph:
   """A contextual stochastic block model (Deshpande et al., NeurIPS 2018), seeded and offline.
 
-  * Labels: balanced, ``y_i = perm(i) mod num_classes``.
-  * Features: ``x_i = signal * mu_{y_i} + z_i`` with class means ``mu_c`` random unit vectors and
-    ``z_i ~ N(0, I)``; ``signal`` sets how separable the classes are from features alone.
-  * Edges: exactly ``round(num_nodes * avg_degree / 2)`` distinct undirected edges, no self-loops. Each is drawn
-    by picking a node ``i`` uniformly and, with probability ``homophily``, a partner uniformly from ``i``'s class,
-    otherwise uniformly from the other classes (duplicates are redrawn). The edge homophily (fraction of
-    same-label edges) is therefore ``homophily`` in expectation, with standard deviation
-    ``sqrt(h (1 - h) / num_edges)``; ``homophily = 1 / num_classes`` makes edges independent of labels.
+  Labels are balanced (``y_i = perm(i) mod num_classes``); features ``x_i = signal * mu_{y_i} + z_i`` with
+  random unit class means ``mu_c`` and ``z_i ~ N(0, I)``. Exactly ``round(num_nodes * avg_degree / 2)``
+  distinct undirected edges, no self-loops: each picks a node ``i`` uniformly and, with probability
+  ``homophily``, a partner uniformly from ``i``'s class, else from the other classes (duplicates are redrawn),
+  so the edge homophily is ``homophily`` in expectation, with std ``sqrt(h (1 - h) / num_edges)``.
 
   Args:
     num_nodes: number of nodes (>= 2 * num_classes).

@@ -50,15 +50,12 @@ def initialize(
 
   Args:
     coordinator: ``host:port`` of process 0's coordination service (``None``: from the environment, e.g.
-      ``JAX_COORDINATOR_ADDRESS`` or a cluster scheduler JAX detects). With a loopback host (``127.0.0.1``,
-      ``localhost``, ``[::1]``) the service listens on loopback only; otherwise on every interface, as JAX
-      does (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
+      ``JAX_COORDINATOR_ADDRESS``). A loopback host (``127.0.0.1``, ``localhost``, ``[::1]``) makes the service
+      listen on loopback only, any other on every interface (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
     num_processes: total number of processes (``None``: from the environment).
     process_id: this process's index in ``[0, num_processes)`` (``None``: from the environment).
-    cpu_collectives: CPU collectives implementation (``"gloo"`` makes CPU-only runs work across processes;
-      ``None`` leaves JAX's default, e.g. on GPU/TPU).
-    heartbeat_timeout_seconds: JAX's coordination service declares a process dead after this long without a
-      heartbeat, and stops the run.
+    cpu_collectives: CPU collectives (``"gloo"`` for CPU-only runs; ``None``: JAX's default, e.g. on GPU/TPU).
+    heartbeat_timeout_seconds: a process without a heartbeat for this long is declared dead; the run stops.
     initialization_timeout: seconds JAX waits for every process to join.
   """
   if cpu_collectives is not None:
@@ -97,8 +94,7 @@ def check_coordinator(address: str, *, bind: bool = False) -> tuple[str, int]:
   return host, int(port)
 
 
-# The environment variables by which a launcher announces the processes of a run and which
-# jax.distributed.initialize reads without asking the network: a Slurm job step (srun) and Open MPI (mpirun).
+# How a Slurm job step (srun) and Open MPI (mpirun) announce the processes (read by jax.distributed.initialize).
 _LAUNCHERS = {
   "slurm": (("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_LOCALID"), "SLURM_NTASKS", "SLURM_PROCID"),
   "openmpi": (("OMPI_MCA_orte_hnp_uri",), "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
