@@ -195,11 +195,9 @@ def train(tx, seed, epochs=EPOCHS, batch_size=100):
   hist = {"loss": [], "val_acc": [], "sign_flips": []}
   signs = kernel_signs(model)
   for _ in range(epochs):
-    perm = order.permutation(len(x_train))
-    losses = [
-      train_step(model, optimizer, x_train[idx], y_train[idx])
-      for idx in np.split(perm[: len(perm) // batch_size * batch_size], len(perm) // batch_size)
-    ]
+    n = len(x_train) // batch_size * batch_size  # whole batches only
+    batches = order.permutation(len(x_train))[:n].reshape(-1, batch_size)
+    losses = [train_step(model, optimizer, x_train[idx], y_train[idx]) for idx in batches]
     new_signs = kernel_signs(model)
     hist["loss"].append(float(np.mean(losses)))
     hist["val_acc"].append(float(accuracy(model, x_val, y_val)))

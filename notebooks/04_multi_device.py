@@ -130,9 +130,8 @@ def run(mesh, placement, epochs=EPOCHS):
       params, opt_state, loss = step(params, opt_state, xb, yb)
       losses.append(float(loss))  # float() waits for the step: honest per-step times
       step_times.append(time.perf_counter() - t0)
-  test = jax.device_put(
-    (x_test[: len(x_test) // batch * batch], y_test[: len(y_test) // batch * batch]), batch_sharding
-  )
+  n_test = len(x_test) // batch * batch
+  test = jax.device_put((x_test[:n_test], y_test[:n_test]), batch_sharding)
   return {
     "params": params,
     "loss": np.array(losses),
@@ -159,9 +158,7 @@ p = runs[f"{len(devices)} devices, kernels sharded"]["params"]
 print("\nwhere the HAM-trained parameters live (kernels sharded):")
 for path, leaf in jax.tree_util.tree_flatten_with_path(p)[0]:
   print(f"  {jax.tree_util.keystr(path):28s} {str(leaf.shape):12s} {leaf.sharding.spec}")
-  assert leaf.sharding.is_equivalent_to(
-    sharded_last_axis(mesh_all, leaf), leaf.ndim
-  )  # layout kept by training
+  assert leaf.sharding.is_equivalent_to(sharded_last_axis(mesh_all, leaf), leaf.ndim)  # kept by training
 
 # %% [markdown]
 # **Same numbers on 1 and N devices.** Data parallelism only changes the order of floating-point sums (the

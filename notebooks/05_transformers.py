@@ -77,17 +77,9 @@ graphdef, params = grokking.init_params([0], P, width=WIDTH)
 runs = {}
 for method, hp in SETTINGS.items():
   t0 = time.perf_counter()
-  runs[method] = grokking.train_runs(
-    method,
-    graphdef,
-    params,
-    {k: [v] for k, v in hp.items()},
-    train,
-    evals,
-    steps=STEPS,
-    eval_every=EVAL_EVERY,
-    switch_step=STEPS // 2,
-  )
+  hparams = {k: [v] for k, v in hp.items()}  # one run per method (lists: a grid trains vmapped)
+  kwargs = {"steps": STEPS, "eval_every": EVAL_EVERY, "switch_step": STEPS // 2}
+  runs[method] = grokking.train_runs(method, graphdef, params, hparams, train, evals, **kwargs)
   print(f"{method:13s} {time.perf_counter() - t0:5.1f} s (with compilation)")
 
 # %% [markdown]

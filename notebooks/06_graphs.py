@@ -116,11 +116,8 @@ def train_over_alphas(name, h, seed, alphas):
   )
 
 
-val = {
-  (name, h): np.mean([train_over_alphas(name, h, s, ALPHAS) for s in SEEDS], axis=0)
-  for name in ("gcn", "sage")
-  for h in HS
-}
+runs = [(name, h) for name in ("gcn", "sage") for h in HS]
+val = {(name, h): np.mean([train_over_alphas(name, h, s, ALPHAS) for s in SEEDS], axis=0) for name, h in runs}
 for (name, h), v in val.items():
   print(f"{name:4s} h={h:.1f} ", "  ".join(f"a={a:g}: {100 * x:.1f}" for a, x in zip(ALPHAS, v, strict=True)))
 
