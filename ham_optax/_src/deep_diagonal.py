@@ -1,15 +1,4 @@
-"""Deep diagonal reparameterisation ``x = u^L - v^L`` as an optax wrapper (update rule: :func:`deep_diagonal`).
-
-Steepest mirror flows (Jacobs, Zhou & Burkholz, "Never Saddle for Reparameterized Steepest Descent as Mirror
-Flow", ICLR 2026) study steepest descent (gradient descent, sign descent, Adam-like methods) on deep diagonal
-linear reparameterisations. This implementation follows the paper's abstract; the concrete form (``x = u^L - v^L``
-with positive factors, elementwise) is our choice among the "deep diagonal linear reparameterizations" it names.
-
-Under gradient flow without decay the quantity ``log u + log v`` (``L = 2``) or ``u^(2-L) + v^(2-L)`` (``L != 2``)
-is conserved; weight decay drives ``min(u, v) -> 0`` (the sparse balance). Small initialisation puts ``x = 0`` at a
-saddle of ``u, v -> L(u^L - v^L)`` (degenerate for ``L >= 3``), so the loss stays on a plateau before it drops;
-:func:`ham_optax.metrics.escape_step` measures how long.
-"""
+"""Deep diagonal reparameterisation ``x = u^L - v^L`` as an optax wrapper (overview: :mod:`ham_optax.overparam`)."""
 
 from __future__ import annotations
 

@@ -1,30 +1,4 @@
-"""Pointwise overparameterisation ``x = m * w`` as an optax wrapper: spred, PILoT, Sign-In.
-
-These are the baselines HAM (Jacobs, Gadhikar, Rubio-Madrigal & Burkholz, "Hyperbolic Aware Minimization:
-Implicit Bias for Sparsity", ICLR 2026, arXiv 2506.02630) is measured against: HAM reproduces the hyperbolic
-geometry of ``m * w`` with a multiplicative mirror step and no extra memory, while the wrappers here implement the
-overparameterisation itself, under the same API. The model keeps ordinary parameters ``x``; for every masked leaf
-the wrapper state owns the factors ``m, w`` and the inner optimizer runs on them (update rule:
-:func:`pointwise_overparam`; variants :func:`spred`, :func:`pilot`, :func:`sign_in`).
-
-Geometry (gradient flow, no decay): ``dx/dt = -(m^2 + w^2) g = -sqrt(c^2 + 4 x^2) g``; the balance
-``c = m^2 - w^2`` is conserved, so ``c`` sets the implicit bias: large ``|c|`` relative to ``|x|`` behaves like
-plain GD (L2), ``c -> 0`` gives the hyperbolic/L1 bias with an inverse metric ``2|x|`` that vanishes at zero (the
-"small inverse metric" HAM fixes). Weight decay ``lam`` shrinks the balance,
-``c_{k+1} = ((1 - eta lam)^2 - eta^2 g^2) c_k`` under SGD: the L2 -> L1 transition analysed in "Mask in the
-Mirror".
-
-Memory: the state stores ``m`` and ``w`` (two copies of every masked leaf) and the inner optimizer's state is
-built for ``(m, w)``. Relative to ``inner`` alone the optimizer state grows from ``s * P`` to ``(2 + 2 s) * P``
-numbers (``s`` slots per parameter: SGD 0, momentum 1, Adam 2): 3x for Adam, 4x for momentum SGD, while HAM adds
-nothing. :func:`state_nbytes` measures it for a given model.
-
-Params must equal ``m * w``. If the parameters are changed outside the optimizer (a sparsifier zeroes entries, a
-checkpoint is edited), the entries that differ from ``m * w`` by more than float rounding are re-factorised from
-the new value at the start of the next update, keeping each entry's balance ``m^2 - w^2`` and the sign of ``m``.
-A pruned entry (``x = 0``) thus gets ``w = 0`` and ``|m| = sqrt(c)`` (for ``c >= 0``): it can regrow if its
-gradient is not masked. The check costs a few elementwise ops.
-"""
+"""Pointwise overparameterisation ``x = m * w``: spred, PILoT, Sign-In (overview: :mod:`ham_optax.overparam`)."""
 
 from __future__ import annotations
 
@@ -118,7 +92,7 @@ def pointwise_overparam(
   Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here; put decay for them in
   ``inner``). The weight decay is an L2 penalty ``lam/2 (||m||^2 + ||w||^2)`` added to the factors' gradients
   *before* ``inner`` (coupled; for decoupled decay use e.g. ``inner=optax.adamw(...)``, which then decays every
-  leaf). See the module docstring for the geometry, the memory cost (state holds ``m``, ``w`` and the inner state
+  leaf). See :mod:`ham_optax.overparam` for the geometry, the memory cost (state holds ``m``, ``w`` and the inner state
   of both: about 3x Adam's state, 4x momentum's) and what happens when params are changed outside the optimizer
   (those entries are re-factorised).
 
