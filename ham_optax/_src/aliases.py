@@ -68,7 +68,10 @@ def _alias(
   signature = inspect.Signature(params + _MIRROR_PARAMS, return_annotation=_HAM_HINTS["return"])
 
   def alias(*args, **kwargs):
-    given = signature.bind(*args, **kwargs)
+    try:
+      given = signature.bind(*args, **kwargs)
+    except TypeError as e:  # named like Python's own message for a plain function
+      raise TypeError(f"{name}() {e}") from None
     given.apply_defaults()
     inner = inner_factory(**{n: given.arguments[a] for a, n in inner_names.items()})
     mirror_args = {p.name: given.arguments[p.name] for p in _MIRROR_PARAMS}
