@@ -27,6 +27,15 @@ markdown table. ``--fast`` is a 2-minute smoke version (small grid, few epochs, 
   python benchmarks/sparse_training.py                      # full: mnist1d, 5 seeds
   python benchmarks/sparse_training.py --dataset digits --out benchmarks/results/sparse_training_digits
   python benchmarks/sparse_training.py --fast
+
+``--sweep``: every sparsifier (random PaI with ERK, GMP, AC/DC, RigL, STR) at sparsity 0.8 / 0.9 / 0.95 / 0.98 with
+and without HAM, on an MLP and a 1-D CNN, plus dense HAM / SAM / SAM + HAM; the seeds of a setting train together
+(``jax.vmap`` of the whole training loop). Phases ``tune`` (lr per cell and arm on validation, alpha from
+``suggest_alpha``), ``pilot`` (16 seeds), ``final`` (the seed count the pilot's spread asks for, see
+:meth:`_Sweep.plan`) and ``report``; every cell is saved under ``--out`` as it finishes and a rerun skips it.
+
+  python benchmarks/sparse_training.py --sweep             # ~1 h on 2 cores, benchmarks/results/sparse_sweep
+  python benchmarks/sparse_training.py --sweep --fast      # smoke version, minutes
 """
 
 from __future__ import annotations
@@ -258,6 +267,8 @@ LANE_DTYPES = (jnp.int32, jnp.float32, jnp.float32, jnp.float32)  # seed, lr, al
 DENSE_PAIRS = (("base", "ham"), ("base", "sam"), ("base", "sam+ham"), ("sam", "sam+ham"), ("ham", "sam+ham"))
 SWEEP_LABELS = {"random": "random PaI (ERK)", "gmp": "GMP", "acdc": "AC/DC", "rigl": "RigL", "str": "STR"}
 WEIGHT_DECAY, SAM_RHO, STR_INIT = 5e-4, 0.05, -5.0
+LIMIT = " (the compute budget's limit)"
+MATCHED = 0.02  # two arms whose mean sparsity differs by more are not compared (STR sets its own sparsity)
 
 
 def _sweep_parse(argv) -> argparse.Namespace:
@@ -670,7 +681,11 @@ def _compare(family, label, base, other) -> dict:
     "base_acc": float(np.mean(acc(b))),
     "other_acc": float(np.mean(acc(o))),
     "diverged": [sum(not c[s]["finite"] for s in seeds) for c in (b, o)],
-    "reached": [float(np.mean([c[s]["sparsity"] for s in seeds])) for c in (b, o)],
+    "reached": (
+      reached := [float(np.mean([c[s]["sparsity"] for s in seeds if c[s]["finite"]])) for c in (b, o)]
+    ),
+    "matched": abs(reached[1] - reached[0]) <= MATCHED,
+    "seeds": len(seeds),
     "lr": [base["lr"], other["lr"]],
     "alpha": other["alpha"],
   }
@@ -698,53 +713,138 @@ def sweep_report(sweep: _Sweep) -> dict:
 
 
 def sweep_table(summary: dict, dense: bool = False) -> str:
-  """The sparse comparisons (or, with ``dense``, the dense HAM / SAM ones) as a Markdown table."""
-  header = [
-    "model",
-    "sparsifier" if not dense else "comparison",
-    "sparsity",
-    "baseline (%)",
-    "other (%)",
-    "difference [95 % CI]",
-    "p (Holm)",
-    "seeds",
-    "diverged",
-  ]
+  """The sparse comparisons (or, with ``dense``, the dense HAM / SAM ones: B − A) as a Markdown table. Sparsity of
+  STR: the target, then the mean reached by baseline / HAM."""
   rows = []
   for r in summary["rows"]:
     if (r["label"] in SWEEP_SPARSIFIERS) == dense:
       continue
-    level = f"{r['sparsity']:g}" + (
-      f" ({r['reached'][0]:.3f} / {r['reached'][1]:.3f})" if r["label"] == "str" else ""
-    )
+    reached = f" ({r['reached'][0]:.3f} / {r['reached'][1]:.3f})" if r["label"] == "str" else ""
+    level = [] if dense else [f"{r['sparsity']:g}{reached}" + ("" if r["matched"] else " **not matched**")]
     p = f"{r['p_holm']:.3f}" if r["p_holm"] >= 0.001 else "<0.001"
     rows.append(
-      [
-        r["family"],
-        r["label"],
-        level,
+      [r["family"].upper(), SWEEP_LABELS.get(r["label"]) or _arms(r["label"]), *level]
+      + [
         f"{r['base_acc']:.2f}",
         f"{r['other_acc']:.2f}",
         f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]",
-        f"**{p}**" if r["p_holm"] < 0.05 else p,
-        r["n"],
-        "{} / {}".format(*r["diverged"]),
       ]
+      + [f"**{p}**" if r["p_holm"] < 0.05 else p, r["n"], "{} / {}".format(*r["diverged"])]
     )
-  return _common.markdown_table(header, rows)
+  arms = ["A (%)", "B (%)"] if dense else ["baseline (%)", "HAM (%)"]
+  header = ["model", *(["B − A"] if dense else ["sparsifier", "sparsity"]), *arms, "difference [95 % CI]"]
+  return _common.markdown_table([*header, "p (Holm)", "pairs", "diverged"], rows)
+
+
+def _p(p: float) -> str:
+  return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _arms(label: str) -> str:
+  """``"sam+ham − base"`` -> ``"SAM + HAM − baseline"``."""
+  words = {"sam+ham": "SAM + HAM", "sam": "SAM", "ham": "HAM", "base": "baseline"}
+  return " − ".join(words[arm] for arm in label.split(" − "))
+
+
+def _growth(cells: list[dict]) -> list[tuple[str, float, float]]:
+  """Per model × sparsifier line whose arms reached matched sparsities: the change of HAM − baseline from the lowest
+  to the highest sparsity and its Holm-adjusted p (two-sided z-test of the two cells' independent estimates)."""
+  from scipy import stats
+
+  lines, out = {}, []
+  for r in cells:
+    lines.setdefault((r["family"], r["label"]), []).append(r)
+  lines = {
+    k: sorted(v, key=lambda r: r["sparsity"]) for k, v in lines.items() if all(r["matched"] for r in v)
+  }
+  for (family, method), line in sorted(lines.items(), key=lambda kv: kv[0][0] != "mlp"):
+    lo, hi = line[0], line[-1]
+    se = [(r["ci"][1] - r["diff"]) / stats.t.ppf(0.975, r["n"] - 1) for r in (lo, hi)]
+    change = hi["diff"] - lo["diff"]
+    out.append(
+      (f"{family.upper()} {SWEEP_LABELS[method]}", change, 2 * stats.norm.sf(abs(change) / np.hypot(*se)))
+    )
+  return [(name, change, q) for (name, change, _), q in zip(out, holm([p for *_, p in out]), strict=True)]
+
+
+def sweep_findings(summary: dict, readme: bool = False) -> str:
+  """What the sweep shows, from its numbers: the significant cells (Holm), whether the gain grows from the lowest
+  to the highest sparsity (:func:`_growth`), the dense HAM / SAM rows and the seed count against the power plan.
+  Cells whose arms reached sparsities more than ``MATCHED`` apart are named, not compared. ``readme``: one
+  sentence."""
+  rows, plan = summary["rows"], summary["power"]
+  every = [r for r in rows if r["label"] in SWEEP_SPARSIFIERS]
+  sparse, unmatched = [r for r in every if r["matched"]], [r for r in every if not r["matched"]]
+  name = lambda r: f"{r['family'].upper()} {SWEEP_LABELS[r['label']]} {r['sparsity']:g}"  # noqa: E731
+  diff = lambda r: f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]".replace("-", "−")  # noqa: E731
+  up = [f"{name(r)} {diff(r)}" for r in sparse if r["p_holm"] < 0.05 and r["diff"] > 0]
+  down = [f"{name(r)} {diff(r)}" for r in sparse if r["p_holm"] < 0.05 and r["diff"] < 0]
+  lines = _growth(every)
+  grows = [g for g in lines if g[1] > 0]
+  seeds = min(r["seeds"] for r in rows)
+  if readme:
+    return (
+      f"HAM is significantly ahead in {len(up)} and behind in {len(down)} of {len(sparse)} sparse settings "
+      f"({seeds} seeds each, Holm-corrected); its gain grows with sparsity in {len(grows)} of {len(lines)} "
+      "model × sparsifier lines."
+    )
+  text = [
+    f"HAM − baseline, test accuracy in points with 95 % intervals, {seeds} seeds per cell, paired t-test, Holm-"
+    f"corrected over the {len(every)} sparse cells. "
+    + (f"**Significantly ahead:** {'; '.join(up)}. " if up else "**HAM is significantly ahead in no cell.** ")
+    + (f"**Significantly behind:** {'; '.join(down)}." if down else "It is significantly behind in none.")
+  ]
+  if unmatched:
+    text[0] += (
+      f" Not compared (the arms' sparsities differ by more than {MATCHED:g}): "
+      + ", ".join(f"{name(r)} ({r['reached'][0]:.3f} / {r['reached'][1]:.3f})" for r in unmatched)
+      + "."
+    )
+  moved = {
+    sign: ", ".join(f"{k} ({c:+.2f})".replace("-", "−") for k, c, q in lines if q < 0.05 and c * sign > 0)
+    for sign in (1, -1)
+  }
+  text.append(
+    f"From sparsity {min(r['sparsity'] for r in every):g} to {max(r['sparsity'] for r in every):g} HAM's "
+    f"difference grows in {len(grows)} of {len(lines)} model × sparsifier lines; significantly (z-test, Holm over "
+    f"the lines) it grows in {moved[1] or 'none'} and shrinks in {moved[-1] or 'none'}."
+  )
+  dense = [r for r in rows if r["label"] not in SWEEP_SPARSIFIERS]
+  if dense:
+    text.append(
+      f"Dense (Holm over the {len(dense)} dense comparisons): "
+      + "; ".join(f"{r['family'].upper()} {_arms(r['label'])} {diff(r)} ({_p(r['p_holm'])})" for r in dense)
+      + "."
+    )
+  if plan:
+    power = _power(seeds, plan["sd_median"], plan["effect"], plan["level"] / plan["comparisons"])
+    text.append(
+      f"Seed count: the pilot's {plan['pilot_seeds']} seeds gave a median standard deviation of the paired "
+      f"differences of {plan['sd_median']:.2f} points (quartiles {plan['sd_quartiles'][0]:.2f}–"
+      f"{plan['sd_quartiles'][1]:.2f}) over the {plan['comparisons']} sparse cells; detecting "
+      f"+{plan['effect']:g} points with {100 * plan['power_target']:.0f} % power at {plan['level']:g} / "
+      f"{plan['comparisons']} needs n = {plan['n_needed']} seeds per cell. The study ran {seeds}"
+      f"{LIMIT if seeds < plan['n_needed'] else ''}: power "
+      f"{100 * power:.1f} % for +{plan['effect']:g} at the median spread."
+    )
+  return "\n\n".join(text)
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
-  """HAM − baseline against sparsity, one line per sparsifier, one panel per model, 95 % intervals as error bars."""
+  """HAM − baseline against sparsity, one line per sparsifier, one panel per model, 95 % intervals as error bars;
+  cells whose arms reached unmatched sparsities are left out."""
   plt = _common.pyplot()
   families = sorted({r["family"] for r in rows}, key=["mlp", "cnn"].index)
-  fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.8), sharey=True, squeeze=False)
+  fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.8), squeeze=False)
   for ax, family in zip(axes[0], families, strict=False):
     for k, method in enumerate(SWEEP_SPARSIFIERS):
       rs = [r for r in rows if r["family"] == family and r["label"] == method]
       if rs:
         x = np.arange(len(rs)) + 0.06 * (k - 2)
-        y, ci = np.array([r["diff"] for r in rs]), np.array([r["ci"] for r in rs]).T
+        y = np.array(
+          [r["diff"] if r["matched"] else np.nan for r in rs]
+        )  # unmatched sparsity: not a comparison
+        ci = np.array([r["ci"] for r in rs]).T
         ax.errorbar(x, y, yerr=[y - ci[0], ci[1] - y], marker="o", capsize=3, label=SWEEP_LABELS[method])
         ax.set_xticks(np.arange(len(rs)), [f"{r['sparsity']:g}" for r in rs])
     ax.axhline(0, color="gray", lw=0.8)
