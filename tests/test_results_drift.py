@@ -13,9 +13,7 @@ may differ, so run these checks on the kind of machine that made the results (a 
 
 Not checked: timings (``overhead.py``, ``sparsity_overhead.py``, ``torch_peer.py``) are measurements, not
 reproducible numbers; ``main_job_tuning.py``'s grid chose the main job's defaults, whose effect the main-job
-check covers; ``alpha_transfer``'s ``final*.json`` come from the same training function as its grid (checked);
-``transformers_finetune_wd`` starts from a repeat of the grokking runs (checked) and its fine-tuning needs them
-trained to the end first (minutes).
+check covers; ``alpha_transfer``'s ``final*.json`` come from the same training function as its grid (checked).
 """
 
 from __future__ import annotations
@@ -247,14 +245,22 @@ def mirror_flows() -> Drift:
 
 
 def graphon() -> Drift:
-  """Random pruning + HAM at width 64: the final training loss after 100 steps and the mask's density."""
+  """Random pruning + HAM and RigL + HAM (whose mask follows the training) at width 64, 100 steps each: the final
+  training loss, the mask's density and its graphon."""
+  from ham_optax.metrics import empirical_graphon
+
   bench = _benchmark("graphon")
-  committed = next(r for r in _load("graphon/results.json")["rows"] if r["method"] == "random+HAM")
+  committed = _load("graphon/results.json")
+  rows = {r["method"]: r for r in committed["rows"]}
   x, y = bench.make_task()
-  _, mask, losses = bench.train("random", True, 64, 100, x, y)
-  drift = Drift("graphon/results.json", "random+HAM at width 64", "python benchmarks/graphon.py")
-  drift.compare("final_loss_by_width[64]", float(losses[-1]), committed["final_loss_by_width"]["64"])
-  drift.compare("density[64]", float(np.mean(np.asarray(mask))), committed["density"]["64"])
+  drift = Drift("graphon/results.json", "random+HAM and rigl+HAM at width 64", "python benchmarks/graphon.py")
+  for method in ("random", "rigl"):
+    _, mask, losses = bench.train(method, True, 64, 100, x, y)
+    want = rows[f"{method}+HAM"]
+    drift.compare(f"{method}+HAM final loss", float(losses[-1]), want["final_loss_by_width"]["64"])
+    drift.compare(f"{method}+HAM density", float(np.mean(np.asarray(mask))), want["density"]["64"])
+    got = np.asarray(empirical_graphon(mask, committed["settings"]["resolution"])).tolist()
+    drift.compare(f"{method}+HAM graphon", got, want["graphons"]["64"])
   return drift
 
 
@@ -301,6 +307,52 @@ def transformers(folder: str, method: str, regenerate: str, steps: int = 200) ->
   return drift
 
 
+@functools.cache
+def _grokked_adamw(folder: str):
+  """The AdamW models the fine-tuning of ``folder`` starts from: every evaluation seed trained for the whole
+  grokking run (vmapped together, as committed), with the drift of their validation curves."""
+  bench = _benchmark("transformers")
+  from ham_optax_examples import data as data_lib
+  from ham_optax_examples import grokking
+
+  committed = _load(f"{folder}/results.json")
+  args = bench.build_parser().parse_args([])
+  vars(args).update(committed["args"])
+  kw = dict(p=args.p, train_fraction=args.train_fraction, val_fraction=args.val_fraction)
+  add, sub = (data_lib.load_modular(operation=op, **kw) for op in ("add", "sub"))
+  r = committed["grokking"]["adamw"]
+  graphdef, init = grokking.init_params(r["seeds"], args.p, width=args.width)
+  hp = bench._stack([r["selected"]], len(r["seeds"]))
+  out = bench._run("adamw", graphdef, init, hp, *grokking.run_dataset(add), args.steps, args)
+  return args, add, sub, graphdef, out
+
+
+def transformers_finetune(folder: str, regenerate: str, steps: int = 150) -> Drift:
+  """Fine-tuning with HAM(AdamW) and with NanoAdam (past its first re-selection, at step 100) at their selected
+  settings, from the AdamW models of the grokking study (every evaluation seed; trained to the end first,
+  minutes), for the first ``steps``: both tasks' validation accuracy at every evaluation, and the AdamW models'
+  grokking curves."""
+  bench = _benchmark("transformers")
+  committed = _load(f"{folder}/results.json")
+  args, add, sub, graphdef, grokked = _grokked_adamw(folder)
+  unit = f"the adamw grokking runs, then ham_adamw and nanoadam fine-tuning ({steps} steps)"
+  drift = Drift(f"{folder}/results.json", unit, regenerate)
+  for key in ("train_acc", "val_acc"):
+    got = [[float(v) for v in row] for row in grokked[key]]
+    drift.compare(f"grokking adamw {key}", got, committed["grokking"]["adamw"]["curves"][key])
+  evals = {"new_val": sub.split("val"), "old_val": add.split("val"), "new_test": sub.split("test")}
+  evals["old_test"] = add.split("test")
+  train, evaluations = (sub.x_train, sub.y_train), steps // args.eval_every
+  for method in ("ham_adamw", "nanoadam"):
+    r = committed["finetune"][method]
+    hp = bench._stack([r["selected"]], len(r["finite"]))
+    out = bench._run(method, graphdef, grokked["params"], hp, train, evals, steps, args)
+    for key in ("new_val_acc", "old_val_acc"):
+      want = [row[:evaluations] for row in r["curves"][key]]
+      drift.compare(f"finetune {method} {key}", [[float(v) for v in row] for row in out[key]], want)
+  return drift
+
+
 def overparam_memory(tmp_path: pathlib.Path) -> Drift:
   """The whole benchmark (abstract shapes: seconds): every optimizer-state byte count."""
   got = _benchmark("overparam_memory").main(["--out", str(tmp_path)])
@@ -334,6 +386,12 @@ CHECKS: dict[str, Callable[..., Drift]] = {
   "graphon": graphon,
   "nanoadam_finetune": nanoadam_finetune,
   "transformers": lambda: transformers("transformers", "ham_adamw", "python benchmarks/transformers.py"),
+  "transformers_finetune": lambda: transformers_finetune("transformers", "python benchmarks/transformers.py"),
+  "transformers_finetune_wd": lambda: transformers_finetune(
+    "transformers_finetune_wd",
+    "python benchmarks/transformers.py --grok-methods adamw --ft-steps 1000 --ft-wd 3 "
+    "--out benchmarks/results/transformers_finetune_wd",
+  ),
   "transformers_sgd": lambda: transformers(
     "transformers_sgd",
     "ham_sgdm",
