@@ -22,7 +22,6 @@ from ham_optax._src.aliases import ham_adam, ham_adamw, ham_sgd
 from ham_optax._src.alpha import (
   DEFAULT_TARGET_RATIO,
   PAPER_IMAGENET_ALPHA,
-  SCALE_FREE_TARGET_RATIO,
   CalibrationDivergedError,
   suggest_alpha,
 )
@@ -40,7 +39,6 @@ __all__ = [
   "HyperbolicStepState",
   "NanoAdamState",
   "PAPER_IMAGENET_ALPHA",
-  "SCALE_FREE_TARGET_RATIO",
   "default_mask",
   "geometry",
   "ham",

@@ -156,44 +156,6 @@ def test_suggest_alpha_matches_formula_for_plain_sgd():
   assert got == pytest.approx(0.5 * np.median(ratios[10:]), rel=1e-4)
 
 
-@pytest.mark.parametrize(
-  "inner,want",
-  [
-    (optax.sgd(0.1), ham_optax.DEFAULT_TARGET_RATIO),
-    (
-      optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9)),
-      ham_optax.DEFAULT_TARGET_RATIO,
-    ),
-    (optax.adamw(0.1, weight_decay=5e-4), ham_optax.SCALE_FREE_TARGET_RATIO),
-    (optax.rmsprop(0.1), ham_optax.SCALE_FREE_TARGET_RATIO),
-    (optax.lion(0.1), ham_optax.SCALE_FREE_TARGET_RATIO),
-  ],
-)
-def test_default_target_ratio_follows_the_inner_optimizer(inner, want):
-  loss, params, batches = _least_squares()
-  got = ham_optax.suggest_alpha(loss, params, batches, inner, 0.1)
-  assert got == ham_optax.suggest_alpha(loss, params, batches, inner, 0.1, target_ratio=want)
-  assert ham_optax.DEFAULT_TARGET_RATIO != ham_optax.SCALE_FREE_TARGET_RATIO
-
-
-def test_default_target_ratio_with_a_zero_first_step_is_the_sgd_one():
-  # A warmup from 0: the first step says nothing about the optimizer's scaling, so the smaller ratio is taken.
-  loss, params, batches = _least_squares()
-  warmup = optax.linear_schedule(0.0, 0.1, 5)
-  inner = optax.adam(warmup)
-  got = ham_optax.suggest_alpha(loss, params, batches, inner, warmup, check_learning_rate=False)
-  want = ham_optax.suggest_alpha(
-    loss,
-    params,
-    batches,
-    inner,
-    warmup,
-    target_ratio=ham_optax.DEFAULT_TARGET_RATIO,
-    check_learning_rate=False,
-  )
-  assert got == want
-
-
 @pytest.mark.parametrize("name", ["least_squares", "mlp"])
 @pytest.mark.parametrize("inner_name,lr", [("sgd_momentum", 0.1), ("adamw", 1e-2)])
 def test_suggested_alpha_does_not_diverge(name, inner_name, lr):

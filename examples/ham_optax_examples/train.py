@@ -105,10 +105,11 @@ def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Data
   return dataclasses.replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
 
 
-def suggested_alpha(config: Config, dataset: data_lib.Dataset, target_ratio: float | None = None) -> float:
+def suggested_alpha(
+  config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
+) -> float:
   """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
-  learning rate (``target_ratio``: its default, by inner optimizer, unless given), on the first 20 minibatches of
-  its epoch-0 order, in this process on its default device, from
+  learning rate, on the first 20 minibatches of its epoch-0 order, in this process on its default device, from
   the whole training split (``None`` fields of ``config`` resolved first). A schedule shorter than 40 steps is
   stretched to 40, so that the 20-step window sees a non-zero learning rate."""
   config = _resolve(config)

@@ -21,7 +21,7 @@ import optax
 
 from ham_optax._src import checks, masking
 
-__all__ = ["DEFAULT_TARGET_RATIO", "PAPER_IMAGENET_ALPHA", "SCALE_FREE_TARGET_RATIO", "suggest_alpha"]
+__all__ = ["DEFAULT_TARGET_RATIO", "PAPER_IMAGENET_ALPHA", "suggest_alpha"]
 
 PAPER_IMAGENET_ALPHA = 200.0
 """The paper's (and the authors' PyTorch wrapper's) alpha, tuned for ResNet-50 on ImageNet with BatchNorm and
@@ -29,17 +29,7 @@ SGD + momentum at lr 0.1. It diverges on small models with larger per-weight gra
 :func:`suggest_alpha`."""
 
 DEFAULT_TARGET_RATIO = 0.2
-"""The ``target_ratio`` (the mirror step's norm as a fraction of the inner step's) that :func:`suggest_alpha` uses
-by default for an inner optimizer whose step scales with the gradient (SGD, with or without momentum)."""
-
-SCALE_FREE_TARGET_RATIO = 0.5
-"""The ``target_ratio`` that :func:`suggest_alpha` uses by default for an inner optimizer whose step does not scale
-with the gradient (Adam, AdamW, RMSProp, Lion). On the alpha-transfer benchmark's families HAM's validation gain
-grew from ratio 0.2 to 0.5 with AdamW, and not with SGD + momentum (alpha guide, "The evidence")."""
-
-SCALE_FREE_BELOW = math.sqrt(2.0)
-""":func:`suggest_alpha` calls the inner optimizer scale-free when its first step for the calibration run's first
-gradient is less than this factor times its step for half that gradient (SGD's is 2 times, Adam's 1 time)."""
+"""Default ``target_ratio`` of :func:`suggest_alpha`: the mirror step's norm as a fraction of the inner step's."""
 
 LR_TOLERANCE = 1.25
 """Largest change, over the calibration window, of the inner optimizer's step size relative to ``learning_rate``
@@ -156,7 +146,7 @@ def _make_step(loss_fn, inner, treedef, is_float, selected, has_aux):
     sel = [i for i, on in enumerate(selected) if on]
     u_norms = _scaled_sq_norms([u[i] for i in sel])
     mirror_norms = _scaled_sq_norms([jnp.abs(_at_least_f32(leaves[i])) * g[i] for i in sel])
-    return jax.tree.unflatten(treedef, new), state, loss, finite, u_norms, mirror_norms, g
+    return jax.tree.unflatten(treedef, new), state, loss, finite, u_norms, mirror_norms
 
   return jax.jit(step)
 
@@ -180,50 +170,18 @@ def _make_lr_probe(inner, treedef, is_float, selected):
   return jax.jit(probe)
 
 
-def _make_scale_probe(inner, treedef, is_float, selected):
-  """Jitted ``(params, g) -> (norms of u(g), norms of u(g / 2))``: the inner optimizer's first step from ``init``
-  (at zero parameters, so that weight decay adds nothing) for the gradient ``g`` (the calibration run's first, as
-  the step list of leaves) and for half of it."""
-
-  def probe(p, g):
-    zeros = jax.tree.unflatten(
-      treedef, [jnp.zeros_like(x) for x in _float_view(treedef.flatten_up_to(p), is_float)]
-    )
-
-    def first_step(c):
-      u = inner.update(jax.tree.unflatten(treedef, [c * v for v in g]), inner.init(zeros), zeros)[0]
-      return _scaled_sq_norms([v for v, on in zip(treedef.flatten_up_to(u), selected, strict=True) if on])
-
-    return first_step(1.0), first_step(0.5)
-
-  return jax.jit(probe)
-
-
-_MAKERS = {"step": _make_step, "probe": _make_lr_probe, "scale": _make_scale_probe}
-
-
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _compiled(kind: str, *key: Any) -> Callable[..., Any]:
   """The jitted step or probe, cached on what determines it, so that calling :func:`suggest_alpha` again with the
   same ``loss_fn`` and ``inner`` objects (and params of the same structure) does not trace or compile again."""
-  return _MAKERS[kind](*key)
+  return _make_step(*key) if kind == "step" else _make_lr_probe(*key)
 
 
 def _get(kind: str, *key: Any) -> Callable[..., Any]:
   try:
     return _compiled(kind, *key)
   except TypeError:  # an unhashable loss_fn or inner: no cache
-    return _MAKERS[kind](*key)
-
-
-def _default_target_ratio(probe, params, g) -> float:
-  """:data:`SCALE_FREE_TARGET_RATIO` if the inner optimizer's first step for the gradient ``g`` is less than
-  :data:`SCALE_FREE_BELOW` times its step for ``g / 2`` (Adam-like), else :data:`DEFAULT_TARGET_RATIO` (also when
-  the step is zero or not finite, e.g. a warmup from 0)."""
-  full, half = (float(np.sqrt(np.sum(np.square(_host_norms(*n))))) for n in probe(params, g))
-  if not (math.isfinite(full) and math.isfinite(half) and half > 0):
-    return DEFAULT_TARGET_RATIO
-  return SCALE_FREE_TARGET_RATIO if full / half < SCALE_FREE_BELOW else DEFAULT_TARGET_RATIO
+    return _make_step(*key) if kind == "step" else _make_lr_probe(*key)
 
 
 def _check_batches(batches: Any, num_steps: int) -> Sequence[Any]:
@@ -348,7 +306,7 @@ def suggest_alpha(
   inner: optax.GradientTransformation,
   learning_rate: optax.ScalarOrSchedule,
   *,
-  target_ratio: float | None = None,
+  target_ratio: float = DEFAULT_TARGET_RATIO,
   num_steps: int = 20,
   mask: masking.MaskOrFn = None,
   has_aux: bool = False,
@@ -368,8 +326,7 @@ def suggest_alpha(
       \frac{\|u_k\|_2}{\eta_k\,\big\|\,|x_k| \odot g_k\big\|_2},
 
   with :math:`\rho` = ``target_ratio`` (the median is over the second half of the steps, once momentum or Adam's
-  moments have warmed up); by default :math:`\rho = 0.2` for an inner optimizer whose step scales with the
-  gradient (SGD) and :math:`\rho = 0.5` for a scale-free one (Adam), see ``target_ratio``. The result is an ordinary scalar alpha for :func:`ham_optax.ham`: the update rule is
+  moments have warmed up). The result is an ordinary scalar alpha for :func:`ham_optax.ham`: the update rule is
   the paper's HAM unchanged. For SGD without momentum :math:`u = -\eta g` and the rule reads
   :math:`\alpha \approx \rho / \overline{|x|}` (the inverse metric :math:`1 + \alpha|x|` stays near
   :math:`1 + \rho`). With ``per_leaf=True`` the same rule is applied to each selected leaf :math:`i` on its own
@@ -413,11 +370,7 @@ def suggest_alpha(
     inner: the optimizer HAM will wrap (e.g. ``optax.sgd(lr, momentum=0.9)``).
     learning_rate: the learning rate (or schedule) HAM will use, the inner optimizer's own; a schedule is
       evaluated at steps ``0 .. num_steps - 1``.
-    target_ratio: :math:`\rho > 0`, the mirror step's norm as a fraction of the inner step's; ``None``: 0.2
-      (``DEFAULT_TARGET_RATIO``) for an inner optimizer whose step scales with the gradient (SGD, with or without
-      momentum), 0.5 (``SCALE_FREE_TARGET_RATIO``) for one whose step does not (Adam, AdamW, RMSProp, Lion),
-      told apart by the inner optimizer's first step (from ``init``, at zero parameters) for the calibration
-      run's first gradient and for half of it: scale-free when the two differ by less than a factor 1.41.
+    target_ratio: :math:`\rho > 0`, the mirror step's norm as a fraction of the inner step's.
     num_steps: number of calibration steps, >= 2.
     mask: the leaves HAM's mirror step applies to, as for :func:`ham_optax.ham` (``None``: kernels).
     has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
@@ -464,8 +417,7 @@ def suggest_alpha(
     alpha = ham_optax.suggest_alpha(loss_fn, state, [(x, y)] * 20, inner, 0.01)
     tx = ham_optax.ham(inner, 0.01, alpha=alpha, beta=0.0)  # e.g. nnx.Optimizer(model, tx, wrt=nnx.Param)
   """
-  if target_ratio is not None:
-    checks.check_scalar(target_ratio, "target_ratio", lo=0.0, lo_open=True)
+  checks.check_scalar(target_ratio, "target_ratio", lo=0.0, lo_open=True)
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, lo_open=True, schedule_ok=True)
   checks.check_int(num_steps, "num_steps", 2, owner="suggest_alpha")
   checks.check_inner(inner, "suggest_alpha")
@@ -484,12 +436,11 @@ def suggest_alpha(
   key = (treedef, is_float, selected)
   step = _get("step", loss_fn, inner, *key, bool(has_aux))
   p, state = params, inner.init(jax.tree.unflatten(treedef, _float_view(leaves, is_float)))
-  lrs, losses, u_norms, mirror_norms, g0 = [], [], [], [], None
+  lrs, losses, u_norms, mirror_norms = [], [], [], []
   for k in range(num_steps):
     lrs.append(_lr_at(learning_rate, k))
     try:
-      p, state, loss, finite, u_sq, m_sq, g = step(p, state, batches[k], jnp.asarray(lrs[-1], jnp.float32))
-      g0 = g if k == 0 else g0  # the first gradient, for the default target ratio
+      p, state, loss, finite, u_sq, m_sq = step(p, state, batches[k], jnp.asarray(lrs[-1], jnp.float32))
     except LossFnError:
       raise
     except Exception as e:
@@ -506,8 +457,6 @@ def suggest_alpha(
     raise _diverged(f"(the loss's median grew from {first:.3g} to {second:.3g} between its two halves)")
   if check_learning_rate:
     _check_learning_rate(_get("probe", inner, *key), params, learning_rate, num_steps)
-  if target_ratio is None:
-    target_ratio = _default_target_ratio(_get("scale", inner, *key), params, g0)
   total, per_leaf_ratios = _window_ratios(lrs, u_norms, mirror_norms)
   alpha = target_ratio * _median_finite(total[num_steps // 2 :])
   if not math.isfinite(alpha):
