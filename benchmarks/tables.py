@@ -740,22 +740,26 @@ def mw_family_nanoadam(results: Path) -> str:
 # --- Choosing alpha (docs/guides/choosing_alpha.md) ---------------------------------------------------------
 
 FAMILIES = {"mlp": "MLP", "mlp_ln": "MLP+LayerNorm", "cnn1d": "CNN", "resnet1d": "ResNet+BatchNorm"}
+FAMILIES |= {"embed_mlp": "Embedding+MLP", "attention": "Attention"}
 OPTIMIZERS = {"sgd": "SGD+m", "adamw": "AdamW"}
 CLIP = 5.0  # the alpha-transfer benchmark's max_exponent (ham_optax's default)
 
 
 @table
-def alpha_transfer_families(results: Path) -> str:
-  """Baseline, grid-best HAM and HAM at the suggested alpha per family and optimizer (the benchmark's table)."""
+def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> str:
+  """Baseline, grid-best HAM and HAM at the suggested alphas (scalar, per leaf) per family and optimizer."""
   study = _script("alpha_transfer")
-  final = study.load_final(results / "alpha_transfer")
+  final = study.load_final(results / folder)
   header, rule, *rows = study.summarize(final).split("\n")
   labels = [f"{FAMILIES[k.split('/')[0]]} / {OPTIMIZERS[k.split('/')[1]]}" for k in final["results"]]
   rows = [f"| {label} |{row.split(' |', 1)[1]}" for label, row in zip(labels, rows, strict=True)]
-  header = header.replace("HAM suggested (lr, alpha)", "HAM suggested (lr, mean alpha)")
   return "\n".join([header, rule, *rows]) + (
     "\n\n(Means and stds over the non-diverged seeds; differences over the seeds where neither run diverged.)"
   )
+
+
+# The AdamW families rerun with the suggestions at target ratio 0.5 (same grid, same fresh seeds).
+TABLES["alpha_transfer_adamw"] = functools.partial(alpha_transfer_families, folder="alpha_transfer_adamw")
 
 
 @table
@@ -771,6 +775,9 @@ def alpha_transfer_divergence(results: Path) -> str:
     if suggested == 0
     else f"**The suggested alpha diverged on {suggested} of {n} fresh seeds** over the {settings}."
   )
+  leaf_n = sum(r["method"] == "HAM per-leaf" for res in final.values() for r in res["runs"])
+  leaf = sum(diverged(res["runs"], "HAM per-leaf") for res in final.values())
+  lead += f" The per-leaf alphas diverged on {leaf} of {leaf_n}." if leaf_n else ""
   grid = []
   for key, res in final.items():
     if g := diverged(res["runs"], "HAM grid-best"):
@@ -795,10 +802,73 @@ def alpha_transfer_rho(results: Path) -> str:
     if 0 < b["finite"] < b["runs"] / 2:
       gain += f" (the {b['finite']} runs that did not diverge)"
     e = b["exponent_max"]
-    rows.append([label, b["runs"], b["diverged"], gain, f"{CLIP:g} (the clip)" if e >= CLIP else f"{e:.2g}"])
+    per_opt = [
+      (f"{c['gain']:+.2f}" if c["finite"] else "n/a") + f" ({c['diverged']}/{c['runs']})"
+      for c in (b[o] for o in OPTIMIZERS)
+    ]
+    per_opt = [c if b[o]["runs"] else "-" for c, o in zip(per_opt, OPTIMIZERS, strict=True)]
+    rows.append(
+      [label, b["runs"], b["diverged"], gain, *per_opt, f"{CLIP:g} (the clip)" if e >= CLIP else f"{e:.2g}"]
+    )
   header = ["rho = alpha / alpha_unit", "HAM runs", "diverged"]
   header += ["val acc - baseline at the same lr (points, mean of non-diverged)"]
+  header += [f"{name}: gain (diverged/runs)" for name in OPTIMIZERS.values()]
   return markdown_table([*header, "largest `exponent_max` during training (median)"], rows)
+
+
+def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
+  """The best setting of ``keys`` (e.g. lr) by mean validation accuracy over seeds (a diverged run counts -1):
+  its mean accuracy over the non-diverged seeds (%) and its diverged runs (NaN and 0 for no rows)."""
+  if not rows:
+    return float("nan"), 0
+  groups = defaultdict(list)
+  for r in rows:
+    groups[tuple(r[k] for k in keys)].append(r)
+  best = max(groups.values(), key=lambda rs: np.mean([-1.0 if r["diverged"] else r["val_acc"] for r in rs]))
+  ok = [100 * r["val_acc"] for r in best if not r["diverged"]]
+  return (float(np.mean(ok)) if ok else float("nan")), diverged(best)
+
+
+@table
+def alpha_transfer_ratios(results: Path) -> str:
+  """Validation (tuning seeds): the rule at each target ratio, one alpha and per leaf, and grid-tuned HAM, each at
+  its best lr, as the gain over the baseline at its best lr; then the mean over the families per optimizer."""
+  grid = load(results, "alpha_transfer", "grid.json")["runs"]
+  final = _script("alpha_transfer").load_final(results / "alpha_transfer")["results"]
+  ratios = sorted(
+    {r["ratio"] for res in final.values() for r in res["suggested_tuning_runs"] if "ratio" in r}
+  )
+  rows, gains = [], defaultdict(list)
+  for key, res in final.items():
+    tuning = [r for r in res["suggested_tuning_runs"] if "ratio" in r]
+    if not tuning:
+      continue
+    base = _best_val([r for r in grid[key] if r["alpha"] == 0], ["lr"])[0]
+    cells = [_best_val([r for r in grid[key] if r["alpha"] != 0], ["lr", "alpha"])]
+    for method in ("HAM suggested", "HAM per-leaf"):
+      cells += [
+        _best_val([r for r in tuning if (r["method"], r["ratio"]) == (method, x)], ["lr"]) for x in ratios
+      ]
+    optimizer = key.split("/")[1]
+    if not any(np.isnan(v) for v, _ in cells):  # the means: over the families measured at every ratio
+      for i, (val, _) in enumerate(cells):
+        gains[optimizer, i].append(val - base)
+    family = f"{FAMILIES[key.split('/')[0]]} / {OPTIMIZERS[optimizer]}"
+    cells = ["n/a" if np.isnan(v) else f"{v - base:+.1f}" + (f" ({d} div.)" if d else "") for v, d in cells]
+    rows.append([family, f"{base:.1f}", *cells])
+  for optimizer, name in OPTIMIZERS.items():
+    if gains[optimizer, 0]:
+      n = len(gains[optimizer, 0])
+      means = (np.mean(gains[optimizer, i]) for i in range(len(cells)))
+      rows.append(
+        [f"mean over the {n} families with every ratio ({name})", "", *(f"{m:+.2f}" for m in means)]
+      )
+  header = ["family / optimizer", "baseline val acc (%)", "grid-tuned HAM"]
+  header += [f"{kind} rho = {x:g}" for kind in ("one alpha,", "per leaf,") for x in ratios]
+  return markdown_table(header, rows) + (
+    "\n\n(Validation accuracy minus the baseline's, points, mean over the tuning seeds at each method's best lr; "
+    "div.: diverged seeds there, left out of the mean.)"
+  )
 
 
 @table

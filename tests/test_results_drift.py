@@ -187,6 +187,28 @@ def alpha_transfer() -> Drift:
   return drift
 
 
+def alpha_transfer_per_leaf() -> Drift:
+  """The embedding + MLP / SGD final runs (every configuration, trained together as committed), 6 epochs: the
+  per-leaf alphas of ``suggest_alpha(..., per_leaf=True)`` at seed 0, and that seed's per-leaf HAM run."""
+  bench = _benchmark("alpha_transfer")
+  from ham_optax_examples import data as data_lib
+
+  committed = _load("alpha_transfer/final.json")
+  runs = committed["results"]["embed_mlp/sgd"]["runs"]
+  configs = [{k: r[k] for k in ("method", "seed", "lr", "alpha", "alpha_leaves") if k in r} for r in runs]
+  i = next(j for j, c in enumerate(configs) if (c["method"], c["seed"]) == ("HAM per-leaf", 0))
+  unit = "the embed_mlp / sgd final runs (6 epochs), per-leaf HAM at seed 0"
+  drift = Drift("alpha_transfer/final.json", unit, committed["made_by"]["embed_mlp/sgd"]["command"])
+  fam = bench.Family("embed_mlp", data_lib.load_dataset("mnist1d"), 128)
+  args = argparse.Namespace(**committed["argv"])  # epochs, batch size, target ratio
+  leaves = bench.alpha_unit(fam, "sgd", 0, configs[i]["lr"], args)[1]
+  drift.compare("alpha_leaves", [args.target_ratio * a for a in leaves], configs[i]["alpha_leaves"])
+  got = bench.train_configs(fam, "sgd", configs, args)[i]
+  for key in ("epoch_loss", "val_acc", "test_acc", "diverged"):
+    drift.compare(key, got[key], runs[i][key])
+  return drift
+
+
 def graphs() -> Drift:
   """GCN / AdamW at homophily 0.1: the five final configurations on the 10 test graphs (trained vmapped
   together, as committed), 150 full-batch steps; compares HAM's test accuracies."""
@@ -372,6 +394,7 @@ CHECKS: dict[str, Callable[..., Drift]] = {
     "python benchmarks/sparse_training.py --dataset digits --out benchmarks/results/sparse_training_digits",
   ),
   "alpha_transfer": alpha_transfer,
+  "alpha_transfer_per_leaf": alpha_transfer_per_leaf,
   "graphs": graphs,
   "implicit_bias": lambda: implicit_bias(
     "implicit_bias", "HAM a=10 (HYP*)", "python benchmarks/implicit_bias.py"
