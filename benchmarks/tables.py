@@ -117,12 +117,13 @@ def glued(text: str) -> str:
 def fmt_p(p: float) -> str:
   if not np.isfinite(p):
     return f"p{GLUE}undefined"
-  return glued(f"p = {p:.2f}" if p >= 0.01 else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}"))
+  two = p >= 0.01 and round(p, 2) != SIGNIFICANCE  # 0.049 and 0.051 both read "0.05" with two digits
+  return glued(f"p = {p:.2f}" if two else ("p < 0.001" if p < 0.001 else f"p = {p:.3f}"))
 
 
-def fmt_diff(mean: float, std: float | None = None) -> str:
+def fmt_diff(mean: float, std: float | None = None, digits: int = 2) -> str:
   """Points with an explicit sign (U+2212 for minus, as in the pages' prose), and `± std` if given."""
-  text = f"{mean:+.2f}".replace("-", "\u2212")
+  text = f"{mean:+.{digits}f}".replace("-", "\u2212")
   return text if std is None else f"{text}{GLUE}±{GLUE}{std:.2f}"
 
 
@@ -758,15 +759,47 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
   )
 
 
-# The AdamW families rerun with the suggestions at target ratio 0.5 (same grid, same fresh seeds).
-TABLES["alpha_transfer_adamw"] = functools.partial(alpha_transfer_families, folder="alpha_transfer_adamw")
+@table
+def alpha_transfer_adamw(results: Path) -> str:
+  """The AdamW families rerun with the suggestions at a larger target ratio (same grid, same fresh seeds), and
+  how that ratio compares with the default's run: against grid-best HAM, and where it failed."""
+  folder = "alpha_transfer_adamw"
+  ratio = float(load(results, folder, "final.json")["argv"]["target_ratio"])
+  now, before = _transfer_tests(_final(results, folder)), _transfer_tests(_final(results))
+  sug, leaf, base, best = "HAM suggested", "HAM per-leaf", "baseline", "HAM grid-best"
+  name = lambda k: FAMILIES[k.split("/")[0]]  # noqa: E731
+  ok = [k for k, t in now.items() if t[sug, best]["mean_diff"] >= -WITHIN]
+  lost = [k for k in now if k not in ok]
+  span = lambda xs, to=" to ": f"{fmt_diff(min(xs), digits=1)}{to}{fmt_diff(max(xs), digits=1)}"  # noqa: E731
+  named = [f"{name(k)} ({fmt_diff(now[k][sug, best]['mean_diff'], digits=1)})" for k in ok]
+  text = (
+    f"At {ratio:g} the single alpha came within {WITHIN:g} points of grid-best HAM or beat it on {_listed(named)}, "
+    f"where at {_default_ratio(results):g} it was {span([before[k][sug, best]['mean_diff'] for k in ok])}"
+  )
+  for k in lost:
+    text += (
+      f"; but **{name(k)} lost {abs(now[k][sug, base]['mean_diff']):.0f} points** against its baseline at "
+      f"{ratio:g} ({fmt_diff(before[k][sug, best]['mean_diff'], digits=1)} from grid-best at "
+      f"{_default_ratio(results):g})"
+    )
+  text += (
+    f". The per-leaf alphas at {ratio:g} stayed between {span([t[leaf, best]['mean_diff'] for t in now.values()], ' and ')} "
+    f"points of grid-best HAM on all {WORDS.get(len(now), len(now))}."
+  )
+  if lost:
+    text += (
+      " So **the ratio does not depend on the optimizer in the library**: one default, "
+      f"{_default_ratio(results):g}, for both, because the larger AdamW ratio that helps "
+      f"{WORDS.get(len(ok), len(ok))} families wrecks {WORDS.get(len(lost), len(lost))}."
+    )
+  return alpha_transfer_families(results, folder) + "\n\n" + text
 
 
 @table
 def alpha_transfer_divergence(results: Path) -> str:
   """The list item on divergence at the fresh seeds: the suggested alpha's, then grid-best HAM's against the
   baseline's in each setting where grid-best HAM diverged."""
-  final = _script("alpha_transfer").load_final(results / "alpha_transfer")["results"]
+  final = _final(results)
   seeds = {k: sum(r["method"] == "baseline" for r in res["runs"]) for k, res in final.items()}
   suggested, n = sum(diverged(res["runs"], "HAM suggested") for res in final.values()), sum(seeds.values())
   settings = f"{WORDS.get(len(final), len(final))} family x optimizer settings"
@@ -829,16 +862,25 @@ def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
   return (float(np.mean(ok)) if ok else float("nan")), diverged(best)
 
 
-@table
-def alpha_transfer_ratios(results: Path) -> str:
-  """Validation (tuning seeds): the rule at each target ratio, one alpha and per leaf, and grid-tuned HAM, each at
-  its best lr, as the gain over the baseline at its best lr; then the mean over the families per optimizer."""
-  grid = load(results, "alpha_transfer", "grid.json")["runs"]
-  final = _script("alpha_transfer").load_final(results / "alpha_transfer")["results"]
+def _final(results: Path, folder: str = "alpha_transfer") -> dict[str, Any]:
+  """The fresh-seed results of every ``final*.json`` of ``results/folder``, by setting."""
+  return _script("alpha_transfer").load_final(results / folder)["results"]
+
+
+def _default_ratio(results: Path) -> float:
+  """The target ratio of the alpha-transfer run (its `suggest_alpha` default)."""
+  return float(load(results, "alpha_transfer", "final.json")["argv"]["target_ratio"])
+
+
+def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, list]], dict[tuple, list]]:
+  """Validation (tuning seeds), each method at its best lr: the target ratios; per setting the baseline's
+  accuracy and the cells (gain over it in points, diverged seeds) of grid-tuned HAM, then one alpha and per leaf
+  at each ratio; and the gains per ``(optimizer, cell)`` over the families measured at every ratio."""
+  grid, final = load(results, "alpha_transfer", "grid.json")["runs"], _final(results)
   ratios = sorted(
     {r["ratio"] for res in final.values() for r in res["suggested_tuning_runs"] if "ratio" in r}
   )
-  rows, gains = [], defaultdict(list)
+  by_key, gains = {}, defaultdict(list)
   for key, res in final.items():
     tuning = [r for r in res["suggested_tuning_runs"] if "ratio" in r]
     if not tuning:
@@ -849,17 +891,28 @@ def alpha_transfer_ratios(results: Path) -> str:
       cells += [
         _best_val([r for r in tuning if (r["method"], r["ratio"]) == (method, x)], ["lr"]) for x in ratios
       ]
-    optimizer = key.split("/")[1]
+    cells = [(v - base, d) for v, d in cells]
     if not any(np.isnan(v) for v, _ in cells):  # the means: over the families measured at every ratio
-      for i, (val, _) in enumerate(cells):
-        gains[optimizer, i].append(val - base)
-    family = f"{FAMILIES[key.split('/')[0]]} / {OPTIMIZERS[optimizer]}"
-    cells = ["n/a" if np.isnan(v) else f"{v - base:+.1f}" + (f" ({d} div.)" if d else "") for v, d in cells]
-    rows.append([family, f"{base:.1f}", *cells])
+      for i, (gain, _) in enumerate(cells):
+        gains[key.split("/")[1], i].append(gain)
+    by_key[key] = base, cells
+  return ratios, by_key, gains
+
+
+@table
+def alpha_transfer_ratios(results: Path) -> str:
+  """Validation (tuning seeds): the rule at each target ratio, one alpha and per leaf, and grid-tuned HAM, each at
+  its best lr, as the gain over the baseline at its best lr; the mean over the families per optimizer; and what
+  the means say per optimizer."""
+  ratios, by_key, gains = _ratio_gains(results)
+  rows = []
+  for key, (base, cells) in by_key.items():
+    cells = ["n/a" if np.isnan(v) else f"{v:+.1f}" + (f" ({d} div.)" if d else "") for v, d in cells]
+    rows.append([_setting(key).replace("/", " / "), f"{base:.1f}", *cells])
   for optimizer, name in OPTIMIZERS.items():
     if gains[optimizer, 0]:
       n = len(gains[optimizer, 0])
-      means = (np.mean(gains[optimizer, i]) for i in range(len(cells)))
+      means = (np.mean(gains[optimizer, i]) for i in range(1 + 2 * len(ratios)))
       rows.append(
         [f"mean over the {n} families with every ratio ({name})", "", *(f"{m:+.2f}" for m in means)]
       )
@@ -867,8 +920,205 @@ def alpha_transfer_ratios(results: Path) -> str:
   header += [f"{kind} rho = {x:g}" for kind in ("one alpha,", "per leaf,") for x in ratios]
   return markdown_table(header, rows) + (
     "\n\n(Validation accuracy minus the baseline's, points, mean over the tuning seeds at each method's best lr; "
-    "div.: diverged seeds there, left out of the mean.)"
+    "div.: diverged seeds there, left out of the mean.)\n\n" + _ratio_findings(results, ratios, by_key, gains)
   )
+
+
+def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dict) -> str:
+  """The paragraph under the ratio table: which ratio (one alpha) had the best mean gain per optimizer, and how
+  the AdamW families measured at two ratios only moved from the default to the next one."""
+  default, seeds = _default_ratio(results), load(results, "alpha_transfer", "grid.json")["argv"]["grid_seeds"]
+  mean = {(o, x): float(np.mean(gains[o, 1 + i])) for o in OPTIMIZERS for i, x in enumerate(ratios)}
+  n = WORDS.get(len(gains["sgd", 0]), len(gains["sgd", 0]))
+  at = lambda o, xs: ", ".join(f"{x:g}: {fmt_diff(mean[o, x], digits=1)}" for x in xs)  # noqa: E731
+  best = {o: max(ratios, key=lambda x: mean[o, x]) for o in OPTIMIZERS}
+  top = best["adamw"]
+  grows = all(mean["adamw", a] < mean["adamw", b] for a, b in zip(ratios, ratios[1:], strict=False))
+  nxt = min(x for x in ratios if x > default)
+  partial = [k for k, (_, c) in by_key.items() if k.endswith("/adamw") and any(np.isnan(v) for v, _ in c)]
+  moved = ", ".join(
+    f"{FAMILIES[k.split('/')[0]]} from "
+    + " to ".join(fmt_diff(by_key[k][1][1 + ratios.index(x)][0], digits=1) for x in (default, nxt))
+    for k in partial
+  )
+  return (
+    f"Per family the validation gains are noisy ({seeds} seeds), but the means separate the optimizers. **With SGD "
+    f"+ momentum, {best['sgd']:g} had the best mean gain** ({fmt_diff(mean['sgd', best['sgd']], digits=1)} points "
+    f"over the {n} families with every ratio; {at('sgd', [x for x in ratios if x != best['sgd']])}); above "
+    f"`rho = 1` SGD runs start to diverge in the grid. **With AdamW the gain "
+    f"{'grew with the ratio' if grows else f'was largest at {top:g}'}** "
+    f"({at('adamw', ratios)}, over the same {n} families"
+    + (f"; measured at {default:g} and {nxt:g} only, the {moved})." if partial else ").")
+  )
+
+
+WITHIN = 0.5  # points: "within reach of grid-best HAM"
+
+
+def _listed(items: Sequence[str]) -> str:
+  """``a``, ``a and b``, ``a, b and c``."""
+  return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 2 else items)
+
+
+def _setting(key: str) -> str:
+  family, optimizer = key.split("/")
+  return f"{FAMILIES[family]}/{OPTIMIZERS[optimizer]}"
+
+
+def _transfer_tests(final: dict[str, Any]) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
+  """Per setting, the paired test on test accuracy (points) of each pair ``(method, against)`` of the table."""
+  study, out = _script("alpha_transfer"), {}
+  for key, res in final.items():
+    acc = defaultdict(list)
+    for r in res["runs"]:
+      acc[r["method"]].append(np.nan if r["diverged"] else 100 * r["test_acc"])
+    out[key] = {(m, a): paired_test(acc[a], acc[m]) for m, a in study.PAIRS}
+  return out
+
+
+def _cited(key: str, t: dict[str, Any], *notes: str) -> str:
+  """``MLP/SGD+m (−1.7, p = 0.03)``: a setting with its paired difference."""
+  return f"{_setting(key)} ({', '.join([fmt_diff(t['mean_diff'], digits=1), fmt_p(t['p_value']), *notes])})"
+
+
+def _within(tests: dict[str, dict], method: str) -> tuple[str, list[str]]:
+  """``"9 of 12"`` settings where ``method`` came within `WITHIN` points of grid-best HAM (or beat it), and the
+  settings it missed."""
+  missed = [k for k, t in tests.items() if t[method, "HAM grid-best"]["mean_diff"] < -WITHIN]
+  return f"{len(tests) - len(missed)} of {len(tests)}", missed
+
+
+def _grid_rho(grid: dict[str, list], key: str, lr: float, alpha: float) -> list[float]:
+  return [r["rho"] for r in grid[key] if (r["lr"], r["alpha"]) == (lr, alpha)]
+
+
+@table
+def alpha_transfer_findings(results: Path) -> str:
+  """The list items after the divergence item: suggested and per-leaf alphas against grid-best HAM, raw alpha
+  in the grid, HAM against the baseline, one alpha against one per leaf; all from the fresh seeds and the grid."""
+  final, grid = _final(results), load(results, "alpha_transfer", "grid.json")
+  tests, (ratios, _, means) = _transfer_tests(final), _ratio_gains(results)
+  sug, leaf, base, best = "HAM suggested", "HAM per-leaf", "baseline", "HAM grid-best"
+  count, missed = _within(tests, sug)
+  items = [
+    f"**Within {WITHIN:g} points of grid-best HAM** (tuned over the whole lr x alpha grid): the suggested alpha "
+    f"on {count} settings"
+    + (f"; missed on {_listed([_cited(k, tests[k][sug, best]) for k in missed])}." if missed else ".")
+  ]
+  sgd_missed = [k for k in missed if k.endswith("/sgd")]
+  if sgd_missed:
+    rho = [x for k in sgd_missed for x in _grid_rho(grid["runs"], k, *final[k]["choices"]["grid_best"])]
+    alphas = "/".join(sorted({f"{final[k]['choices']['grid_best'][1]:g}" for k in sgd_missed}))
+    default = _default_ratio(results)
+    larger = [np.mean(means["sgd", 1 + i]) for i, x in enumerate(ratios) if x > default]
+    helped = "and" if max(larger) > np.mean(means["sgd", 1 + ratios.index(default)]) else "yet"
+    items[0] += (
+      f" On the SGD misses grid-best HAM used alpha {alphas}, `rho` {min(rho):.2f}-{max(rho):.2f}, more than "
+      f"the rule's {default:g}, {helped} larger ratios {'' if helped == 'and' else 'did not '}help SGD on "
+      "validation (next table)."
+    )
+  count, missed = _within(tests, leaf)
+  missed = f"; missed on {_listed([_cited(k, tests[k][leaf, best]) for k in missed])}" if missed else ""
+  items[0] += f" The per-leaf alphas were within {WITHIN:g} points on {count} settings{missed}."
+  items.append(_raw_alpha(grid["runs"]))
+  items.append(_against_baseline({k: t[sug, base] for k, t in tests.items()}))
+  items.append(_per_leaf_finding(final, grid, {k: t[leaf, sug] for k, t in tests.items()}))
+  return "\n".join(f"- {item}" for item in items)
+
+
+def _raw_alpha(grid: dict[str, list]) -> str:
+  """In raw alpha: the largest SGD lr at alpha 100, the smallest AdamW lr at the largest alpha, per family."""
+
+  def cell(key: str, lr: float, alpha: float) -> tuple[int, int, float]:
+    runs = {(r["lr"], r["alpha"], r["seed"]): r for r in grid[key]}
+    sel = [r for r in grid[key] if (r["lr"], r["alpha"]) == (lr, alpha)]
+    ok = [100 * (r["val_acc"] - runs[lr, 0.0, r["seed"]]["val_acc"]) for r in sel if not r["diverged"]]
+    return diverged(sel), len(sel), float(np.mean(ok)) if ok else float("nan")
+
+  keys = sorted(grid, key=lambda k: list(FAMILIES).index(k.split("/")[0]))
+  sgd = [k for k in keys if k.endswith("/sgd")]
+  lr = max(r["lr"] for k in sgd for r in grid[k])
+  lost = [k for k in sgd if cell(k, lr, 100.0)[0]]
+  where = (
+    "in every family" if len(lost) == len(sgd) else f"on {_listed([FAMILIES[k.split('/')[0]] for k in lost])}"
+  )
+  adamw = [k for k in keys if k.endswith("/adamw")]
+  a_lr, top = min(r["lr"] for k in adamw for r in grid[k]), max(r["alpha"] for k in adamw for r in grid[k])
+  parts = []
+  for k in adamw:
+    if any(r["lr"] == a_lr for r in grid[k]):
+      d, n, gain = cell(k, a_lr, top)
+      parts.append(
+        f"{fmt_diff(gain, digits=1)} ({FAMILIES[k.split('/')[0]]}{f'; {d} of {n} seeds diverged' if d else ''})"
+      )
+  return (
+    f"In raw alpha, with SGD + momentum at lr {lr:g}, alpha = 100 diverged (on at least one of the seeds) {where}; "
+    f"AdamW at lr {a_lr:g} and alpha = {top:g} changed validation accuracy by {_listed(parts)} points. The paper's "
+    "200 is far outside the stable region of these models with SGD."
+  )
+
+
+def _against_baseline(tests: dict[str, dict[str, Any]]) -> str:
+  """HAM at the suggested alpha against the baseline: significant gains, significant losses, the rest."""
+  up = [k for k, t in tests.items() if t["p_value"] < SIGNIFICANCE and t["mean_diff"] > 0]
+  down = [k for k, t in tests.items() if t["p_value"] < SIGNIFICANCE and t["mean_diff"] < 0]
+  rest = sorted((t["p_value"], k) for k, t in tests.items() if k not in up + down)
+  text = f"**HAM beats the baseline** significantly ({glued(f'p < {SIGNIFICANCE}')}, suggested alpha) on "
+  text += _listed([_cited(k, tests[k]) for k in up]) if up else "no setting"
+  text += (
+    f". It **hurts** {_listed([_cited(k, tests[k]) for k in down])}."
+    if down
+    else "; it never hurts significantly."
+  )
+  if rest:
+    text += f" Elsewhere the differences are not significant at these seed counts (the closest is {_cited(rest[0][1], tests[rest[0][1]])})."
+  return text
+
+
+def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[str, dict[str, Any]]) -> str:
+  """Per-leaf against one alpha on the fresh seeds: the settings where they differ by more than `WITHIN`
+  points (significant or not), the bound on the others, and the per-leaf unit alphas of the embedding + MLP."""
+
+  def notes(k: str) -> list[str]:
+    ch, runs = final[k]["choices"], final[k]["runs"]
+    out = ["at another learning rate"] if ch["per_leaf_lr"] != ch["suggested_lr"] else []
+    if lost := diverged(runs, "baseline"):
+      n = sum(r["method"] == "baseline" for r in runs)
+      out.append(f"where the baseline diverged on {lost} of {n} seeds at lr {ch['baseline_lr']:g}")
+    return out
+
+  far = {k: t for k, t in tests.items() if abs(t["mean_diff"]) > WITHIN}
+  groups = {
+    "significantly better than the single alpha on": lambda t: (
+      t["mean_diff"] > 0 and t["p_value"] < SIGNIFICANCE
+    ),
+    "better, not significantly, on": lambda t: t["mean_diff"] > 0 and not t["p_value"] < SIGNIFICANCE,
+    "significantly worse on": lambda t: t["mean_diff"] < 0 and t["p_value"] < SIGNIFICANCE,
+    "worse, not significantly, on": lambda t: t["mean_diff"] < 0 and not t["p_value"] < SIGNIFICANCE,
+  }
+  clauses = [
+    f"{what} {_listed([_cited(k, t, *notes(k)) for k, t in far.items() if pick(t)])}"
+    for what, pick in groups.items()
+    if any(pick(t) for t in far.values())
+  ]
+  rest = [abs(t["mean_diff"]) for k, t in tests.items() if k not in far]
+  clauses += [f"within {max(rest):.2f} points elsewhere"] if rest else []
+  text = "**One alpha or one per leaf?** "
+  text += "Neither wins everywhere. " if any(t["mean_diff"] < -WITHIN for t in far.values()) else ""
+  text += f"On the fresh seeds the per-leaf alphas were {'; '.join(clauses)}."
+  key, seed_lr = "embed_mlp/sgd", "1000/0.1"
+  if key in tests and seed_lr in grid.get("alpha_unit_leaves", {}).get(key, {}):
+    units = [
+      u for u in grid["alpha_unit_leaves"][key][seed_lr] if u > 0
+    ]  # the kernels; biases are not selected
+    hidden = " and ".join(f"{u:.2g}" for u in units[1:-1])
+    text += (
+      " On the embedding + MLP the embedding did not dominate the single alpha (per-leaf unit alphas at the first "
+      f"tuning seed and lr 0.1 with SGD: {units[0]:.3g} for the embedding, {hidden} for the hidden layers, "
+      f"{units[-1]:.2g} for the head; {grid['alpha_unit'][key][seed_lr]:.2g} for the whole), and per-leaf alphas "
+      f"changed {fmt_diff(tests[key]['mean_diff'], digits=1)} points there."
+    )
+  return text + " The single alpha stays the default."
 
 
 @table
