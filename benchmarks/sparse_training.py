@@ -818,6 +818,12 @@ def sweep_findings(summary: dict, readme: bool = False) -> str:
     )
   if plan:
     power = _power(seeds, plan["sd_median"], plan["effect"], plan["level"] / plan["comparisons"])
+    steps = np.arange(0.01, 20, 0.01)  # the smallest difference (points) detected with the target power
+    detectable = next(
+      d
+      for d in steps
+      if _power(seeds, plan["sd_median"], d, plan["level"] / plan["comparisons"]) >= plan["power_target"]
+    )
     text.append(
       f"Seed count: the pilot's {plan['pilot_seeds']} seeds gave a median standard deviation of the paired "
       f"differences of {plan['sd_median']:.2f} points (quartiles {plan['sd_quartiles'][0]:.2f}–"
@@ -825,7 +831,8 @@ def sweep_findings(summary: dict, readme: bool = False) -> str:
       f"+{plan['effect']:g} points with {100 * plan['power_target']:.0f} % power at {plan['level']:g} / "
       f"{plan['comparisons']} needs n = {plan['n_needed']} seeds per cell. The study ran {seeds}"
       f"{LIMIT if seeds < plan['n_needed'] else ''}: power "
-      f"{100 * power:.1f} % for +{plan['effect']:g} at the median spread."
+      f"{100 * power:.1f} % for +{plan['effect']:g} at the median spread; at that spread {seeds} seeds detect "
+      f"+{detectable:.2f} points with {100 * plan['power_target']:.0f} % power."
     )
   return "\n\n".join(text)
 
