@@ -56,7 +56,7 @@ NAMES = {"mlp": "MLP", "resnet1d": "ResNet1D", "cnn1d": "CNN1D", "resnet18": "Re
 NAMES |= {"sage": "GraphSAGE", "sgd": "SGD", "adamw": "AdamW", "acdc": "AC/DC", "rigl": "RigL"}
 SPARSIFIERS = NAMES | {"random": "random PaI", "magnitude": "gradual magnitude"}  # the sparse-training labels
 TABLES: dict[str, Callable[[Path], str]] = {}  # block name -> generator(results directory) -> Markdown
-PENDING: set[str] = set()  # blocks registered but not yet on a page
+PENDING: set[str] = {"readme_sparse_sweep"}  # blocks registered but not yet on a page
 
 
 def table(fn: Callable[[Path], str]) -> Callable[[Path], str]:
@@ -184,6 +184,11 @@ def _script(name: str) -> Any:
   return module
 
 
+def _sweep(results: Path) -> dict[str, Any]:
+  """The sparse-training sweep's summary (``sparse_training.py --sweep``)."""
+  return load(results, "sparse_sweep", "summary.json")
+
+
 def _tables_of(results: Path, study: str) -> list[str]:
   """The Markdown tables the transformers script writes for the results in ``results/study``."""
   text = _script("transformers").tables(load(results, study))
@@ -195,6 +200,10 @@ TABLES.update(
   transformers_finetune=lambda results: _tables_of(results, "transformers")[1],
   transformers_finetune_wd=lambda results: _tables_of(results, "transformers_finetune_wd")[1],
   graphs=lambda results: _script("graphs").table(load(results, "graphs")["cells"]),
+  sparse_sweep=lambda results: _script("sparse_training").sweep_table(_sweep(results)),
+  sparse_sweep_dense=lambda results: _script("sparse_training").sweep_table(_sweep(results), dense=True),
+  sparse_sweep_findings=lambda results: _script("sparse_training").sweep_findings(_sweep(results)),
+  readme_sparse_sweep=lambda results: _script("sparse_training").sweep_findings(_sweep(results), readme=True),
 )
 
 
