@@ -855,7 +855,51 @@ def alpha_transfer_rho(results: Path) -> str:
   header = ["rho = alpha / alpha_unit", "HAM runs", "diverged"]
   header += ["val acc - baseline at the same lr (points, mean of non-diverged)"]
   header += [f"{name}: gain (diverged/runs)" for name in OPTIMIZERS.values()]
-  return markdown_table([*header, "largest `exponent_max` during training (median)"], rows)
+  table = markdown_table([*header, "largest `exponent_max` during training (median)"], rows)
+  return table + "\n\n" + _rho_findings(results)
+
+
+def _rho_findings(results: Path) -> str:
+  """The paragraph under the rho table: the bin with the best mean gain, where divergence becomes common (a
+  quarter of the runs) and the rule (half), and the settings of the divergences below rho = 1."""
+  grid, final = load(results, "alpha_transfer", "grid.json"), _final(results)
+  bins = [b for b in _script("alpha_transfer").rho_bins(grid) if b["finite"]]
+  best = max(bins, key=lambda b: b["gain"])
+  common = next(b for b in bins if b["diverged"] >= b["runs"] / 4)
+  rule = next(b for b in bins if b["diverged"] > b["runs"] / 2)
+  quiet = ", ".join(fmt_diff(b["gain"], digits=1) for b in bins if b["hi"] <= best["lo"])
+  both = ", with either optimizer" if all(common[o]["diverged"] for o in OPTIMIZERS) else ""
+  text = (
+    f"Below `rho = {best['lo']:g}` HAM does nothing measurable (mean change {quiet} points); "
+    f"`{best['lo']:g} - {best['hi']:g}` is the bin with the best mean gain ({fmt_diff(best['gain'], digits=1)}); "
+    f"above {common['lo']:g} divergence becomes common ({common['diverged']} of {common['runs']} runs) and above "
+    f"{rule['lo']:g} it is the rule ({rule['diverged']} of {rule['runs']}){both}."
+  )
+  low = defaultdict(int)
+  for key, runs in grid["runs"].items():
+    for r in runs:
+      if r["alpha"] > 0 and r["rho"] < 1 and r["diverged"]:
+        low[key, r["lr"]] += 1
+  if len(low) == 1:
+    (key, lr), n = next(iter(low.items()))
+    ch, runs = final[key]["choices"], final[key]["runs"]
+    seeds, lost = sum(r["method"] == "baseline" for r in runs), diverged(runs, "baseline")
+    edge = (
+      f", a learning rate at which its baseline itself diverged on {WORDS.get(lost, lost)} of "
+      f"{WORDS.get(seeds, seeds)} test seeds"
+    )
+    text += (
+      f" The {WORDS.get(n, n)} divergences below `rho = 1` are all {_setting(key)} at lr {lr:g}"
+      + (edge if lost and ch["baseline_lr"] == lr else "")
+      + ": on a model trained at its edge of stability, any increase of the effective learning rate tips it "
+      "over, and no alpha rule measured at initialisation sees that edge."
+    )
+  ratio = _default_ratio(results)
+  return text + (
+    f" `suggest_alpha` uses `rho = {ratio:g}`, {'in' if best['lo'] <= ratio < best['hi'] else 'outside'} the "
+    f"bin with the best mean gain and a factor {common['lo'] / ratio:g} below the bin where divergence becomes "
+    "common; selecting the learning rate on validation (as the benchmark does) avoids the edge-of-stability case."
+  )
 
 
 def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
