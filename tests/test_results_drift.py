@@ -383,6 +383,22 @@ def overparam_memory(tmp_path: pathlib.Path) -> Drift:
   return drift
 
 
+def sparse_sweep() -> Drift:
+  """One call of the sweep's program as committed: the MLP random-PaI 0.9 + HAM cell at its first 16 seeds (the
+  pilot's first call for that arm), 15 epochs; every seed's accuracies, sparsity, loss and finiteness."""
+  from ham_optax_examples import data as data_lib
+
+  summary, cell = _load("sparse_sweep/summary.json"), _load("sparse_sweep/cells/mlp-random-0.9-ham.json")
+  args, seeds = argparse.Namespace(**summary["args"]), range(summary["args"]["lanes"])
+  unit = f"mlp random PaI 0.9 + HAM, seeds 0-{seeds[-1]}"
+  drift = Drift("sparse_sweep/cells/mlp-random-0.9-ham.json", unit, summary["command"])
+  sweep = _benchmark("sparse_training")._Sweep(args, data_lib.load_dataset("mnist1d"))
+  got = sweep.run(tuple(cell["cell"]), [(s, cell["lr"], cell["alpha"], cell["decay"]) for s in seeds])
+  want = {str(s): cell["seeds"][str(s)] for s in seeds}
+  drift.compare("seeds", {str(s): r for s, r in zip(seeds, got, strict=True)}, want)
+  return drift
+
+
 # -------------------------------------------------------------------------------- the checks
 
 CHECKS: dict[str, Callable[..., Drift]] = {
@@ -393,6 +409,7 @@ CHECKS: dict[str, Callable[..., Drift]] = {
     "sparse_training_digits",
     "python benchmarks/sparse_training.py --dataset digits --out benchmarks/results/sparse_training_digits",
   ),
+  "sparse_sweep": sparse_sweep,
   "alpha_transfer": alpha_transfer,
   "alpha_transfer_per_leaf": alpha_transfer_per_leaf,
   "graphs": graphs,
