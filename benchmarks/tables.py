@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -38,6 +39,8 @@ from typing import Any
 
 import numpy as np
 from ham_optax_examples.report import markdown_table as job_table  # the table `ham-optax train` prints
+
+import ham_optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, paired_test, welch_p  # noqa: E402
@@ -1172,6 +1175,103 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
       f"changed {fmt_diff(tests[key]['mean_diff'], digits=1)} points there."
     )
   return text + " The single alpha stays the default."
+
+
+def _grid_facts(results: Path) -> dict[str, Any]:
+  """From the grid: the grid seeds, the largest alpha that never diverged anywhere (``safe``), the settings and
+  lrs where the next alpha diverged (``next_lost``), and the SGD families that diverged at alpha 100 at the
+  largest SGD lr (``lost_100``, of ``sgd``)."""
+  data = load(results, "alpha_transfer", "grid.json")
+  grid = data["runs"]
+  alphas = sorted({r["alpha"] for rs in grid.values() for r in rs if r["alpha"] > 0})
+  lost = {
+    a: sorted({(k, r["lr"]) for k, rs in grid.items() for r in rs if r["alpha"] == a and r["diverged"]})
+    for a in alphas
+  }
+  safe = alphas[min([i for i, a in enumerate(alphas) if lost[a]], default=len(alphas)) - 1]
+  sgd = [k for k in grid if k.endswith("/sgd")]
+  lr = max(r["lr"] for k in sgd for r in grid[k])
+  where = lambda pairs: _listed([f"{_setting(k)} at lr {x:g}" for k, x in pairs])  # noqa: E731
+  return dict(
+    seeds=data["argv"]["grid_seeds"],
+    safe=safe,
+    next=alphas[alphas.index(safe) + 1],
+    sgd=len(sgd),
+    lr=lr,
+    next_lost=where(lost[alphas[alphas.index(safe) + 1]]),
+    lost_100=[k for k in sgd if (k, lr) in lost[100.0]],
+  )
+
+
+@table
+def alpha_short_version(results: Path) -> str:
+  """The guide's opening paragraph: the suggested alpha's divergence over the fresh seeds, the default's place in
+  the grid."""
+  final, g = _final(results), _grid_facts(results)
+  lost = sum(diverged(res["runs"], "HAM suggested") for res in final.values())
+  n = sum(r["method"] == "HAM suggested" for res in final.values() for r in res["runs"])
+  never = f"its alpha {'never diverged (0' if not lost else f'diverged ({lost}'} of {n} fresh seeds)"
+  default = inspect.signature(ham_optax.ham).parameters["alpha"].default
+  place = (
+    "the largest value of the grid below that never diverged on any model, optimizer and learning rate"
+    if default == g["safe"]
+    else f"not the largest value of the grid below that never diverged ({g['safe']:g} is)"
+  )
+  return (
+    "**Short version.** Call {func}`ham_optax.suggest_alpha` once, before training, with your loss, initial "
+    "parameters, a few minibatches, the inner optimizer and the learning rate; pass the result to `ham_optax.ham`. "
+    f"It costs 20 gradient evaluations, is deterministic, and on every model and optimizer measured below {never}."
+    f" The library default, `alpha={default:g}`, is {place}, and so weak that HAM does "
+    f"little with it (`alpha={g['next']:g}` already diverged on {g['next_lost']}). The paper's `alpha=200` is "
+    "available as `ham_optax.PAPER_IMAGENET_ALPHA`: it was tuned for ResNet-50 on ImageNet and is far too large "
+    "for small models."
+  )
+
+
+@table
+def readme_alpha(results: Path) -> str:
+  """The README's opening paragraph on alpha: alpha 100 with SGD in the grid, and the default's place in it."""
+  g = _grid_facts(results)
+  default = inspect.signature(ham_optax.ham).parameters["alpha"].default
+  where = "on all of them" if len(g["lost_100"]) == g["sgd"] else f"on {len(g['lost_100'])} of {g['sgd']}"
+  return (
+    "One alpha does not fit all models: what matters is the size of HAM's mirror step relative to the inner "
+    "optimizer's step, and that depends on the model's width, initialisation and normalisation and on the "
+    "optimizer. The paper's `alpha=200` (ResNet-50 on ImageNet, SGD lr 0.1; `ham_optax.PAPER_IMAGENET_ALPHA`) is "
+    f"far too large for the small MNIST-1D models measured here: with SGD + momentum at lr {g['lr']:g}, "
+    f"`alpha=100` diverged (on at least one of {WORDS.get(g['seeds'], g['seeds'])} seeds) {where}. The library "
+    f"default `alpha={default:g}` is mild ("
+    + (
+      "it never diverged on any model, optimizer and learning rate measured; " if default <= g["safe"] else ""
+    )
+    + f"`alpha={g['next']:g}` already diverged on {g['next_lost']}), so HAM does little with it: choose alpha for "
+    "your model."
+  )
+
+
+@table
+def readme_alpha_transfer(results: Path) -> str:
+  """The README's summary of the alpha-transfer benchmark, with a link to the guide."""
+  final, sug, best = _final(results), "HAM suggested", "HAM grid-best"
+  tests, now = _transfer_tests(final), _transfer_tests(_final(results, "alpha_transfer_adamw"))
+  lost = sum(diverged(res["runs"], sug) for res in final.values())
+  n = sum(r["method"] == sug for res in final.values() for r in res["runs"])
+  count, _ = _within(tests, sug)
+  leaf = [t["HAM per-leaf", sug] for t in tests.values() if t["HAM per-leaf", sug]["p_value"] < SIGNIFICANCE]
+  better, worse = sum(t["mean_diff"] > 0 for t in leaf), sum(t["mean_diff"] < 0 for t in leaf)
+  ok = sum(t[sug, best]["mean_diff"] >= -WITHIN for t in now.values())
+  ratio = load(results, "alpha_transfer_adamw", "final.json")["argv"]["target_ratio"]
+  families = ", ".join(FAMILIES[k.split("/")[0]] for k in final if k.endswith("/sgd"))
+  return (
+    f"The alpha-transfer benchmark trains {WORDS.get(len(final) // 2, len(final) // 2)} model families on "
+    f"MNIST-1D ({families}), each with SGD + momentum and with AdamW. The suggested alpha diverged on {lost} of "
+    f"{n} fresh seeds over the {len(final)} settings and came within {WITHIN:g} points of HAM with alpha and lr "
+    f"grid-tuned (a larger tuning budget) in {count}. One alpha per leaf and `target_ratio={ratio:g}` help on some "
+    f"models and hurt on others: per-leaf alphas were significantly better than one alpha in {better} settings "
+    f"and significantly worse in {worse}; with AdamW, `target_ratio={ratio:g}` reached grid-tuned HAM on {ok} of {len(now)} "
+    f"families and fell short on the {'other' if len(now) - ok == 1 else 'others'}. The measurements (the stable region, per family and optimizer, where HAM "
+    "does not beat the baseline) are in [the alpha guide](docs/guides/choosing_alpha.md)."
+  )
 
 
 @table
