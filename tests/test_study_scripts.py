@@ -231,4 +231,4 @@ def test_sweep_fast_run_writes_every_phase(tmp_path):
   assert [r["label"] for r in summary["rows"]][:2] == ["random", "str"] and summary["power"]["n_used"] >= 2
   assert all(r["n"] == summary["power"]["n_used"] for r in summary["rows"])
   assert (tmp_path / "ham_minus_baseline.png").stat().st_size > 0
-  assert f"the study ran {summary['power']['n_used']}" in sweep.sweep_findings(summary)
+  assert f"The study ran {summary['power']['n_used']}" in sweep.sweep_findings(summary)
