@@ -1292,7 +1292,42 @@ def alpha_transfer_mainjob(results: Path) -> str:
     rows[-1] += [f"{max(v['ham_clip_fraction_max']):g}", f"{np.mean(v['ham_inverse_metric_mean_final']):.3f}"]
   header = ["setting (model, pruning, lr, epochs)", "seeds", "suggested alpha", "diverged", "val acc (%)"]
   header += ["largest `exponent_max`", "`clip_fraction`", "final `inverse_metric_mean`"]
-  return markdown_table(header, rows)
+  return markdown_table(header, rows) + "\n\n" + _mainjob_findings(results, runs)
+
+
+def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
+  """Divergence, clip and exponent over the job's runs; the baselines of the same loop from the sparse-training
+  benchmark's tuning (same lr, tuning seeds); the settings checked over fewer epochs than the job's."""
+  every = [r for rs in runs.values() for r in rs]
+  lost, clip = sum(r["diverged"] for r in every), max(r["ham_clip_fraction_max"] for r in every)
+  top = np.ceil(10 * max(r["ham_exponent_max"] for r in every)) / 10
+  sparse = load(results, "sparse_training")
+  ref = {
+    (t["method"], t["lr"]): t["val_acc_mean"] for t in sparse["tuning"] if t["alpha"] == t["sign_in"] == ""
+  }
+  pruned = f"{100 * sparse['argv']['sparsity']:.0f} % random pruning"
+  cited = []
+  for setting in runs:
+    model, sparsifier, lr, *_ = setting.split(":")
+    method = "dense" if sparsifier == "none" else sparsifier
+    if model == sparse["argv"]["model"] and (method, float(lr)) in ref:
+      what = "dense" if method == "dense" else pruned
+      cited.append(f"{100 * ref[method, float(lr)]:.1f} % ({what}, lr {lr})")
+  seeds = "-".join(str(s) for s in sparse["tuning_seeds"][:: max(1, len(sparse["tuning_seeds"]) - 1)])
+  epochs = load(results, "alpha_transfer", "grid.json")["argv"]["mainjob_epochs"]
+  short = sorted({(s.split(":")[0], int(s.split(":")[3])) for s in runs if len(s.split(":")) > 3})
+  text = (
+    f"{'No seed diverged' if not lost else f'{lost} seeds diverged'}, "
+    f"{'no entry reached the clip' if not clip else 'some entries reached the clip'}, and the largest exponent "
+    f"stayed below {top:g}. For reference, the same loop without HAM reached {_listed(cited)} mean validation "
+    f"accuracy on tuning seeds {seeds} (`benchmarks/results/sparse_training/results.json`)."
+  )
+  for model, n in short:
+    text += (
+      f" The {NAMES.get(model, model)} was checked over {n} of the job's {epochs} epochs (the learning rate is "
+      "highest, and divergence likeliest, early in the cosine schedule)."
+    )
+  return text
 
 
 # How to read HAM's diagnostics, from the alpha-transfer runs (each HAM run logs `metrics.ham_diagnostics`' global
