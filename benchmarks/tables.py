@@ -1549,6 +1549,28 @@ def cost_per_weight(results: Path) -> str:
 
 
 @table
+def cost_update_reading(results: Path) -> str:
+  """The paragraph under the train-step table: HAM's extra bytes per inner optimizer, and bf16's lost decay."""
+  res = load(results, *OVERHEAD)
+  extra = " / ".join(
+    f"+{100 * (w['ham']['bytes accessed'] / w['inner']['bytes accessed'] - 1):.0f}{GLUE}%"
+    for w in (res["update"][o]["per_weight"] for o in INNER)
+  )
+  d = res["bf16_decay"]
+  return (
+    "The update is a small part of a training step, so the train-step ratios stay near 1. What the update's ratio "
+    f"is made of: the extra memory traffic (re-reading `g`, {extra} bytes with {' / '.join(INNER.values())}) is at "
+    "its floor; the rest is compute inside the fused pass, the one exact `exp` per weight (which XLA:CPU does not "
+    "overlap with memory traffic) and the check on `p + update`. `benchmarks/README.md` has the roofline (bytes per "
+    "step, `exp` throughput), the memory figures, the bf16 numbers and the published PyTorch wrapper's per-tensor "
+    "loop measured on the same shapes. With bf16 parameters the decay `exp(-lr * beta)` rounds away (after "
+    f"{d['steps']} beta-only steps the factor is {d['bf16_params']['median_factor_after_steps']:.5f} instead of "
+    f"{d['exact_factor']:.5f}; f32 master weights give {d['f32_master']['median_factor_after_steps']:.5f}): use "
+    "f32 master weights."
+  )
+
+
+@table
 def cost_update(results: Path) -> str:
   """The update's time, bare and with HAM, the paired ratio's median and 95 % interval, m * w's ratio."""
   res = load(results, *OVERHEAD)
