@@ -1711,6 +1711,36 @@ def _first_escape(seeds: list[list[int]], lrs: list[float]) -> tuple[float | Non
 
 
 @table
+def mirror_flows_adamw_note(results: Path) -> str:
+  """The note under the escape table: how far AdamW's escape steps are from Adam's, and where they part."""
+  res = load(results, "mirror_flows")
+  lrs, depths = res["settings"]["lrs"], res["settings"]["depths"]
+  pair = {
+    L: (np.asarray(res["escape"][f"Adam/L{L}"]), np.asarray(res["escape"][f"AdamW/L{L}"])) for L in depths
+  }
+  close, gap = [], 0  # the lrs before the first divergence of either, and the largest gap in steps there
+  for i, lr in enumerate(lrs):
+    if any((a[:, i] == -2).any() or (b[:, i] == -2).any() for a, b in pair.values()):
+      break
+    both = [np.abs(a[:, i] - b[:, i])[(a[:, i] >= 0) & (b[:, i] >= 0)] for a, b in pair.values()]
+    gap = max(gap, *(int(d.max()) for d in both if d.size))
+    close.append(lr)
+  i = len(close)
+  saved = [L for L, (a, b) in pair.items() if (a[:, i] == -2).any() and (b[:, i] >= 0).all()]
+  lost = [L for L, (a, b) in pair.items() if (b[:, i] == -2).any() and (a[:, i] >= 0).all()]
+  text = f"(AdamW's escape steps are within {gap} of Adam's in every seed up to lr {close[-1]:.2g}"
+  if i < len(lrs):
+    parts = [
+      f"escapes in every seed at depth{'s' * (len(saved) > 1)} {_listed([str(L) for L in saved])} where Adam diverged in some"
+    ] * bool(saved)
+    parts += [f"diverges at depth {_listed([str(L) for L in lost])} where Adam escaped"] * bool(lost)
+    text += f"; at {lrs[i]:.2g} AdamW {' and '.join(parts) or 'differs from Adam'}"
+  return text + (
+    '; sign descent at large steps oscillates without halving the loss, which counts as "stalled".)'
+  )
+
+
+@table
 def mirror_flows_escape_reading(results: Path) -> str:
   """The reading of the escape table: the first learning rate at which each method escapes in every seed."""
   res = load(results, "mirror_flows")
