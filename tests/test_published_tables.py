@@ -212,3 +212,16 @@ def test_alpha_transfer_findings_follow_the_runs(tmp_path):
   assert "the suggested alpha on 9 of 12 settings" in before and "CNN/AdamW (−3.7" in before
   assert "the suggested alpha on 10 of 12 settings; missed on MLP/SGD+m" in after
   assert "**hurts** CNN/AdamW" in before and "**hurts**" not in after
+
+
+def test_graphs_mechanism_counts_follow_the_tuning_runs(tmp_path):
+  """The mechanism items count the diverged tuning runs per sign of alpha from the results."""
+  data = json.loads((tables.RESULTS / "graphs" / "results.json").read_text())
+  tuning = data["cells"][0]["tuning"]
+  tuning["alpha_diverged"][tuning["alphas"].index(max(tuning["alphas"]))] = 2
+  (tmp_path / "graphs").mkdir()
+  (tmp_path / "graphs" / "results.json").write_text(json.dumps(data))
+  before = " ".join(tables.TABLES["graphs_mechanism"](tables.RESULTS).split())
+  after = " ".join(tables.TABLES["graphs_mechanism"](tmp_path).split())
+  assert "and none of the 320 positive-alpha runs" in before
+  assert "and 2 of the 320 positive-alpha runs" in after
