@@ -10,6 +10,7 @@ import copy
 import importlib.util
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -80,7 +81,10 @@ def test_main_job_sentences_follow_the_numbers(tmp_path):
   text = _rendered(results, data)
   assert text != committed
   assert "MLP dense −5.20 ± 0.16 (p < 0.001)" in text
-  assert "HAM is ahead in 3 of 4 rows" in text and "significant (p < 0.05): MLP dense" in text
+  ahead = re.search(r"HAM is ahead in (\d) of 4 rows \(([^)]*)\)", text)
+  assert ahead and "MLP dense" not in ahead.group(2).split(", ")
+  assert int(ahead.group(1)) == len(ahead.group(2).split(", "))
+  assert "significant (p < 0.05): MLP dense" in text
   # A diverged run is counted, and left out of the paired comparison.
   first_ham = next(r for r in data["runs"] if r["method"] == "random+HAM" and r["config"]["model"] == "mlp")
   first_ham.update(diverged=True, test_acc=None)
