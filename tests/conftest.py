@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import tempfile
 
 import jax
 import pytest
@@ -12,6 +13,16 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# The two xdist workers compile many of the same programs: they share XLA's compilation cache for this run (a fresh
+# folder per run, keyed by xdist's run id, in the system's temporary folder).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+  jax.config.update(
+    "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), f"ham_optax_tests_{_RUN}")
+  )
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # The Flax integration's tests need the `flax` extra (the library itself does not).
 collect_ignore = [] if importlib.util.find_spec("flax") else ["test_flax.py"]

@@ -59,6 +59,7 @@ def _nnx_train(tx, steps=30):
   return model, _fit(model, nnx.Optimizer(model, tx, wrt=nnx.Param), *_data(), steps)
 
 
+@pytest.mark.slow
 def test_nnx_optimizer_trains_and_default_mask_leaves_norms_and_biases_alone():
   inner = optax.sgd(0.1, momentum=0.9)
   _, losses = _nnx_train(ham_optax.ham(inner, 0.1, alpha=5.0, beta=1e-3))
@@ -97,6 +98,7 @@ def test_sign_in_inside_nnx_optimizer_keeps_params_equal_to_m_times_w():
   )
 
 
+@pytest.mark.slow
 def test_rigl_inside_nnx_optimizer():
   model = TwoLayer(8, 32, 3, nnx.Rngs(0))
   tx = sp.rigl(ham_optax.ham(optax.adam(1e-2), 1e-2, alpha=1.0), 0.75, update_every=2, end_step=8)

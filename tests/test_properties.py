@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -87,6 +88,7 @@ def test_finite_in_finite_out_for_huge_gradients(data, shape, dtype, alpha, lr):
     assert bool(jnp.all(jnp.isfinite(new))), (dtype, scale)
 
 
+@pytest.mark.slow
 @given(data=st.data(), shape=shapes, lr=st.floats(1e-4, 0.5), alpha=st.floats(0.0, 50.0))
 def test_jit_and_no_jit_agree(data, shape, lr, alpha):
   p = {"w": jnp.asarray(data.draw(_arrays(shape, 3.0)))}

@@ -108,6 +108,10 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+# One worker runs this module (`--dist loadgroup`), so the 8-device subprocess starts once.
+pytestmark = pytest.mark.xdist_group("sharding")
+
+
 @pytest.fixture(scope="module")
 def report():
   env = dict(os.environ)

@@ -423,6 +423,7 @@ def test_bad_input_errors():
     sp.apply_masks({"a": jnp.ones((2, 2))}, state)
 
 
+@pytest.mark.slow
 def test_str_layers():
   nnx = pytest.importorskip("flax.nnx")
 
@@ -973,6 +974,7 @@ def test_multisteps_object_and_empty_selection_are_clear_errors(method):
   "method",
   ["acdc", pytest.param("gmp", marks=pytest.mark.slow), pytest.param("rigl", marks=pytest.mark.slow)],
 )
+@pytest.mark.slow
 def test_scalar_mask_of_a_dense_leaf_is_still_read(method):
   # A state whose non-prunable leaf holds the scalar True (the compact layout) updates exactly like the full one
   # and keeps its layout (no retrace from a changing state type).

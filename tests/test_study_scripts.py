@@ -186,6 +186,7 @@ def test_fast_run_writes_results(name, figures, tmp_path):
 # -- the sparse-training sweep (benchmarks/sparse_training.py --sweep) ----------------------------------------
 
 
+@pytest.mark.slow
 def test_sweep_baseline_is_ham_at_alpha_zero_exactly():
   sweep = _load("sparse_training")
   params = sweep._init("cnn", jax.random.key(0), 8, with_str=True)

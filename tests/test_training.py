@@ -141,7 +141,7 @@ def test_default_mask_skips_norm_layers(name):
   [
     # The MLP's short epoch (with HAM) is examples/ham_optax_examples/train_test.py.
     ("cnn1d", "mnist1d", 8),
-    ("mlp_ln", "mnist1d", 16),
+    pytest.param("mlp_ln", "mnist1d", 16, marks=pytest.mark.slow),
     pytest.param("resnet1d", "mnist1d", 4, marks=pytest.mark.slow),  # ~10 s of CPU to compile
     # Initialising and compiling ResNet-18 (even at width 4 on 8x8 inputs) takes 20-60 s on a 2-core CPU:
     # both ResNet-18 runs are in the slow set; its shapes are checked in the default run.
@@ -514,6 +514,7 @@ def test_resuming_with_other_settings_refuses_naming_the_fields(tmp_path, tiny_m
   assert train_lib.check_checkpoint(config.replace(progress=True, halt_after_epochs=2)) == 1
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_changed_config_before_loading_and_restart_starts_over(tmp_path, tiny_cache, capsys):
   out = str(tmp_path / "o")
   argv = [*_TINY, "--epochs", "2", "--sparsifier", "none", "--ham", "on", "--checkpoint", "--out", out]
@@ -531,6 +532,7 @@ def test_cli_refuses_a_changed_config_before_loading_and_restart_starts_over(tmp
   assert runs[0]["config"]["alpha"] == 2.0 and [h["epoch"] for h in runs[0]["history"]] == [1, 2]
 
 
+@pytest.mark.slow
 def test_suggested_alpha_resolves_the_config_and_is_deterministic(tiny_mnist1d):
   from ham_optax_examples.train import suggested_alpha
 
@@ -561,6 +563,7 @@ def test_model_data_and_batch_checks_come_before_any_training(
   assert len(err) == 1 and err[0].startswith("ham-optax: error: ") and message in err[0], err
 
 
+@pytest.mark.slow
 def test_a_batch_larger_than_the_data_is_recorded_as_the_size_used(tmp_path, tiny_cache, capsys):
   argv = [
     *_TINY,
@@ -593,6 +596,7 @@ def test_usage_errors_are_one_line(argv, monkeypatch, capfd):
   assert len(err) == 1 and err[0].startswith("ham-optax: error: ") and argv[0] in err[0], err
 
 
+@pytest.mark.slow
 def test_a_second_job_into_the_same_out_is_refused(tmp_path, tiny_cache, capsys):
   out = str(tmp_path / "o")
   argv = [*_TINY, "--epochs", "1", "--sparsifier", "none", "--ham", "off", "--out", out]

@@ -90,6 +90,7 @@ def test_default_mask_selects_embeddings_attention_and_mlp_kernels():
   ],
   ids=["random", "magnitude"],
 )
+@pytest.mark.slow
 def test_sparsifiers_prune_the_same_leaves(make):
   model = models.create_model("transformer", (4,), P, seed=0, width=16)
   params, flat = _flat_params(model)
@@ -122,6 +123,7 @@ def test_sparsifiers_prune_the_same_leaves(make):
       assert zeros < 0.5, key  # LayerNorm scales / biases are not pruned
 
 
+@pytest.mark.slow
 def test_transformer_learns_the_training_set():
   ds = data_lib.load_modular(p=P, train_fraction=0.6, val_fraction=0.2)
   graphdef, params = grokking.init_params([0], P, width=16)
