@@ -208,8 +208,10 @@ def test_checkpoint_across_processes_and_onto_one(tmp_path):
 
 CLI_ARGS = [
   "train", "--dataset", "mnist1d", "--model", "resnet1d", "--ham", "on", "--sparsifier", "random",
-  "--seeds", "1", "--epochs", "2", "--num-train", "1024", "--no-progress",
+  "--alpha", "3", "--seeds", "1", "--epochs", "2", "--num-train", "1024", "--no-progress",
 ]  # fmt: skip
+# alpha is given, not taken from the tuned table: these tests compare process and device layouts, and the
+# float32 differences of a 4-way reduction grow with alpha (the tolerance below is for alpha 3).
 
 
 def _cli(
