@@ -5,17 +5,10 @@ that compare its rows ("HAM − baseline", paired over seeds) and the sentences 
 writes it from the JSON a benchmark saved, so that no number or claim is typed by hand. Nothing outside the markers
 is touched. `tests/test_published_tables.py` runs the check; after rerunning a benchmark, run this and commit.
 
-To add a block, write in the section of its study (or a new one)::
-
-  @table
-  def NAME(results: Path) -> str:  # the generator of the blocks named NAME
-    res = load(results, "study")  # benchmarks/results/study/results.json
-    rows = [[label, f"{100 * r['test_acc']:.2f}"] for label, r in res["rows"].items()]
-    return markdown_table(["method", "test acc (%)"], rows)  # then paragraphs, derived from the same numbers
-
-then put ``<!-- table:NAME -->``, an empty line and ``<!-- /table:NAME -->`` in a page (or list NAME in
-``PENDING`` until it is on one) and run the script. Paragraphs are wrapped at the page's width, never at a `GLUE` (`glued`,
-`fmt_p` and `pm` use it); claims go through `verdict` and ``SIGNIFICANCE``.
+To add a block, write a generator ``@table def NAME(results: Path) -> str`` in the section of its study (`load`
+reads its JSON, `md` builds a table, `verdict` and ``SIGNIFICANCE`` make the claims), put ``<!-- table:NAME -->``,
+an empty line and ``<!-- /table:NAME -->`` in a page (or list NAME in ``PENDING`` until it is on one) and run the
+script. Paragraphs are wrapped at the page's width, never at a `GLUE` (`glued`, `fmt_p` and `pm` use it).
 
   python benchmarks/tables.py                # rewrite every block of the READMEs and docs/guides/*.md
   python benchmarks/tables.py --check        # list the blocks that differ from their results (exit status 1)
@@ -33,7 +26,7 @@ import re
 import sys
 import textwrap
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +36,8 @@ from ham_optax_examples.report import markdown_table as job_table  # the table `
 import ham_optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, paired_test, welch_p  # noqa: E402
+from _common import REPO, RESULTS, markdown_table, paired_test, welch_p  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results"
 WIDTH = 110  # the line length of the Markdown pages
 SIGNIFICANCE = 0.05
 BLOCK = re.compile(
@@ -70,11 +61,7 @@ def table(fn: Callable[[Path], str]) -> Callable[[Path], str]:
 
 def pages(root: Path = REPO) -> list[Path]:
   """The Markdown pages whose blocks are generated: the READMEs and the guides."""
-  return [
-    root / "README.md",
-    root / "benchmarks" / "README.md",
-    *sorted((root / "docs" / "guides").glob("*.md")),
-  ]
+  return [root / "README.md", root / "benchmarks" / "README.md", *sorted((root / "docs/guides").glob("*.md"))]
 
 
 def render(text: str, results: Path = RESULTS) -> str:
@@ -110,11 +97,19 @@ def layout(markdown: str, width: int) -> str:
   return "\n\n".join(fill(part) for part in markdown.strip("\n").split("\n\n")).replace(GLUE, " ")
 
 
-# --- Formatting, paired comparisons and verdicts ---------------------------------------------------------------
+# --- Formatting, tables, paired comparisons and verdicts --------------------------------------------------------
 
 
 def glued(text: str) -> str:
   return text.replace(" ", GLUE)
+
+
+P_SIGNIFICANT = glued(f"p < {SIGNIFICANCE}")
+
+
+def word(n: int) -> str | int:
+  """``n`` in words up to ten."""
+  return WORDS.get(n, n)
 
 
 def fmt_p(p: float) -> str:
@@ -128,6 +123,11 @@ def fmt_diff(mean: float, std: float | None = None, digits: int = 2) -> str:
   """Points with an explicit sign (U+2212 for minus, as in the pages' prose), and `± std` if given."""
   text = f"{mean:+.{digits}f}".replace("-", "\u2212")
   return text if std is None else f"{text}{GLUE}±{GLUE}{std:.2f}"
+
+
+def d1(mean: float) -> str:
+  """`fmt_diff` with one digit."""
+  return fmt_diff(mean, digits=1)
 
 
 def pm(mean: float, std: float, digits: int = 1) -> str:
@@ -147,6 +147,16 @@ def sci(x: float, short: bool = False) -> str:
   return f"{mantissa}e{int(exponent)}".replace(".0e", "e" if short else ".0e")
 
 
+def listed(items: Sequence[str]) -> str:
+  """``a``, ``a and b``, ``a, b and c``."""
+  return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 2 else items)
+
+
+def md(header: str, rows: Iterable[str]) -> str:
+  """A Markdown table from its header and rows, each written as its cells joined by ``" | "``."""
+  return markdown_table(header.split(" | "), [row.split(" | ") for row in rows])
+
+
 def paired(base: Sequence[float | None], other: Sequence[float | None]) -> dict[str, Any]:
   """``other − base`` in points over the pairs where both finished (the shared paired t-test of `_common`)."""
   a, b = (np.array([np.nan if v is None else v for v in x], np.float64) * 100 for x in (base, other))
@@ -154,18 +164,22 @@ def paired(base: Sequence[float | None], other: Sequence[float | None]) -> dict[
   return {**paired_test(a, b), "std_diff": float(d.std(ddof=1)) if d.size > 1 else float("nan")}
 
 
+def significant(t: dict[str, Any], sign: int = 1) -> bool:
+  """Whether the paired test ``t`` found a significant difference in the direction ``sign``."""
+  return sign * t["mean_diff"] > 0 and t["p_value"] < SIGNIFICANCE
+
+
 def verdict(comparisons: Sequence[tuple[str, dict[str, Any]]], who: str = "HAM") -> str:
   """The sentence that summarises paired comparisons: how many rows ``who`` is ahead in, which are significant."""
-  n, word = len(comparisons), WORDS.get(len(comparisons), len(comparisons))
-  ahead = [label for label, c in comparisons if c["mean_diff"] > 0]
+  n, ahead = len(comparisons), [label for label, c in comparisons if c["mean_diff"] > 0]
   significant = [label for label, c in comparisons if c["p_value"] < SIGNIFICANCE]
-  rows = f"all {word} rows" if n > 2 else ("both rows" if n == 2 else "the one row")
-  some = f"{len(ahead)} of {n} rows ({', '.join(ahead)})" if ahead else f"none of the {word} rows"
+  rows = f"all {word(n)} rows" if n > 2 else ("both rows" if n == 2 else "the one row")
+  some = f"{len(ahead)} of {n} rows ({', '.join(ahead)})" if ahead else f"none of the {word(n)} rows"
   lead = f"{who} is ahead in {rows if len(ahead) == n else some}"
   if not significant:
     joint = "but" if ahead else "and"
     return f"{lead} {joint} no difference is significant at these seed counts (p{GLUE}>={GLUE}{SIGNIFICANCE})"
-  return f"{lead}; significant (p{GLUE}<{GLUE}{SIGNIFICANCE}): {', '.join(significant)}"
+  return f"{lead}; significant ({P_SIGNIFICANT}): {', '.join(significant)}"
 
 
 def diverged(runs: Sequence[dict[str, Any]], method: str | None = None) -> int:
@@ -187,15 +201,14 @@ def _script(name: str) -> Any:
   return module
 
 
-def _sweep(results: Path) -> dict[str, Any]:
-  """The sparse-training sweep's summary (``sparse_training.py --sweep``)."""
-  return load(results, "sparse_sweep", "summary.json")
-
-
 def _tables_of(results: Path, study: str) -> list[str]:
   """The Markdown tables the transformers script writes for the results in ``results/study``."""
   text = _script("transformers").tables(load(results, study))
   return [part for part in text.split("\n\n") if part.startswith("|")]
+
+
+def _sweep(results: Path) -> dict[str, Any]:
+  return load(results, "sparse_sweep", "summary.json")
 
 
 # The blocks that a benchmark script formats itself.
@@ -219,12 +232,12 @@ COLLAPSE_POINTS = 10.0  # a finished seed this far below the baseline's worst se
 def main_job(results: Path) -> str:
   """The main job's table, then HAM − baseline paired over seeds per model and sparsifier, and the verdict."""
   data = load(results, "main_job")
-  by_seed: dict[tuple[str, str], dict[int, float | None]] = defaultdict(dict)
+  acc: dict[tuple[str, str], dict[int, float | None]] = defaultdict(dict)
   for run in data["runs"]:
-    by_seed[run["config"]["model"], run["method"]][run["config"]["seed"]] = run["test_acc"]
+    acc[run["config"]["model"], run["method"]][run["config"]["seed"]] = run["test_acc"]
   comparisons = []
-  for (model, method), ham in by_seed.items():
-    if method.endswith("+HAM") and (base := by_seed.get((model, method.removesuffix("+HAM")))) is not None:
+  for (model, method), ham in acc.items():
+    if method.endswith("+HAM") and (base := acc.get((model, method.removesuffix("+HAM")))) is not None:
       seeds = sorted(set(base) & set(ham))
       label = f"{NAMES.get(model, model)} {method.removesuffix('+HAM')}"
       comparisons.append((label, paired([base[s] for s in seeds], [ham[s] for s in seeds])))
@@ -249,34 +262,35 @@ def sparse_training(results: Path) -> str:
     mean, std = s[key + "_mean"], s[key + "_std"]
     return "diverged" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
-  rows = []
-  for s in load(results, "sparse_training")["summary"]:
-    alpha = "-" if s["alpha"] is None else f"{s['alpha']:{'.2f' if s['method'].endswith('tuned') else 'g'}}"
-    beta, lost = "-" if s["beta"] is None else f"{s['beta']:g}", s["diverged"]
-    rows.append([_label(s["method"]), f"{s['lr']:g}", alpha, beta, pct(s, "test_acc"), pct(s, "val_acc")])
-    rows[-1] += [
-      f"{s['sparsity']:.3f}",
-      f"{100 * s['sign_flips']:.2f} %",
-      lost if lost.startswith("0/") else f"**{lost}**",
-    ]
-  header = ["method", "lr", "alpha", "beta", "test acc (%)", "val acc (%)", "sparsity", "sign flips vs init"]
-  return markdown_table([*header, "diverged"], rows)
+  def opt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+  rows = [
+    f"{_label(s['method'])} | {s['lr']:g} | {opt(s['alpha'], '.2f' if s['method'].endswith('tuned') else 'g')} | "
+    f"{opt(s['beta'], 'g')} | {pct(s, 'test_acc')} | {pct(s, 'val_acc')} | {s['sparsity']:.3f} | "
+    f"{100 * s['sign_flips']:.2f} % | "
+    + (s["diverged"] if s["diverged"].startswith("0/") else f"**{s['diverged']}**")
+    for s in load(results, "sparse_training")["summary"]
+  ]
+  header = (
+    "method | lr | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | diverged"
+  )
+  return md(header, rows)
 
 
 def _welch(base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> tuple[str, float, float]:
-  """``"+0.84 (p = 0.24)"`` (Welch t-test over the finished seeds) with a note on diverged or collapsed seeds;
-  also the difference and p."""
+  """``"+0.84 (p = 0.24)"`` (Welch t-test over the finished seeds) noting diverged or collapsed seeds; the
+  difference; p."""
   a, b = ([100 * r["test_acc"] for r in runs if r["test_acc"] is not None] for runs in (base, other))
   diff, p, lost = float(np.mean(b) - np.mean(a)), welch_p(b, a), diverged(other)
-  notes = [f"{WORDS.get(lost, lost)} seed{'s' * (lost > 1)} diverged"] if lost else []
+  notes = [f"{word(lost)} seed{'s' * (lost > 1)} diverged"] if lost else []
   notes += [f"one seed collapsed to {x:.0f} %" for x in b if x < min(a) - COLLAPSE_POINTS]
   return f"{fmt_diff(diff)} ({fmt_p(p)}{''.join(f';{GLUE}{glued(n)}' for n in notes)})", diff, p
 
 
 def _sparse(results: Path) -> tuple[dict[str, Any], dict[str, list], dict[tuple, tuple], list, list]:
-  """The results, the runs by method, ``(sparsifier, variant) -> (text, difference, p)`` for every HAM variant,
-  the variants significantly better than their baseline, and the sparsifiers whose grid-tuned HAM diverged or
-  collapsed on some seed."""
+  """The results, the runs by method, ``(sparsifier, variant) -> _welch(...)`` for every HAM variant, the
+  variants significantly better than their baseline, the sparsifiers whose grid-tuned HAM was unstable."""
   data, runs = load(results, "sparse_training"), defaultdict(list)
   for run in data["runs"]:
     runs[run["method"]].append(run)
@@ -306,7 +320,7 @@ def sparse_training_comparison(results: Path) -> str:
   if "random+Sign-In" in runs:
     text += f" Sign-In − baseline on random PaI: {_welch(runs['random'], runs['random+Sign-In'])[0]}."
   text += (
-    f" **HAM improves significantly (p{GLUE}<{GLUE}{SIGNIFICANCE}): {', '.join(significant)}.** "
+    f" **HAM improves significantly ({P_SIGNIFICANT}): {', '.join(significant)}.** "
     if significant
     else " **At this scale HAM does not improve sparse training significantly for any sparsifier.** "
   )
@@ -320,11 +334,10 @@ def sparse_training_comparison(results: Path) -> str:
     )
   if unstable:
     alphas = "/".join(f"{a:g}" for a in sorted({runs[s + "+HAM"][0]["config"]["alpha"] for s in unstable}))
-    seeds = len(data["tuning_seeds"])
     text += (
       f' The grid-tuned "HAM at the baseline\'s lr" picked alpha{GLUE}={GLUE}{alphas} for '
       f"{' and '.join(SPARSIFIERS.get(s, s) for s in unstable)}, where it diverged or collapsed on one test "
-      f"seed although it won on the {WORDS.get(seeds, seeds)} validation seeds."
+      f"seed although it won on the {word(len(data['tuning_seeds']))} validation seeds."
     )
   return text
 
@@ -336,7 +349,7 @@ def readme_sparse_training(results: Path) -> str:
   pair = lambda s: " / ".join(fmt_diff(comparisons[s, v][1]) for v in ("+HAM", "+HAM tuned"))  # noqa: E731
   p_min = np.floor(100 * min(p for _, _, p in comparisons.values())) / 100
   tuned_unstable = any("seed" in text for (_, v), (text, _, _) in comparisons.items() if v.endswith("tuned"))
-  lead = f"HAM improves {', '.join(significant)} significantly (p{GLUE}<{GLUE}{SIGNIFICANCE})"
+  lead = f"HAM improves {', '.join(significant)} significantly ({P_SIGNIFICANT})"
   grid = f"diverged or collapsed on one seed each of {' and '.join(SPARSIFIERS.get(s, s) for s in unstable)}"
   return (
     f"{lead if significant else 'HAM does not improve any sparsifier significantly'} (RigL + HAM {pair('rigl')} "
@@ -354,10 +367,10 @@ def readme_sparse_training(results: Path) -> str:
 def transformers_grokking(results: Path) -> str:
   """The grokking table and the paired tests of the grokking step against AdamW."""
   res, labels = load(results, "transformers")["grokking"], _script("transformers").LABELS
-  base = np.asarray(res["adamw"]["grok_step"], float)
-  tests = {labels[m]: paired_test(base, np.asarray(r["grok_step"], float))["p_value"] for m, r in res.items()}
-  del tests[labels["adamw"]]
-  tests = "; ".join(f"{label} p{GLUE}={GLUE}{p:.3f}" for label, p in tests.items() if np.isfinite(p))
+  p = {labels[m]: paired_test(res["adamw"]["grok_step"], r["grok_step"])["p_value"] for m, r in res.items()}
+  tests = "; ".join(
+    f"{k} p{GLUE}={GLUE}{x:.3f}" for k, x in p.items() if k != labels["adamw"] and np.isfinite(x)
+  )
   return (
     f"{_tables_of(results, 'transformers')[0]}\n\n"
     f"Grokking step, paired t-tests against AdamW (seeds that grokked under both): {tests}."
@@ -365,12 +378,12 @@ def transformers_grokking(results: Path) -> str:
 
 
 def _grokking(results: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, list]]:
-  """HAM(AdamW) and AdamW in the grokking study: their runs, the paired tests of HAM − AdamW per measure, and
-  ``(mean, "mean ± std")`` of HAM's and AdamW's grokking step, final test accuracy and weight measures."""
+  """AdamW's and HAM(AdamW)'s grokking runs, the paired tests of HAM − AdamW per measure, and ``(mean, "mean ±
+  std")`` of HAM's and AdamW's grokking step, final test accuracy and weight measures."""
   res = load(results, "transformers")["grokking"]
   base, ham = res["adamw"], res["ham_adamw"]
   scales = {"grok_step": (1, 0), "final_test_acc": (100, 1), "fourier_top4": (1, 2), "near_zero": (100, 1)}
-  test = {k: paired_test(np.asarray(base[k], float), np.asarray(ham[k], float)) for k in scales}
+  test = {k: paired_test(base[k], ham[k]) for k in scales}
   return base, ham, test, {k: [mean_std(r[k], *scale) for r in (ham, base)] for k, scale in scales.items()}
 
 
@@ -430,8 +443,8 @@ def readme_transformers(results: Path) -> str:
     f"{g_base_text} ({fmt_p(p)}, {'significant' if p < SIGNIFICANCE else 'not significant'})"
     + (f" with a {' and '.join(weights)} embedding" if weights else "")
     + f", and ends at {'lower' if a_ham < a_base else 'higher'}{noisier} test accuracy ({acc_ham} % vs {acc_base} "
-    f"%); HAM {'reduces' if old['mean_diff'] > 0 and old['p_value'] < SIGNIFICANCE else 'does not reduce'} "
-    "forgetting when fine-tuning addition -> subtraction."
+    f"%); HAM {'reduces' if significant(old) else 'does not reduce'} forgetting when fine-tuning addition -> "
+    "subtraction."
   )
 
 
@@ -443,13 +456,9 @@ def transformers_finetune_findings(results: Path) -> str:
   new = [100 * np.mean(r["new_test_acc"]) for r in short.values()]
   old = [100 * np.mean(long[m]["old_test_acc"]) for m in ("adamw", "ham_adamw")]
   text = {m: {k: mean_std(r[k], 100)[1] for k in ("new_test_acc", "old_test_acc")} for m, r in long.items()}
-
-  def vs_adamw(res: dict[str, Any], method: str, key: str) -> dict[str, Any]:
-    return paired_test(res["adamw"][key], res[method][key])
-
+  vs_adamw = lambda res, method, key: paired_test(res["adamw"][key], res[method][key])  # noqa: E731
   tasks = [(res, k) for res in (short, long) for k in ("new_test_acc", "old_test_acc")]
-  ham_wins = [t for t in (vs_adamw(r, "ham_adamw", k) for r, k in tasks) if t["mean_diff"] > 0]
-  ham_wins = [t for t in ham_wins if t["p_value"] < SIGNIFICANCE]
+  ham_wins = sum(significant(vs_adamw(r, "ham_adamw", k)) for r, k in tasks)
   nano_old, nano_new = (vs_adamw(long, "nanoadam", k) for k in ("old_test_acc", "new_test_acc"))
   return (
     "What we see: **this shift is catastrophic for every method, HAM included.** The subtraction map conflicts "
@@ -461,7 +470,7 @@ def transformers_finetune_findings(results: Path) -> str:
     f"({fmt_p(vs_adamw(long, 'ham_adamw', 'new_test_acc')['p_value'])}) and forget addition almost completely "
     f"({min(old):.0f}-{max(old):.0f} %). **HAM(AdamW) is "
     + (
-      f"significantly better than AdamW in {len(ham_wins)} of the 4 comparisons"
+      f"significantly better than AdamW in {ham_wins} of the 4 comparisons"
       if ham_wins
       else "not significantly better than AdamW on either task in either protocol"
     )
@@ -484,22 +493,25 @@ def _gain(c: dict[str, Any], key: str, against: str = "vs_alpha0") -> tuple[floa
 
 def _significant(cells: Sequence[dict], key: str, against: str = "vs_alpha0", sign: int = 1) -> list[dict]:
   """The cells where ``key`` differs significantly from ``against``, in the direction ``sign``."""
-  return [c for c in cells if sign * (g := _gain(c, key, against))[0] > 0 and g[1] < SIGNIFICANCE]
+  return [c for c in cells if significant(c[key][against], sign)]
+
+
+def _where(c: dict[str, Any]) -> str:
+  return f"{NAMES[c['model']]} + {NAMES[c['inner']]} at `h{GLUE}={GLUE}{c['h']:g}`"
 
 
 @table
 def graphs_answer(results: Path) -> str:
   """The answers to the study's two questions, and HAM tuned against the tuned baseline, from the cells."""
   cells = load(results, "graphs")["cells"]
-  n, tests, hs, alpha0 = len(cells), 2 * len(cells), sorted({c["h"] for c in cells}), f"`alpha{GLUE}={GLUE}0`"
+  n, tests, hs, alpha0 = len(cells), 2 * len(cells), sorted({c["h"] for c in cells}), glued("`alpha = 0`")
   times = lambda k: {0: "never", 1: "once", 2: "twice"}.get(k, f"{k} times")  # noqa: E731
-  h = lambda i: f"`h{GLUE}={GLUE}{hs[i]:g}`"  # noqa: E731
-  where = lambda c: f"{NAMES[c['model']]} + {NAMES[c['inner']]} at `h{GLUE}={GLUE}{c['h']:g}`"  # noqa: E731
+  h = lambda i: glued(f"`h = {hs[i]:g}`")  # noqa: E731
 
   def case(c: dict[str, Any], key: str = "ham_neg", note: str = "") -> str:
     diff, p = _gain(c, key, "vs_baseline" if key == "ham" else "vs_alpha0")
     alpha = "" if key == "ham" else f", alpha{GLUE}={GLUE}{c[key]['alpha']:g}"
-    return f"{where(c)}, {fmt_diff(diff)} points ({fmt_p(p)}{alpha}{note})"
+    return f"{_where(c)}, {fmt_diff(diff)} points ({fmt_p(p)}{alpha}{note})"
 
   neg = _significant(cells, "ham_neg")
   first = f"Of the {n} settings, the best negative alpha beats {alpha0} significantly {times(len(neg))}"
@@ -526,7 +538,7 @@ def graphs_answer(results: Path) -> str:
   )
   high = [c for c in cells if c["h"] >= hs[-2]]
   pos = _significant(high, "ham_pos")
-  sig_at = "; ".join(map(where, pos))
+  sig_at = "; ".join(map(_where, pos))
   second = (
     f"at {h(-2)} and {h(-1)} the best positive alpha is within {fmt_diff(max(_gain(c, 'ham_pos')[0] for c in high))} "
     f"points of {alpha0} and {f'significant at {sig_at}' if pos else 'never significant'}."
@@ -545,8 +557,11 @@ def graphs_answer(results: Path) -> str:
     f". A negative alpha is significantly *worse* than {alpha0} {'at ' + worse if worse else 'nowhere'}."
   )
   yes = ["yes" if helps else "no" for helps in (10 * len(neg) > tests, pos)]
-  answer = f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
-  answer = f"{yes[0]} on both counts" if yes[0] == yes[1] else answer
+  answer = (
+    f"{yes[0]} on both counts"
+    if yes[0] == yes[1]
+    else f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
+  )
   return (
     f"**Answer, for this controlled setting: {answer}.**\n\n"
     f"- *Does a negative alpha help on heterophilic graphs?* {'Often.' if yes[0] == 'yes' else 'Not reliably.'} {first}\n"
@@ -554,59 +569,43 @@ def graphs_answer(results: Path) -> str:
   )
 
 
-def _cell(cells: Sequence[dict], model: str, inner: str, h: float) -> dict[str, Any]:
-  return next(c for c in cells if (c["model"], c["inner"], c["h"]) == (model, inner, h))
-
-
 @table
 def graphs_mechanism(results: Path) -> str:
   """The mechanism items: the magnitude profile, sign flips, the barrier and the clip, from the tuning runs'
   weight diagnostics and the selected runs on the test graphs."""
-  cells = load(results, "graphs")["cells"]
+  data = load(results, "graphs")
+  cells, seeds = data["cells"], data["args"]["tune_seeds"]
   pct = lambda x: f"{100 * x:.2g}{GLUE}%"  # noqa: E731
+  cell = lambda *key: next(c for c in cells if (c["model"], c["inner"], c["h"]) == key)  # noqa: E731
 
   def tuning(inner: str, alpha: float, key: str) -> list:
     return [c["tuning"][key][c["tuning"]["alphas"].index(alpha)] for c in cells if c["inner"] == inner]
 
-  profiles = [  # the spread by alpha, over the alphas without a diverged tuning run
-    [x for x, d in zip(c["tuning"]["alpha_spread"], c["tuning"]["alpha_diverged"], strict=True) if not d]
-    for c in cells
-  ]
+  span = lambda xs: f"{100 * min(xs):.0f}-{100 * max(xs):.0f}{GLUE}%"  # noqa: E731
+  beyond = lambda inner, alpha: span(tuning(inner, alpha, "alpha_beyond_barrier"))  # noqa: E731
+  runs = lambda inner, alpha: sum(tuning(inner, alpha, "alpha_diverged"))  # noqa: E731
+  n = {inner: seeds * sum(c["inner"] == inner for c in cells) for inner in ("sgd", "adamw")}
+  t = [c["tuning"] for c in cells]
+  # the spread by alpha, over the alphas without a diverged tuning run
+  profiles = [[x for x, d in zip(c["alpha_spread"], c["alpha_diverged"], strict=True) if not d] for c in t]
   ends = sum(v[0] > v[-1] for v in profiles)
   falls = sum(all(a > b for a, b in zip(v, v[1:], strict=False)) for v in profiles)
-  ex = _cell(cells, "gcn", "sgd", 0.7)
-  profile = ", ".join(
-    f"{ex[k]['spread']:.2f} at {a}"
-    for k, a in [
-      ("ham_neg", f"alpha = {ex['ham_neg']['alpha']:g}"),
-      ("alpha0", "0"),
-      ("ham_pos", f"+{ex['ham_pos']['alpha']:g}"),
-    ]
-  )
+  ex = cell("gcn", "sgd", 0.7)
+  marks = {
+    "ham_neg": f"alpha = {ex['ham_neg']['alpha']:g}",
+    "alpha0": "0",
+    "ham_pos": f"+{ex['ham_pos']['alpha']:g}",
+  }
+  profile = ", ".join(f"{ex[k]['spread']:.2f} at {a}" for k, a in marks.items())
   more = sum(c["ham_neg"]["sign_flips"] > c["alpha0"]["sign_flips"] for c in cells)
   flips = [
     f"{pct(c['ham_neg']['sign_flips'])} of the weights at alpha = {c['ham_neg']['alpha']:g} against "
     f"{pct(c['alpha0']['sign_flips'])} at 0"
-    for c in (_cell(cells, "sage", "sgd", 0.1), _cell(cells, "sage", "sgd", 0.9))
+    for c in (cell("sage", "sgd", 0.1), cell("sage", "sgd", 0.9))
   ]
-  n_sgd, n_adamw = (
-    len(tuning(i, tuning_alphas, "alpha_diverged")) for i, tuning_alphas in (("sgd", -10), ("adamw", -10))
-  )
-  seeds = load(results, "graphs")["args"]["tune_seeds"]
-  span = lambda xs: f"{100 * min(xs):.0f}-{100 * max(xs):.0f}{GLUE}%"  # noqa: E731
-  runs = lambda inner, alpha: sum(tuning(inner, alpha, "alpha_diverged"))  # noqa: E731
-  signs = {
-    sign: sum(
-      sum(
-        d for a, d in zip(c["tuning"]["alphas"], c["tuning"]["alpha_diverged"], strict=True) if sign * a > 0
-      )
-      for c in cells
-    )
-    for sign in (-1, 1)
-  }
-  total = {
-    sign: seeds * sum(sum(sign * a > 0 for a in c["tuning"]["alphas"]) for c in cells) for sign in (-1, 1)
-  }
+  tried = [(a, d) for c in t for a, d in zip(c["alphas"], c["alpha_diverged"], strict=True)]
+  signs = {s: sum(d for a, d in tried if s * a > 0) for s in (-1, 1)}
+  total = {s: seeds * sum(s * a > 0 for a, _ in tried) for s in (-1, 1)}
   clip = max(c[k]["clip_hits"] for c in cells for k in ("ham", "ham_neg", "ham_pos"))
   return "\n".join(
     [
@@ -621,13 +620,13 @@ def graphs_mechanism(results: Path) -> str:
       f"`h = 0.9`: {flips[1]}). The mirror step itself never flips a sign, so the extra flips are made by the "
       "inner step; a likely reason is that a negative alpha slows large weights (effective learning rate below "
       "`lr`) while small ones keep moving at `lr`.",
-      f"- *The barrier.* With SGD, alpha = -10 puts {span(tuning('sgd', -10, 'alpha_beyond_barrier'))} of the "
+      f"- *The barrier.* With SGD, alpha = -10 puts {beyond('sgd', -10)} of the "
       "weights at or beyond `|x| = 1/|alpha|` (where the effective learning rate `1 + alpha |x|` is zero or "
-      f"negative) and is where runs diverge: {runs('sgd', -10)} of the {seeds * n_sgd} SGD tuning runs at "
-      f"alpha = -10. With AdamW the picture differs (next section): {span(tuning('adamw', -3, 'alpha_beyond_barrier'))} "
-      f"of the weights lie beyond the barrier at alpha = -3 and {span(tuning('adamw', -10, 'alpha_beyond_barrier'))} "
+      f"negative) and is where runs diverge: {runs('sgd', -10)} of the {n['sgd']} SGD tuning runs at "
+      f"alpha = -10. With AdamW the picture differs (next section): {beyond('adamw', -3)} "
+      f"of the weights lie beyond the barrier at alpha = -3 and {beyond('adamw', -10)} "
       f"at alpha = -10 without harm ({runs('adamw', -3) + runs('adamw', -10)} diverged runs), while alpha = -100 "
-      f"diverged in {runs('adamw', -100)} of {seeds * n_adamw} runs and alpha = -30 in {runs('adamw', -30)}. In "
+      f"diverged in {runs('adamw', -100)} of {n['adamw']} runs and alpha = -30 in {runs('adamw', -30)}. In "
       f"all, {signs[-1]} of the {total[-1]} negative-alpha tuning runs diverged and {signs[1] or 'none'} of the "
       f"{total[1]} positive-alpha runs.",
       "- *The clip.* "
@@ -646,8 +645,7 @@ def graphs_mechanism(results: Path) -> str:
 @table
 def readme_graphs(results: Path) -> str:
   """The README's summary of the graph study: the significant gains of a signed alpha over alpha = 0."""
-  cells = load(results, "graphs")["cells"]
-  found, parts = 0, []
+  cells, found, parts = load(results, "graphs")["cells"], 0, []
   for sign in ("negative", "positive"):
     gains = _significant(cells, f"ham_{sign[:3]}")
     found += len(gains)
@@ -685,10 +683,16 @@ def _alpha_of(key: str) -> str:
   return f"HAM alpha={float(key.split('a=')[1].split()[0]):g}"
 
 
+def _implicit_bias(results: Path) -> tuple[dict[str, Any], dict[str, dict], list[float]]:
+  """The implicit-bias study, its table's rows and the log-log slopes of the gap against the learning rate."""
+  res = load(results, "implicit_bias")
+  return res, res["table"]["rows"], [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
+
+
 @table
 def implicit_bias(results: Path) -> str:
   """The limits of GD, HAM (the default ``sign_from``) and m * w against their predicted limits and the truth."""
-  data = load(results, "implicit_bias")
+  data, _, _ = _implicit_bias(results)
   res, c = data["table"], data["config"]
   limits = {"GD": " (pseudo-inverse)", "HAM": " (Bregman projection)", "m * w": " (hyperbolic entropy)"}
   rows = []
@@ -700,26 +704,24 @@ def implicit_bias(results: Path) -> str:
     label = label if r["alpha"] is None else f"HAM alpha={r['alpha']:g}"
     kind = next(k for k in limits if label.startswith(k))
     gap, limits[kind] = sci(r["rel_gap_to_limit"]) + limits[kind], ""
-    rows.append([label, sci(r["lr"]), f"{r['steps']:,}", f"{r['l1']:.3f}", gap])
-    rows[-1].append(f"{r['rel_dist_to_truth']:.3f}")
+    rows.append(
+      f"{label} | {sci(r['lr'])} | {r['steps']:,} | {r['l1']:.3f} | {gap} | {r['rel_dist_to_truth']:.3f}"
+    )
   truth = all(abs(r["rel_dist_to_bp"] - r["rel_dist_to_truth"]) < 1e-9 for r in res["rows"].values())
-  rows.append(
-    ["basis pursuit (LP)", "–", "–", f"{res['l1_basis_pursuit']:.3f}", "–", "0.000" if truth else "–"]
-  )
+  rows.append(f"basis pursuit (LP) | – | – | {res['l1_basis_pursuit']:.3f} | – | {'0.000' if truth else '–'}")
   lead = (
     f"n = {c['n']} features, d = {c['d']} samples, {c['k']}-sparse truth, `x0 = {sci(c['init_scale'], True)} "
     "N(0, I)`, the real optimizer `ham_optax.ham(optax.sgd(lr), lr, alpha, beta=0)` in float64, run until "
     f"`||Zx - y|| <= 1e-10 ||y||` (seed {c['seed']}):"
   )
-  header = ["method", "lr", "steps", "L1 of limit", "rel. gap to predicted limit", "rel. distance to truth"]
-  return f"{lead}\n\n{markdown_table(header, rows)}"
+  header = "method | lr | steps | L1 of limit | rel. gap to predicted limit | rel. distance to truth"
+  return f"{lead}\n\n{md(header, rows)}"
 
 
 @table
 def implicit_bias_findings(results: Path) -> str:
   """The analysed variant, the first-order gap, where the L1 bias stops, and the cost in steps."""
-  res = load(results, "implicit_bias")
-  rows, slopes = res["table"]["rows"], [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
+  res, rows, slopes = _implicit_bias(results)
   pairs = [(r, rows[k.replace("(HYP*)", "(GD;HYP)")]) for k, r in rows.items() if k.endswith("(HYP*)")]
   spread = max(abs(a["l1"] - b["l1"]) / a["l1"] for a, b in pairs)
   alphas, l1 = np.asarray(res["l1_vs_alpha"]["alpha"]), np.asarray(res["l1_vs_alpha"]["l1"])
@@ -763,8 +765,7 @@ def implicit_bias_recovery(results: Path) -> str:
 @table
 def readme_implicit_bias(results: Path) -> str:
   """The README's summary of the implicit-bias study."""
-  res = load(results, "implicit_bias")
-  rows, slopes = res["table"]["rows"], [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
+  res, rows, slopes = _implicit_bias(results)
   ham = max((r for r in rows.values() if r["sign_from"] == "x_half"), key=lambda r: r["alpha"])
   return (
     f"The L1 norm of HAM's limit falls from {rows['GD']['l1']:.2f} (gradient descent) to {ham['l1']:.2f} at "
@@ -817,22 +818,20 @@ def mw_family_memory(results: Path) -> str:
 def mw_family_nanoadam(results: Path) -> str:
   """NanoAdam against Adam on the fine-tuning task: both tasks, paired tests, optimizer state."""
   res = load(results, "nanoadam_finetune")
-  s, tests = res["summary"], res["paired_t_test_vs_adam"]
+  s, tests, c = res["summary"], res["paired_t_test_vs_adam"], res["config"]
   acc = lambda m, task: pm(100 * s[m][task]["mean"], 100 * s[m][task]["std"]) + f"{GLUE}%"  # noqa: E731
 
   def test(task: str) -> str:
     p, won = tests["NanoAdam"][task], s["NanoAdam"][task]["mean"] > s["Adam"][task]["mean"]
     return fmt_p(p) if p >= SIGNIFICANCE else f"{fmt_p(p)}: {'NanoAdam' if won else 'Adam'} wins"
 
-  other, c = next(m for m in s if m not in ("Adam", "NanoAdam")), res["config"]
+  other = next(m for m in s if m not in ("Adam", "NanoAdam"))
   ratio = s["Adam"]["state_bytes"] / s["NanoAdam"]["state_bytes"]
-  seeds = (
-    f"{c['seeds'][0]}-{c['seeds'][-1]}"
-    if c["seeds"] == list(range(c["seeds"][0], c["seeds"][-1] + 1))
-    else c["seeds"]
-  )
+  first, last = c["seeds"][0], c["seeds"][-1]
+  seeds = f"{first}-{last}" if c["seeds"] == list(range(first, last + 1)) else c["seeds"]
   return (
-    f"{len(c['lr_grid'])} learning rates per method tuned on validation, then seeds {seeds}: NanoAdam with its paper defaults (head dense, 10 % -> 4 %) new task {acc('NanoAdam', 'new_test')} vs Adam "
+    f"{len(c['lr_grid'])} learning rates per method tuned on validation, then seeds {seeds}: NanoAdam with its paper "
+    f"defaults (head dense, 10 % -> 4 %) new task {acc('NanoAdam', 'new_test')} vs Adam "
     f"{acc('Adam', 'new_test')} ({test('new_test')}), old task {acc('NanoAdam', 'old_test')} vs "
     f"{acc('Adam', 'old_test')} ({test('old_test')}), {ratio:.1f}x less optimizer state; with every "
     f"kernel sparsified at a constant 10 % {acc(other, 'new_test')} / {acc(other, 'old_test')}."
@@ -845,6 +844,71 @@ FAMILIES = {"mlp": "MLP", "mlp_ln": "MLP+LayerNorm", "cnn1d": "CNN", "resnet1d":
 FAMILIES |= {"embed_mlp": "Embedding+MLP", "attention": "Attention"}
 OPTIMIZERS = {"sgd": "SGD+m", "adamw": "AdamW"}
 CLIP = 5.0  # the alpha-transfer benchmark's max_exponent (ham_optax's default)
+WITHIN = 0.5  # points: "within reach of grid-best HAM"
+SUG, LEAF, BEST = (
+  "HAM suggested",
+  "HAM per-leaf",
+  "HAM grid-best",
+)  # the alpha-transfer methods besides "baseline"
+
+
+def _family(key: str) -> str:
+  return FAMILIES[key.split("/")[0]]
+
+
+def _setting(key: str) -> str:
+  return f"{_family(key)}/{OPTIMIZERS[key.split('/')[1]]}"
+
+
+def _final(results: Path, folder: str = "alpha_transfer") -> dict[str, Any]:
+  """The fresh-seed results of every ``final*.json`` of ``results/folder``, by setting."""
+  return _script("alpha_transfer").load_final(results / folder)["results"]
+
+
+def _grid(results: Path) -> dict[str, Any]:
+  return load(results, "alpha_transfer", "grid.json")
+
+
+def _ratio(results: Path, folder: str = "alpha_transfer") -> float:
+  """The target ratio of an alpha-transfer run (of the first: its `suggest_alpha` default)."""
+  return float(load(results, folder, "final.json")["argv"]["target_ratio"])
+
+
+def _runs(final: dict[str, Any]) -> list[dict[str, Any]]:
+  return [r for res in final.values() for r in res["runs"]]
+
+
+def _count(runs: Sequence[dict[str, Any]], method: str) -> tuple[int, int]:
+  """How many runs of ``method`` diverged, and how many there are."""
+  return diverged(runs, method), sum(r["method"] == method for r in runs)
+
+
+def _bin(lo: float, hi: float, last: str) -> str:
+  """A bin's row label; ``last`` for the open bin at the top."""
+  return f"below {hi:g}" if lo == 0 else (last if hi == np.inf else f"{lo:g} - {hi:g}")
+
+
+def _transfer_tests(final: dict[str, Any]) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
+  """Per setting, the paired test on test accuracy (points) of each pair ``(method, against)`` of the table."""
+  out = {}
+  for key, res in final.items():
+    acc = defaultdict(list)
+    for r in res["runs"]:
+      acc[r["method"]].append(np.nan if r["diverged"] else 100 * r["test_acc"])
+    out[key] = {(m, a): paired_test(acc[a], acc[m]) for m, a in _script("alpha_transfer").PAIRS}
+  return out
+
+
+def _cited(key: str, t: dict[str, Any], *notes: str) -> str:
+  """``MLP/SGD+m (−1.7, p = 0.03)``: a setting with its paired difference."""
+  return f"{_setting(key)} ({', '.join([d1(t['mean_diff']), fmt_p(t['p_value']), *notes])})"
+
+
+def _within(tests: dict[str, dict], method: str) -> tuple[str, list[str]]:
+  """``"9 of 12"`` settings where ``method`` came within `WITHIN` points of grid-best HAM (or beat it), and the
+  settings it missed."""
+  missed = [k for k, t in tests.items() if t[method, BEST]["mean_diff"] < -WITHIN]
+  return f"{len(tests) - len(missed)} of {len(tests)}", missed
 
 
 @table
@@ -853,8 +917,10 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
   study = _script("alpha_transfer")
   final = study.load_final(results / folder)
   header, rule, *rows = study.summarize(final).split("\n")
-  labels = [f"{FAMILIES[k.split('/')[0]]} / {OPTIMIZERS[k.split('/')[1]]}" for k in final["results"]]
-  rows = [f"| {label} |{row.split(' |', 1)[1]}" for label, row in zip(labels, rows, strict=True)]
+  rows = [
+    f"| {_setting(k).replace('/', ' / ')} |{row.split(' |', 1)[1]}"
+    for k, row in zip(final["results"], rows, strict=True)
+  ]
   return "\n".join([header, rule, *rows]) + (
     "\n\n(Means and stds over the non-diverged seeds; differences over the seeds where neither run diverged.)"
   )
@@ -862,36 +928,35 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
 
 @table
 def alpha_transfer_adamw(results: Path) -> str:
-  """The AdamW families rerun with the suggestions at a larger target ratio (same grid, same fresh seeds), and
-  how that ratio compares with the default's run: against grid-best HAM, and where it failed."""
-  folder = "alpha_transfer_adamw"
-  ratio = float(load(results, folder, "final.json")["argv"]["target_ratio"])
-  now, before = _transfer_tests(_final(results, folder)), _transfer_tests(_final(results))
-  sug, leaf, base, best = "HAM suggested", "HAM per-leaf", "baseline", "HAM grid-best"
-  name = lambda k: FAMILIES[k.split("/")[0]]  # noqa: E731
-  ok = [k for k, t in now.items() if t[sug, best]["mean_diff"] >= -WITHIN]
+  """The AdamW families rerun at a larger target ratio (same grid, same fresh seeds) against the default's run:
+  against grid-best HAM, and where it failed."""
+  folder, default = "alpha_transfer_adamw", _ratio(results)
+  ratio, now, before = (
+    _ratio(results, folder),
+    *(_transfer_tests(_final(results, f)) for f in (folder, "alpha_transfer")),
+  )
+  gap = lambda tests, k, method=SUG: tests[k][method, BEST]["mean_diff"]  # noqa: E731
+  span = lambda xs, to=" to ": f"{d1(min(xs))}{to}{d1(max(xs))}"  # noqa: E731
+  ok = [k for k in now if gap(now, k) >= -WITHIN]
   lost = [k for k in now if k not in ok]
-  span = lambda xs, to=" to ": f"{fmt_diff(min(xs), digits=1)}{to}{fmt_diff(max(xs), digits=1)}"  # noqa: E731
-  named = [f"{name(k)} ({fmt_diff(now[k][sug, best]['mean_diff'], digits=1)})" for k in ok]
   text = (
-    f"At {ratio:g} the single alpha came within {WITHIN:g} points of grid-best HAM or beat it on {_listed(named)}, "
-    f"where at {_default_ratio(results):g} it was {span([before[k][sug, best]['mean_diff'] for k in ok])}"
+    f"At {ratio:g} the single alpha came within {WITHIN:g} points of grid-best HAM or beat it on "
+    f"{listed([f'{_family(k)} ({d1(gap(now, k))})' for k in ok])}, where at {default:g} it was "
+    f"{span([gap(before, k) for k in ok])}"
   )
   for k in lost:
     text += (
-      f"; but **{name(k)} lost {abs(now[k][sug, base]['mean_diff']):.0f} points** against its baseline at "
-      f"{ratio:g} ({fmt_diff(before[k][sug, best]['mean_diff'], digits=1)} from grid-best at "
-      f"{_default_ratio(results):g})"
+      f"; but **{_family(k)} lost {abs(now[k][SUG, 'baseline']['mean_diff']):.0f} points** against its baseline at "
+      f"{ratio:g} ({d1(gap(before, k))} from grid-best at {default:g})"
     )
   text += (
-    f". The per-leaf alphas at {ratio:g} stayed between {span([t[leaf, best]['mean_diff'] for t in now.values()], ' and ')} "
-    f"points of grid-best HAM on all {WORDS.get(len(now), len(now))}."
+    f". The per-leaf alphas at {ratio:g} stayed between {span([gap(now, k, LEAF) for k in now], ' and ')} "
+    f"points of grid-best HAM on all {word(len(now))}."
   )
   if lost:
     text += (
-      " So **the ratio does not depend on the optimizer in the library**: one default, "
-      f"{_default_ratio(results):g}, for both, because the larger AdamW ratio that helps "
-      f"{WORDS.get(len(ok), len(ok))} families wrecks {WORDS.get(len(lost), len(lost))}."
+      f" So **the ratio does not depend on the optimizer in the library**: one default, {default:g}, for both, "
+      f"because the larger AdamW ratio that helps {word(len(ok))} families wrecks {word(len(lost))}."
     )
   return alpha_transfer_families(results, folder) + "\n\n" + text
 
@@ -901,24 +966,22 @@ def alpha_transfer_divergence(results: Path) -> str:
   """The list item on divergence at the fresh seeds: the suggested alpha's, then grid-best HAM's against the
   baseline's in each setting where grid-best HAM diverged."""
   final = _final(results)
-  seeds = {k: sum(r["method"] == "baseline" for r in res["runs"]) for k, res in final.items()}
-  suggested, n = sum(diverged(res["runs"], "HAM suggested") for res in final.values()), sum(seeds.values())
-  settings = f"{WORDS.get(len(final), len(final))} family x optimizer settings"
+  (suggested, _), (_, n), (leaf, leaf_n) = (_count(_runs(final), m) for m in (SUG, "baseline", LEAF))
+  settings = f"{word(len(final))} family x optimizer settings"
   lead = (
     f"**The suggested alpha never diverged**: 0 of {n} fresh seeds over the {settings}."
     if suggested == 0
     else f"**The suggested alpha diverged on {suggested} of {n} fresh seeds** over the {settings}."
   )
-  leaf_n = sum(r["method"] == "HAM per-leaf" for res in final.values() for r in res["runs"])
-  leaf = sum(diverged(res["runs"], "HAM per-leaf") for res in final.values())
   lead += f" The per-leaf alphas diverged on {leaf} of {leaf_n}." if leaf_n else ""
   grid = []
   for key, res in final.items():
-    if g := diverged(res["runs"], "HAM grid-best"):
-      family, optimizer = key.split("/")
-      where = f"{FAMILIES[family]}/{OPTIMIZERS[optimizer]} seeds (lr {res['choices']['grid_best'][0]:g})"
-      base = diverged(res["runs"], "baseline")
-      grid.append(f"{g} of {seeds[key]} {where}, where the baseline diverged on {base} of {seeds[key]}")
+    if g := diverged(res["runs"], BEST):
+      base, seeds = _count(res["runs"], "baseline")
+      grid.append(
+        f"{g} of {seeds} {_setting(key)} seeds (lr {res['choices']['grid_best'][0]:g}), where the baseline "
+        f"diverged on {base} of {seeds}"
+      )
   tail = (
     f"Grid-best HAM diverged on {'; on '.join(grid)}." if grid else "Grid-best HAM never diverged either."
   )
@@ -928,42 +991,37 @@ def alpha_transfer_divergence(results: Path) -> str:
 @table
 def alpha_transfer_rho(results: Path) -> str:
   """The grid's HAM runs binned by rho: runs, diverged, gain over the same-lr baseline, largest exponent."""
+  gain = lambda b: f"{b['gain']:+.2f}" if b["finite"] else "n/a"  # noqa: E731
   rows = []
-  for b in _script("alpha_transfer").rho_bins(load(results, "alpha_transfer", "grid.json")):
-    lo, hi = b["lo"], b["hi"]
-    label = f"below {hi:g}" if lo == 0 else (f"above {lo:g}" if hi == np.inf else f"{lo:g} - {hi:g}")
-    gain = f"{b['gain']:+.2f}" if b["finite"] else "n/a"
-    if 0 < b["finite"] < b["runs"] / 2:
-      gain += f" (the {b['finite']} runs that did not diverge)"
-    e = b["exponent_max"]
+  for b in _script("alpha_transfer").rho_bins(_grid(results)):
+    note = f" (the {b['finite']} runs that did not diverge)" if 0 < b["finite"] < b["runs"] / 2 else ""
     per_opt = [
-      (f"{c['gain']:+.2f}" if c["finite"] else "n/a") + f" ({c['diverged']}/{c['runs']})"
-      for c in (b[o] for o in OPTIMIZERS)
+      f"{gain(b[o])} ({b[o]['diverged']}/{b[o]['runs']})" if b[o]["runs"] else "-" for o in OPTIMIZERS
     ]
-    per_opt = [c if b[o]["runs"] else "-" for c, o in zip(per_opt, OPTIMIZERS, strict=True)]
-    rows.append(
-      [label, b["runs"], b["diverged"], gain, *per_opt, f"{CLIP:g} (the clip)" if e >= CLIP else f"{e:.2g}"]
-    )
-  header = ["rho = alpha / alpha_unit", "HAM runs", "diverged"]
-  header += ["val acc - baseline at the same lr (points, mean of non-diverged)"]
-  header += [f"{name}: gain (diverged/runs)" for name in OPTIMIZERS.values()]
-  table = markdown_table([*header, "largest `exponent_max` during training (median)"], rows)
-  return table + "\n\n" + _rho_findings(results)
+    e = f"{CLIP:g} (the clip)" if b["exponent_max"] >= CLIP else f"{b['exponent_max']:.2g}"
+    label = _bin(b["lo"], b["hi"], f"above {b['lo']:g}")
+    rows.append(" | ".join([label, str(b["runs"]), str(b["diverged"]), gain(b) + note, *per_opt, e]))
+  header = (
+    "rho = alpha / alpha_unit | HAM runs | diverged | val acc - baseline at the same lr (points, mean of "
+    f"non-diverged) | {' | '.join(f'{name}: gain (diverged/runs)' for name in OPTIMIZERS.values())} | "
+    "largest `exponent_max` during training (median)"
+  )
+  return md(header, rows) + "\n\n" + _rho_findings(results)
 
 
 def _rho_findings(results: Path) -> str:
   """The paragraph under the rho table: the bin with the best mean gain, where divergence becomes common (a
   quarter of the runs) and the rule (half), and the settings of the divergences below rho = 1."""
-  grid, final = load(results, "alpha_transfer", "grid.json"), _final(results)
+  grid, final, ratio = _grid(results), _final(results), _ratio(results)
   bins = [b for b in _script("alpha_transfer").rho_bins(grid) if b["finite"]]
   best = max(bins, key=lambda b: b["gain"])
   common = next(b for b in bins if b["diverged"] >= b["runs"] / 4)
   rule = next(b for b in bins if b["diverged"] > b["runs"] / 2)
-  quiet = ", ".join(fmt_diff(b["gain"], digits=1) for b in bins if b["hi"] <= best["lo"])
+  quiet = ", ".join(d1(b["gain"]) for b in bins if b["hi"] <= best["lo"])
   both = ", with either optimizer" if all(common[o]["diverged"] for o in OPTIMIZERS) else ""
   text = (
     f"Below `rho = {best['lo']:g}` HAM does nothing measurable (mean change {quiet} points); "
-    f"`{best['lo']:g} - {best['hi']:g}` is the bin with the best mean gain ({fmt_diff(best['gain'], digits=1)}); "
+    f"`{best['lo']:g} - {best['hi']:g}` is the bin with the best mean gain ({d1(best['gain'])}); "
     f"above {common['lo']:g} divergence becomes common ({common['diverged']} of {common['runs']} runs) and above "
     f"{rule['lo']:g} it is the rule ({rule['diverged']} of {rule['runs']}){both}."
   )
@@ -974,19 +1032,16 @@ def _rho_findings(results: Path) -> str:
         low[key, r["lr"]] += 1
   if len(low) == 1:
     (key, lr), n = next(iter(low.items()))
-    ch, runs = final[key]["choices"], final[key]["runs"]
-    seeds, lost = sum(r["method"] == "baseline" for r in runs), diverged(runs, "baseline")
+    lost, seeds = _count(final[key]["runs"], "baseline")
     edge = (
-      f", a learning rate at which its baseline itself diverged on {WORDS.get(lost, lost)} of "
-      f"{WORDS.get(seeds, seeds)} test seeds"
+      f", a learning rate at which its baseline itself diverged on {word(lost)} of {word(seeds)} test seeds"
     )
     text += (
-      f" The {WORDS.get(n, n)} divergences below `rho = 1` are all {_setting(key)} at lr {lr:g}"
-      + (edge if lost and ch["baseline_lr"] == lr else "")
+      f" The {word(n)} divergences below `rho = 1` are all {_setting(key)} at lr {lr:g}"
+      + (edge if lost and final[key]["choices"]["baseline_lr"] == lr else "")
       + ": on a model trained at its edge of stability, any increase of the effective learning rate tips it "
       "over, and no alpha rule measured at initialisation sees that edge."
     )
-  ratio = _default_ratio(results)
   return text + (
     f" `suggest_alpha` uses `rho = {ratio:g}`, {'in' if best['lo'] <= ratio < best['hi'] else 'outside'} the "
     f"bin with the best mean gain and a factor {common['lo'] / ratio:g} below the bin where divergence becomes "
@@ -1007,32 +1062,20 @@ def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
   return (float(np.mean(ok)) if ok else float("nan")), diverged(best)
 
 
-def _final(results: Path, folder: str = "alpha_transfer") -> dict[str, Any]:
-  """The fresh-seed results of every ``final*.json`` of ``results/folder``, by setting."""
-  return _script("alpha_transfer").load_final(results / folder)["results"]
-
-
-def _default_ratio(results: Path) -> float:
-  """The target ratio of the alpha-transfer run (its `suggest_alpha` default)."""
-  return float(load(results, "alpha_transfer", "final.json")["argv"]["target_ratio"])
-
-
 def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, list]], dict[tuple, list]]:
   """Validation (tuning seeds), each method at its best lr: the target ratios; per setting the baseline's
   accuracy and the cells (gain over it in points, diverged seeds) of grid-tuned HAM, then one alpha and per leaf
   at each ratio; and the gains per ``(optimizer, cell)`` over the families measured at every ratio."""
-  grid, final = load(results, "alpha_transfer", "grid.json")["runs"], _final(results)
-  ratios = sorted(
-    {r["ratio"] for res in final.values() for r in res["suggested_tuning_runs"] if "ratio" in r}
-  )
+  grid, final = _grid(results)["runs"], _final(results)
+  tuned = {k: [r for r in res["suggested_tuning_runs"] if "ratio" in r] for k, res in final.items()}
+  ratios = sorted({r["ratio"] for runs in tuned.values() for r in runs})
   by_key, gains = {}, defaultdict(list)
-  for key, res in final.items():
-    tuning = [r for r in res["suggested_tuning_runs"] if "ratio" in r]
+  for key, tuning in tuned.items():
     if not tuning:
       continue
     base = _best_val([r for r in grid[key] if r["alpha"] == 0], ["lr"])[0]
     cells = [_best_val([r for r in grid[key] if r["alpha"] != 0], ["lr", "alpha"])]
-    for method in ("HAM suggested", "HAM per-leaf"):
+    for method in (SUG, LEAF):
       cells += [
         _best_val([r for r in tuning if (r["method"], r["ratio"]) == (method, x)], ["lr"]) for x in ratios
       ]
@@ -1046,24 +1089,22 @@ def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, lis
 
 @table
 def alpha_transfer_ratios(results: Path) -> str:
-  """Validation (tuning seeds): the rule at each target ratio, one alpha and per leaf, and grid-tuned HAM, each at
-  its best lr, as the gain over the baseline at its best lr; the mean over the families per optimizer; and what
-  the means say per optimizer."""
+  """Validation (tuning seeds): the gain over the baseline of one alpha and per leaf at each target ratio, and of
+  grid-tuned HAM, each at its best lr; the mean over the families per optimizer; and what the means say."""
   ratios, by_key, gains = _ratio_gains(results)
   rows = []
   for key, (base, cells) in by_key.items():
     cells = ["n/a" if np.isnan(v) else f"{v:+.1f}" + (f" ({d} div.)" if d else "") for v, d in cells]
-    rows.append([_setting(key).replace("/", " / "), f"{base:.1f}", *cells])
+    rows.append(" | ".join([_setting(key).replace("/", " / "), f"{base:.1f}", *cells]))
   for optimizer, name in OPTIMIZERS.items():
     if gains[optimizer, 0]:
-      n = len(gains[optimizer, 0])
-      means = (np.mean(gains[optimizer, i]) for i in range(1 + 2 * len(ratios)))
+      means = [f"{np.mean(gains[optimizer, i]):+.2f}" for i in range(1 + 2 * len(ratios))]
       rows.append(
-        [f"mean over the {n} families with every ratio ({name})", "", *(f"{m:+.2f}" for m in means)]
+        f"mean over the {len(gains[optimizer, 0])} families with every ratio ({name}) |  | "
+        + " | ".join(means)
       )
-  header = ["family / optimizer", "baseline val acc (%)", "grid-tuned HAM"]
-  header += [f"{kind} rho = {x:g}" for kind in ("one alpha,", "per leaf,") for x in ratios]
-  return markdown_table(header, rows) + (
+  kinds = [f"{kind} rho = {x:g}" for kind in ("one alpha,", "per leaf,") for x in ratios]
+  return md(" | ".join(["family / optimizer", "baseline val acc (%)", "grid-tuned HAM", *kinds]), rows) + (
     "\n\n(Validation accuracy minus the baseline's, points, mean over the tuning seeds at each method's best lr; "
     "div.: diverged seeds there, left out of the mean.)\n\n" + _ratio_findings(results, ratios, by_key, gains)
   )
@@ -1072,23 +1113,22 @@ def alpha_transfer_ratios(results: Path) -> str:
 def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dict) -> str:
   """The paragraph under the ratio table: which ratio (one alpha) had the best mean gain per optimizer, and how
   the AdamW families measured at two ratios only moved from the default to the next one."""
-  default, seeds = _default_ratio(results), load(results, "alpha_transfer", "grid.json")["argv"]["grid_seeds"]
+  default, seeds = _ratio(results), _grid(results)["argv"]["grid_seeds"]
   mean = {(o, x): float(np.mean(gains[o, 1 + i])) for o in OPTIMIZERS for i, x in enumerate(ratios)}
-  n = WORDS.get(len(gains["sgd", 0]), len(gains["sgd", 0]))
-  at = lambda o, xs: ", ".join(f"{x:g}: {fmt_diff(mean[o, x], digits=1)}" for x in xs)  # noqa: E731
+  n = word(len(gains["sgd", 0]))
+  at = lambda o, xs: ", ".join(f"{x:g}: {d1(mean[o, x])}" for x in xs)  # noqa: E731
   best = {o: max(ratios, key=lambda x: mean[o, x]) for o in OPTIMIZERS}
   top = best["adamw"]
   grows = all(mean["adamw", a] < mean["adamw", b] for a, b in zip(ratios, ratios[1:], strict=False))
   nxt = min(x for x in ratios if x > default)
   partial = [k for k, (_, c) in by_key.items() if k.endswith("/adamw") and any(np.isnan(v) for v, _ in c)]
   moved = ", ".join(
-    f"{FAMILIES[k.split('/')[0]]} from "
-    + " to ".join(fmt_diff(by_key[k][1][1 + ratios.index(x)][0], digits=1) for x in (default, nxt))
+    f"{_family(k)} from " + " to ".join(d1(by_key[k][1][1 + ratios.index(x)][0]) for x in (default, nxt))
     for k in partial
   )
   return (
     f"Per family the validation gains are noisy ({seeds} seeds), but the means separate the optimizers. **With SGD "
-    f"+ momentum, {best['sgd']:g} had the best mean gain** ({fmt_diff(mean['sgd', best['sgd']], digits=1)} points "
+    f"+ momentum, {best['sgd']:g} had the best mean gain** ({d1(mean['sgd', best['sgd']])} points "
     f"over the {n} families with every ratio; {at('sgd', [x for x in ratios if x != best['sgd']])}); above "
     f"`rho = 1` SGD runs start to diverge in the grid. **With AdamW the gain "
     f"{'grew with the ratio' if grows else f'was largest at {top:g}'}** "
@@ -1097,77 +1137,37 @@ def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dic
   )
 
 
-WITHIN = 0.5  # points: "within reach of grid-best HAM"
-
-
-def _listed(items: Sequence[str]) -> str:
-  """``a``, ``a and b``, ``a, b and c``."""
-  return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 2 else items)
-
-
-def _setting(key: str) -> str:
-  family, optimizer = key.split("/")
-  return f"{FAMILIES[family]}/{OPTIMIZERS[optimizer]}"
-
-
-def _transfer_tests(final: dict[str, Any]) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
-  """Per setting, the paired test on test accuracy (points) of each pair ``(method, against)`` of the table."""
-  study, out = _script("alpha_transfer"), {}
-  for key, res in final.items():
-    acc = defaultdict(list)
-    for r in res["runs"]:
-      acc[r["method"]].append(np.nan if r["diverged"] else 100 * r["test_acc"])
-    out[key] = {(m, a): paired_test(acc[a], acc[m]) for m, a in study.PAIRS}
-  return out
-
-
-def _cited(key: str, t: dict[str, Any], *notes: str) -> str:
-  """``MLP/SGD+m (−1.7, p = 0.03)``: a setting with its paired difference."""
-  return f"{_setting(key)} ({', '.join([fmt_diff(t['mean_diff'], digits=1), fmt_p(t['p_value']), *notes])})"
-
-
-def _within(tests: dict[str, dict], method: str) -> tuple[str, list[str]]:
-  """``"9 of 12"`` settings where ``method`` came within `WITHIN` points of grid-best HAM (or beat it), and the
-  settings it missed."""
-  missed = [k for k, t in tests.items() if t[method, "HAM grid-best"]["mean_diff"] < -WITHIN]
-  return f"{len(tests) - len(missed)} of {len(tests)}", missed
-
-
-def _grid_rho(grid: dict[str, list], key: str, lr: float, alpha: float) -> list[float]:
-  return [r["rho"] for r in grid[key] if (r["lr"], r["alpha"]) == (lr, alpha)]
-
-
 @table
 def alpha_transfer_findings(results: Path) -> str:
   """The list items after the divergence item: suggested and per-leaf alphas against grid-best HAM, raw alpha
   in the grid, HAM against the baseline, one alpha against one per leaf; all from the fresh seeds and the grid."""
-  final, grid = _final(results), load(results, "alpha_transfer", "grid.json")
+  final, grid, default = _final(results), _grid(results), _ratio(results)
   tests, (ratios, _, means) = _transfer_tests(final), _ratio_gains(results)
-  sug, leaf, base, best = "HAM suggested", "HAM per-leaf", "baseline", "HAM grid-best"
-  count, missed = _within(tests, sug)
-  items = [
+  count, missed = _within(tests, SUG)
+  item = (
     f"**Within {WITHIN:g} points of grid-best HAM** (tuned over the whole lr x alpha grid): the suggested alpha "
     f"on {count} settings"
-    + (f"; missed on {_listed([_cited(k, tests[k][sug, best]) for k in missed])}." if missed else ".")
-  ]
-  sgd_missed = [k for k in missed if k.endswith("/sgd")]
+    + (f"; missed on {listed([_cited(k, tests[k][SUG, BEST]) for k in missed])}." if missed else ".")
+  )
+  sgd_missed = [(k, *final[k]["choices"]["grid_best"][:2]) for k in missed if k.endswith("/sgd")]
   if sgd_missed:
-    rho = [x for k in sgd_missed for x in _grid_rho(grid["runs"], k, *final[k]["choices"]["grid_best"])]
-    alphas = "/".join(sorted({f"{final[k]['choices']['grid_best'][1]:g}" for k in sgd_missed}))
-    default = _default_ratio(results)
+    rho = [r["rho"] for k, lr, a in sgd_missed for r in grid["runs"][k] if (r["lr"], r["alpha"]) == (lr, a)]
     larger = [np.mean(means["sgd", 1 + i]) for i, x in enumerate(ratios) if x > default]
     helped = "and" if max(larger) > np.mean(means["sgd", 1 + ratios.index(default)]) else "yet"
-    items[0] += (
-      f" On the SGD misses grid-best HAM used alpha {alphas}, `rho` {min(rho):.2f}-{max(rho):.2f}, more than "
-      f"the rule's {default:g}, {helped} larger ratios {'' if helped == 'and' else 'did not '}help SGD on "
-      "validation (next table)."
+    item += (
+      f" On the SGD misses grid-best HAM used alpha {'/'.join(sorted({f'{a:g}' for _, _, a in sgd_missed}))}, "
+      f"`rho` {min(rho):.2f}-{max(rho):.2f}, more than the rule's {default:g}, {helped} larger ratios "
+      f"{'' if helped == 'and' else 'did not '}help SGD on validation (next table)."
     )
-  count, missed = _within(tests, leaf)
-  missed = f"; missed on {_listed([_cited(k, tests[k][leaf, best]) for k in missed])}" if missed else ""
-  items[0] += f" The per-leaf alphas were within {WITHIN:g} points on {count} settings{missed}."
-  items.append(_raw_alpha(grid["runs"]))
-  items.append(_against_baseline({k: t[sug, base] for k, t in tests.items()}))
-  items.append(_per_leaf_finding(final, grid, {k: t[leaf, sug] for k, t in tests.items()}))
+  count, missed = _within(tests, LEAF)
+  missed = f"; missed on {listed([_cited(k, tests[k][LEAF, BEST]) for k in missed])}" if missed else ""
+  item += f" The per-leaf alphas were within {WITHIN:g} points on {count} settings{missed}."
+  items = [
+    item,
+    _raw_alpha(grid["runs"]),
+    _against_baseline({k: t[SUG, "baseline"] for k, t in tests.items()}),
+  ]
+  items.append(_per_leaf_finding(final, grid, {k: t[LEAF, SUG] for k, t in tests.items()}))
   return "\n".join(f"- {item}" for item in items)
 
 
@@ -1181,37 +1181,31 @@ def _raw_alpha(grid: dict[str, list]) -> str:
     return diverged(sel), len(sel), float(np.mean(ok)) if ok else float("nan")
 
   keys = sorted(grid, key=lambda k: list(FAMILIES).index(k.split("/")[0]))
-  sgd = [k for k in keys if k.endswith("/sgd")]
+  sgd, adamw = ([k for k in keys if k.endswith(o)] for o in ("/sgd", "/adamw"))
   lr = max(r["lr"] for k in sgd for r in grid[k])
   lost = [k for k in sgd if cell(k, lr, 100.0)[0]]
-  where = (
-    "in every family" if len(lost) == len(sgd) else f"on {_listed([FAMILIES[k.split('/')[0]] for k in lost])}"
-  )
-  adamw = [k for k in keys if k.endswith("/adamw")]
+  where = "in every family" if len(lost) == len(sgd) else f"on {listed([_family(k) for k in lost])}"
   a_lr, top = min(r["lr"] for k in adamw for r in grid[k]), max(r["alpha"] for k in adamw for r in grid[k])
   parts = []
   for k in adamw:
     if any(r["lr"] == a_lr for r in grid[k]):
       d, n, gain = cell(k, a_lr, top)
-      parts.append(
-        f"{fmt_diff(gain, digits=1)} ({FAMILIES[k.split('/')[0]]}{f'; {d} of {n} seeds diverged' if d else ''})"
-      )
+      parts.append(f"{d1(gain)} ({_family(k)}{f'; {d} of {n} seeds diverged' if d else ''})")
   return (
     f"In raw alpha, with SGD + momentum at lr {lr:g}, alpha = 100 diverged (on at least one of the seeds) {where}; "
-    f"AdamW at lr {a_lr:g} and alpha = {top:g} changed validation accuracy by {_listed(parts)} points. The paper's "
+    f"AdamW at lr {a_lr:g} and alpha = {top:g} changed validation accuracy by {listed(parts)} points. The paper's "
     "200 is far outside the stable region of these models with SGD."
   )
 
 
 def _against_baseline(tests: dict[str, dict[str, Any]]) -> str:
   """HAM at the suggested alpha against the baseline: significant gains, significant losses, the rest."""
-  up = [k for k, t in tests.items() if t["p_value"] < SIGNIFICANCE and t["mean_diff"] > 0]
-  down = [k for k, t in tests.items() if t["p_value"] < SIGNIFICANCE and t["mean_diff"] < 0]
+  up, down = ([k for k, t in tests.items() if significant(t, sign)] for sign in (1, -1))
   rest = sorted((t["p_value"], k) for k, t in tests.items() if k not in up + down)
-  text = f"**HAM beats the baseline** significantly ({glued(f'p < {SIGNIFICANCE}')}, suggested alpha) on "
-  text += _listed([_cited(k, tests[k]) for k in up]) if up else "no setting"
+  text = f"**HAM beats the baseline** significantly ({P_SIGNIFICANT}, suggested alpha) on "
+  text += listed([_cited(k, tests[k]) for k in up]) if up else "no setting"
   text += (
-    f". It **hurts** {_listed([_cited(k, tests[k]) for k in down])}."
+    f". It **hurts** {listed([_cited(k, tests[k]) for k in down])}."
     if down
     else "; it never hurts significantly."
   )
@@ -1225,26 +1219,23 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
   points (significant or not), the bound on the others, and the per-leaf unit alphas of the embedding + MLP."""
 
   def notes(k: str) -> list[str]:
-    ch, runs = final[k]["choices"], final[k]["runs"]
+    ch, (lost, n) = final[k]["choices"], _count(final[k]["runs"], "baseline")
     out = ["at another learning rate"] if ch["per_leaf_lr"] != ch["suggested_lr"] else []
-    if lost := diverged(runs, "baseline"):
-      n = sum(r["method"] == "baseline" for r in runs)
-      out.append(f"where the baseline diverged on {lost} of {n} seeds at lr {ch['baseline_lr']:g}")
-    return out
+    return out + [f"where the baseline diverged on {lost} of {n} seeds at lr {ch['baseline_lr']:g}"] * bool(
+      lost
+    )
 
   far = {k: t for k, t in tests.items() if abs(t["mean_diff"]) > WITHIN}
+  kind = lambda t: (t["mean_diff"] > 0, t["p_value"] < SIGNIFICANCE)  # noqa: E731
   groups = {
-    "significantly better than the single alpha on": lambda t: (
-      t["mean_diff"] > 0 and t["p_value"] < SIGNIFICANCE
-    ),
-    "better, not significantly, on": lambda t: t["mean_diff"] > 0 and not t["p_value"] < SIGNIFICANCE,
-    "significantly worse on": lambda t: t["mean_diff"] < 0 and t["p_value"] < SIGNIFICANCE,
-    "worse, not significantly, on": lambda t: t["mean_diff"] < 0 and not t["p_value"] < SIGNIFICANCE,
+    (True, True): "significantly better than the single alpha on",
+    (True, False): "better, not significantly, on",
   }
+  groups |= {(False, True): "significantly worse on", (False, False): "worse, not significantly, on"}
   clauses = [
-    f"{what} {_listed([_cited(k, t, *notes(k)) for k, t in far.items() if pick(t)])}"
-    for what, pick in groups.items()
-    if any(pick(t) for t in far.values())
+    f"{what} {listed([_cited(k, t, *notes(k)) for k, t in far.items() if kind(t) == g])}"
+    for g, what in groups.items()
+    if any(kind(t) == g for t in far.values())
   ]
   rest = [abs(t["mean_diff"]) for k, t in tests.items() if k not in far]
   clauses += [f"within {max(rest):.2f} points elsewhere"] if rest else []
@@ -1256,21 +1247,21 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
     units = [
       u for u in grid["alpha_unit_leaves"][key][seed_lr] if u > 0
     ]  # the kernels; biases are not selected
-    hidden = " and ".join(f"{u:.2g}" for u in units[1:-1])
     text += (
       " On the embedding + MLP the embedding did not dominate the single alpha (per-leaf unit alphas at the first "
-      f"tuning seed and lr 0.1 with SGD: {units[0]:.3g} for the embedding, {hidden} for the hidden layers, "
-      f"{units[-1]:.2g} for the head; {grid['alpha_unit'][key][seed_lr]:.2g} for the whole), and per-leaf alphas "
-      f"changed {fmt_diff(tests[key]['mean_diff'], digits=1)} points there."
+      f"tuning seed and lr 0.1 with SGD: {units[0]:.3g} for the embedding, "
+      f"{' and '.join(f'{u:.2g}' for u in units[1:-1])} for the hidden layers, {units[-1]:.2g} for the head; "
+      f"{grid['alpha_unit'][key][seed_lr]:.2g} for the whole), and per-leaf alphas changed "
+      f"{d1(tests[key]['mean_diff'])} points there."
     )
   return text + " The single alpha stays the default."
 
 
 def _grid_facts(results: Path) -> dict[str, Any]:
-  """From the grid: the grid seeds, the largest alpha that never diverged anywhere (``safe``), the settings and
-  lrs where the next alpha diverged (``next_lost``), and the SGD families that diverged at alpha 100 at the
-  largest SGD lr (``lost_100``, of ``sgd``)."""
-  data = load(results, "alpha_transfer", "grid.json")
+  """From the grid: the grid seeds, the library's default alpha, the largest alpha that never diverged anywhere
+  (``safe``), the settings and lrs where the next alpha diverged (``next_lost``), and the SGD families that
+  diverged at alpha 100 at the largest SGD lr (``lost_100``, of ``sgd``)."""
+  data = _grid(results)
   grid = data["runs"]
   alphas = sorted({r["alpha"] for rs in grid.values() for r in rs if r["alpha"] > 0})
   lost = {
@@ -1278,16 +1269,16 @@ def _grid_facts(results: Path) -> dict[str, Any]:
     for a in alphas
   }
   safe = alphas[min([i for i, a in enumerate(alphas) if lost[a]], default=len(alphas)) - 1]
-  sgd = [k for k in grid if k.endswith("/sgd")]
+  nxt, sgd = alphas[alphas.index(safe) + 1], [k for k in grid if k.endswith("/sgd")]
   lr = max(r["lr"] for k in sgd for r in grid[k])
-  where = lambda pairs: _listed([f"{_setting(k)} at lr {x:g}" for k, x in pairs])  # noqa: E731
   return dict(
     seeds=data["argv"]["grid_seeds"],
+    default=inspect.signature(ham_optax.ham).parameters["alpha"].default,
     safe=safe,
-    next=alphas[alphas.index(safe) + 1],
+    next=nxt,
     sgd=len(sgd),
     lr=lr,
-    next_lost=where(lost[alphas[alphas.index(safe) + 1]]),
+    next_lost=listed([f"{_setting(k)} at lr {x:g}" for k, x in lost[nxt]]),
     lost_100=[k for k in sgd if (k, lr) in lost[100.0]],
   )
 
@@ -1296,21 +1287,18 @@ def _grid_facts(results: Path) -> dict[str, Any]:
 def alpha_short_version(results: Path) -> str:
   """The guide's opening paragraph: the suggested alpha's divergence over the fresh seeds, the default's place in
   the grid."""
-  final, g = _final(results), _grid_facts(results)
-  lost = sum(diverged(res["runs"], "HAM suggested") for res in final.values())
-  n = sum(r["method"] == "HAM suggested" for res in final.values() for r in res["runs"])
+  g, (lost, n) = _grid_facts(results), _count(_runs(_final(results)), SUG)
   never = f"its alpha {'never diverged (0' if not lost else f'diverged ({lost}'} of {n} fresh seeds)"
-  default = inspect.signature(ham_optax.ham).parameters["alpha"].default
   place = (
     "the largest value of the grid below that never diverged on any model, optimizer and learning rate"
-    if default == g["safe"]
+    if g["default"] == g["safe"]
     else f"not the largest value of the grid below that never diverged ({g['safe']:g} is)"
   )
   return (
     "**Short version.** Call {func}`ham_optax.suggest_alpha` once, before training, with your loss, initial "
     "parameters, a few minibatches, the inner optimizer and the learning rate; pass the result to `ham_optax.ham`. "
     f"It costs 20 gradient evaluations, is deterministic, and on every model and optimizer measured below {never}."
-    f" The library default, `alpha={default:g}`, is {place}, and so weak that HAM does "
+    f" The library default, `alpha={g['default']:g}`, is {place}, and so weak that HAM does "
     f"little with it (`alpha={g['next']:g}` already diverged on {g['next_lost']}). The paper's `alpha=200` is "
     "available as `ham_optax.PAPER_IMAGENET_ALPHA`: it was tuned for ResNet-50 on ImageNet and is far too large "
     "for small models."
@@ -1321,17 +1309,18 @@ def alpha_short_version(results: Path) -> str:
 def readme_alpha(results: Path) -> str:
   """The README's opening paragraph on alpha: alpha 100 with SGD in the grid, and the default's place in it."""
   g = _grid_facts(results)
-  default = inspect.signature(ham_optax.ham).parameters["alpha"].default
   where = "on all of them" if len(g["lost_100"]) == g["sgd"] else f"on {len(g['lost_100'])} of {g['sgd']}"
   return (
     "One alpha does not fit all models: what matters is the size of HAM's mirror step relative to the inner "
     "optimizer's step, and that depends on the model's width, initialisation and normalisation and on the "
     "optimizer. The paper's `alpha=200` (ResNet-50 on ImageNet, SGD lr 0.1; `ham_optax.PAPER_IMAGENET_ALPHA`) is "
     f"far too large for the small MNIST-1D models measured here: with SGD + momentum at lr {g['lr']:g}, "
-    f"`alpha=100` diverged (on at least one of {WORDS.get(g['seeds'], g['seeds'])} seeds) {where}. The library "
-    f"default `alpha={default:g}` is mild ("
+    f"`alpha=100` diverged (on at least one of {word(g['seeds'])} seeds) {where}. The library "
+    f"default `alpha={g['default']:g}` is mild ("
     + (
-      "it never diverged on any model, optimizer and learning rate measured; " if default <= g["safe"] else ""
+      "it never diverged on any model, optimizer and learning rate measured; "
+      if g["default"] <= g["safe"]
+      else ""
     )
     + f"`alpha={g['next']:g}` already diverged on {g['next_lost']}), so HAM does little with it: choose alpha for "
     "your model."
@@ -1341,25 +1330,22 @@ def readme_alpha(results: Path) -> str:
 @table
 def readme_alpha_transfer(results: Path) -> str:
   """The README's summary of the alpha-transfer benchmark, with a link to the guide."""
-  final, sug, best = _final(results), "HAM suggested", "HAM grid-best"
+  final, ratio = _final(results), _ratio(results, "alpha_transfer_adamw")
   tests, now = _transfer_tests(final), _transfer_tests(_final(results, "alpha_transfer_adamw"))
-  lost = sum(diverged(res["runs"], sug) for res in final.values())
-  n = sum(r["method"] == sug for res in final.values() for r in res["runs"])
-  count, _ = _within(tests, sug)
-  leaf = [t["HAM per-leaf", sug] for t in tests.values() if t["HAM per-leaf", sug]["p_value"] < SIGNIFICANCE]
-  better, worse = sum(t["mean_diff"] > 0 for t in leaf), sum(t["mean_diff"] < 0 for t in leaf)
-  ok = sum(t[sug, best]["mean_diff"] >= -WITHIN for t in now.values())
-  ratio = load(results, "alpha_transfer_adamw", "final.json")["argv"]["target_ratio"]
-  families = ", ".join(FAMILIES[k.split("/")[0]] for k in final if k.endswith("/sgd"))
+  (lost, n), (count, _) = _count(_runs(final), SUG), _within(tests, SUG)
+  leaf = [t[LEAF, SUG]["mean_diff"] for t in tests.values() if t[LEAF, SUG]["p_value"] < SIGNIFICANCE]
+  ok = sum(t[SUG, BEST]["mean_diff"] >= -WITHIN for t in now.values())
   return (
-    f"The alpha-transfer benchmark trains {WORDS.get(len(final) // 2, len(final) // 2)} model families on "
-    f"MNIST-1D ({families}), each with SGD + momentum and with AdamW. The suggested alpha diverged on {lost} of "
-    f"{n} fresh seeds over the {len(final)} settings and came within {WITHIN:g} points of HAM with alpha and lr "
-    f"grid-tuned (a larger tuning budget) in {count}. One alpha per leaf and `target_ratio={ratio:g}` help on some "
-    f"models and hurt on others: per-leaf alphas were significantly better than one alpha in {better} settings "
-    f"and significantly worse in {worse}; with AdamW, `target_ratio={ratio:g}` reached grid-tuned HAM on {ok} of {len(now)} "
-    f"families and fell short on the {'other' if len(now) - ok == 1 else 'others'}. The measurements (the stable region, per family and optimizer, where HAM "
-    "does not beat the baseline) are in [the alpha guide](docs/guides/choosing_alpha.md)."
+    f"The alpha-transfer benchmark trains {word(len(final) // 2)} model families on MNIST-1D "
+    f"({', '.join(_family(k) for k in final if k.endswith('/sgd'))}), each with SGD + momentum and with AdamW. "
+    f"The suggested alpha diverged on {lost} of {n} fresh seeds over the {len(final)} settings and came within "
+    f"{WITHIN:g} points of HAM with alpha and lr grid-tuned (a larger tuning budget) in {count}. One alpha per "
+    f"leaf and `target_ratio={ratio:g}` help on some models and hurt on others: per-leaf alphas were "
+    f"significantly better than one alpha in {sum(d > 0 for d in leaf)} settings and significantly worse in "
+    f"{sum(d < 0 for d in leaf)}; with AdamW, `target_ratio={ratio:g}` reached grid-tuned HAM on {ok} of {len(now)} "
+    f"families and fell short on the {'other' if len(now) - ok == 1 else 'others'}. The measurements (the stable "
+    "region, per family and optimizer, where HAM does not beat the baseline) are in [the alpha "
+    "guide](docs/guides/choosing_alpha.md)."
   )
 
 
@@ -1375,13 +1361,17 @@ def alpha_transfer_mainjob(results: Path) -> str:
     model, sparsifier, lr, *epochs = setting.split(":")
     pruning = "dense" if sparsifier == "none" else f"90 % {sparsifier} (ERK)"
     v = {key: [r[key] for r in rs] for key in rs[0]}
-    rows.append([f"{model}, {pruning}, {lr}, {epochs[0] if epochs else 30}", len(rs)])
-    rows[-1] += [f"{min(v['alpha']):.2f} - {max(v['alpha']):.2f}", sum(v["diverged"])]
-    rows[-1] += [f"{100 * np.mean(v['val_acc']):.1f}", f"{max(v['ham_exponent_max']):.3f}"]
-    rows[-1] += [f"{max(v['ham_clip_fraction_max']):g}", f"{np.mean(v['ham_inverse_metric_mean_final']):.3f}"]
-  header = ["setting (model, pruning, lr, epochs)", "seeds", "suggested alpha", "diverged", "val acc (%)"]
-  header += ["largest `exponent_max`", "`clip_fraction`", "final `inverse_metric_mean`"]
-  return markdown_table(header, rows) + "\n\n" + _mainjob_findings(results, runs)
+    rows.append(
+      f"{model}, {pruning}, {lr}, {epochs[0] if epochs else 30} | {len(rs)} | {min(v['alpha']):.2f} - "
+      f"{max(v['alpha']):.2f} | {sum(v['diverged'])} | {100 * np.mean(v['val_acc']):.1f} | "
+      f"{max(v['ham_exponent_max']):.3f} | {max(v['ham_clip_fraction_max']):g} | "
+      f"{np.mean(v['ham_inverse_metric_mean_final']):.3f}"
+    )
+  header = (
+    "setting (model, pruning, lr, epochs) | seeds | suggested alpha | diverged | val acc (%) | largest "
+    "`exponent_max` | `clip_fraction` | final `inverse_metric_mean`"
+  )
+  return md(header, rows) + "\n\n" + _mainjob_findings(results, runs)
 
 
 def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
@@ -1394,21 +1384,21 @@ def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
   ref = {
     (t["method"], t["lr"]): t["val_acc_mean"] for t in sparse["tuning"] if t["alpha"] == t["sign_in"] == ""
   }
-  pruned = f"{100 * sparse['argv']['sparsity']:.0f} % random pruning"
-  cited = []
+  pruned, cited = f"{100 * sparse['argv']['sparsity']:.0f} % random pruning", []
   for setting in runs:
     model, sparsifier, lr, *_ = setting.split(":")
     method = "dense" if sparsifier == "none" else sparsifier
     if model == sparse["argv"]["model"] and (method, float(lr)) in ref:
-      what = "dense" if method == "dense" else pruned
-      cited.append(f"{100 * ref[method, float(lr)]:.1f} % ({what}, lr {lr})")
+      cited.append(
+        f"{100 * ref[method, float(lr)]:.1f} % ({'dense' if method == 'dense' else pruned}, lr {lr})"
+      )
   seeds = "-".join(str(s) for s in sparse["tuning_seeds"][:: max(1, len(sparse["tuning_seeds"]) - 1)])
-  epochs = load(results, "alpha_transfer", "grid.json")["argv"]["mainjob_epochs"]
+  epochs = _grid(results)["argv"]["mainjob_epochs"]
   short = sorted({(s.split(":")[0], int(s.split(":")[3])) for s in runs if len(s.split(":")) > 3})
   text = (
     f"{'No seed diverged' if not lost else f'{lost} seeds diverged'}, "
     f"{'no entry reached the clip' if not clip else 'some entries reached the clip'}, and the largest exponent "
-    f"stayed below {top:g}. For reference, the same loop without HAM reached {_listed(cited)} mean validation "
+    f"stayed below {top:g}. For reference, the same loop without HAM reached {listed(cited)} mean validation "
     f"accuracy on tuning seeds {seeds} (`benchmarks/results/sparse_training/results.json`)."
   )
   for model, n in short:
@@ -1430,8 +1420,9 @@ LOST_POINTS = 3.0
 
 def _diagnosed_runs(results: Path) -> list[dict[str, Any]]:
   """Every run of ``grid.json`` and ``final*.json``, tagged with its setting and file (pairing stays within one)."""
-  grid = load(results, "alpha_transfer", "grid.json")["runs"]
-  runs = [{**r, "setting": k, "source": "grid.json"} for k, rows in grid.items() for r in rows]
+  runs = [
+    {**r, "setting": k, "source": "grid.json"} for k, rows in _grid(results)["runs"].items() for r in rows
+  ]
   for path in sorted((results / "alpha_transfer").glob("final*.json")):
     for k, v in json.loads(path.read_text())["results"].items():
       runs += [{**r, "setting": k, "source": path.name} for r in v["runs"]]
@@ -1463,13 +1454,19 @@ def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what:
         diffs.append(100.0 * (r["val_acc"] - b["val_acc"]))
         loss.append(100.0 * abs(r["epoch_loss"][-1] - b["epoch_loss"][-1]) / b["epoch_loss"][-1])
     quiet = (float(np.median(loss)) if loss else float("nan")) if quiet is None else quiet
-    label = f"at the clip ({CLIP:g})" if lo >= CLIP else (f"below {hi:g}" if lo == 0 else f"{lo:g} - {hi:g}")
     lost = f"{int(np.sum(np.asarray(diffs) < -LOST_POINTS))} of {len(diffs)}"
     cells = [f"{np.median(diffs):+.2f}", lost, f"{np.median(loss):.2g} %"] if diffs else ["-"] * 3
-    rows += [[label, len(sel), sum(_outcome(r) != "healthy" for r in sel), *cells]] if sel else []
-  header = [what, "HAM runs", "failed (diverged or collapsed)", "val acc - baseline, median (points)"]
-  header += [f"lost more than {LOST_POINTS:g} points", "final training loss vs baseline, median change"]
-  return markdown_table(header, rows), quiet
+    failed = sum(_outcome(r) != "healthy" for r in sel)
+    rows += (
+      [" | ".join([_bin(lo, hi, f"at the clip ({CLIP:g})"), str(len(sel)), str(failed), *cells])]
+      if sel
+      else []
+    )
+  header = (
+    f"{what} | HAM runs | failed (diverged or collapsed) | val acc - baseline, median (points) | lost more than "
+    f"{LOST_POINTS:g} points | final training loss vs baseline, median change"
+  )
+  return md(header, rows), quiet
 
 
 @table
@@ -1490,9 +1487,8 @@ def alpha_diagnostics(results: Path) -> str:
   for r in ham:
     if _outcome(r) != "healthy" and r["step0"]["exponent_max"] < 1.0:
       low[r["setting"], r["lr"]].append(r["alpha"])
-  alphas = lambda a: ", ".join(f"{x:g}" for x in sorted(set(a)))  # noqa: E731
   low = [
-    f"{k} at lr {lr:g} ({len(a)} run{'s' * (len(a) > 1)}; alpha {alphas(a)})"
+    f"{k} at lr {lr:g} ({len(a)} run{'s' * (len(a) > 1)}; alpha {', '.join(f'{x:g}' for x in sorted(set(a)))})"
     for (k, lr), a in sorted(low.items())
   ]
   intro = (
@@ -1526,26 +1522,22 @@ def _kept(reps: int, load: dict[str, Any]) -> str:
   return f"{reps}" + (f" ({load['skipped']} skipped)" if load.get("skipped") else "")
 
 
-def _timing_row(label: str, r: dict[str, Any], digits: int, extra: str) -> list[str]:
+def _timing_row(label: str, r: dict[str, Any], digits: int, extra: str) -> str:
   """``label``, bare and HAM medians, HAM / bare's paired ratio [95 % CI], ``extra``, the repetitions kept."""
-  v = r["variants"]
-  ms = [f"{v[k]['median_ms']:.{digits}f} ms" for k in ("inner", "ham")]
-  return [label, *ms, _x(v["ham"], bold=True), extra, _kept(r["reps"], r["load"])]
+  ms = [f"{r['variants'][k]['median_ms']:.{digits}f} ms" for k in ("inner", "ham")]
+  return " | ".join([label, *ms, _x(r["variants"]["ham"], bold=True), extra, _kept(r["reps"], r["load"])])
 
 
 @table
 def cost_per_weight(results: Path) -> str:
   """XLA's flops, transcendentals and bytes per weight of the compiled update, bare and with HAM."""
-  update, metrics = (
-    load(results, *OVERHEAD)["update"],
-    ("flops", "transcendentals", "bytes accessed"),
-  )
+  update, metrics = load(results, *OVERHEAD)["update"], ("flops", "transcendentals", "bytes accessed")
   rows = [
-    [f"{label}, {what}", *(f"{update[o]['per_weight'][key][m]:.2f}" for m in metrics)]
+    f"{label}, {what} | " + " | ".join(f"{update[o]['per_weight'][key][m]:.2f}" for m in metrics)
     for o, label in INNER.items()
     for key, what in (("inner", "bare"), ("ham", "+ HAM"), ("ham_extra", "HAM's extra"))
   ]
-  return markdown_table(["per weight", *metrics], rows)
+  return md(" | ".join(["per weight", *metrics]), rows)
 
 
 @table
@@ -1582,8 +1574,8 @@ def cost_update(results: Path) -> str:
     rows.append(
       _timing_row(label, r, 2, _x(r["variants"]["mw_spred"]) if "mw_spred" in r["variants"] else "-")
     )
-  header = [f"update, {tree}", "bare inner", "+ HAM", "HAM / bare (median paired ratio [95 % CI])"]
-  return markdown_table([*header, "m * w (spred) / bare", "repetitions kept"], rows)
+  header = f"update, {tree} | bare inner | + HAM | HAM / bare (median paired ratio [95 % CI])"
+  return md(f"{header} | m * w (spred) / bare | repetitions kept", rows)
 
 
 @table
@@ -1596,25 +1588,27 @@ def cost_train_step(results: Path) -> str:
         ham = m[o]["variants"]["ham"]
         cpu = f"{ham['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in ham else "-"
         rows.append(_timing_row(f"{model} (batch {m['batch']}), {label}", m[o], 1, cpu))
-  header = ["train step", "bare inner", "+ HAM", "HAM / bare, wall (median paired ratio [95 % CI])"]
-  return markdown_table([*header, "HAM / bare, CPU time", "repetitions kept"], rows)
+  header = "train step | bare inner | + HAM | HAM / bare, wall (median paired ratio [95 % CI])"
+  return md(f"{header} | HAM / bare, CPU time | repetitions kept", rows)
 
 
 @table
 def cost_vector_width(results: Path) -> str:
   """The update built with 512-bit vectors beside the default build: ratios, 95 % intervals, bit-identity."""
   vw = load(results, *OVERHEAD)["vector_width"]
+  keys = ("ham_over_inner_vw512", "inner_vw512_over_default", "ham_vw512_over_default")
   rows = []
   for o, label in INNER.items():
     r = vw[o]
-    keys = ("ham_over_inner_vw512", "inner_vw512_over_default", "ham_vw512_over_default")
     same = "yes" if all(r["bit_identical_to_default"].values()) else "**no**"
-    rows.append([label, _x(r["variants"]["ham"]), *(_x(r[k], key="paired_ratio") for k in keys)])
-    rows[-1] += [same, _kept(r["ham_over_inner_vw512"]["reps"], r["load"])]
-  header = ["update", "HAM / bare, default build", "HAM / bare, 512-bit build", "512-bit / default, bare"]
-  header += ["512-bit / default, HAM", "bit-identical to the default build", "repetitions kept"]
+    ratios = [_x(r["variants"]["ham"]), *(_x(r[k], key="paired_ratio") for k in keys)]
+    rows.append(" | ".join([label, *ratios, same, _kept(r["ham_over_inner_vw512"]["reps"], r["load"])]))
+  header = (
+    "update | HAM / bare, default build | HAM / bare, 512-bit build | 512-bit / default, bare | 512-bit / default, "
+    "HAM | bit-identical to the default build | repetitions kept"
+  )
   avx = {True: "yes", False: "no", None: "unknown"}[vw["cpu_flags_avx512f"]]
-  return f"{markdown_table(header, rows)}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
+  return f"{md(header, rows)}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
 
 
 @table
@@ -1627,20 +1621,20 @@ def readme_cost(results: Path) -> str:
     return " / ".join(f"{ratio(o):.{digits}f}x" for o in INNER)
 
   extra = u["sgdm"]["per_weight"]["ham_extra"]
-  update = both(lambda o: u[o]["variants"]["ham"]["ratio_median"])
-  wide = both(lambda o: vw[o]["ham_over_inner_vw512"]["paired_ratio_median"])
   same = (
     ", bit-identical," if all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values()) else ""
   )
-  step = both(lambda o: res["train_step"]["ResNet18"][o]["variants"]["ham"]["ratio_median"])
   return (
     f"{u['sgdm']['extra_state_bytes']} bytes of optimizer state; per weight, {extra['flops']:.0f} flops, "
     f"{WORDS[round(extra['transcendentals'])]} `exp` and one more read of the gradient "
     f"({extra['bytes accessed']:.0f} bytes) over the bare optimizer (XLA's count of the compiled update, held by a "
-    f"test). On a CPU the update is {update} (SGD+momentum / AdamW) the bare inner update on a ResNet-50-shaped "
-    f"tree ({wide}{same} with the XLA:CPU option `xla_cpu_prefer_vector_width=512`), a ResNet-18 train step "
-    f"{step}; the published wrapper's per-tensor semantics in PyTorch cost "
-    f"{both(lambda o: torch[o]['paired_ratio_median'], 0)} its bare step (`python benchmarks/overhead.py`):"
+    f"test). On a CPU the update is {both(lambda o: u[o]['variants']['ham']['ratio_median'])} (SGD+momentum / "
+    "AdamW) the bare inner update on a ResNet-50-shaped tree "
+    f"({both(lambda o: vw[o]['ham_over_inner_vw512']['paired_ratio_median'])}{same} with the XLA:CPU option "
+    "`xla_cpu_prefer_vector_width=512`), a ResNet-18 train step "
+    f"{both(lambda o: res['train_step']['ResNet18'][o]['variants']['ham']['ratio_median'])}; the published "
+    f"wrapper's per-tensor semantics in PyTorch cost {both(lambda o: torch[o]['paired_ratio_median'], 0)} its bare "
+    "step (`python benchmarks/overhead.py`):"
   )
 
 
@@ -1657,11 +1651,10 @@ def overhead_protocol(results: Path) -> str:
     f"`ham(inner, lr, alpha={res['alpha']:g}, beta={res['beta']:g})`. Every time is the median over repetitions "
     f"({', '.join(f'{n} for {w}' for n, w in zip(reps, what, strict=True))}); every ratio is the median (with its "
     f"25-75{GLUE}% range, and a 95{GLUE}% interval for the update and the train steps) of the **per-repetition "
-    "paired ratio** "
-    "to `inner`. Process CPU time is recorded next to wall time (`cpu` ratios). XLA's own accounting of each "
-    "compiled program (`memory_analysis()`, `cost_analysis()`, fusion and op counts) is stored in the JSON. All "
-    f"figures are from a CPU (`jax.devices()` = `{res['devices']}`, {res['cpu_count']} cores); the script runs "
-    "unchanged on GPU/TPU."
+    "paired ratio** to `inner`. Process CPU time is recorded next to wall time (`cpu` ratios). XLA's own "
+    "accounting of each compiled program (`memory_analysis()`, `cost_analysis()`, fusion and op counts) is stored "
+    f"in the JSON. All figures are from a CPU (`jax.devices()` = `{res['devices']}`, {res['cpu_count']} cores); "
+    "the script runs unchanged on GPU/TPU."
   )
 
 
@@ -1671,13 +1664,15 @@ def sparsity_overhead(results: Path) -> str:
   res = load(results, "sparsity_overhead", "timings.json")
   a, t = res["args"], res["seconds_per_step"]
   x = {k: v / t["ham(sgd)"] for k, v in t.items()}
-  rows = [[name, f"{1e3 * s:.2f}", f"{x[name]:.2f}x"] for name, s in t.items()]
   between = [v for k, v in x.items() if k.endswith("(ham)")]
+  timings = md(
+    "transform | ms / step | vs ham(sgd)", [f"{k} | {1e3 * s:.2f} | {x[k]:.2f}x" for k, s in t.items()]
+  )
   return (
     f"`python benchmarks/sparsity_overhead.py` ({a['layers']} layers of {a['width']} x {a['width']} kernels plus "
     f"biases, {res['n_params'] / 1e6:.1f} M parameters; median over {a['repeats']} timings of {a['steps']} jitted "
     f"updates; unpaired, so use `overhead.py` for HAM's own cost):\n\n"
-    f"{markdown_table(['transform', 'ms / step', 'vs ham(sgd)'], rows)}\n\n"
+    f"{timings}\n\n"
     "These medians are unpaired. Between mask updates the sparsifiers cost "
     f"{min(between):.2f}x-{max(between):.2f}x a `ham(sgd)` step here (the mask-update branch sits in a compiled "
     "`lax.cond`); a RigL drop-and-grow (top-k "
@@ -1727,17 +1722,17 @@ def mirror_flows_adamw_note(results: Path) -> str:
     gap = max(gap, *(int(d.max()) for d in both if d.size))
     close.append(lr)
   i = len(close)
-  saved = [L for L, (a, b) in pair.items() if (a[:, i] == -2).any() and (b[:, i] >= 0).all()]
-  lost = [L for L, (a, b) in pair.items() if (b[:, i] == -2).any() and (a[:, i] >= 0).all()]
   text = f"(AdamW's escape steps are within {gap} of Adam's in every seed up to lr {close[-1]:.2g}"
   if i < len(lrs):
+    saved = [str(L) for L, (a, b) in pair.items() if (a[:, i] == -2).any() and (b[:, i] >= 0).all()]
+    lost = [str(L) for L, (a, b) in pair.items() if (b[:, i] == -2).any() and (a[:, i] >= 0).all()]
     parts = [
-      f"escapes in every seed at depth{'s' * (len(saved) > 1)} {_listed([str(L) for L in saved])} where Adam diverged in some"
-    ] * bool(saved)
-    parts += [f"diverges at depth {_listed([str(L) for L in lost])} where Adam escaped"] * bool(lost)
+      f"escapes in every seed at depth{'s' * (len(saved) > 1)} {listed(saved)} where Adam diverged in some"
+    ]
+    parts = parts * bool(saved) + [f"diverges at depth {listed(lost)} where Adam escaped"] * bool(lost)
     text += f"; at {lrs[i]:.2g} AdamW {' and '.join(parts) or 'differs from Adam'}"
-  return text + (
-    '; sign descent at large steps oscillates without halving the loss, which counts as "stalled".)'
+  return (
+    text + '; sign descent at large steps oscillates without halving the loss, which counts as "stalled".)'
   )
 
 
@@ -1755,58 +1750,63 @@ def mirror_flows_escape_reading(results: Path) -> str:
     if lr is None:
       gd.append(f"at depth {L} it escapes at no stable learning rate in {steps} steps")
       continue
-    ratios = [lr / first[f"{m}/L{L}"][0] for m in ("sign", "Adam")]
-    times = (
-      f"{min(ratios):.0f}-{max(ratios):.0f}"
-      if round(min(ratios)) != round(max(ratios))
-      else f"{ratios[0]:.0f}"
-    )
+    x = [lr / first[f"{m}/L{L}"][0] for m in ("sign", "Adam")]
+    times = f"{min(x):.0f}-{max(x):.0f}" if round(min(x)) != round(max(x)) else f"{x[0]:.0f}"
     gd.append(f"about {times}x larger at depth {L} (first escape at {sci(lr, True)})")
   same = all(first[f"HAM/L{L}"][0] == first[f"GD/L{L}"][0] for L in depths)
-  div = [(first[f"HAM/L{L}"][1], first[f"GD/L{L}"][1]) for L in depths[:1]]
+  (ham_div, gd_div) = first[f"HAM/L{depths[0]}"][1], first[f"GD/L{depths[0]}"][1]
   return (
     f"**Reading: the first claim {'holds' if holds else 'does not hold'} here.** Sign descent and Adam escape "
     f"the saddle at every depth from learning rates between {sci(min(steep), True)} and {sci(max(steep), True)} "
-    "(every seed), "
-    "in a number of steps that scales like `1/lr` and barely depends on the depth. Gradient descent needs a "
-    f"learning rate {', '.join(gd[:-1])}, and {gd[-1]}: its step on a factor is proportional to `u^(L-1)`, which "
-    "is tiny at a small initialisation, while a steepest (sign-like) step is not. HAM on the factors (its mirror "
-    "step multiplies by `exp(-lr alpha ...)`, but the gradient it sees is GD's) "
+    "(every seed), in a number of steps that scales like `1/lr` and barely depends on the depth. Gradient descent "
+    f"needs a learning rate {', '.join(gd[:-1])}, and {gd[-1]}: its step on a factor is proportional to "
+    "`u^(L-1)`, which is tiny at a small initialisation, while a steepest (sign-like) step is not. HAM on the "
+    "factors (its mirror step multiplies by `exp(-lr alpha ...)`, but the gradient it sees is GD's) "
     + (
       "escapes from the same learning rates as GD at every depth"
       if same
       else "escapes at other rates than GD"
     )
-    + f"{f', at depth {depths[-1]} at none,' if holds and same else ''} and diverges earlier (at depth {depths[0]} from lr {div[0][0]:g}, GD from {div[0][1]:g}); it is not a "
-    "steepest-descent method in this sense and should not be expected to escape like Adam."
+    + f"{f', at depth {depths[-1]} at none,' if holds and same else ''} and diverges earlier (at depth "
+    f"{depths[0]} from lr {ham_div:g}, GD from {gd_div:g}); it is not a steepest-descent method in this sense and "
+    "should not be expected to escape like Adam."
   )
+
+
+def _decay(results: Path) -> list[tuple[dict[str, Any], dict[str, float]]]:
+  """The rows of the decay study with their measures' means over the seeds."""
+  return [
+    (
+      row,
+      {k: float(np.mean([s[k] for s in row["seeds"]])) for k in row["seeds"][0] if not k.endswith("curve")},
+    )
+    for row in load(results, "mirror_flows")["decay"]
+  ]
 
 
 @table
 def mirror_flows_decay(results: Path) -> str:
   """Adam + L2 against AdamW at matched decay: means over the seeds."""
   rows = []
-  for row in load(results, "mirror_flows")["decay"]:
-    m = {k: float(np.mean([s[k] for s in row["seeds"]])) for k in row["seeds"][0] if not k.endswith("curve")}
+  for row, m in _decay(results):
     off, balance = m["off_support_final"], "0" if m["balance_final"] == 0 else sci(m["balance_final"])
     off = "0" if off == 0 else (f"{off:#.3g}" if abs(off) >= 0.01 else sci(off))
-    rows.append([row["method"].replace("+", " + "), sci(row["wd"], True), sci(m["final_loss"])])
-    rows[-1] += [sci(m["late_loss_std"]), f"{m['rel_error']:.3f}", balance, off, f"{m['n_support_1e-2']:.1f}"]
-  header = ["method", "wd", "final loss", "std of late loss", "relative error `‖x - x*‖/‖x*‖`", "balance"]
-  return markdown_table([*header, "off-support mass", "entries with `abs(x_i) > 1e-2`"], rows)
+    rows.append(
+      f"{row['method'].replace('+', ' + ')} | {sci(row['wd'], True)} | {sci(m['final_loss'])} | "
+      f"{sci(m['late_loss_std'])} | {m['rel_error']:.3f} | {balance} | {off} | {m['n_support_1e-2']:.1f}"
+    )
+  header = (
+    "method | wd | final loss | std of late loss | relative error `‖x - x*‖/‖x*‖` | balance | off-support mass | "
+    "entries with `abs(x_i) > 1e-2`"
+  )
+  return md(header, rows)
 
 
 @table
 def mirror_flows_decay_reading(results: Path) -> str:
   """The reading of the decay table: balance, sparse recovery and late-loss oscillation per method."""
-  res = load(results, "mirror_flows")
-  k, by = res["settings"]["k"], defaultdict(list)
-  for row in res["decay"]:
-    m = {
-      key: float(np.mean([s[key] for s in row["seeds"]]))
-      for key in row["seeds"][0]
-      if not key.endswith("curve")
-    }
+  k, by = load(results, "mirror_flows")["settings"]["k"], defaultdict(list)
+  for row, m in _decay(results):
     by[row["method"]].append({**m, "wd": row["wd"]})
   l2, w = by["Adam+L2"], by["AdamW"]
   span = lambda rows, key, f: f"{f(min(r[key] for r in rows))} to {f(max(r[key] for r in rows))}"  # noqa: E731
@@ -1828,21 +1828,33 @@ def mirror_flows_decay_reading(results: Path) -> str:
   )
 
 
+def _graphon(results: Path) -> tuple[dict[str, Any], list[int], list[str], dict[str, dict]]:
+  """The graphon study, its widths, the pairs of successive widths (``"64->128"``) and its rows by method."""
+  res = load(results, "graphon")
+  widths = res["settings"]["widths"]
+  pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
+  return res, widths, pairs, {r["method"]: r for r in res["rows"]}
+
+
+def _graphon_label(method: str) -> str:
+  return _label(method, {"acdc": "AC/DC", "rigl": "RigL"})
+
+
 @table
 def graphon(results: Path) -> str:
   """Graphon distance of the pruning masks between successive widths, and trainability at the NTK width."""
-  res = load(results, "graphon")
-  widths, n, steps = (res["settings"][k] for k in ("widths", "ntk_width", "steps"))
-  pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
-  rows = [[_label(r["method"], {"acdc": "AC/DC", "rigl": "RigL"})] for r in res["rows"]]
-  for row, r in zip(rows, res["rows"], strict=True):
-    row += [*(f"{r['distances'][p]:.3f}" for p in pairs), f"{r['ntk_min_eig']:.2f}", f"{r['final_loss']:.4f}"]
-  header = [
-    "method",
-    *(f"distance {p.replace('->', ' -> ')}" for p in pairs),
-    f"NTK smallest eigenvalue (n = {n})",
+  res, _, pairs, _ = _graphon(results)
+  n, steps = res["settings"]["ntk_width"], res["settings"]["steps"]
+  rows = [
+    " | ".join([_graphon_label(r["method"]), *(f"{r['distances'][p]:.3f}" for p in pairs)])
+    + f" | {r['ntk_min_eig']:.2f} | {r['final_loss']:.4f}"
+    for r in res["rows"]
   ]
-  return markdown_table([*header, f"training loss after {steps} steps (n = {n})"], rows)
+  distances = " | ".join(f"distance {p.replace('->', ' -> ')}" for p in pairs)
+  header = (
+    f"method | {distances} | NTK smallest eigenvalue (n = {n}) | training loss after {steps} steps (n = {n})"
+  )
+  return md(header, rows)
 
 
 @table
@@ -1850,11 +1862,8 @@ def graphon_reading(results: Path) -> str:
   """The reading of the graphon table: convergence over widths, flatness, RigL's structure, trainability."""
   from scipy import stats
 
-  res = load(results, "graphon")
-  widths, n, rows = res["settings"]["widths"], res["settings"]["ntk_width"], res["rows"]
-  pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
-  by = {r["method"]: r for r in rows}
-  label = lambda m: _label(m, {"acdc": "AC/DC", "rigl": "RigL"})  # noqa: E731
+  res, widths, pairs, by = _graphon(results)
+  n, rows = res["settings"]["ntk_width"], res["rows"]
   rng = lambda xs, f="{:.2f}": "-".join(dict.fromkeys(f.format(x) for x in (min(xs), max(xs))))  # noqa: E731
   shrinks = all(
     all(r["distances"][a] > r["distances"][b] for a, b in zip(pairs, pairs[1:], strict=False)) for r in rows
@@ -1866,16 +1875,15 @@ def graphon_reading(results: Path) -> str:
   cols = np.asarray(rigl["graphons"][last]).mean(axis=0)
   rho, p = stats.spearmanr([r["ntk_min_eig"] for r in rows], [r["final_loss"] for r in rows])
   ham = [(m, by[m]["final_loss"], by[m + "+HAM"]["final_loss"]) for m in by if m + "+HAM" in by]
-  lower = sum(h < b for _, b, h in ham)
   dense = [m for m in ("magnitude", "acdc") if m in by]
   return "\n".join(
     [
       f"- *Convergence:* for {'every method' if shrinks else 'some methods'} the distance between successive "
       f"widths shrinks ({steps} from {' to '.join(p.replace('->', ' -> ') for p in pairs)}), as the hypothesis "
-      f"predicts. For {_listed([label(m) for m in flat])} masks the limit is the *constant* graphon "
+      f"predicts. For {listed([_graphon_label(m) for m in flat])} masks the limit is the *constant* graphon "
       f"{1 - res['settings']['sparsity']:g}: their images are flat up to noise that shrinks with the width (mean "
       f"deviation from flat {dev('random')} at n = {', '.join(map(str, widths))} for random; "
-      + "; ".join(f"{dev(m)} for {label(m)}" for m in flat[1:])
+      + "; ".join(f"{dev(m)} for {_graphon_label(m)}" for m in flat[1:])
       + "). So most of the shrinking distance is sampling noise vanishing, and with one seed and three widths "
       "this is consistent with the hypothesis, not a test of it.",
       "- *Magnitude and AC/DC look random here:* in 100 short steps the weights of the 1/sqrt(n)-initialised layer "
@@ -1892,10 +1900,11 @@ def graphon_reading(results: Path) -> str:
       f"{'lower' if rho < 0 else 'higher'} training loss at {glued(f'n = {n}')}"
       + (", the direction the NTK view predicts" if rho < 0 else ", against the NTK view")
       + f", but weakly (Spearman rank correlation {fmt_diff(rho)}, {fmt_p(p)}, one seed): it does not predict the "
-      f"loss. HAM gives the lower training loss in {lower} of the {len(ham)} pairs (e.g. RigL "
-      f"{by['rigl']['final_loss']:.4f} -> {by['rigl+HAM']['final_loss']:.4f}), on one seed and without tuning, so "
-      f"this is an observation, not a measured effect. {_listed([label(m).capitalize() for m in dense])} start dense, which "
-      "makes their loss curves not comparable to those of the fixed-density methods (their loss halves at step "
+      f"loss. HAM gives the lower training loss in {sum(h < b for _, b, h in ham)} of the {len(ham)} pairs (e.g. "
+      f"RigL {by['rigl']['final_loss']:.4f} -> {by['rigl+HAM']['final_loss']:.4f}), on one seed and without "
+      f"tuning, so this is an observation, not a measured effect. "
+      f"{listed([_graphon_label(m).capitalize() for m in dense])} start dense, which makes their loss curves not "
+      "comparable to those of the fixed-density methods (their loss halves at step "
       f"{rng([by[m]['half_step'] for m in dense], '{}')} against "
       f"{rng([r['half_step'] for m, r in by.items() if m.split('+')[0] not in dense], '{}')}).",
     ]
