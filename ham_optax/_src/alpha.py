@@ -1,10 +1,8 @@
-"""Choosing HAM's alpha for a given model, optimizer and learning rate (a short calibration run).
+"""Choosing HAM's alpha for a given model, optimizer and learning rate from a short calibration run.
 
-HAM's mirror step changes a weight by ``x_half * (exp(e) - 1) ~ -lr * alpha * |x| * g`` per step, next to the
-inner optimizer's step ``u``. How much HAM changes training, and whether it stays stable, depends on the ratio
-of the two, which in turn depends on the model's width, initialisation, normalisation and on the optimizer
-(SGD's step scales with ``|g|``, Adam's does not). :func:`suggest_alpha` measures that ratio on a few steps of
-the inner optimizer and returns the alpha at which the mirror step is a fixed fraction of the inner step.
+HAM's mirror step changes a weight by about ``-lr * alpha * |x| * g`` next to the inner step ``u``; their ratio
+depends on the model and the optimizer. :func:`suggest_alpha` measures it and returns the alpha at which the mirror
+step is a fixed fraction of the inner step.
 """
 
 from __future__ import annotations
@@ -32,20 +30,14 @@ DEFAULT_TARGET_RATIO = 0.2
 """Default ``target_ratio`` of :func:`suggest_alpha`: the mirror step's norm as a fraction of the inner step's."""
 
 LR_TOLERANCE = 1.25
-"""Largest change, over the calibration window, of the inner optimizer's step size relative to ``learning_rate``
-that :func:`suggest_alpha` accepts (see its ``check_learning_rate``). The probe's own drift is at most 1.13 for
-Adam with ``b1 <= 0.95`` (bias correction) and 1 for SGD with or without momentum; a linear warmup from 0 over
-at least ``num_steps`` steps changes it by ``(num_steps - 1) / (num_steps // 2)``, 1.9 for 20 steps."""
+"""Largest change over the calibration window of the inner step size relative to ``learning_rate`` that
+``check_learning_rate`` accepts: Adam's bias correction drifts by at most 1.13 (``b1 <= 0.95``), SGD by 1; a linear
+warmup from 0 over ``num_steps`` or more steps by ``(num_steps - 1) / (num_steps // 2)`` (1.9 for 20 steps)."""
 
 DIVERGENCE_FACTOR = 10.0
-""":func:`suggest_alpha` calls its calibration run diverged when the loss's median over the second half of the
-steps exceeds this factor times its median over the first half (a positive loss that grows geometrically), or when
-any loss, gradient, update or parameter is non-finite. On the least-squares and MLP problems of the tests (SGD,
-momentum and Adam, learning rates 0.1 - 10), runs whose loss grew geometrically had this ratio above 8e4 and the
-stable ones below 0.9; a run that degrades without geometric growth (the MLP with SGD + momentum at lr 3: 3.8) is
-not caught."""
-
-_CACHE_SIZE = 32
+"""A calibration run whose loss median over its second half exceeds this factor times the first half's has
+diverged. In the tests, geometrically growing runs had this ratio above 8e4, stable ones below 0.9; a run that
+degrades without geometric growth (an MLP with SGD + momentum at lr 3: 3.8) is not caught."""
 
 
 class LossFnError(ValueError):
@@ -53,9 +45,8 @@ class LossFnError(ValueError):
 
 
 class CalibrationDivergedError(ValueError):
-  """:func:`suggest_alpha`'s calibration run diverged: the inner optimizer is unstable at this learning rate on
-  its own, so no alpha can be derived from it. A ``ValueError``; catch this class to tell it from a usage error
-  (e.g. to record a learning rate of a grid as diverged)."""
+  """:func:`suggest_alpha`'s calibration run diverged (the inner optimizer alone is unstable at this learning
+  rate); catch this class to tell it from a usage error, e.g. to record a grid's learning rate as diverged."""
 
 
 def _is_float(x: Any) -> bool:
@@ -76,10 +67,7 @@ def _scalar_loss(out: Any, has_aux: bool) -> jax.Array:
       "if it returns (loss, aux), pass has_aux=True."
     )
   if not hasattr(out, "shape") or jnp.shape(out) != () or not _is_float(out):
-    shape, dtype = (
-      jnp.shape(out) if hasattr(out, "shape") else None,
-      getattr(out, "dtype", type(out).__name__),
-    )
+    shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__)
     raise LossFnError(
       f"suggest_alpha: loss_fn must return a floating-point scalar loss, got shape {shape} and dtype {dtype}."
     )
@@ -87,10 +75,8 @@ def _scalar_loss(out: Any, has_aux: bool) -> jax.Array:
 
 
 def _scaled_sq_norms(leaves: list[Any]) -> tuple[jax.Array, jax.Array]:
-  """Per leaf ``(k, s)`` with ``||v||^2 = 4^k * s``: ``v`` scaled by ``2^-k`` (exact), ``2^k`` its max's binade.
-
-  The squares cannot overflow float32 for any finite ``v``; the host recombines them in float64.
-  """
+  """Per leaf ``(k, s)`` with ``||v||^2 = 4^k * s`` (``v`` scaled exactly by ``2^-k``, its max's binade), so the
+  squares cannot overflow float32; the host recombines them in float64."""
   if not leaves:
     return jnp.zeros([0], jnp.int32), jnp.zeros([0], jnp.float32)
   ks, ss = [], []
@@ -122,8 +108,7 @@ def _float_view(leaves: list[Any], is_float: tuple[bool, ...]) -> list[Any]:
 
 
 def _make_step(loss_fn, inner, treedef, is_float, selected, has_aux):
-  """The jitted calibration step: one step of ``inner`` and the norms the rule needs (differentiating only the
-  floating-point leaves; the others are held fixed and the inner optimizer sees them as zeros)."""
+  """The jitted calibration step: one step of ``inner`` (on the floating-point leaves) and the rule's norms."""
 
   def step(p, state, batch, lr):
     leaves = treedef.flatten_up_to(p)
@@ -152,8 +137,7 @@ def _make_step(loss_fn, inner, treedef, is_float, selected, has_aux):
 
 
 def _make_lr_probe(inner, treedef, is_float, selected):
-  """Jitted ``(params, j) -> ||u_j||`` (scaled norms over the selected leaves): the inner optimizer's step after
-  ``j`` zero-gradient steps from ``init``, for the gradient of ones. With no gradient history this is
+  """Jitted ``(params, j) -> ||u_j||``: the inner step for a gradient of ones after ``j`` zero-gradient steps,
   ``lr_inner(j)`` times a fixed step for SGD (any momentum), Lion and RMSProp, and nearly so for Adam."""
 
   def probe(p, j):
@@ -170,18 +154,15 @@ def _make_lr_probe(inner, treedef, is_float, selected):
   return jax.jit(probe)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _compiled(kind: str, *key: Any) -> Callable[..., Any]:
-  """The jitted step or probe, cached on what determines it, so that calling :func:`suggest_alpha` again with the
-  same ``loss_fn`` and ``inner`` objects (and params of the same structure) does not trace or compile again."""
-  return _make_step(*key) if kind == "step" else _make_lr_probe(*key)
+_cached = {make: functools.lru_cache(maxsize=32)(make) for make in (_make_step, _make_lr_probe)}
 
 
-def _get(kind: str, *key: Any) -> Callable[..., Any]:
+def _get(make: Callable[..., Any], *key: Any) -> Callable[..., Any]:
+  """``make(*key)``, cached on ``key`` (same ``loss_fn`` and ``inner`` objects: no new trace or compilation)."""
   try:
-    return _compiled(kind, *key)
+    return _cached[make](*key)
   except TypeError:  # an unhashable loss_fn or inner: no cache
-    return _make_step(*key) if kind == "step" else _make_lr_probe(*key)
+    return make(*key)
 
 
 def _check_batches(batches: Any, num_steps: int) -> Sequence[Any]:
@@ -205,16 +186,13 @@ def _check_batches(batches: Any, num_steps: int) -> Sequence[Any]:
   )
 
 
-def _works_as_one_batch(loss_fn: Callable, params: Any, batches: Any, has_aux: bool) -> bool:
+def _refuse_one_batch(loss_fn: Callable, params: Any, batches: Any, has_aux: bool, num_steps: int) -> None:
+  """Raises if ``batches`` is itself one batch (``loss_fn(params, batches)`` works)."""
   try:
     _scalar_loss(jax.eval_shape(loss_fn, params, batches), has_aux)
   except Exception:  # noqa: BLE001 - only probing whether `batches` is itself one batch
-    return False
-  return True
-
-
-def _single_batch_error(num_steps: int) -> ValueError:
-  return ValueError(
+    return
+  raise ValueError(
     "suggest_alpha: batches looks like one batch (loss_fn(params, batches) works, on batches itself); pass a "
     f"sequence of batches, e.g. [batch] * {num_steps} or a list of minibatches."
   )
@@ -225,8 +203,7 @@ def _batch_error(loss_fn, params, batches, k: int, has_aux, num_steps, error: Ex
   try:
     jax.eval_shape(loss_fn, params, batches[k])
   except Exception as e:  # noqa: BLE001 - re-raised with a clear message
-    if _works_as_one_batch(loss_fn, params, batches, has_aux):
-      return _single_batch_error(num_steps)
+    _refuse_one_batch(loss_fn, params, batches, has_aux, num_steps)
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return ValueError(
       f"suggest_alpha: loss_fn(params, batches[{k}]) fails ({type(e).__name__}: {first[:300]}); each entry "
@@ -315,69 +292,48 @@ def suggest_alpha(
 ) -> float | Any:
   r"""An alpha for HAM from a short run of the inner optimizer: the mirror step is ``target_ratio`` of its step.
 
-  Runs ``num_steps`` steps of ``inner`` alone (plain training, no HAM) from ``params`` on ``batches[0]``,
-  ``batches[1]``, ... and records, over the ``mask``-selected leaves (HAM's default: kernels), the norm of the
-  inner update :math:`\|u_k\|` and of :math:`\eta_k\,|x_k| \odot g_k`, the size of HAM's mirror step per unit
-  alpha (the mirror step is :math:`x_{k+1/2}(e^{e_k} - 1) \approx -\eta_k\alpha\,|x_k| \odot
-  \operatorname{sign}(x)g_k`). Then
+  Runs ``num_steps`` steps of ``inner`` alone (no HAM) on ``batches[0]``, ``batches[1]``, ... and records, over
+  the ``mask``-selected leaves, the norms of the inner update :math:`u_k` and of :math:`\eta_k\,|x_k| \odot g_k`,
+  HAM's mirror step per unit alpha. Then
 
   .. math::
     \alpha = \rho \cdot \operatorname{median}_{k \ge K/2}
       \frac{\|u_k\|_2}{\eta_k\,\big\|\,|x_k| \odot g_k\big\|_2},
 
-  with :math:`\rho` = ``target_ratio`` (the median is over the second half of the steps, once momentum or Adam's
-  moments have warmed up). The result is an ordinary scalar alpha for :func:`ham_optax.ham`: the update rule is
-  the paper's HAM unchanged. For SGD without momentum :math:`u = -\eta g` and the rule reads
-  :math:`\alpha \approx \rho / \overline{|x|}` (the inverse metric :math:`1 + \alpha|x|` stays near
-  :math:`1 + \rho`). With ``per_leaf=True`` the same rule is applied to each selected leaf :math:`i` on its own
-  (norms over that leaf only, same run): :math:`\alpha_i = \rho\,\operatorname{median}_{k\ge K/2}
-  \|u_{k,i}\| / (\eta_k \||x_{k,i}| \odot g_{k,i}\|)`.
+  with :math:`\rho` = ``target_ratio`` (over the second half of the steps, once the moments have warmed up): an
+  ordinary alpha for :func:`ham_optax.ham` (for SGD without momentum :math:`\alpha \approx \rho / \overline{|x|}`).
+  With ``per_leaf=True`` the rule is applied to each selected leaf :math:`i` on its own (same run).
 
   Contract:
 
-  - ``batches`` is a sequence (list, tuple, or anything with ``len`` and indexing), read by index and never
-    consumed; an iterator or generator is refused with a TypeError (pass
-    ``list(itertools.islice(it, num_steps))``). The first ``num_steps`` entries are used.
-  - A batch ``loss_fn`` rejects, or one batch ``(x, y)`` passed in place of a sequence of batches, is a
-    ValueError that says so (naming the entry), not an error from inside the model.
-  - Only floating-point leaves of ``params`` are differentiated and updated; integer, bool and PRNG-key leaves
-    (step counters, ``nnx.Rngs`` state) are held fixed, as :func:`ham_optax.ham` leaves them to the inner
-    optimizer.
-  - ``learning_rate`` must be the inner optimizer's own learning rate or schedule (the value HAM will use). With
-    ``check_learning_rate`` the inner optimizer's step size is probed (from ``init``, after ``j`` steps of zero
-    gradient, for the steps of the median's window) and a ValueError is raised when its ratio to
-    ``learning_rate`` changes by more than a factor 1.25 over the window, e.g. a warmup inside ``inner``
-    with its peak value passed here.
-  - The jitted calibration step is cached on ``loss_fn``, ``inner``, ``has_aux``, the mask and the params'
-    structure: calling again with the same ``loss_fn`` and ``inner`` objects (e.g. for several
-    ``target_ratio`` values, or other batches of the same shapes) traces and compiles nothing new. A
-    new ``optax.sgd(...)`` is a new object and compiles again.
-  - A calibration run that diverges is a ValueError (the inner optimizer is unstable on its own at this learning
-    rate, and no alpha can be derived from it): a non-finite loss, gradient, update, parameter or norm (norms
-    are computed without overflow), or a positive loss whose median over the second half of the steps is more
-    than 10 times its median over the first half.
+  - ``batches`` is read by index, never consumed (an iterator is refused: pass
+    ``list(itertools.islice(it, num_steps))``); a batch ``loss_fn`` rejects, or one batch in place of the
+    sequence, is a ValueError naming the entry.
+  - Only floating-point leaves are differentiated and updated; integer, bool and PRNG-key leaves are held fixed.
+  - ``learning_rate`` must be the inner optimizer's own. With ``check_learning_rate`` the inner step size is
+    probed (after ``j`` zero-gradient steps, over the median's window); a ratio to ``learning_rate`` that
+    changes by more than a factor 1.25 (e.g. a warmup inside ``inner``) is a ValueError.
+  - The jitted step is cached on the ``loss_fn`` and ``inner`` objects, ``has_aux``, the mask and the params'
+    structure: calling again with the same objects compiles nothing new.
+  - A diverged run (a non-finite loss, gradient, update, parameter or norm, or a loss whose median over the
+    second half is over 10 times the first half's) raises :class:`ham_optax.CalibrationDivergedError`.
 
-  The cost is ``num_steps`` gradient evaluations (20 by default: under 5 % of a 30-epoch run with 28 or more
-  steps per epoch), and the result is deterministic given ``params`` and ``batches``. How to check the chosen
-  alpha during training: :func:`ham_optax.metrics.ham_diagnostics` and "Reading the diagnostics" in the alpha
-  guide (``docs/guides/choosing_alpha.md``).
+  The cost is ``num_steps`` gradient evaluations; the result is deterministic. To check the chosen alpha during
+  training: :func:`ham_optax.metrics.ham_diagnostics` and the alpha guide (``docs/guides/choosing_alpha.md``).
 
   Args:
     loss_fn: ``loss_fn(params, batch) -> scalar loss`` (or ``(loss, aux)`` with ``has_aux=True``; ``aux`` is
-      ignored, e.g. BatchNorm statistics are not carried between calibration steps).
+      ignored).
     params: the initial parameters (a pytree; an ``nnx.State`` works).
     batches: a sequence of at least ``num_steps`` batches, each passed to ``loss_fn`` as is.
     inner: the optimizer HAM will wrap (e.g. ``optax.sgd(lr, momentum=0.9)``).
-    learning_rate: the learning rate (or schedule) HAM will use, the inner optimizer's own; a schedule is
-      evaluated at steps ``0 .. num_steps - 1``.
+    learning_rate: the inner optimizer's learning rate (or schedule, evaluated at ``0 .. num_steps - 1``).
     target_ratio: :math:`\rho > 0`, the mirror step's norm as a fraction of the inner step's.
     num_steps: number of calibration steps, >= 2.
     mask: the leaves HAM's mirror step applies to, as for :func:`ham_optax.ham` (``None``: kernels).
     has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
-    per_leaf: return one alpha per leaf (a pytree with ``params``' structure, 0.0 for unselected leaves; a
-      selected leaf whose ratio is undefined on every step of the window, e.g. a zero gradient throughout,
-      gets the global alpha) instead of one scalar. Pass it to :func:`ham_optax.ham` as ``alpha`` (with
-      ``nnx.Optimizer``, which hands ``ham`` the parameters' plain arrays, as ``nnx.pure(alpha)``).
+    per_leaf: return one alpha per leaf (0.0 for unselected leaves, the global alpha where the ratio is never
+      defined) as ``alpha`` for :func:`ham_optax.ham` (with ``nnx.Optimizer``: ``nnx.pure(alpha)``).
     check_learning_rate: probe the inner optimizer's step size against ``learning_rate`` (see above).
 
   Returns:
@@ -385,9 +341,8 @@ def suggest_alpha(
 
   Raises:
     TypeError: ``batches`` is not a sequence, ``inner`` is not a transformation, or a mask entry is invalid.
-    ValueError: a bad argument, too few batches, a first batch ``loss_fn`` rejects, a ``loss_fn`` output that
-      is not a scalar loss, a learning-rate mismatch, or a calibration run that diverged or gave no finite
-      step ratio.
+    ValueError: a bad argument or batch, a ``loss_fn`` output that is not a scalar loss, a learning-rate
+      mismatch, or a calibration run that diverged or gave no finite step ratio.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, ham_optax
@@ -426,15 +381,14 @@ def suggest_alpha(
   if not any(selected):
     raise ValueError("suggest_alpha: the mask selects no parameter; HAM would do nothing.")
   if len(batches) < num_steps:
-    if _works_as_one_batch(loss_fn, params, batches, has_aux):
-      raise _single_batch_error(num_steps)
+    _refuse_one_batch(loss_fn, params, batches, has_aux, num_steps)
     raise ValueError(
       f"suggest_alpha: batches holds {len(batches)} batches, num_steps={num_steps} needs as many."
     )
   leaves, treedef = jax.tree.flatten(params)
   is_float = tuple(_is_float(x) for x in leaves)
   key = (treedef, is_float, selected)
-  step = _get("step", loss_fn, inner, *key, bool(has_aux))
+  step = _get(_make_step, loss_fn, inner, *key, bool(has_aux))
   p, state = params, inner.init(jax.tree.unflatten(treedef, _float_view(leaves, is_float)))
   lrs, losses, u_norms, mirror_norms = [], [], [], []
   for k in range(num_steps):
@@ -456,7 +410,7 @@ def suggest_alpha(
   if first > 0 and second > DIVERGENCE_FACTOR * first:
     raise _diverged(f"(the loss's median grew from {first:.3g} to {second:.3g} between its two halves)")
   if check_learning_rate:
-    _check_learning_rate(_get("probe", inner, *key), params, learning_rate, num_steps)
+    _check_learning_rate(_get(_make_lr_probe, inner, *key), params, learning_rate, num_steps)
   total, per_leaf_ratios = _window_ratios(lrs, u_norms, mirror_norms)
   alpha = target_ratio * _median_finite(total[num_steps // 2 :])
   if not math.isfinite(alpha):

@@ -27,8 +27,7 @@ class NanoAdamState(NamedTuple):
     mu: first moments: shape of ``idx`` for selected leaves, the leaf's shape otherwise.
     nu: second moments, same layout as ``mu``.
 
-  The moments of selected leaves are compact (not in the params' shapes), so the state implements
-  :class:`ham_optax.sparsity.SparseMomentsState`: a sparsifier's state reset calls ``reset_moments``.
+  The state implements :class:`ham_optax.sparsity.SparseMomentsState` (its moments are compact).
   """
 
   count: jax.Array
@@ -38,11 +37,8 @@ class NanoAdamState(NamedTuple):
   nu: optax.Params
 
   def reset_moments(self, keep: Any) -> NanoAdamState:
-    """The state with ``mu`` and ``nu`` zeroed where ``keep`` is False; ``count``, ``idx`` and ``age`` are kept.
-
-    ``keep`` has the params' structure, each leaf a bool array broadcastable to its parameter (a scalar resets or
-    keeps the whole leaf). For a selected leaf the entry ``idx[j]`` of the parameter decides slot ``j``.
-    """
+    """The state with ``mu`` and ``nu`` zeroed where ``keep`` (params-shaped bools, leaves broadcastable) is False;
+    for a selected leaf, the parameter's entry ``idx[j]`` decides slot ``j``."""
 
     def moment(idx: Any, m: Any, k: Any) -> Any:
       if masking.is_masked(m):
@@ -89,19 +85,13 @@ def nanoadam_default_mask(
 ) -> optax.Params:
   """NanoAdam's default small-weight selection: kernels, without the head and the normalisation layers.
 
-  A leaf is selected when it is a floating-point tensor with ``ndim >= 2``, no name on its key path
-  contains one of ``exclude`` (case-insensitive; ``"norm"`` also matches ``ln``/``bn`` names such as
-  ``ln_f`` or ``bn1``) and, with ``exclude_head``, it is not the classifier head: a leaf with a key
-  name containing ``head`` or ``classifier`` or equal to ``fc`` or ``logits`` or, when no leaf is so
-  named, the last such tensor in natural path order (``w2`` after ``w1``, ``layers_10`` after
-  ``layers_2``), the head of a plain stack of layers. This follows "Pay Attention to Small Weights"
-  (NeurIPS 2025), whose training configuration excludes ``head`` and ``layernorm`` from the
-  selection; the name list and the last-layer rule are our stand-in for models named otherwise.
-  Unselected leaves get dense Adam.
-
-  Choose differently with ``nanoadam(..., mask=...)``: e.g.
-  ``mask=functools.partial(nanoadam_default_mask, exclude=("norm", "embed"))``, a pytree of bools,
-  or ``mask=ham_optax.default_mask`` (every kernel, the head included).
+  A leaf is selected when it is a floating-point tensor with ``ndim >= 2``, no name on its key path contains one
+  of ``exclude`` (case-insensitive; ``"norm"`` also matches ``ln``/``bn`` names such as ``ln_f`` or ``bn1``) and,
+  with ``exclude_head``, it is not the head: a key name containing ``head`` or ``classifier`` or equal to ``fc``
+  or ``logits`` or, when none is so named, the last such tensor in natural path order (``layers_10`` after
+  ``layers_2``). "Pay Attention to Small Weights" (NeurIPS 2025) excludes ``head`` and ``layernorm``; the name
+  list and the last-layer rule are our stand-in for models named otherwise. Other selections:
+  ``functools.partial(nanoadam_default_mask, exclude=("norm", "embed"))`` or ``ham_optax.default_mask``.
 
   Args:
     params: the parameters (or anything with their structure).
@@ -195,11 +185,7 @@ class _Selection(NamedTuple):
     return _bottom_k(p, c, k_max), zeros(jnp.int32), zeros(p.dtype), zeros(p.dtype)
 
   def refresh(self, count: jax.Array, p: jax.Array, slots: tuple) -> tuple:
-    """``slots = (idx, age, mu, nu)`` after step ``count``'s re-selection, if one is due.
-
-    Every ``refresh_every`` steps, or when the selected count changes, the bottom-``k`` entries are chosen again;
-    entries kept keep their age and moments, dropped ones forget them.
-    """
+    """``slots = (idx, age, mu, nu)`` after step ``count``'s re-selection of the bottom-``k`` entries, if due."""
     n = p.size
     _, c = _chunks(n, self.chunk_size)
     k_max = slots[0].shape[1]
@@ -220,11 +206,7 @@ class _Selection(NamedTuple):
 
 
 def _selected_adam(g, p, count, slots, selection: _Selection, b1, b2, eps, weight_decay) -> tuple:
-  """One leaf under selection: ``(direction, idx, age, mu, nu)``.
-
-  ``direction`` has the leaf's shape: Adam with per-entry bias correction plus ``weight_decay * x`` at the
-  selected entries, exactly 0 elsewhere.
-  """
+  """One leaf under selection: ``(direction, idx, age, mu, nu)``, the direction exactly 0 off the selection."""
   p = jnp.asarray(p)
   if p.size == 0:
     return jnp.zeros_like(p), *slots
@@ -255,12 +237,9 @@ def scale_by_nanoadam(
   selection: _Selection,
   mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """NanoAdam's direction, before the learning rate: :func:`nanoadam` is this followed by ``-learning_rate``.
+  """NanoAdam's direction before the learning rate (:func:`nanoadam` is this followed by ``-learning_rate``).
 
-  Leaves in ``mask`` (``None``: :func:`nanoadam_default_mask`): Adam with per-entry bias correction plus the
-  decoupled ``weight_decay * x`` at the selected entries (``selection``), exactly 0 at every other entry. Other
-  floating-point leaves: ``optax.scale_by_adam(b1, b2, eps)`` with the shared step count. Non-floating leaves
-  (integer counters, ...): 0, their state untouched.
+  Other floating-point leaves than ``mask``'s get ``optax.scale_by_adam(b1, b2, eps)``; non-floating leaves 0.
   """
   for name, value in (("b1", b1), ("b2", b2)):
     checks.check_scalar(value, name, lo=0.0, hi=1.0, hi_open=True, owner="nanoadam")
@@ -308,36 +287,6 @@ def scale_by_nanoadam(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _checked_selection(
-  fraction: float,
-  refresh_every: int,
-  total_steps: int | None,
-  final_fraction: float | None,
-  density_every: int | None,
-  fraction_schedule: Callable[[jax.Array], jax.Array] | None,
-  chunk_size: int | None,
-) -> _Selection:
-  """:func:`nanoadam`'s selection arguments, checked, with their defaults filled in."""
-  fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
-  refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
-  total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam", none_ok=True)
-  if final_fraction is not None:
-    checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
-  density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam", none_ok=True)
-  if fraction_schedule is not None:
-    checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
-  chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam", none_ok=True)
-  return _Selection(
-    fraction=fraction,
-    refresh_every=refresh_every,
-    density_every=refresh_every if density_every is None else density_every,
-    total_steps=total_steps,
-    final_fraction=0.4 * fraction if final_fraction is None else float(final_fraction),
-    fraction_schedule=fraction_schedule,
-    chunk_size=chunk_size,
-  )
-
-
 def nanoadam(
   learning_rate: optax.ScalarOrSchedule,
   fraction: float = 0.1,
@@ -377,29 +326,18 @@ def nanoadam(
         {\sqrt{\nu_i / (1 - \beta_2^{a_i})} + \epsilon} + \lambda x_i\Big) \quad (i \in S),
     \qquad \Delta x_i = 0 \quad (i \notin S).
 
-  During fine-tuning, large gradients concentrate on small-magnitude weights; NanoAdam updates only the smallest
-  ``|x|`` and leaves the large weights (which carry what pre-training learned) exactly unchanged. Built as
-  ``scale_by_nanoadam`` followed by the learning rate, as ``optax.adamw`` is built from ``scale_by_adam``. Under
-  ``optax.inject_hyperparams`` list the shape-fixing arguments as static: ``static_args=("fraction",
-  "refresh_every", "total_steps", "final_fraction", "density_every", "fraction_schedule", "chunk_size", "mask")``.
+  NanoAdam updates only the smallest ``|x|``, where fine-tuning's large gradients concentrate, and leaves the
+  large weights exactly unchanged. Built as ``scale_by_nanoadam`` followed by the learning rate, as
+  ``optax.adamw`` is from ``scale_by_adam``. Under ``optax.inject_hyperparams`` list the shape-fixing arguments as
+  ``static_args=("fraction", "refresh_every", "total_steps", "final_fraction", "density_every",
+  "fraction_schedule", "chunk_size", "mask")``.
 
-  Sources: Algorithm 1 of the paper gives the initial density, the mask interval :math:`m`, the density interval
-  :math:`d` at which a density schedule is evaluated, the re-selection every :math:`m` steps or when the density
-  is updated (here: when the selected count changes) and zero-initialised moments. Its experiments and its first
-  author's public training configuration give the linear density decay (e.g. 10 % -> 4 % on GLUE): with
-  ``total_steps``, the density is linear from ``fraction`` at step 0 to ``final_fraction`` (default
-  ``0.4 * fraction``, that ratio) at ``total_steps``; the dense head and normalisation layers (the
-  configuration's ``exclude_layers``: :func:`nanoadam_default_mask`); and the selection per chunk
-  (``chunk_size``). A ``fraction_schedule`` replaces the linear decay (clipped to ``(0, fraction]``).
-
-  Our choices: the bias correction is per entry (:math:`a_i` counts the updates entry :math:`i` received since it
-  was selected), so a newly selected entry starts like a fresh Adam (first step at most ``lr``, plus decay); with
-  the global step count its first step would be ``lr (1 - b1) / sqrt((1 - b2) / (1 - b2^t))``, 2.5x ``lr`` at
-  ``t = 1000``. Entries that stay selected keep their moments and counts; dropped entries forget them. Without
-  ``total_steps`` or ``fraction_schedule`` the density is constant. The state is allocated for the largest
-  density (``fraction``): per selected tensor ``4 k`` numbers (int32 indices and counts, ``mu``, ``nu``) instead
-  of Adam's ``2 n``, 5x less than Adam at ``fraction = 0.1``. Ties in ``|x|`` go to the lower flat index; a short
-  last chunk gets the same :math:`k_t` (at most its length).
+  Sources: the paper's Algorithm 1 (re-selection every :math:`m` steps or when the density changes: here when
+  the selected count does) and its first author's configuration (the linear density decay, default
+  ``final_fraction = 0.4 * fraction`` as 10 % -> 4 % on GLUE; dense head and norms; chunks). Our choices: the
+  bias correction is per entry (:math:`a_i` counts the updates since :math:`i` was selected), so a newly
+  selected entry starts like a fresh Adam; dropped entries forget their moments; ties in ``|x|`` go to the lower
+  flat index. The state holds ``4 k`` numbers per selected tensor instead of Adam's ``2 n``.
 
   Args:
     learning_rate: float or optax schedule (evaluated at the step count, from 0).
@@ -409,10 +347,11 @@ def nanoadam(
     b2: second-moment decay, in ``[0, 1)``.
     eps: added to the root of the second moment, > 0.
     weight_decay: decoupled (AdamW-style) decay of the selected entries only, >= 0.
-    total_steps: length of the linear density decay (int > 0); ``None``: constant density.
+    total_steps: length of the linear density decay from ``fraction`` (int > 0); ``None``: constant density.
     final_fraction: density reached at ``total_steps``, in ``(0, fraction]``; default ``0.4 * fraction``.
     density_every: ``d``, steps between evaluations of the density schedule (int > 0); default ``refresh_every``.
-    fraction_schedule: optional ``step -> density`` (jit-compatible); overrides the linear decay.
+    fraction_schedule: optional jit-compatible ``step -> density``, clipped to ``(0, fraction]``; replaces the
+      linear decay.
     chunk_size: select per chunk of this many entries of the flattened tensor (int > 0); ``None``: one chunk.
     mask: tensors subject to the selection: ``None`` (:func:`nanoadam_default_mask`), a pytree of bools (or a
       prefix) or a callable ``params -> pytree``. Others get dense Adam.
@@ -433,8 +372,22 @@ def nanoadam(
     True
   """
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True, owner="nanoadam")
-  selection = _checked_selection(
-    fraction, refresh_every, total_steps, final_fraction, density_every, fraction_schedule, chunk_size
+  fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
+  refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
+  total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam", none_ok=True)
+  if final_fraction is not None:
+    checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
+  density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam", none_ok=True)
+  if fraction_schedule is not None:
+    checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
+  selection = _Selection(
+    fraction=fraction,
+    refresh_every=refresh_every,
+    density_every=refresh_every if density_every is None else density_every,
+    total_steps=total_steps,
+    final_fraction=0.4 * fraction if final_fraction is None else float(final_fraction),
+    fraction_schedule=fraction_schedule,
+    chunk_size=checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam", none_ok=True),
   )
   direction = scale_by_nanoadam(b1, b2, eps, weight_decay, selection=selection, mask=mask)
 

@@ -40,17 +40,9 @@ def factorize(
   """Splits ``x`` elementwise into ``(m, w)`` with ``m * w = x`` and ``m^2 - w^2 = balance``.
 
   For ``c = balance >= 0``: ``|m| = sqrt((c + sqrt(c^2 + 4 x^2)) / 2)``, ``|w| = |x| / |m|``; for ``c < 0`` the
-  roles are swapped. ``m`` takes the sign ``sign_m`` (default +1) and ``w`` the sign making ``m * w = x`` (+1
-  where ``x = 0``). ``balance = 0`` gives the balanced split ``|m| = |w| = sqrt(|x|)`` of the HAM paper's
-  Theorem 3.1.
-
-  Args:
-    x: array to factorise.
-    balance: ``m^2 - w^2`` (scalar or array broadcastable to ``x``).
-    sign_m: optional array of +-1 (0 is read as +1) giving the sign of ``m``.
-
-  Returns:
-    ``(m, w)`` with the dtype of ``x``.
+  roles are swapped. ``m`` takes the sign ``sign_m`` (default +1; 0 is read as +1) and ``w`` the sign making
+  ``m * w = x`` (+1 where ``x = 0``). ``balance = 0`` gives the balanced split ``|m| = |w| = sqrt(|x|)`` of the
+  HAM paper's Theorem 3.1. ``balance`` is a scalar or broadcastable to ``x``; ``(m, w)`` have ``x``'s dtype.
 
   Example:
     >>> import numpy as np
@@ -89,16 +81,13 @@ def pointwise_overparam(
           (m, w) <- factorize(m * w, rescale_balance, sign_m=m)   # Sign-In rescaling
       updates = m * w - x
 
-  Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here; put decay for them in
-  ``inner``). The weight decay is an L2 penalty ``lam/2 (||m||^2 + ||w||^2)`` added to the factors' gradients
-  *before* ``inner`` (coupled; for decoupled decay use e.g. ``inner=optax.adamw(...)``, which then decays every
-  leaf). See :mod:`ham_optax.overparam` for the geometry, the memory cost (state holds ``m``, ``w`` and the inner state
-  of both: about 3x Adam's state, 4x momentum's) and what happens when params are changed outside the optimizer
-  (those entries are re-factorised).
+  Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here). The decay is coupled: an
+  L2 penalty on the factors added before ``inner`` (for decoupled decay use e.g. ``inner=optax.adamw(...)``,
+  which decays every leaf). Geometry, memory cost and params edited outside the optimizer (re-factorised):
+  :mod:`ham_optax.overparam`.
 
-  References: pointwise overparameterisation as analysed in Jacobs & Burkholz, "Mask in the Mirror" (ICLR 2025)
-  and Jacobs et al., "Hyperbolic Aware Minimization" (ICLR 2026, arXiv 2506.02630); variants :func:`spred`,
-  :func:`pilot`, :func:`sign_in`.
+  References: Jacobs & Burkholz, "Mask in the Mirror" (ICLR 2025) and Jacobs et al., "Hyperbolic Aware
+  Minimization" (ICLR 2026, arXiv 2506.02630).
 
   Args:
     inner: optimizer run on the factors (e.g. ``optax.sgd(0.1, momentum=0.9)``).
@@ -107,13 +96,12 @@ def pointwise_overparam(
     weight_decay: ``lam`` (float >= 0 or an optax schedule of the step count).
     init: initial split: ``"balanced"`` (``|m| = |w| = sqrt|x|``, balance 0), ``"mask"`` (``m = 1``, ``w = x``,
       as in continuous sparsification) or a float balance ``c = m^2 - w^2`` (see :func:`factorize`).
-    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In), keeping the sign of ``m``
-      (and so of ``w``); the inner optimizer's state is kept.
+    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In), keeping the signs and the
+      inner optimizer's state.
     rescale_balance: balance ``c`` the rescaling resets to.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs ``params`` and returns
-    ``updates = m * w - params`` for masked leaves.
+    An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
   """
   checks.check_inner(inner, "pointwise_overparam")
   checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
@@ -189,11 +177,7 @@ def _resync(x: Any, m: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _rescale(m: jax.Array, w: jax.Array, balance: Any, due: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Sign-In's rescaling when ``due``: ``factorize(m * w, balance, sign_m=m)``.
-
-  It keeps m's sign: forcing m > 0 would flip both factors where m < 0 while the inner optimizer's momentum is
-  kept, reversing the velocity of x = m * w.
-  """
+  """Sign-In's rescaling when ``due``: ``factorize(m * w, balance, sign_m=m)``, keeping m's sign (see :func:`sign_in`)."""
   rm, rw = factorize(m * w, balance, sign_m=m)
   return jnp.where(due, rm, m), jnp.where(due, rw, w)
 
@@ -207,16 +191,10 @@ def spred(
 ) -> optax.GradientTransformationExtraArgs:
   """spred: ``x = m * w`` with constant weight decay on both factors (an implicit LASSO).
 
-  Ziyin & Wang, "spred: Solving L1 Penalty with SGD", ICML 2023; used as the ``m * w`` baseline in the HAM paper
-  (arXiv 2506.02630). Since ``min_{m w = x} lam/2 (m^2 + w^2) = lam |x|``, minimisers of
-  ``L(m * w) + lam/2 (||m||^2 + ||w||^2)`` are LASSO minimisers of ``L(x) + lam ||x||_1``. Update rule:
-  :func:`pointwise_overparam` with constant ``weight_decay = lam`` and no rescaling.
-
-  Args:
-    inner: optimizer run on the factors.
-    weight_decay: ``lam`` (float >= 0, or a schedule).
-    mask: leaves to factorise (see :func:`pointwise_overparam`).
-    init: initial split (default balanced ``|m| = |w| = sqrt|x|``).
+  Ziyin & Wang, "spred: Solving L1 Penalty with SGD", ICML 2023; the ``m * w`` baseline of the HAM paper. Since
+  ``min_{m w = x} lam/2 (m^2 + w^2) = lam |x|``, minimisers of ``L(m * w) + lam/2 (||m||^2 + ||w||^2)`` are LASSO
+  minimisers of ``L(x) + lam ||x||_1``. Update rule: :func:`pointwise_overparam` with constant
+  ``weight_decay = lam``; ``mask`` and ``init`` as there.
 
   Example:
     >>> import jax.numpy as jnp
@@ -241,17 +219,9 @@ def pilot_schedule(
 ) -> optax.Schedule:
   """PILoT's time-dependent weight decay: ``lam_k * s(k / T)`` for ``k < T = switch_step``, then 0.
 
-  Shapes ``s(u)``: ``"constant"`` 1 (on, then switched off: the default, as the ICLR text turns its controlled
-  regularisation off); ``"linear"`` ``1 - u`` and ``"cosine"`` ``(1 + cos(pi u)) / 2`` (the decaying schedules
-  of the arXiv text). ``lam_k`` is the float or optax schedule given.
-
-  Args:
-    weight_decay: ``lam`` (float >= 0, or an optax schedule).
-    switch_step: ``T``, first step (0-based) with zero decay (int > 0).
-    shape: ``"constant"``, ``"linear"`` or ``"cosine"``.
-
-  Returns:
-    An :data:`optax.Schedule`.
+  Shapes ``s(u)``: ``"constant"`` 1 (the default, as the ICLR text); ``"linear"`` ``1 - u`` and ``"cosine"``
+  ``(1 + cos(pi u)) / 2`` (the arXiv text). ``lam_k`` is the float or optax schedule ``weight_decay``;
+  ``switch_step`` (int > 0) is the first step (0-based) with zero decay.
 
   Example:
     >>> from ham_optax.overparam import pilot_schedule
@@ -289,30 +259,26 @@ def pilot(
 ) -> optax.GradientTransformationExtraArgs:
   """PILoT: ``x = m * w`` with a time-dependent weight decay that is switched off, from an L2-regime start.
 
-  Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025 (arXiv 2408.09966). Continuous
-  sparsification with ``m * w`` starts with an implicit L2 bias that weight decay turns into an L1 bias (the
-  balance ``m^2 - w^2`` shrinks); PILoT controls the decay over time and then switches it off, keeping the
-  implicit L1 bias while the explicit penalty is gone. Update rule: :func:`pointwise_overparam` with initial
-  balance ``init`` and::
+  Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025 (arXiv 2408.09966). Weight decay
+  turns the implicit L2 bias of ``m * w`` into an L1 bias (the balance ``m^2 - w^2`` shrinks); PILoT then switches
+  the decay off, keeping the implicit L1 bias. Update rule: :func:`pointwise_overparam` with initial balance
+  ``init`` and::
 
       weight_decay_k = lam_k * s(k / T)  if k < T = switch_step  else 0
 
-  with ``s`` from :func:`pilot_schedule` (``"constant"`` by default; ``"linear"``, ``"cosine"``).
-  ``switch_step`` is required: without a switch-off PILoT would be spred started at balance 1.
+  with ``s`` from :func:`pilot_schedule` (``shape``). ``switch_step`` is required (e.g. half of training).
 
-  Sources and choices: the switch-off and the L2-regime initialisation follow the paper, the decaying shapes its
-  arXiv text. Our choices: the default balance ``m^2 - w^2 = 1`` (``m ~ 1``, ``w ~ x`` for small weights: the
-  inverse metric ``sqrt(c^2 + 4x^2)`` does not vanish at 0, so signs can still flip) and the constant shape; the
-  ICLR version's controller that steers the strength towards an L1 target is not implemented (pass any optax
-  schedule as ``weight_decay`` to shape the decay yourself).
+  Our choices: the default balance ``m^2 - w^2 = 1`` (the inverse metric ``sqrt(c^2 + 4x^2)`` does not vanish
+  at 0, so signs can still flip) and the constant shape; the ICLR version's controller towards an L1 target is
+  not implemented (pass any optax schedule as ``weight_decay``).
 
   Args:
     inner: optimizer run on the factors.
     weight_decay: ``lam`` (float >= 0, or a schedule).
-    switch_step: ``T``, first step (0-based) at which the decay is 0 (int > 0), e.g. half of training.
+    switch_step: ``T``, first step (0-based) at which the decay is 0 (int > 0).
     shape: ``"constant"``, ``"linear"`` or ``"cosine"`` (see :func:`pilot_schedule`).
     init: initial split (see :func:`pointwise_overparam`); default balance 1.0.
-    mask: leaves to factorise.
+    mask: leaves to factorise (see :func:`pointwise_overparam`).
   """
   checks.check_inner(inner, "pilot")
   wd = pilot_schedule(weight_decay, switch_step, shape)
@@ -330,29 +296,23 @@ def sign_in(
   """Sign-In: ``x = m * w`` with periodic rescaling that induces sign flips.
 
   Gadhikar, Jacobs, Zhou & Burkholz, "Sign-In to the Lottery: Reparameterizing Sparse Training", NeurIPS 2025;
-  the Sign-In baseline of the HAM paper's random-pruning-at-init experiments. Under ``m * w`` small weights get
-  an inverse metric ``sqrt(c^2 + 4 x^2) ~ |c|`` set by the balance ``c = m^2 - w^2``, which training and weight
-  decay drive towards zero, freezing signs. Every ``rescale_every`` updates the factors are reset to balance
-  ``c = balance`` with ``x = m * w`` unchanged (the "inner rescaling"), so weights near zero can move, and flip
-  sign, again. Update rule: :func:`pointwise_overparam` with ``init=balance``, ``rescale_every``,
-  ``rescale_balance=balance``::
+  the Sign-In baseline of the HAM paper. Small weights get an inverse metric ``sqrt(c^2 + 4 x^2) ~ |c|`` set by
+  the balance ``c = m^2 - w^2``, which training and weight decay drive towards zero, freezing signs. Every
+  ``rescale_every`` updates (e.g. one epoch) the factors are reset to ``c = balance`` with ``x = m * w``
+  unchanged, so weights near zero can move, and flip sign, again. Update rule: :func:`pointwise_overparam` with
+  ``init=balance``, ``rescale_every``, ``rescale_balance=balance``::
 
       (m, w) <- factorize(m * w, balance, sign_m=m)   every rescale_every updates
 
-  The rescale keeps the sign of ``m`` (hence of ``w``): the inner optimizer's moments are kept, and flipping
-  both factors under unchanged momentum would reverse the velocity of ``x``. Our choices: the reset target is
-  this constant balance (default 1: ``m ~ 1``, ``w ~ x``) and the inner moments are not reset.
-
-  Weight decay, which shrinks the balance between rescales, belongs to the training recipe (e.g. ``5e-4`` for
-  CIFAR ResNets with SGD), so the default here is 0: pass it either as ``weight_decay`` (an L2 penalty on the
-  factors, added before ``inner``) or inside ``inner`` (e.g. ``optax.chain(optax.add_decayed_weights(5e-4),
-  optax.sgd(...))``, which ``inner`` applies to ``(m, w)``; for SGD the two are the same), not both.
+  The rescale keeps the sign of ``m``: the inner moments are kept (not reset, our choice), and flipping both
+  factors under them would reverse the velocity of ``x``. Weight decay (e.g. ``5e-4`` for CIFAR ResNets) goes
+  either in ``weight_decay`` (an L2 penalty on the factors) or inside ``inner``, not both.
 
   Args:
     inner: optimizer run on the factors.
-    rescale_every: number of updates between rescalings (e.g. one epoch's worth).
+    rescale_every: number of updates between rescalings.
     balance: balance ``m^2 - w^2`` at init and after each rescaling.
-    weight_decay: ``lam`` on the factors (float >= 0 or schedule); see above.
+    weight_decay: ``lam`` on the factors (float >= 0 or schedule).
     mask: leaves to factorise (for sparse training: the layers being pruned).
   """
   checks.check_given(rescale_every, "rescale_every", "sign_in", "int > 0")
@@ -369,10 +329,6 @@ def sign_in(
 
 
 def state_nbytes(tx: optax.GradientTransformation, params: optax.Params) -> int:
-  """Bytes of ``tx.init(params)``, computed abstractly (nothing is allocated).
-
-  ``sum(leaf.size * leaf.dtype.itemsize)`` over the state's array leaves, via ``jax.eval_shape``; use it to
-  compare e.g. ``spred(optax.adam(...))`` with ``optax.adam(...)`` and ``ham_optax.ham(optax.adam(...), ...)``.
-  """
+  """Bytes of ``tx.init(params)``: ``sum(leaf.size * leaf.dtype.itemsize)`` via ``jax.eval_shape`` (no allocation)."""
   shapes = jax.eval_shape(tx.init, params)
   return int(sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize for s in jax.tree.leaves(shapes)))
