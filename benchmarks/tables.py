@@ -279,8 +279,7 @@ def sparse_training(results: Path) -> str:
 
 
 def _welch(base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> tuple[str, float, float]:
-  """``"+0.84 (p = 0.24)"`` (Welch t-test over the finished seeds) noting diverged or collapsed seeds; the
-  difference; p."""
+  """``"+0.84 (p = 0.24)"`` (Welch, finished seeds; diverged or collapsed seeds noted), the difference, p."""
   a, b = ([100 * r["test_acc"] for r in runs if r["test_acc"] is not None] for runs in (base, other))
   diff, p, lost = float(np.mean(b) - np.mean(a)), welch_p(b, a), diverged(other)
   notes = [f"{word(lost)} seed{'s' * (lost > 1)} diverged"] if lost else []
@@ -289,8 +288,7 @@ def _welch(base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> t
 
 
 def _sparse(results: Path) -> tuple[dict[str, Any], dict[str, list], dict[tuple, tuple], list, list]:
-  """The results, the runs by method, ``(sparsifier, variant) -> _welch(...)`` for every HAM variant, the
-  variants significantly better than their baseline, the sparsifiers whose grid-tuned HAM was unstable."""
+  """Results, runs by method, ``_welch`` per (sparsifier, variant), significant gains, unstable grid HAM."""
   data, runs = load(results, "sparse_training"), defaultdict(list)
   for run in data["runs"]:
     runs[run["method"]].append(run)
@@ -367,10 +365,9 @@ def readme_sparse_training(results: Path) -> str:
 def transformers_grokking(results: Path) -> str:
   """The grokking table and the paired tests of the grokking step against AdamW."""
   res, labels = load(results, "transformers")["grokking"], _script("transformers").LABELS
-  p = {labels[m]: paired_test(res["adamw"]["grok_step"], r["grok_step"])["p_value"] for m, r in res.items()}
-  tests = "; ".join(
-    f"{k} p{GLUE}={GLUE}{x:.3f}" for k, x in p.items() if k != labels["adamw"] and np.isfinite(x)
-  )
+  base = res.pop("adamw")["grok_step"]
+  p = {labels[m]: paired_test(base, r["grok_step"])["p_value"] for m, r in res.items()}
+  tests = "; ".join(f"{k} p{GLUE}={GLUE}{x:.3f}" for k, x in p.items() if np.isfinite(x))
   return (
     f"{_tables_of(results, 'transformers')[0]}\n\n"
     f"Grokking step, paired t-tests against AdamW (seeds that grokked under both): {tests}."
@@ -378,8 +375,7 @@ def transformers_grokking(results: Path) -> str:
 
 
 def _grokking(results: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, list]]:
-  """AdamW's and HAM(AdamW)'s grokking runs, the paired tests of HAM − AdamW per measure, and ``(mean, "mean ±
-  std")`` of HAM's and AdamW's grokking step, final test accuracy and weight measures."""
+  """AdamW's and HAM's grokking runs, HAM − AdamW's paired tests, and HAM's and AdamW's mean_std."""
   res = load(results, "transformers")["grokking"]
   base, ham = res["adamw"], res["ham_adamw"]
   scales = {"grok_step": (1, 0), "final_test_acc": (100, 1), "fourier_top4": (1, 2), "near_zero": (100, 1)}
@@ -398,14 +394,11 @@ def transformers_findings(results: Path) -> str:
   grok, fourier, near = test["grok_step"], test["fourier_top4"], test["near_zero"]
   peak = np.asarray(ham["curves"]["val_acc"], float).max(axis=-1)
   dips = np.any(np.asarray(ham["final_val_acc"], float) < peak - 1e-9)
-  dead = {
-    s["alpha"] for s, v in zip(ham["grid"], ham["tuning"]["final_val_acc"], strict=True) if max(v) < 0.05
-  }
+  tuned = zip(ham["grid"], ham["tuning"]["final_val_acc"], strict=True)
+  dead = sorted({s["alpha"] for s, v in tuned if max(v) < 0.05})
   noise = " and noisier" if np.std(ham["final_test_acc"]) > np.std(base["final_test_acc"]) else ""
   dipping = ": after grokking, its validation accuracy keeps dipping (see the curves) where AdamW's settles"
-  failed = (
-    f" With alpha{GLUE}={GLUE}{', '.join(f'{a:g}' for a in sorted(dead))} (either beta) HAM(AdamW) did not"
-  )
+  failed = f" With alpha{GLUE}={GLUE}{', '.join(f'{a:g}' for a in dead)} (either beta) HAM(AdamW) did not"
   first = (
     f"**HAM(AdamW) groks {'earlier' if g_ham < g_base else 'later'} on average ({g_ham:.0f} vs {g_base:.0f} steps)"
     f"{'' if grok['p_value'] < SIGNIFICANCE else ' but not significantly'}** (paired {fmt_p(grok['p_value'])} "
@@ -545,7 +538,7 @@ def graphs_answer(results: Path) -> str:
   )
   better, beats = len(_significant(cells, "ham", "vs_baseline")), "beats the tuned baseline significantly"
   third = (
-    f"HAM with alpha tuned over the whole grid {f'{beats} {times(better)}' if better else 'never ' + beats}"
+    f"HAM with alpha tuned over the whole grid {f'{beats} {times(better)}' if better else f'never {beats}'}"
   )
   for c in _significant(cells, "ham", "vs_baseline", -1):
     third += (
@@ -554,14 +547,11 @@ def graphs_answer(results: Path) -> str:
     )
   worse = "; ".join(map(case, _significant(cells, "ham_neg", sign=-1)))
   third += (
-    f". A negative alpha is significantly *worse* than {alpha0} {'at ' + worse if worse else 'nowhere'}."
+    f". A negative alpha is significantly *worse* than {alpha0} {f'at {worse}' if worse else 'nowhere'}."
   )
   yes = ["yes" if helps else "no" for helps in (10 * len(neg) > tests, pos)]
-  answer = (
-    f"{yes[0]} on both counts"
-    if yes[0] == yes[1]
-    else f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
-  )
+  answer = f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
+  answer = f"{yes[0]} on both counts" if yes[0] == yes[1] else answer
   return (
     f"**Answer, for this controlled setting: {answer}.**\n\n"
     f"- *Does a negative alpha help on heterophilic graphs?* {'Often.' if yes[0] == 'yes' else 'Not reliably.'} {first}\n"
@@ -571,8 +561,7 @@ def graphs_answer(results: Path) -> str:
 
 @table
 def graphs_mechanism(results: Path) -> str:
-  """The mechanism items: the magnitude profile, sign flips, the barrier and the clip, from the tuning runs'
-  weight diagnostics and the selected runs on the test graphs."""
+  """Magnitude profile, sign flips, barrier and clip, from the tuning and the selected runs."""
   data = load(results, "graphs")
   cells, seeds = data["cells"], data["args"]["tune_seeds"]
   pct = lambda x: f"{100 * x:.2g}{GLUE}%"  # noqa: E731
@@ -905,8 +894,7 @@ def _cited(key: str, t: dict[str, Any], *notes: str) -> str:
 
 
 def _within(tests: dict[str, dict], method: str) -> tuple[str, list[str]]:
-  """``"9 of 12"`` settings where ``method`` came within `WITHIN` points of grid-best HAM (or beat it), and the
-  settings it missed."""
+  """``"9 of 12"`` settings where ``method`` came within `WITHIN` of grid-best HAM, and those it missed."""
   missed = [k for k, t in tests.items() if t[method, BEST]["mean_diff"] < -WITHIN]
   return f"{len(tests) - len(missed)} of {len(tests)}", missed
 
@@ -928,8 +916,7 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
 
 @table
 def alpha_transfer_adamw(results: Path) -> str:
-  """The AdamW families rerun at a larger target ratio (same grid, same fresh seeds) against the default's run:
-  against grid-best HAM, and where it failed."""
+  """The AdamW families at a larger target ratio against grid-best HAM and the default's run."""
   folder, default = "alpha_transfer_adamw", _ratio(results)
   ratio, now, before = (
     _ratio(results, folder),
@@ -963,8 +950,7 @@ def alpha_transfer_adamw(results: Path) -> str:
 
 @table
 def alpha_transfer_divergence(results: Path) -> str:
-  """The list item on divergence at the fresh seeds: the suggested alpha's, then grid-best HAM's against the
-  baseline's in each setting where grid-best HAM diverged."""
+  """Divergence at the fresh seeds: suggested and per-leaf alphas, then grid-best HAM."""
   final = _final(results)
   (suggested, _), (_, n), (leaf, leaf_n) = (_count(_runs(final), m) for m in (SUG, "baseline", LEAF))
   settings = f"{word(len(final))} family x optimizer settings"
@@ -1010,8 +996,7 @@ def alpha_transfer_rho(results: Path) -> str:
 
 
 def _rho_findings(results: Path) -> str:
-  """The paragraph under the rho table: the bin with the best mean gain, where divergence becomes common (a
-  quarter of the runs) and the rule (half), and the settings of the divergences below rho = 1."""
+  """The paragraph under the rho table: best bin, where divergence is common and the rule, below 1."""
   grid, final, ratio = _grid(results), _final(results), _ratio(results)
   bins = [b for b in _script("alpha_transfer").rho_bins(grid) if b["finite"]]
   best = max(bins, key=lambda b: b["gain"])
@@ -1050,8 +1035,7 @@ def _rho_findings(results: Path) -> str:
 
 
 def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
-  """The best setting of ``keys`` (e.g. lr) by mean validation accuracy over seeds (a diverged run counts -1):
-  its mean accuracy over the non-diverged seeds (%) and its diverged runs (NaN and 0 for no rows)."""
+  """The best setting of ``keys`` by mean val acc (diverged: -1): its finished seeds' mean (%), diverged."""
   if not rows:
     return float("nan"), 0
   groups = defaultdict(list)
@@ -1063,9 +1047,7 @@ def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
 
 
 def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, list]], dict[tuple, list]]:
-  """Validation (tuning seeds), each method at its best lr: the target ratios; per setting the baseline's
-  accuracy and the cells (gain over it in points, diverged seeds) of grid-tuned HAM, then one alpha and per leaf
-  at each ratio; and the gains per ``(optimizer, cell)`` over the families measured at every ratio."""
+  """Validation gains over the baseline at each target ratio: ratios, cells per setting, family means."""
   grid, final = _grid(results)["runs"], _final(results)
   tuned = {k: [r for r in res["suggested_tuning_runs"] if "ratio" in r] for k, res in final.items()}
   ratios = sorted({r["ratio"] for runs in tuned.values() for r in runs})
@@ -1089,8 +1071,7 @@ def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, lis
 
 @table
 def alpha_transfer_ratios(results: Path) -> str:
-  """Validation (tuning seeds): the gain over the baseline of one alpha and per leaf at each target ratio, and of
-  grid-tuned HAM, each at its best lr; the mean over the families per optimizer; and what the means say."""
+  """Validation gains over the baseline per target ratio and grid-tuned HAM, and their means."""
   ratios, by_key, gains = _ratio_gains(results)
   rows = []
   for key, (base, cells) in by_key.items():
@@ -1111,8 +1092,7 @@ def alpha_transfer_ratios(results: Path) -> str:
 
 
 def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dict) -> str:
-  """The paragraph under the ratio table: which ratio (one alpha) had the best mean gain per optimizer, and how
-  the AdamW families measured at two ratios only moved from the default to the next one."""
+  """The paragraph under the ratio table: the best ratio per optimizer, the partial AdamW families."""
   default, seeds = _ratio(results), _grid(results)["argv"]["grid_seeds"]
   mean = {(o, x): float(np.mean(gains[o, 1 + i])) for o in OPTIMIZERS for i, x in enumerate(ratios)}
   n = word(len(gains["sgd", 0]))
@@ -1139,8 +1119,7 @@ def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dic
 
 @table
 def alpha_transfer_findings(results: Path) -> str:
-  """The list items after the divergence item: suggested and per-leaf alphas against grid-best HAM, raw alpha
-  in the grid, HAM against the baseline, one alpha against one per leaf; all from the fresh seeds and the grid."""
+  """The list items after the divergence item, from the fresh seeds and the grid."""
   final, grid, default = _final(results), _grid(results), _ratio(results)
   tests, (ratios, _, means) = _transfer_tests(final), _ratio_gains(results)
   count, missed = _within(tests, SUG)
@@ -1215,8 +1194,7 @@ def _against_baseline(tests: dict[str, dict[str, Any]]) -> str:
 
 
 def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[str, dict[str, Any]]) -> str:
-  """Per-leaf against one alpha on the fresh seeds: the settings where they differ by more than `WITHIN`
-  points (significant or not), the bound on the others, and the per-leaf unit alphas of the embedding + MLP."""
+  """Per-leaf against one alpha: settings more than `WITHIN` apart, the rest, the unit alphas."""
 
   def notes(k: str) -> list[str]:
     ch, (lost, n) = final[k]["choices"], _count(final[k]["runs"], "baseline")
@@ -1258,9 +1236,7 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
 
 
 def _grid_facts(results: Path) -> dict[str, Any]:
-  """From the grid: the grid seeds, the library's default alpha, the largest alpha that never diverged anywhere
-  (``safe``), the settings and lrs where the next alpha diverged (``next_lost``), and the SGD families that
-  diverged at alpha 100 at the largest SGD lr (``lost_100``, of ``sgd``)."""
+  """From the grid: seeds, default alpha, largest never-diverged alpha, the next one's losses, alpha 100."""
   data = _grid(results)
   grid = data["runs"]
   alphas = sorted({r["alpha"] for rs in grid.values() for r in rs if r["alpha"] > 0})
@@ -1285,8 +1261,7 @@ def _grid_facts(results: Path) -> dict[str, Any]:
 
 @table
 def alpha_short_version(results: Path) -> str:
-  """The guide's opening paragraph: the suggested alpha's divergence over the fresh seeds, the default's place in
-  the grid."""
+  """The guide's opening paragraph: the suggested alpha's divergence, the default's place."""
   g, (lost, n) = _grid_facts(results), _count(_runs(_final(results)), SUG)
   never = f"its alpha {'never diverged (0' if not lost else f'diverged ({lost}'} of {n} fresh seeds)"
   place = (
@@ -1375,8 +1350,7 @@ def alpha_transfer_mainjob(results: Path) -> str:
 
 
 def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
-  """Divergence, clip and exponent over the job's runs; the baselines of the same loop from the sparse-training
-  benchmark's tuning (same lr, tuning seeds); the settings checked over fewer epochs than the job's."""
+  """Divergence, clip and exponent of the job; the same loop's baselines; shorter checks."""
   every = [r for rs in runs.values() for r in rs]
   lost, clip = sum(r["diverged"] for r in every), max(r["ham_clip_fraction_max"] for r in every)
   top = np.ceil(10 * max(r["ham_exponent_max"] for r in every)) / 10
@@ -1441,8 +1415,7 @@ def _in_bin(value: float, lo: float, hi: float) -> bool:
 
 
 def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what: str) -> tuple[str, float]:
-  """The table of the HAM runs with a finite ``key(run)`` (NaN after a divergence) by bin of ``key``: counts,
-  failures and the paired comparison with the baseline; and the lowest bin's median change of the loss."""
+  """HAM runs by bin of ``key(run)``: failures, paired change against the baseline; lowest bin's loss."""
   base = {(r["setting"], r["source"], r["lr"], r["seed"]): r for r in runs if r["alpha"] == 0}
   rows, quiet = [], None
   for lo, hi in [*zip(EDGES[:-1], EDGES[1:], strict=True), (CLIP, np.inf)]:
@@ -1471,8 +1444,7 @@ def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what:
 
 @table
 def alpha_diagnostics(results: Path) -> str:
-  """Failed runs and the change against the same-seed baseline by the first-step and the largest
-  `exponent_max`, and the sentences derived from the same runs."""
+  """Failed runs and the change against the baseline by `exponent_max`, and what they say."""
   runs = _diagnosed_runs(results)
   ham = [r for r in runs if r["alpha"] != 0]
   first, _ = _by_exponent(runs, lambda r: r["step0"]["exponent_max"], "`exponent_max` at the first step")
