@@ -147,6 +147,12 @@ def sci(x: float, short: bool = False) -> str:
   return f"{mantissa}e{int(exponent)}".replace(".0e", "e" if short else ".0e")
 
 
+def span(values: Iterable[float], fmt: str | Callable[[float], str] = ".2f", sep: str = "-") -> str:
+  """``"lo-hi"``: the smallest and the largest of ``values``, each formatted by ``fmt`` (a format spec or function)."""
+  values, text = list(values), (lambda x: format(x, fmt)) if isinstance(fmt, str) else fmt
+  return f"{text(min(values))}{sep}{text(max(values))}"
+
+
 def listed(items: Sequence[str]) -> str:
   """``a``, ``a and b``, ``a, b and c``."""
   return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 2 else items)
@@ -456,12 +462,12 @@ def transformers_finetune_findings(results: Path) -> str:
   return (
     "What we see: **this shift is catastrophic for every method, HAM included.** The subtraction map conflicts "
     "with the addition map on the same number embeddings, and within the first 25 full-batch steps the old task "
-    f"falls from ~100 % to {100 * first.min():.0f}-{100 * first.max():.0f} % validation accuracy (300-step "
+    f"falls from ~100 % to {span(100 * first, '.0f')} % validation accuracy (300-step "
     "protocol), whatever the optimizer. Without weight decay no method learns subtraction in 300 steps "
-    f"({min(new):.0f}-{max(new):.0f} % test); with weight decay and 1000 steps AdamW and HAM(AdamW) reach "
+    f"({span(new, '.0f')} % test); with weight decay and 1000 steps AdamW and HAM(AdamW) reach "
     f"{text['adamw']['new_test_acc']} % and {text['ham_adamw']['new_test_acc']} % "
     f"({fmt_p(vs_adamw(long, 'ham_adamw', 'new_test_acc')['p_value'])}) and forget addition almost completely "
-    f"({min(old):.0f}-{max(old):.0f} %). **HAM(AdamW) is "
+    f"({span(old, '.0f')} %). **HAM(AdamW) is "
     + (
       f"significantly better than AdamW in {ham_wins} of the 4 comparisons"
       if ham_wins
@@ -570,8 +576,7 @@ def graphs_mechanism(results: Path) -> str:
   def tuning(inner: str, alpha: float, key: str) -> list:
     return [c["tuning"][key][c["tuning"]["alphas"].index(alpha)] for c in cells if c["inner"] == inner]
 
-  span = lambda xs: f"{100 * min(xs):.0f}-{100 * max(xs):.0f}{GLUE}%"  # noqa: E731
-  beyond = lambda inner, alpha: span(tuning(inner, alpha, "alpha_beyond_barrier"))  # noqa: E731
+  beyond = lambda i, a: span([100 * x for x in tuning(i, a, "alpha_beyond_barrier")], ".0f")  # noqa: E731
   runs = lambda inner, alpha: sum(tuning(inner, alpha, "alpha_diverged"))  # noqa: E731
   n = {inner: seeds * sum(c["inner"] == inner for c in cells) for inner in ("sgd", "adamw")}
   t = [c["tuning"] for c in cells]
@@ -609,11 +614,11 @@ def graphs_mechanism(results: Path) -> str:
       f"`h = 0.9`: {flips[1]}). The mirror step itself never flips a sign, so the extra flips are made by the "
       "inner step; a likely reason is that a negative alpha slows large weights (effective learning rate below "
       "`lr`) while small ones keep moving at `lr`.",
-      f"- *The barrier.* With SGD, alpha = -10 puts {beyond('sgd', -10)} of the "
+      f"- *The barrier.* With SGD, alpha = -10 puts {beyond('sgd', -10)}{GLUE}% of the "
       "weights at or beyond `|x| = 1/|alpha|` (where the effective learning rate `1 + alpha |x|` is zero or "
       f"negative) and is where runs diverge: {runs('sgd', -10)} of the {n['sgd']} SGD tuning runs at "
-      f"alpha = -10. With AdamW the picture differs (next section): {beyond('adamw', -3)} "
-      f"of the weights lie beyond the barrier at alpha = -3 and {beyond('adamw', -10)} "
+      f"alpha = -10. With AdamW the picture differs (next section): {beyond('adamw', -3)}{GLUE}% "
+      f"of the weights lie beyond the barrier at alpha = -3 and {beyond('adamw', -10)}{GLUE}% "
       f"at alpha = -10 without harm ({runs('adamw', -3) + runs('adamw', -10)} diverged runs), while alpha = -100 "
       f"diverged in {runs('adamw', -100)} of {n['adamw']} runs and alpha = -30 in {runs('adamw', -30)}. In "
       f"all, {signs[-1]} of the {total[-1]} negative-alpha tuning runs diverged and {signs[1] or 'none'} of the "
@@ -724,7 +729,7 @@ def implicit_bias_findings(results: Path) -> str:
   return (
     f'The analysed variant `sign_from="x"` (GD;HYP) ends within {100 * spread:.1f}{GLUE}% of the same L1 norms. '
     f"The gap between discrete HAM and the Bregman projection is {_order(slopes)} in the learning rate (log-log "
-    f"slopes {min(slopes):.2f}-{max(slopes):.2f}, `gap_vs_lr.png`). Honest caveats: the L1 bias needs `alpha * |x0|` "
+    f"slopes {span(slopes)}, `gap_vs_lr.png`). Honest caveats: the L1 bias needs `alpha * |x0|` "
     f"small — the limit's L1 norm falls from {rows['GD']['l1']:.2f} to a minimum of {l1[low]:.2f} near "
     f"alpha{GLUE}={GLUE}{_power(alphas[low])}{rise if low < len(l1) - 1 and l1[-1] > l1[low] else ''}; the approach "
     "to L1 is logarithmic, so HAM never reaches basis pursuit here. Stability ties lr to alpha, so in *steps* HAM at "
@@ -736,7 +741,7 @@ def implicit_bias_findings(results: Path) -> str:
 @table
 def implicit_bias_recovery(results: Path) -> str:
   """How many random sparse truths each method recovers, at the study's d and the next larger one."""
-  res = load(results, "implicit_bias")
+  res, _, _ = _implicit_bias(results)
   rec, d0 = res["recovery"], res["config"]["d"]
   i, trials = rec["d"].index(d0), rec["trials"]
   counts = {key: [round(f * trials) for f in fractions] for key, fractions in rec["fraction"].items()}
@@ -760,7 +765,7 @@ def readme_implicit_bias(results: Path) -> str:
     f"The L1 norm of HAM's limit falls from {rows['GD']['l1']:.2f} (gradient descent) to {ham['l1']:.2f} at "
     f"alpha{GLUE}={GLUE}{ham['alpha']:g}, towards basis pursuit's {res['table']['l1_basis_pursuit']:.2f}, and "
     f"its gap to the predicted Bregman projection is {_order(slopes)} in the learning rate (log-log slopes "
-    f"{min(slopes):.2f}-{max(slopes):.2f})."
+    f"{span(slopes)})."
   )
 
 
@@ -923,13 +928,12 @@ def alpha_transfer_adamw(results: Path) -> str:
     *(_transfer_tests(_final(results, f)) for f in (folder, "alpha_transfer")),
   )
   gap = lambda tests, k, method=SUG: tests[k][method, BEST]["mean_diff"]  # noqa: E731
-  span = lambda xs, to=" to ": f"{d1(min(xs))}{to}{d1(max(xs))}"  # noqa: E731
   ok = [k for k in now if gap(now, k) >= -WITHIN]
   lost = [k for k in now if k not in ok]
   text = (
     f"At {ratio:g} the single alpha came within {WITHIN:g} points of grid-best HAM or beat it on "
     f"{listed([f'{_family(k)} ({d1(gap(now, k))})' for k in ok])}, where at {default:g} it was "
-    f"{span([gap(before, k) for k in ok])}"
+    f"{span([gap(before, k) for k in ok], d1, ' to ')}"
   )
   for k in lost:
     text += (
@@ -937,7 +941,7 @@ def alpha_transfer_adamw(results: Path) -> str:
       f"{ratio:g} ({d1(gap(before, k))} from grid-best at {default:g})"
     )
   text += (
-    f". The per-leaf alphas at {ratio:g} stayed between {span([gap(now, k, LEAF) for k in now], ' and ')} "
+    f". The per-leaf alphas at {ratio:g} stayed between {span([gap(now, k, LEAF) for k in now], d1, ' and ')} "
     f"points of grid-best HAM on all {word(len(now))}."
   )
   if lost:
@@ -1135,7 +1139,7 @@ def alpha_transfer_findings(results: Path) -> str:
     helped = "and" if max(larger) > np.mean(means["sgd", 1 + ratios.index(default)]) else "yet"
     item += (
       f" On the SGD misses grid-best HAM used alpha {'/'.join(sorted({f'{a:g}' for _, _, a in sgd_missed}))}, "
-      f"`rho` {min(rho):.2f}-{max(rho):.2f}, more than the rule's {default:g}, {helped} larger ratios "
+      f"`rho` {span(rho)}, more than the rule's {default:g}, {helped} larger ratios "
       f"{'' if helped == 'and' else 'did not '}help SGD on validation (next table)."
     )
   count, missed = _within(tests, LEAF)
@@ -1537,10 +1541,9 @@ def cost_update_reading(results: Path) -> str:
 @table
 def cost_update(results: Path) -> str:
   """The update's time, bare and with HAM, the paired ratio's median and 95 % interval, m * w's ratio."""
-  res = load(results, *OVERHEAD)
+  res, rows = load(results, *OVERHEAD), []
   tree = "ResNet-50-shaped" if res["tree"] == "resnet50" else res["tree"]
   tree = f"{tree} tree ({res['update']['n_floats']:,} floats, {res['update']['dtype']})"
-  rows = []
   for o, label in INNER.items():
     r = res["update"][o]
     rows.append(
@@ -1723,7 +1726,7 @@ def mirror_flows_escape_reading(results: Path) -> str:
       gd.append(f"at depth {L} it escapes at no stable learning rate in {steps} steps")
       continue
     x = [lr / first[f"{m}/L{L}"][0] for m in ("sign", "Adam")]
-    times = f"{min(x):.0f}-{max(x):.0f}" if round(min(x)) != round(max(x)) else f"{x[0]:.0f}"
+    times = span(x, ".0f") if round(min(x)) != round(max(x)) else f"{x[0]:.0f}"
     gd.append(f"about {times}x larger at depth {L} (first escape at {sci(lr, True)})")
   same = all(first[f"HAM/L{L}"][0] == first[f"GD/L{L}"][0] for L in depths)
   (ham_div, gd_div) = first[f"HAM/L{depths[0]}"][1], first[f"GD/L{depths[0]}"][1]
@@ -1781,7 +1784,7 @@ def mirror_flows_decay_reading(results: Path) -> str:
   for row, m in _decay(results):
     by[row["method"]].append({**m, "wd": row["wd"]})
   l2, w = by["Adam+L2"], by["AdamW"]
-  span = lambda rows, key, f: f"{f(min(r[key] for r in rows))} to {f(max(r[key] for r in rows))}"  # noqa: E731
+  over = lambda rows, key, f: span((r[key] for r in rows), f, " to ")  # noqa: E731
   bal = lambda x: "0" if x == 0 else sci(x)  # noqa: E731
   exact = [r for r in l2 if round(r["n_support_1e-2"], 6) == k]
   recovered = (
@@ -1792,11 +1795,11 @@ def mirror_flows_decay_reading(results: Path) -> str:
   )
   return (
     f"**Reading: the second claim does not hold in this setting.** Both forms of decay shrink the balance (each "
-    f"coordinate ends up carried by one factor): at the end it is {span(l2, 'balance_final', bal)} with Adam + L2 "
-    f"and {span(w, 'balance_final', bal)} with AdamW. But Adam + L2 {recovered} with a late-loss std of "
-    f"{span(l2, 'late_loss_std', sci)}, while AdamW settles on a dense interpolant (relative error "
-    f"{span(w, 'rel_error', lambda x: f'{x:.2f}')}, {span(w, 'n_support_1e-2', lambda x: f'{x:.0f}')} active "
-    f"coordinates) whose loss keeps oscillating (late-loss std {span(w, 'late_loss_std', sci)})."
+    f"coordinate ends up carried by one factor): at the end it is {over(l2, 'balance_final', bal)} with Adam + L2 "
+    f"and {over(w, 'balance_final', bal)} with AdamW. But Adam + L2 {recovered} with a late-loss std of "
+    f"{over(l2, 'late_loss_std', sci)}, while AdamW settles on a dense interpolant (relative error "
+    f"{over(w, 'rel_error', lambda x: f'{x:.2f}')}, {over(w, 'n_support_1e-2', lambda x: f'{x:.0f}')} active "
+    f"coordinates) whose loss keeps oscillating (late-loss std {over(w, 'late_loss_std', sci)})."
   )
 
 
