@@ -36,7 +36,7 @@ from ham_optax_examples.report import markdown_table as job_table  # the table `
 import ham_optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, RESULTS, markdown_table, paired_test, welch_p  # noqa: E402
+from _common import REPO, RESULTS, markdown_table, mean_val_acc, paired_test, welch_p  # noqa: E402
 
 WIDTH = 110  # the line length of the Markdown pages
 SIGNIFICANCE = 0.05
@@ -923,10 +923,8 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
 def alpha_transfer_adamw(results: Path) -> str:
   """The AdamW families at a larger target ratio against grid-best HAM and the default's run."""
   folder, default = "alpha_transfer_adamw", _ratio(results)
-  ratio, now, before = (
-    _ratio(results, folder),
-    *(_transfer_tests(_final(results, f)) for f in (folder, "alpha_transfer")),
-  )
+  ratio = _ratio(results, folder)
+  now, before = (_transfer_tests(_final(results, f)) for f in (folder, "alpha_transfer"))
   gap = lambda tests, k, method=SUG: tests[k][method, BEST]["mean_diff"]  # noqa: E731
   ok = [k for k in now if gap(now, k) >= -WITHIN]
   lost = [k for k in now if k not in ok]
@@ -956,7 +954,8 @@ def alpha_transfer_adamw(results: Path) -> str:
 def alpha_transfer_divergence(results: Path) -> str:
   """Divergence at the fresh seeds: suggested and per-leaf alphas, then grid-best HAM."""
   final = _final(results)
-  (suggested, _), (_, n), (leaf, leaf_n) = (_count(_runs(final), m) for m in (SUG, "baseline", LEAF))
+  runs = _runs(final)
+  (suggested, _), (leaf, leaf_n), n = _count(runs, SUG), _count(runs, LEAF), _count(runs, "baseline")[1]
   settings = f"{word(len(final))} family x optimizer settings"
   lead = (
     f"**The suggested alpha never diverged**: 0 of {n} fresh seeds over the {settings}."
@@ -1045,9 +1044,8 @@ def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
   groups = defaultdict(list)
   for r in rows:
     groups[tuple(r[k] for k in keys)].append(r)
-  best = max(groups.values(), key=lambda rs: np.mean([-1.0 if r["diverged"] else r["val_acc"] for r in rs]))
-  ok = [100 * r["val_acc"] for r in best if not r["diverged"]]
-  return (float(np.mean(ok)) if ok else float("nan")), diverged(best)
+  best = max(groups.values(), key=lambda rs: mean_val_acc(rs, diverged=-1.0))
+  return 100 * mean_val_acc(best, diverged=None), diverged(best)
 
 
 def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, list]], dict[tuple, list]]:
