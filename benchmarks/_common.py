@@ -7,6 +7,7 @@ Every script imports it as ``import _common`` (a script's own folder is first on
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -41,12 +42,9 @@ def tuning_seeds(count: int, start: int = TUNING_SEED0) -> list[int]:
 
 
 def command(argv: Sequence[str] | None = None, script: str | os.PathLike | None = None) -> str:
-  """The command of this run, as one shell-quoted string.
-
-  With ``script`` (a script's ``__file__``): ``python <script relative to the repository> <argv>``, where ``argv``
-  is what the script's ``main`` was given (default ``sys.argv[1:]``), so that a ``main([...])`` called from a
-  test records the command that repeats it. Without: this process's own command line.
-  """
+  """The command of this run, shell-quoted: ``python <script> <argv>`` for a script's ``__file__`` and what
+  its ``main`` was given (default ``sys.argv[1:]``: a ``main([...])`` from a test records the command that
+  repeats it), or without ``script`` this process's command line."""
   if script is None:
     return shlex.join([os.path.basename(sys.executable), *sys.argv])
   return shlex.join(["python", display_path(script), *(sys.argv[1:] if argv is None else argv)])
@@ -102,12 +100,9 @@ def save_json(path: str | os.PathLike, payload: dict[str, Any], *, cmd: str | No
 def interleaved(
   runners: dict[str, Callable[[], Any]], reps: int, number: int = 1, seed: int = 0
 ) -> dict[str, list[float]]:
-  """Times each runner ``number`` times per repetition, in a freshly shuffled order every repetition.
-
-  Returns, per runner, the wall-clock seconds per call of every repetition, and under ``"<name>:cpu"`` the
-  process CPU seconds per call. Slow phases of the machine hit every runner of a repetition alike; compare them
-  with :func:`paired_ratio`.
-  """
+  """Times each runner ``number`` times per repetition, in a freshly shuffled order every repetition (slow
+  phases of the machine hit a repetition's runners alike: compare with :func:`paired_ratio`). Returns per
+  runner the wall-clock seconds per call of every repetition, and under ``"<name>:cpu"`` the CPU seconds."""
   rng, names = np.random.default_rng(seed), list(runners)
   out: dict[str, list[float]] = {**{n: [] for n in names}, **{f"{n}:cpu": [] for n in names}}
   for _ in range(reps):
@@ -133,10 +128,8 @@ def _iqr(x: np.ndarray, scale: float = 1.0) -> list[float]:
 def paired_ratio(
   base: Sequence[float], other: Sequence[float], names: tuple[str, str] = ("base", "other")
 ) -> dict[str, Any]:
-  """Medians (ms) of two paired series of seconds and the median and 25-75 % range of their per-pair ratio.
-
-  The keys of the medians start with ``names`` (e.g. ``"inner_median_ms"``, ``"ham_median_ms"``).
-  """
+  """Medians (ms) of two paired series of seconds (keys starting with ``names``, e.g. ``"ham_median_ms"``) and
+  the median and 25-75 % range of their per-pair ratio."""
   a, b = np.asarray(base, np.float64), np.asarray(other, np.float64)
   paired = b / a
   return {
@@ -159,13 +152,11 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def paired_test(base: Sequence[float], other: Sequence[float]) -> dict[str, Any]:
-  """Two-sided paired t-test (``scipy.stats.ttest_rel``) of ``other - base`` over seeds, with one rule for the
-  degenerate cases, used by every study.
+  """Two-sided paired t-test (``scipy.stats.ttest_rel``) of ``other - base`` over seeds, every study's rule.
 
-  Pairs where either value is not finite (a diverged run: counted on its own, not compared) are dropped. Returns
-  ``mean_diff`` (mean of ``other - base`` over the remaining pairs; NaN when none remain), ``n`` (the pairs
-  compared) and ``p_value``, which is NaN when fewer than two pairs remain or when every difference is the same
-  (``np.allclose``; zero variance leaves the t statistic undefined: identical results on every seed).
+  Pairs with a non-finite value (a diverged run, counted on its own) are dropped. Returns ``mean_diff`` (over
+  the remaining pairs; NaN when none remain), ``n`` (the pairs compared) and ``p_value``: NaN when fewer than
+  two pairs remain or every difference is the same (``np.allclose``: zero variance leaves t undefined).
   """
   from scipy import stats
 
@@ -186,13 +177,9 @@ def paired_p(base: Sequence[float], other: Sequence[float]) -> float:
 
 
 def train_step(loss_fn: Callable[..., Any], tx: Any, *, has_aux: bool = False) -> Callable[..., tuple]:
-  """One optimizer step of ``tx`` (an ``optax.GradientTransformation``) on ``loss_fn(params, *batch)``.
-
-  Returns ``step(params, opt_state, *batch) -> (params, opt_state, value, grads)``: ``grads`` of the loss at the
-  incoming ``params``, ``updates, opt_state = tx.update(grads, opt_state, params)``, ``params + updates``
-  (``optax.apply_updates``); ``value`` is the loss, or ``(loss, aux)`` with ``has_aux``. Pure, so it can be
-  jitted, scanned and vmapped.
-  """
+  """One step of ``tx`` on ``loss_fn(params, *batch)``: ``step(params, opt_state, *batch) -> (params,
+  opt_state, value, grads)``, ``grads`` at the incoming ``params``, ``tx.update``, ``optax.apply_updates``;
+  ``value`` is the loss, or ``(loss, aux)`` with ``has_aux``. Pure (jit, scan, vmap)."""
   import jax
   import optax
 
@@ -218,13 +205,10 @@ def train_seeds(
   prepare: Callable[[Any], Any] | None = None,
   log: Callable[[Any, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-  """``ham_optax_examples.train.train_and_evaluate`` of ``config`` at every seed of ``seeds``.
-
-  ``prepare(config_at_seed) -> config`` completes a config per seed before training (e.g. its alpha from
-  ``suggest_alpha`` for that model, learning rate and seed); ``log(config, result)`` is called after each run.
-  A run whose ``prepare`` finds the setting diverging (:class:`ham_optax.CalibrationDivergedError`: the inner
-  optimizer alone is unstable at this learning rate) is recorded as diverged at epoch 0, untrained.
-  """
+  """``train_and_evaluate`` of ``config`` at every seed; ``prepare(config) -> config`` completes each seed's
+  config (e.g. its alpha from ``suggest_alpha``), ``log(config, result)`` follows each run. A run whose
+  ``prepare`` raises :class:`ham_optax.CalibrationDivergedError` (the inner optimizer alone diverges) is
+  diverged at epoch 0."""
   from ham_optax_examples.train import train_and_evaluate
 
   runs = []
@@ -286,11 +270,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def resnet50_shapes() -> list[tuple[str, tuple[int, ...]]]:
-  """Parameter shapes of torchvision's ResNet-50 (25,557,032 floats, 161 tensors), in JAX layout.
-
-  Conv kernels are HWIO, the classifier is (in, out); BatchNorm contributes a scale and a bias per layer
-  (running statistics are not parameters).
-  """
+  """Parameter shapes of torchvision's ResNet-50 (25,557,032 floats, 161 tensors) in JAX layout: HWIO kernels,
+  an (in, out) classifier, a BatchNorm scale and bias per layer (running statistics are not parameters)."""
   shapes: list[tuple[str, tuple[int, ...]]] = [("conv1", (7, 7, 3, 64)), ("bn1.s", (64,)), ("bn1.b", (64,))]
   cin = 64
   for li, (width, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], start=1):
@@ -318,6 +299,29 @@ def print_saved(paths: Iterable[str | os.PathLike]) -> None:
   """Prints ``saved <path> (<size> KB)`` for every written file."""
   for p in paths:
     print(f"saved {p} ({Path(p).stat().st_size / 1024:.0f} KB)")
+
+
+def parser(doc: str, name: str, fast: str | None = None, **defaults: Any) -> argparse.ArgumentParser:
+  """A script's parser, described by its docstring's first paragraph: :func:`add_options` of ``defaults``,
+  then ``--fast`` with the help ``fast`` (when given) and ``--out`` (a path, default ``results/<name>``)."""
+  p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+  add_options(p, **defaults)
+  if fast is not None:
+    p.add_argument("--fast", action="store_true", help=fast)
+  p.add_argument("--out", type=Path, default=RESULTS / name)
+  return p
+
+
+def all_true(tree: Any) -> Any:
+  """The mask selecting every leaf of ``tree``."""
+  import jax
+
+  return jax.tree.map(lambda _: True, tree)
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+  """``{"mean", "std"}`` of ``values`` (sample standard deviation; 0 for one value)."""
+  return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
 def add_options(parser: Any, *, kind: type | None = None, **defaults: Any) -> None:

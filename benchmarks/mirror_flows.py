@@ -6,15 +6,10 @@ Two claims of Jacobs, Zhou & Burkholz, "Never Saddle for Reparameterized Steepes
 descent, Adam, AdamW and HAM over depths and learning rates, and Adam + L2 against AdamW at matched ``lr * wd``
 (balance ``sum min(u, v)^L``, off-support mass, recovery error, late-loss std). Setup and readings:
 docs/guides/mirror_flows_and_graphons.md.
-
-Outputs (``benchmarks/results/mirror_flows/``): ``results.json``, ``escape_vs_lr.png``, ``loss_curves.png``,
-``balance.png``. Run ``python benchmarks/mirror_flows.py`` (minutes on a CPU) or ``--fast`` (smoke).
 """
 
 from __future__ import annotations
 
-import argparse
-import pathlib
 import time
 
 import jax
@@ -28,7 +23,6 @@ from ham_optax.overparam import deep_diagonal
 
 import _common
 
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "mirror_flows"
 OPTIMIZERS = ("GD", "sign", "Adam", "AdamW", "HAM")
 
 
@@ -44,13 +38,12 @@ def make_problem(seed: int, n: int = 50, d: int = 100, k: int = 5):
 
 def make_inner(name: str, lr, wd: float = 1e-2) -> optax.GradientTransformation:
   """The optimizer run on the factors (lr may be traced: the grid is vmapped)."""
-  all_true = lambda p: jax.tree.map(lambda _: True, p)  # noqa: E731
   return {
     "GD": lambda: optax.sgd(lr),
     "sign": lambda: optax.sign_sgd(lr),
     "Adam": lambda: optax.adam(lr),
     "AdamW": lambda: optax.adamw(lr, weight_decay=wd),
-    "HAM": lambda: ham_optax.ham(optax.sgd(lr), lr, alpha=10.0, beta=0.0, mask=all_true),
+    "HAM": lambda: ham_optax.ham(optax.sgd(lr), lr, alpha=10.0, beta=0.0, mask=_common.all_true),
     "Adam+L2": lambda: optax.chain(optax.add_decayed_weights(wd), optax.adam(lr)),
   }[name]()
 
@@ -126,66 +119,50 @@ def decay_study(wds, lr, steps, seeds, init_scale, depth=2):
   return rows
 
 
-def _fmt_escape(esc_seeds):
-  arr = np.asarray(esc_seeds)  # (seeds, lrs)
-  cells = []
-  for col in arr.T:
-    if (col == -2).any():
-      cells.append(f"div{int((col == -2).sum())}")
-    elif (col == -1).any():
-      cells.append(
-        f"st{int((col == -1).sum())}" if (col == -1).all() else f"~{int(np.median(col[col >= 0]))}"
-      )
-    else:
-      cells.append(str(int(np.median(col))))
-  return cells
+def _fmt_escape(col: np.ndarray) -> str:
+  """A table cell from the escape steps of the seeds at one learning rate."""
+  diverged, stalled = int((col == -2).sum()), int((col == -1).sum())
+  if diverged:
+    return f"div{diverged}"
+  if stalled:
+    return f"st{stalled}" if stalled == col.size else f"~{int(np.median(col[col >= 0]))}"
+  return str(int(np.median(col)))
 
 
 def plots(lrs, depths, grid, steps, out_dir):
-  plt = _common.pyplot()
-
-  fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), sharey=True)
-  for ax, depth in zip(np.atleast_1d(axes), depths, strict=True):
+  """Per depth: the median escape step against the learning rate, and the loss curves at the middle one."""
+  plt, mid = _common.pyplot(), len(lrs) // 2
+  kw = dict(figsize=(4.2 * len(depths), 3.4), sharey=True, squeeze=False)
+  (fig_e, ax_e), (fig_l, ax_l) = (plt.subplots(1, len(depths), **kw) for _ in "el")
+  for j, depth in enumerate(depths):
     for name in OPTIMIZERS:
       esc = np.asarray(grid[(name, depth)]["escape"], float)
       esc[esc < 0] = np.nan  # stalled or diverged: not drawn
-      med = np.array([np.median(c[~np.isnan(c)]) if (~np.isnan(c)).all() else np.nan for c in esc.T])
-      ax.loglog(lrs, med, "o-", label=name, ms=3)
-    ax.set_title(f"depth L = {depth}")
-    ax.set_xlabel("learning rate")
-    ax.axhline(steps, color="gray", ls=":", lw=1)
-  np.atleast_1d(axes)[0].set_ylabel("escape step (median over seeds)")
-  np.atleast_1d(axes)[0].legend(fontsize=7)
-  fig.suptitle("Saddle escape from u = v = s (missing points: stalled within budget or diverged)", fontsize=9)
-  _common.save_figure(fig, out_dir / "escape_vs_lr.png")
-
-  fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), sharey=True)
-  mid = len(lrs) // 2
-  for ax, depth in zip(np.atleast_1d(axes), depths, strict=True):
-    for name in OPTIMIZERS:
+      ax_e[0, j].loglog(lrs, np.median(esc, axis=0), "o-", label=name, ms=3)
       c = grid[(name, depth)]["curves"][mid]
-      ax.semilogy(np.linspace(0, steps, len(c)), c, label=name)
-    ax.set_title(f"L = {depth}, lr = {lrs[mid]:.2g}")
-    ax.set_xlabel("step")
-  np.atleast_1d(axes)[0].set_ylabel("loss (mean over seeds)")
-  np.atleast_1d(axes)[0].legend(fontsize=7)
-  _common.save_figure(fig, out_dir / "loss_curves.png")
+      ax_l[0, j].semilogy(np.linspace(0, steps, len(c)), c, label=name)
+    ax_e[0, j].set(title=f"depth L = {depth}", xlabel="learning rate")
+    ax_e[0, j].axhline(steps, color="gray", ls=":", lw=1)
+    ax_l[0, j].set(title=f"L = {depth}, lr = {lrs[mid]:.2g}", xlabel="step")
+  ax_e[0, 0].set_ylabel("escape step (median over seeds)")
+  ax_l[0, 0].set_ylabel("loss (mean over seeds)")
+  fig_e.suptitle(
+    "Saddle escape from u = v = s (missing points: stalled within budget or diverged)", fontsize=9
+  )
+  for fig, axes, name in ((fig_e, ax_e, "escape_vs_lr"), (fig_l, ax_l, "loss_curves")):
+    axes[0, 0].legend(fontsize=7)
+    _common.save_figure(fig, out_dir / f"{name}.png")
 
 
 def plot_decay(decay, steps, out_dir):
   """Balance and loss curves of the weight-decay study (``steps``: its length)."""
-  plt = _common.pyplot()
-
   wds = sorted({r["wd"] for r in decay})
-  fig, axes = plt.subplots(2, len(wds), figsize=(3.8 * len(wds), 5.6), squeeze=False)
+  fig, axes = _common.pyplot().subplots(2, len(wds), figsize=(3.8 * len(wds), 5.6), squeeze=False)
   for j, wd in enumerate(wds):
-    for r in decay:
-      if r["wd"] != wd:
-        continue
-      b = np.mean([s["balance_curve"] for s in r["seeds"]], 0)
-      lc = np.mean([s["loss_curve"] for s in r["seeds"]], 0)
-      axes[0, j].semilogy(np.linspace(0, steps, len(b)), b, label=r["method"])
-      axes[1, j].semilogy(np.linspace(0, steps, len(lc)), lc, label=r["method"])
+    for r in (r for r in decay if r["wd"] == wd):
+      for ax, key in zip(axes[:, j], ("balance_curve", "loss_curve"), strict=True):
+        c = np.mean([s[key] for s in r["seeds"]], 0)
+        ax.semilogy(np.linspace(0, steps, len(c)), c, label=r["method"])
     axes[0, j].set_title(f"wd = {wd:g}")
     axes[1, j].set_xlabel("step")
   axes[0, 0].set_ylabel("balance sum min(u,v)^2")
@@ -195,13 +172,8 @@ def plot_decay(decay, steps, out_dir):
 
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument(
-    "--fast", action="store_true", help="smoke run: 2 depths, 5 learning rates, 1 seed, 300 steps"
-  )
-  _common.add_options(p, steps=2000, seeds=3, init_scale=1e-2)
-  p.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
-  args = p.parse_args(argv)
+  fast = "smoke run: 2 depths, 5 learning rates, 1 seed, 300 steps"
+  args = _common.parser(__doc__, "mirror_flows", fast, steps=2000, seeds=3, init_scale=1e-2).parse_args(argv)
   t0 = time.time()
   if args.fast:
     depths, lrs, seeds, steps = (2, 3), np.logspace(-3, -1, 5), [0], 300
@@ -212,12 +184,11 @@ def main(argv=None) -> None:
   grid = escape_grid(lrs, depths, seeds, steps, args.init_scale)
   decay = decay_study(wds, 1e-2, decay_steps, seeds, args.init_scale)
   args.out.mkdir(parents=True, exist_ok=True)
-
   print(
     f"Escape step (median over {len(seeds)} seeds; stN = stalled in N seeds, divN = diverged in N seeds, "
     f"~m = median of the seeds that escaped), budget {steps} steps"
   )
-  rows = [[name, depth, *_fmt_escape(r["escape"])] for (name, depth), r in grid.items()]
+  rows = [[name, depth, *map(_fmt_escape, np.asarray(r["escape"]).T)] for (name, depth), r in grid.items()]
   print(_common.markdown_table(["optimizer", "L", *(f"{lr:.1e}" for lr in lrs)], rows))
   print("\nAdam + L2 vs AdamW (depth 2, lr 1e-2, matched lr * wd): mean over seeds")
   keys = ["final_loss", "late_loss_std", "rel_error", "balance_final", "off_support_final", "n_support_1e-2"]
@@ -226,7 +197,6 @@ def main(argv=None) -> None:
     for r in decay
   ]
   print(_common.markdown_table(["method", "wd", *keys], rows))
-
   plots(lrs, depths, grid, steps, args.out)
   plot_decay(decay, decay_steps, args.out)
   settings = dict(depths=list(depths), lrs=lrs.tolist(), seeds=seeds, steps=steps, init_scale=args.init_scale)

@@ -1,16 +1,10 @@
 """Optimizer-state memory: inner vs ham(inner) vs spred(inner) (m * w) vs NanoAdam.
 
-Counts bytes of ``tx.init(params)`` abstractly (``jax.eval_shape``, nothing allocated) for the
-parameter shapes of a CIFAR ResNet-18 (11.2M parameters, 100 classes), prints a table and writes
-``results/overparam_memory/memory.json``. Run (a few seconds)::
-
-    python benchmarks/overparam_memory.py
+Counts bytes of ``tx.init(params)`` abstractly (``jax.eval_shape``, nothing allocated) for the parameter
+shapes of a CIFAR ResNet-18 (11.2M parameters, 100 classes).
 """
 
 from __future__ import annotations
-
-import argparse
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -40,44 +34,29 @@ def resnet18_shapes(num_classes: int = 100) -> dict[str, jax.ShapeDtypeStruct]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--num-classes", type=int, default=100)
-  parser.add_argument("--out", default=str(_common.RESULTS / "overparam_memory"))
-  args = parser.parse_args(argv)
+  args = _common.parser(__doc__, "overparam_memory", num_classes=100).parse_args(argv)
   params = resnet18_shapes(args.num_classes)
   n = sum(x.size for x in jax.tree.leaves(params))
   mib = 2.0**20
   print(f"CIFAR ResNet-18 shapes: {n:,} parameters = {4 * n / mib:.1f} MiB (float32)\n")
   rows, payload = [], {"n_params": n, "bytes": {}}
-  for name, inner in (
-    ("sgd", optax.sgd(0.1)),
-    ("sgd momentum", optax.sgd(0.1, momentum=0.9)),
-    ("adam", optax.adam(1e-3)),
-  ):
+  inners = {"sgd": optax.sgd(0.1), "sgd momentum": optax.sgd(0.1, momentum=0.9), "adam": optax.adam(1e-3)}
+  for name, inner in inners.items():
     b = state_nbytes(inner, params)
     h = state_nbytes(ham_optax.ham(inner, 0.1), params)
     s = state_nbytes(spred(inner, 1e-4), params)
     payload["bytes"][name] = {"inner": b, "ham": h, "spred": s}
     ratio = f"{s / b:.2f}x" if b > 64 else "-"
-    rows.append(
-      [name, f"{b / mib:.1f}", f"{h / mib:.1f}", f"{s / mib:.1f}", ratio, f"{(s - h) / (4 * n):.2f}"]
-    )
-  header = [
-    "inner",
-    "inner (MiB)",
-    "ham(inner) (MiB)",
-    "spred(inner) (MiB)",
-    "spred/inner",
-    "(spred-ham)/params",
-  ]
-  print(_common.markdown_table(header, rows))
+    rows.append([name, *(f"{v / mib:.1f}" for v in (b, h, s)), ratio, f"{(s - h) / (4 * n):.2f}"])
+  header = ["inner", *(f"{k} (MiB)" for k in ("inner", "ham(inner)", "spred(inner)"))]
+  print(_common.markdown_table([*header, "spred/inner", "(spred-ham)/params"], rows))
   a = state_nbytes(optax.adam(1e-4), params)
   print()
   for f in (0.05, 0.1, 0.2):
     nb = state_nbytes(nanoadam(1e-4, f, 100), params)
     payload["bytes"][f"nanoadam fraction={f}"] = nb
     print(f"nanoadam fraction={f:<5} {nb / mib:7.1f} MiB vs adam {a / mib:.1f} MiB ({a / nb:.1f}x smaller)")
-  _common.save_json(pathlib.Path(args.out) / "memory.json", payload, cmd=_common.command(argv, __file__))
+  _common.save_json(args.out / "memory.json", payload, cmd=_common.command(argv, __file__))
   return payload
 
 

@@ -2,16 +2,11 @@
 
 Params: ``--layers`` square ``--width x --width`` kernels plus biases. Each transform's ``update`` is jitted and
 timed on steps where no mask changes (the schedules are pushed far away; the mask-update branch still sits in the
-compiled ``lax.cond``), plus RigL with a drop-and-grow on every step (its worst case). Reports the median over
-``--repeats`` timings of ``--steps`` steps, prints a table and writes ``results/sparsity_overhead/timings.json``.
-
-  python benchmarks/sparsity_overhead.py --width 1024 --layers 4     # about 1 minute on a 2-core CPU
+compiled ``lax.cond``), plus RigL with a drop-and-grow on every step (its worst case): the median over
+``--repeats`` timings of ``--steps`` steps.
 """
 
 from __future__ import annotations
-
-import argparse
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +19,8 @@ import _common
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  _common.add_options(parser, width=1024, layers=4, steps=20, repeats=7)
-  parser.add_argument("--out", default=str(_common.RESULTS / "sparsity_overhead"))
-  args = parser.parse_args(argv)
+  p = _common.parser(__doc__, "sparsity_overhead", width=1024, layers=4, steps=20, repeats=7)
+  args = p.parse_args(argv)
   keys = jax.random.split(jax.random.key(0), args.layers)
   params = {
     f"l{i}": {"w": 0.02 * jax.random.normal(k, (args.width, args.width)), "b": jnp.zeros(args.width)}
@@ -68,7 +61,7 @@ def main(argv=None):
   print(_common.markdown_table(["transform", "ms / step", "vs ham(sgd)"], rows))
   args_saved = {k: v for k, v in vars(args).items() if k != "out"}
   payload = {**_common.environment(), "args": args_saved, "n_params": n, "seconds_per_step": results}
-  _common.save_json(pathlib.Path(args.out) / "timings.json", payload, cmd=_common.command(argv, __file__))
+  _common.save_json(args.out / "timings.json", payload, cmd=_common.command(argv, __file__))
   return payload
 
 
