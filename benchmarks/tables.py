@@ -5,10 +5,12 @@ that compare its rows ("HAM − baseline", paired over seeds) and the sentences 
 writes it from the JSON a benchmark saved, so that no number or claim is typed by hand. Nothing outside the markers
 is touched. `tests/test_published_tables.py` runs the check; after rerunning a benchmark, run this and commit.
 
-To add a block, write a generator ``@table def NAME(results: Path) -> str`` in the section of its study (`load`
-reads its JSON, `md` builds a table, `verdict` and ``SIGNIFICANCE`` make the claims), put ``<!-- table:NAME -->``,
-an empty line and ``<!-- /table:NAME -->`` in a page (or list NAME in ``PENDING`` until it is on one) and run the
-script. Paragraphs are wrapped at the page's width, never at a `GLUE` (`glued`, `fmt_p` and `pm` use it).
+To add a block, write a generator ``@table def NAME(results: Path) -> str`` in the section of its study
+(`load` reads its JSON, `md` builds a table, `verdict` and ``SIGNIFICANCE`` make the claims), put
+``<!-- table:NAME -->``, an empty line and ``<!-- /table:NAME -->`` in a page (or list NAME in ``PENDING``
+until it is on one) and run the script. `layout` wraps every paragraph at the page's width, never at a `GLUE`
+(`glued`, `fmt_p` and `pm` use it): the line breaks and indentation inside the triple-quoted prose templates
+below never reach a page.
 
   python benchmarks/tables.py                # rewrite every block of the READMEs and docs/guides/*.md
   python benchmarks/tables.py --check        # list the blocks that differ from their results (exit status 1)
@@ -317,10 +319,8 @@ def sparse_training_comparison(results: Path) -> str:
   for (sparsifier, _), (text, _, _) in comparisons.items():
     by_sparsifier[sparsifier].append(text)
   parts = "; ".join(f"{SPARSIFIERS.get(s, s)} {' / '.join(texts)}" for s, texts in by_sparsifier.items())
-  text = (
-    f"HAM − baseline on test (points, two-sided Welch t-test over the {len(runs['dense'])} seeds), HAM at the "
-    f"baseline's lr / HAM tuned: {parts}."
-  )
+  text = f"""HAM − baseline on test (points, two-sided Welch t-test over the {len(runs["dense"])} seeds), HAM
+    at the baseline's lr / HAM tuned: {parts}."""
   if "random+Sign-In" in runs:
     text += f" Sign-In − baseline on random PaI: {_welch(runs['random'], runs['random+Sign-In'])[0]}."
   text += (
@@ -338,11 +338,9 @@ def sparse_training_comparison(results: Path) -> str:
     )
   if unstable:
     alphas = "/".join(f"{a:g}" for a in sorted({runs[s + "+HAM"][0]["config"]["alpha"] for s in unstable}))
-    text += (
-      f' The grid-tuned "HAM at the baseline\'s lr" picked alpha{GLUE}={GLUE}{alphas} for '
-      f"{' and '.join(SPARSIFIERS.get(s, s) for s in unstable)}, where it diverged or collapsed on one test "
-      f"seed although it won on the {word(len(data['tuning_seeds']))} validation seeds."
-    )
+    text += f""" The grid-tuned "HAM at the baseline's lr" picked alpha{GLUE}={GLUE}{alphas} for
+      {" and ".join(SPARSIFIERS.get(s, s) for s in unstable)}, where it diverged or collapsed on one test seed
+      although it won on the {word(len(data["tuning_seeds"]))} validation seeds."""
   return text
 
 
@@ -355,13 +353,11 @@ def readme_sparse_training(results: Path) -> str:
   tuned_unstable = any("seed" in text for (_, v), (text, _, _) in comparisons.items() if v.endswith("tuned"))
   lead = f"HAM improves {', '.join(significant)} significantly ({P_SIGNIFICANT})"
   grid = f"diverged or collapsed on one seed each of {' and '.join(SPARSIFIERS.get(s, s) for s in unstable)}"
-  return (
-    f"{lead if significant else 'HAM does not improve any sparsifier significantly'} (RigL + HAM {pair('rigl')} "
-    f"points with alpha grid-tuned at RigL's lr / alpha from `suggest_alpha` at HAM's own lr, random pruning "
-    f"{pair('random')}, all p{GLUE}>={GLUE}{p_min:.2f}); the grid-tuned alpha "
-    f"{grid if unstable else 'never diverged or collapsed'}, "
-    f"{'and so did the `suggest_alpha` rows' if tuned_unstable else 'the `suggest_alpha` rows never did'}."
-  )
+  return f"""{lead if significant else "HAM does not improve any sparsifier significantly"} (RigL + HAM
+    {pair("rigl")} points with alpha grid-tuned at RigL's lr / alpha from `suggest_alpha` at HAM's own lr,
+    random pruning {pair("random")}, all p{GLUE}>={GLUE}{p_min:.2f}); the grid-tuned alpha
+    {grid if unstable else "never diverged or collapsed"},
+    {"and so did the `suggest_alpha` rows" if tuned_unstable else "the `suggest_alpha` rows never did"}."""
 
 
 # --- Transformers (docs/guides/transformers.md): `benchmarks/transformers.py` formats its own tables ----------
@@ -401,25 +397,22 @@ def transformers_findings(results: Path) -> str:
   peak = np.asarray(ham["curves"]["val_acc"], float).max(axis=-1)
   dips = np.any(np.asarray(ham["final_val_acc"], float) < peak - 1e-9)
   tuned = zip(ham["grid"], ham["tuning"]["final_val_acc"], strict=True)
-  dead = sorted({s["alpha"] for s, v in tuned if max(v) < 0.05})
+  dead = ", ".join(f"{a:g}" for a in sorted({s["alpha"] for s, v in tuned if max(v) < 0.05}))
   noise = " and noisier" if np.std(ham["final_test_acc"]) > np.std(base["final_test_acc"]) else ""
   dipping = ": after grokking, its validation accuracy keeps dipping (see the curves) where AdamW's settles"
-  failed = f" With alpha{GLUE}={GLUE}{', '.join(f'{a:g}' for a in dead)} (either beta) HAM(AdamW) did not"
-  first = (
-    f"**HAM(AdamW) groks {'earlier' if g_ham < g_base else 'later'} on average ({g_ham:.0f} vs {g_base:.0f} steps)"
-    f"{'' if grok['p_value'] < SIGNIFICANCE else ' but not significantly'}** (paired {fmt_p(grok['p_value'])} "
-    f"over {len(base['final_test_acc'])} seeds), and **its final accuracy is {'lower' if a_ham < a_base else 'higher'}"
-    f"{noise}** (test {acc_ham} % vs {acc_base} %, {fmt_p(test['final_test_acc']['p_value'])}){dipping if noise else ''}"
-    f". Every HAM(AdamW) run reached {100 * peak.min():.0f} % validation accuracy at some step"
-    f"{'; the final number catches some of them in a dip.' if dips else '.'}"
-    f"{failed + ' learn at all on the tuning seed.' if dead else ''}"
-  )
-  second = (
-    f"**The implicit bias is visible in the weights**: HAM(AdamW)'s number embedding is "
-    f"{'more' if fourier['mean_diff'] > 0 else 'less'} concentrated in a few Fourier frequencies ({f_ham} vs "
-    f"{f_base}) and it has {z_ham / z_base:.1f}x as many near-zero weights ({z_text} % vs {z_base_text} %; paired "
-    f"{fmt_p(fourier['p_value'])} and {fmt_p(near['p_value'])}, `scipy.stats.ttest_rel` over the seeds)"
-  )
+  failed = f" With alpha{GLUE}={GLUE}{dead} (either beta) HAM(AdamW) did not learn at all on the tuning seed."
+  dip = "; the final number catches some of them in a dip." if dips else "."
+  first = f"""**HAM(AdamW) groks {"earlier" if g_ham < g_base else "later"} on average ({g_ham:.0f} vs
+    {g_base:.0f} steps){"" if grok["p_value"] < SIGNIFICANCE else " but not significantly"}** (paired
+    {fmt_p(grok["p_value"])} over {len(base["final_test_acc"])} seeds), and **its final accuracy is
+    {"lower" if a_ham < a_base else "higher"}{noise}** (test {acc_ham} % vs {acc_base} %,
+    {fmt_p(test["final_test_acc"]["p_value"])}){dipping if noise else ""}. Every HAM(AdamW) run reached
+    {100 * peak.min():.0f} % validation accuracy at some step{dip}{failed if dead else ""}"""
+  second = f"""**The implicit bias is visible in the weights**: HAM(AdamW)'s number embedding is
+    {"more" if fourier["mean_diff"] > 0 else "less"} concentrated in a few Fourier frequencies ({f_ham} vs
+    {f_base}) and it has {z_ham / z_base:.1f}x as many near-zero weights ({z_text} % vs {z_base_text} %;
+    paired {fmt_p(fourier["p_value"])} and {fmt_p(near["p_value"])}, `scipy.stats.ttest_rel` over the
+    seeds)"""
   if fourier["mean_diff"] > 0 and near["mean_diff"] > 0:
     second += ": the sparser, more structured solution HAM's geometry favours"
   return f"- {first}\n- {second}."
@@ -520,37 +513,30 @@ def graphs_answer(results: Path) -> str:
     first += f": {case(c, note=f'{note}{corrected:.2f}')}"
     diff, p = _gain(c, "ham", "vs_baseline")
     if p >= SIGNIFICANCE or diff <= 0:
-      first += (
-        ". That gain is not a gain over the tuned baseline: tuning the weight decay gives the same accuracy "
-        f"(HAM − baseline {fmt_diff(diff)}, {fmt_p(p)})"
-      )
+      first += f""". That gain is not a gain over the tuned baseline: tuning the weight decay gives the same
+        accuracy (HAM − baseline {fmt_diff(diff)}, {fmt_p(p)})"""
   others = [c for c in cells if c["h"] <= hs[1] and (c["model"] == "gcn" or c["inner"] == "adamw")]
   keys = [("ham", "vs_baseline"), ("ham", "vs_alpha0"), ("ham_neg", "vs_alpha0"), ("ham_pos", "vs_alpha0")]
   spread = max(abs(_gain(c, k, a)[0]) for c in others for k, a in keys)
   any_sig = any(_gain(c, k, a)[1] < SIGNIFICANCE for c in others for k, a in keys)
   by_h = ", ".join(str(sum(c["ham"]["alpha"] < 0 for c in cells if c["h"] == x)) for x in hs)
-  first += (
-    f". With GCN, or with AdamW, every difference at {h(0)} and {h(1)} is within ±{spread:.1f} points and "
-    f"{'some are' if any_sig else 'none is'} significant. The best alpha chosen on validation is negative in "
-    f"{sum(c['ham']['alpha'] < 0 for c in cells)} of the {n} settings (by h = {', '.join(f'{x:g}' for x in hs)}: "
-    f"{by_h} of {n // len(hs)}; first panel)."
-  )
+  first += f""". With GCN, or with AdamW, every difference at {h(0)} and {h(1)} is within ±{spread:.1f} points
+    and {"some are" if any_sig else "none is"} significant. The best alpha chosen on validation is negative in
+    {sum(c["ham"]["alpha"] < 0 for c in cells)} of the {n} settings (by h = {", ".join(f"{x:g}" for x in hs)}:
+    {by_h} of {n // len(hs)}; first panel)."""
   high = [c for c in cells if c["h"] >= hs[-2]]
   pos = _significant(high, "ham_pos")
   sig_at = "; ".join(map(_where, pos))
-  second = (
-    f"at {h(-2)} and {h(-1)} the best positive alpha is within {fmt_diff(max(_gain(c, 'ham_pos')[0] for c in high))} "
-    f"points of {alpha0} and {f'significant at {sig_at}' if pos else 'never significant'}."
-  )
+  second = f"""at {h(-2)} and {h(-1)} the best positive alpha is within
+    {fmt_diff(max(_gain(c, "ham_pos")[0] for c in high))} points of {alpha0} and
+    {f"significant at {sig_at}" if pos else "never significant"}."""
   better, beats = len(_significant(cells, "ham", "vs_baseline")), "beats the tuned baseline significantly"
   third = (
     f"HAM with alpha tuned over the whole grid {f'{beats} {times(better)}' if better else f'never {beats}'}"
   )
   for c in _significant(cells, "ham", "vs_baseline", -1):
-    third += (
-      f"; it is significantly worse at {case(c, 'ham')}, where the baseline tuned its weight decay to "
-      f"{c['wd_baseline']:g} and HAM kept {c['alpha0']['wd']:g}"
-    )
+    third += f"""; it is significantly worse at {case(c, "ham")}, where the baseline tuned its weight decay to
+      {c["wd_baseline"]:g} and HAM kept {c["alpha0"]["wd"]:g}"""
   worse = "; ".join(map(case, _significant(cells, "ham_neg", sign=-1)))
   third += (
     f". A negative alpha is significantly *worse* than {alpha0} {f'at {worse}' if worse else 'nowhere'}."
@@ -703,11 +689,9 @@ def implicit_bias(results: Path) -> str:
     )
   truth = all(abs(r["rel_dist_to_bp"] - r["rel_dist_to_truth"]) < 1e-9 for r in res["rows"].values())
   rows.append(f"basis pursuit (LP) | – | – | {res['l1_basis_pursuit']:.3f} | – | {'0.000' if truth else '–'}")
-  lead = (
-    f"n = {c['n']} features, d = {c['d']} samples, {c['k']}-sparse truth, `x0 = {sci(c['init_scale'], True)} "
-    "N(0, I)`, the real optimizer `ham_optax.ham(optax.sgd(lr), lr, alpha, beta=0)` in float64, run until "
-    f"`||Zx - y|| <= 1e-10 ||y||` (seed {c['seed']}):"
-  )
+  lead = f"""n = {c["n"]} features, d = {c["d"]} samples, {c["k"]}-sparse truth, `x0 =
+    {sci(c["init_scale"], True)} N(0, I)`, the real optimizer `ham_optax.ham(optax.sgd(lr), lr, alpha,
+    beta=0)` in float64, run until `||Zx - y|| <= 1e-10 ||y||` (seed {c["seed"]}):"""
   header = "method | lr | steps | L1 of limit | rel. gap to predicted limit | rel. distance to truth"
   return f"{lead}\n\n{md(header, rows)}"
 
@@ -722,20 +706,17 @@ def implicit_bias_findings(results: Path) -> str:
   low = int(l1.argmin())
   ham = max((r for r, _ in pairs), key=lambda r: r["alpha"])
   mw = next(r for k, r in rows.items() if k.startswith("m*w"))
-  rise = (
-    f" and **rises again** beyond ({l1[-1]:.2f} at {_power(alphas[-1])}), when `<grad R(x0), x>` starts "
-    "rewarding the initial signs"
-  )
-  return (
-    f'The analysed variant `sign_from="x"` (GD;HYP) ends within {100 * spread:.1f}{GLUE}% of the same L1 norms. '
-    f"The gap between discrete HAM and the Bregman projection is {_order(slopes)} in the learning rate (log-log "
-    f"slopes {span(slopes)}, `gap_vs_lr.png`). Honest caveats: the L1 bias needs `alpha * |x0|` "
-    f"small — the limit's L1 norm falls from {rows['GD']['l1']:.2f} to a minimum of {l1[low]:.2f} near "
-    f"alpha{GLUE}={GLUE}{_power(alphas[low])}{rise if low < len(l1) - 1 and l1[-1] > l1[low] else ''}; the approach "
-    "to L1 is logarithmic, so HAM never reaches basis pursuit here. Stability ties lr to alpha, so in *steps* HAM at "
-    f"alpha{GLUE}={GLUE}{ham['alpha']:g} takes {ham['steps'] / 1000:.0f}k against m * w's {mw['steps'] / 1000:.0f}k, "
-    f"though it is ~{(mw['steps'] * mw['lr']) / (ham['steps'] * ham['lr']):.0f}x faster in continuous time (steps x lr)."
-  )
+  rise = f""" and **rises again** beyond ({l1[-1]:.2f} at {_power(alphas[-1])}), when `<grad R(x0), x>` starts
+    rewarding the initial signs"""
+  return f"""The analysed variant `sign_from="x"` (GD;HYP) ends within {100 * spread:.1f}{GLUE}% of the same
+    L1 norms. The gap between discrete HAM and the Bregman projection is {_order(slopes)} in the learning rate
+    (log-log slopes {span(slopes)}, `gap_vs_lr.png`). Honest caveats: the L1 bias needs `alpha * |x0|` small —
+    the limit's L1 norm falls from {rows["GD"]["l1"]:.2f} to a minimum of {l1[low]:.2f} near
+    alpha{GLUE}={GLUE}{_power(alphas[low])}{rise if low < len(l1) - 1 and l1[-1] > l1[low] else ""}; the
+    approach to L1 is logarithmic, so HAM never reaches basis pursuit here. Stability ties lr to alpha, so in
+    *steps* HAM at alpha{GLUE}={GLUE}{ham["alpha"]:g} takes {ham["steps"] / 1000:.0f}k against m * w's
+    {mw["steps"] / 1000:.0f}k, though it is ~{(mw["steps"] * mw["lr"]) / (ham["steps"] * ham["lr"]):.0f}x
+    faster in continuous time (steps x lr)."""
 
 
 @table
@@ -749,11 +730,9 @@ def implicit_bias_recovery(results: Path) -> str:
   first = ", ".join(
     f"{_alpha_of(k) if k[:3] == 'HAM' else names.get(k, 'm * w')} {c[i]}/{trials}" for k, c in counts.items()
   )
-  return (
-    f"Recovery of random {res['config']['k']}-sparse truths (`recovery.png`, {trials} problems per d, relative error "
-    f"at most {rec['tol']:g}): at d = {d0}, {first}; at d = {rec['d'][i + 1]}: "
-    f"{', '.join(str(c[i + 1]) for c in counts.values())}."
-  )
+  return f"""Recovery of random {res["config"]["k"]}-sparse truths (`recovery.png`, {trials} problems per d,
+    relative error at most {rec["tol"]:g}): at d = {d0}, {first}; at d = {rec["d"][i + 1]}:
+    {", ".join(str(c[i + 1]) for c in counts.values())}."""
 
 
 @table
@@ -761,12 +740,10 @@ def readme_implicit_bias(results: Path) -> str:
   """The README's summary of the implicit-bias study."""
   res, rows, slopes = _implicit_bias(results)
   ham = max((r for r in rows.values() if r["sign_from"] == "x_half"), key=lambda r: r["alpha"])
-  return (
-    f"The L1 norm of HAM's limit falls from {rows['GD']['l1']:.2f} (gradient descent) to {ham['l1']:.2f} at "
-    f"alpha{GLUE}={GLUE}{ham['alpha']:g}, towards basis pursuit's {res['table']['l1_basis_pursuit']:.2f}, and "
-    f"its gap to the predicted Bregman projection is {_order(slopes)} in the learning rate (log-log slopes "
-    f"{span(slopes)})."
-  )
+  return f"""The L1 norm of HAM's limit falls from {rows["GD"]["l1"]:.2f} (gradient descent) to
+    {ham["l1"]:.2f} at alpha{GLUE}={GLUE}{ham["alpha"]:g}, towards basis pursuit's
+    {res["table"]["l1_basis_pursuit"]:.2f}, and its gap to the predicted Bregman projection is
+    {_order(slopes)} in the learning rate (log-log slopes {span(slopes)})."""
 
 
 @table
@@ -783,11 +760,9 @@ def mw_family_implicit_bias(results: Path) -> str:
   parts.append(f"m * w (wrapper, identical to the hand-written reference) {l1(wrapper)}" if same else mw)
   # spred's reference (ISTA) is approximate: publish a bound, not the last digits of the gap
   gap = _power(10.0 ** np.ceil(np.log10(max(rows[spred]["rel_gap_to_limit"]))))
-  return (
-    f"Seeds {seeds}: {', '.join(parts)}, spred {l1(spred)} (relative gap to the float64 LASSO solution below {gap} "
-    f"on every seed), PILoT {l1(find('PILoT l='))} (decay on, then off; with the linear decay of its arXiv text "
-    f"{l1(find('PILoT linear'))}), Sign-In {l1(find('Sign-In'))}."
-  )
+  return f"""Seeds {seeds}: {", ".join(parts)}, spred {l1(spred)} (relative gap to the float64 LASSO solution
+    below {gap} on every seed), PILoT {l1(find("PILoT l="))} (decay on, then off; with the linear decay of its
+    arXiv text {l1(find("PILoT linear"))}), Sign-In {l1(find("Sign-In"))}."""
 
 
 @table
@@ -802,10 +777,8 @@ def mw_family_memory(results: Path) -> str:
     for key, label in (("sgd momentum", "SGD+momentum"), ("adam", "Adam"))
   ]
   nano = b["nanoadam fraction=0.1"]
-  return (
-    f"{res['n_params'] / 1e6:.1f} M float32 parameters: {'; '.join(parts)}; NanoAdam (10 %, head and norms dense) "
-    f"{nano / mib:.1f} MiB ({b['adam']['inner'] / nano:.1f}x less than Adam)."
-  )
+  return f"""{res["n_params"] / 1e6:.1f} M float32 parameters: {"; ".join(parts)}; NanoAdam (10 %, head and
+    norms dense) {nano / mib:.1f} MiB ({b["adam"]["inner"] / nano:.1f}x less than Adam)."""
 
 
 @table
@@ -823,13 +796,11 @@ def mw_family_nanoadam(results: Path) -> str:
   ratio = s["Adam"]["state_bytes"] / s["NanoAdam"]["state_bytes"]
   first, last = c["seeds"][0], c["seeds"][-1]
   seeds = f"{first}-{last}" if c["seeds"] == list(range(first, last + 1)) else c["seeds"]
-  return (
-    f"{len(c['lr_grid'])} learning rates per method tuned on validation, then seeds {seeds}: NanoAdam with its paper "
-    f"defaults (head dense, 10 % -> 4 %) new task {acc('NanoAdam', 'new_test')} vs Adam "
-    f"{acc('Adam', 'new_test')} ({test('new_test')}), old task {acc('NanoAdam', 'old_test')} vs "
-    f"{acc('Adam', 'old_test')} ({test('old_test')}), {ratio:.1f}x less optimizer state; with every "
-    f"kernel sparsified at a constant 10 % {acc(other, 'new_test')} / {acc(other, 'old_test')}."
-  )
+  return f"""{len(c["lr_grid"])} learning rates per method tuned on validation, then seeds {seeds}: NanoAdam
+    with its paper defaults (head dense, 10 % -> 4 %) new task {acc("NanoAdam", "new_test")} vs Adam
+    {acc("Adam", "new_test")} ({test("new_test")}), old task {acc("NanoAdam", "old_test")} vs
+    {acc("Adam", "old_test")} ({test("old_test")}), {ratio:.1f}x less optimizer state; with every kernel
+    sparsified at a constant 10 % {acc(other, "new_test")} / {acc(other, "old_test")}."""
 
 
 # --- Choosing alpha (docs/guides/choosing_alpha.md) ---------------------------------------------------------
@@ -928,25 +899,18 @@ def alpha_transfer_adamw(results: Path) -> str:
   gap = lambda tests, k, method=SUG: tests[k][method, BEST]["mean_diff"]  # noqa: E731
   ok = [k for k in now if gap(now, k) >= -WITHIN]
   lost = [k for k in now if k not in ok]
-  text = (
-    f"At {ratio:g} the single alpha came within {WITHIN:g} points of grid-best HAM or beat it on "
-    f"{listed([f'{_family(k)} ({d1(gap(now, k))})' for k in ok])}, where at {default:g} it was "
-    f"{span([gap(before, k) for k in ok], d1, ' to ')}"
-  )
+  text = f"""At {ratio:g} the single alpha came within {WITHIN:g} points of grid-best HAM or beat it on
+    {listed([f"{_family(k)} ({d1(gap(now, k))})" for k in ok])}, where at {default:g} it was
+    {span([gap(before, k) for k in ok], d1, " to ")}"""
   for k in lost:
-    text += (
-      f"; but **{_family(k)} lost {abs(now[k][SUG, 'baseline']['mean_diff']):.0f} points** against its baseline at "
-      f"{ratio:g} ({d1(gap(before, k))} from grid-best at {default:g})"
-    )
-  text += (
-    f". The per-leaf alphas at {ratio:g} stayed between {span([gap(now, k, LEAF) for k in now], d1, ' and ')} "
-    f"points of grid-best HAM on all {word(len(now))}."
-  )
+    text += f"""; but **{_family(k)} lost {abs(now[k][SUG, "baseline"]["mean_diff"]):.0f} points** against its
+      baseline at {ratio:g} ({d1(gap(before, k))} from grid-best at {default:g})"""
+  text += f""". The per-leaf alphas at {ratio:g} stayed between
+    {span([gap(now, k, LEAF) for k in now], d1, " and ")} points of grid-best HAM on all {word(len(now))}."""
   if lost:
-    text += (
-      f" So **the ratio does not depend on the optimizer in the library**: one default, {default:g}, for both, "
-      f"because the larger AdamW ratio that helps {word(len(ok))} families wrecks {word(len(lost))}."
-    )
+    text += f""" So **the ratio does not depend on the optimizer in the library**: one default, {default:g},
+      for both, because the larger AdamW ratio that helps {word(len(ok))} families wrecks
+      {word(len(lost))}."""
   return alpha_transfer_families(results, folder) + "\n\n" + text
 
 
@@ -1007,12 +971,10 @@ def _rho_findings(results: Path) -> str:
   rule = next(b for b in bins if b["diverged"] > b["runs"] / 2)
   quiet = ", ".join(d1(b["gain"]) for b in bins if b["hi"] <= best["lo"])
   both = ", with either optimizer" if all(common[o]["diverged"] for o in OPTIMIZERS) else ""
-  text = (
-    f"Below `rho = {best['lo']:g}` HAM does nothing measurable (mean change {quiet} points); "
-    f"`{best['lo']:g} - {best['hi']:g}` is the bin with the best mean gain ({d1(best['gain'])}); "
-    f"above {common['lo']:g} divergence becomes common ({common['diverged']} of {common['runs']} runs) and above "
-    f"{rule['lo']:g} it is the rule ({rule['diverged']} of {rule['runs']}){both}."
-  )
+  text = f"""Below `rho = {best["lo"]:g}` HAM does nothing measurable (mean change {quiet} points);
+    `{best["lo"]:g} - {best["hi"]:g}` is the bin with the best mean gain ({d1(best["gain"])}); above
+    {common["lo"]:g} divergence becomes common ({common["diverged"]} of {common["runs"]} runs) and above
+    {rule["lo"]:g} it is the rule ({rule["diverged"]} of {rule["runs"]}){both}."""
   low = defaultdict(int)
   for key, runs in grid["runs"].items():
     for r in runs:
@@ -1135,11 +1097,10 @@ def alpha_transfer_findings(results: Path) -> str:
     rho = [r["rho"] for k, lr, a in sgd_missed for r in grid["runs"][k] if (r["lr"], r["alpha"]) == (lr, a)]
     larger = [np.mean(means["sgd", 1 + i]) for i, x in enumerate(ratios) if x > default]
     helped = "and" if max(larger) > np.mean(means["sgd", 1 + ratios.index(default)]) else "yet"
-    item += (
-      f" On the SGD misses grid-best HAM used alpha {'/'.join(sorted({f'{a:g}' for _, _, a in sgd_missed}))}, "
-      f"`rho` {span(rho)}, more than the rule's {default:g}, {helped} larger ratios "
-      f"{'' if helped == 'and' else 'did not '}help SGD on validation (next table)."
-    )
+    item += f""" On the SGD misses grid-best HAM used alpha
+      {"/".join(sorted({f"{a:g}" for _, _, a in sgd_missed}))}, `rho` {span(rho)}, more than the rule's
+      {default:g}, {helped} larger ratios {"" if helped == "and" else "did not "}help SGD on validation (next
+      table)."""
   count, missed = _within(tests, LEAF)
   missed = f"; missed on {listed([_cited(k, tests[k][LEAF, BEST]) for k in missed])}" if missed else ""
   item += f" The per-leaf alphas were within {WITHIN:g} points on {count} settings{missed}."
@@ -1172,11 +1133,9 @@ def _raw_alpha(grid: dict[str, list]) -> str:
     if any(r["lr"] == a_lr for r in grid[k]):
       d, n, gain = cell(k, a_lr, top)
       parts.append(f"{d1(gain)} ({_family(k)}{f'; {d} of {n} seeds diverged' if d else ''})")
-  return (
-    f"In raw alpha, with SGD + momentum at lr {lr:g}, alpha = 100 diverged (on at least one of the seeds) {where}; "
-    f"AdamW at lr {a_lr:g} and alpha = {top:g} changed validation accuracy by {listed(parts)} points. The paper's "
-    "200 is far outside the stable region of these models with SGD."
-  )
+  return f"""In raw alpha, with SGD + momentum at lr {lr:g}, alpha = 100 diverged (on at least one of the
+    seeds) {where}; AdamW at lr {a_lr:g} and alpha = {top:g} changed validation accuracy by {listed(parts)}
+    points. The paper's 200 is far outside the stable region of these models with SGD."""
 
 
 def _against_baseline(tests: dict[str, dict[str, Any]]) -> str:
@@ -1185,13 +1144,11 @@ def _against_baseline(tests: dict[str, dict[str, Any]]) -> str:
   rest = sorted((t["p_value"], k) for k, t in tests.items() if k not in up + down)
   text = f"**HAM beats the baseline** significantly ({P_SIGNIFICANT}, suggested alpha) on "
   text += listed([_cited(k, tests[k]) for k in up]) if up else "no setting"
-  text += (
-    f". It **hurts** {listed([_cited(k, tests[k]) for k in down])}."
-    if down
-    else "; it never hurts significantly."
-  )
+  hurts = f". It **hurts** {listed([_cited(k, tests[k]) for k in down])}."
+  text += hurts if down else "; it never hurts significantly."
   if rest:
-    text += f" Elsewhere the differences are not significant at these seed counts (the closest is {_cited(rest[0][1], tests[rest[0][1]])})."
+    text += f""" Elsewhere the differences are not significant at these seed counts (the closest is
+      {_cited(rest[0][1], tests[rest[0][1]])})."""
   return text
 
 
@@ -1227,13 +1184,11 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
     units = [
       u for u in grid["alpha_unit_leaves"][key][seed_lr] if u > 0
     ]  # the kernels; biases are not selected
-    text += (
-      " On the embedding + MLP the embedding did not dominate the single alpha (per-leaf unit alphas at the first "
-      f"tuning seed and lr 0.1 with SGD: {units[0]:.3g} for the embedding, "
-      f"{' and '.join(f'{u:.2g}' for u in units[1:-1])} for the hidden layers, {units[-1]:.2g} for the head; "
-      f"{grid['alpha_unit'][key][seed_lr]:.2g} for the whole), and per-leaf alphas changed "
-      f"{d1(tests[key]['mean_diff'])} points there."
-    )
+    text += f""" On the embedding + MLP the embedding did not dominate the single alpha (per-leaf unit alphas
+      at the first tuning seed and lr 0.1 with SGD: {units[0]:.3g} for the embedding,
+      {" and ".join(f"{u:.2g}" for u in units[1:-1])} for the hidden layers, {units[-1]:.2g} for the head;
+      {grid["alpha_unit"][key][seed_lr]:.2g} for the whole), and per-leaf alphas changed
+      {d1(tests[key]["mean_diff"])} points there."""
   return text + " The single alpha stays the default."
 
 
@@ -1271,15 +1226,13 @@ def alpha_short_version(results: Path) -> str:
     if g["default"] == g["safe"]
     else f"not the largest value of the grid below that never diverged ({g['safe']:g} is)"
   )
-  return (
-    "**Short version.** Call {func}`ham_optax.suggest_alpha` once, before training, with your loss, initial "
-    "parameters, a few minibatches, the inner optimizer and the learning rate; pass the result to `ham_optax.ham`. "
-    f"It costs 20 gradient evaluations, is deterministic, and on every model and optimizer measured below {never}."
-    f" The library default, `alpha={g['default']:g}`, is {place}, and so weak that HAM does "
-    f"little with it (`alpha={g['next']:g}` already diverged on {g['next_lost']}). The paper's `alpha=200` is "
-    "available as `ham_optax.PAPER_IMAGENET_ALPHA`: it was tuned for ResNet-50 on ImageNet and is far too large "
-    "for small models."
-  )
+  return f"""**Short version.** Call {{func}}`ham_optax.suggest_alpha` once, before training, with your loss,
+    initial parameters, a few minibatches, the inner optimizer and the learning rate; pass the result to
+    `ham_optax.ham`. It costs 20 gradient evaluations, is deterministic, and on every model and optimizer
+    measured below {never}. The library default, `alpha={g["default"]:g}`, is {place}, and so weak that HAM
+    does little with it (`alpha={g["next"]:g}` already diverged on {g["next_lost"]}). The paper's `alpha=200`
+    is available as `ham_optax.PAPER_IMAGENET_ALPHA`: it was tuned for ResNet-50 on ImageNet and is far too
+    large for small models."""
 
 
 @table
@@ -1312,18 +1265,16 @@ def readme_alpha_transfer(results: Path) -> str:
   (lost, n), (count, _) = _count(_runs(final), SUG), _within(tests, SUG)
   leaf = [t[LEAF, SUG]["mean_diff"] for t in tests.values() if t[LEAF, SUG]["p_value"] < SIGNIFICANCE]
   ok = sum(t[SUG, BEST]["mean_diff"] >= -WITHIN for t in now.values())
-  return (
-    f"The alpha-transfer benchmark trains {word(len(final) // 2)} model families on MNIST-1D "
-    f"({', '.join(_family(k) for k in final if k.endswith('/sgd'))}), each with SGD + momentum and with AdamW. "
-    f"The suggested alpha diverged on {lost} of {n} fresh seeds over the {len(final)} settings and came within "
-    f"{WITHIN:g} points of HAM with alpha and lr grid-tuned (a larger tuning budget) in {count}. One alpha per "
-    f"leaf and `target_ratio={ratio:g}` help on some models and hurt on others: per-leaf alphas were "
-    f"significantly better than one alpha in {sum(d > 0 for d in leaf)} settings and significantly worse in "
-    f"{sum(d < 0 for d in leaf)}; with AdamW, `target_ratio={ratio:g}` reached grid-tuned HAM on {ok} of {len(now)} "
-    f"families and fell short on the {'other' if len(now) - ok == 1 else 'others'}. The measurements (the stable "
-    "region, per family and optimizer, where HAM does not beat the baseline) are in [the alpha "
-    "guide](docs/guides/choosing_alpha.md)."
-  )
+  return f"""The alpha-transfer benchmark trains {word(len(final) // 2)} model families on MNIST-1D
+    ({", ".join(_family(k) for k in final if k.endswith("/sgd"))}), each with SGD + momentum and with AdamW.
+    The suggested alpha diverged on {lost} of {n} fresh seeds over the {len(final)} settings and came within
+    {WITHIN:g} points of HAM with alpha and lr grid-tuned (a larger tuning budget) in {count}. One alpha per
+    leaf and `target_ratio={ratio:g}` help on some models and hurt on others: per-leaf alphas were
+    significantly better than one alpha in {sum(d > 0 for d in leaf)} settings and significantly worse in
+    {sum(d < 0 for d in leaf)}; with AdamW, `target_ratio={ratio:g}` reached grid-tuned HAM on {ok} of
+    {len(now)} families and fell short on the {"other" if len(now) - ok == 1 else "others"}. The measurements
+    (the stable region, per family and optimizer, where HAM does not beat the baseline) are in [the alpha
+    guide](docs/guides/choosing_alpha.md)."""
 
 
 @table
@@ -1371,17 +1322,13 @@ def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
   seeds = "-".join(str(s) for s in sparse["tuning_seeds"][:: max(1, len(sparse["tuning_seeds"]) - 1)])
   epochs = _grid(results)["argv"]["mainjob_epochs"]
   short = sorted({(s.split(":")[0], int(s.split(":")[3])) for s in runs if len(s.split(":")) > 3})
-  text = (
-    f"{'No seed diverged' if not lost else f'{lost} seeds diverged'}, "
-    f"{'no entry reached the clip' if not clip else 'some entries reached the clip'}, and the largest exponent "
-    f"stayed below {top:g}. For reference, the same loop without HAM reached {listed(cited)} mean validation "
-    f"accuracy on tuning seeds {seeds} (`benchmarks/results/sparse_training/results.json`)."
-  )
+  text = f"""{"No seed diverged" if not lost else f"{lost} seeds diverged"},
+    {"no entry reached the clip" if not clip else "some entries reached the clip"}, and the largest exponent
+    stayed below {top:g}. For reference, the same loop without HAM reached {listed(cited)} mean validation
+    accuracy on tuning seeds {seeds} (`benchmarks/results/sparse_training/results.json`)."""
   for model, n in short:
-    text += (
-      f" The {NAMES.get(model, model)} was checked over {n} of the job's {epochs} epochs (the learning rate is "
-      "highest, and divergence likeliest, early in the cosine schedule)."
-    )
+    text += f""" The {NAMES.get(model, model)} was checked over {n} of the job's {epochs} epochs (the learning
+      rate is highest, and divergence likeliest, early in the cosine schedule)."""
   return text
 
 
@@ -1465,18 +1412,14 @@ def alpha_diagnostics(results: Path) -> str:
     f"{k} at lr {lr:g} ({len(a)} run{'s' * (len(a) > 1)}; alpha {', '.join(f'{x:g}' for x in sorted(set(a)))})"
     for (k, lr), a in sorted(low.items())
   ]
-  intro = (
-    f"{len(ham)} HAM runs of the alpha-transfer benchmark (grid and fresh seeds; "
-    f"{sum(_outcome(r) == 'diverged' for r in ham)} diverged, so only their first step is logged), by the global "
-    "`exponent_max` at the first step (all runs) and by its largest value during training (the runs that stayed "
-    "finite); each run is compared with the baseline of the same setting, learning rate and seed."
-  )
-  facts = (
-    f"Of the finite runs whose exponent reached the clip at some step (`clip_fraction > 0`), {sum(t)} of {len(t)} "
-    f"collapsed; of those that never did, {sum(b)} of {len(b)}. Every failed run below a first-step `exponent_max` "
-    f"of 1 was one of: {'; '.join(low)}. With the largest `exponent_max` below {EDGES[1]:g} the final training "
-    f"loss moved by a median {quiet:.2g} % from the baseline's."
-  )
+  intro = f"""{len(ham)} HAM runs of the alpha-transfer benchmark (grid and fresh seeds;
+    {sum(_outcome(r) == "diverged" for r in ham)} diverged, so only their first step is logged), by the global
+    `exponent_max` at the first step (all runs) and by its largest value during training (the runs that stayed
+    finite); each run is compared with the baseline of the same setting, learning rate and seed."""
+  facts = f"""Of the finite runs whose exponent reached the clip at some step (`clip_fraction > 0`), {sum(t)}
+    of {len(t)} collapsed; of those that never did, {sum(b)} of {len(b)}. Every failed run below a first-step
+    `exponent_max` of 1 was one of: {"; ".join(low)}. With the largest `exponent_max` below {EDGES[1]:g} the
+    final training loss moved by a median {quiet:.2g} % from the baseline's."""
   return "\n\n".join([intro, first, most, facts])
 
 
@@ -1523,17 +1466,15 @@ def cost_update_reading(results: Path) -> str:
     for w in (res["update"][o]["per_weight"] for o in INNER)
   )
   d = res["bf16_decay"]
-  return (
-    "The update is a small part of a training step, so the train-step ratios stay near 1. What the update's ratio "
-    f"is made of: the extra memory traffic (re-reading `g`, {extra} bytes with {' / '.join(INNER.values())}) is at "
-    "its floor; the rest is compute inside the fused pass, the one exact `exp` per weight (which XLA:CPU does not "
-    "overlap with memory traffic) and the check on `p + update`. `benchmarks/README.md` has the roofline (bytes per "
-    "step, `exp` throughput), the memory figures, the bf16 numbers and the published PyTorch wrapper's per-tensor "
-    "loop measured on the same shapes. With bf16 parameters the decay `exp(-lr * beta)` rounds away (after "
-    f"{d['steps']} beta-only steps the factor is {d['bf16_params']['median_factor_after_steps']:.5f} instead of "
-    f"{d['exact_factor']:.5f}; f32 master weights give {d['f32_master']['median_factor_after_steps']:.5f}): use "
-    "f32 master weights."
-  )
+  return f"""The update is a small part of a training step, so the train-step ratios stay near 1. What the
+    update's ratio is made of: the extra memory traffic (re-reading `g`, {extra} bytes with
+    {" / ".join(INNER.values())}) is at its floor; the rest is compute inside the fused pass, the one exact
+    `exp` per weight (which XLA:CPU does not overlap with memory traffic) and the check on `p + update`.
+    `benchmarks/README.md` has the roofline (bytes per step, `exp` throughput), the memory figures, the bf16
+    numbers and the published PyTorch wrapper's per-tensor loop measured on the same shapes. With bf16
+    parameters the decay `exp(-lr * beta)` rounds away (after {d["steps"]} beta-only steps the factor is
+    {d["bf16_params"]["median_factor_after_steps"]:.5f} instead of {d["exact_factor"]:.5f}; f32 master weights
+    give {d["f32_master"]["median_factor_after_steps"]:.5f}): use f32 master weights."""
 
 
 @table
@@ -1597,18 +1538,16 @@ def readme_cost(results: Path) -> str:
   same = (
     ", bit-identical," if all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values()) else ""
   )
-  return (
-    f"{u['sgdm']['extra_state_bytes']} bytes of optimizer state; per weight, {extra['flops']:.0f} flops, "
-    f"{WORDS[round(extra['transcendentals'])]} `exp` and one more read of the gradient "
-    f"({extra['bytes accessed']:.0f} bytes) over the bare optimizer (XLA's count of the compiled update, held by a "
-    f"test). On a CPU the update is {both(lambda o: u[o]['variants']['ham']['ratio_median'])} (SGD+momentum / "
-    "AdamW) the bare inner update on a ResNet-50-shaped tree "
-    f"({both(lambda o: vw[o]['ham_over_inner_vw512']['paired_ratio_median'])}{same} with the XLA:CPU option "
-    "`xla_cpu_prefer_vector_width=512`), a ResNet-18 train step "
-    f"{both(lambda o: res['train_step']['ResNet18'][o]['variants']['ham']['ratio_median'])}; the published "
-    f"wrapper's per-tensor semantics in PyTorch cost {both(lambda o: torch[o]['paired_ratio_median'], 0)} its bare "
-    "step (`python benchmarks/overhead.py`):"
-  )
+  return f"""{u["sgdm"]["extra_state_bytes"]} bytes of optimizer state; per weight, {extra["flops"]:.0f}
+    flops, {WORDS[round(extra["transcendentals"])]} `exp` and one more read of the gradient
+    ({extra["bytes accessed"]:.0f} bytes) over the bare optimizer (XLA's count of the compiled update, held by
+    a test). On a CPU the update is {both(lambda o: u[o]["variants"]["ham"]["ratio_median"])} (SGD+momentum /
+    AdamW) the bare inner update on a ResNet-50-shaped tree
+    ({both(lambda o: vw[o]["ham_over_inner_vw512"]["paired_ratio_median"])}{same} with the XLA:CPU option
+    `xla_cpu_prefer_vector_width=512`), a ResNet-18 train step
+    {both(lambda o: res["train_step"]["ResNet18"][o]["variants"]["ham"]["ratio_median"])}; the published
+    wrapper's per-tensor semantics in PyTorch cost {both(lambda o: torch[o]["paired_ratio_median"], 0)} its
+    bare step (`python benchmarks/overhead.py`):"""
 
 
 @table
@@ -1619,16 +1558,14 @@ def overhead_protocol(results: Path) -> str:
   reps = [res["update"]["sgdm"]["reps"], steps["MLP"]["sgdm"]["reps"], steps["ResNet18"]["sgdm"]["reps"]]
   reps += [res["update_bf16"]["sgdm"]["reps"], res["torch_peer"]["sgdm"]["reps"]]
   what = ("the update", "the small train steps", "ResNet-18", "bf16", "torch")
-  return (
-    'with `inner` = `optax.sgd(0.1, momentum=0.9)` ("sgdm") and `optax.adamw(1e-3, weight_decay=1e-4)`, and '
-    f"`ham(inner, lr, alpha={res['alpha']:g}, beta={res['beta']:g})`. Every time is the median over repetitions "
-    f"({', '.join(f'{n} for {w}' for n, w in zip(reps, what, strict=True))}); every ratio is the median (with its "
-    f"25-75{GLUE}% range, and a 95{GLUE}% interval for the update and the train steps) of the **per-repetition "
-    "paired ratio** to `inner`. Process CPU time is recorded next to wall time (`cpu` ratios). XLA's own "
-    "accounting of each compiled program (`memory_analysis()`, `cost_analysis()`, fusion and op counts) is stored "
-    f"in the JSON. All figures are from a CPU (`jax.devices()` = `{res['devices']}`, {res['cpu_count']} cores); "
-    "the script runs unchanged on GPU/TPU."
-  )
+  return f"""with `inner` = `optax.sgd(0.1, momentum=0.9)` ("sgdm") and `optax.adamw(1e-3,
+    weight_decay=1e-4)`, and `ham(inner, lr, alpha={res["alpha"]:g}, beta={res["beta"]:g})`. Every time is the
+    median over repetitions ({", ".join(f"{n} for {w}" for n, w in zip(reps, what, strict=True))}); every
+    ratio is the median (with its 25-75{GLUE}% range, and a 95{GLUE}% interval for the update and the train
+    steps) of the **per-repetition paired ratio** to `inner`. Process CPU time is recorded next to wall time
+    (`cpu` ratios). XLA's own accounting of each compiled program (`memory_analysis()`, `cost_analysis()`,
+    fusion and op counts) is stored in the JSON. All figures are from a CPU (`jax.devices()` =
+    `{res["devices"]}`, {res["cpu_count"]} cores); the script runs unchanged on GPU/TPU."""
 
 
 @table
@@ -1791,14 +1728,12 @@ def mirror_flows_decay_reading(results: Path) -> str:
     if exact
     else f"does not recover the {k}-sparse `x*` either"
   )
-  return (
-    f"**Reading: the second claim does not hold in this setting.** Both forms of decay shrink the balance (each "
-    f"coordinate ends up carried by one factor): at the end it is {over(l2, 'balance_final', bal)} with Adam + L2 "
-    f"and {over(w, 'balance_final', bal)} with AdamW. But Adam + L2 {recovered} with a late-loss std of "
-    f"{over(l2, 'late_loss_std', sci)}, while AdamW settles on a dense interpolant (relative error "
-    f"{over(w, 'rel_error', lambda x: f'{x:.2f}')}, {over(w, 'n_support_1e-2', lambda x: f'{x:.0f}')} active "
-    f"coordinates) whose loss keeps oscillating (late-loss std {over(w, 'late_loss_std', sci)})."
-  )
+  return f"""**Reading: the second claim does not hold in this setting.** Both forms of decay shrink the
+    balance (each coordinate ends up carried by one factor): at the end it is {over(l2, "balance_final", bal)}
+    with Adam + L2 and {over(w, "balance_final", bal)} with AdamW. But Adam + L2 {recovered} with a late-loss
+    std of {over(l2, "late_loss_std", sci)}, while AdamW settles on a dense interpolant (relative error
+    {over(w, "rel_error", lambda x: f"{x:.2f}")}, {over(w, "n_support_1e-2", lambda x: f"{x:.0f}")} active
+    coordinates) whose loss keeps oscillating (late-loss std {over(w, "late_loss_std", sci)})."""
 
 
 def _graphon(results: Path) -> tuple[dict[str, Any], list[int], list[str], dict[str, dict]]:
