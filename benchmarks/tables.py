@@ -430,14 +430,12 @@ def readme_transformers(results: Path) -> str:
   noisier = ", noisier" if np.std(ham["final_test_acc"]) > np.std(base["final_test_acc"]) else ""
   ft = load(results, "transformers")["finetune"]
   old = paired_test(ft["adamw"]["old_test_acc"], ft["ham_adamw"]["old_test_acc"])
-  return (
-    f"HAM(AdamW) groks {'earlier' if g_ham < g_base else 'later'} on average, at {g_ham_text} steps vs AdamW's "
-    f"{g_base_text} ({fmt_p(p)}, {'significant' if p < SIGNIFICANCE else 'not significant'})"
-    + (f" with a {' and '.join(weights)} embedding" if weights else "")
-    + f", and ends at {'lower' if a_ham < a_base else 'higher'}{noisier} test accuracy ({acc_ham} % vs {acc_base} "
-    f"%); HAM {'reduces' if significant(old) else 'does not reduce'} forgetting when fine-tuning addition -> "
-    "subtraction."
-  )
+  weights = f" with a {' and '.join(weights)} embedding" if weights else ""
+  return f"""HAM(AdamW) groks {"earlier" if g_ham < g_base else "later"} on average, at {g_ham_text} steps vs
+    AdamW's {g_base_text} ({fmt_p(p)}, {"significant" if p < SIGNIFICANCE else "not significant"}){weights}, and
+    ends at {"lower" if a_ham < a_base else "higher"}{noisier} test accuracy ({acc_ham} % vs {acc_base}
+    %); HAM {"reduces" if significant(old) else "does not reduce"} forgetting when fine-tuning addition ->
+    subtraction."""
 
 
 @table
@@ -452,28 +450,20 @@ def transformers_finetune_findings(results: Path) -> str:
   tasks = [(res, k) for res in (short, long) for k in ("new_test_acc", "old_test_acc")]
   ham_wins = sum(significant(vs_adamw(r, "ham_adamw", k)) for r, k in tasks)
   nano_old, nano_new = (vs_adamw(long, "nanoadam", k) for k in ("old_test_acc", "new_test_acc"))
-  return (
-    "What we see: **this shift is catastrophic for every method, HAM included.** The subtraction map conflicts "
-    "with the addition map on the same number embeddings, and within the first 25 full-batch steps the old task "
-    f"falls from ~100 % to {span(100 * first, '.0f')} % validation accuracy (300-step "
-    "protocol), whatever the optimizer. Without weight decay no method learns subtraction in 300 steps "
-    f"({span(new, '.0f')} % test); with weight decay and 1000 steps AdamW and HAM(AdamW) reach "
-    f"{text['adamw']['new_test_acc']} % and {text['ham_adamw']['new_test_acc']} % "
-    f"({fmt_p(vs_adamw(long, 'ham_adamw', 'new_test_acc')['p_value'])}) and forget addition almost completely "
-    f"({span(old, '.0f')} %). **HAM(AdamW) is "
-    + (
-      f"significantly better than AdamW in {ham_wins} of the 4 comparisons"
-      if ham_wins
-      else "not significantly better than AdamW on either task in either protocol"
-    )
-    + ".** NanoAdam, which updates only the smallest 10 % of each tensor, "
-    f"forgets {'less' if nano_old['mean_diff'] > 0 else 'more'} ({text['nanoadam']['old_test_acc']} % vs "
-    f"{text['adamw']['old_test_acc']} % on addition, {fmt_p(nano_old['p_value'])}) and learns the new task "
-    f"{'less' if nano_new['mean_diff'] < 0 else 'more'} ({text['nanoadam']['new_test_acc']} % vs "
-    f"{text['adamw']['new_test_acc']} %, {fmt_p(nano_new['p_value'])})"
-    + (": a trade-off, not a win" if nano_old["mean_diff"] * nano_new["mean_diff"] < 0 else "")
-    + ", and all fine-tuned models are far from useful on both tasks."
-  )
+  ham = f"significantly better than AdamW in {ham_wins} of the 4 comparisons"
+  ham = ham if ham_wins else "not significantly better than AdamW on either task in either protocol"
+  trade = ": a trade-off, not a win" if nano_old["mean_diff"] * nano_new["mean_diff"] < 0 else ""
+  return f"""What we see: **this shift is catastrophic for every method, HAM included.** The subtraction map
+    conflicts with the addition map on the same number embeddings, and within the first 25 full-batch steps
+    the old task falls from ~100 % to {span(100 * first, ".0f")} % validation accuracy (300-step protocol),
+    whatever the optimizer. Without weight decay no method learns subtraction in 300 steps ({span(new, ".0f")}
+    % test); with weight decay and 1000 steps AdamW and HAM(AdamW) reach {text["adamw"]["new_test_acc"]} % and
+    {text["ham_adamw"]["new_test_acc"]} % ({fmt_p(vs_adamw(long, "ham_adamw", "new_test_acc")["p_value"])})
+    and forget addition almost completely ({span(old, ".0f")} %). **HAM(AdamW) is {ham}.** NanoAdam, which updates only the smallest 10 % of each tensor, forgets
+    {"less" if nano_old["mean_diff"] > 0 else "more"} ({text["nanoadam"]["old_test_acc"]} % vs
+    {text["adamw"]["old_test_acc"]} % on addition, {fmt_p(nano_old["p_value"])}) and learns the new task
+    {"less" if nano_new["mean_diff"] < 0 else "more"} ({text["nanoadam"]["new_test_acc"]} % vs
+    {text["adamw"]["new_test_acc"]} %, {fmt_p(nano_new["p_value"])}){trade}, and all fine-tuned models are far from useful on both tasks."""
 
 
 # --- Graphs (docs/guides/graphs.md): `benchmarks/graphs.py` formats its own table -----------------------------
@@ -986,12 +976,10 @@ def _rho_findings(results: Path) -> str:
     edge = (
       f", a learning rate at which its baseline itself diverged on {word(lost)} of {word(seeds)} test seeds"
     )
-    text += (
-      f" The {word(n)} divergences below `rho = 1` are all {_setting(key)} at lr {lr:g}"
-      + (edge if lost and final[key]["choices"]["baseline_lr"] == lr else "")
-      + ": on a model trained at its edge of stability, any increase of the effective learning rate tips it "
-      "over, and no alpha rule measured at initialisation sees that edge."
-    )
+    text += f""" The {word(n)} divergences below `rho = 1` are all {_setting(key)} at lr
+      {lr:g}{edge if lost and final[key]["choices"]["baseline_lr"] == lr else ""}: on a model trained at its
+      edge of stability, any increase of the effective learning rate tips it over, and no alpha rule measured
+      at initialisation sees that edge."""
   return text + (
     f" `suggest_alpha` uses `rho = {ratio:g}`, {'in' if best['lo'] <= ratio < best['hi'] else 'outside'} the "
     f"bin with the best mean gain and a factor {common['lo'] / ratio:g} below the bin where divergence becomes "
@@ -1070,15 +1058,12 @@ def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dic
     f"{_family(k)} from " + " to ".join(d1(by_key[k][1][1 + ratios.index(x)][0]) for x in (default, nxt))
     for k in partial
   )
-  return (
-    f"Per family the validation gains are noisy ({seeds} seeds), but the means separate the optimizers. **With SGD "
-    f"+ momentum, {best['sgd']:g} had the best mean gain** ({d1(mean['sgd', best['sgd']])} points "
-    f"over the {n} families with every ratio; {at('sgd', [x for x in ratios if x != best['sgd']])}); above "
-    f"`rho = 1` SGD runs start to diverge in the grid. **With AdamW the gain "
-    f"{'grew with the ratio' if grows else f'was largest at {top:g}'}** "
-    f"({at('adamw', ratios)}, over the same {n} families"
-    + (f"; measured at {default:g} and {nxt:g} only, the {moved})." if partial else ").")
-  )
+  return f"""Per family the validation gains are noisy ({seeds} seeds), but the means separate the optimizers.
+    **With SGD + momentum, {best["sgd"]:g} had the best mean gain** ({d1(mean["sgd", best["sgd"]])} points
+    over the {n} families with every ratio; {at("sgd", [x for x in ratios if x != best["sgd"]])}); above `rho
+    = 1` SGD runs start to diverge in the grid. **With AdamW the gain
+    {"grew with the ratio" if grows else f"was largest at {top:g}"}** ({at("adamw", ratios)}, over the same
+    {n} families{f"; measured at {default:g} and {nxt:g} only, the {moved})." if partial else ")."}"""
 
 
 @table
@@ -1087,11 +1072,9 @@ def alpha_transfer_findings(results: Path) -> str:
   final, grid, default = _final(results), _grid(results), _ratio(results)
   tests, (ratios, _, means) = _transfer_tests(final), _ratio_gains(results)
   count, missed = _within(tests, SUG)
-  item = (
-    f"**Within {WITHIN:g} points of grid-best HAM** (tuned over the whole lr x alpha grid): the suggested alpha "
-    f"on {count} settings"
-    + (f"; missed on {listed([_cited(k, tests[k][SUG, BEST]) for k in missed])}." if missed else ".")
-  )
+  missed_on = f"; missed on {listed([_cited(k, tests[k][SUG, BEST]) for k in missed])}." if missed else "."
+  item = f"""**Within {WITHIN:g} points of grid-best HAM** (tuned over the whole lr x alpha grid): the
+    suggested alpha on {count} settings{missed_on}"""
   sgd_missed = [(k, *final[k]["choices"]["grid_best"][:2]) for k in missed if k.endswith("/sgd")]
   if sgd_missed:
     rho = [r["rho"] for k, lr, a in sgd_missed for r in grid["runs"][k] if (r["lr"], r["alpha"]) == (lr, a)]
@@ -1240,21 +1223,15 @@ def readme_alpha(results: Path) -> str:
   """The README's opening paragraph on alpha: alpha 100 with SGD in the grid, and the default's place in it."""
   g = _grid_facts(results)
   where = "on all of them" if len(g["lost_100"]) == g["sgd"] else f"on {len(g['lost_100'])} of {g['sgd']}"
-  return (
-    "One alpha does not fit all models: what matters is the size of HAM's mirror step relative to the inner "
-    "optimizer's step, and that depends on the model's width, initialisation and normalisation and on the "
-    "optimizer. The paper's `alpha=200` (ResNet-50 on ImageNet, SGD lr 0.1; `ham_optax.PAPER_IMAGENET_ALPHA`) is "
-    f"far too large for the small MNIST-1D models measured here: with SGD + momentum at lr {g['lr']:g}, "
-    f"`alpha=100` diverged (on at least one of {word(g['seeds'])} seeds) {where}. The library "
-    f"default `alpha={g['default']:g}` is mild ("
-    + (
-      "it never diverged on any model, optimizer and learning rate measured; "
-      if g["default"] <= g["safe"]
-      else ""
-    )
-    + f"`alpha={g['next']:g}` already diverged on {g['next_lost']}), so HAM does little with it: choose alpha for "
-    "your model."
+  never = "it never diverged on any model, optimizer and learning rate measured; " * (
+    g["default"] <= g["safe"]
   )
+  return f"""One alpha does not fit all models: what matters is the size of HAM's mirror step relative to the
+    inner optimizer's step, and that depends on the model's width, initialisation and normalisation and on the
+    optimizer. The paper's `alpha=200` (ResNet-50 on ImageNet, SGD lr 0.1; `ham_optax.PAPER_IMAGENET_ALPHA`)
+    is far too large for the small MNIST-1D models measured here: with SGD + momentum at lr {g["lr"]:g},
+    `alpha=100` diverged (on at least one of {word(g["seeds"])} seeds) {where}. The library default
+    `alpha={g["default"]:g}` is mild ({never}`alpha={g["next"]:g}` already diverged on {g["next_lost"]}), so HAM does little with it: choose alpha for your model."""
 
 
 @table
@@ -1641,9 +1618,8 @@ def mirror_flows_adamw_note(results: Path) -> str:
     ]
     parts = parts * bool(saved) + [f"diverges at depth {listed(lost)} where Adam escaped"] * bool(lost)
     text += f"; at {lrs[i]:.2g} AdamW {' and '.join(parts) or 'differs from Adam'}"
-  return (
-    text + '; sign descent at large steps oscillates without halving the loss, which counts as "stalled".)'
-  )
+  return f"""{text}; sign descent at large steps oscillates without halving the loss, which counts as
+    "stalled".)"""
 
 
 @table
@@ -1665,22 +1641,18 @@ def mirror_flows_escape_reading(results: Path) -> str:
     gd.append(f"about {times}x larger at depth {L} (first escape at {sci(lr, True)})")
   same = all(first[f"HAM/L{L}"][0] == first[f"GD/L{L}"][0] for L in depths)
   (ham_div, gd_div) = first[f"HAM/L{depths[0]}"][1], first[f"GD/L{depths[0]}"][1]
-  return (
-    f"**Reading: the first claim {'holds' if holds else 'does not hold'} here.** Sign descent and Adam escape "
-    f"the saddle at every depth from learning rates between {sci(min(steep), True)} and {sci(max(steep), True)} "
-    "(every seed), in a number of steps that scales like `1/lr` and barely depends on the depth. Gradient descent "
-    f"needs a learning rate {', '.join(gd[:-1])}, and {gd[-1]}: its step on a factor is proportional to "
-    "`u^(L-1)`, which is tiny at a small initialisation, while a steepest (sign-like) step is not. HAM on the "
-    "factors (its mirror step multiplies by `exp(-lr alpha ...)`, but the gradient it sees is GD's) "
-    + (
-      "escapes from the same learning rates as GD at every depth"
-      if same
-      else "escapes at other rates than GD"
-    )
-    + f"{f', at depth {depths[-1]} at none,' if holds and same else ''} and diverges earlier (at depth "
-    f"{depths[0]} from lr {ham_div:g}, GD from {gd_div:g}); it is not a steepest-descent method in this sense and "
-    "should not be expected to escape like Adam."
+  ham = (
+    "escapes from the same learning rates as GD at every depth" if same else "escapes at other rates than GD"
   )
+  ham += f", at depth {depths[-1]} at none," if holds and same else ""
+  return f"""**Reading: the first claim {"holds" if holds else "does not hold"} here.** Sign descent and Adam
+    escape the saddle at every depth from learning rates between {sci(min(steep), True)} and
+    {sci(max(steep), True)} (every seed), in a number of steps that scales like `1/lr` and barely depends on
+    the depth. Gradient descent needs a learning rate {", ".join(gd[:-1])}, and {gd[-1]}: its step on a factor
+    is proportional to `u^(L-1)`, which is tiny at a small initialisation, while a steepest (sign-like) step
+    is not. HAM on the factors (its mirror step multiplies by `exp(-lr alpha ...)`, but the gradient it sees
+    is GD's) {ham} and diverges earlier (at depth {depths[0]} from lr {ham_div:g}, GD from {gd_div:g}); it is not a
+    steepest-descent method in this sense and should not be expected to escape like Adam."""
 
 
 def _decay(results: Path) -> list[tuple[dict[str, Any], dict[str, float]]]:
