@@ -577,37 +577,35 @@ def graphs_mechanism(results: Path) -> str:
   signs = {s: sum(d for a, d in tried if s * a > 0) for s in (-1, 1)}
   total = {s: seeds * sum(s * a > 0 for a, _ in tried) for s in (-1, 1)}
   clip = max(c[k]["clip_hits"] for c in cells for k in ("ham", "ham_neg", "ham_pos"))
+  clipped = f"Some selected runs hit the exponent clip (up to {pct(clip)} of the weights)."
+  if not clip:
+    clipped = """No selected run ever hit the exponent clip (`|lr alpha g| >= 5` for some weight at some step):
+      the chosen alphas are far from it."""
   return "\n".join(
     [
-      "- *Magnitude profile.* `(|x|_1 / |x|_2)^2 / n` (1 for equal magnitudes, towards 0 for a few large "
-      f"weights) is lower at the largest positive alpha than at the most negative one in {ends} of the "
-      f"{len(cells)} settings, and falls monotonically in between in {falls} (tuning graphs, the alphas without a "
-      "diverged run): a positive alpha concentrates the weight mass (its "
-      "L1-like potential), a negative alpha flattens it (its potential penalises large weights more than L2). For "
-      f"GCN + SGD at `h = 0.7`: {profile} (test graphs).",
-      f"- *Sign flips.* The selected negative alpha gives more sign flips versus initialisation than alpha = 0 in "
-      f"{more} of the {len(cells)} settings, mostly slightly (GraphSAGE + SGD, `h = 0.1`: {flips[0]}; at "
-      f"`h = 0.9`: {flips[1]}). The mirror step itself never flips a sign, so the extra flips are made by the "
-      "inner step; a likely reason is that a negative alpha slows large weights (effective learning rate below "
-      "`lr`) while small ones keep moving at `lr`.",
-      f"- *The barrier.* With SGD, alpha = -10 puts {beyond('sgd', -10)}{GLUE}% of the "
-      "weights at or beyond `|x| = 1/|alpha|` (where the effective learning rate `1 + alpha |x|` is zero or "
-      f"negative) and is where runs diverge: {runs('sgd', -10)} of the {n['sgd']} SGD tuning runs at "
-      f"alpha = -10. With AdamW the picture differs (next section): {beyond('adamw', -3)}{GLUE}% "
-      f"of the weights lie beyond the barrier at alpha = -3 and {beyond('adamw', -10)}{GLUE}% "
-      f"at alpha = -10 without harm ({runs('adamw', -3) + runs('adamw', -10)} diverged runs), while alpha = -100 "
-      f"diverged in {runs('adamw', -100)} of {n['adamw']} runs and alpha = -30 in {runs('adamw', -30)}. In "
-      f"all, {signs[-1]} of the {total[-1]} negative-alpha tuning runs diverged and {signs[1] or 'none'} of the "
-      f"{total[1]} positive-alpha runs.",
-      "- *The clip.* "
-      + (
-        "No selected run ever hit the exponent clip (`|lr alpha g| >= 5` for some weight at some step): the "
-        "chosen alphas are far from it."
-        if not clip
-        else f"Some selected runs hit the exponent clip (up to {pct(clip)} of the weights)."
-      )
-      + " The divergent tuning runs all have a negative alpha and most of their weights beyond the barrier, "
-      "consistent with the runaway described below, which the clip slows but does not stop.",
+      f"""- *Magnitude profile.* `(|x|_1 / |x|_2)^2 / n` (1 for equal magnitudes, towards 0 for a few large
+        weights) is lower at the largest positive alpha than at the most negative one in {ends} of the
+        {len(cells)} settings, and falls monotonically in between in {falls} (tuning graphs, the alphas
+        without a diverged run): a positive alpha concentrates the weight mass (its L1-like potential), a
+        negative alpha flattens it (its potential penalises large weights more than L2). For GCN + SGD at `h =
+        0.7`: {profile} (test graphs).""",
+      f"""- *Sign flips.* The selected negative alpha gives more sign flips versus initialisation than alpha =
+        0 in {more} of the {len(cells)} settings, mostly slightly (GraphSAGE + SGD, `h = 0.1`: {flips[0]}; at
+        `h = 0.9`: {flips[1]}). The mirror step itself never flips a sign, so the extra flips are made by the
+        inner step; a likely reason is that a negative alpha slows large weights (effective learning rate
+        below `lr`) while small ones keep moving at `lr`.""",
+      f"""- *The barrier.* With SGD, alpha = -10 puts {beyond("sgd", -10)}{GLUE}% of the weights at or beyond
+        `|x| = 1/|alpha|` (where the effective learning rate `1 + alpha |x|` is zero or negative) and is where
+        runs diverge: {runs("sgd", -10)} of the {n["sgd"]} SGD tuning runs at alpha = -10. With AdamW the
+        picture differs (next section): {beyond("adamw", -3)}{GLUE}% of the weights lie beyond the barrier at
+        alpha = -3 and {beyond("adamw", -10)}{GLUE}% at alpha = -10 without harm
+        ({runs("adamw", -3) + runs("adamw", -10)} diverged runs), while alpha = -100 diverged in
+        {runs("adamw", -100)} of {n["adamw"]} runs and alpha = -30 in {runs("adamw", -30)}. In all,
+        {signs[-1]} of the {total[-1]} negative-alpha tuning runs diverged and {signs[1] or "none"} of the
+        {total[1]} positive-alpha runs.""",
+      f"""- *The clip.* {clipped} The divergent tuning runs all have a negative alpha and most of their
+        weights beyond the barrier, consistent with the runaway described below, which the clip slows but does
+        not stop.""",
     ]
   )
 
@@ -1758,35 +1756,36 @@ def graphon_reading(results: Path) -> str:
   dense = [m for m in ("magnitude", "acdc") if m in by]
   return "\n".join(
     [
-      f"- *Convergence:* for {'every method' if shrinks else 'some methods'} the distance between successive "
-      f"widths shrinks ({steps} from {' to '.join(p.replace('->', ' -> ') for p in pairs)}), as the hypothesis "
-      f"predicts. For {listed([_graphon_label(m) for m in flat])} masks the limit is the *constant* graphon "
-      f"{1 - res['settings']['sparsity']:g}: their images are flat up to noise that shrinks with the width (mean "
-      f"deviation from flat {dev('random')} at n = {', '.join(map(str, widths))} for random; "
-      + "; ".join(f"{dev(m)} for {_graphon_label(m)}" for m in flat[1:])
-      + "). So most of the shrinking distance is sampling noise vanishing, and with one seed and three widths "
-      "this is consistent with the hypothesis, not a test of it.",
-      "- *Magnitude and AC/DC look random here:* in 100 short steps the weights of the 1/sqrt(n)-initialised layer "
-      "barely move, so pruning by magnitude prunes the i.i.d. initialisation, whose mask is an i.i.d. random "
-      "graph. A longer or larger-step training would be needed to see the structure these methods are reported "
-      "to create.",
-      "- *RigL converges to a non-constant graphon:* its grow step (largest dense-gradient magnitudes) "
-      f"concentrates the kept weights on a few output neurons (column block 0 at density {cols[0]:.2f} at "
-      f"n = {last}, against {cols[-1]:.2f} for the last block); the pattern is nearly the same at {widths[-2]} and "
-      f"{last} (distance {rigl['distances'][pairs[-1]]:.3f}, {by['rigl+HAM']['distances'][pairs[-1]]:.3f} with "
-      f"HAM) while its deviation from flat stays about {rigl['flat_deviation'][last]:.2f}. HAM does not change "
-      "the masks of the fixed-mask methods (random + HAM has the identical mask) and changes RigL's only slightly.",
-      f"- *Trainability:* across the {len(rows)} masks a larger NTK smallest eigenvalue goes with a "
-      f"{'lower' if rho < 0 else 'higher'} training loss at {glued(f'n = {n}')}"
-      + (", the direction the NTK view predicts" if rho < 0 else ", against the NTK view")
-      + f", but weakly (Spearman rank correlation {fmt_diff(rho)}, {fmt_p(p)}, one seed): it does not predict the "
-      f"loss. HAM gives the lower training loss in {sum(h < b for _, b, h in ham)} of the {len(ham)} pairs (e.g. "
-      f"RigL {by['rigl']['final_loss']:.4f} -> {by['rigl+HAM']['final_loss']:.4f}), on one seed and without "
-      f"tuning, so this is an observation, not a measured effect. "
-      f"{listed([_graphon_label(m).capitalize() for m in dense])} start dense, which makes their loss curves not "
-      "comparable to those of the fixed-density methods (their loss halves at step "
-      f"{rng([by[m]['half_step'] for m in dense], '{}')} against "
-      f"{rng([r['half_step'] for m, r in by.items() if m.split('+')[0] not in dense], '{}')}).",
+      f"""- *Convergence:* for {"every method" if shrinks else "some methods"} the distance between successive
+        widths shrinks ({steps} from {" to ".join(p.replace("->", " -> ") for p in pairs)}), as the hypothesis
+        predicts. For {listed([_graphon_label(m) for m in flat])} masks the limit is the *constant* graphon
+        {1 - res["settings"]["sparsity"]:g}: their images are flat up to noise that shrinks with the width
+        (mean deviation from flat {dev("random")} at n = {", ".join(map(str, widths))} for random;
+        {"; ".join(f"{dev(m)} for {_graphon_label(m)}" for m in flat[1:])}). So most of the shrinking distance
+        is sampling noise vanishing, and with one seed and three widths this is consistent with the
+        hypothesis, not a test of it.""",
+      """- *Magnitude and AC/DC look random here:* in 100 short steps the weights of the 1/sqrt(n)-initialised
+        layer barely move, so pruning by magnitude prunes the i.i.d. initialisation, whose mask is an i.i.d.
+        random graph. A longer or larger-step training would be needed to see the structure these methods are
+        reported to create.""",
+      f"""- *RigL converges to a non-constant graphon:* its grow step (largest dense-gradient magnitudes)
+        concentrates the kept weights on a few output neurons (column block 0 at density {cols[0]:.2f} at n =
+        {last}, against {cols[-1]:.2f} for the last block); the pattern is nearly the same at {widths[-2]} and
+        {last} (distance {rigl["distances"][pairs[-1]]:.3f}, {by["rigl+HAM"]["distances"][pairs[-1]]:.3f} with
+        HAM) while its deviation from flat stays about {rigl["flat_deviation"][last]:.2f}. HAM does not change
+        the masks of the fixed-mask methods (random + HAM has the identical mask) and changes RigL's only
+        slightly.""",
+      f"""- *Trainability:* across the {len(rows)} masks a larger NTK smallest eigenvalue goes with a
+        {"lower" if rho < 0 else "higher"} training loss at
+        {glued(f"n = {n}")}{", the direction the NTK view predicts" if rho < 0 else ", against the NTK view"},
+        but weakly (Spearman rank correlation {fmt_diff(rho)}, {fmt_p(p)}, one seed): it does not predict the
+        loss. HAM gives the lower training loss in {sum(h < b for _, b, h in ham)} of the {len(ham)} pairs
+        (e.g. RigL {by["rigl"]["final_loss"]:.4f} -> {by["rigl+HAM"]["final_loss"]:.4f}), on one seed and
+        without tuning, so this is an observation, not a measured effect.
+        {listed([_graphon_label(m).capitalize() for m in dense])} start dense, which makes their loss curves
+        not comparable to those of the fixed-density methods (their loss halves at step
+        {rng([by[m]["half_step"] for m in dense], "{}")} against
+        {rng([r["half_step"] for m, r in by.items() if m.split("+")[0] not in dense], "{}")}).""",
     ]
   )
 
