@@ -1578,7 +1578,9 @@ def mirror_flows_escape(results: Path) -> str:
   res = load(results, "mirror_flows")
   lrs, fmt = res["settings"]["lrs"], _script("mirror_flows")._fmt_escape
   columns = [min(range(len(lrs)), key=lambda i, lr=lr: abs(np.log(lrs[i] / lr))) for lr in ESCAPE_LRS]
-  rows = [[*key.split("/L"), *(fmt(seeds)[i] for i in columns)] for key, seeds in res["escape"].items()]
+  rows = [
+    [*key.split("/L"), *map(fmt, np.asarray(seeds)[:, columns].T)] for key, seeds in res["escape"].items()
+  ]
   header = ["optimizer", "L", *(("lr " if i == 0 else "") + sci(lrs[c], True) for i, c in enumerate(columns))]
   return markdown_table(header, [row for row in rows if row[0] in ESCAPE_SHOWN])
 
