@@ -280,10 +280,8 @@ def sparse_training(results: Path) -> str:
     + (s["diverged"] if s["diverged"].startswith("0/") else f"**{s['diverged']}**")
     for s in load(results, "sparse_training")["summary"]
   ]
-  header = (
-    "method | lr | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | diverged"
-  )
-  return md(header, rows)
+  cols = "method | lr | alpha | beta | test acc (%) | val acc (%) | sparsity | sign flips vs init | diverged"
+  return md(cols, rows)
 
 
 def _welch(base: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> tuple[str, float, float]:
@@ -528,9 +526,8 @@ def graphs_answer(results: Path) -> str:
     third += f"""; it is significantly worse at {case(c, "ham")}, where the baseline tuned its weight decay to
       {c["wd_baseline"]:g} and HAM kept {c["alpha0"]["wd"]:g}"""
   worse = "; ".join(map(case, _significant(cells, "ham_neg", sign=-1)))
-  third += (
-    f". A negative alpha is significantly *worse* than {alpha0} {f'at {worse}' if worse else 'nowhere'}."
-  )
+  third += f""". A negative alpha is significantly *worse* than {alpha0}
+    {f"at {worse}" if worse else "nowhere"}."""
   yes = ["yes" if helps else "no" for helps in (10 * len(neg) > tests, pos)]
   answer = f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
   answer = f"{yes[0]} on both counts" if yes[0] == yes[1] else answer
@@ -909,19 +906,17 @@ def alpha_transfer_divergence(results: Path) -> str:
   runs = _runs(final)
   (suggested, _), (leaf, leaf_n), n = _count(runs, SUG), _count(runs, LEAF), _count(runs, "baseline")[1]
   settings = f"{word(len(final))} family x optimizer settings"
-  lead = (
-    f"**The suggested alpha never diverged**: 0 of {n} fresh seeds over the {settings}."
-    if suggested == 0
-    else f"**The suggested alpha diverged on {suggested} of {n} fresh seeds** over the {settings}."
-  )
+  lead = f"**The suggested alpha diverged on {suggested} of {n} fresh seeds** over the {settings}."
+  if suggested == 0:
+    lead = f"**The suggested alpha never diverged**: 0 of {n} fresh seeds over the {settings}."
   lead += f" The per-leaf alphas diverged on {leaf} of {leaf_n}." if leaf_n else ""
   grid = []
   for key, res in final.items():
     if g := diverged(res["runs"], BEST):
       base, seeds = _count(res["runs"], "baseline")
+      lr = res["choices"]["grid_best"][0]
       grid.append(
-        f"{g} of {seeds} {_setting(key)} seeds (lr {res['choices']['grid_best'][0]:g}), where the baseline "
-        f"diverged on {base} of {seeds}"
+        f"{g} of {seeds} {_setting(key)} seeds (lr {lr:g}), where the baseline diverged on {base} of {seeds}"
       )
   tail = (
     f"Grid-best HAM diverged on {'; on '.join(grid)}." if grid else "Grid-best HAM never diverged either."
@@ -971,18 +966,15 @@ def _rho_findings(results: Path) -> str:
   if len(low) == 1:
     (key, lr), n = next(iter(low.items()))
     lost, seeds = _count(final[key]["runs"], "baseline")
-    edge = (
-      f", a learning rate at which its baseline itself diverged on {word(lost)} of {word(seeds)} test seeds"
-    )
+    edge = f""", a learning rate at which its baseline itself diverged on {word(lost)} of {word(seeds)} test
+      seeds"""
     text += f""" The {word(n)} divergences below `rho = 1` are all {_setting(key)} at lr
       {lr:g}{edge if lost and final[key]["choices"]["baseline_lr"] == lr else ""}: on a model trained at its
       edge of stability, any increase of the effective learning rate tips it over, and no alpha rule measured
       at initialisation sees that edge."""
-  return text + (
-    f" `suggest_alpha` uses `rho = {ratio:g}`, {'in' if best['lo'] <= ratio < best['hi'] else 'outside'} the "
-    f"bin with the best mean gain and a factor {common['lo'] / ratio:g} below the bin where divergence becomes "
-    "common; selecting the learning rate on validation (as the benchmark does) avoids the edge-of-stability case."
-  )
+  return f"""{text} `suggest_alpha` uses `rho = {ratio:g}`, {"in" if best["lo"] <= ratio < best["hi"] else "outside"}
+    the bin with the best mean gain and a factor {common["lo"] / ratio:g} below the bin where divergence becomes
+    common; selecting the learning rate on validation (as the benchmark does) avoids the edge-of-stability case."""
 
 
 def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
