@@ -1542,20 +1542,16 @@ def sparsity_overhead(results: Path) -> str:
   a, t = res["args"], res["seconds_per_step"]
   x = {k: v / t["ham(sgd)"] for k, v in t.items()}
   between = [v for k, v in x.items() if k.endswith("(ham)")]
-  timings = md(
-    "transform | ms / step | vs ham(sgd)", [f"{k} | {1e3 * s:.2f} | {x[k]:.2f}x" for k, s in t.items()]
-  )
-  return (
-    f"`python benchmarks/sparsity_overhead.py` ({a['layers']} layers of {a['width']} x {a['width']} kernels plus "
-    f"biases, {res['n_params'] / 1e6:.1f} M parameters; median over {a['repeats']} timings of {a['steps']} jitted "
-    f"updates; unpaired, so use `overhead.py` for HAM's own cost):\n\n"
-    f"{timings}\n\n"
-    "These medians are unpaired. Between mask updates the sparsifiers cost "
-    f"{min(between):.2f}x-{max(between):.2f}x a `ham(sgd)` step here (the mask-update branch sits in a compiled "
-    "`lax.cond`); a RigL drop-and-grow (top-k "
-    f"over each layer) costs ~{round(x['rigl(ham), every step a mask update'], -1):.0f} plain steps, paid once every "
-    "`update_every` steps (100 by default)."
-  )
+  lead = f"""`python benchmarks/sparsity_overhead.py` ({a["layers"]} layers of {a["width"]} x {a["width"]}
+    kernels plus biases, {res["n_params"] / 1e6:.1f} M parameters; median over {a["repeats"]} timings of
+    {a["steps"]} jitted updates; unpaired, so use `overhead.py` for HAM's own cost):"""
+  rows = [f"{k} | {1e3 * s:.2f} | {x[k]:.2f}x" for k, s in t.items()]
+  tail = f"""These medians are unpaired. Between mask updates the sparsifiers cost
+    {min(between):.2f}x-{max(between):.2f}x a `ham(sgd)` step here (the mask-update branch sits in a compiled
+    `lax.cond`); a RigL drop-and-grow (top-k over each layer) costs
+    ~{round(x["rigl(ham), every step a mask update"], -1):.0f} plain steps, paid once every `update_every` steps
+    (100 by default)."""
+  return "\n\n".join([lead, md("transform | ms / step | vs ham(sgd)", rows), tail])
 
 
 # --- Steepest mirror flows and graphons (docs/guides/mirror_flows_and_graphons.md) ---------------------------
