@@ -150,7 +150,7 @@ def sci(x: float, short: bool = False) -> str:
 
 
 def span(values: Iterable[float], fmt: str | Callable[[float], str] = ".2f", sep: str = "-") -> str:
-  """``"lo-hi"``: the smallest and the largest of ``values``, each formatted by ``fmt`` (a format spec or function)."""
+  """``"lo-hi"``: the smallest and the largest of ``values``, formatted by ``fmt`` (a format spec or function)."""
   values, text = list(values), (lambda x: format(x, fmt)) if isinstance(fmt, str) else fmt
   return f"{text(min(values))}{sep}{text(max(values))}"
 
@@ -180,14 +180,14 @@ def significant(t: dict[str, Any], sign: int = 1) -> bool:
 def verdict(comparisons: Sequence[tuple[str, dict[str, Any]]], who: str = "HAM") -> str:
   """The sentence that summarises paired comparisons: how many rows ``who`` is ahead in, which are significant."""
   n, ahead = len(comparisons), [label for label, c in comparisons if c["mean_diff"] > 0]
-  significant = [label for label, c in comparisons if c["p_value"] < SIGNIFICANCE]
+  sig = [label for label, c in comparisons if c["p_value"] < SIGNIFICANCE]
   rows = f"all {word(n)} rows" if n > 2 else ("both rows" if n == 2 else "the one row")
   some = f"{len(ahead)} of {n} rows ({', '.join(ahead)})" if ahead else f"none of the {word(n)} rows"
   lead = f"{who} is ahead in {rows if len(ahead) == n else some}"
-  if not significant:
+  if not sig:
     joint = "but" if ahead else "and"
     return f"{lead} {joint} no difference is significant at these seed counts (p{GLUE}>={GLUE}{SIGNIFICANCE})"
-  return f"{lead}; significant ({P_SIGNIFICANT}): {', '.join(significant)}"
+  return f"{lead}; significant ({P_SIGNIFICANT}): {', '.join(sig)}"
 
 
 def diverged(runs: Sequence[dict[str, Any]], method: str | None = None) -> int:
@@ -304,15 +304,15 @@ def _sparse(results: Path) -> tuple[dict[str, Any], dict[str, list], dict[tuple,
     for variant in ("+HAM", "+HAM tuned")
     if sparsifier + variant in runs
   }
-  significant = [_label(s + v) for (s, v), (_, d, p) in comparisons.items() if d > 0 and p < SIGNIFICANCE]
+  gains = [_label(s + v) for (s, v), (_, d, p) in comparisons.items() if d > 0 and p < SIGNIFICANCE]
   unstable = [s for (s, v), (text, _, _) in comparisons.items() if v == "+HAM" and "seed" in text]
-  return data, runs, comparisons, significant, unstable
+  return data, runs, comparisons, gains, unstable
 
 
 @table
 def sparse_training_comparison(results: Path) -> str:
   """HAM − baseline per sparsifier (both HAM protocols), Sign-In − baseline, and the verdict."""
-  data, runs, comparisons, significant, unstable = _sparse(results)
+  data, runs, comparisons, gains, unstable = _sparse(results)
   by_sparsifier: dict[str, list[str]] = defaultdict(list)
   for (sparsifier, _), (text, _, _) in comparisons.items():
     by_sparsifier[sparsifier].append(text)
@@ -322,8 +322,8 @@ def sparse_training_comparison(results: Path) -> str:
   if "random+Sign-In" in runs:
     text += f" Sign-In − baseline on random PaI: {_welch(runs['random'], runs['random+Sign-In'])[0]}."
   text += (
-    f" **HAM improves significantly ({P_SIGNIFICANT}): {', '.join(significant)}.** "
-    if significant
+    f" **HAM improves significantly ({P_SIGNIFICANT}): {', '.join(gains)}.** "
+    if gains
     else " **At this scale HAM does not improve sparse training significantly for any sparsifier.** "
   )
   tuned_worst = [d for (_, v), (_, d, _) in comparisons.items() if v.endswith("tuned")]
@@ -345,13 +345,13 @@ def sparse_training_comparison(results: Path) -> str:
 @table
 def readme_sparse_training(results: Path) -> str:
   """The README's summary of the sparse-training benchmark."""
-  _, _, comparisons, significant, unstable = _sparse(results)
+  _, _, comparisons, gains, unstable = _sparse(results)
   pair = lambda s: " / ".join(fmt_diff(comparisons[s, v][1]) for v in ("+HAM", "+HAM tuned"))  # noqa: E731
   p_min = np.floor(100 * min(p for _, _, p in comparisons.values())) / 100
   tuned_unstable = any("seed" in text for (_, v), (text, _, _) in comparisons.items() if v.endswith("tuned"))
-  lead = f"HAM improves {', '.join(significant)} significantly ({P_SIGNIFICANT})"
+  lead = f"HAM improves {', '.join(gains)} significantly ({P_SIGNIFICANT})"
   grid = f"diverged or collapsed on one seed each of {' and '.join(SPARSIFIERS.get(s, s) for s in unstable)}"
-  return f"""{lead if significant else "HAM does not improve any sparsifier significantly"} (RigL + HAM
+  return f"""{lead if gains else "HAM does not improve any sparsifier significantly"} (RigL + HAM
     {pair("rigl")} points with alpha grid-tuned at RigL's lr / alpha from `suggest_alpha` at HAM's own lr,
     random pruning {pair("random")}, all p{GLUE}>={GLUE}{p_min:.2f}); the grid-tuned alpha
     {grid if unstable else "never diverged or collapsed"},
