@@ -926,10 +926,12 @@ def alpha_transfer_divergence(results: Path) -> str:
 
 @table
 def alpha_transfer_rho(results: Path) -> str:
-  """The grid's HAM runs binned by rho: runs, diverged, gain over the same-lr baseline, largest exponent."""
+  """The grid's HAM runs binned by rho (runs, diverged, gain over the same-lr baseline, largest exponent), and
+  what the bins say: the best bin, where divergence becomes common (a quarter) and the rule (half), below 1."""
+  grid, final, ratio = _grid(results), _final(results), _ratio(results)
   gain = lambda b: f"{b['gain']:+.2f}" if b["finite"] else "n/a"  # noqa: E731
-  rows = []
-  for b in _script("alpha_transfer").rho_bins(_grid(results)):
+  rows, bins = [], _script("alpha_transfer").rho_bins(grid)
+  for b in bins:
     note = f" (the {b['finite']} runs that did not diverge)" if 0 < b["finite"] < b["runs"] / 2 else ""
     per_opt = [
       f"{gain(b[o])} ({b[o]['diverged']}/{b[o]['runs']})" if b[o]["runs"] else "-" for o in OPTIMIZERS
@@ -942,13 +944,7 @@ def alpha_transfer_rho(results: Path) -> str:
     f"non-diverged) | {' | '.join(f'{name}: gain (diverged/runs)' for name in OPTIMIZERS.values())} | "
     "largest `exponent_max` during training (median)"
   )
-  return md(header, rows) + "\n\n" + _rho_findings(results)
-
-
-def _rho_findings(results: Path) -> str:
-  """The paragraph under the rho table: best bin, where divergence is common and the rule, below 1."""
-  grid, final, ratio = _grid(results), _final(results), _ratio(results)
-  bins = [b for b in _script("alpha_transfer").rho_bins(grid) if b["finite"]]
+  bins = [b for b in bins if b["finite"]]
   best = max(bins, key=lambda b: b["gain"])
   common = next(b for b in bins if b["diverged"] >= b["runs"] / 4)
   rule = next(b for b in bins if b["diverged"] > b["runs"] / 2)
@@ -972,9 +968,10 @@ def _rho_findings(results: Path) -> str:
       {lr:g}{edge if lost and final[key]["choices"]["baseline_lr"] == lr else ""}: on a model trained at its
       edge of stability, any increase of the effective learning rate tips it over, and no alpha rule measured
       at initialisation sees that edge."""
-  return f"""{text} `suggest_alpha` uses `rho = {ratio:g}`, {"in" if best["lo"] <= ratio < best["hi"] else "outside"}
-    the bin with the best mean gain and a factor {common["lo"] / ratio:g} below the bin where divergence becomes
-    common; selecting the learning rate on validation (as the benchmark does) avoids the edge-of-stability case."""
+  return f"""{md(header, rows)}\n\n{text} `suggest_alpha` uses `rho = {ratio:g}`,
+    {"in" if best["lo"] <= ratio < best["hi"] else "outside"} the bin with the best mean gain and a factor
+    {common["lo"] / ratio:g} below the bin where divergence becomes common; selecting the learning rate on
+    validation (as the benchmark does) avoids the edge-of-stability case."""
 
 
 def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
