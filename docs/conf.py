@@ -5,8 +5,6 @@
 ``HAM_OPTAX_NOTEBOOK_SMALL`` says otherwise (``0``: full size); a cell that fails fails the build.
 """
 
-from __future__ import annotations
-
 import importlib
 import os
 import pathlib
@@ -19,25 +17,22 @@ sys.path.insert(0, str(ROOT))  # document this checkout, not another installed c
 
 import ham_optax  # noqa: E402
 
-project = "ham_optax"
+project = html_title = "ham_optax"
 author = "ham_optax developers"
-copyright = "2026, ham_optax developers"  # noqa: A001
+copyright = f"2026, {author}"  # noqa: A001
 release = ham_optax.__version__
 
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.napoleon"]
 extensions += ["sphinx.ext.mathjax", "sphinx.ext.viewcode"]
-
 html_theme = "sphinx_book_theme"
-html_title = "ham_optax"
 html_theme_options = {"repository_url": "https://github.com/ham-optax/ham_optax", "show_toc_level": 2}
 html_theme_options["use_repository_button"] = True
-
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]  # autosummary/class.rst: a class page without the inherited-member tables
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
-# MyST / myst-nb: execute the notebooks (committed without outputs) and render them.
-nb_execution_mode = "force"  # every build runs every notebook: outputs always come from the current code
+# MyST / myst-nb: every build executes every notebook (committed without outputs) with the current code.
+nb_execution_mode = "force"
 nb_execution_timeout = 600  # seconds per cell
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
@@ -52,10 +47,8 @@ autosummary_generate = True
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": False}
-napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
-napoleon_attr_annotations = True
 napoleon_use_ivar = True  # state classes document their fields under "Attributes:"; one description each
 
 # Cross-references into libraries without an inventory here (no network access at build time): JAX, optax,
@@ -68,46 +61,37 @@ nitpick_ignore_regex = [
   ("py:class", r"(optional|callable|pytree|array|default .*)"),
 ]
 
-PUBLIC_MODULES = [
-  ("ham_optax", "The core: ham, hyperbolic_step and the ham_sgd / ham_adam / ham_adamw aliases")
-]
-PUBLIC_MODULES += [
-  (f"ham_optax.{m}", None) for m in ("geometry", "metrics", "overparam", "schedules", "sparsity")
-]
-
-
-def _skip_namedtuple_fields(app, what, name, obj, skip, options):
-  """NamedTuple fields are documented by their class's ``Attributes:`` section, not a second time."""
-  doc = getattr(obj, "__doc__", None) or ""
-  return True if doc.startswith("Alias for field number") else None
+CORE_TITLE = "The core: ham, hyperbolic_step and the ham_sgd / ham_adam / ham_adamw aliases"
+SUBMODULES = ("geometry", "metrics", "overparam", "schedules", "sparsity")
+PUBLIC_MODULES = {"ham_optax": CORE_TITLE, **{f"ham_optax.{m}": "" for m in SUBMODULES}}  # name: title
 
 
 def setup(app):
-  app.connect("autodoc-skip-member", _skip_namedtuple_fields)
+  # NamedTuple fields are documented by their class's ``Attributes:`` section, not a second time.
+  def skip_namedtuple_fields(app, what, name, obj, skip, options):
+    return True if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number") else None
+
+  app.connect("autodoc-skip-member", skip_namedtuple_fields)
+
+
+def _write_if_changed(path: pathlib.Path, text: str) -> None:
+  if not path.exists() or path.read_text() != text:
+    path.write_text(text)
 
 
 def _write_api_pages() -> None:
   """One page per public module: its docstring and an autosummary of every name in its ``__all__``."""
   api = DOCS / "api"
   api.mkdir(exist_ok=True)
-  for name, title in PUBLIC_MODULES:
+  for name, title in PUBLIC_MODULES.items():
     module = importlib.import_module(name)
-    names = [n for n in module.__all__ if not isinstance(getattr(module, n), type(module))]
-    heading = f"``{name}``"
-    lines = [heading, "=" * len(heading), "", f".. automodule:: {name}", "   :no-members:", ""]
-    if title:
-      lines[3:3] = [title, ""]
-    lines += [f".. currentmodule:: {name}", "", ".. autosummary::", "   :toctree: _autosummary", ""]
-    lines += [f"   {n}" for n in names] + [""]
-    _write_if_changed(api / f"{name}.rst", "\n".join(lines))
-  for stale in set(api.glob("*.rst")) - {api / f"{name}.rst" for name, _ in PUBLIC_MODULES}:
+    names = "".join(f"   {n}\n" for n in module.__all__ if not isinstance(getattr(module, n), type(module)))
+    heading = f"``{name}``\n{'=' * (len(name) + 4)}\n\n" + (f"{title}\n\n" if title else "")
+    text = f"{heading}.. automodule:: {name}\n   :no-members:\n\n.. currentmodule:: {name}\n\n"
+    _write_if_changed(api / f"{name}.rst", f"{text}.. autosummary::\n   :toctree: _autosummary\n\n{names}")
+  for stale in set(api.glob("*.rst")) - {api / f"{name}.rst" for name in PUBLIC_MODULES}:
     stale.unlink()  # a page of a module not in PUBLIC_MODULES (left by an earlier build)
   shutil.rmtree(api / "_autosummary", ignore_errors=True)  # autosummary writes every name's page again
-
-
-def _write_if_changed(path: pathlib.Path, text: str) -> None:
-  if not path.exists() or path.read_text() != text:
-    path.write_text(text)
 
 
 _write_api_pages()
