@@ -51,9 +51,10 @@ def test_notebook_matches_its_source(source):
 def test_notebook_is_colab_ready(path):
   nb = nbformat.read(path, as_version=4)
   code = _code(nb)
-  (install,) = [cell for cell in code[:2] if "pip" in cell]  # the sizes cell, then the install cell
+  (install,) = [cell for cell in code[:2] if "pip" in cell]  # the setup cell (sizes and install) comes first
   assert "--no-deps" in install and 'f"git+{REPO_URL}"' in install
-  if any("ham_optax_examples" in cell for cell in code if cell is not install):
+  lines = [line for cell in code for line in cell.splitlines()]
+  if any("ham_optax_examples" in line and "git+" not in line and "find_spec" not in line for line in lines):
     # The examples are a project of their own in the repository's `examples/` directory: installed next to it.
     assert 'find_spec("ham_optax_examples") is None' in install
     assert 'f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples"' in install
