@@ -11,7 +11,10 @@
 # for small $\alpha$ and L1-like for large $\alpha$.
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
 print(f"SMALL={SMALL}")
@@ -19,18 +22,11 @@ ALPHAS = (1.0, 100.0) if SMALL else (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 SEEDS = (0,) if SMALL else (0, 1, 2)
 T = 30.0  # continuous time each run covers (steps = T / lr)
 
-# %%
-# On Colab (or any runtime without it): install ham_optax from the repository, without dependencies, so that
-# the runtime's own jax and optax stay. A no-op in a checkout.
-import importlib.util
-import subprocess
-import sys
-
+# On Colab: install ham_optax without dependencies (the runtime's jax and optax stay).
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax") is None:
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
 
-# %%
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -90,24 +86,17 @@ for seed in SEEDS:
     l1_norms = [np.abs(x).sum() for x in (x_ham, x_bp, x_l2, x_l1)]
     rows.append((seed, alpha, *l1_norms, np.linalg.norm(x_ham - x_bp) / np.linalg.norm(x_bp), steps))
 rows = np.array(rows)
-print(
-  f"{'alpha':>7s} {'|x_HAM|_1':>10s} {'|x_Bregman|_1':>14s} {'rel. gap':>9s}   (mean ± std over {len(SEEDS)} seeds)"
-)
+header = f"{'alpha':>7s} {'|x_HAM|_1':>10s} {'|x_Bregman|_1':>14s} {'rel. gap':>9s}"
+print(f"{header}   (mean ± std over {len(SEEDS)} seeds)")
 for alpha in ALPHAS:
-  r = rows[rows[:, 1] == alpha]
-  print(
-    f"{alpha:7g} {r[:, 2].mean():6.3f}±{r[:, 2].std():.3f} {r[:, 3].mean():9.3f}±{r[:, 3].std():.3f} "
-    f"{r[:, 6].mean():9.1e}"
-  )
+  m, sd = rows[rows[:, 1] == alpha].mean(0), rows[rows[:, 1] == alpha].std(0)
+  print(f"{alpha:7g} {m[2]:6.3f}±{sd[2]:.3f} {m[3]:9.3f}±{sd[3]:.3f} {m[6]:9.1e}")
 print(f"GD limit (min L2): |x|_1 = {rows[:, 4].mean():.3f};  basis pursuit (min L1): {rows[:, 5].mean():.3f}")
 
-# %%
 fig, ax = plt.subplots(figsize=(6, 3.2))
-means = [rows[rows[:, 1] == a][:, 2].mean() for a in ALPHAS]
-ax.semilogx(ALPHAS, means, "o-", label="HAM (end point)")
-ax.semilogx(
-  ALPHAS, [rows[rows[:, 1] == a][:, 3].mean() for a in ALPHAS], "k+", ms=12, label="Bregman projection"
-)
+means = np.array([rows[rows[:, 1] == a].mean(0) for a in ALPHAS])  # per alpha, over seeds
+ax.semilogx(ALPHAS, means[:, 2], "o-", label="HAM (end point)")
+ax.semilogx(ALPHAS, means[:, 3], "k+", ms=12, label="Bregman projection")
 ax.axhline(rows[:, 4].mean(), color="C2", ls="--", label="GD limit (min L2)")
 ax.axhline(rows[:, 5].mean(), color="C3", ls="--", label="basis pursuit (min L1)")
 ax.set(xlabel="alpha", ylabel="||x||_1", title="implicit bias: L2 -> L1 as alpha grows")
