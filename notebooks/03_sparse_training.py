@@ -9,7 +9,10 @@
 # (`ham_optax.sparsity`) wrap the optimizer: `random_pruning(ham(...), 0.9)`.
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
 print(f"SMALL={SMALL}")
@@ -18,20 +21,13 @@ EPOCHS = 3 if SMALL else 30
 SEEDS = (0,) if SMALL else (0, 1)
 SPARSITY, LR, ALPHA, BATCH = 0.9, 0.05, 20.0, 100
 
-# %%
-# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
-# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
-import importlib.util
-import subprocess
-import sys
-
+# On Colab: install ham_optax and its examples without dependencies (the runtime's jax, optax, flax stay).
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax_examples") is None:
   packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tyro"], check=True)  # the examples' configs
 
-# %%
 import matplotlib.pyplot as plt
 import numpy as np
 from ham_optax_examples import data, train
@@ -57,10 +53,8 @@ for sparsifier in ("random", "acdc"):
     runs = [train.train_and_evaluate(config, dataset) for config in configs]
     results[name] = [r["history"] for r in runs]
     val, test = (np.array([r[key] for r in runs]) for key in ("val_acc", "test_acc"))
-    print(
-      f"{name:14s} sparsity {runs[0]['sparsity']:.3f}  validation {val.mean():.3f} ± {val.std():.3f}"
-      f"  test {test.mean():.3f} ± {test.std():.3f}"
-    )
+    stats = f"validation {val.mean():.3f} ± {val.std():.3f}  test {test.mean():.3f} ± {test.std():.3f}"
+    print(f"{name:14s} sparsity {runs[0]['sparsity']:.3f}  {stats}")
 
 # %%
 fig, axes = plt.subplots(1, 3)
