@@ -12,7 +12,10 @@
 # have, the update has the same one.
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
 print(f"SMALL={SMALL}")
@@ -20,26 +23,18 @@ NUM_SAMPLES = 1000 if SMALL else 5000
 EPOCHS = 2 if SMALL else 20
 GLOBAL_BATCH = 128  # split evenly over the devices (rounded up to a multiple of their number)
 
-# %%
 # Must run before jax is imported: on a CPU-only runtime, simulate 8 devices. The flag only affects the host
 # (CPU) platform, so it is harmless on TPU/GPU runtimes. (Restart the runtime if jax was imported already.)
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-  ).strip()
+flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in flags:
+  os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8".strip()
 
-# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
-# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
-import importlib.util
-import subprocess
-import sys
-
+# On Colab: install ham_optax and its examples without dependencies (the runtime's jax, optax, flax stay).
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax_examples") is None:
   packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
-# %%
 import time
 
 import jax
@@ -103,11 +98,9 @@ def replicated(mesh, p):
 
 
 def sharded_last_axis(mesh, p):
-  # FSDP-style: split each kernel's last axis over the devices when it divides evenly; replicate the rest.
-  n = mesh.devices.size
-  if p.ndim >= 2 and p.shape[-1] % n == 0:
-    return NamedSharding(mesh, P(*([None] * (p.ndim - 1)), "data"))
-  return NamedSharding(mesh, P())
+  """FSDP-style: a kernel's last axis split over the devices when it divides evenly; the rest replicated."""
+  split = p.ndim >= 2 and p.shape[-1] % mesh.devices.size == 0
+  return NamedSharding(mesh, P(*[None] * (p.ndim - 1), "data") if split else P())
 
 
 def run(mesh, placement, epochs=EPOCHS):
@@ -120,24 +113,19 @@ def run(mesh, placement, epochs=EPOCHS):
   step = jax.jit(train_step, out_shardings=(layout(params), layout(opt_state), NamedSharding(mesh, P())))
   batch_sharding = NamedSharding(mesh, P("data"))  # split the batch axis over the devices
   order = np.random.default_rng(0)
-  losses, step_times = [], []
+  losses, times = [], []
   for _ in range(epochs):
     perm = order.permutation(len(x_train))
-    for i in range(len(perm) // batch):
-      idx = perm[i * batch : (i + 1) * batch]
+    for idx in perm[: len(perm) // batch * batch].reshape(-1, batch):
       xb, yb = jax.device_put((x_train[idx], y_train[idx]), batch_sharding)
       t0 = time.perf_counter()
       params, opt_state, loss = step(params, opt_state, xb, yb)
       losses.append(float(loss))  # float() waits for the step: honest per-step times
-      step_times.append(time.perf_counter() - t0)
+      times.append(time.perf_counter() - t0)
   n_test = len(x_test) // batch * batch
   test = jax.device_put((x_test[:n_test], y_test[:n_test]), batch_sharding)
-  return {
-    "params": params,
-    "loss": np.array(losses),
-    "ms_per_step": 1e3 * np.median(step_times[10:]),
-    "test_acc": float(accuracy(params, *test)),
-  }
+  acc = float(accuracy(params, *test))
+  return dict(params=params, loss=np.array(losses), ms_per_step=1e3 * np.median(times[10:]), test_acc=acc)
 
 
 # %% [markdown]
@@ -150,9 +138,8 @@ runs = {
   f"{len(devices)} devices, kernels sharded": run(mesh_all, sharded_last_axis),
 }
 for name, r in runs.items():
-  print(
-    f"{name:36s} final loss {r['loss'][-1]:.4f}  test acc {r['test_acc']:.3f}  {r['ms_per_step']:.2f} ms/step"
-  )
+  stats = f"final loss {r['loss'][-1]:.4f}  test acc {r['test_acc']:.3f}  {r['ms_per_step']:.2f} ms/step"
+  print(f"{name:36s} {stats}")
 
 p = runs[f"{len(devices)} devices, kernels sharded"]["params"]
 print("\nwhere the HAM-trained parameters live (kernels sharded):")
@@ -167,20 +154,18 @@ for path, leaf in jax.tree_util.tree_flatten_with_path(p)[0]:
 
 # %%
 ref = runs["1 device"]["loss"]
+n_check = min(len(ref), 50)  # early steps: later ones amplify rounding differences chaotically
+tolerance = 1e-4 if jax.default_backend() == "cpu" else 2e-2
 for name, r in list(runs.items())[1:]:
-  n_check = min(len(ref), 50)  # early steps: later ones amplify rounding differences chaotically
   diff = np.max(np.abs(r["loss"][:n_check] - ref[:n_check]))
   print(f"{name:36s} max |loss - loss(1 device)| over the first {n_check} steps: {diff:.2e}")
-  assert diff < (1e-4 if jax.default_backend() == "cpu" else 2e-2), (
-    "sharded run diverged from the 1-device run"
-  )
+  assert diff < tolerance, "sharded run diverged from the 1-device run"
 
 fig, ax = plt.subplots()
 for name, r in runs.items():
   ax.plot(np.convolve(r["loss"], np.ones(10) / 10, "valid"), label=name, lw=1)
-ax.set(
-  yscale="log", xlabel="step", ylabel="training loss (10-step average)", title="same code, 1 or N devices"
-)
+ax.set(yscale="log", xlabel="step", title="same code, 1 or N devices")
+ax.set_ylabel("training loss (10-step average)")
 ax.legend()
 plt.show()
 
