@@ -13,7 +13,10 @@
 # split and plot train and validation accuracy against the step; the benchmark has the 5-seed tables.
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
 P = 7 if SMALL else 23  # modulus
@@ -22,20 +25,12 @@ STEPS = 60 if SMALL else 1000  # full-batch steps
 EVAL_EVERY = 10 if SMALL else 25
 print(f"SMALL={SMALL}: p={P}, d_model={WIDTH}, {STEPS} steps")
 
-# %%
-# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
-# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
-import importlib.util
-import subprocess
-import sys
-
+# On Colab: install ham_optax and its examples without dependencies (the runtime's jax, optax, flax stay).
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax_examples") is None:
   packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
-# %%
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -92,8 +87,7 @@ fig, axes = plt.subplots(1, 4, figsize=(15, 3.2), sharey=True)
 for ax, (method, out) in zip(axes, runs.items(), strict=True):
   ax.plot(out["steps"], out["train_acc"][0], "--", label="train")
   ax.plot(out["steps"], out["val_acc"][0], "-", label="validation")
-  ax.set_title(method)
-  ax.set_xlabel("step")
+  ax.set(title=method, xlabel="step")
 axes[0].set_ylabel("accuracy")
 axes[0].legend(loc="lower right")
 fig.tight_layout()
@@ -112,7 +106,6 @@ for method, out in runs.items():
   step = grokking.grokking_step(out["steps"], out["val_acc"])[0]
   fourier = grokking.weight_indicators(graphdef, out["params"], P)["fourier_top4"][0]
   shown = "never" if np.isnan(step) else f"{step:.0f}"
-  print(
-    f"{method:13s} {shown:>14s} {out['val_acc'][0, -1]:10.3f} {out['test_acc'][0, -1]:11.3f} {fourier:14.3f}"
-  )
+  finals = f"{out['val_acc'][0, -1]:10.3f} {out['test_acc'][0, -1]:11.3f} {fourier:14.3f}"
+  print(f"{method:13s} {shown:>14s} {finals}")
   assert out["finite"].all()
