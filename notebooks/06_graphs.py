@@ -17,7 +17,10 @@
 # (guide: `docs/guides/graphs.md`).
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
 NODES = 300 if SMALL else 500
@@ -28,21 +31,13 @@ SEEDS = (0,) if SMALL else (0, 1, 2)
 CSBM = dict(num_nodes=NODES, num_classes=2, num_features=32, signal=0.75, avg_degree=5.0)
 print(f"SMALL={SMALL}: {NODES} nodes, {STEPS} steps, h in {HS}, alpha in {ALPHAS}, seeds {SEEDS}")
 
-# %%
-# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
-# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
-import importlib.util
-import subprocess
-import sys
-
+# On Colab: install ham_optax and its examples without dependencies (the runtime's jax, optax, flax stay).
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax_examples") is None:
   packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
-# %%
 import functools
-import os
 import pathlib
 
 import jax
@@ -66,9 +61,8 @@ import ham_optax
 for h in HS:
   g = data_lib.make_csbm(**CSBM, homophily=h, seed=0)
   m = len(g.senders) // 2
-  print(
-    f"h = {h:.1f}: measured {data_lib.edge_homophily(g):.3f} (± {np.sqrt(h * (1 - h) / m):.3f}), {m} edges"
-  )
+  error = np.sqrt(h * (1 - h) / m)  # binomial standard error
+  print(f"h = {h:.1f}: measured {data_lib.edge_homophily(g):.3f} (± {error:.3f}), {m} edges")
 ds = data_lib.load_csbm(**CSBM, homophily=0.1, seed=0)
 print("train / val / test nodes:", len(ds.x_train), len(ds.x_val), len(ds.x_test))
 
@@ -81,6 +75,8 @@ print("train / val / test nodes:", len(ds.x_train), len(ds.x_val), len(ds.x_test
 
 
 # %%
+@functools.partial(jax.jit, static_argnums=0)  # one compilation per model: every graph has the same shapes
+@functools.partial(jax.vmap, in_axes=(None, None, None, None, 0))
 def run_one(graphdef, params, rest, data, alpha, lr=0.01, wd=5e-4):
   """Trains from `params` for STEPS full-batch steps; returns the validation accuracy (NaN if diverged)."""
   tr_x, tr_y, va_x, va_y = data
@@ -101,19 +97,13 @@ def run_one(graphdef, params, rest, data, alpha, lr=0.01, wd=5e-4):
   return jnp.where(jnp.isfinite(loss_fn(p)), acc, jnp.nan)
 
 
-compiled = {}  # one compilation per model: every graph has the same shapes
-
-
 def train_over_alphas(name, h, seed, alphas):
   ds = data_lib.load_csbm(**CSBM, homophily=h, seed=seed)
   model = models.create_model(name, (), 2, seed=seed, width=32, graph=ds.graph)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  if name not in compiled:
-    compiled[name] = jax.jit(jax.vmap(functools.partial(run_one, graphdef), in_axes=(None, None, None, 0)))
   data = tuple(map(jnp.asarray, (ds.x_train, ds.y_train, ds.x_val, ds.y_val)))
-  return np.asarray(
-    compiled[name](nnx.as_pure(params), nnx.as_pure(rest), data, jnp.asarray(alphas, jnp.float32))
-  )
+  alphas = jnp.asarray(alphas, jnp.float32)
+  return np.asarray(run_one(graphdef, nnx.as_pure(params), nnx.as_pure(rest), data, alphas))
 
 
 runs = [(name, h) for name in ("gcn", "sage") for h in HS]
@@ -149,7 +139,7 @@ def trajectory(x0, alpha, steps=200, lr=0.05, **kw):
   p = {"w": jnp.full((1, 1), x0)}
   st, xs = tx.init(p), []
   for _ in range(steps):
-    u, st = tx.update({"w": p["w"] - 2.0}, st, p)
+    u, st = tx.update({"w": p["w"] - 2.0}, st, p)  # the gradient of (x - 2)^2 / 2
     p = optax.apply_updates(p, u)
     xs.append(float(p["w"][0, 0]))
   return np.array(xs)
@@ -180,12 +170,11 @@ assert abs(trajectory(0.1, -1.0)[-1] - 1.0) < 0.05 and abs(trajectory(0.1, 0.0)[
 # `benchmarks/results/graphs/graphs.png` and `mechanism.png`, discussed in `docs/guides/graphs.md`.
 
 # %%
-here = pathlib.Path.cwd().resolve()  # the notebook's folder in a checkout (or below it)
-found = [d / "benchmarks" / "results" / "graphs" / "table.md" for d in (here, *here.parents)]
-table = next((t for t in found if t.exists()), None)
-if table is not None:
-  from IPython.display import Markdown, display
+from IPython.display import Markdown, display
 
-  display(Markdown(table.read_text()))
+here = pathlib.Path.cwd().resolve()  # the notebook's folder in a checkout (or below it)
+tables = [t for d in (here, *here.parents) if (t := d / "benchmarks/results/graphs/table.md").exists()]
+if tables:
+  display(Markdown(tables[0].read_text()))
 else:
   print("benchmarks/results/graphs/table.md not found (run benchmarks/graphs.py in a checkout)")
