@@ -13,7 +13,10 @@
 #    image. Random masks converge to a flat graphon as the width grows; RigL's masks keep a structure.
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
 print(f"SMALL={SMALL}")
@@ -22,18 +25,13 @@ LRS = [1e-3, 1e-2, 1e-1] if SMALL else [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1
 DEPTHS = (2, 3) if SMALL else (2, 3, 4)
 WIDTHS = (64, 128) if SMALL else (64, 256, 1024)  # graphon study
 
-# %%
-# On Colab (or any runtime without it): install ham_optax from the repository, without dependencies, so that
-# the runtime's own jax and optax stay. A no-op in a checkout.
-import importlib.util
-import subprocess
-import sys
-
+# On Colab: install ham_optax without dependencies (the runtime's jax and optax stay).
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax") is None:
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"git+{REPO_URL}"], check=True)
 
-# %%
+import itertools
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -83,15 +81,13 @@ for name, make in optimizers.items():
     escape[name, depth] = np.where(ok, np.asarray(escape_step(curves)), -1)
     print(f"{name:5s} {depth}  " + " ".join(f"{e:>7d}" for e in escape[name, depth]))
 
-# %%
 fig, axes = plt.subplots(1, len(DEPTHS), figsize=(4 * len(DEPTHS), 3.2), sharey=True)
 for ax, depth in zip(axes, DEPTHS, strict=False):
   for name in optimizers:
     e = escape[name, depth].astype(float)
     e[e < 0] = np.nan
     ax.loglog(LRS, e, "o-", label=name)
-  ax.set_title(f"L = {depth}")
-  ax.set_xlabel("learning rate")
+  ax.set(title=f"L = {depth}", xlabel="learning rate")
 axes[0].set_ylabel("escape step")
 axes[0].legend()
 plt.tight_layout()
@@ -113,12 +109,9 @@ Y = (Y - Y.mean()) / Y.std()
 
 
 def trained_mask(method, n, steps=60):
-  ks = jax.random.split(jax.random.PRNGKey(1), 3)
-  p = {
-    "w0": jax.random.normal(ks[0], (16, n)) / 4.0,
-    "w1": jax.random.normal(ks[1], (n, n)) / np.sqrt(n),
-    "w2": jax.random.normal(ks[2], (n, 1)) / np.sqrt(n),
-  }
+  shapes = {"w0": (16, n), "w1": (n, n), "w2": (n, 1)}  # weights N(0, 1 / fan_in)
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  p = {k: jax.random.normal(key, s) / np.sqrt(s[0]) for key, (k, s) in zip(keys, shapes.items(), strict=True)}
   prunable = {"w0": False, "w1": True, "w2": False}
   inner = optax.sgd(0.05 * min(1.0, 256 / n), momentum=0.9)
   if method == "random":
@@ -131,33 +124,27 @@ def trained_mask(method, n, steps=60):
   def f(p):
     return 0.5 * jnp.mean(((jax.nn.relu(jax.nn.relu(X @ p["w0"]) @ p["w1"]) @ p["w2"])[:, 0] - Y) ** 2)
 
-  @jax.jit
-  def run(p, s):
-    def step(c, _):
-      g = jax.grad(f)(c[0])
-      u, s2 = tx.update(g, c[1], c[0])
-      return (optax.apply_updates(c[0], u), s2), None
+  def step(carry, _):
+    p, s = carry
+    u, s = tx.update(jax.grad(f)(p), s, p)
+    return (optax.apply_updates(p, u), s), None
 
-    return jax.lax.scan(step, (p, s), None, length=steps)[0]
-
-  return sparsity.get_masks(run(p, s)[1])["w1"]
+  _, s = jax.jit(lambda carry: jax.lax.scan(step, carry, None, length=steps)[0])((p, s))
+  return sparsity.get_masks(s)["w1"]
 
 
 graphons = {
   (m, n): np.asarray(empirical_graphon(trained_mask(m, n), 16)) for m in ("random", "rigl") for n in WIDTHS
 }
 fig, axes = plt.subplots(2, len(WIDTHS), figsize=(2.2 * len(WIDTHS), 4.4))
-for i, m in enumerate(("random", "rigl")):
-  for j, n in enumerate(WIDTHS):
-    axes[i, j].imshow(graphons[m, n], vmin=0, vmax=0.5)
-    axes[i, j].set_title(f"{m}, n = {n}", fontsize=8)
-    axes[i, j].axis("off")
+for ax, (m, n) in zip(axes.flat, graphons, strict=True):  # a row per method, a column per width
+  ax.imshow(graphons[m, n], vmin=0, vmax=0.5)
+  ax.set_title(f"{m}, n = {n}", fontsize=8)
+  ax.axis("off")
 plt.tight_layout()
 plt.show()
 for m in ("random", "rigl"):
-  d = [
-    float(graphon_distance(graphons[m, a], graphons[m, b])) for a, b in zip(WIDTHS, WIDTHS[1:], strict=False)
-  ]
+  d = [float(graphon_distance(graphons[m, a], graphons[m, b])) for a, b in itertools.pairwise(WIDTHS)]
   print(m, "distance between successive widths:", np.round(d, 4))
 
 # %% [markdown]
