@@ -19,7 +19,10 @@
 # and sign-flip curves. Runs on CPU, GPU or TPU runtimes.
 
 # %%
+import importlib.util
 import os
+import subprocess
+import sys
 
 SMALL = os.environ.get("HAM_OPTAX_NOTEBOOK_SMALL") == "1"  # the quick size the tests and docs run
 print(f"SMALL={SMALL}")
@@ -29,19 +32,13 @@ EPOCHS = 3 if SMALL else 40
 ALPHAS = (20.0,) if SMALL else (5.0, 20.0, 50.0, 100.0)  # HAM strengths tried on the validation split
 SEEDS = (0,) if SMALL else (0, 1, 2)
 
-# %%
-# On Colab (or any runtime without them): install ham_optax and its examples from the repository, without
-# dependencies, so that the runtime's own jax, optax and flax stay. A no-op in a checkout.
-import importlib.util
-import subprocess
-import sys
-
+# On Colab: install ham_optax and its examples without dependencies (the runtime's jax, optax, flax stay).
 REPO_URL = "https://github.com/ham-optax/ham_optax"  # <- the repository to install from
 if importlib.util.find_spec("ham_optax_examples") is None:
   packages = [f"git+{REPO_URL}", f"ham_optax_examples @ git+{REPO_URL}#subdirectory=examples", "mnist1d"]
   subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", *packages], check=True)
 
-# %%
+import functools
 import time
 
 import jax
@@ -61,16 +58,13 @@ print("jax", jax.__version__, "optax", optax.__version__, "| devices:", jax.devi
 # An underdetermined least-squares problem $Zx = y$ (20 equations, 100 unknowns) whose right-hand side comes
 # from a 5-sparse $x^\star$. Every method below fits the data exactly; they differ in *which* of the infinitely
 # many solutions they reach. Started near zero, gradient descent finds the minimum-L2-norm solution; HAM's
-# implicit bias moves it towards the minimum-L1-norm solution (basis pursuit, computed here with `scipy`'s
-# linear-programming solver as the reference) as $\alpha$ grows.
+# bias moves it towards the minimum-L1-norm one (basis pursuit, `geometry.basis_pursuit`) as $\alpha$ grows.
 #
 # `ham_optax.ham(inner, learning_rate, alpha, beta, mask=...)` wraps any optax optimizer. By default the mirror
 # step applies to leaves with `ndim >= 2` (weight matrices, not biases); the parameter here is a vector, so we
 # select it with `mask=True`.
 
 # %%
-from scipy.optimize import linprog
-
 rng = np.random.default_rng(0)
 n, d = 20, 100
 Z = rng.normal(size=(n, d)) / np.sqrt(n)
@@ -84,6 +78,7 @@ def loss(x):
   return 0.5 * jnp.sum((Z @ x - y) ** 2)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def fit(tx, steps):
   def step(carry, _):
     x, state = carry
@@ -99,18 +94,14 @@ lr = 0.002  # stable: lr * alpha * |g| stays well below 1 for these alphas
 runs = {"GD": optax.sgd(lr)}
 for alpha in (10.0, 100.0, 300.0):
   runs[f"HAM alpha={alpha:g}"] = ham_optax.ham(optax.sgd(lr), lr, alpha=alpha, beta=0.0, mask=True)
-results = {name: jax.jit(fit, static_argnums=(0, 1))(tx, TOY_STEPS) for name, tx in runs.items()}
+results = {name: fit(tx, TOY_STEPS) for name, tx in runs.items()}
 
-bp = linprog(np.ones(2 * d), A_eq=np.hstack([Z, -Z]), b_eq=y, bounds=(0, None))  # min ||x||_1 s.t. Zx = y
-x_bp = bp.x[:d] - bp.x[d:]
+x_bp = ham_optax.geometry.basis_pursuit(Z, y)  # min ||x||_1 s.t. Zx = y
 print(f"{'':18s} {'final loss':>10s} {'||x||_1':>8s} {'|x|>0.01':>8s}")
-for name, (x, losses) in results.items():
-  print(
-    f"{name:18s} {float(losses[-1]):10.1e} {float(jnp.abs(x).sum()):8.3f} {int((jnp.abs(x) > 1e-2).sum()):8d}"
-  )
-print(f"{'basis pursuit':18s} {'':10s} {np.abs(x_bp).sum():8.3f} {int((np.abs(x_bp) > 1e-2).sum()):8d}")
+for name, (x, losses) in [*results.items(), ("basis pursuit", (x_bp, None))]:
+  final = "" if losses is None else f"{float(losses[-1]):.1e}"
+  print(f"{name:18s} {final:>10s} {float(abs(x).sum()):8.3f} {int((abs(x) > 1e-2).sum()):8d}")
 
-# %%
 fig, (ax0, ax1) = plt.subplots(1, 2)
 for name, (x, losses) in results.items():
   ax0.semilogy(np.asarray(losses), label=name)
@@ -128,9 +119,7 @@ plt.show()
 # $\alpha = 100$:
 
 # %%
-x_bad, losses_bad = jax.jit(fit, static_argnums=(0, 1))(
-  ham_optax.ham(optax.sgd(0.01), 0.01, alpha=100.0, mask=True), 200
-)
+x_bad, losses_bad = fit(ham_optax.ham(optax.sgd(0.01), 0.01, alpha=100.0, mask=True), 200)
 print("loss after 1, 10, 200 steps:", [float(losses_bad[i]) for i in (0, 9, 199)])
 
 # %% [markdown]
@@ -158,10 +147,10 @@ print("train", x_train.shape, "validation", x_val.shape, "test", x_test.shape)
 # %% [markdown]
 # The examples' 3-layer MLP (`ham_optax_examples.models.MLP`) and the usual NNX loop. The only HAM-specific
 # line is the optimizer: `ham_optax.ham_sgd(lr, momentum=0.9, alpha=...)` is SGD with momentum plus the mirror
-# step, with one shared learning rate. The mirror step touches the three kernels (ndim 2), not the biases.
+# step, with one shared learning rate; the mirror step touches the three kernels (ndim 2), not the biases.
 #
-# We also record the fraction of kernel entries whose sign changed during each epoch ("sign flips"): the
-# mirror step itself never flips a sign, but by keeping the inverse metric $1+\alpha|x|\ge 1$ it lets the
+# We also record the fraction of kernel entries whose sign changed during each epoch (`metrics.sign_flips`):
+# the mirror step itself never flips a sign, but by keeping the inverse metric $1+\alpha|x|\ge 1$ it lets the
 # inner optimizer flip small weights as easily as gradient descent does.
 
 # %%
@@ -184,27 +173,20 @@ def accuracy(model, x, y):
   return (model(x).argmax(-1) == y).mean()
 
 
-def kernel_signs(model):
-  return [np.sign(np.asarray(p)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)) if p.ndim >= 2]
-
-
 def train(tx, seed, epochs=EPOCHS, batch_size=100):
   model = MLP(40, 10, hidden=(256, 256), rngs=nnx.Rngs(seed))
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   order = np.random.default_rng(seed)
   hist = {"loss": [], "val_acc": [], "sign_flips": []}
-  signs = kernel_signs(model)
   for _ in range(epochs):
+    before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))  # a copy: the model changes in place
     n = len(x_train) // batch_size * batch_size  # whole batches only
     batches = order.permutation(len(x_train))[:n].reshape(-1, batch_size)
     losses = [train_step(model, optimizer, x_train[idx], y_train[idx]) for idx in batches]
-    new_signs = kernel_signs(model)
     hist["loss"].append(float(np.mean(losses)))
     hist["val_acc"].append(float(accuracy(model, x_val, y_val)))
-    hist["sign_flips"].append(
-      sum(int((a != b).sum()) for a, b in zip(signs, new_signs, strict=True)) / sum(a.size for a in signs)
-    )
-    signs = new_signs
+    flips = ham_optax.metrics.sign_flips(nnx.state(model, nnx.Param), before)
+    hist["sign_flips"].append(float(flips["fraction"]))
   hist["test_acc"] = float(accuracy(model, x_test, y_test))
   return hist
 
@@ -231,8 +213,7 @@ optimizers = {
 hists = {name: [train(make(), seed) for seed in SEEDS] for name, make in optimizers.items()}
 print(f"{len(SEEDS)} seed(s), {EPOCHS} epochs, {time.perf_counter() - t0:.0f} s")
 for name, hs in hists.items():
-  val = np.array([h["val_acc"][-1] for h in hs])
-  test = np.array([h["test_acc"] for h in hs])
+  val, test = np.array([h["val_acc"][-1] for h in hs]), np.array([h["test_acc"] for h in hs])
   print(
     f"{name:20s} validation {val.mean():.3f} ± {val.std():.3f}   test {test.mean():.3f} ± {test.std():.3f}"
   )
@@ -252,9 +233,8 @@ axes[1].legend()
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Means over seeds, shaded min-max. This small MLP overfits mnist1d (the training
-# loss goes towards 0 for both optimizers), so test accuracy is low for any optimizer; the gap between them
-# is a few points at most and, with few seeds and one learning rate, should not be over-read. With a large
-# $\alpha$ the loss can show a transient spike where $\eta\,\alpha\,|g|$ gets large; sign flips die out
-# as the weights settle. HAM is a one-line change of the optimizer; `03_sparse_training.ipynb` shows where
-# its bias matters most: combined with a sparsifier.
+# **Reading the curves.** Means over seeds, shaded min-max. This small MLP overfits mnist1d (the training loss
+# goes towards 0 for both optimizers), so test accuracy is low for any optimizer; the gap between them is a few
+# points at most and, with few seeds and one learning rate, should not be over-read. With a large $\alpha$
+# the loss can show a transient spike where $\eta\,\alpha\,|g|$ gets large; sign flips die out as the
+# weights settle. `03_sparse_training.ipynb` shows where HAM's bias matters most: with a sparsifier.
