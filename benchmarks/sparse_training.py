@@ -1,36 +1,21 @@
 """Sparse training with and without HAM at small scale (MNIST-1D or sklearn digits, MLP, CPU).
 
-Methods: {dense, random pruning at init (PaI, ERK), gradual magnitude pruning (GMP), AC/DC, RigL}
-x {baseline, HAM}, plus random PaI + Sign-In (``ham_optax.overparam.sign_in``, as in the HAM paper's
-Table 2), at ``--sparsity`` (default 0.9) of the weight tensors. Inner optimizer: SGD with
-momentum 0.9, weight decay 5e-4, cosine learning-rate schedule (see
-``ham_optax_examples.configs.default``).
-
-Protocol (all selection on the fixed *validation* split, never on test):
-
-1. baseline: for each sparsifier pick the learning rate from ``--lrs`` by mean final validation
-   accuracy over the tuning seeds;
-2. "HAM at the baseline's lr": at that learning rate, pick ``(alpha, beta)`` from ``--alphas`` x ``--betas``
-   the same way (HAM gets the baseline's lr for free plus its own alpha x beta grid);
-   "HAM tuned": HAM's own learning rate from ``--lrs``, tuned jointly with alpha, which at every lr (and seed)
-   is ``ham_optax.suggest_alpha`` (``--target-ratio``; a 20-step calibration run), beta = 0: exactly the
-   baseline's tuning budget (one run per lr and tuning seed);
-   Sign-In (random PaI only): at that learning rate, pick the balance and reset period from
-   ``--sign-in-balances`` x ``--sign-in-every``;
-3. final: train every method on ``--seeds`` fresh seeds (0, 1, ...; the tuning seeds are 1000+) and
-   report test accuracy mean ± std (sample std over seeds).
-
-Writes ``results.json`` (every run, histories, the tuning grid and choices), ``runs.csv``,
-``summary.csv``, ``summary.md``, ``tuning.csv`` and ``curves.png`` under ``--out`` and prints the
-markdown table. ``--fast`` is a 2-minute smoke version (small grid, few epochs, 2 seeds).
+Methods: {dense, random pruning at init (PaI, ERK), gradual magnitude pruning (GMP), AC/DC, RigL} x {baseline, HAM},
+plus random PaI + Sign-In (``ham_optax.overparam.sign_in``, the HAM paper's Table 2), at ``--sparsity`` of the
+weight tensors; SGD + momentum 0.9, weight decay 5e-4, cosine schedule. Selection on the *validation* split only:
+the baseline's lr from ``--lrs``; "HAM" at that lr with ``(alpha, beta)`` from ``--alphas`` x ``--betas``; "HAM
+tuned" with its own lr from ``--lrs`` and alpha = ``suggest_alpha`` (``--target-ratio``) per lr and seed, beta = 0
+(the baseline's budget); Sign-In (random PaI only) at the baseline's lr with ``--sign-in-balances`` x
+``--sign-in-every``. Then every method on ``--seeds`` fresh seeds (0, 1, ...; tuning seeds are 1000+), on test.
+Writes ``results.json``, ``runs.csv``, ``summary.csv``, ``summary.md``, ``tuning.csv``, ``choices.json`` and
+``curves.png`` under ``--out``. ``--fast``: a 2-minute smoke version.
 
   python benchmarks/sparse_training.py                      # full: mnist1d, 5 seeds
   python benchmarks/sparse_training.py --dataset digits --out benchmarks/results/sparse_training_digits
-  python benchmarks/sparse_training.py --fast
 
-``--sweep``: every sparsifier (random PaI with ERK, GMP, AC/DC, RigL, STR) at sparsity 0.8 / 0.9 / 0.95 / 0.98 with
-and without HAM, on an MLP and a 1-D CNN, plus dense HAM / SAM / SAM + HAM; the seeds of a setting train together
-(``jax.vmap`` of the whole training loop). Phases ``tune`` (lr per cell and arm on validation, alpha from
+``--sweep``: every sparsifier (random PaI with ERK, GMP, AC/DC, RigL, STR) at sparsity 0.8 / 0.9 / 0.95 / 0.98
+with and without HAM, on an MLP and a 1-D CNN, plus dense HAM / SAM / SAM + HAM; the seeds of a setting train
+together (``jax.vmap`` of the whole training loop). Phases ``tune`` (lr per cell and arm on validation, alpha from
 ``suggest_alpha``), ``pilot`` (16 seeds), ``final`` (the seed count the pilot's spread asks for, see
 :meth:`_Sweep.plan`) and ``report``; every cell is saved under ``--out`` as it finishes and a rerun skips it.
 
@@ -71,34 +56,14 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--dataset", default="mnist1d", choices=["mnist1d", "digits"])
   p.add_argument("--model", default="mlp", choices=["mlp", "cnn1d"])
   p.add_argument("--sparsifiers", nargs="+", default=list(SPARSIFIERS), choices=SPARSIFIERS)
-  p.add_argument("--sparsity", type=float, default=0.9)
-  p.add_argument("--epochs", type=int, default=30)
-  p.add_argument("--batch-size", type=int, default=128)
-  p.add_argument("--seeds", type=int, default=5)
-  p.add_argument("--tuning-seeds", type=int, default=2)
-  p.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8, 1.6])
-  p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
-  p.add_argument("--betas", type=float, nargs="+", default=[1e-3, 1e-2])
-  p.add_argument(
-    "--target-ratio",
-    type=float,
-    default=ham_optax.DEFAULT_TARGET_RATIO,
-    help="suggest_alpha's target ratio for the 'HAM tuned' rows",
-  )
-  p.add_argument(
-    "--no-ham-tuned", action="store_true", help="skip the 'HAM tuned' rows (HAM's own lr with suggest_alpha)"
-  )
-  p.add_argument(
-    "--sign-in-balances",
-    type=float,
-    nargs="*",
-    default=[0.1, 1.0],
-    help="Sign-In rows (random PaI only): balances m^2 - w^2 to tune; give none to skip",
-  )
+  _common.add_options(p, sparsity=0.9, epochs=30, batch_size=128, seeds=5, tuning_seeds=2)
+  _common.add_options(p, lrs=[0.1, 0.2, 0.4, 0.8, 1.6], alphas=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+  _common.add_options(p, betas=[1e-3, 1e-2], target_ratio=ham_optax.DEFAULT_TARGET_RATIO)
+  p.add_argument("--no-ham-tuned", action="store_true", help="skip the 'HAM tuned' rows")
+  balances = "Sign-In rows (random PaI only): balances m^2 - w^2 to tune; give none to skip"
+  p.add_argument("--sign-in-balances", type=float, nargs="*", default=[0.1, 1.0], help=balances)
   p.add_argument("--sign-in-every", type=int, nargs="+", default=[1, 5], help="Sign-In reset period, epochs")
-  p.add_argument(
-    "--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds, small grid"
-  )
+  p.add_argument("--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds")
   p.add_argument("--from-json", default=None, help="only print the tables of an earlier results.json")
   p.add_argument("--out", default=None, help="default benchmarks/results/sparse_training[_DATASET][_fast]")
   args = p.parse_args(argv)
@@ -113,30 +78,24 @@ def _parse(argv=None) -> argparse.Namespace:
 
 
 def _print_summary(final, choices, sparsifiers, title) -> None:
-  print(f"\n{title}")
-  print(report.markdown_table(report.summarize(final)))
+  print(f"\n{title}\n{report.markdown_table(report.summarize(final))}")
   print("\nHAM (at the baseline's lr) - baseline, test accuracy (points), Welch t-test over seeds:")
-
-  def accs(method):
-    return [r["test_acc"] for r in final if r["method"] == method and not r.get("diverged")]
-
+  accs = lambda m: [r["test_acc"] for r in final if r["method"] == m and not r.get("diverged")]  # noqa: E731
   for sparsifier in sparsifiers:
     name, c = "dense" if sparsifier == "none" else sparsifier, choices[sparsifier]
     base = accs(name)
     if not base or not accs(f"{name}+HAM"):
       continue
-    rows = {
+    notes = {
       "+HAM": f"(lr {c['lr']:g}, alpha {c['alpha']:g}, beta {c['beta']:g})",
       "+HAM tuned": f"HAM tuned - baseline (own lr {c.get('tuned_lr', float('nan')):g}, alpha = suggest_alpha)",
       "+Sign-In": f"Sign-In - baseline (balance {c.get('sign_in_balance', float('nan')):g}, reset every "
       f"{c.get('sign_in_every')} epochs)",
     }
-    for suffix, note in rows.items():
-      other = accs(name + suffix)
-      if other:
-        print(
-          f"  {name:10s} {100 * (np.mean(other) - np.mean(base)):+.2f}  p={_common.welch_p(other, base):.3f}  {note}"
-        )
+    for suffix, note in notes.items():
+      if other := accs(name + suffix):
+        diff, p = 100 * (np.mean(other) - np.mean(base)), _common.welch_p(other, base)
+        print(f"  {name:10s} {diff:+.2f}  p={p:.3f}  {note}")
 
 
 def main(argv=None) -> None:
@@ -153,29 +112,20 @@ def main(argv=None) -> None:
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   dataset = data_lib.load_dataset(args.dataset)
-  base = Config(
-    dataset=args.dataset,
-    model=args.model,
-    epochs=args.epochs,
-    batch_size=args.batch_size,
-    sparsity=args.sparsity,
-    progress=False,
-  )
+  base = Config(dataset=args.dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size)
+  base = base.replace(sparsity=args.sparsity, progress=False)
   tuning_seeds = _common.tuning_seeds(args.tuning_seeds)
   tuning_rows, choices, final = [], {}, []
   provenance = _common.provenance(_common.command(argv, __file__))
   t0 = time.perf_counter()
 
   def log(config, r):
-    c = r["config"]  # resolved: defaults filled in
-    outcome = (
-      f"diverged at epoch {r['diverged_epoch']}"
-      if r["diverged"]
-      else f"val {r['val_acc']:.4f} test {r['test_acc']:.4f} sparsity {r['sparsity']:.3f}"
-    )
+    c = r["config"]  # resolved: defaults filled in; alpha may be "auto"
+    outcome = f"val {r['val_acc']:.4f} test {r['test_acc']:.4f} sparsity {r['sparsity']:.3f}"
+    outcome = f"diverged at epoch {r['diverged_epoch']}" if r["diverged"] else outcome
     print(
       f"[{time.perf_counter() - t0:7.0f}s] {config.method:14s} lr={c['learning_rate']:g} "
-      f"alpha={c['alpha']} beta={c['beta']:g} seed={config.seed}: {outcome}",  # alpha may be "auto"
+      f"alpha={c['alpha']} beta={c['beta']:g} seed={config.seed}: {outcome}",
       flush=True,
     )
 
@@ -184,81 +134,50 @@ def main(argv=None) -> None:
 
   def tune(configs, prepare=None):
     best, scores, _ = _common.tune(configs, dataset, tuning_seeds, prepare, log)
-    for config, score in zip(configs, scores, strict=True):
-      tuning_rows.append(
-        {
-          "method": config.method,
-          "lr": config.learning_rate,
-          "alpha": ("suggested" if prepare is suggest else config.alpha) if config.ham else "",
-          "beta": config.beta if config.ham else "",
-          "sign_in": f"c={config.sign_in_balance:g},every={config.sign_in_every}" if config.sign_in else "",
-          "val_acc_mean": score,
-        }
-      )
+    for c, score in zip(configs, scores, strict=True):
+      alpha = ("suggested" if prepare is suggest else c.alpha) if c.ham else ""
+      sign_in = f"c={c.sign_in_balance:g},every={c.sign_in_every}" if c.sign_in else ""
+      row = dict(method=c.method, lr=c.learning_rate, alpha=alpha, beta=c.beta if c.ham else "")
+      tuning_rows.append(row | dict(sign_in=sign_in, val_acc_mean=score))
     return configs[best]
 
   for sparsifier in args.sparsifiers:
     cfg = base.replace(sparsifier=sparsifier)
     best_base = tune([cfg.replace(learning_rate=lr) for lr in args.lrs])
-    best_ham = tune(
-      [best_base.replace(ham=True, alpha=a, beta=b) for a, b in itertools.product(args.alphas, args.betas)]
-    )
-    choices[sparsifier] = {
-      "lr": best_base.learning_rate,
-      "alpha": best_ham.alpha,
-      "beta": best_ham.beta,
-    }
+    grid = itertools.product(args.alphas, args.betas)
+    best_ham = tune([best_base.replace(ham=True, alpha=a, beta=b) for a, b in grid])
+    choices[sparsifier] = dict(lr=best_base.learning_rate, alpha=best_ham.alpha, beta=best_ham.beta)
     finals = [(best_base, None), (best_ham, None)]
-    if not args.no_ham_tuned:
-      # HAM's own lr, jointly with alpha = suggest_alpha(lr) at each seed.
-      best_tuned = tune([cfg.replace(learning_rate=lr, ham=True, beta=0.0) for lr in args.lrs], suggest)
-      choices[sparsifier]["tuned_lr"] = best_tuned.learning_rate
-      finals.append((best_tuned, suggest))
-    if sparsifier == "random" and args.sign_in_balances:
-      # Sign-In + random PaI next to HAM + random PaI (HAM paper, Table 2), same protocol.
-      best_sign_in = tune(
-        [
-          best_base.replace(sign_in=True, sign_in_balance=b, sign_in_every=e)
-          for b, e in itertools.product(args.sign_in_balances, args.sign_in_every)
-        ]
-      )
-      choices[sparsifier]["sign_in_balance"] = best_sign_in.sign_in_balance
-      choices[sparsifier]["sign_in_every"] = best_sign_in.sign_in_every
-      finals.append((best_sign_in, None))
+    if not args.no_ham_tuned:  # HAM's own lr, jointly with alpha = suggest_alpha(lr) at each seed
+      best = tune([cfg.replace(learning_rate=lr, ham=True, beta=0.0) for lr in args.lrs], suggest)
+      choices[sparsifier]["tuned_lr"] = best.learning_rate
+      finals.append((best, suggest))
+    if sparsifier == "random" and args.sign_in_balances:  # next to HAM + random PaI (HAM paper, Table 2)
+      grid = itertools.product(args.sign_in_balances, args.sign_in_every)
+      best = tune([best_base.replace(sign_in=True, sign_in_balance=b, sign_in_every=e) for b, e in grid])
+      choices[sparsifier].update(sign_in_balance=best.sign_in_balance, sign_in_every=best.sign_in_every)
+      finals.append((best, None))
     for config, prepare in finals:
       for r in _common.train_seeds(config, dataset, range(args.seeds), prepare, log):
-        if prepare is suggest:
-          r["method"] += " tuned"
+        r["method"] += " tuned" if prepare is suggest else ""
         final.append(r)
-    # Save after every sparsifier so a partial run still leaves results behind.
+    # Saved after every sparsifier, so a partial run still leaves results behind.
     with (out / "tuning.csv").open("w", newline="") as f:
       writer = csv.DictWriter(f, fieldnames=list(tuning_rows[0]))
       writer.writeheader()
       writer.writerows(tuning_rows)
-    extra = {
-      **provenance,
-      "argv": {**vars(args), "out": _common.display_path(args.out)},
-      "choices": choices,
-      "tuning": tuning_rows,
-      "tuning_seeds": tuning_seeds,
-      "wall_time_s": time.perf_counter() - t0,
-    }
-    report.save_results(final, out, extra=extra)
+    argv_ = {**vars(args), "out": _common.display_path(args.out)}
+    extra = dict(argv=argv_, choices=choices, tuning=tuning_rows, tuning_seeds=tuning_seeds)
+    report.save_results(final, out, extra={**provenance, **extra, "wall_time_s": time.perf_counter() - t0})
 
-  _print_summary(
-    final,
-    choices,
-    args.sparsifiers,
-    f"{args.dataset} / {args.model}, sparsity {args.sparsity}, {args.epochs} epochs, {args.seeds} seeds",
-  )
+  title = f"{args.dataset} / {args.model}, sparsity {args.sparsity}, {args.epochs} epochs, {args.seeds} seeds"
+  _print_summary(final, choices, args.sparsifiers, title)
   print(f"\nwall time {time.perf_counter() - t0:.0f} s; results in {out}")
   _common.save_json(out / "choices.json", choices, cmd=provenance["command"])
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# The sweep over sparsity (``--sweep``): every sparsifier at 0.8 / 0.9 / 0.95 / 0.98, MLP and 1-D CNN, all seeds of a
-# setting in one XLA program (``jax.vmap`` of init + the whole training loop under ``jax.lax.scan``).
-# ------------------------------------------------------------------------------------------------------------------
+# --- The sweep over sparsity (``--sweep``): all seeds of a setting in one XLA program (``jax.vmap`` of init and the
+# whole training loop under ``jax.lax.scan``).
 
 SWEEP_SPARSIFIERS = ("random", "gmp", "acdc", "rigl", "str")
 SWEEP_SPARSITIES = (0.8, 0.9, 0.95, 0.98)
@@ -266,8 +185,9 @@ DENSE_ARMS = ("base", "ham", "sam", "sam+ham")
 LANE_DTYPES = (jnp.int32, jnp.float32, jnp.float32, jnp.float32)  # seed, lr, alpha, decay
 DENSE_PAIRS = (("base", "ham"), ("base", "sam"), ("base", "sam+ham"), ("sam", "sam+ham"), ("ham", "sam+ham"))
 SWEEP_LABELS = {"random": "random PaI (ERK)", "gmp": "GMP", "acdc": "AC/DC", "rigl": "RigL", "str": "STR"}
+ARM_LABELS = {"sam+ham": "SAM + HAM", "sam": "SAM", "ham": "HAM", "base": "baseline"}
 WEIGHT_DECAY, SAM_RHO, STR_INIT = 5e-4, 0.05, -5.0
-LIMIT = " (the compute budget's limit)"
+LIMIT, YLABEL = " (the compute budget's limit)", "HAM − baseline, test acc (points)"
 MATCHED = 0.02  # two arms whose mean sparsity differs by more are not compared (STR sets its own sparsity)
 
 
@@ -278,12 +198,8 @@ def _sweep_parse(argv) -> argparse.Namespace:
   p.add_argument("--families", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
   p.add_argument("--sparsifiers", nargs="+", default=list(SWEEP_SPARSIFIERS), choices=SWEEP_SPARSIFIERS)
   p.add_argument("--no-dense", action="store_true", help="skip the dense HAM / SAM / SAM + HAM comparison")
-  _common.add_options(
-    p,
-    sparsities=list(SWEEP_SPARSITIES),
-    lrs=[0.1, 0.2, 0.4, 0.8],
-    str_decays=list(np.geomspace(1e-5, 1e-1, 8)),
-  )
+  decays = list(np.geomspace(1e-5, 1e-1, 8))
+  _common.add_options(p, sparsities=list(SWEEP_SPARSITIES), lrs=[0.1, 0.2, 0.4, 0.8], str_decays=decays)
   _common.add_options(p, epochs=15, batch_size=128, width=128, tuning_seeds=2, lanes=16, pilot_seeds=16)
   _common.add_options(p, max_seeds=96, effect=0.5, power=0.8, level=0.05)
   p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 sparsity, 2 lrs, few seeds")
@@ -296,27 +212,18 @@ def _sweep_parse(argv) -> argparse.Namespace:
 
 
 def _init(family: str, key, width: int, with_str: bool) -> dict:
-  """Kernels ``N(0, 1 / fan_in)``, zero biases; with STR one threshold per kernel (``thr``)."""
+  """Kernels ``N(0, 1 / fan_in)``, zero biases; with STR one threshold per kernel (``thr``). The CNN: two stride-2
+  convs (kernel 5) on the length-40 signal, a dense layer, the head."""
   keys = iter(jax.random.split(key, 4))
-
-  def layer(shape):
-    return {
-      "w": jax.random.normal(next(keys), shape) / np.sqrt(np.prod(shape[:-1])),
-      "b": jnp.zeros(shape[-1]),
-    }
-
-  if family == "mlp":
-    params = {"h0": layer((40, width)), "h1": layer((width, width)), "out": layer((width, 10))}
-  else:  # two stride-2 convs (kernel 5) on the length-40 signal, a dense layer, the head
-    params = {
-      "c0": layer((5, 1, 16)),
-      "c1": layer((5, 16, 32)),
-      "h0": layer((320, 64)),
-      "out": layer((64, 10)),
-    }
-  if with_str:
-    params["thr"] = {k: jnp.asarray(STR_INIT) for k in params}
-  return params
+  shapes = {
+    "mlp": {"h0": (40, width), "h1": (width, width), "out": (width, 10)},
+    "cnn": {"c0": (5, 1, 16), "c1": (5, 16, 32), "h0": (320, 64), "out": (64, 10)},
+  }[family]
+  params = {
+    k: {"w": jax.random.normal(next(keys), s) / np.sqrt(np.prod(s[:-1])), "b": jnp.zeros(s[-1])}
+    for k, s in shapes.items()
+  }
+  return params | ({"thr": {k: jnp.asarray(STR_INIT) for k in params}} if with_str else {})
 
 
 def _conv(h, w):
@@ -328,29 +235,24 @@ def _conv(h, w):
   return sum(h[:, k : k + 2 * out - 1 : 2] @ w[k] for k in range(width))
 
 
+def _weights(params: dict) -> dict:
+  """The effective kernels (after STR's soft threshold when ``params`` has thresholds)."""
+  thr, kernels = params.get("thr"), {k: v["w"] for k, v in params.items() if k != "thr"}
+  return {k: sparsity.str_sparse_weight(w, thr[k]) for k, w in kernels.items()} if thr else kernels
+
+
 def _logits(params: dict, x):
-  thr = params.get("thr")
-  w = lambda k: params[k]["w"] if thr is None else sparsity.str_sparse_weight(params[k]["w"], thr[k])  # noqa: E731
-  h = x[..., None]
+  w, h = _weights(params), x[..., None]
   for k in [k for k in ("c0", "c1") if k in params]:
-    h = jax.nn.relu(_conv(h, w(k)) + params[k]["b"])
+    h = jax.nn.relu(_conv(h, w[k]) + params[k]["b"])
   h = h.reshape(h.shape[0], -1)
   for k in [k for k in ("h0", "h1") if k in params]:
-    h = jax.nn.relu(h @ w(k) + params[k]["b"])
-  return h @ w("out") + params["out"]["b"]
+    h = jax.nn.relu(h @ w[k] + params[k]["b"])
+  return h @ w["out"] + params["out"]["b"]
 
 
 def _xent(params: dict, x, y):
   return optax.softmax_cross_entropy_with_integer_labels(_logits(params, x), y).mean()
-
-
-def _weight_sparsity(params: dict):
-  """Fraction of zeros among the effective kernel weights (after STR's soft threshold)."""
-  thr = params.get("thr")
-  ws = [
-    sparsity.str_sparse_weight(v["w"], thr[k]) if thr else v["w"] for k, v in params.items() if k != "thr"
-  ]
-  return sum((w == 0).sum() for w in ws) / sum(w.size for w in ws)
 
 
 def _seed_masks(masks, level: float, key):
@@ -381,17 +283,15 @@ def _sweep_tx(method: str, level: float, arm: str, lr, alpha, decay, total: int,
   if "sam" in arm:
     return optax.contrib.sam(tx, optax.chain(optax.contrib.normalize(), optax.sgd(SAM_RHO)), opaque_mode=True)
   end = max(int(0.75 * total), 1)
-  if method in ("random", "rigl"):
-    return (
-      sparsity.random_pruning(tx, level)
-      if method == "random"
-      else sparsity.rigl(tx, level, update_every=per_epoch, end_step=end)
-    )
-  if method == "gmp":
-    return sparsity.magnitude_pruning(
+  wrap = {
+    "random": lambda: sparsity.random_pruning(tx, level),
+    "rigl": lambda: sparsity.rigl(tx, level, update_every=per_epoch, end_step=end),
+    "gmp": lambda: sparsity.magnitude_pruning(
       tx, level, begin_step=int(0.1 * total), end_step=end, frequency=per_epoch
-    )
-  return sparsity.acdc(tx, level, total_steps=total) if method == "acdc" else tx
+    ),
+    "acdc": lambda: sparsity.acdc(tx, level, total_steps=total),
+  }
+  return wrap[method]() if method in wrap else tx
 
 
 def make_sweep_runner(cell: tuple, dataset, epochs: int, batch: int, width: int):
@@ -424,18 +324,21 @@ def make_sweep_runner(cell: tuple, dataset, epochs: int, batch: int, width: int)
 
     (params, _), losses = jax.lax.scan(step, (params, state), order)
     acc = lambda x, y: jnp.mean(jnp.argmax(_logits(params, jnp.asarray(x)), -1) == jnp.asarray(y))  # noqa: E731
-    finite = jnp.isfinite(losses).all() & jnp.all(
-      jnp.array([jnp.isfinite(v).all() for v in jax.tree.leaves(params)])
-    )
+    leaves_finite = jnp.array([jnp.isfinite(v).all() for v in jax.tree.leaves(params)])
+    weights = list(_weights(params).values())
     return {
       "val": acc(dataset.x_val, dataset.y_val),
       "test": acc(dataset.x_test, dataset.y_test),
-      "sparsity": _weight_sparsity(params),
+      "sparsity": sum((w == 0).sum() for w in weights) / sum(w.size for w in weights),
       "loss": losses[-per_epoch:].mean(),
-      "finite": finite,
+      "finite": jnp.isfinite(losses).all() & jnp.all(leaves_finite),
     }
 
   return jax.jit(jax.vmap(one))
+
+
+def _cell_file(cell: tuple) -> str:
+  return "cells/{}-{}-{:g}-{}.json".format(*cell)
 
 
 class _Sweep:
@@ -450,15 +353,11 @@ class _Sweep:
   def groups(self):
     """Lists of cells that train in one program: the two arms of a setting (the baseline is HAM at alpha = 0,
     which is the inner optimizer exactly: HAM's factor is ``exp(0) = 1``); dense: base / HAM, SAM / SAM + HAM."""
-    for family in self.args.families:
-      for method in self.args.sparsifiers:
-        yield from (
-          [(family, method, level, arm) for arm in ("base", "ham")] for level in self.args.sparsities
-        )
-      if not self.args.no_dense:
-        yield from (
-          [(family, "dense", 0.0, arm) for arm in arms] for arms in (DENSE_ARMS[:2], DENSE_ARMS[2:])
-        )
+    a = self.args
+    for f in a.families:
+      yield from ([(f, m, lv, arm) for arm in ("base", "ham")] for m in a.sparsifiers for lv in a.sparsities)
+      if not a.no_dense:
+        yield from ([(f, "dense", 0.0, arm) for arm in arms] for arms in (DENSE_ARMS[:2], DENSE_ARMS[2:]))
 
   def _load(self, name: str) -> dict:
     path = self.out / name
@@ -469,39 +368,26 @@ class _Sweep:
 
   def cell(self, cell: tuple) -> dict:
     """What is saved of ``cell`` (empty before its tuning)."""
-    return self._load("cells/{}-{}-{:g}-{}.json".format(*cell))
+    return self._load(_cell_file(cell))
 
   def run(self, cell: tuple, settings: list[tuple]) -> list[dict]:
     """Trains ``cell``'s program at every ``(seed, lr, alpha, decay)``, ``--lanes`` lanes per call (the last call
-    padded)."""
-    key = (
-      *cell[:2],
-      0.0 if cell[1] == "str" else cell[2],
-      cell[3].replace("+ham", "").replace("base", "ham"),
-    )
-    if key not in self.runners:  # STR's level is set by its decay; the arms differ in alpha only
-      a = self.args
+    padded). STR's level is set by its decay and the arms differ in alpha only: they share a program."""
+    a, rows, arm = self.args, [], cell[3].replace("+ham", "").replace("base", "ham")
+    key = (*cell[:2], 0.0 if cell[1] == "str" else cell[2], arm)
+    if key not in self.runners:
       self.runners[key] = make_sweep_runner(key, self.dataset, a.epochs, a.batch_size, a.width)
-    rows, lanes = [], self.args.lanes
-    for i in range(0, len(settings), lanes):
-      chunk = settings[i : i + lanes]
-      cols = zip(*chunk, *[chunk[-1]] * (lanes - len(chunk)), strict=True)  # padded to the lanes
-      res = jax.device_get(
-        self.runners[key](*(jnp.asarray(c, t) for c, t in zip(cols, LANE_DTYPES, strict=True)))
-      )
-      rows += [
-        {k: (bool(v[j]) if k == "finite" else float(v[j])) for k, v in res.items()} for j in range(len(chunk))
-      ]
+    for i in range(0, len(settings), a.lanes):
+      chunk = settings[i : i + a.lanes]
+      cols = zip(*chunk, *[chunk[-1]] * (a.lanes - len(chunk)), strict=True)  # padded to the lanes
+      res = jax.device_get(self.runners[key](*map(jnp.asarray, cols, LANE_DTYPES)))
+      rows += [{k: v[j].item() for k, v in res.items()} for j in range(len(chunk))]  # floats, finite: bool
     return rows
 
-  def run_group(self, jobs: list[tuple[tuple, list[tuple]]]) -> list[list[dict]]:
-    """``[(cell, settings), ...]`` of one program in one batch of calls; the rows per cell."""
-    rows = self.run(jobs[0][0], [s for _, settings in jobs for s in settings]) if jobs else []
-    out, start = [], 0
-    for _, settings in jobs:
-      out.append(rows[start : start + len(settings)])
-      start += len(settings)
-    return out
+  def run_group(self, jobs: list[tuple[tuple, list[tuple]]]) -> list[tuple[tuple, list[dict]]]:
+    """``[(cell, settings), ...]`` of one program in one batch of calls: ``(cell, rows)`` per job."""
+    rows = iter(self.run(jobs[0][0], [s for _, settings in jobs for s in settings]) if jobs else [])
+    return [(cell, list(itertools.islice(rows, len(settings)))) for cell, settings in jobs]
 
   def alpha(self, family: str, lr: float) -> float:
     """``suggest_alpha`` for the dense model of ``family`` at ``lr`` (first tuning seed, its first 20 minibatches,
@@ -522,19 +408,11 @@ class _Sweep:
     cal = self._load("str_decay.json")
     if f"{family}/{arm}" not in cal:
       lr, grid = self.args.lrs[len(self.args.lrs) // 2], self.args.str_decays
-      jobs = [
-        (
-          (family, "str", 0.0, a),
-          [(_common.TUNING_SEED0, lr, self.setting((family, "str", 0.0, a), lr)[0], d) for d in grid],
-        )
-        for a in ("base", "ham")
-      ]
-      for (cell, _), rows in zip(jobs, self.run_group(jobs), strict=True):
-        cal[f"{family}/{cell[3]}"] = {
-          "lr": lr,
-          "decays": grid,
-          "sparsity": [r["sparsity"] if r["finite"] else None for r in rows],
-        }
+      cells = [(family, "str", 0.0, a) for a in ("base", "ham")]
+      jobs = [(c, [(_common.TUNING_SEED0, lr, self.setting(c, lr)[0], d) for d in grid]) for c in cells]
+      for cell, rows in self.run_group(jobs):
+        reached = [r["sparsity"] if r["finite"] else None for r in rows]
+        cal[f"{family}/{cell[3]}"] = {"lr": lr, "decays": grid, "sparsity": reached}
       self._save("str_decay.json", cal)
     c = cal[f"{family}/{arm}"]
     ok = [(d, s) for d, s in zip(c["decays"], c["sparsity"], strict=True) if s is not None]
@@ -551,31 +429,15 @@ class _Sweep:
     """Per cell, the lr with the best mean validation accuracy over the tuning seeds (a diverged run scores 0):
     the same budget (one run per lr and tuning seed) for every arm."""
     seeds, lrs = _common.tuning_seeds(self.args.tuning_seeds), self.args.lrs
-    jobs = [
-      (c, [(s, lr, *self.setting(c, lr)) for lr in lrs for s in seeds]) for c in group if not self.cell(c)
-    ]
-    for (cell, _), rows in zip(jobs, self.run_group(jobs), strict=True):
-      scores = [
-        float(
-          np.mean([r["val"] if r["finite"] else 0.0 for r in rows[i * len(seeds) : (i + 1) * len(seeds)]])
-        )
-        for i in range(len(lrs))
-      ]
+    todo = [c for c in group if not self.cell(c)]
+    jobs = [(c, [(s, lr, *self.setting(c, lr)) for lr in lrs for s in seeds]) for c in todo]
+    for cell, rows in self.run_group(jobs):
+      per_lr = [rows[i * len(seeds) : (i + 1) * len(seeds)] for i in range(len(lrs))]
+      scores = [float(np.mean([r["val"] if r["finite"] else 0.0 for r in lr_rows])) for lr_rows in per_lr]
       lr = lrs[int(np.argmax(scores))]
       alpha, decay = self.setting(cell, lr)
-      self._save(
-        "cells/{}-{}-{:g}-{}.json".format(*cell),
-        {
-          "cell": list(cell),
-          "lrs": lrs,
-          "scores": scores,
-          "tuning": rows,
-          "lr": lr,
-          "alpha": alpha,
-          "decay": decay,
-          "seeds": {},
-        },
-      )
+      choice = dict(lr=lr, alpha=alpha, decay=decay, seeds={})
+      self._save(_cell_file(cell), dict(cell=list(cell), lrs=lrs, scores=scores, tuning=rows, **choice))
 
   def final(self, group: list[tuple], count: int) -> None:
     """Seeds ``0 .. count - 1`` of every cell of ``group`` at its tuned setting (the missing ones only)."""
@@ -583,57 +445,40 @@ class _Sweep:
     cells = {c: self.cell(c) for c in group}
     todo = {c: [s for s in range(count) if str(s) not in d["seeds"]] for c, d in cells.items()}
     jobs = [(c, [(s, d["lr"], d["alpha"], d["decay"]) for s in todo[c]]) for c, d in cells.items() if todo[c]]
-    for (cell, _), rows in zip(jobs, self.run_group(jobs), strict=True):
+    for cell, rows in self.run_group(jobs):
       cells[cell]["seeds"].update({str(s): r for s, r in zip(todo[cell], rows, strict=True)})
-      self._save("cells/{}-{}-{:g}-{}.json".format(*cell), cells[cell])
+      self._save(_cell_file(cell), cells[cell])
 
   def pairs(self) -> list[tuple]:
     """``(family, label, base cell, other cell)`` of every comparison: HAM against its baseline per sparsifier and
     sparsity, then (dense) HAM, SAM and SAM + HAM against the baseline, SAM + HAM against SAM and against HAM."""
-    out = []
-    for family in self.args.families:
-      for method in self.args.sparsifiers:
-        out += [
-          (family, method, (family, method, lv, "base"), (family, method, lv, "ham"))
-          for lv in self.args.sparsities
-        ]
-      if not self.args.no_dense:
-        for base, other in DENSE_PAIRS:
-          out.append(
-            (family, f"{other} − {base}", (family, "dense", 0.0, base), (family, "dense", 0.0, other))
-          )
+    out, a = [], self.args
+    for f in a.families:
+      out += [(f, m, (f, m, lv, "base"), (f, m, lv, "ham")) for m in a.sparsifiers for lv in a.sparsities]
+      if not a.no_dense:
+        out += [(f, f"{o} − {b}", (f, "dense", 0.0, b), (f, "dense", 0.0, o)) for b, o in DENSE_PAIRS]
     return out
 
   def plan(self) -> dict:
     """The seed count: the smallest n whose paired t-test at level / m (Bonferroni, the first and strictest step of
     Holm's procedure over the m sparse comparisons) detects ``--effect`` points with ``--power``, given the median
     spread of the paired differences over the pilot seeds; capped at ``--max-seeds``."""
-    a = self.args
-    sds = []
+    a, sds = self.args, []
     for _, method, base, other in self.pairs():
       if method in SWEEP_SPARSIFIERS:
         b, o = (self.cell(c)["seeds"] for c in (base, other))
-        d = [
-          100 * (o[s]["test"] - b[s]["test"])
-          for s in map(str, range(a.pilot_seeds))
-          if s in b and s in o and b[s]["finite"] and o[s]["finite"]
-        ]
+        pilot = [s for s in map(str, range(a.pilot_seeds)) if s in b and s in o]
+        d = [100 * (o[s]["test"] - b[s]["test"]) for s in pilot if b[s]["finite"] and o[s]["finite"]]
         sds.append(float(np.std(d, ddof=1)))
     m, sd = len(sds), float(np.median(sds))
     needed = next(n for n in range(3, 100000) if _power(n, sd, a.effect, a.level / m) >= a.power)
     used = min(-(-needed // a.lanes) * a.lanes, max(a.max_seeds, a.pilot_seeds))
-    plan = {
-      "comparisons": m,
-      "pilot_seeds": a.pilot_seeds,
-      "sd_median": sd,
-      "sd_quartiles": list(np.percentile(sds, [25, 75])),
-      "effect": a.effect,
-      "level": a.level,
-      "power_target": a.power,
-      "n_needed": needed,
-      "n_used": used,
-      "power_at_n_used": _power(used, sd, a.effect, a.level / m),
-    }
+    quartiles = list(np.percentile(sds, [25, 75]))
+    plan = dict(
+      comparisons=m, pilot_seeds=a.pilot_seeds, sd_median=sd, sd_quartiles=quartiles, effect=a.effect
+    )
+    plan |= dict(level=a.level, power_target=a.power, n_needed=needed, n_used=used)
+    plan["power_at_n_used"] = _power(used, sd, a.effect, a.level / m)
     self._save("power.json", plan)
     return plan
 
@@ -664,52 +509,39 @@ def _compare(family, label, base, other) -> dict:
 
   b, o = base["seeds"], other["seeds"]
   seeds = sorted(set(b) & set(o), key=int)
-  stat = _common.paired_test(
-    *([100 * c[s]["test"] if c[s]["finite"] else np.nan for s in seeds] for c in (b, o))
-  )
+  tests = [[100 * c[s]["test"] if c[s]["finite"] else np.nan for s in seeds] for c in (b, o)]
+  stat = _common.paired_test(*tests)
   d = [100 * (o[s]["test"] - b[s]["test"]) for s in seeds if b[s]["finite"] and o[s]["finite"]]
   half = float(stats.t.ppf(0.975, len(d) - 1) * np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else np.nan
-  acc = lambda c: [100 * c[s]["test"] for s in seeds if c[s]["finite"]]  # noqa: E731
-  return {
-    "family": family,
-    "label": label,
-    "sparsity": base["cell"][2],
-    "n": stat["n"],
-    "diff": stat["mean_diff"],
-    "ci": [stat["mean_diff"] - half, stat["mean_diff"] + half],
-    "p": stat["p_value"],
-    "base_acc": float(np.mean(acc(b))),
-    "other_acc": float(np.mean(acc(o))),
-    "diverged": [sum(not c[s]["finite"] for s in seeds) for c in (b, o)],
-    "reached": (
-      reached := [float(np.mean([c[s]["sparsity"] for s in seeds if c[s]["finite"]])) for c in (b, o)]
-    ),
-    "matched": abs(reached[1] - reached[0]) <= MATCHED,
-    "seeds": len(seeds),
-    "lr": [base["lr"], other["lr"]],
-    "alpha": other["alpha"],
-  }
+  mean = lambda c, k, x=1: float(np.mean([x * c[s][k] for s in seeds if c[s]["finite"]]))  # noqa: E731
+  reached, diff = [mean(c, "sparsity") for c in (b, o)], stat["mean_diff"]
+  diverged = [sum(not c[s]["finite"] for s in seeds) for c in (b, o)]
+  row = dict(family=family, label=label, sparsity=base["cell"][2], n=stat["n"], diff=diff)
+  row |= dict(ci=[diff - half, diff + half], p=stat["p_value"], base_acc=mean(b, "test", 100))
+  row |= dict(other_acc=mean(o, "test", 100), diverged=diverged, reached=reached)
+  row |= dict(matched=abs(reached[1] - reached[0]) <= MATCHED, seeds=len(seeds), lr=[base["lr"], other["lr"]])
+  return row | {"alpha": other["alpha"]}
 
 
 def sweep_report(sweep: _Sweep) -> dict:
   """Every comparison with Holm-adjusted p-values (separately over the sparse and the dense comparisons), the
   figure, ``summary.json`` and ``summary.md``."""
   rows = [_compare(f, label, sweep.cell(b), sweep.cell(o)) for f, label, b, o in sweep.pairs()]
-  for group in (True, False):
-    chosen = [r for r in rows if (r["label"] in SWEEP_SPARSIFIERS) == group]
+  for sparse in (True, False):
+    chosen = [r for r in rows if (r["label"] in SWEEP_SPARSIFIERS) == sparse]
     for r, p in zip(chosen, holm([r["p"] for r in chosen]), strict=True):
       r["p_holm"] = p
-  plan = json.loads((sweep.out / "power.json").read_text()) if (sweep.out / "power.json").exists() else None
-  summary = {
-    **_common.provenance(sweep.cmd),
-    "args": {**vars(sweep.args), "out": _common.display_path(sweep.args.out)},
-    "power": plan,
-    "rows": rows,
-  }
+  args = {**vars(sweep.args), "out": _common.display_path(sweep.args.out)}
+  power = sweep._load("power.json") or None
+  summary = {**_common.provenance(sweep.cmd), "args": args, "power": power, "rows": rows}
   _common.write_json(sweep.out / "summary.json", summary)
   (sweep.out / "summary.md").write_text(sweep_table(summary) + "\n")
   plot_sweep(rows, sweep.out / "ham_minus_baseline.png")
   return summary
+
+
+def _diff(r: dict) -> str:
+  return f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
 
 
 def sweep_table(summary: dict, dense: bool = False) -> str:
@@ -722,15 +554,10 @@ def sweep_table(summary: dict, dense: bool = False) -> str:
     reached = f" ({r['reached'][0]:.3f} / {r['reached'][1]:.3f})" if r["label"] == "str" else ""
     level = [] if dense else [f"{r['sparsity']:g}{reached}" + ("" if r["matched"] else " **not matched**")]
     p = f"{r['p_holm']:.3f}" if r["p_holm"] >= 0.001 else "<0.001"
-    rows.append(
-      [r["family"].upper(), SWEEP_LABELS.get(r["label"]) or _arms(r["label"]), *level]
-      + [
-        f"{r['base_acc']:.2f}",
-        f"{r['other_acc']:.2f}",
-        f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]",
-      ]
-      + [f"**{p}**" if r["p_holm"] < 0.05 else p, r["n"], "{} / {}".format(*r["diverged"])]
-    )
+    p = f"**{p}**" if r["p_holm"] < 0.05 else p
+    accs = [f"{r['base_acc']:.2f}", f"{r['other_acc']:.2f}", _diff(r), p]
+    label = SWEEP_LABELS.get(r["label"]) or _arms(r["label"])
+    rows.append([r["family"].upper(), label, *level, *accs, r["n"], "{} / {}".format(*r["diverged"])])
   arms = ["A (%)", "B (%)"] if dense else ["baseline (%)", "HAM (%)"]
   header = ["model", *(["B − A"] if dense else ["sparsifier", "sparsity"]), *arms, "difference [95 % CI]"]
   return _common.markdown_table([*header, "p (Holm)", "pairs", "diverged"], rows)
@@ -742,8 +569,7 @@ def _p(p: float) -> str:
 
 def _arms(label: str) -> str:
   """``"sam+ham − base"`` -> ``"SAM + HAM − baseline"``."""
-  words = {"sam+ham": "SAM + HAM", "sam": "SAM", "ham": "HAM", "base": "baseline"}
-  return " − ".join(words[arm] for arm in label.split(" − "))
+  return " − ".join(ARM_LABELS[arm] for arm in label.split(" − "))
 
 
 def _growth(cells: list[dict]) -> list[tuple[str, float, float]]:
@@ -758,12 +584,11 @@ def _growth(cells: list[dict]) -> list[tuple[str, float, float]]:
     k: sorted(v, key=lambda r: r["sparsity"]) for k, v in lines.items() if all(r["matched"] for r in v)
   }
   for (family, method), line in sorted(lines.items(), key=lambda kv: kv[0][0] != "mlp"):
-    lo, hi = line[0], line[-1]
+    lo, hi = line[0], line[-1]  # one sparsity: the same cell
     se = [(r["ci"][1] - r["diff"]) / stats.t.ppf(0.975, r["n"] - 1) for r in (lo, hi)]
     change = hi["diff"] - lo["diff"]
-    out.append(
-      (f"{family.upper()} {SWEEP_LABELS[method]}", change, 2 * stats.norm.sf(abs(change) / np.hypot(*se)))
-    )
+    p = 2 * stats.norm.sf(abs(change) / np.hypot(*se))
+    out.append((f"{family.upper()} {SWEEP_LABELS[method]}", change, p))
   return [(name, change, q) for (name, change, _), q in zip(out, holm([p for *_, p in out]), strict=True)]
 
 
@@ -776,12 +601,11 @@ def sweep_findings(summary: dict, readme: bool = False) -> str:
   every = [r for r in rows if r["label"] in SWEEP_SPARSIFIERS]
   sparse, unmatched = [r for r in every if r["matched"]], [r for r in every if not r["matched"]]
   name = lambda r: f"{r['family'].upper()} {SWEEP_LABELS[r['label']]} {r['sparsity']:g}"  # noqa: E731
-  diff = lambda r: f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]".replace("-", "−")  # noqa: E731
+  diff = lambda r: _diff(r).replace("-", "−")  # noqa: E731
   up = [f"{name(r)} {diff(r)}" for r in sparse if r["p_holm"] < 0.05 and r["diff"] > 0]
   down = [f"{name(r)} {diff(r)}" for r in sparse if r["p_holm"] < 0.05 and r["diff"] < 0]
   lines = _growth(every)
-  grows = [g for g in lines if g[1] > 0]
-  seeds = min(r["seeds"] for r in rows)
+  grows, seeds = [g for g in lines if g[1] > 0], min(r["seeds"] for r in rows)
   if readme:
     return (
       f"HAM is significantly ahead in {len(up)} and behind in {len(down)} of {len(sparse)} sparse settings "
@@ -809,32 +633,30 @@ def sweep_findings(summary: dict, readme: bool = False) -> str:
     f"difference grows in {len(grows)} of {len(lines)} model × sparsifier lines; significantly (z-test, Holm over "
     f"the lines) it grows in {moved[1] or 'none'} and shrinks in {moved[-1] or 'none'}."
   )
-  dense = [r for r in rows if r["label"] not in SWEEP_SPARSIFIERS]
-  if dense:
+  if dense := [r for r in rows if r["label"] not in SWEEP_SPARSIFIERS]:
     text.append(
       f"Dense (Holm over the {len(dense)} dense comparisons): "
       + "; ".join(f"{r['family'].upper()} {_arms(r['label'])} {diff(r)} ({_p(r['p_holm'])})" for r in dense)
       + "."
     )
-  if plan:
-    power = _power(seeds, plan["sd_median"], plan["effect"], plan["level"] / plan["comparisons"])
-    steps = np.arange(0.01, 20, 0.01)  # the smallest difference (points) detected with the target power
-    detectable = next(
-      d
-      for d in steps
-      if _power(seeds, plan["sd_median"], d, plan["level"] / plan["comparisons"]) >= plan["power_target"]
-    )
-    text.append(
-      f"Seed count: the pilot's {plan['pilot_seeds']} seeds gave a median standard deviation of the paired "
-      f"differences of {plan['sd_median']:.2f} points (quartiles {plan['sd_quartiles'][0]:.2f}–"
-      f"{plan['sd_quartiles'][1]:.2f}) over the {plan['comparisons']} sparse cells; detecting "
-      f"+{plan['effect']:g} points with {100 * plan['power_target']:.0f} % power at {plan['level']:g} / "
-      f"{plan['comparisons']} needs n = {plan['n_needed']} seeds per cell. The study ran {seeds}"
-      f"{LIMIT if seeds < plan['n_needed'] else ''}: power "
-      f"{100 * power:.1f} % for +{plan['effect']:g} at the median spread; at that spread {seeds} seeds detect "
-      f"+{detectable:.2f} points with {100 * plan['power_target']:.0f} % power."
-    )
-  return "\n\n".join(text)
+  return "\n\n".join(text + ([_seed_count(plan, seeds)] if plan else []))
+
+
+def _seed_count(plan: dict, seeds: int) -> str:
+  """The pilot's spread, the seed count it asks for, and the power of the ``seeds`` run."""
+  level = plan["level"] / plan["comparisons"]
+  power = lambda effect: _power(seeds, plan["sd_median"], effect, level)  # noqa: E731
+  detectable = next(d for d in np.arange(0.01, 20, 0.01) if power(d) >= plan["power_target"])
+  return (
+    f"Seed count: the pilot's {plan['pilot_seeds']} seeds gave a median standard deviation of the paired "
+    f"differences of {plan['sd_median']:.2f} points (quartiles {plan['sd_quartiles'][0]:.2f}–"
+    f"{plan['sd_quartiles'][1]:.2f}) over the {plan['comparisons']} sparse cells; detecting "
+    f"+{plan['effect']:g} points with {100 * plan['power_target']:.0f} % power at {plan['level']:g} / "
+    f"{plan['comparisons']} needs n = {plan['n_needed']} seeds per cell. The study ran {seeds}"
+    f"{LIMIT if seeds < plan['n_needed'] else ''}: power "
+    f"{100 * power(plan['effect']):.1f} % for +{plan['effect']:g} at the median spread; at that spread {seeds} "
+    f"seeds detect +{detectable:.2f} points with {100 * plan['power_target']:.0f} % power."
+  )
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
@@ -845,19 +667,13 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
   fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.8), squeeze=False)
   for ax, family in zip(axes[0], families, strict=False):
     for k, method in enumerate(SWEEP_SPARSIFIERS):
-      rs = [r for r in rows if r["family"] == family and r["label"] == method]
-      if rs:
-        x = np.arange(len(rs)) + 0.06 * (k - 2)
-        y = np.array(
-          [r["diff"] if r["matched"] else np.nan for r in rs]
-        )  # unmatched sparsity: not a comparison
-        ci = np.array([r["ci"] for r in rs]).T
+      if rs := [r for r in rows if r["family"] == family and r["label"] == method]:
+        y = np.array([r["diff"] if r["matched"] else np.nan for r in rs])  # unmatched: not a comparison
+        ci, x = np.array([r["ci"] for r in rs]).T, np.arange(len(rs)) + 0.06 * (k - 2)
         ax.errorbar(x, y, yerr=[y - ci[0], ci[1] - y], marker="o", capsize=3, label=SWEEP_LABELS[method])
         ax.set_xticks(np.arange(len(rs)), [f"{r['sparsity']:g}" for r in rs])
     ax.axhline(0, color="gray", lw=0.8)
-    ax.set(
-      title=f"{family.upper()} (MNIST-1D)", xlabel="sparsity", ylabel="HAM − baseline, test acc (points)"
-    )
+    ax.set(title=f"{family.upper()} (MNIST-1D)", xlabel="sparsity", ylabel=YLABEL)
   axes[0][0].legend(fontsize=8)
   _common.save_figure(fig, path)
 
