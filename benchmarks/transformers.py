@@ -6,11 +6,6 @@ validation grokking time (``--tune-seeds`` seeds from 100) and evaluated on ``--
 AdamW models are fine-tuned to ``a - b mod p`` with AdamW, HAM(AdamW) and NanoAdam (three settings each, selected
 on the mean of the new and old tasks' validation accuracy). Comparisons with AdamW are paired by seed
 (``_common.paired_test``). Setup and readings: docs/guides/transformers.md.
-
-Usage::
-
-  python benchmarks/transformers.py                # the committed tables (results/transformers/)
-  python benchmarks/transformers.py --fast --out /tmp/tr   # smoke run, seconds
 """
 
 from __future__ import annotations
@@ -40,36 +35,27 @@ LABELS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   # the task (p * p pairs split train / validation / rest test), the one-block transformer (4 heads), grokking
-  _common.add_options(
-    parser, p=23, train_fraction=0.7, val_fraction=0.15, width=32, steps=1000, eval_every=25
-  )
-  _common.add_options(parser, lr=3e-3, wd_grid=[1.0, 2.0, 3.0, 5.0], switch_fraction=0.5)
+  _common.add_options(p, p=23, train_fraction=0.7, val_fraction=0.15, width=32, steps=1000, eval_every=25)
+  _common.add_options(p, lr=3e-3, wd_grid=[1.0, 2.0, 3.0, 5.0], switch_fraction=0.5)
   grids = {  # flat lists of pairs
     "ham": ([10.0, 0.0, 10.0, 1.0, 100.0, 0.0, 100.0, 1.0], "alpha beta ..."),
     "sgd": ([0.1, 1.0, 0.1, 10.0, 0.3, 1.0, 0.3, 10.0], "lr alpha ..."),
     "plain-sgd": ([0.1, 0.03, 0.1, 0.1, 0.3, 0.03, 0.3, 0.1], "lr wd ... of SGD + momentum (L2 decay)"),
   }
   for name, (default, text) in grids.items():
-    parser.add_argument(f"--{name}-grid", type=float, nargs="+", default=default, help=text)
-  _common.add_options(parser, sgd_beta=0.03, ft_steps=300, ft_lr_grid=[1e-3, 3e-3, 1e-2])
-  _common.add_options(parser, ft_alpha_grid=[10.0, 100.0, 1000.0], ft_wd=0.0, nano_fraction=0.1)
-  _common.add_options(parser, seeds=5, tune_seeds=1)  # evaluation seeds 0 .. N-1, tuning seeds from 100
-  parser.add_argument(
-    "--grok-methods",
-    nargs="+",
-    default=list(GROK_METHODS[:4]),
-    choices=GROK_METHODS,
-    help="must include adamw",
-  )
-  parser.add_argument("--skip-finetune", action="store_true", help="grokking study only")
-  parser.add_argument("--fast", action="store_true", help="smoke run: p=7, 60 steps, 2 seeds")
-  parser.add_argument(
-    "--replot", action="store_true", help="only redo tables and figures from OUT/results.json"
-  )
-  parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "transformers"))
-  return parser
+    p.add_argument(f"--{name}-grid", type=float, nargs="+", default=default, help=text)
+  _common.add_options(p, sgd_beta=0.03, ft_steps=300, ft_lr_grid=[1e-3, 3e-3, 1e-2])
+  _common.add_options(p, ft_alpha_grid=[10.0, 100.0, 1000.0], ft_wd=0.0, nano_fraction=0.1)
+  _common.add_options(p, seeds=5, tune_seeds=1)  # evaluation seeds 0 .. N-1, tuning seeds from 100
+  methods = dict(nargs="+", default=list(GROK_METHODS[:4]), choices=GROK_METHODS)
+  p.add_argument("--grok-methods", **methods, help="must include adamw")
+  p.add_argument("--skip-finetune", action="store_true", help="grokking study only")
+  p.add_argument("--fast", action="store_true", help="smoke run: p=7, 60 steps, 2 seeds")
+  p.add_argument("--replot", action="store_true", help="only redo tables and figures from OUT/results.json")
+  p.add_argument("--out", default=str(_common.RESULTS / "transformers"))
+  return p
 
 
 def _pairs(values: list[float], names: tuple[str, str]) -> list[dict[str, float]]:
@@ -112,38 +98,39 @@ def _take(tree, idx):
   return jax.tree.map(lambda x: x[np.asarray(idx)], tree)
 
 
+def _timed_run(method, graphdef, models, settings, data, steps, args):
+  """Every setting trained from every model stacked in ``models`` (setting-major); the output, its seconds."""
+  n = len(jax.tree.leaves(models)[0])
+  init = _take(models, [i for _ in settings for i in range(n)])
+  t0 = time.perf_counter()
+  out = _run(method, graphdef, init, _stack(settings, n), *data, steps, args)
+  return out, time.perf_counter() - t0
+
+
 def grokking_study(args, add, log) -> tuple[dict, dict]:
-  """Tunes and evaluates every method of :data:`GROK_METHODS`; returns results and the AdamW models."""
-  train, evals = grokking.run_dataset(add)
+  """Tunes and evaluates every method of ``--grok-methods``; returns results and the AdamW models."""
+  data = grokking.run_dataset(add)
   tune_seeds = _common.tuning_seeds(args.tune_seeds, start=_common.SMALL_TUNING_SEED0)
   eval_seeds = list(range(args.seeds))
   graphdef, tune_init = grokking.init_params(tune_seeds, args.p, width=args.width)
   _, eval_init = grokking.init_params(eval_seeds, args.p, width=args.width)
-  results, models_for_ft = {}, {}
-  wd_selected = args.wd_grid[0]
+  results, models_for_ft, wd_selected = {}, {}, args.wd_grid[0]
   for method in args.grok_methods:
     settings = _grid(method, args, wd_selected)
-    n_t = len(tune_seeds)
-    init = _take(tune_init, [i for _ in settings for i in range(n_t)])
-    t0 = time.perf_counter()
-    out = _run(method, graphdef, init, _stack(settings, n_t), train, evals, args.steps, args)
-    tune_time = time.perf_counter() - t0
-    grok = grokking.grokking_step(out["steps"], out["val_acc"]).reshape(len(settings), n_t)
-    final_val = out["val_acc"][:, -1].reshape(len(settings), n_t)
-    finite = out["finite"].reshape(len(settings), n_t)
+    out, tune_time = _timed_run(method, graphdef, tune_init, settings, data, args.steps, args)
+    shape = (len(settings), len(tune_seeds))
+    grok = grokking.grokking_step(out["steps"], out["val_acc"]).reshape(shape)
+    final_val, finite = out["val_acc"][:, -1].reshape(shape), out["finite"].reshape(shape)
     # a run that never groks counts 2 * steps; a setting with a diverged run is never chosen
     score = np.where(np.isnan(grok), 2.0 * args.steps, grok).mean(1) + np.where(finite.all(1), 0.0, np.inf)
     best = int(np.lexsort((-final_val.mean(1), score))[0])
     chosen = settings[best]
+    log(f"{method}: tuned in {tune_time:.0f} s, selected {chosen} (val grok {grok[best].tolist()})")
+    tuned_params = out["params"]
+    out, eval_time = _timed_run(method, graphdef, eval_init, [chosen], data, args.steps, args)
     if method == "adamw":
       wd_selected = chosen["wd"]
-      models_for_ft["tune"] = _take(out["params"], [best * n_t])
-    log(f"{method}: tuned in {tune_time:.0f} s, selected {chosen} (val grok {grok[best].tolist()})")
-    t0 = time.perf_counter()
-    out = _run(method, graphdef, eval_init, _stack([chosen], len(eval_seeds)), train, evals, args.steps, args)
-    eval_time = time.perf_counter() - t0
-    if method == "adamw":
-      models_for_ft["eval"] = out["params"]
+      models_for_ft = {"tune": _take(tuned_params, [best * len(tune_seeds)]), "eval": out["params"]}
     indicators = grokking.weight_indicators(graphdef, out["params"], args.p)
     results[method] = {
       "grid": settings,
@@ -166,34 +153,20 @@ def grokking_study(args, add, log) -> tuple[dict, dict]:
 def finetune_study(args, add, sub, models_for_ft, log) -> dict:
   """Fine-tunes the AdamW models from addition to subtraction with every method of :data:`FT_METHODS`."""
   graphdef, _ = grokking.init_params([0], args.p, width=args.width)
-  train = (sub.x_train, sub.y_train)
   evals = {"new_val": sub.split("val"), "old_val": add.split("val"), "new_test": sub.split("test")}
-  evals["old_test"] = add.split("test")
-  results = {}
-  lr_selected = args.ft_lr_grid[0]
+  data = ((sub.x_train, sub.y_train), evals | {"old_test": add.split("test")})
+  results, lr_selected = {}, args.ft_lr_grid[0]
   for method in FT_METHODS:
     if method == "ham_adamw":
       settings = [{"lr": lr_selected, "wd": args.ft_wd, "alpha": a, "beta": 0.0} for a in args.ft_alpha_grid]
     else:
       settings = [{"lr": lr, "wd": args.ft_wd} for lr in args.ft_lr_grid]
-    tune_models = models_for_ft["tune"]
-    n_t = len(jax.tree.leaves(tune_models)[0])
-    init = _take(tune_models, [i for _ in settings for i in range(n_t)])
-    t0 = time.perf_counter()
-    out = _run(method, graphdef, init, _stack(settings, n_t), train, evals, args.ft_steps, args)
-    tune_time = time.perf_counter() - t0
+    out, tune_time = _timed_run(method, graphdef, models_for_ft["tune"], settings, data, args.ft_steps, args)
     crit = 0.5 * (out["new_val_acc"][:, -1] + out["old_val_acc"][:, -1])
-    crit = np.where(out["finite"], crit, -np.inf).reshape(len(settings), n_t).mean(1)
-    best = int(np.argmax(crit))
-    chosen = settings[best]
-    if method == "adamw":
-      lr_selected = chosen["lr"]
-    n_e = len(jax.tree.leaves(models_for_ft["eval"])[0])
-    t0 = time.perf_counter()
-    out = _run(
-      method, graphdef, models_for_ft["eval"], _stack([chosen], n_e), train, evals, args.ft_steps, args
-    )
-    eval_time = time.perf_counter() - t0
+    crit = np.where(out["finite"], crit, -np.inf).reshape(len(settings), -1).mean(1)
+    chosen = settings[int(np.argmax(crit))]
+    lr_selected = chosen["lr"] if method == "adamw" else lr_selected
+    out, eval_time = _timed_run(method, graphdef, models_for_ft["eval"], [chosen], data, args.ft_steps, args)
     results[method] = {
       "grid": settings,
       "tuning": {"criterion": crit.tolist(), "seconds": tune_time},
@@ -213,13 +186,17 @@ def _p_vs(method: str, r: dict, base: dict, key: str) -> str:
   return "" if method == "adamw" else f"{_common.paired_p(np.asarray(r[key]), np.asarray(base[key])):.3f}"
 
 
+def _selected(r: dict, drop_zero: tuple[str, ...] = ()) -> str:
+  return ", ".join(f"{k}={v:g}" for k, v in r["selected"].items() if not (k in drop_zero and v == 0))
+
+
 def tables(res: dict) -> str:
   g, f = res["grokking"], res["finetune"]
   base, rows = g["adamw"], []
   for m, r in g.items():
     grok = np.asarray(r["grok_step"], float)
     rows.append(
-      [LABELS[m], ", ".join(f"{k}={v:g}" for k, v in r["selected"].items())]
+      [LABELS[m], _selected(r)]
       + [f"{int(np.isfinite(grok).sum())}/{grok.size}", _mean_std(grok, digits=0)]
       + [_mean_std(r["final_val_acc"], 100), _mean_std(r["final_test_acc"], 100)]
       + [_mean_std(r["fourier_top4"], digits=3), _mean_std(r["near_zero"], 100, 2)]
@@ -241,12 +218,9 @@ def tables(res: dict) -> str:
   if not f:
     return "\n".join(lines)
   rows = [
-    [
-      LABELS[m],
-      ", ".join(f"{k}={v:g}" for k, v in r["selected"].items() if not (k in ("wd", "beta") and v == 0)),
-    ]
-    + [_mean_std(r["new_test_acc"], 100), _mean_std(r["old_test_acc"], 100)]
-    + [_p_vs(m, r, f["adamw"], "new_test_acc"), _p_vs(m, r, f["adamw"], "old_test_acc")]
+    [LABELS[m], _selected(r, ("wd", "beta"))]
+    + [_mean_std(r[k], 100) for k in ("new_test_acc", "old_test_acc")]
+    + [_p_vs(m, r, f["adamw"], k) for k in ("new_test_acc", "old_test_acc")]
     for m, r in f.items()
   ]
   head = ["method", "selected", "new task (sub) test acc (%)", "old task (add) test acc (%)"]
@@ -254,9 +228,7 @@ def tables(res: dict) -> str:
 
 
 def figures(res: dict, out: Path) -> list[str]:
-  plt = _common.pyplot()
-
-  g = res["grokking"]
+  plt, g, f = _common.pyplot(), res["grokking"], res["finetune"]
   fig, axes = plt.subplots(1, len(g), figsize=(4 * len(g), 3.2), sharey=True, squeeze=False)
   for ax, (m, r) in zip(axes[0], g.items(), strict=True):
     steps = np.asarray(r["curves"]["steps"])
@@ -268,8 +240,6 @@ def figures(res: dict, out: Path) -> list[str]:
   axes[0, 0].set_ylabel("accuracy")
   axes[0, 0].legend(loc="lower right")
   paths = [_common.save_figure(fig, out / "grokking_curves.png")]
-
-  f = res["finetune"]
   if not f:
     return [_common.display_path(p) for p in paths]
   fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -306,10 +276,8 @@ def main(argv: list[str] | None = None) -> dict:
   ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, log)
   n_params = int(sum(np.prod(np.shape(x)[1:]) for x in jax.tree.leaves(models_for_ft["eval"])))
   sizes = dict(p=args.p, train=len(add.x_train), val=len(add.x_val), test=len(add.x_test), d_model=args.width)
-  res = {
-    **_common.provenance(_common.command(argv, __file__)),
-    "args": vars(args) | {"out": _common.display_path(out)},
-  }
+  saved_args = vars(args) | {"out": _common.display_path(out)}
+  res = {**_common.provenance(_common.command(argv, __file__)), "args": saved_args}
   res |= dict(sizes=sizes | dict(layers=1, heads=4, parameters=n_params), grokking=grok, finetune=ft)
   res["wall_time_s"] = time.perf_counter() - t_start
   _common.write_json(out / "results.json", res)
