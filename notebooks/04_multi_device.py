@@ -23,8 +23,7 @@ NUM_SAMPLES = 1000 if SMALL else 5000
 EPOCHS = 2 if SMALL else 20
 GLOBAL_BATCH = 128  # split evenly over the devices (rounded up to a multiple of their number)
 
-# Must run before jax is imported: on a CPU-only runtime, simulate 8 devices. The flag only affects the host
-# (CPU) platform, so it is harmless on TPU/GPU runtimes. (Restart the runtime if jax was imported already.)
+# Before jax is imported: 8 simulated CPU devices (harmless on TPU/GPU; restart if jax was imported already).
 flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
   os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8".strip()

@@ -13,8 +13,7 @@
 # 3. look at what a negative alpha does to a single weight: the inverse metric `1 + alpha |x|` vanishes at
 #    `|x| = 1/|alpha|`.
 #
-# The full study with tuning on validation graphs, test seeds and paired tests is `benchmarks/graphs.py`
-# (guide: `docs/guides/graphs.md`).
+# The full study (tuning on validation graphs, test seeds, paired tests) is `benchmarks/graphs.py`.
 
 # %%
 import importlib.util
