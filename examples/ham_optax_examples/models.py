@@ -1,11 +1,6 @@
-"""Flax NNX models for the HAM examples: an MLP (optionally with LayerNorm), a 1-D CNN, a 1-D ResNet with
-BatchNorm, a CIFAR-style ResNet-18, a small decoder-only transformer, and two graph networks for node
-classification (GCN, GraphSAGE-style).
-
-All models map a batch of examples to logits (the graph models: a batch of node indices). Weight tensors
-(``kernel``/``embedding``, ndim >= 2) are the ones HAM and the sparsifiers act on by default; biases, BatchNorm
-and LayerNorm scales are 1-D.
-"""
+"""Flax NNX models of the examples, mapping a batch of examples (graph models: node indices) to logits. Weight
+tensors (``kernel``/``embedding``, ndim >= 2) are what HAM and the sparsifiers act on by default; biases, BatchNorm
+and LayerNorm scales are 1-D."""
 
 from __future__ import annotations
 
@@ -25,57 +20,41 @@ MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "transformer", "gcn"
 GRAPH_MODELS = ("gcn", "sage")
 
 
+def _linears(sizes: Sequence[int], rngs: nnx.Rngs, **kwargs) -> nnx.List:
+  return nnx.List([nnx.Linear(a, b, rngs=rngs, **kwargs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+
+
 class MLP(nnx.Module):
-  """Fully connected ReLU network; flattens its input. With ``layernorm=True`` every hidden layer is
-  ``relu(LayerNorm(Linear(x)))`` (LayerNorm's scales and biases are 1-D: HAM's default mask leaves them alone)."""
+  """Fully connected ReLU network on the flattened input; with ``layernorm=True`` every hidden layer is
+  ``relu(LayerNorm(Linear(x)))``."""
 
   def __init__(
-    self,
-    in_features: int,
-    num_classes: int,
-    hidden: Sequence[int] = (256, 256),
-    *,
-    layernorm: bool = False,
-    rngs: nnx.Rngs,
+    self, in_features: int, num_classes: int, hidden=(256, 256), *, layernorm=False, rngs: nnx.Rngs
   ):
-    sizes = [in_features, *hidden]
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+    self.layers = _linears([in_features, *hidden], rngs)
     self.norms = nnx.List([nnx.LayerNorm(b, rngs=rngs) for b in hidden]) if layernorm else None
-    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+    self.head = nnx.Linear([in_features, *hidden][-1], num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x.reshape(x.shape[0], -1)
     for i, layer in enumerate(self.layers):
-      x = layer(x)
-      if self.norms is not None:
-        x = self.norms[i](x)
-      x = jax.nn.relu(x)
+      x = jax.nn.relu(layer(x) if self.norms is None else self.norms[i](layer(x)))
     return self.head(x)
 
 
 class CNN1D(nnx.Module):
-  """1-D CNN for sequences such as MNIST-1D: conv/ReLU stack, then a dense head. Input ``(batch, length)`` or
+  """1-D CNN: conv/ReLU stack (stride 2 after the first), then a dense head. Input ``(batch, length)`` or
   ``(batch, length, channels)``."""
 
   def __init__(
-    self,
-    length: int,
-    num_classes: int,
-    channels: Sequence[int] = (32, 32, 32),
-    kernel_size: int = 5,
-    in_channels: int = 1,
-    hidden: int = 128,
-    *,
-    rngs: nnx.Rngs,
+    self, length, num_classes, channels=(32, 32, 32), kernel_size=5, in_channels=1, hidden=128, *, rngs
   ):
     chans = [in_channels, *channels]
     pairs = enumerate(zip(chans[:-1], chans[1:], strict=True))
     self.convs = nnx.List(
       [nnx.Conv(a, b, (kernel_size,), strides=(2 if i else 1,), rngs=rngs) for i, (a, b) in pairs]
     )
-    out_len = length
-    for _ in range(1, len(channels)):
-      out_len = -(-out_len // 2)  # SAME padding, stride 2
+    out_len = -(-length // 2 ** (len(channels) - 1))  # SAME padding, stride 2 after the first conv
     self.dense = nnx.Linear(out_len * chans[-1], hidden, rngs=rngs)
     self.head = nnx.Linear(hidden, num_classes, rngs=rngs)
 
@@ -83,8 +62,7 @@ class CNN1D(nnx.Module):
     x = x[..., None] if x.ndim == 2 else x
     for conv in self.convs:
       x = jax.nn.relu(conv(x))
-    x = jax.nn.relu(self.dense(x.reshape(x.shape[0], -1)))
-    return self.head(x)
+    return self.head(jax.nn.relu(self.dense(x.reshape(x.shape[0], -1))))
 
 
 def _batchnorm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -92,8 +70,8 @@ def _batchnorm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 
 
 class _BasicBlock(nnx.Module):
-  """ResNet basic block of ``len(kernel)``-D convolutions: two convs with BatchNorm, and a 1x1 conv with
-  BatchNorm on the shortcut when the stride or the width changes."""
+  """ResNet basic block: two convs with BatchNorm, and a 1x1 conv with BatchNorm on the shortcut when the stride
+  or the width changes."""
 
   def __init__(self, cin: int, cout: int, stride: int, kernel: tuple[int, ...], padding, *, rngs: nnx.Rngs):
     strides = (stride,) * len(kernel)
@@ -101,12 +79,11 @@ class _BasicBlock(nnx.Module):
     self.bn1 = _batchnorm(cout, rngs)
     self.conv2 = nnx.Conv(cout, cout, kernel, padding=padding, use_bias=False, rngs=rngs)
     self.bn2 = _batchnorm(cout, rngs)
-    reshape = stride != 1 or cin != cout
-    ones = (1,) * len(kernel)
-    self.shortcut_conv = (
-      nnx.Conv(cin, cout, ones, strides=strides, use_bias=False, rngs=rngs) if reshape else None
-    )
-    self.shortcut_bn = _batchnorm(cout, rngs) if reshape else None
+    if stride != 1 or cin != cout:
+      self.shortcut_conv = nnx.Conv(cin, cout, (1,) * len(kernel), strides=strides, use_bias=False, rngs=rngs)
+      self.shortcut_bn = _batchnorm(cout, rngs)
+    else:
+      self.shortcut_conv = self.shortcut_bn = None
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = self.bn2(self.conv2(jax.nn.relu(self.bn1(self.conv1(x)))))
@@ -117,8 +94,8 @@ class _BasicBlock(nnx.Module):
 
 class _ResNet(nnx.Module):
   """A conv stem with BatchNorm, stages of ``blocks`` basic blocks of widths ``widths`` (stride 2 at the first
-  block of every stage but the first), global average pooling and a linear head. Call ``model.train()`` /
-  ``model.eval()`` to switch BatchNorm between batch statistics and running averages."""
+  block of every stage but the first), global average pooling and a linear head. ``model.train()`` /
+  ``model.eval()`` switch BatchNorm between batch statistics and running averages."""
 
   def __init__(self, in_channels, widths, blocks, kernel, padding, num_classes, *, rngs: nnx.Rngs):
     self.stem = nnx.Conv(in_channels, widths[0], kernel, padding=padding, use_bias=False, rngs=rngs)
@@ -132,36 +109,26 @@ class _ResNet(nnx.Module):
     self.head = nnx.Linear(cin, num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = jax.nn.relu(self.stem_bn(self.stem(x)))
+    x = jax.nn.relu(self.stem_bn(self.stem(x[..., None] if x.ndim == 2 else x)))  # (batch, length): 1 channel
     for block in self.blocks:
       x = block(x)
     return self.head(jnp.mean(x, axis=tuple(range(1, x.ndim - 1))))
 
 
 class ResNet1D(_ResNet):
-  """A small 1-D ResNet with BatchNorm for sequences such as MNIST-1D (the paper's setting in miniature): one
-  basic block of two ``kernel_size`` convs per stage, widths ``channels``. Input ``(batch, length)`` or
-  ``(batch, length, channels)``."""
+  """A small 1-D ResNet with BatchNorm (the paper's setting in miniature): one basic block of two ``kernel_size``
+  convs per stage, widths ``channels``. Input ``(batch, length)`` or ``(batch, length, channels)``."""
 
   def __init__(
-    self,
-    num_classes: int,
-    channels: Sequence[int] = (32, 64, 64),
-    kernel_size: int = 5,
-    in_channels: int = 1,
-    *,
-    rngs: nnx.Rngs,
+    self, num_classes: int, channels=(32, 64, 64), kernel_size=5, in_channels=1, *, rngs: nnx.Rngs
   ):
     super().__init__(in_channels, channels, 1, (kernel_size,), "SAME", num_classes, rngs=rngs)
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return super().__call__(x[..., None] if x.ndim == 2 else x)
 
 
 class ResNet18(_ResNet):
   """CIFAR-style ResNet-18 (He et al., 2016): 3x3 stem without max-pooling, four stages of two basic blocks
-  with widths ``width * (1, 2, 4, 8)``. ``width=64`` is the standard model (11.2 M parameters); small widths
-  are for tests. Input ``(batch, height, width, in_channels)``."""
+  with widths ``width * (1, 2, 4, 8)`` (``width=64``: the standard 11.2 M parameters). Input ``(batch, height,
+  width, in_channels)``."""
 
   def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3, *, rngs: nnx.Rngs):
     super().__init__(in_channels, [width * m for m in (1, 2, 4, 8)], 2, (3, 3), 1, num_classes, rngs=rngs)
@@ -192,7 +159,7 @@ class _GraphModel(nnx.Module):
 
   def propagate(self, h: jax.Array) -> jax.Array:
     """The normalised adjacency times ``h``: ``out_i = sum_{edges j -> i} w_ji h_j``, a gather and a
-    ``segment_sum`` over the fixed edge list (full batch; O(edges), not the O(N^2) of a dense adjacency)."""
+    ``segment_sum`` over the fixed edge list (O(edges), not the O(N^2) of a dense adjacency)."""
     messages = h[self.senders[...]] * self.weights[...][:, None]
     return jax.ops.segment_sum(messages, self.receivers[...], num_segments=h.shape[0])
 
@@ -205,48 +172,39 @@ class _GraphModel(nnx.Module):
 
 
 class GCN(_GraphModel):
-  """Graph convolutional network (Kipf and Welling, ICLR 2017), full batch.
-
-  Each layer is ``H' = A_hat H W + b`` with ``A_hat = D^-1/2 (A + I) D^-1/2``, ReLU between layers. The
-  propagation averages a node with its neighbours, which suits homophilic graphs.
-  """
+  """Graph convolutional network (Kipf and Welling, ICLR 2017), full batch: each layer is
+  ``H' = A_hat H W + b`` with ``A_hat = D^-1/2 (A + I) D^-1/2``, ReLU between layers (suits homophilic graphs)."""
 
   def __init__(self, graph: Graph, num_classes: int, hidden: Sequence[int] = (64,), *, rngs: nnx.Rngs):
     self._store_graph(graph, self_loops=True, symmetric=True)
-    sizes = [graph.x.shape[1], *hidden, num_classes]
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+    self.layers = _linears([graph.x.shape[1], *hidden, num_classes], rngs)
     self.num_layers = len(self.layers)
 
   def layer(self, i: int, h: jax.Array) -> jax.Array:
-    """Layer ``i``: ``A_hat h W + b``."""
     return self.propagate(h @ self.layers[i].kernel[...]) + self.layers[i].bias[...]
 
 
 class GraphSAGE(_GraphModel):
-  """GraphSAGE-style network (Hamilton et al., NeurIPS 2017) with mean aggregation, full batch.
-
-  Each layer is ``H' = H W_self + (D^-1 A) H W_neigh + b``: separate weights for a node's own features and for
-  the mean of its neighbours', so a layer can keep the ego features and weigh (even subtract) the neighbours,
-  which helps on heterophilic graphs (Zhu et al., NeurIPS 2020).
-  """
+  """GraphSAGE-style network (Hamilton et al., NeurIPS 2017) with mean aggregation, full batch: each layer is
+  ``H' = H W_self + (D^-1 A) H W_neigh + b``. Separate weights for a node's own features and its neighbours' mean
+  let a layer keep the ego features and weigh (even subtract) the neighbours, which helps on heterophilic graphs
+  (Zhu et al., NeurIPS 2020)."""
 
   def __init__(self, graph: Graph, num_classes: int, hidden: Sequence[int] = (64,), *, rngs: nnx.Rngs):
     self._store_graph(graph, self_loops=False, symmetric=False)
     sizes = [graph.x.shape[1], *hidden, num_classes]
-    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
-    self.self_layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in pairs])
-    self.neigh_layers = nnx.List([nnx.Linear(a, b, use_bias=False, rngs=rngs) for a, b in pairs])
-    self.num_layers = len(pairs)
+    self.self_layers = _linears(sizes, rngs)
+    self.neigh_layers = _linears(sizes, rngs, use_bias=False)
+    self.num_layers = len(sizes) - 1
 
   def layer(self, i: int, h: jax.Array) -> jax.Array:
-    """Layer ``i``: ``h W_self + (D^-1 A) h W_neigh + b``."""
     return self.self_layers[i](h) + self.propagate(self.neigh_layers[i](h))
 
 
 class _DecoderBlock(nnx.Module):
   """Pre-LayerNorm block: ``x + attn(LN(x))``, then ``x + MLP(LN(x))`` (ReLU MLP, hidden ``mlp_ratio * d``)."""
 
-  def __init__(self, d_model: int, num_heads: int, mlp_ratio: int, *, rngs: nnx.Rngs):
+  def __init__(self, d_model: int, num_heads: int, mlp_ratio: int, rngs: nnx.Rngs):
     self.ln1 = nnx.LayerNorm(d_model, rngs=rngs)
     self.attn = nnx.MultiHeadAttention(
       num_heads=num_heads, in_features=d_model, use_bias=False, decode=False, deterministic=True, rngs=rngs
@@ -261,38 +219,21 @@ class _DecoderBlock(nnx.Module):
 
 
 class Transformer(nnx.Module):
-  """A small decoder-only (GPT-style) transformer that classifies a token sequence from its last position:
-  token and learned position embeddings, ``num_layers`` pre-LayerNorm blocks (causal multi-head
-  self-attention and a ReLU MLP), a final LayerNorm and a linear head. Input: int tokens ``(batch, seq_len)``
-  in ``[0, vocab_size)``. The model of the grokking studies (Power et al., 2022; Nanda et al., 2023) on
-  :func:`ham_optax_examples.data.load_modular`.
-
-  HAM's default mask (``ndim >= 2``) selects the embeddings, the attention kernels (3-D), the MLP kernels and
-  the head; LayerNorm scales and biases are 1-D. The attention has no biases: NNX's query/key/value biases are
-  2-D, ``(heads, head_dim)``, and the default mask would select them.
-  """
+  """A small decoder-only (GPT-style) transformer classifying a token sequence ``(batch, seq_len)`` from its last
+  position: token and learned position embeddings, ``num_layers`` pre-LayerNorm blocks (causal self-attention, a
+  ReLU MLP), a final LayerNorm and a linear head; the model of the grokking studies (Power et al., 2022; Nanda et
+  al., 2023). HAM's default mask (``ndim >= 2``) selects the embeddings, the attention kernels (3-D), the MLP
+  kernels and the head. The attention has no biases: NNX's are 2-D, ``(heads, head_dim)``, and the mask would
+  select them."""
 
   def __init__(
-    self,
-    vocab_size: int,
-    seq_len: int,
-    num_classes: int,
-    d_model: int = 64,
-    num_heads: int = 4,
-    num_layers: int = 1,
-    mlp_ratio: int = 4,
-    *,
-    rngs: nnx.Rngs,
+    self, vocab_size, seq_len, num_classes, d_model=64, num_heads=4, num_layers=1, mlp_ratio=4, *, rngs
   ):
     if d_model % num_heads:
       raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
-    self.seq_len = seq_len
-    self.vocab_size = vocab_size
     self.token_embed = nnx.Embed(vocab_size, d_model, rngs=rngs)
     self.pos_embed = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (seq_len, d_model)))
-    self.blocks = nnx.List(
-      [_DecoderBlock(d_model, num_heads, mlp_ratio, rngs=rngs) for _ in range(num_layers)]
-    )
+    self.blocks = nnx.List([_DecoderBlock(d_model, num_heads, mlp_ratio, rngs) for _ in range(num_layers)])
     self.ln_f = nnx.LayerNorm(d_model, rngs=rngs)
     self.head = nnx.Linear(d_model, num_classes, rngs=rngs)
 
@@ -310,10 +251,10 @@ def create_model(
   input_shape: tuple[int, ...],
   num_classes: int,
   *,
-  seed: int = 0,
-  width: int | None = None,
-  graph: Graph | None = None,
-  vocab_size: int | None = None,
+  seed=0,
+  width=None,
+  graph=None,
+  vocab_size=None,
 ) -> nnx.Module:
   """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example).
 
@@ -323,17 +264,15 @@ def create_model(
   ``num_classes + 3``, the tokens of :func:`~ham_optax_examples.data.load_modular`. ``graph``: the graph of
   ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
   """
-  rngs = nnx.Rngs(seed)
+  rngs, w = nnx.Rngs(seed), (lambda default: default if width is None else width)
   if name in GRAPH_MODELS:
     if graph is None:
       raise ValueError(f"{name} is a graph model: pass graph= (a node-classification dataset such as 'csbm')")
-    cls = GCN if name == "gcn" else GraphSAGE
-    return cls(graph, num_classes, (64,) if width is None else (width,), rngs=rngs)
+    return (GCN if name == "gcn" else GraphSAGE)(graph, num_classes, (w(64),), rngs=rngs)
   if graph is not None:
     raise ValueError(f"{name} is not a graph model; use one of {GRAPH_MODELS} for a graph dataset")
   if name in ("mlp", "mlp_ln"):
-    hidden = (256, 256) if width is None else (width, width)
-    return MLP(int(np.prod(input_shape)), num_classes, hidden, layernorm=name == "mlp_ln", rngs=rngs)
+    return MLP(int(np.prod(input_shape)), num_classes, (w(256),) * 2, layernorm=name == "mlp_ln", rngs=rngs)
   if name in ("cnn1d", "resnet1d"):
     if len(input_shape) not in (1, 2):
       raise ValueError(f"{name} needs (length,) or (length, channels) inputs, got {input_shape}")
@@ -341,15 +280,14 @@ def create_model(
     if name == "resnet1d":
       channels = (32, 64, 64) if width is None else (width, 2 * width, 2 * width)
       return ResNet1D(num_classes, channels, in_channels=in_ch, rngs=rngs)
-    channels = (32, 32, 32) if width is None else (width, width, width)
-    return CNN1D(input_shape[0], num_classes, channels, in_channels=in_ch, rngs=rngs)
+    return CNN1D(input_shape[0], num_classes, (w(32),) * 3, in_channels=in_ch, rngs=rngs)
   if name == "resnet18":
     if len(input_shape) != 3:
       raise ValueError(f"resnet18 needs (height, width, channels) inputs, got {input_shape}")
-    return ResNet18(num_classes, width=64 if width is None else width, in_channels=input_shape[2], rngs=rngs)
+    return ResNet18(num_classes, width=w(64), in_channels=input_shape[2], rngs=rngs)
   if name == "transformer":
     if len(input_shape) != 1:
       raise ValueError(f"transformer needs (seq_len,) token inputs, got {input_shape}")
     vocab = num_classes + 3 if vocab_size is None else vocab_size
-    return Transformer(vocab, input_shape[0], num_classes, d_model=64 if width is None else width, rngs=rngs)
+    return Transformer(vocab, input_shape[0], num_classes, d_model=w(64), rngs=rngs)
   raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
