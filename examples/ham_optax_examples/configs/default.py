@@ -1,19 +1,16 @@
-"""The configuration of one training run: the schema, its checks, and the defaults its choices imply.
-
-:class:`Config` is a frozen dataclass; each field's comment is its help text, and the ``ham-optax`` command
-line is generated from it by tyro (``ham_optax_examples.main``). Fields left at ``None`` are filled by
-:func:`resolve` from the data-only tables of :mod:`ham_optax_examples.configs.tuned`. Override fields with
-``get_config(ham=True, sparsifier="random")`` or ``config.replace(...)``.
+"""The configuration of one training run: :class:`Config` (each field's comment is its ``--help`` text), its
+checks, and :func:`resolve`, which fills the fields left at ``None`` from the data-only tables of
+:mod:`ham_optax_examples.configs.tuned`. Override fields with ``get_config(ham=True)`` or ``config.replace(...)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import tyro
 
+from ham_optax._src import checks
 from ham_optax_examples.configs.tuned import DEFAULT_EPOCHS, FALLBACK, MODEL_DEFAULTS, TUNED
 
 DatasetName = Literal["mnist1d", "digits", "csbm", "cifar10", "cifar100", "modular", "modular_sub"]
@@ -94,20 +91,14 @@ class Config:
   def validate(self) -> None:
     """Raises ``ValueError`` naming the first invalid field (``None`` fields are checked once resolved)."""
     for name, choices in _CHOICES.items():
-      if getattr(self, name) not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
-    for f in dataclasses.fields(self):
-      value = getattr(self, f.name)
-      if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{f.name} must be finite, got {value}")
-    checks = [(name, f"> {lo}", lambda v, lo=lo: v > lo) for name, lo in _ABOVE.items()]
-    checks += [(name, f">= {lo}", lambda v, lo=lo: v >= lo) for name, lo in _AT_LEAST.items()]
-    checks += [(name, f"< {hi}", lambda v, hi=hi: v < hi) for name, hi in _BELOW.items()]
-    checks.append(("alpha", "a number or 'auto'", lambda v: v == "auto" or isinstance(v, int | float)))
-    for name, rule, ok in checks:
-      value = getattr(self, name)
-      if value is not None and not ok(value):
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
+      checks.check_choice(getattr(self, name), name, choices)
+    if self.alpha is not None and not (self.alpha == "auto" or isinstance(self.alpha, int | float)):
+      raise ValueError(f"alpha must be a number or 'auto', got {self.alpha!r}")
+    for name, bounds in _BOUNDS.items():
+      if getattr(self, name) not in (None, "auto"):
+        checks.check_scalar(getattr(self, name), name, **bounds)
+    for name, minimum in _INT_MINIMUM.items():
+      checks.check_int(getattr(self, name), name, minimum, none_ok=True)
     if self.epochs is not None and self.warmup_epochs >= self.epochs:
       raise ValueError(f"warmup_epochs must be < epochs, got {self.warmup_epochs} >= {self.epochs}")
     if self.ham and self.sign_in:
@@ -118,12 +109,12 @@ class Config:
       )
 
 
-# The bounds :meth:`Config.validate` checks, and the choices of the ``Literal`` fields.
-_ABOVE = dict.fromkeys(("learning_rate", "sign_in_balance", "sparsity"), 0.0)
-_AT_LEAST = dict.fromkeys(("momentum", "weight_decay", "beta", "warmup_epochs"), 0)
-_AT_LEAST |= dict.fromkeys(("batch_size", "epochs", "width", "sign_in_every", "max_steps", "num_train"), 1)
-_AT_LEAST |= {"halt_after_epochs": 1, "data_shards": 1}
-_BELOW = {"momentum": 1, "sparsity": 1}
+# What :meth:`Config.validate` checks: the bounds of the numbers, the choices of the ``Literal`` fields.
+_POSITIVE, _FRACTION = {"lo": 0.0, "lo_open": True}, {"lo": 0.0, "hi": 1.0, "hi_open": True}
+_BOUNDS = {"learning_rate": _POSITIVE, "momentum": _FRACTION, "weight_decay": {"lo": 0.0}, "alpha": {}}
+_BOUNDS |= {"beta": {"lo": 0.0}, "sign_in_balance": _POSITIVE, "sparsity": {**_FRACTION, "lo_open": True}}
+_INT_MINIMUM = dict.fromkeys(("epochs", "batch_size", "width", "sign_in_every", "max_steps", "num_train"), 1)
+_INT_MINIMUM |= {"warmup_epochs": 0, "halt_after_epochs": 1, "data_shards": 1}
 _CHOICES = {name: get_args(t) for name, t in get_type_hints(Config).items() if get_origin(t) is Literal}
 
 
@@ -131,8 +122,7 @@ def resolve(config: Config) -> tuple[Config, dict[str, str]]:
   """Fills the ``None`` fields of ``config`` with the defaults for its choices (``data_shards`` stays ``None``:
   one per process). Returns the completed config and, for each filled field, where its value came from
   (``"validation-tuned"``, ``"fallback for <optimizer>"``, ``"suggest_alpha"`` or ``"default for <model>"``)."""
-  changes: dict[str, Any] = {}
-  sources: dict[str, str] = {}
+  changes, sources = {}, {}
   tuned = TUNED.get((config.dataset, config.model, config.optimizer, config.sparsifier))
   for name in ("learning_rate", "weight_decay", "alpha", "beta"):
     if getattr(config, name) is not None:
@@ -147,10 +137,8 @@ def resolve(config: Config) -> tuple[Config, dict[str, str]]:
   if config.width is None and "width" in model_defaults:
     changes["width"], sources["width"] = model_defaults["width"], f"default for {config.model}"
   if config.epochs is None:
-    changes["epochs"], sources["epochs"] = (
-      model_defaults.get("epochs", DEFAULT_EPOCHS),
-      f"default for {config.model}",
-    )
+    changes["epochs"] = model_defaults.get("epochs", DEFAULT_EPOCHS)
+    sources["epochs"] = f"default for {config.model}"
   return config.replace(**changes), sources
 
 
