@@ -1,21 +1,12 @@
 """The ``ham-optax`` command: ``ham-optax train [options]`` (or ``python -m ham_optax_examples.main train``).
 
-The options are the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and of :class:`Train`
-(the set of runs), turned into a command line by tyro: it builds it from the dataclass itself (types, choices,
-defaults, help from each field's comment), so the options have one source and stay typed, where
-``ml_collections`` config flags would need them a second time as an untyped ``ConfigDict``. The job is every
-model x sparsifier x variant (``--ham off|on|both``, ``--sign-in``) x seed; with no options it is the main job
-(``MAIN_JOB`` in ``configs/tuned.py``). It prints a table of test accuracy (mean ± std over the seeds that did
-not diverge), diverged seeds, weight sparsity and sign flips, and writes ``job.json``, ``results.json``,
-``runs.csv``, ``summary.csv``, ``summary.md`` and ``curves.png`` to ``--out`` (an ``--out`` holding results of
-other settings is refused).
-
-As one of N processes (``--coordinator HOST:PORT --num-processes N --process-id I``, ``JAX_COORDINATOR_ADDRESS``,
-or started by ``srun`` / ``mpirun``) the runs are data-parallel over every device of every process
-(:mod:`~ham_optax_examples.distributed`); only process 0 prints and writes the reports.
-
-Every option is checked before any data loads, and every model / dataset / batch before the first run trains: a
-user mistake ends in one ``error:`` line and exit status 2. If every run diverges the exit status is 1.
+tyro turns the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and :class:`Train` (the set
+of runs) into the options: types, choices, defaults and help have one source (``ml_collections`` flags would need
+them again as an untyped ``ConfigDict``). The job is every model x sparsifier x variant x seed (no options: the
+main job, ``MAIN_JOB`` in ``configs/tuned.py``); it prints the table and writes ``job.json``, the results files
+and ``curves.png`` to ``--out``. As one of N processes (:mod:`~ham_optax_examples.distributed`) only process 0
+reports. Every option is checked before any data loads: a mistake ends in one ``error:`` line and exit status 2;
+if every run diverges the exit status is 1.
 """
 
 from __future__ import annotations
@@ -39,6 +30,7 @@ import tyro
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
+from ham_optax._src import checks
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import distributed, report, train
 from ham_optax_examples.configs.default import Config, ModelName, SparsifierName, resolve, shown
@@ -79,8 +71,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def parse(argv: Sequence[str]) -> Train:
-  """The :class:`Train` job of ``argv`` (a leading ``train``, the one command, may be left out); a usage error
-  ends in one line: tyro's message without its box and usage."""
+  """The :class:`Train` job of ``argv`` (``train`` may be left out); a usage error ends in one line."""
   captured = io.StringIO()
   try:
     with contextlib.redirect_stderr(captured):
@@ -96,19 +87,15 @@ def parse(argv: Sequence[str]) -> Train:
 
 
 def configs_from_args(args: Train) -> list[Config]:
-  """The runs to make: every model x sparsifier x variant (baseline / HAM / Sign-In) x seed, resolved
-  (:func:`~ham_optax_examples.configs.default.resolve`) and checked (``ValueError`` names the first invalid
-  field)."""
+  """The runs (every model x sparsifier x variant x seed), resolved and checked (``ValueError``)."""
+  checks.check_int(args.seeds, "seeds", 1, none_ok=True)
   base = args.config.replace(sign_in=False)
   models = args.model or (MAIN_JOB["models"] if base.dataset == MAIN_JOB["dataset"] else (Config.model,))
   ham = {"off": (False,), "on": (True,), "both": (False, True)}[args.ham]
   variants = [{"ham": h} for h in ham] + ([{"sign_in": True}] if args.config.sign_in else [])
-  configs = []
-  sparsifiers = args.sparsifier or MAIN_JOB["sparsifiers"]
+  configs, sparsifiers = [], args.sparsifier or MAIN_JOB["sparsifiers"]
   for model, sparsifier, variant in itertools.product(models, sparsifiers, variants):
-    n_seeds = MODEL_DEFAULTS.get(model, {}).get("seeds", DEFAULT_SEEDS) if args.seeds is None else args.seeds
-    if n_seeds < 1:
-      raise ValueError(f"seeds must be >= 1, got {n_seeds}")
+    n_seeds = args.seeds or MODEL_DEFAULTS.get(model, {}).get("seeds", DEFAULT_SEEDS)
     for seed in range(args.first_seed, args.first_seed + n_seeds):
       config, _ = resolve(base.replace(model=model, sparsifier=sparsifier, seed=seed, **variant))
       config.validate()
@@ -117,8 +104,7 @@ def configs_from_args(args: Train) -> list[Config]:
 
 
 def _joins_processes(args: Train) -> bool:
-  """Whether a multi-process run is asked for (flags, ``JAX_COORDINATOR_ADDRESS``, or a launcher announcing more
-  than one process); raises ``ValueError`` for invalid process options."""
+  """Whether a multi-process run is asked for; raises ``ValueError`` for invalid process options."""
   given = (args.coordinator, args.num_processes, args.process_id)
   launched = (distributed.launched_processes() or (1,))[0] > 1
   if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS") and not launched:
@@ -128,19 +114,16 @@ def _joins_processes(args: Train) -> bool:
       distributed.check_coordinator(args.coordinator)
     except ValueError as e:
       raise ValueError(f"--coordinator: {e}") from None
-  if args.num_processes is not None and args.num_processes < 1:
-    raise ValueError(f"--num-processes must be >= 1, got {args.num_processes}")
+  checks.check_int(args.num_processes, "--num-processes", 1, none_ok=True)
   if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or sys.maxsize):
     raise ValueError(f"--process-id must be in [0, --num-processes), got {args.process_id}")
   for name in ("join_timeout", "heartbeat_timeout"):
-    if getattr(args, name) < 1:
-      raise ValueError(f"--{name.replace('_', '-')} must be >= 1 second, got {getattr(args, name)}")
+    checks.check_int(getattr(args, name), f"--{name.replace('_', '-')}", 1)
   return True
 
 
 def _join_processes(args: Train) -> None:
-  """Joins the multi-process run, before anything else touches JAX; process 0 first checks that it can listen on
-  the coordinator's port."""
+  """Joins the multi-process run before anything else touches JAX (process 0 first probes its port)."""
   index = args.process_id if args.process_id is not None else (distributed.launched_processes() or (0, 0))[1]
   address = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
   try:
@@ -168,8 +151,7 @@ def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
 
 
 def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
-  """Creates ``out`` and checks that it is writable and holds no results of other settings (its ``job.json`` and
-  ``results.json``; with ``restart`` they are replaced). Raises ``ValueError`` otherwise."""
+  """Creates ``out``; raises ``ValueError`` unless it is writable and holds no results of other settings."""
   try:
     out.mkdir(parents=True, exist_ok=True)
     (out / f".write_test.{os.getpid()}").touch()
@@ -191,8 +173,7 @@ def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
 
 
 def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[Config]:
-  """The runs with their checkpoint directories (``--checkpoint``; discarded first with ``--restart``), after
-  checking every checkpoint a run would resume from (``ValueError``: damaged or of other settings)."""
+  """The runs with their checkpoint directories, each checked (``ValueError``: damaged or of other settings)."""
   if not args.checkpoint:
     return configs
   directory = (out / "checkpoints").resolve()
@@ -220,9 +201,8 @@ def _describe_defaults(configs: Sequence[Config], args: Train) -> list[str]:
   return list(lines.values())
 
 
-def _suggest_alphas(configs: Sequence[Config], dataset: Any) -> list[Config]:
-  """The runs with ``alpha="auto"`` replaced by :func:`~ham_optax_examples.train.suggested_alpha` (HAM runs), all
-  computed before the first run trains; with several processes, process 0's values."""
+def _suggest_alphas(configs: Sequence[Config], dataset: Any) -> tuple[list[Config], list[bool]]:
+  """The runs with ``alpha="auto"`` set by ``train.suggested_alpha`` (process 0's value), and which ones."""
   auto = [c.ham and c.alpha == "auto" for c in configs]
   try:
     alphas = [train.suggested_alpha(c, dataset) if a else 0.0 for c, a in zip(configs, auto, strict=True)]
@@ -230,7 +210,7 @@ def _suggest_alphas(configs: Sequence[Config], dataset: Any) -> list[Config]:
     _fail(f"--alpha auto: {e}")
   if jax.process_count() > 1:
     alphas = multihost_utils.broadcast_one_to_all(np.asarray(alphas, np.float64)).tolist()
-  return [c.replace(alpha=alpha) if a else c for c, a, alpha in zip(configs, auto, alphas, strict=True)]
+  return [c.replace(alpha=alpha) if a else c for c, a, alpha in zip(configs, auto, alphas, strict=True)], auto
 
 
 def _run_all(configs: Sequence[Config], dataset: Any, progress: bool, auto: Sequence[bool]) -> list[dict]:
@@ -243,7 +223,7 @@ def _run_all(configs: Sequence[Config], dataset: Any, progress: bool, auto: Sequ
       r["alpha_source"] = "suggest_alpha" if suggested else r["alpha_source"]
       diverged = f"diverged at epoch {r['diverged_epoch']}"
       outcome = diverged if r["diverged"] else f"test acc {100 * r['test_acc']:.2f} %"
-      if config.ham and r["alpha_source"] == "suggest_alpha":
+      if suggested:
         outcome += f", alpha {r['config']['alpha']:.3g} (suggest_alpha)"
       if lead:
         run = f"{config.model} {config.method} seed {config.seed}"
@@ -282,8 +262,7 @@ def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the job described by ``argv`` (default: ``sys.argv[1:]``). Returns 0, or 1 when every run diverged;
-  exits with status 2 and one line on a user mistake."""
+  """Runs the job of ``argv`` (default ``sys.argv[1:]``): 0, or 1 when every run diverged; 2 on a mistake."""
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse(argv)
   out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -300,8 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except ValueError as e:
     _fail(str(e))
   dataset = _load_and_check(configs, args.data_dir)
-  auto = [c.ham and c.alpha == "auto" for c in configs]
-  configs = _suggest_alphas(configs, dataset)
+  configs, auto = _suggest_alphas(configs, dataset)
   lead = jax.process_index() == 0
   if lead:
     print(f"{len(configs)} runs on {configs[0].dataset}; settings not given on the command line:")
