@@ -1,16 +1,10 @@
-"""Training loop of the HAM examples (Flax NNX + optax), modelled on Flax's ``examples/mnist``.
+"""Training loop of the examples (Flax NNX + optax), modelled on Flax's ``examples/mnist``.
 
-``train_and_evaluate(config)`` builds the run (:func:`create_train_state`: the model, the optimizer
-``sparsifier(ham(inner))`` with each part optional, and this process's data), continues from the latest orbax
-checkpoint of the same config if there is one, then per epoch runs :func:`train_epoch` (the NNX train step under
-``jax.lax.scan``: one XLA call per epoch) and :func:`epoch_record` (loss / accuracy on every split, weight
-sparsity and sign flips versus initialisation, HAM diagnostics), and returns a JSON-serialisable summary.
-
-Data parallelism (:class:`~ham_optax_examples.distributed.DataLayout`): every split is cut into
-``config.data_shards`` blocks and each process keeps only its own; a global batch takes the same number of rows
-from every block, the state is replicated and XLA reduces the gradients. Data order depends only on
-``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one. A run whose training or validation
-loss becomes non-finite stops at that epoch and is marked diverged; its accuracies are not reported.
+:func:`train_and_evaluate` builds the run (:func:`create_train_state`: model, optimizer ``sparsifier(ham(inner))``,
+this process's data shards), resumes from the run's latest orbax checkpoint if any, then per epoch runs
+:func:`train_epoch` (one XLA call) and :func:`epoch_record`. Data order depends only on ``(seed, epoch)``, so a
+resumed run continues exactly as an uninterrupted one. A run whose training or validation loss becomes
+non-finite stops at that epoch and is marked diverged; its accuracies are not reported.
 """
 
 from __future__ import annotations
@@ -50,10 +44,9 @@ def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> op
 
 
 def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
-  """``sparsifier(ham(inner))`` or ``sparsifier(sign_in(inner))`` as configured; ``inner`` is SGD + momentum with
-  weight decay, or AdamW. HAM reuses the inner learning-rate schedule. Gradual magnitude pruning runs from 10 %
-  to 75 % of training, one pruning step per epoch; RigL updates its masks once per epoch until 75 % of training;
-  AC/DC spans ``total_steps``."""
+  """``sparsifier(ham(inner))`` or ``sparsifier(sign_in(inner))`` as configured (``inner``: SGD + momentum with
+  weight decay, or AdamW; HAM at the inner learning-rate schedule). Magnitude pruning runs from 10 % to 75 % of
+  training, RigL updates its masks until 75 %, both once per epoch; AC/DC spans ``total_steps``."""
   lr = _learning_rate(config, total_steps, steps_per_epoch)
   if config.optimizer == "sgd":
     sgd = optax.sgd(lr, momentum=config.momentum or None)
@@ -64,18 +57,16 @@ def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> op
     tx = sign_in(inner, rescale_every=config.sign_in_every * steps_per_epoch, balance=config.sign_in_balance)
   else:
     tx = ham_optax.ham(inner, lr, config.alpha, config.beta) if config.ham else inner
-  s, seed, distribution = config.sparsity, config.seed, config.distribution
-  if config.sparsifier == "random":
-    return sp.random_pruning(tx, s, distribution=distribution, seed=seed)
-  if config.sparsifier == "magnitude":
-    begin, end = int(0.1 * total_steps), max(int(0.75 * total_steps), int(0.1 * total_steps) + 1)
-    return sp.magnitude_pruning(tx, s, begin_step=begin, end_step=end, frequency=steps_per_epoch)
-  if config.sparsifier == "acdc":
-    return sp.acdc(tx, s, total_steps=total_steps)
-  if config.sparsifier == "rigl":
-    end = max(1, int(0.75 * total_steps))
-    return sp.rigl(tx, s, update_every=steps_per_epoch, end_step=end, distribution=distribution, seed=seed)
-  return tx
+  s, every, kw = config.sparsity, steps_per_epoch, {"distribution": config.distribution, "seed": config.seed}
+  begin, end = int(0.1 * total_steps), max(int(0.75 * total_steps), int(0.1 * total_steps) + 1)
+  sparsifiers = {
+    "none": lambda: tx,
+    "random": lambda: sp.random_pruning(tx, s, **kw),
+    "magnitude": lambda: sp.magnitude_pruning(tx, s, begin_step=begin, end_step=end, frequency=every),
+    "acdc": lambda: sp.acdc(tx, s, total_steps=total_steps),
+    "rigl": lambda: sp.rigl(tx, s, update_every=every, end_step=end, **kw),
+  }
+  return sparsifiers[config.sparsifier]()
 
 
 def _resolve(config: Config) -> Config:
@@ -108,10 +99,10 @@ def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Data
 def suggested_alpha(
   config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
 ) -> float:
-  """:func:`ham_optax.suggest_alpha` for ``config``'s model (dense, at ``config.seed``), inner optimizer and
-  learning rate, on the first 20 minibatches of its epoch-0 order, in this process on its default device, from
-  the whole training split (``None`` fields of ``config`` resolved first). A schedule shorter than 40 steps is
-  stretched to 40, so that the 20-step window sees a non-zero learning rate."""
+  """:func:`ham_optax.suggest_alpha` for ``config``'s (resolved) model, dense at ``config.seed``, inner optimizer
+  and learning rate, on the first 20 minibatches of its epoch-0 order over the whole training split, on this
+  process's default device. A schedule shorter than 40 steps is stretched to 40, so that the 20-step window sees
+  a non-zero learning rate."""
   config = _resolve(config)
   train = _training_subset(config, dataset)
   batch_size = min(config.batch_size, len(train.x_train))
@@ -159,9 +150,9 @@ def _stack_blocks(blocks: list[np.ndarray], length: int, rows: int) -> np.ndarra
 
 
 def _evaluate_blocks(model: nnx.Module, blocks: list, block_rows: int, layout: DataLayout, batch_size: int):
-  """Mean loss and accuracy over every process's ``blocks`` (this process's ``(x, y)`` shards of a split, each
-  at most ``block_rows`` long). A global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded
-  with rows of weight 0, so that every process runs the same steps and every example counts once."""
+  """Mean loss and accuracy over every process's ``blocks`` (its ``(x, y)`` shards of a split, each at most
+  ``block_rows`` long): a global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded with rows
+  of weight 0, so that every process runs the same steps and every example counts once."""
   rows = -(-batch_size // layout.shards)
   while (rows * layout.shards) % layout.devices:
     rows += 1
@@ -182,8 +173,6 @@ def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 
   """Mean loss and accuracy of ``model`` (in eval mode) on ``(x, y)``, on the default device."""
   return _evaluate_blocks(model, [(x, y)], len(x), DataLayout(1, range(1), None), batch_size)
 
-
-# ------------------------------------------------------------------------------------------ checkpoints
 
 # Config fields that do not change what a run computes: a checkpoint written with other values still matches.
 _RUN_INDEPENDENT_FIELDS = ("checkpoint_dir", "halt_after_epochs", "progress")
@@ -263,24 +252,12 @@ def discard_checkpoint(directory: str) -> None:
   shutil.rmtree(directory, ignore_errors=True)
 
 
-# ------------------------------------------------------------------------------------------ the run
-
-
 @dataclasses.dataclass
 class TrainState:
-  """What a run carries from epoch to epoch.
-
-  Attributes:
-    model: the NNX model (in training mode).
-    optimizer: the ``nnx.Optimizer`` holding the optax state.
-    reference: the weights at initialisation (after pruning at init); sign flips are counted against them.
-    steps_per_epoch: optimizer steps per epoch.
-    batch_size: examples per step (the global batch, over every process).
-    run_epoch: the jitted ``(state, xs, ys) -> (state, (losses, accs))`` scanning :func:`train_step`.
-    layout: how the data and the state are split over processes and devices.
-    data: this process's shards of the dataset (``layout.local_shards``), nothing else.
-    eval_rows: the longest shard of each evaluation split (``"val"``, ``"test"``), the same in every process.
-  """
+  """What a run carries from epoch to epoch: ``reference`` holds the weights at initialisation (after pruning
+  at init) for the sign flips, ``batch_size`` the global batch, ``run_epoch`` the jitted ``(state, xs, ys) ->
+  (state, (losses, accs))`` scanning :func:`train_step`, ``data`` this process's shards of the dataset only, and
+  ``eval_rows`` the longest shard of each evaluation split (the same in every process)."""
 
   model: nnx.Module
   optimizer: nnx.Optimizer
@@ -294,9 +271,8 @@ class TrainState:
 
 
 def data_layout(config: Config) -> DataLayout:
-  """The data-parallel layout of a run (``config.data_shards`` shards over this run's processes; with one process,
-  a mesh over its devices only with ``config.all_devices``). Raises ``ValueError`` when the shards are not a
-  multiple of the processes or the batch does not split evenly over the shards and devices."""
+  """The data-parallel layout of a run (:meth:`~ham_optax_examples.distributed.DataLayout.create`); raises
+  ``ValueError`` when the shards are not a multiple of the processes or the batch does not split evenly."""
   config = _resolve(config)
   layout = DataLayout.create(config.data_shards, config.all_devices)
   layout.check_batch(config.batch_size)
@@ -304,8 +280,8 @@ def data_layout(config: Config) -> DataLayout:
 
 
 def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
-  """Builds the model and the optimizer for a resolved ``config``, replicated over the devices of the run, and
-  keeps this process's shards of ``dataset``; pruning at init is applied here."""
+  """The model (pruned at init) and optimizer of a resolved ``config``, replicated over the devices of the run,
+  and this process's shards of ``dataset``."""
   layout = data_layout(config)
   full = _training_subset(config, dataset)
   data = [full.shard(k, layout.shards) for k in layout.local_shards]
@@ -316,9 +292,9 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
     )
   batch_size = min(config.batch_size, shard_rows * layout.shards)  # recorded as ``batch_size_used``
   layout.check_batch(batch_size)
-  steps_per_epoch = min(shard_rows // (batch_size // layout.shards), config.max_steps or math.inf)
+  steps = min(shard_rows // (batch_size // layout.shards), config.max_steps or math.inf)
   model = _build_model(config, dataset)
-  tx = make_optimizer(config, steps_per_epoch * config.epochs, steps_per_epoch)
+  tx = make_optimizer(config, steps * config.epochs, steps)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   if config.sparsifier != "none":  # pruning at init: the model is sparse before the first step
     params = nnx.as_pure(nnx.state(model, nnx.Param))
@@ -338,18 +314,13 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
     return jax.lax.scan(body, state, (xs, ys))
 
   eval_rows = {name: -(-len(getattr(full, f"x_{name}")) // layout.shards) for name in ("val", "test")}
-  return TrainState(
-    model, optimizer, reference, steps_per_epoch, batch_size, run_epoch, layout, data, eval_rows
-  )
+  return TrainState(model, optimizer, reference, steps, batch_size, run_epoch, layout, data, eval_rows)
 
 
 def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-  """One epoch as one XLA call; updates ``ts`` and returns the per-step losses and accuracies.
-
-  Every shard is shuffled by the same ``(seed, epoch)`` permutation and step ``j``'s global batch takes rows
-  ``[j b, (j + 1) b)`` of every shard (``b = batch_size / shards``), block after block; this process builds
-  only the rows of its own shards. With one shard: a permutation of the training set cut into batches.
-  """
+  """One epoch as one XLA call; updates ``ts`` and returns the per-step losses and accuracies. Every shard is
+  shuffled by the same ``(seed, epoch)`` permutation and step ``j``'s global batch takes rows ``[j b, (j + 1) b)``
+  of every shard (``b = batch_size / shards``), block after block; this process builds only its own shards'."""
   rows = ts.batch_size // ts.layout.shards
   perm = np.random.default_rng([seed, epoch]).permutation(len(ts.data[0].x_train))
   order = perm[: ts.steps_per_epoch * rows].reshape(ts.steps_per_epoch, rows)
@@ -376,9 +347,9 @@ def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
 
 
 def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, float]:
-  """With HAM, the global values of :func:`ham_optax.metrics.ham_diagnostics` for the current weights and the raw
-  gradient on a fixed minibatch (the first ``batch_size / shards`` training examples of every shard), at the
-  learning rate of the epoch's last step; without HAM, nothing."""
+  """With HAM, the global :func:`ham_optax.metrics.ham_diagnostics` of the current weights and the raw gradient
+  on a fixed minibatch (the first ``batch_size / shards`` rows of every shard) at the epoch's last learning
+  rate; without HAM, nothing."""
   if not config.ham:
     return {}
   rows = ts.batch_size // ts.layout.shards
@@ -392,10 +363,9 @@ def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, fl
 
 
 def epoch_record(config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray) -> dict:
-  """``epoch``, ``step``, ``train_loss`` / ``train_acc`` (means over the epoch's steps), ``val_loss``, ``val_acc``,
-  ``test_loss``, ``test_acc`` (over every shard), ``sparsity`` and ``sign_flips`` of the weight tensors versus
-  initialisation, and ``diagnostics`` (with HAM: ``ham_exponent_rms``, ``ham_exponent_max``,
-  ``ham_clip_fraction``, ``ham_inverse_metric_mean``, ``ham_inverse_metric_max``)."""
+  """``epoch``, ``step``, ``train_loss`` / ``train_acc`` (means over the epoch), loss and accuracy of ``val`` and
+  ``test``, ``sparsity`` and ``sign_flips`` of the weight tensors versus initialisation, and ``diagnostics``
+  (with HAM: :func:`_ham_diagnostics`)."""
   weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
   record = {"epoch": epoch + 1, "step": (epoch + 1) * ts.steps_per_epoch}
   record |= {"train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
@@ -440,21 +410,14 @@ def _train_epochs(config: Config, ts: TrainState, history: list, manager) -> int
 def train_and_evaluate(
   config: Config, dataset: data_lib.Dataset | None = None, *, return_model: bool = False
 ) -> dict[str, Any]:
-  """Trains one model as configured and returns its results.
+  """Trains one model as configured (``dataset``: default ``config.dataset``, loaded) and returns its results.
 
-  Args:
-    config: the run's ``Config``; ``None`` fields are resolved (:func:`~ham_optax_examples.configs.default.resolve`),
-      ``alpha="auto"`` (with HAM) becomes :func:`suggested_alpha`, and the resolved config is returned.
-    dataset: an already loaded dataset (saves reloading across runs); default: load ``config.dataset``.
-    return_model: also return the trained ``model`` (not JSON-serialisable) under ``"model"``.
-
-  Returns:
-    A JSON-serialisable dict: ``config``, ``method``, ``alpha_source`` (``"suggest_alpha"``,
-    ``"validation-tuned"`` or ``"given"``), ``history`` (per finished epoch, :func:`epoch_record` and
-    ``time_s``), ``completed``, ``diverged``, ``diverged_epoch`` (the epoch whose loss became non-finite; training
-    stops there), the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` for a diverged run),
-    ``train_time_s`` and ``batch_size_used`` (at most the training set). Tune on ``val_acc``; ``test_acc`` is for
-    reporting only.
+  A JSON-serialisable dict: ``config`` (resolved, ``alpha="auto"`` replaced by :func:`suggested_alpha`),
+  ``method``, ``alpha_source`` (``"suggest_alpha"``, ``"validation-tuned"`` or ``"given"``), ``history`` (per
+  finished epoch, :func:`epoch_record` and ``time_s``), ``completed``, ``diverged``, ``diverged_epoch`` (the epoch
+  whose loss became non-finite; training stops there), the final ``val_acc``, ``test_acc``, ``sparsity``,
+  ``sign_flips`` (``None`` for a diverged run), ``train_time_s`` and ``batch_size_used`` (at most the training
+  set); with ``return_model``, also the trained ``model``. Tune on ``val_acc``; ``test_acc`` is for reporting.
   """
   alpha_source = resolve(config)[1].get("alpha", "suggest_alpha" if config.alpha == "auto" else "given")
   config = _resolve(config)
