@@ -1,21 +1,6 @@
-"""Running the examples as one of several JAX processes (multi-host data parallelism).
-
-JAX's own multi-process runtime does all communication: :func:`initialize` calls ``jax.distributed.initialize``
-(with CPU collectives through gloo), so the same code runs as N processes on one machine or on N hosts. Each
-process feeds only its own rows of every batch (:func:`process_rows`, :func:`global_batch`); :class:`DataLayout`
-is the training command's layout (the data cut into shards, each process holding its own, parameters
-replicated); :func:`check_same_settings` makes sure at the start that every process runs the same job.
-
-A lost peer is left to JAX's coordination service (a process without a heartbeat for
-``heartbeat_timeout_seconds`` is declared dead and the others stop) and to the launcher (``srun``, ``mpirun``).
-Restart all processes with the same arguments to resume from the last checkpoint.
-
-Example (two processes on one machine; run the second command with ``--process-id 1``; the multi-host guide
-has both)::
-
-  XLA_FLAGS=--xla_force_host_platform_device_count=2 ham-optax train --dataset mnist1d --model resnet1d \\
-    --ham on --out runs/two --coordinator 127.0.0.1:12355 --num-processes 2 --process-id 0
-"""
+"""The examples as one of N JAX processes, on one machine or N hosts (``docs/guides/multi_host.md``): joined by
+``jax.distributed.initialize``, each feeding only its own rows of every batch. A lost peer is left to JAX's
+coordination service (heartbeat timeout) and the launcher; rerun every process to resume from a checkpoint."""
 
 from __future__ import annotations
 
@@ -46,18 +31,10 @@ def initialize(
   heartbeat_timeout_seconds: int = 100,
   initialization_timeout: int = 300,
 ) -> None:
-  """Joins this process to a multi-process JAX run (``jax.distributed.initialize``).
-
-  Args:
-    coordinator: ``host:port`` of process 0's coordination service (``None``: from the environment, e.g.
-      ``JAX_COORDINATOR_ADDRESS``). A loopback host (``127.0.0.1``, ``localhost``, ``[::1]``) makes the service
-      listen on loopback only, any other on every interface (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
-    num_processes: total number of processes (``None``: from the environment).
-    process_id: this process's index in ``[0, num_processes)`` (``None``: from the environment).
-    cpu_collectives: CPU collectives (``"gloo"`` for CPU-only runs; ``None``: JAX's default, e.g. on GPU/TPU).
-    heartbeat_timeout_seconds: a process without a heartbeat for this long is declared dead; the run stops.
-    initialization_timeout: seconds JAX waits for every process to join.
-  """
+  """Joins this process to a multi-process JAX run (``jax.distributed.initialize``; ``None`` arguments: from the
+  environment, e.g. ``JAX_COORDINATOR_ADDRESS``). A loopback ``coordinator`` host makes process 0's coordination
+  service listen on loopback only, any other on every interface (``JAX_COORDINATOR_BIND_ADDRESS`` overrides
+  both). ``cpu_collectives``: ``"gloo"`` for CPU-only runs, ``None`` for JAX's default (GPU/TPU)."""
   if cpu_collectives is not None:
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
   address = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
@@ -73,8 +50,7 @@ def initialize(
 
 def check_coordinator(address: str, *, bind: bool = False) -> tuple[str, int]:
   """``(host, port)`` of a ``HOST:PORT`` coordinator address; raises ``ValueError`` naming what is wrong. With
-  ``bind`` (process 0, which hosts the coordination service), also checks that the port can be listened on here
-  (JAX would otherwise crash when it starts the service on a port another program holds)."""
+  ``bind`` (process 0) also checks that the port can be listened on here (else JAX would crash)."""
   host, sep, port = address.rpartition(":")
   if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
     raise ValueError(f"the coordinator address must be HOST:PORT with a port in 1-65535, got {address!r}")
@@ -102,9 +78,8 @@ _LAUNCHERS = {
 
 
 def launched_processes() -> tuple[int, int] | None:
-  """``(process_count, process_index)`` as a launcher's environment announces them (``srun`` of Slurm, ``mpirun``
-  of Open MPI), or ``None`` outside such a launch. Cloud TPU and Kubernetes are detected by JAX only through
-  network queries: there, give ``--num-processes``."""
+  """``(process_count, process_index)`` as ``srun`` (Slurm) or ``mpirun`` (Open MPI) announce them, else ``None``
+  (JAX detects Cloud TPU and Kubernetes only through network queries: there, give ``--num-processes``)."""
   for required, count, index in _LAUNCHERS.values():
     if all(k in os.environ for k in (*required, count, index)):
       try:
@@ -115,9 +90,8 @@ def launched_processes() -> tuple[int, int] | None:
 
 
 def check_same_settings(settings: dict[str, Any]) -> None:
-  """Raises ``ValueError`` in every process unless every process of the run was given the same ``settings``:
-  one collective (``multihost_utils.assert_equal`` on a SHA-256 digest of the settings as JSON) at the start,
-  instead of processes that reach different collectives and wait for each other."""
+  """Raises ``ValueError`` in every process unless every process was given the same ``settings``: one collective
+  at the start (``assert_equal`` on a SHA-256 digest), not processes waiting in different collectives."""
   if jax.process_count() == 1:
     return
   text = json.dumps(settings, sort_keys=True, default=str).encode()
@@ -131,9 +105,8 @@ def check_same_settings(settings: dict[str, Any]) -> None:
 
 
 def _loopback_bind_address(coordinator: str | None) -> str | None:
-  """``coordinator`` itself when its host is a loopback address (nobody else could reach it), so that process 0's
-  coordination service listens on loopback only; ``None`` (JAX's default, or ``JAX_COORDINATOR_BIND_ADDRESS``)
-  otherwise."""
+  """``coordinator`` itself when its host is a loopback address (the coordination service then listens on
+  loopback only); ``None`` (JAX's default, or ``JAX_COORDINATOR_BIND_ADDRESS``) otherwise."""
   if not coordinator or ":" not in coordinator or os.environ.get("JAX_COORDINATOR_BIND_ADDRESS"):
     return None
   host = coordinator.rsplit(":", 1)[0].strip("[]")
@@ -182,19 +155,13 @@ def process_shards(shards: int, process_index: int, process_count: int) -> range
 class DataLayout:
   """Data parallelism over the processes and devices of a run, as the training command uses it.
 
-  Every split is cut into ``shards`` contiguous blocks (``Dataset.shard``); process ``p`` of ``N`` holds blocks
-  ``[p S / N, (p + 1) S / N)`` and no other example. A global batch of ``B`` rows takes ``B / S`` rows from every
-  block, in block order, so its rows ``[p B / N, (p + 1) B / N)`` are process ``p``'s and lie on its devices;
-  parameters and optimizer state are replicated, and XLA adds the gradient all-reduce (and the cross-device
-  BatchNorm statistics). With one process there is no mesh unless ``all_devices`` is set (then every batch is
-  split over all its devices the same way); ``shards = N`` in one process computes what ``N`` processes compute
+  Every split is cut into ``shards`` (``S``) contiguous blocks (``Dataset.shard``); process ``p`` of ``N`` holds
+  blocks ``local_shards = [p S / N, (p + 1) S / N)`` and no other example. A global batch of ``B`` rows takes
+  ``B / S`` rows from every block, in block order, so its rows ``[p B / N, (p + 1) B / N)`` are process ``p``'s
+  and lie on its devices of ``mesh`` (one axis, ``"data"``); parameters and optimizer state are replicated, and
+  XLA adds the gradient all-reduce (and cross-device BatchNorm statistics). ``mesh`` is ``None`` with one
+  process unless ``all_devices`` is set; ``S = N`` shards in one process compute what ``N`` processes compute
   (to float rounding).
-
-  Attributes:
-    shards: number of data shards ``S`` (a multiple of the number of processes).
-    local_shards: the shards this process holds.
-    mesh: the global one-axis (``"data"``) mesh over every device of every process, or ``None`` (one
-      process on its default device).
   """
 
   shards: int
@@ -203,9 +170,8 @@ class DataLayout:
 
   @classmethod
   def create(cls, shards: int | None = None, all_devices: bool = False) -> DataLayout:
-    """The layout for this process (``shards=None``: one shard per process; ``all_devices``: a mesh over every
-    device even with one process). Raises ``ValueError`` when ``shards`` is not a multiple of the number of
-    processes."""
+    """The layout for this process (``shards=None``: one per process; ``all_devices``: a mesh even with one
+    process). Raises ``ValueError`` when ``shards`` is not a multiple of the number of processes."""
     count = jax.process_count()
     shards = count if shards is None else shards
     local = process_shards(shards, jax.process_index(), count)
@@ -215,20 +181,15 @@ class DataLayout:
     rows = process_rows(NamedSharding(mesh, P("data")), (jax.device_count(),))
     per_process = jax.device_count() // count
     if rows != slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process):
-      raise ValueError(
-        "this process's devices do not hold its block of every batch (the processes have different numbers "
-        "of devices?)."
-      )
+      raise ValueError("this process's devices do not hold its block of the batch (unequal device counts?).")
     return cls(shards, local, mesh)
 
   @property
   def devices(self) -> int:
-    """Number of devices the batch is split over."""
     return 1 if self.mesh is None else self.mesh.size
 
   def check_batch(self, batch_size: int) -> None:
-    """Raises ``ValueError`` unless a global batch of ``batch_size`` rows splits evenly over the shards and
-    the devices."""
+    """Raises ``ValueError`` unless ``batch_size`` rows split evenly over the shards and the devices."""
     for parts, what in ((self.shards, "data shards"), (self.devices, "devices of the run")):
       if batch_size % parts:
         raise ValueError(
@@ -247,9 +208,7 @@ class DataLayout:
     return global_batch(local, NamedSharding(self.mesh, spec), tuple(shape))
 
   def replicate(self, tree: Any) -> Any:
-    """``tree`` with every array replicated on every device of the mesh (unchanged with one process).
-
-    Every process must pass the same values (as it does for state built from the same seed)."""
+    """``tree`` replicated on every device of the mesh (unchanged without one); every process passes the same."""
     if self.mesh is None:
       return tree
     sharding = NamedSharding(self.mesh, P())
