@@ -1,20 +1,6 @@
-"""Grokking and fine-tuning runs of the small transformer on modular arithmetic, many runs in one XLA call.
-
-Grokking needs thousands of full-batch steps with the validation accuracy tracked all along, so the whole
-training (``lax.scan`` over steps, validation every ``eval_every`` steps) is one jitted function, ``vmap``-ed over
-runs: seeds and hyperparameter settings train together (hyperparameters enter as traced constant schedules, so
-one compilation serves a whole grid).
-
-Optimizers (:func:`make_optimizer`), all at a constant learning rate:
-
-* ``adamw``: ``optax.adamw(lr, b1=0.9, b2=0.98, weight_decay=wd)``;
-* ``ham_adamw``: :func:`ham_optax.ham` around that AdamW (``alpha``, ``beta``);
-* ``adamw_wd_off``: ``optax.inject_hyperparams(optax.adamw)`` with
-  ``weight_decay=ham_optax.schedules.switch_off(wd, switch_step)``;
-* ``sgdm``: SGD with momentum 0.9 and L2 weight decay ``wd`` (``add_decayed_weights`` before ``sgd``);
-* ``ham_sgdm``: HAM around SGD with momentum 0.9 (``lr``, ``alpha``, ``beta``);
-* ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; weight decay, ``fraction`` and ``refresh_every`` fixed per call).
-"""
+"""Grokking and fine-tuning runs of the small transformer on modular arithmetic: the whole training (a scan over
+full-batch steps) is one jitted function, ``vmap``-ed over runs, whose hyperparameters enter as traced constant
+schedules, so one compilation serves a grid of seeds and settings."""
 
 from __future__ import annotations
 
@@ -29,6 +15,7 @@ from flax import nnx
 
 import ham_optax
 from ham_optax import metrics, schedules
+from ham_optax._src import checks
 from ham_optax_examples import models
 from ham_optax_examples.data import Dataset
 
@@ -41,19 +28,18 @@ def _const(value: jax.Array) -> optax.Schedule:
 
 
 def make_optimizer(
-  method: str,
-  hp: Mapping[str, jax.Array],
-  *,
-  switch_step: int = 0,
-  nano_fraction: float = 0.1,
-  nano_refresh: int = 100,
-  nano_weight_decay: float = 0.0,
+  method: str, hp: Mapping, *, switch_step=0, nano_fraction=0.1, nano_refresh=100, nano_weight_decay=0.0
 ) -> optax.GradientTransformation:
-  """The optimizer ``method`` (one of :data:`METHODS`, see the module docstring) with hyperparameters ``hp``;
-  ``adamw_wd_off`` has no weight decay from ``switch_step`` on; ``nano_*``: NanoAdam's selected fraction,
-  re-selection period and (static) decoupled weight decay."""
-  if method not in METHODS:
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  """The optimizer ``method`` with hyperparameters ``hp``, at a constant learning rate:
+
+  * ``adamw``: ``optax.adamw(lr, b1=0.9, b2=0.98, weight_decay=wd)``; ``ham_adamw``: :func:`ham_optax.ham` around
+    it (``alpha``, ``beta``); ``adamw_wd_off``: ``optax.inject_hyperparams(optax.adamw)`` with
+    ``weight_decay=ham_optax.schedules.switch_off(wd, switch_step)``;
+  * ``sgdm``: SGD with momentum 0.9 and L2 weight decay ``wd``; ``ham_sgdm``: HAM around SGD with momentum 0.9;
+  * ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; weight decay ``nano_weight_decay``, ``nano_fraction`` and
+    re-selection every ``nano_refresh`` steps fixed per call).
+  """
+  checks.check_choice(method, "method", METHODS)
   lr = _const(hp["lr"])
   if method == "adamw":
     return optax.adamw(lr, b2=0.98, weight_decay=_const(hp["wd"]))
@@ -94,33 +80,15 @@ def fourier_concentration(embedding: jax.Array, p: int, top: int = 4) -> jax.Arr
 
 
 def train_runs(
-  method: str,
-  graphdef: nnx.GraphDef,
-  params: Any,
-  hparams: Mapping[str, Sequence[float]],
-  train: tuple[np.ndarray, np.ndarray],
-  evals: Mapping[str, tuple[np.ndarray, np.ndarray]],
-  *,
-  steps: int,
-  eval_every: int = 10,
-  **optimizer_kwargs: Any,
+  method: str, graphdef, params, hparams, train, evals: Mapping, *, steps: int, eval_every: int = 10, **kwargs
 ) -> dict[str, np.ndarray]:
-  """Trains ``R`` runs at once, full batch, and tracks accuracies every ``eval_every`` steps.
+  """Trains ``R`` runs of :func:`make_optimizer` ``(method, **kwargs)`` at once, full batch on ``train``
+  (``(x, y)``), from ``graphdef`` and ``params`` (:func:`init_params`, stacked on a leading axis of size ``R``)
+  with ``hparams`` (name -> ``R`` values), for ``steps`` steps (a multiple of ``eval_every``).
 
-  Args:
-    method: one of :data:`METHODS`.
-    graphdef: from :func:`init_params`.
-    params: the runs' initial parameters, stacked on a leading axis of size ``R``.
-    hparams: name -> ``R`` values (``lr``, ``wd``, ``alpha``, ``beta`` as the method needs).
-    train: the training inputs and labels (the whole set is one batch).
-    evals: name -> ``(x, y)`` evaluated every ``eval_every`` steps (e.g. ``val``, ``test``, an old task).
-    steps: number of optimizer steps (a multiple of ``eval_every``).
-    eval_every: steps between evaluations.
-    **optimizer_kwargs: forwarded to :func:`make_optimizer`.
-
-  Returns:
-    ``steps`` (the evaluation steps, ``(E,)``), ``train_loss``/``train_acc`` (``(R, E)``) and ``<name>_acc``
-    per entry of ``evals`` (``(R, E)``), ``params`` (final, stacked), ``finite`` (``(R,)``: no NaN/inf loss).
+  Returns ``steps`` (the evaluation steps, ``(E,)``), ``train_loss`` / ``train_acc`` and ``<name>_acc`` for every
+  ``(x, y)`` of ``evals`` (``(R, E)``, every ``eval_every`` steps), ``params`` (final, stacked) and ``finite``
+  (``(R,)``: no NaN/inf loss).
   """
   if steps % eval_every:
     raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
@@ -134,7 +102,7 @@ def train_runs(
     return loss, jnp.mean(jnp.argmax(logits, -1) == y_tr)
 
   def one_run(prm, h):
-    tx = make_optimizer(method, h, **optimizer_kwargs)
+    tx = make_optimizer(method, h, **kwargs)
 
     def step(carry, _):
       prm, opt_state = carry
@@ -166,24 +134,19 @@ def grokking_step(steps: np.ndarray, val_acc: np.ndarray, threshold: float = 0.9
   return np.where(reached.any(axis=1), steps[first], np.nan).astype(float)
 
 
-def weight_indicators(
-  graphdef: nnx.GraphDef, params: Any, p: int, tol: float = 1e-3
-) -> dict[str, np.ndarray]:
+def weight_indicators(graphdef: nnx.GraphDef, params: Any, p: int, tol: float = 1e-3) -> dict[str, Any]:
   """Per run: :func:`fourier_concentration` of the token embedding and the fraction of weights (ndim >= 2)
   with ``|w| <= tol`` (:func:`ham_optax.metrics.fraction_near_zero`)."""
   del graphdef
 
   def one(prm):
-    return fourier_concentration(prm["token_embed"]["embedding"], p), metrics.fraction_near_zero(prm, tol)[
-      "global"
-    ]
+    near_zero = metrics.fraction_near_zero(prm, tol)["global"]
+    return fourier_concentration(prm["token_embed"]["embedding"], p), near_zero
 
   fourier, near_zero = jax.jit(jax.vmap(one))(params)
   return {"fourier_top4": np.asarray(fourier), "near_zero": np.asarray(near_zero)}
 
 
-def run_dataset(
-  dataset: Dataset,
-) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+def run_dataset(dataset: Dataset) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
   """``(train, {"val": ..., "test": ...})`` of a modular dataset, in the form :func:`train_runs` takes."""
   return (dataset.x_train, dataset.y_train), {"val": dataset.split("val"), "test": dataset.split("test")}
