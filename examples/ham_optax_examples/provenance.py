@@ -25,13 +25,11 @@ def library_digest() -> str:
 
 def _git(*args: str) -> str | None:
   """``git`` run in the library's checkout; ``None`` outside one or without git."""
+  command = ["git", "-C", str(_LIBRARY), *args]
   try:
-    out = subprocess.run(
-      ["git", "-C", str(_LIBRARY), *args], capture_output=True, text=True, timeout=30, check=True
-    )
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return None
-  return out.stdout.strip()
 
 
 def code_version() -> dict[str, Any]:

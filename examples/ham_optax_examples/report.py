@@ -1,8 +1,5 @@
-"""Aggregating, saving and plotting training results (JSON, CSV, PNG, markdown table).
-
-Diverged runs are counted, never averaged: every summary shows ``diverged k/n`` per method and the mean ± std
-over the runs that did not diverge.
-"""
+"""Summaries, results files and plots of training runs. Diverged runs are counted, never averaged: every summary
+shows ``diverged k/n`` per method and the mean ± std over the runs that did not diverge."""
 
 from __future__ import annotations
 
@@ -36,9 +33,8 @@ def _group(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict
 
 
 def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-  """One row per model and method (in order of first appearance): the number of diverged runs and, over the
-  runs that did not diverge, mean and sample std of the final validation and test accuracy, mean sparsity and
-  sign-flip fraction of the weights (``None`` when every run diverged)."""
+  """One row per model and method (in order of first appearance): the diverged runs and, over the others, mean
+  and sample std of the final validation and test accuracy, mean sparsity and sign flips (``None``: none)."""
   rows = []
   for (model, method), runs in _group(results).items():
     ok = [r for r in runs if not r["diverged"]]
@@ -48,9 +44,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     row |= {"epochs": c["epochs"], "seeds": len(runs), "diverged": f"{len(runs) - len(ok)}/{len(runs)}"}
     for key in ("val_acc", "test_acc"):
       row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([r[key] for r in ok])
-    rows.append(
-      row | {k: float(np.mean([r[k] for r in ok])) if ok else None for k in ("sparsity", "sign_flips")}
-    )
+    row |= {k: float(np.mean([r[k] for r in ok])) if ok else None for k in ("sparsity", "sign_flips")}
+    rows.append(row)
   return rows
 
 
@@ -81,29 +76,20 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def _run_row(r: dict[str, Any]) -> list[Any]:
   c, ham, diverged = r["config"], r["config"]["ham"], r["diverged"]
-  row = [
-    c["model"],
-    r["method"],
-    c["seed"],
-    c["learning_rate"],
-    c["alpha"] if ham else "",
-    c["beta"] if ham else "",
-  ]
+  hp = (c["alpha"], c["beta"]) if ham else ("", "")
+  row = [c["model"], r["method"], c["seed"], c["learning_rate"], *hp]
   row.append(r.get("diverged_epoch", "") if diverged else "")
   return row + ["" if diverged or r[k] is None else r[k] for k in _RUN_RESULTS]
 
 
-def save_results(
-  results: Sequence[dict[str, Any]], out_dir: str | Path, *, extra: dict | None = None
-) -> dict:
+def save_results(results: Sequence[dict], out_dir: str | Path, *, extra: dict | None = None) -> dict:
   """Writes ``results.json`` (every run with its history), ``runs.csv`` (one line per run), ``summary.csv`` (one
   line per model and method), ``summary.md`` and ``curves.png`` under ``out_dir``. Returns the paths written."""
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   rows = summarize(results)
-  payload = {"summary": rows, "runs": [{k: v for k, v in r.items() if k != "model"} for r in results]}
-  if extra:
-    payload.update(extra)
+  runs = [{k: v for k, v in r.items() if k != "model"} for r in results]
+  payload = {"summary": rows, "runs": runs, **(extra or {})}
   names = {"json": "results.json", "runs_csv": "runs.csv", "summary_csv": "summary.csv"}
   paths = {k: out / name for k, name in (names | {"markdown": "summary.md", "plot": "curves.png"}).items()}
   paths["json"].write_text(json.dumps(payload, indent=1))
