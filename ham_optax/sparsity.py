@@ -1,10 +1,9 @@
 """Sparse training for JAX/optax, built to pair with HAM (Jacobs et al., ICLR 2026, arXiv:2506.02630).
 
-Sparsifiers wrap any optax transform and keep binary masks in the optimizer state. The documented order is
-``sparsifier(ham(inner_opt, ...))``: the sparsifier masks the gradient (``mask * g``), the inner optimizer and
-HAM's mirror step propose new params from it, then the sparsifier projects them onto the mask
-(``params + updates = mask * x_half``), so pruned weights are exactly zero after every step. RigL grows from the
-dense gradient. No selected layer is ever pruned away: each keeps at least one active weight.
+Sparsifiers wrap any optax transform and keep binary masks in the optimizer state. In
+``sparsifier(ham(inner_opt, ...))`` the inner optimizer and HAM's mirror step see the masked gradient
+(``mask * g``) and the result is projected onto the mask (``params + updates = mask * x_half``), so pruned weights
+are exactly zero after every step; RigL grows from the dense gradient. No selected layer is ever pruned away.
 
 :func:`all_but` keeps named layers dense; :func:`get_masks` and :func:`apply_masks` read the masks from any (nested)
 optimizer state and zero pruned weights; an inner optimizer's state follows :class:`ReparametrisedState` or

@@ -1,8 +1,4 @@
-"""Shared machinery of the sparsifiers: state, the projecting wrapper (:func:`sparsifier`), top-k masks, mask look-up.
-
-No selected layer is ever pruned away: every selected leaf with at least one entry keeps at least one active weight
-(see :func:`magnitude_masks` and :func:`ham_optax.sparsity.layer_zero_counts`).
-"""
+"""Shared machinery of the sparsifiers: state, the projecting wrapper (:func:`sparsifier`), top-k masks, mask look-up."""
 
 from __future__ import annotations
 
@@ -17,18 +13,14 @@ import optax
 
 from ham_optax._src import checks, masking
 
-_NEEDS_PARAMS = "the masks read the current parameters: call `tx.update(grads, opt_state, params)`"
-
 
 class SparsifierState(NamedTuple):
   """State of every sparsifier in :mod:`ham_optax.sparsity`.
 
   Attributes:
     count: int32 scalar, the number of ``update`` calls so far (the step the next update belongs to).
-    masks: a pytree with the structure of the params: one ``bool`` array per leaf, of the leaf's shape and
-      with its sharding (``True`` = weight is active). A leaf outside ``prunable`` holds all ``True`` (with the
-      default selection those are the 1-D biases and norm scales, one byte per entry), so the masks are a
-      parameter-shaped tree for ``optax.tree.map_params`` (e.g. to give them the params' ``PartitionSpec``).
+    masks: one ``bool`` array per params leaf, of the leaf's shape and sharding (``True`` = weight is active);
+      all ``True`` outside ``prunable``, so the masks are a parameter-shaped tree for ``optax.tree.map_params``.
     inner_state: the wrapped optimizer's state.
   """
 
@@ -41,16 +33,9 @@ def all_but(*layers: str) -> Callable[[Any], Any]:
   """A ``prunable`` selection: the default leaves (floating point, ``ndim >= 2``) except the named layers.
 
   Each name is a path prefix in ``'/'``-joined key form, e.g. ``"layers/0"`` (first hidden layer of a Flax NNX
-  ``nnx.List``), ``"head"`` or ``"stem"``; every leaf whose path equals the prefix or starts with ``prefix + "/"``
-  stays dense. Names are matched on the params passed to ``init``; a name that matches no selected leaf raises a
-  ``ValueError`` (catching typos). Pytree order is alphabetical for dicts, so "first" and "last" are named
-  explicitly rather than guessed from the leaf order. A dense layer's mask is all ``True`` (one byte per weight
-  in the optimizer state).
-
-  The references differ: rigl keeps the first layer dense by default (``first_layer_sparsity=0`` in its ImageNet
-  flags), AC/DC's published ResNet-50 configs prune every convolution including the first and the final linear
-  layer (its ``no_conv1_fc`` configs keep those two dense), STR thresholds every layer. HAM's paper runs each
-  sparsifier in its reference setting, so for RigL use ``prunable=all_but(<first layer>)``.
+  ``nnx.List``) or ``"head"``; every leaf whose path equals the prefix or starts with ``prefix + "/"`` stays dense.
+  A name that matches no selected leaf of the params passed to ``init`` raises a ``ValueError``. rigl keeps the
+  first layer dense (so use ``prunable=all_but(<first layer>)`` for RigL); AC/DC and STR prune every layer.
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -90,8 +75,7 @@ def n_zeros(sparsity: float, n: int) -> int:
 
 
 def _explicit_sharding(x: Any) -> Any:
-  """``x``'s sharding where it is part of ``x``'s type (a mesh with ``jax.sharding.AxisType.Explicit`` axes), else
-  None (also on a jax without sharding in types)."""
+  """``x``'s sharding where it is part of its type (a mesh with ``Explicit`` axes), else None."""
   explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
   if explicit is None or not (
     hasattr(jax, "typeof") and hasattr(jax.sharding, "reshard") and isinstance(x, jax.Array)
@@ -134,12 +118,9 @@ def _ordered_key(x: jax.Array) -> jax.Array:
 def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
   """Bool mask of ``scores``' shape with exactly ``n_keep`` True entries at the largest scores.
 
-  Ties at the threshold are broken by position (earlier entries first, in C order), so the count is exact even
-  when many scores are equal (e.g. the zeros of already-pruned weights). ``n_keep`` may be traced; it is clipped
-  to ``[0, size]``. NaN scores count as ``-inf``. No sort: the threshold is found by bisection over the 32-bit
-  ordered representation of the scores (32 counting passes), which on CPU is ~30x faster than an argsort for
-  a million entries; ties are then resolved with one cumulative sum. Under explicit sharding the mask has the
-  scores' sharding.
+  Ties are broken by position (C order), so the count is exact; ``n_keep`` (maybe traced) is clipped to
+  ``[0, size]``; NaN scores count as ``-inf``. No sort: the threshold is bisected over the 32-bit ordered keys
+  (32 counting passes, ~30x faster than an argsort on CPU for a million entries).
   """
   flat = _replicated(scores).reshape(-1)
   k = jnp.clip(jnp.asarray(n_keep, jnp.int32), 0, flat.size)
@@ -159,29 +140,17 @@ def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
   return like_sharding(((greater | take_at) & (k > 0)).reshape(scores.shape), scores)
 
 
-def global_top_k_masks(scores: Sequence[jax.Array], n_keep: jax.Array | int) -> list[jax.Array]:
-  """:func:`top_k_mask` over the concatenation of several tensors, split back to their shapes."""
-  if not scores:
-    return []
-  flat = jnp.concatenate([_replicated(s).reshape(-1).astype(jnp.float32) for s in scores])
-  mask = top_k_mask(flat, n_keep)
-  sizes = np.cumsum([s.size for s in scores])[:-1]
-  return [like_sharding(m.reshape(s.shape), s) for m, s in zip(jnp.split(mask, sizes), scores, strict=True)]
-
-
 def magnitude_masks(
   values: Sequence[jax.Array],
   old_masks: Sequence[jax.Array],
   zeros: jax.Array | int | Sequence[jax.Array | int],
   scope: str,
 ) -> list[jax.Array]:
-  """Top-|value| masks with ``zeros`` pruned entries over all layers (``scope="global"``, one count) or per layer
-  (``scope="layer"``, one count per layer). Counts may be traced.
+  """Top-|value| masks with ``zeros`` (maybe traced) pruned entries over all layers (``scope="global"``, one
+  count) or per layer (``scope="layer"``, a count per layer).
 
-  No layer is pruned away: per layer the count is capped at ``n_l - 1``; globally at ``N - L`` (``L`` non-empty
-  layers), and each layer's largest-|value| active entry is kept before the global threshold is applied.
-  Weights outside ``old_masks`` rank below every active weight (score -1 < |x|), so when the sparsity grows
-  the new mask is a subset of the old one (gradual magnitude pruning never revives a pruned weight).
+  No layer is pruned away: per layer at most ``n_l - 1``; globally ``N - L``, each layer's largest entry kept.
+  Weights outside ``old_masks`` rank below every active weight, so a growing sparsity gives nested masks.
   """
   scores = [
     jnp.where(m, jnp.abs(v).astype(jnp.float32), -1.0) for v, m in zip(values, old_masks, strict=True)
@@ -191,25 +160,29 @@ def magnitude_masks(
     n_layers = sum(int(v.size > 0) for v in values)
     zeros = jnp.minimum(jnp.asarray(zeros, jnp.int32), total - n_layers)
     scores = [jnp.where(top_k_mask(s, 1), jnp.inf, s) if s.size else s for s in scores]
-    return global_top_k_masks(scores, total - zeros)
+    if not scores:
+      return []
+    # top_k_mask over the concatenated scores, split back to the layers' shapes
+    mask = top_k_mask(
+      jnp.concatenate([_replicated(s).reshape(-1).astype(jnp.float32) for s in scores]), total - zeros
+    )
+    sizes = np.cumsum([s.size for s in scores])[:-1]
+    return [like_sharding(m.reshape(s.shape), s) for m, s in zip(jnp.split(mask, sizes), scores, strict=True)]
   return [
     top_k_mask(s, s.size - jnp.minimum(jnp.asarray(z, jnp.int32), max(s.size - 1, 0)))
     for s, z in zip(scores, zeros, strict=True)
   ]
 
 
-# A mask rule: (count, params, grads, proposal_fn, old_masks) -> (new_masks, zero_new), lists over prunable leaves
-# only. ``grads`` are the dense gradients the wrapper received; ``proposal_fn()`` returns params + inner_updates
-# (call it inside the mask-update branch so that steps without a mask update do not materialise it).
-# ``zero_new`` says whether weights that become active in this step start at exactly 0, with their inner optimizer
-# state reset (RigL).
+# A mask rule: (count, params, grads, proposal_fn, old_masks) -> (new_masks, zero_new), lists over prunable leaves;
+# ``proposal_fn()`` gives params + inner_updates (call it inside the mask-update branch); with ``zero_new`` weights
+# that become active start at exactly 0 (RigL).
 MaskRule = Callable[
   [jax.Array, list[jax.Array], list[jax.Array], Callable[[], list[jax.Array]], list[jax.Array]],
   tuple[list[jax.Array], bool],
 ]
 InitRule = Callable[[list[jax.Array]], list[jax.Array]]
-# A reset rule: count -> traced bool; when True, the floating-point moments of the inner state are zeroed before the
-# inner update of this step (AC/DC's momentum reset at each switch back to a dense phase).
+# A reset rule: count -> traced bool, True where the inner state's moments are zeroed before the step (AC/DC).
 ResetRule = Callable[[jax.Array], jax.Array]
 
 
@@ -217,10 +190,9 @@ ResetRule = Callable[[jax.Array], jax.Array]
 class ReparametrisedState(Protocol):
   """An optimizer state that stores the weights themselves, as the factors of a reparametrisation.
 
-  Such a state has params-shaped floating-point fields that look like optimizer memory but are the weights (the
-  factors ``m``, ``w`` of :func:`~ham_optax.overparam.pointwise_overparam` and Sign-In, ``u``, ``v`` of
-  :func:`~ham_optax.overparam.deep_diagonal`). ``weight_fields`` names them, as a class attribute; a sparsifier's
-  state reset (AC/DC's momentum reset, RigL's reset of regrown weights) never touches these fields.
+  ``weight_fields`` (a class attribute) names its params-shaped fields that are weights, not optimizer memory
+  (``m``, ``w`` of :func:`~ham_optax.overparam.pointwise_overparam`, ``u``, ``v`` of
+  :func:`~ham_optax.overparam.deep_diagonal`); a sparsifier's state reset never touches them.
 
   Example:
     >>> import jax.numpy as jnp, optax
@@ -237,19 +209,13 @@ class ReparametrisedState(Protocol):
 class SparseMomentsState(Protocol):
   """An optimizer state whose moments are stored for selected entries only, not in the params' shapes.
 
-  :class:`ham_optax.NanoAdamState` keeps Adam's moments for the selected small weights in compact arrays, beside
-  their integer flat indices and ages. A sparsifier cannot zero such moments position by position, so it asks the
-  state: ``reset_moments(keep)`` returns the state with the floating-point moments zeroed wherever ``keep`` (a
-  params-structured tree of bools, each leaf broadcastable to its parameter) is False, every integer field kept.
+  E.g. :class:`ham_optax.NanoAdamState`. ``reset_moments(keep)`` returns the state with the floating-point moments
+  zeroed wherever ``keep`` (params-structured bools, leaves broadcastable) is False, every integer field kept.
   """
 
   def reset_moments(self, keep: Any) -> Any:
     """The state with its floating-point moments zeroed where ``keep`` is False."""
     ...
-
-
-def _is_special_state(x: Any) -> bool:
-  return isinstance(x, tuple) and isinstance(x, (ReparametrisedState, SparseMomentsState))
 
 
 def _zero_moment(x: Any, keep: Any) -> Any:
@@ -262,16 +228,9 @@ def _zero_moment(x: Any, keep: Any) -> Any:
 
 
 def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, keep: Any) -> Any:
-  """Zeroes the floating-point moments of ``inner_state`` wherever ``keep`` (a params-shaped bool tree, leaves
-  broadcastable to the params) is False; every other field (step counts, indices, hyperparameters) is left alone.
-
-  The parameter-shaped leaves are found with ``optax.tree_utils.tree_map_params`` (SGD's momentum trace, Adam's
-  ``mu`` and ``nu``, ``MultiSteps``' accumulated gradients, ... of any inner optimizer); only floating-point ones
-  are zeroed. ``optax.MaskedNode`` entries are left as they are, and so are the fields a
-  :class:`ReparametrisedState` names in ``weight_fields`` (zeroing them would zero the weights). A
-  :class:`SparseMomentsState` (NanoAdam) resets its compact moments itself. The state such a reparametrisation
-  keeps for its own inner optimizer (built for the pair of factors, not params-shaped) is not reset.
-  """
+  """Zeroes the floating-point moments of ``inner_state`` (its params-shaped leaves, found with
+  ``optax.tree_utils.tree_map_params``) wherever the params-shaped bools ``keep`` are False; a
+  :class:`ReparametrisedState`'s weight fields are kept, a :class:`SparseMomentsState` resets itself."""
 
   def restore(new: Any, old: Any) -> Any:
     if isinstance(old, SparseMomentsState):
@@ -284,7 +243,8 @@ def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, kee
     reset = optax.tree_utils.tree_map_params(
       inner, _zero_moment, inner_state, keep, is_leaf=masking.is_masked
     )
-    return jax.tree.map(restore, reset, inner_state, is_leaf=_is_special_state)
+    special = lambda x: isinstance(x, tuple) and isinstance(x, (ReparametrisedState, SparseMomentsState))  # noqa: E731
+    return jax.tree.map(restore, reset, inner_state, is_leaf=special)
   except Exception as e:  # noqa: BLE001 - re-raised with the option that avoids it
     raise ValueError(
       "Could not find the parameter-shaped leaves of the inner optimizer's state (optax.tree_utils."
@@ -348,15 +308,13 @@ def sparsifier(
 
   With ``m`` the mask in force when the gradient was computed and ``m'`` the mask after ``mask_rule``:
 
-  1. ``inner`` receives the masked gradient ``where(m, g, 0)`` on prunable leaves (so globally coupled inner
-     transforms such as ``clip_by_global_norm`` or a HAM mirror step see only active weights);
-  2. ``mask_rule`` receives the dense gradient ``g`` (RigL's growth criterion);
-  3. ``updates = where(m', inner_updates, -params)`` on prunable leaves (so ``params + updates`` equals
-     ``m' * (params + inner_updates)`` and pruned entries are exactly 0.0), ``inner_updates`` unchanged elsewhere.
+  1. ``inner`` receives the masked gradient ``where(m, g, 0)`` on prunable leaves (so ``clip_by_global_norm`` or
+     a HAM mirror step see only active weights); ``mask_rule`` the dense gradient ``g`` (RigL's growth);
+  2. ``updates = where(m', inner_updates, -params)`` on prunable leaves, so ``params + updates`` equals
+     ``m' * (params + inner_updates)`` with pruned entries exactly 0.0.
 
-  ``reset_rule(count)`` zeroes the floating-point moments of the inner state before step ``count``'s inner update;
-  with ``reset_grown_state`` the moments of weights that become active in this step are zeroed after it
-  (:func:`reset_param_state`).
+  ``reset_rule(count)`` zeroes the inner state's moments before the step; with ``reset_grown_state`` the moments
+  of weights that become active are zeroed after it (:func:`reset_param_state`).
   """
   inner = optax.with_extra_args_support(inner)
 
@@ -383,7 +341,8 @@ def sparsifier(
     return jax.lax.cond(pred, lambda s: reset_param_state(inner, s, keep), lambda s: s, inner_state)
 
   def update_fn(updates, state, params=None, **extra_args):
-    checks.check_given(params, "params", "sparsifier", _NEEDS_PARAMS)
+    hint = "the masks read the current parameters: call `tx.update(grads, opt_state, params)`"
+    checks.check_given(params, "params", "sparsifier", hint)
     flags = _prunable_flags(prunable, params)
     old = _check_masks(state.masks, params, updates, flags)
     inner_state = state.inner_state
@@ -424,12 +383,10 @@ def _unwrap(tree: Any) -> Any:
 
 
 def get_masks(opt_state: Any) -> Any:
-  """Returns the mask pytree of the (single) sparsifier inside ``opt_state``.
+  """Returns the mask pytree (``True`` = active) of the single sparsifier anywhere inside ``opt_state``.
 
-  The sparsifier state is found anywhere in a nested optax state (``optax.chain``, ``inject_hyperparams``,
-  ``MultiSteps``, ...). A ``flax.nnx.Optimizer`` (or its ``opt_state``) is accepted too; NNX variable wrappers
-  are stripped. Every leaf holds a bool array of its parameter's shape (``True`` = active); leaves outside
-  ``prunable`` are all ``True`` (a state saved with a scalar ``True`` there is still read).
+  Any nested optax state (``optax.chain``, ``inject_hyperparams``, ``MultiSteps``, ...) or a
+  ``flax.nnx.Optimizer`` (NNX variable wrappers are stripped) works.
 
   Raises:
     ValueError: if ``opt_state`` holds no sparsifier state, or more than one.
@@ -452,8 +409,7 @@ def apply_masks(params: Any, opt_state: Any) -> Any:
   """Returns ``params`` with every pruned weight set to exactly zero.
 
   Call it once after ``tx.init(params)`` so that a mask drawn at init (random pruning, RigL) is in force from
-  step 0; afterwards every sparsifier update keeps pruned weights at zero by itself. Accepts plain pytrees and
-  NNX states (``nnx.state(model, nnx.Param)``; the result can be passed to ``nnx.update(model, ...)``).
+  step 0; the updates keep pruned weights at zero. Accepts plain pytrees and NNX states.
 
   Raises:
     ValueError: if the masks do not match ``params`` (number of leaves or shapes).

@@ -1,9 +1,8 @@
 """Per-layer sparsity distributions: uniform and Erdős–Rényi-Kernel (ERK).
 
-ERK (Evci et al., "Rigging the Lottery", ICML 2020, following Mocanu et al. 2018) gives layer ``l`` with shape
-``(k_1, ..., k_r, n_in, n_out)`` a density proportional to ``sum(shape) / prod(shape)``, scaled so the total number
-of active weights meets the global budget; a layer whose density would exceed 1 is kept dense and the budget is
-redistributed over the others (repeated until no density exceeds 1).
+ERK (Evci et al., "Rigging the Lottery", ICML 2020, following Mocanu et al. 2018) gives each layer a density
+proportional to ``sum(shape) / prod(shape)``, scaled to the global budget; layers whose density would exceed 1 are
+kept dense and the budget redistributed.
 """
 
 from __future__ import annotations
@@ -43,10 +42,9 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
   ``(1 - d_l) * n_l`` (capped at ``n_l - 1``) rounded down or up (largest remainder) so that the total is exactly
   ``min(round(sparsity * N), N - L)`` (``N = sum_l n_l``, ``L`` layers with ``n_l >= 1``).
 
-  The cap is the one rule every sparsifier follows: each selected layer keeps at least one active weight, so
-  exact counts hold as stated above except where a layer would otherwise be emptied (e.g. uniform 0.9 on a
-  2x2 layer prunes 3 weights, not 4; a single 1x1 weight is never pruned). With ERK the zeros a capped layer
-  cannot take go to the other layers, so the total stays ``round(sparsity * N)`` whenever ``N - L`` allows it.
+  The cap is the one rule every sparsifier follows: each selected layer keeps at least one active weight (e.g.
+  uniform 0.9 on a 2x2 layer prunes 3 weights, not 4). With ERK the zeros a capped layer cannot take go to the
+  other layers.
 
   Example:
     >>> from ham_optax import sparsity

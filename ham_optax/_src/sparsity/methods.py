@@ -1,9 +1,6 @@
 """The sparsifiers: random pruning at init, gradual magnitude pruning, AC/DC and RigL.
 
-All four are :func:`ham_optax._src.sparsity.core.sparsifier` with their own mask rules (the composition with HAM
-and the projection are described in :mod:`ham_optax.sparsity`). One rule for every sparsifier: a selected layer is
-never pruned away; it keeps at least one active weight (per-layer counts capped at ``n_l - 1``, pooled counts at
-``N - L``; see :func:`~ham_optax.sparsity.layer_zero_counts`).
+Each is :func:`ham_optax._src.sparsity.core.sparsifier` with its own mask rules (overview: :mod:`ham_optax.sparsity`).
 """
 
 from __future__ import annotations
@@ -48,12 +45,10 @@ def random_pruning(
 
   Layer :math:`l` with :math:`n_l` weights gets :math:`z_l` zeros at uniformly random positions:
   ``"uniform"``: :math:`z_l = \mathrm{round}(s\,n_l)`; ``"erk"``: Erdős–Rényi-Kernel densities
-  :math:`d_l \propto \sum_i k_i / \prod_i k_i` over the layer's shape :math:`k`, capped at 1 with the budget
-  redistributed (Evci et al. 2020), rounded so that :math:`\sum_l z_l = \mathrm{round}(s\sum_l n_l)` exactly.
-  (ERK gives small layers, and any selected 1-D leaf, where :math:`\sum_i k_i / \prod_i k_i` is large, density
-  1 first; use ``"uniform"`` to prune every layer equally.) No layer is pruned away: :math:`z_l \le n_l - 1`
-  (see :func:`~ham_optax.sparsity.layer_zero_counts` for the exact counts). The inner chain receives the masked
-  gradient ``mask * g``; every step returns ``updates`` with ``params + updates = mask * (params + inner_updates)``.
+  :math:`d_l \propto \sum_i k_i / \prod_i k_i` over the layer's shape :math:`k` (Evci et al. 2020), with
+  :math:`\sum_l z_l = \mathrm{round}(s\sum_l n_l)` and :math:`z_l \le n_l - 1`
+  (:func:`~ham_optax.sparsity.layer_zero_counts`). Each step gives ``params + updates = mask * (params +
+  inner(mask * g))``.
 
   Call :func:`~ham_optax.sparsity.apply_masks` once after ``init`` so training starts sparse. HAM's paper
   (Jacobs et al., ICLR 2026, arXiv:2506.02630, Table 2) pairs HAM with this baseline:
@@ -88,9 +83,8 @@ def random_pruning(
   sparsity = checks.check_sparsity(sparsity)
   checks.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
   seed = checks.check_int(seed, "seed", 0)
-  return _core.sparsifier(
-    inner, prunable, lambda leaves: _random_masks(leaves, sparsity, distribution, seed), None
-  )
+  init_rule = functools.partial(_random_masks, sparsity=sparsity, distribution=distribution, seed=seed)
+  return _core.sparsifier(inner, prunable, init_rule, None)
 
 
 def magnitude_pruning(
@@ -111,13 +105,12 @@ def magnitude_pruning(
   .. math::
     s_t = s_f + (s_i - s_f)\Big(1 - \frac{\min(\max(t - t_0, 0), T)}{T}\Big)^3,\qquad T = t_{end} - t_0
 
-  (``optax.polynomial_schedule`` with power 3). At steps :math:`t_0, t_0 + \Delta t, \dots` up to and including
-  :math:`t_{end}` (always included, even when :math:`T` is not a multiple of :math:`\Delta t`), the mask keeps
-  the largest-magnitude entries of the proposed params :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)`, with
-  exactly :math:`\mathrm{round}(s_t n)` zeros per layer (``scope="layer"``) or over all prunable weights together
-  (``scope="global"``), capped so that no layer is pruned away (at most :math:`n_l - 1` per layer; globally at
-  most :math:`N - L`, each layer's largest weight kept first). Pruned weights never come back (masks are
-  nested). Before :math:`t_0` training is dense; after :math:`t_{end}` the final mask stays fixed.
+  (``optax.polynomial_schedule`` with power 3). At steps :math:`t_0, t_0 + \Delta t, \dots` and at
+  :math:`t_{end}`, the mask keeps the largest-magnitude entries of the proposed params
+  :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)`, with exactly :math:`\mathrm{round}(s_t n)` zeros per layer
+  (``scope="layer"``) or over all prunable weights (``scope="global"``), no layer pruned away (at most
+  :math:`n_l - 1` per layer; globally :math:`N - L`). Pruned weights never come back (masks are nested).
+  Before :math:`t_0` training is dense; after :math:`t_{end}` the final mask stays fixed.
 
   Args:
     inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
@@ -173,12 +166,8 @@ def _zero_counts(params: list[jax.Array], scope: str, count: Callable[[int], Any
 def _gmp_zero_count(
   sparsity: float, initial_sparsity: float, begin_step: int, end_step: int, frequency: int
 ) -> Callable[[jax.Array, int], jax.Array]:
-  """``(t, n) -> round(s_t * n)``, GMP's number of zeros at update step ``t`` in ``n`` weights.
-
-  The schedule only matters at the (static) update steps. With at most ``_MAX_TABLE`` of them, the zero counts
-  are tabulated on the host in float64 (exactly ``round(s_t * n)``, whatever the layer size); longer schedules
-  compute ``round(s_t * n)`` on device in float32 (off by one only where float32 rounding crosses a .5 boundary).
-  """
+  """``(t, n) -> round(s_t * n)``, GMP's number of zeros at update step ``t`` in ``n`` weights: tabulated on the
+  host in float64 for at most ``_MAX_TABLE`` update steps, else on device in float32 (maybe off by one)."""
   n_updates = (end_step - begin_step) // frequency + 1 + int((end_step - begin_step) % frequency != 0)
   if n_updates > _MAX_TABLE:
     schedule = gmp_schedule(
@@ -218,11 +207,7 @@ def acdc_phases(
   phase_steps: int | None = None,
   final_sparse_fraction: float = 0.1,
 ) -> tuple[int, int, int]:
-  """Validated AC/DC schedule constants ``(warmup_steps, phase_steps, final_start)``.
-
-  ``warmup_steps = round(dense_warmup_fraction * total_steps)``, ``final_start = total_steps -
-  round(final_sparse_fraction * total_steps)``, ``phase_steps`` defaults to ``max(1, round(0.05 * total_steps))``.
-  """
+  """Validated AC/DC schedule constants ``(warmup_steps, phase_steps, final_start)`` (see :func:`acdc`)."""
   total_steps = checks.check_int(total_steps, "total_steps", 1)
   dense_warmup_fraction = checks.check_fraction(dense_warmup_fraction, "dense_warmup_fraction", hi_open=True)
   final_sparse_fraction = checks.check_fraction(final_sparse_fraction, "final_sparse_fraction", hi_open=True)
@@ -294,22 +279,17 @@ def acdc(
     :math:`W` the schedule alternates sparse and dense phases of ``phase_steps`` steps each, starting sparse; steps
     :math:`[T - \mathrm{round}(f\,T), \infty)` are sparse (final fine-tuning), so training ends sparse.
   - ``sparse_phases``: a list of ``(start, end)`` step intervals (``end`` exclusive, ``None`` for the last one
-    means "until the end") that are sparse; every other step is dense. The published ImageNet schedule (100
-    epochs: dense 0-10, sparse/dense alternating every 5 epochs, dense 75-85, sparse 85-100) with ``E`` steps per
-    epoch is ``[(e * E, (e + 5) * E) for e in range(10, 75, 10)] + [(85 * E, None)]``.
+    means "until the end") that are sparse; every other step is dense. The example gives the published
+    ImageNet schedule (100 epochs: dense 0-10, sparse/dense every 5 epochs, dense 75-85, sparse 85-100).
 
   On the first step of each sparse phase the mask keeps the largest-magnitude entries of the proposed params
-  :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)` with exactly :math:`\mathrm{round}(s\,n)` zeros (globally or per
-  layer, never a whole layer: see :func:`~ham_optax.sparsity.layer_zero_counts`); the mask stays fixed through the
-  phase (pruned weights exactly 0, their gradient masked before ``inner``). In dense phases the mask is all
-  ``True`` and pruned weights restart from 0. A sparse phase that runs into the final phase keeps its mask.
+  :math:`x_{1/2} = x + \mathrm{inner}(m \odot g)` with exactly :math:`\mathrm{round}(s\,n)` zeros (as
+  :func:`magnitude_pruning`) and stays fixed through the phase. In dense phases the mask is all ``True`` and
+  pruned weights restart from 0. A sparse phase that runs into the final phase keeps its mask. With
+  ``reset_momentum`` (default, as every published AC/DC run) the floating-point moments of the inner state are
+  zeroed before the first step of each dense phase after a sparse one.
 
-  With ``reset_momentum`` (default, as in every published AC/DC run: ``--reset_momentum_after_recycling``), the
-  floating-point moments of the inner optimizer's state (SGD's momentum, Adam's ``mu`` and ``nu``, ...; counts,
-  indices and reparametrised weights are kept) are zeroed before the first step of each dense phase after a sparse one.
-
-  Reference: ``IST-DASLab/ACDC`` (magnitude pruner at the start of each sparse phase, ``RestoreWeights`` at each
-  dense phase, momentum reset). Deliberate differences: the mask is computed from the proposed params of the
+  Reference: ``IST-DASLab/ACDC``. Deliberate differences: the mask is computed from the proposed params of the
   phase's first step rather than from the params before it, and the schedule is in steps, not epochs.
 
   Args:
@@ -408,21 +388,14 @@ def rigl(
      :math:`\zeta_t = \frac{\zeta}{2}(1 + \cos(\pi (t - T_0) / (T_{end} - T_0)))`;
   2. grow :math:`k` weights outside the kept set with the largest dense-gradient magnitude :math:`|g_t|`;
   3. newly grown weights start at exactly 0 and, with ``reset_state`` (default, as both references), the
-     floating-point moments of the inner optimizer's state (SGD's momentum, Adam's ``mu`` and ``nu``, NanoAdam's
-     selected moments, ...; counts and indices are kept) are zeroed at the grown positions. A weight dropped and
-     regrown in the same step keeps its value and state.
+     floating-point moments of the inner state are zeroed at the grown positions. A weight dropped and regrown
+     in the same step keeps its value and state.
 
-  The number of active weights per layer never changes, so the sparsity stays exact. Ties are broken by position.
+  The number of active weights per layer never changes, so the sparsity stays exact.
 
-  Which gradient goes where (``rigl(ham(inner))``): growth reads the dense gradient :math:`g_t` (the loss'
-  gradient at the sparse params, dense at pruned positions too); the wrapped transform receives :math:`m \odot g_t`,
-  so ``inner`` (a ``clip_by_global_norm``, Adam's moments) and HAM's mirror step only see active weights.
-
-  References: Evci et al., ICML 2020 (``google-research/rigl``: ``SparseRigLOptimizer``, cosine drop fraction,
-  ``reset_momentum`` of new connections; ``google-research/jaxpruner``: ``RigL``, ``restart_inner_state``).
-  Deliberate differences: the cosine is taken over :math:`t - T_0` (rigl's TensorFlow code evaluates it at the
-  unshifted step :math:`t`, which only agrees for :math:`T_0 = 0`); drop scores are :math:`|x_t|` before this
-  step's update; ties are broken by position instead of by noise.
+  References: ``google-research/rigl`` and ``google-research/jaxpruner``. Deliberate differences: the cosine is
+  taken over :math:`t - T_0` (rigl's code evaluates it at :math:`t`, the same only for :math:`T_0 = 0`); drop
+  scores are :math:`|x_t|` before this step's update; ties are broken by position instead of by noise.
 
   Args:
     inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
@@ -434,8 +407,7 @@ def rigl(
     distribution: ``"erk"`` or ``"uniform"`` per-layer sparsities.
     seed: seed of the initial random masks.
     reset_state: zero the inner optimizer's moments at regrown positions.
-    prunable: which leaves are pruned (see :func:`random_pruning`; :func:`all_but` for "all but the first
-      layer", rigl's ImageNet default).
+    prunable: which leaves are pruned (see :func:`random_pruning`; rigl's default: :func:`all_but` the first).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
@@ -450,9 +422,7 @@ def rigl(
   checks.check_choice(distribution, "distribution", _distributions.DISTRIBUTIONS)
   seed = checks.check_int(seed, "seed", 0)
   reset_state = checks.check_bool(reset_state, "reset_state")
-
-  def init_rule(leaves: list[jax.Array]) -> list[jax.Array]:
-    return _random_masks(leaves, sparsity, distribution, seed)
+  init_rule = functools.partial(_random_masks, sparsity=sparsity, distribution=distribution, seed=seed)
 
   def mask_rule(count, params, grads, proposal_fn, old):
     del proposal_fn

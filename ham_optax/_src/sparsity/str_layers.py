@@ -2,15 +2,12 @@ r"""Soft Threshold Reparameterization (STR) layers for flax NNX (Kusupati et al.
 
 The layer stores a dense kernel :math:`W` and one learnable scalar threshold :math:`s` and computes with the
 effective weight :math:`\operatorname{sign}(W)\odot\operatorname{relu}(|W| - \sigma(s))`, which is exactly zero
-wherever :math:`|W| \le \sigma(s)`. Sparsity is learned: weight decay on ``threshold`` (towards 0, i.e.
-:math:`\sigma(s) \to 1/2`) raises the threshold, the loss gradient lowers it. HAM (Jacobs et al., ICLR 2026)
-reports STR + HAM on ImageNet; with ``ham_optax.ham``'s default mask the mirror step acts on the kernel
-(``ndim >= 2``) and the scalar threshold and bias take the inner update alone.
+wherever :math:`|W| \le \sigma(s)`. Weight decay on ``threshold`` raises it, the loss gradient lowers it. With
+``ham_optax.ham``'s default mask the mirror step acts on the kernel only (STR + HAM: Jacobs et al., ICLR 2026).
 
-Threshold initialisation: the default ``threshold_init=-5`` differs from STR's ResNet-50 config (``-3200``) on
-purpose. At ``-3200`` the threshold :math:`\sigma(s)` and its gradient are exactly 0 in float32, so only weight decay
-moves :math:`s`; that takes a good part of ImageNet's ~500k steps and never sparsifies a short run. Pass
-``threshold_init=-3200.0`` to reproduce the reference setting.
+The default ``threshold_init=-5`` differs on purpose from STR's ResNet-50 config (``-3200``, where
+:math:`\sigma(s)` and its gradient are exactly 0 in float32, so only weight decay moves :math:`s`, too slowly for a
+short run); pass ``threshold_init=-3200.0`` to reproduce it.
 """
 
 from __future__ import annotations
