@@ -1,13 +1,9 @@
 """Training diagnostics from the HAM paper (Jacobs et al., ICLR 2026, arXiv:2506.02630), jit-friendly.
 
-Every function takes a params pytree and an optional ``prunable`` selection (``None``: floating-point leaves with
-``ndim >= 2``, the same default as ``ham_optax.ham``'s mask and the sparsifiers; or a bool pytree / callable
-``params -> bool pytree``) and returns a dict of JAX scalars::
-
-  {"global": <over all selected entries>, "per_layer": {jax.tree_util.keystr(path): <per leaf>}}
-
-The selection and the keys are static, so the functions trace once under ``jax.jit``. Global values weight every
-entry equally (a large layer counts more than a small one). An empty selection gives ``nan`` global fractions.
+Every function takes params and an optional ``prunable`` selection (as ``ham_optax.ham``'s ``mask``; ``None``:
+floating-point leaves with ``ndim >= 2``) and returns JAX scalars, ``{"global": <over all selected entries,
+weighted equally>, "per_layer": {jax.tree_util.keystr(path): <per leaf>}}`` (static keys; an empty selection
+gives ``nan`` global fractions).
 """
 
 from __future__ import annotations
@@ -63,11 +59,9 @@ def fraction_near_zero(params: Any, tol: float = 1e-3, prunable: masking.MaskOrF
 def sign_flips(params: Any, reference: Any, prunable: masking.MaskOrFn = None) -> dict[str, Any]:
   """Entries whose sign differs from ``reference`` (the initial params, or the previous measurement).
 
-  A flip is ``sign(x) * sign(x_ref) < 0``: both entries nonzero with opposite signs. Zeros are handled
-  explicitly: an entry that is exactly 0 in either tensor has no sign and never counts as a flip (a pruned
-  weight does not flip); ``"fraction"`` divides by all selected entries, ``"fraction_of_nonzero"`` only by the
-  entries nonzero in both. Returns ``{"count", "fraction", "fraction_of_nonzero", "per_layer"}`` with per-layer
-  flip counts.
+  A flip is ``sign(x) * sign(x_ref) < 0``: an entry that is exactly 0 in either tensor never counts (a pruned
+  weight does not flip). Returns ``{"count", "fraction", "fraction_of_nonzero", "per_layer"}`` (per-layer
+  counts); ``"fraction"`` divides by all selected entries, ``"fraction_of_nonzero"`` by those nonzero in both.
 
   Raises:
     ValueError: if ``reference`` does not have the structure and shapes of ``params``.
@@ -110,8 +104,8 @@ def sign_flips(params: Any, reference: Any, prunable: masking.MaskOrFn = None) -
 def mean_inverse_metric(params: Any, alpha: float, prunable: masking.MaskOrFn = None) -> dict[str, Any]:
   r"""Mean of HAM's inverse metric :math:`1 + \alpha|x|` over the selected entries: ``{"global", "per_layer"}``.
 
-  In the continuous limit HAM follows :math:`\dot x = -(1 + \alpha|x|)\nabla f(x)`, so this is the average
-  factor by which HAM speeds up gradient flow (1 for plain GD; :math:`\ge 1` for :math:`\alpha \ge 0`).
+  The average factor by which HAM's continuous limit :math:`\dot x = -(1 + \alpha|x|)\nabla f(x)` speeds up
+  gradient flow.
   """
   checks.check_scalar(alpha, "alpha")
   sel = _selected(params, prunable)
@@ -125,8 +119,7 @@ def mean_inverse_metric(params: Any, alpha: float, prunable: masking.MaskOrFn = 
 def _exponent_sums(
   x: jax.Array, g: jax.Array, lr: Any, alpha: Any, beta: Any, c: float
 ) -> dict[str, jax.Array]:
-  """Per-leaf sums behind :func:`ham_diagnostics`, computed in at least float32 with the step's saturated
-  scalars (``lr * alpha``, ``lr * beta``, ``1 + alpha |x|`` clipped to the compute dtype's finite range)."""
+  """Per-leaf sums behind :func:`ham_diagnostics`, in at least float32, with the step's saturated scalars."""
   cdtype = jnp.promote_types(jnp.result_type(x), jnp.float32)
   big = float(jnp.finfo(cdtype).max)
   x, g, size = jnp.asarray(x, cdtype), jnp.asarray(g, cdtype), int(jnp.size(x))
@@ -165,8 +158,7 @@ def _exponent_stats(s: dict[str, Any]) -> dict[str, jax.Array]:
 
 
 def _global_sums(sums: list[dict[str, Any]]) -> dict[str, Any]:
-  """Combines per-leaf sums: counts add up, maxima take the max, the inverse metric's mean is size-weighted
-  (zero-size leaves weigh nothing; if every leaf is empty it is 1)."""
+  """Combines per-leaf sums; the inverse metric's mean is size-weighted (1 if every leaf is empty)."""
   total = sum(s["size"] for s in sums)
   nonempty = [s for s in sums if s["size"]] or sums
   weights = [s["size"] / total if total else 1.0 / len(nonempty) for s in nonempty]
@@ -210,24 +202,16 @@ def ham_diagnostics(
   .. math::
     e = \operatorname{clip}\big(-\eta(\alpha\,\operatorname{sign}(x)\,g + \beta),\ -c,\ c\big),
 
-  exactly as :func:`ham_optax.hyperbolic_step` computes it (pass ``params + inner_updates`` as ``params`` to
-  reproduce the HYP* step's ``sign(x_half)``; the sign of the params themselves is a close stand-in). Returns
-  ``{"global": {...}, "per_layer": {jax.tree_util.keystr(path): {...}}}`` with JAX scalars:
+  as :func:`ham_optax.hyperbolic_step` computes it (with ``params + inner_updates`` as ``params`` exactly; the
+  params' own sign is a close stand-in). Per layer and global:
 
   - ``exponent_rms``, ``exponent_max``: RMS and maximum of :math:`|e|` (about :math:`\eta\alpha|g|`);
   - ``clip_fraction``: fraction of entries whose :math:`|e|` sits at the clip :math:`c`;
-  - ``inverse_metric_mean``, ``inverse_metric_max``: mean and max of :math:`1 + \alpha|x|`, the factor by which
-    HAM raises each weight's effective learning rate in the continuous limit.
+  - ``inverse_metric_mean``, ``inverse_metric_max``: mean and max of :math:`1 + \alpha|x|`.
 
-  Exponent statistics count the nonzero entries only (the step keeps zeros at zero; a leaf with no nonzero
-  entry reports 0); the inverse metric counts every selected entry (a zero-size leaf reports 1 and weighs nothing
-  in the global values). Global values weight every entry equally. The scalars are saturated as in the step
-  (``lr * alpha``, ``lr * beta`` and ``1 + alpha |x|`` clipped to the compute dtype's finite range), so an alpha
-  the step handles, such as ``1e39`` in float32, gives finite statistics; NaN in the gradients stays NaN.
-
-  How to read them (which values mean alpha is too large, which mean HAM does nothing, as measured on the
-  alpha-transfer runs) is stated once, in "Reading the diagnostics" of the alpha guide
-  (``docs/guides/choosing_alpha.md``).
+  Exponent statistics count the nonzero entries only (the step keeps zeros at zero); the inverse metric counts
+  every selected entry. Scalars are saturated as in the step; NaN in the gradients stays NaN. How to read them:
+  "Reading the diagnostics" in the alpha guide (``docs/guides/choosing_alpha.md``).
 
   Args:
     params: the parameters (or ``x_half``).
@@ -241,7 +225,7 @@ def ham_diagnostics(
       floating-point leaves with ``ndim >= 2``).
 
   Returns:
-    The nested dict of JAX scalars described above; the keys are static, so it traces once under ``jax.jit``.
+    ``{"global": {...}, "per_layer": {jax.tree_util.keystr(path): {...}}}`` of JAX scalars (static keys).
 
   Example:
     >>> import jax.numpy as jnp
@@ -285,16 +269,10 @@ def ham_diagnostics(
 def escape_step(losses: jax.Array, fraction: float = 0.5) -> jax.Array:
   """Steps until the loss leaves its initial plateau: the first ``k`` with ``losses[k] <= fraction * losses[0]``.
 
-  ``losses[k]`` is the loss after ``k`` steps (``losses[0]`` at initialisation). From a small initialisation
-  the loss of a deep diagonal network (:func:`ham_optax.overparam.deep_diagonal`) stays near ``losses[0]`` (the
-  saddle at ``x = 0``) and then drops; the escape step is the first index at which it has fallen to ``fraction``
-  of its initial value (our choice of definition: a relative threshold, so it does not depend on the loss'
-  scale). Returns ``-1`` when this never
-  happens within ``len(losses)`` (a stalled or diverged run; NaN losses never count as escaped). Jit- and
-  vmap-friendly (works on the last axis of a batch of curves).
-
-  Closed form (used in the tests): GD with learning rate ``eta`` on ``f(x) = a/2 (x - x*)^2`` from ``x = 0`` has
-  ``losses[k] = (1 - eta a)^(2k) losses[0]``, hence ``escape_step = ceil(log(fraction) / (2 log|1 - eta a|))``.
+  ``losses[k]`` is the loss after ``k`` steps. From a small initialisation the loss of a deep diagonal network
+  (:func:`ham_optax.overparam.deep_diagonal`) stays near ``losses[0]`` (the saddle at ``x = 0``) and then drops;
+  a relative threshold (our choice) does not depend on the loss' scale. Returns ``-1`` when this never happens
+  (NaN losses never count as escaped). Jit- and vmap-friendly (works on the last axis of a batch of curves).
 
   Args:
     losses: array ``[..., T]`` of losses, ``losses[..., 0]`` at initialisation.
