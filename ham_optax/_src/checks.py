@@ -1,9 +1,7 @@
-"""Construction-time validation of arguments (clear errors, naming the argument, before anything is traced).
+"""Construction-time argument checks shared by every factory: the same mistake gets the same message everywhere.
 
-Every factory of ham_optax checks its arguments with the helpers here, so that the same mistake gets the same
-message everywhere. Values that are JAX tracers (e.g. hyperparameters injected by ``optax.inject_hyperparams``)
-cannot be inspected without a host sync and pass unchecked; schedules (callables) pass where allowed and are
-checked for a real dtype when they are evaluated (:func:`check_real_dtype`).
+JAX tracers (e.g. hyperparameters injected by ``optax.inject_hyperparams``) pass unchecked; schedules pass where
+allowed and are checked when evaluated (:func:`check_real_dtype`).
 """
 
 from __future__ import annotations
@@ -32,11 +30,7 @@ def _fmt(bound: float) -> str:
 
 
 def check_inner(inner: Any, owner: str) -> None:
-  """Raises a TypeError unless ``inner`` is an optax ``GradientTransformation`` (an instance, not a factory).
-
-  The usual mistakes are passing the factory itself (``optax.sgd`` instead of ``optax.sgd(0.1)``) and an
-  ``optax.MultiSteps`` object (whose ``.gradient_transformation()`` is the transformation); the message says so.
-  """
+  """Raises a TypeError unless ``inner`` is an optax ``GradientTransformation`` (not a factory, not MultiSteps)."""
   if isinstance(inner, optax.GradientTransformation) and callable(inner.init) and callable(inner.update):
     return
   if isinstance(inner, optax.MultiSteps):
@@ -85,22 +79,10 @@ def check_scalar(
   schedule_ok: bool = False,
   owner: str | None = None,
 ) -> Any:
-  """Checks a real, finite scalar hyperparameter, optionally within ``lo``/``hi`` (open or closed ends).
+  """Checks a real, finite scalar within ``lo``/``hi`` (``*_open``: strict), or a schedule with ``schedule_ok``.
 
-  Args:
-    value: the hyperparameter (a Python or NumPy/JAX number, a 0-d array, a tracer, or a schedule).
-    name: the argument's name, used in the messages.
-    lo: lower bound (``None``: none); ``lo_open`` makes it strict.
-    hi: upper bound (``None``: none); ``hi_open`` makes it strict.
-    schedule_ok: accept a callable (an optax schedule); it is checked when evaluated.
-    owner: optional factory name prefixed to the messages.
-
-  Returns:
-    ``value`` itself for tracers, schedules and arrays; a Python ``float`` for Python/NumPy numbers.
-
-  Raises:
-    TypeError: not a real number (bool, string, complex, ...), or a callable where none is allowed.
-    ValueError: not a scalar, not finite, or out of bounds.
+  Returns ``value`` itself for tracers, schedules and arrays, a Python ``float`` for Python/NumPy numbers;
+  ``owner`` (a factory name) prefixes the messages.
   """
   p = _prefix(owner)
   if callable(value):
@@ -138,8 +120,7 @@ def check_real_dtype(value: Any, name: str) -> Any:
 def check_int(
   value: Any, name: str, minimum: int, owner: str | None = None, none_ok: bool = False
 ) -> int | None:
-  """Checks an integer argument ``>= minimum`` (bools rejected; ``None`` passes with ``none_ok``); returns it as a
-  Python ``int``."""
+  """Checks an int ``>= minimum`` (not a bool; ``None`` passes with ``none_ok``); returns a Python ``int``."""
   if value is None and none_ok:
     return None
   p = _prefix(owner)
@@ -196,10 +177,7 @@ def check_fraction(
   hi_open: bool = False,
   owner: str | None = None,
 ) -> float:
-  """Checks a static fraction: a concrete real number in ``[0, 1]`` (either end open); returns a Python float.
-
-  Unlike :func:`check_scalar` a traced value is refused: fractions fix shapes, counts or schedules on the host.
-  """
+  """Checks a concrete (not traced: used on the host) number in ``[0, 1]``, either end open; returns a float."""
   checked = check_scalar(value, name, lo=0.0, hi=1.0, lo_open=lo_open, hi_open=hi_open, owner=owner)
   if isinstance(checked, jax.core.Tracer):
     raise TypeError(

@@ -1,12 +1,7 @@
-"""Leaf selection for HAM's mirror step (which tensors are "weights").
+"""Leaf selection (which tensors are "weights"), resolved once per trace into static Python bools.
 
-The paper applies the hyperbolic step to weight tensors only (conv, dense and embedding kernels) and lets biases
-and normalisation scales take the inner update alone. A mask is resolved once per trace into a tuple of Python
-bools aligned with the params' leaves, so the selection is static and costs nothing at run time.
-
-We write this small resolver ourselves instead of reusing `optax.masked` because HAM must *not* replace masked-out
-leaves by `optax.MaskedNode` (they still receive the inner update) and because mismatches must name the offending
-path instead of surfacing as a tree-structure error deep inside `jax.tree.map`.
+Not `optax.masked`: unselected leaves must still receive the inner update (not an `optax.MaskedNode`), and a
+mismatch must name the offending path instead of failing deep inside `jax.tree.map`.
 """
 
 from __future__ import annotations
@@ -27,11 +22,8 @@ MASKED = optax.MaskedNode()
 def default_mask(params: Any) -> Any:
   """The default selection: floating-point leaves with ``ndim >= 2`` (kernels, not biases or scales).
 
-  Args:
-    params: a pytree of arrays (or anything with their shapes and dtypes).
-
-  Returns:
-    A pytree of Python bools with the structure of ``params``.
+  The paper applies the mirror step to weight tensors only. Returns a pytree of Python bools shaped like
+  ``params`` (arrays, or anything with their shapes and dtypes).
 
   Example:
     >>> import jax.numpy as jnp
@@ -71,14 +63,10 @@ def is_mask_callable(mask: MaskOrFn) -> bool:
   return len(leaves) > 0 and all(leaves)
 
 
-def _paths(tree: Any) -> list[tuple]:
-  return [path for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
 def _explain_mismatch(mask_tree: Any, params: Any, what: str = "mask") -> str:
   """Names the first path where `mask_tree` (called `what` in the message) is not a prefix of `params`."""
-  mask_paths = _paths(mask_tree)
-  param_paths = _paths(params)
+  mask_paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(mask_tree)[0]]
+  param_paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
   for mp in mask_paths:
     if not any(pp[: len(mp)] == mp for pp in param_paths):
       return f"{what} entry {jax.tree_util.keystr(mp)!r} has no matching parameter"
@@ -105,21 +93,12 @@ def _to_static_bool(value: Any, path: str, what: str) -> bool:
 
 
 def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[bool, ...]:
-  """Resolves `mask` against `params` into one static bool per params leaf.
+  """Resolves `mask` against `params` into a tuple of static bools aligned with ``jax.tree.leaves(params)``.
 
-  Args:
-    mask: ``None`` (use :func:`default_mask`), a pytree of bools with the structure of ``params`` or a prefix of
-      it (a bool at an inner node applies to the whole subtree, as in `optax.masked`), or a callable
-      ``params -> such a pytree``.
-    params: the parameters (or anything with their structure, e.g. the gradients).
-    what: how the messages name the mask (e.g. ``"HAM mask"``, ``"`prunable`"``, ``"nanoadam: mask"``).
-
-  Returns:
-    A tuple of bools, aligned with ``jax.tree.leaves(params)``.
-
-  Raises:
-    ValueError: when the mask's structure does not match the params (the message names the path).
-    TypeError: when a mask entry is not a bool, or selects a non-floating-point leaf.
+  ``mask``: ``None`` (:func:`default_mask`), a pytree of bools with the structure of ``params`` or a prefix of it
+  (as in `optax.masked`), or a callable ``params -> such a pytree``; ``what`` names it in the messages. Raises a
+  ValueError naming the path where the structures differ, a TypeError for a non-bool entry or a selected
+  non-floating-point leaf.
   """
   if not jax.tree.leaves(params):
     return ()  # nothing to select (also the placeholder optax.tree_utils.tree_map_params passes to init)
