@@ -10,11 +10,9 @@ Public API:
 - :mod:`ham_optax.geometry`: HAM's inverse metric, mirror map, potential, Bregman divergence and projection;
 - :mod:`ham_optax.sparsity`: random pruning at init, gradual magnitude pruning, AC/DC, RigL, STR layers;
 - :mod:`ham_optax.metrics`: sparsity, sign flips, weights near zero, mean inverse metric, HAM stability, graphons;
-- :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In, deep diagonal); :func:`nanoadam` (with
-  :func:`nanoadam_default_mask`);
+- :mod:`ham_optax.overparam`: the m * w family (spred, PILoT, Sign-In, deep diagonal); :func:`nanoadam`;
 - :mod:`ham_optax.schedules`: weight-decay (or beta) switch-off;
-- the examples beside the library (``examples/ham_optax_examples``, ``pip install -e ./examples``): Flax models,
-  data, the train loop and the ``ham-optax`` command.
+- beside the library, ``examples/ham_optax_examples``: Flax models, data, the train loop, the ``ham-optax`` command.
 """
 
 from ham_optax import geometry, metrics, overparam, schedules, sparsity

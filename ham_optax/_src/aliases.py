@@ -1,8 +1,5 @@
-"""HAM around optax's common optimizers, sharing one learning rate (or schedule) between both half-steps.
-
-Each alias takes the arguments of `optax.sgd`, `optax.adam` or `optax.adamw` (read from their signatures), then
-HAM's keyword-only arguments (those of :func:`ham_optax.ham` after ``learning_rate``). The signature is explicit
-(``__signature__``), so ``inspect.signature``, ``optax.inject_hyperparams`` and Sphinx see every argument.
+"""HAM around optax's common optimizers with explicit signatures (the inner optimizer's arguments, then HAM's
+keyword-only ones), so ``inspect.signature``, ``optax.inject_hyperparams`` and Sphinx see every argument.
 """
 
 from __future__ import annotations
@@ -25,7 +22,24 @@ _MIRROR_PARAMS = [
   for p in list(inspect.signature(ham).parameters.values())[2:]
 ]
 
+_RULE_DOC = r"""HAM with <INNER> as the inner optimizer.
+
+  The arguments up to ``alpha`` go to ``optax.<FACTORY>``, the rest to :func:`ham_optax.ham`: one learning rate
+  (or schedule) drives both half-steps. Per step, with :math:`u_k` the <INNER> update and :math:`g_k` the raw
+  gradient:
+
+  .. math::
+    x_{k+1} = (x_k + u_k) \odot \exp\big(\operatorname{clip}(-\eta_k(\alpha\operatorname{sign}(x_k + u_k)
+      \odot g_k + \beta), -c, c)\big)
+
+  on the masked leaves (the other leaves take :math:`x_k + u_k`).
+
+  Args:
+    learning_rate: float or optax schedule, shared by <INNER> and the mirror step."""
+
 _COMMON_DOC = """
+    {{mirror_args}}
+
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
 
@@ -50,14 +64,16 @@ _COMMON_DOC = """
 def _alias(
   name: str,
   inner_factory: Callable[..., optax.GradientTransformation],
-  doc: str,
+  inner_name: str,
+  args_doc: str,
   example: tuple[str, str],
   renamed: dict[str, tuple[str, Any]] | None = None,
 ) -> Callable[..., optax.GradientTransformationExtraArgs]:
   """``name(<inner_factory's arguments>, *, <HAM's>) = ham(inner_factory(...), learning_rate, <HAM's>)``.
 
   ``renamed`` maps an inner argument to its name and annotation in the alias (``optax.adamw``'s ``mask`` is
-  ``weight_decay_mask``, since ``mask`` is HAM's); ``example`` is the doctest's ``(call, printed output)``.
+  ``weight_decay_mask``, since ``mask`` is HAM's); the docstring is ``_RULE_DOC``, the Args entries ``args_doc``
+  and ``_COMMON_DOC`` with ``example``, the doctest's ``(call, printed output)``.
   """
   renamed = renamed or {}
   inner_names, params = {}, []
@@ -81,31 +97,19 @@ def _alias(
   alias.__signature__ = signature
   alias.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
   alias.__annotations__["return"] = signature.return_annotation
-  alias.__doc__ = doc + _COMMON_DOC.format(call=example[0], output=example[1])
+  rule = _RULE_DOC.replace("<INNER>", inner_name).replace("<FACTORY>", inner_factory.__name__)
+  alias.__doc__ = rule + args_doc + _COMMON_DOC.format(call=example[0], output=example[1])
   return hyperbolic.document_mirror_args(alias)
 
 
 ham_sgd = _alias(
   "ham_sgd",
   optax.sgd,
-  r"""HAM with SGD (optionally heavy-ball or Nesterov momentum) as the inner optimizer.
-
-  ``ham(optax.sgd(learning_rate, momentum, nesterov, accumulator_dtype), learning_rate, alpha, beta, ...)``: one
-  learning rate (or schedule) drives both half-steps. Per step, with :math:`u_k` SGD's update:
-
-  .. math::
-    x_{k+1} = (x_k + u_k) \odot \exp\big(\operatorname{clip}(-\eta_k(\alpha\operatorname{sign}(x_k + u_k)
-      \odot g_k + \beta), -c, c)\big)
-
-  on the masked leaves (the other leaves take :math:`x_k + u_k`).
-
-  Args:
-    learning_rate: float or optax schedule, shared by SGD and the mirror step.
-    momentum: optional momentum (as in ``optax.sgd``).
+  "SGD",
+  """
+    momentum: optional heavy-ball momentum (as in ``optax.sgd``).
     nesterov: Nesterov momentum (as in ``optax.sgd``).
-    accumulator_dtype: dtype of the momentum accumulator (as in ``optax.sgd``).
-    {mirror_args}
-""",
+    accumulator_dtype: dtype of the momentum accumulator (as in ``optax.sgd``).""",
   ("ham_sgd(0.1, momentum=0.9, alpha=2.0, beta=0.0)", "[[ 0.8596 -2.2656]]"),
 )
 
@@ -113,52 +117,28 @@ _ADAM_ARGS = """
     b1: Adam's first-moment decay.
     b2: Adam's second-moment decay.
     eps: added to the root of the second moment.
-    eps_root: added to the second moment inside the root."""
+    eps_root: added to the second moment inside the root.
+    mu_dtype: dtype of the first moment."""
 
 ham_adam = _alias(
   "ham_adam",
   optax.adam,
-  r"""HAM with Adam as the inner optimizer.
-
-  ``ham(optax.adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov), learning_rate, alpha,
-  beta, ...)``: one learning rate (or schedule) drives both half-steps; the mirror step multiplies the Adam
-  proposal :math:`x_{k+1/2}` by :math:`\exp(\operatorname{clip}(-\eta_k(\alpha\operatorname{sign}(x_{k+1/2})
-  \odot g_k + \beta), -c, c))` on the masked leaves, using the raw gradient :math:`g_k`.
-
-  Args:
-    learning_rate: float or optax schedule, shared by Adam and the mirror step."""
-  + _ADAM_ARGS
+  "Adam",
+  _ADAM_ARGS
   + """
-    mu_dtype: dtype of the first moment.
-    nesterov: Nesterov-style Adam (NAdam), as in ``optax.adam``.
-    {mirror_args}
-""",
+    nesterov: Nesterov-style Adam (NAdam), as in ``optax.adam``.""",
   ("ham_adam(0.1, alpha=2.0, beta=0.0)", "[[ 0.8144 -2.3209]]"),
 )
 
 ham_adamw = _alias(
   "ham_adamw",
   optax.adamw,
-  r"""HAM with AdamW as the inner optimizer.
-
-  ``ham(optax.adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay=weight_decay,
-  mask=weight_decay_mask, nesterov=nesterov), learning_rate, alpha, beta, ...)``: one learning rate (or
-  schedule) drives both half-steps; the mirror step multiplies the AdamW proposal :math:`x_{k+1/2}` by
-  :math:`\exp(\operatorname{clip}(-\eta_k(\alpha\operatorname{sign}(x_{k+1/2}) \odot g_k + \beta), -c, c))` on
-  the masked leaves. ``optax.adamw``'s own ``mask`` (which leaves get weight decay) is called
-  ``weight_decay_mask`` here, since ``mask`` selects the leaves of HAM's mirror step, as in every other
-  ham_optax factory.
-
-  Args:
-    learning_rate: float or optax schedule, shared by AdamW and the mirror step."""
-  + _ADAM_ARGS
+  "AdamW",
+  _ADAM_ARGS
   + """
-    mu_dtype: dtype of the first moment.
     weight_decay: AdamW's decoupled weight decay (float or schedule).
-    weight_decay_mask: which leaves AdamW decays (``optax.adamw``'s ``mask``).
-    nesterov: Nesterov-style Adam, as in ``optax.adamw``.
-    {mirror_args}
-""",
+    weight_decay_mask: which leaves AdamW decays (``optax.adamw``'s ``mask``; ``mask`` is the mirror step's).
+    nesterov: Nesterov-style Adam, as in ``optax.adamw``.""",
   ("ham_adamw(0.1, weight_decay=0.0, alpha=2.0, beta=0.0)", "[[ 0.8144 -2.3209]]"),
   renamed={"mask": ("weight_decay_mask", masking.MaskOrFn)},
 )

@@ -53,13 +53,10 @@ def ham(
   on the selected (``mask``) leaves, with :math:`\alpha` one value for all of them (the paper's HAM) or, per layer,
   :math:`\alpha_l` for leaf :math:`l` (``alpha`` a pytree); other leaves take the inner update alone. The mirror
   step reuses the raw gradient (no second backward pass) and adds no state beyond a step counter. Returns
-  ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes like any optax transform::
+  ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes like any optax transform.
 
-    tx = ham_optax.ham(optax.sgd(0.1, momentum=0.9), learning_rate=0.1, alpha=10.0, beta=1e-3)
-
-  The continuous limit is :math:`\dot x = -(1 + \alpha|x|)\nabla f(x)`: the inverse metric is at least 1 (plain
-  gradient flow's), so HAM moves and flips signs near zero at least as fast as GD while biasing towards sparse
-  solutions (mirror potential :math:`R_\alpha`, L2 for :math:`\alpha\to 0`, L1-like for :math:`\alpha\to\infty`).
+  The continuous limit is :math:`\dot x = -(1 + \alpha|x|)\nabla f(x)`: HAM moves and flips signs near zero at
+  least as fast as GD while biasing towards sparse solutions (mirror potential :math:`R_\alpha`).
 
   Order matters: put gradient clipping or other gradient preprocessing *inside* ``inner`` (the mirror step
   always sees the raw gradient ``ham`` receives) and nothing after ``ham`` in a chain. Do not wrap ``ham`` in
@@ -71,9 +68,8 @@ def ham(
       Both count steps from 0, so a schedule is evaluated at the same step count.
     {mirror_args}
 
-  Hyperparameters are checked at construction (finite, real, ``learning_rate >= 0``, ``beta >= 0``) and used
-  saturated to the compute dtype's finite range, so no NaN arises from them; weights that would overflow are
-  saturated just below the dtype's largest finite value. Params may be arrays or Python scalars, as in optax.
+  Hyperparameters are checked at construction and saturated to the compute dtype's finite range, as are weights
+  that would overflow, so no NaN arises from them. Params may be arrays or Python scalars, as in optax.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params`` and forwards extra args to
@@ -118,9 +114,8 @@ def ham(
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError(checks.NO_PARAMS_MSG)
-    grads = updates
     inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-    new_updates, mirror_state = mirror.update(inner_updates, state.mirror_state, params, grad=grads)
+    new_updates, mirror_state = mirror.update(inner_updates, state.mirror_state, params, grad=updates)
     return new_updates, HamState(mirror_state=mirror_state, inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
