@@ -1,9 +1,8 @@
 r"""Geometry and implicit bias of HAM: inverse metrics, mirror maps, potentials, Bregman divergence.
 
-This module states, as runnable code, the geometry behind Hyperbolic Aware Minimization (HAM; Jacobs, Gadhikar,
-Rubio-Madrigal & Burkholz, ICLR 2026, arXiv:2506.02630, Section 4). With ``beta = 0`` and a vanishing learning
-rate, HAM (an inner gradient step followed by ``x <- x * exp(-eta * alpha * sign(x) * g)``) follows the
-Riemannian gradient flow :math:`\dot x = -(1 + \alpha |x|) \odot \nabla f(x)`, i.e. the mirror flow
+The geometry behind Hyperbolic Aware Minimization (HAM; Jacobs, Gadhikar, Rubio-Madrigal & Burkholz, ICLR 2026,
+arXiv:2506.02630, Section 4). With ``beta = 0`` and a vanishing learning rate, HAM follows the Riemannian gradient
+flow :math:`\dot x = -(1 + \alpha |x|) \odot \nabla f(x)`, i.e. the mirror flow
 :math:`\frac{d}{dt} \nabla R_\alpha(x) = -\nabla f(x)` with the separable Legendre potential :math:`R_\alpha`
 of :func:`potential` (Lemma 4.4; limits: Theorem 4.6). On an underdetermined least-squares problem
 :math:`\min_x \tfrac12\|Zx - y\|^2` the flow started at :math:`x_0` converges to the Bregman projection
@@ -16,9 +15,8 @@ For comparison, plain gradient descent on the pointwise overparameterisation :ma
 potential is the hyperbolic entropy (:func:`mw_potential`). Its inverse metric vanishes at 0 as
 :math:`\gamma \to 0`, the "small inverse metric" that HAM's :math:`1 + \alpha|x| \ge 1` avoids (Figure 1).
 
-The pointwise functions are jit-able, differentiable ``jax.numpy`` code that keeps the input dtype;
-:func:`bregman_projection`, :func:`min_norm_interpolant` and :func:`basis_pursuit` are float64 NumPy/SciPy reference
-solvers (SciPy is imported only when :func:`basis_pursuit` runs).
+The pointwise functions are jit-able ``jax.numpy`` code that keeps the input dtype; :func:`bregman_projection`,
+:func:`min_norm_interpolant` and :func:`basis_pursuit` are float64 NumPy/SciPy reference solvers.
 """
 
 from ham_optax._src.geometry import (

@@ -1,13 +1,4 @@
-"""Float64 NumPy/SciPy reference solvers for HAM's implicit bias (kept apart from the jit-able geometry).
-
-These solve the convex problems that HAM's continuous limit converges to, independently of JAX and its
-precision settings, so that optimizers can be checked against them:
-
-- :func:`bregman_projection`: ``argmin_{Zx = y} D_R(x, x0)`` for HAM's potential ``R_alpha`` or the m * w
-  potential, by damped Newton on the dual;
-- :func:`min_norm_interpolant`: the plain gradient-descent limit (``alpha -> 0``);
-- :func:`basis_pursuit`: ``argmin_{Zx = y} ||x||_1`` (the ``alpha -> infinity`` limit) with SciPy's HiGHS.
-"""
+"""Float64 NumPy/SciPy reference solvers for the limits of HAM's flow, independent of JAX and its precision."""
 
 from __future__ import annotations
 
@@ -112,8 +103,7 @@ def bregman_projection(
 
   is smooth and strictly concave (for ``Z`` of full row rank); it is maximised by Newton's method
   with Armijo backtracking, whose step solves :math:`(Z\\,\\mathrm{diag}(\\nabla^2R^*(u))Z^\\top)\\,
-  \\Delta\\lambda = y - Zx(\\lambda)` with :math:`x(\\lambda) = \\nabla R^*(u)`. Everything is float64
-  NumPy, independent of the JAX optimizers it is used to check.
+  \\Delta\\lambda = y - Zx(\\lambda)` with :math:`x(\\lambda) = \\nabla R^*(u)`.
 
   Args:
     Z: ``(d, n)`` matrix with ``d < n`` and full row rank.

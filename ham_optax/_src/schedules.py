@@ -1,12 +1,8 @@
-"""Weight-decay switch-off schedules: ``switch_off(value, switch_step)(k) = value(k) if k < switch_step else 0``.
+"""Weight-decay switch-off schedules (Jacobs, Zhou & Burkholz, "Mirror, Mirror of the Flow", ICML 2025).
 
-Jacobs, Zhou & Burkholz, "Mirror, Mirror of the Flow: How Does Regularization Shape Implicit Bias?" (ICML 2025)
-show that explicit regularisation leaves a lasting change in the geometry (the implicit bias) of training even
-after it is removed, and propose to *switch weight decay off* partway through training. The same idea drives
-PILoT ("Mask in the Mirror", Jacobs & Burkholz, ICLR 2025) and applies unchanged to HAM's multiplicative decay
-``beta``. The helpers return ordinary :data:`optax.Schedule` callables, for any argument optax accepts a schedule
-for: ``optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=sched)``,
-``ham_optax.ham(inner, lr, beta=sched)``, ``weight_decay=`` of :func:`ham_optax.overparam.pointwise_overparam`.
+Explicit regularisation leaves a lasting change in the implicit bias even after it is removed, so decay can be
+switched off partway through training (as PILoT does); the same holds for HAM's multiplicative decay ``beta``.
+The helpers return ordinary :data:`optax.Schedule` callables, e.g. for ``ham_optax.ham(inner, lr, beta=sched)``.
 """
 
 from __future__ import annotations
@@ -25,16 +21,11 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
     s(k) = \\begin{cases} v(k) & k < k_\\text{off} \\\\ 0 & k \\ge k_\\text{off} \\end{cases}
 
   with ``v`` the constant ``value`` or the schedule ``value`` evaluated at ``k``. The step count ``k`` starts at 0
-  (optax convention), so ``switch_step=0`` gives 0 for every step and ``switch_step=T`` keeps ``value`` for exactly
-  the first ``T`` updates: the weight-decay switch-off of Jacobs, Zhou & Burkholz, "Mirror, Mirror of the Flow: How
-  Does Regularization Shape Implicit Bias?" (ICML 2025).
+  (optax convention), so ``switch_step=T`` keeps ``value`` for exactly the first ``T`` updates.
 
   Args:
     value: the regularisation strength (float) or an optax schedule of it.
     switch_step: first step (0-based) at which the schedule returns 0.
-
-  Returns:
-    An :data:`optax.Schedule` (jit-safe; returns a JAX scalar).
 
   Example:
     >>> from ham_optax import schedules
@@ -55,16 +46,10 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
 def switch_off_fraction(value: optax.ScalarOrSchedule, total_steps: int, fraction: float) -> optax.Schedule:
   """Returns :func:`switch_off` with ``switch_step = round(fraction * total_steps)``.
 
-  Turns decay (or HAM's ``beta``) off after the chosen fraction of training, as proposed in "Mirror, Mirror of the
-  Flow" (Jacobs, Zhou & Burkholz, ICML 2025).
-
   Args:
     value: the regularisation strength (float) or an optax schedule of it.
     total_steps: total number of optimizer updates in the run (> 0).
     fraction: fraction of training (in ``[0, 1]``) during which ``value`` is applied.
-
-  Returns:
-    An :data:`optax.Schedule`.
 
   Example:
     >>> from ham_optax import schedules
