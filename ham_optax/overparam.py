@@ -22,11 +22,9 @@ re-factorised at the next update, keeping each entry's balance and the sign of `
 masked.
 
 Deep diagonal ``x = u^L - v^L`` (:func:`deep_diagonal`): steepest mirror flows (Jacobs, Zhou & Burkholz, "Never
-Saddle for Reparameterized Steepest Descent as Mirror Flow", ICLR 2026) on deep diagonal linear
-reparameterisations, following the paper's abstract (positive elementwise factors: our choice). Without decay
-``log u + log v`` (``L = 2``) or ``u^(2-L) + v^(2-L)`` (``L != 2``) is conserved; weight decay drives
-``min(u, v) -> 0``. Small initialisation puts ``x = 0`` at a saddle, so the loss stays on a plateau before it
-drops; :func:`ham_optax.metrics.escape_step` measures how long.
+Saddle for Reparameterized Steepest Descent as Mirror Flow", ICLR 2026), with positive elementwise factors (our
+choice). Small initialisation puts ``x = 0`` at a saddle, so the loss stays on a plateau before it drops;
+:func:`ham_optax.metrics.escape_step` measures how long.
 """
 
 from ham_optax._src.deep_diagonal import DeepDiagonalState, deep_diagonal

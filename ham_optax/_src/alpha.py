@@ -19,12 +19,9 @@ import optax
 
 from ham_optax._src import checks, masking
 
-__all__ = ["DEFAULT_TARGET_RATIO", "PAPER_IMAGENET_ALPHA", "suggest_alpha"]
-
 PAPER_IMAGENET_ALPHA = 200.0
-"""The paper's (and the authors' PyTorch wrapper's) alpha, tuned for ResNet-50 on ImageNet with BatchNorm and
-SGD + momentum at lr 0.1. It diverges on small models with larger per-weight gradients; see
-:func:`suggest_alpha`."""
+"""The paper's (and its PyTorch wrapper's) alpha, tuned for ResNet-50 on ImageNet with SGD + momentum at lr 0.1;
+it diverges on small models with larger per-weight gradients (see :func:`suggest_alpha`)."""
 
 DEFAULT_TARGET_RATIO = 0.2
 """Default ``target_ratio`` of :func:`suggest_alpha`: the mirror step's norm as a fraction of the inner step's."""
@@ -49,10 +46,6 @@ class CalibrationDivergedError(ValueError):
   rate); catch this class to tell it from a usage error, e.g. to record a grid's learning rate as diverged."""
 
 
-def _is_float(x: Any) -> bool:
-  return bool(jnp.issubdtype(jnp.result_type(x), jnp.floating))
-
-
 def _scalar_loss(out: Any, has_aux: bool) -> jax.Array:
   """The loss in ``loss_fn``'s output, checked at trace time (a real scalar; a pair when ``has_aux``)."""
   if has_aux:
@@ -66,7 +59,7 @@ def _scalar_loss(out: Any, has_aux: bool) -> jax.Array:
       f"suggest_alpha: loss_fn returned a {type(out).__name__} of length {len(out)}, not a scalar loss; "
       "if it returns (loss, aux), pass has_aux=True."
     )
-  if not hasattr(out, "shape") or jnp.shape(out) != () or not _is_float(out):
+  if not hasattr(out, "shape") or jnp.shape(out) != () or not masking.is_float(out):
     shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__)
     raise LossFnError(
       f"suggest_alpha: loss_fn must return a floating-point scalar loss, got shape {shape} and dtype {dtype}."
@@ -306,20 +299,16 @@ def suggest_alpha(
 
   Contract:
 
-  - ``batches`` is read by index, never consumed (an iterator is refused: pass
-    ``list(itertools.islice(it, num_steps))``); a batch ``loss_fn`` rejects, or one batch in place of the
-    sequence, is a ValueError naming the entry.
-  - Only floating-point leaves are differentiated and updated; integer, bool and PRNG-key leaves are held fixed.
-  - ``learning_rate`` must be the inner optimizer's own. With ``check_learning_rate`` the inner step size is
-    probed (after ``j`` zero-gradient steps, over the median's window); a ratio to ``learning_rate`` that
-    changes by more than a factor 1.25 (e.g. a warmup inside ``inner``) is a ValueError.
+  - ``batches`` is read by index, never consumed (an iterator is refused); a batch ``loss_fn`` rejects, or one
+    batch in place of the sequence, is a ValueError naming the entry.
+  - Only floating-point leaves are differentiated and updated; the others are held fixed.
+  - With ``check_learning_rate`` a ratio of the inner step size to ``learning_rate`` that changes by more than a
+    factor 1.25 over the window (e.g. a warmup inside ``inner``) is a ValueError.
   - The jitted step is cached on the ``loss_fn`` and ``inner`` objects, ``has_aux``, the mask and the params'
-    structure: calling again with the same objects compiles nothing new.
-  - A diverged run (a non-finite loss, gradient, update, parameter or norm, or a loss whose median over the
-    second half is over 10 times the first half's) raises :class:`ham_optax.CalibrationDivergedError`.
-
-  The cost is ``num_steps`` gradient evaluations; the result is deterministic. To check the chosen alpha during
-  training: :func:`ham_optax.metrics.ham_diagnostics` and the alpha guide (``docs/guides/choosing_alpha.md``).
+    structure. The result is deterministic; the cost is ``num_steps`` gradient evaluations.
+  - A diverged run (non-finite values, or a loss whose median over the second half is over 10 times the first
+    half's) raises :class:`ham_optax.CalibrationDivergedError`. To check alpha during training:
+    :func:`ham_optax.metrics.ham_diagnostics` and the alpha guide (``docs/guides/choosing_alpha.md``).
 
   Args:
     loss_fn: ``loss_fn(params, batch) -> scalar loss`` (or ``(loss, aux)`` with ``has_aux=True``; ``aux`` is
@@ -386,7 +375,7 @@ def suggest_alpha(
       f"suggest_alpha: batches holds {len(batches)} batches, num_steps={num_steps} needs as many."
     )
   leaves, treedef = jax.tree.flatten(params)
-  is_float = tuple(_is_float(x) for x in leaves)
+  is_float = tuple(bool(masking.is_float(x)) for x in leaves)
   key = (treedef, is_float, selected)
   step = _get(_make_step, loss_fn, inner, *key, bool(has_aux))
   p, state = params, inner.init(jax.tree.unflatten(treedef, _float_view(leaves, is_float)))

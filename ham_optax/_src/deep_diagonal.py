@@ -40,24 +40,14 @@ def deep_diagonal(
       updates = u^L - v^L - x
 
   Initialisation (from the params passed to ``init``): ``u = (max(x, 0) + s^L)^(1/L)``,
-  ``v = (max(-x, 0) + s^L)^(1/L)`` with ``s = init_scale``, so ``u^L - v^L = x`` exactly and ``min(u, v) = s``
-  (the factors stay positive in exact arithmetic; a large step may push one below zero, which the formula tolerates).
+  ``v = (max(-x, 0) + s^L)^(1/L)`` with ``s = init_scale``, so ``u^L - v^L = x`` exactly and ``min(u, v) = s``.
   ``x = 0`` with a small ``s`` is the small-initialisation saddle of the steepest-mirror-flow paper (Jacobs,
   Zhou & Burkholz, ICLR 2026); ``depth = 1`` is plain training of ``x`` with the step doubled
-  (``x <- x + inner(g) - inner(-g)``, e.g. SGD moves ``x`` by ``-2 lr g``).
+  (``x <- x + inner(g) - inner(-g)``).
 
-  The wrapper owns the factors: ``updates`` always lands on ``u^L - v^L``, so an edit of the params outside
-  the optimizer is undone at the next step (unlike :func:`ham_optax.overparam.pointwise_overparam`, which
-  re-factorises; deep factors have no unique re-factorisation worth the cost in this study tool).
-  Memory: two copies of every leaf plus the inner state of both (about 3x Adam's state). Non-floating leaves
-  (integer counters) are not trained: their update is 0.
-
-  Weight decay and balance: with ``inner = optax.adamw(lr, weight_decay=wd)`` the factors shrink by
-  ``lr wd (u, v)`` each step independently of the gradient scale (decoupled), which drives ``min(u, v)`` to 0
-  (the "balance" ``u^L + v^L - |x| = 2 min(u, v)^L`` vanishes); with ``optax.chain(add_decayed_weights(wd),
-  adam(lr))`` the decay is normalised together with the loss gradient, so where ``|g|`` is small the decay
-  dominates the sign and acts at full step size on *both* factors. Which balance each enforces is measured by
-  ``benchmarks/mirror_flows.py``; the paper's balance equations are not reproduced here.
+  The wrapper owns the factors: an edit of the params outside the optimizer is undone at the next step.
+  Non-floating leaves (integer counters) are not trained. Weight decay belongs in ``inner`` (e.g.
+  ``optax.adamw(lr, weight_decay=wd)``, which drives ``min(u, v)`` to 0).
 
   Args:
     inner: optimizer run on the factors (e.g. ``optax.sgd(0.1)``, ``optax.sign_sgd(0.01)``,

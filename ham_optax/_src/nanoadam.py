@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -16,7 +17,7 @@ _NORM_RE = re.compile(r"norm|(^|_)(ln|bn)(_|\d|$)")
 
 
 class NanoAdamState(NamedTuple):
-  """State of :func:`nanoadam` (and ``scale_by_nanoadam``).
+  """State of :func:`nanoadam`, a :class:`ham_optax.sparsity.SparseMomentsState` (its moments are compact).
 
   Attributes:
     count: number of updates so far (int32 scalar).
@@ -26,8 +27,6 @@ class NanoAdamState(NamedTuple):
       shape of ``idx``; the exponent of its bias correction); ``MaskedNode`` elsewhere.
     mu: first moments: shape of ``idx`` for selected leaves, the leaf's shape otherwise.
     nu: second moments, same layout as ``mu``.
-
-  The state implements :class:`ham_optax.sparsity.SparseMomentsState` (its moments are compact).
   """
 
   count: jax.Array
@@ -89,9 +88,9 @@ def nanoadam_default_mask(
   of ``exclude`` (case-insensitive; ``"norm"`` also matches ``ln``/``bn`` names such as ``ln_f`` or ``bn1``) and,
   with ``exclude_head``, it is not the head: a key name containing ``head`` or ``classifier`` or equal to ``fc``
   or ``logits`` or, when none is so named, the last such tensor in natural path order (``layers_10`` after
-  ``layers_2``). "Pay Attention to Small Weights" (NeurIPS 2025) excludes ``head`` and ``layernorm``; the name
-  list and the last-layer rule are our stand-in for models named otherwise. Other selections:
-  ``functools.partial(nanoadam_default_mask, exclude=("norm", "embed"))`` or ``ham_optax.default_mask``.
+  ``layers_2``): our stand-in for the paper's excluded ``head`` and ``layernorm`` in models named otherwise.
+  Other selections: ``functools.partial(nanoadam_default_mask, exclude=("norm", "embed"))`` or
+  ``ham_optax.default_mask``.
 
   Args:
     params: the parameters (or anything with their structure).
@@ -246,11 +245,9 @@ def scale_by_nanoadam(
   checks.check_scalar(eps, "eps", lo=0.0, lo_open=True, owner="nanoadam")
   checks.check_scalar(weight_decay, "weight_decay", lo=0.0, owner="nanoadam")
   dense_adam = optax.scale_by_adam(b1, b2, eps)
-
-  def mask_tree_of(params):
-    return masking.resolve_mask_tree(
-      nanoadam_default_mask if mask is None else mask, params, "nanoadam: mask"
-    )
+  mask_tree_of = functools.partial(
+    masking.resolve_mask_tree, nanoadam_default_mask if mask is None else mask, what="nanoadam: mask"
+  )
 
   def init_fn(params: optax.Params) -> NanoAdamState:
     mask_tree = mask_tree_of(params)

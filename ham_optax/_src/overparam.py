@@ -268,9 +268,8 @@ def pilot(
 
   with ``s`` from :func:`pilot_schedule` (``shape``). ``switch_step`` is required (e.g. half of training).
 
-  Our choices: the default balance ``m^2 - w^2 = 1`` (the inverse metric ``sqrt(c^2 + 4x^2)`` does not vanish
-  at 0, so signs can still flip) and the constant shape; the ICLR version's controller towards an L1 target is
-  not implemented (pass any optax schedule as ``weight_decay``).
+  Our choices: the default balance 1 (so signs can still flip) and the constant shape; the ICLR version's
+  controller towards an L1 target is not implemented (pass any optax schedule as ``weight_decay``).
 
   Args:
     inner: optimizer run on the factors.
@@ -304,9 +303,8 @@ def sign_in(
 
       (m, w) <- factorize(m * w, balance, sign_m=m)   every rescale_every updates
 
-  The rescale keeps the sign of ``m``: the inner moments are kept (not reset, our choice), and flipping both
-  factors under them would reverse the velocity of ``x``. Weight decay (e.g. ``5e-4`` for CIFAR ResNets) goes
-  either in ``weight_decay`` (an L2 penalty on the factors) or inside ``inner``, not both.
+  The rescale keeps the sign of ``m`` since the inner moments are kept (our choice). Weight decay goes either in
+  ``weight_decay`` (an L2 penalty on the factors) or inside ``inner``, not both.
 
   Args:
     inner: optimizer run on the factors.
