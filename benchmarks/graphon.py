@@ -8,15 +8,10 @@ sparsity 0.9 by ``random`` (ERK), ``magnitude``, ``acdc`` or ``rigl``. Measured:
 and the distance between successive widths' graphons, and at one width the smallest eigenvalue of the empirical
 NTK on the unpruned ``W1`` entries against the training speed. Setup and readings:
 docs/guides/mirror_flows_and_graphons.md.
-
-Outputs (``benchmarks/results/graphon/``): ``results.json`` (with the command), ``graphons.png``,
-``distances.png``, ``ntk_vs_speed.png``. ``python benchmarks/graphon.py`` (widths 64..1024) or ``--fast``.
 """
 
 from __future__ import annotations
 
-import argparse
-import pathlib
 import time
 
 import jax
@@ -30,7 +25,6 @@ from ham_optax.metrics import empirical_graphon, escape_step, graphon_distance
 
 import _common
 
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "graphon"
 METHODS = ("random", "magnitude", "acdc", "rigl")
 SPARSITY = 0.9
 LR = 0.05
@@ -120,10 +114,10 @@ def ntk_min_eig(params, mask, x) -> float:
 
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--fast", action="store_true", help="smoke run: widths 64, 128; 60 steps")
-  _common.add_options(p, widths=[64, 256, 1024], steps=100, ntk_width=256, resolution=16)
-  p.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
+  fast = "smoke run: widths 64, 128; 60 steps"
+  p = _common.parser(
+    __doc__, "graphon", fast, widths=[64, 256, 1024], steps=100, ntk_width=256, resolution=16
+  )
   args = p.parse_args(argv)
   widths, steps, ntk_width = (
     ([64, 128], 60, 64) if args.fast else (sorted(args.widths), args.steps, args.ntk_width)
@@ -147,13 +141,10 @@ def main(argv=None) -> None:
         info.setdefault("final_loss_by_width", {})[width] = float(losses[-1])
         print(f"{name:14s} width {width:5d}: loss {losses[-1]:.4f}  ({time.time() - t1:.1f}s)", flush=True)
       info["graphons"] = {w: g.tolist() for w, g in graphons.items()}
-      distances = [
-        graphon_distance(graphons[a], graphons[b]) for a, b in zip(widths, widths[1:], strict=False)
-      ]
-      info["distances"] = {c: float(d) for c, d in zip(pairs, distances, strict=True)}
+      successive = zip(pairs, widths, widths[1:], strict=False)
+      info["distances"] = {c: float(graphon_distance(graphons[a], graphons[b])) for c, a, b in successive}
       info["flat_deviation"] = {w: float(np.abs(g - g.mean()).mean()) for w, g in graphons.items()}
       rows.append(info)
-
   print(f"\nGraphon distance between successive widths (resolution {args.resolution}, sparsity {SPARSITY})")
   table = [
     [r["method"], *(f"{r['distances'][c]:.4f}" for c in pairs), f"{r.get('ntk_min_eig') or np.nan:.2e}"]
@@ -161,24 +152,20 @@ def main(argv=None) -> None:
     for r in rows
   ]
   print(_common.markdown_table(["method", *pairs, "NTK lmin", "loss(T)", "half-step"], table))
-
   args.out.mkdir(parents=True, exist_ok=True)
   plots(rows, widths, pairs, ntk_width, args.out)
-  settings = dict(
-    widths=widths, steps=steps, ntk_width=ntk_width, resolution=args.resolution, sparsity=SPARSITY
-  )
-  settings.update(lr=LR, ham_alpha=HAM_ALPHA, n_samples=256, d_in=16, seed=0)
+  settings = dict(widths=widths, steps=steps, ntk_width=ntk_width, resolution=args.resolution)
+  settings.update(sparsity=SPARSITY, lr=LR, ham_alpha=HAM_ALPHA, n_samples=256, d_in=16, seed=0)
   result = {"settings": settings, "rows": rows, "seconds": time.time() - t0}
   _common.save_json(args.out / "results.json", result, cmd=_common.command(argv, __file__))
   print(f"\nwrote {args.out} in {time.time() - t0:.0f}s")
 
 
 def plots(rows, widths, pairs, ntk_width, out_dir):
+  """The graphons (method x width), the distances between successive widths, NTK eigenvalue vs loss."""
   plt = _common.pyplot()
-
-  fig, axes = plt.subplots(
-    len(rows), len(widths), figsize=(1.6 * len(widths), 1.6 * len(rows)), squeeze=False
-  )
+  size = (1.6 * len(widths), 1.6 * len(rows))
+  fig, axes = plt.subplots(len(rows), len(widths), figsize=size, squeeze=False)
   for i, r in enumerate(rows):
     for j, w in enumerate(widths):
       axes[i, j].imshow(np.asarray(r["graphons"][w]), vmin=0, vmax=0.5, cmap="viridis")
@@ -188,7 +175,6 @@ def plots(rows, widths, pairs, ntk_width, out_dir):
     axes[0, j].set_title(f"n = {w}", fontsize=8)
   fig.suptitle("Empirical graphons of the W1 mask (degree-sorted, color 0..0.5)", fontsize=9)
   _common.save_figure(fig, out_dir / "graphons.png")
-
   fig, ax = plt.subplots(figsize=(5, 3.4))
   for r in rows:
     style = "o-" if "HAM" in r["method"] else "s--"
@@ -197,7 +183,6 @@ def plots(rows, widths, pairs, ntk_width, out_dir):
   ax.set_ylabel("mean |W_n - W_2n|")
   ax.legend(fontsize=6, ncol=2)
   _common.save_figure(fig, out_dir / "distances.png")
-
   fig, ax = plt.subplots(figsize=(4.6, 3.4))
   for r in rows:
     if r.get("final_loss") is not None and r.get("ntk_min_eig") is not None:

@@ -6,9 +6,6 @@ baseline's learning rate (shared), then its weight decay (``--wds``) against HAM
 The choices, and the best negative and best positive alpha, run on ``--test-seeds`` fresh graphs, compared by
 paired t-tests, with weight diagnostics (sign flips, ``1 + alpha |x| <= 0``, clipped exponents). One XLA call
 trains all configs x seeds of a stage. Setup and readings: docs/guides/graphs.md.
-
-  python benchmarks/graphs.py            # the study (results/graphs/)
-  python benchmarks/graphs.py --fast     # smoke run
 """
 
 from __future__ import annotations
@@ -31,8 +28,6 @@ from ham_optax_examples import models
 import ham_optax
 
 import _common
-
-OUT = Path(__file__).resolve().parent / "results" / "graphs"
 
 
 def _stack(trees: list[Any]) -> Any:
@@ -94,27 +89,20 @@ def make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent:
 
     init = (params, tx.init(params), jnp.zeros(()), jnp.zeros(()))
     (p, _, beyond, clipped), losses = jax.lax.scan(body, init, jnp.arange(steps))
-    acc = lambda x, y: jnp.mean(jnp.argmax(apply(p, rest, x), -1) == y)  # noqa: E731
     kernels = _kernels(p, mask)
     n = sum(x.size for x in kernels)
-    finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])) & jnp.isfinite(
-      losses[-1]
-    )
+    leaves_finite = jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])
+    finite = jnp.all(leaves_finite) & jnp.isfinite(losses[-1])
     flips = sum(jnp.sum(jnp.sign(x) * jnp.sign(x0) < 0) for x, x0 in zip(kernels, kernels0, strict=True)) / n
     l1 = sum(jnp.sum(jnp.abs(x)) for x in kernels)
     l2sq = sum(jnp.sum(jnp.square(x)) for x in kernels)
-    return {
-      "finite": finite,
-      "val_acc": jnp.where(finite, acc(va_x, va_y), jnp.nan),
-      "test_acc": jnp.where(finite, acc(te_x, te_y), jnp.nan),
-      "train_loss": losses[-1],
-      "sign_flips": flips,
-      "beyond_barrier": beyond,
-      "clip_hits": clipped,
-      "max_abs_weight": jnp.max(jnp.array([jnp.max(jnp.abs(x)) for x in kernels])),
-      # (||x||_1 / ||x||_2)^2 / n: 1 for equal magnitudes, -> 1/n for a single non-zero weight
-      "spread": jnp.square(l1) / (l2sq * n),
-    }
+    hits = lambda x, y: jnp.mean(jnp.argmax(apply(p, rest, x), -1) == y)  # noqa: E731
+    acc = lambda x, y: jnp.where(finite, hits(x, y), jnp.nan)  # noqa: E731
+    max_abs = jnp.max(jnp.array([jnp.max(jnp.abs(x)) for x in kernels]))
+    out = dict(finite=finite, val_acc=acc(va_x, va_y), test_acc=acc(te_x, te_y), train_loss=losses[-1])
+    out |= dict(sign_flips=flips, beyond_barrier=beyond, clip_hits=clipped, max_abs_weight=max_abs)
+    # spread: (||x||_1 / ||x||_2)^2 / n, 1 for equal magnitudes, -> 1/n for a single non-zero weight
+    return out | {"spread": jnp.square(l1) / (l2sq * n)}
 
   over_seeds = jax.vmap(one, in_axes=(0, 0, 0, None, None, None))
   over_configs = jax.vmap(over_seeds, in_axes=(None, None, None, 0, 0, 0))
@@ -128,10 +116,15 @@ def run_grid(runner, seeds_data, configs: list[tuple[float, float, float]]) -> d
   return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
-def _best(metrics: dict[str, np.ndarray], candidates: list[int]) -> int:
-  """Index (into the grid) with the highest mean validation accuracy; diverged runs count as 0."""
-  val = np.nan_to_num(metrics["val_acc"], nan=0.0).mean(axis=1)
-  return max(candidates, key=lambda i: val[i])
+def _val(metrics: dict[str, np.ndarray]) -> np.ndarray:
+  """Mean validation accuracy of every config of the grid; diverged runs count as 0."""
+  return np.nan_to_num(metrics["val_acc"], nan=0.0).mean(axis=1)
+
+
+def _best(metrics: dict[str, np.ndarray], candidates: list[int] | None = None) -> int:
+  """Index (into the grid) of the candidate (default: any) with the highest :func:`_val`."""
+  val = _val(metrics)
+  return max(range(len(val)) if candidates is None else candidates, key=lambda i: val[i])
 
 
 def _nanmean_rows(a: np.ndarray) -> list[float]:
@@ -160,11 +153,10 @@ def study_cell(model: str, h: float, inner: str, args, tune, test) -> dict[str, 
     raise ValueError("--wds and --alphas must have the same length (equal tuning budgets)")
   # stage 1: learning rate of the baseline (shared); stage 2: as many weight decays as alphas
   s1 = run_grid(runner, tune, [(lr, 0.0, wd0) for lr in lrs])
-  lr = lrs[_best(s1, list(range(len(lrs))))]
+  lr = lrs[_best(s1)]
   s2_base = run_grid(runner, tune, [(lr, 0.0, wd) for wd in wds])
   s2_ham = run_grid(runner, tune, [(lr, a, wd0) for a in alphas])
-  wd = wds[_best(s2_base, list(range(len(wds))))]
-  ia = _best(s2_ham, list(range(len(alphas))))
+  wd, ia = wds[_best(s2_base)], _best(s2_ham)
   ineg = _best(s2_ham, [i for i, a in enumerate(alphas) if a < 0])
   ipos = _best(s2_ham, [i for i, a in enumerate(alphas) if a > 0])
   # alpha0: what HAM modifies, the baseline at HAM's (default) weight decay
@@ -179,14 +171,9 @@ def study_cell(model: str, h: float, inner: str, args, tune, test) -> dict[str, 
   for j, n in enumerate(names[2:], start=2):
     res[n]["vs_baseline"] = _common.paired_test(base, fm["test_acc"][j])
     res[n]["vs_alpha0"] = _common.paired_test(alpha0, fm["test_acc"][j])
-
-  def val(s: dict[str, np.ndarray]) -> list[float]:
-    return np.nan_to_num(s["val_acc"], nan=0.0).mean(1).tolist()
-
-  t = res["tuning"] = dict(
-    lrs=list(lrs), lr_val=val(s1), wds=list(wds), wd_val=val(s2_base), alphas=list(alphas)
-  )
-  t.update(alpha_val=val(s2_ham), alpha_diverged=(~np.isfinite(s2_ham["val_acc"])).sum(1).tolist())
+  t = res["tuning"] = dict(lrs=list(lrs), lr_val=_val(s1).tolist(), wds=list(wds))
+  t.update(wd_val=_val(s2_base).tolist(), alphas=list(alphas), alpha_val=_val(s2_ham).tolist())
+  t.update(alpha_diverged=(~np.isfinite(s2_ham["val_acc"])).sum(1).tolist())
   t.update({f"alpha_{k}": s2_ham[k].mean(1).tolist() for k in ("beyond_barrier", "sign_flips")})
   t["alpha_spread"] = _nanmean_rows(s2_ham["spread"])
   return res
@@ -209,11 +196,8 @@ def table(cells: list[dict[str, Any]]) -> str:
   head += [f"best alpha{s}0 - alpha=0 (p) [alpha]" for s in "<>"]
   rows = [
     [c["model"], c["inner"], f"{c['h']:.1f}", _fmt(c["baseline"]), _fmt(c["alpha0"])]
-    + [
-      f"{_fmt(c['ham'])} [{c['ham']['alpha']:g}]",
-      _diff(c["ham"]["vs_baseline"]),
-      _diff(c["ham"]["vs_alpha0"]),
-    ]
+    + [f"{_fmt(c['ham'])} [{c['ham']['alpha']:g}]"]
+    + [_diff(c["ham"][k]) for k in ("vs_baseline", "vs_alpha0")]
     + [f"{_diff(c[n]['vs_alpha0'])} [{c[n]['alpha']:g}]" for n in ("ham_neg", "ham_pos")]
     for c in cells
   ]
@@ -222,10 +206,8 @@ def table(cells: list[dict[str, Any]]) -> str:
 
 def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
   """``((model, inner), its cells by increasing h)`` for every model and inner optimizer."""
-  groups = sorted({(c["model"], c["inner"]) for c in cells})
-  return [
-    (g, sorted((c for c in cells if (c["model"], c["inner"]) == g), key=lambda c: c["h"])) for g in groups
-  ]
+  groups, by_h = sorted({(c["model"], c["inner"]) for c in cells}), sorted(cells, key=lambda c: c["h"])
+  return [(g, [c for c in by_h if (c["model"], c["inner"]) == g]) for g in groups]
 
 
 def figure(cells: list[dict[str, Any]], path: Path) -> None:
@@ -296,9 +278,8 @@ def write_outputs(result: dict[str, Any], out: Path) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-    description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-  )
+  fmt = argparse.ArgumentDefaultsHelpFormatter
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=fmt)
   _common.add_options(p, homophily=[0.1, 0.3, 0.5, 0.7, 0.9])
   p.add_argument("--models", nargs="+", default=["gcn", "sage"], choices=list(models.GRAPH_MODELS))
   p.add_argument("--inners", nargs="+", default=["adamw", "sgd"], choices=["adamw", "sgd"])
@@ -309,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
   _common.add_options(p, kind=float, alphas_adamw=[-100, -30, -10, -3, 3, 10, 30, 100])
   _common.add_options(p, kind=float, alphas_sgd=[-10, -3, -1, -0.3, 0.3, 1, 3, 10])
   p.add_argument("--fast", action="store_true", help="smoke run: 2 h values, 1 model/inner, tiny sizes")
-  p.add_argument("--out", type=Path, default=OUT)
+  p.add_argument("--out", type=Path, default=_common.RESULTS / "graphs")
   p.add_argument("--replot", action="store_true", help="redraw table and figures from OUT/results.json")
   return p
 

@@ -7,15 +7,11 @@ fine-tuned on a small, noisier, more sheared version (1600 fit + 400 validation 
 Methods, each tuned over the same 5 learning rates on the new task's validation split (tuning seed), then run on
 ``--seeds``: ``Adam``; ``NanoAdam`` (``ham_optax.nanoadam(lr, 0.1, steps_per_epoch, total_steps=T)``, the defaults
 of "Pay Attention to Small Weights", NeurIPS 2025); ``NanoAdam all kernels, 10 %`` (``mask=ham_optax.default_mask``,
-constant density). Outputs ``benchmarks/results/nanoadam_finetune/results.json`` (per-seed results, mean ± std,
-paired t-tests against Adam, optimizer-state bytes) and ``accuracy.png``. ``--fast`` is a smoke run.
-
-Usage: ``python benchmarks/nanoadam_finetune.py`` (defaults: seeds 0 1 2, 20 epochs).
+constant density). Results: per seed, mean ± std, paired t-tests against Adam, optimizer-state bytes.
 """
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import time
 from collections.abc import Callable
@@ -31,7 +27,6 @@ from ham_optax.overparam import state_nbytes
 
 import _common
 
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "nanoadam_finetune"
 SHIFT = dict(corr_noise_scale=0.4, iid_noise_scale=0.05, shear_scale=1.0)
 TUNE_SEED = _common.SMALL_TUNING_SEED0
 BATCH = 32
@@ -41,14 +36,10 @@ def make_data(seed: int, n: int, **over: float) -> tuple[np.ndarray, ...]:
   from mnist1d.data import get_dataset_args, make_dataset
 
   a = get_dataset_args()
-  a.num_samples = n
-  a.seed = seed
-  for k, v in over.items():
+  for k, v in {"num_samples": n, "seed": seed, **over}.items():
     setattr(a, k, v)
   d = make_dataset(a)
-  return tuple(
-    d[k].astype(np.float32 if k.startswith("x") else np.int32) for k in ("x", "y", "x_test", "y_test")
-  )
+  return tuple(d[k].astype(np.float32 if k[0] == "x" else np.int32) for k in ("x", "y", "x_test", "y_test"))
 
 
 def init_mlp(key: jax.Array, sizes: tuple[int, ...] = (40, 256, 256, 10)) -> dict[str, jax.Array]:
@@ -137,21 +128,13 @@ def methods(steps_per_epoch: int, total: int) -> dict[str, Callable[[float], opt
   }
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-  return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
-
-
 def _plot(results: dict, out: pathlib.Path) -> pathlib.Path:
-  plt = _common.pyplot()
-
-  names = list(results["summary"])
-  fig, ax = plt.subplots(figsize=(6.4, 3.2))
-  for j, key in enumerate(("new_test", "old_test")):
-    means = [100 * results["summary"][n][key]["mean"] for n in names]
-    stds = [100 * results["summary"][n][key]["std"] for n in names]
-    xs = np.arange(len(names)) + (j - 0.5) * 0.38
-    ax.bar(xs, means, 0.36, yerr=stds, capsize=3, label={"new_test": "new task", "old_test": "old task"}[key])
-  ax.set_xticks(np.arange(len(names)), names, fontsize=7)
+  summary = results["summary"]
+  fig, ax = _common.pyplot().subplots(figsize=(6.4, 3.2))
+  for j, (key, label) in enumerate((("new_test", "new task"), ("old_test", "old task"))):
+    means, stds = ([100 * r[key][k] for r in summary.values()] for k in ("mean", "std"))
+    ax.bar(np.arange(len(summary)) + (j - 0.5) * 0.38, means, 0.36, yerr=stds, capsize=3, label=label)
+  ax.set_xticks(np.arange(len(summary)), list(summary), fontsize=7)
   ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
   ax.legend(fontsize=7)
   seeds = len(results["config"]["seeds"])
@@ -160,23 +143,18 @@ def _plot(results: dict, out: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  _common.add_options(parser, seeds=[0, 1, 2], epochs=20, pretrain_epochs=40)  # epochs: of fine-tuning
-  parser.add_argument("--fast", action="store_true", help="smoke run: 2 epochs, 1 seed, 2 learning rates")
-  parser.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
-  args = parser.parse_args(argv)
+  fast = "smoke run: 2 epochs, 1 seed, 2 learning rates"  # --epochs: of fine-tuning
+  p = _common.parser(__doc__, "nanoadam_finetune", fast, seeds=[0, 1, 2], epochs=20, pretrain_epochs=40)
+  args = p.parse_args(argv)
   if args.fast:
     args.seeds, args.epochs, args.pretrain_epochs = args.seeds[:1], 2, 2
   t0 = time.perf_counter()
-
   task = Task.create(args.pretrain_epochs)
   pre, old, new = task.pretrained, task.old, task.new
   before = {key: float(accuracy(pre, d[2], d[3])) for key, d in (("old_test", old), ("new_test", new))}
   print(f"pre-trained: old task {100 * before['old_test']:.1f} %, new task {100 * before['new_test']:.1f} %")
-
   steps_per_epoch = len(task.fit_x) // BATCH
   table = methods(steps_per_epoch, steps_per_epoch * args.epochs)
-
   tuning, best = {}, {}
   for name, make in table.items():
     grid = LR_GRID[1:3] if args.fast else LR_GRID
@@ -184,7 +162,6 @@ def main(argv: list[str] | None = None) -> dict:
     ok = [r for r in tuning[name] if not r["diverged"]]
     best[name] = max(ok, key=lambda r: r["val"])["lr"]
     print(f"tuned {name}: " + ", ".join(f"lr={r['lr']:g} val={100 * r['val']:.1f}" for r in tuning[name]))
-
   final = {
     n: [{"seed": s, **task.finetune(table[n](best[n]), args.epochs, s)} for s in args.seeds] for n in table
   }
@@ -192,18 +169,21 @@ def main(argv: list[str] | None = None) -> dict:
   for name, runs in final.items():
     ok = [r for r in runs if not r["diverged"]]
     summary[name] = {"lr": best[name], "diverged": len(runs) - len(ok)}
-    summary[name] |= {key: _summary([r[key] for r in ok]) for key in ("new_test", "old_test")}
+    summary[name] |= {key: _common.mean_std([r[key] for r in ok]) for key in ("new_test", "old_test")}
     summary[name]["state_bytes"] = state_nbytes(table[name](best[name]), pre)
     if name != "Adam" and len(args.seeds) > 1:
       tests[name] = {
         key: _common.paired_p([r[key] for r in final["Adam"]], [r[key] for r in runs])
         for key in ("new_test", "old_test")
       }
-
-  config = dict(
-    seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs, pretrain_epochs=args.pretrain_epochs
+  config = dict(seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs)
+  config.update(
+    pretrain_epochs=args.pretrain_epochs,
+    batch=BATCH,
+    lr_grid=LR_GRID,
+    steps_per_epoch=steps_per_epoch,
+    shift=SHIFT,
   )
-  config.update(batch=BATCH, lr_grid=LR_GRID, steps_per_epoch=steps_per_epoch, shift=SHIFT)
   config.update(jax=jax.__version__, optax=optax.__version__)
   results = {"config": config, "pretrained": before, "tuning": tuning, "final": final, "summary": summary}
   results.update(paired_t_test_vs_adam=tests, seconds=time.perf_counter() - t0)
