@@ -12,11 +12,12 @@ exactly), plus ``alpha_unit`` = ``suggest_alpha(..., target_ratio=1)`` per seed 
 ratio ``rho = alpha / alpha_unit``. Phase ``final``: the baseline (best lr), HAM grid-best (best lr, alpha),
 HAM suggested (``suggest_alpha``) and HAM per-leaf (``suggest_alpha(..., per_leaf=True)``), each suggestion at the
 lr chosen on validation with the tuning seeds, retrained on ``--final-seeds`` and reported on test (the suggestions
-are also validated at the ``--ratios``, for the choice of the rule). A run
-*diverged* when its final training loss is not finite or its validation accuracy is at most 20 %. All runs of a
-family x optimizer train together in one XLA program.
+are also validated at the ``--ratios``, for the choice of the rule). A run *diverged* when its final training loss
+is not finite or its validation accuracy is at most 20 %. All runs of a family x optimizer train together in one
+XLA program. Phase ``mainjob``: the training app's own loop at ``suggest_alpha``'s alpha; ``report``: the tables.
 
-Writes ``grid.json``, ``final*.json``, ``summary.md``, ``stability.png`` and ``command.txt`` under ``--out``.
+Writes ``grid.json``, ``final*.json``, ``mainjob.json``, ``summary.md``, ``stability.png`` and ``command.txt``
+under ``--out``.
 
   python benchmarks/alpha_transfer.py                    # both phases (see --help for the sizes)
   python benchmarks/alpha_transfer.py --fast             # smoke run, a minute
@@ -45,18 +46,14 @@ from ham_optax import metrics
 import _common
 
 FAMILIES = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "embed_mlp", "attention")
-CONV_FAMILIES = ("cnn1d", "resnet1d")
-TOKEN_FAMILIES = ("embed_mlp", "attention")
+CONV_FAMILIES, TOKEN_FAMILIES = ("cnn1d", "resnet1d"), ("embed_mlp", "attention")
 VOCAB, EMBED = 16, 16
 METHODS = ("baseline", "HAM grid-best", "HAM suggested", "HAM per-leaf")
-PAIRS = [
-  ("HAM suggested", "HAM grid-best"),
-  ("HAM per-leaf", "HAM grid-best"),
-  ("HAM per-leaf", "HAM suggested"),
-]
-PAIRS += [("HAM suggested", "baseline")]  # the paired differences of the summary
-OPTIMIZERS = ("sgd", "adamw")
-WEIGHT_DECAY = 5e-4
+PAIRS = [("HAM suggested", "HAM grid-best"), ("HAM per-leaf", "HAM grid-best")]
+# the paired differences of the summary:
+PAIRS += [("HAM per-leaf", "HAM suggested"), ("HAM suggested", "baseline")]
+OPTIMIZERS, WEIGHT_DECAY = ("sgd", "adamw"), 5e-4
+RHO_BINS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -65,12 +62,9 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
   p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
   # widths (in FAMILIES' order): hidden units of the MLPs, channels of cnn1d, base channels of resnet1d, d_model
-  _common.add_options(
-    p, epochs=6, widths=[128, 128, 8, 8, 128, 32], batch_size=128, grid_seeds=3, final_seeds=5
-  )
-  _common.add_options(
-    p, sgd_lrs=[0.1, 0.3], adamw_lrs=[3e-3, 1e-2], alphas=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0]
-  )
+  _common.add_options(p, epochs=6, widths=[128, 128, 8, 8, 128, 32], batch_size=128, grid_seeds=3)
+  _common.add_options(p, final_seeds=5, sgd_lrs=[0.1, 0.3], adamw_lrs=[3e-3, 1e-2])
+  _common.add_options(p, alphas=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0])
   _common.add_options(p, kind=float, target_ratio=ham_optax.DEFAULT_TARGET_RATIO, ratios=[0.1, 0.5, 1.0])
   # the report merges every final*.json; phase mainjob checks the training app's job, MODEL:SPARSIFIER:LR[:EPOCHS]
   _common.add_options(p, final_file="final.json", mainjob_file="mainjob.json", mainjob_epochs=30)
@@ -183,12 +177,8 @@ def alpha_unit(fam: Family, optimizer: str, seed: int, lr: float, args) -> list:
   (params, rest), n = fam.init(seed), len(fam.data.x_train)
   order = _orders(seed, args.epochs, n, args.batch_size)[:20]
   batches = [(fam.data.x_train[i], fam.data.y_train[i], rest) for i in order]
-  call = (
-    fam.calibration_loss,
-    params,
-    batches,
-    *_calibration(optimizer, lr, args.epochs * (n // args.batch_size)),
-  )
+  inner = _calibration(optimizer, lr, args.epochs * (n // args.batch_size))
+  call = (fam.calibration_loss, params, batches, *inner)
   try:
     scalar, leaves = (ham_optax.suggest_alpha(*call, target_ratio=1.0, per_leaf=p) for p in (False, True))
   except ham_optax.CalibrationDivergedError:
@@ -199,33 +189,32 @@ def alpha_unit(fam: Family, optimizer: str, seed: int, lr: float, args) -> list:
 def train_configs(fam, optimizer, configs, args) -> list[dict]:
   """Trains ``configs`` (dicts with seed, lr, alpha; ``alpha_leaves``, one per leaf, replaces alpha in the update
   if present) together; returns them with their results."""
-  seeds = sorted({c["seed"] for c in configs})
+  n, seeds = len(fam.data.x_train), sorted({c["seed"] for c in configs})
   inits = {s: fam.init(s) for s in seeds}
-  n = len(fam.data.x_train)
   orders = {s: _orders(s, args.epochs, n, args.batch_size) for s in seeds}
   stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
-  params = stack([inits[c["seed"]][0] for c in configs])
-  rest = stack([inits[c["seed"]][1] for c in configs])
+  params, rest = (stack([inits[c["seed"]][i] for c in configs]) for i in (0, 1))
   lr = jnp.asarray([c["lr"] for c in configs], jnp.float32)
   leaves = len(jax.tree.leaves(params))
   alpha = jnp.asarray([c.get("alpha_leaves", [c["alpha"]] * leaves) for c in configs], jnp.float32)
   order = jnp.asarray(np.stack([orders[c["seed"]] for c in configs]))
-  out = jax.device_get(
-    make_runner(fam, optimizer, args.epochs, args.batch_size)(params, rest, lr, alpha, order)
-  )
-  steps = n // args.batch_size
-  rows = []
+  run = make_runner(fam, optimizer, args.epochs, args.batch_size)
+  out, rows = jax.device_get(run(params, rest, lr, alpha, order)), []
   for i, c in enumerate(configs):
-    loss = np.asarray(out["loss"][i], np.float64).reshape(args.epochs, steps).mean(1)
-    val, test = float(out["val_acc"][i]), float(out["test_acc"][i])
-    finite = bool(np.all(np.isfinite(loss)))
-    diverged = (not finite) or val <= 0.2
-    first = {k: float(out[k][i][0]) for k in ("exponent_rms", "exponent_max", "inverse_metric_mean")}
+    loss = np.asarray(out["loss"][i], np.float64).reshape(args.epochs, n // args.batch_size).mean(1)
+    val, finite = float(out["val_acc"][i]), bool(np.all(np.isfinite(loss)))
     nanmax = {k: float(np.nanmax(out[k][i])) if finite else np.nan for k in ("exponent_max", "clip_fraction")}
-    row = dict(c, val_acc=val, test_acc=test, diverged=diverged, epoch_loss=[float(v) for v in loss])
-    row.update(exponent_max_overall=nanmax["exponent_max"], clip_fraction_max=nanmax["clip_fraction"])
-    rows.append(row | dict(inverse_metric_mean_final=float(out["inverse_metric_mean"][i][-1]), step0=first))
+    row = dict(c, val_acc=val, test_acc=float(out["test_acc"][i]), diverged=(not finite) or val <= 0.2)
+    row |= dict(epoch_loss=[float(v) for v in loss], exponent_max_overall=nanmax["exponent_max"])
+    row |= dict(clip_fraction_max=nanmax["clip_fraction"])
+    row |= dict(inverse_metric_mean_final=float(out["inverse_metric_mean"][i][-1]))
+    step0 = {k: float(out[k][i][0]) for k in ("exponent_rms", "exponent_max", "inverse_metric_mean")}
+    rows.append(row | dict(step0=step0))
   return rows
+
+
+def _load(path: Path, default: dict) -> dict:
+  return json.loads(path.read_text()) if path.exists() else default
 
 
 def _save(path: Path, payload: dict, key: str, made_by: dict) -> None:
@@ -239,9 +228,7 @@ def _cells(args, dataset, done: dict):
   """``(family, optimizer, "family/optimizer")`` for every requested cell not in ``done``."""
   for family in args.families:
     fam = Family(family, dataset, args.widths[FAMILIES.index(family)])
-    for optimizer in args.optimizers:
-      if f"{family}/{optimizer}" not in done:
-        yield fam, optimizer, f"{family}/{optimizer}"
+    yield from ((fam, o, f"{family}/{o}") for o in args.optimizers if f"{family}/{o}" not in done)
 
 
 def _units(fam, optimizer, seeds, lrs, args) -> dict:
@@ -251,7 +238,7 @@ def _units(fam, optimizer, seeds, lrs, args) -> dict:
 
 def phase_grid(args, dataset, out: Path, made_by: dict) -> dict:
   path = out / "grid.json"
-  grid = json.loads(path.read_text()) if path.exists() else {"runs": {}, "alpha_unit": {}}
+  grid = _load(path, {"runs": {}, "alpha_unit": {}})
   grid["argv"] = vars(args)
   for fam, optimizer, key in _cells(args, dataset, grid["runs"]):
     t0 = time.perf_counter()
@@ -273,8 +260,7 @@ def phase_grid(args, dataset, out: Path, made_by: dict) -> dict:
 
 def _mean_val(rows, **match) -> float:
   sel = [r for r in rows if all(r[k] == v for k, v in match.items())]
-  vals = [(-1.0 if r["diverged"] else r["val_acc"]) for r in sel]
-  return float(np.mean(vals))
+  return float(np.mean([-1.0 if r["diverged"] else r["val_acc"] for r in sel]))
 
 
 def _suggested(method: str, seed: int, lr: float, units: dict, ratio: float) -> dict:
@@ -291,36 +277,33 @@ def _suggested(method: str, seed: int, lr: float, units: dict, ratio: float) -> 
 def phase_final(args, dataset, out: Path, grid: dict, made_by: dict) -> dict:
   """Per cell: the grid's choices, the suggestions' lr chosen on the tuning seeds, all retrained on fresh seeds."""
   path = out / args.final_file
-  final = json.loads(path.read_text()) if path.exists() else {"results": {}}
+  final = _load(path, {"results": {}})
   final["argv"] = vars(args)
   for fam, optimizer, key in _cells(args, dataset, final["results"]):
     if key not in grid["runs"]:
       continue
-    t0 = time.perf_counter()
-    rows = grid["runs"][key]
+    t0, rows = time.perf_counter(), grid["runs"][key]
     lrs, tuning = sorted({r["lr"] for r in rows}), sorted({r["seed"] for r in rows})
     base_lr = max(lrs, key=lambda lr: _mean_val(rows, lr=lr, alpha=0.0))
     ham_pts = sorted({(r["lr"], r["alpha"]) for r in rows if r["alpha"] != 0.0})
     best_lr, best_alpha = max(ham_pts, key=lambda p: _mean_val(rows, lr=p[0], alpha=p[1]))
     # the suggestions at each lr (per tuning seed, as a user would call it on their model), lr chosen on val
-    units = _units(fam, optimizer, tuning, lrs, args)
-    sugg = [m for m in METHODS if m.startswith("HAM") and m != "HAM grid-best"]
+    units, sugg = _units(fam, optimizer, tuning, lrs, args), ("HAM suggested", "HAM per-leaf")
     ratios = sorted({args.target_ratio, *args.ratios})  # the others: validation only, to choose the rule
     cfgs = [_suggested(m, s, lr, units, r) for m in sugg for lr in lrs for s in tuning for r in ratios]
     sugg_rows, at = train_configs(fam, optimizer, cfgs, args), dict(ratio=args.target_ratio)
-    chosen = {m: max(lrs, key=lambda lr, m=m: _mean_val(sugg_rows, method=m, lr=lr, **at)) for m in sugg}
+    val = {m: {lr: _mean_val(sugg_rows, method=m, lr=lr, **at) for lr in lrs} for m in sugg}
+    chosen = {m: max(lrs, key=val[m].get) for m in sugg}
     finals = range(args.final_seeds)
     cfgs = [dict(method="baseline", seed=s, lr=base_lr, alpha=0.0) for s in finals]
     cfgs += [dict(method="HAM grid-best", seed=s, lr=best_lr, alpha=best_alpha) for s in finals]
     for m, lr in chosen.items():
       fresh = _units(fam, optimizer, finals, [lr], args)
       cfgs += [_suggested(m, s, lr, fresh, args.target_ratio) for s in finals]
-    res = train_configs(fam, optimizer, cfgs, args)
     choices = dict(baseline_lr=base_lr, grid_best=[best_lr, best_alpha], suggested_lr=chosen["HAM suggested"])
     choices["per_leaf_lr"] = chosen["HAM per-leaf"]
-    choices["val_by_lr"] = {
-      m: {f"{lr:g}": _mean_val(sugg_rows, method=m, lr=lr, **at) for lr in lrs} for m in sugg
-    }
+    choices["val_by_lr"] = {m: {f"{lr:g}": v for lr, v in val[m].items()} for m in sugg}
+    res = train_configs(fam, optimizer, cfgs, args)
     final["results"][key] = {"choices": choices, "suggested_tuning_runs": sugg_rows, "runs": res}
     final.setdefault("wall_s", {})[key] = time.perf_counter() - t0
     _save(path, final, key, made_by)
@@ -340,9 +323,8 @@ def load_final(out: Path) -> dict:
 def _summary_row(key: str, res: dict) -> list[str]:
   by = {m: [r for r in res["runs"] if r["method"] == m] for m in METHODS}
   acc = {m: [np.nan if r["diverged"] else 100 * r["test_acc"] for r in rows] for m, rows in by.items()}
-  ch = res["choices"]
+  ch, cells = res["choices"], [key]
   lrs = (ch["baseline_lr"], ch["grid_best"][0], ch["suggested_lr"], ch.get("per_leaf_lr"))
-  cells = [key]
   for m, lr in zip(METHODS, lrs, strict=True):
     ok = [a for a in acc[m] if np.isfinite(a)]
     alpha = "" if m == "baseline" else f", {np.mean([r['alpha'] for r in by[m]]):.3g}"
@@ -356,17 +338,11 @@ def _summary_row(key: str, res: dict) -> list[str]:
 def summarize(final: dict) -> str:
   """Test accuracy per method (mean ± std over the non-diverged seeds, with its lr and mean alpha), paired
   differences (mean over the seeds where neither run diverged, paired p), and the diverged seeds per method."""
-  header = (
-    "family / optimizer|baseline (lr)|HAM grid-best (lr, alpha)|HAM suggested (lr, mean alpha)|HAM per-leaf "
-  )
-  header += "(lr, mean alpha)|suggested - grid-best (p)|per-leaf - grid-best (p)|per-leaf - suggested (p)|"
-  header += "suggested - baseline (p)|diverged b/g/s/l"
-  return _common.markdown_table(
-    header.split("|"), [_summary_row(k, res) for k, res in final["results"].items()]
-  )
-
-
-RHO_BINS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
+  header = "family / optimizer|baseline (lr)|HAM grid-best (lr, alpha)|HAM suggested (lr, mean alpha)|"
+  header += "HAM per-leaf (lr, mean alpha)|suggested - grid-best (p)|per-leaf - grid-best (p)|"
+  header += "per-leaf - suggested (p)|suggested - baseline (p)|diverged b/g/s/l"
+  rows = [_summary_row(k, res) for k, res in final["results"].items()]
+  return _common.markdown_table(header.split("|"), rows)
 
 
 def _bin_stats(sel: list[dict]) -> dict:
@@ -384,18 +360,13 @@ def rho_bins(grid: dict) -> list[dict]:
   if none), ``exponent_max`` (median over the bin of the largest exponent_max over training),
   ``inverse_metric`` (median over the finite runs of inverse_metric_mean at the end), and the same statistics
   of each optimizer's runs under its name (``"sgd"``, ``"adamw"``)."""
-  rows = []
+  rows, bins = [], []
   for key, runs in grid["runs"].items():
     base = {(r["lr"], r["seed"]): r["val_acc"] for r in runs if r["alpha"] == 0.0}
-    for r in runs:
-      if r["alpha"] > 0:
-        rows.append(
-          dict(r, gain=100 * (r["val_acc"] - base[r["lr"], r["seed"]]), optimizer=key.split("/")[1])
-        )
-  bins = []
+    gains = [(r, 100 * (r["val_acc"] - base[r["lr"], r["seed"]])) for r in runs if r["alpha"] > 0]
+    rows += [dict(r, gain=gain, optimizer=key.split("/")[1]) for r, gain in gains]
   for lo, hi in zip(RHO_BINS[:-1], RHO_BINS[1:], strict=True):
-    sel = [r for r in rows if lo <= r["rho"] < hi]
-    if sel:
+    if sel := [r for r in rows if lo <= r["rho"] < hi]:
       per_opt = {o: _bin_stats([r for r in sel if r["optimizer"] == o]) for o in OPTIMIZERS}
       bins.append(dict(lo=lo, hi=hi, **_bin_stats(sel), **per_opt))
   return bins
@@ -450,10 +421,10 @@ def plot(grid: dict, out: Path, target_ratio: float) -> None:
   handles += [Line2D([], [], color="k", marker=m, ls=ls, label=o) for o, (m, ls) in styles.items()]
   axes[0].legend(handles=handles, fontsize=8, loc="lower left")
   families = len({k.split("/")[0] for k in grid["runs"]})
-  title = (
-    f"HAM on MNIST-1D, {families} families x {{SGD+momentum, AdamW}} x 2 lrs: gain vs raw alpha and vs rho"
+  fig.suptitle(
+    f"HAM on MNIST-1D, {families} families x {{SGD+momentum, AdamW}} x 2 lrs: gain vs raw alpha and vs rho",
+    fontsize=10,
   )
-  fig.suptitle(title, fontsize=10)
   _common.save_figure(fig, out / "stability.png", dpi=120)
 
 
@@ -464,24 +435,22 @@ def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
   from ham_optax_examples.train import suggested_alpha, train_and_evaluate
 
   path = out / args.mainjob_file
-  done = json.loads(path.read_text()) if path.exists() else {"runs": []}
+  done = _load(path, {"runs": []})
   for setting in args.mainjob:
     model, sparsifier, lr, *epochs = setting.split(":")
     fixed = dict(model=model, sparsifier=sparsifier, learning_rate=float(lr), beta=1e-3, progress=False)
     fixed["epochs"] = int(epochs[0]) if epochs else args.mainjob_epochs
+    finished = {(r["setting"], r["seed"], r["ham"]) for r in done["runs"]}
     for seed, ham in ((s, h) for s in _common.tuning_seeds(args.grid_seeds) for h in (False, True)):
-      if (not ham and not args.mainjob_baseline) or any(
-        (r["setting"], r["seed"], r["ham"]) == (setting, seed, ham) for r in done["runs"]
-      ):
+      if (not ham and not args.mainjob_baseline) or (setting, seed, ham) in finished:
         continue
       t0, base = time.perf_counter(), Config(**fixed, seed=seed)
       config = base.replace(ham=ham, alpha=suggested_alpha(base, dataset, args.target_ratio) if ham else 0.0)
       r = train_and_evaluate(config, dataset)
       h = [e["diagnostics"] for e in r["history"]]  # HAM's per-epoch diagnostics
       diverged = not r["completed"] or not np.isfinite(r["history"][-1]["train_loss"]) or r["val_acc"] <= 0.2
-      row = dict(
-        setting=setting, seed=seed, ham=ham, alpha=config.alpha, val_acc=r["val_acc"], diverged=diverged
-      )
+      row = dict(setting=setting, seed=seed, ham=ham, alpha=config.alpha, val_acc=r["val_acc"])
+      row["diverged"] = diverged
       row["ham_exponent_max"] = max((e.get("ham_exponent_max", 0.0) for e in h), default=0.0)
       row["ham_clip_fraction_max"] = max((e.get("ham_clip_fraction", 0.0) for e in h), default=0.0)
       row["ham_inverse_metric_mean_final"] = h[-1].get("ham_inverse_metric_mean", 1.0) if h else float("nan")
