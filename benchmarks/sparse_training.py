@@ -64,7 +64,6 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--sign-in-balances", type=float, nargs="*", default=[0.1, 1.0], help=balances)
   p.add_argument("--sign-in-every", type=int, nargs="+", default=[1, 5], help="Sign-In reset period, epochs")
   p.add_argument("--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds")
-  p.add_argument("--from-json", default=None, help="only print the tables of an earlier results.json")
   p.add_argument("--out", default=None, help="default benchmarks/results/sparse_training[_DATASET][_fast]")
   args = p.parse_args(argv)
   if args.fast:
@@ -102,13 +101,6 @@ def main(argv=None) -> None:
   if "--sweep" in (sys.argv[1:] if argv is None else argv):
     return sweep_main(argv)
   args = _parse(argv)
-  if args.from_json:
-    payload = json.loads(Path(args.from_json).read_text())
-    sparsifiers = [s for s in SPARSIFIERS if s in payload["choices"]]
-    _print_summary(payload["runs"], payload["choices"], sparsifiers, f"from {args.from_json}")
-    extra = {k: v for k, v in payload.items() if k not in ("runs", "summary")}
-    report.save_results(payload["runs"], Path(args.from_json).parent, extra=extra)  # refresh tables and plot
-    return
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   dataset = data_lib.load_dataset(args.dataset)
@@ -474,10 +466,8 @@ class _Sweep:
     needed = next(n for n in range(3, 100000) if _power(n, sd, a.effect, a.level / m) >= a.power)
     used = min(-(-needed // a.lanes) * a.lanes, max(a.max_seeds, a.pilot_seeds))
     quartiles = list(np.percentile(sds, [25, 75]))
-    plan = dict(
-      comparisons=m, pilot_seeds=a.pilot_seeds, sd_median=sd, sd_quartiles=quartiles, effect=a.effect
-    )
-    plan |= dict(level=a.level, power_target=a.power, n_needed=needed, n_used=used)
+    plan = dict(comparisons=m, pilot_seeds=a.pilot_seeds, sd_median=sd, sd_quartiles=quartiles)
+    plan |= dict(effect=a.effect, level=a.level, power_target=a.power, n_needed=needed, n_used=used)
     plan["power_at_n_used"] = _power(used, sd, a.effect, a.level / m)
     self._save("power.json", plan)
     return plan
@@ -580,11 +570,9 @@ def _growth(cells: list[dict]) -> list[tuple[str, float, float]]:
   lines, out = {}, []
   for r in cells:
     lines.setdefault((r["family"], r["label"]), []).append(r)
-  lines = {
-    k: sorted(v, key=lambda r: r["sparsity"]) for k, v in lines.items() if all(r["matched"] for r in v)
-  }
-  for (family, method), line in sorted(lines.items(), key=lambda kv: kv[0][0] != "mlp"):
-    lo, hi = line[0], line[-1]  # one sparsity: the same cell
+  matched = {k: v for k, v in lines.items() if all(r["matched"] for r in v)}
+  for (family, method), line in sorted(matched.items(), key=lambda kv: kv[0][0] != "mlp"):
+    lo, hi = (f(line, key=lambda r: r["sparsity"]) for f in (min, max))  # one sparsity: the same cell
     se = [(r["ci"][1] - r["diff"]) / stats.t.ppf(0.975, r["n"] - 1) for r in (lo, hi)]
     change = hi["diff"] - lo["diff"]
     p = 2 * stats.norm.sf(abs(change) / np.hypot(*se))
