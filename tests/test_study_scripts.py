@@ -233,3 +233,27 @@ def test_sweep_fast_run_writes_every_phase(tmp_path):
   assert all(r["n"] == summary["power"]["n_used"] for r in summary["rows"])
   assert (tmp_path / "ham_minus_baseline.png").stat().st_size > 0
   assert f"The study ran {summary['power']['n_used']}" in sweep.sweep_findings(summary)
+
+
+# -- the alpha-transfer study (benchmarks/alpha_transfer.py) -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_alpha_transfer_fast_run_suggests_the_target_ratio_times_alpha_unit_and_resumes(tmp_path):
+  from ham_optax_examples import data as data_lib
+
+  study = _load("alpha_transfer")
+  study.main(["--fast", "--out", str(tmp_path)])
+  saved = (tmp_path / "final.json").read_bytes()
+  final = json.loads(saved)
+  assert list(final["results"]) == ["mlp/sgd", "mlp/adamw"]
+  runs = final["results"]["mlp/sgd"]["runs"]
+  assert sorted({r["method"] for r in runs}) == sorted(study.METHODS) and len(runs) == 4 * 2
+  suggested = next(r for r in runs if r["method"] == "HAM suggested" and r["seed"] == 0)
+  args = study._parse(["--fast"])
+  family = study.Family("mlp", data_lib.load_dataset("mnist1d"), args.widths[0])
+  unit = study.alpha_unit(family, "sgd", 0, suggested["lr"], args)[0]
+  assert suggested["alpha"] == pytest.approx(args.target_ratio * unit, rel=1e-9)
+  study.main(["--fast", "--phase", "final", "--out", str(tmp_path)])  # every cell is done: nothing retrains
+  assert (tmp_path / "final.json").read_bytes() == saved
+  assert "| mlp/sgd |" in (tmp_path / "summary.md").read_text()
