@@ -19,9 +19,7 @@ def inverse_metric_gd(x: ArrayLike) -> Array:
 
 
 def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
-  """Inverse metric of HAM (beta = 0): :math:`g^{-1}(x) = 1 + \\alpha|x|` (paper, Eq. 4 / Fig. 1).
-
-  It is never below gradient descent's inverse metric 1, so parameters near zero keep moving.
+  """Inverse metric of HAM (beta = 0): :math:`g^{-1}(x) = 1 + \\alpha|x| \\ge 1` (paper, Eq. 4 / Fig. 1).
 
   Example:
     >>> import numpy as np
@@ -34,20 +32,16 @@ def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
 
 
 def inverse_metric_mw(x: ArrayLike, gamma: ArrayLike) -> Array:
-  """Inverse metric of gradient descent on :math:`x = m \\odot w`: :math:`\\sqrt{4x^2 + \\gamma^2}`.
-
-  ``gamma = m**2 - w**2`` is conserved by gradient flow on ``(m, w)``; the inverse metric equals
-  ``m**2 + w**2``. It tends to ``gamma`` (small for a small initialisation) at ``x = 0``.
-  """
+  """Inverse metric of gradient descent on :math:`x = m \\odot w`: :math:`\\sqrt{4x^2 + \\gamma^2} = m^2 + w^2`,
+  with ``gamma = m**2 - w**2`` conserved by gradient flow on ``(m, w)``."""
   checks.check_positive_values(gamma, "gamma")
   x = jnp.asarray(x)
   return jnp.sqrt(4 * x**2 + jnp.asarray(gamma, x.dtype) ** 2)
 
 
 def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
-  """HAM's mirror map :math:`\\nabla R_\\alpha(x) = \\operatorname{sign}(x)\\log(1 + \\alpha|x|)/\\alpha`.
-
-  Tends to the identity (GD's mirror map) as ``alpha -> 0``.
+  """HAM's mirror map :math:`\\nabla R_\\alpha(x) = \\operatorname{sign}(x)\\log(1 + \\alpha|x|)/\\alpha` (GD's, the
+  identity, as ``alpha -> 0``).
 
   Example:
     >>> import numpy as np
