@@ -11,10 +11,6 @@ projection of ``x0`` under ``R_alpha``), ``m*w`` (plain GD on ``x = m * w`` with
 the hyperbolic-entropy Bregman projection) and the m*w family of ``ham_optax.overparam``. Learning rates come
 from the linearised stability bound ``lr = c / (||Z||_2^2 * max_i g^{-1}(x)_i)`` (``c = 0.5``); each method runs
 until ``||Zx - y|| <= 1e-10 ||y||`` (or ``max_steps``).
-
-Outputs (``benchmarks/results/implicit_bias/``): ``results.json`` and the figures ``l1_vs_alpha.png``,
-``distance_vs_steps.png``, ``gap_vs_lr.png``, ``inverse_metrics.png``, ``recovery.png``. Run
-``python benchmarks/implicit_bias.py`` (full) or ``--fast`` (CI smoke, seconds).
 """
 
 from __future__ import annotations
@@ -39,7 +35,6 @@ from ham_optax import geometry
 
 import _common
 
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results" / "implicit_bias"
 INIT_SCALE, C, RECORD_TIME, REC_TOL = 1e-3, 0.5, 0.25, 0.1
 _FAST = dict(alphas=(1.0, 10.0), max_steps=200_000, gap_alphas=(10.0,), gap_cs=(0.2, 0.1))
 _FAST.update(rec_ds=(20, 40), rec_trials=4, rec_alphas=(10.0,))
@@ -98,10 +93,6 @@ class Method:
   in_recovery: bool = True
 
 
-def _all_true(params: Any) -> Any:
-  return jax.tree.map(lambda _: True, params)
-
-
 def gd_method() -> Method:
   limit = lambda pb: geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0)  # noqa: E731
   return Method(label="GD", tx=optax.sgd, limit=limit, inverse_metric=np.ones_like)
@@ -110,7 +101,7 @@ def gd_method() -> Method:
 def ham_method(alpha: float, sign_from: str = "x_half") -> Method:
   return Method(
     label=f"HAM a={alpha:g} ({'HYP*' if sign_from == 'x_half' else 'GD;HYP'})",
-    tx=lambda lr: ham_optax.ham(optax.sgd(lr), lr, alpha, 0.0, mask=_all_true, sign_from=sign_from),
+    tx=lambda lr: ham_optax.ham(optax.sgd(lr), lr, alpha, 0.0, mask=_common.all_true, sign_from=sign_from),
     limit=lambda pb: geometry.bregman_projection(pb.Z, pb.y, pb.x0, alpha).x,
     inverse_metric=lambda x: 1 + alpha * np.abs(x),
     alpha=alpha,
@@ -156,33 +147,27 @@ def family_methods(gamma: float) -> dict[str, Method]:
   """
   from ham_optax import overparam
 
-  mw = mw_method(gamma)
+  mw, sgd, every = mw_method(gamma), optax.sgd, _common.all_true
   lam_spred, lam_pilot, rescale_time = 1e-3, 0.5, 5.0
   t_off = math.log(1.0 / gamma) / (2 * lam_pilot)
   balance_one = lambda x: np.sqrt(4 * x**2 + 1.0)  # noqa: E731  (PILoT starts at balance 1)
 
   def pilot(shape: str, t: float) -> Callable[[float], optax.GradientTransformation]:
-    return lambda lr: overparam.pilot(
-      optax.sgd(lr), lam_pilot, round(t / lr), shape=shape, init=1.0, mask=_all_true
+    return lambda lr: overparam.pilot(sgd(lr), lam_pilot, round(t / lr), shape=shape, init=1.0, mask=every)
+
+  def sign_in(lr: float) -> optax.GradientTransformation:
+    return overparam.sign_in(
+      sgd(lr), rescale_every=max(1, round(rescale_time / lr)), balance=gamma, mask=every
     )
 
+  wrapper = lambda lr: overparam.pointwise_overparam(sgd(lr), mask=every, init=gamma)  # noqa: E731
+  spred = lambda lr: overparam.spred(sgd(lr), lam_spred, mask=every)  # noqa: E731
   rows = {
-    f"m*w wrapper g={gamma:g}": (
-      lambda lr: overparam.pointwise_overparam(optax.sgd(lr), mask=_all_true, init=gamma),
-      mw.inverse_metric,
-    ),
-    f"spred l={lam_spred:g}": (
-      lambda lr: overparam.spred(optax.sgd(lr), lam_spred, mask=_all_true),
-      lambda x: 2 * np.abs(x) + gamma,
-    ),
+    f"m*w wrapper g={gamma:g}": (wrapper, mw.inverse_metric),
+    f"spred l={lam_spred:g}": (spred, lambda x: 2 * np.abs(x) + gamma),
     f"PILoT l={lam_pilot:g} T={t_off:.2g}": (pilot("constant", t_off), balance_one),
     f"PILoT linear l={lam_pilot:g} T={2 * t_off:.2g}": (pilot("linear", 2 * t_off), balance_one),
-    f"Sign-In g={gamma:g}": (
-      lambda lr: overparam.sign_in(
-        optax.sgd(lr), rescale_every=max(1, round(rescale_time / lr)), balance=gamma, mask=_all_true
-      ),
-      mw.inverse_metric,
-    ),
+    f"Sign-In g={gamma:g}": (sign_in, mw.inverse_metric),
   }
   lasso = lambda pb: lasso_ista(pb.Z, pb.y, lam_spred)  # noqa: E731
   return {
@@ -287,6 +272,10 @@ def _run_to_limit(m: Method, pb: Problem, c: float, max_steps: int) -> tuple[np.
   return x_lim, lr, run(m, pb, lr, max_steps, record_every=max(1, math.ceil(RECORD_TIME / lr)))
 
 
+def _l1(x: np.ndarray) -> float:
+  return float(np.abs(x).sum())
+
+
 def main_table(pb: Problem, methods: dict[str, Method], c: float, max_steps: int) -> dict[str, Any]:
   """Runs every method to convergence (or ``max_steps``) and compares its limit with the references."""
   x_l2, x_bp = geometry.min_norm_interpolant(pb.Z, pb.y, pb.x0), geometry.basis_pursuit(pb.Z, pb.y)
@@ -299,21 +288,12 @@ def main_table(pb: Problem, methods: dict[str, Method], c: float, max_steps: int
     row |= dict(
       converged_at=traj.converged_at, seconds=seconds, residual=float(np.linalg.norm(pb.Z @ x - pb.y))
     )
-    row |= dict(
-      l1=float(np.abs(x).sum()), l1_limit=float(np.abs(x_lim).sum()), rel_gap_to_limit=_rel(x, x_lim)
-    )
+    row |= dict(l1=_l1(x), l1_limit=_l1(x_lim), rel_gap_to_limit=_rel(x, x_lim))
     row |= {f"rel_dist_to_{k}": _rel(x, ref) for k, ref in (("l2", x_l2), ("bp", x_bp), ("truth", pb.x_star))}
-    idx = np.unique(
-      np.round(np.geomspace(1, len(traj.steps), 150)).astype(int) - 1
-    )  # ~150 log-spaced records
+    idx = np.unique(np.round(np.geomspace(1, len(traj.steps), 150)).astype(int) - 1)  # ~150 log-spaced
     row["dist_to_truth_curve"] = [_rel(traj.xs[i], pb.x_star) for i in idx]
     rows[label] = row | {"record_steps": [int(traj.steps[i]) for i in idx]}
-  return {
-    "l1_l2_interpolant": float(np.abs(x_l2).sum()),
-    "l1_basis_pursuit": float(np.abs(x_bp).sum()),
-    "l1_truth": float(np.abs(pb.x_star).sum()),
-    "rows": rows,
-  }
+  return dict(l1_l2_interpolant=_l1(x_l2), l1_basis_pursuit=_l1(x_bp), l1_truth=_l1(pb.x_star), rows=rows)
 
 
 def summarize_family(out: pathlib.Path, cmd: str | None = None) -> dict[str, Any]:
@@ -328,13 +308,8 @@ def summarize_family(out: pathlib.Path, cmd: str | None = None) -> dict[str, Any
       d["rel_gap_to_limit"].append(r["rel_gap_to_limit"])
       d["steps"].append(r["steps"])
   for d in rows.values():
-    d["l1_over_bp_mean"] = float(np.mean(d["l1_over_bp"]))
-    d["l1_over_bp_std"] = float(np.std(d["l1_over_bp"], ddof=1)) if len(d["l1_over_bp"]) > 1 else 0.0
-  summary = {
-    "seeds": [run["seed"] for run in runs],
-    "commands": [run.get("command") for run in runs],
-    "rows": rows,
-  }
+    d |= {f"l1_over_bp_{k}": v for k, v in _common.mean_std(d["l1_over_bp"]).items()}
+  summary = dict(seeds=[r["seed"] for r in runs], commands=[r.get("command") for r in runs], rows=rows)
   _common.save_json(out / "family_summary.json", summary, cmd=cmd)
   print(f"\nL1 / basis pursuit over seeds {summary['seeds']} (mean ± std):")
   for label, r in rows.items():
@@ -374,14 +349,6 @@ def gap_vs_lr(pb: Problem, cfg: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
-def l1_vs_alpha(pb: Problem, alpha_grid: np.ndarray) -> dict[str, Any]:
-  """L1 norm of the Bregman projection (HAM's lr -> 0 limit) over a fine alpha grid."""
-  return {
-    "alpha": alpha_grid.tolist(),
-    "l1": [float(np.abs(geometry.bregman_projection(pb.Z, pb.y, pb.x0, a).x).sum()) for a in alpha_grid],
-  }
-
-
 def recovery(methods: dict[str, Method], cfg: dict[str, Any]) -> dict[str, Any]:
   """Fraction of random 5-sparse ground truths recovered (``||x - x*|| <= REC_TOL ||x*||``) against ``d``, for
   ``cfg["rec_ds"]`` and ``cfg["rec_trials"]`` problems per ``d``; basis pursuit (LP) as the reference row."""
@@ -389,16 +356,13 @@ def recovery(methods: dict[str, Method], cfg: dict[str, Any]) -> dict[str, Any]:
   out: dict[str, Any] = {"d": list(cfg["rec_ds"]), "tol": REC_TOL, "trials": cfg["rec_trials"]}
   out |= {"fraction": {k: [] for k in labels}, "median_rel_err": {k: [] for k in labels}}
   for d in cfg["rec_ds"]:
-    problems = [
-      make_problem(10_000 + 97 * d + t, d=d, init_scale=INIT_SCALE) for t in range(cfg["rec_trials"])
-    ]
+    trials = range(cfg["rec_trials"])
+    problems = [make_problem(10_000 + 97 * d + t, d=d, init_scale=INIT_SCALE) for t in trials]
     for label in labels:
       if label in methods:  # one learning rate per batch: the most conservative over its problems
         m = methods[label]
         lr = min(stable_lr(m, pb, m.limit(pb), C) for pb in problems)
-        xs = run_batch(
-          m, problems, lr, cfg["max_steps"], chunk_steps=max(1, math.ceil(20 * RECORD_TIME / lr))
-        )[0]
+        xs = run_batch(m, problems, lr, cfg["max_steps"], max(1, math.ceil(20 * RECORD_TIME / lr)))[0]
       else:
         xs = [geometry.basis_pursuit(pb.Z, pb.y) for pb in problems]
       errs = np.array([_rel(x, pb.x_star) for x, pb in zip(xs, problems, strict=True)])
@@ -420,15 +384,13 @@ def _plot_l1(plt, results: dict[str, Any]) -> Any:
   table, rows, curve = results["table"], results["table"]["rows"], results["l1_vs_alpha"]
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   ax.semilogx(curve["alpha"], curve["l1"], "k-", lw=1, label="Bregman projection (lr -> 0 limit)")
-  for sign_from, marker in (("x_half", "o"), ("x", "s")):
+  for sign_from, marker, variant in (("x_half", "o", "HYP*"), ("x", "s", "GD;HYP")):
     if pts := [(r["alpha"], r["l1"]) for r in rows.values() if r["sign_from"] == sign_from]:
-      variant = "HYP*" if sign_from == "x_half" else "GD;HYP"
       ax.semilogx(*zip(*pts, strict=True), marker, ls="none", mfc="none", label=f"HAM {variant}")
   ax.axhline(table["l1_l2_interpolant"], color="C2", ls="--", label="GD / min-L2 interpolant")
   ax.axhline(table["l1_basis_pursuit"], color="C3", ls=":", label="basis pursuit (min L1)")
-  for label, r in rows.items():
-    if label.startswith("m*w"):
-      ax.axhline(r["l1"], color="C4", ls="-.", label=label)
+  for label in (k for k in rows if k.startswith("m*w")):
+    ax.axhline(rows[label]["l1"], color="C4", ls="-.", label=label)
   scale = results["config"]["init_scale"]
   ax.axvline(1 / scale, color="0.6", lw=0.8)
   ax.text(1.1 / scale, ax.get_ylim()[1], " alpha = 1/init scale", fontsize=7, va="top", color="0.4")
@@ -444,9 +406,10 @@ def _plot_distance(plt, results: dict[str, Any]) -> Any:
       steps = np.array(r["record_steps"])
       axes[0].loglog(steps, r["dist_to_truth_curve"], label=label, color=f"C{i % 10}")
       axes[1].loglog(steps * r["lr"], r["dist_to_truth_curve"], label=label, color=f"C{i % 10}")
-  axes[1].set(xlabel="continuous time t = lr * steps", ylabel="||x - x*|| / ||x*||")
+  ylabel = "||x - x*|| / ||x*||"
+  axes[1].set(xlabel="continuous time t = lr * steps", ylabel=ylabel)
   title = "distance to the sparse ground truth"
-  return _finish(fig, axes[0], axes[1], xlabel="steps", ylabel="||x - x*|| / ||x*||", title=title)
+  return _finish(fig, axes[0], axes[1], xlabel="steps", ylabel=ylabel, title=title)
 
 
 def _plot_gap(plt, results: dict[str, Any]) -> Any:
@@ -456,10 +419,8 @@ def _plot_gap(plt, results: dict[str, Any]) -> Any:
   for label, r in results["gap_vs_lr"].items():
     style = dict(ls="-" if r["sign_from"] == "x_half" else "--", color=f"C{gap_alphas.index(r['alpha'])}")
     ax.loglog(r["lr"], r["gap"], marker="o", label=f"{label} (slope {r['loglog_slope']:.2f})", **style)
-  title = "discrete HAM -> Bregman projection, first order in lr"
-  return _finish(
-    fig, ax, fontsize=6, xlabel="learning rate", ylabel="||x_lr - x_Bregman|| / ||x_Bregman||", title=title
-  )
+  labels = dict(xlabel="learning rate", ylabel="||x_lr - x_Bregman|| / ||x_Bregman||")
+  return _finish(fig, ax, fontsize=6, title="discrete HAM -> Bregman projection, first order in lr", **labels)
 
 
 def _plot_metrics(plt, results: dict[str, Any]) -> Any:
@@ -484,46 +445,18 @@ def _plot_recovery(plt, results: dict[str, Any]) -> Any:
     axes[1].semilogy(rec["d"], np.maximum(rec["median_rel_err"][label], 1e-12), marker="o", label=label)
   xlabel = "number of samples d (n = 100 features, 5-sparse truth)"
   axes[1].set(xlabel=xlabel, ylabel="median ||x - x*|| / ||x*||")
-  ylabel, title = (
-    f"fraction with ||x - x*|| <= {rec['tol']:g} ||x*||",
-    f"sparse recovery, {rec['trials']} random problems per d",
-  )
+  ylabel = f"fraction with ||x - x*|| <= {rec['tol']:g} ||x*||"
+  title = f"sparse recovery, {rec['trials']} random problems per d"
   return _finish(fig, axes[0], axes[1], xlabel=xlabel, ylabel=ylabel, title=title)
 
 
 def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Path]:
-  plt = _common.pyplot()
   figures = dict(l1_vs_alpha=_plot_l1, distance_vs_steps=_plot_distance, gap_vs_lr=_plot_gap)
-  figures |= dict(inverse_metrics=_plot_metrics) | (
-    dict(recovery=_plot_recovery) if results.get("recovery") else {}
-  )
+  figures |= dict(inverse_metrics=_plot_metrics, recovery=_plot_recovery)
+  plt = _common.pyplot()
   return [
-    _common.save_figure(draw(plt, results), out_dir / f"{name}.png", dpi=90) for name, draw in figures.items()
+    _common.save_figure(draw(plt, results), out_dir / f"{n}.png", dpi=90) for n, draw in figures.items()
   ]
-
-
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--fast", action="store_true", help="small settings for tests / CI smoke (seconds)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", type=pathlib.Path, default=RESULTS_DIR)
-  parser.add_argument("--no-plots", action="store_true")
-  replot = (
-    "reload OUT/results.json, recompute the (cheap, solver-only) L1-vs-alpha curve and redraw the figures"
-  )
-  parser.add_argument("--replot", action="store_true", help=replot)
-  family = "only the main table for GD, HAM a=10, m*w and the m*w family"
-  parser.add_argument("--family-only", action="store_true", help=family)
-  return parser.parse_args(argv)
-
-
-def _replot(out: pathlib.Path) -> dict[str, Any]:
-  results = json.loads((out / "results.json").read_text())
-  pb = make_problem(results["config"]["seed"], init_scale=results["config"]["init_scale"])
-  results["l1_vs_alpha"] = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
-  _common.write_json(out / "results.json", results)
-  _common.print_saved(plot_all(results, out))
-  return results
 
 
 def _family_only(args: argparse.Namespace, methods: dict[str, Method], cmd: str) -> dict[str, Any]:
@@ -540,11 +473,10 @@ def _family_only(args: argparse.Namespace, methods: dict[str, Method], cmd: str)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-  args = _parse(argv)
-  cmd = _common.command(argv, __file__)
+  p = _common.parser(__doc__, "implicit_bias", fast="small settings for tests / CI smoke (seconds)", seed=0)
+  p.add_argument("--family-only", action="store_true", help="only the m*w family table (GD, HAM a=10, m*w)")
+  args, cmd = p.parse_args(argv), _common.command(argv, __file__)
   jax.config.update("jax_enable_x64", True)
-  if args.replot:
-    return _replot(args.out)
   cfg = _FAST if args.fast else _FULL
   methods = default_methods(cfg["alphas"], gamma=INIT_SCALE)
   if args.family_only:
@@ -559,22 +491,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   for label, r in gaps.items():
     cells = "  ".join(f"lr={lr:.1e}: {g:.2e}" for lr, g in zip(r["lr"], r["gap"], strict=True))
     print(f"  {label:<22} {cells}  (log-log slope {r['loglog_slope']:.2f})")
-  curve = l1_vs_alpha(pb, np.logspace(-2, 8, 41))
-  rec_methods = {
-    k: v
-    for k, v in methods.items()
-    if v.in_recovery and (v.alpha is None or (v.sign_from == "x_half" and v.alpha in cfg["rec_alphas"]))
-  }
+  alphas = np.logspace(-2, 8, 41)
+  l1 = [_l1(geometry.bregman_projection(pb.Z, pb.y, pb.x0, a).x) for a in alphas]
+  curve = {"alpha": alphas.tolist(), "l1": l1}
+  keep = lambda m: m.alpha is None or (m.sign_from == "x_half" and m.alpha in cfg["rec_alphas"])  # noqa: E731
   print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {REC_TOL:g} ||x*||):")
-  rec = recovery(rec_methods, cfg)
+  rec = recovery({k: m for k, m in methods.items() if m.in_recovery and keep(m)}, cfg)
   config = {"fast": args.fast, "seed": args.seed, "n": 100, "d": 40, "k": 5, "init_scale": INIT_SCALE}
   config |= dict(gamma_mw=INIT_SCALE, c=C, max_steps=cfg["max_steps"], record_time=RECORD_TIME)
   config |= dict(jax=jax.__version__, optax=optax.__version__)
   results = {"config": config, "table": table, "gap_vs_lr": gaps, "l1_vs_alpha": curve, "recovery": rec}
   results["seconds"] = time.perf_counter() - t0
   _common.save_json(args.out / "results.json", results, cmd=cmd)
-  if not args.no_plots:
-    _common.print_saved(plot_all(results, args.out))
+  _common.print_saved(plot_all(results, args.out))
   print(f"saved {args.out / 'results.json'}; total {results['seconds']:.1f} s")
   return results
 

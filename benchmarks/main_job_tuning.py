@@ -12,9 +12,6 @@ pruning at init; SGD + momentum 0.9, weight decay 5e-4, cosine schedule, the mod
 
 Tuning seeds start at 1000 (the test split is never read). Writes ``results.json`` under ``--out`` and prints the
 choices as the ``TUNED`` entries of ``configs/tuned.py``.
-
-  python benchmarks/main_job_tuning.py
-  python benchmarks/main_job_tuning.py --models mlp --lrs 0.2 0.4 0.8 --fast
 """
 
 from __future__ import annotations
@@ -35,18 +32,14 @@ import _common
 
 def _parse(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument(
-    "--models", nargs="+", default=list(MAIN_JOB["models"]), choices=sorted(MAIN_JOB["per_model"])
-  )
-  p.add_argument(
-    "--sparsifiers", nargs="+", default=list(MAIN_JOB["sparsifiers"]), choices=["none", "random"]
-  )
+  for name, choices in (("models", sorted(MAIN_JOB["per_model"])), ("sparsifiers", ["none", "random"])):
+    p.add_argument(f"--{name}", nargs="+", default=list(MAIN_JOB[name]), choices=choices)
   _common.add_options(p, tuning_seeds=3, lrs=[0.1, 0.2, 0.4, 0.8], alphas=[1.0, 3.0, 10.0, 30.0])
   _common.add_options(p, betas=[1e-3, 1e-2])
   p.add_argument("--epochs", type=int, default=None, help="default: the model's main-job epochs")
   p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 tuning seed")
   p.add_argument("--from-json", default=None, help="only recompute the choices from an earlier results.json")
-  p.add_argument("--out", default=str(Path(__file__).parent / "results" / "main_job_tuning"))
+  p.add_argument("--out", default=str(_common.RESULTS / "main_job_tuning"))
   return p.parse_args(argv)
 
 
@@ -92,12 +85,10 @@ def main(argv=None) -> None:
     for s, r in zip(seeds, runs, strict=True):
       rows.append(dict(setting, seed=s, val_acc=r["val_acc"], diverged=r["diverged"]))
     mean = _common.mean_val_acc(runs, diverged=None)
-    ham = f" alpha={config.alpha:g} beta={config.beta:g}" if config.ham else ""
-    print(
-      f"[{time.perf_counter() - t0:6.0f}s] {config.model:9s} {config.method:11s} lr={config.learning_rate:g}{ham}: "
-      f"val {mean:.4f}, diverged {diverged}/{len(seeds)}",
-      flush=True,
-    )
+    tag = f"{config.model:9s} {config.method:11s} lr={config.learning_rate:g}"
+    tag += f" alpha={config.alpha:g} beta={config.beta:g}" if config.ham else ""
+    elapsed = time.perf_counter() - t0
+    print(f"[{elapsed:6.0f}s] {tag}: val {mean:.4f}, diverged {diverged}/{len(seeds)}", flush=True)
     return mean, diverged
 
   for model, sparsifier in itertools.product(args.models, args.sparsifiers):
