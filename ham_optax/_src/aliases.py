@@ -71,10 +71,8 @@ def _alias(
 ) -> Callable[..., optax.GradientTransformationExtraArgs]:
   """``name(<inner_factory's arguments>, *, <HAM's>) = ham(inner_factory(...), learning_rate, <HAM's>)``.
 
-  ``renamed`` maps an inner argument to its name and annotation in the alias (``optax.adamw``'s ``mask`` is
-  ``weight_decay_mask``, since ``mask`` is HAM's); the docstring is ``_RULE_DOC``, the Args entries ``args_doc``
-  and ``_COMMON_DOC`` with ``example``, the doctest's ``(call, printed output)``.
-  """
+  ``renamed`` maps an inner argument to its name and annotation in the alias; ``example`` is the doctest's
+  ``(call, printed output)``."""
   renamed = renamed or {}
   inner_names, params = {}, []
   for n, p in inspect.signature(inner_factory).parameters.items():

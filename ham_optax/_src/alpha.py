@@ -86,11 +86,6 @@ def _host_norms(k: Any, s: Any) -> np.ndarray:
   return np.ldexp(np.sqrt(np.asarray(s, np.float64)), np.asarray(k, np.int64))
 
 
-def _all_finite(leaves: list[Any]) -> jax.Array:
-  flags = [jnp.all(jnp.isfinite(jnp.asarray(v))) for v in leaves]
-  return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
-
-
 def _at_least_f32(x: Any) -> jax.Array:
   return jnp.asarray(x, jnp.promote_types(jnp.result_type(x), jnp.float32))
 
@@ -120,7 +115,7 @@ def _make_step(loss_fn, inner, treedef, is_float, selected, has_aux):
     u = treedef.flatten_up_to(u)
     new = [optax.apply_updates(x, ui) if f else x for x, ui, f in zip(leaves, u, is_float, strict=True)]
     fl = [v for vs in (g, u, new) for v, f in zip(vs, is_float, strict=True) if f]
-    finite = jnp.isfinite(loss) & _all_finite(fl)
+    finite = jnp.all(jnp.stack([jnp.isfinite(loss), *[jnp.all(jnp.isfinite(v)) for v in fl]]))
     sel = [i for i, on in enumerate(selected) if on]
     u_norms = _scaled_sq_norms([u[i] for i in sel])
     mirror_norms = _scaled_sq_norms([jnp.abs(_at_least_f32(leaves[i])) * g[i] for i in sel])
