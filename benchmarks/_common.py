@@ -61,15 +61,9 @@ def environment() -> dict[str, Any]:
   import jax
   import optax
 
-  return {
-    "command": command(),
-    "devices": [str(d) for d in jax.devices()],
-    "platform": platform.platform(),
-    "cpu_count": os.cpu_count(),
-    "jax": jax.__version__,
-    "optax": optax.__version__,
-    "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-  }
+  env = dict(command=command(), devices=[str(d) for d in jax.devices()], platform=platform.platform())
+  env |= dict(cpu_count=os.cpu_count(), jax=jax.__version__, optax=optax.__version__)
+  return env | {"time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
@@ -131,17 +125,13 @@ def paired_ratio(
   """Medians (ms) of two paired series of seconds (keys starting with ``names``, e.g. ``"ham_median_ms"``) and
   the median and 25-75 % range of their per-pair ratio."""
   a, b = np.asarray(base, np.float64), np.asarray(other, np.float64)
-  paired = b / a
-  return {
-    f"{names[0]}_median_ms": 1e3 * float(np.median(a)),
-    f"{names[1]}_median_ms": 1e3 * float(np.median(b)),
-    f"{names[0]}_iqr_ms": _iqr(a, 1e3),
-    f"{names[1]}_iqr_ms": _iqr(b, 1e3),
-    "ratio_of_medians": float(np.median(b) / np.median(a)),
-    "paired_ratio_median": float(np.median(paired)),
-    "paired_ratio_iqr": _iqr(paired),
-    "reps": len(a),
-  }
+  paired, series = b / a, tuple(zip(names, (a, b), strict=True))
+  out = {f"{n}_median_ms": 1e3 * float(np.median(x)) for n, x in series}
+  out |= {f"{n}_iqr_ms": _iqr(x, 1e3) for n, x in series}
+  out |= dict(
+    ratio_of_medians=float(np.median(b) / np.median(a)), paired_ratio_median=float(np.median(paired))
+  )
+  return out | dict(paired_ratio_iqr=_iqr(paired), reps=len(a))
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
