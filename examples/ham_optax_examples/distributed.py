@@ -23,29 +23,17 @@ from jax.sharding import PartitionSpec as P
 
 
 def initialize(
-  coordinator: str | None = None,
-  num_processes: int | None = None,
-  process_id: int | None = None,
-  *,
-  cpu_collectives: str | None = "gloo",
-  heartbeat_timeout_seconds: int = 100,
-  initialization_timeout: int = 300,
+  coordinator=None, num_processes=None, process_id=None, *, cpu_collectives="gloo", **kwargs
 ) -> None:
-  """Joins this process to a multi-process JAX run (``jax.distributed.initialize``; ``None`` arguments: from the
-  environment, e.g. ``JAX_COORDINATOR_ADDRESS``). A loopback ``coordinator`` host makes process 0's coordination
-  service listen on loopback only, any other on every interface (``JAX_COORDINATOR_BIND_ADDRESS`` overrides
-  both). ``cpu_collectives``: ``"gloo"`` for CPU-only runs, ``None`` for JAX's default (GPU/TPU)."""
+  """Joins this process to a multi-process JAX run: ``jax.distributed.initialize`` (``None`` arguments: from the
+  environment, e.g. ``JAX_COORDINATOR_ADDRESS``; ``kwargs`` such as ``heartbeat_timeout_seconds`` and
+  ``initialization_timeout`` passed on). A loopback ``coordinator`` host makes process 0's coordination service
+  listen on loopback only, any other on every interface (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
+  ``cpu_collectives``: ``"gloo"`` for CPU-only runs, ``None`` for JAX's default (GPU/TPU)."""
   if cpu_collectives is not None:
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-  address = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
-  jax.distributed.initialize(
-    coordinator_address=coordinator,
-    num_processes=num_processes,
-    process_id=process_id,
-    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-    initialization_timeout=initialization_timeout,
-    coordinator_bind_address=_loopback_bind_address(address),
-  )
+  bind = _loopback_bind_address(coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS"))
+  jax.distributed.initialize(coordinator, num_processes, process_id, coordinator_bind_address=bind, **kwargs)
 
 
 def check_coordinator(address: str, *, bind: bool = False) -> tuple[str, int]:
