@@ -99,10 +99,9 @@ def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Data
 def suggested_alpha(
   config: Config, dataset: data_lib.Dataset, target_ratio: float = ham_optax.DEFAULT_TARGET_RATIO
 ) -> float:
-  """:func:`ham_optax.suggest_alpha` for ``config``'s (resolved) model, dense at ``config.seed``, inner optimizer
-  and learning rate, on the first 20 minibatches of its epoch-0 order over the whole training split, on this
-  process's default device. A schedule shorter than 40 steps is stretched to 40, so that the 20-step window sees
-  a non-zero learning rate."""
+  """:func:`ham_optax.suggest_alpha` for ``config``'s (resolved) dense model, inner optimizer and learning rate on
+  the first 20 minibatches of its epoch-0 order (this process, default device). A schedule shorter than 40 steps
+  is stretched to 40, so that the 20-step window sees a non-zero learning rate."""
   config = _resolve(config)
   train = _training_subset(config, dataset)
   batch_size = min(config.batch_size, len(train.x_train))
@@ -220,9 +219,8 @@ def _restore(manager: ocp.CheckpointManager, step: int, state: Any = None, refer
 
 
 def check_checkpoint(config: Config) -> int | None:
-  """The epoch ``config.checkpoint_dir`` can resume from (``None``: no checkpoint there), after reading every
-  item of it. Raises :class:`CheckpointError` when the checkpoint is damaged, or naming the differing fields
-  when it was written by a run with another config (``alpha="auto"`` matches the alpha the run suggested)."""
+  """The epoch ``config.checkpoint_dir`` can resume from (``None``: none), after reading all of it; raises
+  :class:`CheckpointError` when it is damaged or of another config (``alpha="auto"`` matches any alpha)."""
   if config.checkpoint_dir is None or not Path(config.checkpoint_dir).exists():
     return None
   config = _resolve(config)
@@ -347,9 +345,8 @@ def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
 
 
 def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, float]:
-  """With HAM, the global :func:`ham_optax.metrics.ham_diagnostics` of the current weights and the raw gradient
-  on a fixed minibatch (the first ``batch_size / shards`` rows of every shard) at the epoch's last learning
-  rate; without HAM, nothing."""
+  """With HAM, the global :func:`ham_optax.metrics.ham_diagnostics` of the weights and raw gradient on a fixed
+  minibatch (the first rows of every shard) at the epoch's last learning rate; without HAM, nothing."""
   if not config.ham:
     return {}
   rows = ts.batch_size // ts.layout.shards
@@ -363,9 +360,8 @@ def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, fl
 
 
 def epoch_record(config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray) -> dict:
-  """``epoch``, ``step``, ``train_loss`` / ``train_acc`` (means over the epoch), loss and accuracy of ``val`` and
-  ``test``, ``sparsity`` and ``sign_flips`` of the weight tensors versus initialisation, and ``diagnostics``
-  (with HAM: :func:`_ham_diagnostics`)."""
+  """``epoch``, ``step``, mean ``train_loss`` / ``train_acc``, loss and accuracy of ``val`` and ``test``, weight
+  ``sparsity`` and ``sign_flips`` versus initialisation, and HAM's ``diagnostics`` (:func:`_ham_diagnostics`)."""
   weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
   record = {"epoch": epoch + 1, "step": (epoch + 1) * ts.steps_per_epoch}
   record |= {"train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
