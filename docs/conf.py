@@ -62,7 +62,7 @@ nitpick_ignore_regex = [
 ]
 
 CORE_TITLE = "The core: ham, hyperbolic_step and the ham_sgd / ham_adam / ham_adamw aliases"
-SUBMODULES = ("geometry", "metrics", "overparam", "schedules", "sparsity")
+SUBMODULES = ("checks", "geometry", "metrics", "overparam", "schedules", "sparsity")
 PUBLIC_MODULES = {"ham_optax": CORE_TITLE, **{f"ham_optax.{m}": "" for m in SUBMODULES}}  # name: title
 
 

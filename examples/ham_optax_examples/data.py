@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ham_optax._src import checks
+from ham_optax import checks
 
 DATASETS = ("mnist1d", "digits", "csbm", "cifar10", "cifar100", "modular", "modular_sub")
 _SPLIT_SEED = 0  # fixed: the splits never depend on the training seed

@@ -14,8 +14,7 @@ import optax
 from flax import nnx
 
 import ham_optax
-from ham_optax import metrics, schedules
-from ham_optax._src import checks
+from ham_optax import checks, metrics, schedules
 from ham_optax_examples import models
 from ham_optax_examples.data import Dataset
 

@@ -30,7 +30,7 @@ import tyro
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from ham_optax._src import checks
+from ham_optax import checks
 from ham_optax_examples import data as data_lib
 from ham_optax_examples import distributed, report, train
 from ham_optax_examples.configs.default import Config, ModelName, SparsifierName, resolve, shown

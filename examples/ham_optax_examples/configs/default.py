@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import tyro
 
-from ham_optax._src import checks
+from ham_optax import checks
 from ham_optax_examples.configs.tuned import DEFAULT_EPOCHS, FALLBACK, MODEL_DEFAULTS, TUNED
 
 DatasetName = Literal["mnist1d", "digits", "csbm", "cifar10", "cifar100", "modular", "modular_sub"]
