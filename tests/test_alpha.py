@@ -156,7 +156,7 @@ def test_suggest_alpha_matches_formula_for_plain_sgd():
   assert got == pytest.approx(0.5 * np.median(ratios[10:]), rel=1e-4)
 
 
-@pytest.mark.parametrize("name", ["least_squares", "mlp"])
+@pytest.mark.parametrize("name", ["least_squares", pytest.param("mlp", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("inner_name,lr", [("sgd_momentum", 0.1), ("adamw", 1e-2)])
 def test_suggested_alpha_does_not_diverge(name, inner_name, lr):
   loss, params, batches = _least_squares() if name == "least_squares" else _mlp()
@@ -274,6 +274,7 @@ def test_suggest_alpha_checks_the_first_batch():
     ham_optax.suggest_alpha(loss, params, [(x, y)] * 20, bad_inner, 0.01)
 
 
+@pytest.mark.slow
 def test_suggest_alpha_detects_a_learning_rate_mismatch():
   # A warmup inside the inner optimizer while its peak value is passed: the calibration would see steps far
   # smaller than the ones HAM meets after the warmup.

@@ -83,6 +83,7 @@ def test_nnx_optimizer_with_callable_mask_and_extra_args():
   assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_sign_in_inside_nnx_optimizer_keeps_params_equal_to_m_times_w():
   model = TwoLayer(4, 8, 2, nnx.Rngs(0))
   opt = nnx.Optimizer(model, overparam.sign_in(optax.sgd(0.05, momentum=0.9), rescale_every=3), wrt=nnx.Param)

@@ -151,7 +151,7 @@ def test_graph_models_default_mask_selects_weight_matrices_only(name, small_grap
   assert not any("features" in k for k in kinds)
 
 
-@pytest.mark.parametrize("name,h", [("gcn", 0.9), ("sage", 0.1)])
+@pytest.mark.parametrize("name,h", [pytest.param("gcn", 0.9, marks=pytest.mark.slow), ("sage", 0.1)])
 def test_short_full_batch_run_learns(name, h):
   ds = data_lib.load_csbm(num_nodes=300, num_classes=2, signal=0.5, avg_degree=6.0, homophily=h, seed=0)
   config = Config(
@@ -175,6 +175,7 @@ def test_short_full_batch_run_learns(name, h):
   assert results["val_acc"] > 0.75 and results["test_acc"] > 0.75  # the features alone give about 0.65
 
 
+@pytest.mark.slow
 def test_cli_trains_a_gcn_on_csbm(tmp_path, capsys):
   out = tmp_path / "run"
   argv = ["train", "--dataset", "csbm", "--model", "gcn", "--width", "8", "--epochs", "2", "--seeds", "1"]

@@ -213,6 +213,7 @@ def tiny_cache(tmp_path, monkeypatch, tiny_mnist1d):
   return tmp_path
 
 
+@pytest.mark.slow
 def test_cli_writes_consistent_outputs(tmp_path, tiny_cache, capsys):
   out = tmp_path / "run"
   argv = ["train", *_TINY, "--epochs", "2", "--sparsifier", "none", "--alpha", "auto", "--out", str(out)]
