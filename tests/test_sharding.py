@@ -6,6 +6,7 @@ count must be set before jax initialises its backend, and this test process alre
 a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` and report back as JSON.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -108,12 +109,18 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-# One worker runs this module (`--dist loadgroup`), so the 8-device subprocess starts once.
+# One worker runs this module (`--dist loadgroup`). That worker may interleave it with other modules, which
+# rebuilds module-scoped fixtures, so the 8-device subprocess's report is cached for the worker's whole run.
 pytestmark = pytest.mark.xdist_group("sharding")
 
 
 @pytest.fixture(scope="module")
 def report():
+  return _report()
+
+
+@functools.cache
+def _report():
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
   env["JAX_PLATFORMS"] = "cpu"

@@ -201,7 +201,10 @@ def _gmp_reference(steps, n, s_f, s_i, t0, t_end, freq):
   return out
 
 
-@pytest.mark.parametrize(("scope", "table"), [("global", True), ("layer", True), ("global", False)])
+@pytest.mark.parametrize(
+  ("scope", "table"),
+  [("global", True), ("layer", True), pytest.param("global", False, marks=pytest.mark.slow)],
+)
 def test_gmp_follows_cubic_schedule(scope, table, monkeypatch):
   if not table:  # force the on-device float32 path used for schedules with more than 4096 mask updates
     monkeypatch.setattr(sparsity_methods, "_MAX_TABLE", 1)
@@ -287,7 +290,7 @@ def _rigl_reference(params, grads, masks, zeta):
   return out
 
 
-@pytest.mark.parametrize("begin", [0, 4])
+@pytest.mark.parametrize("begin", [0, pytest.param(4, marks=pytest.mark.slow)])
 def test_rigl_drop_and_grow_matches_reference(begin):
   s, every, end, zeta = 0.8, 3, 15, 0.4
   tx = sp.rigl(
@@ -494,7 +497,7 @@ def test_top_k_mask_exact_with_ties_matches_stable_argsort(k):
   np.testing.assert_array_equal(_core.top_k_mask(wide, k % 9), want)
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+@pytest.mark.parametrize("dtype", [pytest.param(jnp.bfloat16, marks=pytest.mark.slow), jnp.float32])
 def test_dtype_and_state_structure_are_stable(dtype):
   params = jax.tree.map(lambda p: p.astype(dtype), _params())
   tx = sp.magnitude_pruning(
@@ -575,7 +578,7 @@ def _param_state(name: str, inner_state) -> dict[str, dict[str, np.ndarray]]:
   return {f: {k: np.asarray(v) for k, v in getattr(inner_state[0], f).items()} for f in ("mu", "nu")}
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("opt", ["sgd", pytest.param("adam", marks=pytest.mark.slow)])
 def test_rigl_resets_inner_state_of_regrown_weights(opt):
   # Reference (rigl SparseRigLOptimizer.reset_momentum, jaxpruner restart_inner_state): after the optimizer step,
   # drop/grow; new connections start at 0 and every optimizer slot (momentum; Adam's mu and nu, not its count) is

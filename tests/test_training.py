@@ -139,8 +139,8 @@ def test_default_mask_skips_norm_layers(name):
 @pytest.mark.parametrize(
   "model,dataset,width",
   [
-    # The MLP's short epoch (with HAM) is examples/ham_optax_examples/train_test.py.
-    ("cnn1d", "mnist1d", 8),
+    # The MLP's short epoch (with HAM) is examples/ham_optax_examples/train_test.py, in the default run.
+    pytest.param("cnn1d", "mnist1d", 8, marks=pytest.mark.slow),
     pytest.param("mlp_ln", "mnist1d", 16, marks=pytest.mark.slow),
     pytest.param("resnet1d", "mnist1d", 4, marks=pytest.mark.slow),  # ~10 s of CPU to compile
     # Initialising and compiling ResNet-18 (even at width 4 on 8x8 inputs) takes 20-60 s on a 2-core CPU:

@@ -33,6 +33,7 @@ def _is_weight(key: str) -> bool:
 # -------------------------------------------------------------------------------------- model
 
 
+@pytest.mark.slow
 def test_transformer_shapes_and_parameter_count():
   d, heads, layers, vocab, seq, classes = 16, 4, 2, 10, 4, 7
   model = models.Transformer(
