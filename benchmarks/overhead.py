@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
   """Markdown table of the headline times and ratios (median over interleaved repetitions, ratio IQR)."""
 
-  def cell(v):
+  def cell(v, note: str = ""):
     if v is None:
       return "-"
     ratio = v.get("ratio_median", v.get("paired_ratio_median"))
@@ -603,7 +603,7 @@ def table(results: dict[str, Any]) -> str:
     ci = f"; 95 % CI [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
     cpu = f"; cpu {v['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in v else ""
     ms = v.get("median_ms", v.get("other_median_ms", v.get("ham_median_ms")))
-    return f"{ms:.2f} ({ratio:.2f}x [{iqr[0]:.2f}, {iqr[1]:.2f}]{ci}{cpu})"
+    return f"{ms:.2f} ({ratio:.2f}x [{iqr[0]:.2f}, {iqr[1]:.2f}]{ci}{cpu}{note})"
 
   def cost(r):
     per = r.get("per_weight", {})
@@ -618,9 +618,8 @@ def table(results: dict[str, Any]) -> str:
   for label, r in _rows(results):
     if "ham_over_inner_vw512" in r:  # the 512 build: HAM over the bare inner within it
       vw = r["ham_over_inner_vw512"]
-      same = all(r["bit_identical_to_default"].values())
-      same = f"; bit-identical to the default build: {same})"
-      rows.append(f"| JAX {label} | {vw['base_median_ms']:.2f} | {cell(vw)[:-1]}{same} | - | 0 | - |")
+      same = f"; bit-identical to the default build: {all(r['bit_identical_to_default'].values())}"
+      rows.append(f"| JAX {label} | {vw['base_median_ms']:.2f} | {cell(vw, same)} | - | 0 | - |")
       continue
     v = r["variants"]
     rows.append(
