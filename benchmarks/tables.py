@@ -1,16 +1,11 @@
 """The result tables of the README and the guides, generated from the committed results under `benchmarks/results/`.
 
 A marked block of a Markdown page (``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->``) holds a table, the lines
-that compare its rows ("HAM − baseline", paired over seeds) and the sentences that summarise them; ``TABLES[NAME]``
-writes it from the JSON a benchmark saved, so that no number or claim is typed by hand. Nothing outside the markers
-is touched. `tests/test_published_tables.py` runs the check; after rerunning a benchmark, run this and commit.
-
-To add a block, write a generator ``@table def NAME(results: Path) -> str`` in the section of its study
-(`load` reads its JSON, `md` builds a table, `verdict` and ``SIGNIFICANCE`` make the claims), put
-``<!-- table:NAME -->``, an empty line and ``<!-- /table:NAME -->`` in a page (or list NAME in ``PENDING``
-until it is on one) and run the script. `layout` wraps every paragraph at the page's width, never at a `GLUE`
-(`glued`, `fmt_p` and `pm` use it): the line breaks and indentation inside the triple-quoted prose templates
-below never reach a page.
+that compare its rows and the sentences that summarise them; ``TABLES[NAME](results_dir)`` writes it from the JSON
+a benchmark saved, so that no number or claim is typed by hand. To add a block, write a ``@table`` function named
+like it and put its two markers, with an empty line between them, in a page (or list NAME in ``PENDING``).
+`layout` wraps every paragraph at the page's width, never at a `GLUE`: the line breaks inside the prose templates
+below never reach a page. `tests/test_published_tables.py` runs the check.
 
   python benchmarks/tables.py                # rewrite every block of the READMEs and docs/guides/*.md
   python benchmarks/tables.py --check        # list the blocks that differ from their results (exit status 1)
@@ -56,13 +51,11 @@ PENDING: set[str] = set()  # blocks registered but not yet on a page
 
 
 def table(fn: Callable[[Path], str]) -> Callable[[Path], str]:
-  """Registers ``fn(results_dir) -> markdown`` as the generator of the blocks named like the function."""
   TABLES[fn.__name__] = fn
   return fn
 
 
 def pages(root: Path = REPO) -> list[Path]:
-  """The Markdown pages whose blocks are generated: the READMEs and the guides."""
   return [root / "README.md", root / "benchmarks" / "README.md", *sorted((root / "docs/guides").glob("*.md"))]
 
 
@@ -80,7 +73,6 @@ def render(text: str, results: Path = RESULTS) -> str:
 
 
 def block_names(text: str) -> list[str]:
-  """The names of the marked blocks of ``text``, in order."""
   return [m["name"] for m in BLOCK.finditer(text)]
 
 
@@ -110,7 +102,6 @@ P_SIGNIFICANT = glued(f"p < {SIGNIFICANCE}")
 
 
 def word(n: int) -> str | int:
-  """``n`` in words up to ten."""
   return WORDS.get(n, n)
 
 
@@ -128,7 +119,6 @@ def fmt_diff(mean: float, std: float | None = None, digits: int = 2) -> str:
 
 
 def d1(mean: float) -> str:
-  """`fmt_diff` with one digit."""
   return fmt_diff(mean, digits=1)
 
 
@@ -165,38 +155,15 @@ def md(header: str, rows: Iterable[str]) -> str:
   return markdown_table(header.split(" | "), [row.split(" | ") for row in rows])
 
 
-def paired(base: Sequence[float | None], other: Sequence[float | None]) -> dict[str, Any]:
-  """``other − base`` in points over the pairs where both finished (the shared paired t-test of `_common`)."""
-  a, b = (np.array([np.nan if v is None else v for v in x], np.float64) * 100 for x in (base, other))
-  d = (b - a)[np.isfinite(a) & np.isfinite(b)]
-  return {**paired_test(a, b), "std_diff": float(d.std(ddof=1)) if d.size > 1 else float("nan")}
-
-
 def significant(t: dict[str, Any], sign: int = 1) -> bool:
-  """Whether the paired test ``t`` found a significant difference in the direction ``sign``."""
   return sign * t["mean_diff"] > 0 and t["p_value"] < SIGNIFICANCE
 
 
-def verdict(comparisons: Sequence[tuple[str, dict[str, Any]]], who: str = "HAM") -> str:
-  """The sentence that summarises paired comparisons: how many rows ``who`` is ahead in, which are significant."""
-  n, ahead = len(comparisons), [label for label, c in comparisons if c["mean_diff"] > 0]
-  sig = [label for label, c in comparisons if c["p_value"] < SIGNIFICANCE]
-  rows = f"all {word(n)} rows" if n > 2 else ("both rows" if n == 2 else "the one row")
-  some = f"{len(ahead)} of {n} rows ({', '.join(ahead)})" if ahead else f"none of the {word(n)} rows"
-  lead = f"{who} is ahead in {rows if len(ahead) == n else some}"
-  if not sig:
-    joint = "but" if ahead else "and"
-    return f"{lead} {joint} no difference is significant at these seed counts (p{GLUE}>={GLUE}{SIGNIFICANCE})"
-  return f"{lead}; significant ({P_SIGNIFICANT}): {', '.join(sig)}"
-
-
 def diverged(runs: Sequence[dict[str, Any]], method: str | None = None) -> int:
-  """How many of ``runs`` (those of ``method`` if given) diverged."""
   return sum(bool(r["diverged"]) for r in runs if method is None or r["method"] == method)
 
 
 def load(results: Path, study: str, file: str = "results.json") -> Any:
-  """The JSON ``results/study/file``."""
   return json.loads((results / study / file).read_text())
 
 
@@ -211,12 +178,13 @@ def _script(name: str) -> Any:
 
 def _tables_of(results: Path, study: str) -> list[str]:
   """The Markdown tables the transformers script writes for the results in ``results/study``."""
-  text = _script("transformers").tables(load(results, study))
-  return [part for part in text.split("\n\n") if part.startswith("|")]
+  return [
+    part for part in _script("transformers").tables(load(results, study)).split("\n\n") if part[:1] == "|"
+  ]
 
 
-def _sweep(results: Path) -> dict[str, Any]:
-  return load(results, "sparse_sweep", "summary.json")
+def _sweep(results: Path, fn: str, **kw: bool) -> str:
+  return getattr(_script("sparse_training"), fn)(load(results, "sparse_sweep", "summary.json"), **kw)
 
 
 # The blocks that a benchmark script formats itself.
@@ -224,10 +192,10 @@ TABLES.update(
   transformers_finetune=lambda results: _tables_of(results, "transformers")[1],
   transformers_finetune_wd=lambda results: _tables_of(results, "transformers_finetune_wd")[1],
   graphs=lambda results: _script("graphs").table(load(results, "graphs")["cells"]),
-  sparse_sweep=lambda results: _script("sparse_training").sweep_table(_sweep(results)),
-  sparse_sweep_dense=lambda results: _script("sparse_training").sweep_table(_sweep(results), dense=True),
-  sparse_sweep_findings=lambda results: _script("sparse_training").sweep_findings(_sweep(results)),
-  readme_sparse_sweep=lambda results: _script("sparse_training").sweep_findings(_sweep(results), readme=True),
+  sparse_sweep=lambda results: _sweep(results, "sweep_table"),
+  sparse_sweep_dense=lambda results: _sweep(results, "sweep_table", dense=True),
+  sparse_sweep_findings=lambda results: _sweep(results, "sweep_findings"),
+  readme_sparse_sweep=lambda results: _sweep(results, "sweep_findings", readme=True),
 )
 
 
@@ -239,22 +207,31 @@ COLLAPSE_POINTS = 10.0  # a finished seed this far below the baseline's worst se
 @table
 def main_job(results: Path) -> str:
   """The main job's table, then HAM − baseline paired over seeds per model and sparsifier, and the verdict."""
-  data = load(results, "main_job")
-  acc: dict[tuple[str, str], dict[int, float | None]] = defaultdict(dict)
+  data, acc, tests = load(results, "main_job"), defaultdict(dict), []
   for run in data["runs"]:
     acc[run["config"]["model"], run["method"]][run["config"]["seed"]] = run["test_acc"]
-  comparisons = []
   for (model, method), ham in acc.items():
     if method.endswith("+HAM") and (base := acc.get((model, method.removesuffix("+HAM")))) is not None:
-      seeds = sorted(set(base) & set(ham))
-      label = f"{NAMES.get(model, model)} {method.removesuffix('+HAM')}"
-      comparisons.append((label, paired([base[s] for s in seeds], [ham[s] for s in seeds])))
-  diffs = [f"{k} {fmt_diff(c['mean_diff'], c['std_diff'])} ({fmt_p(c['p_value'])})" for k, c in comparisons]
-  lost, n = diverged(data["runs"]), len(data["runs"])
-  return job_table(data["summary"]) + (
-    "\n\nHAM − baseline, test accuracy paired over seeds (points, mean ± std, paired t-test): "
-    f"{', '.join(diffs)}. {verdict(comparisons)}; {f'{lost} of {n} runs diverged' if lost else 'no seed diverged'}."
+      a, b = (100 * np.array([x[s] for s in sorted(set(base) & set(ham))], float) for x in (base, ham))
+      d = (b - a)[np.isfinite(a) & np.isfinite(b)]
+      t = {**paired_test(a, b), "std_diff": float(d.std(ddof=1)) if d.size > 1 else float("nan")}
+      tests.append((f"{NAMES.get(model, model)} {method.removesuffix('+HAM')}", t))
+  n, lost = len(tests), diverged(data["runs"])
+  ahead = [label for label, t in tests if t["mean_diff"] > 0]
+  sig = [label for label, t in tests if t["p_value"] < SIGNIFICANCE]
+  rows = f"all {word(n)} rows" if n > 2 else ("both rows" if n == 2 else "the one row")
+  some = f"{len(ahead)} of {n} rows ({', '.join(ahead)})" if ahead else f"none of the {word(n)} rows"
+  verdict = f"HAM is ahead in {rows if len(ahead) == n else some}" + (
+    f"; significant ({P_SIGNIFICANT}): {', '.join(sig)}"
+    if sig
+    else f" {'but' if ahead else 'and'} no difference is significant at these seed counts (p{GLUE}>={GLUE}0.05)"
   )
+  diffs = ", ".join(
+    f"{k} {fmt_diff(t['mean_diff'], t['std_diff'])} ({fmt_p(t['p_value'])})" for k, t in tests
+  )
+  lost = f"{lost} of {len(data['runs'])} runs diverged" if lost else "no seed diverged"
+  return f"""{job_table(data["summary"])}\n\nHAM − baseline, test accuracy paired over seeds (points, mean ± std,
+    paired t-test): {diffs}. {verdict}; {lost}."""
 
 
 def _label(method: str, labels: dict[str, str] = SPARSIFIERS) -> str:
@@ -329,11 +306,9 @@ def sparse_training_comparison(results: Path) -> str:
   tuned_worst = [d for (_, v), (_, d, _) in comparisons.items() if v.endswith("tuned")]
   tuned_lost = sum(diverged(rs) for m, rs in runs.items() if m.endswith("HAM tuned"))
   if tuned_worst:
-    text += (
-      '"HAM tuned" (alpha from `suggest_alpha`, same budget as the baseline) '
-      f"{f'diverged on {tuned_lost} seeds' if tuned_lost else 'never diverged'} and was at worst "
-      f"{fmt_diff(min(tuned_worst))} points from the baseline."
-    )
+    text += f""""HAM tuned" (alpha from `suggest_alpha`, same budget as the baseline)
+      {f"diverged on {tuned_lost} seeds" if tuned_lost else "never diverged"} and was at worst
+      {fmt_diff(min(tuned_worst))} points from the baseline."""
   if unstable:
     alphas = "/".join(f"{a:g}" for a in sorted({runs[s + "+HAM"][0]["config"]["alpha"] for s in unstable}))
     text += f""" The grid-tuned "HAM at the baseline's lr" picked alpha{GLUE}={GLUE}{alphas} for
@@ -344,7 +319,6 @@ def sparse_training_comparison(results: Path) -> str:
 
 @table
 def readme_sparse_training(results: Path) -> str:
-  """The README's summary of the sparse-training benchmark."""
   _, _, comparisons, gains, unstable = _sparse(results)
   pair = lambda s: " / ".join(fmt_diff(comparisons[s, v][1]) for v in ("+HAM", "+HAM tuned"))  # noqa: E731
   p_min = np.floor(100 * min(p for _, _, p in comparisons.values())) / 100
