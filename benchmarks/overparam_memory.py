@@ -42,16 +42,13 @@ def main(argv: list[str] | None = None) -> dict:
   rows, payload = [], {"n_params": n, "bytes": {}}
   inners = {"sgd": optax.sgd(0.1), "sgd momentum": optax.sgd(0.1, momentum=0.9), "adam": optax.adam(1e-3)}
   for name, inner in inners.items():
-    b = state_nbytes(inner, params)
-    h = state_nbytes(ham_optax.ham(inner, 0.1), params)
-    s = state_nbytes(spred(inner, 1e-4), params)
+    b, h, s = (state_nbytes(tx, params) for tx in (inner, ham_optax.ham(inner, 0.1), spred(inner, 1e-4)))
     payload["bytes"][name] = {"inner": b, "ham": h, "spred": s}
     ratio = f"{s / b:.2f}x" if b > 64 else "-"
     rows.append([name, *(f"{v / mib:.1f}" for v in (b, h, s)), ratio, f"{(s - h) / (4 * n):.2f}"])
   header = ["inner", *(f"{k} (MiB)" for k in ("inner", "ham(inner)", "spred(inner)"))]
-  print(_common.markdown_table([*header, "spred/inner", "(spred-ham)/params"], rows))
+  print(_common.markdown_table([*header, "spred/inner", "(spred-ham)/params"], rows) + "\n")
   a = state_nbytes(optax.adam(1e-4), params)
-  print()
   for f in (0.05, 0.1, 0.2):
     nb = state_nbytes(nanoadam(1e-4, f, 100), params)
     payload["bytes"][f"nanoadam fraction={f}"] = nb

@@ -28,26 +28,21 @@ def main(argv=None):
   }
   grads = jax.tree.map(lambda p: 0.01 * jnp.ones_like(p), params)
   big = 10**9  # mask-update schedules pushed far away: measures the per-step cost of the wrapper only
-
-  def ham():
-    return ham_optax.ham(optax.sgd(0.1, momentum=0.9), 0.1)
-
+  sgdm = optax.sgd(0.1, momentum=0.9)
+  ham = ham_optax.ham(sgdm, 0.1)  # transformations are pure: one instance serves every wrapper
   txs = {
-    "sgd+momentum": optax.sgd(0.1, momentum=0.9),
-    "ham(sgd)": ham(),
-    "random_pruning(ham)": sp.random_pruning(ham(), 0.9),
-    "magnitude_pruning(ham)": sp.magnitude_pruning(ham(), 0.9, begin_step=big - 1, end_step=big),
-    "acdc(ham)": sp.acdc(ham(), 0.9, total_steps=big),
-    "rigl(ham)": sp.rigl(ham(), 0.9, update_every=big - 1, end_step=big),
-    "rigl(ham), every step a mask update": sp.rigl(ham(), 0.9, update_every=1, end_step=big),
+    "sgd+momentum": sgdm,
+    "ham(sgd)": ham,
+    "random_pruning(ham)": sp.random_pruning(ham, 0.9),
+    "magnitude_pruning(ham)": sp.magnitude_pruning(ham, 0.9, begin_step=big - 1, end_step=big),
+    "acdc(ham)": sp.acdc(ham, 0.9, total_steps=big),
+    "rigl(ham)": sp.rigl(ham, 0.9, update_every=big - 1, end_step=big),
+    "rigl(ham), every step a mask update": sp.rigl(ham, 0.9, update_every=1, end_step=big),
   }
   results = {}
   for name, tx in txs.items():
-    state = tx.init(params)
     update = jax.jit(tx.update)
-    u, state = update(grads, state, params)
-    jax.block_until_ready(u)
-    carry = [state]
+    carry = [jax.block_until_ready(update(grads, tx.init(params), params)[1])]  # compiled, one step run
 
     def steps(update=update, carry=carry):  # --steps dispatches, one sync at the end
       for _ in range(args.steps):
