@@ -151,8 +151,8 @@ def listed(items: Sequence[str]) -> str:
 
 
 def md(header: str, rows: Iterable[str]) -> str:
-  """A Markdown table from its header and rows, each written as its cells joined by ``" | "``."""
-  return markdown_table(header.split(" | "), [row.split(" | ") for row in rows])
+  """A Markdown table from its header (whitespace as in prose) and rows, each its cells joined by ``" | "``."""
+  return markdown_table(" ".join(header.split()).split(" | "), [row.split(" | ") for row in rows])
 
 
 def significant(t: dict[str, Any], sign: int = 1) -> bool:
@@ -769,11 +769,7 @@ FAMILIES |= {"embed_mlp": "Embedding+MLP", "attention": "Attention"}
 OPTIMIZERS = {"sgd": "SGD+m", "adamw": "AdamW"}
 CLIP = 5.0  # the alpha-transfer benchmark's max_exponent (ham_optax's default)
 WITHIN = 0.5  # points: "within reach of grid-best HAM"
-SUG, LEAF, BEST = (
-  "HAM suggested",
-  "HAM per-leaf",
-  "HAM grid-best",
-)  # the alpha-transfer methods besides "baseline"
+SUG, LEAF, BEST = "HAM suggested", "HAM per-leaf", "HAM grid-best"  # the methods besides "baseline"
 
 
 def _family(key: str) -> str:
@@ -785,7 +781,6 @@ def _setting(key: str) -> str:
 
 
 def _final(results: Path, folder: str = "alpha_transfer") -> dict[str, Any]:
-  """The fresh-seed results of every ``final*.json`` of ``results/folder``, by setting."""
   return _script("alpha_transfer").load_final(results / folder)["results"]
 
 
@@ -794,21 +789,16 @@ def _grid(results: Path) -> dict[str, Any]:
 
 
 def _ratio(results: Path, folder: str = "alpha_transfer") -> float:
-  """The target ratio of an alpha-transfer run (of the first: its `suggest_alpha` default)."""
   return float(load(results, folder, "final.json")["argv"]["target_ratio"])
 
 
-def _runs(final: dict[str, Any]) -> list[dict[str, Any]]:
-  return [r for res in final.values() for r in res["runs"]]
-
-
-def _count(runs: Sequence[dict[str, Any]], method: str) -> tuple[int, int]:
-  """How many runs of ``method`` diverged, and how many there are."""
+def _count(runs: Sequence[dict[str, Any]] | dict[str, Any], method: str) -> tuple[int, int]:
+  """How many runs of ``method`` diverged, and how many there are (``runs``: a list, or the fresh seeds)."""
+  runs = [r for res in runs.values() for r in res["runs"]] if isinstance(runs, dict) else runs
   return diverged(runs, method), sum(r["method"] == method for r in runs)
 
 
 def _bin(lo: float, hi: float, last: str) -> str:
-  """A bin's row label; ``last`` for the open bin at the top."""
   return f"below {hi:g}" if lo == 0 else (last if hi == np.inf else f"{lo:g} - {hi:g}")
 
 
@@ -836,7 +826,6 @@ def _within(tests: dict[str, dict], method: str) -> tuple[str, list[str]]:
 
 @table
 def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> str:
-  """Baseline, grid-best HAM and HAM at the suggested alphas (scalar, per leaf) per family and optimizer."""
   study = _script("alpha_transfer")
   final = study.load_final(results / folder)
   header, rule, *rows = study.summarize(final).split("\n")
@@ -844,9 +833,10 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
     f"| {_setting(k).replace('/', ' / ')} |{row.split(' |', 1)[1]}"
     for k, row in zip(final["results"], rows, strict=True)
   ]
-  return "\n".join([header, rule, *rows]) + (
-    "\n\n(Means and stds over the non-diverged seeds; differences over the seeds where neither run diverged.)"
+  note = (
+    "(Means and stds over the non-diverged seeds; differences over the seeds where neither run diverged.)"
   )
+  return "\n".join([header, rule, *rows, "", note])
 
 
 @table
@@ -875,10 +865,8 @@ def alpha_transfer_adamw(results: Path) -> str:
 
 @table
 def alpha_transfer_divergence(results: Path) -> str:
-  """Divergence at the fresh seeds: suggested and per-leaf alphas, then grid-best HAM."""
   final = _final(results)
-  runs = _runs(final)
-  (suggested, _), (leaf, leaf_n), n = _count(runs, SUG), _count(runs, LEAF), _count(runs, "baseline")[1]
+  (suggested, _), (leaf, leaf_n), n = _count(final, SUG), _count(final, LEAF), _count(final, "baseline")[1]
   settings = f"{word(len(final))} family x optimizer settings"
   lead = f"**The suggested alpha diverged on {suggested} of {n} fresh seeds** over the {settings}."
   if suggested == 0:
@@ -887,8 +875,7 @@ def alpha_transfer_divergence(results: Path) -> str:
   grid = []
   for key, res in final.items():
     if g := diverged(res["runs"], BEST):
-      base, seeds = _count(res["runs"], "baseline")
-      lr = res["choices"]["grid_best"][0]
+      (base, seeds), lr = _count(res["runs"], "baseline"), res["choices"]["grid_best"][0]
       grid.append(
         f"{g} of {seeds} {_setting(key)} seeds (lr {lr:g}), where the baseline diverged on {base} of {seeds}"
       )
@@ -913,11 +900,9 @@ def alpha_transfer_rho(results: Path) -> str:
     e = f"{CLIP:g} (the clip)" if b["exponent_max"] >= CLIP else f"{b['exponent_max']:.2g}"
     label = _bin(b["lo"], b["hi"], f"above {b['lo']:g}")
     rows.append(" | ".join([label, str(b["runs"]), str(b["diverged"]), gain(b) + note, *per_opt, e]))
-  header = (
-    "rho = alpha / alpha_unit | HAM runs | diverged | val acc - baseline at the same lr (points, mean of "
-    f"non-diverged) | {' | '.join(f'{name}: gain (diverged/runs)' for name in OPTIMIZERS.values())} | "
-    "largest `exponent_max` during training (median)"
-  )
+  header = f"""rho = alpha / alpha_unit | HAM runs | diverged | val acc - baseline at the same lr (points, mean of
+    non-diverged) | {" | ".join(f"{name}: gain (diverged/runs)" for name in OPTIMIZERS.values())} | largest
+    `exponent_max` during training (median)"""
   bins = [b for b in bins if b["finite"]]
   best = max(bins, key=lambda b: b["gain"])
   common = next(b for b in bins if b["diverged"] >= b["runs"] / 4)
@@ -950,11 +935,11 @@ def alpha_transfer_rho(results: Path) -> str:
 
 def _best_val(rows: list[dict], keys: Sequence[str]) -> tuple[float, int]:
   """The best setting of ``keys`` by mean val acc (diverged: -1): its finished seeds' mean (%), diverged."""
-  if not rows:
-    return float("nan"), 0
   groups = defaultdict(list)
   for r in rows:
     groups[tuple(r[k] for k in keys)].append(r)
+  if not groups:
+    return float("nan"), 0
   best = max(groups.values(), key=lambda rs: mean_val_acc(rs, diverged=-1.0))
   return 100 * mean_val_acc(best, diverged=None), diverged(best)
 
@@ -965,15 +950,14 @@ def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, lis
   tuned = {k: [r for r in res["suggested_tuning_runs"] if "ratio" in r] for k, res in final.items()}
   ratios = sorted({r["ratio"] for runs in tuned.values() for r in runs})
   by_key, gains = {}, defaultdict(list)
-  for key, tuning in tuned.items():
-    if not tuning:
-      continue
+  for key, tuning in ((k, t) for k, t in tuned.items() if t):
     base = _best_val([r for r in grid[key] if r["alpha"] == 0], ["lr"])[0]
     cells = [_best_val([r for r in grid[key] if r["alpha"] != 0], ["lr", "alpha"])]
-    for method in (SUG, LEAF):
-      cells += [
-        _best_val([r for r in tuning if (r["method"], r["ratio"]) == (method, x)], ["lr"]) for x in ratios
-      ]
+    cells += [
+      _best_val([r for r in tuning if (r["method"], r["ratio"]) == (m, x)], ["lr"])
+      for m in (SUG, LEAF)
+      for x in ratios
+    ]
     cells = [(v - base, d) for v, d in cells]
     if not any(np.isnan(v) for v, _ in cells):  # the means: over the families measured at every ratio
       for i, (gain, _) in enumerate(cells):
@@ -984,34 +968,23 @@ def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, lis
 
 @table
 def alpha_transfer_ratios(results: Path) -> str:
-  """Validation gains over the baseline per target ratio and grid-tuned HAM, and their means."""
+  """Validation gains over the baseline per target ratio and grid-tuned HAM, their means, and the reading."""
   ratios, by_key, gains = _ratio_gains(results)
   rows = []
   for key, (base, cells) in by_key.items():
     cells = ["n/a" if np.isnan(v) else f"{v:+.1f}" + (f" ({d} div.)" if d else "") for v, d in cells]
     rows.append(" | ".join([_setting(key).replace("/", " / "), f"{base:.1f}", *cells]))
-  for optimizer, name in OPTIMIZERS.items():
-    if gains[optimizer, 0]:
-      means = [f"{np.mean(gains[optimizer, i]):+.2f}" for i in range(1 + 2 * len(ratios))]
-      rows.append(
-        f"mean over the {len(gains[optimizer, 0])} families with every ratio ({name}) |  | "
-        + " | ".join(means)
-      )
+  for o, name in OPTIMIZERS.items():
+    if gains[o, 0]:
+      means = " | ".join(f"{np.mean(gains[o, i]):+.2f}" for i in range(1 + 2 * len(ratios)))
+      rows.append(f"mean over the {len(gains[o, 0])} families with every ratio ({name}) |  | {means}")
   kinds = [f"{kind} rho = {x:g}" for kind in ("one alpha,", "per leaf,") for x in ratios]
-  return md(" | ".join(["family / optimizer", "baseline val acc (%)", "grid-tuned HAM", *kinds]), rows) + (
-    "\n\n(Validation accuracy minus the baseline's, points, mean over the tuning seeds at each method's best lr; "
-    "div.: diverged seeds there, left out of the mean.)\n\n" + _ratio_findings(results, ratios, by_key, gains)
-  )
-
-
-def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dict) -> str:
-  """The paragraph under the ratio table: the best ratio per optimizer, the partial AdamW families."""
+  header = " | ".join(["family / optimizer", "baseline val acc (%)", "grid-tuned HAM", *kinds])
   default, seeds = _ratio(results), _grid(results)["argv"]["grid_seeds"]
   mean = {(o, x): float(np.mean(gains[o, 1 + i])) for o in OPTIMIZERS for i, x in enumerate(ratios)}
   n = word(len(gains["sgd", 0]))
   at = lambda o, xs: ", ".join(f"{x:g}: {d1(mean[o, x])}" for x in xs)  # noqa: E731
   best = {o: max(ratios, key=lambda x: mean[o, x]) for o in OPTIMIZERS}
-  top = best["adamw"]
   grows = all(mean["adamw", a] < mean["adamw", b] for a, b in zip(ratios, ratios[1:], strict=False))
   nxt = min(x for x in ratios if x > default)
   partial = [k for k, (_, c) in by_key.items() if k.endswith("/adamw") and any(np.isnan(v) for v, _ in c)]
@@ -1019,12 +992,15 @@ def _ratio_findings(results: Path, ratios: list[float], by_key: dict, gains: dic
     f"{_family(k)} from " + " to ".join(d1(by_key[k][1][1 + ratios.index(x)][0]) for x in (default, nxt))
     for k in partial
   )
-  return f"""Per family the validation gains are noisy ({seeds} seeds), but the means separate the optimizers.
-    **With SGD + momentum, {best["sgd"]:g} had the best mean gain** ({d1(mean["sgd", best["sgd"]])} points
-    over the {n} families with every ratio; {at("sgd", [x for x in ratios if x != best["sgd"]])}); above `rho
-    = 1` SGD runs start to diverge in the grid. **With AdamW the gain
-    {"grew with the ratio" if grows else f"was largest at {top:g}"}** ({at("adamw", ratios)}, over the same
-    {n} families{f"; measured at {default:g} and {nxt:g} only, the {moved})." if partial else ")."}"""
+  grew = "grew with the ratio" if grows else f"was largest at {best['adamw']:g}"
+  end = f"; measured at {default:g} and {nxt:g} only, the {moved})." if partial else ")."
+  return f"""{md(header, rows)}\n\n(Validation accuracy minus the baseline's, points, mean over the tuning
+    seeds at each method's best lr; div.: diverged seeds there, left out of the mean.)\n\nPer family the
+    validation gains are noisy ({seeds} seeds), but the means separate the optimizers. **With SGD + momentum,
+    {best["sgd"]:g} had the best mean gain** ({d1(mean["sgd", best["sgd"]])} points over the {n} families
+    with every ratio; {at("sgd", [x for x in ratios if x != best["sgd"]])}); above `rho = 1` SGD runs start
+    to diverge in the grid. **With AdamW the gain {grew}** ({at("adamw", ratios)}, over the same {n}
+    families{end}"""
 
 
 @table
@@ -1048,12 +1024,8 @@ def alpha_transfer_findings(results: Path) -> str:
   count, missed = _within(tests, LEAF)
   missed = f"; missed on {listed([_cited(k, tests[k][LEAF, BEST]) for k in missed])}" if missed else ""
   item += f" The per-leaf alphas were within {WITHIN:g} points on {count} settings{missed}."
-  items = [
-    item,
-    _raw_alpha(grid["runs"]),
-    _against_baseline({k: t[SUG, "baseline"] for k, t in tests.items()}),
-  ]
-  items.append(_per_leaf_finding(final, grid, {k: t[LEAF, SUG] for k, t in tests.items()}))
+  vs_base, vs_one = ({k: t[pair] for k, t in tests.items()} for pair in ((SUG, "baseline"), (LEAF, SUG)))
+  items = [item, _raw_alpha(grid["runs"]), _against_baseline(vs_base), _per_leaf_finding(final, grid, vs_one)]
   return "\n".join(f"- {item}" for item in items)
 
 
@@ -1073,10 +1045,9 @@ def _raw_alpha(grid: dict[str, list]) -> str:
   where = "in every family" if len(lost) == len(sgd) else f"on {listed([_family(k) for k in lost])}"
   a_lr, top = min(r["lr"] for k in adamw for r in grid[k]), max(r["alpha"] for k in adamw for r in grid[k])
   parts = []
-  for k in adamw:
-    if any(r["lr"] == a_lr for r in grid[k]):
-      d, n, gain = cell(k, a_lr, top)
-      parts.append(f"{d1(gain)} ({_family(k)}{f'; {d} of {n} seeds diverged' if d else ''})")
+  for k in (k for k in adamw if any(r["lr"] == a_lr for r in grid[k])):
+    d, n, gain = cell(k, a_lr, top)
+    parts.append(f"{d1(gain)} ({_family(k)}{f'; {d} of {n} seeds diverged' if d else ''})")
   return f"""In raw alpha, with SGD + momentum at lr {lr:g}, alpha = 100 diverged (on at least one of the
     seeds) {where}; AdamW at lr {a_lr:g} and alpha = {top:g} changed validation accuracy by {listed(parts)}
     points. The paper's 200 is far outside the stable region of these models with SGD."""
@@ -1108,11 +1079,9 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
 
   far = {k: t for k, t in tests.items() if abs(t["mean_diff"]) > WITHIN}
   kind = lambda t: (t["mean_diff"] > 0, t["p_value"] < SIGNIFICANCE)  # noqa: E731
-  groups = {
-    (True, True): "significantly better than the single alpha on",
-    (True, False): "better, not significantly, on",
-  }
-  groups |= {(False, True): "significantly worse on", (False, False): "worse, not significantly, on"}
+  groups = {(True, True): "significantly better than the single alpha on"}
+  groups |= {(True, False): "better, not significantly, on", (False, True): "significantly worse on"}
+  groups[False, False] = "worse, not significantly, on"
   clauses = [
     f"{what} {listed([_cited(k, t, *notes(k)) for k, t in far.items() if kind(t) == g])}"
     for g, what in groups.items()
@@ -1125,9 +1094,7 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
   text += f"On the fresh seeds the per-leaf alphas were {'; '.join(clauses)}."
   key, seed_lr = "embed_mlp/sgd", "1000/0.1"
   if key in tests and seed_lr in grid.get("alpha_unit_leaves", {}).get(key, {}):
-    units = [
-      u for u in grid["alpha_unit_leaves"][key][seed_lr] if u > 0
-    ]  # the kernels; biases are not selected
+    units = [u for u in grid["alpha_unit_leaves"][key][seed_lr] if u > 0]  # the kernels, not the biases
     text += f""" On the embedding + MLP the embedding did not dominate the single alpha (per-leaf unit alphas
       at the first tuning seed and lr 0.1 with SGD: {units[0]:.3g} for the embedding,
       {" and ".join(f"{u:.2g}" for u in units[1:-1])} for the hidden layers, {units[-1]:.2g} for the head;
@@ -1148,22 +1115,15 @@ def _grid_facts(results: Path) -> dict[str, Any]:
   safe = alphas[min([i for i, a in enumerate(alphas) if lost[a]], default=len(alphas)) - 1]
   nxt, sgd = alphas[alphas.index(safe) + 1], [k for k in grid if k.endswith("/sgd")]
   lr = max(r["lr"] for k in sgd for r in grid[k])
-  return dict(
-    seeds=data["argv"]["grid_seeds"],
-    default=inspect.signature(ham_optax.ham).parameters["alpha"].default,
-    safe=safe,
-    next=nxt,
-    sgd=len(sgd),
-    lr=lr,
-    next_lost=listed([f"{_setting(k)} at lr {x:g}" for k, x in lost[nxt]]),
-    lost_100=[k for k in sgd if (k, lr) in lost[100.0]],
-  )
+  facts = dict(seeds=data["argv"]["grid_seeds"], safe=safe, next=nxt, sgd=len(sgd), lr=lr)
+  facts["default"] = inspect.signature(ham_optax.ham).parameters["alpha"].default
+  facts["next_lost"] = listed([f"{_setting(k)} at lr {x:g}" for k, x in lost[nxt]])
+  return facts | {"lost_100": [k for k in sgd if (k, lr) in lost[100.0]]}
 
 
 @table
 def alpha_short_version(results: Path) -> str:
-  """The guide's opening paragraph: the suggested alpha's divergence, the default's place."""
-  g, (lost, n) = _grid_facts(results), _count(_runs(_final(results)), SUG)
+  g, (lost, n) = _grid_facts(results), _count(_final(results), SUG)
   never = f"its alpha {'never diverged (0' if not lost else f'diverged ({lost}'} of {n} fresh seeds)"
   place = (
     "the largest value of the grid below that never diverged on any model, optimizer and learning rate"
@@ -1181,7 +1141,6 @@ def alpha_short_version(results: Path) -> str:
 
 @table
 def readme_alpha(results: Path) -> str:
-  """The README's opening paragraph on alpha: alpha 100 with SGD in the grid, and the default's place in it."""
   g = _grid_facts(results)
   where = "on all of them" if len(g["lost_100"]) == g["sgd"] else f"on {len(g['lost_100'])} of {g['sgd']}"
   never = "it never diverged on any model, optimizer and learning rate measured; " * (
@@ -1192,15 +1151,15 @@ def readme_alpha(results: Path) -> str:
     optimizer. The paper's `alpha=200` (ResNet-50 on ImageNet, SGD lr 0.1; `ham_optax.PAPER_IMAGENET_ALPHA`)
     is far too large for the small MNIST-1D models measured here: with SGD + momentum at lr {g["lr"]:g},
     `alpha=100` diverged (on at least one of {word(g["seeds"])} seeds) {where}. The library default
-    `alpha={g["default"]:g}` is mild ({never}`alpha={g["next"]:g}` already diverged on {g["next_lost"]}), so HAM does little with it: choose alpha for your model."""
+    `alpha={g["default"]:g}` is mild ({never}`alpha={g["next"]:g}` already diverged on {g["next_lost"]}), so
+    HAM does little with it: choose alpha for your model."""
 
 
 @table
 def readme_alpha_transfer(results: Path) -> str:
-  """The README's summary of the alpha-transfer benchmark, with a link to the guide."""
   final, ratio = _final(results), _ratio(results, "alpha_transfer_adamw")
   tests, now = _transfer_tests(final), _transfer_tests(_final(results, "alpha_transfer_adamw"))
-  (lost, n), (count, _) = _count(_runs(final), SUG), _within(tests, SUG)
+  (lost, n), (count, _) = _count(final, SUG), _within(tests, SUG)
   leaf = [t[LEAF, SUG]["mean_diff"] for t in tests.values() if t[LEAF, SUG]["p_value"] < SIGNIFICANCE]
   ok = sum(t[SUG, BEST]["mean_diff"] >= -WITHIN for t in now.values())
   return f"""The alpha-transfer benchmark trains {word(len(final) // 2)} model families on MNIST-1D
@@ -1217,7 +1176,7 @@ def readme_alpha_transfer(results: Path) -> str:
 
 @table
 def alpha_transfer_mainjob(results: Path) -> str:
-  """The training app's job at the suggested alpha, per setting: seeds, alphas, divergence, diagnostics."""
+  """The training app's job at the suggested alpha, per setting, then the findings and the same loop's baselines."""
   runs = defaultdict(list)
   for path in sorted((results / "alpha_transfer").glob("mainjob*.json")):
     for r in json.loads(path.read_text())["runs"]:
@@ -1233,15 +1192,8 @@ def alpha_transfer_mainjob(results: Path) -> str:
       f"{max(v['ham_exponent_max']):.3f} | {max(v['ham_clip_fraction_max']):g} | "
       f"{np.mean(v['ham_inverse_metric_mean_final']):.3f}"
     )
-  header = (
-    "setting (model, pruning, lr, epochs) | seeds | suggested alpha | diverged | val acc (%) | largest "
-    "`exponent_max` | `clip_fraction` | final `inverse_metric_mean`"
-  )
-  return md(header, rows) + "\n\n" + _mainjob_findings(results, runs)
-
-
-def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
-  """Divergence, clip and exponent of the job; the same loop's baselines; shorter checks."""
+  header = """setting (model, pruning, lr, epochs) | seeds | suggested alpha | diverged | val acc (%) | largest
+    `exponent_max` | `clip_fraction` | final `inverse_metric_mean`"""
   every = [r for rs in runs.values() for r in rs]
   lost, clip = sum(r["diverged"] for r in every), max(r["ham_clip_fraction_max"] for r in every)
   top = np.ceil(10 * max(r["ham_exponent_max"] for r in every)) / 10
@@ -1250,8 +1202,7 @@ def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
     (t["method"], t["lr"]): t["val_acc_mean"] for t in sparse["tuning"] if t["alpha"] == t["sign_in"] == ""
   }
   pruned, cited = f"{100 * sparse['argv']['sparsity']:.0f} % random pruning", []
-  for setting in runs:
-    model, sparsifier, lr, *_ = setting.split(":")
+  for model, sparsifier, lr, *_ in (s.split(":") for s in runs):
     method = "dense" if sparsifier == "none" else sparsifier
     if model == sparse["argv"]["model"] and (method, float(lr)) in ref:
       cited.append(
@@ -1267,7 +1218,7 @@ def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
   for model, n in short:
     text += f""" The {NAMES.get(model, model)} was checked over {n} of the job's {epochs} epochs (the learning
       rate is highest, and divergence likeliest, early in the cosine schedule)."""
-  return text
+  return md(header, rows) + "\n\n" + text
 
 
 # How to read HAM's diagnostics, from the alpha-transfer runs (each HAM run logs `metrics.ham_diagnostics`' global
@@ -1277,17 +1228,6 @@ def _mainjob_findings(results: Path, runs: dict[str, list[dict]]) -> str:
 
 EDGES = (0.0, 0.01, 0.1, 0.5, 1.0, CLIP)  # the bins of `exponent_max`, then "at the clip"
 LOST_POINTS = 3.0
-
-
-def _diagnosed_runs(results: Path) -> list[dict[str, Any]]:
-  """Every run of ``grid.json`` and ``final*.json``, tagged with its setting and file (pairing stays within one)."""
-  runs = [
-    {**r, "setting": k, "source": "grid.json"} for k, rows in _grid(results)["runs"].items() for r in rows
-  ]
-  for path in sorted((results / "alpha_transfer").glob("final*.json")):
-    for k, v in json.loads(path.read_text())["results"].items():
-      runs += [{**r, "setting": k, "source": path.name} for r in v["runs"]]
-  return runs
 
 
 def _outcome(run: dict[str, Any]) -> str:
@@ -1303,13 +1243,12 @@ def _in_bin(value: float, lo: float, hi: float) -> bool:
 
 def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what: str) -> tuple[str, float]:
   """HAM runs by bin of ``key(run)``: failures, paired change against the baseline; lowest bin's loss."""
-  base = {(r["setting"], r["source"], r["lr"], r["seed"]): r for r in runs if r["alpha"] == 0}
-  rows, quiet = [], None
+  pair = lambda r: (r["setting"], r["source"], r["lr"], r["seed"])  # noqa: E731
+  base, rows, quiet = {pair(r): r for r in runs if r["alpha"] == 0}, [], None
   for lo, hi in [*zip(EDGES[:-1], EDGES[1:], strict=True), (CLIP, np.inf)]:
     sel = [r for r in runs if r["alpha"] != 0 and np.isfinite(key(r)) and _in_bin(key(r), lo, hi)]
     diffs, loss = [], []
-    for r in sel:
-      b = base.get((r["setting"], r["source"], r["lr"], r["seed"]))
+    for r, b in ((r, base.get(pair(r))) for r in sel):
       if b is not None and _outcome(r) == "healthy" and _outcome(b) == "healthy":
         diffs.append(100.0 * (r["val_acc"] - b["val_acc"]))
         loss.append(100.0 * abs(r["epoch_loss"][-1] - b["epoch_loss"][-1]) / b["epoch_loss"][-1])
@@ -1317,22 +1256,23 @@ def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what:
     lost = f"{int(np.sum(np.asarray(diffs) < -LOST_POINTS))} of {len(diffs)}"
     cells = [f"{np.median(diffs):+.2f}", lost, f"{np.median(loss):.2g} %"] if diffs else ["-"] * 3
     failed = sum(_outcome(r) != "healthy" for r in sel)
-    rows += (
-      [" | ".join([_bin(lo, hi, f"at the clip ({CLIP:g})"), str(len(sel)), str(failed), *cells])]
-      if sel
-      else []
-    )
-  header = (
-    f"{what} | HAM runs | failed (diverged or collapsed) | val acc - baseline, median (points) | lost more than "
-    f"{LOST_POINTS:g} points | final training loss vs baseline, median change"
-  )
+    rows += [
+      " | ".join([_bin(lo, hi, f"at the clip ({CLIP:g})"), str(len(sel)), str(failed), *cells])
+    ] * bool(sel)
+  header = f"""{what} | HAM runs | failed (diverged or collapsed) | val acc - baseline, median (points) | lost
+    more than {LOST_POINTS:g} points | final training loss vs baseline, median change"""
   return md(header, rows), quiet
 
 
 @table
 def alpha_diagnostics(results: Path) -> str:
   """Failed runs and the change against the baseline by `exponent_max`, and what they say."""
-  runs = _diagnosed_runs(results)
+  runs = [
+    {**r, "setting": k, "source": "grid.json"} for k, rows in _grid(results)["runs"].items() for r in rows
+  ]
+  for path in sorted((results / "alpha_transfer").glob("final*.json")):  # pairs stay within one file
+    for k, v in json.loads(path.read_text())["results"].items():
+      runs += [{**r, "setting": k, "source": path.name} for r in v["runs"]]
   ham = [r for r in runs if r["alpha"] != 0]
   first, _ = _by_exponent(runs, lambda r: r["step0"]["exponent_max"], "`exponent_max` at the first step")
   most, quiet = _by_exponent(
