@@ -193,13 +193,14 @@ def _sweep_parse(argv) -> argparse.Namespace:
   decays = list(np.geomspace(1e-5, 1e-1, 8))
   _common.add_options(p, sparsities=list(SWEEP_SPARSITIES), lrs=[0.1, 0.2, 0.4, 0.8], str_decays=decays)
   _common.add_options(p, epochs=15, batch_size=128, width=128, tuning_seeds=2, lanes=16, pilot_seeds=16)
-  _common.add_options(p, max_seeds=96, effect=0.5, power=0.8, level=0.05)
+  _common.add_options(p, max_seeds=512, effect=0.5, power=0.8, level=0.05, str_seeds=8, str_rounds=2)
   p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 sparsity, 2 lrs, few seeds")
   p.add_argument("--out", default=str(Path(__file__).parent / "results" / "sparse_sweep"))
   args = p.parse_args(argv)
   if args.fast:
     args.epochs, args.sparsities, args.lrs, args.tuning_seeds, args.lanes = 2, [0.9], [0.1, 0.4], 1, 4
     args.pilot_seeds, args.max_seeds, args.str_decays, args.width = 2, 4, [1e-3, 1e-1], 32
+    args.str_seeds, args.str_rounds = 2, 1
   return args
 
 
@@ -394,28 +395,45 @@ class _Sweep:
       self._save("alphas.json", alphas)
     return alphas[key]
 
-  def decay(self, family: str, level: float, arm: str) -> float:
-    """STR: the threshold decay (times lr) whose sparsity at the middle lr is ``level`` for this arm, interpolated
-    in log decay between the grid points around it (first tuning seed)."""
+  def decay(self, family: str, level: float, arm: str, lr: float) -> float:
+    """STR: the threshold decay (times lr) at which ``arm`` reaches sparsity ``level`` at ``lr``, from
+    ``str_decay.json`` (:meth:`calibrate` fills it for every arm, learning rate and sparsity of ``family``)."""
     cal = self._load("str_decay.json")
-    if f"{family}/{arm}" not in cal:
-      lr, grid = self.args.lrs[len(self.args.lrs) // 2], self.args.str_decays
-      cells = [(family, "str", 0.0, a) for a in ("base", "ham")]
-      jobs = [(c, [(_common.TUNING_SEED0, lr, self.setting(c, lr)[0], d) for d in grid]) for c in cells]
-      for cell, rows in self.run_group(jobs):
-        reached = [r["sparsity"] if r["finite"] else None for r in rows]
-        cal[f"{family}/{cell[3]}"] = {"lr": lr, "decays": grid, "sparsity": reached}
-      self._save("str_decay.json", cal)
-    c = cal[f"{family}/{arm}"]
-    ok = [(d, s) for d, s in zip(c["decays"], c["sparsity"], strict=True) if s is not None]
-    reached = np.maximum.accumulate([s for _, s in ok])  # sparsity grows with the decay
-    return float(np.exp(np.interp(level, reached, np.log([d for d, _ in ok]))))
+    if f"{family}/{arm}@{lr:g}" not in cal:
+      cal = self.calibrate(family)
+    return cal[f"{family}/{arm}@{lr:g}"]["chosen"][f"{level:g}"]
+
+  def calibrate(self, family: str) -> dict:
+    """STR's decay per arm, learning rate and target sparsity, on ``--str-seeds`` calibration seeds (tuning seeds,
+    never the test seeds): the mean sparsity reached over the grid ``--str-decays``, then ``--str-rounds`` times
+    per target the decay interpolated (in log decay, :func:`_decay_for`) from the points so far, run and added as
+    a point. The chosen decay is the last interpolation."""
+    a, seeds = self.args, _common.tuning_seeds(self.args.str_seeds)
+    cells = {arm: (family, "str", 0.0, arm) for arm in ("base", "ham")}
+    points = {(arm, lr): [] for arm in cells for lr in a.lrs}
+
+    def measure(requests: list[tuple]) -> None:  # [(arm, lr, decay), ...], every seed of each
+      alpha = lambda arm, lr: self.alpha(family, lr) if arm == "ham" else 0.0  # noqa: E731
+      jobs = [(cells[r[0]], [(s, r[1], alpha(*r[:2]), r[2]) for s in seeds]) for r in requests]
+      for r, (_, rows) in zip(requests, self.run_group(jobs), strict=True):
+        finite = [row["sparsity"] for row in rows if row["finite"]]
+        points[r[:2]].append((r[2], float(np.mean(finite)) if finite else None))
+
+    measure([(*key, d) for key in points for d in a.str_decays])
+    for _ in range(a.str_rounds):
+      measure([(*key, _decay_for(points[key], lv)) for key in points for lv in a.sparsities])
+    cal = self._load("str_decay.json") | {"seeds": seeds}
+    for (arm, lr), pts in points.items():
+      chosen = {f"{lv:g}": _decay_for(pts, lv) for lv in a.sparsities}
+      cal[f"{family}/{arm}@{lr:g}"] = dict(points=[list(pt) for pt in pts], chosen=chosen)
+    self._save("str_decay.json", cal)
+    return cal
 
   def setting(self, cell: tuple, lr: float) -> tuple[float, float]:
     """``(alpha, decay)`` of ``cell`` at ``lr``: alpha from ``suggest_alpha`` with HAM (else 0), STR's decay."""
     family, method, level, arm = cell
     alpha = self.alpha(family, lr) if "ham" in arm else 0.0
-    return alpha, self.decay(family, level, arm) if method == "str" and level else 0.0
+    return alpha, self.decay(family, level, arm, lr) if method == "str" and level else 0.0
 
   def tune(self, group: list[tuple]) -> None:
     """Per cell, the lr with the best mean validation accuracy over the tuning seeds (a diverged run scores 0):
@@ -441,12 +459,14 @@ class _Sweep:
       cells[cell]["seeds"].update({str(s): r for s, r in zip(todo[cell], rows, strict=True)})
       self._save(_cell_file(cell), cells[cell])
 
-  def pairs(self) -> list[tuple]:
+  def pairs(self, study: bool = False) -> list[tuple]:
     """``(family, label, base cell, other cell)`` of every comparison: HAM against its baseline per sparsifier and
-    sparsity, then (dense) HAM, SAM and SAM + HAM against the baseline, SAM + HAM against SAM and against HAM."""
+    sparsity, then (dense) HAM, SAM and SAM + HAM against the baseline, SAM + HAM against SAM and against HAM.
+    Of the families and sparsifiers chosen on the command line, or with ``study`` of the whole study's."""
     out, a = [], self.args
-    for f in a.families:
-      out += [(f, m, (f, m, lv, "base"), (f, m, lv, "ham")) for m in a.sparsifiers for lv in a.sparsities]
+    for f in ("mlp", "cnn") if study else a.families:
+      methods = SWEEP_SPARSIFIERS if study else a.sparsifiers
+      out += [(f, m, (f, m, lv, "base"), (f, m, lv, "ham")) for m in methods for lv in a.sparsities]
       if not a.no_dense:
         out += [(f, f"{o} − {b}", (f, "dense", 0.0, b), (f, "dense", 0.0, o)) for b, o in DENSE_PAIRS]
     return out
@@ -454,14 +474,16 @@ class _Sweep:
   def plan(self) -> dict:
     """The seed count: the smallest n whose paired t-test at level / m (Bonferroni, the first and strictest step of
     Holm's procedure over the m sparse comparisons) detects ``--effect`` points with ``--power``, given the median
-    spread of the paired differences over the pilot seeds; capped at ``--max-seeds``."""
+    spread of the paired differences over the pilot seeds; capped at ``--max-seeds``. Over every sparse
+    comparison of the study that has its pilot, whichever part of it a command runs."""
     a, sds = self.args, []
-    for _, method, base, other in self.pairs():
+    for _, method, base, other in self.pairs(study=True):
       if method in SWEEP_SPARSIFIERS:
-        b, o = (self.cell(c)["seeds"] for c in (base, other))
+        b, o = (self.cell(c).get("seeds", {}) for c in (base, other))
         pilot = [s for s in map(str, range(a.pilot_seeds)) if s in b and s in o]
         d = [100 * (o[s]["test"] - b[s]["test"]) for s in pilot if b[s]["finite"] and o[s]["finite"]]
-        sds.append(float(np.std(d, ddof=1)))
+        if len(pilot) == a.pilot_seeds:
+          sds.append(float(np.std(d, ddof=1)))
     m, sd = len(sds), float(np.median(sds))
     needed = next(n for n in range(3, 100000) if _power(n, sd, a.effect, a.level / m) >= a.power)
     used = min(-(-needed // a.lanes) * a.lanes, max(a.max_seeds, a.pilot_seeds))
@@ -480,6 +502,14 @@ def _power(n: int, sd: float, effect: float, level: float) -> float:
 
   t, nc = stats.t.ppf(1 - level / 2, n - 1), effect * np.sqrt(n) / sd
   return float(stats.nct.sf(t, n - 1, nc) + stats.nct.cdf(-t, n - 1, nc))
+
+
+def _decay_for(points: list[tuple], level: float) -> float:
+  """The decay whose sparsity is ``level``, interpolated in log decay between the ``(decay, mean sparsity)``
+  points around it (points whose runs all diverged left out; the sparsity taken as non-decreasing in the decay)."""
+  ok = sorted((d, s) for d, s in points if s is not None)
+  reached = np.maximum.accumulate([s for _, s in ok])
+  return float(np.exp(np.interp(level, reached, np.log([d for d, _ in ok]))))
 
 
 def holm(p_values) -> list[float]:
