@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
@@ -67,23 +69,10 @@ def inverse_mirror_map(u: ArrayLike, alpha: ArrayLike) -> Array:
   return jnp.sign(u) * jnp.expm1(alpha * jnp.abs(u)) / alpha
 
 
-def _xlogx_term(t: Array) -> Array:
-  """:math:`h(t) = (1 + t)\\log(1 + t) - t` for t >= 0, accurate for small t (series)."""
+def _small_t(t: Array, series: Callable[[Array], Array], closed: Callable[[Array], Array]) -> Array:
+  """``series(t)`` where ``0 <= t < _SERIES_THRESHOLD`` (five terms: < 1e-16 relative error), else ``closed(t)``."""
   small = t < _SERIES_THRESHOLD
-  ts = jnp.where(small, t, 0.0)
-  # h(t) = sum_{k>=2} (-1)^k t^k / (k (k - 1)); five terms give < 1e-16 relative error for t < 1e-2.
-  series = ts**2 * (1 / 2 - ts * (1 / 6 - ts * (1 / 12 - ts * (1 / 20 - ts / 30))))
-  tl = jnp.where(small, 1.0, t)
-  return jnp.where(small, series, (1 + tl) * jnp.log1p(tl) - tl)
-
-
-def _expm1_term(s: Array) -> Array:
-  """:math:`e^s - 1 - s` for s >= 0, accurate for small s (series)."""
-  small = s < _SERIES_THRESHOLD
-  ss = jnp.where(small, s, 0.0)
-  series = ss**2 * (1 / 2 + ss * (1 / 6 + ss * (1 / 24 + ss * (1 / 120 + ss / 720))))
-  sl = jnp.where(small, 1.0, s)
-  return jnp.where(small, series, jnp.expm1(sl) - sl)
+  return jnp.where(small, series(jnp.where(small, t, 0.0)), closed(jnp.where(small, 1.0, t)))
 
 
 def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
@@ -104,7 +93,10 @@ def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
     0.216395
   """
   checks.check_positive_values(alpha, "alpha")
-  return jnp.sum(_xlogx_term(alpha * jnp.abs(jnp.asarray(x)))) / alpha**2
+  # (1 + t) log(1 + t) - t = sum_{k>=2} (-1)^k t^k / (k (k - 1))
+  series = lambda t: t**2 * (1 / 2 - t * (1 / 6 - t * (1 / 12 - t * (1 / 20 - t / 30))))  # noqa: E731
+  h = _small_t(alpha * jnp.abs(jnp.asarray(x)), series, lambda t: (1 + t) * jnp.log1p(t) - t)
+  return jnp.sum(h) / alpha**2
 
 
 def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
@@ -116,7 +108,8 @@ def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
       \\qquad \\nabla R_\\alpha^* = (\\nabla R_\\alpha)^{-1}.
   """
   checks.check_positive_values(alpha, "alpha")
-  return jnp.sum(_expm1_term(alpha * jnp.abs(jnp.asarray(u)))) / alpha**2
+  series = lambda s: s**2 * (1 / 2 + s * (1 / 6 + s * (1 / 24 + s * (1 / 120 + s / 720))))  # noqa: E731
+  return jnp.sum(_small_t(alpha * jnp.abs(jnp.asarray(u)), series, lambda s: jnp.expm1(s) - s)) / alpha**2
 
 
 def bregman_divergence(x: ArrayLike, x0: ArrayLike, alpha: ArrayLike) -> Array:

@@ -53,10 +53,8 @@ def ham(
   on the selected (``mask``) leaves, with :math:`\alpha` one value for all of them (the paper's HAM) or, per layer,
   :math:`\alpha_l` for leaf :math:`l` (``alpha`` a pytree); other leaves take the inner update alone. The mirror
   step reuses the raw gradient (no second backward pass) and adds no state beyond a step counter. Returns
-  ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes like any optax transform.
-
-  The continuous limit is :math:`\dot x = -(1 + \alpha|x|)\nabla f(x)`: HAM moves and flips signs near zero at
-  least as fast as GD while biasing towards sparse solutions (mirror potential :math:`R_\alpha`).
+  ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes like any optax transform. Continuous limit and
+  numerics (saturation, NaN in, NaN out): :func:`hyperbolic_step`.
 
   Order matters: put gradient clipping or other gradient preprocessing *inside* ``inner`` (the mirror step
   always sees the raw gradient ``ham`` receives) and nothing after ``ham`` in a chain. Do not wrap ``ham`` in
@@ -67,9 +65,6 @@ def ham(
     learning_rate: float or optax schedule for the mirror step; pass the same value/schedule as ``inner`` uses.
       Both count steps from 0, so a schedule is evaluated at the same step count.
     {mirror_args}
-
-  Hyperparameters are checked at construction and saturated to the compute dtype's finite range, as are weights
-  that would overflow, so no NaN arises from them. Params may be arrays or Python scalars, as in optax.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params`` and forwards extra args to

@@ -94,16 +94,14 @@ def is_alpha_tree(alpha: Any) -> bool:
   return not (treedef.num_nodes == 1 and treedef.num_leaves == 1)  # a container, even an empty one
 
 
-def check_alpha(alpha: Any) -> None:
-  """Checks ``alpha``: a finite real float or a schedule, or a non-empty pytree of them (each named by its path)."""
-  if not is_alpha_tree(alpha):
-    checks.check_scalar(alpha, "alpha", schedule_ok=True)
-    return
-  leaves = jax.tree_util.tree_flatten_with_path(alpha)[0]
+def check_alpha(alpha: Any, *, schedule_ok: bool = True, owner: str = "") -> None:
+  """Checks ``alpha``: a finite real float (or a schedule, with ``schedule_ok``), or a non-empty pytree of them
+  (each named by its path); ``owner`` prefixes the empty-tree message."""
+  leaves = jax.tree_util.tree_flatten_with_path(alpha)[0] if is_alpha_tree(alpha) else [((), alpha)]
   if not leaves:
-    raise ValueError("alpha as a pytree needs at least one value, got an empty tree.")
+    raise ValueError(f"{owner}alpha as a pytree needs at least one value, got an empty tree.")
   for path, value in leaves:
-    checks.check_scalar(value, f"alpha{jax.tree_util.keystr(path)}", schedule_ok=True)
+    checks.check_scalar(value, f"alpha{jax.tree_util.keystr(path)}", schedule_ok=schedule_ok)
 
 
 def _alpha_per_leaf(alpha: Any, params: Any, treedef: Any) -> list[Any]:
@@ -118,27 +116,6 @@ def _alpha_per_leaf(alpha: Any, params: Any, treedef: Any) -> list[Any]:
       f"{masking._explain_mismatch(alpha, params, 'alpha')}."  # noqa: SLF001 - the package's own helper
     ) from e
   return treedef.flatten_up_to(full)
-
-
-def check_mirror_args(
-  learning_rate: optax.ScalarOrSchedule,
-  alpha: Any,
-  beta: Any,
-  max_exponent: float,
-  max_weight_norm: float | None,
-  sign_from: str,
-  max_weight_norm_scope: str = "masked",
-) -> None:
-  """Construction-time validation shared by :func:`hyperbolic_step` and :func:`ham_optax.ham`."""
-  checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True)
-  check_alpha(alpha)
-  checks.check_scalar(beta, "beta", lo=0.0, schedule_ok=True)
-  checks.check_scalar(max_exponent, "max_exponent", lo=0.0, lo_open=True)
-  checks.check_scalar(max_exponent, "max_exponent", hi=MAX_EXPONENT_LIMIT)
-  if max_weight_norm is not None:
-    checks.check_scalar(max_weight_norm, "max_weight_norm", lo=0.0, lo_open=True)
-  checks.check_choice(sign_from, "sign_from", ("x_half", "x"))
-  checks.check_choice(max_weight_norm_scope, "max_weight_norm_scope", ("masked", "all"))
 
 
 def _finite_scalar(x: Any, dtype: Any) -> jax.Array:
@@ -271,46 +248,6 @@ def _check_same_shapes(params: Any, grads: Any, updates: Any) -> None:
   chex.assert_trees_all_equal_shapes(as_struct(params), as_struct(grads), as_struct(updates))
 
 
-def mirror_updates(
-  updates: Any,
-  grads: Any,
-  params: Any,
-  learning_rate: jax.Array,
-  alpha: Any,
-  beta: Any,
-  *,
-  mask: masking.MaskOrFn,
-  max_exponent: Any,
-  max_weight_norm: Any,
-  sign_from: str,
-  max_weight_norm_scope: str = "masked",
-) -> Any:
-  """Applies the mirror step to the selected leaves of ``params + updates``; other leaves pass through.
-
-  ``alpha`` is one value for every leaf, or a pytree of values with the params' structure or a prefix of it.
-
-  With ``max_weight_norm`` and ``max_weight_norm_scope="all"`` the other floating-point leaves are norm-clipped
-  after their inner update too (the published wrapper's behaviour).
-  """
-  _check_same_shapes(params, grads, updates)
-  selected = masking.resolve_mask(mask, params)
-  clip_rest = max_weight_norm is not None and max_weight_norm_scope == "all"
-
-  flat_u, treedef = jax.tree.flatten(updates)
-  flat_g = treedef.flatten_up_to(grads)
-  flat_p = treedef.flatten_up_to(params)
-  flat_a = _alpha_per_leaf(alpha, params, treedef)
-  out = []
-  for u, g, p, a, on in zip(flat_u, flat_g, flat_p, flat_a, selected, strict=True):
-    if on:
-      out.append(_mirror_leaf(u, g, p, learning_rate, a, beta, max_exponent, max_weight_norm, sign_from))
-    elif clip_rest:
-      out.append(_norm_clip_leaf(u, p, max_weight_norm))
-    else:
-      out.append(u)
-  return jax.tree.unflatten(treedef, out)
-
-
 def _evaluate(hyperparam: Any, name: str, count: jax.Array) -> Any:
   """A hyperparameter's value at step ``count``: a schedule evaluated (and checked), a number as it is."""
   return checks.check_real_dtype(hyperparam(count), name) if callable(hyperparam) else hyperparam
@@ -388,10 +325,17 @@ def hyperbolic_step(
   References:
     Jacobs et al., *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*, ICLR 2026, arXiv:2506.02630.
   """
-  check_mirror_args(
-    learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from, max_weight_norm_scope
-  )
-  alpha_tree = is_alpha_tree(alpha)
+  checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True)
+  check_alpha(alpha)
+  checks.check_scalar(beta, "beta", lo=0.0, schedule_ok=True)
+  checks.check_scalar(max_exponent, "max_exponent", lo=0.0, lo_open=True)
+  checks.check_scalar(max_exponent, "max_exponent", hi=MAX_EXPONENT_LIMIT)
+  if max_weight_norm is not None:
+    checks.check_scalar(max_weight_norm, "max_weight_norm", lo=0.0, lo_open=True)
+  checks.check_choice(sign_from, "sign_from", ("x_half", "x"))
+  checks.check_choice(max_weight_norm_scope, "max_weight_norm_scope", ("masked", "all"))
+  # With max_weight_norm_scope="all" the leaves outside the mask are norm-clipped after their inner update too.
+  clip_rest = max_weight_norm is not None and max_weight_norm_scope == "all"
 
   def init_fn(params):
     del params
@@ -407,23 +351,19 @@ def hyperbolic_step(
         "or use ham_optax.ham(inner, ...), which passes it for you."
       )
     lr, b = (_evaluate(h, n, state.count) for h, n in ((learning_rate, "learning_rate"), (beta, "beta")))
-    if alpha_tree:
-      a = jax.tree.map(lambda h: _evaluate(h, "alpha", state.count), alpha)
-    else:
-      a = _evaluate(alpha, "alpha", state.count)
-    new_updates = mirror_updates(
-      updates,
-      grad,
-      params,
-      lr,
-      a,
-      b,
-      mask=mask,
-      max_exponent=max_exponent,
-      max_weight_norm=max_weight_norm,
-      sign_from=sign_from,
-      max_weight_norm_scope=max_weight_norm_scope,
-    )
-    return new_updates, HyperbolicStepState(count=optax.safe_increment(state.count))
+    a = jax.tree.map(lambda h: _evaluate(h, "alpha", state.count), alpha)
+    _check_same_shapes(params, grad, updates)
+    selected = masking.resolve_mask(mask, params)
+    flat_u, treedef = jax.tree.flatten(updates)
+    leaves = (treedef.flatten_up_to(grad), treedef.flatten_up_to(params), _alpha_per_leaf(a, params, treedef))
+    out = []
+    for u, g, p, a_l, on in zip(flat_u, *leaves, selected, strict=True):
+      if on:
+        out.append(_mirror_leaf(u, g, p, lr, a_l, b, max_exponent, max_weight_norm, sign_from))
+      elif clip_rest:
+        out.append(_norm_clip_leaf(u, p, max_weight_norm))
+      else:
+        out.append(u)
+    return jax.tree.unflatten(treedef, out), HyperbolicStepState(count=optax.safe_increment(state.count))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

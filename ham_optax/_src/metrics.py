@@ -173,17 +173,6 @@ def _global_sums(sums: list[dict[str, Any]]) -> dict[str, Any]:
   }
 
 
-def _check_alpha_values(alpha: Any) -> None:
-  """A real scalar, or a non-empty pytree of them (each named by its path); no schedules (a value is needed)."""
-  leaves = (
-    jax.tree_util.tree_flatten_with_path(alpha)[0] if hyperbolic.is_alpha_tree(alpha) else [((), alpha)]
-  )
-  if not leaves:
-    raise ValueError("ham_diagnostics: alpha as a pytree needs at least one value, got an empty tree.")
-  for path, value in leaves:
-    checks.check_scalar(value, f"alpha{jax.tree_util.keystr(path)}")
-
-
 def ham_diagnostics(
   params: Any,
   grads: Any,
@@ -237,7 +226,7 @@ def ham_diagnostics(
     (0.4, ["['w']"])
   """
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0)
-  _check_alpha_values(alpha)
+  hyperbolic.check_alpha(alpha, schedule_ok=False, owner="ham_diagnostics: ")
   checks.check_scalar(beta, "beta")
   checks.check_scalar(max_exponent, "max_exponent", lo=0.0, lo_open=True)
   flat_p, treedef = jax.tree_util.tree_flatten_with_path(params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -114,8 +115,7 @@ def pointwise_overparam(
   mask_init, init_balance = isinstance(init, str) and init == "mask", 0.0 if isinstance(init, str) else init
   inner = optax.with_extra_args_support(inner)
 
-  def mask_of(params):
-    return masking.resolve_mask_tree(mask, params, "pointwise_overparam: mask")
+  mask_of = functools.partial(masking.resolve_mask_tree, mask, what="pointwise_overparam: mask")
 
   def init_fn(params: optax.Params) -> OverparamState:
     flags = mask_of(params)
@@ -262,11 +262,8 @@ def pilot(
   Jacobs & Burkholz, "Mask in the Mirror: Implicit Sparsification", ICLR 2025 (arXiv 2408.09966). Weight decay
   turns the implicit L2 bias of ``m * w`` into an L1 bias (the balance ``m^2 - w^2`` shrinks); PILoT then switches
   the decay off, keeping the implicit L1 bias. Update rule: :func:`pointwise_overparam` with initial balance
-  ``init`` and::
-
-      weight_decay_k = lam_k * s(k / T)  if k < T = switch_step  else 0
-
-  with ``s`` from :func:`pilot_schedule` (``shape``). ``switch_step`` is required (e.g. half of training).
+  ``init`` and weight decay ``pilot_schedule(weight_decay, switch_step, shape)``, which is 0 from ``switch_step``
+  on (required, e.g. half of training).
 
   Our choices: the default balance 1 (so signs can still flip) and the constant shape; the ICLR version's
   controller towards an L1 target is not implemented (pass any optax schedule as ``weight_decay``).
@@ -299,12 +296,9 @@ def sign_in(
   the balance ``c = m^2 - w^2``, which training and weight decay drive towards zero, freezing signs. Every
   ``rescale_every`` updates (e.g. one epoch) the factors are reset to ``c = balance`` with ``x = m * w``
   unchanged, so weights near zero can move, and flip sign, again. Update rule: :func:`pointwise_overparam` with
-  ``init=balance``, ``rescale_every``, ``rescale_balance=balance``::
-
-      (m, w) <- factorize(m * w, balance, sign_m=m)   every rescale_every updates
-
-  The rescale keeps the sign of ``m`` since the inner moments are kept (our choice). Weight decay goes either in
-  ``weight_decay`` (an L2 penalty on the factors) or inside ``inner``, not both.
+  ``init=balance``, ``rescale_every``, ``rescale_balance=balance``. The rescale keeps the sign of ``m`` since
+  the inner moments are kept (our choice). Weight decay goes either in ``weight_decay`` (an L2 penalty on the
+  factors) or inside ``inner``, not both.
 
   Args:
     inner: optimizer run on the factors.
