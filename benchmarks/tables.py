@@ -337,15 +337,12 @@ def readme_sparse_training(results: Path) -> str:
 
 @table
 def transformers_grokking(results: Path) -> str:
-  """The grokking table and the paired tests of the grokking step against AdamW."""
   res, labels = load(results, "transformers")["grokking"], _script("transformers").LABELS
   base = res.pop("adamw")["grok_step"]
   p = {labels[m]: paired_test(base, r["grok_step"])["p_value"] for m, r in res.items()}
   tests = "; ".join(f"{k} p{GLUE}={GLUE}{x:.3f}" for k, x in p.items() if np.isfinite(x))
-  return (
-    f"{_tables_of(results, 'transformers')[0]}\n\n"
-    f"Grokking step, paired t-tests against AdamW (seeds that grokked under both): {tests}."
-  )
+  return f"""{_tables_of(results, "transformers")[0]}\n\nGrokking step, paired t-tests against AdamW (seeds
+    that grokked under both): {tests}."""
 
 
 def _grokking(results: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, list]]:
@@ -374,35 +371,32 @@ def transformers_findings(results: Path) -> str:
   dipping = ": after grokking, its validation accuracy keeps dipping (see the curves) where AdamW's settles"
   failed = f" With alpha{GLUE}={GLUE}{dead} (either beta) HAM(AdamW) did not learn at all on the tuning seed."
   dip = "; the final number catches some of them in a dip." if dips else "."
-  first = f"""**HAM(AdamW) groks {"earlier" if g_ham < g_base else "later"} on average ({g_ham:.0f} vs
+  sparser = ": the sparser, more structured solution HAM's geometry favours" * (fourier["mean_diff"] > 0)
+  return f"""- **HAM(AdamW) groks {"earlier" if g_ham < g_base else "later"} on average ({g_ham:.0f} vs
     {g_base:.0f} steps){"" if grok["p_value"] < SIGNIFICANCE else " but not significantly"}** (paired
     {fmt_p(grok["p_value"])} over {len(base["final_test_acc"])} seeds), and **its final accuracy is
     {"lower" if a_ham < a_base else "higher"}{noise}** (test {acc_ham} % vs {acc_base} %,
     {fmt_p(test["final_test_acc"]["p_value"])}){dipping if noise else ""}. Every HAM(AdamW) run reached
-    {100 * peak.min():.0f} % validation accuracy at some step{dip}{failed if dead else ""}"""
-  second = f"""**The implicit bias is visible in the weights**: HAM(AdamW)'s number embedding is
-    {"more" if fourier["mean_diff"] > 0 else "less"} concentrated in a few Fourier frequencies ({f_ham} vs
-    {f_base}) and it has {z_ham / z_base:.1f}x as many near-zero weights ({z_text} % vs {z_base_text} %;
-    paired {fmt_p(fourier["p_value"])} and {fmt_p(near["p_value"])}, `scipy.stats.ttest_rel` over the
-    seeds)"""
-  if fourier["mean_diff"] > 0 and near["mean_diff"] > 0:
-    second += ": the sparser, more structured solution HAM's geometry favours"
-  return f"- {first}\n- {second}."
+    {100 * peak.min():.0f} % validation accuracy at some step{dip}{failed if dead else ""}\n- **The implicit
+    bias is visible in the weights**: HAM(AdamW)'s number embedding is {
+    "more" if fourier["mean_diff"] > 0 else "less"
+  } concentrated in a few Fourier frequencies ({f_ham} vs {f_base}) and it has {z_ham / z_base:.1f}x as
+    many near-zero weights ({z_text} % vs {z_base_text} %; paired {fmt_p(fourier["p_value"])} and
+    {fmt_p(near["p_value"])}, `scipy.stats.ttest_rel` over the seeds){sparser * (near["mean_diff"] > 0)}."""
 
 
 @table
 def readme_transformers(results: Path) -> str:
-  """The README's summary of the grokking and fine-tuning study."""
   base, ham, test, stats = _grokking(results)
-  (g_ham, g_ham_text), (g_base, g_base_text) = stats["grok_step"]
+  ((g_ham, g_ham_text), (g_base, g_base_text)) = stats["grok_step"]
   (a_ham, acc_ham), (a_base, acc_base) = stats["final_test_acc"]
   p = test["grok_step"]["p_value"]
   words = {"near_zero": "sparser", "fourier_top4": "more Fourier-concentrated"}
   weights = [word for k, word in words.items() if stats[k][0][0] > stats[k][1][0]]
+  weights = f" with a {' and '.join(weights)} embedding" if weights else ""
   noisier = ", noisier" if np.std(ham["final_test_acc"]) > np.std(base["final_test_acc"]) else ""
   ft = load(results, "transformers")["finetune"]
   old = paired_test(ft["adamw"]["old_test_acc"], ft["ham_adamw"]["old_test_acc"])
-  weights = f" with a {' and '.join(weights)} embedding" if weights else ""
   return f"""HAM(AdamW) groks {"earlier" if g_ham < g_base else "later"} on average, at {g_ham_text} steps vs
     AdamW's {g_base_text} ({fmt_p(p)}, {"significant" if p < SIGNIFICANCE else "not significant"}){weights}, and
     ends at {"lower" if a_ham < a_base else "higher"}{noisier} test accuracy ({acc_ham} % vs {acc_base}
@@ -431,11 +425,12 @@ def transformers_finetune_findings(results: Path) -> str:
     whatever the optimizer. Without weight decay no method learns subtraction in 300 steps ({span(new, ".0f")}
     % test); with weight decay and 1000 steps AdamW and HAM(AdamW) reach {text["adamw"]["new_test_acc"]} % and
     {text["ham_adamw"]["new_test_acc"]} % ({fmt_p(vs_adamw(long, "ham_adamw", "new_test_acc")["p_value"])})
-    and forget addition almost completely ({span(old, ".0f")} %). **HAM(AdamW) is {ham}.** NanoAdam, which updates only the smallest 10 % of each tensor, forgets
-    {"less" if nano_old["mean_diff"] > 0 else "more"} ({text["nanoadam"]["old_test_acc"]} % vs
-    {text["adamw"]["old_test_acc"]} % on addition, {fmt_p(nano_old["p_value"])}) and learns the new task
-    {"less" if nano_new["mean_diff"] < 0 else "more"} ({text["nanoadam"]["new_test_acc"]} % vs
-    {text["adamw"]["new_test_acc"]} %, {fmt_p(nano_new["p_value"])}){trade}, and all fine-tuned models are far from useful on both tasks."""
+    and forget addition almost completely ({span(old, ".0f")} %). **HAM(AdamW) is {ham}.** NanoAdam, which
+    updates only the smallest 10 % of each tensor, forgets {"less" if nano_old["mean_diff"] > 0 else "more"}
+    ({text["nanoadam"]["old_test_acc"]} % vs {text["adamw"]["old_test_acc"]} % on addition,
+    {fmt_p(nano_old["p_value"])}) and learns the new task {"less" if nano_new["mean_diff"] < 0 else "more"}
+    ({text["nanoadam"]["new_test_acc"]} % vs {text["adamw"]["new_test_acc"]} %,
+    {fmt_p(nano_new["p_value"])}){trade}, and all fine-tuned models are far from useful on both tasks."""
 
 
 # --- Graphs (docs/guides/graphs.md): `benchmarks/graphs.py` formats its own table -----------------------------
@@ -446,7 +441,6 @@ def _gain(c: dict[str, Any], key: str, against: str = "vs_alpha0") -> tuple[floa
 
 
 def _significant(cells: Sequence[dict], key: str, against: str = "vs_alpha0", sign: int = 1) -> list[dict]:
-  """The cells where ``key`` differs significantly from ``against``, in the direction ``sign``."""
   return [c for c in cells if significant(c[key][against], sign)]
 
 
@@ -488,14 +482,12 @@ def graphs_answer(results: Path) -> str:
     {by_h} of {n // len(hs)}; first panel)."""
   high = [c for c in cells if c["h"] >= hs[-2]]
   pos = _significant(high, "ham_pos")
-  sig_at = "; ".join(map(_where, pos))
   second = f"""at {h(-2)} and {h(-1)} the best positive alpha is within
     {fmt_diff(max(_gain(c, "ham_pos")[0] for c in high))} points of {alpha0} and
-    {f"significant at {sig_at}" if pos else "never significant"}."""
+    {f"significant at {'; '.join(map(_where, pos))}" if pos else "never significant"}."""
   better, beats = len(_significant(cells, "ham", "vs_baseline")), "beats the tuned baseline significantly"
-  third = (
-    f"HAM with alpha tuned over the whole grid {f'{beats} {times(better)}' if better else f'never {beats}'}"
-  )
+  third = f"""HAM with alpha tuned over the whole grid
+    {f"{beats} {times(better)}" if better else f"never {beats}"}"""
   for c in _significant(cells, "ham", "vs_baseline", -1):
     third += f"""; it is significantly worse at {case(c, "ham")}, where the baseline tuned its weight decay to
       {c["wd_baseline"]:g} and HAM kept {c["alpha0"]["wd"]:g}"""
@@ -505,18 +497,16 @@ def graphs_answer(results: Path) -> str:
   yes = ["yes" if helps else "no" for helps in (10 * len(neg) > tests, pos)]
   answer = f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
   answer = f"{yes[0]} on both counts" if yes[0] == yes[1] else answer
-  return (
-    f"**Answer, for this controlled setting: {answer}.**\n\n"
-    f"- *Does a negative alpha help on heterophilic graphs?* {'Often.' if yes[0] == 'yes' else 'Not reliably.'} {first}\n"
-    f"- *Does a positive alpha help on homophilic graphs?* {'Yes:' if pos else 'No:'} {second}\n- {third}"
-  )
+  return f"""**Answer, for this controlled setting: {answer}.**\n\n- *Does a negative alpha help on heterophilic
+    graphs?* {"Often." if yes[0] == "yes" else "Not reliably."} {first}\n- *Does a positive alpha help on
+    homophilic graphs?* {"Yes:" if pos else "No:"} {second}\n- {third}"""
 
 
 @table
 def graphs_mechanism(results: Path) -> str:
   """Magnitude profile, sign flips, barrier and clip, from the tuning and the selected runs."""
   data = load(results, "graphs")
-  cells, seeds = data["cells"], data["args"]["tune_seeds"]
+  cells, seeds, t = data["cells"], data["args"]["tune_seeds"], [c["tuning"] for c in data["cells"]]
   pct = lambda x: f"{100 * x:.2g}{GLUE}%"  # noqa: E731
   cell = lambda *key: next(c for c in cells if (c["model"], c["inner"], c["h"]) == key)  # noqa: E731
 
@@ -526,17 +516,13 @@ def graphs_mechanism(results: Path) -> str:
   beyond = lambda i, a: span([100 * x for x in tuning(i, a, "alpha_beyond_barrier")], ".0f")  # noqa: E731
   runs = lambda inner, alpha: sum(tuning(inner, alpha, "alpha_diverged"))  # noqa: E731
   n = {inner: seeds * sum(c["inner"] == inner for c in cells) for inner in ("sgd", "adamw")}
-  t = [c["tuning"] for c in cells]
   # the spread by alpha, over the alphas without a diverged tuning run
   profiles = [[x for x, d in zip(c["alpha_spread"], c["alpha_diverged"], strict=True) if not d] for c in t]
   ends = sum(v[0] > v[-1] for v in profiles)
   falls = sum(all(a > b for a, b in zip(v, v[1:], strict=False)) for v in profiles)
   ex = cell("gcn", "sgd", 0.7)
-  marks = {
-    "ham_neg": f"alpha = {ex['ham_neg']['alpha']:g}",
-    "alpha0": "0",
-    "ham_pos": f"+{ex['ham_pos']['alpha']:g}",
-  }
+  marks = {"ham_neg": f"alpha = {ex['ham_neg']['alpha']:g}", "alpha0": "0"}
+  marks["ham_pos"] = f"+{ex['ham_pos']['alpha']:g}"
   profile = ", ".join(f"{ex[k]['spread']:.2f} at {a}" for k, a in marks.items())
   more = sum(c["ham_neg"]["sign_flips"] > c["alpha0"]["sign_flips"] for c in cells)
   flips = [
@@ -552,38 +538,31 @@ def graphs_mechanism(results: Path) -> str:
   if not clip:
     clipped = """No selected run ever hit the exponent clip (`|lr alpha g| >= 5` for some weight at some step):
       the chosen alphas are far from it."""
-  return "\n".join(
-    [
-      f"""- *Magnitude profile.* `(|x|_1 / |x|_2)^2 / n` (1 for equal magnitudes, towards 0 for a few large
-        weights) is lower at the largest positive alpha than at the most negative one in {ends} of the
-        {len(cells)} settings, and falls monotonically in between in {falls} (tuning graphs, the alphas
-        without a diverged run): a positive alpha concentrates the weight mass (its L1-like potential), a
-        negative alpha flattens it (its potential penalises large weights more than L2). For GCN + SGD at `h =
-        0.7`: {profile} (test graphs).""",
-      f"""- *Sign flips.* The selected negative alpha gives more sign flips versus initialisation than alpha =
-        0 in {more} of the {len(cells)} settings, mostly slightly (GraphSAGE + SGD, `h = 0.1`: {flips[0]}; at
-        `h = 0.9`: {flips[1]}). The mirror step itself never flips a sign, so the extra flips are made by the
-        inner step; a likely reason is that a negative alpha slows large weights (effective learning rate
-        below `lr`) while small ones keep moving at `lr`.""",
-      f"""- *The barrier.* With SGD, alpha = -10 puts {beyond("sgd", -10)}{GLUE}% of the weights at or beyond
-        `|x| = 1/|alpha|` (where the effective learning rate `1 + alpha |x|` is zero or negative) and is where
-        runs diverge: {runs("sgd", -10)} of the {n["sgd"]} SGD tuning runs at alpha = -10. With AdamW the
-        picture differs (next section): {beyond("adamw", -3)}{GLUE}% of the weights lie beyond the barrier at
-        alpha = -3 and {beyond("adamw", -10)}{GLUE}% at alpha = -10 without harm
-        ({runs("adamw", -3) + runs("adamw", -10)} diverged runs), while alpha = -100 diverged in
-        {runs("adamw", -100)} of {n["adamw"]} runs and alpha = -30 in {runs("adamw", -30)}. In all,
-        {signs[-1]} of the {total[-1]} negative-alpha tuning runs diverged and {signs[1] or "none"} of the
-        {total[1]} positive-alpha runs.""",
-      f"""- *The clip.* {clipped} The divergent tuning runs all have a negative alpha and most of their
-        weights beyond the barrier, consistent with the runaway described below, which the clip slows but does
-        not stop.""",
-    ]
-  )
+  return f"""- *Magnitude profile.* `(|x|_1 / |x|_2)^2 / n` (1 for equal magnitudes, towards 0 for a few large
+    weights) is lower at the largest positive alpha than at the most negative one in {ends} of the
+    {len(cells)} settings, and falls monotonically in between in {falls} (tuning graphs, the alphas without a
+    diverged run): a positive alpha concentrates the weight mass (its L1-like potential), a negative alpha
+    flattens it (its potential penalises large weights more than L2). For GCN + SGD at `h = 0.7`: {profile}
+    (test graphs).\n- *Sign flips.* The selected negative alpha gives more sign flips versus initialisation
+    than alpha = 0 in {more} of the {len(cells)} settings, mostly slightly (GraphSAGE + SGD, `h = 0.1`:
+    {flips[0]}; at `h = 0.9`: {flips[1]}). The mirror step itself never flips a sign, so the extra flips are
+    made by the inner step; a likely reason is that a negative alpha slows large weights (effective learning
+    rate below `lr`) while small ones keep moving at `lr`.\n- *The barrier.* With SGD, alpha = -10 puts
+    {beyond("sgd", -10)}{GLUE}% of the weights at or beyond `|x| = 1/|alpha|` (where the effective learning
+    rate `1 + alpha |x|` is zero or negative) and is where runs diverge: {runs("sgd", -10)} of the {n["sgd"]}
+    SGD tuning runs at alpha = -10. With AdamW the picture differs (next section): {beyond("adamw", -3)}{GLUE}%
+    of the weights lie beyond the barrier at alpha = -3 and {beyond("adamw", -10)}{GLUE}% at alpha = -10
+    without harm ({runs("adamw", -3) + runs("adamw", -10)} diverged runs), while alpha = -100 diverged in
+    {runs("adamw", -100)} of {n["adamw"]} runs and alpha = -30 in {runs("adamw", -30)}. In all, {signs[-1]} of
+    the {total[-1]} negative-alpha tuning runs diverged and {signs[1] or "none"} of the {total[1]}
+    positive-alpha runs.\n- *The clip.* {clipped} The divergent tuning runs all have a negative alpha and
+    most of their weights beyond the barrier, consistent with the runaway described below, which the clip
+    slows but does not stop."""
 
 
 @table
 def readme_graphs(results: Path) -> str:
-  """The README's summary of the graph study: the significant gains of a signed alpha over alpha = 0."""
+  """The significant gains of a signed alpha over alpha = 0."""
   cells, found, parts = load(results, "graphs")["cells"], 0, []
   for sign in ("negative", "positive"):
     gains = _significant(cells, f"ham_{sign[:3]}")
@@ -598,9 +577,8 @@ def readme_graphs(results: Path) -> str:
     none = f"no {sign} alpha beats alpha{GLUE}={GLUE}0 significantly"
     parts.append(f"{count} of a {sign} alpha ({cases}) {verb}" if gains else none)
   count = f"a significant gain over alpha{GLUE}={GLUE}0 in {found} of the {2 * len(cells)} sign-restricted comparisons"
-  lead = (
-    f"Neither sign helps reliably ({count})" if 10 * found <= 2 * len(cells) else count[0].upper() + count[1:]
-  )
+  reliably = 10 * found > 2 * len(cells)
+  lead = count[0].upper() + count[1:] if reliably else f"Neither sign helps reliably ({count})"
   return f"{lead}; {'; '.join(parts)}."
 
 
