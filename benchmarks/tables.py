@@ -586,7 +586,6 @@ def readme_graphs(results: Path) -> str:
 
 
 def _order(slopes: Sequence[float]) -> str:
-  """How the gap to the predicted limit shrinks with the learning rate, from the log-log slopes."""
   return "of first order" if all(0.8 <= s <= 1.25 for s in slopes) else "not of first order"
 
 
@@ -601,7 +600,7 @@ def _alpha_of(key: str) -> str:
 
 
 def _implicit_bias(results: Path) -> tuple[dict[str, Any], dict[str, dict], list[float]]:
-  """The implicit-bias study, its table's rows and the log-log slopes of the gap against the learning rate."""
+  """The study, its table's rows and the log-log slopes of the gap against the learning rate."""
   res = load(results, "implicit_bias")
   return res, res["table"]["rows"], [g["loglog_slope"] for g in res["gap_vs_lr"].values()]
 
@@ -609,7 +608,7 @@ def _implicit_bias(results: Path) -> tuple[dict[str, Any], dict[str, dict], list
 @table
 def implicit_bias(results: Path) -> str:
   """The limits of GD, HAM (the default ``sign_from``) and m * w against their predicted limits and the truth."""
-  data, _, _ = _implicit_bias(results)
+  data = load(results, "implicit_bias")
   res, c = data["table"], data["config"]
   limits = {"GD": " (pseudo-inverse)", "HAM": " (Bregman projection)", "m * w": " (hyperbolic entropy)"}
   rows = []
@@ -635,7 +634,6 @@ def implicit_bias(results: Path) -> str:
 
 @table
 def implicit_bias_findings(results: Path) -> str:
-  """The analysed variant, the first-order gap, where the L1 bias stops, and the cost in steps."""
   res, rows, slopes = _implicit_bias(results)
   pairs = [(r, rows[k.replace("(HYP*)", "(GD;HYP)")]) for k, r in rows.items() if k.endswith("(HYP*)")]
   spread = max(abs(a["l1"] - b["l1"]) / a["l1"] for a, b in pairs)
@@ -658,8 +656,7 @@ def implicit_bias_findings(results: Path) -> str:
 
 @table
 def implicit_bias_recovery(results: Path) -> str:
-  """How many random sparse truths each method recovers, at the study's d and the next larger one."""
-  res, _, _ = _implicit_bias(results)
+  res = load(results, "implicit_bias")
   rec, d0 = res["recovery"], res["config"]["d"]
   i, trials = rec["d"].index(d0), rec["trials"]
   counts = {key: [round(f * trials) for f in fractions] for key, fractions in rec["fraction"].items()}
@@ -674,7 +671,6 @@ def implicit_bias_recovery(results: Path) -> str:
 
 @table
 def readme_implicit_bias(results: Path) -> str:
-  """The README's summary of the implicit-bias study."""
   res, rows, slopes = _implicit_bias(results)
   ham = max((r for r in rows.values() if r["sign_from"] == "x_half"), key=lambda r: r["alpha"])
   return f"""The L1 norm of HAM's limit falls from {rows["GD"]["l1"]:.2f} (gradient descent) to
@@ -685,7 +681,6 @@ def readme_implicit_bias(results: Path) -> str:
 
 @table
 def mw_family_implicit_bias(results: Path) -> str:
-  """The L1 norm of each method's limit relative to basis pursuit, over the family study's seeds."""
   summary = load(results, "implicit_bias_family", "family_summary.json")
   rows, seeds = summary["rows"], ", ".join(map(str, summary["seeds"]))
   l1 = lambda key: pm(rows[key]["l1_over_bp_mean"], rows[key]["l1_over_bp_std"], 3)  # noqa: E731
@@ -704,7 +699,6 @@ def mw_family_implicit_bias(results: Path) -> str:
 
 @table
 def mw_family_memory(results: Path) -> str:
-  """Optimizer state on ResNet-18 shapes: inner, ham(inner), spred(inner), NanoAdam."""
   res, mib = load(results, "overparam_memory", "memory.json"), 2**20
   b = res["bytes"]
   parts = [
@@ -720,7 +714,6 @@ def mw_family_memory(results: Path) -> str:
 
 @table
 def mw_family_nanoadam(results: Path) -> str:
-  """NanoAdam against Adam on the fine-tuning task: both tasks, paired tests, optimizer state."""
   res = load(results, "nanoadam_finetune")
   s, tests, c = res["summary"], res["paired_t_test_vs_adam"], res["config"]
   acc = lambda m, task: pm(100 * s[m][task]["mean"], 100 * s[m][task]["std"]) + f"{GLUE}%"  # noqa: E731
@@ -1303,7 +1296,6 @@ def _timing_row(label: str, r: dict[str, Any], digits: int, extra: str) -> str:
 
 @table
 def cost_per_weight(results: Path) -> str:
-  """XLA's flops, transcendentals and bytes per weight of the compiled update, bare and with HAM."""
   update, metrics = load(results, *OVERHEAD)["update"], ("flops", "transcendentals", "bytes accessed")
   rows = [
     f"{label}, {what} | " + " | ".join(f"{update[o]['per_weight'][key][m]:.2f}" for m in metrics)
@@ -1315,12 +1307,12 @@ def cost_per_weight(results: Path) -> str:
 
 @table
 def cost_update_reading(results: Path) -> str:
-  """The paragraph under the train-step table: HAM's extra bytes per inner optimizer, and bf16's lost decay."""
   res = load(results, *OVERHEAD)
-  extra = " / ".join(
-    f"+{100 * (w['ham']['bytes accessed'] / w['inner']['bytes accessed'] - 1):.0f}{GLUE}%"
+  ratios = [
+    w["ham"]["bytes accessed"] / w["inner"]["bytes accessed"]
     for w in (res["update"][o]["per_weight"] for o in INNER)
-  )
+  ]
+  extra = " / ".join(f"+{100 * (x - 1):.0f}{GLUE}%" for x in ratios)
   d = res["bf16_decay"]
   return f"""The update is a small part of a training step, so the train-step ratios stay near 1. What the
     update's ratio is made of: the extra memory traffic (re-reading `g`, {extra} bytes with
@@ -1335,55 +1327,45 @@ def cost_update_reading(results: Path) -> str:
 
 @table
 def cost_update(results: Path) -> str:
-  """The update's time, bare and with HAM, the paired ratio's median and 95 % interval, m * w's ratio."""
-  res, rows = load(results, *OVERHEAD), []
-  tree = "ResNet-50-shaped" if res["tree"] == "resnet50" else res["tree"]
-  tree = f"{tree} tree ({res['update']['n_floats']:,} floats, {res['update']['dtype']})"
-  for o, label in INNER.items():
-    r = res["update"][o]
-    rows.append(
-      _timing_row(label, r, 2, _x(r["variants"]["mw_spred"]) if "mw_spred" in r["variants"] else "-")
-    )
-  header = f"update, {tree} | bare inner | + HAM | HAM / bare (median paired ratio [95 % CI])"
-  return md(f"{header} | m * w (spred) / bare | repetitions kept", rows)
+  res = load(results, *OVERHEAD)
+  u, tree = res["update"], "ResNet-50-shaped" if res["tree"] == "resnet50" else res["tree"]
+  spred = {o: _x(u[o]["variants"]["mw_spred"]) if "mw_spred" in u[o]["variants"] else "-" for o in INNER}
+  rows = [_timing_row(label, u[o], 2, spred[o]) for o, label in INNER.items()]
+  header = f"""update, {tree} tree ({u["n_floats"]:,} floats, {u["dtype"]}) | bare inner | + HAM | HAM / bare
+    (median paired ratio [95 % CI]) | m * w (spred) / bare | repetitions kept"""
+  return md(header, rows)
 
 
 @table
 def cost_train_step(results: Path) -> str:
-  """A whole train step, bare and with HAM: wall-clock ratio with its 95 % interval, CPU-time ratio."""
   rows = []
   for model, m in load(results, *OVERHEAD)["train_step"].items():
-    for o, label in INNER.items():
-      if isinstance(m, dict) and o in m:
-        ham = m[o]["variants"]["ham"]
-        cpu = f"{ham['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in ham else "-"
-        rows.append(_timing_row(f"{model} (batch {m['batch']}), {label}", m[o], 1, cpu))
-  header = "train step | bare inner | + HAM | HAM / bare, wall (median paired ratio [95 % CI])"
-  return md(f"{header} | HAM / bare, CPU time | repetitions kept", rows)
+    for o, label in ((o, label) for o, label in INNER.items() if isinstance(m, dict) and o in m):
+      ham = m[o]["variants"]["ham"]
+      cpu = f"{ham['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in ham else "-"
+      rows.append(_timing_row(f"{model} (batch {m['batch']}), {label}", m[o], 1, cpu))
+  header = """train step | bare inner | + HAM | HAM / bare, wall (median paired ratio [95 % CI]) | HAM / bare,
+    CPU time | repetitions kept"""
+  return md(header, rows)
 
 
 @table
 def cost_vector_width(results: Path) -> str:
-  """The update built with 512-bit vectors beside the default build: ratios, 95 % intervals, bit-identity."""
-  vw = load(results, *OVERHEAD)["vector_width"]
-  keys = ("ham_over_inner_vw512", "inner_vw512_over_default", "ham_vw512_over_default")
-  rows = []
+  vw, rows = load(results, *OVERHEAD)["vector_width"], []
   for o, label in INNER.items():
     r = vw[o]
     same = "yes" if all(r["bit_identical_to_default"].values()) else "**no**"
-    ratios = [_x(r["variants"]["ham"]), *(_x(r[k], key="paired_ratio") for k in keys)]
+    ratios = [_x(r[k], key="paired_ratio") for k in ("inner_vw512_over_default", "ham_vw512_over_default")]
+    ratios = [_x(r["variants"]["ham"]), _x(r["ham_over_inner_vw512"], key="paired_ratio"), *ratios]
     rows.append(" | ".join([label, *ratios, same, _kept(r["ham_over_inner_vw512"]["reps"], r["load"])]))
-  header = (
-    "update | HAM / bare, default build | HAM / bare, 512-bit build | 512-bit / default, bare | 512-bit / default, "
-    "HAM | bit-identical to the default build | repetitions kept"
-  )
+  header = """update | HAM / bare, default build | HAM / bare, 512-bit build | 512-bit / default, bare | 512-bit /
+    default, HAM | bit-identical to the default build | repetitions kept"""
   avx = {True: "yes", False: "no", None: "unknown"}[vw["cpu_flags_avx512f"]]
   return f"{md(header, rows)}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
 
 
 @table
 def readme_cost(results: Path) -> str:
-  """The README's summary of the cost: state, XLA's per-weight count, the update, the train step, PyTorch."""
   res = load(results, *OVERHEAD)
   u, vw, torch = res["update"], res["vector_width"], res["torch_peer"]
 
@@ -1391,9 +1373,7 @@ def readme_cost(results: Path) -> str:
     return " / ".join(f"{ratio(o):.{digits}f}x" for o in INNER)
 
   extra = u["sgdm"]["per_weight"]["ham_extra"]
-  same = (
-    ", bit-identical," if all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values()) else ""
-  )
+  same = ", bit-identical," * all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values())
   return f"""{u["sgdm"]["extra_state_bytes"]} bytes of optimizer state; per weight, {extra["flops"]:.0f}
     flops, {WORDS[round(extra["transcendentals"])]} `exp` and one more read of the gradient
     ({extra["bytes accessed"]:.0f} bytes) over the bare optimizer (XLA's count of the compiled update, held by
@@ -1408,7 +1388,6 @@ def readme_cost(results: Path) -> str:
 
 @table
 def overhead_protocol(results: Path) -> str:
-  """The overhead benchmark's settings, repetitions and machine (the benchmarks' README)."""
   res = load(results, *OVERHEAD)
   steps = res["train_step"]
   reps = [res["update"]["sgdm"]["reps"], steps["MLP"]["sgdm"]["reps"], steps["ResNet18"]["sgdm"]["reps"]]
@@ -1431,16 +1410,17 @@ def sparsity_overhead(results: Path) -> str:
   a, t = res["args"], res["seconds_per_step"]
   x = {k: v / t["ham(sgd)"] for k, v in t.items()}
   between = [v for k, v in x.items() if k.endswith("(ham)")]
-  lead = f"""`python benchmarks/sparsity_overhead.py` ({a["layers"]} layers of {a["width"]} x {a["width"]}
+  table = md(
+    "transform | ms / step | vs ham(sgd)", [f"{k} | {1e3 * s:.2f} | {x[k]:.2f}x" for k, s in t.items()]
+  )
+  return f"""`python benchmarks/sparsity_overhead.py` ({a["layers"]} layers of {a["width"]} x {a["width"]}
     kernels plus biases, {res["n_params"] / 1e6:.1f} M parameters; median over {a["repeats"]} timings of
-    {a["steps"]} jitted updates; unpaired, so use `overhead.py` for HAM's own cost):"""
-  rows = [f"{k} | {1e3 * s:.2f} | {x[k]:.2f}x" for k, s in t.items()]
-  tail = f"""These medians are unpaired. Between mask updates the sparsifiers cost
-    {min(between):.2f}x-{max(between):.2f}x a `ham(sgd)` step here (the mask-update branch sits in a compiled
-    `lax.cond`); a RigL drop-and-grow (top-k over each layer) costs
-    ~{round(x["rigl(ham), every step a mask update"], -1):.0f} plain steps, paid once every `update_every` steps
-    (100 by default)."""
-  return "\n\n".join([lead, md("transform | ms / step | vs ham(sgd)", rows), tail])
+    {a["steps"]} jitted updates; unpaired, so use `overhead.py` for HAM's own cost):\n\n{table}\n\nThese
+    medians are unpaired. Between mask updates the sparsifiers cost {min(between):.2f}x-{max(between):.2f}x a
+    `ham(sgd)` step here (the mask-update branch sits in a compiled `lax.cond`); a RigL drop-and-grow (top-k
+    over each layer) costs ~{round(x["rigl(ham), every step a mask update"], -1):.0f} plain steps, paid once
+    every `update_every` steps (100 by
+    default)."""
 
 
 # --- Steepest mirror flows and graphons (docs/guides/mirror_flows_and_graphons.md) ---------------------------
