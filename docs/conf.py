@@ -1,9 +1,6 @@
 """Sphinx configuration (``sphinx-build -W --keep-going -b html docs docs/_build/html``; see docs/development.md).
-
-``docs/api/*.rst`` list every name of each public module's ``__all__`` (written at build time); the notebooks
-(committed without outputs, copied to ``docs/notebooks/``) are executed by the build at the small size unless
-``HAM_OPTAX_NOTEBOOK_SMALL`` says otherwise (``0``: full size); a cell that fails fails the build.
-"""
+The API pages are written at build time; the notebooks are executed by the build at the small size unless
+``HAM_OPTAX_NOTEBOOK_SMALL=0``; a cell that fails fails the build."""
 
 import importlib
 import os
@@ -31,7 +28,6 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]  # autosummary/class.rst: a class page without the inherited-member tables
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
-# MyST / myst-nb: every build executes every notebook (committed without outputs) with the current code.
 nb_execution_mode = "force"
 nb_execution_timeout = 600  # seconds per cell
 nb_execution_raise_on_error = True
@@ -42,7 +38,6 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header"]  # notebooks and guides start sections at "##" under their "#" title
 
-# autodoc / autosummary / napoleon: Google-style docstrings (Args:, Returns:, Attributes:, Example:).
 autosummary_generate = True
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
@@ -51,8 +46,7 @@ napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_use_ivar = True  # state classes document their fields under "Attributes:"; one description each
 
-# Cross-references into libraries without an inventory here (no network access at build time): JAX, optax,
-# flax, chex and NumPy types in signatures stay plain text instead of failing the build.
+# No inventories of other libraries (no network at build time): their types stay plain text.
 nitpicky = True
 nitpick_ignore_regex = [
   ("py:.*", r"(jax|jaxlib|optax|flax|chex|numpy|np|jnp|nnx|scipy|typing_extensions)(\..*)?"),
