@@ -71,12 +71,6 @@ def _natural(path: tuple) -> tuple:
   return tuple(parts)
 
 
-def _is_head(path: tuple) -> bool:
-  """A key name containing ``head`` or ``classifier``, or equal to ``fc`` or ``logits``."""
-  names = [masking.key_name(k).lower() for k in path]
-  return any("head" in n or "classifier" in n or n in ("fc", "logits") for n in names)
-
-
 def nanoadam_default_mask(
   params: optax.Params,
   exclude: Sequence[str] = ("norm",),
@@ -109,29 +103,20 @@ def nanoadam_default_mask(
   """
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   words = tuple(e.lower() for e in exclude)
-
-  def excluded(path: tuple) -> bool:
+  flags, heads = [], []
+  for kernel, (path, _) in zip(jax.tree.leaves(masking.default_mask(params)), flat, strict=True):
     names = [masking.key_name(k).lower() for k in path]
-    return any(_NORM_RE.search(n) if w == "norm" else w in n for w in words for n in names)
-
-  kernel = jax.tree.leaves(masking.default_mask(params))
-  flags = [k and not excluded(path) for k, (path, _) in zip(kernel, flat, strict=True)]
+    flags.append(
+      kernel and not any(_NORM_RE.search(n) if w == "norm" else w in n for w in words for n in names)
+    )
+    heads.append(kernel and any("head" in n or "classifier" in n or n in ("fc", "logits") for n in names))
   if exclude_head:
-    heads = [k and _is_head(path) for k, (path, _) in zip(kernel, flat, strict=True)]
     if any(heads):
       flags = [f and not h for f, h in zip(flags, heads, strict=True)]
     elif any(flags):
       last = max((i for i in range(len(flat)) if flags[i]), key=lambda i: _natural(flat[i][0]))
       flags[last] = False
   return jax.tree_util.tree_unflatten(treedef, flags)
-
-
-def _chunks(size: int, chunk_size: int | None) -> tuple[int, int]:
-  """``(number of chunks, chunk length)`` of a flattened tensor of ``size`` entries (``(0, 0)`` when empty)."""
-  if size == 0:
-    return 0, 0
-  c = size if chunk_size is None else min(chunk_size, size)
-  return -(-size // c), c
 
 
 def _bottom_k(x: jax.Array, chunk: int, k: int) -> jax.Array:
@@ -150,27 +135,16 @@ def _bottom_k(x: jax.Array, chunk: int, k: int) -> jax.Array:
 
 
 class _Selection(NamedTuple):
-  """Static settings of NanoAdam's small-weight selection: the density schedule and the chunks."""
+  """Static settings of NanoAdam's small-weight selection."""
 
-  fraction: float
+  fraction: float  # the largest density: it fixes the number of slots per chunk
   refresh_every: int
-  density_every: int
-  total_steps: int | None
-  final_fraction: float
-  fraction_schedule: Callable[[jax.Array], jax.Array] | None
+  density: Callable[[jax.Array], jax.Array]  # step -> the density in effect, in [0, fraction]
   chunk_size: int | None
 
-  def density(self, t: jax.Array) -> jax.Array:
-    """Density in effect at step ``t`` (the schedule evaluated at the last density update)."""
-    td = (t // self.density_every) * self.density_every
-    if self.fraction_schedule is not None:
-      rho = jnp.asarray(self.fraction_schedule(td), jnp.float32)
-    elif self.total_steps is not None:
-      frac = jnp.minimum(td.astype(jnp.float32) / self.total_steps, 1.0)
-      rho = self.fraction + (self.final_fraction - self.fraction) * frac
-    else:
-      rho = jnp.asarray(self.fraction, jnp.float32)
-    return jnp.clip(rho, 0.0, self.fraction)
+  def chunk(self, size: int) -> int:
+    """The chunk length of a flattened tensor of ``size`` entries (0 when empty)."""
+    return size if self.chunk_size is None else min(self.chunk_size, size)
 
   def count_at(self, t: jax.Array, chunk: int, k_max: int) -> jax.Array:
     """Entries selected per chunk at step ``t``: ``round(density * chunk)`` within ``[1, k_max]``."""
@@ -178,16 +152,14 @@ class _Selection(NamedTuple):
 
   def init_leaf(self, p: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """``(idx, age, mu, nu)`` of a selected leaf at step 0: its bottom-``k_max`` entries, zero moments."""
-    rows, c = _chunks(p.size, self.chunk_size)
-    k_max = selected_count(c, self.fraction) if c else 0
-    zeros = lambda dtype: jnp.zeros((rows, k_max), dtype)  # noqa: E731 - distinct buffers (donatable state)
-    return _bottom_k(p, c, k_max), zeros(jnp.int32), zeros(p.dtype), zeros(p.dtype)
+    c = self.chunk(p.size)
+    idx = _bottom_k(p, c, selected_count(c, self.fraction) if c else 0)
+    zeros = lambda dtype: jnp.zeros(idx.shape, dtype)  # noqa: E731 - distinct buffers (donatable state)
+    return idx, zeros(jnp.int32), zeros(p.dtype), zeros(p.dtype)
 
   def refresh(self, count: jax.Array, p: jax.Array, slots: tuple) -> tuple:
     """``slots = (idx, age, mu, nu)`` after step ``count``'s re-selection of the bottom-``k`` entries, if due."""
-    n = p.size
-    _, c = _chunks(n, self.chunk_size)
-    k_max = slots[0].shape[1]
+    n, c, k_max = p.size, self.chunk(p.size), slots[0].shape[1]
     due = (count % self.refresh_every == 0) | (
       self.count_at(count, c, k_max) != self.count_at(jnp.maximum(count - 1, 0), c, k_max)
     )
@@ -212,9 +184,7 @@ def _selected_adam(g, p, count, slots, selection: _Selection, b1, b2, eps, weigh
   n = p.size
   idx, age, mu, nu = selection.refresh(count, p, slots)
   k_max = mu.shape[1]
-  valid = (
-    jnp.arange(k_max)[None, :] < selection.count_at(count, _chunks(n, selection.chunk_size)[1], k_max)
-  ) & (idx < n)
+  valid = (jnp.arange(k_max)[None, :] < selection.count_at(count, selection.chunk(n), k_max)) & (idx < n)
   g_s = jnp.append(jnp.reshape(g, -1), 0).astype(mu.dtype)[idx]
   x_s = jnp.append(p.reshape(-1), 0)[idx]
   age = jnp.where(valid, age + 1, 0)
@@ -323,11 +293,9 @@ def nanoadam(
         {\sqrt{\nu_i / (1 - \beta_2^{a_i})} + \epsilon} + \lambda x_i\Big) \quad (i \in S),
     \qquad \Delta x_i = 0 \quad (i \notin S).
 
-  NanoAdam updates only the smallest ``|x|``, where fine-tuning's large gradients concentrate, and leaves the
-  large weights exactly unchanged. Built as ``scale_by_nanoadam`` followed by the learning rate, as
-  ``optax.adamw`` is from ``scale_by_adam``. Under ``optax.inject_hyperparams`` list the shape-fixing arguments as
-  ``static_args=("fraction", "refresh_every", "total_steps", "final_fraction", "density_every",
-  "fraction_schedule", "chunk_size", "mask")``.
+  Built as ``scale_by_nanoadam`` followed by the learning rate, as ``optax.adamw`` is from ``scale_by_adam``.
+  Under ``optax.inject_hyperparams`` list the shape-fixing arguments as ``static_args=("fraction",
+  "refresh_every", "total_steps", "final_fraction", "density_every", "fraction_schedule", "chunk_size", "mask")``.
 
   Sources: the paper's Algorithm 1 (re-selection every :math:`m` steps or when the density changes: here when
   the selected count does) and its first author's configuration (the linear density decay, default
@@ -377,19 +345,25 @@ def nanoadam(
   density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam", none_ok=True)
   if fraction_schedule is not None:
     checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
-  selection = _Selection(
-    fraction=fraction,
-    refresh_every=refresh_every,
-    density_every=refresh_every if density_every is None else density_every,
-    total_steps=total_steps,
-    final_fraction=0.4 * fraction if final_fraction is None else float(final_fraction),
-    fraction_schedule=fraction_schedule,
-    chunk_size=checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam", none_ok=True),
-  )
+  chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam", none_ok=True)
+  density_every = refresh_every if density_every is None else density_every
+  final_fraction = 0.4 * fraction if final_fraction is None else float(final_fraction)
+
+  def density(t: jax.Array) -> jax.Array:
+    """The density in effect at step ``t``: the schedule evaluated at the last density update."""
+    td = (t // density_every) * density_every
+    if fraction_schedule is not None:
+      rho = jnp.asarray(fraction_schedule(td), jnp.float32)
+    elif total_steps is not None:
+      rho = fraction + (final_fraction - fraction) * jnp.minimum(td.astype(jnp.float32) / total_steps, 1.0)
+    else:
+      rho = jnp.asarray(fraction, jnp.float32)
+    return jnp.clip(rho, 0.0, fraction)
+
+  selection = _Selection(fraction, refresh_every, density, chunk_size)
   direction = scale_by_nanoadam(b1, b2, eps, weight_decay, selection=selection, mask=mask)
 
   def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
-    """``scale_by_nanoadam`` then ``-learning_rate`` (evaluated at the step count), in each leaf's dtype."""
     d, new_state = direction.update(updates, state, params, **extra_args)
     lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
     return jax.tree.map(lambda x: (-lr * x).astype(x.dtype), d), new_state
