@@ -42,9 +42,8 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
   ``(1 - d_l) * n_l`` (capped at ``n_l - 1``) rounded down or up (largest remainder) so that the total is exactly
   ``min(round(sparsity * N), N - L)`` (``N = sum_l n_l``, ``L`` layers with ``n_l >= 1``).
 
-  The cap is the one rule every sparsifier follows: each selected layer keeps at least one active weight (e.g.
-  uniform 0.9 on a 2x2 layer prunes 3 weights, not 4). With ERK the zeros a capped layer cannot take go to the
-  other layers.
+  Every sparsifier follows this cap (e.g. uniform 0.9 on a 2x2 layer prunes 3 weights, not 4); with ERK the zeros
+  a capped layer cannot take go to the other layers.
 
   Example:
     >>> from ham_optax import sparsity

@@ -1,7 +1,4 @@
-"""The sparsifiers: random pruning at init, gradual magnitude pruning, AC/DC and RigL.
-
-Each is :func:`ham_optax._src.sparsity.core.sparsifier` with its own mask rules (overview: :mod:`ham_optax.sparsity`).
-"""
+"""The sparsifiers (random pruning at init, GMP, AC/DC, RigL): :func:`.core.sparsifier` with their mask rules."""
 
 from __future__ import annotations
 
@@ -141,12 +138,8 @@ def magnitude_pruning(
     del grads
     is_update = (t >= begin_step) & (t <= end_step) & (((t - begin_step) % frequency == 0) | (t == end_step))
     zeros = _zero_counts(params, scope, lambda n: zero_count(t, n))
-    new = jax.lax.cond(
-      is_update,
-      lambda: _core.magnitude_masks(proposal_fn(), old, zeros, scope),
-      lambda: list(old),
-    )
-    return new, False
+    prune = lambda: _core.magnitude_masks(proposal_fn(), old, zeros, scope)  # noqa: E731
+    return jax.lax.cond(is_update, prune, lambda: list(old)), False
 
   return _core.sparsifier(inner, prunable, _all_active, mask_rule)
 
@@ -347,12 +340,9 @@ def acdc(
     sparse_now, sparse_before = is_sparse(count), (count > 0) & is_sparse(count - 1)
     ones = _all_active(params)
     zeros = _zero_counts(params, scope, lambda n: _core.n_zeros(sparsity, n))
-    new = jax.lax.cond(
-      sparse_now & ~sparse_before,
-      lambda: _core.magnitude_masks(proposal_fn(), ones, zeros, scope),
-      lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: _all_active(params)),
-    )
-    return new, False
+    prune = lambda: _core.magnitude_masks(proposal_fn(), ones, zeros, scope)  # noqa: E731
+    keep_or_clear = lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: ones)  # noqa: E731
+    return jax.lax.cond(sparse_now & ~sparse_before, prune, keep_or_clear), False
 
   reset = reset_rule if reset_momentum else None
   return _core.sparsifier(inner, prunable, _all_active, mask_rule, reset_rule=reset)
@@ -389,9 +379,7 @@ def rigl(
   2. grow :math:`k` weights outside the kept set with the largest dense-gradient magnitude :math:`|g_t|`;
   3. newly grown weights start at exactly 0 and, with ``reset_state`` (default, as both references), the
      floating-point moments of the inner state are zeroed at the grown positions. A weight dropped and regrown
-     in the same step keeps its value and state.
-
-  The number of active weights per layer never changes, so the sparsity stays exact.
+     in the same step keeps its value and state (the number of active weights per layer never changes).
 
   References: ``google-research/rigl`` and ``google-research/jaxpruner``. Deliberate differences: the cosine is
   taken over :math:`t - T_0` (rigl's code evaluates it at :math:`t`, the same only for :math:`T_0 = 0`); drop
@@ -428,8 +416,7 @@ def rigl(
     del proposal_fn
     is_update = (count > begin_step) & (count < end_step) & ((count - begin_step) % update_every == 0)
     zeta = rigl_drop_fraction(count, drop_fraction, end_step, begin_step)
-    new = jax.lax.cond(is_update, lambda: _drop_and_grow(zeta, params, grads, old), lambda: list(old))
-    return new, True
+    return jax.lax.cond(is_update, lambda: _drop_and_grow(zeta, params, grads, old), lambda: list(old)), True
 
   return _core.sparsifier(inner, prunable, init_rule, mask_rule, reset_grown_state=reset_state)
 
@@ -437,8 +424,7 @@ def rigl(
 def _drop_and_grow(
   zeta: jax.Array, params: list[jax.Array], grads: list[jax.Array], old: list[jax.Array]
 ) -> list[jax.Array]:
-  """RigL's new masks: per layer drop the ``k = round(zeta * a)`` active weights of smallest ``|x|`` and grow the
-  ``k`` inactive (after the drop) weights of largest ``|g|``. ``k`` is computed in float32; ``a`` is exact."""
+  """RigL's drop and grow (steps 1-2 of :func:`rigl`) per layer; ``k`` is computed in float32, ``a`` exactly."""
   new = []
   for p, g, m in zip(params, grads, old, strict=True):
     n_active = jnp.sum(m, dtype=jnp.int32)
