@@ -48,8 +48,8 @@ def check_inner(inner: Any, owner: str) -> None:
   )
 
 
-def _concrete_float(value: Any, name: str, owner: str | None) -> float | None:
-  """Returns `value` as a float when it is a concrete real scalar; None for tracers."""
+def _concrete(value: Any, name: str, owner: str | None, scalar: bool = True) -> np.ndarray | None:
+  """``value`` as a NumPy array when it is a concrete real number (a scalar, with ``scalar``); None for tracers."""
   p = _prefix(owner)
   if isinstance(value, bool):
     raise TypeError(f"{p}{name} must be a number, got the bool {value!r}.")
@@ -59,13 +59,13 @@ def _concrete_float(value: Any, name: str, owner: str | None) -> float | None:
     arr = np.asarray(value)
   except Exception as e:  # noqa: BLE001 - re-raised with a clear message
     raise TypeError(f"{p}{name} must be a number, got {type(value).__name__}.") from e
-  if arr.shape != ():
+  if scalar and arr.shape != ():
     raise ValueError(f"{p}{name} must be a scalar, got shape {arr.shape}.")
   if np.issubdtype(arr.dtype, np.complexfloating):
     raise TypeError(f"{p}{name} must be a real number, got the complex {value!r}.")
   if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
     raise TypeError(f"{p}{name} must be a number, got {arr.dtype}.")
-  return float(arr)
+  return arr
 
 
 def check_scalar(
@@ -89,9 +89,10 @@ def check_scalar(
     if schedule_ok:
       return value
     raise TypeError(f"{p}{name} must be a number, not a callable.")
-  v = _concrete_float(value, name, owner)
-  if v is None:
+  arr = _concrete(value, name, owner)
+  if arr is None:
     return value
+  v = float(arr)
   if not math.isfinite(v):
     raise ValueError(f"{p}{name} must be finite, got {v}.")
   ok_lo = lo is None or (v > lo if lo_open else v >= lo)
@@ -150,15 +151,8 @@ def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:
 
 def check_positive_values(value: Any, name: str) -> None:
   """Checks that every entry of a concrete scalar or array is finite and > 0 (tracers pass unchecked)."""
-  if isinstance(value, jax.core.Tracer):
-    return
-  try:
-    concrete = np.asarray(value)
-  except Exception as e:  # noqa: BLE001 - re-raised with a clear message
-    raise TypeError(f"{name} must be a real number, got {value!r}.") from e
-  if concrete.dtype == np.bool_ or not np.issubdtype(concrete.dtype, np.number) or np.iscomplexobj(concrete):
-    raise TypeError(f"{name} must be a real number, got {value!r}.")
-  if not np.all(np.isfinite(concrete)) or np.any(concrete <= 0):
+  concrete = _concrete(value, name, None, scalar=False)
+  if concrete is not None and (not np.all(np.isfinite(concrete)) or np.any(concrete <= 0)):
     raise ValueError(f"{name} must be finite and > 0, got {value!r}.")
 
 

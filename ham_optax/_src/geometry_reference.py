@@ -121,16 +121,15 @@ def bregman_projection(
     ValueError: on malformed input, or if Newton's method does not reach ``tol``.
   """
   Z, y, x0 = _as_problem(Z, y, x0)
-  if (alpha is None) == (gamma is None):
-    raise ValueError("Give exactly one of alpha (HAM) and gamma (m ⊙ w).")
+  checks.check_exactly_one({"alpha": alpha, "gamma": gamma}, "bregman_projection")
   if alpha is not None:
     checks.check_positive_values(alpha, "alpha")
     mirror = _ham_mirror(float(alpha))
   else:
     checks.check_positive_values(gamma, "gamma")
     mirror = _mw_mirror(np.asarray(gamma, dtype=np.float64))
-  if tol <= 0 or max_iter < 1:
-    raise ValueError(f"tol must be > 0 and max_iter >= 1, got tol={tol}, max_iter={max_iter}.")
+  checks.check_scalar(tol, "tol", lo=0.0, lo_open=True, owner="bregman_projection")
+  checks.check_int(max_iter, "max_iter", 1, owner="bregman_projection")
 
   u0 = mirror.grad(x0)
   lam = np.zeros(Z.shape[0])

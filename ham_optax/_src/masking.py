@@ -55,14 +55,6 @@ def unzip(structure: Any, tree_of_tuples: Any, n: int) -> tuple[Any, ...]:
   return tuple(jax.tree.map(lambda _, t, i=i: t[i], structure, tree_of_tuples) for i in range(n))
 
 
-def is_mask_callable(mask: MaskOrFn) -> bool:
-  """Same rule as `optax.masked`: a mask is a function if it (or all its leaves) are callable."""
-  if mask is None:
-    return False
-  leaves = jax.tree.leaves(jax.tree.map(callable, mask))
-  return len(leaves) > 0 and all(leaves)
-
-
 def _explain_mismatch(mask_tree: Any, params: Any, what: str = "mask") -> str:
   """Names the first path where `mask_tree` (called `what` in the message) is not a prefix of `params`."""
   mask_paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(mask_tree)[0]]
@@ -102,7 +94,11 @@ def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[b
   """
   if not jax.tree.leaves(params):
     return ()  # nothing to select (also the placeholder optax.tree_utils.tree_map_params passes to init)
-  mask_tree = default_mask(params) if mask is None else mask(params) if is_mask_callable(mask) else mask
+  if mask is None:
+    mask_tree = default_mask(params)
+  else:  # a function if it (or all its leaves) is callable: the rule of optax.masked
+    is_callable = jax.tree.leaves(jax.tree.map(callable, mask))
+    mask_tree = mask(params) if is_callable and all(is_callable) else mask
   try:  # a bool at an inner node applies to its whole subtree
     full = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), mask_tree, params)
   except (ValueError, TypeError) as e:
