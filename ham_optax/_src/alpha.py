@@ -1,9 +1,4 @@
-"""Choosing HAM's alpha for a given model, optimizer and learning rate from a short calibration run.
-
-HAM's mirror step changes a weight by about ``-lr * alpha * |x| * g`` next to the inner step ``u``; their ratio
-depends on the model and the optimizer. :func:`suggest_alpha` measures it and returns the alpha at which the mirror
-step is a fixed fraction of the inner step.
-"""
+"""Choosing HAM's alpha for a given model, optimizer and learning rate from a short calibration run."""
 
 from __future__ import annotations
 
@@ -70,8 +65,6 @@ def _scalar_loss(out: Any, has_aux: bool) -> jax.Array:
 def _scaled_sq_norms(leaves: list[Any]) -> tuple[jax.Array, jax.Array]:
   """Per leaf ``(k, s)`` with ``||v||^2 = 4^k * s`` (``v`` scaled exactly by ``2^-k``, its max's binade), so the
   squares cannot overflow float32; the host recombines them in float64."""
-  if not leaves:
-    return jnp.zeros([0], jnp.int32), jnp.zeros([0], jnp.float32)
   ks, ss = [], []
   for v in leaves:
     v = _at_least_f32(v)
@@ -98,7 +91,7 @@ def _float_view(leaves: list[Any], is_float: tuple[bool, ...]) -> list[Any]:
 def _make_step(loss_fn, inner, treedef, is_float, selected, has_aux):
   """The jitted calibration step: one step of ``inner`` (on the floating-point leaves) and the rule's norms."""
 
-  def step(p, state, batch, lr):
+  def step(p, state, batch):
     leaves = treedef.flatten_up_to(p)
 
     def loss_of(float_leaves):
@@ -155,10 +148,8 @@ def _get(make: Callable[..., Any], *key: Any) -> Callable[..., Any]:
 
 def _check_batches(batches: Any, num_steps: int) -> Sequence[Any]:
   """``batches`` must be a sequence (read by index, never consumed) of at least ``num_steps`` batches."""
-  if isinstance(batches, Sequence) and not isinstance(batches, (str, bytes)):
-    return batches
   if hasattr(batches, "__len__") and hasattr(batches, "__getitem__") and not isinstance(batches, dict):
-    return batches  # e.g. an array of stacked batches
+    return batches  # a list or tuple, or e.g. an array of stacked batches
   if isinstance(batches, dict):
     hint = " A dict is one batch: pass [batch] * num_steps."
   elif hasattr(batches, "__next__") or hasattr(batches, "__iter__"):
@@ -294,11 +285,7 @@ def suggest_alpha(
 
   Contract:
 
-  - ``batches`` is read by index, never consumed (an iterator is refused); a batch ``loss_fn`` rejects, or one
-    batch in place of the sequence, is a ValueError naming the entry.
-  - Only floating-point leaves are differentiated and updated; the others are held fixed.
-  - With ``check_learning_rate`` a ratio of the inner step size to ``learning_rate`` that changes by more than a
-    factor 1.25 over the window (e.g. a warmup inside ``inner``) is a ValueError.
+  - ``batches`` is read by index, never consumed; only floating-point leaves are differentiated and updated.
   - The jitted step is cached on the ``loss_fn`` and ``inner`` objects, ``has_aux``, the mask and the params'
     structure. The result is deterministic; the cost is ``num_steps`` gradient evaluations.
   - A diverged run (non-finite values, or a loss whose median over the second half is over 10 times the first
@@ -318,15 +305,16 @@ def suggest_alpha(
     has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
     per_leaf: return one alpha per leaf (0.0 for unselected leaves, the global alpha where the ratio is never
       defined) as ``alpha`` for :func:`ham_optax.ham` (with ``nnx.Optimizer``: ``nnx.pure(alpha)``).
-    check_learning_rate: probe the inner optimizer's step size against ``learning_rate`` (see above).
+    check_learning_rate: raise a ValueError where the inner step size divided by ``learning_rate`` changes by
+      more than a factor 1.25 over the window (e.g. a warmup inside ``inner``).
 
   Returns:
     alpha as a Python float, or with ``per_leaf=True`` a pytree of Python floats shaped like ``params``.
 
   Raises:
     TypeError: ``batches`` is not a sequence, ``inner`` is not a transformation, or a mask entry is invalid.
-    ValueError: a bad argument or batch, a ``loss_fn`` output that is not a scalar loss, a learning-rate
-      mismatch, or a calibration run that diverged or gave no finite step ratio.
+    ValueError: a bad argument or batch (naming the entry), a ``loss_fn`` output that is not a scalar loss, a
+      learning-rate mismatch, or a calibration run that diverged or gave no finite step ratio.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, ham_optax
@@ -378,7 +366,7 @@ def suggest_alpha(
   for k in range(num_steps):
     lrs.append(_lr_at(learning_rate, k))
     try:
-      p, state, loss, finite, u_sq, m_sq = step(p, state, batches[k], jnp.asarray(lrs[-1], jnp.float32))
+      p, state, loss, finite, u_sq, m_sq = step(p, state, batches[k])
     except LossFnError:
       raise
     except Exception as e:

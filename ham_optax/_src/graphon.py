@@ -42,17 +42,16 @@ def empirical_graphon(mask: jax.Array, resolution: int = 16) -> jax.Array:
     >>> empirical_graphon(m, 2).tolist()
     [[1.0, 1.0], [1.0, 0.0]]
   """
-  resolution = checks.check_int(resolution, "resolution", 1, owner="empirical_graphon")
-  checks.check_ndim(mask, "mask", 2, owner="empirical_graphon", layout=" (n_in, n_out)")
-  n_in, n_out = jnp.shape(mask)
   owner = "empirical_graphon"
+  resolution = checks.check_int(resolution, "resolution", 1, owner=owner)
+  checks.check_ndim(mask, "mask", 2, owner=owner, layout=" (n_in, n_out)")
+  n_in, n_out = jnp.shape(mask)
   checks.check_order(
     resolution, "`resolution`", min(n_in, n_out), "the neuron count of `mask`", strict=False, owner=owner
   )
   m = jnp.asarray(mask, jnp.float32)
   m = m[jnp.argsort(-m.sum(1), stable=True)]  # rows by degree
   m = m[:, jnp.argsort(-m.sum(0), stable=True)]  # columns by degree
-  # Position p of n ordered neurons lies in block floor(p r / n): one-hot (n, r) block memberships.
   row_oh, col_oh = (
     jax.nn.one_hot(jnp.arange(n) * resolution // n, resolution, dtype=jnp.float32) for n in (n_in, n_out)
   )

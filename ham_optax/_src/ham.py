@@ -14,8 +14,7 @@ class HamState(NamedTuple):
   """State of :func:`ham`.
 
   Attributes:
-    mirror_state: the state of the mirror step (a :class:`HyperbolicStepState`: the int32 step count at which
-      the learning-rate, ``alpha`` and ``beta`` schedules are evaluated).
+    mirror_state: the mirror step's :class:`HyperbolicStepState` (the step count of the schedules).
     inner_state: the inner optimizer's state.
   """
 

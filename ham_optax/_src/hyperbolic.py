@@ -28,15 +28,12 @@ MAX_EXPONENT_LIMIT = 80.0
 # optax.inject_hyperparams).
 MIRROR_ARGS_DOC = r"""
 alpha: strength of the hyperbolic geometry: a float or an optax schedule of the step count. The default
-  0.1 is mild: the largest grid value that never diverged on any model, optimizer and learning rate
-  measured; :func:`ham_optax.suggest_alpha` picks one for a model, optimizer and learning rate from a
-  short calibration run. The paper's and the published wrapper's 200 (ResNet-50 on ImageNet, SGD lr 0.1)
-  is :data:`ham_optax.PAPER_IMAGENET_ALPHA`; it diverges on small models with larger gradients. Any
-  finite real value: a negative ``alpha`` reverses the bias (weights grow where a positive ``alpha``
-  shrinks them). Per layer: a pytree of such values (floats or schedules) with the params' structure or a
-  prefix of it, e.g. ``{"embed": 2.7, "mlp": 14.0}`` or the output of ``suggest_alpha(..., per_leaf=True)``;
-  leaf :math:`l` then takes the step with its own :math:`\alpha_l`, and the values of leaves outside
-  ``mask`` are not used.
+  0.1 is mild (the largest grid value that never diverged on any model, optimizer and learning rate
+  measured); :func:`ham_optax.suggest_alpha` picks one from a short calibration run; the paper's 200 is
+  :data:`ham_optax.PAPER_IMAGENET_ALPHA`. Any finite real value: a negative ``alpha`` reverses the bias
+  (weights grow where a positive ``alpha`` shrinks them). Per layer: a pytree of such values with the params'
+  structure or a prefix of it, e.g. ``{"embed": 2.7, "mlp": 14.0}`` or ``suggest_alpha(..., per_leaf=True)``;
+  leaf :math:`l` then takes the step with its own :math:`\alpha_l` (leaves outside ``mask`` ignore theirs).
 beta: multiplicative weight decay, a factor :math:`e^{-\eta\beta}` per step, ``>= 0`` (default 1e-3), or
   a schedule (e.g. to switch the decay off late in training).
 mask: the leaves the mirror step applies to: ``None`` for floating-point leaves with ``ndim >= 2``; a
@@ -46,10 +43,8 @@ max_exponent: clip :math:`c` of the exponent, in ``(0, 80]`` (default 5, as in t
   keeps :math:`e^c` finite in float32).
 max_weight_norm: if set, each selected tensor is rescaled after the step so that its L2 norm is at most
   this value, :math:`x_{k+1} \leftarrow x_{k+1} \min(1, \text{cap} / \|x_{k+1}\|_2)` (the published
-  wrapper uses 1000). The rescale acts on the new weight itself, so a tensor of any finite norm lands on
-  the cap (up to the rounding of ``x_k + update`` in the params' dtype); an entry that would overflow
-  counts as the dtype's largest finite value, and a weight that is already ``+-inf`` keeps its value.
-  Off by default.
+  wrapper uses 1000; off by default). The rescale acts on the new weight itself (an overflowing entry counts
+  as the dtype's largest finite value), so a tensor of any finite norm lands on the cap.
 sign_from: whose sign the step uses: ``"x_half"`` (HYP*, the deployed variant, default) the sign of
   :math:`x_{k+1/2}`; ``"x"`` (GD;HYP, the analysed variant) the sign of :math:`x_k`.
 max_weight_norm_scope: which tensors ``max_weight_norm`` clips: ``"masked"`` (default) the leaves the
@@ -84,11 +79,8 @@ class HyperbolicStepState(NamedTuple):
 
 def is_alpha_tree(alpha: Any) -> bool:
   """Whether ``alpha`` is a pytree of per-leaf values (not one float, array, tracer or schedule)."""
-  if (
-    alpha is None
-    or callable(alpha)
-    or isinstance(alpha, (int, float, complex, np.number, np.ndarray, jax.Array))
-  ):
+  one_value = (int, float, complex, np.number, np.ndarray, jax.Array)
+  if alpha is None or callable(alpha) or isinstance(alpha, one_value):
     return False
   treedef = jax.tree.structure(alpha)
   return not (treedef.num_nodes == 1 and treedef.num_leaves == 1)  # a container, even an empty one
@@ -241,13 +233,6 @@ def _norm_clip_leaf(u: jax.Array, p: Any, max_weight_norm: Any) -> jax.Array:
   return _saturate(delta, p, p.dtype)
 
 
-def _check_same_shapes(params: Any, grads: Any, updates: Any) -> None:
-  """Structure and shapes of params, grads and updates agree (Python scalars count as shape ``()``)."""
-  chex.assert_trees_all_equal_structs(params, grads, updates)
-  as_struct = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t)  # noqa: E731
-  chex.assert_trees_all_equal_shapes(as_struct(params), as_struct(grads), as_struct(updates))
-
-
 def _evaluate(hyperparam: Any, name: str, count: jax.Array) -> Any:
   """A hyperparameter's value at step ``count``: a schedule evaluated (and checked), a number as it is."""
   return checks.check_real_dtype(hyperparam(count), name) if callable(hyperparam) else hyperparam
@@ -281,10 +266,9 @@ def hyperbolic_step(
       + \beta),\ -c,\ c\big)\Big),
 
   with :math:`s = x_{k+1/2}` (``sign_from="x_half"``, the deployed "HYP*" variant) or :math:`s = x_k`
-  (``sign_from="x"``, the analysed "GD;HYP" variant) and :math:`c` = ``max_exponent``. With a per-layer
-  ``alpha`` (a pytree), leaf :math:`l` uses its own :math:`\alpha_l` (evaluated at step :math:`k` if it is a
-  schedule) in place of :math:`\alpha`; one float is the paper's HAM, the same :math:`\alpha` for every leaf.
-  The returned update is :math:`x_{k+1} - x_k` in the params' dtype. The step never changes a sign, keeps exact zeros at zero and
+  (``sign_from="x"``, the analysed "GD;HYP" variant) and :math:`c` = ``max_exponent`` (a per-layer ``alpha``
+  puts :math:`\alpha_l` in place of :math:`\alpha` for leaf :math:`l`). The returned update is
+  :math:`x_{k+1} - x_k` in the params' dtype. The step never changes a sign, keeps exact zeros at zero and
   costs no memory beyond a step counter. In the continuous limit (:math:`\beta=0`) HAM follows
   :math:`\dot x = -(1+\alpha|x|)\nabla f(x)`, mirror descent with potential
   :math:`R_\alpha(x) = \sum_i [(1+\alpha|x_i|)\log(1+\alpha|x_i|) - \alpha|x_i|]/\alpha^2`.
@@ -294,13 +278,11 @@ def hyperbolic_step(
   :func:`ham_optax.suggest_alpha` picks alpha for a model and optimizer; :func:`ham_optax.metrics.ham_diagnostics`
   shows whether it is too large.
 
-  Finite in, finite out, in every float dtype: the scalars :math:`\eta`, :math:`\eta\alpha`, :math:`\eta\beta`
-  are saturated to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, never as
-  ``inf``, so a zero gradient never gives ``0 * inf``), and a new weight that would overflow the params' dtype
-  is saturated just below its largest finite value (same sign). NaN in, NaN out: a NaN in a gradient entry, in
-  the incoming update or in a schedule's value gives NaN in the new weights wherever plain optax would give it
-  (so ``optax.apply_if_finite`` or a loss check sees it), never a silent zero update. A weight that is already
-  ``+-inf`` keeps its value; an infinite entry of the incoming update saturates like an overflow.
+  Finite in, finite out, in every float dtype: :math:`\eta`, :math:`\eta\alpha`, :math:`\eta\beta` are saturated
+  to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, so ``0 * alpha`` stays 0),
+  a new weight that would overflow (also from an infinite incoming update) is saturated just below the params
+  dtype's largest value, and a weight that is already ``+-inf`` keeps its value. NaN in, NaN out: a NaN gradient,
+  update or schedule value gives NaN in the new weights wherever plain optax would, never a silent zero update.
 
   Args:
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are
@@ -352,7 +334,9 @@ def hyperbolic_step(
       )
     lr, b = (_evaluate(h, n, state.count) for h, n in ((learning_rate, "learning_rate"), (beta, "beta")))
     a = jax.tree.map(lambda h: _evaluate(h, "alpha", state.count), alpha)
-    _check_same_shapes(params, grad, updates)
+    chex.assert_trees_all_equal_structs(params, grad, updates)  # and shapes (Python scalars have shape ())
+    as_struct = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t)  # noqa: E731
+    chex.assert_trees_all_equal_shapes(as_struct(params), as_struct(grad), as_struct(updates))
     selected = masking.resolve_mask(mask, params)
     flat_u, treedef = jax.tree.flatten(updates)
     leaves = (treedef.flatten_up_to(grad), treedef.flatten_up_to(params), _alpha_per_leaf(a, params, treedef))

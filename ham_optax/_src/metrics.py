@@ -206,12 +206,10 @@ def ham_diagnostics(
     params: the parameters (or ``x_half``).
     grads: the raw gradients, same structure and shapes as ``params``.
     learning_rate: the step's learning rate (a scalar, may be traced).
-    alpha: HAM's alpha: a scalar (may be traced), or a pytree of per-leaf scalars with the params' structure
-      or a prefix of it, as :func:`ham_optax.ham` takes it (e.g. ``suggest_alpha(..., per_leaf=True)``).
+    alpha: HAM's alpha (may be traced): one scalar or a per-leaf pytree, as :func:`ham_optax.ham` takes it.
     beta: HAM's beta (a scalar, may be traced).
     max_exponent: the clip of the exponent, > 0 (as in :func:`ham_optax.ham`).
-    mask: which leaves to report, resolved exactly like :func:`ham_optax.ham`'s ``mask`` (``None``:
-      floating-point leaves with ``ndim >= 2``).
+    mask: which leaves to report, resolved exactly like :func:`ham_optax.ham`'s ``mask``.
 
   Returns:
     ``{"global": {...}, "per_layer": {jax.tree_util.keystr(path): {...}}}`` of JAX scalars (static keys).

@@ -143,7 +143,12 @@ def pointwise_overparam(
     m, w = _map_masked(flags, lambda x: x, optax.apply_updates(u, d_u)), optax.apply_updates(w, d_w)
     if rescale_every is not None:
       due = (state.count + 1) % rescale_every == 0
-      m, w = _map_pairs(flags, lambda a, b: _rescale(a, b, balance, due), m, w)
+
+      def rescale(a, b):  # Sign-In's re-factorisation when due, keeping the sign of m
+        rm, rw = factorize(a * b, balance, sign_m=a)
+        return jnp.where(due, rm, a), jnp.where(due, rw, b)
+
+      m, w = _map_pairs(flags, rescale, m, w)
     to_mw = lambda p, a, b: (a * b - p).astype(jnp.result_type(p))  # noqa: E731 - in the parameter's dtype
     new_updates = masking.where_flags(flags, _map_masked(flags, to_mw, params, m, w), d_u)
     return new_updates, OverparamState(
@@ -174,12 +179,6 @@ def _resync(x: Any, m: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
   # keep w's sign where x == 0 (factorize would pick +1)
   w_new = jnp.where(x == 0, jnp.where(w < 0, -jnp.abs(w_new), jnp.abs(w_new)), w_new)
   return jnp.where(off, m_new, m), jnp.where(off, w_new, w)
-
-
-def _rescale(m: jax.Array, w: jax.Array, balance: Any, due: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Sign-In's rescaling when ``due``: ``factorize(m * w, balance, sign_m=m)``, keeping m's sign (see :func:`sign_in`)."""
-  rm, rw = factorize(m * w, balance, sign_m=m)
-  return jnp.where(due, rm, m), jnp.where(due, rw, w)
 
 
 def spred(

@@ -20,8 +20,8 @@ def switch_off(value: optax.ScalarOrSchedule, switch_step: int) -> optax.Schedul
 
     s(k) = \\begin{cases} v(k) & k < k_\\text{off} \\\\ 0 & k \\ge k_\\text{off} \\end{cases}
 
-  with ``v`` the constant ``value`` or the schedule ``value`` evaluated at ``k``. The step count ``k`` starts at 0
-  (optax convention), so ``switch_step=T`` keeps ``value`` for exactly the first ``T`` updates.
+  The step count ``k`` starts at 0 (optax convention), so ``switch_step=T`` keeps ``value`` for exactly the first
+  ``T`` updates.
 
   Args:
     value: the regularisation strength (float) or an optax schedule of it.
