@@ -1435,29 +1435,17 @@ def mirror_flows_escape(results: Path) -> str:
   res = load(results, "mirror_flows")
   lrs, fmt = res["settings"]["lrs"], _script("mirror_flows")._fmt_escape
   columns = [min(range(len(lrs)), key=lambda i, lr=lr: abs(np.log(lrs[i] / lr))) for lr in ESCAPE_LRS]
-  rows = [
-    [*key.split("/L"), *map(fmt, np.asarray(seeds)[:, columns].T)] for key, seeds in res["escape"].items()
-  ]
+  rows = [[*key.split("/L"), *map(fmt, np.asarray(s)[:, columns].T)] for key, s in res["escape"].items()]
   header = ["optimizer", "L", *(("lr " if i == 0 else "") + sci(lrs[c], True) for i, c in enumerate(columns))]
   return markdown_table(header, [row for row in rows if row[0] in ESCAPE_SHOWN])
-
-
-def _first_escape(seeds: list[list[int]], lrs: list[float]) -> tuple[float | None, float | None]:
-  """The smallest lr at which every seed escaped, and the smallest at which some seed diverged (None if none)."""
-  a = np.asarray(seeds)
-  escaped = [lr for i, lr in enumerate(lrs) if (a[:, i] >= 0).all()]
-  lost = [lr for i, lr in enumerate(lrs) if (a[:, i] == -2).any()]
-  return (escaped[0] if escaped else None), (lost[0] if lost else None)
 
 
 @table
 def mirror_flows_adamw_note(results: Path) -> str:
   """The note under the escape table: how far AdamW's escape steps are from Adam's, and where they part."""
   res = load(results, "mirror_flows")
-  lrs, depths = res["settings"]["lrs"], res["settings"]["depths"]
-  pair = {
-    L: (np.asarray(res["escape"][f"Adam/L{L}"]), np.asarray(res["escape"][f"AdamW/L{L}"])) for L in depths
-  }
+  lrs, esc = res["settings"]["lrs"], {k: np.asarray(v) for k, v in res["escape"].items()}
+  pair = {L: (esc[f"Adam/L{L}"], esc[f"AdamW/L{L}"]) for L in res["settings"]["depths"]}
   close, gap = [], 0  # the lrs before the first divergence of either, and the largest gap in steps there
   for i, lr in enumerate(lrs):
     if any((a[:, i] == -2).any() or (b[:, i] == -2).any() for a, b in pair.values()):
@@ -1470,9 +1458,8 @@ def mirror_flows_adamw_note(results: Path) -> str:
   if i < len(lrs):
     saved = [str(L) for L, (a, b) in pair.items() if (a[:, i] == -2).any() and (b[:, i] >= 0).all()]
     lost = [str(L) for L, (a, b) in pair.items() if (b[:, i] == -2).any() and (a[:, i] >= 0).all()]
-    parts = [
-      f"escapes in every seed at depth{'s' * (len(saved) > 1)} {listed(saved)} where Adam diverged in some"
-    ]
+    s = "s" * (len(saved) > 1)
+    parts = [f"escapes in every seed at depth{s} {listed(saved)} where Adam diverged in some"]
     parts = parts * bool(saved) + [f"diverges at depth {listed(lost)} where Adam escaped"] * bool(lost)
     text += f"; at {lrs[i]:.2g} AdamW {' and '.join(parts) or 'differs from Adam'}"
   return f"""{text}; sign descent at large steps oscillates without halving the loss, which counts as
@@ -1484,7 +1471,11 @@ def mirror_flows_escape_reading(results: Path) -> str:
   """The reading of the escape table: the first learning rate at which each method escapes in every seed."""
   res = load(results, "mirror_flows")
   lrs, depths, steps = (res["settings"][k] for k in ("lrs", "depths", "steps"))
-  first = {k: _first_escape(v, lrs) for k, v in res["escape"].items()}
+  first = {}  # per row: the smallest lr at which every seed escaped, and the smallest at which some diverged
+  for k, a in ((k, np.asarray(v)) for k, v in res["escape"].items()):
+    escaped = [lr for i, lr in enumerate(lrs) if (a[:, i] >= 0).all()]
+    lost = [lr for i, lr in enumerate(lrs) if (a[:, i] == -2).any()]
+    first[k] = next(iter(escaped), None), next(iter(lost), None)
   steep = [first[f"{m}/L{L}"][0] for m in ("sign", "Adam") for L in depths]
   holds = None not in steep and first[f"GD/L{depths[-1]}"][0] is None
   gd = []
@@ -1497,10 +1488,9 @@ def mirror_flows_escape_reading(results: Path) -> str:
     times = span(x, ".0f") if round(min(x)) != round(max(x)) else f"{x[0]:.0f}"
     gd.append(f"about {times}x larger at depth {L} (first escape at {sci(lr, True)})")
   same = all(first[f"HAM/L{L}"][0] == first[f"GD/L{L}"][0] for L in depths)
-  (ham_div, gd_div) = first[f"HAM/L{depths[0]}"][1], first[f"GD/L{depths[0]}"][1]
-  ham = (
-    "escapes from the same learning rates as GD at every depth" if same else "escapes at other rates than GD"
-  )
+  ham_div, gd_div = first[f"HAM/L{depths[0]}"][1], first[f"GD/L{depths[0]}"][1]
+  ham = "escapes from the same learning rates as GD at every depth" if same else "escapes at other rates"
+  ham += "" if same else " than GD"
   ham += f", at depth {depths[-1]} at none," if holds and same else ""
   return f"""**Reading: the first claim {"holds" if holds else "does not hold"} here.** Sign descent and Adam
     escape the saddle at every depth from learning rates between {sci(min(steep), True)} and
@@ -1508,18 +1498,16 @@ def mirror_flows_escape_reading(results: Path) -> str:
     the depth. Gradient descent needs a learning rate {", ".join(gd[:-1])}, and {gd[-1]}: its step on a factor
     is proportional to `u^(L-1)`, which is tiny at a small initialisation, while a steepest (sign-like) step
     is not. HAM on the factors (its mirror step multiplies by `exp(-lr alpha ...)`, but the gradient it sees
-    is GD's) {ham} and diverges earlier (at depth {depths[0]} from lr {ham_div:g}, GD from {gd_div:g}); it is not a
-    steepest-descent method in this sense and should not be expected to escape like Adam."""
+    is GD's) {ham} and diverges earlier (at depth {depths[0]} from lr {ham_div:g}, GD from {gd_div:g}); it is
+    not a steepest-descent method in this sense and should not be expected to escape like Adam."""
 
 
-def _decay(results: Path) -> list[tuple[dict[str, Any], dict[str, float]]]:
-  """The rows of the decay study with their measures' means over the seeds."""
+def _decay(results: Path) -> list[dict[str, Any]]:
+  """The rows of the decay study: method, wd and the means of their measures over the seeds."""
   return [
-    (
-      row,
-      {k: float(np.mean([s[k] for s in row["seeds"]])) for k in row["seeds"][0] if not k.endswith("curve")},
-    )
-    for row in load(results, "mirror_flows")["decay"]
+    {k: float(np.mean([s[k] for s in r["seeds"]])) for k in r["seeds"][0] if not k.endswith("curve")}
+    | {"method": r["method"], "wd": r["wd"]}
+    for r in load(results, "mirror_flows")["decay"]
   ]
 
 
@@ -1527,40 +1515,36 @@ def _decay(results: Path) -> list[tuple[dict[str, Any], dict[str, float]]]:
 def mirror_flows_decay(results: Path) -> str:
   """Adam + L2 against AdamW at matched decay: means over the seeds."""
   rows = []
-  for row, m in _decay(results):
+  for m in _decay(results):
     off, balance = m["off_support_final"], "0" if m["balance_final"] == 0 else sci(m["balance_final"])
     off = "0" if off == 0 else (f"{off:#.3g}" if abs(off) >= 0.01 else sci(off))
     rows.append(
-      f"{row['method'].replace('+', ' + ')} | {sci(row['wd'], True)} | {sci(m['final_loss'])} | "
+      f"{m['method'].replace('+', ' + ')} | {sci(m['wd'], True)} | {sci(m['final_loss'])} | "
       f"{sci(m['late_loss_std'])} | {m['rel_error']:.3f} | {balance} | {off} | {m['n_support_1e-2']:.1f}"
     )
-  header = (
-    "method | wd | final loss | std of late loss | relative error `‖x - x*‖/‖x*‖` | balance | off-support mass | "
-    "entries with `abs(x_i) > 1e-2`"
-  )
+  header = """method | wd | final loss | std of late loss | relative error `‖x - x*‖/‖x*‖` | balance |
+    off-support mass | entries with `abs(x_i) > 1e-2`"""
   return md(header, rows)
 
 
 @table
 def mirror_flows_decay_reading(results: Path) -> str:
   """The reading of the decay table: balance, sparse recovery and late-loss oscillation per method."""
-  k, by = load(results, "mirror_flows")["settings"]["k"], defaultdict(list)
-  for row, m in _decay(results):
-    by[row["method"]].append({**m, "wd": row["wd"]})
-  l2, w = by["Adam+L2"], by["AdamW"]
+  k, decay = load(results, "mirror_flows")["settings"]["k"], _decay(results)
+  l2, w = ([m for m in decay if m["method"] == method] for method in ("Adam+L2", "AdamW"))
   over = lambda rows, key, f: span((r[key] for r in rows), f, " to ")  # noqa: E731
   bal = lambda x: "0" if x == 0 else sci(x)  # noqa: E731
   exact = [r for r in l2 if round(r["n_support_1e-2"], 6) == k]
-  recovered = (
-    f"recovers the {k}-sparse `x*` (relative error at most {sci(max(r['rel_error'] for r in exact))}, exactly {k} "
-    f"active coordinates at wd >= {sci(min(r['wd'] for r in exact), True)})"
-    if exact
-    else f"does not recover the {k}-sparse `x*` either"
-  )
+  recovered = f"does not recover the {k}-sparse `x*` either"
+  if exact:
+    recovered = f"""recovers the {k}-sparse `x*` (relative error at most
+      {sci(max(r["rel_error"] for r in exact))}, exactly {k} active coordinates at wd >=
+      {sci(min(r["wd"] for r in exact), True)})"""
   return f"""**Reading: the second claim does not hold in this setting.** Both forms of decay shrink the
     balance (each coordinate ends up carried by one factor): at the end it is {over(l2, "balance_final", bal)}
-    with Adam + L2 and {over(w, "balance_final", bal)} with AdamW. But Adam + L2 {recovered} with a late-loss
-    std of {over(l2, "late_loss_std", sci)}, while AdamW settles on a dense interpolant (relative error
+    with Adam + L2 and {over(w, "balance_final", bal)} with AdamW. But Adam + L2
+    {recovered} with a late-loss std of
+    {over(l2, "late_loss_std", sci)}, while AdamW settles on a dense interpolant (relative error
     {over(w, "rel_error", lambda x: f"{x:.2f}")}, {over(w, "n_support_1e-2", lambda x: f"{x:.0f}")} active
     coordinates) whose loss keeps oscillating (late-loss std {over(w, "late_loss_std", sci)})."""
 
@@ -1588,9 +1572,8 @@ def graphon(results: Path) -> str:
     for r in res["rows"]
   ]
   distances = " | ".join(f"distance {p.replace('->', ' -> ')}" for p in pairs)
-  header = (
-    f"method | {distances} | NTK smallest eigenvalue (n = {n}) | training loss after {steps} steps (n = {n})"
-  )
+  header = f"""method | {distances} | NTK smallest eigenvalue (n = {n}) | training loss after {steps} steps
+    (n = {n})"""
   return md(header, rows)
 
 
@@ -1602,9 +1585,8 @@ def graphon_reading(results: Path) -> str:
   res, widths, pairs, by = _graphon(results)
   n, rows = res["settings"]["ntk_width"], res["rows"]
   rng = lambda xs, f="{:.2f}": "-".join(dict.fromkeys(f.format(x) for x in (min(xs), max(xs))))  # noqa: E731
-  shrinks = all(
-    all(r["distances"][a] > r["distances"][b] for a, b in zip(pairs, pairs[1:], strict=False)) for r in rows
-  )
+  successive = list(zip(pairs, pairs[1:], strict=False))
+  shrinks = all(r["distances"][a] > r["distances"][b] for r in rows for a, b in successive)
   steps = " to ".join(rng([r["distances"][p] for r in rows]) for p in pairs)
   flat = [m for m in ("random", "magnitude", "acdc") if m in by]
   dev = lambda m: ", ".join(f"{by[m]['flat_deviation'][str(w)]:.3f}" for w in widths)  # noqa: E731
@@ -1613,51 +1595,39 @@ def graphon_reading(results: Path) -> str:
   rho, p = stats.spearmanr([r["ntk_min_eig"] for r in rows], [r["final_loss"] for r in rows])
   ham = [(m, by[m]["final_loss"], by[m + "+HAM"]["final_loss"]) for m in by if m + "+HAM" in by]
   dense = [m for m in ("magnitude", "acdc") if m in by]
-  return "\n".join(
-    [
-      f"""- *Convergence:* for {"every method" if shrinks else "some methods"} the distance between successive
-        widths shrinks ({steps} from {" to ".join(p.replace("->", " -> ") for p in pairs)}), as the hypothesis
-        predicts. For {listed([_graphon_label(m) for m in flat])} masks the limit is the *constant* graphon
-        {1 - res["settings"]["sparsity"]:g}: their images are flat up to noise that shrinks with the width
-        (mean deviation from flat {dev("random")} at n = {", ".join(map(str, widths))} for random;
-        {"; ".join(f"{dev(m)} for {_graphon_label(m)}" for m in flat[1:])}). So most of the shrinking distance
-        is sampling noise vanishing, and with one seed and three widths this is consistent with the
-        hypothesis, not a test of it.""",
-      """- *Magnitude and AC/DC look random here:* in 100 short steps the weights of the 1/sqrt(n)-initialised
-        layer barely move, so pruning by magnitude prunes the i.i.d. initialisation, whose mask is an i.i.d.
-        random graph. A longer or larger-step training would be needed to see the structure these methods are
-        reported to create.""",
-      f"""- *RigL converges to a non-constant graphon:* its grow step (largest dense-gradient magnitudes)
-        concentrates the kept weights on a few output neurons (column block 0 at density {cols[0]:.2f} at n =
-        {last}, against {cols[-1]:.2f} for the last block); the pattern is nearly the same at {widths[-2]} and
-        {last} (distance {rigl["distances"][pairs[-1]]:.3f}, {by["rigl+HAM"]["distances"][pairs[-1]]:.3f} with
-        HAM) while its deviation from flat stays about {rigl["flat_deviation"][last]:.2f}. HAM does not change
-        the masks of the fixed-mask methods (random + HAM has the identical mask) and changes RigL's only
-        slightly.""",
-      f"""- *Trainability:* across the {len(rows)} masks a larger NTK smallest eigenvalue goes with a
-        {"lower" if rho < 0 else "higher"} training loss at
-        {glued(f"n = {n}")}{", the direction the NTK view predicts" if rho < 0 else ", against the NTK view"},
-        but weakly (Spearman rank correlation {fmt_diff(rho)}, {fmt_p(p)}, one seed): it does not predict the
-        loss. HAM gives the lower training loss in {sum(h < b for _, b, h in ham)} of the {len(ham)} pairs
-        (e.g. RigL {by["rigl"]["final_loss"]:.4f} -> {by["rigl+HAM"]["final_loss"]:.4f}), on one seed and
-        without tuning, so this is an observation, not a measured effect.
-        {listed([_graphon_label(m).capitalize() for m in dense])} start dense, which makes their loss curves
-        not comparable to those of the fixed-density methods (their loss halves at step
-        {rng([by[m]["half_step"] for m in dense], "{}")} against
-        {rng([r["half_step"] for m, r in by.items() if m.split("+")[0] not in dense], "{}")}).""",
-    ]
-  )
+  return f"""- *Convergence:* for {"every method" if shrinks else "some methods"} the distance between
+    successive widths shrinks ({steps} from {" to ".join(p.replace("->", " -> ") for p in pairs)}), as the
+    hypothesis predicts. For {listed([_graphon_label(m) for m in flat])} masks the limit is the *constant*
+    graphon {1 - res["settings"]["sparsity"]:g}: their images are flat up to noise that shrinks with the width
+    (mean deviation from flat {dev("random")} at n = {", ".join(map(str, widths))} for random;
+    {"; ".join(f"{dev(m)} for {_graphon_label(m)}" for m in flat[1:])}). So most of the shrinking distance is
+    sampling noise vanishing, and with one seed and three widths this is consistent with the hypothesis, not a
+    test of it.\n- *Magnitude and AC/DC look random here:* in 100 short steps the weights of the
+    1/sqrt(n)-initialised layer barely move, so pruning by magnitude prunes the i.i.d. initialisation, whose
+    mask is an i.i.d. random graph. A longer or larger-step training would be needed to see the structure
+    these methods are reported to create.\n- *RigL converges to a non-constant graphon:* its grow step
+    (largest dense-gradient magnitudes) concentrates the kept weights on a few output neurons (column block 0
+    at density {cols[0]:.2f} at n = {last}, against {cols[-1]:.2f} for the last block); the pattern is nearly
+    the same at {widths[-2]} and {last} (distance {rigl["distances"][pairs[-1]]:.3f},
+    {by["rigl+HAM"]["distances"][pairs[-1]]:.3f} with HAM) while its deviation from flat stays about
+    {rigl["flat_deviation"][last]:.2f}. HAM does not change the masks of the fixed-mask methods (random + HAM
+    has the identical mask) and changes RigL's only slightly.\n- *Trainability:* across the {len(rows)} masks
+    a larger NTK smallest eigenvalue goes with a {"lower" if rho < 0 else "higher"} training loss at
+    {glued(f"n = {n}")}{", the direction the NTK view predicts" if rho < 0 else ", against the NTK view"}, but
+    weakly (Spearman rank correlation {fmt_diff(rho)}, {fmt_p(p)}, one seed): it does not predict the loss.
+    HAM gives the lower training loss in {sum(h < b for _, b, h in ham)} of the {len(ham)} pairs (e.g. RigL
+    {by["rigl"]["final_loss"]:.4f} -> {by["rigl+HAM"]["final_loss"]:.4f}), on one seed and without tuning, so
+    this is an observation, not a measured effect. {listed([_graphon_label(m).capitalize() for m in dense])}
+    start dense, which makes their loss curves not comparable to those of the fixed-density methods (their
+    loss halves at step {rng([by[m]["half_step"] for m in dense], "{}")} against
+    {rng([r["half_step"] for m, r in by.items() if m.split("+")[0] not in dense], "{}")})."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--check", action="store_true", help="only list the blocks that differ (exit status 1)")
-  parser.add_argument(
-    "--print", metavar="NAME", choices=sorted(TABLES), help="print the Markdown of one block"
-  )
-  parser.add_argument(
-    "--results", type=Path, default=RESULTS, help="the results directory (default: %(default)s)"
-  )
+  parser.add_argument("--print", metavar="NAME", choices=sorted(TABLES), help="print one block's Markdown")
+  parser.add_argument("--results", type=Path, default=RESULTS, help="results folder (default: %(default)s)")
   args, stale = parser.parse_args(argv), []
   if args.print:
     print(layout(TABLES[args.print](args.results), WIDTH))
