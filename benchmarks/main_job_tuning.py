@@ -30,7 +30,24 @@ from ham_optax_examples.configs.tuned import MAIN_JOB
 import _common
 
 
-def _parse(argv=None) -> argparse.Namespace:
+def choose(rows: list[dict], model: str, method: str, alphas: list[float]) -> dict | None:
+  """The stable ``(alpha, beta)`` with the best mean validation accuracy among the HAM rows of ``model`` /
+  ``method`` (see the module docstring), or ``None`` when no setting is stable."""
+  by_setting: dict[tuple[float, float], list[dict]] = {}
+  for r in rows:
+    if r["model"] == model and r["method"] == method:
+      by_setting.setdefault((r["alpha"], r["beta"]), []).append(r)
+  diverged = {key: any(r["diverged"] for r in runs) for key, runs in by_setting.items()}
+  stable = []
+  for (alpha, beta), runs in by_setting.items():
+    larger = [a for a in sorted(alphas) if a > alpha]
+    if not (diverged[(alpha, beta)] or not larger or diverged.get((larger[0], beta), True)):
+      mean = float(np.mean([r["val_acc"] for r in runs]))
+      stable.append({"lr": runs[0]["lr"], "alpha": alpha, "beta": beta, "val_acc": mean})
+  return max(stable, key=lambda c: c["val_acc"], default=None)  # the first of equals
+
+
+def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   for name, choices in (("models", sorted(MAIN_JOB["per_model"])), ("sparsifiers", ["none", "random"])):
     p.add_argument(f"--{name}", nargs="+", default=list(MAIN_JOB[name]), choices=choices)
@@ -40,31 +57,7 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 tuning seed")
   p.add_argument("--from-json", default=None, help="only recompute the choices from an earlier results.json")
   p.add_argument("--out", default=str(_common.RESULTS / "main_job_tuning"))
-  return p.parse_args(argv)
-
-
-def choose(rows: list[dict], model: str, method: str, alphas: list[float]) -> dict | None:
-  """The stable ``(alpha, beta)`` with the best mean validation accuracy among the HAM rows of ``model`` /
-  ``method`` (see the module docstring), or ``None`` when no setting is stable."""
-  by_setting: dict[tuple[float, float], list[dict]] = {}
-  for r in rows:
-    if r["model"] == model and r["method"] == method:
-      by_setting.setdefault((r["alpha"], r["beta"]), []).append(r)
-  diverged = {key: any(r["diverged"] for r in runs) for key, runs in by_setting.items()}
-  grid = sorted(alphas)
-  best = None
-  for (alpha, beta), runs in by_setting.items():
-    larger = [a for a in grid if a > alpha]
-    if diverged[(alpha, beta)] or not larger or diverged.get((larger[0], beta), True):
-      continue
-    mean = float(np.mean([r["val_acc"] for r in runs]))
-    if best is None or mean > best["val_acc"]:
-      best = {"lr": runs[0]["lr"], "alpha": alpha, "beta": beta, "val_acc": mean}
-  return best
-
-
-def main(argv=None) -> None:
-  args = _parse(argv)
+  args = p.parse_args(argv)
   if args.from_json:
     payload = json.loads(Path(args.from_json).read_text())
     for model, sparsifier in itertools.product(args.models, args.sparsifiers):
