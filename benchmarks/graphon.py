@@ -1,13 +1,11 @@
 """Graphon limits of pruning masks: do masks converge as the width grows, and do their graphons predict trainability?
 
 A small study of the Graphon Limit Hypothesis (NeurIPS 2025, "Understanding Neural Network Pruning via Infinite
-Width Analysis"); only the abstract was available, every concrete choice is ours. A ``16 -> n -> n -> 1`` ReLU MLP
-regresses a random tanh teacher (256 inputs, full batch, ``optax.sgd(lr, momentum=0.9)``, ``lr = 0.05 * min(1,
-256 / n)``, "+HAM": ``ham_optax.ham(inner, lr, alpha=10)``); only the hidden ``n x n`` kernel ``W1`` is pruned to
-sparsity 0.9 by ``random`` (ERK), ``magnitude``, ``acdc`` or ``rigl``. Measured: the final mask's empirical graphon
-and the distance between successive widths' graphons, and at one width the smallest eigenvalue of the empirical
-NTK on the unpruned ``W1`` entries against the training speed. Setup and readings:
-docs/guides/mirror_flows_and_graphons.md.
+Width Analysis"; only the abstract was available, every concrete choice is ours): only the hidden ``n x n`` kernel
+``W1`` of a ReLU MLP regressing a random teacher is pruned, to sparsity 0.9, by four sparsifiers with and without
+HAM. Measured: the empirical graphons of the final masks and their distances between successive widths, and at
+one width the smallest eigenvalue of the empirical NTK on the unpruned ``W1`` entries against the training speed.
+Setup and readings: docs/guides/mirror_flows_and_graphons.md.
 """
 
 from __future__ import annotations
@@ -40,28 +38,14 @@ def make_task(n_samples: int = 256, d_in: int = 16, seed: int = 0):
   return x, (y - y.mean()) / y.std()
 
 
-def init_params(width: int, d_in: int, seed: int):
-  k0, k1, k2 = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
-  w = {
-    f"w{i}": jax.random.normal(k, (a, b)) / np.sqrt(a)
-    for i, (k, a, b) in enumerate([(k0, d_in, width), (k1, width, width), (k2, width, 1)])
-  }
-  return w | {"b0": jnp.zeros(width), "b1": jnp.zeros(width)}
-
-
 def forward(p, x):
   h = jax.nn.relu(x @ p["w0"] + p["b0"])
   z = jax.nn.relu(h @ p["w1"] + p["b1"])
   return (z @ p["w2"])[:, 0]
 
 
-def lr_for(width: int) -> float:
-  """``LR * min(1, 256 / width)``: a constant rate made the dense phases of width 1024 unstable."""
-  return LR * min(1.0, 256 / width)
-
-
 def make_tx(method: str, use_ham: bool, steps: int, seed: int, width: int):
-  lr = lr_for(width)
+  lr = LR * min(1.0, 256 / width)  # a constant rate made the dense phases of width 1024 unstable
   inner = optax.sgd(lr, momentum=0.9)
   inner = ham_optax.ham(inner, lr, alpha=HAM_ALPHA) if use_ham else inner
   fn, kwargs = {
@@ -75,7 +59,10 @@ def make_tx(method: str, use_ham: bool, steps: int, seed: int, width: int):
 
 
 def train(method: str, use_ham: bool, width: int, steps: int, x, y, seed: int = 0):
-  params = init_params(width, x.shape[1], seed)
+  k0, k1, k2 = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
+  layers = [(k0, x.shape[1], width), (k1, width, width), (k2, width, 1)]
+  params = {f"w{i}": jax.random.normal(k, (a, b)) / np.sqrt(a) for i, (k, a, b) in enumerate(layers)}
+  params |= {"b0": jnp.zeros(width), "b1": jnp.zeros(width)}
   tx = make_tx(method, use_ham, steps, seed, width)
   state = tx.init(params)
   params = sp.apply_masks(params, state)
@@ -98,7 +85,7 @@ def train(method: str, use_ham: bool, width: int, steps: int, x, y, seed: int = 
   return params, sp.get_masks(state)["w1"], np.asarray(losses)
 
 
-def ntk_min_eig(params, mask, x) -> float:
+def ntk_min_eig(params, mask, x) -> float | None:
   """Smallest eigenvalue of the NTK w.r.t. the unpruned entries of W1 (float64 eigen-solve)."""
   p = {k: np.asarray(v, np.float64) for k, v in params.items()}
   x = np.asarray(x, np.float64)
@@ -108,17 +95,13 @@ def ntk_min_eig(params, mask, x) -> float:
   # J[x, i, j] = h[x, i] * q[x, j] * mask[i, j];  K = J J^T
   j = (h[:, :, None] * q[:, None, :] * np.asarray(mask, np.float64)[None]).reshape(x.shape[0], -1)
   k = j @ j.T
-  if not np.isfinite(k).all():
-    return None
-  return float(np.linalg.eigvalsh(k)[0])
+  return float(np.linalg.eigvalsh(k)[0]) if np.isfinite(k).all() else None
 
 
 def main(argv=None) -> None:
   fast = "smoke run: widths 64, 128; 60 steps"
-  p = _common.parser(
-    __doc__, "graphon", fast, widths=[64, 256, 1024], steps=100, ntk_width=256, resolution=16
-  )
-  args = p.parse_args(argv)
+  defaults = dict(widths=[64, 256, 1024], steps=100, ntk_width=256, resolution=16)
+  args = _common.parser(__doc__, "graphon", fast, **defaults).parse_args(argv)
   widths, steps, ntk_width = (
     ([64, 128], 60, 64) if args.fast else (sorted(args.widths), args.steps, args.ntk_width)
   )
