@@ -77,9 +77,7 @@ def n_zeros(sparsity: float, n: int) -> int:
 def _explicit_sharding(x: Any) -> Any:
   """``x``'s sharding where it is part of its type (a mesh with ``Explicit`` axes), else None."""
   explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
-  supported = hasattr(jax, "typeof") and hasattr(
-    jax.sharding, "reshard"
-  )  # JAX releases with explicit sharding
+  supported = hasattr(jax, "typeof") and hasattr(jax.sharding, "reshard")  # JAX with explicit sharding
   if explicit is None or not (supported and isinstance(x, jax.Array)):
     return None
   sharding = getattr(jax.typeof(x), "sharding", None)
