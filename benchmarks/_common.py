@@ -115,23 +115,22 @@ def median_time(fn: Callable[[], Any], repeats: int, number: int = 1) -> float:
   return float(np.median(interleaved({"fn": fn}, repeats, number)["fn"]))
 
 
-def _iqr(x: np.ndarray, scale: float = 1.0) -> list[float]:
+def quartiles(x: Sequence[float], scale: float = 1.0) -> list[float]:
+  """``[25th, 75th]`` percentiles of ``x``, times ``scale``."""
   return [scale * float(np.percentile(x, 25)), scale * float(np.percentile(x, 75))]
 
 
-def paired_ratio(
-  base: Sequence[float], other: Sequence[float], names: tuple[str, str] = ("base", "other")
-) -> dict[str, Any]:
+def paired_ratio(base: Sequence[float], other: Sequence[float], names=("base", "other")) -> dict[str, Any]:
   """Medians (ms) of two paired series of seconds (keys starting with ``names``, e.g. ``"ham_median_ms"``) and
   the median and 25-75 % range of their per-pair ratio."""
   a, b = np.asarray(base, np.float64), np.asarray(other, np.float64)
   paired, series = b / a, tuple(zip(names, (a, b), strict=True))
   out = {f"{n}_median_ms": 1e3 * float(np.median(x)) for n, x in series}
-  out |= {f"{n}_iqr_ms": _iqr(x, 1e3) for n, x in series}
+  out |= {f"{n}_iqr_ms": quartiles(x, 1e3) for n, x in series}
   out |= dict(
     ratio_of_medians=float(np.median(b) / np.median(a)), paired_ratio_median=float(np.median(paired))
   )
-  return out | dict(paired_ratio_iqr=_iqr(paired), reps=len(a))
+  return out | dict(paired_ratio_iqr=quartiles(paired), reps=len(a))
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
@@ -208,12 +207,7 @@ def train_seeds(
       run_config = run_config if prepare is None else prepare(run_config)
       result = train_and_evaluate(run_config, dataset)
     except ham_optax.CalibrationDivergedError as e:  # e.g. suggest_alpha at a learning rate that diverges
-      result = {
-        "config": dataclasses.asdict(run_config),
-        "diverged": True,
-        "diverged_epoch": 0,
-        "reason": str(e),
-      }
+      result = dict(config=dataclasses.asdict(run_config), diverged=True, diverged_epoch=0, reason=str(e))
     if log is not None:
       log(run_config, result)
     runs.append(result)
@@ -283,12 +277,6 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
   fig.savefig(path, dpi=dpi)
   pyplot().close(fig)
   return Path(path)
-
-
-def print_saved(paths: Iterable[str | os.PathLike]) -> None:
-  """Prints ``saved <path> (<size> KB)`` for every written file."""
-  for p in paths:
-    print(f"saved {p} ({Path(p).stat().st_size / 1024:.0f} KB)")
 
 
 def parser(doc: str, name: str, fast: str | None = None, **defaults: Any) -> argparse.ArgumentParser:

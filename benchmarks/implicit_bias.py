@@ -15,7 +15,6 @@ until ``||Zx - y|| <= 1e-10 ||y||`` (or ``max_steps``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -62,10 +61,6 @@ def make_problem(seed: int, n: int = 100, d: int = 40, k: int = 5, init_scale: f
   return Problem(Z, Z @ x_star, x_star, x0)
 
 
-def _identity(x: Any) -> Any:
-  return x
-
-
 @dataclasses.dataclass(frozen=True)
 class Method:
   """One optimizer row of the study.
@@ -79,18 +74,16 @@ class Method:
     to_x: ``params -> x`` (the regression vector; default: the params).
     alpha: HAM's alpha (``None`` for non-HAM rows), for plots.
     sign_from: HAM's ``sign_from`` (``None`` for non-HAM rows).
-    in_recovery: whether the recovery experiment runs this row.
   """
 
   label: str
   tx: Callable[[float], optax.GradientTransformation]
   limit: Callable[[Problem], np.ndarray]
   inverse_metric: Callable[[np.ndarray], np.ndarray]
-  init: Callable[[jax.Array], Any] = _identity
-  to_x: Callable[[Any], jax.Array] = _identity
+  init: Callable[[jax.Array], Any] = lambda x: x
+  to_x: Callable[[Any], jax.Array] = lambda params: params
   alpha: float | None = None
   sign_from: str | None = None
-  in_recovery: bool = True
 
 
 def gd_method() -> Method:
@@ -156,9 +149,8 @@ def family_methods(gamma: float) -> dict[str, Method]:
     return lambda lr: overparam.pilot(sgd(lr), lam_pilot, round(t / lr), shape=shape, init=1.0, mask=every)
 
   def sign_in(lr: float) -> optax.GradientTransformation:
-    return overparam.sign_in(
-      sgd(lr), rescale_every=max(1, round(rescale_time / lr)), balance=gamma, mask=every
-    )
+    steps = max(1, round(rescale_time / lr))
+    return overparam.sign_in(sgd(lr), rescale_every=steps, balance=gamma, mask=every)
 
   wrapper = lambda lr: overparam.pointwise_overparam(sgd(lr), mask=every, init=gamma)  # noqa: E731
   spred = lambda lr: overparam.spred(sgd(lr), lam_spred, mask=every)  # noqa: E731
@@ -171,7 +163,7 @@ def family_methods(gamma: float) -> dict[str, Method]:
   }
   lasso = lambda pb: lasso_ista(pb.Z, pb.y, lam_spred)  # noqa: E731
   return {
-    label: Method(label, tx, lasso if label.startswith("spred") else mw.limit, metric, in_recovery=False)
+    label: Method(label, tx, lasso if label.startswith("spred") else mw.limit, metric)
     for label, (tx, metric) in rows.items()
   }
 
@@ -285,9 +277,8 @@ def main_table(pb: Problem, methods: dict[str, Method], c: float, max_steps: int
     x_lim, lr, traj = _run_to_limit(m, pb, c, max_steps)
     seconds, x = time.perf_counter() - t0, traj.xs[-1]
     row = dict(alpha=m.alpha, sign_from=m.sign_from, lr=lr, steps=int(traj.steps[-1]))
-    row |= dict(
-      converged_at=traj.converged_at, seconds=seconds, residual=float(np.linalg.norm(pb.Z @ x - pb.y))
-    )
+    residual = float(np.linalg.norm(pb.Z @ x - pb.y))
+    row |= dict(converged_at=traj.converged_at, seconds=seconds, residual=residual)
     row |= dict(l1=_l1(x), l1_limit=_l1(x_lim), rel_gap_to_limit=_rel(x, x_lim))
     row |= {f"rel_dist_to_{k}": _rel(x, ref) for k, ref in (("l2", x_l2), ("bp", x_bp), ("truth", pb.x_star))}
     idx = np.unique(np.round(np.geomspace(1, len(traj.steps), 150)).astype(int) - 1)  # ~150 log-spaced
@@ -450,26 +441,13 @@ def _plot_recovery(plt, results: dict[str, Any]) -> Any:
   return _finish(fig, axes[0], axes[1], xlabel=xlabel, ylabel=ylabel, title=title)
 
 
-def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> list[pathlib.Path]:
+def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> None:
   figures = dict(l1_vs_alpha=_plot_l1, distance_vs_steps=_plot_distance, gap_vs_lr=_plot_gap)
   figures |= dict(inverse_metrics=_plot_metrics, recovery=_plot_recovery)
   plt = _common.pyplot()
-  return [
-    _common.save_figure(draw(plt, results), out_dir / f"{n}.png", dpi=90) for n, draw in figures.items()
-  ]
-
-
-def _family_only(args: argparse.Namespace, methods: dict[str, Method], cmd: str) -> dict[str, Any]:
-  """The m*w family next to GD, HAM a=10 (HYP*) and the hand-written m*w row, one seed per file."""
-  keep = {"GD", "HAM a=10 (HYP*)", f"m*w g={INIT_SCALE:g}"}
-  methods = {k: v for k, v in methods.items() if k in keep} | family_methods(gamma=INIT_SCALE)
-  max_steps = (_FAST if args.fast else _FULL)["max_steps"]
-  table = main_table(make_problem(args.seed, init_scale=INIT_SCALE), methods, C, max_steps)
-  print_table(table)
-  payload = {"fast": args.fast, "seed": args.seed, "table": table}
-  _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload, cmd=cmd)
-  summarize_family(args.out, cmd)
-  return {"table": table}
+  for name, draw in figures.items():
+    path = _common.save_figure(draw(plt, results), out_dir / f"{name}.png", dpi=90)
+    print(f"saved {path} ({path.stat().st_size / 1024:.0f} KB)")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -478,13 +456,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   args, cmd = p.parse_args(argv), _common.command(argv, __file__)
   jax.config.update("jax_enable_x64", True)
   cfg = _FAST if args.fast else _FULL
-  methods = default_methods(cfg["alphas"], gamma=INIT_SCALE)
-  if args.family_only:
-    return _family_only(args, methods, cmd)
-  pb = make_problem(args.seed, init_scale=INIT_SCALE)
-  methods.update(family_methods(gamma=INIT_SCALE))
+  base, pb = default_methods(cfg["alphas"], gamma=INIT_SCALE), make_problem(args.seed, init_scale=INIT_SCALE)
+  if args.family_only:  # the m*w family beside GD, HAM a=10 (HYP*) and the hand-written m*w row, per seed
+    keep = {"GD", "HAM a=10 (HYP*)", f"m*w g={INIT_SCALE:g}"}
+    methods = {k: v for k, v in base.items() if k in keep} | family_methods(gamma=INIT_SCALE)
+    print_table(table := main_table(pb, methods, C, cfg["max_steps"]))
+    payload = {"fast": args.fast, "seed": args.seed, "table": table}
+    _common.save_json(args.out / f"results_family_seed{args.seed}.json", payload, cmd=cmd)
+    summarize_family(args.out, cmd)
+    return {"table": table}
   t0 = time.perf_counter()
-  table = main_table(pb, methods, C, cfg["max_steps"])
+  table = main_table(pb, base | family_methods(gamma=INIT_SCALE), C, cfg["max_steps"])
   print_table(table)
   gaps = gap_vs_lr(pb, cfg)
   print("\nGap to the Bregman projection against learning rate (relative):")
@@ -496,14 +478,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   curve = {"alpha": alphas.tolist(), "l1": l1}
   keep = lambda m: m.alpha is None or (m.sign_from == "x_half" and m.alpha in cfg["rec_alphas"])  # noqa: E731
   print(f"\nRecovery (fraction of random 5-sparse truths with ||x - x*|| <= {REC_TOL:g} ||x*||):")
-  rec = recovery({k: m for k, m in methods.items() if m.in_recovery and keep(m)}, cfg)
+  rec = recovery({k: m for k, m in base.items() if keep(m)}, cfg)
   config = {"fast": args.fast, "seed": args.seed, "n": 100, "d": 40, "k": 5, "init_scale": INIT_SCALE}
   config |= dict(gamma_mw=INIT_SCALE, c=C, max_steps=cfg["max_steps"], record_time=RECORD_TIME)
   config |= dict(jax=jax.__version__, optax=optax.__version__)
   results = {"config": config, "table": table, "gap_vs_lr": gaps, "l1_vs_alpha": curve, "recovery": rec}
   results["seconds"] = time.perf_counter() - t0
   _common.save_json(args.out / "results.json", results, cmd=cmd)
-  _common.print_saved(plot_all(results, args.out))
+  plot_all(results, args.out)
   print(f"saved {args.out / 'results.json'}; total {results['seconds']:.1f} s")
   return results
 

@@ -1,46 +1,39 @@
 """What HAM costs on top of its inner optimizer.
 
-Measures, in one run and with A/B interleaved:
+Measures, in one run and with A/B interleaved, ``inner`` (SGD+momentum, AdamW) against ``ham(inner)``:
 
-1. ``update``: the jitted optimizer update (``tx.update`` + ``optax.apply_updates``, params and state
-   donated) of ``inner`` vs ``ham(inner)`` on a ResNet-50-shaped parameter tree (25.56 M floats, 161
-   leaves), for SGD+momentum and AdamW. Beside the timed ratio, XLA's own count of both compiled programs
-   per weight (flops, transcendentals, bytes accessed; deterministic), their memory analysis and fusions,
-   and the optimizer-state bytes.
-2. ``roofline``: what this machine can do at best: streaming bandwidth (a fused ``p + c*g`` pass) and
-   ``exp`` throughput, both over the same 25.56 M floats.
-3. ``train_step``: a full train step (forward, backward, update) of the Flax models of
-   ``ham_optax_examples.models`` (MLP, CNN1D, ResNet18), with ``inner`` vs ``ham(inner)``.
-4. ``bf16``: the same update with bf16 parameters (speed), and the accuracy of HAM's ``exp(-lr*beta)``
-   decay in bf16 vs f32 master weights.
-5. ``torch_peer`` (only when ``torch`` imports): the published PyTorch wrapper's semantics vs a bare torch
-   step on the same shapes (see ``torch_peer.py``).
-6. ``vector_width``: the update compiled with XLA:CPU's option ``xla_cpu_prefer_vector_width=512`` beside the
-   default, for one ``jax.jit`` at a time (``jax.jit(f, compiler_options={"xla_cpu_prefer_vector_width": 512})``,
-   or ``jax.jit(f).lower(...).compile(compiler_options=...)``): the times, and whether the results are bit for
-   bit those of the default build.
+1. ``update``: the jitted, donated update (``tx.update`` + ``optax.apply_updates``) on a ResNet-50-shaped tree
+   (25.56 M floats, 161 leaves): the times, and XLA's own count of both compiled programs per weight (flops,
+   transcendentals, bytes accessed; deterministic), their memory analysis and fusions, the optimizer-state bytes.
+2. ``roofline``: this machine's best streaming bandwidth (a fused ``p + c*g`` pass) and ``exp`` throughput.
+3. ``train_step``: a full train step of the Flax models of ``ham_optax_examples.models`` (MLP, CNN1D, ResNet18).
+4. ``bf16``: the update with bf16 parameters, and HAM's ``exp(-lr*beta)`` decay in bf16 vs f32 master weights.
+5. ``torch_peer`` (when ``torch`` imports): the published PyTorch wrapper's semantics vs a bare torch step on the
+   same shapes (see ``torch_peer.py``).
+6. ``vector_width``: the update built with XLA:CPU's option ``xla_cpu_prefer_vector_width=512`` (``jax.jit(f,
+   compiler_options={"xla_cpu_prefer_vector_width": 512})``) beside the default build: the times, and whether the
+   results are bit for bit those of the default build.
 
 Run (with the CPUs otherwise idle; about 10 minutes on a 2-core CPU)::
 
     python benchmarks/overhead.py --out benchmarks/results/overhead
 
-``--quick`` runs a few reps of everything (smoke test). Results: ``overhead.json`` and ``overhead.png`` in
-``--out``. Every figure is a median over ``--reps`` interleaved repetitions (default 61), and ratios are medians
-of per-repetition paired ratios with their 25-75 % range and a distribution-free 95 % interval of the median.
-Before each repetition the script measures the CPU time that other processes use (``/proc/stat`` minus this
-process) and waits, up to ``--max-wait`` seconds, until it is below ``--max-other-cpu`` cores; a repetition that
-finds no quiet moment is skipped. The 1-minute ``os.getloadavg()`` and the other processes' CPU, before and
-during every repetition taken, are saved beside the times.
+``--quick`` runs a few reps of everything (smoke test). Writes ``overhead.json`` and ``overhead.png`` to ``--out``.
+Every time is a median over ``--reps`` interleaved repetitions (default 61); ratios are medians of per-repetition
+paired ratios with their 25-75 % range and a distribution-free 95 % interval of the median. A repetition is taken
+only while other processes use fewer than ``--max-other-cpu`` cores (:func:`quiet_interleaved`), and the load is
+saved beside it.
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import math
 import os
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -49,6 +42,7 @@ import numpy as np
 import optax
 from flax import nnx
 from ham_optax_examples import models as tm
+from optax.tree_utils import tree_size
 
 import ham_optax
 from ham_optax import overparam
@@ -60,14 +54,6 @@ def make_tree(shapes, dtype=jnp.float32, seed: int = 0) -> dict[str, jax.Array]:
   """A dict of random arrays with the given shapes (weights ~ N(0, 0.05^2))."""
   keys = jax.random.split(jax.random.key(seed), len(shapes))
   return {n: (0.05 * jax.random.normal(k, s)).astype(dtype) for (n, s), k in zip(shapes, keys, strict=True)}
-
-
-def tree_bytes(tree) -> int:
-  return int(sum(x.nbytes for x in jax.tree.leaves(tree)))
-
-
-def tree_size(tree) -> int:
-  return int(sum(x.size for x in jax.tree.leaves(tree)))
 
 
 LR, ALPHA, BETA = 0.1, 200.0, 1e-3
@@ -83,42 +69,36 @@ def variants(name: str, mw: bool = False) -> dict[str, optax.GradientTransformat
   return out | ({"mw_spred": overparam.spred(inner, 1e-4)} if mw else {})
 
 
-def _busy_seconds() -> float:
-  """CPU seconds all cores have spent busy since boot (``/proc/stat``; NaN where it does not exist)."""
+def _proc(name: str) -> str | None:
+  """The text of ``/proc/<name>``; None where it does not exist."""
   try:
-    with open("/proc/stat") as f:
-      ticks = [int(v) for v in f.readline().split()[1:9]]
+    return Path("/proc", name).read_text()
   except OSError:
-    return math.nan
-  return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+    return None
 
 
-class _Machine:
-  """Measures how many cores other processes use (``/proc/stat`` minus this process's CPU time)."""
+def _other_cores() -> Callable[[], float]:
+  """A probe whose every call returns the cores other processes used since its previous call: the CPU seconds all
+  cores spent busy (``/proc/stat`` minus idle and iowait; NaN without it) minus this process's, per second."""
 
-  def __init__(self):
-    self.last = self._now()
+  def now() -> tuple[float, float, float]:
+    stat, t = _proc("stat"), os.times()
+    ticks = [int(v) for v in stat.split("\n")[0].split()[1:9]] if stat else [math.nan] * 8
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return busy, t.user + t.system, time.perf_counter()
 
-  @staticmethod
-  def _now() -> tuple[float, float, float]:
-    t = os.times()
-    return _busy_seconds(), t.user + t.system, time.perf_counter()
+  last = [now()]
 
-  def others(self) -> float:
-    """Cores used by other processes since the last call (all CPU time minus this process's, per second)."""
-    (busy, own, wall), (busy0, own0, wall0) = self._now(), self.last
-    self.last = (busy, own, wall)
+  def others() -> float:
+    (busy, own, wall), (busy0, own0, wall0) = now(), last[0]
+    last[0] = (busy, own, wall)
     return max(((busy - busy0) - (own - own0)) / max(wall - wall0, 1e-9), 0.0)
+
+  return others
 
 
 def quiet_interleaved(
-  runners: dict[str, Callable[[], Any]],
-  reps: int,
-  number: int = 1,
-  *,
-  max_other_cpu: float = 0.15,
-  max_wait: float = 60.0,
-  probe: float = 0.5,
+  runners: dict[str, Callable], reps: int, number: int = 1, *, max_other_cpu=0.15, max_wait=60.0, probe=0.5
 ) -> dict[str, Any]:
   """:func:`_common.interleaved`, one repetition at a time, each taken while other processes leave the CPUs free.
 
@@ -129,36 +109,34 @@ def quiet_interleaved(
   """
   times: dict[str, list[float]] = {}
   load: dict[str, Any] = {"loadavg_1m": [], "others_cpu_before": [], "others_cpu_during": [], "skipped": 0}
-  machine = _Machine()
+  others = _other_cores()
   for rep in range(reps):
     t_end = time.perf_counter() + max_wait
     while True:
       time.sleep(probe)
-      before = machine.others()
+      before = others()
       if not before > max_other_cpu or time.perf_counter() > t_end:  # NaN (no /proc/stat) counts as quiet
         break
     if before > max_other_cpu:
       load["skipped"] += 1
       continue
     one = _common.interleaved(runners, 1, number, seed=rep)
-    load["others_cpu_during"].append(machine.others())
+    load["others_cpu_during"].append(others())
     load["others_cpu_before"].append(before)
     load["loadavg_1m"].append(os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan)
     for k, v in one.items():
       times.setdefault(k, []).extend(v)
   if not times:
-    raise RuntimeError(
-      f"no quiet moment in {reps} tries: other processes kept over {max_other_cpu} cores busy"
-    )
+    busy = f"other processes kept over {max_other_cpu} cores busy"
+    raise RuntimeError(f"no quiet moment in {reps} tries: {busy}")
   return {**times, "load": load}
 
 
-def median_ci(x: Any, level: float = 0.95) -> list[float]:
-  """Distribution-free interval for the median: the order statistics at ``n/2 -+ z sqrt(n)/2`` (normal
-  approximation of the binomial). For 61 values at 95 %, the 23rd and the 39th smallest."""
-  x = np.sort(np.asarray(x, np.float64))
+def median_ci(x: Any) -> list[float]:
+  """Distribution-free 95 % interval for the median: the order statistics at ``n/2 -+ z sqrt(n)/2``, ``z = 1.96``
+  (normal approximation of the binomial). For 61 values, the 23rd and the 39th smallest."""
+  x, z = np.sort(np.asarray(x, np.float64)), 1.96
   n = len(x)
-  z = {0.9: 1.645, 0.95: 1.96, 0.99: 2.576}[level]
   lo = max(int(math.floor(n / 2 - z * math.sqrt(n) / 2)), 0)
   hi = min(int(math.ceil(n / 2 + z * math.sqrt(n) / 2)), n) - 1
   return [float(x[lo]), float(x[max(hi, lo)])]
@@ -167,24 +145,19 @@ def median_ci(x: Any, level: float = 0.95) -> list[float]:
 def summarize_all(times: dict[str, list[float]], base: str = "inner") -> dict[str, Any]:
   """Per variant: median and IQR of seconds/call, the median (IQR, 95 % interval) of the per-repetition ratio to
   ``base``, and the same for process CPU time where measured."""
-  q = lambda x: [float(np.percentile(x, 25)), float(np.percentile(x, 75))]  # noqa: E731
-  out: dict[str, Any] = {}
-  for k in (k for k in times if not k.endswith(":cpu") and k != "load"):
-    b, paired = np.asarray(times[k]), np.asarray(times[k]) / np.asarray(times[base])
-    out[k] = {"median_ms": 1e3 * float(np.median(b)), "iqr_ms": [1e3 * v for v in q(b)]}
-    out[k] |= {
-      "ratio_median": float(np.median(paired)),
-      "ratio_iqr": q(paired),
-      "ratio_ci95": median_ci(paired),
-    }
-    if f"{k}:cpu" in times:
-      cpu = np.asarray(times[f"{k}:cpu"]) / np.asarray(times[f"{base}:cpu"])
-      out[k] |= {
-        "cpu_ms": 1e3 * float(np.median(times[f"{k}:cpu"])),
-        "cpu_ratio_median": float(np.median(cpu)),
-      }
-      out[k]["cpu_ratio_iqr"] = q(cpu)
+  med, q, out = lambda x: float(np.median(x)), _common.quartiles, {}
+  for k in (k for k in times if not k.endswith(":cpu")):
+    paired = np.asarray(times[k]) / np.asarray(times[base])
+    out[k] = {"median_ms": 1e3 * med(times[k]), "iqr_ms": q(times[k], 1e3)}
+    out[k] |= {"ratio_median": med(paired), "ratio_iqr": q(paired), "ratio_ci95": median_ci(paired)}
+    if (c := times.get(f"{k}:cpu")) is not None:
+      cpu = np.asarray(c) / np.asarray(times[f"{base}:cpu"])
+      out[k] |= {"cpu_ms": 1e3 * med(c), "cpu_ratio_median": med(cpu), "cpu_ratio_iqr": q(cpu)}
   return out
+
+
+COST_KEYS = ("flops", "transcendentals", "bytes accessed")
+VECTOR_WIDTH_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
 
 
 def compiled_stats(compiled) -> dict[str, Any]:
@@ -212,10 +185,6 @@ def compiled_stats(compiled) -> dict[str, Any]:
   return out
 
 
-COST_KEYS = ("flops", "transcendentals", "bytes accessed")
-VECTOR_WIDTH_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
-
-
 def make_update_step(tx: optax.GradientTransformation):
   def step(params, state, grads):
     updates, state = tx.update(grads, state, params)
@@ -237,10 +206,24 @@ class _Loop:
     self.carry = out[: len(self.carry)]
 
 
-def _timed(runners, stats, reps: int, number: int, quiet: dict[str, Any] | None) -> dict[str, Any]:
+def _compile_variants(name: str, step: Callable, carry: tuple, const: tuple, mw=False) -> tuple[dict, dict]:
+  """Compiles ``step(tx)`` for every variant of :func:`variants` on a copy of ``carry`` (params first), the
+  optimizer state and ``const``; returns per variant its :class:`_Loop`, and its state bytes and XLA's stats."""
+  runners, stats = {}, {}
+  for k, tx in variants(name, mw=mw).items():
+    copy = jax.tree.map(jnp.copy, carry)
+    state = tx.init(copy[0])
+    compiled = step(tx).lower(*copy, state, *const).compile()
+    stats[k] = {"opt_state_bytes": sum(x.nbytes for x in jax.tree.leaves(state)), **compiled_stats(compiled)}
+    runners[k] = _Loop(compiled, (*copy, state), const)
+  return runners, stats
+
+
+def _timed(runners, stats, reps: int, number: int, quiet: dict[str, Any]) -> dict[str, Any]:
   """Times ``runners`` (quiet, interleaved) and summarises them against ``"inner"``, HAM's ratio paired."""
-  times = quiet_interleaved(runners, reps, number, **(quiet or {}))
-  res: dict[str, Any] = {"variants": summarize_all(times), "load": times.pop("load")}
+  times = quiet_interleaved(runners, reps, number, **quiet)
+  load = times.pop("load")
+  res: dict[str, Any] = {"variants": summarize_all(times), "load": load}
   res |= _common.paired_ratio(times["inner"], times["ham"], names=("inner", "ham"))
   res["extra_state_bytes"] = stats["ham"]["opt_state_bytes"] - stats["inner"]["opt_state_bytes"]
   return res | {"compiled": stats, "times_s": times}
@@ -258,35 +241,23 @@ def _per_weight(stats: dict[str, Any], n: int) -> dict[str, float]:
   return {m: stats.get("cost", {}).get(m, 0.0) / n for m in COST_KEYS}
 
 
-def per_weight_cost(stats: dict[str, Any], n: int) -> dict[str, Any]:
-  """XLA's flops, transcendentals and bytes per weight of every variant, and HAM's extra over the bare inner."""
-  per = {k: _per_weight(v, n) for k, v in stats.items()}
-  return {**per, "ham_extra": {m: per["ham"][m] - per["inner"][m] for m in COST_KEYS}}
-
-
 def _update_inputs(shapes, dtype=jnp.float32):
   params0 = make_tree(shapes, dtype, seed=0)
   grads = jax.tree.map(lambda x: (1e-3 * jnp.sign(x) + 1e-4 * x).astype(dtype), make_tree(shapes, dtype, 1))
   return params0, grads
 
 
-def bench_update(
-  shapes, reps: int, number: int, dtype=jnp.float32, mw: bool = True, quiet: dict[str, Any] | None = None
-) -> dict[str, Any]:
-  """The donated update (``tx.update`` + ``apply_updates``) of every variant, timed and counted."""
+def bench_update(shapes, reps: int, number: int, quiet: dict[str, Any], dtype=jnp.float32) -> dict[str, Any]:
+  """The donated update (``tx.update`` + ``apply_updates``) of every variant and m*w, timed and counted; per
+  weight, XLA's flops, transcendentals and bytes of each, and HAM's extra over the bare inner."""
   params0, grads = _update_inputs(shapes, dtype)
   n = tree_size(params0)
   results: dict[str, Any] = {"n_floats": n, "n_leaves": len(shapes), "dtype": str(np.dtype(dtype))}
   for name in INNER_LR:
-    runners, stats = {}, {}
-    for k, tx in variants(name, mw=mw).items():
-      params = jax.tree.map(jnp.copy, params0)
-      state = tx.init(params)
-      compiled = make_update_step(tx).lower(params, state, grads).compile()
-      stats[k] = {"opt_state_bytes": tree_bytes(state), **compiled_stats(compiled)}
-      runners[k] = _Loop(compiled, (params, state), (grads,))
+    runners, stats = _compile_variants(name, make_update_step, (params0,), (grads,), mw=True)
     res = results[name] = _timed(runners, stats, reps, number, quiet)
-    res["per_weight"] = per_weight_cost(stats, n)
+    per = {k: _per_weight(v, n) for k, v in stats.items()}
+    res["per_weight"] = per | {"ham_extra": {m: per["ham"][m] - per["inner"][m] for m in COST_KEYS}}
     _print_row(f"update {name} {np.dtype(dtype).name}", res["variants"])
     counts = (
       f"{k} {v['flops']:.2f} flops, {v['transcendentals']:.2f} transcendentals, {v['bytes accessed']:.2f} B"
@@ -299,34 +270,25 @@ def bench_update(
   return results
 
 
-def _same_results(tx, compiled_a, compiled_b, params0, grads, steps: int = 3) -> bool:
-  """Whether two builds of the update give bit-identical params and state over ``steps`` steps."""
-  outs = []
-  for compiled in (compiled_a, compiled_b):
-    params = jax.tree.map(jnp.copy, params0)
-    state = tx.init(params)
-    for _ in range(steps):
-      params, state = compiled(params, state, grads)
-    outs.append(jax.tree.leaves((params, state)))
-  return all(bool(jnp.array_equal(a, b, equal_nan=True)) for a, b in zip(*outs, strict=True))
-
-
-def bench_vector_width(shapes, reps: int, number: int, quiet: dict[str, Any] | None = None) -> dict[str, Any]:
-  """The update built with ``VECTOR_WIDTH_OPTIONS`` beside the default build: times and bit-identity."""
+def bench_vector_width(shapes, reps: int, number: int, quiet: dict[str, Any]) -> dict[str, Any]:
+  """The update built with ``VECTOR_WIDTH_OPTIONS`` beside the default build: times, and whether both builds give
+  bit-identical params and state after their 3 warm-up steps."""
   params0, grads = _update_inputs(shapes)
-  results: dict[str, Any] = {"compiler_options": VECTOR_WIDTH_OPTIONS, "cpu_flags_avx512f": _has_avx512()}
+  avx512 = None if (cpuinfo := _proc("cpuinfo")) is None else " avx512f" in cpuinfo
+  results: dict[str, Any] = {"compiler_options": VECTOR_WIDTH_OPTIONS, "cpu_flags_avx512f": avx512}
   for name in INNER_LR:
     runners, identical, per = {}, {}, {}
     for k, tx in variants(name).items():
       params = jax.tree.map(jnp.copy, params0)
       lowered = make_update_step(tx).lower(params, tx.init(params), grads)
       builds = {k: lowered.compile(), f"{k}_vw512": lowered.compile(compiler_options=VECTOR_WIDTH_OPTIONS)}
-      identical[k] = _same_results(tx, *builds.values(), params0, grads)
       for label, compiled in builds.items():
         per[label] = _per_weight(compiled_stats(compiled), tree_size(params0))
         p = jax.tree.map(jnp.copy, params0)
-        runners[label] = _Loop(compiled, (p, tx.init(p)), (grads,))
-    times = quiet_interleaved(runners, reps, number, **(quiet or {}))
+        runners[label] = _Loop(compiled, (p, tx.init(p)), (grads,), warmup=3)
+      pairs = zip(*(jax.tree.leaves(runners[label].carry) for label in builds), strict=True)
+      identical[k] = all(bool(jnp.array_equal(a, b, equal_nan=True)) for a, b in pairs)
+    times = quiet_interleaved(runners, reps, number, **quiet)
     load = times.pop("load")
     res = {"bit_identical_to_default": identical, "per_weight": per, "variants": summarize_all(times)}
     # Paired ratios with their 95 % interval: HAM over the bare inner within the 512 build, and 512 over default.
@@ -348,16 +310,7 @@ def bench_vector_width(shapes, reps: int, number: int, quiet: dict[str, Any] | N
   return results
 
 
-def _has_avx512() -> bool | None:
-  """Whether the CPU reports AVX-512F (``/proc/cpuinfo``); None where that file does not exist."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      return " avx512f" in f.read()
-  except OSError:
-    return None
-
-
-def bench_roofline(shapes, reps: int, number: int, quiet: dict[str, Any] | None = None) -> dict[str, Any]:
+def bench_roofline(shapes, reps: int, number: int, quiet: dict[str, Any]) -> dict[str, Any]:
   """What the machine does at best on the same floats: in-place (donated) elementwise passes (``p - c*g``
   reads 2 and writes 1 f32 array, 12 bytes a float; the others add a cheap ``1 + e``, ``exp`` or ``expm1``),
   and cache-resident throughput of 100 dependent ``exp`` / ``expm1`` / FMA over a 1 MiB vector."""
@@ -372,7 +325,7 @@ def bench_roofline(shapes, reps: int, number: int, quiet: dict[str, Any] | None 
   }
   inplace = lambda f: jax.jit(lambda p, g: (jax.tree.map(f, p, g),), donate_argnums=(0,))  # noqa: E731
   runners = {k: _Loop(inplace(f), (jax.tree.map(jnp.copy, p),), (g,), warmup=1) for k, f in kernels.items()}
-  times = quiet_interleaved(runners, reps, number, **(quiet or {}))
+  times = quiet_interleaved(runners, reps, number, **quiet)
   load = times.pop("load")
   med = {k: float(np.median(v)) for k, v in times.items() if not k.endswith(":cpu")}
   x, k_iter = jax.random.normal(jax.random.key(0), (1 << 18,)) * 0.05, 100
@@ -406,13 +359,12 @@ def bench_roofline(shapes, reps: int, number: int, quiet: dict[str, Any] | None 
   return out
 
 
-def _training_models() -> dict[str, tuple[Callable[[nnx.Rngs], nnx.Module], tuple[int, ...], int]]:
-  """``ham_optax_examples.models`` at the sizes its configs use: (factory, input shape, batch)."""
-  return {
-    "MLP": (lambda r: tm.MLP(40, 10, rngs=r), (40,), 128),
-    "CNN1D": (lambda r: tm.CNN1D(40, 10, rngs=r), (40,), 128),
-    "ResNet18": (lambda r: tm.ResNet18(10, rngs=r), (32, 32, 3), 16),
-  }
+# ``ham_optax_examples.models`` at the sizes its configs use: (factory, input shape, batch).
+TRAIN_MODELS: dict[str, tuple[Callable[[nnx.Rngs], nnx.Module], tuple[int, ...], int]] = {
+  "MLP": (lambda r: tm.MLP(40, 10, rngs=r), (40,), 128),
+  "CNN1D": (lambda r: tm.CNN1D(40, 10, rngs=r), (40,), 128),
+  "ResNet18": (lambda r: tm.ResNet18(10, rngs=r), (32, 32, 3), 16),
+}
 
 
 def _train_step(tx, graphdef):
@@ -431,12 +383,10 @@ def _train_step(tx, graphdef):
   return jax.jit(step, donate_argnums=(0, 1, 2))
 
 
-def bench_train_step(
-  reps: int, number: int, only: list[str] | None = None, quiet: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def bench_train_step(reps: int, number: int, only: list[str] | None, quiet: dict[str, Any]) -> dict[str, Any]:
   """A full train step (forward, backward, update) of each model with the bare inner optimizer and with HAM."""
   results: dict[str, Any] = {"models_source": "ham_optax_examples.models"}
-  for mname, (factory, in_shape, batch) in _training_models().items():
+  for mname, (factory, in_shape, batch) in TRAIN_MODELS.items():
     if only and mname not in only:
       continue
     graphdef, params0, rest0 = nnx.split(factory(nnx.Rngs(0)), nnx.Param, ...)
@@ -444,14 +394,9 @@ def bench_train_step(
     x, y = jax.random.normal(kx, (batch, *in_shape)), jax.random.randint(ky, (batch,), 0, 10)
     mres: dict[str, Any] = {"n_params": tree_size(params0), "batch": batch, "input_shape": list(in_shape)}
     big = mres["n_params"] > 1_000_000  # ResNet-18: ~1 s a step on 2 cores, so fewer repetitions
+    step = functools.partial(_train_step, graphdef=graphdef)
     for oname in INNER_LR:
-      runners, stats = {}, {}
-      for k, tx in variants(oname).items():
-        params, rest = jax.tree.map(jnp.copy, params0), jax.tree.map(jnp.copy, rest0)
-        state = tx.init(params)
-        compiled = _train_step(tx, graphdef).lower(params, rest, state, x, y).compile()
-        stats[k] = {"opt_state_bytes": tree_bytes(state), **compiled_stats(compiled)}
-        runners[k] = _Loop(compiled, (params, rest, state), (x, y))
+      runners, stats = _compile_variants(oname, step, (params0, rest0), (x, y))
       reps_, number_ = (max(5, reps // 3), 1) if big else (reps, number)
       mres[oname] = _timed(runners, stats, reps_, number_, quiet)
       _print_row(f"train {mname} {oname}", mres[oname]["variants"])
@@ -465,12 +410,7 @@ def bench_bf16_decay(steps: int = 1000) -> dict[str, Any]:
   Compares bf16 parameters updated in place with f32 master weights (cast to bf16 for use), against
   the exact decay ``exp(-steps*lr*beta)``.
   """
-  out: dict[str, Any] = {
-    "steps": steps,
-    "lr": LR,
-    "beta": BETA,
-    "exact_factor": float(np.exp(-steps * LR * BETA)),
-  }
+  out: dict[str, Any] = dict(steps=steps, lr=LR, beta=BETA, exact_factor=float(np.exp(-steps * LR * BETA)))
   tx = ham_optax.ham(optax.sgd(LR), LR, alpha=ALPHA, beta=BETA)
 
   def step(p, s):
@@ -513,15 +453,13 @@ def _rows(results: dict[str, Any]):
 def plot(results: dict[str, Any], path: str) -> None:
   """Horizontal bars: HAM's median paired time ratio to the bare inner (IQR whiskers) per row of :func:`table`,
   and the published PyTorch wrapper's ratio to a bare torch step."""
-  import matplotlib.pyplot as plt  # here, not at the top: matplotlib is only needed for the figure
-
   bars = [(lbl, r["variants"]["ham"]) for lbl, r in _rows(results) if "vector_width" not in lbl]
   bars = [(lbl, v["ratio_median"], v["ratio_iqr"], "C0") for lbl, v in bars]
   peer = {o: r for o, r in results.get("torch_peer", {}).items() if o in INNER_LR}
   bars += [(f"torch published wrapper, {o}", r["paired_ratio_median"], None, "C3") for o, r in peer.items()]
   if not bars:
     return
-  fig, ax = plt.subplots(figsize=(8, 0.45 * len(bars) + 1.5))
+  fig, ax = _common.pyplot().subplots(figsize=(8, 0.45 * len(bars) + 1.5))
   for y, (_, v, iqr, color) in enumerate(bars):
     err = None if iqr is None else [[v - iqr[0]], [iqr[1] - v]]
     ax.barh([y], [v], height=0.6, xerr=err, color=color)
@@ -531,29 +469,23 @@ def plot(results: dict[str, Any], path: str) -> None:
   ax.axvline(1.0, color="k", lw=0.8)
   ax.set_xlabel("time / bare inner optimizer's time (median paired ratio, bars: IQR)", fontsize=8)
   ax.set_xlim(0.5, 2.5 * max(b[1] for b in bars))
-  ax.set_title(
-    f"HAM overhead on {results.get('devices', ['?'])[0]} ({results.get('cpu_count')} CPUs)", fontsize=9
-  )
+  where = f"{results.get('devices', ['?'])[0]} ({results.get('cpu_count')} CPUs)"
+  ax.set_title(f"HAM overhead on {where}", fontsize=9)
   ax.invert_yaxis()
   _common.save_figure(fig, path, dpi=80)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap = _common.parser(__doc__, "overhead")
   add = ap.add_argument
-  add("--out", default="benchmarks/results/overhead")
   add("--reps", type=int, default=61, help="interleaved repetitions for the update benchmark")
   add("--number", type=int, default=3, help="calls per repetition")
   add("--train-reps", type=int, default=21)
   add("--models", nargs="*", default=None, help="subset of MLP CNN1D ResNet18")
   add("--skip", nargs="*", default=[], help="sections to skip: update vector_width roofline train bf16 torch")
   add("--quick", action="store_true", help="few reps of everything (smoke test)")
-  add(
-    "--tree",
-    choices=("resnet50", "small"),
-    default="resnet50",
-    help="the parameter tree (small: smoke tests)",
-  )
+  trees = ("resnet50", "small")
+  add("--tree", choices=trees, default="resnet50", help="the parameter tree (small: smoke tests)")
   add("--max-other-cpu", type=float, default=0.15, help="take a repetition only while others use fewer cores")
   add("--max-wait", type=float, default=60.0, help="seconds to wait for a quiet moment, then skip")
   add("--probe", type=float, default=0.5, help="seconds over which other processes' CPU is measured")
@@ -565,18 +497,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   shapes = _common.resnet50_shapes() if args.tree == "resnet50" else small
   results = {**_common.environment(), "alpha": ALPHA, "beta": BETA, "tree": args.tree, "quiet": quiet}
   print(f"devices: {results['devices']}", flush=True)
-  half = max(3, args.reps // 2)
-  sections = {
-    "update": lambda: bench_update(shapes, args.reps, args.number, quiet=quiet),
-    "vector_width": lambda: bench_vector_width(shapes, args.reps, args.number, quiet),
-    "roofline": lambda: bench_roofline(shapes, half, args.number, quiet),
-    "train": lambda: bench_train_step(args.train_reps, 1 if args.quick else 2, args.models, quiet),
-    "bf16": lambda: bench_update(shapes, half, args.number, jnp.bfloat16, quiet=quiet),
+  half, train_number = max(3, args.reps // 2), 1 if args.quick else 2
+  sections = {  # name for --skip: (key in the results, run)
+    "update": ("update", lambda: bench_update(shapes, args.reps, args.number, quiet)),
+    "vector_width": ("vector_width", lambda: bench_vector_width(shapes, args.reps, args.number, quiet)),
+    "roofline": ("roofline", lambda: bench_roofline(shapes, half, args.number, quiet)),
+    "train": ("train_step", lambda: bench_train_step(args.train_reps, train_number, args.models, quiet)),
+    "bf16": ("update_bf16", lambda: bench_update(shapes, half, args.number, quiet, jnp.bfloat16)),
   }
-  keys = {"train": "train_step", "bf16": "update_bf16"}
-  for name, run in sections.items():
+  for name, (key, run) in sections.items():
     if name not in args.skip:
-      results[keys.get(name, name)] = run()
+      results[key] = run()
   if "bf16" not in args.skip:
     results["bf16_decay"] = bench_bf16_decay()
   if "torch" not in args.skip:
@@ -607,31 +538,24 @@ def table(results: dict[str, Any]) -> str:
 
   def cost(r):
     per = r.get("per_weight", {})
-    return (
-      " / ".join(f"{per['inner'][m]:.0f} -> {per['ham'][m]:.0f}" for m in COST_KEYS) if "ham" in per else "-"
-    )
+    counts = (f"{per['inner'][m]:.0f} -> {per['ham'][m]:.0f}" for m in COST_KEYS)
+    return " / ".join(counts) if "ham" in per else "-"
 
-  rows = [
-    "| what | inner (ms) | ham(inner) | m*w (spred) | extra state (B) | per weight: flops / transc. / bytes |"
-  ]
-  rows.append("|---|---|---|---|---|---|")
+  rows = []
   for label, r in _rows(results):
     if "ham_over_inner_vw512" in r:  # the 512 build: HAM over the bare inner within it
       vw = r["ham_over_inner_vw512"]
       same = f"; bit-identical to the default build: {all(r['bit_identical_to_default'].values())}"
-      rows.append(f"| JAX {label} | {vw['base_median_ms']:.2f} | {cell(vw, same)} | - | 0 | - |")
+      rows.append([f"JAX {label}", f"{vw['base_median_ms']:.2f}", cell(vw, same), "-", 0, "-"])
       continue
     v = r["variants"]
-    rows.append(
-      f"| JAX {label} | {v['inner']['median_ms']:.2f} | {cell(v.get('ham'))} | {cell(v.get('mw_spred'))} | "
-      f"{r['extra_state_bytes']} | {cost(r)} |"
-    )
+    ham, mw = cell(v.get("ham")), cell(v.get("mw_spred"))
+    rows.append([f"JAX {label}", f"{v['inner']['median_ms']:.2f}", ham, mw, r["extra_state_bytes"], cost(r)])
   for o, r in ((o, r) for o, r in results.get("torch_peer", {}).items() if o in INNER_LR):
-    rows.append(
-      f"| torch, published-wrapper semantics, ResNet-50 tensors, {o} | {r['inner_median_ms']:.2f} | {cell(r)} | "
-      "- | 0 | - |"
-    )
-  return "\n".join(rows)
+    label = f"torch, published-wrapper semantics, ResNet-50 tensors, {o}"
+    rows.append([label, f"{r['inner_median_ms']:.2f}", cell(r), "-", 0, "-"])
+  header = ["what", "inner (ms)", "ham(inner)", "m*w (spred)", "extra state (B)"]
+  return _common.markdown_table([*header, "per weight: flops / transc. / bytes"], rows)
 
 
 if __name__ == "__main__":
