@@ -6,16 +6,10 @@ or the tests. ``overhead.py`` runs it when torch imports; alone (about 1 minute 
     python benchmarks/torch_peer.py --out benchmarks/results/overhead/torch_peer.json
 
 ``PeerHam`` renders the behaviour of the authors' ``HamOptimizerWrapper`` (the PyTorch wrapper published with
-the paper) in our own code: after the inner ``step()`` it loops over tensors in Python and, per
-tensor,
-
-* skips it if its data or gradient holds NaN (``.isnan().any()`` -> Python bool: a host sync each),
-* for ndim >= 2: ``e = clamp(lr * (-alpha*sign(w)*g - beta), -5, 5)``, skips the tensor if ``e`` holds NaN
-  (sync), multiplies only the entries ``w != 0`` by ``exp(e)`` (boolean-mask gather/scatter), reverts to a
-  saved clone if the result holds NaN (sync),
-* clips the tensor's norm at ``max_weight_norm = 1000`` (a ``norm > c`` comparison: sync),
-
-then calls ``clip_grad_norm_(params, 20)`` on the group (after the step, so it does not affect it).
+the paper) in our own code (:meth:`PeerHam.step`): after the inner ``step()``, a Python loop over the tensors
+multiplies the non-zero entries of each tensor with ndim >= 2 by ``exp(clamp(lr * (-alpha * sign(w) * g - beta),
+-5, 5))`` and clips each tensor's norm at 1000; every NaN check (skip or revert a tensor) and norm comparison is a
+host sync. Then ``clip_grad_norm_(params, 20)`` runs on the group (after the step, so it does not affect it).
 """
 
 from __future__ import annotations
@@ -52,9 +46,8 @@ class PeerHam:
           e = torch.clamp(lr * (-self.alpha * torch.sign(p.data) * p.grad - self.beta), -5.0, 5.0)
           if bool(torch.isnan(e).any()):
             continue
-          factor = torch.exp(e)
           nz = p.data != 0
-          p.data[nz] = p.data[nz] * factor[nz]
+          p.data[nz] = p.data[nz] * torch.exp(e)[nz]
           if bool(torch.isnan(p.data).any()):
             p.data = saved
             continue
@@ -86,10 +79,7 @@ def bench(shapes, reps: int = 11, number: int = 2, threads: int = 2, seed: int =
       s.step()  # builds optimizer state
     times = _common.interleaved({k: s.step for k, s in steppers.items()}, reps, number, seed)
     times = {k: v for k, v in times.items() if not k.endswith(":cpu")}
-    r = out[name] = {
-      **_common.paired_ratio(times["inner"], times["ham"], names=("inner", "ham")),
-      "times_s": times,
-    }
+    r = out[name] = _common.paired_ratio(times["inner"], times["ham"], ("inner", "ham")) | {"times_s": times}
     print(
       f"  torch peer {name:6s}: bare {r['inner_median_ms']:.1f} ms, wrapper {r['ham_median_ms']:.1f} ms, "
       f"ratio {r['paired_ratio_median']:.2f} [{r['paired_ratio_iqr'][0]:.2f}, {r['paired_ratio_iqr'][1]:.2f}]",
