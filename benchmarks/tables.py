@@ -230,8 +230,8 @@ def main_job(results: Path) -> str:
     f"{k} {fmt_diff(t['mean_diff'], t['std_diff'])} ({fmt_p(t['p_value'])})" for k, t in tests
   )
   lost = f"{lost} of {len(data['runs'])} runs diverged" if lost else "no seed diverged"
-  return f"""{job_table(data["summary"])}\n\nHAM − baseline, test accuracy paired over seeds (points, mean ± std,
-    paired t-test): {diffs}. {verdict}; {lost}."""
+  return f"""{job_table(data["summary"])}\n\nHAM − baseline, test accuracy paired over seeds (points, mean ±
+    std, paired t-test): {diffs}. {verdict}; {lost}."""
 
 
 def _label(method: str, labels: dict[str, str] = SPARSIFIERS) -> str:
@@ -378,11 +378,11 @@ def transformers_findings(results: Path) -> str:
     {"lower" if a_ham < a_base else "higher"}{noise}** (test {acc_ham} % vs {acc_base} %,
     {fmt_p(test["final_test_acc"]["p_value"])}){dipping if noise else ""}. Every HAM(AdamW) run reached
     {100 * peak.min():.0f} % validation accuracy at some step{dip}{failed if dead else ""}\n- **The implicit
-    bias is visible in the weights**: HAM(AdamW)'s number embedding is {
-    "more" if fourier["mean_diff"] > 0 else "less"
-  } concentrated in a few Fourier frequencies ({f_ham} vs {f_base}) and it has {z_ham / z_base:.1f}x as
-    many near-zero weights ({z_text} % vs {z_base_text} %; paired {fmt_p(fourier["p_value"])} and
-    {fmt_p(near["p_value"])}, `scipy.stats.ttest_rel` over the seeds){sparser * (near["mean_diff"] > 0)}."""
+    bias is visible in the weights**: HAM(AdamW)'s number embedding is
+    {"more" if fourier["mean_diff"] > 0 else "less"} concentrated in a few Fourier frequencies
+    ({f_ham} vs {f_base}) and it has {z_ham / z_base:.1f}x as many near-zero weights ({z_text} % vs
+    {z_base_text} %; paired {fmt_p(fourier["p_value"])} and {fmt_p(near["p_value"])}, `scipy.stats.ttest_rel`
+    over the seeds){sparser * (near["mean_diff"] > 0)}."""
 
 
 @table
@@ -398,8 +398,8 @@ def readme_transformers(results: Path) -> str:
   ft = load(results, "transformers")["finetune"]
   old = paired_test(ft["adamw"]["old_test_acc"], ft["ham_adamw"]["old_test_acc"])
   return f"""HAM(AdamW) groks {"earlier" if g_ham < g_base else "later"} on average, at {g_ham_text} steps vs
-    AdamW's {g_base_text} ({fmt_p(p)}, {"significant" if p < SIGNIFICANCE else "not significant"}){weights}, and
-    ends at {"lower" if a_ham < a_base else "higher"}{noisier} test accuracy ({acc_ham} % vs {acc_base}
+    AdamW's {g_base_text} ({fmt_p(p)}, {"significant" if p < SIGNIFICANCE else "not significant"}){weights},
+    and ends at {"lower" if a_ham < a_base else "higher"}{noisier} test accuracy ({acc_ham} % vs {acc_base}
     %); HAM {"reduces" if significant(old) else "does not reduce"} forgetting when fine-tuning addition ->
     subtraction."""
 
@@ -497,9 +497,9 @@ def graphs_answer(results: Path) -> str:
   yes = ["yes" if helps else "no" for helps in (10 * len(neg) > tests, pos)]
   answer = f"{yes[0]} for a negative, {yes[1]} for a positive alpha"
   answer = f"{yes[0]} on both counts" if yes[0] == yes[1] else answer
-  return f"""**Answer, for this controlled setting: {answer}.**\n\n- *Does a negative alpha help on heterophilic
-    graphs?* {"Often." if yes[0] == "yes" else "Not reliably."} {first}\n- *Does a positive alpha help on
-    homophilic graphs?* {"Yes:" if pos else "No:"} {second}\n- {third}"""
+  return f"""**Answer, for this controlled setting: {answer}.**\n\n- *Does a negative alpha help on
+    heterophilic graphs?* {"Often." if yes[0] == "yes" else "Not reliably."} {first}\n- *Does a positive alpha
+    help on homophilic graphs?* {"Yes:" if pos else "No:"} {second}\n- {third}"""
 
 
 @table
@@ -536,8 +536,8 @@ def graphs_mechanism(results: Path) -> str:
   clip = max(c[k]["clip_hits"] for c in cells for k in ("ham", "ham_neg", "ham_pos"))
   clipped = f"Some selected runs hit the exponent clip (up to {pct(clip)} of the weights)."
   if not clip:
-    clipped = """No selected run ever hit the exponent clip (`|lr alpha g| >= 5` for some weight at some step):
-      the chosen alphas are far from it."""
+    clipped = """No selected run ever hit the exponent clip (`|lr alpha g| >= 5` for some weight at some
+      step): the chosen alphas are far from it."""
   return f"""- *Magnitude profile.* `(|x|_1 / |x|_2)^2 / n` (1 for equal magnitudes, towards 0 for a few large
     weights) is lower at the largest positive alpha than at the most negative one in {ends} of the
     {len(cells)} settings, and falls monotonically in between in {falls} (tuning graphs, the alphas without a
@@ -550,14 +550,14 @@ def graphs_mechanism(results: Path) -> str:
     rate below `lr`) while small ones keep moving at `lr`.\n- *The barrier.* With SGD, alpha = -10 puts
     {beyond("sgd", -10)}{GLUE}% of the weights at or beyond `|x| = 1/|alpha|` (where the effective learning
     rate `1 + alpha |x|` is zero or negative) and is where runs diverge: {runs("sgd", -10)} of the {n["sgd"]}
-    SGD tuning runs at alpha = -10. With AdamW the picture differs (next section): {beyond("adamw", -3)}{GLUE}%
-    of the weights lie beyond the barrier at alpha = -3 and {beyond("adamw", -10)}{GLUE}% at alpha = -10
-    without harm ({runs("adamw", -3) + runs("adamw", -10)} diverged runs), while alpha = -100 diverged in
-    {runs("adamw", -100)} of {n["adamw"]} runs and alpha = -30 in {runs("adamw", -30)}. In all, {signs[-1]} of
-    the {total[-1]} negative-alpha tuning runs diverged and {signs[1] or "none"} of the {total[1]}
-    positive-alpha runs.\n- *The clip.* {clipped} The divergent tuning runs all have a negative alpha and
-    most of their weights beyond the barrier, consistent with the runaway described below, which the clip
-    slows but does not stop."""
+    SGD tuning runs at alpha = -10. With AdamW the picture differs (next section):
+    {beyond("adamw", -3)}{GLUE}% of the weights lie beyond the barrier at alpha = -3 and
+    {beyond("adamw", -10)}{GLUE}% at alpha = -10 without harm ({runs("adamw", -3) + runs("adamw", -10)}
+    diverged runs), while alpha = -100 diverged in {runs("adamw", -100)} of {n["adamw"]} runs and alpha = -30
+    in {runs("adamw", -30)}. In all, {signs[-1]} of the {total[-1]} negative-alpha tuning runs diverged and
+    {signs[1] or "none"} of the {total[1]} positive-alpha runs.\n- *The clip.* {clipped} The divergent tuning
+    runs all have a negative alpha and most of their weights beyond the barrier, consistent with the runaway
+    described below, which the clip slows but does not stop."""
 
 
 @table
@@ -829,8 +829,7 @@ def alpha_transfer_adamw(results: Path) -> str:
     {span([gap(now, k, LEAF) for k in now], d1, " and ")} points of grid-best HAM on all {word(len(now))}."""
   if lost:
     text += f""" So **the ratio does not depend on the optimizer in the library**: one default, {default:g},
-      for both, because the larger AdamW ratio that helps {word(len(ok))} families wrecks
-      {word(len(lost))}."""
+      for both, because the larger AdamW ratio that helps {word(len(ok))} families wrecks {word(len(lost))}."""
   return alpha_transfer_families(results, folder) + "\n\n" + text
 
 
@@ -871,9 +870,9 @@ def alpha_transfer_rho(results: Path) -> str:
     e = f"{CLIP:g} (the clip)" if b["exponent_max"] >= CLIP else f"{b['exponent_max']:.2g}"
     label = _bin(b["lo"], b["hi"], f"above {b['lo']:g}")
     rows.append(" | ".join([label, str(b["runs"]), str(b["diverged"]), gain(b) + note, *per_opt, e]))
-  header = f"""rho = alpha / alpha_unit | HAM runs | diverged | val acc - baseline at the same lr (points, mean of
-    non-diverged) | {" | ".join(f"{name}: gain (diverged/runs)" for name in OPTIMIZERS.values())} | largest
-    `exponent_max` during training (median)"""
+  header = f"""rho = alpha / alpha_unit | HAM runs | diverged | val acc - baseline at the same lr (points,
+    mean of non-diverged) | {" | ".join(f"{name}: gain (diverged/runs)" for name in OPTIMIZERS.values())} |
+    largest `exponent_max` during training (median)"""
   bins = [b for b in bins if b["finite"]]
   best = max(bins, key=lambda b: b["gain"])
   common = next(b for b in bins if b["diverged"] >= b["runs"] / 4)
@@ -968,9 +967,9 @@ def alpha_transfer_ratios(results: Path) -> str:
   return f"""{md(header, rows)}\n\n(Validation accuracy minus the baseline's, points, mean over the tuning
     seeds at each method's best lr; div.: diverged seeds there, left out of the mean.)\n\nPer family the
     validation gains are noisy ({seeds} seeds), but the means separate the optimizers. **With SGD + momentum,
-    {best["sgd"]:g} had the best mean gain** ({d1(mean["sgd", best["sgd"]])} points over the {n} families
-    with every ratio; {at("sgd", [x for x in ratios if x != best["sgd"]])}); above `rho = 1` SGD runs start
-    to diverge in the grid. **With AdamW the gain {grew}** ({at("adamw", ratios)}, over the same {n}
+    {best["sgd"]:g} had the best mean gain** ({d1(mean["sgd", best["sgd"]])} points over the {n} families with
+    every ratio; {at("sgd", [x for x in ratios if x != best["sgd"]])}); above `rho = 1` SGD runs start to
+    diverge in the grid. **With AdamW the gain {grew}** ({at("adamw", ratios)}, over the same {n}
     families{end}"""
 
 
@@ -1163,8 +1162,8 @@ def alpha_transfer_mainjob(results: Path) -> str:
       f"{max(v['ham_exponent_max']):.3f} | {max(v['ham_clip_fraction_max']):g} | "
       f"{np.mean(v['ham_inverse_metric_mean_final']):.3f}"
     )
-  header = """setting (model, pruning, lr, epochs) | seeds | suggested alpha | diverged | val acc (%) | largest
-    `exponent_max` | `clip_fraction` | final `inverse_metric_mean`"""
+  header = """setting (model, pruning, lr, epochs) | seeds | suggested alpha | diverged | val acc (%) |
+    largest `exponent_max` | `clip_fraction` | final `inverse_metric_mean`"""
   every = [r for rs in runs.values() for r in rs]
   lost, clip = sum(r["diverged"] for r in every), max(r["ham_clip_fraction_max"] for r in every)
   top = np.ceil(10 * max(r["ham_exponent_max"] for r in every)) / 10
@@ -1358,8 +1357,8 @@ def cost_vector_width(results: Path) -> str:
     ratios = [_x(r[k], key="paired_ratio") for k in ("inner_vw512_over_default", "ham_vw512_over_default")]
     ratios = [_x(r["variants"]["ham"]), _x(r["ham_over_inner_vw512"], key="paired_ratio"), *ratios]
     rows.append(" | ".join([label, *ratios, same, _kept(r["ham_over_inner_vw512"]["reps"], r["load"])]))
-  header = """update | HAM / bare, default build | HAM / bare, 512-bit build | 512-bit / default, bare | 512-bit /
-    default, HAM | bit-identical to the default build | repetitions kept"""
+  header = """update | HAM / bare, default build | HAM / bare, 512-bit build | 512-bit / default, bare |
+    512-bit / default, HAM | bit-identical to the default build | repetitions kept"""
   avx = {True: "yes", False: "no", None: "unknown"}[vw["cpu_flags_avx512f"]]
   return f"{md(header, rows)}\n\n(Median paired ratios [95 % CI]; the CPU has AVX-512: {avx}.)"
 
@@ -1419,8 +1418,7 @@ def sparsity_overhead(results: Path) -> str:
     medians are unpaired. Between mask updates the sparsifiers cost {min(between):.2f}x-{max(between):.2f}x a
     `ham(sgd)` step here (the mask-update branch sits in a compiled `lax.cond`); a RigL drop-and-grow (top-k
     over each layer) costs ~{round(x["rigl(ham), every step a mask update"], -1):.0f} plain steps, paid once
-    every `update_every` steps (100 by
-    default)."""
+    every `update_every` steps (100 by default)."""
 
 
 # --- Steepest mirror flows and graphons (docs/guides/mirror_flows_and_graphons.md) ---------------------------
@@ -1542,9 +1540,8 @@ def mirror_flows_decay_reading(results: Path) -> str:
       {sci(min(r["wd"] for r in exact), True)})"""
   return f"""**Reading: the second claim does not hold in this setting.** Both forms of decay shrink the
     balance (each coordinate ends up carried by one factor): at the end it is {over(l2, "balance_final", bal)}
-    with Adam + L2 and {over(w, "balance_final", bal)} with AdamW. But Adam + L2
-    {recovered} with a late-loss std of
-    {over(l2, "late_loss_std", sci)}, while AdamW settles on a dense interpolant (relative error
+    with Adam + L2 and {over(w, "balance_final", bal)} with AdamW. But Adam + L2 {recovered} with a late-loss
+    std of {over(l2, "late_loss_std", sci)}, while AdamW settles on a dense interpolant (relative error
     {over(w, "rel_error", lambda x: f"{x:.2f}")}, {over(w, "n_support_1e-2", lambda x: f"{x:.0f}")} active
     coordinates) whose loss keeps oscillating (late-loss std {over(w, "late_loss_std", sci)})."""
 
@@ -1572,8 +1569,8 @@ def graphon(results: Path) -> str:
     for r in res["rows"]
   ]
   distances = " | ".join(f"distance {p.replace('->', ' -> ')}" for p in pairs)
-  header = f"""method | {distances} | NTK smallest eigenvalue (n = {n}) | training loss after {steps} steps
-    (n = {n})"""
+  header = f"""method | {distances} | NTK smallest eigenvalue (n = {n}) | training loss after {steps} steps (n
+    = {n})"""
   return md(header, rows)
 
 
