@@ -25,11 +25,9 @@ from jax.sharding import PartitionSpec as P
 def initialize(
   coordinator=None, num_processes=None, process_id=None, *, cpu_collectives="gloo", **kwargs
 ) -> None:
-  """Joins this process to a multi-process JAX run: ``jax.distributed.initialize`` (``None`` arguments: from the
-  environment, e.g. ``JAX_COORDINATOR_ADDRESS``; ``kwargs`` such as ``heartbeat_timeout_seconds`` and
-  ``initialization_timeout`` passed on). A loopback ``coordinator`` host makes process 0's coordination service
-  listen on loopback only, any other on every interface (``JAX_COORDINATOR_BIND_ADDRESS`` overrides both).
-  ``cpu_collectives``: ``"gloo"`` for CPU-only runs, ``None`` for JAX's default (GPU/TPU)."""
+  """``jax.distributed.initialize`` (``None`` arguments: from the environment; ``kwargs`` passed on), its
+  coordination service listening on loopback only for a loopback ``coordinator`` (unless
+  ``JAX_COORDINATOR_BIND_ADDRESS`` is set). ``cpu_collectives``: ``"gloo"`` for CPU runs, ``None`` for GPU/TPU."""
   if cpu_collectives is not None:
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
   bind = _loopback_bind_address(coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS"))
@@ -37,8 +35,8 @@ def initialize(
 
 
 def check_coordinator(address: str, *, bind: bool = False) -> tuple[str, int]:
-  """``(host, port)`` of a ``HOST:PORT`` coordinator address; raises ``ValueError`` naming what is wrong. With
-  ``bind`` (process 0) also checks that the port can be listened on here (else JAX would crash)."""
+  """``(host, port)`` of a ``HOST:PORT`` address (``ValueError`` if invalid); with ``bind``, checks that the port
+  can be listened on here (else JAX would crash)."""
   host, sep, port = address.rpartition(":")
   if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
     raise ValueError(f"the coordinator address must be HOST:PORT with a port in 1-65535, got {address!r}")
@@ -66,8 +64,7 @@ _LAUNCHERS = {
 
 
 def launched_processes() -> tuple[int, int] | None:
-  """``(process_count, process_index)`` as ``srun`` (Slurm) or ``mpirun`` (Open MPI) announce them, else ``None``
-  (JAX detects Cloud TPU and Kubernetes only through network queries: there, give ``--num-processes``)."""
+  """``(process_count, process_index)`` as ``srun`` (Slurm) or ``mpirun`` (Open MPI) announce them, else ``None``."""
   for required, count, index in _LAUNCHERS.values():
     if all(k in os.environ for k in (*required, count, index)):
       try:
@@ -78,8 +75,7 @@ def launched_processes() -> tuple[int, int] | None:
 
 
 def check_same_settings(settings: dict[str, Any]) -> None:
-  """Raises ``ValueError`` in every process unless every process was given the same ``settings``: one collective
-  at the start (``assert_equal`` on a SHA-256 digest), not processes waiting in different collectives."""
+  """Raises ``ValueError`` in every process unless all were given the same ``settings`` (one collective)."""
   if jax.process_count() == 1:
     return
   text = json.dumps(settings, sort_keys=True, default=str).encode()
@@ -93,8 +89,7 @@ def check_same_settings(settings: dict[str, Any]) -> None:
 
 
 def _loopback_bind_address(coordinator: str | None) -> str | None:
-  """``coordinator`` itself when its host is a loopback address (the coordination service then listens on
-  loopback only); ``None`` (JAX's default, or ``JAX_COORDINATOR_BIND_ADDRESS``) otherwise."""
+  """``coordinator`` when its host is a loopback address, else ``None`` (JAX's default bind address)."""
   if not coordinator or ":" not in coordinator or os.environ.get("JAX_COORDINATOR_BIND_ADDRESS"):
     return None
   host = coordinator.rsplit(":", 1)[0].strip("[]")
@@ -108,7 +103,7 @@ def _loopback_bind_address(coordinator: str | None) -> str | None:
 
 def process_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> slice:
   """The rows (leading axis) of a global array of ``global_shape`` that this process's devices hold; raises
-  ``ValueError`` unless they are one contiguous block (which :func:`global_batch` can feed)."""
+  ``ValueError`` unless they are one contiguous block."""
   covered = np.zeros(global_shape[0], bool)
   for index in sharding.addressable_devices_indices_map(global_shape).values():
     covered[(index[0] if index else slice(None))] = True
@@ -124,8 +119,7 @@ def global_batch(local_rows: np.ndarray, sharding: NamedSharding, global_shape: 
 
 
 def process_shards(shards: int, process_index: int, process_count: int) -> range:
-  """The data shards process ``process_index`` of ``process_count`` holds: a contiguous block of
-  ``shards // process_count`` of them (``shards`` must be a multiple of ``process_count``)."""
+  """The contiguous block of ``shards // process_count`` data shards that process ``process_index`` holds."""
   if isinstance(shards, bool) or not isinstance(shards, int | np.integer) or shards < 1:
     raise ValueError(f"data_shards must be an integer >= 1, got {shards!r}.")
   if shards % process_count:
@@ -141,16 +135,12 @@ def process_shards(shards: int, process_index: int, process_count: int) -> range
 
 @dataclasses.dataclass(frozen=True)
 class DataLayout:
-  """Data parallelism over the processes and devices of a run, as the training command uses it.
-
-  Every split is cut into ``shards`` (``S``) contiguous blocks (``Dataset.shard``); process ``p`` of ``N`` holds
-  blocks ``local_shards = [p S / N, (p + 1) S / N)`` and no other example. A global batch of ``B`` rows takes
-  ``B / S`` rows from every block, in block order, so its rows ``[p B / N, (p + 1) B / N)`` are process ``p``'s
-  and lie on its devices of ``mesh`` (one axis, ``"data"``); parameters and optimizer state are replicated, and
-  XLA adds the gradient all-reduce (and cross-device BatchNorm statistics). ``mesh`` is ``None`` with one
-  process unless ``all_devices`` is set; ``S = N`` shards in one process compute what ``N`` processes compute
-  (to float rounding).
-  """
+  """Data parallelism over the processes and devices of a run: every split is cut into ``shards`` (``S``)
+  contiguous blocks; process ``p`` of ``N`` holds blocks ``local_shards = [p S / N, (p + 1) S / N)`` only. A
+  global batch of ``B`` rows takes ``B / S`` rows from every block, in block order, so its rows
+  ``[p B / N, (p + 1) B / N)`` are process ``p``'s, on its devices of ``mesh`` (axis ``"data"``; ``None`` with one
+  process unless ``all_devices``); parameters are replicated. ``S = N`` shards in one process compute what ``N``
+  processes compute (to float rounding)."""
 
   shards: int
   local_shards: range
@@ -159,7 +149,7 @@ class DataLayout:
   @classmethod
   def create(cls, shards: int | None = None, all_devices: bool = False) -> DataLayout:
     """The layout for this process (``shards=None``: one per process; ``all_devices``: a mesh even with one
-    process). Raises ``ValueError`` when ``shards`` is not a multiple of the number of processes."""
+    process)."""
     count = jax.process_count()
     shards = count if shards is None else shards
     local = process_shards(shards, jax.process_index(), count)
@@ -186,8 +176,7 @@ class DataLayout:
         )
 
   def put(self, local: np.ndarray, batch_axis: int = 0) -> jax.Array:
-    """The global array whose rows along ``batch_axis`` are every process's ``local`` rows, in process order
-    (on the default device with one process)."""
+    """The global array whose rows along ``batch_axis`` are every process's ``local`` rows, in process order."""
     if self.mesh is None:
       return jnp.asarray(local)
     spec = P(*([None] * batch_axis), "data")

@@ -22,22 +22,15 @@ METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "sgdm", "ham_sgdm", "nanoadam")
 
 
 def _const(value: jax.Array) -> optax.Schedule:
-  """A constant schedule holding a (possibly traced) value: lets one compiled function serve a grid."""
-  return lambda count: value
+  return lambda count: value  # a (possibly traced) constant: one compiled function serves a grid
 
 
 def make_optimizer(
   method: str, hp: Mapping, *, switch_step=0, nano_fraction=0.1, nano_refresh=100, nano_weight_decay=0.0
 ) -> optax.GradientTransformation:
-  """The optimizer ``method`` with hyperparameters ``hp``, at a constant learning rate:
-
-  * ``adamw``: ``optax.adamw(lr, b1=0.9, b2=0.98, weight_decay=wd)``; ``ham_adamw``: :func:`ham_optax.ham` around
-    it (``alpha``, ``beta``); ``adamw_wd_off``: ``optax.inject_hyperparams(optax.adamw)`` with
-    ``weight_decay=ham_optax.schedules.switch_off(wd, switch_step)``;
-  * ``sgdm``: SGD with momentum 0.9 and L2 weight decay ``wd``; ``ham_sgdm``: HAM around SGD with momentum 0.9;
-  * ``nanoadam``: :func:`ham_optax.nanoadam` (``lr``; weight decay ``nano_weight_decay``, ``nano_fraction`` and
-    re-selection every ``nano_refresh`` steps fixed per call).
-  """
+  """The optimizer ``method`` with hyperparameters ``hp`` (``lr``, ``wd``, ``alpha``, ``beta``), at a constant
+  learning rate: AdamW (``b2=0.98``) or SGD with momentum 0.9, with HAM (``ham_*``), with the weight decay switched
+  off at ``switch_step`` (``adamw_wd_off``), or :func:`ham_optax.nanoadam` (its settings fixed per call)."""
   checks.check_choice(method, "method", METHODS)
   lr = _const(hp["lr"])
   if method == "adamw":
@@ -82,12 +75,10 @@ def train_runs(
   method: str, graphdef, params, hparams, train, evals: Mapping, *, steps: int, eval_every: int = 10, **kwargs
 ) -> dict[str, np.ndarray]:
   """Trains ``R`` runs of :func:`make_optimizer` ``(method, **kwargs)`` at once, full batch on ``train``
-  (``(x, y)``), from ``graphdef`` and ``params`` (:func:`init_params`, stacked on a leading axis of size ``R``)
-  with ``hparams`` (name -> ``R`` values), for ``steps`` steps (a multiple of ``eval_every``).
+  (``(x, y)``), from ``params`` (:func:`init_params`, ``R`` stacked) with ``hparams`` (name -> ``R`` values).
 
   Returns ``steps`` (the evaluation steps, ``(E,)``), ``train_loss`` / ``train_acc`` and ``<name>_acc`` for every
-  ``(x, y)`` of ``evals`` (``(R, E)``, every ``eval_every`` steps), ``params`` (final, stacked) and ``finite``
-  (``(R,)``: no NaN/inf loss).
+  ``(x, y)`` of ``evals`` (``(R, E)``), ``params`` (final, stacked) and ``finite`` (``(R,)``: no NaN/inf loss).
   """
   if steps % eval_every:
     raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
@@ -134,8 +125,7 @@ def grokking_step(steps: np.ndarray, val_acc: np.ndarray, threshold: float = 0.9
 
 
 def weight_indicators(graphdef: nnx.GraphDef, params: Any, p: int, tol: float = 1e-3) -> dict[str, Any]:
-  """Per run: :func:`fourier_concentration` of the token embedding and the fraction of weights (ndim >= 2)
-  with ``|w| <= tol`` (:func:`ham_optax.metrics.fraction_near_zero`)."""
+  """Per run: :func:`fourier_concentration` of the token embedding and the fraction of weights with ``|w| <= tol``."""
   del graphdef
 
   def one(prm):

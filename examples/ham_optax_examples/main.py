@@ -1,13 +1,8 @@
-"""The ``ham-optax`` command: ``ham-optax train [options]`` (or ``python -m ham_optax_examples.main train``).
-
-tyro turns the fields of :class:`~ham_optax_examples.configs.default.Config` (one run) and :class:`Train` (the set
-of runs) into the options: types, choices, defaults and help have one source (``ml_collections`` flags would need
-them again as an untyped ``ConfigDict``). The job is every model x sparsifier x variant x seed (no options: the
-main job, ``MAIN_JOB`` in ``configs/tuned.py``); it prints the table and writes ``job.json``, the results files
-and ``curves.png`` to ``--out``. As one of N processes (:mod:`~ham_optax_examples.distributed`) only process 0
-reports. Every option is checked before any data loads: a mistake ends in one ``error:`` line and exit status 2;
-if every run diverges the exit status is 1.
-"""
+"""The ``ham-optax train [options]`` command: every model x sparsifier x variant x seed, a table and the results
+files. tyro makes the options from :class:`~ham_optax_examples.configs.default.Config` and :class:`Train`: types,
+choices, defaults and help have one source (``ml_collections`` flags would need them again, untyped). Every option
+is checked before any data loads: a mistake ends in one ``error:`` line and exit status 2; status 1: every run
+diverged."""
 
 from __future__ import annotations
 
@@ -65,7 +60,6 @@ class Train:
 
 
 def _fail(message: str) -> NoReturn:
-  """Ends the command with one ``error:`` line and exit status 2 (a user mistake)."""
   print(f"ham-optax: error: {message}", file=sys.stderr)
   raise SystemExit(2)
 
@@ -103,12 +97,13 @@ def configs_from_args(args: Train) -> list[Config]:
   return configs
 
 
-def _joins_processes(args: Train) -> bool:
-  """Whether a multi-process run is asked for; raises ``ValueError`` for invalid process options."""
+def _join_if_asked(args: Train) -> None:
+  """Joins the multi-process run asked for, if any, before anything else touches JAX (process 0 first probes its
+  port); raises ``ValueError`` for invalid process options."""
   given = (args.coordinator, args.num_processes, args.process_id)
   launched = (distributed.launched_processes() or (1,))[0] > 1
   if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS") and not launched:
-    return False
+    return
   if args.coordinator is not None:
     try:
       distributed.check_coordinator(args.coordinator)
@@ -119,11 +114,6 @@ def _joins_processes(args: Train) -> bool:
     raise ValueError(f"--process-id must be in [0, --num-processes), got {args.process_id}")
   for name in ("join_timeout", "heartbeat_timeout"):
     checks.check_int(getattr(args, name), f"--{name.replace('_', '-')}", 1)
-  return True
-
-
-def _join_processes(args: Train) -> None:
-  """Joins the multi-process run before anything else touches JAX (process 0 first probes its port)."""
   index = args.process_id if args.process_id is not None else (distributed.launched_processes() or (0, 0))[1]
   address = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
   try:
@@ -138,8 +128,7 @@ def _join_processes(args: Train) -> None:
 
 
 def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
-  """What defines the job, by option name: every run's settings (a setting that varies over the runs is the list
-  of its values), whether it checkpoints and restarts. Every process must agree on it; ``job.json`` keeps it."""
+  """What defines the job, by option name (a setting that varies over the runs: the list of its values)."""
   settings: dict[str, Any] = {"number of runs": len(configs), "--checkpoint": args.checkpoint}
   settings["--restart"] = args.restart
   for field in dataclasses.fields(Config):
@@ -190,7 +179,7 @@ def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[
 
 
 def _describe_defaults(configs: Sequence[Config], args: Train) -> list[str]:
-  """One line per model / method: the values of the settings left at their defaults, and where they came from."""
+  """One line per model / method: the settings left at their defaults, and where they came from."""
   lines = {}
   for c in configs:
     _, sources = resolve(args.config.replace(model=c.model, sparsifier=c.sparsifier, ham=c.ham))
@@ -268,8 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
   try:
     configs = configs_from_args(args)
-    if _joins_processes(args):
-      _join_processes(args)
+    _join_if_asked(args)
     for config in configs:
       train.data_layout(config)
     settings = _settings(configs, args)

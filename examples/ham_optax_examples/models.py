@@ -13,9 +13,6 @@ from flax import nnx
 
 from ham_optax_examples.data import Graph
 
-__all__ = ["CNN1D", "GCN", "MLP", "MODELS", "GraphData", "GraphSAGE", "ResNet1D", "ResNet18", "Transformer"]
-__all__ += ["create_model"]
-
 MODELS = ("mlp", "mlp_ln", "cnn1d", "resnet1d", "resnet18", "transformer", "gcn", "sage")
 GRAPH_MODELS = ("gcn", "sage")
 
@@ -65,10 +62,6 @@ class CNN1D(nnx.Module):
     return self.head(jax.nn.relu(self.dense(x.reshape(x.shape[0], -1))))
 
 
-def _batchnorm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  return nnx.BatchNorm(features, momentum=0.9, rngs=rngs)
-
-
 class _BasicBlock(nnx.Module):
   """ResNet basic block: two convs with BatchNorm, and a 1x1 conv with BatchNorm on the shortcut when the stride
   or the width changes."""
@@ -76,12 +69,12 @@ class _BasicBlock(nnx.Module):
   def __init__(self, cin: int, cout: int, stride: int, kernel: tuple[int, ...], padding, *, rngs: nnx.Rngs):
     strides = (stride,) * len(kernel)
     self.conv1 = nnx.Conv(cin, cout, kernel, strides=strides, padding=padding, use_bias=False, rngs=rngs)
-    self.bn1 = _batchnorm(cout, rngs)
+    self.bn1 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
     self.conv2 = nnx.Conv(cout, cout, kernel, padding=padding, use_bias=False, rngs=rngs)
-    self.bn2 = _batchnorm(cout, rngs)
+    self.bn2 = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
     if stride != 1 or cin != cout:
       self.shortcut_conv = nnx.Conv(cin, cout, (1,) * len(kernel), strides=strides, use_bias=False, rngs=rngs)
-      self.shortcut_bn = _batchnorm(cout, rngs)
+      self.shortcut_bn = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
     else:
       self.shortcut_conv = self.shortcut_bn = None
 
@@ -99,7 +92,7 @@ class _ResNet(nnx.Module):
 
   def __init__(self, in_channels, widths, blocks, kernel, padding, num_classes, *, rngs: nnx.Rngs):
     self.stem = nnx.Conv(in_channels, widths[0], kernel, padding=padding, use_bias=False, rngs=rngs)
-    self.stem_bn = _batchnorm(widths[0], rngs)
+    self.stem_bn = nnx.BatchNorm(widths[0], momentum=0.9, rngs=rngs)
     layers, cin = [], widths[0]
     for stage, cout in enumerate(widths):
       for b in range(blocks):
@@ -144,7 +137,7 @@ class _GraphModel(nnx.Module):
 
   def _store_graph(self, graph: Graph, *, self_loops: bool, symmetric: bool) -> None:
     senders, receivers = graph.senders, graph.receivers
-    deg = graph.degrees()
+    deg = np.bincount(receivers, minlength=graph.num_nodes).astype(np.float32)
     if self_loops:
       loops = np.arange(graph.num_nodes, dtype=np.int32)
       senders, receivers = np.concatenate([senders, loops]), np.concatenate([receivers, loops])
@@ -186,9 +179,8 @@ class GCN(_GraphModel):
 
 class GraphSAGE(_GraphModel):
   """GraphSAGE-style network (Hamilton et al., NeurIPS 2017) with mean aggregation, full batch: each layer is
-  ``H' = H W_self + (D^-1 A) H W_neigh + b``. Separate weights for a node's own features and its neighbours' mean
-  let a layer keep the ego features and weigh (even subtract) the neighbours, which helps on heterophilic graphs
-  (Zhu et al., NeurIPS 2020)."""
+  ``H' = H W_self + (D^-1 A) H W_neigh + b``; its separate ego weights help on heterophilic graphs (Zhu et al.,
+  NeurIPS 2020)."""
 
   def __init__(self, graph: Graph, num_classes: int, hidden: Sequence[int] = (64,), *, rngs: nnx.Rngs):
     self._store_graph(graph, self_loops=False, symmetric=False)
@@ -220,11 +212,9 @@ class _DecoderBlock(nnx.Module):
 
 class Transformer(nnx.Module):
   """A small decoder-only (GPT-style) transformer classifying a token sequence ``(batch, seq_len)`` from its last
-  position: token and learned position embeddings, ``num_layers`` pre-LayerNorm blocks (causal self-attention, a
-  ReLU MLP), a final LayerNorm and a linear head; the model of the grokking studies (Power et al., 2022; Nanda et
-  al., 2023). HAM's default mask (``ndim >= 2``) selects the embeddings, the attention kernels (3-D), the MLP
-  kernels and the head. The attention has no biases: NNX's are 2-D, ``(heads, head_dim)``, and the mask would
-  select them."""
+  position: token and position embeddings, ``num_layers`` pre-LayerNorm blocks, a final LayerNorm and a linear
+  head (the grokking studies' model: Power et al., 2022; Nanda et al., 2023). The attention has no biases: NNX's
+  are 2-D, ``(heads, head_dim)``, and HAM's default mask (``ndim >= 2``) would select them."""
 
   def __init__(
     self, vocab_size, seq_len, num_classes, d_model=64, num_heads=4, num_layers=1, mlp_ratio=4, *, rngs
@@ -256,14 +246,10 @@ def create_model(
   graph=None,
   vocab_size=None,
 ) -> nnx.Module:
-  """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example).
-
-  ``width``: hidden size of the MLPs (two layers) and the graph models (one layer), channels of the CNN1D, base
-  width of the ResNet1D (stages ``width, 2 width, 2 width``) and the ResNet-18, ``d_model`` of the transformer
-  (one block, 4 heads); ``None``: each model's default. ``vocab_size`` (transformer only) defaults to
-  ``num_classes + 3``, the tokens of :func:`~ham_optax_examples.data.load_modular`. ``graph``: the graph of
-  ``gcn`` / ``sage`` (``dataset.graph``), whose inputs are node indices.
-  """
+  """Builds ``name`` in :data:`MODELS` for inputs of ``input_shape`` (one example; graph models: node indices of
+  ``graph``). ``width`` (``None``: the model's default): hidden size of the MLPs and graph models, channels of the
+  CNN1D, base width of the ResNets, ``d_model`` of the transformer, whose ``vocab_size`` is ``num_classes + 3``
+  (:func:`~ham_optax_examples.data.load_modular`) unless given."""
   rngs, w = nnx.Rngs(seed), (lambda default: default if width is None else width)
   if name in GRAPH_MODELS:
     if graph is None:

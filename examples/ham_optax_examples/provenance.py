@@ -14,9 +14,8 @@ _LIBRARY = Path(ham_optax.__file__).resolve().parent
 
 
 def library_digest() -> str:
-  """SHA-256 over every ``*.py`` file of the imported ``ham_optax`` package, in sorted order of their relative
-  paths, each hashed as its path, a NUL byte, its bytes, a NUL byte: two runs with the same digest ran the same
-  library code, whatever the commit."""
+  """SHA-256 over every ``*.py`` file of the imported ``ham_optax`` package (sorted relative path, NUL, bytes,
+  NUL each): two runs with the same digest ran the same library code, whatever the commit."""
   digest = hashlib.sha256()
   for path in sorted(_LIBRARY.rglob("*.py"), key=lambda p: p.relative_to(_LIBRARY).as_posix()):
     digest.update(path.relative_to(_LIBRARY).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
@@ -24,7 +23,6 @@ def library_digest() -> str:
 
 
 def _git(*args: str) -> str | None:
-  """``git`` run in the library's checkout; ``None`` outside one or without git."""
   command = ["git", "-C", str(_LIBRARY), *args]
   try:
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=True).stdout.strip()

@@ -54,8 +54,7 @@ def _pct(mean: float | None, std: float | None) -> str:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-  """A markdown table: model, method, hyperparameters, test and val accuracy (%) mean ± std over the runs that
-  did not diverge, sparsity, sign flips, diverged runs / runs."""
+  """The markdown table of :func:`summarize`'s rows (accuracies in %)."""
   lines = [
     "| model | method | lr | alpha | beta | epochs | test acc (%) | val acc (%) | sparsity | sign flips vs init "
     "| diverged |",
@@ -105,10 +104,8 @@ def save_results(results: Sequence[dict], out_dir: str | Path, *, extra: dict | 
 
 
 def plot_curves(results: Sequence[dict[str, Any]], path: str | Path) -> Figure:
-  """Validation and test accuracy per epoch, one panel pair per model: the mean ± std over the runs that
-  finished, one colour per sparsifier, dashed for the baseline, solid with HAM, dotted with Sign-In. Each
-  diverged run is drawn up to its last finite epoch and marked with an ``x`` at the epoch it diverged. Returns the
-  figure (saved to ``path``)."""
+  """Validation and test accuracy per epoch and model (saved to ``path``): mean ± std over the finished runs,
+  a colour per sparsifier, dashed baseline, solid HAM, dotted Sign-In; diverged runs end in an ``x``."""
   groups = _group(results)
   model_names = list(dict.fromkeys(model for model, _ in groups))
   bases = list(dict.fromkeys(method.split("+")[0] for _, method in groups))

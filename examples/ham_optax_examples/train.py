@@ -1,11 +1,6 @@
-"""Training loop of the examples (Flax NNX + optax), modelled on Flax's ``examples/mnist``.
-
-:func:`train_and_evaluate` builds the run (:func:`create_train_state`: model, optimizer ``sparsifier(ham(inner))``,
-this process's data shards), resumes from the run's latest orbax checkpoint if any, then per epoch runs
-:func:`train_epoch` (one XLA call) and :func:`epoch_record`. Data order depends only on ``(seed, epoch)``, so a
-resumed run continues exactly as an uninterrupted one. A run whose training or validation loss becomes
-non-finite stops at that epoch and is marked diverged; its accuracies are not reported.
-"""
+"""Training loop of the examples (Flax NNX + optax), modelled on Flax's ``examples/mnist``: one XLA call per
+epoch, orbax checkpoints, data order depending only on ``(seed, epoch)`` (a resumed run continues exactly as an
+uninterrupted one). A run whose training or validation loss becomes non-finite stops there, marked diverged."""
 
 from __future__ import annotations
 
@@ -44,16 +39,15 @@ def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> op
 
 
 def make_optimizer(config: Config, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
-  """``sparsifier(ham(inner))`` or ``sparsifier(sign_in(inner))`` as configured (``inner``: SGD + momentum with
-  weight decay, or AdamW; HAM at the inner learning-rate schedule). Magnitude pruning runs from 10 % to 75 % of
-  training, RigL updates its masks until 75 %, both once per epoch; AC/DC spans ``total_steps``."""
+  """``sparsifier(ham(inner))`` or ``sparsifier(sign_in(inner))`` as configured. Magnitude pruning runs from 10 %
+  to 75 % of training, RigL updates its masks until 75 %, both once per epoch; AC/DC spans ``total_steps``."""
   lr = _learning_rate(config, total_steps, steps_per_epoch)
   if config.optimizer == "sgd":
     sgd = optax.sgd(lr, momentum=config.momentum or None)
     inner = optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
   else:
     inner = optax.adamw(lr, weight_decay=config.weight_decay)
-  if config.sign_in:  # x = m * w, the balance reset every few epochs
+  if config.sign_in:
     tx = sign_in(inner, rescale_every=config.sign_in_every * steps_per_epoch, balance=config.sign_in_balance)
   else:
     tx = ham_optax.ham(inner, lr, config.alpha, config.beta) if config.ham else inner
@@ -91,8 +85,7 @@ def _build_model(config: Config, dataset: data_lib.Dataset) -> nnx.Module:
 
 def _training_subset(config: Config, dataset: data_lib.Dataset) -> data_lib.Dataset:
   """``dataset`` with only the first ``config.num_train`` training examples (all when ``None``)."""
-  if (n := config.num_train) is None:
-    return dataset
+  n = config.num_train
   return dataclasses.replace(dataset, x_train=dataset.x_train[:n], y_train=dataset.y_train[:n])
 
 
@@ -124,13 +117,6 @@ def _loss_fn(model: nnx.Module, x: jax.Array, y: jax.Array) -> tuple[jax.Array, 
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
 
-def train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array):
-  """One optimizer step on a minibatch; returns ``(loss, accuracy)``. Mutates model/optimizer."""
-  (loss, logits), grads = nnx.value_and_grad(_loss_fn, has_aux=True)(model, x, y)
-  optimizer.update(model, grads)
-  return loss, jnp.mean(jnp.argmax(logits, -1) == y)
-
-
 @nnx.jit
 def _eval_batch(model: nnx.Module, x: jax.Array, y: jax.Array, weight: jax.Array):
   """Sums of loss, hits and weight over the rows of weight 1 (padding rows have weight 0)."""
@@ -149,9 +135,8 @@ def _stack_blocks(blocks: list[np.ndarray], length: int, rows: int) -> np.ndarra
 
 
 def _evaluate_blocks(model: nnx.Module, blocks: list, block_rows: int, layout: DataLayout, batch_size: int):
-  """Mean loss and accuracy over every process's ``blocks`` (its ``(x, y)`` shards of a split, each at most
-  ``block_rows`` long): a global batch takes ``ceil(batch_size / shards)`` rows of every shard, padded with rows
-  of weight 0, so that every process runs the same steps and every example counts once."""
+  """Mean loss and accuracy over every process's ``blocks`` (its ``(x, y)`` shards of a split, at most
+  ``block_rows`` long each), ``ceil(batch_size / shards)`` rows of every shard per step, padded with weight 0."""
   rows = -(-batch_size // layout.shards)
   while (rows * layout.shards) % layout.devices:
     rows += 1
@@ -192,7 +177,7 @@ def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
 
 
 def _host_restore(path: Path) -> Any:
-  """The arrays saved at ``path`` as NumPy arrays on this host, whatever devices wrote them."""
+  """The arrays saved at ``path`` as NumPy arrays on this host."""
   tree = ocp.PyTreeCheckpointHandler().metadata(path).tree
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
   return ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
@@ -254,8 +239,8 @@ def discard_checkpoint(directory: str) -> None:
 class TrainState:
   """What a run carries from epoch to epoch: ``reference`` holds the weights at initialisation (after pruning
   at init) for the sign flips, ``batch_size`` the global batch, ``run_epoch`` the jitted ``(state, xs, ys) ->
-  (state, (losses, accs))`` scanning :func:`train_step`, ``data`` this process's shards of the dataset only, and
-  ``eval_rows`` the longest shard of each evaluation split (the same in every process)."""
+  (state, (losses, accs))``, ``data`` this process's shards of the dataset only, and ``eval_rows`` the longest
+  shard of each evaluation split (the same in every process)."""
 
   model: nnx.Module
   optimizer: nnx.Optimizer
@@ -269,8 +254,7 @@ class TrainState:
 
 
 def data_layout(config: Config) -> DataLayout:
-  """The data-parallel layout of a run (:meth:`~ham_optax_examples.distributed.DataLayout.create`); raises
-  ``ValueError`` when the shards are not a multiple of the processes or the batch does not split evenly."""
+  """The data-parallel layout of a run; raises ``ValueError`` when it does not fit the processes or the batch."""
   config = _resolve(config)
   layout = DataLayout.create(config.data_shards, config.all_devices)
   layout.check_batch(config.batch_size)
@@ -278,8 +262,7 @@ def data_layout(config: Config) -> DataLayout:
 
 
 def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
-  """The model (pruned at init) and optimizer of a resolved ``config``, replicated over the devices of the run,
-  and this process's shards of ``dataset``."""
+  """The model (pruned at init) and optimizer of a resolved ``config`` and this process's shards of ``dataset``."""
   layout = data_layout(config)
   full = _training_subset(config, dataset)
   data = [full.shard(k, layout.shards) for k in layout.local_shards]
@@ -304,10 +287,12 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
 
   @jax.jit
   def run_epoch(state, xs, ys):
-    def body(state, batch):
+    def body(state, batch):  # one optimizer step on a minibatch
       model, optimizer = nnx.merge(graphdef, state)
-      loss_and_acc = train_step(model, optimizer, *batch)
-      return layout.replicated(nnx.state((model, optimizer))), loss_and_acc
+      (loss, logits), grads = nnx.value_and_grad(_loss_fn, has_aux=True)(model, *batch)
+      optimizer.update(model, grads)
+      acc = jnp.mean(jnp.argmax(logits, -1) == batch[1])
+      return layout.replicated(nnx.state((model, optimizer))), (loss, acc)
 
     return jax.lax.scan(body, state, (xs, ys))
 
@@ -316,9 +301,9 @@ def create_train_state(config: Config, dataset: data_lib.Dataset) -> TrainState:
 
 
 def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-  """One epoch as one XLA call; updates ``ts`` and returns the per-step losses and accuracies. Every shard is
-  shuffled by the same ``(seed, epoch)`` permutation and step ``j``'s global batch takes rows ``[j b, (j + 1) b)``
-  of every shard (``b = batch_size / shards``), block after block; this process builds only its own shards'."""
+  """One epoch as one XLA call; returns the per-step losses and accuracies. Every shard is shuffled by the same
+  ``(seed, epoch)`` permutation; step ``j`` takes rows ``[j b, (j + 1) b)`` of every shard (``b = batch_size /
+  shards``)."""
   rows = ts.batch_size // ts.layout.shards
   perm = np.random.default_rng([seed, epoch]).permutation(len(ts.data[0].x_train))
   order = perm[: ts.steps_per_epoch * rows].reshape(ts.steps_per_epoch, rows)
@@ -328,12 +313,6 @@ def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.n
   state, (losses, accs) = ts.run_epoch(state, ts.layout.put(xs, 1), ts.layout.put(ys, 1))
   nnx.update((ts.model, ts.optimizer), state)
   return np.asarray(losses), np.asarray(accs)
-
-
-@jax.jit
-def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
-  """Sparsity and sign-flip fraction versus ``reference`` of the weight tensors (ndim >= 2)."""
-  return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
 
 
 @nnx.jit
@@ -360,9 +339,12 @@ def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, fl
 
 
 def epoch_record(config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray) -> dict:
-  """``epoch``, ``step``, mean ``train_loss`` / ``train_acc``, loss and accuracy of ``val`` and ``test``, weight
-  ``sparsity`` and ``sign_flips`` versus initialisation, and HAM's ``diagnostics`` (:func:`_ham_diagnostics`)."""
-  weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
+  """Train, validation and test loss and accuracy, weight sparsity, sign flips and HAM's diagnostics."""
+  params = nnx.as_pure(nnx.state(ts.model, nnx.Param))
+  weight_sparsity, flips = (
+    metrics.sparsity(params)["global"],
+    metrics.sign_flips(params, ts.reference)["fraction"],
+  )
   record = {"epoch": epoch + 1, "step": (epoch + 1) * ts.steps_per_epoch}
   record |= {"train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
   for name in ("val", "test"):
@@ -382,8 +364,7 @@ def check_fits(config: Config, dataset: data_lib.Dataset) -> None:
 
 
 def _train_epochs(config: Config, ts: TrainState, history: list, manager) -> int | None:
-  """Trains from epoch ``len(history)`` to the end (or ``halt_after_epochs``), appending to ``history`` and saving
-  a checkpoint after each epoch; returns the epoch whose loss became non-finite, if any."""
+  """Trains from epoch ``len(history)``, checkpointing each epoch; returns the epoch that diverged, if any."""
   desc, t0 = f"{config.model} {config.method} seed {config.seed}", time.perf_counter()
   bar = tqdm(total=config.epochs, initial=len(history), desc=desc, leave=False, disable=not config.progress)
   with bar:
@@ -406,15 +387,11 @@ def _train_epochs(config: Config, ts: TrainState, history: list, manager) -> int
 def train_and_evaluate(
   config: Config, dataset: data_lib.Dataset | None = None, *, return_model: bool = False
 ) -> dict[str, Any]:
-  """Trains one model as configured (``dataset``: default ``config.dataset``, loaded) and returns its results.
-
-  A JSON-serialisable dict: ``config`` (resolved, ``alpha="auto"`` replaced by :func:`suggested_alpha`),
-  ``method``, ``alpha_source`` (``"suggest_alpha"``, ``"validation-tuned"`` or ``"given"``), ``history`` (per
-  finished epoch, :func:`epoch_record` and ``time_s``), ``completed``, ``diverged``, ``diverged_epoch`` (the epoch
-  whose loss became non-finite; training stops there), the final ``val_acc``, ``test_acc``, ``sparsity``,
-  ``sign_flips`` (``None`` for a diverged run), ``train_time_s`` and ``batch_size_used`` (at most the training
-  set); with ``return_model``, also the trained ``model``. Tune on ``val_acc``; ``test_acc`` is for reporting.
-  """
+  """Trains one model as configured (``dataset``: default ``config.dataset``, loaded) and returns a
+  JSON-serialisable dict: ``config`` (resolved, ``alpha="auto"`` replaced by :func:`suggested_alpha`), ``method``,
+  ``alpha_source``, ``history`` (:func:`epoch_record` and ``time_s`` per finished epoch), ``completed``,
+  ``diverged``, ``diverged_epoch``, the final ``val_acc``, ``test_acc``, ``sparsity``, ``sign_flips`` (``None`` if
+  diverged), ``train_time_s``, ``batch_size_used``, and with ``return_model`` the ``model``."""
   alpha_source = resolve(config)[1].get("alpha", "suggest_alpha" if config.alpha == "auto" else "given")
   config = _resolve(config)
   config.validate()
@@ -422,7 +399,7 @@ def train_and_evaluate(
   if config.ham and config.alpha == "auto":
     config = config.replace(alpha=suggested_alpha(config, dataset))
   ts = create_train_state(config, dataset)
-  del dataset  # from here on, only this process's shards (ts.data)
+  del dataset  # from here on, only this process's shards
   history, manager = [], None
   if config.checkpoint_dir is not None:
     manager = _checkpoint_manager(config.checkpoint_dir)

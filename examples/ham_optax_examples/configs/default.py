@@ -1,7 +1,5 @@
 """The configuration of one training run: :class:`Config` (each field's comment is its ``--help`` text), its
-checks, and :func:`resolve`, which fills the fields left at ``None`` from the data-only tables of
-:mod:`ham_optax_examples.configs.tuned`. Override fields with ``get_config(ham=True)`` or ``config.replace(...)``.
-"""
+checks, and :func:`resolve`, which fills the fields left at ``None`` from :mod:`ham_optax_examples.configs.tuned`."""
 
 from __future__ import annotations
 
@@ -109,7 +107,6 @@ class Config:
       )
 
 
-# What :meth:`Config.validate` checks: the bounds of the numbers, the choices of the ``Literal`` fields.
 _POSITIVE, _FRACTION = {"lo": 0.0, "lo_open": True}, {"lo": 0.0, "hi": 1.0, "hi_open": True}
 _BOUNDS = {"learning_rate": _POSITIVE, "momentum": _FRACTION, "weight_decay": {"lo": 0.0}, "alpha": {}}
 _BOUNDS |= {"beta": {"lo": 0.0}, "sign_in_balance": _POSITIVE, "sparsity": {**_FRACTION, "lo_open": True}}

@@ -1,10 +1,6 @@
-"""Tuned values of the training examples: data only, each entry beside the command that chose it.
-
-:data:`TUNED` holds learning rate, alpha and beta chosen on the MNIST-1D *validation* split (tuning seeds
-1000+; the reported seeds are 0, 1, ...; the test split was never read). Every other combination uses
-:data:`FALLBACK` for the learning rate, weight decay and beta, and ``alpha="auto"``
-(:func:`ham_optax.suggest_alpha`).
-"""
+"""Tuned values of the training examples: data only, each entry beside the command that chose it. :data:`TUNED`
+was chosen on the MNIST-1D *validation* split (tuning seeds 1000+; the test split was never read); every other
+combination uses :data:`FALLBACK` and ``alpha="auto"`` (:func:`ham_optax.suggest_alpha`)."""
 
 from __future__ import annotations
 
