@@ -49,7 +49,7 @@ def problem(seed, n=100, d=40, k=5, init_scale=1e-3):
 
 
 def run_ham(Z, y, x0, alpha, lr, steps):
-  tx = ham_optax.ham(optax.sgd(lr), lr, alpha=alpha, beta=0.0, mask=True) if alpha else optax.sgd(lr)
+  tx = ham_optax.ham(optax.sgd(lr), lr, alpha=alpha, beta=0.0, mask=True)
 
   def loss(x):
     return 0.5 * jnp.sum((Z @ x - y) ** 2)

@@ -163,8 +163,7 @@ for name, r in list(runs.items())[1:]:
 fig, ax = plt.subplots()
 for name, r in runs.items():
   ax.plot(np.convolve(r["loss"], np.ones(10) / 10, "valid"), label=name, lw=1)
-ax.set(yscale="log", xlabel="step", title="same code, 1 or N devices")
-ax.set_ylabel("training loss (10-step average)")
+ax.set(yscale="log", xlabel="step", ylabel="training loss (10-step mean)", title="same code, 1 or N devices")
 ax.legend()
 plt.show()
 
