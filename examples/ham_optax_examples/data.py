@@ -172,9 +172,8 @@ _CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
 
 
 def load_cifar(name="cifar10", *, data_dir=None, val_fraction=0.1, download=False) -> Dataset:
-  """CIFAR-10/100 through ``tensorflow_datasets`` (optional dependency), for data already under ``data_dir``
-  (``download=True`` lets TFDS fetch it). Images are scaled to [0, 1] and standardised per channel; validation is
-  the last ``val_fraction`` of TFDS's ``train`` split (``train[90%:]`` for the default)."""
+  """CIFAR-10/100 through ``tensorflow_datasets`` (data under ``data_dir``, or fetched with ``download=True``),
+  standardised per channel; validation is the last ``val_fraction`` of TFDS's ``train`` split."""
   checks.check_choice(name, "name", ("cifar10", "cifar100"))
   _check_fractions(val_fraction=val_fraction)
   try:
@@ -195,15 +194,11 @@ def load_cifar(name="cifar10", *, data_dir=None, val_fraction=0.1, download=Fals
 def make_csbm(
   num_nodes=1000, num_classes=3, num_features=32, *, signal=1.0, avg_degree=10.0, homophily=0.5, seed=0
 ) -> Graph:
-  """A contextual stochastic block model (Deshpande et al., NeurIPS 2018), seeded and offline.
-
-  Labels are balanced (``y_i = perm(i) mod num_classes``); features ``x_i = signal * mu_{y_i} + z_i`` with
-  random unit class means ``mu_c`` and ``z_i ~ N(0, I)`` (``signal``: the means' distance from the origin in
-  noise stds). Exactly ``round(num_nodes * avg_degree / 2)`` distinct undirected edges, no self-loops: each picks
-  a node ``i`` uniformly and, with probability ``homophily``, a partner uniformly from ``i``'s class, else from
-  the other classes (duplicates are redrawn), so the edge homophily is ``homophily`` in expectation, with std
-  ``sqrt(h (1 - h) / num_edges)``. The same arguments always give the same graph.
-  """
+  """A contextual stochastic block model (Deshpande et al., NeurIPS 2018), seeded and offline: balanced labels,
+  features ``x_i = signal * mu_{y_i} + z_i`` (random unit class means ``mu_c``, ``z_i ~ N(0, I)``), and exactly
+  ``round(num_nodes * avg_degree / 2)`` distinct undirected edges without self-loops, each from a uniform node
+  ``i`` to a uniform partner of ``i``'s class with probability ``homophily``, else of another class (duplicates
+  redrawn): the edge homophily is ``homophily`` in expectation, with std ``sqrt(h (1 - h) / num_edges)``."""
   checks.check_int(num_classes, "num_classes", 2)
   checks.check_int(num_nodes, "num_nodes", 2 * num_classes)
   checks.check_int(num_features, "num_features", 1)
@@ -242,9 +237,8 @@ def make_csbm(
 
 
 def load_csbm(*, train_fraction: float = 0.3, val_fraction: float = 0.2, **csbm_kwargs) -> Dataset:
-  """Node classification on :func:`make_csbm` (``csbm_kwargs``): the examples are node indices (``input_shape``
-  ``()``), split by a permutation seeded by the graph's ``seed`` into ``train_fraction`` of the nodes for
-  training, ``val_fraction`` for validation and the rest for test; the graph is ``dataset.graph``."""
+  """Node classification on :func:`make_csbm` (``csbm_kwargs``; the graph is ``dataset.graph``): the examples
+  are node indices, split by a permutation seeded by the graph's ``seed``."""
   _check_fractions(train_fraction=train_fraction, val_fraction=val_fraction)
   graph = make_csbm(**csbm_kwargs)
   n = graph.num_nodes

@@ -56,14 +56,10 @@ def init_params(seeds: Sequence[int], p: int, *, width: int = 64) -> tuple[nnx.G
 
 
 def fourier_concentration(embedding: jax.Array, p: int, top: int = 4) -> jax.Array:
-  """Share of the number-token embedding's energy in its ``top`` strongest Fourier frequencies.
-
-  ``embedding[:p]`` (one row per number ``0 .. p-1``) is centred over the numbers and transformed along the
-  number axis; the energy of frequency ``k`` is ``|F_k|^2 + |F_{p-k}|^2`` summed over the embedding
-  dimensions, ``k = 1 .. (p-1)/2``. Networks that grok modular addition use a few frequencies (Nanda et al.,
-  2023), so a value near 1 means a sparse Fourier representation; a random embedding gives about
-  ``top / ((p-1)/2)`` (``top`` is capped at ``(p-1)/2``).
-  """
+  """Share of the number-token embedding's energy in its ``top`` strongest Fourier frequencies: ``embedding[:p]``
+  is centred and transformed along the number axis; frequency ``k = 1 .. (p-1)/2`` has the energy
+  ``|F_k|^2 + |F_{p-k}|^2`` summed over the dimensions. Networks that grok modular addition use a few frequencies
+  (Nanda et al., 2023): a value near 1; a random embedding gives about ``top / ((p-1)/2)``."""
   e = embedding[:p] - embedding[:p].mean(axis=0)
   power = jnp.sum(jnp.abs(jnp.fft.fft(e, axis=0)) ** 2, axis=1)
   half = (p - 1) // 2

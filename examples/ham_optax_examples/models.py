@@ -87,8 +87,7 @@ class _BasicBlock(nnx.Module):
 
 class _ResNet(nnx.Module):
   """A conv stem with BatchNorm, stages of ``blocks`` basic blocks of widths ``widths`` (stride 2 at the first
-  block of every stage but the first), global average pooling and a linear head. ``model.train()`` /
-  ``model.eval()`` switch BatchNorm between batch statistics and running averages."""
+  block of every stage but the first), global average pooling and a linear head."""
 
   def __init__(self, in_channels, widths, blocks, kernel, padding, num_classes, *, rngs: nnx.Rngs):
     self.stem = nnx.Conv(in_channels, widths[0], kernel, padding=padding, use_bias=False, rngs=rngs)

@@ -116,9 +116,8 @@ _CHOICES = {name: get_args(t) for name, t in get_type_hints(Config).items() if g
 
 
 def resolve(config: Config) -> tuple[Config, dict[str, str]]:
-  """Fills the ``None`` fields of ``config`` with the defaults for its choices (``data_shards`` stays ``None``:
-  one per process). Returns the completed config and, for each filled field, where its value came from
-  (``"validation-tuned"``, ``"fallback for <optimizer>"``, ``"suggest_alpha"`` or ``"default for <model>"``)."""
+  """Fills the ``None`` fields of ``config`` (but ``data_shards``) with the defaults for its choices; returns the
+  completed config and, for each filled field, where its value came from."""
   changes, sources = {}, {}
   tuned = TUNED.get((config.dataset, config.model, config.optimizer, config.sparsifier))
   for name in ("learning_rate", "weight_decay", "alpha", "beta"):
