@@ -24,14 +24,8 @@ import _common
 
 GROK_METHODS = ("adamw", "ham_adamw", "adamw_wd_off", "ham_sgdm", "sgdm")
 FT_METHODS = ("adamw", "ham_adamw", "nanoadam")
-LABELS = {
-  "adamw": "AdamW",
-  "ham_adamw": "HAM(AdamW)",
-  "adamw_wd_off": "AdamW, wd switched off",
-  "ham_sgdm": "HAM(SGD+momentum)",
-  "sgdm": "SGD+momentum",
-  "nanoadam": "NanoAdam",
-}
+_NAMES = ("AdamW", "HAM(AdamW)", "AdamW, wd switched off", "HAM(SGD+momentum)", "SGD+momentum", "NanoAdam")
+LABELS = dict(zip((*GROK_METHODS, "nanoadam"), _NAMES, strict=True))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,10 +76,8 @@ def _stack(settings: list[dict[str, float]], repeat: int) -> dict[str, list[floa
 
 def _mean_std(x: np.ndarray, scale: float = 1.0, digits: int = 1) -> str:
   x = np.asarray(x, float)
-  x = x[np.isfinite(x)]
-  if x.size == 0:
-    return "-"
-  return f"{scale * x.mean():.{digits}f} ± {scale * x.std(ddof=1 if x.size > 1 else 0):.{digits}f}"
+  s = _common.mean_std(x[np.isfinite(x)]) if np.isfinite(x).any() else None  # diverged runs left out
+  return "-" if s is None else f"{scale * s['mean']:.{digits}f} ± {scale * s['std']:.{digits}f}"
 
 
 def _run(method, graphdef, params, hp, train, evals, steps, args, **kw):
@@ -117,20 +109,19 @@ def grokking_study(args, add, log) -> tuple[dict, dict]:
   results, models_for_ft, wd_selected = {}, {}, args.wd_grid[0]
   for method in args.grok_methods:
     settings = _grid(method, args, wd_selected)
-    out, tune_time = _timed_run(method, graphdef, tune_init, settings, data, args.steps, args)
+    tuned, tune_time = _timed_run(method, graphdef, tune_init, settings, data, args.steps, args)
     shape = (len(settings), len(tune_seeds))
-    grok = grokking.grokking_step(out["steps"], out["val_acc"]).reshape(shape)
-    final_val, finite = out["val_acc"][:, -1].reshape(shape), out["finite"].reshape(shape)
+    grok = grokking.grokking_step(tuned["steps"], tuned["val_acc"]).reshape(shape)
+    final_val, finite = tuned["val_acc"][:, -1].reshape(shape), tuned["finite"].reshape(shape)
     # a run that never groks counts 2 * steps; a setting with a diverged run is never chosen
     score = np.where(np.isnan(grok), 2.0 * args.steps, grok).mean(1) + np.where(finite.all(1), 0.0, np.inf)
     best = int(np.lexsort((-final_val.mean(1), score))[0])
     chosen = settings[best]
     log(f"{method}: tuned in {tune_time:.0f} s, selected {chosen} (val grok {grok[best].tolist()})")
-    tuned_params = out["params"]
     out, eval_time = _timed_run(method, graphdef, eval_init, [chosen], data, args.steps, args)
     if method == "adamw":
       wd_selected = chosen["wd"]
-      models_for_ft = {"tune": _take(tuned_params, [best * len(tune_seeds)]), "eval": out["params"]}
+      models_for_ft = {"tune": _take(tuned["params"], [best * len(tune_seeds)]), "eval": out["params"]}
     indicators = grokking.weight_indicators(graphdef, out["params"], args.p)
     results[method] = {
       "grid": settings,
@@ -195,36 +186,30 @@ def tables(res: dict) -> str:
   base, rows = g["adamw"], []
   for m, r in g.items():
     grok = np.asarray(r["grok_step"], float)
-    rows.append(
-      [LABELS[m], _selected(r)]
-      + [f"{int(np.isfinite(grok).sum())}/{grok.size}", _mean_std(grok, digits=0)]
-      + [_mean_std(r["final_val_acc"], 100), _mean_std(r["final_test_acc"], 100)]
-      + [_mean_std(r["fourier_top4"], digits=3), _mean_std(r["near_zero"], 100, 2)]
-      + [_p_vs(m, r, base, "final_test_acc")]
-    )
+    row = [LABELS[m], _selected(r), f"{int(np.isfinite(grok).sum())}/{grok.size}", _mean_std(grok, digits=0)]
+    row += [_mean_std(r[k], 100) for k in ("final_val_acc", "final_test_acc")]
+    row += [_mean_std(r["fourier_top4"], digits=3), _mean_std(r["near_zero"], 100, 2)]
+    rows.append([*row, _p_vs(m, r, base, "final_test_acc")])
   head = ["method", "selected", "grokked", "grokking step", "final val acc (%)", "final test acc (%)"]
   head += ["Fourier top-4", "near-zero weights (%)", "p (test acc vs AdamW)"]
   lines = [_common.markdown_table(head, rows), ""]
   lines += ["Grokking step: mean ± std over the runs that reached 99 % validation accuracy.", ""]
-  pg = [
-    f"{LABELS[m]} vs AdamW, grokking step: paired p = {_common.paired_p(base['grok_step'], g[m]['grok_step']):.3f}"
-    for m in g
-    if m != "adamw"
-  ]
+  p_grok = {m: _common.paired_p(base["grok_step"], r["grok_step"]) for m, r in g.items() if m != "adamw"}
+  pg = [f"{LABELS[m]} vs AdamW, grokking step: paired p = {p:.3f}" for m, p in p_grok.items()]
   if "sgdm" in g and "ham_sgdm" in g:
     p = _common.paired_p(g["sgdm"]["final_test_acc"], g["ham_sgdm"]["final_test_acc"])
     pg.append(f"HAM(SGD+momentum) vs SGD+momentum, final test acc: paired p = {p:.3f}")
   lines += ["; ".join(pg), ""]
-  if not f:
-    return "\n".join(lines)
-  rows = [
-    [LABELS[m], _selected(r, ("wd", "beta"))]
-    + [_mean_std(r[k], 100) for k in ("new_test_acc", "old_test_acc")]
-    + [_p_vs(m, r, f["adamw"], k) for k in ("new_test_acc", "old_test_acc")]
-    for m, r in f.items()
-  ]
-  head = ["method", "selected", "new task (sub) test acc (%)", "old task (add) test acc (%)"]
-  return "\n".join(lines + [_common.markdown_table(head + ["p new vs AdamW", "p old vs AdamW"], rows)])
+  if f:
+    keys = ("new_test_acc", "old_test_acc")
+    rows = [
+      [LABELS[m], _selected(r, ("wd", "beta")), *(_mean_std(r[k], 100) for k in keys)]
+      + [_p_vs(m, r, f["adamw"], k) for k in keys]
+      for m, r in f.items()
+    ]
+    head = ["method", "selected", "new task (sub) test acc (%)", "old task (add) test acc (%)"]
+    lines.append(_common.markdown_table([*head, "p new vs AdamW", "p old vs AdamW"], rows))
+  return "\n".join(lines)
 
 
 def figures(res: dict, out: Path) -> list[str]:
@@ -240,16 +225,15 @@ def figures(res: dict, out: Path) -> list[str]:
   axes[0, 0].set_ylabel("accuracy")
   axes[0, 0].legend(loc="lower right")
   paths = [_common.save_figure(fig, out / "grokking_curves.png")]
-  if not f:
-    return [_common.display_path(p) for p in paths]
-  fig, ax = plt.subplots(figsize=(5, 3.2))
-  for i, (m, r) in enumerate(f.items()):
-    steps = np.asarray(r["curves"]["steps"])
-    ax.plot(steps, np.mean(r["curves"]["new_val_acc"], 0), "-", color=f"C{i}", label=f"{LABELS[m]} new (sub)")
-    ax.plot(steps, np.mean(r["curves"]["old_val_acc"], 0), ":", color=f"C{i}", label=f"{LABELS[m]} old (add)")
-  ax.set(xlabel="fine-tuning step", ylabel="validation accuracy")
-  ax.legend(fontsize=7)
-  paths.append(_common.save_figure(fig, out / "finetune_curves.png"))
+  if f:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for i, (m, r) in enumerate(f.items()):
+      steps, new, old = (np.asarray(r["curves"][k]) for k in ("steps", "new_val_acc", "old_val_acc"))
+      ax.plot(steps, new.mean(0), "-", color=f"C{i}", label=f"{LABELS[m]} new (sub)")
+      ax.plot(steps, old.mean(0), ":", color=f"C{i}", label=f"{LABELS[m]} old (add)")
+    ax.set(xlabel="fine-tuning step", ylabel="validation accuracy")
+    ax.legend(fontsize=7)
+    paths.append(_common.save_figure(fig, out / "finetune_curves.png"))
   return [_common.display_path(p) for p in paths]
 
 
@@ -269,8 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", flush=True)
 
   kw = {"p": args.p, "train_fraction": args.train_fraction, "val_fraction": args.val_fraction}
-  add = data_lib.load_modular(operation="add", **kw)
-  sub = data_lib.load_modular(operation="sub", **kw)
+  add, sub = (data_lib.load_modular(operation=op, **kw) for op in ("add", "sub"))
   log(f"p={args.p}: {len(add.x_train)} train / {len(add.x_val)} val / {len(add.x_test)} test pairs")
   grok, models_for_ft = grokking_study(args, add, log)
   ft = {} if args.skip_finetune else finetune_study(args, add, sub, models_for_ft, log)
