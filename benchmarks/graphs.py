@@ -30,22 +30,17 @@ import ham_optax
 import _common
 
 
-def _stack(trees: list[Any]) -> Any:
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def build_seeds(model: str, h: float, seeds: list[int], args: argparse.Namespace):
   """Per seed: a CSBM sample, its node split and a model initialisation; stacked along a leading axis."""
-  params, rest, splits = [], [], []
+  sizes = dict(num_nodes=args.nodes, num_classes=args.classes, num_features=args.features)
+  per_seed = []
   for s in seeds:
-    sizes = dict(num_nodes=args.nodes, num_classes=args.classes, num_features=args.features)
     ds = data_lib.load_csbm(**sizes, signal=args.signal, avg_degree=args.degree, homophily=h, seed=s)
     m = models.create_model(model, ds.input_shape, ds.num_classes, seed=s, width=args.width, graph=ds.graph)
     graphdef, p, r = nnx.split(m, nnx.Param, ...)
-    params.append(nnx.as_pure(p))
-    rest.append(nnx.as_pure(r))
-    splits.append((ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test))
-  return graphdef, _stack(params), _stack(rest), _stack(splits)
+    split = (ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.x_test, ds.y_test)
+    per_seed.append((nnx.as_pure(p), nnx.as_pure(r), split))
+  return graphdef, *jax.tree.map(lambda *xs: jnp.stack(xs), *per_seed)  # params, rest, splits
 
 
 def _kernels(tree: Any, mask: Any) -> list[jax.Array]:
@@ -70,10 +65,10 @@ def make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent:
     tx = ham_optax.ham(base, schedule, alpha, 0.0, max_exponent=max_exponent)
     mask = ham_optax.default_mask(params)
     kernels0 = _kernels(params, mask)
+    n = sum(x.size for x in kernels0)
 
     def loss_fn(p):
-      logits = apply(p, rest, tr_x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, tr_y).mean()
+      return optax.softmax_cross_entropy_with_integer_labels(apply(p, rest, tr_x), tr_y).mean()
 
     train_step = _common.train_step(loss_fn, tx)
 
@@ -81,7 +76,6 @@ def make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent:
       p, st, beyond, clipped = carry
       p_new, st, loss, g = train_step(p, st)
       ks, gs = _kernels(p_new, mask), _kernels(g, mask)
-      n = sum(x.size for x in ks)
       frac_beyond = sum(jnp.sum(1.0 + alpha * jnp.abs(x) <= 0.0) for x in ks) / n
       # exponent of the mirror step (up to the sign of x_half): |lr alpha g|; counts entries at the clip
       frac_clip = sum(jnp.sum(schedule(k) * jnp.abs(alpha * gg) >= max_exponent) for gg in gs) / n
@@ -90,7 +84,6 @@ def make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent:
     init = (params, tx.init(params), jnp.zeros(()), jnp.zeros(()))
     (p, _, beyond, clipped), losses = jax.lax.scan(body, init, jnp.arange(steps))
     kernels = _kernels(p, mask)
-    n = sum(x.size for x in kernels)
     leaves_finite = jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])
     finite = jnp.all(leaves_finite) & jnp.isfinite(losses[-1])
     flips = sum(jnp.sum(jnp.sign(x) * jnp.sign(x0) < 0) for x, x0 in zip(kernels, kernels0, strict=True)) / n
@@ -105,14 +98,12 @@ def make_runner(graphdef, inner: str, steps: int, momentum: float, max_exponent:
     return out | {"spread": jnp.square(l1) / (l2sq * n)}
 
   over_seeds = jax.vmap(one, in_axes=(0, 0, 0, None, None, None))
-  over_configs = jax.vmap(over_seeds, in_axes=(None, None, None, 0, 0, 0))
-  return jax.jit(over_configs)
+  return jax.jit(jax.vmap(over_seeds, in_axes=(None, None, None, 0, 0, 0)))  # and over configs
 
 
 def run_grid(runner, seeds_data, configs: list[tuple[float, float, float]]) -> dict[str, np.ndarray]:
-  _, params, rest, splits = seeds_data
   lr, alpha, wd = (jnp.asarray([c[i] for c in configs], jnp.float32) for i in range(3))
-  out = runner(params, rest, splits, lr, alpha, wd)
+  out = runner(*seeds_data[1:], lr, alpha, wd)  # params, rest and splits of every seed
   return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
@@ -125,12 +116,6 @@ def _best(metrics: dict[str, np.ndarray], candidates: list[int] | None = None) -
   """Index (into the grid) of the candidate (default: any) with the highest :func:`_val`."""
   val = _val(metrics)
   return max(range(len(val)) if candidates is None else candidates, key=lambda i: val[i])
-
-
-def _nanmean_rows(a: np.ndarray) -> list[float]:
-  """Row means over the finite entries; NaN for a row without any (every run of that config diverged)."""
-  ok = np.isfinite(a)
-  return [float(r[m].mean()) if m.any() else float("nan") for r, m in zip(a, ok, strict=True)]
 
 
 def _summary(m: dict[str, np.ndarray], i: int) -> dict[str, Any]:
@@ -162,20 +147,21 @@ def study_cell(model: str, h: float, inner: str, args, tune, test) -> dict[str, 
   # alpha0: what HAM modifies, the baseline at HAM's (default) weight decay
   finals = dict(baseline=(lr, 0.0, wd), alpha0=(lr, 0.0, wd0), ham=(lr, alphas[ia], wd0))
   finals.update(ham_neg=(lr, alphas[ineg], wd0), ham_pos=(lr, alphas[ipos], wd0))
-  names = list(finals)
-  fm = run_grid(runner, test, [finals[n] for n in names])
+  fm = run_grid(runner, test, list(finals.values()))
   res: dict[str, Any] = {"model": model, "h": h, "inner": inner, "lr": lr, "wd_baseline": wd}
-  for j, n in enumerate(names):
-    res[n] = {"lr": finals[n][0], "alpha": finals[n][1], "wd": finals[n][2], **_summary(fm, j)}
   base, alpha0 = fm["test_acc"][0], fm["test_acc"][1]
-  for j, n in enumerate(names[2:], start=2):
-    res[n]["vs_baseline"] = _common.paired_test(base, fm["test_acc"][j])
-    res[n]["vs_alpha0"] = _common.paired_test(alpha0, fm["test_acc"][j])
+  for j, (n, (lr_n, alpha, wd_n)) in enumerate(finals.items()):
+    res[n] = {"lr": lr_n, "alpha": alpha, "wd": wd_n, **_summary(fm, j)}
+    if j >= 2:  # the three HAM runs, paired with both references
+      res[n]["vs_baseline"] = _common.paired_test(base, fm["test_acc"][j])
+      res[n]["vs_alpha0"] = _common.paired_test(alpha0, fm["test_acc"][j])
   t = res["tuning"] = dict(lrs=list(lrs), lr_val=_val(s1).tolist(), wds=list(wds))
   t.update(wd_val=_val(s2_base).tolist(), alphas=list(alphas), alpha_val=_val(s2_ham).tolist())
   t.update(alpha_diverged=(~np.isfinite(s2_ham["val_acc"])).sum(1).tolist())
   t.update({f"alpha_{k}": s2_ham[k].mean(1).tolist() for k in ("beyond_barrier", "sign_flips")})
-  t["alpha_spread"] = _nanmean_rows(s2_ham["spread"])
+  t["alpha_spread"] = [  # over the finite runs; NaN when every run of that alpha diverged
+    float(r[np.isfinite(r)].mean()) if np.isfinite(r).any() else float("nan") for r in s2_ham["spread"]
+  ]
   return res
 
 
@@ -210,16 +196,18 @@ def _groups(cells: list[dict[str, Any]]) -> list[tuple[tuple[str, str], list[dic
   return [(g, [c for c in by_h if (c["model"], c["inner"]) == g]) for g in groups]
 
 
-def figure(cells: list[dict[str, Any]], path: Path) -> None:
-  """Best alpha against h, and paired test-accuracy differences (mean ± std over the test seeds)."""
-  plt = _common.pyplot()
+def figures(cells: list[dict[str, Any]], out: Path) -> None:
+  """``graphs.png``: best alpha against h, and paired test-accuracy differences (mean ± std over the test seeds);
+  ``mechanism.png``: per (model, inner), validation accuracy and weight diagnostics against alpha on the tuning
+  graphs, one line per h."""
+  plt, groups = _common.pyplot(), _groups(cells)
   panels = [
     ("ham", "baseline", "HAM (alpha tuned) - baseline (wd tuned)"),
     ("ham_neg", "alpha0", "best alpha < 0  -  alpha = 0"),
     ("ham_pos", "alpha0", "best alpha > 0  -  alpha = 0"),
   ]
   fig, axes = plt.subplots(1, 4, figsize=(19, 4))
-  for k, (g, cs) in enumerate(_groups(cells)):
+  for k, (g, cs) in enumerate(groups):
     hs = np.array([c["h"] for c in cs]) + 0.01 * (k - 1.5)  # small offsets keep error bars apart
     label, color = f"{g[0]} / {g[1]}", f"C{k}"
     axes[0].plot(hs, [c["ham"]["alpha"] for c in cs], "o-", color=color, label=label)
@@ -237,13 +225,7 @@ def figure(cells: list[dict[str, Any]], path: Path) -> None:
     ax.axhline(0, color="gray", lw=0.8)
     ax.set_xlabel("edge homophily h")
     ax.legend(fontsize=7)
-  _common.save_figure(fig, path)
-
-
-def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
-  """Per (model, inner): validation accuracy and weight diagnostics against alpha (tuning graphs), one line per h."""
-  plt = _common.pyplot()
-  groups = _groups(cells)
+  _common.save_figure(fig, out / "graphs.png")
   cols = [
     ("alpha_val", "validation accuracy (%)", 100.0),
     ("alpha_beyond_barrier", "weights with 1 + alpha|x| <= 0 (max over training)", 1.0),
@@ -264,7 +246,7 @@ def mechanism_figure(cells: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(f"{g[0]} / {g[1]}: {label}", fontsize=8)
         ax.set_xlabel("alpha", fontsize=8)
   axes[0, 0].legend(fontsize=7)
-  _common.save_figure(fig, path)
+  _common.save_figure(fig, out / "mechanism.png")
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> str:
@@ -272,8 +254,7 @@ def write_outputs(result: dict[str, Any], out: Path) -> str:
   cells = result["cells"]
   text = table(cells)
   (out / "table.md").write_text(f"`{result['command']}`\n\n{text}\n")
-  figure(cells, out / "graphs.png")
-  mechanism_figure(cells, out / "mechanism.png")
+  figures(cells, out)
   return text
 
 
