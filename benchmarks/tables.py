@@ -178,9 +178,8 @@ def _script(name: str) -> Any:
 
 def _tables_of(results: Path, study: str) -> list[str]:
   """The Markdown tables the transformers script writes for the results in ``results/study``."""
-  return [
-    part for part in _script("transformers").tables(load(results, study)).split("\n\n") if part[:1] == "|"
-  ]
+  parts = _script("transformers").tables(load(results, study)).split("\n\n")
+  return [part for part in parts if part.startswith("|")]
 
 
 def _sweep(results: Path, fn: str, **kw: bool) -> str:
@@ -221,11 +220,11 @@ def main_job(results: Path) -> str:
   sig = [label for label, t in tests if t["p_value"] < SIGNIFICANCE]
   rows = f"all {word(n)} rows" if n > 2 else ("both rows" if n == 2 else "the one row")
   some = f"{len(ahead)} of {n} rows ({', '.join(ahead)})" if ahead else f"none of the {word(n)} rows"
-  verdict = f"HAM is ahead in {rows if len(ahead) == n else some}" + (
-    f"; significant ({P_SIGNIFICANT}): {', '.join(sig)}"
-    if sig
-    else f" {'but' if ahead else 'and'} no difference is significant at these seed counts (p{GLUE}>={GLUE}0.05)"
+  none = (
+    f" {'but' if ahead else 'and'} no difference is significant at these seed counts (p{GLUE}>={GLUE}0.05)"
   )
+  verdict = f"HAM is ahead in {rows if len(ahead) == n else some}"
+  verdict += f"; significant ({P_SIGNIFICANT}): {', '.join(sig)}" if sig else none
   diffs = ", ".join(
     f"{k} {fmt_diff(t['mean_diff'], t['std_diff'])} ({fmt_p(t['p_value'])})" for k, t in tests
   )
@@ -298,11 +297,9 @@ def sparse_training_comparison(results: Path) -> str:
     at the baseline's lr / HAM tuned: {parts}."""
   if "random+Sign-In" in runs:
     text += f" Sign-In − baseline on random PaI: {_welch(runs['random'], runs['random+Sign-In'])[0]}."
-  text += (
-    f" **HAM improves significantly ({P_SIGNIFICANT}): {', '.join(gains)}.** "
-    if gains
-    else " **At this scale HAM does not improve sparse training significantly for any sparsifier.** "
-  )
+  verdict = "At this scale HAM does not improve sparse training significantly for any sparsifier."
+  verdict = f"HAM improves significantly ({P_SIGNIFICANT}): {', '.join(gains)}." if gains else verdict
+  text += f" **{verdict}** "
   tuned_worst = [d for (_, v), (_, d, _) in comparisons.items() if v.endswith("tuned")]
   tuned_lost = sum(diverged(rs) for m, rs in runs.items() if m.endswith("HAM tuned"))
   if tuned_worst:
@@ -567,10 +564,8 @@ def readme_graphs(results: Path) -> str:
   for sign in ("negative", "positive"):
     gains = _significant(cells, f"ham_{sign[:3]}")
     found += len(gains)
-    cases = ", ".join(
-      f"{_gain(c, f'ham_{sign[:3]}')[0]:+.1f} points, {NAMES[c['model']]} + {NAMES[c['inner']]}, h{GLUE}={GLUE}{c['h']:g}"
-      for c in gains
-    )
+    where = lambda c: f"{NAMES[c['model']]} + {NAMES[c['inner']]}, h{GLUE}={GLUE}{c['h']:g}"  # noqa: E731
+    cases = ", ".join(f"{_gain(c, f'ham_{sign[:3]}')[0]:+.1f} points, {where(c)}" for c in gains)
     count = "the one significant gain" if len(gains) == 1 else f"the {len(gains)} significant gains"
     matched = all(p >= SIGNIFICANCE or d <= 0 for d, p in (_gain(c, "ham", "vs_baseline") for c in gains))
     verb = "matches what tuning the weight decay gives" if matched else "beats the tuned baseline too"
@@ -620,9 +615,8 @@ def implicit_bias(results: Path) -> str:
     label = label if r["alpha"] is None else f"HAM alpha={r['alpha']:g}"
     kind = next(k for k in limits if label.startswith(k))
     gap, limits[kind] = sci(r["rel_gap_to_limit"]) + limits[kind], ""
-    rows.append(
-      f"{label} | {sci(r['lr'])} | {r['steps']:,} | {r['l1']:.3f} | {gap} | {r['rel_dist_to_truth']:.3f}"
-    )
+    cells = [label, sci(r["lr"]), f"{r['steps']:,}", f"{r['l1']:.3f}", gap, f"{r['rel_dist_to_truth']:.3f}"]
+    rows.append(" | ".join(cells))
   truth = all(abs(r["rel_dist_to_bp"] - r["rel_dist_to_truth"]) < 1e-9 for r in res["rows"].values())
   rows.append(f"basis pursuit (LP) | – | – | {res['l1_basis_pursuit']:.3f} | – | {'0.000' if truth else '–'}")
   lead = f"""n = {c["n"]} features, d = {c["d"]} samples, {c["k"]}-sparse truth, `x0 =
@@ -661,9 +655,8 @@ def implicit_bias_recovery(results: Path) -> str:
   i, trials = rec["d"].index(d0), rec["trials"]
   counts = {key: [round(f * trials) for f in fractions] for key, fractions in rec["fraction"].items()}
   names = {"GD": "GD", "basis pursuit (LP)": "basis pursuit"}
-  first = ", ".join(
-    f"{_alpha_of(k) if k[:3] == 'HAM' else names.get(k, 'm * w')} {c[i]}/{trials}" for k, c in counts.items()
-  )
+  label = lambda k: _alpha_of(k) if k[:3] == "HAM" else names.get(k, "m * w")  # noqa: E731
+  first = ", ".join(f"{label(k)} {c[i]}/{trials}" for k, c in counts.items())
   return f"""Recovery of random {res["config"]["k"]}-sparse truths (`recovery.png`, {trials} problems per d,
     relative error at most {rec["tol"]:g}): at d = {d0}, {first}; at d = {rec["d"][i + 1]}:
     {", ".join(str(c[i + 1]) for c in counts.values())}."""
@@ -801,8 +794,7 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
   final = study.load_final(results / folder)
   header, rule, *rows = study.summarize(final).split("\n")
   rows = [
-    f"| {_setting(k).replace('/', ' / ')} |{row.split(' |', 1)[1]}"
-    for k, row in zip(final["results"], rows, strict=True)
+    f"| {_setting(k).replace('/', ' / ')} |{r.split(' |', 1)[1]}" for k, r in zip(final["results"], rows)
   ]
   note = (
     "(Means and stds over the non-diverged seeds; differences over the seeds where neither run diverged.)"
@@ -846,13 +838,10 @@ def alpha_transfer_divergence(results: Path) -> str:
   for key, res in final.items():
     if g := diverged(res["runs"], BEST):
       (base, seeds), lr = _count(res["runs"], "baseline"), res["choices"]["grid_best"][0]
-      grid.append(
-        f"{g} of {seeds} {_setting(key)} seeds (lr {lr:g}), where the baseline diverged on {base} of {seeds}"
-      )
-  tail = (
-    f"Grid-best HAM diverged on {'; on '.join(grid)}." if grid else "Grid-best HAM never diverged either."
-  )
-  return f"- {lead} {tail}"
+      where = f"{_setting(key)} seeds (lr {lr:g})"
+      grid.append(f"{g} of {seeds} {where}, where the baseline diverged on {base} of {seeds}")
+  tail = f"diverged on {'; on '.join(grid)}." if grid else "never diverged either."
+  return f"- {lead} Grid-best HAM {tail}"
 
 
 @table
@@ -923,11 +912,8 @@ def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, lis
   for key, tuning in ((k, t) for k, t in tuned.items() if t):
     base = _best_val([r for r in grid[key] if r["alpha"] == 0], ["lr"])[0]
     cells = [_best_val([r for r in grid[key] if r["alpha"] != 0], ["lr", "alpha"])]
-    cells += [
-      _best_val([r for r in tuning if (r["method"], r["ratio"]) == (m, x)], ["lr"])
-      for m in (SUG, LEAF)
-      for x in ratios
-    ]
+    at = lambda m, x: [r for r in tuning if (r["method"], r["ratio"]) == (m, x)]  # noqa: E731
+    cells += [_best_val(at(m, x), ["lr"]) for m in (SUG, LEAF) for x in ratios]
     cells = [(v - base, d) for v, d in cells]
     if not any(np.isnan(v) for v, _ in cells):  # the means: over the families measured at every ratio
       for i, (gain, _) in enumerate(cells):
