@@ -315,6 +315,12 @@ def train_epoch(ts: TrainState, seed: int, epoch: int) -> tuple[np.ndarray, np.n
   return np.asarray(losses), np.asarray(accs)
 
 
+@jax.jit
+def _weight_stats(params: Any, reference: Any) -> tuple[jax.Array, jax.Array]:
+  """Sparsity and sign-flip fraction versus ``reference`` of the weight tensors (ndim >= 2)."""
+  return metrics.sparsity(params)["global"], metrics.sign_flips(params, reference)["fraction"]
+
+
 @nnx.jit
 def _minibatch_grads(model: nnx.Module, x: jax.Array, y: jax.Array):
   """Raw gradients of the weights on one minibatch, from a clone (BatchNorm statistics stay untouched)."""
@@ -340,11 +346,7 @@ def _ham_diagnostics(config: Config, ts: TrainState, epoch: int) -> dict[str, fl
 
 def epoch_record(config: Config, ts: TrainState, epoch: int, losses: np.ndarray, accs: np.ndarray) -> dict:
   """Train, validation and test loss and accuracy, weight sparsity, sign flips and HAM's diagnostics."""
-  params = nnx.as_pure(nnx.state(ts.model, nnx.Param))
-  weight_sparsity, flips = (
-    metrics.sparsity(params)["global"],
-    metrics.sign_flips(params, ts.reference)["fraction"],
-  )
+  weight_sparsity, flips = _weight_stats(nnx.as_pure(nnx.state(ts.model, nnx.Param)), ts.reference)
   record = {"epoch": epoch + 1, "step": (epoch + 1) * ts.steps_per_epoch}
   record |= {"train_loss": float(np.mean(losses)), "train_acc": float(np.mean(accs))}
   for name in ("val", "test"):
