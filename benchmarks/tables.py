@@ -1,11 +1,11 @@
 """The result tables of the README and the guides, generated from the committed results under `benchmarks/results/`.
 
-A marked block of a Markdown page (``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->``) holds a table, the lines
-that compare its rows and the sentences that summarise them; ``TABLES[NAME](results_dir)`` writes it from the JSON
-a benchmark saved, so that no number or claim is typed by hand. To add a block, write a ``@table`` function named
-like it and put its two markers, with an empty line between them, in a page (or list NAME in ``PENDING``).
-`layout` wraps every paragraph at the page's width, never at a `GLUE`: the line breaks inside the prose templates
-below never reach a page. `tests/test_published_tables.py` runs the check.
+A marked block of a Markdown page (``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->``) holds a table, the
+lines that compare its rows and the sentences that summarise them; ``TABLES[NAME](results_dir)`` writes it from
+the JSON a benchmark saved, so that no number or claim is typed by hand. To add a block, write a ``@table``
+function named like it and put its two markers, with an empty line between them, in a page (or list NAME in
+``PENDING``). `layout` wraps every paragraph at the page's width, never at a `GLUE`: the line breaks inside the
+prose templates below never reach a page. `tests/test_published_tables.py` runs the check.
 
   python benchmarks/tables.py                # rewrite every block of the READMEs and docs/guides/*.md
   python benchmarks/tables.py --check        # list the blocks that differ from their results (exit status 1)
@@ -151,7 +151,7 @@ def listed(items: Sequence[str]) -> str:
 
 
 def md(header: str, rows: Iterable[str]) -> str:
-  """A Markdown table from its header (whitespace as in prose) and rows, each its cells joined by ``" | "``."""
+  """A Markdown table from its header (any whitespace) and rows, each its cells joined by ``" | "``."""
   return markdown_table(" ".join(header.split()).split(" | "), [row.split(" | ") for row in rows])
 
 
@@ -205,7 +205,6 @@ COLLAPSE_POINTS = 10.0  # a finished seed this far below the baseline's worst se
 
 @table
 def main_job(results: Path) -> str:
-  """The main job's table, then HAM − baseline paired over seeds per model and sparsifier, and the verdict."""
   data, acc, tests = load(results, "main_job"), defaultdict(dict), []
   for run in data["runs"]:
     acc[run["config"]["model"], run["method"]][run["config"]["seed"]] = run["test_acc"]
@@ -240,7 +239,6 @@ def _label(method: str, labels: dict[str, str] = SPARSIFIERS) -> str:
 
 @table
 def sparse_training(results: Path) -> str:
-  """The tuned comparison's table: every sparsifier with and without HAM (both protocols) and Sign-In."""
 
   def pct(s: dict[str, Any], key: str) -> str:
     mean, std = s[key + "_mean"], s[key + "_std"]
@@ -287,7 +285,6 @@ def _sparse(results: Path) -> tuple[dict[str, Any], dict[str, list], dict[tuple,
 
 @table
 def sparse_training_comparison(results: Path) -> str:
-  """HAM − baseline per sparsifier (both HAM protocols), Sign-In − baseline, and the verdict."""
   data, runs, comparisons, gains, unstable = _sparse(results)
   by_sparsifier: dict[str, list[str]] = defaultdict(list)
   for (sparsifier, _), (text, _, _) in comparisons.items():
@@ -353,7 +350,6 @@ def _grokking(results: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
 
 @table
 def transformers_findings(results: Path) -> str:
-  """HAM(AdamW) against AdamW in the grokking study: grokking time, final accuracy, and the weights."""
   base, ham, test, stats = _grokking(results)
   (g_ham, _), (g_base, _) = stats["grok_step"]
   (a_ham, acc_ham), (a_base, acc_base) = stats["final_test_acc"]
@@ -403,7 +399,6 @@ def readme_transformers(results: Path) -> str:
 
 @table
 def transformers_finetune_findings(results: Path) -> str:
-  """The fine-tuning reading: how far the old task falls, and HAM(AdamW) and NanoAdam against AdamW."""
   short, long = (load(results, s)["finetune"] for s in ("transformers", "transformers_finetune_wd"))
   first = np.concatenate([np.asarray(r["curves"]["old_val_acc"])[:, 0] for r in short.values()])
   new = [100 * np.mean(r["new_test_acc"]) for r in short.values()]
@@ -447,7 +442,6 @@ def _where(c: dict[str, Any]) -> str:
 
 @table
 def graphs_answer(results: Path) -> str:
-  """The answers to the study's two questions, and HAM tuned against the tuned baseline, from the cells."""
   cells = load(results, "graphs")["cells"]
   n, tests, hs, alpha0 = len(cells), 2 * len(cells), sorted({c["h"] for c in cells}), glued("`alpha = 0`")
   times = lambda k: {0: "never", 1: "once", 2: "twice"}.get(k, f"{k} times")  # noqa: E731
@@ -501,7 +495,6 @@ def graphs_answer(results: Path) -> str:
 
 @table
 def graphs_mechanism(results: Path) -> str:
-  """Magnitude profile, sign flips, barrier and clip, from the tuning and the selected runs."""
   data = load(results, "graphs")
   cells, seeds, t = data["cells"], data["args"]["tune_seeds"], [c["tuning"] for c in data["cells"]]
   pct = lambda x: f"{100 * x:.2g}{GLUE}%"  # noqa: E731
@@ -559,7 +552,6 @@ def graphs_mechanism(results: Path) -> str:
 
 @table
 def readme_graphs(results: Path) -> str:
-  """The significant gains of a signed alpha over alpha = 0."""
   cells, found, parts = load(results, "graphs")["cells"], 0, []
   for sign in ("negative", "positive"):
     gains = _significant(cells, f"ham_{sign[:3]}")
@@ -602,7 +594,6 @@ def _implicit_bias(results: Path) -> tuple[dict[str, Any], dict[str, dict], list
 
 @table
 def implicit_bias(results: Path) -> str:
-  """The limits of GD, HAM (the default ``sign_from``) and m * w against their predicted limits and the truth."""
   data = load(results, "implicit_bias")
   res, c = data["table"], data["config"]
   limits = {"GD": " (pseudo-inverse)", "HAM": " (Bregman projection)", "m * w": " (hyperbolic entropy)"}
@@ -804,7 +795,6 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
 
 @table
 def alpha_transfer_adamw(results: Path) -> str:
-  """The AdamW families at a larger target ratio against grid-best HAM and the default's run."""
   folder, default = "alpha_transfer_adamw", _ratio(results)
   ratio = _ratio(results, folder)
   now, before = (_transfer_tests(_final(results, f)) for f in (folder, "alpha_transfer"))
@@ -846,8 +836,6 @@ def alpha_transfer_divergence(results: Path) -> str:
 
 @table
 def alpha_transfer_rho(results: Path) -> str:
-  """The grid's HAM runs binned by rho (runs, diverged, gain over the same-lr baseline, largest exponent), and
-  what the bins say: the best bin, where divergence becomes common (a quarter) and the rule (half), below 1."""
   grid, final, ratio = _grid(results), _final(results), _ratio(results)
   gain = lambda b: f"{b['gain']:+.2f}" if b["finite"] else "n/a"  # noqa: E731
   rows, bins = [], _script("alpha_transfer").rho_bins(grid)
@@ -924,7 +912,6 @@ def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, lis
 
 @table
 def alpha_transfer_ratios(results: Path) -> str:
-  """Validation gains over the baseline per target ratio and grid-tuned HAM, their means, and the reading."""
   ratios, by_key, gains = _ratio_gains(results)
   rows = []
   for key, (base, cells) in by_key.items():
@@ -961,7 +948,6 @@ def alpha_transfer_ratios(results: Path) -> str:
 
 @table
 def alpha_transfer_findings(results: Path) -> str:
-  """The list items after the divergence item, from the fresh seeds and the grid."""
   final, grid, default = _final(results), _grid(results), _ratio(results)
   tests, (ratios, _, means) = _transfer_tests(final), _ratio_gains(results)
   count, missed = _within(tests, SUG)
@@ -1132,7 +1118,6 @@ def readme_alpha_transfer(results: Path) -> str:
 
 @table
 def alpha_transfer_mainjob(results: Path) -> str:
-  """The training app's job at the suggested alpha, per setting, then the findings and the same loop's baselines."""
   runs = defaultdict(list)
   for path in sorted((results / "alpha_transfer").glob("mainjob*.json")):
     for r in json.loads(path.read_text())["runs"]:
@@ -1222,7 +1207,6 @@ def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what:
 
 @table
 def alpha_diagnostics(results: Path) -> str:
-  """Failed runs and the change against the baseline by `exponent_max`, and what they say."""
   runs = [
     {**r, "setting": k, "source": "grid.json"} for k, rows in _grid(results)["runs"].items() for r in rows
   ]
@@ -1390,7 +1374,6 @@ def overhead_protocol(results: Path) -> str:
 
 @table
 def sparsity_overhead(results: Path) -> str:
-  """Per-step time of each sparsifier wrapped around ham(sgd), unpaired, and what it can tell."""
   res = load(results, "sparsity_overhead", "timings.json")
   a, t = res["args"], res["seconds_per_step"]
   x = {k: v / t["ham(sgd)"] for k, v in t.items()}
@@ -1415,7 +1398,6 @@ ESCAPE_SHOWN = ("GD", "sign", "Adam", "HAM")  # AdamW's rows are compared with A
 
 @table
 def mirror_flows_escape(results: Path) -> str:
-  """Median escape step over the seeds per optimizer, depth and learning rate (a subset of the grid)."""
   res = load(results, "mirror_flows")
   lrs, fmt = res["settings"]["lrs"], _script("mirror_flows")._fmt_escape
   columns = [min(range(len(lrs)), key=lambda i, lr=lr: abs(np.log(lrs[i] / lr))) for lr in ESCAPE_LRS]
@@ -1426,7 +1408,6 @@ def mirror_flows_escape(results: Path) -> str:
 
 @table
 def mirror_flows_adamw_note(results: Path) -> str:
-  """The note under the escape table: how far AdamW's escape steps are from Adam's, and where they part."""
   res = load(results, "mirror_flows")
   lrs, esc = res["settings"]["lrs"], {k: np.asarray(v) for k, v in res["escape"].items()}
   pair = {L: (esc[f"Adam/L{L}"], esc[f"AdamW/L{L}"]) for L in res["settings"]["depths"]}
@@ -1452,7 +1433,6 @@ def mirror_flows_adamw_note(results: Path) -> str:
 
 @table
 def mirror_flows_escape_reading(results: Path) -> str:
-  """The reading of the escape table: the first learning rate at which each method escapes in every seed."""
   res = load(results, "mirror_flows")
   lrs, depths, steps = (res["settings"][k] for k in ("lrs", "depths", "steps"))
   first = {}  # per row: the smallest lr at which every seed escaped, and the smallest at which some diverged
@@ -1497,7 +1477,6 @@ def _decay(results: Path) -> list[dict[str, Any]]:
 
 @table
 def mirror_flows_decay(results: Path) -> str:
-  """Adam + L2 against AdamW at matched decay: means over the seeds."""
   rows = []
   for m in _decay(results):
     off, balance = m["off_support_final"], "0" if m["balance_final"] == 0 else sci(m["balance_final"])
@@ -1513,7 +1492,6 @@ def mirror_flows_decay(results: Path) -> str:
 
 @table
 def mirror_flows_decay_reading(results: Path) -> str:
-  """The reading of the decay table: balance, sparse recovery and late-loss oscillation per method."""
   k, decay = load(results, "mirror_flows")["settings"]["k"], _decay(results)
   l2, w = ([m for m in decay if m["method"] == method] for method in ("Adam+L2", "AdamW"))
   over = lambda rows, key, f: span((r[key] for r in rows), f, " to ")  # noqa: E731
@@ -1546,7 +1524,6 @@ def _graphon_label(method: str) -> str:
 
 @table
 def graphon(results: Path) -> str:
-  """Graphon distance of the pruning masks between successive widths, and trainability at the NTK width."""
   res, _, pairs, _ = _graphon(results)
   n, steps = res["settings"]["ntk_width"], res["settings"]["steps"]
   rows = [
@@ -1562,7 +1539,6 @@ def graphon(results: Path) -> str:
 
 @table
 def graphon_reading(results: Path) -> str:
-  """The reading of the graphon table: convergence over widths, flatness, RigL's structure, trainability."""
   from scipy import stats
 
   res, widths, pairs, by = _graphon(results)
