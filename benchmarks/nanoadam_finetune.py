@@ -12,7 +12,6 @@ constant density). Results: per seed, mean ± std, paired t-tests against Adam, 
 
 from __future__ import annotations
 
-import pathlib
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -30,6 +29,7 @@ import _common
 SHIFT = dict(corr_noise_scale=0.4, iid_noise_scale=0.05, shear_scale=1.0)
 TUNE_SEED = _common.SMALL_TUNING_SEED0
 BATCH = 32
+FIT = 1600  # the new task's first FIT training samples are fitted, the other 400 validate
 
 
 def make_data(seed: int, n: int, **over: float) -> tuple[np.ndarray, ...]:
@@ -40,15 +40,6 @@ def make_data(seed: int, n: int, **over: float) -> tuple[np.ndarray, ...]:
     setattr(a, k, v)
   d = make_dataset(a)
   return tuple(d[k].astype(np.float32 if k[0] == "x" else np.int32) for k in ("x", "y", "x_test", "y_test"))
-
-
-def init_mlp(key: jax.Array, sizes: tuple[int, ...] = (40, 256, 256, 10)) -> dict[str, jax.Array]:
-  ps = {}
-  for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-    key, k = jax.random.split(key)
-    ps[f"w{i}"] = jax.random.normal(k, (a, b)) * np.sqrt(2.0 / a)
-    ps[f"b{i}"] = jnp.zeros((b,))
-  return ps
 
 
 def apply(ps: dict[str, jax.Array], x: jax.Array) -> jax.Array:
@@ -83,15 +74,10 @@ def train(ps, tx, x, y, epochs: int, bs: int, seed: int):
 
 
 class Task(NamedTuple):
-  """The two tasks (``(x, y, x_test, y_test)`` each), the new task's fit / validation split, and the model
-  pre-trained on the old task."""
+  """The two tasks (``(x, y, x_test, y_test)`` each) and the model pre-trained on the old task."""
 
   old: tuple[np.ndarray, ...]
   new: tuple[np.ndarray, ...]
-  fit_x: np.ndarray
-  fit_y: np.ndarray
-  val_x: np.ndarray
-  val_y: np.ndarray
   pretrained: dict[str, jax.Array]
 
   @classmethod
@@ -99,16 +85,21 @@ class Task(NamedTuple):
     """The tasks, and the MLP pre-trained with Adam (lr 1e-3, batch 128, seed 0) for ``pretrain_epochs``."""
     old = make_data(42, 5000)
     new = make_data(7, 2500, **SHIFT)  # 2000 train (1600 fit + 400 validation) / 500 test
-    pre = train(init_mlp(jax.random.PRNGKey(0)), optax.adam(1e-3), old[0], old[1], pretrain_epochs, 128, 0)
-    return cls(old, new, new[0][:1600], new[1][:1600], new[0][1600:], new[1][1600:], pre)
+    key, init, sizes = jax.random.PRNGKey(0), {}, (40, 256, 256, 10)  # the MLP, He-initialised
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+      key, k = jax.random.split(key)
+      init |= {f"w{i}": jax.random.normal(k, (a, b)) * np.sqrt(2.0 / a), f"b{i}": jnp.zeros((b,))}
+    pre = train(init, optax.adam(1e-3), old[0], old[1], pretrain_epochs, 128, 0)
+    return cls(old, new, pre)
 
   def finetune(self, tx: optax.GradientTransformation, epochs: int, seed: int) -> dict[str, Any]:
     """Fine-tunes the pre-trained model with ``tx`` on the fit split; validation and both test accuracies."""
-    ps = train(self.pretrained, tx, self.fit_x, self.fit_y, epochs, BATCH, seed)
+    x, y = self.new[:2]
+    ps = train(self.pretrained, tx, x[:FIT], y[:FIT], epochs, BATCH, seed)
     finite = all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(ps))
     return {
       "diverged": not finite,
-      "val": float(accuracy(ps, self.val_x, self.val_y)),
+      "val": float(accuracy(ps, x[FIT:], y[FIT:])),
       "new_test": float(accuracy(ps, self.new[2], self.new[3])),
       "old_test": float(accuracy(ps, self.old[2], self.old[3])),
     }
@@ -128,20 +119,6 @@ def methods(steps_per_epoch: int, total: int) -> dict[str, Callable[[float], opt
   }
 
 
-def _plot(results: dict, out: pathlib.Path) -> pathlib.Path:
-  summary = results["summary"]
-  fig, ax = _common.pyplot().subplots(figsize=(6.4, 3.2))
-  for j, (key, label) in enumerate((("new_test", "new task"), ("old_test", "old task"))):
-    means, stds = ([100 * r[key][k] for r in summary.values()] for k in ("mean", "std"))
-    ax.bar(np.arange(len(summary)) + (j - 0.5) * 0.38, means, 0.36, yerr=stds, capsize=3, label=label)
-  ax.set_xticks(np.arange(len(summary)), list(summary), fontsize=7)
-  ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
-  ax.legend(fontsize=7)
-  seeds = len(results["config"]["seeds"])
-  ax.set_title(f"Fine-tuning on shifted MNIST-1D, mean ± std over {seeds} seeds", fontsize=8)
-  return _common.save_figure(fig, out / "accuracy.png", dpi=120)
-
-
 def main(argv: list[str] | None = None) -> dict:
   fast = "smoke run: 2 epochs, 1 seed, 2 learning rates"  # --epochs: of fine-tuning
   p = _common.parser(__doc__, "nanoadam_finetune", fast, seeds=[0, 1, 2], epochs=20, pretrain_epochs=40)
@@ -153,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
   pre, old, new = task.pretrained, task.old, task.new
   before = {key: float(accuracy(pre, d[2], d[3])) for key, d in (("old_test", old), ("new_test", new))}
   print(f"pre-trained: old task {100 * before['old_test']:.1f} %, new task {100 * before['new_test']:.1f} %")
-  steps_per_epoch = len(task.fit_x) // BATCH
+  steps_per_epoch = FIT // BATCH
   table = methods(steps_per_epoch, steps_per_epoch * args.epochs)
   tuning, best = {}, {}
   for name, make in table.items():
@@ -165,44 +142,37 @@ def main(argv: list[str] | None = None) -> dict:
   final = {
     n: [{"seed": s, **task.finetune(table[n](best[n]), args.epochs, s)} for s in args.seeds] for n in table
   }
-  summary, tests = {}, {}
+  keys, summary, tests, rows = ("new_test", "old_test"), {}, {}, []
   for name, runs in final.items():
     ok = [r for r in runs if not r["diverged"]]
-    summary[name] = {"lr": best[name], "diverged": len(runs) - len(ok)}
-    summary[name] |= {key: _common.mean_std([r[key] for r in ok]) for key in ("new_test", "old_test")}
-    summary[name]["state_bytes"] = state_nbytes(table[name](best[name]), pre)
+    sm = summary[name] = {"lr": best[name], "diverged": len(runs) - len(ok)}
+    sm |= {key: _common.mean_std([r[key] for r in ok]) for key in keys}
+    sm["state_bytes"] = state_nbytes(table[name](best[name]), pre)
     if name != "Adam" and len(args.seeds) > 1:
-      tests[name] = {
-        key: _common.paired_p([r[key] for r in final["Adam"]], [r[key] for r in runs])
-        for key in ("new_test", "old_test")
-      }
+      adam = final["Adam"]
+      tests[name] = {key: _common.paired_p([r[key] for r in adam], [r[key] for r in runs]) for key in keys}
+    cells = [f"{100 * sm[k]['mean']:.1f} ± {100 * sm[k]['std']:.1f}" for k in keys]
+    cells += [f"{tests.get(name, {}).get(k, np.nan):.2f}" for k in keys]
+    rows.append([name, f"{sm['lr']:g}", *cells, f"{sm['state_bytes'] / 1024:.1f}", sm["diverged"]])
   config = dict(seeds=args.seeds, tune_seed=TUNE_SEED, epochs=args.epochs)
-  config.update(
-    pretrain_epochs=args.pretrain_epochs,
-    batch=BATCH,
-    lr_grid=LR_GRID,
-    steps_per_epoch=steps_per_epoch,
-    shift=SHIFT,
-  )
-  config.update(jax=jax.__version__, optax=optax.__version__)
+  config.update(pretrain_epochs=args.pretrain_epochs, batch=BATCH, lr_grid=LR_GRID)
+  config.update(steps_per_epoch=steps_per_epoch, shift=SHIFT, jax=jax.__version__, optax=optax.__version__)
   results = {"config": config, "pretrained": before, "tuning": tuning, "final": final, "summary": summary}
   results.update(paired_t_test_vs_adam=tests, seconds=time.perf_counter() - t0)
-  _print_summary(summary, tests)
-  _common.save_json(args.out / "results.json", results, cmd=_common.command(argv, __file__))
-  print(f"saved {args.out / 'results.json'} and {_plot(results, args.out)}; {results['seconds']:.0f} s")
-  return results
-
-
-def _print_summary(summary: dict, tests: dict) -> None:
-  rows = []
-  for name, r in summary.items():
-    p, keys = tests.get(name, {}), ("new_test", "old_test")
-    rows.append(
-      [name, f"{r['lr']:g}", *(f"{100 * r[k]['mean']:.1f} ± {100 * r[k]['std']:.1f}" for k in keys)]
-    )
-    rows[-1] += [*(f"{p.get(k, np.nan):.2f}" for k in keys), f"{r['state_bytes'] / 1024:.1f}", r["diverged"]]
   head = ["method", "lr", "new task (%)", "old task (%)", "p new", "p old", "state (KiB)", "diverged"]
   print(_common.markdown_table(head, rows))
+  _common.save_json(args.out / "results.json", results, cmd=_common.command(argv, __file__))
+  fig, ax = _common.pyplot().subplots(figsize=(6.4, 3.2))
+  for j, (key, label) in enumerate(zip(keys, ("new task", "old task"), strict=True)):
+    means, stds = ([100 * r[key][k] for r in summary.values()] for k in ("mean", "std"))
+    ax.bar(np.arange(len(summary)) + (j - 0.5) * 0.38, means, 0.36, yerr=stds, capsize=3, label=label)
+  ax.set_xticks(np.arange(len(summary)), list(summary), fontsize=7)
+  ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
+  ax.legend(fontsize=7)
+  ax.set_title(f"Fine-tuning on shifted MNIST-1D, mean ± std over {len(args.seeds)} seeds", fontsize=8)
+  figure = _common.save_figure(fig, args.out / "accuracy.png", dpi=120)
+  print(f"saved {args.out / 'results.json'} and {figure}; {results['seconds']:.0f} s")
+  return results
 
 
 if __name__ == "__main__":
