@@ -67,10 +67,9 @@ def _parse(argv=None) -> argparse.Namespace:
   _common.add_options(p, alphas=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0])
   _common.add_options(p, kind=float, target_ratio=ham_optax.DEFAULT_TARGET_RATIO, ratios=[0.1, 0.5, 1.0])
   # the report merges every final*.json; phase mainjob checks the training app's job, MODEL:SPARSIFIER:LR[:EPOCHS]
-  _common.add_options(p, final_file="final.json", mainjob_file="mainjob.json", mainjob_epochs=30)
-  _common.add_options(
-    p, mainjob=["mlp:none:0.4", "mlp:random:0.8", "resnet1d:none:0.4", "resnet1d:random:0.4"]
-  )
+  mainjob = ["mlp:none:0.4", "mlp:random:0.8", "resnet1d:none:0.4", "resnet1d:random:0.4"]
+  _common.add_options(p, final_file="final.json", mainjob_file="mainjob.json")
+  _common.add_options(p, mainjob_epochs=30, mainjob=mainjob)
   p.add_argument("--mainjob-baseline", action="store_true", help="phase mainjob: also train the baselines")
   p.add_argument("--fast", action="store_true", help="smoke run: 2 epochs, 2 seeds, tiny grid, mlp only")
   p.add_argument("--out", default=None, help="default benchmarks/results/alpha_transfer[_fast]")
@@ -420,11 +419,8 @@ def plot(grid: dict, out: Path, target_ratio: float) -> None:
   handles = [Line2D([], [], color=c, lw=2, label=f) for f, c in colors.items()]
   handles += [Line2D([], [], color="k", marker=m, ls=ls, label=o) for o, (m, ls) in styles.items()]
   axes[0].legend(handles=handles, fontsize=8, loc="lower left")
-  families = len({k.split("/")[0] for k in grid["runs"]})
-  fig.suptitle(
-    f"HAM on MNIST-1D, {families} families x {{SGD+momentum, AdamW}} x 2 lrs: gain vs raw alpha and vs rho",
-    fontsize=10,
-  )
+  families = f"{len({k.split('/')[0] for k in grid['runs']})} families x {{SGD+momentum, AdamW}} x 2 lrs"
+  fig.suptitle(f"HAM on MNIST-1D, {families}: gain vs raw alpha and vs rho", fontsize=10)
   _common.save_figure(fig, out / "stability.png", dpi=120)
 
 
