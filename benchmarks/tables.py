@@ -219,17 +219,13 @@ def main_job(results: Path) -> str:
   sig = [label for label, t in tests if t["p_value"] < SIGNIFICANCE]
   rows = f"all {word(n)} rows" if n > 2 else ("both rows" if n == 2 else "the one row")
   some = f"{len(ahead)} of {n} rows ({', '.join(ahead)})" if ahead else f"none of the {word(n)} rows"
-  none = (
-    f" {'but' if ahead else 'and'} no difference is significant at these seed counts (p{GLUE}>={GLUE}0.05)"
-  )
+  none = f" {'but' if ahead else 'and'} no difference is significant at these seed counts"
   verdict = f"HAM is ahead in {rows if len(ahead) == n else some}"
-  verdict += f"; significant ({P_SIGNIFICANT}): {', '.join(sig)}" if sig else none
-  diffs = ", ".join(
-    f"{k} {fmt_diff(t['mean_diff'], t['std_diff'])} ({fmt_p(t['p_value'])})" for k, t in tests
-  )
+  verdict += f"; significant ({P_SIGNIFICANT}): {', '.join(sig)}" if sig else f"{none} (p{GLUE}>={GLUE}0.05)"
+  diffs = [f"{k} {fmt_diff(t['mean_diff'], t['std_diff'])} ({fmt_p(t['p_value'])})" for k, t in tests]
   lost = f"{lost} of {len(data['runs'])} runs diverged" if lost else "no seed diverged"
   return f"""{job_table(data["summary"])}\n\nHAM − baseline, test accuracy paired over seeds (points, mean ±
-    std, paired t-test): {diffs}. {verdict}; {lost}."""
+    std, paired t-test): {", ".join(diffs)}. {verdict}; {lost}."""
 
 
 def _label(method: str, labels: dict[str, str] = SPARSIFIERS) -> str:
@@ -784,13 +780,13 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
   study = _script("alpha_transfer")
   final = study.load_final(results / folder)
   header, rule, *rows = study.summarize(final).split("\n")
-  rows = [
-    f"| {_setting(k).replace('/', ' / ')} |{r.split(' |', 1)[1]}" for k, r in zip(final["results"], rows)
-  ]
-  note = (
-    "(Means and stds over the non-diverged seeds; differences over the seeds where neither run diverged.)"
+  cells = [r.split(" |", 1)[1] for r in rows]
+  rows = [f"| {_setting(k).replace('/', ' / ')} |{c}" for k, c in zip(final["results"], cells, strict=True)]
+  return (
+    "\n".join([header, rule, *rows])
+    + """\n\n(Means and stds over the non-diverged seeds;
+    differences over the seeds where neither run diverged.)"""
   )
-  return "\n".join([header, rule, *rows, "", note])
 
 
 @table
@@ -841,12 +837,10 @@ def alpha_transfer_rho(results: Path) -> str:
   rows, bins = [], _script("alpha_transfer").rho_bins(grid)
   for b in bins:
     note = f" (the {b['finite']} runs that did not diverge)" if 0 < b["finite"] < b["runs"] / 2 else ""
-    per_opt = [
-      f"{gain(b[o])} ({b[o]['diverged']}/{b[o]['runs']})" if b[o]["runs"] else "-" for o in OPTIMIZERS
-    ]
+    opt = [f"{gain(b[o])} ({b[o]['diverged']}/{b[o]['runs']})" if b[o]["runs"] else "-" for o in OPTIMIZERS]
     e = f"{CLIP:g} (the clip)" if b["exponent_max"] >= CLIP else f"{b['exponent_max']:.2g}"
     label = _bin(b["lo"], b["hi"], f"above {b['lo']:g}")
-    rows.append(" | ".join([label, str(b["runs"]), str(b["diverged"]), gain(b) + note, *per_opt, e]))
+    rows.append(" | ".join([label, str(b["runs"]), str(b["diverged"]), gain(b) + note, *opt, e]))
   header = f"""rho = alpha / alpha_unit | HAM runs | diverged | val acc - baseline at the same lr (points,
     mean of non-diverged) | {" | ".join(f"{name}: gain (diverged/runs)" for name in OPTIMIZERS.values())} |
     largest `exponent_max` during training (median)"""
@@ -1015,9 +1009,8 @@ def _per_leaf_finding(final: dict[str, Any], grid: dict[str, Any], tests: dict[s
   def notes(k: str) -> list[str]:
     ch, (lost, n) = final[k]["choices"], _count(final[k]["runs"], "baseline")
     out = ["at another learning rate"] if ch["per_leaf_lr"] != ch["suggested_lr"] else []
-    return out + [f"where the baseline diverged on {lost} of {n} seeds at lr {ch['baseline_lr']:g}"] * bool(
-      lost
-    )
+    out += [f"where the baseline diverged on {lost} of {n} seeds at lr {ch['baseline_lr']:g}"] * bool(lost)
+    return out
 
   far = {k: t for k, t in tests.items() if abs(t["mean_diff"]) > WITHIN}
   kind = lambda t: (t["mean_diff"] > 0, t["p_value"] < SIGNIFICANCE)  # noqa: E731
@@ -1067,11 +1060,8 @@ def _grid_facts(results: Path) -> dict[str, Any]:
 def alpha_short_version(results: Path) -> str:
   g, (lost, n) = _grid_facts(results), _count(_final(results), SUG)
   never = f"its alpha {'never diverged (0' if not lost else f'diverged ({lost}'} of {n} fresh seeds)"
-  place = (
-    "the largest value of the grid below that never diverged on any model, optimizer and learning rate"
-    if g["default"] == g["safe"]
-    else f"not the largest value of the grid below that never diverged ({g['safe']:g} is)"
-  )
+  place, safe = "the largest value of the grid below that never diverged", g["default"] == g["safe"]
+  place = f"{place} on any model, optimizer and learning rate" if safe else f"not {place} ({g['safe']:g} is)"
   return f"""**Short version.** Call {{func}}`ham_optax.suggest_alpha` once, before training, with your loss,
     initial parameters, a few minibatches, the inner optimizer and the learning rate; pass the result to
     `ham_optax.ham`. It costs 20 gradient evaluations, is deterministic, and on every model and optimizer
@@ -1085,9 +1075,8 @@ def alpha_short_version(results: Path) -> str:
 def readme_alpha(results: Path) -> str:
   g = _grid_facts(results)
   where = "on all of them" if len(g["lost_100"]) == g["sgd"] else f"on {len(g['lost_100'])} of {g['sgd']}"
-  never = "it never diverged on any model, optimizer and learning rate measured; " * (
-    g["default"] <= g["safe"]
-  )
+  never = "it never diverged on any model, optimizer and learning rate measured; "
+  never *= g["default"] <= g["safe"]
   return f"""One alpha does not fit all models: what matters is the size of HAM's mirror step relative to the
     inner optimizer's step, and that depends on the model's width, initialisation and normalisation and on the
     optimizer. The paper's `alpha=200` (ResNet-50 on ImageNet, SGD lr 0.1; `ham_optax.PAPER_IMAGENET_ALPHA`)
@@ -1146,9 +1135,8 @@ def alpha_transfer_mainjob(results: Path) -> str:
   for model, sparsifier, lr, *_ in (s.split(":") for s in runs):
     method = "dense" if sparsifier == "none" else sparsifier
     if model == sparse["argv"]["model"] and (method, float(lr)) in ref:
-      cited.append(
-        f"{100 * ref[method, float(lr)]:.1f} % ({'dense' if method == 'dense' else pruned}, lr {lr})"
-      )
+      kind = "dense" if method == "dense" else pruned
+      cited.append(f"{100 * ref[method, float(lr)]:.1f} % ({kind}, lr {lr})")
   seeds = "-".join(str(s) for s in sparse["tuning_seeds"][:: max(1, len(sparse["tuning_seeds"]) - 1)])
   epochs = _grid(results)["argv"]["mainjob_epochs"]
   short = sorted({(s.split(":")[0], int(s.split(":")[3])) for s in runs if len(s.split(":")) > 3})
@@ -1197,9 +1185,8 @@ def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what:
     lost = f"{int(np.sum(np.asarray(diffs) < -LOST_POINTS))} of {len(diffs)}"
     cells = [f"{np.median(diffs):+.2f}", lost, f"{np.median(loss):.2g} %"] if diffs else ["-"] * 3
     failed = sum(_outcome(r) != "healthy" for r in sel)
-    rows += [
-      " | ".join([_bin(lo, hi, f"at the clip ({CLIP:g})"), str(len(sel)), str(failed), *cells])
-    ] * bool(sel)
+    label = _bin(lo, hi, f"at the clip ({CLIP:g})")
+    rows += [" | ".join([label, str(len(sel)), str(failed), *cells])] * bool(sel)
   header = f"""{what} | HAM runs | failed (diverged or collapsed) | val acc - baseline, median (points) | lost
     more than {LOST_POINTS:g} points | final training loss vs baseline, median change"""
   return md(header, rows), quiet
@@ -1215,13 +1202,10 @@ def alpha_diagnostics(results: Path) -> str:
       runs += [{**r, "setting": k, "source": path.name} for r in v["runs"]]
   ham = [r for r in runs if r["alpha"] != 0]
   first, _ = _by_exponent(runs, lambda r: r["step0"]["exponent_max"], "`exponent_max` at the first step")
-  most, quiet = _by_exponent(
-    runs, lambda r: r["exponent_max_overall"], "largest `exponent_max` during training"
-  )
+  overall = lambda r: r["exponent_max_overall"]  # noqa: E731
+  most, quiet = _by_exponent(runs, overall, "largest `exponent_max` during training")
   finite = [r for r in ham if np.isfinite(r["clip_fraction_max"])]
-  t, b = (
-    [_outcome(r) != "healthy" for r in finite if (r["clip_fraction_max"] > 0) == at] for at in (True, False)
-  )
+  t, b = ([_outcome(r) != "healthy" for r in finite if (r["clip_fraction_max"] > 0) == at] for at in (1, 0))
   low = defaultdict(list)  # the alphas of the runs that failed with a first-step exponent_max below 1
   for r in ham:
     if _outcome(r) != "healthy" and r["step0"]["exponent_max"] < 1.0:
@@ -1277,10 +1261,8 @@ def cost_per_weight(results: Path) -> str:
 @table
 def cost_update_reading(results: Path) -> str:
   res = load(results, *OVERHEAD)
-  ratios = [
-    w["ham"]["bytes accessed"] / w["inner"]["bytes accessed"]
-    for w in (res["update"][o]["per_weight"] for o in INNER)
-  ]
+  weights = [res["update"][o]["per_weight"] for o in INNER]
+  ratios = [w["ham"]["bytes accessed"] / w["inner"]["bytes accessed"] for w in weights]
   extra = " / ".join(f"+{100 * (x - 1):.0f}{GLUE}%" for x in ratios)
   d = res["bf16_decay"]
   return f"""The update is a small part of a training step, so the train-step ratios stay near 1. What the
@@ -1378,9 +1360,8 @@ def sparsity_overhead(results: Path) -> str:
   a, t = res["args"], res["seconds_per_step"]
   x = {k: v / t["ham(sgd)"] for k, v in t.items()}
   between = [v for k, v in x.items() if k.endswith("(ham)")]
-  table = md(
-    "transform | ms / step | vs ham(sgd)", [f"{k} | {1e3 * s:.2f} | {x[k]:.2f}x" for k, s in t.items()]
-  )
+  rows = [f"{k} | {1e3 * v:.2f} | {x[k]:.2f}x" for k, v in t.items()]
+  table = md("transform | ms / step | vs ham(sgd)", rows)
   return f"""`python benchmarks/sparsity_overhead.py` ({a["layers"]} layers of {a["width"]} x {a["width"]}
     kernels plus biases, {res["n_params"] / 1e6:.1f} M parameters; median over {a["repeats"]} timings of
     {a["steps"]} jitted updates; unpaired, so use `overhead.py` for HAM's own cost):\n\n{table}\n\nThese
