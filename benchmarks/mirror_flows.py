@@ -55,10 +55,9 @@ def train(inner, depth: int, init_scale: float, a, y, steps: int, x_star=None):
   def loss_fn(x):
     return 0.5 * jnp.mean((a @ x - y) ** 2)
 
+  train_step = _common.train_step(loss_fn, tx)
   x0 = jnp.zeros(a.shape[1])
   off = jnp.zeros_like(x0) if x_star is None else (x_star == 0)
-
-  train_step = _common.train_step(loss_fn, tx)
 
   def step(carry, _):
     x, state, loss, _ = train_step(*carry)
@@ -67,8 +66,7 @@ def train(inner, depth: int, init_scale: float, a, y, steps: int, x_star=None):
     return (x, state), diag
 
   (x, _), diag = jax.lax.scan(step, (x0, tx.init(x0)), None, length=steps)
-  losses = jnp.concatenate([diag["loss"], loss_fn(x)[None]])
-  return losses, diag, x
+  return jnp.concatenate([diag["loss"], loss_fn(x)[None]]), diag, x
 
 
 def escape_grid(lrs, depths, seeds, steps, init_scale, optimizers=OPTIMIZERS):
@@ -83,8 +81,7 @@ def escape_grid(lrs, depths, seeds, steps, init_scale, optimizers=OPTIMIZERS):
         @jax.jit
         @jax.vmap
         def run(lr, a=a, y=y, depth=depth, name=name):
-          losses, _, _ = train(make_inner(name, lr), depth, init_scale, a, y, steps)
-          return losses
+          return train(make_inner(name, lr), depth, init_scale, a, y, steps)[0]  # the loss curve
 
         losses = np.asarray(run(jnp.asarray(lrs, jnp.float32)))
         diverged = np.nan_to_num(losses, nan=np.inf).max(-1) > 1e3 * losses[:, 0]  # NaN or grown 1000-fold
@@ -129,8 +126,9 @@ def _fmt_escape(col: np.ndarray) -> str:
   return str(int(np.median(col)))
 
 
-def plots(lrs, depths, grid, steps, out_dir):
-  """Per depth: the median escape step against the learning rate, and the loss curves at the middle one."""
+def plots(lrs, depths, grid, steps, decay, decay_steps, out_dir):
+  """Per depth: the median escape step against the learning rate, and the loss curves at the middle one; per
+  weight decay of the decay study (``decay_steps`` long): its balance and loss curves."""
   plt, mid = _common.pyplot(), len(lrs) // 2
   kw = dict(figsize=(4.2 * len(depths), 3.4), sharey=True, squeeze=False)
   (fig_e, ax_e), (fig_l, ax_l) = (plt.subplots(1, len(depths), **kw) for _ in "el")
@@ -152,17 +150,13 @@ def plots(lrs, depths, grid, steps, out_dir):
   for fig, axes, name in ((fig_e, ax_e, "escape_vs_lr"), (fig_l, ax_l, "loss_curves")):
     axes[0, 0].legend(fontsize=7)
     _common.save_figure(fig, out_dir / f"{name}.png")
-
-
-def plot_decay(decay, steps, out_dir):
-  """Balance and loss curves of the weight-decay study (``steps``: its length)."""
   wds = sorted({r["wd"] for r in decay})
-  fig, axes = _common.pyplot().subplots(2, len(wds), figsize=(3.8 * len(wds), 5.6), squeeze=False)
+  fig, axes = plt.subplots(2, len(wds), figsize=(3.8 * len(wds), 5.6), squeeze=False)
   for j, wd in enumerate(wds):
     for r in (r for r in decay if r["wd"] == wd):
       for ax, key in zip(axes[:, j], ("balance_curve", "loss_curve"), strict=True):
         c = np.mean([s[key] for s in r["seeds"]], 0)
-        ax.semilogy(np.linspace(0, steps, len(c)), c, label=r["method"])
+        ax.semilogy(np.linspace(0, decay_steps, len(c)), c, label=r["method"])
     axes[0, j].set_title(f"wd = {wd:g}")
     axes[1, j].set_xlabel("step")
   axes[0, 0].set_ylabel("balance sum min(u,v)^2")
@@ -197,8 +191,7 @@ def main(argv=None) -> None:
     for r in decay
   ]
   print(_common.markdown_table(["method", "wd", *keys], rows))
-  plots(lrs, depths, grid, steps, args.out)
-  plot_decay(decay, decay_steps, args.out)
+  plots(lrs, depths, grid, steps, decay, decay_steps, args.out)
   settings = dict(depths=list(depths), lrs=lrs.tolist(), seeds=seeds, steps=steps, init_scale=args.init_scale)
   settings.update(n=50, d=100, k=5, escape_fraction=0.5, decay_lr=1e-2, decay_steps=decay_steps)
   settings.update(ham_alpha=10.0, adamw_wd_escape=1e-2)
