@@ -782,11 +782,9 @@ def alpha_transfer_families(results: Path, folder: str = "alpha_transfer") -> st
   header, rule, *rows = study.summarize(final).split("\n")
   cells = [r.split(" |", 1)[1] for r in rows]
   rows = [f"| {_setting(k).replace('/', ' / ')} |{c}" for k, c in zip(final["results"], cells, strict=True)]
-  return (
-    "\n".join([header, rule, *rows])
-    + """\n\n(Means and stds over the non-diverged seeds;
-    differences over the seeds where neither run diverged.)"""
-  )
+  note = """(Means and stds over the non-diverged seeds; differences over the seeds where neither run
+    diverged.)"""
+  return "\n".join([header, rule, *rows, "", note])
 
 
 @table
@@ -1128,9 +1126,8 @@ def alpha_transfer_mainjob(results: Path) -> str:
   lost, clip = sum(r["diverged"] for r in every), max(r["ham_clip_fraction_max"] for r in every)
   top = np.ceil(10 * max(r["ham_exponent_max"] for r in every)) / 10
   sparse = load(results, "sparse_training")
-  ref = {
-    (t["method"], t["lr"]): t["val_acc_mean"] for t in sparse["tuning"] if t["alpha"] == t["sign_in"] == ""
-  }
+  bare = [t for t in sparse["tuning"] if t["alpha"] == t["sign_in"] == ""]
+  ref = {(t["method"], t["lr"]): t["val_acc_mean"] for t in bare}
   pruned, cited = f"{100 * sparse['argv']['sparsity']:.0f} % random pruning", []
   for model, sparsifier, lr, *_ in (s.split(":") for s in runs):
     method = "dense" if sparsifier == "none" else sparsifier
@@ -1194,9 +1191,8 @@ def _by_exponent(runs: list[dict[str, Any]], key: Callable[[dict], float], what:
 
 @table
 def alpha_diagnostics(results: Path) -> str:
-  runs = [
-    {**r, "setting": k, "source": "grid.json"} for k, rows in _grid(results)["runs"].items() for r in rows
-  ]
+  grid = _grid(results)["runs"]
+  runs = [{**r, "setting": k, "source": "grid.json"} for k, rows in grid.items() for r in rows]
   for path in sorted((results / "alpha_transfer").glob("final*.json")):  # pairs stay within one file
     for k, v in json.loads(path.read_text())["results"].items():
       runs += [{**r, "setting": k, "source": path.name} for r in v["runs"]]
