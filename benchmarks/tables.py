@@ -979,9 +979,10 @@ def _raw_alpha(grid: dict[str, list]) -> str:
   where = "in every family" if len(lost) == len(sgd) else f"on {listed([_family(k) for k in lost])}"
   a_lr, top = min(r["lr"] for k in adamw for r in grid[k]), max(r["alpha"] for k in adamw for r in grid[k])
   parts = []
-  for k in (k for k in adamw if any(r["lr"] == a_lr for r in grid[k])):
-    d, n, gain = cell(k, a_lr, top)
-    parts.append(f"{d1(gain)} ({_family(k)}{f'; {d} of {n} seeds diverged' if d else ''})")
+  for k in adamw:
+    if any(r["lr"] == a_lr for r in grid[k]):
+      d, n, gain = cell(k, a_lr, top)
+      parts.append(f"{d1(gain)} ({_family(k)}{f'; {d} of {n} seeds diverged' if d else ''})")
   return f"""In raw alpha, with SGD + momentum at lr {lr:g}, alpha = 100 diverged (on at least one of the
     seeds) {where}; AdamW at lr {a_lr:g} and alpha = {top:g} changed validation accuracy by {listed(parts)}
     points. The paper's 200 is far outside the stable region of these models with SGD."""
@@ -1287,10 +1288,11 @@ def cost_update(results: Path) -> str:
 def cost_train_step(results: Path) -> str:
   rows = []
   for model, m in load(results, *OVERHEAD)["train_step"].items():
-    for o, label in ((o, label) for o, label in INNER.items() if isinstance(m, dict) and o in m):
-      ham = m[o]["variants"]["ham"]
-      cpu = f"{ham['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in ham else "-"
-      rows.append(_timing_row(f"{model} (batch {m['batch']}), {label}", m[o], 1, cpu))
+    for o, label in INNER.items():
+      if isinstance(m, dict) and o in m:
+        ham = m[o]["variants"]["ham"]
+        cpu = f"{ham['cpu_ratio_median']:.2f}x" if "cpu_ratio_median" in ham else "-"
+        rows.append(_timing_row(f"{model} (batch {m['batch']}), {label}", m[o], 1, cpu))
   header = """train step | bare inner | + HAM | HAM / bare, wall (median paired ratio [95 % CI]) | HAM / bare,
     CPU time | repetitions kept"""
   return md(header, rows)
