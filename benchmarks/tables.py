@@ -235,7 +235,6 @@ def _label(method: str, labels: dict[str, str] = SPARSIFIERS) -> str:
 
 @table
 def sparse_training(results: Path) -> str:
-
   def pct(s: dict[str, Any], key: str) -> str:
     mean, std = s[key + "_mean"], s[key + "_std"]
     return "diverged" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
@@ -892,8 +891,8 @@ def _ratio_gains(results: Path) -> tuple[list[float], dict[str, tuple[float, lis
   for key, tuning in ((k, t) for k, t in tuned.items() if t):
     base = _best_val([r for r in grid[key] if r["alpha"] == 0], ["lr"])[0]
     cells = [_best_val([r for r in grid[key] if r["alpha"] != 0], ["lr", "alpha"])]
-    at = lambda m, x: [r for r in tuning if (r["method"], r["ratio"]) == (m, x)]  # noqa: E731
-    cells += [_best_val(at(m, x), ["lr"]) for m in (SUG, LEAF) for x in ratios]
+    for m in (SUG, LEAF):
+      cells += [_best_val([r for r in tuning if (r["method"], r["ratio"]) == (m, x)], ["lr"]) for x in ratios]
     cells = [(v - base, d) for v, d in cells]
     if not any(np.isnan(v) for v, _ in cells):  # the means: over the families measured at every ratio
       for i, (gain, _) in enumerate(cells):
