@@ -22,7 +22,7 @@ Run (with the CPUs otherwise idle; about 10 minutes on a 2-core CPU)::
 Every time is a median over ``--reps`` interleaved repetitions (default 61); ratios are medians of per-repetition
 paired ratios with their 25-75 % range and a distribution-free 95 % interval of the median. A repetition is taken
 only while other processes use fewer than ``--max-other-cpu`` cores (:func:`quiet_interleaved`), and the load is
-saved beside it.
+saved with each repetition.
 """
 
 from __future__ import annotations
