@@ -222,6 +222,16 @@ def test_sweep_power_and_holm_against_references():
   assert sweep._power(12, 1.0, 0.5, 0.01) == pytest.approx(simulated, abs=0.01)
 
 
+def test_sweep_str_decay_interpolates_in_log_decay():
+  sweep = _load("sparse_training")
+  points = [(1e-2, 0.9), (1e-3, 0.5), (1e-1, 0.99), (1e-4, None)]  # unsorted; an all-diverged point
+  assert sweep._decay_for(points, 0.7) == pytest.approx(np.sqrt(1e-3 * 1e-2), rel=1e-12)
+  # A noisy point below an earlier one counts as the earlier sparsity (non-decreasing in the decay).
+  noisy = [(1e-3, 0.6), (2e-3, 0.5), (1e-2, 0.9)]
+  assert sweep._decay_for(noisy, 0.75) == pytest.approx(np.sqrt(2e-3 * 1e-2), rel=1e-12)
+  assert sweep._decay_for(points, 0.999) == pytest.approx(1e-1)  # beyond the grid: its end
+
+
 @pytest.mark.slow
 def test_sweep_fast_run_writes_every_phase(tmp_path):
   sweep = _load("sparse_training")
