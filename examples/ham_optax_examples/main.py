@@ -97,13 +97,12 @@ def configs_from_args(args: Train) -> list[Config]:
   return configs
 
 
-def _join_if_asked(args: Train) -> None:
-  """Joins the multi-process run asked for, if any, before anything else touches JAX (process 0 first probes its
-  port); raises ``ValueError`` for invalid process options."""
+def _joins_processes(args: Train) -> bool:
+  """Whether a multi-process run is asked for; raises ``ValueError`` for invalid process options."""
   given = (args.coordinator, args.num_processes, args.process_id)
   launched = (distributed.launched_processes() or (1,))[0] > 1
   if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS") and not launched:
-    return
+    return False
   if args.coordinator is not None:
     try:
       distributed.check_coordinator(args.coordinator)
@@ -114,6 +113,14 @@ def _join_if_asked(args: Train) -> None:
     raise ValueError(f"--process-id must be in [0, --num-processes), got {args.process_id}")
   for name in ("join_timeout", "heartbeat_timeout"):
     checks.check_int(getattr(args, name), f"--{name.replace('_', '-')}", 1)
+  return True
+
+
+def _join_if_asked(args: Train) -> None:
+  """Joins the multi-process run asked for, if any, before anything else touches JAX (process 0 first probes its
+  port)."""
+  if not _joins_processes(args):
+    return
   index = args.process_id if args.process_id is not None else (distributed.launched_processes() or (0, 0))[1]
   address = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
   try:
