@@ -44,7 +44,8 @@ max_exponent: clip :math:`c` of the exponent, in ``(0, 80]`` (default 5, as in t
 max_weight_norm: if set, each selected tensor is rescaled after the step so that its L2 norm is at most
   this value, :math:`x_{k+1} \leftarrow x_{k+1} \min(1, \text{cap} / \|x_{k+1}\|_2)` (the published
   wrapper uses 1000; off by default). The rescale acts on the new weight itself (an overflowing entry counts
-  as the dtype's largest finite value), so a tensor of any finite norm lands on the cap.
+  as the dtype's largest finite value), so a tensor of any finite norm lands on the cap; a weight that is
+  already ``+-inf`` keeps its value.
 sign_from: whose sign the step uses: ``"x_half"`` (HYP*, the deployed variant, default) the sign of
   :math:`x_{k+1/2}`; ``"x"`` (GD;HYP, the analysed variant) the sign of :math:`x_k`.
 max_weight_norm_scope: which tensors ``max_weight_norm`` clips: ``"masked"`` (default) the leaves the
