@@ -413,8 +413,10 @@ class _Sweep:
     points = {(arm, lr): [] for arm in cells for lr in a.lrs}
 
     def measure(requests: list[tuple]) -> None:  # [(arm, lr, decay), ...], every seed of each
-      alpha = lambda arm, lr: self.alpha(family, lr) if arm == "ham" else 0.0  # noqa: E731
-      jobs = [(cells[r[0]], [(s, r[1], alpha(*r[:2]), r[2]) for s in seeds]) for r in requests]
+      alphas = [self.setting(cells[arm], lr)[0] for arm, lr, _ in requests]  # level 0: no decay asked for
+      jobs = [
+        (cells[r[0]], [(s, r[1], al, r[2]) for s in seeds]) for r, al in zip(requests, alphas, strict=True)
+      ]
       for r, (_, rows) in zip(requests, self.run_group(jobs), strict=True):
         finite = [row["sparsity"] for row in rows if row["finite"]]
         points[r[:2]].append((r[2], float(np.mean(finite)) if finite else None))
