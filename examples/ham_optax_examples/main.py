@@ -1,5 +1,6 @@
-"""The ``ham-optax train [options]`` command: every model x sparsifier x variant x seed, a table and the results
-files. tyro makes the options from :class:`~ham_optax_examples.configs.default.Config` and :class:`Train`: types,
+"""The ``ham-optax train [options]`` command (or ``python -m ham_optax_examples.main train``): every model x
+sparsifier x variant x seed, a table and the results files; with no options the main job (``MAIN_JOB`` in
+``configs/tuned.py``); as one of N processes only process 0 reports. tyro makes the options from :class:`~ham_optax_examples.configs.default.Config` and :class:`Train`: types,
 choices, defaults and help have one source (``ml_collections`` flags would need them again, untyped). Every option
 is checked before any data loads: a mistake ends in one ``error:`` line and exit status 2; status 1: every run
 diverged."""
