@@ -3,7 +3,8 @@
 Measures, in one run and with A/B interleaved, ``inner`` (SGD+momentum, AdamW) against ``ham(inner)``:
 
 1. ``update``: the jitted, donated update (``tx.update`` + ``optax.apply_updates``) on a ResNet-50-shaped tree
-   (25.56 M floats, 161 leaves): the times, and XLA's own count of both compiled programs per weight (flops,
+   (25.56 M floats, 161 leaves), beside the paper's mirror step without HAM's guards (``paper_step``, what the
+   guards cost) and m*w (spred): the times, and XLA's own count of both compiled programs per weight (flops,
    transcendentals, bytes accessed; deterministic), their memory analysis and fusions, the optimizer-state bytes.
 2. ``roofline``: this machine's best streaming bandwidth (a fused ``p + c*g`` pass) and ``exp`` throughput.
 3. ``train_step``: a full train step of the Flax models of ``ham_optax_examples.models`` (MLP, CNN1D, ResNet18).
@@ -60,13 +61,34 @@ LR, ALPHA, BETA = 0.1, 200.0, 1e-3
 INNER_LR = {"sgdm": LR, "adamw": LR * 1e-2}
 
 
-def variants(name: str, mw: bool = False) -> dict[str, optax.GradientTransformation]:
-  """The bare inner optimizer ``name``, HAM around it (the mirror step takes the inner learning rate, as the
-  published wrapper does) and optionally m*w (spred)."""
+def paper_step(inner: optax.GradientTransformation, lr: float, max_exponent: float = 5.0):
+  """``inner``, then the paper's mirror step as written, without HAM's saturation guards (a reference for what
+  the guards cost): each kernel's update becomes ``u + x_half * (exp(clip(-lr (ALPHA sign(x_half) g + BETA), -c,
+  c)) - 1)``, i.e. ``x_half * exp(...) - p`` written as ``ham_optax`` does; other leaves keep ``u``."""
+
+  def update_fn(grads, state, params):
+    updates, state = inner.update(grads, state, params)
+
+    def leaf(u, g, p, selected):
+      x_half = p + u
+      e = jnp.clip(-lr * (ALPHA * jnp.sign(x_half) * g + BETA), -max_exponent, max_exponent)
+      return u + x_half * (jnp.exp(e) - 1.0) if selected else u
+
+    return jax.tree.map(leaf, updates, grads, params, ham_optax.default_mask(params)), state
+
+  return optax.GradientTransformation(inner.init, update_fn)
+
+
+def variants(name: str, references: bool = False) -> dict[str, optax.GradientTransformation]:
+  """The bare inner optimizer ``name`` and HAM around it (the mirror step takes the inner learning rate, as the
+  published wrapper does); with ``references``, also the paper's unguarded step (:func:`paper_step`) and m*w
+  (spred)."""
   lr = INNER_LR[name]
   inner = optax.sgd(lr, momentum=0.9) if name == "sgdm" else optax.adamw(lr, weight_decay=1e-4)
   out = {"inner": inner, "ham": ham_optax.ham(inner, lr, alpha=ALPHA, beta=BETA)}
-  return out | ({"mw_spred": overparam.spred(inner, 1e-4)} if mw else {})
+  return out | (
+    {"paper": paper_step(inner, lr), "mw_spred": overparam.spred(inner, 1e-4)} if references else {}
+  )
 
 
 def _proc(name: str) -> str | None:
@@ -206,11 +228,11 @@ class _Loop:
     self.carry = out[: len(self.carry)]
 
 
-def _compile_variants(name: str, step: Callable, carry: tuple, const: tuple, mw=False) -> tuple[dict, dict]:
+def _compile_variants(name: str, step: Callable, carry: tuple, const: tuple, refs=False) -> tuple[dict, dict]:
   """Compiles ``step(tx)`` for every variant of :func:`variants` on a copy of ``carry`` (params first), the
   optimizer state and ``const``; returns per variant its :class:`_Loop`, and its state bytes and XLA's stats."""
   runners, stats = {}, {}
-  for k, tx in variants(name, mw=mw).items():
+  for k, tx in variants(name, references=refs).items():
     copy = jax.tree.map(jnp.copy, carry)
     state = tx.init(copy[0])
     compiled = step(tx).lower(*copy, state, *const).compile()
@@ -254,7 +276,7 @@ def bench_update(shapes, reps: int, number: int, quiet: dict[str, Any], dtype=jn
   n = tree_size(params0)
   results: dict[str, Any] = {"n_floats": n, "n_leaves": len(shapes), "dtype": str(np.dtype(dtype))}
   for name in INNER_LR:
-    runners, stats = _compile_variants(name, make_update_step, (params0,), (grads,), mw=True)
+    runners, stats = _compile_variants(name, make_update_step, (params0,), (grads,), refs=True)
     res = results[name] = _timed(runners, stats, reps, number, quiet)
     per = {k: _per_weight(v, n) for k, v in stats.items()}
     res["per_weight"] = per | {"ham_extra": {m: per["ham"][m] - per["inner"][m] for m in COST_KEYS}}
@@ -453,8 +475,11 @@ def _rows(results: dict[str, Any]):
 def plot(results: dict[str, Any], path: str) -> None:
   """Horizontal bars: HAM's median paired time ratio to the bare inner (IQR whiskers) per row of :func:`table`,
   and the published PyTorch wrapper's ratio to a bare torch step."""
-  bars = [(lbl, r["variants"]["ham"]) for lbl, r in _rows(results) if "vector_width" not in lbl]
-  bars = [(lbl, v["ratio_median"], v["ratio_iqr"], "C0") for lbl, v in bars]
+  rows = [(lbl, r["variants"]) for lbl, r in _rows(results) if "vector_width" not in lbl]
+  keys = [("ham", "", "C0"), ("paper", ", the paper's step unguarded", "C7")]
+  bars = [
+    (lbl + s, v[k]["ratio_median"], v[k]["ratio_iqr"], c) for lbl, v in rows for k, s, c in keys if k in v
+  ]
   peer = {o: r for o, r in results.get("torch_peer", {}).items() if o in INNER_LR}
   bars += [(f"torch published wrapper, {o}", r["paired_ratio_median"], None, "C3") for o, r in peer.items()]
   if not bars:
@@ -546,15 +571,15 @@ def table(results: dict[str, Any]) -> str:
     if "ham_over_inner_vw512" in r:  # the 512 build: HAM over the bare inner within it
       vw = r["ham_over_inner_vw512"]
       same = f"; bit-identical to the default build: {all(r['bit_identical_to_default'].values())}"
-      rows.append([f"JAX {label}", f"{vw['base_median_ms']:.2f}", cell(vw, same), "-", 0, "-"])
+      rows.append([f"JAX {label}", f"{vw['base_median_ms']:.2f}", cell(vw, same), "-", "-", 0, "-"])
       continue
     v = r["variants"]
-    ham, mw = cell(v.get("ham")), cell(v.get("mw_spred"))
-    rows.append([f"JAX {label}", f"{v['inner']['median_ms']:.2f}", ham, mw, r["extra_state_bytes"], cost(r)])
+    refs = [cell(v.get(k)) for k in ("ham", "paper", "mw_spred")]
+    rows.append([f"JAX {label}", f"{v['inner']['median_ms']:.2f}", *refs, r["extra_state_bytes"], cost(r)])
   for o, r in ((o, r) for o, r in results.get("torch_peer", {}).items() if o in INNER_LR):
     label = f"torch, published-wrapper semantics, ResNet-50 tensors, {o}"
-    rows.append([label, f"{r['inner_median_ms']:.2f}", cell(r), "-", 0, "-"])
-  header = ["what", "inner (ms)", "ham(inner)", "m*w (spred)", "extra state (B)"]
+    rows.append([label, f"{r['inner_median_ms']:.2f}", cell(r), "-", "-", 0, "-"])
+  header = ["what", "inner (ms)", "ham(inner)", "paper's step, unguarded", "m*w (spred)", "extra state (B)"]
   return _common.markdown_table([*header, "per weight: flops / transc. / bytes"], rows)
 
 

@@ -173,6 +173,8 @@ def test_cost_tables_follow_the_overhead_json(tmp_path):
   per |= {"ham": {"flops": 20, "transcendentals": 1, "bytes accessed": 28.5}, "ham_extra": {"flops": 16.25}}
   per["ham_extra"] |= {"transcendentals": 1, "bytes accessed": 4.5}
   update = {"variants": {"inner": _timing(16.26, 1, (1, 1)), "ham": _timing(26.66, 1.64, (1.56, 1.71))}}
+  update["variants"]["paper"] = _timing(20.0, 1.23, (1.2, 1.3))
+  per["paper"] = {"flops": 14, "transcendentals": 1, "bytes accessed": 28.5}
   update |= {"reps": 61, "load": {"skipped": 2}, "per_weight": per}
   paired = {"paired_ratio_median": 0.9, "paired_ratio_ci95": [0.8, 1.1], "reps": 31}
   vw = {"bit_identical_to_default": {"inner": True, "ham": False}, "variants": update["variants"]}
@@ -187,9 +189,10 @@ def test_cost_tables_follow_the_overhead_json(tmp_path):
   names = ("cost_per_weight", "cost_update", "cost_train_step", "cost_vector_width")
   text = {name: tables.TABLES[name](tmp_path) for name in names}
   assert "| SGD+momentum, HAM's extra | 16.25 | 1.00 | 4.50 |" in text["cost_per_weight"]
+  assert "| AdamW, + the paper's step, unguarded | 14.00 | 1.00 | 28.50 |" in text["cost_per_weight"]
   assert "ResNet-50-shaped tree (25,557,032 floats, float32)" in text["cost_update"]
   assert (
-    "| SGD+momentum | 16.26 ms | 26.66 ms | **1.64x** [1.56, 1.71] | - | 61 (2 skipped) |"
+    "| SGD+momentum | 16.26 ms | 26.66 ms | **1.64x** [1.56, 1.71] | 1.23x [1.20, 1.30] | - | 61 (2 skipped) |"
     in text["cost_update"]
   )
   row = "| ResNet18 (batch 16), SGD+momentum | 539.0 ms | 545.0 ms | **1.01x** [0.99, 1.03] | 1.04x | 7 |"
