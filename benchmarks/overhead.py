@@ -476,7 +476,7 @@ def plot(results: dict[str, Any], path: str) -> None:
   """Horizontal bars: HAM's median paired time ratio to the bare inner (IQR whiskers) per row of :func:`table`,
   and the published PyTorch wrapper's ratio to a bare torch step."""
   rows = [(lbl, r["variants"]) for lbl, r in _rows(results) if "vector_width" not in lbl]
-  keys = [("ham", "", "C0"), ("paper", ", the paper's step unguarded", "C7")]
+  keys = [("ham", "", "C0"), ("paper", ", paper unguarded", "C7")]
   bars = [
     (lbl + s, v[k]["ratio_median"], v[k]["ratio_iqr"], c) for lbl, v in rows for k, s, c in keys if k in v
   ]
