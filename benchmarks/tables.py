@@ -1264,12 +1264,19 @@ def cost_update_reading(results: Path) -> str:
   extra = " / ".join(f"+{100 * (x - 1):.0f}{GLUE}%" for x in ratios)
   d = res["bf16_decay"]
   paper = " / ".join(f"{res['update'][o]['variants']['paper']['ratio_median']:.2f}x" for o in INNER)
+  n, u = res["update"]["n_floats"], res["update"]["sgdm"]  # GB/s from XLA's byte count and the median time
+  rate = {
+    k: u["per_weight"][k]["bytes accessed"] * n / v["median_ms"] / 1e6 for k, v in u["variants"].items()
+  }
   return f"""The update is a small part of a training step, so the train-step ratios stay near 1. What the
     update's ratio is made of: the extra memory traffic (re-reading `g`, {extra} bytes with
     {" / ".join(INNER.values())}) is at its floor; the rest is compute inside the fused pass, the one exact
     `exp` per weight (which XLA:CPU does not overlap with memory traffic) and the check on `p + update`. The
     paper's step as written, without the guards (the `paper_step` column), already costs {paper}: the clip of
-    `x_half` and the check on `p + update` add the difference, in a pass that is compute-bound on this CPU.
+    `x_half` and the check on `p + update` add the difference. With SGD+momentum the bare update moves
+    {rate["inner"]:.0f}{GLUE}GB/s against the {res["roofline"]["stream_GBps"]:.0f}{GLUE}GB/s this machine streams,
+    the paper's step {rate["paper"]:.0f}{GLUE}GB/s and HAM {rate["ham"]:.0f}{GLUE}GB/s: their pass is bound by
+    compute, not by memory.
     `benchmarks/README.md` has the roofline (bytes per step, `exp` throughput), the memory figures, the bf16
     numbers and the published PyTorch wrapper's per-tensor loop measured on the same shapes. With bf16
     parameters the decay `exp(-lr * beta)` rounds away (after {d["steps"]} beta-only steps the factor is
