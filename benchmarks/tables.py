@@ -1246,11 +1246,16 @@ def _timing_row(label: str, r: dict[str, Any], digits: int, extra: str) -> str:
 @table
 def cost_per_weight(results: Path) -> str:
   update, metrics = load(results, *OVERHEAD)["update"], ("flops", "transcendentals", "bytes accessed")
+  keys = {
+    "inner": "bare",
+    "paper": "+ the paper's step, unguarded",
+    "ham": "+ HAM",
+    "ham_extra": "HAM's extra",
+  }
   rows = [
     f"{label}, {what} | " + " | ".join(f"{update[o]['per_weight'][key][m]:.2f}" for m in metrics)
     for o, label in INNER.items()
-    for key, what in (("inner", "bare"), ("paper", "+ the paper's step, unguarded"), ("ham", "+ HAM"))
-    + (("ham_extra", "HAM's extra"),)
+    for key, what in keys.items()
     if key in update[o]["per_weight"]
   ]
   return md(" | ".join(["per weight", *metrics]), rows)
