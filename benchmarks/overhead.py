@@ -197,14 +197,53 @@ def compiled_stats(compiled) -> dict[str, Any]:
   cost = (cost[0] if cost else {}) if isinstance(cost, list) else cost  # older jax: one dict per program
   if cost:
     out["cost"] = {k: float(cost[k]) for k in COST_KEYS if k in cost}
-  text = compiled.as_text()
+  return out | {"hlo": hlo_stats(compiled.as_text())}
+
+
+NOT_KERNELS = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}  # no launch, no memory pass
+_INSTRUCTION = re.compile(
+  r"^\s*(?:ROOT )?%(?P<name>\S+) = (?P<type>\(.*?\)|\S+) (?P<op>[\w-]+)\((?P<args>[^)]*)\)"
+)
+
+
+def _shape_bytes(hlo_type: str) -> int:
+  """The bytes of an HLO type: an array (``f32[64,3]{1,0}``) or a tuple of them."""
+  shapes = re.findall(r"\b(pred|[a-z]+\d+[a-z0-9]*)\[([\d,]*)\]", hlo_type)
+  size = lambda dt: 1 if dt == "pred" else int(re.search(r"\d+", dt)[0]) // 8  # noqa: E731 (f8e4m3fn: 1)
+  return sum(size(dt) * math.prod(int(d) for d in dims.split(",") if d) for dt, dims in shapes)
+
+
+def hlo_stats(text: str) -> dict[str, Any]:
+  """Counts in a compiled program's text (``compiled.as_text()``), whichever backend compiled it: the kernels its
+  entry computation launches (every instruction but ``NOT_KERNELS``; on CPU and GPU a fusion is one loop over its
+  arrays) and those of them whose outputs are scalars, the bytes they read and write (each kernel's operands and outputs, as XLA's cost model counts them),
+  the most kernels that read one input (1: every input array is read in a single pass), the ``exp`` ops and the
+  collectives."""
+  entry, kinds, names, readers = text[text.find("\nENTRY") :], {}, {}, {}
+  kernel_bytes = scalar_kernels = 0
+  for m in filter(None, map(_INSTRUCTION.match, entry.splitlines()[1:])):
+    names[m["name"]] = m["type"]
+    if m["op"] == "parameter":
+      readers[m["name"]] = 0
+    if m["op"] in NOT_KERNELS:
+      continue
+    kinds[m["op"]] = kinds.get(m["op"], 0) + 1
+    scalar_kernels += not re.search(r"\[\d", m["type"])  # every output a scalar (a step count)
+    args = re.findall(r"%([\w.-]+)", m["args"])
+    kernel_bytes += _shape_bytes(m["type"]) + sum(_shape_bytes(names.get(a, "")) for a in args)
+    for a in set(args) & set(readers):
+      readers[a] += 1
   collective = r" (all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)(-start)?\("
-  out["hlo"] = {
-    "fusions_in_entry": len(re.findall(r"= [^ ]+ fusion\(", text[text.find("ENTRY") :])),
+  return {
+    "fusions_in_entry": kinds.get("fusion", 0),
+    "kernels_in_entry": sum(kinds.values()),
+    "scalar_kernels": scalar_kernels,
+    "kernel_ops": kinds,
+    "kernel_bytes": kernel_bytes,
+    "max_kernels_reading_an_input": max(readers.values(), default=0),
     "exponential_ops": len(re.findall(r" exponential\(", text)),
     "collectives": len(re.findall(collective, text)),
   }
-  return out
 
 
 def make_update_step(tx: optax.GradientTransformation):

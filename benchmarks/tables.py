@@ -1262,6 +1262,41 @@ def cost_per_weight(results: Path) -> str:
 
 
 @table
+def cost_gpu_kernels(results: Path) -> str:
+  res = load(results, "gpu_kernels", "gpu_kernels.json")
+  keys = {
+    "inner": "bare",
+    "paper": "+ the paper's step, unguarded",
+    "ham": "+ HAM",
+    "mw_spred": "m * w (spred)",
+  }
+  runs = {(o, k): res[o][k] for o in INNER for k in keys if k in res[o]}
+  rows = [
+    f"{INNER[o]}, {keys[k]} | {r['kernels_in_entry'] - r['scalar_kernels']} | {r['scalar_kernels']} | "
+    f"{r['kernel_bytes_per_weight']:.2f} | {r['max_kernels_reading_an_input']} | {r['exponential_ops']}"
+    for (o, k), r in runs.items()
+  ]
+  cols = f"""update compiled for an {res["target"]} ({res["n_leaves"]} leaves) | array kernels | scalar kernels
+    | bytes per weight | most kernels reading one input array | `exp` ops"""
+  ham, bare = ([runs[o, k] for o in INNER] for k in ("ham", "inner"))
+  same = all(
+    h["kernels_in_entry"] - h["scalar_kernels"] == b["kernels_in_entry"] - b["scalar_kernels"]
+    for h, b in zip(ham, bare, strict=True)
+  )
+  scalars = {h["scalar_kernels"] - b["scalar_kernels"] for h, b in zip(ham, bare, strict=True)}
+  more = max(
+    abs(h["kernel_bytes_per_weight"] - b["kernel_bytes_per_weight"]) for h, b in zip(ham, bare, strict=True)
+  )
+  single = all(h["max_kernels_reading_an_input"] == 1 for h in ham)
+  kernels = "as many array kernels as the bare optimizer" if same else "a different number of array kernels"
+  verdict = f"""With either optimizer HAM's update launches {kernels}, plus
+    {" / ".join(str(word(x)) for x in sorted(scalars))} scalar kernel more (its step count),
+    {"reads every array in a single pass" if single else "reads some array more than once"} and moves
+    {"the same bytes per weight" if more < 5e-3 else f"up to {more:.2f} bytes per weight more"}."""
+  return f"{md(cols, rows)}\n\n{verdict}"
+
+
+@table
 def cost_update_reading(results: Path) -> str:
   res = load(results, *OVERHEAD)
   weights = [res["update"][o]["per_weight"] for o in INNER]

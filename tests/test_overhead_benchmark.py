@@ -55,3 +55,37 @@ def test_smoke_run_counts_and_vector_width(tmp_path):
     assert extra["flops"] <= 17 and extra["bytes accessed"] <= 4.1 and extra["transcendentals"] == 1
     assert res["vector_width"][o]["bit_identical_to_default"] == {"inner": True, "ham": True}
     assert len(res["update"][o]["load"]["others_cpu_during"]) == 3
+
+
+def test_kernel_count_and_bytes_agree_with_xlas_own_count():
+  """`hlo_stats` (what `gpu_kernels.py` reports for a GPU) against XLA:CPU's `cost_analysis()` of the same program."""
+  import jax.numpy as jnp
+  import optax
+
+  import ham_optax
+
+  overhead = _overhead()
+  shapes = [("w", (64, 32)), ("b", (32,))]
+  params = {n: jnp.ones(s, jnp.float32) for n, s in shapes}
+  for tx in (optax.sgd(0.1, momentum=0.9), ham_optax.ham(optax.adamw(1e-3), 1e-3, alpha=1.0)):
+    compiled = overhead.make_update_step(tx).lower(params, tx.init(params), params).compile()
+    stats = overhead.hlo_stats(compiled.as_text())
+    # XLA's count adds the scalar constants inside the fused computations (a few bytes per kernel).
+    extra = compiled.cost_analysis()["bytes accessed"] - stats["kernel_bytes"]
+    assert 0 <= extra <= 8 * stats["kernels_in_entry"] < 1e-2 * stats["kernel_bytes"]
+    assert stats["kernels_in_entry"] >= stats["fusions_in_entry"] >= len(shapes)
+    assert stats["max_kernels_reading_an_input"] >= 1
+  text = """ENTRY %main (p: f32[4], g: f32[4], n: s32[]) -> (f32[4], f32[4], s32[]) {
+  %p = f32[4]{0} parameter(0)
+  %g = f32[4]{0} parameter(1)
+  %n = s32[] parameter(2)
+  %f = (f32[4]{0}, f32[4]{0}) fusion(%p, %g, %g), kind=kLoop, calls=%c
+  %e = bf16[2,2]{1,0} fusion(%g), kind=kLoop, calls=%d
+  %k = s32[] fusion(%n), kind=kLoop, calls=%i
+  ROOT %t = (f32[4]{0}, f32[4]{0}, s32[]) tuple(%f, %k)
+}"""
+  stats = overhead.hlo_stats("\n" + text)
+  assert stats["kernels_in_entry"] == stats["fusions_in_entry"] == 3 and stats["scalar_kernels"] == 1
+  # f: a tuple output and three operands (g twice); e: a bf16 output (2 bytes per entry) and one operand; k: 4 + 4.
+  assert stats["kernel_bytes"] == (16 + 16) + 3 * 16 + (8 + 16) + 8
+  assert stats["max_kernels_reading_an_input"] == 2  # g: by both fusions (once each)
