@@ -1376,12 +1376,22 @@ def readme_cost(results: Path) -> str:
   def both(ratio: Callable[[str], float], digits: int = 2) -> str:  # SGD+momentum / AdamW
     return " / ".join(f"{ratio(o):.{digits}f}x" for o in INNER)
 
-  extra = u["sgdm"]["per_weight"]["ham_extra"]
+  extra, k = u["sgdm"]["per_weight"]["ham_extra"], load(results, "gpu_kernels", "gpu_kernels.json")
+  ham = [(k[o]["ham"], k[o]["inner"]) for o in INNER]
+  fused = all(
+    h["kernels_in_entry"] - h["scalar_kernels"] == k["n_leaves"]
+    and h["max_kernels_reading_an_input"] == 1
+    and abs(h["kernel_bytes_per_weight"] - b["kernel_bytes_per_weight"]) < 1e-3
+    for h, b in ham
+  )
+  how = "is" if fused else "is not"
+  gpu = f"""compiled for an {k["target"]} it {how} one kernel per leaf, as the bare optimizer's, with no extra
+    bytes: `benchmarks/gpu_kernels.py`"""
   same = ", bit-identical," * all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values())
   return f"""{u["sgdm"]["extra_state_bytes"]} bytes of optimizer state; per weight, {extra["flops"]:.0f}
     flops, {WORDS[round(extra["transcendentals"])]} `exp` and one more read of the gradient
-    ({extra["bytes accessed"]:.0f} bytes) over the bare optimizer (XLA's count of the compiled update, held by
-    a test). On a CPU the update is {both(lambda o: u[o]["variants"]["ham"]["ratio_median"])} (SGD+momentum /
+    ({extra["bytes accessed"]:.0f} bytes) over the bare optimizer (XLA:CPU's count of the compiled update, held
+    by a test; {gpu}). On a CPU the update is {both(lambda o: u[o]["variants"]["ham"]["ratio_median"])} (SGD+momentum /
     AdamW) the bare inner update on a ResNet-50-shaped tree
     ({both(lambda o: vw[o]["ham_over_inner_vw512"]["paired_ratio_median"])}{same} with the XLA:CPU option
     `xla_cpu_prefer_vector_width=512`), a ResNet-18 train step
