@@ -97,17 +97,29 @@ def test_non_finite_inner_update_is_not_turned_into_a_zero_update(bad):
   assert np.isfinite(new[0, 1:]).all()
 
 
-@pytest.mark.parametrize("max_weight_norm", [None, 1000.0])
+@pytest.mark.parametrize("max_weight_norm,scope", [(None, "masked"), (1000.0, "masked"), (1000.0, "all")])
+@pytest.mark.parametrize("sign_from", ["x_half", "x"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-def test_an_infinite_weight_stays_infinite(max_weight_norm, dtype):
-  p = {"w": jnp.array([[jnp.inf, 1.0], [-jnp.inf, 3.0]], dtype)}
+def test_an_infinite_weight_stays_infinite(max_weight_norm, scope, sign_from, dtype):
+  # "w" takes the mirror step; the 1-D "b" only the inner step (and, with scope "all", the norm cap).
+  p = {
+    "w": jnp.array([[jnp.inf, 1.0], [-jnp.inf, 3.0]], dtype),
+    "b": jnp.array([jnp.inf, -jnp.inf, 2.0], dtype),
+  }
   tx = ham_optax.ham(
-    optax.sgd(0.1, momentum=0.9), 0.1, alpha=200.0, beta=1e-3, max_weight_norm=max_weight_norm
+    optax.sgd(0.1, momentum=0.9),
+    0.1,
+    alpha=200.0,
+    beta=1e-3,
+    max_weight_norm=max_weight_norm,
+    max_weight_norm_scope=scope,
+    sign_from=sign_from,
   )
   state = tx.init(p)
   for g in (1.0, -1.0, 0.0):  # the exponent at +c, at -c and zero (where inf * 0 could give NaN)
-    u, state = tx.update({"w": jnp.full((2, 2), g, dtype)}, state, p)
+    grads = {k: jnp.full(v.shape, g, dtype) for k, v in p.items()}
+    u, state = tx.update(grads, state, p)
     p = optax.apply_updates(p, u)
-    w = np.asarray(p["w"], np.float32)
-    assert w[0, 0] == np.inf and w[1, 0] == -np.inf, (g, w)
-    assert np.isfinite(w[:, 1]).all(), (g, w)
+    w, b = (np.asarray(p[k], np.float32) for k in ("w", "b"))
+    assert w[0, 0] == np.inf and w[1, 0] == -np.inf and b[0] == np.inf and b[1] == -np.inf, (g, w, b)
+    assert np.isfinite(w[:, 1]).all() and np.isfinite(b[2]), (g, w, b)
