@@ -216,9 +216,9 @@ def _shape_bytes(hlo_type: str) -> int:
 def hlo_stats(text: str) -> dict[str, Any]:
   """Counts in a compiled program's text (``compiled.as_text()``), whichever backend compiled it: the kernels its
   entry computation launches (every instruction but ``NOT_KERNELS``; on CPU and GPU a fusion is one loop over its
-  arrays) and those of them whose outputs are scalars, the bytes they read and write (each kernel's operands and outputs, as XLA's cost model counts them),
-  the most kernels that read one input (1: every input array is read in a single pass), the ``exp`` ops and the
-  collectives."""
+  arrays) and how many of them have only scalar outputs, the bytes they read and write (each kernel's operands
+  and outputs, as XLA's cost model counts them), the most kernels that read one input (1: every input array is
+  read in a single pass), the ``exp`` ops and the collectives."""
   entry, kinds, names, readers = text[text.find("\nENTRY") :], {}, {}, {}
   kernel_bytes = scalar_kernels = 0
   for m in filter(None, map(_INSTRUCTION.match, entry.splitlines()[1:])):

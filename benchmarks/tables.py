@@ -1261,37 +1261,45 @@ def cost_per_weight(results: Path) -> str:
   return md(" | ".join(["per weight", *metrics]), rows)
 
 
+def _gpu(results: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+  """The GPU compile's results, and HAM against the bare optimizer there (over both optimizers): the array
+  kernels' count equal, one kernel per leaf, the extra scalar kernels, the largest extra bytes per weight, and
+  whether every input array is read by one kernel."""
+  res = load(results, "gpu_kernels", "gpu_kernels.json")
+  pairs = [(res[o]["ham"], res[o]["inner"]) for o in INNER]
+  arrays = lambda r: r["kernels_in_entry"] - r["scalar_kernels"]  # noqa: E731
+  return res, {
+    "same_kernels": all(arrays(h) == arrays(b) for h, b in pairs),
+    "per_leaf": all(arrays(h) == res["n_leaves"] for h, _ in pairs),
+    "scalars": sorted({h["scalar_kernels"] - b["scalar_kernels"] for h, b in pairs}),
+    "more_bytes": max(abs(h["kernel_bytes_per_weight"] - b["kernel_bytes_per_weight"]) for h, b in pairs),
+    "single_pass": all(h["max_kernels_reading_an_input"] == 1 for h, _ in pairs),
+  }
+
+
 @table
 def cost_gpu_kernels(results: Path) -> str:
-  res = load(results, "gpu_kernels", "gpu_kernels.json")
+  res, ham = _gpu(results)
   keys = {
     "inner": "bare",
     "paper": "+ the paper's step, unguarded",
     "ham": "+ HAM",
     "mw_spred": "m * w (spred)",
   }
-  runs = {(o, k): res[o][k] for o in INNER for k in keys if k in res[o]}
   rows = [
-    f"{INNER[o]}, {keys[k]} | {r['kernels_in_entry'] - r['scalar_kernels']} | {r['scalar_kernels']} | "
+    f"{INNER[o]}, {what} | {r['kernels_in_entry'] - r['scalar_kernels']} | {r['scalar_kernels']} | "
     f"{r['kernel_bytes_per_weight']:.2f} | {r['max_kernels_reading_an_input']} | {r['exponential_ops']}"
-    for (o, k), r in runs.items()
+    for o in INNER
+    for key, what in keys.items()
+    if (r := res[o].get(key))
   ]
   cols = f"""update compiled for an {res["target"]} ({res["n_leaves"]} leaves) | array kernels | scalar kernels
     | bytes per weight | most kernels reading one input array | `exp` ops"""
-  ham, bare = ([runs[o, k] for o in INNER] for k in ("ham", "inner"))
-  same = all(
-    h["kernels_in_entry"] - h["scalar_kernels"] == b["kernels_in_entry"] - b["scalar_kernels"]
-    for h, b in zip(ham, bare, strict=True)
-  )
-  scalars = {h["scalar_kernels"] - b["scalar_kernels"] for h, b in zip(ham, bare, strict=True)}
-  more = max(
-    abs(h["kernel_bytes_per_weight"] - b["kernel_bytes_per_weight"]) for h, b in zip(ham, bare, strict=True)
-  )
-  single = all(h["max_kernels_reading_an_input"] == 1 for h in ham)
-  kernels = "as many array kernels as the bare optimizer" if same else "a different number of array kernels"
+  kernels = "as many array kernels as the bare optimizer" if ham["same_kernels"] else "other array kernels"
+  more = ham["more_bytes"]
   verdict = f"""With either optimizer HAM's update launches {kernels}, plus
-    {" / ".join(str(word(x)) for x in sorted(scalars))} scalar kernel more (its step count),
-    {"reads every array in a single pass" if single else "reads some array more than once"} and moves
+    {" / ".join(str(word(x)) for x in ham["scalars"])} scalar kernel more (its step count),
+    {"reads every array in a single pass" if ham["single_pass"] else "reads some array more than once"} and moves
     {"the same bytes per weight" if more < 5e-3 else f"up to {more:.2f} bytes per weight more"}."""
   return f"{md(cols, rows)}\n\n{verdict}"
 
@@ -1376,17 +1384,10 @@ def readme_cost(results: Path) -> str:
   def both(ratio: Callable[[str], float], digits: int = 2) -> str:  # SGD+momentum / AdamW
     return " / ".join(f"{ratio(o):.{digits}f}x" for o in INNER)
 
-  extra, k = u["sgdm"]["per_weight"]["ham_extra"], load(results, "gpu_kernels", "gpu_kernels.json")
-  ham = [(k[o]["ham"], k[o]["inner"]) for o in INNER]
-  fused = all(
-    h["kernels_in_entry"] - h["scalar_kernels"] == k["n_leaves"]
-    and h["max_kernels_reading_an_input"] == 1
-    and abs(h["kernel_bytes_per_weight"] - b["kernel_bytes_per_weight"]) < 1e-3
-    for h, b in ham
-  )
-  how = "is" if fused else "is not"
-  gpu = f"""compiled for an {k["target"]} it {how} one kernel per leaf, as the bare optimizer's, with no extra
-    bytes: `benchmarks/gpu_kernels.py`"""
+  extra, (k, ham) = u["sgdm"]["per_weight"]["ham_extra"], _gpu(results)
+  fused = ham["per_leaf"] and ham["single_pass"] and ham["more_bytes"] < 5e-3
+  gpu = f"""compiled for an {k["target"]} it {"is" if fused else "is not"} one kernel per leaf, as the bare
+    optimizer's, with no extra bytes: `benchmarks/gpu_kernels.py`"""
   same = ", bit-identical," * all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values())
   return f"""{u["sgdm"]["extra_state_bytes"]} bytes of optimizer state; per weight, {extra["flops"]:.0f}
     flops, {WORDS[round(extra["transcendentals"])]} `exp` and one more read of the gradient
