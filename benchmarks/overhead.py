@@ -202,7 +202,7 @@ def compiled_stats(compiled) -> dict[str, Any]:
 
 NOT_KERNELS = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast"}  # no launch, no memory pass
 _INSTRUCTION = re.compile(
-  r"^\s*(?:ROOT )?%(?P<name>\S+) = (?P<type>\(.*?\)|\S+) (?P<op>[\w-]+)\((?P<args>[^)]*)\)"
+  r"^\s*(?:ROOT )?%(?P<name>\S+) = (?P<type>\((?:[^()]|\([^()]*\))*\)|\S+) (?P<op>[\w-]+)\((?P<args>[^)]*)\)"
 )
 
 

@@ -89,3 +89,10 @@ def test_kernel_count_and_bytes_agree_with_xlas_own_count():
   # f: a tuple output and three operands (g twice); e: a bf16 output (2 bytes per entry) and one operand; k: 4 + 4.
   assert stats["kernel_bytes"] == (16 + 16) + 3 * 16 + (8 + 16) + 8
   assert stats["max_kernels_reading_an_input"] == 2  # g: by both fusions (once each)
+  tiled = "f32[8]{0:T(256)}"  # a layout with parentheses inside a tuple type, as TPU programs print it
+  text = f"""ENTRY %m (a: f32[8]) -> ({tiled}, {tiled}) {{
+  %a = {tiled} parameter(0)
+  %f = ({tiled}, {tiled}) fusion(%a), kind=kLoop, calls=%c
+  ROOT %t = ({tiled}, {tiled}) tuple(%f)
+}}"""
+  assert overhead.hlo_stats("\n" + text)["kernel_bytes"] == 2 * 32 + 32
