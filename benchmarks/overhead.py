@@ -214,13 +214,14 @@ def _shape_bytes(hlo_type: str) -> int:
 
 
 def hlo_stats(text: str) -> dict[str, Any]:
-  """Counts in a compiled program's text (``compiled.as_text()``), whichever backend compiled it: the kernels its
-  entry computation launches (every instruction but ``NOT_KERNELS``; on CPU and GPU a fusion is one loop over its
-  arrays) and how many of them have only scalar outputs, the bytes they read and write (each kernel's operands
-  and outputs, as XLA's cost model counts them), the most kernels that read one input (1: every input array is
-  read in a single pass), the ``exp`` ops and the collectives."""
+  """Counts in a compiled program's text (``compiled.as_text()``), whichever backend compiled it: the kernels (ops)
+  its entry computation runs (every instruction but ``NOT_KERNELS``; a fusion is one loop over its arrays, on a TPU
+  the rest are mostly copies between memories), how many of them have only scalar outputs and how many are fusions
+  over arrays, the bytes they read and write (each op's operands and outputs, as XLA's cost model counts them), the
+  most kernels that read one input (1: every input array is read in a single pass), the ``exp`` ops and the
+  collectives."""
   entry, kinds, names, readers = text[text.find("\nENTRY") :], {}, {}, {}
-  kernel_bytes = scalar_kernels = 0
+  kernel_bytes = scalar_kernels = array_fusions = 0
   for m in filter(None, map(_INSTRUCTION.match, entry.splitlines()[1:])):
     names[m["name"]] = m["type"]
     if m["op"] == "parameter":
@@ -228,7 +229,9 @@ def hlo_stats(text: str) -> dict[str, Any]:
     if m["op"] in NOT_KERNELS:
       continue
     kinds[m["op"]] = kinds.get(m["op"], 0) + 1
-    scalar_kernels += not re.search(r"\[\d", m["type"])  # every output a scalar (a step count)
+    scalar = not re.search(r"\[\d", m["type"])  # every output a scalar (a step count)
+    scalar_kernels += scalar
+    array_fusions += m["op"] == "fusion" and not scalar
     args = re.findall(r"%([\w.-]+)", m["args"])
     kernel_bytes += _shape_bytes(m["type"]) + sum(_shape_bytes(names.get(a, "")) for a in args)
     for a in set(args) & set(readers):
@@ -238,6 +241,7 @@ def hlo_stats(text: str) -> dict[str, Any]:
     "fusions_in_entry": kinds.get("fusion", 0),
     "kernels_in_entry": sum(kinds.values()),
     "scalar_kernels": scalar_kernels,
+    "array_fusions": array_fusions,
     "kernel_ops": kinds,
     "kernel_bytes": kernel_bytes,
     "max_kernels_reading_an_input": max(readers.values(), default=0),

@@ -1261,46 +1261,59 @@ def cost_per_weight(results: Path) -> str:
   return md(" | ".join(["per weight", *metrics]), rows)
 
 
-def _gpu(results: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-  """The GPU compile's results, and HAM against the bare optimizer there (over both optimizers): the array
-  kernels' count equal, one kernel per leaf, the extra scalar kernels, the largest extra bytes per weight, and
-  whether every input array is read by one kernel."""
-  res = load(results, "gpu_kernels", "gpu_kernels.json")
-  pairs = [(res[o]["ham"], res[o]["inner"]) for o in INNER]
-  arrays = lambda r: r["kernels_in_entry"] - r["scalar_kernels"]  # noqa: E731
+ACCELERATORS = ("gpu", "tpu")  # the files of results/accelerator_kernels
+
+
+def _accelerators(results: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+  """The compiles for each accelerator, and HAM against the bare optimizer there (over both optimizers and both
+  accelerators): as many loops over the arrays, one per leaf, the extra scalar ops per accelerator, the largest
+  extra bytes per weight, and whether every input array is read by one op."""
+  res = {a: load(results, "accelerator_kernels", f"{a}.json") for a in ACCELERATORS}
+  pairs = [(r[o]["ham"], r[o]["inner"], r["n_leaves"]) for r in res.values() for o in INNER]
   return res, {
-    "same_kernels": all(arrays(h) == arrays(b) for h, b in pairs),
-    "per_leaf": all(arrays(h) == res["n_leaves"] for h, _ in pairs),
-    "scalars": sorted({h["scalar_kernels"] - b["scalar_kernels"] for h, b in pairs}),
-    "more_bytes": max(abs(h["kernel_bytes_per_weight"] - b["kernel_bytes_per_weight"]) for h, b in pairs),
-    "single_pass": all(h["max_kernels_reading_an_input"] == 1 for h, _ in pairs),
+    "same_loops": all(h["array_fusions"] == b["array_fusions"] for h, b, _ in pairs),
+    "per_leaf": all(h["array_fusions"] == n for h, _, n in pairs),
+    "scalars": {
+      a: sorted({r[o]["ham"]["scalar_kernels"] - r[o]["inner"]["scalar_kernels"] for o in INNER})
+      for a, r in res.items()
+    },
+    "more_bytes": max(abs(h["kernel_bytes_per_weight"] - b["kernel_bytes_per_weight"]) for h, b, _ in pairs),
+    "single_pass": all(h["max_kernels_reading_an_input"] == 1 for h, _, _ in pairs),
   }
 
 
 @table
-def cost_gpu_kernels(results: Path) -> str:
-  res, ham = _gpu(results)
+def cost_accelerator_kernels(results: Path) -> str:
+  res, ham = _accelerators(results)
   keys = {
     "inner": "bare",
     "paper": "+ the paper's step, unguarded",
     "ham": "+ HAM",
     "mw_spred": "m * w (spred)",
   }
+  cell = lambda r: f"{r['array_fusions']} / {r['scalar_kernels']} / {r['kernel_bytes_per_weight']:.2f}"  # noqa: E731
+  first = res[ACCELERATORS[0]]  # the `exp` count is the program's, the same on every accelerator
   rows = [
-    f"{INNER[o]}, {what} | {r['kernels_in_entry'] - r['scalar_kernels']} | {r['scalar_kernels']} | "
-    f"{r['kernel_bytes_per_weight']:.2f} | {r['max_kernels_reading_an_input']} | {r['exponential_ops']}"
+    f"{INNER[o]}, {what} | {' | '.join(cell(r[o][key]) for r in res.values())} | {first[o][key]['exponential_ops']}"
     for o in INNER
     for key, what in keys.items()
-    if (r := res[o].get(key))
+    if key in first[o]
   ]
-  cols = f"""update compiled for an {res["target"]} ({res["n_leaves"]} leaves) | array kernels | scalar kernels
-    | bytes per weight | most kernels reading one input array | `exp` ops"""
-  kernels = "as many array kernels as the bare optimizer" if ham["same_kernels"] else "other array kernels"
+  targets = " | ".join(
+    f"{r['target']}: loops over arrays / scalar ops / bytes per weight" for r in res.values()
+  )
+  cols = f"update, compiled ({first['n_leaves']} leaves) | {targets} | `exp` ops"
+  loops = (
+    "as many loops over the arrays as the bare optimizer's (one per leaf)"
+    if ham["same_loops"] and ham["per_leaf"]
+    else "other loops over the arrays than the bare optimizer's"
+  )
+  scalars = " and ".join(f"{' / '.join(map(str, ham['scalars'][a]))} on the {res[a]['target']}" for a in res)
   more = ham["more_bytes"]
-  verdict = f"""With either optimizer HAM's update launches {kernels}, plus
-    {" / ".join(str(word(x)) for x in ham["scalars"])} scalar kernel more (its step count),
-    {"reads every array in a single pass" if ham["single_pass"] else "reads some array more than once"} and moves
-    {"the same bytes per weight" if more < 5e-3 else f"up to {more:.2f} bytes per weight more"}."""
+  verdict = f"""On both, with either optimizer, HAM's update has {loops},
+    {"each reading every input array once" if ham["single_pass"] else "some reading an input array twice"},
+    {"the same bytes per weight" if more < 5e-3 else f"up to {more:.2f} bytes per weight more"} and a few more
+    scalar ops for its step count ({scalars})."""
   return f"{md(cols, rows)}\n\n{verdict}"
 
 
@@ -1384,10 +1397,10 @@ def readme_cost(results: Path) -> str:
   def both(ratio: Callable[[str], float], digits: int = 2) -> str:  # SGD+momentum / AdamW
     return " / ".join(f"{ratio(o):.{digits}f}x" for o in INNER)
 
-  extra, (k, ham) = u["sgdm"]["per_weight"]["ham_extra"], _gpu(results)
-  fused = ham["per_leaf"] and ham["single_pass"] and ham["more_bytes"] < 5e-3
-  gpu = f"""compiled for an {k["target"]} it {"is" if fused else "is not"} one kernel per leaf, as the bare
-    optimizer's, with no extra bytes: `benchmarks/gpu_kernels.py`"""
+  extra, (k, ham) = u["sgdm"]["per_weight"]["ham_extra"], _accelerators(results)
+  fused = ham["same_loops"] and ham["per_leaf"] and ham["single_pass"] and ham["more_bytes"] < 5e-3
+  gpu = f"""compiled for an {" and a ".join(r["target"] for r in k.values())} it {"is" if fused else "is not"}
+    one loop per leaf, as the bare optimizer's, with no extra bytes: `benchmarks/accelerator_kernels.py`"""
   same = ", bit-identical," * all(v for o in INNER for v in vw[o]["bit_identical_to_default"].values())
   return f"""{u["sgdm"]["extra_state_bytes"]} bytes of optimizer state; per weight, {extra["flops"]:.0f}
     flops, {WORDS[round(extra["transcendentals"])]} `exp` and one more read of the gradient

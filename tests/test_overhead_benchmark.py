@@ -58,7 +58,7 @@ def test_smoke_run_counts_and_vector_width(tmp_path):
 
 
 def test_kernel_count_and_bytes_agree_with_xlas_own_count():
-  """`hlo_stats` (what `gpu_kernels.py` reports for a GPU) against XLA:CPU's `cost_analysis()` of the same program."""
+  """`hlo_stats` (what `accelerator_kernels.py` reports for a GPU or TPU) against XLA:CPU's `cost_analysis()` of the same program."""
   import jax.numpy as jnp
   import optax
 
@@ -86,6 +86,7 @@ def test_kernel_count_and_bytes_agree_with_xlas_own_count():
 }"""
   stats = overhead.hlo_stats("\n" + text)
   assert stats["kernels_in_entry"] == stats["fusions_in_entry"] == 3 and stats["scalar_kernels"] == 1
+  assert stats["array_fusions"] == 2
   # f: a tuple output and three operands (g twice); e: a bf16 output (2 bytes per entry) and one operand; k: 4 + 4.
   assert stats["kernel_bytes"] == (16 + 16) + 3 * 16 + (8 + 16) + 8
   assert stats["max_kernels_reading_an_input"] == 2  # g: by both fusions (once each)
