@@ -60,37 +60,42 @@ def compile_update(tx, shapes, device: jax.Device) -> Any:
   return overhead.make_update_step(tx).lower(params, state, params).compile()
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-  ap = _common.parser(__doc__, "accelerator_kernels")
-  ap.add_argument("--platform", choices=("gpu", "tpu"), default="gpu")
-  spec = SPECS / "h100_sxm.txtpb"
-  ap.add_argument("--target-config", type=Path, default=spec, help="gpu: XLA's description of the GPU")
-  ap.add_argument(
-    "--topology", default="v5e:2x2", help="tpu: the TPU slice (the update runs on its first chip)"
-  )
-  ap.add_argument("--attached", action="store_true", help="compile for the attached accelerator instead")
-  args = ap.parse_args(argv)
-  if args.platform == "gpu" and not (args.attached or args.target_config.is_file()):
-    ap.error(f"--target-config {args.target_config}: no such file")
+def target(args: Any) -> tuple[jax.Device, dict[str, Any]]:
+  """The device to compile for, and what the results record of it: its name, the description or topology it
+  comes from, and the environment variables that repeat the run."""
   if args.attached:
     try:
       device = jax.devices(args.platform)[0]
     except RuntimeError as e:
       raise SystemExit(f"--attached: no {args.platform} is attached ({e})") from e
-  else:
-    device = described_device(args.platform, args.target_config, args.topology)
-  shapes, kind = _common.resnet50_shapes(), device.device_kind
-  named = (
-    args.platform == "gpu"
-    and not args.attached
-    and re.search(r'n_str: "(.+)"', args.target_config.read_text())
-  )
-  results = {**_common.environment(), "platform": args.platform, "target": named[1] if named else kind}
-  if not args.attached:  # the command that repeats this run, and what it compiled for
-    results["command"] = f"{ENV[args.platform]} {results['command']}"
-    results["target_config" if args.platform == "gpu" else "topology"] = (
-      _common.display_path(args.target_config) if args.platform == "gpu" else args.topology
-    )
+    return device, {"target": device.device_kind, "env": ""}
+  device = described_device(args.platform, args.target_config, args.topology)
+  if args.platform == "tpu":
+    return device, {"target": device.device_kind, "topology": args.topology, "env": ENV["tpu"]}
+  named = re.search(r'description_str: "(.+)"', args.target_config.read_text())
+  config = _common.display_path(args.target_config)
+  return device, {
+    "target": named[1] if named else device.device_kind,
+    "target_config": config,
+    "env": ENV["gpu"],
+  }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  ap = _common.parser(__doc__, "accelerator_kernels")
+  ap.add_argument("--platform", choices=("gpu", "tpu"), default="gpu")
+  spec = SPECS / "h100_sxm.txtpb"
+  ap.add_argument("--target-config", type=Path, default=spec, help="gpu: XLA's description of the GPU")
+  ap.add_argument("--topology", default="v5e:2x2", help="tpu: the TPU slice (compiled for its first chip)")
+  ap.add_argument("--attached", action="store_true", help="compile for the attached accelerator instead")
+  args = ap.parse_args(argv)
+  if args.platform == "gpu" and not (args.attached or args.target_config.is_file()):
+    ap.error(f"--target-config {args.target_config}: no such file")
+  device, described = target(args)
+  results = {**_common.environment(), "platform": args.platform, **described}
+  env = results.pop("env")  # the environment variables that the command repeating this run needs
+  results["command"] = f"{env} {results['command']}".strip()
+  shapes = _common.resnet50_shapes()
   plugins = {d.name: d.version for d in metadata.distributions() if re.match(r"jax-cuda|libtpu", d.name)}
   n = sum(math.prod(s) for _, s in shapes)
   results |= {"plugins": plugins, "n_floats": n, "n_leaves": len(shapes)}

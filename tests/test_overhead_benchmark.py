@@ -97,3 +97,25 @@ def test_kernel_count_and_bytes_agree_with_xlas_own_count():
   ROOT %t = ({tiled}, {tiled}) tuple(%f)
 }}"""
   assert overhead.hlo_stats("\n" + text)["kernel_bytes"] == 2 * 32 + 32
+
+
+def test_accelerator_kernels_says_what_is_missing(tmp_path):
+  """Without the accelerator's plugin (as in CI) or an attached device, the script stops with what to do."""
+  import importlib.util
+
+  import jax
+
+  _overhead()
+  spec = importlib.util.spec_from_file_location("accelerator_kernels", _BENCH / "accelerator_kernels.py")
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  out = ["--out", str(tmp_path)]
+  if jax.default_backend() == "cpu":
+    with pytest.raises(SystemExit, match="no gpu is attached"):
+      script.main(["--attached", *out])
+  with pytest.raises(SystemExit):  # argparse: exit status 2, the message on stderr
+    script.main(["--target-config", str(tmp_path / "missing.txtpb"), *out])
+  if importlib.util.find_spec("jax_plugins") is None:  # no CUDA or TPU plugin installed
+    with pytest.raises(SystemExit, match="install JAX's plugin"):
+      script.main(out)
+  assert not list(tmp_path.iterdir())  # nothing written
