@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import textwrap
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -385,13 +386,11 @@ def test_per_leaf_alpha_runs_in_ham():
   assert np.all(np.isfinite(losses)) and losses[-8:].mean() < losses[0]
 
 
-def test_nnx_example_of_the_docstring_runs():
-  pytest.importorskip("flax")
-  doc = ham_optax.suggest_alpha.__doc__
-  block = doc[doc.index("from flax import nnx") :]
-  code = textwrap.dedent("    " + block)
-  env = {"jax": jax, "jnp": jnp, "optax": optax, "ham_optax": ham_optax}
-  exec("x = jax.random.normal(jax.random.key(0), (64, 8)); y = x @ jnp.arange(8.0)", env)
+def test_nnx_example_of_the_alpha_guide_runs():
+  nnx = pytest.importorskip("flax.nnx")
+  guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "choosing_alpha.md").read_text()
+  code = next(b for b in re.findall(r"```python\n(.*?)```", guide, flags=re.S) if "from flax import nnx" in b)
+  env = {}
   exec(code, env)
   assert isinstance(env["alpha"], float) and env["alpha"] > 0
-  assert isinstance(env["state"], __import__("flax").nnx.State)
+  assert isinstance(env["params"], nnx.State)

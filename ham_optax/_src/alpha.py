@@ -281,20 +281,15 @@ def suggest_alpha(
 
   with :math:`\rho` = ``target_ratio`` (over the second half of the steps, once the moments have warmed up): an
   ordinary alpha for :func:`ham_optax.ham` (for SGD without momentum :math:`\alpha \approx \rho / \overline{|x|}`).
-  With ``per_leaf=True`` the rule is applied to each selected leaf :math:`i` on its own (same run).
 
-  Contract:
-
-  - ``batches`` is read by index, never consumed; only floating-point leaves are differentiated and updated.
-  - The jitted step is cached on the ``loss_fn`` and ``inner`` objects, ``has_aux``, the mask and the params'
-    structure. The result is deterministic; the cost is ``num_steps`` gradient evaluations.
-  - A diverged run (non-finite values, or a loss whose median over the second half is over 10 times the first
-    half's) raises :class:`ham_optax.CalibrationDivergedError`. To check alpha during training:
-    :func:`ham_optax.metrics.ham_diagnostics` and the alpha guide (``docs/guides/choosing_alpha.md``).
+  ``batches`` is read by index, never consumed; only floating-point leaves are differentiated and updated. The
+  jitted step is cached on the ``loss_fn`` and ``inner`` objects, ``has_aux``, the mask and the params' structure;
+  the result is deterministic and costs ``num_steps`` gradient evaluations. To check alpha during training:
+  :func:`ham_optax.metrics.ham_diagnostics`; for Flax NNX and the measurements: the alpha guide
+  (``docs/guides/choosing_alpha.md``).
 
   Args:
-    loss_fn: ``loss_fn(params, batch) -> scalar loss`` (or ``(loss, aux)`` with ``has_aux=True``; ``aux`` is
-      ignored).
+    loss_fn: ``loss_fn(params, batch) -> loss``, a scalar (``(loss, aux)`` with ``has_aux=True``; ``aux`` unused).
     params: the initial parameters (a pytree; an ``nnx.State`` works).
     batches: a sequence of at least ``num_steps`` batches, each passed to ``loss_fn`` as is.
     inner: the optimizer HAM will wrap (e.g. ``optax.sgd(lr, momentum=0.9)``).
@@ -303,8 +298,8 @@ def suggest_alpha(
     num_steps: number of calibration steps, >= 2.
     mask: the leaves HAM's mirror step applies to, as for :func:`ham_optax.ham` (``None``: kernels).
     has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
-    per_leaf: return one alpha per leaf (0.0 for unselected leaves, the global alpha where the ratio is never
-      defined) as ``alpha`` for :func:`ham_optax.ham` (with ``nnx.Optimizer``: ``nnx.pure(alpha)``).
+    per_leaf: apply the rule to each selected leaf on its own (same run): one alpha per leaf (0.0 for unselected
+      leaves, the global alpha where the ratio is never defined) for :func:`ham_optax.ham` (NNX: ``nnx.pure``).
     check_learning_rate: raise a ValueError where the inner step size divided by ``learning_rate`` changes by
       more than a factor 1.25 over the window (e.g. a warmup inside ``inner``).
 
@@ -313,8 +308,10 @@ def suggest_alpha(
 
   Raises:
     TypeError: ``batches`` is not a sequence, ``inner`` is not a transformation, or a mask entry is invalid.
+    CalibrationDivergedError: the run diverged (non-finite values, or a loss median over the second half above
+      10 times the first half's); a ValueError.
     ValueError: a bad argument or batch (naming the entry), a ``loss_fn`` output that is not a scalar loss, a
-      learning-rate mismatch, or a calibration run that diverged or gave no finite step ratio.
+      learning-rate mismatch, or no finite step ratio.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, ham_optax
@@ -327,23 +324,22 @@ def suggest_alpha(
     >>> tx = ham_optax.ham(inner, 0.01, alpha=alpha, beta=0.0)
     >>> alpha > 0
     True
-
-  With Flax NNX, pass the parameters' ``nnx.State`` and merge it back inside the loss (``has_aux=True`` for a
-  loss that also returns, e.g., BatchNorm's updated statistics)::
-
-    from flax import nnx
-
-    model = nnx.Sequential(nnx.Linear(8, 32, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(32, 1, rngs=nnx.Rngs(1)))
-    graphdef, state = nnx.split(model, nnx.Param)
-
-    def loss_fn(state, batch):
-      x, y = batch
-      return jnp.mean((nnx.merge(graphdef, state)(x)[:, 0] - y) ** 2)
-
-    inner = optax.sgd(0.01, momentum=0.9)
-    alpha = ham_optax.suggest_alpha(loss_fn, state, [(x, y)] * 20, inner, 0.01)
-    tx = ham_optax.ham(inner, 0.01, alpha=alpha, beta=0.0)  # e.g. nnx.Optimizer(model, tx, wrt=nnx.Param)
   """
+  batches, selected = _check_args(
+    loss_fn, params, batches, inner, learning_rate, target_ratio, num_steps, mask, has_aux
+  )
+  leaves, treedef = jax.tree.flatten(params)
+  key = (treedef, tuple(bool(masking.is_float(x)) for x in leaves), selected)
+  run = _calibrate(loss_fn, params, batches, inner, learning_rate, num_steps, has_aux, key)
+  if check_learning_rate:
+    _check_learning_rate(_get(_make_lr_probe, inner, *key), params, learning_rate, num_steps)
+  return _alpha_from_ratios(*_window_ratios(*run), target_ratio, selected, treedef, per_leaf)
+
+
+def _check_args(
+  loss_fn, params, batches, inner, learning_rate, target_ratio, num_steps, mask, has_aux
+) -> tuple[Sequence, tuple]:
+  """Checks :func:`suggest_alpha`'s arguments; returns ``batches`` and the mask's flags per leaf."""
   checks.check_scalar(target_ratio, "target_ratio", lo=0.0, lo_open=True)
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, lo_open=True, schedule_ok=True)
   checks.check_int(num_steps, "num_steps", 2, owner="suggest_alpha")
@@ -357,11 +353,20 @@ def suggest_alpha(
     raise ValueError(
       f"suggest_alpha: batches holds {len(batches)} batches, num_steps={num_steps} needs as many."
     )
-  leaves, treedef = jax.tree.flatten(params)
-  is_float = tuple(bool(masking.is_float(x)) for x in leaves)
-  key = (treedef, is_float, selected)
+  return batches, selected
+
+
+def _calibrate(
+  loss_fn, params, batches, inner, learning_rate, num_steps, has_aux, key
+) -> tuple[list, list, list]:
+  """Runs ``inner`` alone for ``num_steps`` steps; returns the learning rates and, per step, the per-leaf norms of
+  the inner update and of ``|x| * g``. Raises :class:`CalibrationDivergedError` if the run diverges."""
+  treedef, is_float, _ = key
   step = _get(_make_step, loss_fn, inner, *key, bool(has_aux))
-  p, state = params, inner.init(jax.tree.unflatten(treedef, _float_view(leaves, is_float)))
+  p, state = (
+    params,
+    inner.init(jax.tree.unflatten(treedef, _float_view(treedef.flatten_up_to(params), is_float))),
+  )
   lrs, losses, u_norms, mirror_norms = [], [], [], []
   for k in range(num_steps):
     lrs.append(_lr_at(learning_rate, k))
@@ -381,10 +386,14 @@ def suggest_alpha(
   first, second = np.median(losses[: num_steps // 2]), np.median(losses[num_steps // 2 :])
   if first > 0 and second > DIVERGENCE_FACTOR * first:
     raise _diverged(f"(the loss's median grew from {first:.3g} to {second:.3g} between its two halves)")
-  if check_learning_rate:
-    _check_learning_rate(_get(_make_lr_probe, inner, *key), params, learning_rate, num_steps)
-  total, per_leaf_ratios = _window_ratios(lrs, u_norms, mirror_norms)
-  alpha = target_ratio * _median_finite(total[num_steps // 2 :])
+  return lrs, u_norms, mirror_norms
+
+
+def _alpha_from_ratios(total, per_leaf_ratios, target_ratio, selected, treedef, per_leaf) -> float | Any:
+  """``target_ratio`` times the median ratio over the window's second half: one alpha, or one per leaf (0.0 for
+  unselected leaves, the global alpha where a leaf's ratio is never defined)."""
+  half = len(total) // 2
+  alpha = target_ratio * _median_finite(total[half:])
   if not math.isfinite(alpha):
     raise ValueError(
       "suggest_alpha: the calibration run gave no finite step ratio (zero gradients on the selected weights, "
@@ -392,7 +401,7 @@ def suggest_alpha(
     )
   if not per_leaf:
     return float(alpha)
-  window = per_leaf_ratios[num_steps // 2 :]
+  window = per_leaf_ratios[half:]
   per = iter([target_ratio * _median_finite(window[:, i]) for i in range(window.shape[1])])
   out = [next(per) if on else 0.0 for on in selected]
   return jax.tree.unflatten(treedef, [float(a) if math.isfinite(a) else float(alpha) for a in out])

@@ -49,11 +49,11 @@ def ham(
     x_{k+1} &= x_{k+1/2} \odot \exp\Big(\operatorname{clip}\big(-\eta_k(\alpha\,\operatorname{sign}(x_{k+1/2})
       \odot g_k + \beta),\ -c,\ c\big)\Big)
 
-  on the selected (``mask``) leaves, with :math:`\alpha` one value for all of them (the paper's HAM) or, per layer,
-  :math:`\alpha_l` for leaf :math:`l` (``alpha`` a pytree); other leaves take the inner update alone. The mirror
-  step reuses the raw gradient (no second backward pass) and adds no state beyond a step counter. Returns
-  ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes like any optax transform. Continuous limit and
-  numerics (saturation, NaN in, NaN out): :func:`hyperbolic_step`.
+  on the selected (``mask``) leaves; other leaves take the inner update alone. The mirror step reuses the raw
+  gradient (no second backward pass). Returns ``updates = x_{k+1} - x_k`` in the params' dtype, so it composes
+  like any optax transform.
+
+  {mirror_notes}
 
   Order matters: put gradient clipping or other gradient preprocessing *inside* ``inner`` (the mirror step
   always sees the raw gradient ``ham`` receives) and nothing after ``ham`` in a chain. Do not wrap ``ham`` in
@@ -61,18 +61,14 @@ def ham(
 
   Args:
     inner: the optimizer taking the first half-step (SGD, momentum, Adam, AdamW, a chain, SAM, ...).
-    learning_rate: float or optax schedule for the mirror step; pass the same value/schedule as ``inner`` uses.
-      Both count steps from 0, so a schedule is evaluated at the same step count.
+    learning_rate: float or optax schedule for the mirror step: the one ``inner`` uses (both count from step 0).
     {mirror_args}
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params`` and forwards extra args to
-    ``inner``.
+    An ``optax.GradientTransformationExtraArgs``: ``update`` needs ``params``, forwards extra args to ``inner``.
 
   Example:
-    >>> import jax.numpy as jnp
-    >>> import optax
-    >>> import ham_optax
+    >>> import jax.numpy as jnp, optax, ham_optax
     >>> params = {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]]), "b": jnp.array([0.5, 0.25])}
     >>> grads = {"w": jnp.array([[0.5, 0.5], [-1.0, 1.0]]), "b": jnp.array([1.25, -2.5])}
     >>> tx = ham_optax.ham(optax.sgd(0.1), learning_rate=0.1, alpha=2.0, beta=0.0)
@@ -86,8 +82,7 @@ def ham(
     [0.375 0.5  ]
 
   References:
-    Jacobs, Gadhikar, Rubio-Madrigal, Burkholz. *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*,
-    ICLR 2026, arXiv:2506.02630.
+    Jacobs et al., *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*, ICLR 2026, arXiv:2506.02630.
   """
   checks.check_inner(inner, "ham")
   mirror = hyperbolic.hyperbolic_step(

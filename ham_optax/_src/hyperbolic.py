@@ -53,18 +53,41 @@ max_weight_norm_scope: which tensors ``max_weight_norm`` clips: ``"masked"`` (de
   as the published PyTorch wrapper does (there the other leaves are clipped after their inner update).
 """
 
+# What ham and hyperbolic_step say about the step itself (its limit, stability and numerics), written once and put
+# into both docstrings in place of their line ``{mirror_notes}``.
+MIRROR_NOTES_DOC = r"""
+The step never changes a sign, keeps exact zeros at zero and costs no memory beyond a step counter. In the
+continuous limit (:math:`\beta=0`) HAM follows :math:`\dot x = -(1+\alpha|x|)\nabla f(x)`, mirror descent with
+potential :math:`R_\alpha(x) = \sum_i [(1+\alpha|x_i|)\log(1+\alpha|x_i|) - \alpha|x_i|]/\alpha^2`.
+
+Stability: keep :math:`\alpha\,\eta\,|g|` well below 1; the clip at :math:`\pm c` bounds the damage of a bad
+step (a factor of at most :math:`e^c`) but does not make a too-large :math:`\alpha\eta` sensible.
+:func:`ham_optax.suggest_alpha` picks alpha for a model and optimizer; :func:`ham_optax.metrics.ham_diagnostics`
+shows whether it is too large.
+
+Finite in, finite out, in every float dtype: :math:`\eta`, :math:`\eta\alpha`, :math:`\eta\beta` are saturated
+to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, so ``0 * alpha`` stays 0),
+a new weight that would overflow (also from an infinite incoming update) is saturated just below the params
+dtype's largest value, and a weight that is already ``+-inf`` keeps its value. NaN in, NaN out: a NaN gradient,
+update or schedule value gives NaN in the new weights wherever plain optax would, never a silent zero update.
+"""
+SHARED_DOCS = {"{mirror_args}": MIRROR_ARGS_DOC, "{mirror_notes}": MIRROR_NOTES_DOC}
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def document_mirror_args(fn: _F) -> _F:
-  """Puts :data:`MIRROR_ARGS_DOC` into ``fn``'s docstring in place of its line ``{mirror_args}``."""
+  """Puts :data:`MIRROR_ARGS_DOC` into ``fn``'s docstring in place of its line ``{mirror_args}`` (required), and
+  :data:`MIRROR_NOTES_DOC` in place of a line ``{mirror_notes}``."""
   lines = (fn.__doc__ or "").splitlines(keepends=True)
+  if "{mirror_args}" not in [line.strip() for line in lines]:
+    raise ValueError(f"The docstring of {fn.__name__} has no line {{mirror_args}}.")
   for i, line in enumerate(lines):
-    if line.strip() == "{mirror_args}":
-      lines[i] = textwrap.indent(MIRROR_ARGS_DOC.lstrip("\n"), line[: len(line) - len(line.lstrip())])
-      fn.__doc__ = "".join(lines)
-      return fn
-  raise ValueError(f"The docstring of {fn.__name__} has no line {{mirror_args}}.")
+    if line.strip() in SHARED_DOCS:
+      text = SHARED_DOCS[line.strip()].lstrip("\n")
+      lines[i] = textwrap.indent(text, line[: len(line) - len(line.lstrip())])
+  fn.__doc__ = "".join(lines)
+  return fn
 
 
 class HyperbolicStepState(NamedTuple):
@@ -269,21 +292,9 @@ def hyperbolic_step(
   with :math:`s = x_{k+1/2}` (``sign_from="x_half"``, the deployed "HYP*" variant) or :math:`s = x_k`
   (``sign_from="x"``, the analysed "GD;HYP" variant) and :math:`c` = ``max_exponent`` (a per-layer ``alpha``
   puts :math:`\alpha_l` in place of :math:`\alpha` for leaf :math:`l`). The returned update is
-  :math:`x_{k+1} - x_k` in the params' dtype. The step never changes a sign, keeps exact zeros at zero and
-  costs no memory beyond a step counter. In the continuous limit (:math:`\beta=0`) HAM follows
-  :math:`\dot x = -(1+\alpha|x|)\nabla f(x)`, mirror descent with potential
-  :math:`R_\alpha(x) = \sum_i [(1+\alpha|x_i|)\log(1+\alpha|x_i|) - \alpha|x_i|]/\alpha^2`.
+  :math:`x_{k+1} - x_k` in the params' dtype.
 
-  Stability: keep :math:`\alpha\,\eta\,|g|` well below 1; the clip at :math:`\pm c` bounds the damage of a bad
-  step (a factor of at most :math:`e^c`) but does not make a too-large :math:`\alpha\eta` sensible.
-  :func:`ham_optax.suggest_alpha` picks alpha for a model and optimizer; :func:`ham_optax.metrics.ham_diagnostics`
-  shows whether it is too large.
-
-  Finite in, finite out, in every float dtype: :math:`\eta`, :math:`\eta\alpha`, :math:`\eta\beta` are saturated
-  to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, so ``0 * alpha`` stays 0),
-  a new weight that would overflow (also from an infinite incoming update) is saturated just below the params
-  dtype's largest value, and a weight that is already ``+-inf`` keeps its value. NaN in, NaN out: a NaN gradient,
-  update or schedule value gives NaN in the new weights wherever plain optax would, never a silent zero update.
+  {mirror_notes}
 
   Args:
     learning_rate: a float or an optax schedule; use the inner optimizer's learning rate so that both are
@@ -308,6 +319,35 @@ def hyperbolic_step(
   References:
     Jacobs et al., *Hyperbolic Aware Minimization: Implicit Bias for Sparsity*, ICLR 2026, arXiv:2506.02630.
   """
+  _check_mirror_args(
+    learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from, max_weight_norm_scope
+  )
+  # With max_weight_norm_scope="all" the leaves outside the mask are norm-clipped after their inner update too.
+  clip_rest = max_weight_norm is not None and max_weight_norm_scope == "all"
+  options = (max_exponent, max_weight_norm, sign_from, clip_rest)
+
+  def init_fn(params):
+    del params
+    return HyperbolicStepState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None, *, grad=None, **extra_args):
+    del extra_args
+    _check_update_args(updates, params, grad)
+    lr, b = (_evaluate(h, n, state.count) for h, n in ((learning_rate, "learning_rate"), (beta, "beta")))
+    a = jax.tree.map(lambda h: _evaluate(h, "alpha", state.count), alpha)
+    selected = masking.resolve_mask(mask, params)
+    flat_u, treedef = jax.tree.flatten(updates)
+    leaves = (treedef.flatten_up_to(grad), treedef.flatten_up_to(params), _alpha_per_leaf(a, params, treedef))
+    out = [_leaf(*xs, lr, b, *options) for xs in zip(flat_u, *leaves, selected, strict=True)]
+    return jax.tree.unflatten(treedef, out), HyperbolicStepState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_mirror_args(
+  learning_rate, alpha, beta, max_exponent, max_weight_norm, sign_from, norm_scope
+) -> None:
+  """Checks the arguments of :func:`hyperbolic_step` (and so of :func:`ham` and its aliases)."""
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True)
   check_alpha(alpha)
   checks.check_scalar(beta, "beta", lo=0.0, schedule_ok=True)
@@ -316,39 +356,25 @@ def hyperbolic_step(
   if max_weight_norm is not None:
     checks.check_scalar(max_weight_norm, "max_weight_norm", lo=0.0, lo_open=True)
   checks.check_choice(sign_from, "sign_from", ("x_half", "x"))
-  checks.check_choice(max_weight_norm_scope, "max_weight_norm_scope", ("masked", "all"))
-  # With max_weight_norm_scope="all" the leaves outside the mask are norm-clipped after their inner update too.
-  clip_rest = max_weight_norm is not None and max_weight_norm_scope == "all"
+  checks.check_choice(norm_scope, "max_weight_norm_scope", ("masked", "all"))
 
-  def init_fn(params):
-    del params
-    return HyperbolicStepState(count=jnp.zeros([], jnp.int32))
 
-  def update_fn(updates, state, params=None, *, grad=None, **extra_args):
-    del extra_args
-    if params is None:
-      raise ValueError(checks.NO_PARAMS_MSG)
-    if grad is None:
-      raise ValueError(
-        "hyperbolic_step needs the raw gradient: call update(updates, state, params, grad=grads), "
-        "or use ham_optax.ham(inner, ...), which passes it for you."
-      )
-    lr, b = (_evaluate(h, n, state.count) for h, n in ((learning_rate, "learning_rate"), (beta, "beta")))
-    a = jax.tree.map(lambda h: _evaluate(h, "alpha", state.count), alpha)
-    chex.assert_trees_all_equal_structs(params, grad, updates)  # and shapes (Python scalars have shape ())
-    as_struct = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t)  # noqa: E731
-    chex.assert_trees_all_equal_shapes(as_struct(params), as_struct(grad), as_struct(updates))
-    selected = masking.resolve_mask(mask, params)
-    flat_u, treedef = jax.tree.flatten(updates)
-    leaves = (treedef.flatten_up_to(grad), treedef.flatten_up_to(params), _alpha_per_leaf(a, params, treedef))
-    out = []
-    for u, g, p, a_l, on in zip(flat_u, *leaves, selected, strict=True):
-      if on:
-        out.append(_mirror_leaf(u, g, p, lr, a_l, b, max_exponent, max_weight_norm, sign_from))
-      elif clip_rest:
-        out.append(_norm_clip_leaf(u, p, max_weight_norm))
-      else:
-        out.append(u)
-    return jax.tree.unflatten(treedef, out), HyperbolicStepState(count=optax.safe_increment(state.count))
+def _check_update_args(updates: Any, params: Any, grad: Any) -> None:
+  """``params`` and ``grad`` are given, and ``params``, ``grad`` and ``updates`` have the same structure and shapes."""
+  if params is None:
+    raise ValueError(checks.NO_PARAMS_MSG)
+  if grad is None:
+    raise ValueError(
+      "hyperbolic_step needs the raw gradient: call update(updates, state, params, grad=grads), "
+      "or use ham_optax.ham(inner, ...), which passes it for you."
+    )
+  chex.assert_trees_all_equal_structs(params, grad, updates)  # and shapes (Python scalars have shape ())
+  as_struct = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t)  # noqa: E731
+  chex.assert_trees_all_equal_shapes(as_struct(params), as_struct(grad), as_struct(updates))
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+def _leaf(u, g, p, alpha, on, lr, beta, max_exponent, max_weight_norm, sign_from, clip_rest) -> Any:
+  """One leaf's update: the mirror step where ``on``, else the inner update (norm-clipped with ``clip_rest``)."""
+  if on:
+    return _mirror_leaf(u, g, p, lr, alpha, beta, max_exponent, max_weight_norm, sign_from)
+  return _norm_clip_leaf(u, p, max_weight_norm) if clip_rest else u
