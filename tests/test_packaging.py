@@ -1,7 +1,9 @@
-"""Release metadata: one version source, the license shipped, floors that CI installs equal to the declared ones."""
+"""Release metadata: one version source, the license shipped, floors that CI installs equal to the declared ones;
+the library's functions short enough to read at once."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import pathlib
 import re
@@ -91,3 +93,18 @@ def test_ci_floors_equal_the_declared_lower_bounds():
     )
     for name, low in lows.items():
       assert Version(pins[name]) == Version(low), f"pyproject: {name}>={low}; .ci/{floors}: {pins[name]}"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_of_the_library_is_longer_than_80_lines():
+  """From its ``def`` line to its last line, docstring included: a longer one is split into helpers."""
+  long = []
+  for path in sorted((ROOT / "ham_optax").rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        lines = node.end_lineno - node.lineno + 1
+        if lines > MAX_FUNCTION_LINES:
+          long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+  assert not long, "functions over 80 lines: " + ", ".join(long)

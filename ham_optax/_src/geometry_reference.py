@@ -75,6 +75,16 @@ def _as_problem(
   return Z, y, x0
 
 
+def _mirror(alpha: float | None, gamma: ArrayLike | None) -> _Mirror:
+  """The mirror map of HAM (``alpha``) or of m ⊙ w (``gamma``): exactly one of them, with values > 0."""
+  checks.check_exactly_one({"alpha": alpha, "gamma": gamma}, "bregman_projection")
+  if alpha is not None:
+    checks.check_positive_values(alpha, "alpha")
+    return _ham_mirror(float(alpha))
+  checks.check_positive_values(gamma, "gamma")
+  return _mw_mirror(np.asarray(gamma, dtype=np.float64))
+
+
 def bregman_projection(
   Z: ArrayLike,
   y: ArrayLike,
@@ -87,14 +97,8 @@ def bregman_projection(
 ) -> BregmanProjectionResult:
   """Bregman projection of ``x0`` onto ``{x : Z x = y}``, the limit of HAM's (or m ⊙ w's) flow.
 
-  Solves
-
-  .. math::
-
-      x^\\star = \\arg\\min_{Zx = y} D_R(x, x_0)
-
-  with :math:`R = R_\\alpha` (HAM, pass ``alpha``) or the hyperbolic entropy of :math:`m \\odot w`
-  (pass ``gamma = m0**2 - w0**2``). The KKT conditions are
+  Solves :math:`x^\\star = \\arg\\min_{Zx = y} D_R(x, x_0)` with :math:`R = R_\\alpha` (HAM, pass ``alpha``) or
+  the hyperbolic entropy of :math:`m \\odot w` (pass ``gamma = m0**2 - w0**2``). The KKT conditions are
   :math:`\\nabla R(x) = \\nabla R(x_0) + Z^\\top\\lambda`, :math:`Zx = y`. The dual
 
   .. math::
@@ -121,17 +125,16 @@ def bregman_projection(
     ValueError: on malformed input, or if Newton's method does not reach ``tol``.
   """
   Z, y, x0 = _as_problem(Z, y, x0)
-  checks.check_exactly_one({"alpha": alpha, "gamma": gamma}, "bregman_projection")
-  if alpha is not None:
-    checks.check_positive_values(alpha, "alpha")
-    mirror = _ham_mirror(float(alpha))
-  else:
-    checks.check_positive_values(gamma, "gamma")
-    mirror = _mw_mirror(np.asarray(gamma, dtype=np.float64))
+  mirror = _mirror(alpha, gamma)
   checks.check_scalar(tol, "tol", lo=0.0, lo_open=True, owner="bregman_projection")
   checks.check_int(max_iter, "max_iter", 1, owner="bregman_projection")
+  return _newton_dual(mirror, Z, y, mirror.grad(x0), tol, max_iter)
 
-  u0 = mirror.grad(x0)
+
+def _newton_dual(
+  mirror: _Mirror, Z: np.ndarray, y: np.ndarray, u0: np.ndarray, tol: float, max_iter: int
+) -> BregmanProjectionResult:
+  """:func:`bregman_projection`'s Newton ascent on the dual from ``lambda = 0``, with ``u0 = grad R(x0)``."""
   lam = np.zeros(Z.shape[0])
   threshold = tol * max(1.0, float(np.linalg.norm(y)))
 

@@ -139,8 +139,23 @@ class _Selection(NamedTuple):
 
   fraction: float  # the largest density: it fixes the number of slots per chunk
   refresh_every: int
-  density: Callable[[jax.Array], jax.Array]  # step -> the density in effect, in [0, fraction]
   chunk_size: int | None
+  total_steps: int | None  # length of the linear decay from fraction to final_fraction; None: constant
+  final_fraction: float
+  density_every: int
+  fraction_schedule: optax.Schedule | None  # replaces the linear decay
+
+  def density(self, t: jax.Array) -> jax.Array:
+    """The density in effect at step ``t``, in ``[0, fraction]``: the schedule evaluated at its last update."""
+    td = (t // self.density_every) * self.density_every
+    if self.fraction_schedule is not None:
+      rho = jnp.asarray(self.fraction_schedule(td), jnp.float32)
+    elif self.total_steps is not None:
+      decayed = jnp.minimum(td.astype(jnp.float32) / self.total_steps, 1.0)
+      rho = self.fraction + (self.final_fraction - self.fraction) * decayed
+    else:
+      rho = jnp.asarray(self.fraction, jnp.float32)
+    return jnp.clip(rho, 0.0, self.fraction)
 
   def chunk(self, size: int) -> int:
     """The chunk length of a flattened tensor of ``size`` entries (0 when empty)."""
@@ -254,6 +269,45 @@ def scale_by_nanoadam(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def _check_selection_args(
+  fraction: float,
+  refresh_every: int,
+  total_steps: int | None,
+  final_fraction: float | None,
+  density_every: int | None,
+  fraction_schedule: optax.Schedule | None,
+  chunk_size: int | None,
+) -> _Selection:
+  """:func:`nanoadam`'s selection arguments, checked and with their defaults filled in."""
+  fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
+  refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
+  total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam", none_ok=True)
+  if final_fraction is not None:
+    checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
+  density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam", none_ok=True)
+  if fraction_schedule is not None:
+    checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
+  chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam", none_ok=True)
+  density_every = refresh_every if density_every is None else density_every
+  final_fraction = 0.4 * fraction if final_fraction is None else float(final_fraction)
+  return _Selection(
+    fraction, refresh_every, chunk_size, total_steps, final_fraction, density_every, fraction_schedule
+  )
+
+
+def _times_learning_rate(
+  direction: optax.GradientTransformationExtraArgs, learning_rate: optax.ScalarOrSchedule
+) -> optax.GradientTransformationExtraArgs:
+  """``direction`` followed by ``-learning_rate`` (a schedule is evaluated at the state's step count)."""
+
+  def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
+    d, new_state = direction.update(updates, state, params, **extra_args)
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    return jax.tree.map(lambda x: (-lr * x).astype(x.dtype), d), new_state
+
+  return optax.GradientTransformationExtraArgs(direction.init, update_fn)
+
+
 def nanoadam(
   learning_rate: optax.ScalarOrSchedule,
   fraction: float = 0.1,
@@ -272,37 +326,30 @@ def nanoadam(
 ) -> optax.GradientTransformationExtraArgs:
   r"""NanoAdam (Zhou, Jacobs, Gadhikar & Burkholz, "Pay Attention to Small Weights", NeurIPS 2025, arXiv 2506.21374).
 
-  Adam restricted to the smallest-magnitude entries of each selected tensor; every other entry of those tensors
-  gets an update of exactly zero. Leaves outside ``mask`` (by default the classifier head, norm layers and
-  biases: :func:`nanoadam_default_mask`) get dense Adam with the global step count. Per step :math:`t`
-  (0-based), for a selected tensor of :math:`n` entries in chunks of :math:`c` entries (``chunk_size``,
-  :math:`c = n` by default), gradient :math:`g`, :math:`d` = ``density_every``, :math:`m` = ``refresh_every``,
-  :math:`\lambda` = ``weight_decay``:
+  Adam on only the smallest-magnitude entries of each selected tensor; its other entries get exactly zero
+  updates. Leaves outside ``mask`` (by default the classifier head, norm layers and biases:
+  :func:`nanoadam_default_mask`) get dense Adam with the global step count. Per step :math:`t` (0-based), for
+  a selected tensor of :math:`n` entries in chunks of :math:`c` (``chunk_size``; default :math:`n`), gradient
+  :math:`g`, ``density_every`` :math:`d`, ``refresh_every`` :math:`m`, ``weight_decay`` :math:`\lambda`:
 
   .. math::
 
-    \rho_t &= \mathrm{density}(d \lfloor t / d \rfloor), \qquad
-       k_t = \max(1, \mathrm{round}(\rho_t c)) \quad \text{(per chunk)} \\
+    \rho_t &= \mathrm{density}(d \lfloor t / d \rfloor), \qquad k_t = \max(1, \mathrm{round}(\rho_t c)) \\
     S &\leftarrow \operatorname{bottom}_{k_t} |x| \text{ in every chunk}
-       \quad \text{if } t \bmod m = 0 \text{ or } k_t \ne k_{t-1}
-       \quad \text{(kept entries keep } \mu, \nu, a) \\
-    a_i &\leftarrow a_i + 1, \quad
-    \mu_i \leftarrow \beta_1 \mu_i + (1 - \beta_1) g_i, \quad
-    \nu_i \leftarrow \beta_2 \nu_i + (1 - \beta_2) g_i^2 \qquad (i \in S) \\
-    \Delta x_i &= -\eta_t \Big(\frac{\mu_i / (1 - \beta_1^{a_i})}
-        {\sqrt{\nu_i / (1 - \beta_2^{a_i})} + \epsilon} + \lambda x_i\Big) \quad (i \in S),
-    \qquad \Delta x_i = 0 \quad (i \notin S).
+       \quad \text{if } t \bmod m = 0 \text{ or } k_t \ne k_{t-1} \ \text{(kept entries keep } \mu, \nu, a) \\
+    a_i &\leftarrow a_i + 1, \quad \mu_i \leftarrow \beta_1 \mu_i + (1 - \beta_1) g_i, \quad
+       \nu_i \leftarrow \beta_2 \nu_i + (1 - \beta_2) g_i^2 \qquad (i \in S) \\
+    \Delta x_i &= -\eta_t \Big(\frac{\mu_i/(1 - \beta_1^{a_i})}{\sqrt{\nu_i/(1 - \beta_2^{a_i})} + \epsilon}
+       + \lambda x_i\Big) \quad (i \in S), \qquad \Delta x_i = 0 \quad (i \notin S).
 
-  Built as ``scale_by_nanoadam`` followed by the learning rate, as ``optax.adamw`` is from ``scale_by_adam``.
-  Under ``optax.inject_hyperparams`` list the shape-fixing arguments as ``static_args=("fraction",
-  "refresh_every", "total_steps", "final_fraction", "density_every", "fraction_schedule", "chunk_size", "mask")``.
-
-  Sources: the paper's Algorithm 1 (re-selection every :math:`m` steps or when the density changes: here when
-  the selected count does) and its first author's configuration (the linear density decay, default
-  ``final_fraction = 0.4 * fraction`` as 10 % -> 4 % on GLUE; dense head and norms; chunks). Our choices: the
-  bias correction is per entry (:math:`a_i` counts the updates since :math:`i` was selected), so a newly
-  selected entry starts like a fresh Adam; dropped entries forget their moments; ties in ``|x|`` go to the lower
-  flat index. The state holds ``4 k`` numbers per selected tensor instead of Adam's ``2 n``.
+  Sources: the paper's Algorithm 1 (re-selection every :math:`m` steps or on a density change, here of the
+  selected count) and its first author's setup (linear density decay, 10 % -> 4 % on GLUE hence the default
+  ``final_fraction``; dense head and norms; chunks). Our choices: per-entry bias correction (:math:`a_i`
+  counts updates since :math:`i` was selected: a new entry starts as a fresh Adam); dropped entries forget
+  their moments; ties in ``|x|`` go to the lower flat index. State: ``4 k`` numbers per selected tensor, not
+  Adam's ``2 n``. Built as ``scale_by_nanoadam`` then the learning rate, like ``optax.adamw``. Under
+  ``optax.inject_hyperparams`` list the shape-fixing arguments as ``static_args=("fraction", "refresh_every",
+  "total_steps", "final_fraction", "density_every", "fraction_schedule", "chunk_size", "mask")``.
 
   Args:
     learning_rate: float or optax schedule (evaluated at the step count, from 0).
@@ -314,58 +361,27 @@ def nanoadam(
     weight_decay: decoupled (AdamW-style) decay of the selected entries only, >= 0.
     total_steps: length of the linear density decay from ``fraction`` (int > 0); ``None``: constant density.
     final_fraction: density reached at ``total_steps``, in ``(0, fraction]``; default ``0.4 * fraction``.
-    density_every: ``d``, steps between evaluations of the density schedule (int > 0); default ``refresh_every``.
-    fraction_schedule: optional jit-compatible ``step -> density``, clipped to ``(0, fraction]``; replaces the
-      linear decay.
+    density_every: ``d``, steps between density schedule evaluations (int > 0); default ``refresh_every``.
+    fraction_schedule: jittable ``step -> density``, clipped to ``(0, fraction]``; replaces the linear decay.
     chunk_size: select per chunk of this many entries of the flattened tensor (int > 0); ``None``: one chunk.
-    mask: tensors subject to the selection: ``None`` (:func:`nanoadam_default_mask`), a pytree of bools (or a
-      prefix) or a callable ``params -> pytree``. Others get dense Adam.
+    mask: ``None`` (:func:`nanoadam_default_mask`), a pytree of bools (or a prefix) or ``params -> pytree``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` (``update`` requires ``params``).
 
   Example:
-    >>> import jax, jax.numpy as jnp, optax
-    >>> import ham_optax
+    >>> import jax, jax.numpy as jnp, ham_optax
     >>> params = {"w0": jnp.arange(1.0, 11.0).reshape(2, 5), "w1": jnp.ones((5, 2))}
     >>> tx = ham_optax.nanoadam(0.1, fraction=0.2, total_steps=100)
-    >>> state = tx.init(params)
-    >>> updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    >>> updates, state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
     >>> print(int(jnp.count_nonzero(updates["w0"])), round(float(updates["w0"][0, 0]), 3))  # 2 smallest |x|: -lr
     2 -0.1
     >>> bool((updates["w1"] != 0).all())  # the last layer (head) is dense
     True
   """
   checks.check_scalar(learning_rate, "learning_rate", lo=0.0, schedule_ok=True, owner="nanoadam")
-  fraction = checks.check_fraction(fraction, "fraction", lo_open=True, owner="nanoadam")
-  refresh_every = checks.check_int(refresh_every, "refresh_every", 1, owner="nanoadam")
-  total_steps = checks.check_int(total_steps, "total_steps", 1, owner="nanoadam", none_ok=True)
-  if final_fraction is not None:
-    checks.check_scalar(final_fraction, "final_fraction", lo=0.0, lo_open=True, hi=fraction, owner="nanoadam")
-  density_every = checks.check_int(density_every, "density_every", 1, owner="nanoadam", none_ok=True)
-  if fraction_schedule is not None:
-    checks.check_callable(fraction_schedule, "fraction_schedule", owner="nanoadam")
-  chunk_size = checks.check_int(chunk_size, "chunk_size", 1, owner="nanoadam", none_ok=True)
-  density_every = refresh_every if density_every is None else density_every
-  final_fraction = 0.4 * fraction if final_fraction is None else float(final_fraction)
-
-  def density(t: jax.Array) -> jax.Array:
-    """The density in effect at step ``t``: the schedule evaluated at the last density update."""
-    td = (t // density_every) * density_every
-    if fraction_schedule is not None:
-      rho = jnp.asarray(fraction_schedule(td), jnp.float32)
-    elif total_steps is not None:
-      rho = fraction + (final_fraction - fraction) * jnp.minimum(td.astype(jnp.float32) / total_steps, 1.0)
-    else:
-      rho = jnp.asarray(fraction, jnp.float32)
-    return jnp.clip(rho, 0.0, fraction)
-
-  selection = _Selection(fraction, refresh_every, density, chunk_size)
+  selection = _check_selection_args(
+    fraction, refresh_every, total_steps, final_fraction, density_every, fraction_schedule, chunk_size
+  )
   direction = scale_by_nanoadam(b1, b2, eps, weight_decay, selection=selection, mask=mask)
-
-  def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
-    d, new_state = direction.update(updates, state, params, **extra_args)
-    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
-    return jax.tree.map(lambda x: (-lr * x).astype(x.dtype), d), new_state
-
-  return optax.GradientTransformationExtraArgs(direction.init, update_fn)
+  return _times_learning_rate(direction, learning_rate)

@@ -73,8 +73,7 @@ def pointwise_overparam(
 ) -> optax.GradientTransformationExtraArgs:
   """Trains masked leaves as ``x = m * w`` with ``inner`` running on ``(m, w)``.
 
-  Update rule (elementwise, masked leaves; ``g`` the gradient w.r.t. ``x``, ``lam_k`` the weight decay at step
-  ``k`` starting at 0)::
+  Update rule (elementwise on masked leaves; ``g = dL/dx``, ``lam_k`` the weight decay at step ``k`` from 0)::
 
       g_m = g * w + lam_k * m;   g_w = g * m + lam_k * w     (chain rule of L(m w) + lam_k/2 (m^2 + w^2))
       (m, w) <- (m, w) + inner((g_m, g_w))
@@ -82,10 +81,9 @@ def pointwise_overparam(
           (m, w) <- factorize(m * w, rescale_balance, sign_m=m)   # Sign-In rescaling
       updates = m * w - x
 
-  Unmasked leaves receive ``inner``'s update for ``g`` directly (no weight decay here). The decay is coupled: an
-  L2 penalty on the factors added before ``inner`` (for decoupled decay use e.g. ``inner=optax.adamw(...)``,
-  which decays every leaf). Geometry, memory cost and params edited outside the optimizer (re-factorised):
-  :mod:`ham_optax.overparam`.
+  Unmasked leaves get ``inner``'s update for ``g`` (no weight decay here). The decay is coupled, an L2 penalty
+  on the factors added before ``inner`` (decoupled: e.g. ``inner=optax.adamw(...)``, which decays every leaf).
+  Geometry, memory cost and params edited outside the optimizer (re-factorised): :mod:`ham_optax.overparam`.
 
   References: Jacobs & Burkholz, "Mask in the Mirror" (ICLR 2025) and Jacobs et al., "Hyperbolic Aware
   Minimization" (ICLR 2026, arXiv 2506.02630).
@@ -97,24 +95,16 @@ def pointwise_overparam(
     weight_decay: ``lam`` (float >= 0 or an optax schedule of the step count).
     init: initial split: ``"balanced"`` (``|m| = |w| = sqrt|x|``, balance 0), ``"mask"`` (``m = 1``, ``w = x``,
       as in continuous sparsification) or a float balance ``c = m^2 - w^2`` (see :func:`factorize`).
-    rescale_every: if set (int > 0), re-factorise every this many updates (Sign-In), keeping the signs and the
-      inner optimizer's state.
+    rescale_every: re-factorise every this many updates (int > 0; Sign-In), keeping signs and the inner state.
     rescale_balance: balance ``c`` the rescaling resets to.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; ``update`` needs ``params``.
   """
   checks.check_inner(inner, "pointwise_overparam")
-  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
-  if isinstance(init, str):
-    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
-  else:
-    init = checks.check_scalar(init, "init")
-  rescale_every = checks.check_int(rescale_every, "rescale_every", 1, none_ok=True)
-  balance = checks.check_scalar(rescale_balance, "rescale_balance")
+  init, rescale_every, balance = _check_overparam_args(weight_decay, init, rescale_every, rescale_balance)
   mask_init, init_balance = isinstance(init, str) and init == "mask", 0.0 if isinstance(init, str) else init
   inner = optax.with_extra_args_support(inner)
-
   mask_of = functools.partial(masking.resolve_mask_tree, mask, what="pointwise_overparam: mask")
 
   def init_fn(params: optax.Params) -> OverparamState:
@@ -133,29 +123,48 @@ def pointwise_overparam(
     flags = mask_of(params)
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
     m, w = _map_pairs(flags, _resync, params, state.m, state.w)
-    factor_grad = lambda g, a, b: (g * b + lam * a).astype(a.dtype)  # noqa: E731 - d/da of L(a b) + lam/2 a^2
-    g_m = _map_masked(flags, factor_grad, updates, m, w)
-    g_w = _map_masked(flags, factor_grad, updates, w, m)
     u = masking.where_flags(flags, m, params)
     (d_u, d_w), inner_state = inner.update(
-      (masking.where_flags(flags, g_m, updates), g_w), state.inner_state, (u, w), **extra_args
+      _inner_grads(flags, updates, m, w, lam), state.inner_state, (u, w), **extra_args
     )
     m, w = _map_masked(flags, lambda x: x, optax.apply_updates(u, d_u)), optax.apply_updates(w, d_w)
     if rescale_every is not None:
       due = (state.count + 1) % rescale_every == 0
-
-      def rescale(a, b):  # Sign-In's re-factorisation when due, keeping the sign of m
-        rm, rw = factorize(a * b, balance, sign_m=a)
-        return jnp.where(due, rm, a), jnp.where(due, rw, b)
-
-      m, w = _map_pairs(flags, rescale, m, w)
+      m, w = _map_pairs(flags, functools.partial(_sign_in_rescale, due, balance), m, w)
     to_mw = lambda p, a, b: (a * b - p).astype(jnp.result_type(p))  # noqa: E731 - in the parameter's dtype
     new_updates = masking.where_flags(flags, _map_masked(flags, to_mw, params, m, w), d_u)
-    return new_updates, OverparamState(
-      count=optax.safe_increment(state.count), m=m, w=w, inner_state=inner_state
-    )
+    return new_updates, OverparamState(optax.safe_increment(state.count), m, w, inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_overparam_args(
+  weight_decay: optax.ScalarOrSchedule, init: str | float, rescale_every: int | None, rescale_balance: float
+) -> tuple[str | float, int | None, float]:
+  """:func:`pointwise_overparam`'s arguments after ``inner``, checked: ``(init, rescale_every, balance)``."""
+  checks.check_scalar(weight_decay, "weight_decay", lo=0.0, schedule_ok=True)
+  if isinstance(init, str):
+    checks.check_choice(init, "init ('balanced', 'mask' or a float balance m^2 - w^2)", ("balanced", "mask"))
+  else:
+    init = checks.check_scalar(init, "init")
+  rescale_every = checks.check_int(rescale_every, "rescale_every", 1, none_ok=True)
+  return init, rescale_every, checks.check_scalar(rescale_balance, "rescale_balance")
+
+
+def _inner_grads(flags: Any, updates: Any, m: Any, w: Any, lam: Any) -> tuple[Any, Any]:
+  """Gradients ``inner`` gets for ``(u, w)``: of ``L(m w) + lam/2 (m^2 + w^2)``, ``g`` at unmasked leaves."""
+  factor_grad = lambda g, a, b: (g * b + lam * a).astype(a.dtype)  # noqa: E731 - d/da of L(a b) + lam/2 a^2
+  g_m = _map_masked(flags, factor_grad, updates, m, w)
+  g_w = _map_masked(flags, factor_grad, updates, w, m)
+  return masking.where_flags(flags, g_m, updates), g_w
+
+
+def _sign_in_rescale(
+  due: jax.Array, balance: float, m: jax.Array, w: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """Sign-In's re-factorisation of ``(m, w)`` to ``balance`` where ``due``, keeping the sign of ``m``."""
+  rm, rw = factorize(m * w, balance, sign_m=m)
+  return jnp.where(due, rm, m), jnp.where(due, rw, w)
 
 
 def _map_masked(flags: Any, fn: Callable[..., Any], *trees: Any) -> Any:

@@ -312,14 +312,7 @@ def acdc(
   sparsity = checks.check_sparsity(sparsity)
   checks.check_exactly_one({"total_steps": total_steps, "sparse_phases": sparse_phases}, "acdc")
   if sparse_phases is not None:
-    phases = acdc_sparse_phases(sparse_phases)
-
-    def is_sparse(t):
-      out = jnp.zeros(jnp.shape(t), bool)
-      for a, b in phases:
-        out = out | ((t >= a) & (t < b) if b is not None else t >= a)
-      return out
-
+    is_sparse = functools.partial(_in_sparse_phases, phases=acdc_sparse_phases(sparse_phases))
   else:
     warmup, phase, final_start = acdc_phases(
       total_steps,
@@ -330,6 +323,23 @@ def acdc(
     is_sparse = functools.partial(acdc_is_sparse, warmup=warmup, phase_steps=phase, final_start=final_start)
   checks.check_choice(scope, "scope", _SCOPES)
   reset_momentum = checks.check_bool(reset_momentum, "reset_momentum")
+  mask_rule, reset_rule = _acdc_rules(is_sparse, sparsity, scope)
+  reset = reset_rule if reset_momentum else None
+  return _core.sparsifier(inner, prunable, _all_active, mask_rule, reset_rule=reset)
+
+
+def _in_sparse_phases(t: Any, phases: tuple[tuple[int, int | None], ...]) -> Any:
+  """Whether step ``t`` (an int or a traced array) lies in one of the ``(start, end)`` intervals ``phases``."""
+  out = jnp.zeros(jnp.shape(t), bool)
+  for a, b in phases:
+    out = out | ((t >= a) & (t < b) if b is not None else t >= a)
+  return out
+
+
+def _acdc_rules(
+  is_sparse: Callable[[Any], Any], sparsity: float, scope: str
+) -> tuple[_core.MaskRule, _core.ResetRule]:
+  """AC/DC's mask rule and momentum-reset rule for the schedule ``is_sparse(step)`` (see :func:`acdc`)."""
 
   def reset_rule(count):  # the first dense step after a sparse one
     return (count > 0) & ~is_sparse(count) & is_sparse(count - 1)
@@ -344,8 +354,7 @@ def acdc(
     keep_or_clear = lambda: jax.lax.cond(sparse_now, lambda: list(old), lambda: ones)  # noqa: E731
     return jax.lax.cond(sparse_now & ~sparse_before, prune, keep_or_clear), False
 
-  reset = reset_rule if reset_momentum else None
-  return _core.sparsifier(inner, prunable, _all_active, mask_rule, reset_rule=reset)
+  return mask_rule, reset_rule
 
 
 def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int, begin_step: int = 0) -> Any:
