@@ -72,8 +72,7 @@ def ham(
     >>> params = {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]]), "b": jnp.array([0.5, 0.25])}
     >>> grads = {"w": jnp.array([[0.5, 0.5], [-1.0, 1.0]]), "b": jnp.array([1.25, -2.5])}
     >>> tx = ham_optax.ham(optax.sgd(0.1), learning_rate=0.1, alpha=2.0, beta=0.0)
-    >>> state = tx.init(params)
-    >>> updates, state = tx.update(grads, state, params)
+    >>> updates, state = tx.update(grads, tx.init(params), params)
     >>> new = optax.apply_updates(params, updates)
     >>> print(new["w"].round(4))  # mirror step on the kernel (ndim >= 2)
     [[ 0.8596 -2.2656]
