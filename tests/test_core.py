@@ -185,6 +185,37 @@ def test_bad_hyperparameters_fail_at_construction(kwargs, exc, match):
     ham_optax.hyperbolic_step(**args)
 
 
+@pytest.mark.parametrize(
+  ("factory", "kwargs", "exc", "match"),
+  [
+    (ham_optax.ham_sgd, {"momentum": -0.5}, ValueError, r"ham_sgd: momentum must be in \[0, 1\)"),
+    (ham_optax.ham_sgd, {"momentum": 1.0}, ValueError, r"ham_sgd: momentum must be in \[0, 1\)"),
+    (ham_optax.ham_sgd, {"momentum": 0.9, "nesterov": "yes"}, TypeError, "ham_sgd: nesterov must be a bool"),
+    (ham_optax.ham_adam, {"b1": 1.5}, ValueError, r"ham_adam: b1 must be in \[0, 1\)"),
+    (ham_optax.ham_adam, {"b2": float("nan")}, ValueError, "ham_adam: b2 must be finite"),
+    (ham_optax.ham_adam, {"eps": -1e-8}, ValueError, "ham_adam: eps must be >= 0"),
+    (ham_optax.ham_adamw, {"eps_root": -1.0}, ValueError, "ham_adamw: eps_root must be >= 0"),
+    (ham_optax.ham_adamw, {"weight_decay": -1e-4}, ValueError, "ham_adamw: weight_decay must be >= 0"),
+    (ham_optax.ham_adamw, {"weight_decay": "0.1"}, TypeError, "ham_adamw: weight_decay must be a number"),
+  ],
+)
+def test_aliases_check_the_inner_optimizers_arguments_at_construction(factory, kwargs, exc, match):
+  with pytest.raises(exc, match=match):
+    factory(0.1, **kwargs)
+
+
+def test_aliases_accept_the_inner_optimizers_edge_values():
+  for tx in (
+    ham_optax.ham_sgd(0.1, momentum=None),
+    ham_optax.ham_sgd(0.1, momentum=0.0, nesterov=True),
+    ham_optax.ham_adam(0.1, b1=0.0, b2=0.0, eps=0.0, eps_root=1e-8),
+    ham_optax.ham_adamw(0.1, weight_decay=optax.linear_schedule(1e-4, 0.0, 10)),
+  ):
+    p = {"w": jnp.ones((2, 2))}
+    u, _ = tx.update(p, tx.init(p), p)
+    assert np.all(np.isfinite(u["w"]))
+
+
 def test_negative_alpha_reverses_the_bias():
   # The paper uses negative alpha on heterophilic graphs. With alpha < 0 the mirror step multiplies by
   # exp(+lr |alpha| sign(x_half) g): it grows a weight exactly where a positive alpha shrinks it, and vice versa.
@@ -274,9 +305,10 @@ def test_grad_with_wrong_structure_or_shape_fails_at_trace_time():
   p = _params()
   step = ham_optax.hyperbolic_step(0.1)
   bad_shape = jax.tree.map(lambda x: jnp.zeros((*x.shape, 1)), p)
-  with pytest.raises(AssertionError):
+  names = r"params \(tree 0\), grad \(tree 1\) and updates \(tree 2\) must match"
+  with pytest.raises(AssertionError, match=r"differ in leaves(.|\n)*" + names):
     jax.jit(step.update)(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad=bad_shape)
-  with pytest.raises(AssertionError):
+  with pytest.raises(AssertionError, match=names):
     step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad={"dense": p["dense"]})
 
 

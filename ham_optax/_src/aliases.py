@@ -11,7 +11,7 @@ from typing import Any
 
 import optax
 
-from ham_optax._src import hyperbolic, masking
+from ham_optax._src import checks, hyperbolic, masking
 from ham_optax._src.ham import ham
 
 # HAM's arguments after `inner` and `learning_rate`, keyword-only in the aliases, with evaluated annotations (as
@@ -21,6 +21,22 @@ _MIRROR_PARAMS = [
   p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=_HAM_HINTS[p.name])
   for p in list(inspect.signature(ham).parameters.values())[2:]
 ]
+
+# The bounds of the inner optimizers' numeric arguments (optax itself takes any value): a decay rate of 1 or more,
+# a negative momentum, epsilon or weight decay would diverge or give NaN, so they fail at construction instead.
+_UNIT = dict(lo=0.0, hi=1.0, hi_open=True)
+_INNER_BOUNDS = {"momentum": _UNIT, "b1": _UNIT, "b2": _UNIT, "eps": dict(lo=0.0), "eps_root": dict(lo=0.0)}
+_INNER_BOUNDS |= {"weight_decay": dict(lo=0.0, schedule_ok=True)}
+
+
+def _check_inner_args(name: str, arguments: dict[str, Any]) -> None:
+  """The inner optimizer's arguments of the alias ``name`` within :data:`_INNER_BOUNDS` (``None`` passes)."""
+  for arg, bounds in _INNER_BOUNDS.items():
+    if arguments.get(arg) is not None:
+      checks.check_scalar(arguments[arg], arg, owner=name, **bounds)
+  if "nesterov" in arguments:
+    checks.check_bool(arguments["nesterov"], "nesterov", owner=name)
+
 
 _RULE_DOC = r"""HAM with <INNER> as the inner optimizer.
 
@@ -87,6 +103,7 @@ def _alias(
     except TypeError as e:  # named like Python's own message for a plain function
       raise TypeError(f"{name}() {e}") from None
     given.apply_defaults()
+    _check_inner_args(name, given.arguments)
     inner = inner_factory(**{n: given.arguments[a] for a, n in inner_names.items()})
     mirror_args = {p.name: given.arguments[p.name] for p in _MIRROR_PARAMS}
     return ham(inner, given.arguments["learning_rate"], **mirror_args)
@@ -105,17 +122,17 @@ ham_sgd = _alias(
   optax.sgd,
   "SGD",
   """
-    momentum: optional heavy-ball momentum (as in ``optax.sgd``).
+    momentum: optional heavy-ball momentum, in ``[0, 1)`` (as in ``optax.sgd``).
     nesterov: Nesterov momentum (as in ``optax.sgd``).
     accumulator_dtype: dtype of the momentum accumulator (as in ``optax.sgd``).""",
   ("ham_sgd(0.1, momentum=0.9, alpha=2.0, beta=0.0)", "[[ 0.8596 -2.2656]]"),
 )
 
 _ADAM_ARGS = """
-    b1: Adam's first-moment decay.
-    b2: Adam's second-moment decay.
-    eps: added to the root of the second moment.
-    eps_root: added to the second moment inside the root.
+    b1: Adam's first-moment decay, in ``[0, 1)``.
+    b2: Adam's second-moment decay, in ``[0, 1)``.
+    eps: added to the root of the second moment, >= 0.
+    eps_root: added to the second moment inside the root, >= 0.
     mu_dtype: dtype of the first moment."""
 
 ham_adam = _alias(
@@ -134,7 +151,7 @@ ham_adamw = _alias(
   "AdamW",
   _ADAM_ARGS
   + """
-    weight_decay: AdamW's decoupled weight decay (float or schedule).
+    weight_decay: AdamW's decoupled weight decay, >= 0 (float or schedule).
     weight_decay_mask: which leaves AdamW decays (``optax.adamw``'s ``mask``; ``mask`` is the mirror step's).
     nesterov: Nesterov-style Adam, as in ``optax.adamw``.""",
   ("ham_adamw(0.1, weight_decay=0.0, alpha=2.0, beta=0.0)", "[[ 0.8144 -2.3209]]"),
