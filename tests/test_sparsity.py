@@ -185,6 +185,26 @@ def test_erk_densities_match_reference(density):
     assert not free.all()  # the tiny (4, 2) layer is capped at density 1
 
 
+@pytest.mark.parametrize(
+  ("shapes", "density", "exc", "match"),
+  [
+    ({"w": (3, 4)}, 0.5, TypeError, r"erk_densities: shapes must be a sequence of shapes"),
+    ([3, 4], 0.5, ValueError, r"erk_densities: shapes\[0\] must be a shape"),
+    ([(3, -4)], 0.5, ValueError, r"erk_densities: shapes\[0\] must be a shape"),
+    ([(3, 4)], 0.0, ValueError, r"erk_densities: density must be in \(0, 1\]"),
+    ([(3, 4)], float("nan"), ValueError, "erk_densities: density must be finite"),
+  ],
+)
+def test_erk_densities_reject_bad_input(shapes, density, exc, match):
+  with pytest.raises(exc, match=match):
+    sp.erk_densities(shapes, density)
+
+
+def test_layer_zero_counts_rejects_a_negative_dimension():
+  with pytest.raises(ValueError, match=r"layer_zero_counts: shapes\[1\] must be a shape"):
+    sp.layer_zero_counts([(3, 4), (2, -1)], 0.5, "erk")
+
+
 def _gmp_reference(steps, n, s_f, s_i, t0, t_end, freq):
   """NumPy rendering of the number of zeros after each step (float64 cubic schedule)."""
   out = []

@@ -222,3 +222,18 @@ def check_same_shape(a: Any, b: Any, owner: str | None = None) -> None:
   """Checks that two array arguments have the same shape."""
   if jnp.shape(a) != jnp.shape(b):
     raise ValueError(f"{_prefix(owner)}shapes differ: {jnp.shape(a)} vs {jnp.shape(b)}.")
+
+
+def check_shapes(shapes: Any, owner: str, name: str = "shapes") -> list[tuple[int, ...]]:
+  """Checks a sequence of array shapes (each a tuple or list of non-negative ints); returns them as tuples."""
+  if isinstance(shapes, (str, bytes, dict)) or not isinstance(shapes, Sequence):
+    raise TypeError(
+      f"{owner}: {name} must be a sequence of shapes (tuples of ints), got {type(shapes).__name__}."
+    )
+  for i, s in enumerate(shapes):
+    dims_ok = isinstance(s, (tuple, list)) and all(
+      isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in s
+    )
+    if not dims_ok:
+      raise ValueError(f"{owner}: {name}[{i}] must be a shape (a tuple of non-negative ints), got {s!r}.")
+  return [tuple(int(d) for d in s) for s in shapes]

@@ -17,7 +17,10 @@ DISTRIBUTIONS = ("erk", "uniform")
 
 
 def erk_densities(shapes: Sequence[tuple[int, ...]], density: float) -> list[float]:
-  """Real-valued ERK densities (each in (0, 1]) whose size-weighted mean is ``density``; zero-size layers get 1."""
+  """Real-valued ERK densities (each in (0, 1]) whose size-weighted mean is ``density`` (in ``(0, 1]``); zero-size
+  layers get 1."""
+  shapes = checks.check_shapes(shapes, "erk_densities")
+  checks.check_scalar(density, "density", lo=0.0, lo_open=True, hi=1.0, owner="erk_densities")
   sizes = np.array([float(np.prod(s)) for s in shapes])
   raw = np.array([float(np.sum(s)) / n if n else 0.0 for s, n in zip(shapes, sizes, strict=True)])
   dense = sizes == 0  # a zero-size layer has nothing to prune: density 1
@@ -50,6 +53,7 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
     >>> print(sparsity.layer_zero_counts([(10, 10), (100, 100)], 0.9, "uniform"))
     [90, 9000]
   """
+  shapes = checks.check_shapes(shapes, "layer_zero_counts")
   sparsity = checks.check_sparsity(sparsity)
   checks.check_choice(distribution, "distribution", DISTRIBUTIONS)
   sizes = [int(np.prod(s)) for s in shapes]
