@@ -305,7 +305,7 @@ def test_grad_with_wrong_structure_or_shape_fails_at_trace_time():
   p = _params()
   step = ham_optax.hyperbolic_step(0.1)
   bad_shape = jax.tree.map(lambda x: jnp.zeros((*x.shape, 1)), p)
-  names = r"params \(tree 0\), grad \(tree 1\) and updates \(tree 2\) must match"
+  names = r"hyperbolic_step: params \(tree 0\), grad \(tree 1\) and updates \(tree 2\) must have the same"
   with pytest.raises(AssertionError, match=r"differ in leaves(.|\n)*" + names):
     jax.jit(step.update)(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad=bad_shape)
   with pytest.raises(AssertionError, match=names):
@@ -703,3 +703,49 @@ def test_per_leaf_alpha_under_inject_hyperparams_and_jit():
   alpha = {"enc": 2.0, "head": 30.0}
   tx = optax.inject_hyperparams(ham_optax.ham_sgd)(learning_rate=0.1, alpha=alpha, momentum=0.9)
   chex.assert_trees_all_close(_run(tx, p), _run(ham_optax.ham_sgd(0.1, 0.9, alpha=alpha), p), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  ("owner", "factory"),
+  [
+    ("hyperbolic_step", lambda: ham_optax.ham(optax.sgd(0.1), 0.1)),
+    ("nanoadam", lambda: ham_optax.nanoadam(0.1)),
+    ("sparsifier", lambda: ham_optax.sparsity.rigl(optax.sgd(0.1), 0.5, end_step=10)),
+    (
+      "sparsifier",
+      lambda: ham_optax.sparsity.magnitude_pruning(optax.sgd(0.1), 0.5, begin_step=0, end_step=5),
+    ),
+    ("pointwise_overparam", lambda: ham_optax.overparam.spred(optax.sgd(0.1), 1e-4)),
+    ("deep_diagonal", lambda: ham_optax.overparam.deep_diagonal(optax.sgd(0.1), 2)),
+  ],
+  ids=["ham", "nanoadam", "rigl", "magnitude", "spred", "deep_diagonal"],
+)
+def test_a_gradient_that_does_not_match_params_is_named(owner, factory):
+  tx, p = factory(), {"w": jnp.ones((3, 4)), "v": jnp.ones((4, 2)), "b": jnp.zeros(4)}
+  state = tx.init(p)
+  with pytest.raises(AssertionError, match=rf"differ in leaves(.|\n)*{owner}: params \(tree 0\)"):
+    tx.update({"w": jnp.ones((4, 3)), "v": jnp.ones((4, 2)), "b": jnp.zeros(4)}, state, p)
+  with pytest.raises(AssertionError, match=rf"{owner}: params \(tree 0\)"):
+    tx.update({"w": jnp.ones((3, 4)), "v": jnp.ones((4, 2))}, state, p)
+
+
+def test_helpers_reject_bad_arguments_by_name():
+  sp, op = ham_optax.sparsity, ham_optax.overparam
+  with pytest.raises(ValueError, match="factorize: balance must be finite"):
+    op.factorize(jnp.ones(3), float("nan"))
+  with pytest.raises(TypeError, match=r"state_nbytes\(inner=...\) needs an optax GradientTransformation"):
+    op.state_nbytes(None, {"w": jnp.ones(2)})
+  with pytest.raises(ValueError, match="sparsity must lie in"):
+    sp.gmp_schedule(1.0, begin_step=0, end_step=10)
+  with pytest.raises(ValueError, match=r"sparsity \(0.5\) must be at least initial_sparsity \(0.9\)"):
+    sp.gmp_schedule(0.5, begin_step=0, end_step=10, initial_sparsity=0.9)
+  with pytest.raises(ValueError, match=r"rigl_drop_fraction: drop_fraction must be in \[0, 1\]"):
+    sp.rigl_drop_fraction(5, 2.0, 10)
+  with pytest.raises(ValueError, match=r"rigl_drop_fraction: end_step \(5\) must be greater than begin_step"):
+    sp.rigl_drop_fraction(5, 0.3, 5, begin_step=5)
+
+
+def test_str_threshold_that_does_not_broadcast_is_named():
+  pytest.importorskip("flax")
+  with pytest.raises(ValueError, match=r"str_sparse_weight: threshold of shape \(5,\) does not broadcast"):
+    ham_optax.sparsity.str_sparse_weight(jnp.ones((3, 4)), jnp.ones(5))

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -237,3 +238,22 @@ def check_shapes(shapes: Any, owner: str, name: str = "shapes") -> list[tuple[in
     if not dims_ok:
       raise ValueError(f"{owner}: {name}[{i}] must be a shape (a tuple of non-negative ints), got {s!r}.")
   return [tuple(int(d) for d in s) for s in shapes]
+
+
+def check_trees_match(owner: str, **trees: Any) -> None:
+  """Checks (chex) that the named pytrees have one structure and, leaf by leaf, one shape; the message names them
+  (e.g. ``params (tree 0) and updates (tree 1)``). Python scalars count as shape ``()``."""
+  names = [f"{name} (tree {i})" for i, name in enumerate(trees)]
+  message = f"{owner}: {', '.join(names[:-1])} and {names[-1]} must have the same structure and shapes"
+  chex.assert_trees_all_equal_structs(*trees.values(), custom_message=message)
+  shapes = [
+    jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t) for t in trees.values()
+  ]
+  chex.assert_trees_all_equal_shapes(*shapes, custom_message=message)
+
+
+def check_finite_values(value: Any, name: str, owner: str | None = None) -> None:
+  """Checks that every entry of a concrete scalar or array is finite (tracers pass unchecked)."""
+  concrete = _concrete(value, name, owner, scalar=False)
+  if concrete is not None and not np.all(np.isfinite(concrete)):
+    raise ValueError(f"{_prefix(owner)}{name} must be finite, got {value!r}.")

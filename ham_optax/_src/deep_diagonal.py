@@ -80,6 +80,7 @@ def deep_diagonal(
 
   def update_fn(updates, state, params=None, **extra_args):
     checks.check_given(params, "params", "deep_diagonal", "pass it to update: it returns u^L - v^L - params")
+    checks.check_trees_match("deep_diagonal", params=params, updates=updates)
     grad = lambda g, t, sign: t if masking.is_masked(t) else sign * depth * t ** (depth - 1) * g  # noqa: E731
     g_u = jax.tree.map(lambda g, t: grad(g, t, 1), updates, state.u)
     g_v = jax.tree.map(lambda g, t: grad(g, t, -1), updates, state.v)

@@ -368,13 +368,7 @@ def _check_update_args(updates: Any, params: Any, grad: Any) -> None:
       "hyperbolic_step needs the raw gradient: call update(updates, state, params, grad=grads), "
       "or use ham_optax.ham(inner, ...), which passes it for you."
     )
-  names = "hyperbolic_step: params (tree 0), grad (tree 1) and updates (tree 2) must match"
-  chex.assert_trees_all_equal_structs(params, grad, updates, custom_message=names)
-  as_struct = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t)  # noqa: E731
-  # and shapes (Python scalars have shape ())
-  chex.assert_trees_all_equal_shapes(
-    as_struct(params), as_struct(grad), as_struct(updates), custom_message=names
-  )
+  checks.check_trees_match("hyperbolic_step", params=params, grad=grad, updates=updates)
 
 
 def _leaf(u, g, p, alpha, on, lr, beta, max_exponent, max_weight_norm, sign_from, clip_rest) -> Any:

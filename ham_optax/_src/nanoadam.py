@@ -245,6 +245,7 @@ def scale_by_nanoadam(
   def update_fn(updates, state: NanoAdamState, params=None, **extra_args):
     del extra_args
     checks.check_given(params, "params", "nanoadam", "pass it to update: the selection reads |x|")
+    checks.check_trees_match("nanoadam", params=params, updates=updates)
     mask_tree = mask_tree_of(params)
     dense = jax.tree.map(lambda b, p: not b and masking.is_float(p), mask_tree, params)
     pick = lambda flags, tree: jax.tree.map(lambda f, x: x if f else masking.MASKED, flags, tree)  # noqa: E731

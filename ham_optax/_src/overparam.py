@@ -52,6 +52,7 @@ def factorize(
     >>> print(np.asarray(m), np.asarray(w))
     [2. 1.] [ 2. -1.]
   """
+  checks.check_finite_values(balance, "balance", owner="factorize")
   x = jnp.asarray(x)
   c = jnp.asarray(balance, dtype=x.dtype)
   big = jnp.sqrt((jnp.abs(c) + jnp.sqrt(c * c + 4.0 * x * x)) / 2.0)
@@ -120,6 +121,7 @@ def pointwise_overparam(
     checks.check_given(
       params, "params", "pointwise_overparam", "pass it to update: the wrapper returns m * w - params"
     )
+    checks.check_trees_match("pointwise_overparam", params=params, updates=updates)
     flags = mask_of(params)
     lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
     m, w = _map_pairs(flags, _resync, params, state.m, state.w)
@@ -330,5 +332,6 @@ def sign_in(
 
 def state_nbytes(tx: optax.GradientTransformation, params: optax.Params) -> int:
   """Bytes of ``tx.init(params)``: ``sum(leaf.size * leaf.dtype.itemsize)`` via ``jax.eval_shape`` (no allocation)."""
+  checks.check_inner(tx, "state_nbytes")
   shapes = jax.eval_shape(tx.init, params)
   return int(sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize for s in jax.tree.leaves(shapes)))

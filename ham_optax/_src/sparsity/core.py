@@ -342,6 +342,7 @@ def sparsifier(
   def update_fn(updates, state, params=None, **extra_args):
     hint = "the masks read the current parameters: call `tx.update(grads, opt_state, params)`"
     checks.check_given(params, "params", "sparsifier", hint)
+    checks.check_trees_match("sparsifier", params=params, updates=updates)
     flags = _prunable_flags(prunable, params)
     old = _check_masks(state.masks, params, updates, flags)
     inner_state = state.inner_state

@@ -123,12 +123,9 @@ def magnitude_pruning(
     An ``optax.GradientTransformationExtraArgs`` with :class:`SparsifierState`.
   """
   checks.check_inner(inner, "magnitude_pruning")
-  sparsity = checks.check_sparsity(sparsity)
-  initial_sparsity = checks.check_sparsity(initial_sparsity, "initial_sparsity")
-  checks.check_order(initial_sparsity, "initial_sparsity", sparsity, "sparsity", strict=False)
-  begin_step = checks.check_int(begin_step, "begin_step", 0)
-  end_step = checks.check_int(end_step, "end_step", 0)
-  checks.check_order(begin_step, "begin_step", end_step, "end_step", strict=True)
+  sparsity, initial_sparsity, begin_step, end_step = _check_gmp_args(
+    sparsity, initial_sparsity, begin_step, end_step
+  )
   frequency = checks.check_int(frequency, "frequency", 1)
   checks.check_choice(scope, "scope", _SCOPES)
 
@@ -142,6 +139,17 @@ def magnitude_pruning(
     return jax.lax.cond(is_update, prune, lambda: list(old)), False
 
   return _core.sparsifier(inner, prunable, _all_active, mask_rule)
+
+
+def _check_gmp_args(sparsity: Any, initial_sparsity: Any, begin_step: Any, end_step: Any) -> tuple:
+  """The cubic schedule's arguments, checked: ``0 <= s_i <= s_f < 1`` and ``0 <= t_0 < t_end``."""
+  sparsity = checks.check_sparsity(sparsity)
+  initial_sparsity = checks.check_sparsity(initial_sparsity, "initial_sparsity")
+  checks.check_order(initial_sparsity, "initial_sparsity", sparsity, "sparsity", strict=False)
+  begin_step = checks.check_int(begin_step, "begin_step", 0)
+  end_step = checks.check_int(end_step, "end_step", 0)
+  checks.check_order(begin_step, "begin_step", end_step, "end_step", strict=True)
+  return sparsity, initial_sparsity, begin_step, end_step
 
 
 def _all_active(leaves: list[jax.Array]) -> list[jax.Array]:
@@ -184,6 +192,7 @@ def gmp_schedule(
   sparsity: float, *, begin_step: int, end_step: int, initial_sparsity: float = 0.0
 ) -> optax.Schedule:
   """The cubic sparsity schedule of :func:`magnitude_pruning` as an optax schedule ``step -> s_t``."""
+  _check_gmp_args(sparsity, initial_sparsity, begin_step, end_step)
   return optax.polynomial_schedule(
     init_value=initial_sparsity,
     end_value=sparsity,
@@ -360,6 +369,10 @@ def _acdc_rules(
 def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int, begin_step: int = 0) -> Any:
   r""":math:`\zeta_t = \frac{\zeta}{2}\big(1 + \cos\big(\pi \frac{t - T_0}{T_{end} - T_0}\big)\big)`, the cosine
   decay of RigL's drop fraction from :math:`\zeta` at :math:`T_0` (``begin_step``) to 0 at :math:`T_{end}`."""
+  checks.check_scalar(drop_fraction, "drop_fraction", lo=0.0, hi=1.0, owner="rigl_drop_fraction")
+  begin_step = checks.check_int(begin_step, "begin_step", 0, owner="rigl_drop_fraction")
+  end_step = checks.check_int(end_step, "end_step", 0, owner="rigl_drop_fraction")
+  checks.check_order(begin_step, "begin_step", end_step, "end_step", strict=True, owner="rigl_drop_fraction")
   t = jnp.asarray(step, jnp.float32) - begin_step
   return 0.5 * drop_fraction * (1.0 + jnp.cos(jnp.pi * t / (end_step - begin_step)))
 

@@ -30,6 +30,13 @@ _DEFAULT_KERNEL_INIT = nnx.initializers.lecun_normal()
 
 def str_sparse_weight(weight: jax.Array, threshold: jax.Array) -> jax.Array:
   r"""STR's effective weight :math:`\operatorname{sign}(W)\odot\operatorname{relu}(|W| - \sigma(s))`."""
+  try:
+    jnp.broadcast_shapes(jnp.shape(weight), jnp.shape(threshold))
+  except ValueError:
+    raise ValueError(
+      f"str_sparse_weight: threshold of shape {jnp.shape(threshold)} does not broadcast to the weight's "
+      f"{jnp.shape(weight)} (one threshold per layer is a scalar)."
+    ) from None
   return jnp.sign(weight) * jax.nn.relu(jnp.abs(weight) - jax.nn.sigmoid(threshold).astype(weight.dtype))
 
 
