@@ -550,6 +550,9 @@ def test_suggested_alpha_resolves_the_config_and_is_deterministic(tiny_mnist1d):
   [
     (["--model", "mlp", "gcn"], "model 'gcn' does not fit dataset 'mnist1d'"),
     (["--model", "transformer"], "the transformer reads token sequences"),
+    (["--first-seed", "-3"], "first_seed must be >= 0, got -3"),
+    (["--seeds", "0"], "seeds must be >= 1, got 0"),
+    (["--join-timeout", "0"], "--join-timeout must be >= 1, got 0"),
   ],
 )
 def test_model_data_and_batch_checks_come_before_any_training(

@@ -84,6 +84,7 @@ def parse(argv: Sequence[str]) -> Train:
 def configs_from_args(args: Train) -> list[Config]:
   """The runs (every model x sparsifier x variant x seed), resolved and checked (``ValueError``)."""
   checks.check_int(args.seeds, "seeds", 1, none_ok=True)
+  checks.check_int(args.first_seed, "first_seed", 0)
   base = args.config.replace(sign_in=False)
   models = args.model or (MAIN_JOB["models"] if base.dataset == MAIN_JOB["dataset"] else (Config.model,))
   ham = {"off": (False,), "on": (True,), "both": (False, True)}[args.ham]
@@ -100,6 +101,8 @@ def configs_from_args(args: Train) -> list[Config]:
 
 def _joins_processes(args: Train) -> bool:
   """Whether a multi-process run is asked for; raises ``ValueError`` for invalid process options."""
+  for name in ("join_timeout", "heartbeat_timeout"):
+    checks.check_int(getattr(args, name), f"--{name.replace('_', '-')}", 1)
   given = (args.coordinator, args.num_processes, args.process_id)
   launched = (distributed.launched_processes() or (1,))[0] > 1
   if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS") and not launched:
@@ -112,8 +115,6 @@ def _joins_processes(args: Train) -> bool:
   checks.check_int(args.num_processes, "--num-processes", 1, none_ok=True)
   if args.process_id is not None and not 0 <= args.process_id < (args.num_processes or sys.maxsize):
     raise ValueError(f"--process-id must be in [0, --num-processes), got {args.process_id}")
-  for name in ("join_timeout", "heartbeat_timeout"):
-    checks.check_int(getattr(args, name), f"--{name.replace('_', '-')}", 1)
   return True
 
 
