@@ -123,3 +123,41 @@ def test_an_infinite_weight_stays_infinite(max_weight_norm, scope, sign_from, dt
     w, b = (np.asarray(p[k], np.float32) for k in ("w", "b"))
     assert w[0, 0] == np.inf and w[1, 0] == -np.inf and b[0] == np.inf and b[1] == -np.inf, (g, w, b)
     assert np.isfinite(w[:, 1]).all() and np.isfinite(b[2]), (g, w, b)
+
+
+WRAPPERS = {
+  "nanoadam": lambda: ham_optax.nanoadam(0.1, fraction=0.5),
+  "magnitude": lambda: ham_optax.sparsity.magnitude_pruning(
+    optax.sgd(0.1, 0.9), 0.5, begin_step=0, end_step=2, frequency=1
+  ),
+  "acdc": lambda: ham_optax.sparsity.acdc(optax.sgd(0.1, 0.9), 0.5, total_steps=4),
+  "spred": lambda: ham_optax.overparam.spred(optax.sgd(0.1, 0.9), 1e-4),
+  "sign_in": lambda: ham_optax.overparam.sign_in(optax.sgd(0.1, 0.9), 1),
+  "pilot": lambda: ham_optax.overparam.pilot(optax.sgd(0.1, 0.9), 1e-4, 2),
+  "deep_diagonal": lambda: ham_optax.overparam.deep_diagonal(optax.sgd(0.1, 0.9), 2),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("name", list(WRAPPERS))
+def test_a_nan_gradient_on_a_kept_weight_stays_visible_in_every_wrapper(name, jit):
+  """NaN in the gradient of the largest weight (kept by every magnitude rule) gives NaN params, eager or jitted:
+  never an error from a check on internal values, never a weight pruned out of sight."""
+  tx = WRAPPERS[name]()
+  update = jax.jit(tx.update) if jit else tx.update
+  p = {"w": jnp.arange(1.0, 13.0).reshape(3, 4), "b": jnp.zeros(4)}
+  state = tx.init(p)
+  for step in range(3):
+    g = jax.tree.map(lambda x: 0.01 * jnp.ones_like(x), p)
+    if step == 1:
+      g["w"] = g["w"].at[2, 3].set(jnp.nan)
+    u, state = update(g, state, p)
+    p = optax.apply_updates(p, u)
+  assert bool(jnp.isnan(p["w"]).any())
+
+
+def test_top_k_mask_ranks_nan_first():
+  from ham_optax._src.sparsity import core
+
+  keep = core.top_k_mask(jnp.array([0.5, jnp.nan, 2.0, 1.0]), 2)
+  np.testing.assert_array_equal(keep, [False, True, True, False])

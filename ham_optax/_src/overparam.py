@@ -53,6 +53,12 @@ def factorize(
     [2. 1.] [ 2. -1.]
   """
   checks.check_finite_values(balance, "balance", owner="factorize")
+  return _factorize(x, balance, sign_m)
+
+
+def _factorize(x: jax.Array, balance: Any, sign_m: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """:func:`factorize` without the check of ``balance``: inside the wrappers a NaN balance (from a NaN gradient
+  carried by ``m`` and ``w``) must give NaN weights, as optax would, not an error."""
   x = jnp.asarray(x)
   c = jnp.asarray(balance, dtype=x.dtype)
   big = jnp.sqrt((jnp.abs(c) + jnp.sqrt(c * c + 4.0 * x * x)) / 2.0)
@@ -111,7 +117,7 @@ def pointwise_overparam(
   def init_fn(params: optax.Params) -> OverparamState:
     flags = mask_of(params)
     m, w = _map_pairs(
-      flags, lambda p: (jnp.ones_like(p), p) if mask_init else factorize(p, init_balance), params
+      flags, lambda p: (jnp.ones_like(p), p) if mask_init else _factorize(p, init_balance), params
     )
     # The inner optimizer's first slot holds m at masked leaves and the parameter itself elsewhere.
     inner_state = inner.init((masking.where_flags(flags, m, params), w))
@@ -165,7 +171,7 @@ def _sign_in_rescale(
   due: jax.Array, balance: float, m: jax.Array, w: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
   """Sign-In's re-factorisation of ``(m, w)`` to ``balance`` where ``due``, keeping the sign of ``m``."""
-  rm, rw = factorize(m * w, balance, sign_m=m)
+  rm, rw = _factorize(m * w, balance, sign_m=m)
   return jnp.where(due, rm, m), jnp.where(due, rw, w)
 
 
@@ -186,7 +192,7 @@ def _resync(x: Any, m: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
   mw = m * w
   eps = jnp.finfo(x.dtype).eps
   off = jnp.abs(x - mw) > 8 * eps * (jnp.abs(x) + jnp.abs(mw)) + jnp.finfo(x.dtype).tiny
-  m_new, w_new = factorize(x, m * m - w * w, sign_m=m)
+  m_new, w_new = _factorize(x, m * m - w * w, sign_m=m)
   # keep w's sign where x == 0 (factorize would pick +1)
   w_new = jnp.where(x == 0, jnp.where(w < 0, -jnp.abs(w_new), jnp.abs(w_new)), w_new)
   return jnp.where(off, m_new, m), jnp.where(off, w_new, w)

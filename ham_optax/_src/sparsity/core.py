@@ -106,9 +106,9 @@ def _replicated(x: jax.Array) -> jax.Array:
 
 
 def _ordered_key(x: jax.Array) -> jax.Array:
-  """Maps float32 to uint32 preserving order (NaN -> -inf, -0.0 -> +0.0), so thresholds can be bisected."""
+  """Maps float32 to uint32 preserving order (NaN -> +inf, -0.0 -> +0.0), so thresholds can be bisected."""
   x = x.astype(jnp.float32)
-  x = jnp.where(jnp.isnan(x), -jnp.inf, jnp.where(x == 0, jnp.float32(0.0), x))
+  x = jnp.where(jnp.isnan(x), jnp.inf, jnp.where(x == 0, jnp.float32(0.0), x))
   bits = jax.lax.bitcast_convert_type(x, jnp.int32)
   key = jnp.where(bits >= 0, bits, bits ^ jnp.int32(0x7FFFFFFF))
   return jax.lax.bitcast_convert_type(key, jnp.uint32) ^ jnp.uint32(0x80000000)
@@ -118,7 +118,8 @@ def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
   """Bool mask of ``scores``' shape with exactly ``n_keep`` True entries at the largest scores.
 
   Ties are broken by position (C order), so the count is exact; ``n_keep`` (maybe traced) is clipped to
-  ``[0, size]``; NaN scores count as ``-inf``. No sort: the threshold is bisected over the 32-bit ordered keys
+  ``[0, size]``; NaN scores count as ``+inf``: a NaN weight or gradient is kept (and shows in training), never
+  pruned out of sight. No sort: the threshold is bisected over the 32-bit ordered keys
   (32 counting passes, ~30x faster than an argsort on CPU for a million entries).
   """
   flat = _replicated(scores).reshape(-1)
