@@ -209,7 +209,7 @@ def test_aliases_accept_the_inner_optimizers_edge_values():
     ham_optax.ham_sgd(0.1, momentum=None),
     ham_optax.ham_sgd(0.1, momentum=0.0, nesterov=True),
     ham_optax.ham_adam(0.1, b1=0.0, b2=0.0, eps=0.0, eps_root=1e-8),
-    ham_optax.ham_adamw(0.1, weight_decay=optax.linear_schedule(1e-4, 0.0, 10)),
+    ham_optax.ham_adamw(0.1, weight_decay=0.0),
   ):
     p = {"w": jnp.ones((2, 2))}
     u, _ = tx.update(p, tx.init(p), p)

@@ -151,7 +151,8 @@ ham_adamw = _alias(
   "AdamW",
   _ADAM_ARGS
   + """
-    weight_decay: AdamW's decoupled weight decay, >= 0 (float or schedule).
+    weight_decay: AdamW's decoupled weight decay, >= 0 (a float, or a schedule where the installed optax
+      takes one).
     weight_decay_mask: which leaves AdamW decays (``optax.adamw``'s ``mask``; ``mask`` is the mirror step's).
     nesterov: Nesterov-style Adam, as in ``optax.adamw``.""",
   ("ham_adamw(0.1, weight_decay=0.0, alpha=2.0, beta=0.0)", "[[ 0.8144 -2.3209]]"),
