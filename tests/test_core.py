@@ -194,6 +194,7 @@ def test_bad_hyperparameters_fail_at_construction(kwargs, exc, match):
     (ham_optax.ham_adam, {"b1": 1.5}, ValueError, r"ham_adam: b1 must be in \[0, 1\)"),
     (ham_optax.ham_adam, {"b2": float("nan")}, ValueError, "ham_adam: b2 must be finite"),
     (ham_optax.ham_adam, {"eps": -1e-8}, ValueError, "ham_adam: eps must be >= 0"),
+    (ham_optax.ham_adam, {"eps": 0.0, "eps_root": 0.0}, ValueError, "ham_adam: eps and eps_root are both 0"),
     (ham_optax.ham_adamw, {"eps_root": -1.0}, ValueError, "ham_adamw: eps_root must be >= 0"),
     (ham_optax.ham_adamw, {"weight_decay": -1e-4}, ValueError, "ham_adamw: weight_decay must be >= 0"),
     (ham_optax.ham_adamw, {"weight_decay": "0.1"}, TypeError, "ham_adamw: weight_decay must be a number"),

@@ -9,6 +9,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optax
 
 from ham_optax._src import checks, hyperbolic, masking
@@ -36,6 +37,12 @@ def _check_inner_args(name: str, arguments: dict[str, Any]) -> None:
       checks.check_scalar(arguments[arg], arg, owner=name, **bounds)
   if "nesterov" in arguments:
     checks.check_bool(arguments["nesterov"], "nesterov", owner=name)
+  eps = (arguments.get("eps"), arguments.get("eps_root"))
+  if all(isinstance(v, (int, float, np.number)) and v == 0 for v in eps):  # concrete values only, not tracers
+    raise ValueError(
+      f"{name}: eps and eps_root are both 0, so a weight whose gradient is 0 gets 0 / 0 = NaN; "
+      "make one of them > 0."
+    )
 
 
 _RULE_DOC = r"""HAM with <INNER> as the inner optimizer.
