@@ -150,13 +150,6 @@ def check_sparsity(sparsity: Any, name: str = "sparsity") -> float:
   return s
 
 
-def check_positive_values(value: Any, name: str) -> None:
-  """Checks that every entry of a concrete scalar or array is finite and > 0 (tracers pass unchecked)."""
-  concrete = _concrete(value, name, None, scalar=False)
-  if concrete is not None and (not np.all(np.isfinite(concrete)) or np.any(concrete <= 0)):
-    raise ValueError(f"{name} must be finite and > 0, got {value!r}.")
-
-
 def check_bool(value: Any, name: str, owner: str | None = None) -> bool:
   """Checks a flag: a Python or NumPy bool (not ``0``/``1``, not a string); returns it as a Python ``bool``."""
   if not isinstance(value, (bool, np.bool_)):
@@ -252,8 +245,9 @@ def check_trees_match(owner: str, **trees: Any) -> None:
   chex.assert_trees_all_equal_shapes(*shapes, custom_message=message)
 
 
-def check_finite_values(value: Any, name: str, owner: str | None = None) -> None:
-  """Checks that every entry of a concrete scalar or array is finite (tracers pass unchecked)."""
+def check_finite_values(value: Any, name: str, owner: str | None = None, *, positive: bool = False) -> None:
+  """Checks that every entry of a concrete scalar or array is finite, and with ``positive`` also > 0 (tracers pass
+  unchecked)."""
   concrete = _concrete(value, name, owner, scalar=False)
-  if concrete is not None and not np.all(np.isfinite(concrete)):
-    raise ValueError(f"{_prefix(owner)}{name} must be finite, got {value!r}.")
+  if concrete is not None and (not np.all(np.isfinite(concrete)) or (positive and np.any(concrete <= 0))):
+    raise ValueError(f"{_prefix(owner)}{name} must be finite{' and > 0' * positive}, got {value!r}.")

@@ -29,14 +29,14 @@ def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
     >>> print(np.asarray(geometry.inverse_metric_ham(np.array([0.0, -0.5, 2.0]), alpha=4.0)))
     [1. 3. 9.]
   """
-  checks.check_positive_values(alpha, "alpha")
+  checks.check_finite_values(alpha, "alpha", positive=True)
   return 1 + alpha * jnp.abs(jnp.asarray(x))
 
 
 def inverse_metric_mw(x: ArrayLike, gamma: ArrayLike) -> Array:
   """Inverse metric of gradient descent on :math:`x = m \\odot w`: :math:`\\sqrt{4x^2 + \\gamma^2} = m^2 + w^2`,
   with ``gamma = m**2 - w**2`` conserved by gradient flow on ``(m, w)``."""
-  checks.check_positive_values(gamma, "gamma")
+  checks.check_finite_values(gamma, "gamma", positive=True)
   x = jnp.asarray(x)
   return jnp.sqrt(4 * x**2 + jnp.asarray(gamma, x.dtype) ** 2)
 
@@ -54,7 +54,7 @@ def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
     >>> print(np.asarray(geometry.inverse_mirror_map(u, alpha=10.0)).round(4))
     [-1.  0.  2.]
   """
-  checks.check_positive_values(alpha, "alpha")
+  checks.check_finite_values(alpha, "alpha", positive=True)
   x = jnp.asarray(x)
   return jnp.sign(x) * jnp.log1p(alpha * jnp.abs(x)) / alpha
 
@@ -64,7 +64,7 @@ def inverse_mirror_map(u: ArrayLike, alpha: ArrayLike) -> Array:
 
   This is also the gradient of the convex conjugate :math:`R_\\alpha^*` (:func:`conjugate_potential`).
   """
-  checks.check_positive_values(alpha, "alpha")
+  checks.check_finite_values(alpha, "alpha", positive=True)
   u = jnp.asarray(u)
   return jnp.sign(u) * jnp.expm1(alpha * jnp.abs(u)) / alpha
 
@@ -92,7 +92,7 @@ def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
     >>> print(np.asarray(geometry.potential(np.array([0.5, -0.5]), alpha=1.0)).round(6))
     0.216395
   """
-  checks.check_positive_values(alpha, "alpha")
+  checks.check_finite_values(alpha, "alpha", positive=True)
   # (1 + t) log(1 + t) - t = sum_{k>=2} (-1)^k t^k / (k (k - 1))
   series = lambda t: t**2 * (1 / 2 - t * (1 / 6 - t * (1 / 12 - t * (1 / 20 - t / 30))))  # noqa: E731
   h = _small_t(alpha * jnp.abs(jnp.asarray(x)), series, lambda t: (1 + t) * jnp.log1p(t) - t)
@@ -107,7 +107,7 @@ def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
       R_\\alpha^*(u) = \\sum_i \\frac{e^{\\alpha|u_i|} - 1 - \\alpha|u_i|}{\\alpha^2},
       \\qquad \\nabla R_\\alpha^* = (\\nabla R_\\alpha)^{-1}.
   """
-  checks.check_positive_values(alpha, "alpha")
+  checks.check_finite_values(alpha, "alpha", positive=True)
   series = lambda s: s**2 * (1 / 2 + s * (1 / 6 + s * (1 / 24 + s * (1 / 120 + s / 720))))  # noqa: E731
   return jnp.sum(_small_t(alpha * jnp.abs(jnp.asarray(u)), series, lambda s: jnp.expm1(s) - s)) / alpha**2
 
@@ -134,13 +134,13 @@ def mw_mirror_map(x: ArrayLike, gamma: ArrayLike) -> Array:
 
   Its derivative is ``1 / inverse_metric_mw(x, gamma)``.
   """
-  checks.check_positive_values(gamma, "gamma")
+  checks.check_finite_values(gamma, "gamma", positive=True)
   return 0.5 * jnp.arcsinh(2 * jnp.asarray(x) / gamma)
 
 
 def mw_inverse_mirror_map(u: ArrayLike, gamma: ArrayLike) -> Array:
   """Inverse of :func:`mw_mirror_map`: :math:`x = \\tfrac{\\gamma}{2}\\sinh(2u)`."""
-  checks.check_positive_values(gamma, "gamma")
+  checks.check_finite_values(gamma, "gamma", positive=True)
   return 0.5 * gamma * jnp.sinh(2 * jnp.asarray(u))
 
 
@@ -152,6 +152,6 @@ def mw_potential(x: ArrayLike, gamma: ArrayLike) -> Array:
       R^{m\\odot w}_\\gamma(x) = \\sum_i \\Big[\\frac{x_i}{2}\\operatorname{arcsinh}\\frac{2x_i}{\\gamma}
       - \\frac{\\sqrt{4x_i^2 + \\gamma^2} - \\gamma}{4}\\Big].
   """
-  checks.check_positive_values(gamma, "gamma")
+  checks.check_finite_values(gamma, "gamma", positive=True)
   x = jnp.asarray(x)
   return jnp.sum(0.5 * x * jnp.arcsinh(2 * x / gamma) - (jnp.sqrt(4 * x**2 + gamma**2) - gamma) / 4)

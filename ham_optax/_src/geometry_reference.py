@@ -79,9 +79,9 @@ def _mirror(alpha: float | None, gamma: ArrayLike | None) -> _Mirror:
   """The mirror map of HAM (``alpha``) or of m ⊙ w (``gamma``): exactly one of them, with values > 0."""
   checks.check_exactly_one({"alpha": alpha, "gamma": gamma}, "bregman_projection")
   if alpha is not None:
-    checks.check_positive_values(alpha, "alpha")
+    checks.check_finite_values(alpha, "alpha", positive=True)
     return _ham_mirror(float(alpha))
-  checks.check_positive_values(gamma, "gamma")
+  checks.check_finite_values(gamma, "gamma", positive=True)
   return _mw_mirror(np.asarray(gamma, dtype=np.float64))
 
 
