@@ -121,6 +121,26 @@ def test_zeros_stay_zero_and_signs_are_kept():
   np.testing.assert_array_equal(np.sign(new), np.sign(p["w"]))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+def test_a_strong_shrink_never_flips_the_sign_of_x_half(dtype):
+  # Exponents far below -16 (max_exponent 80): the rounding of x_half = p + u must not decide the new sign.
+  jax.config.update("jax_enable_x64", dtype == "float64")  # restored by the conftest fixture
+  rng = np.random.default_rng(7)
+  flips = 0
+  for _ in range(40):
+    p, u = (
+      jnp.asarray(rng.normal(size=(8, 8)) * 10.0 ** rng.uniform(-8, 3, (8, 8)), dtype) for _ in range(2)
+    )
+    g = jnp.asarray(rng.normal(size=(8, 8)) * 10.0 ** rng.uniform(-1, 3), dtype)
+    step = ham_optax.hyperbolic_step(
+      float(10 ** rng.uniform(-1, 1)), alpha=300.0, beta=0.0, max_exponent=80.0
+    )
+    d, _ = step.update(u, step.init(p), p, grad=g)
+    x_half = np.asarray(p, np.float64) + np.asarray(u, np.float64)
+    flips += int(np.sum(np.sign(np.asarray(optax.apply_updates(p, d), np.float64)) * np.sign(x_half) < 0))
+  assert flips == 0
+
+
 def test_max_weight_norm_clips_each_tensor():
   p = {"a": jnp.full((4, 4), 10.0), "b": jnp.full((2, 2), 0.1)}
   g = jax.tree.map(jnp.zeros_like, p)

@@ -84,3 +84,17 @@ def test_bad_arguments():
   tx = deep_diagonal(optax.sgd(0.1), depth=2)
   with pytest.raises(ValueError, match="params"):
     tx.update(jnp.zeros(2), tx.init(jnp.zeros(2)))
+
+
+def test_float16_init_is_exact_and_an_underflowing_init_is_refused():
+  tx = deep_diagonal(optax.sgd(1.0), depth=3, init_scale=1e-3)
+  state = tx.init(jnp.zeros(3, jnp.float16))  # u = (0 + 1e-9)^(1/3): 1e-9 underflows float16
+  np.testing.assert_allclose(np.asarray(state.u, np.float32), 1e-3, rtol=1e-3)
+  x = jnp.zeros(3, jnp.float16)
+  for _ in range(300):
+    u, state = tx.update(jnp.array([-1.0, 1.0, 0.0], jnp.float16), state, x)
+    x = optax.apply_updates(x, u)
+  u0, v0 = np.asarray(state.u, np.float32), np.asarray(state.v, np.float32)
+  assert u0[0] > 1.05e-3 > v0[0] and v0[1] > 1.05e-3 > u0[1]  # the factors move (x = u^3 - v^3 is still tiny)
+  with pytest.raises(ValueError, match=r"init_scale \*\* depth = 0.001 \*\* 13 underflows"):
+    deep_diagonal(optax.sgd(0.1), depth=13, init_scale=1e-3).init(jnp.zeros(3))

@@ -4,12 +4,16 @@ References are independent: jax.grad / jax.hessian of the potential, float64 Num
 expansions of R_alpha, and scipy.optimize.minimize / linprog for the constrained problems.
 """
 
+from decimal import Decimal, getcontext
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ham_optax import geometry
+
+getcontext().prec = 60
 
 
 @pytest.fixture
@@ -319,3 +323,91 @@ def test_min_norm_interpolant_and_basis_pursuit(x64):
   # A square invertible system has one interpolant.
   A = np.random.default_rng(1).normal(size=(4, 4))
   np.testing.assert_allclose(geometry.basis_pursuit(A, A @ np.arange(4.0)), np.arange(4.0), atol=1e-8)
+
+
+# -- numerics at the edges ------------------------------------------------------------------------------------
+
+
+def _h60(t: Decimal) -> Decimal:
+  return (1 + t) * (1 + t).ln() - t
+
+
+def _divergence60(x: np.ndarray, x0: np.ndarray, alpha: float) -> float:
+  """D(x, x0) from its definition, in 60-digit decimal arithmetic (no cancellation at that precision)."""
+  a, total = Decimal(alpha), Decimal(0)
+  for xi, x0i in zip(map(Decimal, x.tolist()), map(Decimal, x0.tolist()), strict=True):
+    slope = (1 + a * abs(x0i)).ln() / a * (1 if x0i >= 0 else -1)
+    total += (_h60(a * abs(xi)) - _h60(a * abs(x0i))) / a**2 - slope * (xi - x0i)
+  return float(total)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bregman_divergence_between_nearby_points_is_accurate_and_nonnegative(x64, dtype):
+  rng = np.random.default_rng(3)
+  for scale in (1e-3, 1.0, 1e3):
+    x0 = (scale * rng.normal(size=6)).astype(dtype)
+    for rel in (1e-6, 1e-4, 1e-2):
+      x = (x0 * (1 + rel * rng.normal(size=6))).astype(dtype)
+      ref = _divergence60(x.astype(np.float64), x0.astype(np.float64), 2.0)  # the points as given
+      got = float(geometry.bregman_divergence(jnp.asarray(x), jnp.asarray(x0), 2.0))
+      assert got >= 0
+      np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_bregman_divergence_across_zero_matches_the_definition(x64):
+  x, x0 = np.array([0.7, -2.0, 0.0, 3.0]), np.array([-0.3, 1.5, 2.0, 0.0])
+  direct = (
+    geometry.potential(x, 3.0) - geometry.potential(x0, 3.0) - np.sum(geometry.mirror_map(x0, 3.0) * (x - x0))
+  )
+  np.testing.assert_allclose(geometry.bregman_divergence(x, x0, 3.0), direct, rtol=1e-12)
+
+
+def test_per_entry_alpha_equals_entrywise_scalars(x64):
+  x, x0, alpha = np.array([0.5, -1.5, 2.0]), np.array([0.1, 0.3, -0.2]), np.array([1.0, 2.0, 3.0])
+  for fn, args in (
+    (geometry.potential, (x,)),
+    (geometry.conjugate_potential, (x,)),
+    (geometry.bregman_divergence, (x, x0)),
+  ):
+    per_entry = sum(float(fn(*(a[i : i + 1] for a in args), alpha[i])) for i in range(3))
+    np.testing.assert_allclose(fn(*args, alpha), per_entry, rtol=1e-12)
+  with pytest.raises(ValueError, match=r"alpha must be a scalar or broadcast to \(3,\)"):
+    geometry.potential(x, np.ones(2))
+  with pytest.raises(ValueError, match="broadcast"):
+    geometry.mirror_map(x, np.ones((3, 3)))  # would broadcast x to (3, 3)
+
+
+def test_large_and_integer_inputs():
+  big = jnp.float32(1e20)
+  np.testing.assert_allclose(geometry.inverse_metric_mw(big, 1.0), 2e20, rtol=1e-6)
+  np.testing.assert_allclose(geometry.mw_potential(big, 1.0), 1e20 / 2 * np.arcsinh(2e20) - 0.5e20, rtol=1e-5)
+  assert geometry.potential(jnp.float32(3e38), 10.0) == np.inf  # inf, not inf - inf = NaN
+  assert geometry.conjugate_potential(jnp.float32(np.inf), 1.0) == np.inf
+  np.testing.assert_allclose(
+    geometry.inverse_metric_mw(np.array([1, 2, 3]), 0.5), np.sqrt(4.0 * np.arange(1, 4) ** 2 + 0.25)
+  )
+  np.testing.assert_allclose(geometry.mirror_map(np.array([2]), 1.0), np.log(3.0), rtol=1e-6)
+
+
+def test_series_and_closed_forms_agree_at_the_switch(x64):
+  # Either side of the switch from the Taylor series to the closed form, against 60-digit decimal arithmetic.
+  for t in (0.0999999, 0.1000001, 0.0099999, 1e-3, 0.5):
+    d = Decimal(t)
+    np.testing.assert_allclose(geometry.potential(np.array([t]), 1.0), float(_h60(d)), rtol=1e-14)
+    np.testing.assert_allclose(
+      geometry.conjugate_potential(np.array([t]), 1.0), float(d.exp() - 1 - d), rtol=1e-14
+    )
+
+
+def test_solvers_reject_what_they_cannot_solve(x64):
+  Z, y, x0 = _small_problem(16)
+  with pytest.raises(ValueError, match="must be finite"):
+    geometry.bregman_projection(Z, y, np.where(np.arange(x0.size) == 1, np.nan, x0), 1.0)
+  with pytest.raises(ValueError, match="must be finite"):
+    geometry.min_norm_interpolant(Z, y, np.full_like(x0, np.inf))
+  with pytest.raises(ValueError, match="full row rank, got rank"):
+    geometry.bregman_projection(np.vstack([Z[:1], Z[:1]]), y[:2], x0, 1.0)
+  with pytest.raises(ValueError, match=r"gamma must be a scalar or have shape"):
+    geometry.bregman_projection(Z, y, x0, gamma=np.ones(3))
+  with pytest.raises(ValueError, match="alpha must be a scalar"):
+    geometry.bregman_projection(Z, y, x0, np.ones(x0.size))

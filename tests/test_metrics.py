@@ -79,8 +79,11 @@ def test_sign_flips_random_vs_numpy():
   assert float(got["fraction"]) == pytest.approx(expected / x.size)
   with pytest.raises(ValueError, match="shape"):
     metrics.sign_flips({"k": jnp.ones((40, 31))}, a)
-  with pytest.raises(ValueError, match="leaves"):
+  with pytest.raises(ValueError, match="another tree structure"):
     metrics.sign_flips(a, {"k": a["k"], "extra": a["k"]})
+  for other in ({"j": a["k"]}, (a["k"],)):  # same leaves, other keys or container: not paired by position
+    with pytest.raises(ValueError, match="another tree structure"):
+      metrics.sign_flips(a, other)
 
 
 def test_fraction_near_zero_and_inverse_metric():

@@ -294,6 +294,24 @@ def test_fraction_one_is_adam():
   np.testing.assert_allclose(np.asarray(pa["k"]), np.asarray(pb["k"]), rtol=1e-5, atol=1e-6)
 
 
+def test_float64_fraction_one_is_adam_to_float64_precision():
+  jax.config.update("jax_enable_x64", True)  # restored by the conftest fixture
+  rng = np.random.default_rng(4)
+  params = {"k": jnp.asarray(1 + 1e-9 * rng.normal(size=(4, 4)))}  # distinct only in float64
+  a, b = nanoadam(1e-2, 1.0, 3, mask=lambda p: True), optax.adam(1e-2)
+  sa, sb, pa, pb = a.init(params), b.init(params), params, params
+  for _ in range(7):
+    g = {"k": jnp.asarray(rng.normal(size=(4, 4)))}
+    (ua, sa), (ub, sb) = a.update(g, sa, pa), b.update(g, sb, pb)
+    pa, pb = optax.apply_updates(pa, ua), optax.apply_updates(pb, ub)
+  np.testing.assert_allclose(np.asarray(pa["k"]), np.asarray(pb["k"]), rtol=1e-13)
+  # The smallest weight of a float64 tensor is chosen by its float64 magnitude (not a float32 tie).
+  w = {"k": jnp.array([[1.0 + 1e-9, 1.0], [1.0 + 2e-9, 1.0 + 3e-9]])}
+  tx = nanoadam(1e-2, 0.25, 1, mask=lambda p: True)
+  u, _ = tx.update({"k": jnp.ones((2, 2))}, tx.init(w), w)
+  assert np.flatnonzero(np.asarray(u["k"])).tolist() == [1]
+
+
 def test_large_weights_frozen_exactly_and_memory():
   rng = np.random.default_rng(2)
   params = {"k": jnp.asarray(rng.normal(size=(40, 25)), jnp.float32), "b": jnp.zeros((25,))}

@@ -564,3 +564,14 @@ def test_sign_in_decay_in_inner_shrinks_balance_like_weight_decay():
         assert np.all(bal < 1.0 - 1e-4)  # decay shrank the balance
       else:
         np.testing.assert_allclose(bal, 1.0, atol=1e-5)
+
+
+def test_factorize_large_integer_and_broadcast_inputs():
+  m, w = op.factorize(jnp.array([1e20, -1e30], jnp.float32), 0.0)  # x^2 overflows float32
+  np.testing.assert_allclose(np.asarray(m), [1e10, 1e15], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(m * w), [1e20, -1e30], rtol=1e-6)
+  m, w = op.factorize(np.array([2, -3, 5]), 0.5)  # integers: factored as real numbers
+  np.testing.assert_allclose(np.asarray(m * w), [2, -3, 5], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(m**2 - w**2), 0.5, rtol=1e-5)
+  with pytest.raises(ValueError, match=r"factorize: balance must be a scalar or broadcast to \(3,\)"):
+    op.factorize(jnp.ones(3), jnp.ones(2))

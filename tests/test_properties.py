@@ -97,7 +97,13 @@ def test_jit_and_no_jit_agree(data, shape, lr, alpha):
   s0 = tx.init(p)
   u1, s1 = tx.update(g, s0, p)
   u2, s2 = jax.jit(tx.update)(g, s0, p)
-  np.testing.assert_allclose(u1["w"], u2["w"], rtol=1e-6, atol=1e-7)
+  # jit may round AdamW's update differently by an ulp (fused multiply-adds); the step multiplies such an error
+  # of x_half = p + u by its factor exp(lr alpha |g|) (at most e^5): the tolerance scales with it.
+  growth = np.exp(np.minimum(lr * alpha * np.abs(np.asarray(g["w"])), 5.0))
+  atol = 4 * np.finfo(np.float32).eps * growth * (np.abs(np.asarray(p["w"])) + lr) + 1e-7
+  assert np.all(
+    np.abs(np.asarray(u1["w"]) - np.asarray(u2["w"])) <= atol + 1e-6 * np.abs(np.asarray(u2["w"]))
+  )
   assert jax.tree.structure(s1) == jax.tree.structure(s2)
 
 

@@ -79,3 +79,5 @@ def test_bad_arguments_raise():
     switch_off_fraction(0.1, 100, 1.5)
   with pytest.raises(ValueError, match="total_steps"):
     switch_off_fraction(0.1, 0, 0.5)
+  with pytest.raises(ValueError, match=r"switch_off: switch_step must be <= 2147483647 \(an int32\)"):
+    switch_off(0.1, 2**31)  # optax counts steps in int32: a later step is never reached

@@ -119,10 +119,14 @@ def check_real_dtype(value: Any, name: str) -> Any:
   return value
 
 
+INT32_MAX = 2**31 - 1  # optax counts steps in int32, and JAX keys and sizes are int32 unless x64 is on
+
+
 def check_int(
   value: Any, name: str, minimum: int, owner: str | None = None, none_ok: bool = False
 ) -> int | None:
-  """Checks an int ``>= minimum`` (not a bool; ``None`` passes with ``none_ok``); returns a Python ``int``."""
+  """Checks an int in ``[minimum, INT32_MAX]`` (not a bool; ``None`` passes with ``none_ok``); returns a Python
+  ``int``. Steps, sizes and seeds beyond int32 would wrap around inside JAX, so they are refused here."""
   if value is None and none_ok:
     return None
   p = _prefix(owner)
@@ -130,6 +134,8 @@ def check_int(
     raise TypeError(f"{p}{name} must be an int, got {type(value).__name__}.")
   if value < minimum:
     raise ValueError(f"{p}{name} must be >= {minimum}, got {value}.")
+  if value > INT32_MAX:
+    raise ValueError(f"{p}{name} must be <= {INT32_MAX} (an int32), got {value}.")
   return int(value)
 
 
@@ -251,3 +257,22 @@ def check_finite_values(value: Any, name: str, owner: str | None = None, *, posi
   concrete = _concrete(value, name, owner, scalar=False)
   if concrete is not None and (not np.all(np.isfinite(concrete)) or (positive and np.any(concrete <= 0))):
     raise ValueError(f"{_prefix(owner)}{name} must be finite{' and > 0' * positive}, got {value!r}.")
+
+
+def floating_array(x: Any) -> jax.Array:
+  """``x`` as a JAX array of an inexact dtype: integer or bool input becomes JAX's default float dtype, so that
+  math meant for real numbers is never done in integer arithmetic (which would silently truncate)."""
+  x = jnp.asarray(x)
+  return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.result_type(float))
+
+
+def check_broadcasts(value: Any, name: str, shape: tuple[int, ...], owner: str | None = None) -> None:
+  """Checks that ``value`` is a scalar or per-entry values whose shape broadcasts to ``shape`` (not beyond it)."""
+  try:
+    fits = np.broadcast_shapes(np.shape(value), shape) == tuple(shape)
+  except ValueError:
+    fits = False
+  if not fits:
+    raise ValueError(
+      f"{_prefix(owner)}{name} must be a scalar or broadcast to {tuple(shape)}, got {np.shape(value)}."
+    )

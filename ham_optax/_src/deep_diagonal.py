@@ -97,12 +97,21 @@ def _factors(x, depth: int, init_scale: float) -> tuple:
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return masking.MASKED, masking.MASKED
-  s_l = (jnp.asarray(init_scale) ** depth).astype(x.dtype)
-  return (jnp.maximum(x, 0) + s_l) ** (1.0 / depth), (jnp.maximum(-x, 0) + s_l) ** (1.0 / depth)
+  cdtype = jnp.promote_types(x.dtype, jnp.float32)  # u^L and v^L of a float16 leaf would underflow
+  if init_scale**depth < jnp.finfo(cdtype).tiny or init_scale < jnp.finfo(x.dtype).tiny:
+    raise ValueError(
+      f"deep_diagonal: init_scale ** depth = {init_scale:g} ** {depth} underflows ({cdtype} for u^L, "
+      f"{x.dtype} for u): u = v = 0 would never move. Use a larger init_scale or a smaller depth."
+    )
+  s_l, x_c = (jnp.asarray(init_scale) ** depth).astype(cdtype), x.astype(cdtype)
+  root = lambda t: ((jnp.maximum(t, 0) + s_l) ** (1.0 / depth)).astype(x.dtype)  # noqa: E731
+  return root(x_c), root(-x_c)
 
 
 def _updates_to(x, u, v, depth: int) -> jax.Array:
   """The update taking the parameter ``x`` to ``u^L - v^L`` in ``x``'s dtype (0 for an untrained leaf)."""
   if masking.is_masked(u):
     return jnp.zeros_like(x)
-  return (u**depth - v**depth - x).astype(jnp.result_type(x))
+  dtype = jnp.result_type(x)
+  u, v, x = (jnp.asarray(t).astype(jnp.promote_types(dtype, jnp.float32)) for t in (u, v, x))
+  return (u**depth - v**depth - x).astype(dtype)

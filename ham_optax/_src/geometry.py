@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 from jax import Array
@@ -10,9 +11,41 @@ from jax.typing import ArrayLike
 
 from ham_optax._src import checks
 
-# Below this value of t = alpha * |x| the closed forms of R_alpha and its conjugate lose digits to
-# cancellation; a Taylor series is used instead.
-_SERIES_THRESHOLD = 1e-2
+# Below this value of |t| (t = alpha * |x|) the closed forms of R_alpha, its conjugate and its Bregman divergence
+# lose digits to cancellation (about 2 eps / |t| relative); a Taylor series is used instead. Twenty terms from t^2
+# on: the first one left out is below 1e-20 of the sum there.
+_SERIES_THRESHOLD = 1e-1
+_H = [(-1) ** k / (k * (k - 1)) for k in range(2, 22)]  # (1 + t) log(1 + t) - t = sum_k _H[k - 2] t^k
+_G = [(-1) ** k / k for k in range(2, 22)]  # t - log(1 + t)
+_E = [1 / math.factorial(k) for k in range(2, 22)]  # e^t - 1 - t
+
+
+def _floating(x: ArrayLike, value: ArrayLike, name: str) -> Array:
+  """``x`` as a floating array (integers in JAX's default float dtype), with ``value`` (alpha or gamma) checked:
+  finite, > 0, and a scalar or per-entry values that broadcast to ``x``'s shape."""
+  checks.check_finite_values(value, name, positive=True)
+  x = checks.floating_array(x)
+  checks.check_broadcasts(value, name, x.shape)
+  return x
+
+
+def _series(t: Array, coefficients: Sequence[float]) -> Array:
+  """``sum_k coefficients[k - 2] * t**k`` over ``k >= 2`` (Horner)."""
+  acc = jnp.zeros_like(t)
+  for c in reversed(coefficients):
+    acc = acc * t + c
+  return t * t * acc
+
+
+def _small_t(t: Array, coefficients: Sequence[float], closed: Callable[[Array], Array]) -> Array:
+  """The series of ``coefficients`` where ``|t| < _SERIES_THRESHOLD``, else ``closed(t)``."""
+  small = jnp.abs(t) < _SERIES_THRESHOLD
+  return jnp.where(small, _series(jnp.where(small, t, 0.0), coefficients), closed(jnp.where(small, 1.0, t)))
+
+
+def _h(t: Array) -> Array:
+  """``(1 + t) log(1 + t) - t`` for ``t > -1``, written ``L + t (L - 1)`` with ``L = log1p(t)`` (inf at inf)."""
+  return _small_t(t, _H, lambda t: jnp.log1p(t) + t * (jnp.log1p(t) - 1))
 
 
 def inverse_metric_gd(x: ArrayLike) -> Array:
@@ -29,16 +62,14 @@ def inverse_metric_ham(x: ArrayLike, alpha: ArrayLike) -> Array:
     >>> print(np.asarray(geometry.inverse_metric_ham(np.array([0.0, -0.5, 2.0]), alpha=4.0)))
     [1. 3. 9.]
   """
-  checks.check_finite_values(alpha, "alpha", positive=True)
-  return 1 + alpha * jnp.abs(jnp.asarray(x))
+  return 1 + alpha * jnp.abs(_floating(x, alpha, "alpha"))
 
 
 def inverse_metric_mw(x: ArrayLike, gamma: ArrayLike) -> Array:
   """Inverse metric of gradient descent on :math:`x = m \\odot w`: :math:`\\sqrt{4x^2 + \\gamma^2} = m^2 + w^2`,
   with ``gamma = m**2 - w**2`` conserved by gradient flow on ``(m, w)``."""
-  checks.check_finite_values(gamma, "gamma", positive=True)
-  x = jnp.asarray(x)
-  return jnp.sqrt(4 * x**2 + jnp.asarray(gamma, x.dtype) ** 2)
+  x = _floating(x, gamma, "gamma")
+  return 2 * jnp.hypot(x, jnp.asarray(gamma, x.dtype) / 2)  # hypot: no overflow in 4 x^2
 
 
 def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
@@ -54,8 +85,7 @@ def mirror_map(x: ArrayLike, alpha: ArrayLike) -> Array:
     >>> print(np.asarray(geometry.inverse_mirror_map(u, alpha=10.0)).round(4))
     [-1.  0.  2.]
   """
-  checks.check_finite_values(alpha, "alpha", positive=True)
-  x = jnp.asarray(x)
+  x = _floating(x, alpha, "alpha")
   return jnp.sign(x) * jnp.log1p(alpha * jnp.abs(x)) / alpha
 
 
@@ -64,15 +94,8 @@ def inverse_mirror_map(u: ArrayLike, alpha: ArrayLike) -> Array:
 
   This is also the gradient of the convex conjugate :math:`R_\\alpha^*` (:func:`conjugate_potential`).
   """
-  checks.check_finite_values(alpha, "alpha", positive=True)
-  u = jnp.asarray(u)
+  u = _floating(u, alpha, "alpha")
   return jnp.sign(u) * jnp.expm1(alpha * jnp.abs(u)) / alpha
-
-
-def _small_t(t: Array, series: Callable[[Array], Array], closed: Callable[[Array], Array]) -> Array:
-  """``series(t)`` where ``0 <= t < _SERIES_THRESHOLD`` (five terms: < 1e-16 relative error), else ``closed(t)``."""
-  small = t < _SERIES_THRESHOLD
-  return jnp.where(small, series(jnp.where(small, t, 0.0)), closed(jnp.where(small, 1.0, t)))
 
 
 def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
@@ -92,11 +115,7 @@ def potential(x: ArrayLike, alpha: ArrayLike) -> Array:
     >>> print(np.asarray(geometry.potential(np.array([0.5, -0.5]), alpha=1.0)).round(6))
     0.216395
   """
-  checks.check_finite_values(alpha, "alpha", positive=True)
-  # (1 + t) log(1 + t) - t = sum_{k>=2} (-1)^k t^k / (k (k - 1))
-  series = lambda t: t**2 * (1 / 2 - t * (1 / 6 - t * (1 / 12 - t * (1 / 20 - t / 30))))  # noqa: E731
-  h = _small_t(alpha * jnp.abs(jnp.asarray(x)), series, lambda t: (1 + t) * jnp.log1p(t) - t)
-  return jnp.sum(h) / alpha**2
+  return jnp.sum(_h(alpha * jnp.abs(_floating(x, alpha, "alpha"))) / alpha**2)
 
 
 def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
@@ -107,9 +126,9 @@ def conjugate_potential(u: ArrayLike, alpha: ArrayLike) -> Array:
       R_\\alpha^*(u) = \\sum_i \\frac{e^{\\alpha|u_i|} - 1 - \\alpha|u_i|}{\\alpha^2},
       \\qquad \\nabla R_\\alpha^* = (\\nabla R_\\alpha)^{-1}.
   """
-  checks.check_finite_values(alpha, "alpha", positive=True)
-  series = lambda s: s**2 * (1 / 2 + s * (1 / 6 + s * (1 / 24 + s * (1 / 120 + s / 720))))  # noqa: E731
-  return jnp.sum(_small_t(alpha * jnp.abs(jnp.asarray(u)), series, lambda s: jnp.expm1(s) - s)) / alpha**2
+  s = alpha * jnp.abs(_floating(u, alpha, "alpha"))
+  closed = lambda s: jnp.where(s < jnp.inf, jnp.expm1(s) - s, s)  # noqa: E731 - inf, not inf - inf
+  return jnp.sum(_small_t(s, _E, closed) / alpha**2)
 
 
 def bregman_divergence(x: ArrayLike, x0: ArrayLike, alpha: ArrayLike) -> Array:
@@ -121,12 +140,20 @@ def bregman_divergence(x: ArrayLike, x0: ArrayLike, alpha: ArrayLike) -> Array:
       \\;\\ge 0,
 
   zero iff ``x == x0``. For ``alpha -> 0`` it tends to :math:`\\|x - x_0\\|^2/2`.
+
+  Computed per entry without the cancellation of the three sums (which can make a divergence between nearby
+  points negative): with :math:`a = \\alpha|x_i|`, :math:`b = \\alpha|x_{0,i}|` and
+  :math:`h(t) = (1 + t)\\log(1 + t) - t`, an entry is :math:`(1 + b)\\,h\\big((a - b)/(1 + b)\\big)/\\alpha^2` where the signs agree and
+  :math:`\\big(h(a) + b - \\log(1 + b) + a\\log(1 + b)\\big)/\\alpha^2` where they differ, every term >= 0.
   """
-  x = jnp.asarray(x)
-  x0 = jnp.asarray(x0)
+  x = _floating(x, alpha, "alpha")
+  x0 = _floating(x0, alpha, "alpha")
   if x.shape != x0.shape:
     raise ValueError(f"x and x0 must have the same shape, got {x.shape} and {x0.shape}.")
-  return potential(x, alpha) - potential(x0, alpha) - jnp.sum(mirror_map(x0, alpha) * (x - x0))
+  a, b = alpha * jnp.abs(x), alpha * jnp.abs(x0)
+  same = (1 + b) * _h(alpha * (jnp.abs(x) - jnp.abs(x0)) / (1 + b))
+  apart = _h(a) + _small_t(b, _G, lambda b: b - jnp.log1p(b)) + a * jnp.log1p(b)
+  return jnp.sum(jnp.where(x * x0 >= 0, same, apart) / alpha**2)
 
 
 def mw_mirror_map(x: ArrayLike, gamma: ArrayLike) -> Array:
@@ -134,14 +161,12 @@ def mw_mirror_map(x: ArrayLike, gamma: ArrayLike) -> Array:
 
   Its derivative is ``1 / inverse_metric_mw(x, gamma)``.
   """
-  checks.check_finite_values(gamma, "gamma", positive=True)
-  return 0.5 * jnp.arcsinh(2 * jnp.asarray(x) / gamma)
+  return 0.5 * jnp.arcsinh(2 * _floating(x, gamma, "gamma") / gamma)
 
 
 def mw_inverse_mirror_map(u: ArrayLike, gamma: ArrayLike) -> Array:
   """Inverse of :func:`mw_mirror_map`: :math:`x = \\tfrac{\\gamma}{2}\\sinh(2u)`."""
-  checks.check_finite_values(gamma, "gamma", positive=True)
-  return 0.5 * gamma * jnp.sinh(2 * jnp.asarray(u))
+  return 0.5 * gamma * jnp.sinh(2 * _floating(u, gamma, "gamma"))
 
 
 def mw_potential(x: ArrayLike, gamma: ArrayLike) -> Array:
@@ -152,6 +177,8 @@ def mw_potential(x: ArrayLike, gamma: ArrayLike) -> Array:
       R^{m\\odot w}_\\gamma(x) = \\sum_i \\Big[\\frac{x_i}{2}\\operatorname{arcsinh}\\frac{2x_i}{\\gamma}
       - \\frac{\\sqrt{4x_i^2 + \\gamma^2} - \\gamma}{4}\\Big].
   """
-  checks.check_finite_values(gamma, "gamma", positive=True)
-  x = jnp.asarray(x)
-  return jnp.sum(0.5 * x * jnp.arcsinh(2 * x / gamma) - (jnp.sqrt(4 * x**2 + gamma**2) - gamma) / 4)
+  x = _floating(x, gamma, "gamma")
+  g = jnp.asarray(gamma, x.dtype)
+  # (sqrt(4x^2 + gamma^2) - gamma) / 4 written x * x / (sqrt(4x^2 + gamma^2) + gamma): no cancellation near 0
+  # and, with hypot and x * (x / ...), no overflow of x^2 for large x.
+  return jnp.sum(0.5 * x * jnp.arcsinh(2 * x / g) - x * (x / (2 * jnp.hypot(x, g / 2) + g)))

@@ -67,21 +67,24 @@ def _as_problem(
     raise ValueError(f"Z must be a 2-D (samples x features) matrix, got shape {Z.shape}.")
   if y.shape != (Z.shape[0],):
     raise ValueError(f"y must have shape ({Z.shape[0]},) to match Z {Z.shape}, got {y.shape}.")
-  if not (np.all(np.isfinite(Z)) and np.all(np.isfinite(y))):
-    raise ValueError("Z and y must be finite.")
   x0 = np.zeros(Z.shape[1]) if x0 is None else np.asarray(x0, dtype=np.float64)
   if x0.shape != (Z.shape[1],):
     raise ValueError(f"x0 must have shape ({Z.shape[1]},) to match Z {Z.shape}, got {x0.shape}.")
+  if not (np.all(np.isfinite(Z)) and np.all(np.isfinite(y)) and np.all(np.isfinite(x0))):
+    raise ValueError("Z, y and x0 must be finite.")
   return Z, y, x0
 
 
-def _mirror(alpha: float | None, gamma: ArrayLike | None) -> _Mirror:
-  """The mirror map of HAM (``alpha``) or of m ⊙ w (``gamma``): exactly one of them, with values > 0."""
-  checks.check_exactly_one({"alpha": alpha, "gamma": gamma}, "bregman_projection")
+def _mirror(alpha: float | None, gamma: ArrayLike | None, n: int) -> _Mirror:
+  """The mirror map of HAM (``alpha``, a scalar) or of m ⊙ w (``gamma``, a scalar or ``n`` values): exactly one
+  of them, with values > 0."""
+  owner = "bregman_projection"
+  checks.check_exactly_one({"alpha": alpha, "gamma": gamma}, owner)
   if alpha is not None:
-    checks.check_finite_values(alpha, "alpha", positive=True)
-    return _ham_mirror(float(alpha))
-  checks.check_finite_values(gamma, "gamma", positive=True)
+    return _ham_mirror(float(checks.check_scalar(alpha, "alpha", lo=0.0, lo_open=True, owner=owner)))
+  checks.check_finite_values(gamma, "gamma", owner, positive=True)
+  if np.shape(gamma) not in ((), (n,)):
+    raise ValueError(f"{owner}: gamma must be a scalar or have shape ({n},) like x0, got {np.shape(gamma)}.")
   return _mw_mirror(np.asarray(gamma, dtype=np.float64))
 
 
@@ -125,7 +128,9 @@ def bregman_projection(
     ValueError: on malformed input, or if Newton's method does not reach ``tol``.
   """
   Z, y, x0 = _as_problem(Z, y, x0)
-  mirror = _mirror(alpha, gamma)
+  mirror = _mirror(alpha, gamma, Z.shape[1])
+  if (rank := np.linalg.matrix_rank(Z)) < Z.shape[0]:
+    raise ValueError(f"bregman_projection: Z {Z.shape} must have full row rank, got rank {rank}.")
   checks.check_scalar(tol, "tol", lo=0.0, lo_open=True, owner="bregman_projection")
   checks.check_int(max_iter, "max_iter", 1, owner="bregman_projection")
   return _newton_dual(mirror, Z, y, mirror.grad(x0), tol, max_iter)
@@ -170,7 +175,7 @@ def _newton_dual(
     lam, value = candidate, new_value
   x = mirror.conj_grad(u0 + Z.T @ lam)
   res = float(np.linalg.norm(Z @ x - y))
-  if res > threshold:
+  if not res <= threshold:  # NaN too
     raise ValueError(
       f"bregman_projection did not converge: ||Zx - y|| = {res:.3e} > {threshold:.3e} "
       f"after {max_iter} Newton iterations (is Z of full row rank?)."

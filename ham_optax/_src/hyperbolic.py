@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -40,7 +41,9 @@ mask: the leaves the mirror step applies to: ``None`` for floating-point leaves 
   pytree of bools (same structure as params, or a prefix) or a callable ``params -> pytree``. The other
   leaves take the inner update unchanged.
 max_exponent: clip :math:`c` of the exponent, in ``(0, 80]`` (default 5, as in the published wrapper; 80
-  keeps :math:`e^c` finite in float32).
+  keeps :math:`e^c` finite in float32). A shrink never goes below :math:`4\epsilon` of the compute dtype
+  (:math:`e^{-14.6}` in float32, :math:`e^{-34.7}` in float64), whatever :math:`c`: a smaller factor is
+  below the rounding of :math:`x_{k+1/2}` and could flip the weight's sign.
 max_weight_norm: if set, each selected tensor is rescaled after the step so that its L2 norm is at most
   this value, :math:`x_{k+1} \leftarrow x_{k+1} \min(1, \text{cap} / \|x_{k+1}\|_2)` (the published
   wrapper uses 1000; off by default). The rescale acts on the new weight itself (an overflowing entry counts
@@ -164,6 +167,10 @@ def _clip_norm(new: jax.Array, p_c: jax.Array, delta: jax.Array, cap: Any, big: 
   return jnp.where(over, clipped - _clamp(p_c, big), delta)  # clamp: an infinite weight gets a finite update
 
 
+# The smallest exponent of the step: exp(-floor) = 4 eps of the compute dtype (float32: e^-14.6; float64: e^-34.7).
+_SHRINK_FLOOR = {jnp.dtype(t): -math.log(4 * float(jnp.finfo(t).eps)) for t in (jnp.float32, jnp.float64)}
+
+
 def _clamp(x: jax.Array, bound: Any) -> jax.Array:
   """``x`` clipped to ``[-bound, bound]`` in one operation per entry (``jnp.clip`` takes two); NaN stays NaN."""
   b = jnp.asarray(bound, x.dtype)
@@ -233,8 +240,15 @@ def _mirror_leaf(
   else:
     neg_s_lr_alpha = jnp.sign(p_c) * -lr_alpha  # GD;HYP: sign(x) == 0 must leave only the beta term
   # The scalars are finite, so the product may be +-inf but the difference is never inf - inf; the clip maps
-  # +-inf to +-max_exponent (<= 80, so exp(e) is finite in float32) and keeps NaN.
-  e = _clamp(g_c * neg_s_lr_alpha - lr_beta, max_exponent)
+  # +-inf to +-max_exponent (<= 80, so exp(e) is finite in float32) and keeps NaN. Below, the factor is kept
+  # >= exp(-_SHRINK_FLOOR[cdtype]): smaller factors drown in the rounding of x_half (about 2 eps |x_half|), so
+  # that the new weight could take the opposite sign.
+  floor = _SHRINK_FLOOR[jnp.dtype(cdtype)]
+  concrete = isinstance(max_exponent, (int, float, np.number))
+  low = -min(float(max_exponent), floor) if concrete else -jnp.minimum(max_exponent, floor)
+  e = jax.lax.clamp(
+    jnp.asarray(low, cdtype), g_c * neg_s_lr_alpha - lr_beta, jnp.asarray(max_exponent, cdtype)
+  )
   # exp(e) - 1 rather than expm1(e): XLA:CPU lowers expm1 to a routine ~4x slower than exp, which made the
   # mirror step cost 2.4x a bare SGD-momentum update (benchmarks/README.md). The absolute error of
   # x_half * (exp(e) - 1) stays within an ulp of x_half, and e == 0 still gives exactly 0.

@@ -77,10 +77,11 @@ def sign_flips(params: Any, reference: Any, prunable: masking.MaskOrFn = None) -
   """
   sel = _selected(params, prunable)
   ref_leaves = jax.tree.leaves(reference)
-  if len(ref_leaves) != len(jax.tree.leaves(params)):
+  if jax.tree.structure(reference) != jax.tree.structure(params):
     raise ValueError(
-      f"reference has {len(ref_leaves)} leaves but params have {len(jax.tree.leaves(params))}; "
-      "pass a snapshot of the same params."
+      f"reference has another tree structure than params ({len(ref_leaves)} and {len(jax.tree.leaves(params))} "
+      "leaves; keys and containers must match too): pass a snapshot of the same params, e.g. "
+      "jax.tree.map(np.asarray, params)."
     )
   flags = masking.resolve_mask(prunable, params, "`prunable`")
   refs = [jnp.asarray(r) for r, f in zip(ref_leaves, flags, strict=True) if f]

@@ -128,7 +128,10 @@ def _bottom_k(x: jax.Array, chunk: int, k: int) -> jax.Array:
   if n == 0:
     return jnp.zeros((0, k), jnp.int32)
   rows = -(-n // chunk)
-  a = jnp.pad(jnp.abs(x.reshape(-1)).astype(jnp.float32), (0, rows * chunk - n), constant_values=jnp.inf)
+  magnitude = jnp.abs(x.reshape(-1)).astype(
+    jnp.promote_types(x.dtype, jnp.float32)
+  )  # float64 ranks in float64
+  a = jnp.pad(magnitude, (0, rows * chunk - n), constant_values=jnp.inf)
   local = jax.lax.top_k(-a.reshape(rows, chunk), k)[1]
   flat = local + (jnp.arange(rows) * chunk)[:, None]
   return jnp.where(flat < n, flat, n).astype(jnp.int32)
@@ -205,8 +208,9 @@ def _selected_adam(g, p, count, slots, selection: _Selection, b1, b2, eps, weigh
   age = jnp.where(valid, age + 1, 0)
   mu = jnp.where(valid, b1 * mu + (1.0 - b1) * g_s, 0)
   nu = jnp.where(valid, b2 * nu + (1.0 - b2) * g_s * g_s, 0)
-  a = jnp.maximum(age, 1).astype(jnp.float32)
-  e1, e2 = 1.0 - jnp.asarray(b1, jnp.float32) ** a, 1.0 - jnp.asarray(b2, jnp.float32) ** a
+  cdtype = jnp.promote_types(mu.dtype, jnp.float32)  # float64 moments get float64 bias corrections
+  a = jnp.maximum(age, 1).astype(cdtype)
+  e1, e2 = 1.0 - jnp.asarray(b1, cdtype) ** a, 1.0 - jnp.asarray(b2, cdtype) ** a
   direction = jnp.where(valid, (mu / e1) / (jnp.sqrt(nu / e2) + eps) + weight_decay * x_s, 0).astype(p.dtype)
   out = jnp.zeros((n + 1,), p.dtype).at[idx.reshape(-1)].set(direction.reshape(-1))
   return out[:n].reshape(p.shape), idx, age, mu, nu

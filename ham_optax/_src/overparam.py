@@ -43,7 +43,7 @@ def factorize(
   For ``c = balance >= 0``: ``|m| = sqrt((c + sqrt(c^2 + 4 x^2)) / 2)``, ``|w| = |x| / |m|``; for ``c < 0`` the
   roles are swapped. ``m`` takes the sign ``sign_m`` (default +1; 0 is read as +1) and ``w`` the sign making
   ``m * w = x`` (+1 where ``x = 0``). ``balance = 0`` gives the balanced split ``|m| = |w| = sqrt(|x|)`` of the
-  HAM paper's Theorem 3.1. ``balance`` is a scalar or broadcastable to ``x``; ``(m, w)`` have ``x``'s dtype.
+  HAM paper's Theorem 3.1. ``balance`` is a scalar or broadcastable to ``x``; ``(m, w)`` have ``x``'s dtype (integers: JAX's default float).
 
   Example:
     >>> import numpy as np
@@ -53,15 +53,21 @@ def factorize(
     [2. 1.] [ 2. -1.]
   """
   checks.check_finite_values(balance, "balance", owner="factorize")
+  x = checks.floating_array(x)
+  checks.check_broadcasts(balance, "balance", x.shape, owner="factorize")
   return _factorize(x, balance, sign_m)
 
 
 def _factorize(x: jax.Array, balance: Any, sign_m: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """:func:`factorize` without the check of ``balance``: inside the wrappers a NaN balance (from a NaN gradient
   carried by ``m`` and ``w``) must give NaN weights, as optax would, not an error."""
-  x = jnp.asarray(x)
+  x = checks.floating_array(x)
   c = jnp.asarray(balance, dtype=x.dtype)
-  big = jnp.sqrt((jnp.abs(c) + jnp.sqrt(c * c + 4.0 * x * x)) / 2.0)
+  # sqrt(c^2 + 4 x^2) through hypot where the squares would overflow (elsewhere as written, so the split of
+  # ordinary weights does not change in the last bit)
+  large = jnp.maximum(jnp.abs(c), jnp.abs(x)) > math.sqrt(float(jnp.finfo(x.dtype).max)) / 4
+  root = jnp.where(large, 2 * jnp.hypot(c / 2, x), jnp.sqrt(c * c + 4.0 * x * x))
+  big = jnp.sqrt((jnp.abs(c) + root) / 2.0)
   small = jnp.where(big > 0, jnp.abs(x) / jnp.where(big > 0, big, 1.0), 0.0)
   abs_m, abs_w = jnp.where(c >= 0, big, small), jnp.where(c >= 0, small, big)
   s_m = jnp.ones_like(x) if sign_m is None else jnp.where(jnp.asarray(sign_m) < 0, -1.0, 1.0).astype(x.dtype)
