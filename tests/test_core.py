@@ -320,6 +320,11 @@ def test_mask_entries_must_be_bools():
   tx = ham_optax.hyperbolic_step(0.1, mask={"w": "yes"})
   with pytest.raises(TypeError, match="must be a bool"):
     tx.update(p, tx.init(p), p, grad=p)
+  tx = ham_optax.hyperbolic_step(
+    0.1, mask={"w": lambda x: True}
+  )  # one function per leaf: not a mask function
+  with pytest.raises(TypeError, match=r"entry at \"\['w'\]\" is a function; give one function for the whole"):
+    tx.update(p, tx.init(p), p, grad=p)
 
 
 def test_grad_with_wrong_structure_or_shape_fails_at_trace_time():
@@ -331,6 +336,19 @@ def test_grad_with_wrong_structure_or_shape_fails_at_trace_time():
     jax.jit(step.update)(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad=bad_shape)
   with pytest.raises(AssertionError, match=names):
     step.update(jax.tree.map(jnp.zeros_like, p), step.init(p), p, grad={"dense": p["dense"]})
+
+
+@pytest.mark.parametrize(
+  "make", [lambda: optax.sgd(0.1, momentum=0.9), lambda: optax.adamw(1e-3)], ids=["momentum", "adamw"]
+)
+def test_ham_checks_the_gradient_before_a_stateful_inner_optimizer(make):
+  p = _params()
+  tx = ham_optax.ham(make(), 0.1)
+  names = r"ham: params \(tree 0\) and grad \(tree 1\) must have the same"
+  with pytest.raises(AssertionError, match=names):  # not an `add got incompatible shapes` from the inner step
+    jax.jit(tx.update)(jax.tree.map(lambda x: jnp.zeros((*x.shape, 1)), p), tx.init(p), p)
+  with pytest.raises(AssertionError, match=names):
+    tx.update({"dense": p["dense"]}, tx.init(p), p)
 
 
 def test_state_holds_only_the_mirror_state_and_the_inner_state():

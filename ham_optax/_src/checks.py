@@ -36,8 +36,9 @@ def check_inner(inner: Any, owner: str) -> None:
     return
   if isinstance(inner, optax.MultiSteps):
     raise TypeError(
-      f"{owner}(inner=...) got an optax.MultiSteps object, which is not a GradientTransformation: pass "
-      "`multi_steps.gradient_transformation()` (e.g. optax.MultiSteps(opt, k).gradient_transformation())."
+      f"{owner}(inner=...) got an optax.MultiSteps object, which is not a GradientTransformation. To accumulate "
+      f"gradients over k steps, wrap the whole optimizer: optax.MultiSteps({owner}(inner, ...), k) (inside, "
+      f"{owner}'s own step would still run on every micro-batch)."
     )
   hint = ""
   if callable(inner):

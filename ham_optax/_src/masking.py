@@ -76,6 +76,11 @@ def _to_static_bool(value: Any, path: str, what: str) -> bool:
       f"{what} entry at {path!r} is a traced array; mask entries must be Python bools "
       "(decide the selection from shapes/dtypes/names, not from parameter values)."
     ) from e
+  if callable(value):
+    raise TypeError(
+      f"{what} entry at {path!r} is a function; give one function for the whole mask (params -> pytree of bools) "
+      "or bools in the tree."
+    )
   if arr.shape != () or arr.dtype != np.bool_:
     raise TypeError(
       f"{what} entry at {path!r} must be a bool, got {type(value).__name__} "
@@ -96,9 +101,8 @@ def resolve_mask(mask: MaskOrFn, params: Any, what: str = "HAM mask") -> tuple[b
     return ()  # nothing to select (also the placeholder optax.tree_utils.tree_map_params passes to init)
   if mask is None:
     mask_tree = default_mask(params)
-  else:  # a function if it (or all its leaves) is callable: the rule of optax.masked
-    is_callable = jax.tree.leaves(jax.tree.map(callable, mask))
-    mask_tree = mask(params) if is_callable and all(is_callable) else mask
+  else:  # a function of the params, or their tree of bools: the rule of optax.masked
+    mask_tree = mask(params) if callable(mask) else mask
   try:  # a bool at an inner node applies to its whole subtree
     full = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), mask_tree, params)
   except (ValueError, TypeError) as e:
