@@ -102,9 +102,7 @@ def ham(
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
       raise ValueError(checks.NO_PARAMS_MSG)
-    checks.check_trees_match(
-      "ham", params=params, grad=updates
-    )  # before the inner optimizer's own arithmetic
+    checks.check_trees_match("ham", params=params, grad=updates)  # before the inner optimizer runs
     inner_updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
     new_updates, mirror_state = mirror.update(inner_updates, state.mirror_state, params, grad=updates)
     return new_updates, HamState(mirror_state=mirror_state, inner_state=inner_state)

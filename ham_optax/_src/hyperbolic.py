@@ -72,7 +72,9 @@ Finite in, finite out, in every float dtype: :math:`\eta`, :math:`\eta\alpha`, :
 to the compute dtype's finite range (``alpha=1e39`` acts as float32's largest value, so ``0 * alpha`` stays 0),
 a new weight that would overflow (also from an infinite incoming update) is saturated just below the params
 dtype's largest value, and a weight that is already ``+-inf`` keeps its value. NaN in, NaN out: a NaN gradient,
-update or schedule value gives NaN in the new weights wherever plain optax would, never a silent zero update.
+update or schedule value gives NaN in the new weights wherever plain optax would, never a silent zero update. An
+infinite gradient entry meets ``alpha = 0`` as :math:`\infty \cdot 0` = NaN, as it meets a zero learning rate in
+optax.
 """
 SHARED_DOCS = {"{mirror_args}": MIRROR_ARGS_DOC, "{mirror_notes}": MIRROR_NOTES_DOC}
 
