@@ -8,9 +8,11 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 import sys
 import types
 import typing
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,6 +27,8 @@ from ham_optax_examples.main import configs_from_args, main, parse
 from ham_optax_examples.train import CheckpointError, train_and_evaluate
 
 import ham_optax
+
+_REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -418,7 +422,11 @@ def test_missing_tensorflow_datasets_is_one_line_with_the_install_command(tmp_pa
     main(["--dataset", "cifar10", "--model", "resnet18", "--seeds", "1", "--out", str(tmp_path / "o")])
   assert exit_info.value.code == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "pip install 'ham_optax[cifar]'" in err[0]
+  assert len(err) == 1 and "pip install -e './examples[cifar]' from the repository root" in err[0]
+  # The extra is the examples' (the library has none of that name), and the README gives the same command.
+  assert re.search(r"^cifar = \[", (_REPO / "examples" / "pyproject.toml").read_text(), re.M)
+  assert "[cifar]" not in (_REPO / "pyproject.toml").read_text()
+  assert 'pip install -e "./examples[cifar]"' in (_REPO / "README.md").read_text()
 
 
 # ------------------------------------------------------------------------ defaults that fit the choice
@@ -456,6 +464,14 @@ def test_adamw_defaults_are_adamw_defaults():
   _, sources = resolve(Config())
   assert sources["learning_rate"] == sources["alpha"] == "validation-tuned"
   assert sources["weight_decay"] == "fallback for sgd"
+
+
+def test_warmup_applies_to_either_schedule():
+  for schedule in ("cosine", "constant"):
+    lr = train_lib._learning_rate(Config(schedule=schedule, warmup_epochs=2, learning_rate=0.4), 100, 10)
+    assert [float(lr(step)) for step in (0, 10, 20)] == pytest.approx([0.0, 0.2, 0.4])
+    assert float(lr(99)) == (pytest.approx(0.4) if schedule == "constant" else pytest.approx(0.0, abs=1e-3))
+  assert train_lib._learning_rate(Config(schedule="constant", learning_rate=0.4), 100, 10) == 0.4
 
 
 def test_help_shows_each_default_once(capsys):
@@ -553,18 +569,104 @@ def test_suggested_alpha_resolves_the_config_and_is_deterministic(tiny_mnist1d):
     (["--first-seed", "-3"], "first_seed must be >= 0, got -3"),
     (["--seeds", "0"], "seeds must be >= 1, got 0"),
     (["--join-timeout", "0"], "--join-timeout must be >= 1, got 0"),
+    # Known only once the data is loaded (216 training examples), still before suggest_alpha and any run.
+    (
+      ["--data-shards", "256", "--batch-size", "256", "--num-train", "512"],
+      "216 training examples cannot be cut into 256 data shards (--data-shards)",
+    ),
   ],
 )
 def test_model_data_and_batch_checks_come_before_any_training(
   extra, message, tmp_path, tiny_cache, monkeypatch, capfd
 ):
   monkeypatch.setattr(train_lib, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+  monkeypatch.setattr(train_lib, "suggested_alpha", lambda *a, **k: pytest.fail("calibrated"))
   argv = [*_TINY[2:], "--model", "mlp", *extra, "--out", str(tmp_path / "o")]
   with pytest.raises(SystemExit) as exit_info:
     main(argv)
   assert exit_info.value.code == 2
   err = capfd.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("ham-optax: error: ") and message in err[0], err
+
+
+@pytest.mark.parametrize(
+  "extra, message",
+  [
+    (
+      ["--first-seed", "2147483646", "--seeds", "3"],
+      "first_seed + seeds - 1 (the last seed) must be <= 2147483647",
+    ),
+    (["--model", "mlp", "cnn1d", "mlp"], "--model lists mlp more than once"),
+    (["--sparsifier", "none", "random", "none"], "--sparsifier lists none more than once"),
+    (["--halt-after-epochs", "1"], "--halt-after-epochs needs --checkpoint"),
+    (["--out", ""], "--out must name a directory, got an empty string"),
+    (
+      ["--data-shards", "2", "--num-train", "1", "--batch-size", "2"],
+      "num_train 1 is fewer than the 2 data shards",
+    ),
+  ],
+)
+def test_job_options_are_checked_before_data_loads(extra, message, tmp_path, monkeypatch, capfd):
+  monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+  monkeypatch.chdir(tmp_path)  # an --out that fell back to runs/<time> would land here
+  with pytest.raises(SystemExit) as exit_info:
+    main(["--out", str(tmp_path / "o"), *_TINY, "--sparsifier", "none", *extra])
+  assert exit_info.value.code == 2
+  err = capfd.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("ham-optax: error: ") and message in err[0], err
+  assert sorted(p.name for p in tmp_path.iterdir()) == []  # no --out created, no runs/
+
+
+@pytest.mark.parametrize(
+  "damage",
+  [
+    lambda path: path.write_text(""),
+    lambda path: path.write_text("[1, 2]"),
+    lambda path: path.write_bytes(b"\xff\xfe"),
+    lambda path: path.mkdir(),
+  ],
+  ids=["empty", "list", "binary", "directory"],
+)
+def test_a_damaged_job_json_is_one_line_and_restart_replaces_it(damage, tmp_path, monkeypatch, capfd):
+  monkeypatch.setattr(data_lib, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
+  out = tmp_path / "o"
+  out.mkdir()
+  damage(out / "job.json")
+  argv = [*_TINY, "--sparsifier", "none", "--ham", "off", "--out", str(out)]
+  with pytest.raises(SystemExit) as exit_info:
+    main(argv)
+  assert exit_info.value.code == 2
+  err = capfd.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and f"{out / 'job.json'} is " in err[0], err
+  if (
+    out / "job.json"
+  ).is_dir():  # --restart could not write the job's settings there: refused before data loads
+    with pytest.raises(SystemExit):
+      main([*argv, "--restart"])
+    assert "remove it" in capfd.readouterr().err
+  else:
+    assert "--restart" in err[0]
+    with pytest.raises(pytest.fail.Exception, match="loaded"):  # --restart goes past it to the data
+      main([*argv, "--restart"])
+
+
+def test_job_json_is_written_atomically(tmp_path, monkeypatch):
+  from ham_optax_examples import main as main_module
+
+  (tmp_path / "job.json").write_text('{"--epochs": 3}')
+
+  def interrupted(*args):
+    raise OSError("interrupted")
+
+  monkeypatch.setattr(main_module.os, "replace", interrupted)
+  with pytest.raises(OSError, match="interrupted"):
+    main_module._write_job(tmp_path, {"--epochs": 5})
+  assert json.loads((tmp_path / "job.json").read_text()) == {"--epochs": 3}  # the old file, whole
+  assert [p.name for p in tmp_path.iterdir()] == ["job.json"]
+  monkeypatch.undo()
+  main_module._write_job(tmp_path, {"--epochs": 5})
+  assert json.loads((tmp_path / "job.json").read_text()) == {"--epochs": 5}
+  assert [p.name for p in tmp_path.iterdir()] == ["job.json"]  # no temporary file left behind
 
 
 @pytest.mark.slow
@@ -618,6 +720,39 @@ def test_a_second_job_into_the_same_out_is_refused(tmp_path, tiny_cache, capsys)
   assert json.loads((tmp_path / "o" / "results.json").read_text())["summary"] == json.loads(first)["summary"]
   assert main([*argv, "--lr", "0.05", "--restart"]) == 0
   assert json.loads((tmp_path / "o" / "results.json").read_text())["summary"][0]["lr"] == 0.05
+
+
+def test_summary_marks_halted_runs(tmp_path):
+  runs = [_fake_run("dense", 0, [0.5]), _fake_run("dense", 1, [0.4, 0.6]), _fake_run("dense+HAM", 0, [0.7])]
+  runs[0]["completed"] = runs[1]["completed"] = False  # halted after 1 and 2 of the 30 epochs
+  rows = report.summarize(runs)
+  assert [row["epochs"] for row in rows] == ["1, 2 of 30 (halted)", 30]
+  table = report.markdown_table(rows)
+  assert "| 1, 2 of 30 (halted) |" in table and "| 30 |" in table
+
+
+def test_a_halted_job_says_so_and_never_replaces_more_epochs(tmp_path, tiny_cache, capsys):
+  out = tmp_path / "o"
+  argv = [*_TINY, "--epochs", "2", "--sparsifier", "none", "--ham", "off", "--checkpoint", "--out", str(out)]
+  assert main([*argv, "--halt-after-epochs", "1"]) == 0
+  printed = capsys.readouterr().out
+  assert "mlp dense seed 0: halted after epoch 1 of 2, test acc" in printed
+  assert "| 1 of 2 (halted) |" in printed and "1 of 1 runs halted before their last epoch" in printed
+  with (out / "summary.csv").open() as f:
+    assert next(csv.DictReader(f))["epochs"] == "1 of 2 (halted)"
+  assert main(argv) == 0  # resumes to the end
+  finished = (out / "results.json").read_text()
+  assert json.loads(finished)["summary"][0]["epochs"] == 2
+  assert main([*argv, "--halt-after-epochs", "1"]) == 0  # resumes at epoch 2: nothing to train, nothing lost
+  assert json.loads((out / "results.json").read_text())["summary"] == json.loads(finished)["summary"]
+  shutil.rmtree(out / "checkpoints")  # now a halted job could only write fewer epochs: refused
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_info:
+    main([*argv, "--halt-after-epochs", "1"])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "holds 2 epochs of mlp dense seed 0" in err[0] and "--restart" in err[0], err
+  assert json.loads((out / "results.json").read_text())["summary"] == json.loads(finished)["summary"]
 
 
 def _damage_random(path):

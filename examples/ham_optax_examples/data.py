@@ -180,7 +180,8 @@ def load_cifar(name="cifar10", *, data_dir=None, val_fraction=0.1, download=Fals
     import tensorflow_datasets as tfds
   except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-      f"{name} needs tensorflow-datasets: pip install 'ham_optax[cifar]' (and the data prepared under data_dir)"
+      f"{name} needs tensorflow-datasets: pip install -e './examples[cifar]' from the repository root (and the "
+      "data prepared under data_dir)"
     ) from e
   pct = round(100 * (1.0 - val_fraction))
   xy, data_dir = [], None if data_dir is None else str(data_dir)

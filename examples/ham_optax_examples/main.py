@@ -85,6 +85,16 @@ def configs_from_args(args: Train) -> list[Config]:
   """The runs (every model x sparsifier x variant x seed), resolved and checked (``ValueError``)."""
   checks.check_int(args.seeds, "seeds", 1, none_ok=True)
   checks.check_int(args.first_seed, "first_seed", 0)
+  for name in ("model", "sparsifier"):
+    values = getattr(args, name)
+    if repeated := sorted({v for v in values if values.count(v) > 1}):
+      raise ValueError(
+        f"--{name} lists {', '.join(repeated)} more than once (each would run again as more seeds)"
+      )
+  if args.config.halt_after_epochs is not None and not args.checkpoint:
+    raise ValueError(
+      "--halt-after-epochs needs --checkpoint: without checkpoints a halted run cannot be resumed"
+    )
   base = args.config.replace(sign_in=False)
   models = args.model or (MAIN_JOB["models"] if base.dataset == MAIN_JOB["dataset"] else (Config.model,))
   ham = {"off": (False,), "on": (True,), "both": (False, True)}[args.ham]
@@ -92,6 +102,7 @@ def configs_from_args(args: Train) -> list[Config]:
   configs, sparsifiers = [], args.sparsifier or MAIN_JOB["sparsifiers"]
   for model, sparsifier, variant in itertools.product(models, sparsifiers, variants):
     n_seeds = args.seeds or MODEL_DEFAULTS.get(model, {}).get("seeds", DEFAULT_SEEDS)
+    checks.check_int(args.first_seed + n_seeds - 1, "first_seed + seeds - 1 (the last seed)", 0)
     for seed in range(args.first_seed, args.first_seed + n_seeds):
       config, _ = resolve(base.replace(model=model, sparsifier=sparsifier, seed=seed, **variant))
       config.validate()
@@ -148,6 +159,36 @@ def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
   return settings
 
 
+# What a job writes into --out: its settings (``job.json``, written last) and ``report.save_results``'s files.
+_OUTPUTS = ("job.json", "results.json", "runs.csv", "summary.csv", "summary.md", "curves.png")
+
+
+def _out_dir(args: Train) -> Path:
+  """``--out``, or ``runs/<UTC time>`` when not given; raises ``ValueError`` for an empty ``--out``."""
+  if args.out is None:
+    return Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+  if not args.out.strip():
+    raise ValueError("--out must name a directory, got an empty string")
+  return Path(args.out)
+
+
+def _read_job(out: Path) -> dict[str, Any] | None:
+  """The settings in ``out/job.json`` (``None``: no such file); raises ``ValueError`` when it is damaged."""
+  path = out / "job.json"
+  if not path.exists():
+    return None
+  try:
+    theirs = json.loads(path.read_text())
+  except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON
+    theirs = None
+  if not isinstance(theirs, dict):
+    raise ValueError(
+      f"--out {out}: {path} is damaged (not the settings a job writes); add --restart to replace the results in "
+      "--out, or choose another --out"
+    )
+  return theirs
+
+
 def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
   """Creates ``out``; raises ``ValueError`` unless it is writable and holds no results of other settings."""
   try:
@@ -156,11 +197,16 @@ def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
     (out / f".write_test.{os.getpid()}").unlink()
   except OSError as e:
     raise ValueError(f"--out {out} is not a writable directory: {e}") from None
-  theirs = json.loads((out / "job.json").read_text()) if (out / "job.json").exists() else None
-  if restart or not (theirs or (out / "results.json").exists()):
+  if blocked := [name for name in _OUTPUTS if (out / name).exists() and not (out / name).is_file()]:
+    raise ValueError(f"--out {out}: {out / blocked[0]} is not a file, where the job writes one; remove it")
+  if restart:
+    return
+  theirs = _read_job(out)
+  if not (theirs or (out / "results.json").exists()):
     return
   ours = json.loads(json.dumps(settings, default=str))
-  keys = sorted((set(ours) | set(theirs or {})) - {"--halt-after-epochs", "--restart"})  # may be resumed
+  # A job halted by --halt-after-epochs (which needs --checkpoint) resumes where it stopped.
+  keys = sorted((set(ours) | set(theirs or {})) - {"--halt-after-epochs", "--restart"})
   differing = [k for k in keys if ours.get(k) != (theirs or {}).get(k)]
   if theirs is None or differing:
     detail = "" if theirs is None else f" ({', '.join(f'{k}: {theirs.get(k)!r}' for k in differing[:3])})"
@@ -168,6 +214,16 @@ def _prepare_out(out: Path, settings: dict[str, Any], restart: bool) -> None:
       f"--out {out} holds results written with other settings{detail}; choose another --out, or add --restart to "
       "replace them"
     )
+
+
+def _write_job(out: Path, settings: dict[str, Any]) -> None:
+  """Writes ``out/job.json`` atomically (an interrupted write leaves the previous file whole)."""
+  temporary = out / f".job.json.{os.getpid()}"
+  try:
+    temporary.write_text(json.dumps(settings, indent=1, default=str))
+    os.replace(temporary, out / "job.json")
+  finally:
+    temporary.unlink(missing_ok=True)
 
 
 def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[Config]:
@@ -182,9 +238,33 @@ def _prepare_checkpoints(configs: list[Config], args: Train, out: Path) -> list[
         train.discard_checkpoint(config.checkpoint_dir)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("ham-optax: checkpoints discarded")
-  for config in configs:
-    train.check_checkpoint(config)
+  latest = [train.check_checkpoint(config) for config in configs]
+  halt = args.config.halt_after_epochs
+  if halt is not None and not args.restart and (out / "results.json").is_file():
+    _check_no_epochs_lost(configs, latest, out / "results.json", halt)
   return configs
+
+
+def _check_no_epochs_lost(
+  configs: Sequence[Config], latest: Sequence[int | None], path: Path, halt: int
+) -> None:
+  """Raises ``ValueError`` when a job halting after ``halt`` epochs would replace a run of ``path`` (results.json)
+  with fewer epochs than it holds (its checkpoint removed)."""
+  try:
+    runs = json.loads(path.read_text())["runs"]
+    held = {(r["config"]["model"], r["method"], r["config"]["seed"]): len(r["history"]) for r in runs}
+  except (OSError, ValueError, KeyError, TypeError):
+    raise ValueError(
+      f"--out {path.parent}: {path} is damaged; add --restart to replace it, or choose another --out"
+    ) from None
+  for config, resumed in zip(configs, latest, strict=True):
+    reached = max(resumed or 0, min(halt, config.epochs))
+    if reached < (before := held.get((config.model, config.method, config.seed), 0)):
+      raise ValueError(
+        f"--halt-after-epochs {halt}: {path} holds {before} epochs of {config.model} {config.method} seed "
+        f"{config.seed}, this job would replace them with {reached} (its checkpoint holds {resumed or 0}); leave "
+        "out --halt-after-epochs to train it to the end, or add --restart to start over"
+      )
 
 
 def _describe_defaults(configs: Sequence[Config], args: Train) -> list[str]:
@@ -221,6 +301,8 @@ def _run_all(configs: Sequence[Config], dataset: Any, progress: bool, auto: Sequ
       r["alpha_source"] = "suggest_alpha" if suggested else r["alpha_source"]
       diverged = f"diverged at epoch {r['diverged_epoch']}"
       outcome = diverged if r["diverged"] else f"test acc {100 * r['test_acc']:.2f} %"
+      if not (r["diverged"] or r["completed"]):
+        outcome = f"halted after epoch {len(r['history'])} of {config.epochs}, {outcome}"
       if suggested:
         outcome += f", alpha {r['config']['alpha']:.3g} (suggest_alpha)"
       if lead:
@@ -246,6 +328,8 @@ def _load_and_check(configs: Sequence[Config], data_dir: str | None) -> Any:
   except ValueError as e:
     _fail(str(e))
   n = min(len(dataset.x_train), configs[0].num_train or len(dataset.x_train))
+  if n < (shards := train.data_layout(configs[0]).shards):
+    _fail(f"{n} training examples cannot be cut into {shards} data shards (--data-shards) of at least one")
   if (batch_size := configs[0].batch_size) > n and jax.process_index() == 0:
     print(f"--batch-size {batch_size} > {n} training examples: every step uses all {n} (batch_size_used)")
   if jax.process_count() > 1:
@@ -263,8 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Runs the job of ``argv`` (default ``sys.argv[1:]``): 0, or 1 when every run diverged; 2 on a mistake."""
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse(argv)
-  out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
   try:
+    out = _out_dir(args)
     configs = configs_from_args(args)
     _join_if_asked(args)
     for config in configs:
@@ -292,10 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(every_run_diverged)
   extra = {"argv": argv, "code_version": code_version(), "wall_time_s": elapsed}
   paths = report.save_results(results, out, extra=extra)
-  (out / "job.json").write_text(json.dumps(settings, indent=1, default=str))
+  _write_job(out, settings)
   print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
   print(report.markdown_table(report.summarize(results)))
   print(f"\nresults: {paths['json']}  {paths['summary_csv']}  plot: {paths['plot']}")
+  if halted := sum(not (r["diverged"] or r["completed"]) for r in results):
+    resume = f"rerun without --halt-after-epochs (or with a larger one) to resume from {out / 'checkpoints'}"
+    print(f"{halted} of {len(results)} runs halted before their last epoch; {resume}")
   if every_run_diverged:
     n = len(results)
     print(f"ham-optax: every run diverged ({n}/{n}): no result; lower --lr or --alpha", file=sys.stderr)

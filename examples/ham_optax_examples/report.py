@@ -34,14 +34,18 @@ def _group(results: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict
 
 def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   """One row per model and method (in order of first appearance): the diverged runs and, over the others, mean
-  and sample std of the final validation and test accuracy, mean sparsity and sign flips (``None``: none)."""
+  and sample std of the final validation and test accuracy, mean sparsity and sign flips (``None``: none); the
+  epochs of runs halted before their last one read e.g. ``1 of 3 (halted)``."""
   rows = []
   for (model, method), runs in _group(results).items():
     ok = [r for r in runs if not r["diverged"]]
     c = runs[0]["config"]
     row = {"model": model, "method": method, "lr": c["learning_rate"]}
     row |= {k: c[k] if c["ham"] else None for k in ("alpha", "beta")}
-    row |= {"epochs": c["epochs"], "seeds": len(runs), "diverged": f"{len(runs) - len(ok)}/{len(runs)}"}
+    trained = ", ".join(map(str, sorted({len(r["history"]) for r in ok})))
+    halted = any(not r.get("completed", True) for r in ok)
+    epochs = f"{trained} of {c['epochs']} (halted)" if halted else c["epochs"]
+    row |= {"epochs": epochs, "seeds": len(runs), "diverged": f"{len(runs) - len(ok)}/{len(runs)}"}
     for key in ("val_acc", "test_acc"):
       row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([r[key] for r in ok])
     row |= {k: float(np.mean([r[k] for r in ok])) if ok else None for k in ("sparsity", "sign_flips")}

@@ -30,9 +30,10 @@ from ham_optax_examples.distributed import DataLayout
 
 
 def _learning_rate(config: Config, total_steps: int, steps_per_epoch: int) -> optax.ScalarOrSchedule:
-  if config.schedule == "constant":
-    return config.learning_rate
+  """The schedule: a linear warm-up from 0 over ``warmup_epochs``, then the peak rate constant or cosine-decayed."""
   warmup = config.warmup_epochs * steps_per_epoch
+  if config.schedule == "constant":
+    return optax.linear_schedule(0.0, config.learning_rate, warmup) if warmup else config.learning_rate
   if warmup:
     return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup, total_steps)
   return optax.cosine_decay_schedule(config.learning_rate, total_steps)
@@ -258,6 +259,11 @@ def data_layout(config: Config) -> DataLayout:
   config = _resolve(config)
   layout = DataLayout.create(config.data_shards, config.all_devices)
   layout.check_batch(config.batch_size)
+  if config.num_train is not None and config.num_train < layout.shards:
+    raise ValueError(
+      f"num_train {config.num_train} is fewer than the {layout.shards} data shards, each of which needs a training "
+      "example"
+    )
   return layout
 
 

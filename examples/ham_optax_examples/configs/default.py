@@ -51,7 +51,7 @@ class Config:
   momentum: float = 0.9  # SGD momentum (sgd only)
   weight_decay: Annotated[float | None, shown(_fallback("weight_decay"), "X")] = None  # weight decay
   schedule: ScheduleName = "cosine"  # learning-rate schedule
-  warmup_epochs: int = 0  # linear warm-up epochs before the cosine decay
+  warmup_epochs: int = 0  # linear warm-up epochs from 0 to the peak learning rate, with either schedule
   epochs: Annotated[int | None, shown("5 for resnet1d, else 30", "N")] = None  # epochs
   batch_size: int = 128  # batch size (at most the number of training examples)
   ham: Annotated[bool, PerRun] = False
@@ -68,7 +68,7 @@ class Config:
   max_steps: Annotated[int | None, shown("no cap", "N")] = None  # cap on steps per epoch (smoke runs)
   num_train: Annotated[int | None, shown("all", "N")] = None  # use only the first N training examples
   checkpoint_dir: Annotated[str | None, PerRun] = None
-  # stop after N epochs (a preempted job; rerun to resume)
+  # stop after N epochs (needs --checkpoint; a rerun resumes)
   halt_after_epochs: Annotated[int | None, shown("run to the end", "N")] = None
   progress: bool = True  # tqdm progress bars
   # cut the data into N shards, each process holding its own (a multiple of the processes); one process given
