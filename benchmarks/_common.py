@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts in this folder: seeds, tuning, the train step, paired statistics,
-saving results with the code that made them, timing, tables and reference network shapes.
+saving results with the code that made them, timing, tables, reference network shapes, and the command-line
+options (checked while they are parsed, with a smoke-run flag that keeps the options given explicitly).
 
 Every script imports it as ``import _common`` (a script's own folder is first on ``sys.path``). The training loop
 (``ham_optax_examples.train``) and scipy are imported only by the functions that need them.
@@ -8,8 +9,10 @@ Every script imports it as ``import _common`` (a script's own folder is first on
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
+import math
 import os
 import platform
 import shlex
@@ -207,11 +210,19 @@ def train_seeds(
       run_config = run_config if prepare is None else prepare(run_config)
       result = train_and_evaluate(run_config, dataset)
     except ham_optax.CalibrationDivergedError as e:  # e.g. suggest_alpha at a learning rate that diverges
-      result = dict(config=dataclasses.asdict(run_config), diverged=True, diverged_epoch=0, reason=str(e))
+      result = diverged_at_calibration(run_config, str(e))
     if log is not None:
       log(run_config, result)
     runs.append(result)
   return runs
+
+
+def diverged_at_calibration(config: Any, reason: str) -> dict[str, Any]:
+  """The record of a run whose alpha calibration diverged: ``train_and_evaluate``'s keys, diverged at epoch 0,
+  no history, every result ``None`` (as for a run that diverges in training), and the ``reason``."""
+  results = dict.fromkeys(("val_acc", "test_acc", "sparsity", "sign_flips"))
+  record = dict(config=dataclasses.asdict(config), method=config.method, history=[], completed=False)
+  return record | dict(diverged=True, diverged_epoch=0, **results, train_time_s=0.0, reason=reason)
 
 
 def tune(
@@ -279,17 +290,6 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
   return Path(path)
 
 
-def parser(doc: str, name: str, fast: str | None = None, **defaults: Any) -> argparse.ArgumentParser:
-  """A script's parser, described by its docstring's first paragraph: :func:`add_options` of ``defaults``,
-  then ``--fast`` with the help ``fast`` (when given) and ``--out`` (a path, default ``results/<name>``)."""
-  p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-  add_options(p, **defaults)
-  if fast is not None:
-    p.add_argument("--fast", action="store_true", help=fast)
-  p.add_argument("--out", type=Path, default=RESULTS / name)
-  return p
-
-
 def all_true(tree: Any) -> Any:
   """The mask selecting every leaf of ``tree``."""
   import jax
@@ -302,10 +302,117 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
   return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
-def add_options(parser: Any, *, kind: type | None = None, **defaults: Any) -> None:
-  """Adds ``--<name>`` (underscores written as dashes) for every keyword, with that default; its type is ``kind``,
-  or the default's (a list's first element's, a list taking ``nargs="+"``)."""
+# --- Command-line options: validated where they are parsed ---------------------------------------------------
+
+INT32_MAX = 2**31 - 1  # steps, sizes and seeds beyond int32 wrap around inside JAX
+
+
+def number(
+  kind: type = float,
+  lo: float | None = None,
+  hi: float | None = None,
+  *,
+  lo_open: bool = False,
+  hi_open: bool = False,
+) -> Callable[[str], Any]:
+  """An argparse ``type``: the text as a finite ``kind`` (``int`` or ``float``) in the interval from ``lo`` to
+  ``hi`` (``*_open``: strict; an int at most ``INT32_MAX``). Anything else is an argparse error naming the
+  option, the interval and the text, raised while the command line is parsed."""
+  what = "an integer" if kind is int else "a finite number"
+  if lo is not None and hi is not None:
+    what += f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+  elif lo is not None:
+    what += f" {'>' if lo_open else '>='} {lo:g}"
+  elif hi is not None:
+    what += f" {'<' if hi_open else '<='} {hi:g}"
+
+  def parse(text: str) -> Any:
+    try:
+      value = kind(text)
+    except ValueError:
+      value = None
+    ok = value is not None and math.isfinite(value) and (kind is float or value <= INT32_MAX)
+    ok = ok and (lo is None or (value > lo if lo_open else value >= lo))
+    if not (ok and (hi is None or (value < hi if hi_open else value <= hi))):
+      raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+  parse.__name__ = what  # argparse's name for the type in its own messages
+  return parse
+
+
+positive_int, nonnegative_int = number(int, 1), number(int, 0)
+positive_float, nonnegative_float = number(float, 0, lo_open=True), number(float, 0)
+finite_float = number(float)
+fraction = number(float, 0, 1, lo_open=True, hi_open=True)  # e.g. a sparsity, a significance level
+
+
+def out_dir(text: str) -> Path:
+  """An argparse ``type`` for ``--out``, the folder a study writes to: new or an existing folder, not a file
+  (nor anything under a file)."""
+  path = Path(text)
+  existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+  if existing.exists() and not existing.is_dir():
+    raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+  return path
+
+
+def out_file(text: str) -> str:
+  """An argparse ``type`` for an ``--out`` naming a file: not an existing folder, in a folder (see
+  :func:`out_dir`)."""
+  if Path(text).is_dir():
+    raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+  out_dir(str(Path(text).parent))
+  return text
+
+
+class Parser(argparse.ArgumentParser):
+  """The scripts' ``ArgumentParser``: its smoke-run flag (:meth:`add_fast`) sets only the options that the command
+  line leaves out (an option given explicitly keeps its value)."""
+
+  fast: tuple[str, dict[str, Any]] | None = None
+
+  def add_fast(self, text: str, flag: str = "--fast", **values: Any) -> None:
+    """Adds the flag ``flag`` (help: ``text``) that sets the options ``values`` (by name, e.g. ``epochs=5``) to
+    these values unless the command line gives them."""
+    kept = "; an option given on the command line keeps its value" if values else ""
+    self.add_argument(flag, action="store_true", help=text + kept)
+    self.fast = (flag.lstrip("-").replace("-", "_"), values)
+
+  def parse_known_args(self, args=None, namespace=None):
+    if self.fast is None or namespace is not None:
+      return super().parse_known_args(args, namespace)
+    (flag, values), unset = self.fast, object()
+    parsed, rest = super().parse_known_args(args, argparse.Namespace(**dict.fromkeys(values, unset)))
+    for name, value in values.items():
+      if getattr(parsed, name) is unset:  # not on the command line
+        setattr(parsed, name, copy.deepcopy(value) if getattr(parsed, flag) else self.get_default(name))
+    return parsed, rest
+
+
+def parser(doc: str, name: str, **defaults: Any) -> Parser:
+  """A script's parser, described by its docstring's first paragraph: :func:`add_options` of ``defaults`` and
+  ``--out`` (a folder, default ``results/<name>``). A smoke run is added with :meth:`Parser.add_fast`."""
+  p = Parser(description=doc.split("\n\n")[0])
+  add_options(p, **defaults)
+  p.add_argument("--out", type=out_dir, default=RESULTS / name)
+  return p
+
+
+def add_options(parser: Any, *, kind: Callable[[str], Any] | None = None, **defaults: Any) -> None:
+  """Adds ``--<name>`` (underscores written as dashes) for every keyword, with that default (a list takes
+  ``nargs="+"``). Its type is ``kind``, by default from the default (a list's first element):
+  :func:`positive_int` for an int, :func:`positive_float` for a float, else the default's type. Every default
+  must pass its type (a ``ValueError`` here otherwise)."""
   for name, default in defaults.items():
     many = {"nargs": "+"} if isinstance(default, list) else {}
-    arg_type = kind or type(default[0] if many else default)
+    first = default[0] if many else default
+    arg_type = kind or (
+      positive_int if isinstance(first, int) else positive_float if isinstance(first, float) else type(first)
+    )
+    for value in default if many else [default]:
+      try:
+        arg_type(str(value))
+      except argparse.ArgumentTypeError as e:
+        raise ValueError(f"--{name.replace('_', '-')}: its default {value!r} {e}") from None
     parser.add_argument("--" + name.replace("_", "-"), type=arg_type, default=default, **many)

@@ -16,6 +16,7 @@ Writes ``<platform>.json`` to ``--out``; takes about a minute.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -81,7 +82,7 @@ def target(args: Any) -> tuple[jax.Device, dict[str, Any]]:
   }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   ap = _common.parser(__doc__, "accelerator_kernels")
   ap.add_argument("--platform", choices=("gpu", "tpu"), default="gpu")
   spec = SPECS / "h100_sxm.txtpb"
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   args = ap.parse_args(argv)
   if args.platform == "gpu" and not (args.attached or args.target_config.is_file()):
     ap.error(f"--target-config {args.target_config}: no such file")
+  return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  args = parse_args(argv)
   device, described = target(args)
   results = {**_common.environment(), "platform": args.platform, **described}
   env = results.pop("env")  # the environment variables that the command repeating this run needs

@@ -56,28 +56,48 @@ OPTIMIZERS, WEIGHT_DECAY = ("sgd", "adamw"), 5e-4
 RHO_BINS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, np.inf)
 
 
-def _parse(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _mainjob_setting(text: str) -> str:
+  """An argparse ``type`` for ``--mainjob``: ``MODEL:SPARSIFIER:LR[:EPOCHS]``, a positive lr and epoch count."""
+  parts = text.split(":")
+  if len(parts) not in (3, 4):
+    raise argparse.ArgumentTypeError(f"must be MODEL:SPARSIFIER:LR[:EPOCHS], got {text!r}")
+  for part, check, name in zip(
+    parts[2:], (_common.positive_float, _common.positive_int), ("LR", "EPOCHS"), strict=False
+  ):
+    try:
+      check(part)
+    except argparse.ArgumentTypeError as e:
+      raise argparse.ArgumentTypeError(f"{text!r}: {name} {e}") from None
+  return text
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = _common.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--phase", default="all", choices=["grid", "final", "all", "report", "mainjob"])
   p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
   p.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=OPTIMIZERS)
   # widths (in FAMILIES' order): hidden units of the MLPs, channels of cnn1d, base channels of resnet1d, d_model
   _common.add_options(p, epochs=6, widths=[128, 128, 8, 8, 128, 32], batch_size=128, grid_seeds=3)
   _common.add_options(p, final_seeds=5, sgd_lrs=[0.1, 0.3], adamw_lrs=[3e-3, 1e-2])
-  _common.add_options(p, alphas=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0])
-  _common.add_options(p, kind=float, target_ratio=ham_optax.DEFAULT_TARGET_RATIO, ratios=[0.1, 0.5, 1.0])
+  # alpha = 0: the baseline (the inner optimizer exactly), which every grid needs
+  _common.add_options(p, kind=_common.nonnegative_float, alphas=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0])
+  _common.add_options(p, kind=_common.positive_float, target_ratio=ham_optax.DEFAULT_TARGET_RATIO)
+  _common.add_options(p, kind=_common.positive_float, ratios=[0.1, 0.5, 1.0])
   # the report merges every final*.json; phase mainjob checks the training app's job, MODEL:SPARSIFIER:LR[:EPOCHS]
   mainjob = ["mlp:none:0.4", "mlp:random:0.8", "resnet1d:none:0.4", "resnet1d:random:0.4"]
   _common.add_options(p, final_file="final.json", mainjob_file="mainjob.json")
-  _common.add_options(p, mainjob_epochs=30, mainjob=mainjob)
+  _common.add_options(p, mainjob_epochs=30)
+  _common.add_options(p, kind=_mainjob_setting, mainjob=mainjob)
   p.add_argument("--mainjob-baseline", action="store_true", help="phase mainjob: also train the baselines")
-  p.add_argument("--fast", action="store_true", help="smoke run: 2 epochs, 2 seeds, tiny grid, mlp only")
-  p.add_argument("--out", default=None, help="default benchmarks/results/alpha_transfer[_fast]")
+  fast = dict(epochs=2, grid_seeds=2, final_seeds=2, families=["mlp"], sgd_lrs=[0.1], adamw_lrs=[3e-3])
+  p.add_fast("smoke run: 2 epochs, 2 seeds, tiny grid, mlp only", **fast, alphas=[0.0, 1.0, 100.0])
+  p.add_argument("--out", type=_common.out_dir, help="default benchmarks/results/alpha_transfer[_fast]")
   args = p.parse_args(argv)
-  if args.fast:
-    args.epochs, args.grid_seeds, args.final_seeds, args.families = 2, 2, 2, ["mlp"]
-    args.sgd_lrs, args.adamw_lrs, args.alphas = [0.1], [3e-3], [0.0, 1.0, 100.0]
-  args.out = args.out or str(Path(__file__).parent / "results" / f"alpha_transfer{'_fast' * args.fast}")
+  if len(args.widths) != len(FAMILIES):
+    p.error(f"--widths needs one width per family ({', '.join(FAMILIES)}), got {len(args.widths)}")
+  if 0.0 not in args.alphas or max(args.alphas) == 0.0:
+    p.error("--alphas needs 0 (the baseline) and at least one alpha > 0")
+  args.out = str(args.out or Path(__file__).parent / "results" / f"alpha_transfer{'_fast' * args.fast}")
   return args
 
 
@@ -441,8 +461,12 @@ def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
       if (not ham and not args.mainjob_baseline) or (setting, seed, ham) in finished:
         continue
       t0, base = time.perf_counter(), Config(**fixed, seed=seed)
-      config = base.replace(ham=ham, alpha=suggested_alpha(base, dataset, args.target_ratio) if ham else 0.0)
-      r = train_and_evaluate(config, dataset)
+      try:
+        alpha = suggested_alpha(base, dataset, args.target_ratio) if ham else 0.0
+        r = train_and_evaluate(config := base.replace(ham=ham, alpha=alpha), dataset)
+      except ham_optax.CalibrationDivergedError as e:  # the inner optimizer alone diverges at this lr
+        config = base.replace(ham=ham, alpha=None)
+        r = _common.diverged_at_calibration(config, str(e))
       h = [e["diagnostics"] for e in r["history"]]  # HAM's per-epoch diagnostics
       diverged = not r["completed"] or not np.isfinite(r["history"][-1]["train_loss"]) or r["val_acc"] <= 0.2
       row = dict(setting=setting, seed=seed, ham=ham, alpha=config.alpha, val_acc=r["val_acc"])
@@ -456,7 +480,7 @@ def phase_mainjob(args, dataset, out: Path, made_by: dict) -> None:
 
 
 def main(argv=None) -> None:
-  args = _parse(argv)
+  args = parse_args(argv)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   made_by = _common.provenance(_common.command(argv, __file__))

@@ -10,6 +10,7 @@ Setup and readings: docs/guides/mirror_flows_and_graphons.md.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import jax
@@ -98,13 +99,21 @@ def ntk_min_eig(params, mask, x) -> float | None:
   return float(np.linalg.eigvalsh(k)[0]) if np.isfinite(k).all() else None
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+  p = _common.parser(__doc__, "graphon", widths=[64, 256, 1024], ntk_width=256, resolution=16)
+  _common.add_options(p, kind=_common.number(int, 2), steps=100)  # a pruning schedule ends after its start
+  p.add_fast("smoke run: widths 64, 128; 60 steps", widths=[64, 128], steps=60, ntk_width=64)
+  args = p.parse_args(argv)
+  if min(args.widths) < args.resolution:
+    p.error(f"--resolution {args.resolution} exceeds the smallest of --widths ({min(args.widths)})")
+  if args.ntk_width not in args.widths:
+    p.error(f"--ntk-width {args.ntk_width} must be one of --widths {args.widths}")
+  return args
+
+
 def main(argv=None) -> None:
-  fast = "smoke run: widths 64, 128; 60 steps"
-  defaults = dict(widths=[64, 256, 1024], steps=100, ntk_width=256, resolution=16)
-  args = _common.parser(__doc__, "graphon", fast, **defaults).parse_args(argv)
-  widths, steps, ntk_width = (
-    ([64, 128], 60, 64) if args.fast else (sorted(args.widths), args.steps, args.ntk_width)
-  )
+  args = parse_args(argv)
+  widths, steps, ntk_width = sorted(args.widths), args.steps, args.ntk_width
   t0, (x, y), rows = time.time(), make_task(), []
   pairs = [f"{a}->{b}" for a, b in zip(widths, widths[1:], strict=False)]
   for method in METHODS:

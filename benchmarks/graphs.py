@@ -258,32 +258,52 @@ def write_outputs(result: dict[str, Any], out: Path) -> str:
   return text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _common.Parser:
   fmt = argparse.ArgumentDefaultsHelpFormatter
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=fmt)
-  _common.add_options(p, homophily=[0.1, 0.3, 0.5, 0.7, 0.9])
+  p = _common.Parser(description=__doc__.split("\n\n")[0], formatter_class=fmt)
+  _common.add_options(p, kind=_common.number(float, 0, 1), homophily=[0.1, 0.3, 0.5, 0.7, 0.9])
   p.add_argument("--models", nargs="+", default=["gcn", "sage"], choices=list(models.GRAPH_MODELS))
   p.add_argument("--inners", nargs="+", default=["adamw", "sgd"], choices=["adamw", "sgd"])
-  _common.add_options(p, nodes=500, classes=2, features=32, signal=0.75, degree=5.0, width=32, steps=150)
-  _common.add_options(p, momentum=0.9, max_exponent=5.0, tune_seeds=4, test_seeds=10)
-  _common.add_options(p, lrs_adamw=[0.003, 0.01, 0.03], lrs_sgd=[0.03, 0.1, 0.3], wd_default=5e-4)
-  _common.add_options(p, wds=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1])
-  _common.add_options(p, kind=float, alphas_adamw=[-100, -30, -10, -3, 3, 10, 30, 100])
-  _common.add_options(p, kind=float, alphas_sgd=[-10, -3, -1, -0.3, 0.3, 1, 3, 10])
-  p.add_argument("--fast", action="store_true", help="smoke run: 2 h values, 1 model/inner, tiny sizes")
-  p.add_argument("--out", type=Path, default=_common.RESULTS / "graphs")
+  _common.add_options(p, nodes=500, features=32, degree=5.0, width=32, steps=150, max_exponent=5.0)
+  _common.add_options(p, kind=_common.number(int, 2), classes=2)
+  _common.add_options(p, kind=_common.nonnegative_float, signal=0.75, wd_default=5e-4)
+  _common.add_options(p, kind=_common.number(float, 0, 1, hi_open=True), momentum=0.9)
+  _common.add_options(p, tune_seeds=4, test_seeds=10, lrs_adamw=[0.003, 0.01, 0.03], lrs_sgd=[0.03, 0.1, 0.3])
+  _common.add_options(p, kind=_common.nonnegative_float, wds=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1])
+  _common.add_options(p, kind=_common.finite_float, alphas_adamw=[-100, -30, -10, -3, 3, 10, 30, 100])
+  _common.add_options(p, kind=_common.finite_float, alphas_sgd=[-10, -3, -1, -0.3, 0.3, 1, 3, 10])
+  fast = dict(homophily=[0.1, 0.9], models=["gcn"], inners=["adamw"], nodes=300, steps=50)
+  p.add_fast("smoke run: 2 h values, 1 model/inner, tiny sizes", **fast, tune_seeds=2, test_seeds=3)
+  p.add_argument("--out", type=_common.out_dir, default=_common.RESULTS / "graphs")
   p.add_argument("--replot", action="store_true", help="redraw table and figures from OUT/results.json")
   return p
 
 
+def _check(p: _common.Parser, args: argparse.Namespace) -> None:
+  """What the options' types cannot check alone (an argparse error naming the option)."""
+  if args.nodes < 2 * args.classes:
+    p.error(f"--nodes must be at least 2 x --classes ({2 * args.classes}), got {args.nodes}")
+  for inner in args.inners:
+    alphas = getattr(args, f"alphas_{inner}")
+    if len(alphas) != len(args.wds):
+      p.error(f"--wds and --alphas-{inner} must have the same length (equal tuning budgets)")
+    if min(alphas) >= 0 or max(alphas) <= 0:
+      p.error(f"--alphas-{inner} needs a negative and a positive alpha (the best of each is tested)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  p = build_parser()
+  args = p.parse_args(argv)
+  if not args.replot:
+    _check(p, args)
+  return args
+
+
 def main(argv: list[str] | None = None) -> None:
-  args = build_parser().parse_args(argv)
+  args = parse_args(argv)
   if args.replot:
     print(write_outputs(json.loads((args.out / "results.json").read_text()), args.out))
     return
-  if args.fast:
-    args.homophily, args.models, args.inners = [0.1, 0.9], ["gcn"], ["adamw"]
-    args.nodes, args.steps, args.tune_seeds, args.test_seeds = 300, 50, 2, 3
   args.out.mkdir(parents=True, exist_ok=True)
   cells, t0 = [], time.perf_counter()
   for model in args.models:

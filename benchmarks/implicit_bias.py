@@ -15,6 +15,7 @@ until ``||Zx - y|| <= 1e-10 ||y||`` (or ``max_steps``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -450,10 +451,16 @@ def plot_all(results: dict[str, Any], out_dir: pathlib.Path) -> None:
     print(f"saved {path} ({path.stat().st_size / 1024:.0f} KB)")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-  p = _common.parser(__doc__, "implicit_bias", fast="small settings for tests / CI smoke (seconds)", seed=0)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  p = _common.parser(__doc__, "implicit_bias")
+  _common.add_options(p, kind=_common.nonnegative_int, seed=0)
+  p.add_fast("small settings for tests / CI smoke (seconds)")
   p.add_argument("--family-only", action="store_true", help="only the m*w family table (GD, HAM a=10, m*w)")
-  args, cmd = p.parse_args(argv), _common.command(argv, __file__)
+  return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  args, cmd = parse_args(argv), _common.command(argv, __file__)
   jax.config.update("jax_enable_x64", True)
   cfg = _FAST if args.fast else _FULL
   base, pb = default_methods(cfg["alphas"], gamma=INIT_SCALE), make_problem(args.seed, init_scale=INIT_SCALE)

@@ -47,17 +47,22 @@ def choose(rows: list[dict], model: str, method: str, alphas: list[float]) -> di
   return max(stable, key=lambda c: c["val_acc"], default=None)  # the first of equals
 
 
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv=None) -> argparse.Namespace:
+  p = _common.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   for name, choices in (("models", sorted(MAIN_JOB["per_model"])), ("sparsifiers", ["none", "random"])):
     p.add_argument(f"--{name}", nargs="+", default=list(MAIN_JOB[name]), choices=choices)
-  _common.add_options(p, tuning_seeds=3, lrs=[0.1, 0.2, 0.4, 0.8], alphas=[1.0, 3.0, 10.0, 30.0])
-  _common.add_options(p, betas=[1e-3, 1e-2])
-  p.add_argument("--epochs", type=int, default=None, help="default: the model's main-job epochs")
-  p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 tuning seed")
+  _common.add_options(p, tuning_seeds=3, lrs=[0.1, 0.2, 0.4, 0.8])
+  _common.add_options(p, kind=_common.finite_float, alphas=[1.0, 3.0, 10.0, 30.0])
+  _common.add_options(p, kind=_common.nonnegative_float, betas=[1e-3, 1e-2])
+  p.add_argument("--epochs", type=_common.positive_int, help="default: the model's main-job epochs")
+  p.add_fast("smoke version: 2 epochs, 1 tuning seed", epochs=2, tuning_seeds=1)
   p.add_argument("--from-json", default=None, help="only recompute the choices from an earlier results.json")
-  p.add_argument("--out", default=str(_common.RESULTS / "main_job_tuning"))
-  args = p.parse_args(argv)
+  p.add_argument("--out", type=_common.out_dir, default=_common.RESULTS / "main_job_tuning")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
   if args.from_json:
     payload = json.loads(Path(args.from_json).read_text())
     for model, sparsifier in itertools.product(args.models, args.sparsifiers):
@@ -66,7 +71,7 @@ def main(argv=None) -> None:
     return
   out = Path(args.out)
   dataset = data_lib.load_dataset(MAIN_JOB["dataset"])
-  seeds = _common.tuning_seeds(1 if args.fast else args.tuning_seeds)
+  seeds = _common.tuning_seeds(args.tuning_seeds)
   rows, choices = [], {}
   t0 = time.perf_counter()
 
@@ -86,12 +91,15 @@ def main(argv=None) -> None:
 
   for model, sparsifier in itertools.product(args.models, args.sparsifiers):
     per_model = MAIN_JOB["per_model"][model]
-    epochs = 2 if args.fast else args.epochs or per_model["epochs"]
+    epochs = args.epochs or per_model["epochs"]
     fixed = dict(dataset=MAIN_JOB["dataset"], model=model, width=per_model["width"], epochs=epochs)
     fixed.update(sparsifier=sparsifier, sparsity=MAIN_JOB["sparsity"], learning_rate=args.lrs[0])
     base = Config(**fixed, progress=False)
     baselines = [(score(base.replace(learning_rate=lr)), lr) for lr in args.lrs]
-    (_, _), lr = max(((m, -d), lr) for (m, d), lr in baselines if d == 0)
+    stable = [((m, -d), lr) for (m, d), lr in baselines if d == 0]
+    if not stable:
+      raise SystemExit(f"{model}/{sparsifier}: every baseline learning rate on the grid diverged")
+    (_, _), lr = max(stable)
     for alpha, beta in itertools.product(args.alphas, args.betas):
       score(base.replace(learning_rate=lr, ham=True, alpha=alpha, beta=beta))
     choice = choose(rows, model, base.replace(ham=True).method, args.alphas)

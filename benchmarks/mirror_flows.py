@@ -10,6 +10,7 @@ docs/guides/mirror_flows_and_graphons.md.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import jax
@@ -24,6 +25,7 @@ from ham_optax.overparam import deep_diagonal
 import _common
 
 OPTIMIZERS = ("GD", "sign", "Adam", "AdamW", "HAM")
+DEPTHS, FAST_DEPTHS = (2, 3, 4), (2, 3)
 
 
 def make_problem(seed: int, n: int = 50, d: int = 100, k: int = 5):
@@ -165,16 +167,24 @@ def plots(lrs, depths, grid, steps, decay, decay_steps, out_dir):
   _common.save_figure(fig, out_dir / "balance.png")
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+  p = _common.parser(__doc__, "mirror_flows", steps=2000, seeds=3, init_scale=1e-2)
+  p.add_fast("smoke run: 2 depths, 5 learning rates, 1 seed, 300 steps, 1 weight decay", steps=300, seeds=1)
+  args = p.parse_args(argv)
+  depth = max(FAST_DEPTHS if args.fast else DEPTHS)
+  if args.init_scale**depth < np.finfo(np.float32).tiny:  # u = v = 0 would never move
+    p.error(f"--init-scale {args.init_scale:g} underflows float32 at depth {depth}")
+  return args
+
+
 def main(argv=None) -> None:
-  fast = "smoke run: 2 depths, 5 learning rates, 1 seed, 300 steps"
-  args = _common.parser(__doc__, "mirror_flows", fast, steps=2000, seeds=3, init_scale=1e-2).parse_args(argv)
+  args = parse_args(argv)
   t0 = time.time()
+  seeds, steps = list(range(args.seeds)), args.steps
   if args.fast:
-    depths, lrs, seeds, steps = (2, 3), np.logspace(-3, -1, 5), [0], 300
-    wds, decay_steps = (1e-3,), 300
+    depths, lrs, wds, decay_steps = FAST_DEPTHS, np.logspace(-3, -1, 5), (1e-3,), steps
   else:
-    depths, lrs, seeds, steps = (2, 3, 4), np.logspace(-4, 0, 13), list(range(args.seeds)), args.steps
-    wds, decay_steps = (1e-4, 1e-3, 1e-2), 3 * args.steps
+    depths, lrs, wds, decay_steps = DEPTHS, np.logspace(-4, 0, 13), (1e-4, 1e-3, 1e-2), 3 * steps
   grid = escape_grid(lrs, depths, seeds, steps, args.init_scale)
   decay = decay_study(wds, 1e-2, decay_steps, seeds, args.init_scale)
   args.out.mkdir(parents=True, exist_ok=True)

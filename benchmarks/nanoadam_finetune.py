@@ -12,6 +12,7 @@ constant density). Results: per seed, mean ± std, paired t-tests against Adam, 
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -119,12 +120,15 @@ def methods(steps_per_epoch: int, total: int) -> dict[str, Callable[[float], opt
   }
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  p = _common.parser(__doc__, "nanoadam_finetune", epochs=20, pretrain_epochs=40)  # --epochs: of fine-tuning
+  _common.add_options(p, kind=_common.nonnegative_int, seeds=[0, 1, 2])
+  p.add_fast("smoke run: 2 epochs, 1 seed, 2 learning rates", seeds=[0], epochs=2, pretrain_epochs=2)
+  return p.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> dict:
-  fast = "smoke run: 2 epochs, 1 seed, 2 learning rates"  # --epochs: of fine-tuning
-  p = _common.parser(__doc__, "nanoadam_finetune", fast, seeds=[0, 1, 2], epochs=20, pretrain_epochs=40)
-  args = p.parse_args(argv)
-  if args.fast:
-    args.seeds, args.epochs, args.pretrain_epochs = args.seeds[:1], 2, 2
+  args = parse_args(argv)
   t0 = time.perf_counter()
   task = Task.create(args.pretrain_epochs)
   pre, old, new = task.pretrained, task.old, task.new
@@ -137,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     grid = LR_GRID[1:3] if args.fast else LR_GRID
     tuning[name] = [{"lr": lr, **task.finetune(make(lr), args.epochs, TUNE_SEED)} for lr in grid]
     ok = [r for r in tuning[name] if not r["diverged"]]
+    if not ok:
+      raise SystemExit(f"{name}: every learning rate of the grid diverged on the tuning seed")
     best[name] = max(ok, key=lambda r: r["val"])["lr"]
     print(f"tuned {name}: " + ", ".join(f"lr={r['lr']:g} val={100 * r['val']:.1f}" for r in tuning[name]))
   final = {

@@ -28,6 +28,7 @@ saved with each repetition.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import os
@@ -543,23 +544,30 @@ def plot(results: dict[str, Any], path: str) -> None:
   _common.save_figure(fig, path, dpi=80)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   ap = _common.parser(__doc__, "overhead")
   add = ap.add_argument
-  add("--reps", type=int, default=61, help="interleaved repetitions for the update benchmark")
-  add("--number", type=int, default=3, help="calls per repetition")
-  add("--train-reps", type=int, default=21)
-  add("--models", nargs="*", default=None, help="subset of MLP CNN1D ResNet18")
-  add("--skip", nargs="*", default=[], help="sections to skip: update vector_width roofline train bf16 torch")
-  add("--quick", action="store_true", help="few reps of everything (smoke test)")
+  count = dict(type=_common.positive_int)
+  add("--reps", **count, default=61, help="interleaved repetitions for the update benchmark")
+  add("--number", **count, default=3, help="calls per repetition")
+  add("--train-reps", **count, default=21)
+  add("--models", nargs="*", choices=list(TRAIN_MODELS), help="subset of the models (default: all)")
+  sections = ("update", "vector_width", "roofline", "train", "bf16", "torch")
+  add("--skip", nargs="*", choices=sections, default=[], help="sections to skip")
+  ap.add_fast("few reps of everything (smoke test)", flag="--quick", reps=3, number=1, train_reps=3)
   trees = ("resnet50", "small")
   add("--tree", choices=trees, default="resnet50", help="the parameter tree (small: smoke tests)")
-  add("--max-other-cpu", type=float, default=0.15, help="take a repetition only while others use fewer cores")
-  add("--max-wait", type=float, default=60.0, help="seconds to wait for a quiet moment, then skip")
-  add("--probe", type=float, default=0.5, help="seconds over which other processes' CPU is measured")
-  args = ap.parse_args(argv)
-  if args.quick:
-    args.reps, args.number, args.train_reps = 3, 1, 3
+  cores = "take a repetition only while others use at most this many cores"
+  add("--max-other-cpu", type=_common.nonnegative_float, default=0.15, help=cores)
+  wait = "seconds to wait for a quiet moment, then skip"
+  add("--max-wait", type=_common.nonnegative_float, default=60.0, help=wait)
+  probe = "seconds over which other processes' CPU is measured"
+  add("--probe", type=_common.nonnegative_float, default=0.5, help=probe)
+  return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  args = parse_args(argv)
   quiet = {"max_other_cpu": args.max_other_cpu, "max_wait": args.max_wait, "probe": args.probe}
   small = [("conv", (3, 3, 16, 32)), ("fc", (256, 64))]
   shapes = _common.resnet50_shapes() if args.tree == "resnet50" else small

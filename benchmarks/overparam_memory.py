@@ -6,6 +6,8 @@ shapes of a CIFAR ResNet-18 (11.2M parameters, 100 classes).
 
 from __future__ import annotations
 
+import argparse
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -33,8 +35,12 @@ def resnet18_shapes(num_classes: int = 100) -> dict[str, jax.ShapeDtypeStruct]:
   return {k: jax.ShapeDtypeStruct(v, jnp.float32) for k, v in p.items()}
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  return _common.parser(__doc__, "overparam_memory", num_classes=100).parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> dict:
-  args = _common.parser(__doc__, "overparam_memory", num_classes=100).parse_args(argv)
+  args = parse_args(argv)
   params = resnet18_shapes(args.num_classes)
   n = sum(x.size for x in jax.tree.leaves(params))
   mib = 2.0**20

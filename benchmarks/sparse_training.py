@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import itertools
 import json
 import sys
@@ -51,28 +52,31 @@ import _common
 SPARSIFIERS = ("none", "random", "magnitude", "acdc", "rigl")
 
 
-def _parse(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _main_parse(argv=None) -> argparse.Namespace:
+  p = _common.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--dataset", default="mnist1d", choices=["mnist1d", "digits"])
   p.add_argument("--model", default="mlp", choices=["mlp", "cnn1d"])
   p.add_argument("--sparsifiers", nargs="+", default=list(SPARSIFIERS), choices=SPARSIFIERS)
-  _common.add_options(p, sparsity=0.9, epochs=30, batch_size=128, seeds=5, tuning_seeds=2)
-  _common.add_options(p, lrs=[0.1, 0.2, 0.4, 0.8, 1.6], alphas=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
-  _common.add_options(p, betas=[1e-3, 1e-2], target_ratio=ham_optax.DEFAULT_TARGET_RATIO)
+  _common.add_options(p, kind=_common.fraction, sparsity=0.9)
+  _common.add_options(p, epochs=30, batch_size=128, seeds=5, tuning_seeds=2)
+  _common.add_options(p, lrs=[0.1, 0.2, 0.4, 0.8, 1.6], target_ratio=ham_optax.DEFAULT_TARGET_RATIO)
+  _common.add_options(p, kind=_common.finite_float, alphas=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+  _common.add_options(p, kind=_common.nonnegative_float, betas=[1e-3, 1e-2])
   p.add_argument("--no-ham-tuned", action="store_true", help="skip the 'HAM tuned' rows")
   balances = "Sign-In rows (random PaI only): balances m^2 - w^2 to tune; give none to skip"
-  p.add_argument("--sign-in-balances", type=float, nargs="*", default=[0.1, 1.0], help=balances)
-  p.add_argument("--sign-in-every", type=int, nargs="+", default=[1, 5], help="Sign-In reset period, epochs")
-  p.add_argument("--fast", action="store_true", help="smoke version: 5 epochs, 1 tuning seed, 2 seeds")
-  p.add_argument("--out", default=None, help="default benchmarks/results/sparse_training[_DATASET][_fast]")
+  balance = _common.positive_float
+  p.add_argument("--sign-in-balances", type=balance, nargs="*", default=[0.1, 1.0], help=balances)
+  every = "Sign-In reset period, epochs"
+  p.add_argument("--sign-in-every", type=_common.positive_int, nargs="+", default=[1, 5], help=every)
+  fast = dict(epochs=5, seeds=2, tuning_seeds=1, lrs=[0.1], alphas=[3.0, 30.0], betas=[1e-3])
+  fast |= dict(sign_in_balances=[1.0], sign_in_every=[1])
+  p.add_fast("smoke version: 5 epochs, 1 tuning seed, 2 seeds, one lr, 2 alphas", **fast)
+  out = "default benchmarks/results/sparse_training[_DATASET][_fast]"
+  p.add_argument("--out", type=_common.out_dir, help=out)
   args = p.parse_args(argv)
-  if args.fast:
-    args.epochs, args.seeds, args.tuning_seeds = 5, 2, 1
-    args.lrs, args.alphas, args.betas = [0.1], [3.0, 30.0], [1e-3]
-    args.sign_in_balances, args.sign_in_every = [1.0], [1]
   if args.out is None:
     suffix = ("" if args.dataset == "mnist1d" else f"_{args.dataset}") + ("_fast" if args.fast else "")
-    args.out = str(Path(__file__).parent / "results" / f"sparse_training{suffix}")
+    args.out = Path(__file__).parent / "results" / f"sparse_training{suffix}"
   return args
 
 
@@ -97,10 +101,31 @@ def _print_summary(final, choices, sparsifiers, title) -> None:
         print(f"  {name:10s} {diff:+.2f}  p={p:.3f}  {note}")
 
 
+def _log(t0: float, config: Config, r: dict) -> None:
+  """Prints a finished run of ``config``: its setting and accuracies, or the epoch where it diverged (a diverged
+  run has no accuracies: they are ``None``); ``t0``: the study's start (``time.perf_counter``)."""
+  c = r["config"]  # resolved: defaults filled in; alpha may be "auto"
+  if r["diverged"]:
+    outcome = f"diverged at epoch {r['diverged_epoch']}"
+  else:
+    outcome = f"val {r['val_acc']:.4f} test {r['test_acc']:.4f} sparsity {r['sparsity']:.3f}"
+  print(
+    f"[{time.perf_counter() - t0:7.0f}s] {config.method:14s} lr={c['learning_rate']:g} "
+    f"alpha={c['alpha']} beta={c['beta']:g} seed={config.seed}: {outcome}",
+    flush=True,
+  )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  """The options of the sweep (``--sweep`` on the command line) or of the main study."""
+  sweep = "--sweep" in (sys.argv[1:] if argv is None else argv)
+  return _sweep_parse(argv) if sweep else _main_parse(argv)
+
+
 def main(argv=None) -> None:
-  if "--sweep" in (sys.argv[1:] if argv is None else argv):
-    return sweep_main(argv)
-  args = _parse(argv)
+  args = parse_args(argv)
+  if getattr(args, "sweep", False):  # only the sweep's options have --sweep
+    return sweep_main(args, argv)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   dataset = data_lib.load_dataset(args.dataset)
@@ -110,16 +135,7 @@ def main(argv=None) -> None:
   tuning_rows, choices, final = [], {}, []
   provenance = _common.provenance(_common.command(argv, __file__))
   t0 = time.perf_counter()
-
-  def log(config, r):
-    c = r["config"]  # resolved: defaults filled in; alpha may be "auto"
-    outcome = f"val {r['val_acc']:.4f} test {r['test_acc']:.4f} sparsity {r['sparsity']:.3f}"
-    outcome = f"diverged at epoch {r['diverged_epoch']}" if r["diverged"] else outcome
-    print(
-      f"[{time.perf_counter() - t0:7.0f}s] {config.method:14s} lr={c['learning_rate']:g} "
-      f"alpha={c['alpha']} beta={c['beta']:g} seed={config.seed}: {outcome}",
-      flush=True,
-    )
+  log = functools.partial(_log, t0)
 
   def suggest(config):  # "HAM tuned": alpha from suggest_alpha for this model, learning rate and seed
     return config.replace(alpha=suggested_alpha(config, dataset, args.target_ratio))
@@ -184,24 +200,24 @@ MATCHED = 0.02  # two arms whose mean sparsity differs by more are not compared 
 
 
 def _sweep_parse(argv) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = _common.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--sweep", action="store_true")
   p.add_argument("--phase", default="all", choices=["tune", "pilot", "final", "report", "all"])
   p.add_argument("--families", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
   p.add_argument("--sparsifiers", nargs="+", default=list(SWEEP_SPARSIFIERS), choices=SWEEP_SPARSIFIERS)
   p.add_argument("--no-dense", action="store_true", help="skip the dense HAM / SAM / SAM + HAM comparison")
   decays = list(np.geomspace(1e-5, 1e-1, 8))
-  _common.add_options(p, sparsities=list(SWEEP_SPARSITIES), lrs=[0.1, 0.2, 0.4, 0.8], str_decays=decays)
-  _common.add_options(p, epochs=15, batch_size=128, width=128, tuning_seeds=2, lanes=16, pilot_seeds=16)
-  _common.add_options(p, max_seeds=512, effect=0.5, power=0.8, level=0.05, str_seeds=8, str_rounds=2)
-  p.add_argument("--fast", action="store_true", help="smoke version: 2 epochs, 1 sparsity, 2 lrs, few seeds")
-  p.add_argument("--out", default=str(Path(__file__).parent / "results" / "sparse_sweep"))
-  args = p.parse_args(argv)
-  if args.fast:
-    args.epochs, args.sparsities, args.lrs, args.tuning_seeds, args.lanes = 2, [0.9], [0.1, 0.4], 1, 4
-    args.pilot_seeds, args.max_seeds, args.str_decays, args.width = 2, 4, [1e-3, 1e-1], 32
-    args.str_seeds, args.str_rounds = 2, 1
-  return args
+  _common.add_options(p, kind=_common.fraction, sparsities=list(SWEEP_SPARSITIES), power=0.8, level=0.05)
+  _common.add_options(p, lrs=[0.1, 0.2, 0.4, 0.8], str_decays=decays, effect=0.5)
+  _common.add_options(p, epochs=15, batch_size=128, width=128, tuning_seeds=2, lanes=16, max_seeds=512)
+  _common.add_options(p, str_seeds=8)
+  _common.add_options(p, kind=_common.number(int, 2), pilot_seeds=16)  # a spread needs two seeds
+  _common.add_options(p, kind=_common.nonnegative_int, str_rounds=2)
+  fast = dict(epochs=2, sparsities=[0.9], lrs=[0.1, 0.4], tuning_seeds=1, lanes=4, pilot_seeds=2, max_seeds=4)
+  fast |= dict(str_decays=[1e-3, 1e-1], width=32, str_seeds=2, str_rounds=1)
+  p.add_fast("smoke version: 2 epochs, 1 sparsity, 2 lrs, few seeds", **fast)
+  p.add_argument("--out", type=_common.out_dir, default=Path(__file__).parent / "results" / "sparse_sweep")
+  return p.parse_args(argv)
 
 
 def _init(family: str, key, width: int, with_str: bool) -> dict:
@@ -698,8 +714,7 @@ def plot_sweep(rows: list[dict], path: Path) -> None:
   _common.save_figure(fig, path)
 
 
-def sweep_main(argv) -> None:
-  args = _sweep_parse(argv)
+def sweep_main(args: argparse.Namespace, argv=None) -> None:
   sweep = _Sweep(args, data_lib.load_dataset("mnist1d"), argv)
   groups, t0 = list(sweep.groups()), time.perf_counter()
   if args.phase in ("tune", "all"):

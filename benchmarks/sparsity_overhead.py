@@ -8,6 +8,8 @@ compiled ``lax.cond``), plus RigL with a drop-and-grow on every step (its worst 
 
 from __future__ import annotations
 
+import argparse
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -18,9 +20,13 @@ from ham_optax import sparsity as sp
 import _common
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
   p = _common.parser(__doc__, "sparsity_overhead", width=1024, layers=4, steps=20, repeats=7)
-  args = p.parse_args(argv)
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
   keys = jax.random.split(jax.random.key(0), args.layers)
   params = {
     f"l{i}": {"w": 0.02 * jax.random.normal(k, (args.width, args.width)), "b": jnp.zeros(args.width)}

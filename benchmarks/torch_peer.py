@@ -88,11 +88,15 @@ def bench(shapes, reps: int = 11, number: int = 2, threads: int = 2, seed: int =
   return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   ap = argparse.ArgumentParser(description="published HAM wrapper semantics vs bare torch step")
-  ap.add_argument("--reps", type=int, default=15)
-  ap.add_argument("--out", default=None, help="write the results as JSON here")
-  args = ap.parse_args(argv)
+  ap.add_argument("--reps", type=_common.positive_int, default=15)
+  ap.add_argument("--out", type=_common.out_file, default=None, help="write the results as JSON here")
+  return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+  args = parse_args(argv)
   res = bench(_common.resnet50_shapes(), reps=args.reps, number=1)
   if args.out:
     _common.save_json(args.out, res, cmd=_common.command(argv, __file__))

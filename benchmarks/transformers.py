@@ -28,28 +28,59 @@ _NAMES = ("AdamW", "HAM(AdamW)", "AdamW, wd switched off", "HAM(SGD+momentum)", 
 LABELS = dict(zip((*GROK_METHODS, "nanoadam"), _NAMES, strict=True))
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> _common.Parser:
+  p = _common.Parser(description=__doc__.split("\n\n")[0])
   # the task (p * p pairs split train / validation / rest test), the one-block transformer (4 heads), grokking
-  _common.add_options(p, p=23, train_fraction=0.7, val_fraction=0.15, width=32, steps=1000, eval_every=25)
-  _common.add_options(p, lr=3e-3, wd_grid=[1.0, 2.0, 3.0, 5.0], switch_fraction=0.5)
+  _common.add_options(p, kind=_common.number(int, 2), p=23)
+  _common.add_options(p, kind=_common.fraction, train_fraction=0.7, val_fraction=0.15)
+  _common.add_options(p, width=32, steps=1000, eval_every=25, lr=3e-3)
+  decays = dict(wd_grid=[1.0, 2.0, 3.0, 5.0], sgd_beta=0.03, ft_wd=0.0)
+  _common.add_options(p, kind=_common.nonnegative_float, **decays)
+  _common.add_options(p, kind=_common.number(float, 0, 1), switch_fraction=0.5)
   grids = {  # flat lists of pairs
     "ham": ([10.0, 0.0, 10.0, 1.0, 100.0, 0.0, 100.0, 1.0], "alpha beta ..."),
     "sgd": ([0.1, 1.0, 0.1, 10.0, 0.3, 1.0, 0.3, 10.0], "lr alpha ..."),
     "plain-sgd": ([0.1, 0.03, 0.1, 0.1, 0.3, 0.03, 0.3, 0.1], "lr wd ... of SGD + momentum (L2 decay)"),
   }
   for name, (default, text) in grids.items():
-    p.add_argument(f"--{name}-grid", type=float, nargs="+", default=default, help=text)
-  _common.add_options(p, sgd_beta=0.03, ft_steps=300, ft_lr_grid=[1e-3, 3e-3, 1e-2])
-  _common.add_options(p, ft_alpha_grid=[10.0, 100.0, 1000.0], ft_wd=0.0, nano_fraction=0.1)
+    p.add_argument(f"--{name}-grid", type=_common.finite_float, nargs="+", default=default, help=text)
+  _common.add_options(p, ft_steps=300, ft_lr_grid=[1e-3, 3e-3, 1e-2])
+  _common.add_options(p, kind=_common.finite_float, ft_alpha_grid=[10.0, 100.0, 1000.0])
+  _common.add_options(p, kind=_common.number(float, 0, 1, lo_open=True), nano_fraction=0.1)
   _common.add_options(p, seeds=5, tune_seeds=1)  # evaluation seeds 0 .. N-1, tuning seeds from 100
   methods = dict(nargs="+", default=list(GROK_METHODS[:4]), choices=GROK_METHODS)
   p.add_argument("--grok-methods", **methods, help="must include adamw")
   p.add_argument("--skip-finetune", action="store_true", help="grokking study only")
-  p.add_argument("--fast", action="store_true", help="smoke run: p=7, 60 steps, 2 seeds")
+  fast = dict(p=7, steps=60, ft_steps=20, seeds=2, width=16, eval_every=10)
+  p.add_fast("smoke run: p=7, 60 steps, 2 seeds", **fast)
   p.add_argument("--replot", action="store_true", help="only redo tables and figures from OUT/results.json")
-  p.add_argument("--out", default=str(_common.RESULTS / "transformers"))
+  p.add_argument("--out", type=_common.out_dir, default=_common.RESULTS / "transformers")
   return p
+
+
+def _check(p: _common.Parser, args: argparse.Namespace) -> None:
+  """What the options' types cannot check alone (an argparse error naming the option)."""
+  if "adamw" not in args.grok_methods:
+    p.error("--grok-methods must include adamw (its models are the fine-tuning starting points)")
+  if args.train_fraction + args.val_fraction >= 1:
+    p.error("--train-fraction + --val-fraction must be < 1 (the rest is the test split)")
+  try:  # the p * p pairs (a few hundred): every split must get one
+    data_lib.load_modular(p=args.p, train_fraction=args.train_fraction, val_fraction=args.val_fraction)
+  except ValueError as e:
+    p.error(f"--p: {e}")
+  for name in ("steps", "ft_steps"):
+    if getattr(args, name) % args.eval_every:
+      p.error(f"--{name.replace('_', '-')} must be a multiple of --eval-every ({args.eval_every})")
+  if args.width % 4:
+    p.error(f"--width must be a multiple of the 4 attention heads, got {args.width}")
+  pairs = {"ham": ("alpha", "beta"), "sgd": ("lr", "alpha"), "plain_sgd": ("lr", "wd")}
+  for name, names in pairs.items():
+    values, option = getattr(args, f"{name}_grid"), f"--{name.replace('_', '-')}-grid"
+    if len(values) % 2:
+      p.error(f"{option} takes ({names[0]}, {names[1]}) pairs: an even number of values, got {len(values)}")
+    for pair in _pairs(values, names):
+      if pair.get("lr", 1.0) <= 0 or min(pair.get("beta", 0.0), pair.get("wd", 0.0)) < 0:
+        p.error(f"{option}: learning rates must be > 0, beta and wd >= 0, got {pair}")
 
 
 def _pairs(values: list[float], names: tuple[str, str]) -> list[dict[str, float]]:
@@ -237,12 +268,15 @@ def figures(res: dict, out: Path) -> list[str]:
   return [_common.display_path(p) for p in paths]
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  p = build_parser()
+  args = p.parse_args(argv)
+  _check(p, args)
+  return args
+
+
 def main(argv: list[str] | None = None) -> dict:
-  args = build_parser().parse_args(argv)
-  if "adamw" not in args.grok_methods:
-    raise SystemExit("--grok-methods must include adamw (its models are the fine-tuning starting points)")
-  if args.fast:
-    args.p, args.steps, args.ft_steps, args.seeds, args.width, args.eval_every = 7, 60, 20, 2, 16, 10
+  args = parse_args(argv)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   if args.replot:

@@ -260,7 +260,7 @@ def test_alpha_transfer_fast_run_suggests_the_target_ratio_times_alpha_unit_and_
   runs = final["results"]["mlp/sgd"]["runs"]
   assert sorted({r["method"] for r in runs}) == sorted(study.METHODS) and len(runs) == 4 * 2
   suggested = next(r for r in runs if r["method"] == "HAM suggested" and r["seed"] == 0)
-  args = study._parse(["--fast"])
+  args = study.parse_args(["--fast"])
   family = study.Family("mlp", data_lib.load_dataset("mnist1d"), args.widths[0])
   unit = study.alpha_unit(family, "sgd", 0, suggested["lr"], args)[0]
   assert suggested["alpha"] == pytest.approx(args.target_ratio * unit, rel=1e-9)
