@@ -161,3 +161,22 @@ def test_top_k_mask_ranks_nan_first():
 
   keep = core.top_k_mask(jnp.array([0.5, jnp.nan, 2.0, 1.0]), 2)
   np.testing.assert_array_equal(keep, [False, True, True, False])
+
+
+@pytest.mark.parametrize("method", ["magnitude", "acdc"])
+@pytest.mark.parametrize(("sparsity", "active_a"), [(0.75, 1), (0.5, 3)])
+def test_nan_scores_do_not_take_the_entries_kept_per_layer(method, sparsity, active_a):
+  """Global magnitude masks keep each layer's largest entry above every score, NaN included: an all-NaN layer does
+  not prune another layer away, and NaN still ranks above every finite magnitude where the budget allows."""
+  make = {
+    "magnitude": lambda: ham_optax.sparsity.magnitude_pruning(
+      optax.sgd(0.0), sparsity, begin_step=0, end_step=1, frequency=1, initial_sparsity=sparsity
+    ),
+    "acdc": lambda: ham_optax.sparsity.acdc(optax.sgd(0.0), sparsity, sparse_phases=[(0, None)]),
+  }
+  p = {"a": jnp.full((2, 2), jnp.nan), "b": jnp.array([[1.0, 2.0], [3.0, 4.0]])}
+  tx = make[method]()
+  _, state = tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)
+  masks = ham_optax.sparsity.get_masks(state)
+  assert int(masks["a"].sum()) == active_a  # the NaN weights stay visible
+  np.testing.assert_array_equal(masks["b"], [[False, False], [False, True]])  # b keeps its largest weight

@@ -82,3 +82,45 @@ def test_zero_size_python_float_and_integer_leaves(name):
   ref = _run(TRANSFORMS[name](), _tree(jnp.asarray(1.5, jnp.float32)))
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref), strict=True):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-6)
+
+
+# A selected scalar leaf (0-d array or Python float) is a 1-entry layer in every sparsifier: never pruned away.
+SCALAR_METHODS = {
+  "random_erk": lambda: sp.random_pruning(optax.sgd(0.1), 0.5, prunable=True),
+  "random_uniform": lambda: sp.random_pruning(optax.sgd(0.1), 0.5, distribution="uniform", prunable=True),
+  "rigl_erk": lambda: sp.rigl(optax.sgd(0.1), 0.5, update_every=1, end_step=4, prunable=True),
+  "rigl_uniform": lambda: sp.rigl(
+    optax.sgd(0.1), 0.5, update_every=1, end_step=4, distribution="uniform", prunable=True
+  ),
+  "gmp": lambda: sp.magnitude_pruning(
+    optax.sgd(0.1), 0.5, begin_step=0, end_step=2, frequency=1, initial_sparsity=0.5, prunable=True
+  ),
+  "gmp_layer": lambda: sp.magnitude_pruning(
+    optax.sgd(0.1),
+    0.5,
+    begin_step=0,
+    end_step=2,
+    frequency=1,
+    initial_sparsity=0.5,
+    scope="layer",
+    prunable=True,
+  ),
+  "acdc": lambda: sp.acdc(optax.sgd(0.1), 0.5, sparse_phases=[(0, None)], prunable=True),
+}
+
+
+@pytest.mark.parametrize("scalar", [jnp.float32(0.7), 0.7], ids=["0d_array", "python_float"])
+@pytest.mark.parametrize("method", sorted(SCALAR_METHODS))
+def test_a_selected_scalar_leaf_is_a_one_entry_layer_in_every_method(method, scalar):
+  params = {"s": scalar, "w": jnp.arange(1.0, 17.0).reshape(4, 4)}
+  tx = SCALAR_METHODS[method]()
+  state = tx.init(params)
+  p = sp.apply_masks(params, state)
+  for _ in range(3):
+    g = jax.tree.map(lambda x: jnp.ones_like(jnp.asarray(x)), p)
+    u, state = jax.jit(tx.update)(g, state, p)
+    p = optax.apply_updates(p, u)
+  masks = sp.get_masks(state)
+  assert masks["s"].shape == () and bool(masks["s"])  # never pruned away, as any 1-entry layer
+  assert int((~masks["w"]).sum()) == 8
+  assert float(p["s"]) == pytest.approx(0.7 - 3 * 0.1)

@@ -105,26 +105,40 @@ def _replicated(x: jax.Array) -> jax.Array:
   return jax.sharding.reshard(x, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec()))
 
 
+def magnitudes(x: Any) -> jax.Array:
+  """``|x|`` in the dtype it is ranked in: float32, or ``x``'s own dtype where that is wider (float64), so that
+  distinct magnitudes stay distinct (a float64 weight is never ranked in float32)."""
+  return jnp.abs(x).astype(jnp.promote_types(jnp.result_type(x), jnp.float32))
+
+
 def _ordered_key(x: jax.Array) -> jax.Array:
-  """Maps float32 to uint32 preserving order (NaN -> +inf, -0.0 -> +0.0), so thresholds can be bisected."""
-  x = x.astype(jnp.float32)
-  x = jnp.where(jnp.isnan(x), jnp.inf, jnp.where(x == 0, jnp.float32(0.0), x))
-  bits = jax.lax.bitcast_convert_type(x, jnp.int32)
-  key = jnp.where(bits >= 0, bits, bits ^ jnp.int32(0x7FFFFFFF))
-  return jax.lax.bitcast_convert_type(key, jnp.uint32) ^ jnp.uint32(0x80000000)
+  """Maps float32 (float64) to uint32 (uint64) preserving order (NaN -> +inf, -0.0 -> +0.0), so thresholds can be
+  bisected; narrower floats are ranked as float32."""
+  dtype = jnp.promote_types(x.dtype, jnp.float32)
+  signed, unsigned = (jnp.int64, jnp.uint64) if dtype == jnp.float64 else (jnp.int32, jnp.uint32)
+  x = x.astype(dtype)
+  x = jnp.where(jnp.isnan(x), jnp.inf, jnp.where(x == 0, jnp.zeros((), dtype), x))
+  bits = jax.lax.bitcast_convert_type(x, signed)
+  key = jnp.where(bits >= 0, bits, bits ^ jnp.asarray(jnp.iinfo(signed).max, signed))
+  return jax.lax.bitcast_convert_type(key, unsigned) ^ jnp.asarray(jnp.iinfo(unsigned).max // 2 + 1, unsigned)
 
 
-def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
+def top_k_mask(scores: jax.Array, n_keep: jax.Array | int, first: jax.Array | None = None) -> jax.Array:
   """Bool mask of ``scores``' shape with exactly ``n_keep`` True entries at the largest scores.
 
   Ties are broken by position (C order), so the count is exact; ``n_keep`` (maybe traced) is clipped to
   ``[0, size]``; NaN scores count as ``+inf``: a NaN weight or gradient is kept (and shows in training), never
-  pruned out of sight. No sort: the threshold is bisected over the 32-bit ordered keys
-  (32 counting passes, ~30x faster than an argsort on CPU for a million entries).
+  pruned out of sight. Entries where the bools ``first`` (``scores``' shape) are True rank above every score, NaN
+  and ``+inf`` included. Scores are ranked in float32, or float64 if they are float64. No sort: the threshold is
+  bisected over the 32-bit (64-bit) ordered keys, one counting pass per bit (32 passes are ~30x faster than an
+  argsort on CPU for a million entries).
   """
   flat = _replicated(scores).reshape(-1)
   k = jnp.clip(jnp.asarray(n_keep, jnp.int32), 0, flat.size)
   key = _ordered_key(flat)
+  top = jnp.asarray(jnp.iinfo(key.dtype).max, key.dtype)
+  if first is not None:
+    key = jnp.where(_replicated(first).reshape(-1), top, key)
 
   def bisect(_, lo_hi):
     lo, hi = lo_hi  # invariant: at least k keys are >= lo, and the answer lies in [lo, hi]
@@ -133,7 +147,8 @@ def top_k_mask(scores: jax.Array, n_keep: jax.Array | int) -> jax.Array:
     ok = jnp.sum(key >= mid, dtype=jnp.int32) >= k
     return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid - 1)
 
-  threshold, _ = jax.lax.fori_loop(0, 32, bisect, (jnp.uint32(0), jnp.uint32(0xFFFFFFFF)))
+  bits = 8 * key.dtype.itemsize
+  threshold, _ = jax.lax.fori_loop(0, bits, bisect, (jnp.zeros((), key.dtype), top))
   greater = key > threshold
   at = key == threshold
   take_at = at & (jnp.cumsum(at, dtype=jnp.int32) <= k - jnp.sum(greater, dtype=jnp.int32))
@@ -149,23 +164,21 @@ def magnitude_masks(
   """Top-|value| masks with ``zeros`` (maybe traced) pruned entries over all layers (``scope="global"``, one
   count) or per layer (``scope="layer"``, a count per layer).
 
-  No layer is pruned away: per layer at most ``n_l - 1``; globally ``N - L``, each layer's largest entry kept.
-  Weights outside ``old_masks`` rank below every active weight, so a growing sparsity gives nested masks.
+  No layer is pruned away: per layer at most ``n_l - 1``; globally ``N - L``, each layer's largest entry kept (ranked
+  above every other score, NaN included). Weights outside ``old_masks`` rank below every active weight, so a growing
+  sparsity gives nested masks. Magnitudes are ranked as :func:`magnitudes` gives them.
   """
-  scores = [
-    jnp.where(m, jnp.abs(v).astype(jnp.float32), -1.0) for v, m in zip(values, old_masks, strict=True)
-  ]
+  scores = [jnp.where(m, magnitudes(v), -1.0) for v, m in zip(values, old_masks, strict=True)]
   if scope == "global":
-    total = sum(int(v.size) for v in values)
-    n_layers = sum(int(v.size > 0) for v in values)
-    zeros = jnp.minimum(jnp.asarray(zeros, jnp.int32), total - n_layers)
-    scores = [jnp.where(top_k_mask(s, 1), jnp.inf, s) if s.size else s for s in scores]
     if not scores:
       return []
+    total = sum(int(v.size) for v in scores)
+    n_layers = sum(int(v.size > 0) for v in scores)
+    zeros = jnp.minimum(jnp.asarray(zeros, jnp.int32), total - n_layers)
+    largest = [top_k_mask(s, 1) if s.size else jnp.zeros(s.shape, bool) for s in scores]
+    flat = lambda xs: jnp.concatenate([_replicated(x).reshape(-1) for x in xs])  # noqa: E731
     # top_k_mask over the concatenated scores, split back to the layers' shapes
-    mask = top_k_mask(
-      jnp.concatenate([_replicated(s).reshape(-1).astype(jnp.float32) for s in scores]), total - zeros
-    )
+    mask = top_k_mask(flat(scores), total - zeros, first=flat(largest))
     sizes = np.cumsum([s.size for s in scores])[:-1]
     return [like_sharding(m.reshape(s.shape), s) for m, s in zip(jnp.split(mask, sizes), scores, strict=True)]
   return [
@@ -227,10 +240,30 @@ def _zero_moment(x: Any, keep: Any) -> Any:
   return jnp.where(keep, x, jnp.zeros_like(x))
 
 
-def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, keep: Any) -> Any:
+def _weight_copy_fields(state: Any) -> tuple[str, ...]:
+  """The params-shaped fields of an optax state that hold a copy of the weights rather than moments:
+  ``z`` of ``optax.contrib.schedule_free`` (its params are an average of ``z`` and the implicit ``x``)."""
+  schedule_free = getattr(getattr(optax, "contrib", None), "ScheduleFreeState", None)
+  return ("z",) if schedule_free is not None and isinstance(state, schedule_free) else ()
+
+
+def _zero_dead(x: Any, alive: Any) -> Any:
+  """A params-structured weight copy ``x`` zeroed where ``alive`` is False (``optax.MaskedNode`` kept)."""
+  zero = lambda v, a: v if masking.is_masked(v) else jnp.where(a, v, jnp.zeros_like(v))  # noqa: E731
+  return jax.tree.map(zero, x, alive, is_leaf=masking.is_masked)
+
+
+def reset_param_state(
+  inner: optax.GradientTransformation, inner_state: Any, keep: Any, alive: Any = None
+) -> Any:
   """Zeroes the floating-point moments of ``inner_state`` (its params-shaped leaves, found with
-  ``optax.tree_utils.tree_map_params``) wherever the params-shaped bools ``keep`` are False; a
-  :class:`ReparametrisedState`'s weight fields are kept, a :class:`SparseMomentsState` resets itself."""
+  ``optax.tree_utils.tree_map_params``) wherever the params-shaped bools ``keep`` are False.
+
+  A :class:`ReparametrisedState`'s weight fields are kept, a :class:`SparseMomentsState` resets itself. A copy of the
+  weights (schedule-free's ``z``) is kept where the params-shaped bools ``alive`` (default ``keep``) are True and
+  zeroed where they are False: there the weight restarts from 0.
+  """
+  alive = keep if alive is None else alive
 
   def restore(new: Any, old: Any) -> Any:
     if isinstance(old, SparseMomentsState):
@@ -239,12 +272,18 @@ def reset_param_state(inner: optax.GradientTransformation, inner_state: Any, kee
       return new._replace(**{f: getattr(old, f) for f in old.weight_fields})
     return new
 
+  def copies(new: Any, old: Any) -> Any:
+    fields = _weight_copy_fields(old)
+    return new._replace(**{f: _zero_dead(getattr(old, f), alive) for f in fields}) if fields else new
+
   try:
     reset = optax.tree_utils.tree_map_params(
       inner, _zero_moment, inner_state, keep, is_leaf=masking.is_masked
     )
     special = lambda x: isinstance(x, tuple) and isinstance(x, (ReparametrisedState, SparseMomentsState))  # noqa: E731
-    return jax.tree.map(restore, reset, inner_state, is_leaf=special)
+    reset = jax.tree.map(restore, reset, inner_state, is_leaf=special)
+    has_copy = lambda x: bool(_weight_copy_fields(x))  # noqa: E731
+    return jax.tree.map(copies, reset, inner_state, is_leaf=has_copy)
   except Exception as e:  # noqa: BLE001 - re-raised with the option that avoids it
     raise ValueError(
       "Could not find the parameter-shaped leaves of the inner optimizer's state (optax.tree_utils."
@@ -291,8 +330,24 @@ def _check_masks(masks: Any, params: optax.Params, updates: optax.Updates, flags
         f"Sparsifier mask for parameter leaf {i} has shape {jnp.shape(m)}, expected {jnp.shape(p)} "
         f"(param shape {jnp.shape(p)}, prunable={f})."
       )
+    if jnp.result_type(m) != jnp.bool_:
+      raise TypeError(
+        f"Sparsifier mask for parameter leaf {i} has dtype {jnp.result_type(m)}, expected bool (True = active): "
+        "convert a custom mask with `.astype(bool)` before placing it in the state."
+      )
   m_leaves = [like_sharding(m, p) if jnp.ndim(m) else m for m, p in zip(m_leaves, p_leaves, strict=True)]
   return jax.tree.unflatten(jax.tree.structure(params), m_leaves)
+
+
+def _project(flags: Any, inner_updates: Any, params: Any, masks: Any, old: Any, zero_new: bool) -> Any:
+  """``where(m', u, -p)`` on prunable leaves (``m' & m`` where grown weights restart at 0), so ``params + updates``
+  is ``x_half`` on active entries and exactly 0.0 on pruned ones: in the dtype of ``u`` and ``p`` promoted (not
+  ``u``'s alone), which holds ``-p`` exactly, e.g. for bfloat16 updates of float32 params."""
+
+  def project(f, u, p, new, m):
+    return jnp.where(new & m if zero_new else new, u, -p) if f else u
+
+  return jax.tree.map(project, flags, inner_updates, params, masks, old)
 
 
 def sparsifier(
@@ -311,10 +366,10 @@ def sparsifier(
   1. ``inner`` receives the masked gradient ``where(m, g, 0)`` on prunable leaves (so ``clip_by_global_norm`` or
      a HAM mirror step see only active weights); ``mask_rule`` the dense gradient ``g`` (RigL's growth);
   2. ``updates = where(m', inner_updates, -params)`` on prunable leaves, so ``params + updates`` equals
-     ``m' * (params + inner_updates)`` with pruned entries exactly 0.0.
+     ``m' * (params + inner_updates)`` with pruned entries exactly 0.0 (:func:`_project`).
 
-  ``reset_rule(count)`` zeroes the inner state's moments before the step; with ``reset_grown_state`` the moments
-  of weights that become active are zeroed after it (:func:`reset_param_state`).
+  ``reset_rule(count)`` zeroes the inner state's moments before the step (weight copies where ``m`` is False); with
+  ``reset_grown_state`` the moments of weights that become active are zeroed after it (:func:`reset_param_state`).
   """
   inner = optax.with_extra_args_support(inner)
 
@@ -337,8 +392,8 @@ def sparsifier(
     new, zero_new = mask_rule(count, picked, _pick(flags, grads), proposal_fn, _pick(flags, old))
     return _place(flags, old, [like_sharding(m, p) for m, p in zip(new, picked, strict=True)]), zero_new
 
-  def reset_if(pred, inner_state, keep):
-    return jax.lax.cond(pred, lambda s: reset_param_state(inner, s, keep), lambda s: s, inner_state)
+  def reset_if(pred, inner_state, keep, alive=None):
+    return jax.lax.cond(pred, lambda s: reset_param_state(inner, s, keep, alive), lambda s: s, inner_state)
 
   def update_fn(updates, state, params=None, **extra_args):
     hint = "the masks read the current parameters: call `tx.update(grads, opt_state, params)`"
@@ -349,17 +404,13 @@ def sparsifier(
     inner_state = state.inner_state
     if reset_rule is not None:
       none_kept = jax.tree.map(lambda _: jnp.zeros((), bool), flags)
-      inner_state = reset_if(reset_rule(state.count), inner_state, none_kept)
+      inner_state = reset_if(reset_rule(state.count), inner_state, none_kept, alive=old)
     masked_g = jax.tree.map(
       lambda f, g, m: jnp.where(m, g, jnp.zeros((), g.dtype)) if f else g, flags, updates, old
     )
     inner_updates, inner_state = inner.update(masked_g, inner_state, params, **extra_args)
     masks, zero_new = new_masks(state.count, flags, params, updates, inner_updates, old)
-
-    def project(f, u, p, new, m):  # params + updates = x_half on active entries, exactly 0 on pruned ones
-      return jnp.where(new & m if zero_new else new, u, -p).astype(u.dtype) if f else u
-
-    out = jax.tree.map(project, flags, inner_updates, params, masks, old)
+    out = _project(flags, inner_updates, params, masks, old, zero_new)
     if zero_new and reset_grown_state:
       # Only steps that grew a weight touch the state (a reduction over the bool masks decides).
       keep = jax.tree.map(lambda f, new, m: ~new | m if f else jnp.ones((), bool), flags, masks, old)
@@ -406,21 +457,38 @@ def get_masks(opt_state: Any) -> Any:
   return _unwrap(found[0].masks)
 
 
+def _mask_per_leaf(masks: Any, params: Any) -> list[Any]:
+  """The mask leaves, one per leaf of ``params``: an ``optax.MaskedNode`` (the sparsifier inside ``optax.masked``)
+  stands for every leaf of the params subtree it replaces."""
+  leaves = jax.tree.leaves(masks, is_leaf=masking.is_masked)
+  if not any(masking.is_masked(m) for m in leaves):
+    return leaves
+  try:
+    subtrees = jax.tree.structure(masks, is_leaf=masking.is_masked).flatten_up_to(_unwrap(params))
+  except (ValueError, TypeError):
+    return leaves  # the structures differ: the leaf count check names the problem
+  return [m for m, sub in zip(leaves, subtrees, strict=True) for _ in jax.tree.leaves(sub)]
+
+
 def apply_masks(params: Any, opt_state: Any) -> Any:
   """Returns ``params`` with every pruned weight set to exactly zero.
 
   Call it once after ``tx.init(params)`` so that a mask drawn at init (random pruning, RigL) is in force from
-  step 0; the updates keep pruned weights at zero. Accepts plain pytrees and NNX states.
+  step 0; the updates keep pruned weights at zero. Accepts plain pytrees and NNX states; leaves that the
+  sparsifier does not see (``optax.masked``'s masked-out leaves) are returned unchanged.
 
   Raises:
     ValueError: if the masks do not match ``params`` (number of leaves or shapes).
   """
-  mask_leaves = jax.tree.leaves(get_masks(opt_state))
   p_leaves, treedef = jax.tree.flatten(params)
+  mask_leaves = _mask_per_leaf(get_masks(opt_state), params)
   if len(mask_leaves) != len(p_leaves):
     raise ValueError(f"Masks have {len(mask_leaves)} leaves but params have {len(p_leaves)}.")
   out = []
   for i, (m, p) in enumerate(zip(mask_leaves, p_leaves, strict=True)):
+    if masking.is_masked(m):
+      out.append(p)
+      continue
     if m.shape not in ((), jnp.shape(p)):
       raise ValueError(
         f"Mask leaf {i} has shape {m.shape}, which does not match parameter shape {jnp.shape(p)}."

@@ -18,8 +18,8 @@ DISTRIBUTIONS = ("erk", "uniform")
 
 def erk_densities(shapes: Sequence[tuple[int, ...]], density: float) -> list[float]:
   """Real-valued ERK densities (each in (0, 1]) whose size-weighted mean is ``density`` (in ``(0, 1]``); zero-size
-  layers get 1."""
-  shapes = checks.check_shapes(shapes, "erk_densities")
+  layers get 1, a 0-d layer (a scalar) counts as the 1-entry layer of shape ``(1,)``."""
+  shapes = [s or (1,) for s in checks.check_shapes(shapes, "erk_densities")]  # sum(()) / prod(()) would be 0
   checks.check_scalar(density, "density", lo=0.0, lo_open=True, hi=1.0, owner="erk_densities")
   sizes = np.array([float(np.prod(s)) for s in shapes])
   raw = np.array([float(np.sum(s)) / n if n else 0.0 for s, n in zip(shapes, sizes, strict=True)])
@@ -46,7 +46,7 @@ def layer_zero_counts(shapes: Sequence[tuple[int, ...]], sparsity: float, distri
   ``min(round(sparsity * N), N - L)`` (``N = sum_l n_l``, ``L`` layers with ``n_l >= 1``).
 
   Every sparsifier follows this cap (e.g. uniform 0.9 on a 2x2 layer prunes 3 weights, not 4); with ERK the zeros
-  a capped layer cannot take go to the other layers.
+  a capped layer cannot take go to the other layers. A 0-d shape (a scalar leaf) is a 1-entry layer: never pruned.
 
   Example:
     >>> from ham_optax import sparsity

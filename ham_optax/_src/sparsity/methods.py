@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,13 +21,15 @@ _MAX_TABLE = 4096  # longest GMP schedule (in mask updates) whose zero counts ar
 
 def _random_masks(leaves: list[jax.Array], sparsity: float, distribution: str, seed: int) -> list[jax.Array]:
   """Masks with exactly the distribution's number of zeros per layer, at uniformly random positions."""
-  zeros = _distributions.layer_zero_counts([tuple(p.shape) for p in leaves], sparsity, distribution)
+  shapes = [tuple(jnp.shape(p)) for p in leaves]  # a Python-float leaf is a 1-entry layer of shape ()
+  zeros = _distributions.layer_zero_counts(shapes, sparsity, distribution)
   key = jax.random.key(seed)
   masks = []
-  for i, (p, z) in enumerate(zip(leaves, zeros, strict=True)):
-    perm = jax.random.permutation(jax.random.fold_in(key, i), p.size)
-    flat = jnp.zeros(p.size, bool).at[perm[: p.size - z]].set(True)
-    masks.append(flat.reshape(p.shape))
+  for i, (shape, z) in enumerate(zip(shapes, zeros, strict=True)):
+    n = math.prod(shape)
+    perm = jax.random.permutation(jax.random.fold_in(key, i), n)
+    flat = jnp.zeros(n, bool).at[perm[: n - z]].set(True)
+    masks.append(flat.reshape(shape))
   return masks
 
 
@@ -213,13 +216,16 @@ def acdc_phases(
   total_steps = checks.check_int(total_steps, "total_steps", 1)
   dense_warmup_fraction = checks.check_fraction(dense_warmup_fraction, "dense_warmup_fraction", hi_open=True)
   final_sparse_fraction = checks.check_fraction(final_sparse_fraction, "final_sparse_fraction", hi_open=True)
-  warmup = round(dense_warmup_fraction * total_steps)
-  final_start = total_steps - round(final_sparse_fraction * total_steps)
-  if warmup > final_start:
+  # w + f is checked itself (the tolerance absorbs its float rounding), not the rounded step counts
+  if dense_warmup_fraction + final_sparse_fraction > 1.0 + 1e-9:
     raise ValueError(
       f"dense_warmup_fraction + final_sparse_fraction ({dense_warmup_fraction} + {final_sparse_fraction}) "
       "must not exceed 1: the schedule would end before it begins."
     )
+  # Each part is rounded on its own (half to even), the final phase then shortened to fit: with w + f = 1 the two
+  # rounded parts could otherwise overlap by a step (w = f = 0.5 of 3 steps: 2 + 2).
+  warmup = round(dense_warmup_fraction * total_steps)
+  final_start = total_steps - min(round(final_sparse_fraction * total_steps), total_steps - warmup)
   if phase_steps is None:
     phase_steps = max(1, round(0.05 * total_steps))
   phase_steps = checks.check_int(phase_steps, "phase_steps", 1)
@@ -265,9 +271,9 @@ def acdc(
   sparsity: float,
   *,
   total_steps: int | None = None,
-  dense_warmup_fraction: float = 0.1,
+  dense_warmup_fraction: float | None = None,
   phase_steps: int | None = None,
-  final_sparse_fraction: float = 0.1,
+  final_sparse_fraction: float | None = None,
   sparse_phases: Any = None,
   reset_momentum: bool = True,
   scope: str = "global",
@@ -279,7 +285,7 @@ def acdc(
 
   - ``total_steps`` :math:`T`: steps :math:`[0, W)` are dense (warm-up, :math:`W = \mathrm{round}(w\,T)`); from
     :math:`W` the schedule alternates sparse and dense phases of ``phase_steps`` steps each, starting sparse; steps
-    :math:`[T - \mathrm{round}(f\,T), \infty)` are sparse (final fine-tuning), so training ends sparse.
+    :math:`[T - \min(\mathrm{round}(f\,T), T - W), \infty)` are sparse (final fine-tuning), so training ends sparse.
   - ``sparse_phases``: a list of ``(start, end)`` step intervals (``end`` exclusive, ``None`` for the last one
     means "until the end") that are sparse; every other step is dense. The example gives the published
     ImageNet schedule (100 epochs: dense 0-10, sparse/dense every 5 epochs, dense 75-85, sparse 85-100).
@@ -298,11 +304,13 @@ def acdc(
     inner: the optimizer proposing new params (e.g. ``ham_optax.ham(...)``).
     sparsity: sparsity of the sparse phases, in ``[0, 1)``.
     total_steps: :math:`T`, the length of training (``>= 1``); give this or ``sparse_phases``.
-    dense_warmup_fraction: :math:`w \in [0, 1)` (with ``total_steps``).
-    phase_steps: length of each alternating phase; default ``max(1, round(0.05 T))`` (with ``total_steps``).
-    final_sparse_fraction: :math:`f \in [0, 1)`, with :math:`w + f \le 1` (with ``total_steps``).
-    sparse_phases: explicit sparse ``(start, end)`` step intervals, sorted and separated by dense steps.
-    reset_momentum: zero the inner optimizer's moments at each switch back to a dense phase.
+    dense_warmup_fraction: :math:`w \in [0, 1)`, default 0.1 (with ``total_steps`` only).
+    phase_steps: length of each alternating phase, default ``max(1, round(0.05 T))`` (with ``total_steps`` only).
+    final_sparse_fraction: :math:`f \in [0, 1)`, with :math:`w + f \le 1`, default 0.1 (with ``total_steps`` only).
+    sparse_phases: explicit sparse ``(start, end)`` step intervals, sorted and separated by dense steps; the three
+      options above are then refused (the intervals are the whole schedule).
+    reset_momentum: zero the inner optimizer's moments at each switch back to a dense phase (a copy of the weights
+      in the state, schedule-free's ``z``, is kept, and zeroed only where pruned weights restart from 0).
     scope: ``"global"`` (one magnitude threshold for all prunable leaves) or ``"layer"``.
     prunable: which leaves are pruned (see :func:`random_pruning`).
 
@@ -319,22 +327,33 @@ def acdc(
   """
   checks.check_inner(inner, "acdc")
   sparsity = checks.check_sparsity(sparsity)
-  checks.check_exactly_one({"total_steps": total_steps, "sparse_phases": sparse_phases}, "acdc")
-  if sparse_phases is not None:
-    is_sparse = functools.partial(_in_sparse_phases, phases=acdc_sparse_phases(sparse_phases))
-  else:
-    warmup, phase, final_start = acdc_phases(
-      total_steps,
-      dense_warmup_fraction=dense_warmup_fraction,
-      phase_steps=phase_steps,
-      final_sparse_fraction=final_sparse_fraction,
-    )
-    is_sparse = functools.partial(acdc_is_sparse, warmup=warmup, phase_steps=phase, final_start=final_start)
+  options = {
+    "dense_warmup_fraction": dense_warmup_fraction,
+    "phase_steps": phase_steps,
+    "final_sparse_fraction": final_sparse_fraction,
+  }
+  is_sparse = _acdc_schedule(total_steps, sparse_phases, options)
   checks.check_choice(scope, "scope", _SCOPES)
   reset_momentum = checks.check_bool(reset_momentum, "reset_momentum")
   mask_rule, reset_rule = _acdc_rules(is_sparse, sparsity, scope)
   reset = reset_rule if reset_momentum else None
   return _core.sparsifier(inner, prunable, _all_active, mask_rule, reset_rule=reset)
+
+
+def _acdc_schedule(total_steps: Any, sparse_phases: Any, options: dict[str, Any]) -> Callable[[Any], Any]:
+  """``is_sparse(step)`` of :func:`acdc`'s schedule: the explicit ``sparse_phases``, or the phases of
+  :func:`acdc_phases` from ``total_steps`` and ``options`` (its keyword arguments; ``None`` = its default)."""
+  checks.check_exactly_one({"total_steps": total_steps, "sparse_phases": sparse_phases}, "acdc")
+  given = {name: value for name, value in options.items() if value is not None}
+  if sparse_phases is None:
+    warmup, phase, final_start = acdc_phases(total_steps, **given)
+    return functools.partial(acdc_is_sparse, warmup=warmup, phase_steps=phase, final_start=final_start)
+  if given:
+    raise ValueError(
+      f"acdc: sparse_phases gives the whole schedule, so {', '.join(given)} (options of the schedule built from "
+      "total_steps) would be ignored. Give total_steps with them, or sparse_phases alone."
+    )
+  return functools.partial(_in_sparse_phases, phases=acdc_sparse_phases(sparse_phases))
 
 
 def _in_sparse_phases(t: Any, phases: tuple[tuple[int, int | None], ...]) -> Any:
@@ -368,12 +387,13 @@ def _acdc_rules(
 
 def rigl_drop_fraction(step: Any, drop_fraction: float, end_step: int, begin_step: int = 0) -> Any:
   r""":math:`\zeta_t = \frac{\zeta}{2}\big(1 + \cos\big(\pi \frac{t - T_0}{T_{end} - T_0}\big)\big)`, the cosine
-  decay of RigL's drop fraction from :math:`\zeta` at :math:`T_0` (``begin_step``) to 0 at :math:`T_{end}`."""
+  decay of RigL's drop fraction from :math:`\zeta` at :math:`T_0` (``begin_step``) to 0 at :math:`T_{end}`; the step
+  is clipped to :math:`[T_0, T_{end}]` (as ``optax.cosine_decay_schedule``): :math:`\zeta` before, 0 after."""
   checks.check_scalar(drop_fraction, "drop_fraction", lo=0.0, hi=1.0, owner="rigl_drop_fraction")
   begin_step = checks.check_int(begin_step, "begin_step", 0, owner="rigl_drop_fraction")
   end_step = checks.check_int(end_step, "end_step", 0, owner="rigl_drop_fraction")
   checks.check_order(begin_step, "begin_step", end_step, "end_step", strict=True, owner="rigl_drop_fraction")
-  t = jnp.asarray(step, jnp.float32) - begin_step
+  t = jnp.clip(jnp.asarray(step, jnp.float32) - begin_step, 0.0, float(end_step - begin_step))
   return 0.5 * drop_fraction * (1.0 + jnp.cos(jnp.pi * t / (end_step - begin_step)))
 
 
@@ -416,7 +436,8 @@ def rigl(
     drop_fraction: :math:`\zeta \in [0, 1]`.
     distribution: ``"erk"`` or ``"uniform"`` per-layer sparsities.
     seed: seed of the initial random masks.
-    reset_state: zero the inner optimizer's moments at regrown positions.
+    reset_state: zero the inner optimizer's moments at regrown positions (and schedule-free's copy ``z`` of the
+      weights there, so that they restart from 0).
     prunable: which leaves are pruned (see :func:`random_pruning`; rigl's default: :func:`all_but` the first).
 
   Returns:
@@ -446,12 +467,13 @@ def rigl(
 def _drop_and_grow(
   zeta: jax.Array, params: list[jax.Array], grads: list[jax.Array], old: list[jax.Array]
 ) -> list[jax.Array]:
-  """RigL's drop and grow (steps 1-2 of :func:`rigl`) per layer; ``k`` is computed in float32, ``a`` exactly."""
+  """RigL's drop and grow (steps 1-2 of :func:`rigl`) per layer; ``k`` is computed in float32, ``a`` exactly; the
+  magnitudes are ranked as :func:`.core.magnitudes` gives them (float64 stays float64)."""
   new = []
   for p, g, m in zip(params, grads, old, strict=True):
     n_active = jnp.sum(m, dtype=jnp.int32)
     k = jnp.round(zeta * n_active.astype(jnp.float32)).astype(jnp.int32)
-    keep = _core.top_k_mask(jnp.where(m, jnp.abs(p).astype(jnp.float32), -jnp.inf), n_active - k)
-    grow = _core.top_k_mask(jnp.where(keep, -jnp.inf, jnp.abs(g).astype(jnp.float32)), k)
+    keep = _core.top_k_mask(jnp.where(m, _core.magnitudes(p), -jnp.inf), n_active - k)
+    grow = _core.top_k_mask(jnp.where(keep, -jnp.inf, _core.magnitudes(g)), k)
     new.append(keep | grow)
   return new

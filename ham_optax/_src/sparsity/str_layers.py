@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 try:
   from flax import nnx
@@ -72,8 +73,22 @@ class STRDense(nnx.Module):
     return y + self.bias[...] if self.bias is not None else y
 
 
+def _pair(value: Sequence[int] | int, name: str) -> tuple[int, int]:
+  """A 2-D convolution's ``kernel_size`` or ``strides``: two positive ints, or one int ``k`` meaning ``(k, k)``."""
+  is_int = lambda d: isinstance(d, (int, np.integer)) and not isinstance(d, bool)  # noqa: E731
+  try:
+    pair = (value, value) if is_int(value) else tuple(value)
+  except TypeError:
+    pair = ()
+  if len(pair) != 2 or not all(is_int(d) and d >= 1 for d in pair):
+    raise ValueError(f"STRConv is 2-D: {name} must be a positive int or 2 positive ints, got {value!r}.")
+  return int(pair[0]), int(pair[1])
+
+
 class STRConv(nnx.Module):
   r"""2-D convolution (NHWC input, HWIO kernel) with an STR kernel and one learnable threshold.
+
+  ``kernel_size`` and ``strides`` are two positive ints, or one int ``k`` for ``(k, k)``.
 
   Attributes:
     kernel: ``(*kernel_size, in_features, out_features)`` parameter :math:`W`.
@@ -85,7 +100,7 @@ class STRConv(nnx.Module):
     self,
     in_features: int,
     out_features: int,
-    kernel_size: Sequence[int],
+    kernel_size: Sequence[int] | int,
     *,
     strides: Sequence[int] | int = 1,
     padding: str = "SAME",
@@ -94,10 +109,8 @@ class STRConv(nnx.Module):
     kernel_init: nnx.Initializer = _DEFAULT_KERNEL_INIT,
     rngs: nnx.Rngs,
   ):
-    kernel_size = tuple(kernel_size)
-    if len(kernel_size) != 2:
-      raise ValueError(f"STRConv is 2-D: kernel_size must have 2 entries, got {kernel_size}.")
-    self.strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+    kernel_size = _pair(kernel_size, "kernel_size")
+    self.strides = _pair(strides, "strides")
     self.padding = padding
     self.kernel = nnx.Param(kernel_init(rngs.params(), (*kernel_size, in_features, out_features)))
     self.threshold = nnx.Param(jnp.asarray(threshold_init, jnp.float32))
