@@ -788,3 +788,29 @@ def test_str_threshold_that_does_not_broadcast_is_named():
   pytest.importorskip("flax")
   with pytest.raises(ValueError, match=r"str_sparse_weight: threshold of shape \(5,\) does not broadcast"):
     ham_optax.sparsity.str_sparse_weight(jnp.ones((3, 4)), jnp.ones(5))
+
+
+def test_bfloat16_scalars_are_numbers_eagerly_as_under_jit():
+  p = {"w": jnp.ones((2, 2), jnp.bfloat16)}
+  tx = optax.inject_hyperparams(ham_optax.ham_sgd)(
+    0.1, alpha=2.0
+  )  # bfloat16 hyperparameters, like the params
+  u_eager, _ = tx.update(p, tx.init(p), p)
+  u_jit, _ = jax.jit(tx.update)(p, jax.jit(tx.init)(p), p)
+  np.testing.assert_array_equal(np.asarray(u_eager["w"], np.float32), np.asarray(u_jit["w"], np.float32))
+  tx = ham_optax.ham(optax.sgd(0.1), jnp.bfloat16(0.1), alpha=jnp.bfloat16(2.0))
+  np.testing.assert_array_equal(
+    np.asarray(tx.update(p, tx.init(p), p)[0]["w"], np.float32), np.asarray(u_eager["w"], np.float32)
+  )
+  with pytest.raises(ValueError, match="learning_rate must be finite"):
+    ham_optax.ham(optax.sgd(0.1), jnp.bfloat16(float("nan")))
+
+
+def test_a_mask_of_another_container_type_names_both_types():
+  nnx = pytest.importorskip("flax.nnx")
+
+  model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+  params = nnx.state(model, nnx.Param)
+  tx = ham_optax.ham(optax.sgd(0.1), 0.1, mask={"kernel": True, "bias": False})
+  with pytest.raises(ValueError, match=r"container types of mask and params differ \(dict and State\); with flax.nnx"):
+    tx.update(params, tx.init(params), params)

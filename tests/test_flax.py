@@ -119,6 +119,16 @@ def test_rigl_inside_nnx_optimizer():
   assert bias_mask.shape == (32,) and bool(bias_mask.all())
 
 
+def test_get_masks_of_an_nnx_state_says_what_to_pass():
+  model = TwoLayer(8, 32, 3, nnx.Rngs(0))
+  opt = nnx.Optimizer(
+    model, sp.magnitude_pruning(optax.sgd(0.1), 0.5, begin_step=0, end_step=4), wrt=nnx.Param
+  )
+  assert sp.get_masks(opt)["l1"]["kernel"].shape == (8, 32)
+  with pytest.raises(ValueError, match=r"nnx.state\(optimizer\) no longer holds the optax state's types"):
+    sp.get_masks(nnx.state(opt))
+
+
 class LinenNet(linen.Module):
   @linen.compact
   def __call__(self, x, train: bool):

@@ -63,9 +63,9 @@ def _concrete(value: Any, name: str, owner: str | None, scalar: bool = True) -> 
     raise TypeError(f"{p}{name} must be a number, got {type(value).__name__}.") from e
   if scalar and arr.shape != ():
     raise ValueError(f"{p}{name} must be a scalar, got shape {arr.shape}.")
-  if np.issubdtype(arr.dtype, np.complexfloating):
+  if jnp.issubdtype(arr.dtype, jnp.complexfloating):
     raise TypeError(f"{p}{name} must be a real number, got the complex {value!r}.")
-  if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.number):
+  if arr.dtype == np.bool_ or not jnp.issubdtype(arr.dtype, jnp.number):  # jnp: bfloat16 is a number too
     raise TypeError(f"{p}{name} must be a number, got {arr.dtype}.")
   return arr
 

@@ -65,7 +65,11 @@ def _explain_mismatch(mask_tree: Any, params: Any, what: str = "mask") -> str:
   for pp in param_paths:
     if not any(pp[: len(mp)] == mp for mp in mask_paths):
       return f"parameter {jax.tree_util.keystr(pp)!r} has no entry in the {what}"
-  return f"the container types of {what} and params differ"
+  kinds = f"{type(mask_tree).__name__} and {type(params).__name__}"
+  return (
+    f"the container types of {what} and params differ ({kinds}); with flax.nnx, whose optimizer passes an "
+    f"nnx.State, give the {what} as a function of the params or build it from the same nnx.State"
+  )
 
 
 def _to_static_bool(value: Any, path: str, what: str) -> bool:

@@ -450,7 +450,8 @@ def get_masks(opt_state: Any) -> Any:
   if not found:
     raise ValueError(
       "No sparsifier state found in opt_state: build the optimizer with a ham_optax.sparsity sparsifier "
-      "(random_pruning, magnitude_pruning, acdc or rigl)."
+      "(random_pruning, magnitude_pruning, acdc or rigl). An nnx.state(optimizer) no longer holds the optax "
+      "state's types: pass the nnx.Optimizer itself or its .opt_state."
     )
   if len(found) > 1:
     raise ValueError(f"opt_state holds {len(found)} sparsifier states; get_masks needs exactly one.")
