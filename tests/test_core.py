@@ -747,7 +747,7 @@ def test_per_leaf_alpha_under_inject_hyperparams_and_jit():
 @pytest.mark.parametrize(
   ("owner", "factory"),
   [
-    ("hyperbolic_step", lambda: ham_optax.ham(optax.sgd(0.1), 0.1)),
+    ("ham", lambda: ham_optax.ham(optax.sgd(0.1), 0.1)),
     ("nanoadam", lambda: ham_optax.nanoadam(0.1)),
     ("sparsifier", lambda: ham_optax.sparsity.rigl(optax.sgd(0.1), 0.5, end_step=10)),
     (
