@@ -812,5 +812,7 @@ def test_a_mask_of_another_container_type_names_both_types():
   model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
   params = nnx.state(model, nnx.Param)
   tx = ham_optax.ham(optax.sgd(0.1), 0.1, mask={"kernel": True, "bias": False})
-  with pytest.raises(ValueError, match=r"container types of mask and params differ \(dict and State\); with flax.nnx"):
+  with pytest.raises(
+    ValueError, match=r"container types of mask and params differ \(dict and State\); with flax.nnx"
+  ):
     tx.update(params, tx.init(params), params)
