@@ -32,18 +32,19 @@ _script = functools.cache(_load)  # each script loaded once, as test_study_scrip
 @pytest.mark.parametrize(
   "kind,good,bad",
   [
-    ("positive_int", ["1", "2147483647"], ["0", "-5", "1.5", "1e3", "x", "2147483648"]),
-    ("nonnegative_int", ["0", "7"], ["-1", "0.0"]),
-    ("positive_float", ["1e-9", "3"], ["0", "-0.1", "nan", "inf", "x"]),
-    ("nonnegative_float", ["0", "0.5"], ["-1e-9", "nan"]),
-    ("finite_float", ["-1e6", "0"], ["nan", "-inf"]),
-    ("fraction", ["0.5", "0.999"], ["0", "1", "1.5"]),
+    ("positive_int", {"1": 1, "2147483647": 2147483647}, ["0", "-5", "1.5", "1e3", "x", "2147483648"]),
+    ("nonnegative_int", {"0": 0, "7": 7}, ["-1", "0.0"]),
+    ("positive_float", {"1e-9": 1e-9, "3": 3.0}, ["0", "-0.1", "nan", "inf", "x"]),
+    ("nonnegative_float", {"0": 0.0, "0.5": 0.5}, ["-1e-9", "nan"]),
+    ("finite_float", {"-1e6": -1e6, "0": 0.0}, ["nan", "-inf"]),
+    ("fraction", {"0.5": 0.5, "0.999": 0.999}, ["0", "1", "1.5"]),
   ],
 )
 def test_number_types_take_their_interval_and_name_it(kind, good, bad):
   check = getattr(_script("_common"), kind)
-  for text in good:
-    assert check(text) == type(check(text))(text)
+  for text, value in good.items():
+    got = check(text)
+    assert type(got) is type(value) and got == value, (text, got)
   for text in bad:
     with pytest.raises(argparse.ArgumentTypeError, match=f"must be .*got '{re.escape(text)}'"):
       check(text)

@@ -321,8 +321,8 @@ def test_cli_checkpoints_resume_across_processes_and_onto_one(cli_two_processes)
 
 def test_cli_processes_with_different_settings_stop_at_once_naming_them(tmp_path):
   """Processes given different options would wait for each other in collectives that never match; one collective
-  check at the start stops them instead, each with one line (status 2)."""
-  t0 = time.monotonic()
+  check at the start stops them instead, each with one line (status 2): that check's message, not a timeout of the
+  coordination service's, which would come only after minutes (and the launch's own timeout fails a hang)."""
   out = tmp_path / "out"
   for r in _cli([out, out], per_process=[["--epochs", "2"], ["--epochs", "3"]]):
     assert r.returncode == 2, r.stderr[-3000:]
@@ -332,7 +332,6 @@ def test_cli_processes_with_different_settings_stop_at_once_naming_them(tmp_path
       "ham-optax: error: the processes were started with different settings; start every process with the same "
       "options"
     )
-  assert time.monotonic() - t0 < 60
   assert not (out / "results.json").exists()
 
 
