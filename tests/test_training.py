@@ -755,6 +755,24 @@ def test_a_halted_job_says_so_and_never_replaces_more_epochs(tmp_path, tiny_cach
   assert json.loads((out / "results.json").read_text())["summary"] == json.loads(finished)["summary"]
 
 
+def test_job_json_records_the_shards_used_and_comes_before_the_results(tmp_path, tiny_cache, monkeypatch):
+  from ham_optax_examples import main as main_module
+
+  out = tmp_path / "o"
+  argv = [*_TINY, "--epochs", "1", "--sparsifier", "none", "--ham", "off", "--out", str(out)]
+
+  def killed(*args, **kwargs):
+    raise KeyboardInterrupt  # a kill while the results are written
+
+  monkeypatch.setattr(main_module.report, "save_results", killed)
+  with pytest.raises(KeyboardInterrupt):
+    main(argv)
+  monkeypatch.undo()
+  assert json.loads((out / "job.json").read_text())["--data-shards"] == 1  # one process: one shard, not None
+  assert main(argv) == 0  # the same job again: accepted, not "other settings"
+  assert main([*argv, "--data-shards", "1"]) == 0  # the shard count given explicitly is the same job
+
+
 def _damage_random(path):
   path.write_bytes(np.random.default_rng(0).bytes(max(path.stat().st_size, 16)))
 

@@ -159,7 +159,7 @@ def _settings(configs: Sequence[Config], args: Train) -> dict[str, Any]:
   return settings
 
 
-# What a job writes into --out: its settings (``job.json``, written last) and ``report.save_results``'s files.
+# What a job writes into --out: its settings (``job.json``, written first) and ``report.save_results``'s files.
 _OUTPUTS = ("job.json", "results.json", "runs.csv", "summary.csv", "summary.md", "curves.png")
 
 
@@ -351,8 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = _out_dir(args)
     configs = configs_from_args(args)
     _join_if_asked(args)
-    for config in configs:
-      train.data_layout(config)
+    # The shard count each run uses (one per process unless given), so job.json records it, not None.
+    configs = [config.replace(data_shards=train.data_layout(config).shards) for config in configs]
     settings = _settings(configs, args)
     distributed.check_same_settings(settings)
     _prepare_out(out, settings, args.restart)
@@ -375,8 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not lead:  # only process 0 reports; the results are the same in every process
     return int(every_run_diverged)
   extra = {"argv": argv, "code_version": code_version(), "wall_time_s": elapsed}
+  _write_job(out, settings)  # first: results never lie in --out without the settings that made them
   paths = report.save_results(results, out, extra=extra)
-  _write_job(out, settings)
   print(f"\n{configs[0].dataset} / {configs[0].optimizer}, {len(results)} runs ({elapsed:.0f} s)")
   print(report.markdown_table(report.summarize(results)))
   print(f"\nresults: {paths['json']}  {paths['summary_csv']}  plot: {paths['plot']}")
