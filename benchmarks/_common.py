@@ -26,6 +26,7 @@ import numpy as np
 from ham_optax_examples.provenance import code_version, library_digest  # noqa: F401 (re-exported)
 
 import ham_optax
+from ham_optax import checks
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -304,7 +305,9 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 # --- Command-line options: validated where they are parsed ---------------------------------------------------
 
-INT32_MAX = 2**31 - 1  # steps, sizes and seeds beyond int32 wrap around inside JAX
+INT32_MAX = (
+  checks.INT32_MAX
+)  # the library's bound: steps, sizes and seeds beyond int32 wrap around inside JAX
 
 
 def number(

@@ -4,6 +4,6 @@ Each names the argument and raises ``TypeError`` for a wrong type and ``ValueErr
 option fails where it is given, not inside a traced function.
 """
 
-from ham_optax._src.checks import check_choice, check_fraction, check_int, check_scalar
+from ham_optax._src.checks import INT32_MAX, check_choice, check_fraction, check_int, check_scalar
 
-__all__ = ["check_choice", "check_fraction", "check_int", "check_scalar"]
+__all__ = ["INT32_MAX", "check_choice", "check_fraction", "check_int", "check_scalar"]

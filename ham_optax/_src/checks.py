@@ -120,7 +120,9 @@ def check_real_dtype(value: Any, name: str) -> Any:
   return value
 
 
-INT32_MAX = 2**31 - 1  # optax counts steps in int32, and JAX keys and sizes are int32 unless x64 is on
+INT32_MAX = 2**31 - 1
+"""The largest step, size or seed :func:`check_int` accepts: optax counts steps in int32, and JAX keys and sizes
+are int32 unless x64 is on, so a larger value would wrap around."""
 
 
 def check_int(
